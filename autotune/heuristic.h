@@ -1,0 +1,34 @@
+/* heuristic.h: the built-in block-configuration choice, used until a tuned
+ * result exists, and the feasibility rules the tuner shares. */
+#ifndef FG_HEURISTIC_H
+#define FG_HEURISTIC_H
+#include "gen/spec.h"
+
+/* Dynamic shared memory of a configuration, in bytes (the same formula the
+ * template fwd_mma.lua returns; a cpu test checks they agree). */
+int fg_config_smem_bytes(const fg_spec *s, const fg_config *c);
+/* Estimated live registers per thread of the main loop. */
+int fg_config_reg_estimate(const fg_spec *s, const fg_config *c);
+/* Checks a complete configuration: FG_ERR_UNSUPPORTED with the reason when
+ * it cannot run on a device with smem_limit bytes of opt-in shared memory. */
+fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err);
+/* Fills the unset fields of *c with defaults, then checks it. */
+fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err);
+
+/* The heuristic's ranked candidates for a spec: feasible for smem_limit and,
+ * when block_q/block_k are non-zero (block-sparse), dividing the layout
+ * block.  The caller compiles them in order and takes the first that ptxas
+ * compiles without spills (register allocation at the 255 cap is not
+ * predictable enough to decide that here).  Returns the count (<= max). */
+int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_config *out, int max);
+
+#include "runtime/compile.h"
+/* Compiles configuration c of spec s (however the caller compiles) and
+ * reports ptxas's statistics. */
+typedef fg_status (*fg_try_compile)(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err);
+/* Walks fg_heuristic_candidates in order and returns in *out the first that
+ * compiles without spills or stack; if every candidate spills, the one with
+ * the fewest spill bytes.  Compile errors are returned as they come. */
+fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_try_compile fn, void *ud,
+                         fg_config *out, fg_error *err);
+#endif

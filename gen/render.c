@@ -1,0 +1,217 @@
+#include "gen/render.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#define FG_LUA_MEM_LIMIT (64u << 20)     /* bytes a template may allocate */
+#define FG_LUA_INSN_LIMIT 200000000L     /* VM instructions per render    */
+#define FG_LUA_HOOK_EVERY 100000
+
+typedef struct lua_ud {
+    const fg_sources *src;
+    size_t used;
+    long insns;
+} lua_ud;
+
+static void *limited_alloc(void *ud_, void *ptr, size_t osize, size_t nsize) {
+    lua_ud *ud = ud_;
+    if (!ptr) osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        ud->used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && ud->used + (nsize - osize) > FG_LUA_MEM_LIMIT) return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p) ud->used = ud->used - osize + nsize;
+    return p;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_ud *ud;
+    lua_getallocf(L, (void **)&ud);
+    ud->insns += FG_LUA_HOOK_EVERY;
+    if (ud->insns > FG_LUA_INSN_LIMIT) luaL_error(L, "template exceeded its instruction budget (%d)", (int)FG_LUA_INSN_LIMIT);
+}
+
+/* lua.c's msghandler: turn any error value into "message + traceback". */
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Loads embedded template NAME (".lua" appended) as a text chunk named
+ * "@templates/NAME.lua" and leaves the chunk function on the stack. */
+static int load_template(lua_State *L, const fg_sources *src, const char *name) {
+    char file[256], chunk[300];
+    snprintf(file, sizeof file, "%s.lua", name);
+    const fg_source *f = fg_sources_find(src, file);
+    if (!f) return luaL_error(L, "no template named '%s' (looked for %s)", name, file);
+    snprintf(chunk, sizeof chunk, "@templates/%s", file);
+    if (luaL_loadbufferx(L, f->data, f->len, chunk, "t") != LUA_OK) return lua_error(L);
+    return 1;
+}
+
+/* import(name): run a template module once and cache its result. */
+static int l_import(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    lua_ud *ud;
+    lua_getallocf(L, (void **)&ud);
+    lua_getfield(L, LUA_REGISTRYINDEX, "fg.modules");
+    lua_getfield(L, -1, name);
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pop(L, 1);
+    load_template(L, ud->src, name);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 1); }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    return 1;
+}
+
+/* load(chunk [, name]): text only, in the sandboxed globals. */
+static int l_load_text(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    return 1;
+}
+
+static void open_sandbox(lua_State *L) {
+    static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},      {LUA_STRLIBNAME, luaopen_string},
+                                    {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
+                                    {LUA_UTF8LIBNAME, luaopen_utf8}, {NULL, NULL}};
+    for (const luaL_Reg *l = libs; l->func; ++l) {
+        luaL_requiref(L, l->name, l->func, 1);
+        lua_pop(L, 1);
+    }
+    static const char *const removed[] = {"dofile", "loadfile", "collectgarbage", "print", "require", NULL};
+    for (const char *const *n = removed; *n; ++n) {
+        lua_pushnil(L);
+        lua_setglobal(L, *n);
+    }
+    lua_getglobal(L, "string");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_load_text);
+    lua_setglobal(L, "load");
+    lua_pushcfunction(L, l_import);
+    lua_setglobal(L, "import");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "fg.modules");
+}
+
+static void push_params(lua_State *L, const fg_variant *v, const char *key) {
+    char spec[256];
+    fg_variant_format(v, spec, sizeof spec);
+    lua_newtable(L);
+    lua_pushinteger(L, v->spec.head_dim);   lua_setfield(L, -2, "head_dim");
+    lua_pushstring(L, fg_dtype_name(v->spec.dtype)); lua_setfield(L, -2, "dtype");
+    lua_pushboolean(L, v->spec.causal);     lua_setfield(L, -2, "causal");
+    lua_pushboolean(L, v->spec.sparse);     lua_setfield(L, -2, "sparse");
+    lua_pushinteger(L, v->cfg.block_m);     lua_setfield(L, -2, "block_m");
+    lua_pushinteger(L, v->cfg.block_n);     lua_setfield(L, -2, "block_n");
+    lua_pushinteger(L, v->cfg.warps);       lua_setfield(L, -2, "warps");
+    lua_pushinteger(L, v->cfg.stages);      lua_setfield(L, -2, "stages");
+    lua_pushboolean(L, v->cfg.q_in_regs > 0); lua_setfield(L, -2, "q_in_regs");
+    lua_pushinteger(L, v->cfg.min_blocks);  lua_setfield(L, -2, "min_blocks");
+    lua_pushstring(L, key ? key : "");      lua_setfield(L, -2, "key");
+    lua_pushstring(L, spec);                lua_setfield(L, -2, "spec");
+}
+
+typedef struct render_args {
+    const char *name;
+    const fg_variant *v;
+    const char *key;
+} render_args;
+
+/* Runs inside the protected call: template(params) -> result table. */
+static int render_main(lua_State *L) {
+    render_args *a = lua_touserdata(L, 1);
+    lua_ud *ud;
+    lua_getallocf(L, (void **)&ud);
+    load_template(L, ud->src, a->name);
+    lua_call(L, 0, 1);
+    if (!lua_isfunction(L, -1)) return luaL_error(L, "template '%s' must return a function", a->name);
+    push_params(L, a->v, a->key);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1)) return luaL_error(L, "template '%s' must return a table {source=..., ...}", a->name);
+    return 1;
+}
+
+static int get_int_field(lua_State *L, const char *f, int *out) {
+    lua_getfield(L, -1, f);
+    int ok = lua_isinteger(L, -1);
+    if (ok) *out = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return ok;
+}
+
+fg_status fg_render_template(const fg_sources *src, const char *template_name, const fg_variant *v,
+                             const char *key, fg_rendered *out, fg_error *err) {
+    memset(out, 0, sizeof *out);
+    lua_ud ud = {src, 0, 0};
+    lua_State *L = lua_newstate(limited_alloc, &ud);
+    if (!L) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "cannot create a Lua state");
+    fg_status st = FG_OK;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, FG_LUA_HOOK_EVERY);
+    open_sandbox(L);
+    render_args a = {template_name, v, key};
+    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, render_main);
+    lua_pushlightuserdata(L, &a);
+    int rc = lua_pcall(L, 1, 1, -3);
+    if (rc != LUA_OK) {
+        const char *m = lua_tostring(L, -1);
+        st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua failed%s: %s", template_name,
+                     rc == LUA_ERRMEM ? " (out of memory: limit 64 MiB)" : "", m ? m : "(no message)");
+        goto done;
+    }
+    lua_getfield(L, -1, "source");
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (!s) { st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua returned no 'source' string", template_name); goto done; }
+    out->source = malloc(len + 1);
+    if (!out->source) { st = fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+    memcpy(out->source, s, len + 1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "kernel");
+    const char *k = lua_tostring(L, -1);
+    snprintf(out->kernel, sizeof out->kernel, "%s", k ? k : "");
+    lua_pop(L, 1);
+    if (!k || !get_int_field(L, "threads", &out->threads) || !get_int_field(L, "smem_bytes", &out->smem_bytes)) {
+        st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua must return kernel, threads and smem_bytes", template_name);
+        goto done;
+    }
+done:
+    if (st != FG_OK) fg_rendered_free(out);
+    lua_close(L);
+    return st;
+}
+
+fg_status fg_render_forward(const fg_sources *src, const fg_variant *v, const char *key, fg_rendered *out,
+                            fg_error *err) {
+    return fg_render_template(src, "fwd_mma", v, key, out, err);
+}
+
+void fg_rendered_free(fg_rendered *r) {
+    if (!r) return;
+    free(r->source);
+    memset(r, 0, sizeof *r);
+}

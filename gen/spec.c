@@ -1,0 +1,96 @@
+#include "gen/spec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *fg_dtype_name(fg_dtype d) { return d == FG_BF16 ? "bf16" : "fp16"; }
+
+const char *fg_causal_name(fg_causal c) {
+    switch (c) {
+    case FG_CAUSAL_NONE: return "none";
+    case FG_CAUSAL_BOTTOM_RIGHT: return "bottom_right";
+    case FG_CAUSAL_TOP_LEFT: return "top_left";
+    }
+    return "?";
+}
+
+void fg_config_unset(fg_config *c) {
+    memset(c, 0, sizeof *c);
+    c->q_in_regs = -1;
+}
+
+static int parse_int(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < -1000000 || v > 1000000) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_error *err) {
+    memset(v, 0, sizeof *v);
+    v->spec.dtype = FG_BF16;
+    fg_config_unset(&v->cfg);
+    *causal = FG_CAUSAL_NONE;
+    if (!text) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "empty SPEC\n%s", FG_SPEC_HELP);
+    char *copy = fg_strdupf("%s", text);
+    if (!copy) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
+    fg_status st = FG_OK;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') ++tok;
+        char *eq = strchr(tok, '=');
+        if (!eq) { st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "SPEC item '%s' is not key=value\n%s", tok, FG_SPEC_HELP); break; }
+        *eq = 0;
+        const char *key = tok, *val = eq + 1;
+        int iv = 0, isint = parse_int(val, &iv);
+        if (!strcmp(key, "hdim") || !strcmp(key, "head_dim")) {
+            if (!isint) goto bad;
+            v->spec.head_dim = iv;
+        } else if (!strcmp(key, "dtype")) {
+            if (!strcmp(val, "bf16")) v->spec.dtype = FG_BF16;
+            else if (!strcmp(val, "fp16")) v->spec.dtype = FG_FP16;
+            else goto bad;
+        } else if (!strcmp(key, "causal")) {
+            if (!strcmp(val, "none") || !strcmp(val, "0") || !strcmp(val, "off")) *causal = FG_CAUSAL_NONE;
+            else if (!strcmp(val, "bottom_right") || !strcmp(val, "1") || !strcmp(val, "on")) *causal = FG_CAUSAL_BOTTOM_RIGHT;
+            else if (!strcmp(val, "top_left")) *causal = FG_CAUSAL_TOP_LEFT;
+            else goto bad;
+            v->spec.causal = *causal != FG_CAUSAL_NONE;
+        } else if (!strcmp(key, "sparse")) {
+            if (!isint || (iv != 0 && iv != 1)) goto bad;
+            v->spec.sparse = iv;
+        } else if (!strcmp(key, "block_m")) { if (!isint) goto bad; v->cfg.block_m = iv;
+        } else if (!strcmp(key, "block_n")) { if (!isint) goto bad; v->cfg.block_n = iv;
+        } else if (!strcmp(key, "warps")) { if (!isint) goto bad; v->cfg.warps = iv;
+        } else if (!strcmp(key, "stages")) { if (!isint) goto bad; v->cfg.stages = iv;
+        } else if (!strcmp(key, "q_in_regs")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.q_in_regs = iv;
+        } else if (!strcmp(key, "min_blocks")) { if (!isint) goto bad; v->cfg.min_blocks = iv;
+        } else {
+            st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "unknown SPEC key '%s'\n%s", key, FG_SPEC_HELP);
+            break;
+        }
+        continue;
+    bad:
+        st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "bad value '%s' for SPEC key '%s'\n%s", val, key, FG_SPEC_HELP);
+        break;
+    }
+    if (st == FG_OK && v->spec.head_dim == 0)
+        st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "SPEC needs hdim=N\n%s", FG_SPEC_HELP);
+    free(copy);
+    return st;
+}
+
+void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
+    snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
+             v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.block_m,
+             v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
+}
+
+void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
+                    const char *arch, char *buf, size_t n) {
+    char spec[256];
+    fg_variant_format(v, spec, sizeof spec);
+    snprintf(buf, n, "fwd_mma:%s:tpl=%s:nvrtc=%d.%d:arch=%s", spec, tpl_hash, nvrtc_major, nvrtc_minor, arch);
+}

@@ -1,0 +1,54 @@
+/* spec.h: a kernel variant's identity.
+ *
+ * fg_spec is what the kernel is specialised on at generation time (head dim,
+ * dtype, causal on/off, block-sparse on/off); fg_config is the block
+ * configuration the tuner or the heuristic chose.  Their text forms are the
+ * SPEC syntax of the CLI, e.g.
+ *   hdim=128,dtype=bf16,causal=bottom_right,sparse=0,block_m=128,block_n=64
+ * and fg_variant_key() is the one function that names a compiled kernel. */
+#ifndef FG_SPEC_H
+#define FG_SPEC_H
+#include <stddef.h>
+#include "flashgen.h"
+#include "gen/error.h"
+
+typedef struct fg_spec {
+    int head_dim;
+    fg_dtype dtype;
+    int causal; /* kernel has a causal mask; the alignment is a run-time offset */
+    int sparse;
+} fg_spec;
+
+typedef struct fg_config {
+    int block_m, block_n, warps, stages; /* 0 = unset */
+    int q_in_regs;                       /* -1 = unset */
+    int min_blocks;                      /* 0 = unset */
+} fg_config;
+
+typedef struct fg_variant {
+    fg_spec spec;
+    fg_config cfg;
+} fg_variant;
+
+#define FG_SPEC_HELP                                                                          \
+    "SPEC is a comma-separated list of key=value:\n"                                          \
+    "  hdim=N            head dim, a multiple of 8 in 8..256 (required)\n"                   \
+    "  dtype=bf16|fp16   element type (default bf16)\n"                                      \
+    "  causal=none|bottom_right|top_left   (also 0/1; default none)\n"                       \
+    "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
+    "  block_m=N block_n=N warps=4|8 stages=1..3 q_in_regs=0|1 min_blocks=N\n"              \
+    "                    block configuration (default: tuned or built-in heuristic)\n"       \
+    "example: hdim=128,dtype=bf16,causal=bottom_right\n"
+
+void fg_config_unset(fg_config *c);
+/* Parses SPEC text.  *causal receives the alignment named (NONE when absent). */
+fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_error *err);
+/* Canonical text of the spec and config ("hdim=128,dtype=bf16,..."). */
+void fg_variant_format(const fg_variant *v, char *buf, size_t n);
+/* The full variant key: template, spec, config, template hash, NVRTC
+ * version and target arch. */
+void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
+                    const char *arch, char *buf, size_t n);
+const char *fg_dtype_name(fg_dtype d);
+const char *fg_causal_name(fg_causal c);
+#endif

@@ -1,0 +1,152 @@
+/* flashgen.h: JIT-specialised FlashAttention for C and C++ hosts.
+ *
+ * The only public header.  Every call takes the context first and returns an
+ * fg_status; on failure the message is read with fg_errmsg(ctx).
+ *
+ *   fg_context *ctx;
+ *   fg_context_create(&ctx);
+ *   fg_attention_desc d;
+ *   fg_attention_desc_init(&d, FG_BF16, 128, batch, heads, heads, seqlen, seqlen);
+ *   d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+ *   if (fg_attention_forward(ctx, &d, q, k, v, o, lse, stream) != FG_OK)
+ *       fprintf(stderr, "%s\n", fg_errmsg(ctx));
+ *   fg_context_destroy(ctx);
+ *
+ * Threads: one context may be used from several threads at once; kernels
+ * are compiled once per variant per context and shared.
+ * CUDA: the driver (libcuda.so.1) and NVRTC (libnvrtc.so.13) are loaded at
+ * run time, on the first call that needs them.  A program linked with
+ * flashgen starts on a machine without a driver; the calls that need one
+ * return FG_ERR_NO_DRIVER / FG_ERR_NO_DEVICE.
+ * Device calls run in the CUDA context that is current on the calling
+ * thread; when none is, the primary context of device 0 is retained and
+ * made current. */
+#ifndef FLASHGEN_H
+#define FLASHGEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FLASHGEN_VERSION_MAJOR 0
+#define FLASHGEN_VERSION_MINOR 1
+#define FLASHGEN_VERSION_PATCH 0
+
+typedef enum fg_status {
+    FG_OK = 0,
+    FG_ERR_INVALID_ARGUMENT = 1, /* a NULL, misaligned or inconsistent argument */
+    FG_ERR_UNSUPPORTED = 2,      /* valid, but not a variant flashgen builds    */
+    FG_ERR_NO_DRIVER = 3,        /* libcuda.so.1 could not be loaded           */
+    FG_ERR_NO_DEVICE = 4,        /* driver present, no usable GPU              */
+    FG_ERR_NVRTC = 5,            /* libnvrtc could not be loaded               */
+    FG_ERR_COMPILE = 6,          /* NVRTC rejected the source (log in errmsg)  */
+    FG_ERR_TEMPLATE = 7,         /* a Lua template failed (traceback in errmsg)*/
+    FG_ERR_CUDA = 8,             /* a driver call failed (error name in errmsg)*/
+    FG_ERR_OUT_OF_MEMORY = 9,
+    FG_ERR_BAD_LAYOUT = 10,      /* block-sparse layout out of range           */
+    FG_ERR_CACHE = 11,           /* the kernel cache store failed              */
+    FG_ERR_INTERNAL = 12
+} fg_status;
+
+typedef enum fg_dtype { FG_FP16 = 0, FG_BF16 = 1 } fg_dtype;
+
+typedef enum fg_causal {
+    FG_CAUSAL_NONE = 0,
+    /* key j visible from query i iff j <= i + seqlen_k - seqlen_q
+     * (FlashAttention's convention for seqlen_q != seqlen_k) */
+    FG_CAUSAL_BOTTOM_RIGHT = 1,
+    /* key j visible from query i iff j <= i (PyTorch's is_causal) */
+    FG_CAUSAL_TOP_LEFT = 2
+} fg_causal;
+
+typedef struct fg_context fg_context;
+/* A block-sparse layout, validated and resident on the device. */
+typedef struct fg_block_layout fg_block_layout;
+
+/* Returns a static, human-readable name of a status code. */
+const char *fg_status_name(fg_status s);
+
+/* Creates a context.  *ctx is set even on failure when memory allowed it,
+ * so that fg_errmsg can say why; destroy it in any case. */
+fg_status fg_context_create(fg_context **ctx);
+/* Frees the context, its compiled modules and its device buffers.
+ * fg_context_destroy(NULL) does nothing. */
+void fg_context_destroy(fg_context *ctx);
+/* The message of the most recent call on ctx that failed (with its cause:
+ * NVRTC log, Lua traceback, driver error name, failing variant key).  Owned
+ * by ctx; valid until the next call that takes ctx, from any thread, or
+ * until fg_context_destroy.  Never NULL: "" before any failure, a fixed text
+ * for ctx == NULL. */
+const char *fg_errmsg(const fg_context *ctx);
+
+/* Host-side description of a block-sparse layout, in FlexAttention's
+ * BlockMask terms.  All arrays are host memory, int32, row-major:
+ *   kv_num_blocks       [batch, heads, num_q_blocks]      partial blocks
+ *   kv_indices          [batch, heads, num_q_blocks, num_kv_blocks]
+ *   full_kv_num_blocks  [batch, heads, num_q_blocks]      (may be NULL)
+ *   full_kv_indices     [batch, heads, num_q_blocks, num_kv_blocks]
+ * batch and heads may be 1 (broadcast).  Full blocks are computed without
+ * an element mask; partial blocks get the causal mask of the attention
+ * descriptor (none when it is FG_CAUSAL_NONE).  num_q_blocks must be
+ * ceil(seqlen_q / block_q) and num_kv_blocks ceil(seqlen_k / block_k) of the
+ * call it is used with. */
+typedef struct fg_block_layout_desc {
+    int batch, heads;
+    int num_q_blocks, num_kv_blocks;
+    int block_q, block_k;           /* elements; 128 x 128 by default */
+    const int32_t *kv_num_blocks;
+    const int32_t *kv_indices;
+    const int32_t *full_kv_num_blocks;
+    const int32_t *full_kv_indices;
+} fg_block_layout_desc;
+
+/* Validates (counts within [0, num_kv_blocks], indices within
+ * [0, num_kv_blocks), no block listed twice in one row) and uploads a
+ * layout.  Returns FG_ERR_BAD_LAYOUT with the first bad entry named. */
+fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *desc,
+                                 fg_block_layout **layout);
+void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *layout);
+
+/* One attention call.  Tensors are device pointers, 16-byte aligned, with
+ * element strides (the last dimension is contiguous); strides must be
+ * multiples of 8.  q and o: [batch, seqlen_q, heads_q, head_dim] by default
+ * (BSHD); any batch/head/row strides work, BHSD included.
+ * k and v: [batch, seqlen_k, heads_kv, head_dim] likewise. */
+typedef struct fg_attention_desc {
+    fg_dtype dtype;
+    int head_dim;                 /* multiple of 8, 8..256 */
+    int batch, heads_q, heads_kv; /* heads_q a multiple of heads_kv (GQA/MQA) */
+    int seqlen_q, seqlen_k;
+    int64_t q_strides[3];         /* batch, head, row (in elements) */
+    int64_t k_strides[3];
+    int64_t v_strides[3];
+    int64_t o_strides[3];
+    float softmax_scale;          /* 0 means 1/sqrt(head_dim) */
+    fg_causal causal;
+    const fg_block_layout *layout; /* NULL: dense */
+    /* Block sizes; 0 picks them (tuned result, else the built-in heuristic). */
+    int block_m, block_n, warps, stages;
+} fg_attention_desc;
+
+/* Fills d with the given sizes, BSHD contiguous strides, default scale,
+ * no causal mask, dense, automatic block sizes. */
+void fg_attention_desc_init(fg_attention_desc *d, fg_dtype dtype, int head_dim, int batch,
+                            int heads_q, int heads_kv, int seqlen_q, int seqlen_k);
+
+/* o = softmax(q k^T * scale + mask) v.  lse: fp32 [batch, heads_q, seqlen_q],
+ * natural log, may be NULL.  A query row that sees no key gets o = 0 and
+ * lse = -inf.  stream: a CUstream (NULL for the default stream). */
+fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, const void *q,
+                               const void *k, const void *v, void *o, float *lse, void *stream);
+
+/* Compiles (or finds compiled) the kernel that fg_attention_forward would
+ * launch for desc, without launching it. */
+fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

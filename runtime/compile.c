@@ -1,0 +1,194 @@
+#include "runtime/compile.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nvrtc.h> /* types only; never linked */
+
+static struct {
+    void *lib;
+    nvrtcResult (*Version)(int *, int *);
+    nvrtcResult (*CreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *,
+                                 const char *const *);
+    nvrtcResult (*CompileProgram)(nvrtcProgram, int, const char *const *);
+    nvrtcResult (*GetProgramLogSize)(nvrtcProgram, size_t *);
+    nvrtcResult (*GetProgramLog)(nvrtcProgram, char *);
+    nvrtcResult (*GetCUBINSize)(nvrtcProgram, size_t *);
+    nvrtcResult (*GetCUBIN)(nvrtcProgram, char *);
+    nvrtcResult (*DestroyProgram)(nvrtcProgram *);
+    const char *(*GetErrorString)(nvrtcResult);
+    fg_nvrtc_info info;
+} g_nv;
+static fg_status g_status = FG_ERR_INTERNAL;
+static char g_msg[2048];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void *try_open(const char *path, char *tried, size_t n) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        size_t l = strlen(tried);
+        snprintf(tried + l, n - l, "\n  %s: %s", path, dlerror());
+    } else {
+        snprintf(g_nv.info.path, sizeof g_nv.info.path, "%s", path);
+    }
+    return h;
+}
+
+static void load_once(void) {
+    char tried[1536] = "";
+    const char *env = getenv("FLASHGEN_NVRTC");
+    if (env && *env) g_nv.lib = try_open(env, tried, sizeof tried);
+    if (!g_nv.lib) g_nv.lib = try_open("libnvrtc.so.13", tried, sizeof tried);
+    if (!g_nv.lib) g_nv.lib = try_open("libnvrtc.so", tried, sizeof tried);
+    const char *cp = getenv("CUDA_PATH");
+    if (!g_nv.lib && cp && *cp) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/lib64/libnvrtc.so.13", cp);
+        g_nv.lib = try_open(p, tried, sizeof tried);
+    }
+    if (!g_nv.lib) g_nv.lib = try_open("/usr/local/cuda/lib64/libnvrtc.so.13", tried, sizeof tried);
+    if (!g_nv.lib) {
+        snprintf(g_msg, sizeof g_msg, "cannot load NVRTC; tried:%s\nset FLASHGEN_NVRTC to its path or install the CUDA toolkit", tried);
+        g_status = FG_ERR_NVRTC;
+        return;
+    }
+#define NV(field, name)                                                                        \
+    *(void **)&g_nv.field = dlsym(g_nv.lib, name);                                             \
+    if (!g_nv.field) {                                                                         \
+        snprintf(g_msg, sizeof g_msg, "%s lacks %s", g_nv.info.path, name);                    \
+        g_status = FG_ERR_NVRTC;                                                               \
+        return;                                                                                \
+    }
+    NV(Version, "nvrtcVersion");
+    NV(CreateProgram, "nvrtcCreateProgram");
+    NV(CompileProgram, "nvrtcCompileProgram");
+    NV(GetProgramLogSize, "nvrtcGetProgramLogSize");
+    NV(GetProgramLog, "nvrtcGetProgramLog");
+    NV(GetCUBINSize, "nvrtcGetCUBINSize");
+    NV(GetCUBIN, "nvrtcGetCUBIN");
+    NV(DestroyProgram, "nvrtcDestroyProgram");
+    NV(GetErrorString, "nvrtcGetErrorString");
+#undef NV
+    g_nv.Version(&g_nv.info.major, &g_nv.info.minor);
+    g_status = FG_OK;
+}
+
+fg_status fg_nvrtc_load(fg_nvrtc_info *info, fg_error *err) {
+    pthread_once(&g_once, load_once);
+    if (g_status != FG_OK) return fg_fail(err, g_status, "%s", g_msg);
+    if (info) *info = g_nv.info;
+    return FG_OK;
+}
+
+static int field_after(const char *line, const char *what, int *out) {
+    /* finds "<num> <what>" or "<what> <num>" patterns used by ptxas */
+    const char *p = strstr(line, what);
+    if (!p) return 0;
+    const char *q = p;
+    while (q > line && (q[-1] == ' ')) --q;
+    while (q > line && q[-1] >= '0' && q[-1] <= '9') --q;
+    *out = atoi(q);
+    return 1;
+}
+
+void fg_parse_ptxas_log(const char *log, fg_kernel_stats *st) {
+    if (!log) return;
+    const char *line = log;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        char buf[512];
+        if (n >= sizeof buf) n = sizeof buf - 1;
+        memcpy(buf, line, n);
+        buf[n] = 0;
+        int v;
+        const char *u = strstr(buf, "Used ");
+        if (u && strstr(buf, "registers")) st->registers = atoi(u + 5);
+        if (field_after(buf, "bytes smem", &v)) st->static_smem = v;
+        if (field_after(buf, "bytes stack frame", &v)) st->stack_frame = v;
+        if (field_after(buf, "bytes spill stores", &v)) st->spill_stores = v;
+        if (field_after(buf, "bytes spill loads", &v)) st->spill_loads = v;
+        if (!end) break;
+        line = end + 1;
+    }
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char *arch, const char *key,
+                           fg_cubin *out, fg_error *err) {
+    memset(out, 0, sizeof *out);
+    fg_status st = fg_nvrtc_load(NULL, err);
+    if (st != FG_OK) return st;
+    const double t0 = now_s();
+
+    /* device headers: every .cuh / .h among the template sources */
+    const char **hdr = calloc((size_t)src->count, sizeof *hdr), **hname = calloc((size_t)src->count, sizeof *hname);
+    nvrtcProgram prog = NULL;
+    char *log = NULL;
+    if (!hdr || !hname) { st = fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+    int nh = 0;
+    for (int i = 0; i < src->count; ++i) {
+        const char *n = src->files[i].name;
+        size_t l = strlen(n);
+        if ((l > 4 && !strcmp(n + l - 4, ".cuh")) || (l > 2 && !strcmp(n + l - 2, ".h"))) {
+            hdr[nh] = src->files[i].data;
+            hname[nh] = n;
+            nh++;
+        }
+    }
+    nvrtcResult r = g_nv.CreateProgram(&prog, source, "flashgen_kernel.cu", nh, hdr, hname);
+    if (r != NVRTC_SUCCESS) { st = fg_fail(err, FG_ERR_NVRTC, "nvrtcCreateProgram: %s", g_nv.GetErrorString(r)); goto done; }
+    char archopt[64];
+    snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
+    const char *opts[] = {archopt, "-std=c++17", "--ptxas-options=-v", "-DNDEBUG"};
+    r = g_nv.CompileProgram(prog, 4, opts);
+    size_t logn = 0;
+    g_nv.GetProgramLogSize(prog, &logn);
+    log = malloc(logn + 1);
+    if (!log) { st = fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+    log[0] = 0;
+    if (logn) g_nv.GetProgramLog(prog, log);
+    log[logn] = 0;
+    if (r != NVRTC_SUCCESS) {
+        st = fg_fail(err, FG_ERR_COMPILE, "NVRTC failed to compile variant %s for %s: %s\n--- NVRTC log ---\n%s",
+                     key ? key : "?", arch, g_nv.GetErrorString(r), log);
+        goto done;
+    }
+    size_t n = 0;
+    r = g_nv.GetCUBINSize(prog, &n);
+    if (r != NVRTC_SUCCESS || n == 0) {
+        st = fg_fail(err, FG_ERR_COMPILE, "NVRTC produced no cubin for %s (is '%s' a real GPU arch?)", key ? key : "?", arch);
+        goto done;
+    }
+    out->data = malloc(n);
+    if (!out->data) { st = fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
+    g_nv.GetCUBIN(prog, out->data);
+    out->size = n;
+    fg_parse_ptxas_log(log, &out->stats);
+    out->log = log;
+    log = NULL;
+    out->stats.compile_seconds = now_s() - t0;
+done:
+    if (prog) g_nv.DestroyProgram(&prog);
+    free(log);
+    free(hdr);
+    free(hname);
+    if (st != FG_OK) fg_cubin_free(out);
+    return st;
+}
+
+void fg_cubin_free(fg_cubin *c) {
+    if (!c) return;
+    free(c->data);
+    free(c->log);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,41 @@
+/* compile.h: NVRTC, loaded with dlopen at run time, and the compile of one
+ * rendered variant to a cubin.  NVRTC needs no GPU, so this runs in CI. */
+#ifndef FG_COMPILE_H
+#define FG_COMPILE_H
+#include <stddef.h>
+#include "gen/sources.h"
+
+typedef struct fg_nvrtc_info {
+    int major, minor;
+    char path[512]; /* the library that was loaded */
+} fg_nvrtc_info;
+
+/* Loads NVRTC: $FLASHGEN_NVRTC, libnvrtc.so.13, libnvrtc.so, then
+ * $CUDA_PATH/lib64 and /usr/local/cuda/lib64.  Idempotent, thread-safe. */
+fg_status fg_nvrtc_load(fg_nvrtc_info *info, fg_error *err);
+
+/* What ptxas reported for the kernel (parsed from the NVRTC log). */
+typedef struct fg_kernel_stats {
+    int registers;
+    int spill_stores, spill_loads; /* bytes */
+    int stack_frame;               /* bytes */
+    int static_smem;               /* bytes */
+    double compile_seconds;
+} fg_kernel_stats;
+
+typedef struct fg_cubin {
+    void *data;
+    size_t size;
+    char *log;  /* NVRTC + ptxas log, malloc'd (may be empty) */
+    fg_kernel_stats stats;
+} fg_cubin;
+
+/* Compiles `source` for `arch` ("sm_90a", "sm_80", ...).  The template
+ * sources' .cuh/.h files are given to NVRTC as in-memory headers.  On a
+ * compile error returns FG_ERR_COMPILE with the NVRTC log in err. */
+fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char *arch,
+                           const char *variant_key, fg_cubin *out, fg_error *err);
+void fg_cubin_free(fg_cubin *c);
+/* Parses ptxas -v lines of a log into stats (exposed for tests). */
+void fg_parse_ptxas_log(const char *log, fg_kernel_stats *st);
+#endif

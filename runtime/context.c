@@ -1,0 +1,117 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+
+static const char *status_names[] = {
+    "FG_OK", "FG_ERR_INVALID_ARGUMENT", "FG_ERR_UNSUPPORTED", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE",
+    "FG_ERR_NVRTC", "FG_ERR_COMPILE", "FG_ERR_TEMPLATE", "FG_ERR_CUDA", "FG_ERR_OUT_OF_MEMORY",
+    "FG_ERR_BAD_LAYOUT", "FG_ERR_CACHE", "FG_ERR_INTERNAL"};
+
+const char *fg_status_name(fg_status s) {
+    if ((unsigned)s < sizeof status_names / sizeof status_names[0]) return status_names[s];
+    return "FG_ERR_UNKNOWN";
+}
+
+fg_status fg_context_create(fg_context **out) {
+    if (!out) return FG_ERR_INVALID_ARGUMENT;
+    fg_context *c = calloc(1, sizeof *c);
+    *out = c;
+    if (!c) return FG_ERR_OUT_OF_MEMORY;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->compiled, NULL);
+    return FG_OK;
+}
+
+void fg_context_destroy(fg_context *c) {
+    if (!c) return;
+    fg_kernels_free(c);
+    fg_choices_free(c);
+    if (c->retained_primary && c->cu) c->cu->DevicePrimaryCtxRelease(c->dev);
+    if (c->sources_ready) fg_sources_free(&c->sources);
+    free(c->errmsg);
+    pthread_cond_destroy(&c->compiled);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+const char *fg_errmsg(const fg_context *c) {
+    if (!c) return "fg_context is NULL (fg_context_create failed or was not called)";
+    return c->errmsg ? c->errmsg : "";
+}
+
+fg_status fg_ctx_fail(fg_context *ctx, fg_error *e) {
+    fg_status s = e->status;
+    if (ctx) {
+        pthread_mutex_lock(&ctx->mu);
+        free(ctx->errmsg);
+        ctx->errmsg = e->msg;
+        e->msg = NULL;
+        pthread_mutex_unlock(&ctx->mu);
+    }
+    fg_error_clear(e);
+    return s;
+}
+
+fg_status fg_ctx_sources(fg_context *ctx, const fg_sources **out, fg_error *err) {
+    fg_status st = FG_OK;
+    pthread_mutex_lock(&ctx->mu);
+    if (!ctx->sources_ready) {
+        st = fg_sources_load(&ctx->sources, err);
+        ctx->sources_ready = st == FG_OK;
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    *out = st == FG_OK ? &ctx->sources : NULL;
+    return st;
+}
+
+fg_status fg_ctx_device(fg_context *ctx, fg_error *err) {
+    const fg_cuda *cu;
+    fg_status st = fg_cuda_get(&cu, err);
+    if (st != FG_OK) return st;
+    char b[256];
+    pthread_mutex_lock(&ctx->mu);
+    if (!ctx->device_ready) {
+        CUcontext cur = NULL;
+        cu->CtxGetCurrent(&cur);
+        CUresult r;
+        if (cur) {
+            r = cu->CtxGetDevice(&ctx->dev);
+            ctx->cuctx = cur;
+        } else {
+            r = cu->DeviceGet(&ctx->dev, 0);
+            if (r == CUDA_SUCCESS) r = cu->DevicePrimaryCtxRetain(&ctx->cuctx, ctx->dev);
+            if (r == CUDA_SUCCESS) ctx->retained_primary = 1;
+        }
+        if (r != CUDA_SUCCESS) {
+            st = fg_fail(err, FG_ERR_CUDA, "cannot bind a CUDA context: %s", fg_cuda_errstr(cu, r, b, sizeof b));
+            goto out;
+        }
+        st = fg_device_query(cu, ctx->dev, &ctx->dev_info, err);
+        if (st != FG_OK) goto out;
+        if (ctx->dev_info.cc_major < 8) {
+            st = fg_fail(err, FG_ERR_UNSUPPORTED, "%s (sm_%d%d) is older than sm_80; flashgen needs Ampere or newer",
+                         ctx->dev_info.name, ctx->dev_info.cc_major, ctx->dev_info.cc_minor);
+            goto out;
+        }
+        st = fg_nvrtc_load(&ctx->nvrtc, err);
+        if (st != FG_OK) goto out;
+        ctx->cu = cu;
+        ctx->device_ready = 1;
+    }
+    {
+        CUcontext cur = NULL;
+        cu->CtxGetCurrent(&cur);
+        if (!cur) {
+            CUresult r = cu->CtxSetCurrent(ctx->cuctx);
+            if (r != CUDA_SUCCESS) st = fg_fail(err, FG_ERR_CUDA, "cuCtxSetCurrent: %s", fg_cuda_errstr(cu, r, b, sizeof b));
+        } else if (cur != ctx->cuctx) {
+            st = fg_fail(err, FG_ERR_INVALID_ARGUMENT,
+                         "the CUDA context current on this thread is not the one this fg_context is bound to "
+                         "(one fg_context per CUDA context/device)");
+        }
+    }
+out:
+    pthread_mutex_unlock(&ctx->mu);
+    return st;
+}

@@ -1,0 +1,68 @@
+/* internal.h: the context and the pieces of the runtime that share it. */
+#ifndef FG_INTERNAL_H
+#define FG_INTERNAL_H
+#include <pthread.h>
+#include "flashgen.h"
+#include "gen/error.h"
+#include "gen/sources.h"
+#include "gen/spec.h"
+#include "runtime/compile.h"
+#include "runtime/cuda_api.h"
+
+/* One compiled, loaded kernel. */
+typedef struct fg_kernel {
+    char *key;
+    int state; /* 0 compiling, 1 ready, 2 failed */
+    fg_status fail_status;
+    char *fail_msg;
+    CUmodule module;
+    CUfunction fn;
+    int threads, smem_bytes;
+    fg_kernel_stats stats;
+    struct fg_kernel *next;
+} fg_kernel;
+
+struct fg_context {
+    pthread_mutex_t mu;
+    pthread_cond_t compiled; /* signalled when a kernel leaves state 0 */
+    char *errmsg;
+
+    int sources_ready;
+    fg_sources sources;
+
+    int device_ready;
+    const fg_cuda *cu;
+    CUcontext cuctx;
+    CUdevice dev;
+    int retained_primary;
+    fg_device_info dev_info;
+    fg_nvrtc_info nvrtc;
+
+    fg_kernel *kernels; /* in-memory cache, keyed by the full variant key */
+    struct fg_choice *choices; /* heuristic configuration per spec (attention.c) */
+};
+
+struct fg_block_layout {
+    int batch, heads, num_q_blocks, num_kv_blocks, block_q, block_k;
+    CUdeviceptr buf; /* full_num | part_num | full_idx | part_idx */
+    const int *full_num, *part_num, *full_idx, *part_idx;
+};
+
+/* Records e's message as the context's error and returns its status. */
+fg_status fg_ctx_fail(fg_context *ctx, fg_error *e);
+/* Loads the template sources once per context. */
+fg_status fg_ctx_sources(fg_context *ctx, const fg_sources **out, fg_error *err);
+/* Binds the context to a CUDA context (the current one, else device 0's
+ * primary) and makes it current on this thread. */
+fg_status fg_ctx_device(fg_context *ctx, fg_error *err);
+/* Finds or compiles (once per process per key) the kernel of variant v. */
+fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, fg_error *err);
+void fg_kernels_free(fg_context *ctx);
+/* Completes v's block configuration when the call left it automatic: the
+ * first heuristic candidate that compiles without spills, memoised. */
+struct fg_fwd_params;
+fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
+/* fg_attention_plan for this context's device, then fg_ctx_choose. */
+fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
+void fg_choices_free(fg_context *ctx);
+#endif

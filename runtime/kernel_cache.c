@@ -1,0 +1,103 @@
+/* kernel_cache.c: the in-memory kernel cache of a context.
+ *
+ * Keyed by the full variant key (spec + block configuration + template hash
+ * + NVRTC version + arch).  The first thread to ask for a key inserts a
+ * "compiling" entry and compiles outside the lock; others asking for the
+ * same key wait on a condition variable, so each variant is compiled once
+ * per context, and different variants compile in parallel.  A failure is
+ * remembered with its message: asking again gives the same error at once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "autotune/heuristic.h"
+#include "gen/render.h"
+#include "runtime/internal.h"
+
+static fg_kernel *find(fg_context *ctx, const char *key) {
+    for (fg_kernel *k = ctx->kernels; k; k = k->next)
+        if (!strcmp(k->key, key)) return k;
+    return NULL;
+}
+
+/* Render, compile and load one variant (no lock held). */
+static fg_status build(fg_context *ctx, const fg_variant *v, const char *key, fg_kernel *k, fg_error *err) {
+    const fg_sources *src;
+    fg_status st = fg_ctx_sources(ctx, &src, err);
+    if (st != FG_OK) return st;
+    fg_rendered r;
+    st = fg_render_forward(src, v, key, &r, err);
+    if (st != FG_OK) return fg_error_prefix(err, "variant %s", key);
+    fg_cubin cb;
+    st = fg_compile_cubin(src, r.source, ctx->dev_info.arch, key, &cb, err);
+    if (st != FG_OK) { fg_rendered_free(&r); return st; }
+    const fg_cuda *cu = ctx->cu;
+    char b[256];
+    CUresult res = cu->ModuleLoadData(&k->module, cb.data);
+    if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn, k->module, r.kernel);
+    if (res == CUDA_SUCCESS && r.smem_bytes > 48 * 1024)
+        res = cu->FuncSetAttribute(k->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, r.smem_bytes);
+    if (res != CUDA_SUCCESS) {
+        st = fg_fail(err, FG_ERR_CUDA, "loading variant %s: %s", key, fg_cuda_errstr(cu, res, b, sizeof b));
+        if (k->module) cu->ModuleUnload(k->module);
+        k->module = NULL;
+    } else {
+        k->threads = r.threads;
+        k->smem_bytes = r.smem_bytes;
+        k->stats = cb.stats;
+    }
+    fg_cubin_free(&cb);
+    fg_rendered_free(&r);
+    return st;
+}
+
+fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, fg_error *err) {
+    const fg_sources *src;
+    fg_status st = fg_ctx_sources(ctx, &src, err);
+    if (st != FG_OK) return st;
+    char key[512];
+    fg_variant_key(v, src->hash_hex, ctx->nvrtc.major, ctx->nvrtc.minor, ctx->dev_info.arch, key, sizeof key);
+
+    pthread_mutex_lock(&ctx->mu);
+    fg_kernel *k = find(ctx, key);
+    if (!k) {
+        k = calloc(1, sizeof *k);
+        if (k) k->key = fg_strdupf("%s", key);
+        if (!k || !k->key) {
+            if (k) free(k);
+            pthread_mutex_unlock(&ctx->mu);
+            return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        k->next = ctx->kernels;
+        ctx->kernels = k;
+        pthread_mutex_unlock(&ctx->mu);
+
+        fg_error e = {0};
+        fg_status bs = build(ctx, v, key, k, &e);
+
+        pthread_mutex_lock(&ctx->mu);
+        k->state = bs == FG_OK ? 1 : 2;
+        k->fail_status = bs;
+        k->fail_msg = e.msg;
+        e.msg = NULL;
+        pthread_cond_broadcast(&ctx->compiled);
+    } else {
+        while (k->state == 0) pthread_cond_wait(&ctx->compiled, &ctx->mu);
+    }
+    if (k->state == 2) st = fg_fail(err, k->fail_status, "%s", k->fail_msg ? k->fail_msg : "compile failed");
+    pthread_mutex_unlock(&ctx->mu);
+    *out = st == FG_OK ? k : NULL;
+    return st;
+}
+
+void fg_kernels_free(fg_context *ctx) {
+    fg_kernel *k = ctx->kernels;
+    while (k) {
+        fg_kernel *n = k->next;
+        if (k->module && ctx->cu) ctx->cu->ModuleUnload(k->module);
+        free(k->key);
+        free(k->fail_msg);
+        free(k);
+        k = n;
+    }
+    ctx->kernels = NULL;
+}

@@ -1,0 +1,105 @@
+/* layout.c: block-sparse layouts: validated on the host, uploaded once.
+ * The kernel reads them without bounds checks, so every count and index is
+ * checked here (a bad layout is an error, never an out-of-bounds read). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+#include "runtime/layout.h"
+
+fg_status fg_layout_validate(const fg_block_layout_desc *d, fg_error *err) {
+    if (!d) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "layout descriptor is NULL");
+    if (d->batch < 1 || d->heads < 1 || d->num_q_blocks < 1 || d->num_kv_blocks < 1)
+        return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout sizes must be >= 1 (batch=%d heads=%d num_q_blocks=%d num_kv_blocks=%d)",
+                       d->batch, d->heads, d->num_q_blocks, d->num_kv_blocks);
+    if (d->block_q < 16 || d->block_k < 16 || d->block_q % 16 || d->block_k % 16)
+        return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout blocks must be multiples of 16 (block_q=%d block_k=%d)", d->block_q, d->block_k);
+    if (!d->kv_num_blocks || !d->kv_indices)
+        return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout needs kv_num_blocks and kv_indices (full_* may be NULL)");
+    if (!d->full_kv_num_blocks != !d->full_kv_indices)
+        return fg_fail(err, FG_ERR_BAD_LAYOUT, "full_kv_num_blocks and full_kv_indices must both be given or both be NULL");
+    const long rows = (long)d->batch * d->heads * d->num_q_blocks;
+    const int nk = d->num_kv_blocks;
+    unsigned char *seen = calloc((size_t)nk, 1);
+    if (!seen) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
+    fg_status st = FG_OK;
+    for (long r = 0; r < rows && st == FG_OK; ++r) {
+        const int b = (int)(r / ((long)d->heads * d->num_q_blocks));
+        const int h = (int)(r / d->num_q_blocks % d->heads), qb = (int)(r % d->num_q_blocks);
+        memset(seen, 0, (size_t)nk);
+        for (int pass = 0; pass < 2 && st == FG_OK; ++pass) {
+            const int32_t *num = pass ? d->kv_num_blocks : d->full_kv_num_blocks;
+            const int32_t *idx = pass ? d->kv_indices : d->full_kv_indices;
+            const char *what = pass ? "kv" : "full_kv";
+            if (!num) continue;
+            const int n = num[r];
+            if (n < 0 || n > nk) {
+                st = fg_fail(err, FG_ERR_BAD_LAYOUT, "%s_num_blocks[%d][%d][%d] = %d is outside [0, %d]", what, b, h, qb, n, nk);
+                break;
+            }
+            for (int i = 0; i < n; ++i) {
+                const int j = idx[r * nk + i];
+                if (j < 0 || j >= nk) {
+                    st = fg_fail(err, FG_ERR_BAD_LAYOUT, "%s_indices[%d][%d][%d][%d] = %d is outside [0, %d)", what, b, h, qb, i, j, nk);
+                    break;
+                }
+                if (seen[j]) {
+                    st = fg_fail(err, FG_ERR_BAD_LAYOUT, "key block %d is listed twice for query block (%d, %d, %d)", j, b, h, qb);
+                    break;
+                }
+                seen[j] = 1;
+            }
+        }
+    }
+    free(seen);
+    return st;
+}
+
+fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *d, fg_block_layout **out) {
+    fg_error e = {0};
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    if (!out) { fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_block_layout_create: layout is NULL"); return fg_ctx_fail(ctx, &e); }
+    *out = NULL;
+    if (fg_layout_validate(d, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    if (fg_ctx_device(ctx, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    const size_t rows = (size_t)d->batch * d->heads * d->num_q_blocks, nk = (size_t)d->num_kv_blocks;
+    const size_t n_int = 2 * rows + 2 * rows * nk;
+    int32_t *host = calloc(n_int, sizeof *host);
+    fg_block_layout *L = calloc(1, sizeof *L);
+    if (!host || !L) { free(host); free(L); fg_fail(&e, FG_ERR_OUT_OF_MEMORY, "out of memory"); return fg_ctx_fail(ctx, &e); }
+    int32_t *full_num = host, *part_num = host + rows, *full_idx = host + 2 * rows, *part_idx = full_idx + rows * nk;
+    for (size_t r = 0; r < rows; ++r) {
+        full_num[r] = d->full_kv_num_blocks ? d->full_kv_num_blocks[r] : 0;
+        part_num[r] = d->kv_num_blocks[r];
+        for (int i = 0; i < full_num[r]; ++i) full_idx[r * nk + i] = d->full_kv_indices[r * nk + i];
+        for (int i = 0; i < part_num[r]; ++i) part_idx[r * nk + i] = d->kv_indices[r * nk + i];
+    }
+    const fg_cuda *cu = ctx->cu;
+    char b[256];
+    CUresult res = cu->MemAlloc(&L->buf, n_int * sizeof *host);
+    if (res == CUDA_SUCCESS) res = cu->MemcpyHtoD(L->buf, host, n_int * sizeof *host);
+    free(host);
+    if (res != CUDA_SUCCESS) {
+        if (L->buf) cu->MemFree(L->buf);
+        free(L);
+        fg_fail(&e, res == CUDA_ERROR_OUT_OF_MEMORY ? FG_ERR_OUT_OF_MEMORY : FG_ERR_CUDA, "uploading the layout: %s",
+                fg_cuda_errstr(cu, res, b, sizeof b));
+        return fg_ctx_fail(ctx, &e);
+    }
+    L->batch = d->batch; L->heads = d->heads;
+    L->num_q_blocks = d->num_q_blocks; L->num_kv_blocks = d->num_kv_blocks;
+    L->block_q = d->block_q; L->block_k = d->block_k;
+    const int32_t *base = (const int32_t *)(uintptr_t)L->buf;
+    L->full_num = base;
+    L->part_num = base + rows;
+    L->full_idx = base + 2 * rows;
+    L->part_idx = base + 2 * rows + rows * nk;
+    *out = L;
+    return FG_OK;
+}
+
+void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *L) {
+    if (!L) return;
+    if (ctx && ctx->cu && L->buf) ctx->cu->MemFree(L->buf);
+    free(L);
+}

@@ -1,0 +1,207 @@
+#include "runtime/reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+float fg_half_to_float(uint16_t h, fg_dtype dt) {
+    if (dt == FG_BF16) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    int exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff, u;
+    if (exp == 0x1f) u = sign | 0x7f800000u | (man << 13);
+    else if (exp == 0) {
+        if (!man) u = sign;
+        else {
+            exp = 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            man &= 0x3ff;
+            u = sign | ((uint32_t)(exp + 112) << 23) | (man << 13);
+        }
+    } else u = sign | ((uint32_t)(exp + 112) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t fg_float_to_half(float f, fg_dtype dt) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if (dt == FG_BF16) {
+        if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+        u += 0x7fff + ((u >> 16) & 1);
+        return (uint16_t)(u >> 16);
+    }
+    const uint32_t sign = (u >> 16) & 0x8000;
+    const uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow -> inf */
+    if (a < 0x38800000u) {                                   /* subnormal or zero */
+        if (a < 0x33000000u) return (uint16_t)sign;
+        const int e = (int)(a >> 23);
+        const uint32_t m = (a & 0x7fffff) | 0x800000;
+        const int shift = 126 - e; /* value = m * 2^(e-150); one subnormal step is 2^-24 */
+        uint32_t res = m >> shift;
+        const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (res & 1))) res++;
+        return (uint16_t)(sign | res);
+    }
+    uint32_t res = ((a >> 13) - (112u << 10));
+    const uint32_t rem = a & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (res & 1))) res++;
+    return (uint16_t)(sign | res);
+}
+
+void fg_rng_seed(fg_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull; if (!r->s) r->s = 1; }
+
+static uint64_t next(fg_rng *r) {
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 0x2545F4914F6CDD1Dull;
+}
+double fg_rng_uniform(fg_rng *r) { return (double)(next(r) >> 11) * (1.0 / 9007199254740992.0); }
+double fg_rng_normal(fg_rng *r) {
+    double u1 = fg_rng_uniform(r), u2 = fg_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+void fg_fill_normal(uint16_t *x, size_t n, fg_dtype dt, fg_rng *r) {
+    for (size_t i = 0; i < n; ++i) x[i] = fg_float_to_half((float)fg_rng_normal(r), dt);
+}
+
+static int in_list(const int32_t *num, const int32_t *idx, long row, int nk, int j) {
+    if (!num) return 0;
+    for (int i = 0; i < num[row]; ++i)
+        if (idx[(size_t)row * nk + i] == j) return 1;
+    return 0;
+}
+
+int fg_ref_visible(const fg_attention_desc *d, const fg_block_layout_desc *L, int b, int h, int i, int j) {
+    if (j >= d->seqlen_k) return 0;
+    const int off = d->causal == FG_CAUSAL_BOTTOM_RIGHT ? d->seqlen_k - d->seqlen_q : 0;
+    const int causal_ok = d->causal == FG_CAUSAL_NONE || j <= i + off;
+    if (!L) return causal_ok;
+    const int bi = L->batch == 1 ? 0 : b, hi = L->heads == 1 ? 0 : h;
+    const long row = ((long)bi * L->heads + hi) * L->num_q_blocks + i / L->block_q;
+    const int kb = j / L->block_k;
+    if (in_list(L->full_kv_num_blocks, L->full_kv_indices, row, L->num_kv_blocks, kb)) return 1;
+    if (in_list(L->kv_num_blocks, L->kv_indices, row, L->num_kv_blocks, kb)) return causal_ok;
+    return 0;
+}
+
+void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
+                      const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow, double *lse_out) {
+    const int D = d->head_dim, hk = h / (d->heads_q / d->heads_kv);
+    const double scale = d->softmax_scale == 0.f ? 1.0 / sqrt((double)D) : (double)d->softmax_scale;
+    double *s = malloc(sizeof(double) * ((size_t)d->seqlen_k + (size_t)D));
+    double *qr = s + d->seqlen_k;
+    const uint16_t *qp = q + b * d->q_strides[0] + h * d->q_strides[1] + (int64_t)i * d->q_strides[2];
+    for (int x = 0; x < D; ++x) qr[x] = fg_half_to_float(qp[x], d->dtype);
+    double mx = -INFINITY;
+    for (int j = 0; j < d->seqlen_k; ++j) {
+        if (!fg_ref_visible(d, L, b, h, i, j)) { s[j] = -INFINITY; continue; }
+        const uint16_t *kp = k + b * d->k_strides[0] + hk * d->k_strides[1] + (int64_t)j * d->k_strides[2];
+        double acc = 0;
+        for (int x = 0; x < D; ++x) acc += qr[x] * fg_half_to_float(kp[x], d->dtype);
+        s[j] = acc * scale;
+        if (s[j] > mx) mx = s[j];
+    }
+    for (int x = 0; x < D; ++x) orow[x] = 0;
+    double sum = 0;
+    if (mx > -INFINITY) {
+        for (int j = 0; j < d->seqlen_k; ++j) {
+            if (s[j] == -INFINITY) continue;
+            const double pj = exp(s[j] - mx);
+            sum += pj;
+            const uint16_t *vp = v + b * d->v_strides[0] + hk * d->v_strides[1] + (int64_t)j * d->v_strides[2];
+            for (int x = 0; x < D; ++x) orow[x] += pj * fg_half_to_float(vp[x], d->dtype);
+        }
+        for (int x = 0; x < D; ++x) orow[x] /= sum;
+    }
+    *lse_out = sum > 0 ? mx + log(sum) : -INFINITY;
+    free(s);
+}
+
+void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
+                          const uint16_t *k, const uint16_t *v, double *o, double *lse) {
+    for (int b = 0; b < d->batch; ++b)
+        for (int h = 0; h < d->heads_q; ++h)
+            for (int i = 0; i < d->seqlen_q; ++i)
+                fg_reference_row(d, L, q, k, v, b, h, i, o + (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * d->head_dim,
+                                 lse + ((size_t)b * d->heads_q + h) * d->seqlen_q + i);
+}
+
+fg_compare fg_compare_output(const fg_attention_desc *d, const uint16_t *got, const double *ref) {
+    fg_compare c = {0};
+    double num = 0, den = 0;
+    const int D = d->head_dim;
+    for (int b = 0; b < d->batch; ++b)
+        for (int i = 0; i < d->seqlen_q; ++i)
+            for (int h = 0; h < d->heads_q; ++h) {
+                const uint16_t *g = got + b * d->o_strides[0] + h * d->o_strides[1] + (int64_t)i * d->o_strides[2];
+                const size_t base = (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * D;
+                for (int x = 0; x < D; ++x) {
+                    const double a = fg_half_to_float(g[x], d->dtype), r = ref[base + x];
+                    c.n++;
+                    if (isnan(a)) { c.nan_count++; continue; }
+                    const double e = fabs(a - r);
+                    if (e > c.max_abs || isnan(e)) { c.max_abs = e; c.worst = base + x; }
+                    num += e * e;
+                    den += r * r;
+                }
+            }
+    c.rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+    return c;
+}
+
+fg_compare fg_compare_lse(const float *got, const double *ref, size_t n) {
+    fg_compare c = {0};
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        c.n++;
+        const double a = got[i], r = ref[i];
+        if (isnan(a)) { c.nan_count++; continue; }
+        if (isinf(r) || isinf(a)) {
+            if (!(isinf(r) && isinf(a) && (r < 0) == (a < 0))) { c.max_abs = INFINITY; c.worst = i; }
+            continue;
+        }
+        const double e = fabs(a - r);
+        if (e > c.max_abs) { c.max_abs = e; c.worst = i; }
+        num += e * e;
+        den += r * r;
+    }
+    c.rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+    return c;
+}
+
+int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q, int seqlen_k, int block_q,
+                          int block_k, double density, fg_rng *rng) {
+    memset(L, 0, sizeof *L);
+    const int nq = (seqlen_q + block_q - 1) / block_q, nk = (seqlen_k + block_k - 1) / block_k;
+    const size_t rows = (size_t)batch * heads * nq;
+    L->buf = calloc(2 * rows + 2 * rows * nk, sizeof(int32_t));
+    if (!L->buf) return 0;
+    int32_t *pn = L->buf, *fn = pn + rows, *pi = fn + rows, *fi = pi + rows * nk;
+    for (size_t r = 0; r < rows; ++r)
+        for (int j = 0; j < nk; ++j) {
+            if (fg_rng_uniform(rng) >= density) continue;
+            if (fg_rng_uniform(rng) < 0.5) fi[r * nk + fn[r]++] = j;
+            else pi[r * nk + pn[r]++] = j;
+        }
+    fg_block_layout_desc *d = &L->desc;
+    d->batch = batch; d->heads = heads; d->num_q_blocks = nq; d->num_kv_blocks = nk;
+    d->block_q = block_q; d->block_k = block_k;
+    d->kv_num_blocks = pn; d->kv_indices = pi; d->full_kv_num_blocks = fn; d->full_kv_indices = fi;
+    return 1;
+}
+
+void fg_host_layout_free(fg_host_layout *L) {
+    free(L->buf);
+    memset(L, 0, sizeof *L);
+}

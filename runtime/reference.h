@@ -1,0 +1,54 @@
+/* reference.h: the float64 CPU reference of the forward pass, and the host
+ * helpers that the CLI and the tests share (16-bit conversions, random
+ * fill, error metrics).  Same semantics as the kernel, written plainly. */
+#ifndef FG_REFERENCE_H
+#define FG_REFERENCE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "flashgen.h"
+
+float fg_half_to_float(uint16_t h, fg_dtype dt);
+uint16_t fg_float_to_half(float f, fg_dtype dt); /* round to nearest even */
+
+/* xorshift64* random numbers, reproducible from a seed */
+typedef struct fg_rng { uint64_t s; } fg_rng;
+void fg_rng_seed(fg_rng *r, uint64_t seed);
+double fg_rng_uniform(fg_rng *r); /* [0, 1) */
+double fg_rng_normal(fg_rng *r);
+void fg_fill_normal(uint16_t *x, size_t n, fg_dtype dt, fg_rng *r);
+
+/* Whether key j is visible from query i of (b, h) under d and the host
+ * layout L (NULL: dense). */
+int fg_ref_visible(const fg_attention_desc *d, const fg_block_layout_desc *L, int b, int h, int i, int j);
+
+/* o: [batch, seqlen_q, heads_q, head_dim] contiguous float64;
+ * lse: [batch, heads_q, seqlen_q] (natural log; -inf for an empty row).
+ * q, k, v are host arrays laid out with d's strides. */
+void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
+                          const uint16_t *k, const uint16_t *v, double *o, double *lse);
+
+/* One query row: orow[head_dim] and its logsumexp. */
+void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
+                      const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow, double *lse);
+
+typedef struct fg_compare {
+    double max_abs, rel_l2;
+    size_t nan_count, n;
+    size_t worst; /* index of the largest |a - b| */
+} fg_compare;
+/* got: 16-bit [batch, seqlen_q, heads_q, head_dim] with d's o strides;
+ * ref: contiguous float64 of the same shape. */
+fg_compare fg_compare_output(const fg_attention_desc *d, const uint16_t *got, const double *ref);
+fg_compare fg_compare_lse(const float *got, const double *ref, size_t n);
+
+/* A host block layout with its own storage (tests, CLI). */
+typedef struct fg_host_layout {
+    fg_block_layout_desc desc;
+    int32_t *buf;
+} fg_host_layout;
+/* Each (batch, head, q block, kv block) is kept with probability density;
+ * a kept block is full or partial with equal odds.  Returns 0 on OOM. */
+int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q, int seqlen_k, int block_q,
+                          int block_k, double density, fg_rng *rng);
+void fg_host_layout_free(fg_host_layout *L);
+#endif

@@ -1,0 +1,40 @@
+/* fg_params.h: the forward kernel's argument block.
+ *
+ * One definition for both sides: the host (runtime/) includes this file
+ * directly, NVRTC receives it as an embedded header.  Only `int`,
+ * `long long` and pointers, so the layout is identical under NVRTC and the
+ * host compiler on LP64.  Passed by value as a __grid_constant__ parameter. */
+#ifndef FG_PARAMS_H
+#define FG_PARAMS_H
+
+typedef struct fg_fwd_params {
+    const void *q, *k, *v;   /* device pointers, 16-byte aligned          */
+    void *o;
+    float *lse;              /* [batch, heads_q, seqlen_q] or NULL        */
+
+    /* element strides; the last dimension is contiguous */
+    long long q_batch_stride, q_head_stride, q_row_stride;
+    long long k_batch_stride, k_head_stride, k_row_stride;
+    long long v_batch_stride, v_head_stride, v_row_stride;
+    long long o_batch_stride, o_head_stride, o_row_stride;
+
+    int batch, heads_q, heads_kv, group;   /* group = heads_q / heads_kv   */
+    int seqlen_q, seqlen_k;
+    /* key j is visible from query row i iff j <= i + causal_offset
+     * (bottom-right: seqlen_k - seqlen_q; top-left: 0).  Unused when the
+     * variant is not causal. */
+    int causal_offset;
+    float scale;        /* softmax scale                                   */
+    float scale_log2;   /* scale * log2(e), folded into exp2               */
+
+    /* Block-sparse layout (variant sparse=1).  Row r = (bi*sp_heads + hi) *
+     * sp_num_q_blocks + qb, where bi = sp_batch == 1 ? 0 : b and likewise hi;
+     * the index lists of row r start at r * sp_num_kv_blocks. */
+    const int *sp_full_num, *sp_full_idx, *sp_part_num, *sp_part_idx;
+    int sp_batch, sp_heads, sp_num_q_blocks, sp_num_kv_blocks;
+    int sp_block_q, sp_block_k;   /* layout block, in elements              */
+    int sp_sub;                   /* kernel key tiles per layout block      */
+    int pad_;
+} fg_fwd_params;
+
+#endif

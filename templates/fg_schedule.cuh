@@ -1,0 +1,74 @@
+// fg_schedule.cuh: which key tiles one query tile visits, in which order,
+// and which of them need an element mask.
+//
+// Dense:  tiles 0 .. n-1, where causal variants stop at the last tile that
+//         the tile's last valid row can see (fully masked tiles are never
+//         visited).
+// Sparse: the layout row of this (batch, head, query block) lists full key
+//         blocks, then partial ones; each layout block is sp_sub kernel
+//         tiles.  Tiles past seqlen_k, and causal-masked tiles of partial
+//         blocks, are marked invisible: the main loop keeps its pipeline
+//         bookkeeping for them but neither loads nor computes.
+// Full blocks get no element mask (as in FlexAttention's BlockMask);
+// partial blocks get the causal mask when the variant is causal.
+#pragma once
+#include "fg_params.h"
+
+namespace fg {
+
+template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
+    int count;          // entries to visit
+    int m0, row_last;   // first and last valid query row of the tile
+    int offset, seqlen_k;
+    const int *full_idx, *part_idx;
+    int nf, sub;
+
+    __device__ __forceinline__ void init(const fg_fwd_params &p, int m0_, int b, int h) {
+        m0 = m0_;
+        row_last = min(m0 + BR, p.seqlen_q) - 1;
+        offset = p.causal_offset;
+        seqlen_k = p.seqlen_k;
+        if (!SPARSE) {
+            int n = (p.seqlen_k + BC - 1) / BC;
+            if (CAUSAL) {
+                const int last_col = row_last + offset;   // last key any row here sees
+                n = last_col < 0 ? 0 : min(n, last_col / BC + 1);
+            }
+            count = n;
+            full_idx = part_idx = 0; nf = 0; sub = 1;
+        } else {
+            const int bi = p.sp_batch == 1 ? 0 : b;
+            const int hi = p.sp_heads == 1 ? 0 : h;
+            const int row = (bi * p.sp_heads + hi) * p.sp_num_q_blocks + m0 / p.sp_block_q;
+            nf = p.sp_full_num[row];
+            const int np = p.sp_part_num[row];
+            full_idx = p.sp_full_idx + (long long)row * p.sp_num_kv_blocks;
+            part_idx = p.sp_part_idx + (long long)row * p.sp_num_kv_blocks;
+            sub = p.sp_sub;
+            count = (nf + np) * sub;
+        }
+    }
+
+    // Key tile of entry i, and whether its layout block is partial.
+    __device__ __forceinline__ int tile(int i, bool &partial) const {
+        if (!SPARSE) { partial = CAUSAL; return i; }
+        const int e = i / sub, t = i - e * sub;
+        partial = e >= nf;
+        const int blk = partial ? __ldg(part_idx + (e - nf)) : __ldg(full_idx + e);
+        return blk * sub + t;
+    }
+
+    __device__ __forceinline__ bool visible(int t, bool partial) const {
+        if (!SPARSE) return true;
+        if (t * BC >= seqlen_k) return false;
+        if (CAUSAL && partial && t * BC > row_last + offset) return false;
+        return true;
+    }
+
+    __device__ __forceinline__ bool needs_mask(int t, bool partial) const {
+        if ((t + 1) * BC > seqlen_k) return true;
+        return CAUSAL && partial && (t + 1) * BC - 1 > m0 + offset;
+    }
+};
+
+} // namespace fg

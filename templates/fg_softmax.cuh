@@ -1,0 +1,79 @@
+// fg_softmax.cuh: online softmax over the S tiles of one warp.
+//
+// Each thread holds two rows per 16-row m-tile (row g and g+8 of the mma C
+// layout, g = lane/4); the four threads of a quad share a row, so row
+// reductions are two xor-shuffles.  Per key tile:
+//   m_new = max(m_old, rowmax(S))            (raw scores, scale applied below)
+//   alpha = exp2((m_old - m_new) * scale_log2)
+//   P     = exp2(S * scale_log2 - m_new * scale_log2)   one FFMA + one EX2
+//   l     = l * alpha + rowsum(P)           (per-thread partial; reduced once
+//                                            at the end, as FlashAttention-2 does)
+//   O     = O * alpha                       (the caller then adds P * V)
+// A row that has seen no visible key keeps m = -inf and l = 0; the base is
+// then taken as 0 so that no -inf - -inf appears, and finish() gives o = 0,
+// lse = -inf.
+#pragma once
+#include "fg_mma.cuh"
+
+namespace fg {
+
+template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
+    float m[MT][2];
+    float l[MT][2];
+
+    __device__ __forceinline__ void init() {
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) { m[i][r] = neg_inf(); l[i][r] = 0.f; }
+    }
+
+    // s: scores of this tile (masked entries = -inf), overwritten with P.
+    // o: output accumulators, rescaled by alpha.
+    __device__ __forceinline__ void step(float (&s)[MT][NT_S][4], float (&o)[MT][NT_O][4],
+                                         float scale_log2) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mx = m[i][r];
+#pragma unroll
+                for (int n = 0; n < NT_S; ++n) mx = fmaxf(mx, fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]));
+                mx = fmaxf(mx, warp_xor(mx, 1));
+                mx = fmaxf(mx, warp_xor(mx, 2));
+                const float base = (mx == neg_inf()) ? 0.f : mx * scale_log2;
+                const float alpha = fast_exp2(m[i][r] * scale_log2 - base);
+                m[i][r] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < NT_S; ++n) {
+                    s[i][n][2 * r]     = fast_exp2(fmaf(s[i][n][2 * r], scale_log2, -base));
+                    s[i][n][2 * r + 1] = fast_exp2(fmaf(s[i][n][2 * r + 1], scale_log2, -base));
+                    sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
+                }
+                l[i][r] = l[i][r] * alpha + sum;
+#pragma unroll
+                for (int n = 0; n < NT_O; ++n) { o[i][n][2 * r] *= alpha; o[i][n][2 * r + 1] *= alpha; }
+            }
+        }
+    }
+
+    // Reduce l across the quad; inv[i][r] = 1/l (0 for an empty row) and the
+    // natural-log logsumexp (-inf for an empty row).
+    __device__ __forceinline__ void finish(float scale, float (&inv)[MT][2], float (&lse)[MT][2]) {
+        const float LN2 = 0.69314718055994530942f;
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float t = l[i][r];
+                t += warp_xor(t, 1);
+                t += warp_xor(t, 2);
+                const bool empty = !(t > 0.f);
+                inv[i][r] = empty ? 0.f : 1.f / t;
+                lse[i][r] = empty ? neg_inf() : m[i][r] * scale + fast_log2(t) * LN2;
+            }
+    }
+};
+
+} // namespace fg

@@ -1,0 +1,78 @@
+-- fwd_mma.lua: renders the CUDA C++ of one forward variant for the portable
+-- tensor-core path (mma.sync, sm_80 and up).
+--
+-- A pure function from a parameter table to source text.  It checks its
+-- parameters first, derives the shape constants (padded head dim, rows per
+-- warp, shared memory), and emits a traits struct plus the extern "C" entry
+-- point; the algorithm itself lives in the fg_*.cuh headers, which are
+-- ordinary C++ that can be read on their own.
+--
+-- params: head_dim, dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
+--         block_m, block_n, warps, stages, q_in_regs (bool), min_blocks,
+--         key (string, for the banner)
+-- returns: { source, kernel, threads, smem_bytes, head_dim_padded, rows_per_warp }
+
+local util = import("util")
+
+local function check(p)
+  util.expect_int(p, "head_dim", 8, 256)
+  if p.head_dim % 8 ~= 0 then
+    util.fail("head_dim must be a multiple of 8 (got %d)", p.head_dim)
+  end
+  util.expect_enum(p, "dtype", { "fp16", "bf16" })
+  util.expect_bool(p, "causal")
+  util.expect_bool(p, "sparse")
+  util.expect_enum(p, "warps", { 4, 8 })
+  util.expect_enum(p, "block_n", { 16, 32, 64, 128 })
+  util.expect_enum(p, "stages", { 1, 2, 3 })
+  util.expect_bool(p, "q_in_regs")
+  util.expect_enum(p, "min_blocks", { 1, 2, 3, 4 })
+  util.expect_int(p, "block_m", 16, 512)
+  local mt = p.block_m // (16 * p.warps)
+  if mt * 16 * p.warps ~= p.block_m or (mt ~= 1 and mt ~= 2) then
+    util.fail("block_m (%d) must be 16 or 32 rows per warp times warps (%d)", p.block_m, p.warps)
+  end
+  return mt
+end
+
+return function(p)
+  local mt = check(p)
+  local dp = util.round_up(p.head_dim, 16)
+  local lds = dp + 8
+  local threads = p.warps * 32
+  local smem = (p.block_m + 2 * p.stages * p.block_n) * lds * 2
+
+  local out = util.buffer()
+  out:line("// flashgen generated kernel: portable tensor-core forward (mma.sync).")
+  out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
+  out:line("// variant: %s", p.key or "(none)")
+  out:line("// head_dim=%d (padded %d) dtype=%s causal=%s sparse=%s", p.head_dim, dp, p.dtype,
+           tostring(p.causal), tostring(p.sparse))
+  out:line("// block_m=%d block_n=%d warps=%d rows_per_warp=%d stages=%d q_in_regs=%s min_blocks=%d",
+           p.block_m, p.block_n, p.warps, 16 * mt, p.stages, tostring(p.q_in_regs), p.min_blocks)
+  out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
+  out:line('#include "fg_fwd_kernel.cuh"')
+  out:line("")
+  out:line("struct Traits {")
+  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, dp)
+  out:line("    static constexpr int BR = %d, BC = %d, WARPS = %d, MT = %d, STAGES = %d;",
+           p.block_m, p.block_n, p.warps, mt, p.stages)
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s, Q_IN_REGS = %s;",
+           tostring(p.dtype == "bf16"), tostring(p.causal), tostring(p.sparse), tostring(p.q_in_regs))
+  out:line("};")
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(%d, %d)', threads, p.min_blocks)
+  out:line("flashgen_fwd(const __grid_constant__ fg_fwd_params p) {")
+  out:line("    extern __shared__ __align__(16) char smem[];")
+  out:line("    fg::attention_forward<Traits>(p, smem);")
+  out:line("}")
+
+  return {
+    source = out:text(),
+    kernel = "flashgen_fwd",
+    threads = threads,
+    smem_bytes = smem,
+    head_dim_padded = dp,
+    rows_per_warp = 16 * mt,
+  }
+end

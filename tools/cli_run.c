@@ -1,0 +1,262 @@
+/* cli_run.c: `flashgen run` and `flashgen bench`, the commands that need a GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/attention.h"
+#include "runtime/internal.h"
+#include "tools/cli.h"
+#include "tools/harness.h"
+
+static const char *HELP_RUN =
+    "usage: flashgen run [SPEC] [options]\n"
+    "\n"
+    "The main job: generate, compile, run and check one variant.  Fresh random\n"
+    "inputs (seeded), outputs poisoned with NaN, the kernel, then a comparison\n"
+    "with the float64 CPU reference (max |error|, relative L2, lse) and the\n"
+    "median time and TFLOP/s of --iters launches.  Without a GPU it still\n"
+    "generates and compiles the variant for sm_90a and says why it cannot launch.\n"
+    "\n"
+    "SPEC defaults to hdim=128,dtype=bf16,causal=bottom_right.\n"
+    "options:\n"
+    "  --batch N (2)  --heads-q N (16)  --heads-kv N (= heads-q)\n"
+    "  --seqlen-q N (2048)  --seqlen-k N (= seqlen-q)\n"
+    "  --layout bshd|bhsd (bshd)   --seed N (1)   --iters N (20)\n"
+    "  --density F    with sparse=1: random block layout of this density (0.5)\n"
+    "  --block N      layout block (128)\n"
+    "  --require-gpu  exit with status 3 instead of 0 when there is no GPU\n"
+    "exit status: 0 checked and passed (or no GPU), 1 mismatch or error, 2 usage.\n"
+    "\n" FG_SPEC_HELP;
+
+static const char *HELP_BENCH =
+    "usage: flashgen bench [options]\n"
+    "\n"
+    "Forward TFLOP/s on the ../shared/BENCHMARK.md grid: 16384 tokens (batch =\n"
+    "16384 / seqlen), model width 2048 (heads = 2048 / hdim), bf16 by default.\n"
+    "Each shape is checked against the CPU reference on sampled rows before it\n"
+    "is timed; a wrong result is reported, not timed.  Timing: CUDA events, 3\n"
+    "warm-up launches, L2 flushed (256 MiB memset) before each timed launch,\n"
+    "median of --iters.  FLOPs = 4 b h s s d, halved for causal.\n"
+    "\n"
+    "options:\n"
+    "  --dtype bf16|fp16           (bf16)\n"
+    "  --hdims 64,128,256          head dims\n"
+    "  --seqlens 512,...,16384     sequence lengths\n"
+    "  --causal both|0|1           (both)\n"
+    "  --iters N                   timed launches per shape (30)\n"
+    "  --csv FILE                  also write the rows as CSV\n";
+
+static int parse_list(const char *s, int *out, int max) {
+    int n = 0;
+    while (s && *s && n < max) {
+        out[n++] = atoi(s);
+        s = strchr(s, ',');
+        if (s) ++s;
+    }
+    return n;
+}
+
+int fg_cmd_run(int argc, char **argv) {
+    if (fg_cli_flag(argc, argv, "--help") || fg_cli_flag(argc, argv, "-h")) { fputs(HELP_RUN, stdout); return 0; }
+    const char *specstr = fg_cli_positional(argc, argv);
+    if (!specstr) specstr = "hdim=128,dtype=bf16,causal=bottom_right";
+    fg_error e = {0};
+    fg_variant v;
+    fg_causal cm;
+    if (fg_spec_parse(specstr, &v, &cm, &e) != FG_OK) { fprintf(stderr, "flashgen run: %s\n", e.msg); fg_error_clear(&e); return 2; }
+    fg_case c;
+    memset(&c, 0, sizeof c);
+    const int heads_q = fg_cli_int(argc, argv, "--heads-q", fg_cli_int(argc, argv, "--heads", 16));
+    const int seqlen_q = fg_cli_int(argc, argv, "--seqlen-q", fg_cli_int(argc, argv, "--seqlen", 2048));
+    fg_attention_desc_init(&c.desc, v.spec.dtype, v.spec.head_dim, fg_cli_int(argc, argv, "--batch", 2), heads_q,
+                           fg_cli_int(argc, argv, "--heads-kv", heads_q), seqlen_q, fg_cli_int(argc, argv, "--seqlen-k", seqlen_q));
+    c.desc.causal = cm;
+    c.desc.block_m = v.cfg.block_m; c.desc.block_n = v.cfg.block_n;
+    c.desc.warps = v.cfg.warps; c.desc.stages = v.cfg.stages;
+    const char *layout = fg_cli_opt(argc, argv, "--layout");
+    c.bhsd = layout && !strcmp(layout, "bhsd");
+    c.seed = (uint64_t)fg_cli_int(argc, argv, "--seed", 1);
+    c.check_rows_max = 4096;
+    if (v.spec.sparse) {
+        const char *dens = fg_cli_opt(argc, argv, "--density");
+        c.density = dens ? atof(dens) : 0.5;
+        c.block = fg_cli_int(argc, argv, "--block", 128);
+    }
+    const int iters = fg_cli_int(argc, argv, "--iters", 20);
+    char desc[256];
+    fg_case_describe(&c, desc, sizeof desc);
+
+    const fg_cuda *cu;
+    if (fg_cuda_get(&cu, &e) != FG_OK) {
+        printf("flashgen run: %s\n", e.msg);
+        fg_error_clear(&e);
+        printf("flashgen run: no GPU to launch on; generating and compiling %s for sm_90a instead.\n", specstr);
+        char *cargv[] = {"compile", (char *)specstr, "--arch", "sm_90a", NULL};
+        extern int fg_cli_compile_main(int, char **);
+        int rc = fg_cli_compile_main(4, cargv);
+        if (rc) return rc;
+        printf("flashgen run: compiled; cannot launch without a GPU.\n");
+        return fg_cli_flag(argc, argv, "--require-gpu") ? 3 : 0;
+    }
+    fg_context *ctx = NULL;
+    if (fg_context_create(&ctx) != FG_OK) { fprintf(stderr, "flashgen run: cannot create a context\n"); return 1; }
+    fg_case_result r;
+    printf("case:     %s\n", desc);
+    int failed = fg_harness_run(ctx, &c, iters, &r);
+    if (r.status != FG_OK) {
+        printf("error:    %s: %s\n", fg_status_name(r.status), r.msg);
+        fg_context_destroy(ctx);
+        return 1;
+    }
+    for (fg_kernel *k = ctx->kernels; k; k = k->next)
+        printf("kernel:   %s\n          %d registers, %d spill bytes, %d bytes smem, compiled in %.2f s\n", k->key,
+               k->stats.registers, k->stats.spill_stores + k->stats.spill_loads, k->smem_bytes, k->stats.compile_seconds);
+    printf("check:    %ld rows vs float64 reference: o max|err| %.3g (tol %.3g), rel L2 %.3g (tol %.3g); lse max|err| %.3g; unwritten %zu\n",
+           r.checked_rows, r.o.max_abs, r.tol_abs, r.o.rel_l2, r.tol_rel, r.lse.max_abs, r.unwritten);
+    if (failed) printf("result:   FAIL: %s\n", r.msg);
+    else printf("result:   PASS\ntime:     %.3f ms median of %d, %.1f TFLOP/s\n", r.ms_median, iters, r.tflops);
+    fg_context_destroy(ctx);
+    return failed;
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+int fg_cmd_bench(int argc, char **argv) {
+    if (fg_cli_flag(argc, argv, "--help") || fg_cli_flag(argc, argv, "-h")) { fputs(HELP_BENCH, stdout); return 0; }
+    int hdims[8], seqlens[16];
+    int nh = parse_list(fg_cli_opt(argc, argv, "--hdims") ? fg_cli_opt(argc, argv, "--hdims") : "64,128,256", hdims, 8);
+    int ns = parse_list(fg_cli_opt(argc, argv, "--seqlens") ? fg_cli_opt(argc, argv, "--seqlens") : "512,1024,2048,4096,8192,16384", seqlens, 16);
+    const char *cs = fg_cli_opt(argc, argv, "--causal");
+    const int c0 = cs && !strcmp(cs, "1") ? 1 : 0, c1 = cs && !strcmp(cs, "0") ? 0 : 1;
+    const char *dts = fg_cli_opt(argc, argv, "--dtype");
+    const fg_dtype dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : FG_BF16;
+    const int iters = fg_cli_int(argc, argv, "--iters", 30);
+    const char *csvpath = fg_cli_opt(argc, argv, "--csv");
+
+    fg_context *ctx = NULL;
+    fg_context_create(&ctx);
+    fg_error e = {0};
+    if (fg_ctx_device(ctx, &e) != FG_OK) {
+        fprintf(stderr, "flashgen bench: %s\n", e.msg);
+        fg_error_clear(&e);
+        fg_context_destroy(ctx);
+        return 1;
+    }
+    const fg_cuda *cu = ctx->cu;
+    const size_t tokens = 16384, width = 2048, n = tokens * width;
+    CUdeviceptr dq = 0, dk = 0, dv = 0, dout = 0, dlse = 0, flush = 0;
+    const size_t flush_bytes = 256u << 20;
+    uint16_t *hq = malloc(n * 2), *hk = malloc(n * 2), *hv = malloc(n * 2), *ho = malloc(n * 2);
+    float *hlse = malloc(tokens * 128 * 4), *times = malloc(sizeof(float) * (size_t)iters);
+    double *orow = malloc(sizeof(double) * 256);
+    FILE *csv = NULL;
+    int rc = 0;
+    CUevent ev0 = 0, ev1 = 0;
+    CUresult r = CUDA_SUCCESS;
+    if (!hq || !hk || !hv || !ho || !hlse || !times || !orow) { fprintf(stderr, "flashgen bench: out of memory\n"); rc = 1; goto done; }
+    fg_rng rng;
+    fg_rng_seed(&rng, 1234);
+    fg_fill_normal(hq, n, dt, &rng);
+    fg_fill_normal(hk, n, dt, &rng);
+    fg_fill_normal(hv, n, dt, &rng);
+    if (!r) r = cu->MemAlloc(&dq, n * 2);
+    if (!r) r = cu->MemAlloc(&dk, n * 2);
+    if (!r) r = cu->MemAlloc(&dv, n * 2);
+    if (!r) r = cu->MemAlloc(&dout, n * 2);
+    if (!r) r = cu->MemAlloc(&dlse, tokens * 128 * 4);
+    if (!r) r = cu->MemAlloc(&flush, flush_bytes);
+    if (!r) r = cu->MemcpyHtoD(dq, hq, n * 2);
+    if (!r) r = cu->MemcpyHtoD(dk, hk, n * 2);
+    if (!r) r = cu->MemcpyHtoD(dv, hv, n * 2);
+    if (!r) r = cu->EventCreate(&ev0, 0);
+    if (!r) r = cu->EventCreate(&ev1, 0);
+    if (r) { char b[256]; fprintf(stderr, "flashgen bench: %s\n", fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
+    if (csvpath) {
+        csv = fopen(csvpath, "w");
+        if (!csv) { perror(csvpath); rc = 1; goto done; }
+        fprintf(csv, "impl,dtype,hdim,causal,seqlen,batch,heads,ms,tflops,max_abs_err,config\n");
+    }
+    printf("GPU: %s (%s), %d SMs\n", ctx->dev_info.name, ctx->dev_info.arch, ctx->dev_info.sm_count);
+    printf("%5s %6s %6s %5s %5s %9s %9s %10s  %s\n", "hdim", "causal", "seqlen", "batch", "heads", "ms", "TFLOP/s", "max|err|", "config");
+    for (int hi = 0; hi < nh; ++hi)
+        for (int causal = c0; causal <= c1; ++causal)
+            for (int si = 0; si < ns; ++si) {
+                const int d = hdims[hi], s = seqlens[si], batch = (int)(tokens / (size_t)s), heads = (int)(width / (size_t)d);
+                fg_attention_desc desc;
+                fg_attention_desc_init(&desc, dt, d, batch, heads, heads, s, s);
+                desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
+                void *q = (void *)(uintptr_t)dq, *k = (void *)(uintptr_t)dk, *v = (void *)(uintptr_t)dv, *o = (void *)(uintptr_t)dout;
+                float *lse = (float *)(uintptr_t)dlse;
+                if (fg_attention_forward(ctx, &desc, q, k, v, o, lse, NULL) != FG_OK) {
+                    printf("%5d %6d %6d: error: %s\n", d, causal, s, fg_errmsg(ctx));
+                    rc = 1;
+                    continue;
+                }
+                r = cu->CtxSynchronize();
+                if (!r) r = cu->MemcpyDtoH(ho, dout, (size_t)batch * s * heads * d * 2);
+                if (r) { char b[256]; printf("%5d %6d %6d: kernel failed: %s\n", d, causal, s, fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
+                /* check 64 sampled rows across the first and last (b, h) */
+                double max_err = 0, ref_max = 0;
+                int bad = 0;
+                for (int t = 0; t < 64; ++t) {
+                    const int b = t < 32 ? 0 : batch - 1, h = t < 32 ? 0 : heads - 1;
+                    const int i = (int)((long)(t % 32) * (s - 1) / 31);
+                    double lref;
+                    fg_reference_row(&desc, NULL, hq, hk, hv, b, h, i, orow, &lref);
+                    const uint16_t *g = ho + b * desc.o_strides[0] + h * desc.o_strides[1] + (int64_t)i * desc.o_strides[2];
+                    for (int x = 0; x < d; ++x) {
+                        const double a = fg_half_to_float(g[x], dt), err = fabs(a - orow[x]);
+                        if (isnan(a)) bad = 1;
+                        if (err > max_err) max_err = err;
+                        if (fabs(orow[x]) > ref_max) ref_max = fabs(orow[x]);
+                    }
+                }
+                const double tol = 4 * (dt == FG_BF16 ? 1.0 / 256 : 1.0 / 2048) * (ref_max > 1 ? ref_max : 1);
+                if (bad || max_err > tol) {
+                    printf("%5d %6d %6d %5d %5d   WRONG RESULT (max|err| %.3g > %.3g%s): not timed\n", d, causal, s, batch, heads,
+                           max_err, tol, bad ? ", NaN" : "");
+                    rc = 1;
+                    continue;
+                }
+                for (int it = 0; it < iters + 3 && !r; ++it) {
+                    r = cu->MemsetD32(flush, (unsigned)it, flush_bytes / 4);
+                    if (!r) r = cu->EventRecord(ev0, NULL);
+                    fg_attention_forward(ctx, &desc, q, k, v, o, lse, NULL);
+                    if (!r) r = cu->EventRecord(ev1, NULL);
+                    if (!r) r = cu->EventSynchronize(ev1);
+                    if (!r && it >= 3) r = cu->EventElapsedTime(&times[it - 3], ev0, ev1);
+                }
+                if (r) { char b[256]; printf("timing failed: %s\n", fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
+                qsort(times, (size_t)iters, sizeof *times, cmp_f);
+                const double ms = times[iters / 2];
+                const double tf = 4.0 * batch * heads * (double)s * s * d * (causal ? 0.5 : 1.0) / (ms * 1e-3) / 1e12;
+                /* the configuration actually launched */
+                fg_variant var;
+                fg_fwd_params p;
+                char cfg[256] = "";
+                if (fg_ctx_resolve(ctx, &desc, &var, &p, &e) == FG_OK)
+                    snprintf(cfg, sizeof cfg, "bm=%d bn=%d w=%d st=%d qr=%d", var.cfg.block_m, var.cfg.block_n, var.cfg.warps,
+                             var.cfg.stages, var.cfg.q_in_regs);
+                fg_error_clear(&e);
+                printf("%5d %6d %6d %5d %5d %9.3f %9.1f %10.3g  %s\n", d, causal, s, batch, heads, ms, tf, max_err, cfg);
+                fflush(stdout);
+                if (csv) fprintf(csv, "flashgen,%s,%d,%d,%d,%d,%d,%.5f,%.2f,%.4g,%s\n", fg_dtype_name(dt), d, causal, s, batch, heads, ms, tf, max_err, cfg);
+            }
+done:
+    if (csv) fclose(csv);
+    if (ev0) cu->EventDestroy(ev0);
+    if (ev1) cu->EventDestroy(ev1);
+    if (dq) cu->MemFree(dq);
+    if (dk) cu->MemFree(dk);
+    if (dv) cu->MemFree(dv);
+    if (dout) cu->MemFree(dout);
+    if (dlse) cu->MemFree(dlse);
+    if (flush) cu->MemFree(flush);
+    free(hq); free(hk); free(hv); free(ho); free(hlse); free(times); free(orow);
+    fg_context_destroy(ctx);
+    return rc;
+}

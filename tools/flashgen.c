@@ -1,0 +1,225 @@
+/* flashgen: the command-line tool.  info | gen | compile | run | bench */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autotune/heuristic.h"
+#include "gen/render.h"
+#include "runtime/compile.h"
+#include "runtime/cuda_api.h"
+#include "tools/cli.h"
+
+static const char *USAGE =
+    "usage: flashgen COMMAND [options]\n"
+    "\n"
+    "JIT-specialised FlashAttention: Lua templates -> CUDA C++ -> NVRTC -> launch.\n"
+    "\n"
+    "commands:\n"
+    "  info                 driver, NVRTC, GPU name, SM count, shared-memory limits\n"
+    "  gen SPEC             print the generated CUDA source of one variant\n"
+    "  compile SPEC         compile one variant with NVRTC (no GPU needed) and print\n"
+    "                       registers, shared memory and spills read from ptxas\n"
+    "  run [SPEC]           random inputs -> kernel -> check against the float64 CPU\n"
+    "                       reference -> error and TFLOP/s (the main job)\n"
+    "  bench                the BENCHMARK.md grid: TFLOP/s per head dim x causal x seqlen\n"
+    "  help COMMAND         options of one command (also: COMMAND --help)\n"
+    "\n" FG_SPEC_HELP
+    "\n"
+    "environment:\n"
+    "  FLASHGEN_TEMPLATE_DIR  read templates/*.lua, *.cuh from this directory instead of\n"
+    "                         the copies embedded in the binary (development)\n"
+    "  FLASHGEN_NVRTC         path of libnvrtc.so to load\n"
+    "  FLASHGEN_LIBCUDA       path of libcuda.so.1 to load\n";
+
+static const char *HELP_INFO = "usage: flashgen info\n\nPrints the driver and NVRTC versions and, per GPU, its name, compute\ncapability, SM count and shared-memory limits.  Says so plainly when there\nis no driver or no GPU (exit status 0: that is information, not an error).\n";
+static const char *HELP_GEN = "usage: flashgen gen SPEC [--arch sm_90a]\n\nRenders the Lua template for SPEC and prints the CUDA C++ source.  Block\nsizes not given in SPEC come from the built-in heuristic for --arch's\nshared-memory limit.\n\n" FG_SPEC_HELP;
+static const char *HELP_COMPILE = "usage: flashgen compile SPEC [--arch sm_90a] [--cubin FILE] [--log]\n\nRenders and compiles SPEC with NVRTC for --arch (default sm_90a; no GPU\nneeded) and prints registers, spills, stack and shared memory from ptxas,\nand the compile time.  --cubin writes the cubin; --log prints the NVRTC log.\nExit status 1 if the kernel spills to local memory.\n\n" FG_SPEC_HELP;
+
+int fg_cli_arch_smem(const char *arch) {
+    if (!strncmp(arch, "sm_90", 5) || !strncmp(arch, "sm_100", 6) || !strncmp(arch, "sm_103", 6)) return 232448;
+    if (!strcmp(arch, "sm_80") || !strcmp(arch, "sm_87")) return 166912;
+    return 101376; /* sm_86, sm_89, sm_120: 99 KiB */
+}
+
+static int is_value_opt(const char *a) {
+    static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
+                                 "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
+                                 "--dtype", "--csv", "--causal", "--block", "--density", "--warmup", NULL};
+    for (int i = 0; vals[i]; ++i)
+        if (!strcmp(a, vals[i])) return 1;
+    return 0;
+}
+
+const char *fg_cli_opt(int argc, char **argv, const char *name) {
+    for (int i = 1; i + 1 < argc; ++i)
+        if (!strcmp(argv[i], name)) return argv[i + 1];
+    return NULL;
+}
+int fg_cli_flag(int argc, char **argv, const char *name) {
+    for (int i = 1; i < argc; ++i)
+        if (!strcmp(argv[i], name)) return 1;
+    return 0;
+}
+int fg_cli_int(int argc, char **argv, const char *name, int dflt) {
+    const char *v = fg_cli_opt(argc, argv, name);
+    if (!v) return dflt;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v) {
+        fprintf(stderr, "flashgen: %s expects an integer, got '%s'\n", name, v);
+        exit(2);
+    }
+    return (int)x;
+}
+const char *fg_cli_positional(int argc, char **argv) {
+    for (int i = 1; i < argc; ++i) {
+        if (argv[i][0] == '-') { if (is_value_opt(argv[i])) ++i; continue; }
+        return argv[i];
+    }
+    return NULL;
+}
+
+static int cmd_info(int argc, char **argv) {
+    (void)argc; (void)argv;
+    fg_error e = {0};
+    fg_nvrtc_info nv;
+    if (fg_nvrtc_load(&nv, &e) == FG_OK) printf("NVRTC:   %d.%d (%s)\n", nv.major, nv.minor, nv.path);
+    else { printf("NVRTC:   not available: %s\n", e.msg); fg_error_clear(&e); }
+    const fg_cuda *cu;
+    if (fg_cuda_get(&cu, &e) != FG_OK) {
+        printf("GPU:     none: %s\n", e.msg);
+        fg_error_clear(&e);
+        return 0;
+    }
+    int ver = 0, n = 0;
+    cu->DriverGetVersion(&ver);
+    cu->DeviceGetCount(&n);
+    printf("driver:  CUDA %d.%d\n", ver / 1000, ver % 1000 / 10);
+    for (int i = 0; i < n; ++i) {
+        CUdevice dev;
+        fg_device_info d;
+        if (cu->DeviceGet(&dev, i) != CUDA_SUCCESS || fg_device_query(cu, dev, &d, &e) != FG_OK) {
+            printf("GPU %d:   cannot query: %s\n", i, e.msg ? e.msg : "cuDeviceGet failed");
+            fg_error_clear(&e);
+            continue;
+        }
+        printf("GPU %d:   %s, compute capability %d.%d (%s), %d SMs, %.1f GiB\n", i, d.name, d.cc_major, d.cc_minor,
+               d.arch, d.sm_count, d.total_mem / 1073741824.0);
+        printf("         shared memory: %d KiB per block (opt-in), %d KiB per SM; %d registers per SM\n",
+               d.smem_per_block_optin / 1024, d.smem_per_sm / 1024, d.regs_per_sm);
+    }
+    return 0;
+}
+
+/* Parse SPEC, complete its block configuration for arch, and render. */
+static int render_spec(const char *specstr, const char *arch, fg_sources *src, fg_variant *v, fg_rendered *r,
+                       char *key, size_t keyn) {
+    fg_error e = {0};
+    fg_causal cm;
+    if (fg_spec_parse(specstr, v, &cm, &e) != FG_OK ||
+        fg_config_complete(&v->spec, &v->cfg, fg_cli_arch_smem(arch), &e) != FG_OK ||
+        fg_sources_load(src, &e) != FG_OK) {
+        fprintf(stderr, "flashgen: %s\n", e.msg);
+        fg_error_clear(&e);
+        return 2;
+    }
+    fg_nvrtc_info nv = {0};
+    if (fg_nvrtc_load(&nv, &e) != FG_OK) fg_error_clear(&e); /* key shows nvrtc=0.0 */
+    fg_variant_key(v, src->hash_hex, nv.major, nv.minor, arch, key, keyn);
+    if (fg_render_forward(src, v, key, r, &e) != FG_OK) {
+        fprintf(stderr, "flashgen: %s\n", e.msg);
+        fg_error_clear(&e);
+        fg_sources_free(src);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_gen(int argc, char **argv) {
+    const char *spec = fg_cli_positional(argc, argv);
+    if (!spec) { fputs(HELP_GEN, stderr); return 2; }
+    const char *arch = fg_cli_opt(argc, argv, "--arch");
+    fg_sources src;
+    fg_variant v;
+    fg_rendered r;
+    char key[512];
+    int rc = render_spec(spec, arch ? arch : "sm_90a", &src, &v, &r, key, sizeof key);
+    if (rc) return rc;
+    fputs(r.source, stdout);
+    fg_rendered_free(&r);
+    fg_sources_free(&src);
+    return 0;
+}
+
+int fg_cli_compile_main(int argc, char **argv) {
+    const char *spec = fg_cli_positional(argc, argv);
+    if (!spec) { fputs(HELP_COMPILE, stderr); return 2; }
+    const char *arch = fg_cli_opt(argc, argv, "--arch");
+    if (!arch) arch = "sm_90a";
+    fg_sources src;
+    fg_variant v;
+    fg_rendered r;
+    char key[512];
+    int rc = render_spec(spec, arch, &src, &v, &r, key, sizeof key);
+    if (rc) return rc;
+    fg_error e = {0};
+    fg_cubin cb;
+    if (fg_compile_cubin(&src, r.source, arch, key, &cb, &e) != FG_OK) {
+        fprintf(stderr, "flashgen: %s\n", e.msg);
+        fg_error_clear(&e);
+        fg_rendered_free(&r);
+        fg_sources_free(&src);
+        return 1;
+    }
+    printf("variant:        %s\n", key);
+    printf("arch:           %s\n", arch);
+    printf("threads:        %d\n", r.threads);
+    printf("registers:      %d\n", cb.stats.registers);
+    printf("spill stores:   %d bytes\n", cb.stats.spill_stores);
+    printf("spill loads:    %d bytes\n", cb.stats.spill_loads);
+    printf("stack frame:    %d bytes\n", cb.stats.stack_frame);
+    printf("shared memory:  %d bytes dynamic + %d static\n", r.smem_bytes, cb.stats.static_smem);
+    printf("cubin:          %zu bytes\n", cb.size);
+    printf("compile time:   %.2f s\n", cb.stats.compile_seconds);
+    if (fg_cli_flag(argc, argv, "--log")) printf("--- NVRTC log ---\n%s\n", cb.log);
+    const char *out = fg_cli_opt(argc, argv, "--cubin");
+    if (out) {
+        FILE *f = fopen(out, "wb");
+        if (!f || fwrite(cb.data, 1, cb.size, f) != cb.size) { perror(out); rc = 1; }
+        if (f && fclose(f) != 0) { perror(out); rc = 1; }
+    }
+    if (cb.stats.spill_stores || cb.stats.spill_loads || cb.stats.stack_frame) {
+        fprintf(stderr, "flashgen: variant spills to local memory (%d bytes stores, %d loads, %d stack)\n",
+                cb.stats.spill_stores, cb.stats.spill_loads, cb.stats.stack_frame);
+        rc = 1;
+    }
+    fg_cubin_free(&cb);
+    fg_rendered_free(&r);
+    fg_sources_free(&src);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    int help = fg_cli_flag(argc - 1, argv + 1, "--help") || fg_cli_flag(argc - 1, argv + 1, "-h");
+    if (!strcmp(cmd, "help")) {
+        if (argc < 3) { fputs(USAGE, stdout); return 0; }
+        cmd = argv[2];
+        help = 1;
+    }
+    struct { const char *name; int (*fn)(int, char **); const char *help; } cmds[] = {
+        {"info", cmd_info, HELP_INFO},       {"gen", cmd_gen, HELP_GEN}, {"compile", fg_cli_compile_main, HELP_COMPILE},
+        {"run", fg_cmd_run, NULL},           {"bench", fg_cmd_bench, NULL},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; ++i) {
+        if (strcmp(cmd, cmds[i].name)) continue;
+        if (help && cmds[i].help) { fputs(cmds[i].help, stdout); return 0; }
+        return cmds[i].fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "flashgen: unknown command '%s'\n\n%s", cmd, USAGE);
+    return 2;
+}
