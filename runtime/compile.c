@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <time.h>
 
 #include <nvrtc.h> /* types only; never linked */
@@ -117,6 +118,55 @@ void fg_parse_ptxas_log(const char *log, fg_kernel_stats *st) {
     }
 }
 
+/* Registers and stack frame read from the cubin itself (the global .nv.info
+ * section: EIATTR_REGCOUNT 0x2f and EIATTR_FRAME_SIZE 0x11, each {symbol,
+ * value}).  NVRTC can answer a repeated compile from a cache without a
+ * ptxas log (seen on the GPU machine), so the log alone is not enough to
+ * detect spills: spilled registers always live in the stack frame. */
+void fg_cubin_read_stats(const void *cubin, size_t size, fg_kernel_stats *st) {
+    const unsigned char *d = cubin;
+    if (size < 64 || memcmp(d, "\177ELF", 4) || d[4] != 2) return; /* ELF64 only */
+    uint64_t shoff;
+    uint16_t shentsize, shnum, shstrndx;
+    memcpy(&shoff, d + 0x28, 8);
+    memcpy(&shentsize, d + 0x3a, 2);
+    memcpy(&shnum, d + 0x3c, 2);
+    memcpy(&shstrndx, d + 0x3e, 2);
+    if (shoff + (uint64_t)shnum * shentsize > size || shstrndx >= shnum || shentsize < 64) return;
+    uint64_t stroff, strsize;
+    memcpy(&stroff, d + shoff + (uint64_t)shstrndx * shentsize + 0x18, 8);
+    memcpy(&strsize, d + shoff + (uint64_t)shstrndx * shentsize + 0x20, 8);
+    for (unsigned i = 0; i < shnum; ++i) {
+        const unsigned char *sh = d + shoff + (uint64_t)i * shentsize;
+        uint32_t name;
+        uint64_t off, sz;
+        memcpy(&name, sh, 4);
+        memcpy(&off, sh + 0x18, 8);
+        memcpy(&sz, sh + 0x20, 8);
+        if (name >= strsize || off + sz > size || stroff + strsize > size) continue;
+        if (strcmp((const char *)d + stroff + name, ".nv.info")) continue;
+        for (uint64_t p = off; p + 2 <= off + sz;) {
+            const unsigned fmt = d[p], attr = d[p + 1];
+            if (fmt == 4) { /* EIFMT_SVAL: u16 size, payload */
+                uint16_t n;
+                memcpy(&n, d + p + 2, 2);
+                if (p + 4 + n > off + sz) break;
+                if (n == 8 && (attr == 0x2f || attr == 0x11)) {
+                    uint32_t v;
+                    memcpy(&v, d + p + 8, 4);
+                    if (attr == 0x2f && (int)v > st->registers) st->registers = (int)v;
+                    if (attr == 0x11 && (int)v > st->stack_frame) st->stack_frame = (int)v;
+                }
+                p += 4 + n;
+            } else if (fmt == 2 || fmt == 3) {
+                p += 4;
+            } else {
+                p += 2;
+            }
+        }
+    }
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -174,6 +224,7 @@ fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char
     g_nv.GetCUBIN(prog, out->data);
     out->size = n;
     fg_parse_ptxas_log(log, &out->stats);
+    fg_cubin_read_stats(out->data, out->size, &out->stats);
     out->log = log;
     log = NULL;
     out->stats.compile_seconds = now_s() - t0;

@@ -17,8 +17,9 @@ fg_status fg_nvrtc_load(fg_nvrtc_info *info, fg_error *err);
 /* What ptxas reported for the kernel (parsed from the NVRTC log). */
 typedef struct fg_kernel_stats {
     int registers;
-    int spill_stores, spill_loads; /* bytes */
-    int stack_frame;               /* bytes */
+    int spill_stores, spill_loads; /* bytes, from the ptxas log (0 when NVRTC
+                                      answered from its cache: see stack_frame) */
+    int stack_frame;               /* bytes, from the cubin; > 0 whenever registers spill */
     int static_smem;               /* bytes */
     double compile_seconds;
 } fg_kernel_stats;
@@ -36,6 +37,8 @@ typedef struct fg_cubin {
 fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char *arch,
                            const char *variant_key, fg_cubin *out, fg_error *err);
 void fg_cubin_free(fg_cubin *c);
+/* Registers and stack frame from the cubin's .nv.info (always present). */
+void fg_cubin_read_stats(const void *cubin, size_t size, fg_kernel_stats *st);
 /* Parses ptxas -v lines of a log into stats (exposed for tests). */
 void fg_parse_ptxas_log(const char *log, fg_kernel_stats *st);
 #endif
