@@ -1,0 +1,397 @@
+/* CPU tests of everything but the launch: SPEC parsing, rendering of the
+ * whole spec matrix (deterministic, banner, shared-memory agreement), the
+ * Lua sandbox and template errors, the float64 reference, layout and call
+ * validation, the no-driver path, cubin statistics. */
+#include <math.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "autotune/heuristic.h"
+#include "gen/render.h"
+#include "runtime/attention.h"
+#include "runtime/compile.h"
+#include "runtime/cuda_api.h"
+#include "runtime/internal.h"
+#include "runtime/layout.h"
+#include "runtime/reference.h"
+#include "test_util.h"
+
+static void test_spec(void) {
+    fg_variant v;
+    fg_causal cm;
+    fg_error e = {0};
+    CHECK(fg_spec_parse("hdim=96,dtype=fp16,causal=top_left,sparse=1,block_n=32", &v, &cm, &e) == FG_OK, "%s", e.msg);
+    CHECK(v.spec.head_dim == 96 && v.spec.dtype == FG_FP16 && v.spec.causal && v.spec.sparse && cm == FG_CAUSAL_TOP_LEFT &&
+              v.cfg.block_n == 32 && v.cfg.block_m == 0 && v.cfg.q_in_regs == -1, "parsed fields");
+    CHECK(fg_spec_parse("dtype=bf16", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "missing hdim");
+    CHECK_CONTAINS(e.msg, "hdim");
+    CHECK(fg_spec_parse("hdim=64,colour=red", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "unknown key");
+    CHECK_CONTAINS(e.msg, "unknown SPEC key 'colour'");
+    CHECK(fg_spec_parse("hdim=64,dtype=fp8", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "bad dtype");
+    CHECK_CONTAINS(e.msg, "bad value 'fp8'");
+    CHECK(fg_spec_parse("hdim=sixty", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "bad int");
+    CHECK(fg_spec_parse("hdim=64,causal", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "no '='");
+    fg_error_clear(&e);
+}
+
+/* Every head dim 8..256 (multiples of 8) x dtype x causal x sparse, with
+ * every heuristic candidate: renders, deterministically, with the banner. */
+static void test_render_matrix(void) {
+    fg_sources src;
+    fg_error e = {0};
+    CHECK(fg_sources_load(&src, &e) == FG_OK, "%s", e.msg);
+    int rendered = 0;
+    for (int d = 8; d <= 256; d += 8)
+        for (int dt = 0; dt < 2; ++dt)
+            for (int causal = 0; causal < 2; ++causal)
+                for (int sparse = 0; sparse < 2; ++sparse) {
+                    fg_spec s = {d, dt ? FG_FP16 : FG_BF16, causal, sparse};
+                    fg_config c[16];
+                    const int n = fg_heuristic_candidates(&s, 232448, sparse ? 128 : 0, sparse ? 128 : 0, c, 16);
+                    CHECK(n > 0, "no candidate for hdim=%d", d);
+                    for (int i = 0; i < n; ++i) {
+                        fg_variant v = {s, c[i]};
+                        char key[512];
+                        fg_variant_key(&v, src.hash_hex, 13, 0, "sm_90a", key, sizeof key);
+                        fg_rendered a, b;
+                        fg_status s1 = fg_render_forward(&src, &v, key, &a, &e);
+                        CHECK(s1 == FG_OK, "%s: %s", key, e.msg);
+                        if (s1 != FG_OK) continue;
+                        CHECK(fg_render_forward(&src, &v, key, &b, &e) == FG_OK, "%s", e.msg);
+                        CHECK(!strcmp(a.source, b.source), "render of %s is not deterministic", key);
+                        char banner[600];
+                        snprintf(banner, sizeof banner, "// variant: %s\n", key);
+                        CHECK(strstr(a.source, banner) == strchr(a.source, '\n') + 1 || strstr(a.source, banner), "banner of %s", key);
+                        CHECK(!strncmp(a.source, "// flashgen generated kernel", 28), "banner first line");
+                        CHECK(a.smem_bytes == fg_config_smem_bytes(&s, &c[i]), "%s: template smem %d != C %d", key,
+                              a.smem_bytes, fg_config_smem_bytes(&s, &c[i]));
+                        CHECK(a.threads == c[i].warps * 32, "threads");
+                        fg_rendered_free(&a);
+                        fg_rendered_free(&b);
+                        ++rendered;
+                    }
+                }
+    printf("rendered %d variants\n", rendered);
+    /* the template checks its own parameters */
+    fg_variant bad = {{64, FG_BF16, 0, 0}, {128, 64, 5, 2, 0, 1}};
+    fg_rendered r;
+    CHECK(fg_render_forward(&src, &bad, "k", &r, &e) == FG_ERR_TEMPLATE, "warps=5 accepted");
+    CHECK_CONTAINS(e.msg, "'warps'");
+    CHECK_CONTAINS(e.msg, "fwd_mma.lua:");
+    fg_variant badm = {{64, FG_BF16, 0, 0}, {96, 64, 4, 2, 0, 1}};
+    CHECK(fg_render_forward(&src, &badm, "k", &r, &e) == FG_ERR_TEMPLATE, "block_m=96 accepted");
+    CHECK_CONTAINS(e.msg, "block_m");
+    fg_error_clear(&e);
+    fg_sources_free(&src);
+}
+
+static char g_dir[256];
+
+static void write_template(const char *name, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Renders fwd_mma.lua replaced by `text`; returns status, message in e. */
+static fg_status render_override(const char *text, fg_error *e, uint64_t *hash) {
+    write_template("fwd_mma.lua", text);
+    setenv("FLASHGEN_TEMPLATE_DIR", g_dir, 1);
+    fg_sources src;
+    fg_status st = fg_sources_load(&src, e);
+    unsetenv("FLASHGEN_TEMPLATE_DIR");
+    if (st != FG_OK) return st;
+    if (hash) *hash = src.hash;
+    fg_variant v = {{64, FG_BF16, 0, 0}, {128, 64, 4, 2, 0, 1}};
+    fg_rendered r;
+    st = fg_render_forward(&src, &v, "test-key", &r, e);
+    if (st == FG_OK) fg_rendered_free(&r);
+    fg_sources_free(&src);
+    return st;
+}
+
+static void test_template_errors_and_sandbox(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/flashgen-test-%d", (int)getpid());
+    mkdir(g_dir, 0700);
+    fg_error e = {0};
+    fg_sources plain;
+    fg_sources_load(&plain, &e);
+    uint64_t h = 0;
+
+    CHECK(render_override("return function(p)\n  local x = \n end\n", &e, &h) == FG_ERR_TEMPLATE, "syntax error accepted");
+    CHECK_CONTAINS(e.msg, "templates/fwd_mma.lua:3");
+    CHECK(h != plain.hash, "an overridden template must change the template hash");
+
+    CHECK(render_override("local function inner(p)\n  error('kaboom')\nend\nreturn function(p) return inner(p) end\n", &e, NULL) == FG_ERR_TEMPLATE, "error()");
+    CHECK_CONTAINS(e.msg, "fwd_mma.lua:2: kaboom");
+    CHECK_CONTAINS(e.msg, "stack traceback");
+
+    CHECK(render_override("return function(p) os.execute('touch /tmp/pwned') end\n", &e, NULL) == FG_ERR_TEMPLATE, "os reachable");
+    CHECK_CONTAINS(e.msg, "os");
+    CHECK(render_override("return function(p) return io.open('/etc/passwd') end\n", &e, NULL) == FG_ERR_TEMPLATE, "io reachable");
+    CHECK_CONTAINS(e.msg, "io");
+    CHECK(render_override("return function(p) return require('os') end\n", &e, NULL) == FG_ERR_TEMPLATE, "require reachable");
+    CHECK(render_override("return function(p) return dofile('/etc/passwd') end\n", &e, NULL) == FG_ERR_TEMPLATE, "dofile reachable");
+    CHECK(render_override("return function(p) local f = load(string.dump(function() end)) end\n", &e, NULL) == FG_ERR_TEMPLATE, "string.dump reachable");
+    CHECK(render_override("return function(p) local f, m = load('\\27Lua'); assert(f, m) end\n", &e, NULL) == FG_ERR_TEMPLATE, "binary chunk loaded");
+    CHECK_CONTAINS(e.msg, "binary");
+    CHECK(render_override("return function(p) while true do end end\n", &e, NULL) == FG_ERR_TEMPLATE, "infinite loop");
+    CHECK_CONTAINS(e.msg, "instruction budget");
+    CHECK(render_override("return function(p) local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end end\n", &e, NULL) == FG_ERR_TEMPLATE, "memory bomb");
+    CHECK_CONTAINS(e.msg, "memory");
+    CHECK(render_override("return 42\n", &e, NULL) == FG_ERR_TEMPLATE, "non-function template");
+    CHECK_CONTAINS(e.msg, "must return a function");
+    CHECK(render_override("return function(p) return {source = 'x'} end\n", &e, NULL) == FG_ERR_TEMPLATE, "missing fields");
+    CHECK(render_override("return function(p) return import('nonexistent') end\n", &e, NULL) == FG_ERR_TEMPLATE, "bad import");
+    CHECK_CONTAINS(e.msg, "no template named 'nonexistent'");
+    /* the real template through the override dir renders fine */
+    const fg_source *orig = fg_sources_find(&plain, "fwd_mma.lua");
+    CHECK(render_override(orig->data, &e, &h) == FG_OK, "%s", e.msg);
+    CHECK(h == plain.hash, "same bytes, same hash");
+    fg_error_clear(&e);
+    fg_sources_free(&plain);
+    char path[512];
+    snprintf(path, sizeof path, "%s/fwd_mma.lua", g_dir);
+    unlink(path);
+    rmdir(g_dir);
+}
+
+static void test_conversions(void) {
+    struct { float f; uint16_t bf, h; } t[] = {{1.0f, 0x3f80, 0x3c00}, {-2.5f, 0xc020, 0xc100}, {65504.f, 0x4780, 0x7bff},
+                                               {0.0f, 0x0000, 0x0000}, {5.9604644775390625e-08f, 0x3380, 0x0001}};
+    for (unsigned i = 0; i < sizeof t / sizeof t[0]; ++i) {
+        CHECK(fg_float_to_half(t[i].f, FG_BF16) == t[i].bf, "bf16(%g) = %04x", t[i].f, fg_float_to_half(t[i].f, FG_BF16));
+        CHECK(fg_float_to_half(t[i].f, FG_FP16) == t[i].h, "fp16(%g) = %04x", t[i].f, fg_float_to_half(t[i].f, FG_FP16));
+        CHECK(fg_half_to_float(t[i].h, FG_FP16) == t[i].f, "fp16 back");
+    }
+    CHECK(fg_float_to_half(1.0f + 1.0f / 256, FG_BF16) == 0x3f80, "bf16 tie rounds to even");
+    CHECK(fg_float_to_half(1.0f + 3.0f / 256, FG_BF16) == 0x3f82, "bf16 tie rounds to even (up)");
+    CHECK(fg_float_to_half(1e6f, FG_FP16) == 0x7c00, "fp16 overflow -> inf");
+    CHECK(isnan(fg_half_to_float(0xffff, FG_BF16)) && isnan(fg_half_to_float(0xffff, FG_FP16)), "0xffff is the NaN poison");
+    fg_rng r;
+    fg_rng_seed(&r, 7);
+    for (int i = 0; i < 2000; ++i) { /* every fp16 value survives a round trip */
+        uint16_t h = (uint16_t)(fg_rng_uniform(&r) * 65536);
+        if (((h >> 10) & 0x1f) == 0x1f) continue;
+        CHECK(fg_float_to_half(fg_half_to_float(h, FG_FP16), FG_FP16) == h, "round trip %04x", h);
+    }
+}
+
+static void test_reference(void) {
+    /* one key: o = v, lse = q.k * scale */
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_FP16, 8, 1, 1, 1, 1, 1);
+    uint16_t q[8], k[8], v[8];
+    double o[8], lse;
+    for (int i = 0; i < 8; ++i) {
+        q[i] = fg_float_to_half(0.5f, FG_FP16);
+        k[i] = fg_float_to_half(1.0f, FG_FP16);
+        v[i] = fg_float_to_half((float)i, FG_FP16);
+    }
+    fg_reference_forward(&d, NULL, q, k, v, o, &lse);
+    for (int i = 0; i < 8; ++i) CHECK(o[i] == i, "o[%d] = %g", i, o[i]);
+    CHECK(fabs(lse - 4.0 / sqrt(8.0)) < 1e-12, "lse %g", lse);
+    /* identical keys: o = mean of v rows, lse = s + log(n) */
+    fg_attention_desc_init(&d, FG_BF16, 8, 1, 1, 1, 1, 4);
+    uint16_t k4[32], v4[32];
+    for (int j = 0; j < 4; ++j)
+        for (int i = 0; i < 8; ++i) {
+            k4[j * 8 + i] = fg_float_to_half(1.0f, FG_BF16);
+            v4[j * 8 + i] = fg_float_to_half((float)(j * 10 + i), FG_BF16);
+            q[i] = fg_float_to_half(0.25f, FG_BF16);
+        }
+    fg_reference_forward(&d, NULL, q, k4, v4, o, &lse);
+    for (int i = 0; i < 8; ++i) CHECK(fabs(o[i] - (15 + i)) < 1e-12, "mean o[%d] = %g", i, o[i]);
+    CHECK(fabs(lse - (2.0 / sqrt(8.0) + log(4.0))) < 1e-12, "lse %g", lse);
+    /* causal bottom-right with sq > sk: query 0 of 3 sees no key of 1 */
+    fg_attention_desc_init(&d, FG_BF16, 8, 1, 1, 1, 3, 1);
+    d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+    uint16_t q3[24];
+    double o3[24], l3[3];
+    for (int i = 0; i < 24; ++i) q3[i] = fg_float_to_half(1.0f, FG_BF16);
+    fg_reference_forward(&d, NULL, q3, k4, v4, o3, l3);
+    CHECK(isinf(l3[0]) && l3[0] < 0 && isinf(l3[1]) && l3[1] < 0 && isfinite(l3[2]), "empty rows: lse %g %g %g", l3[0], l3[1], l3[2]);
+    CHECK(o3[0] == 0 && o3[8] == 0 && o3[16] == v4[0] * 0 + 0, "empty rows give o = 0");
+    CHECK(fg_ref_visible(&d, NULL, 0, 0, 2, 0) && !fg_ref_visible(&d, NULL, 0, 0, 1, 0), "bottom-right visibility");
+    d.causal = FG_CAUSAL_TOP_LEFT;
+    CHECK(fg_ref_visible(&d, NULL, 0, 0, 0, 0) && !fg_ref_visible(&d, NULL, 0, 0, 0, 1), "top-left visibility");
+}
+
+static void test_layout_validation(void) {
+    int32_t num[2] = {1, 1}, idx[4] = {0, 1, 1, 0}, fnum[2] = {1, 0}, fidx[4] = {1, 0, 0, 0};
+    fg_block_layout_desc L = {1, 1, 2, 2, 128, 128, num, idx, fnum, fidx};
+    fg_error e = {0};
+    CHECK(fg_layout_validate(&L, &e) == FG_OK, "%s", e.msg);
+    num[0] = 3;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "count 3 > 2 accepted");
+    CHECK_CONTAINS(e.msg, "kv_num_blocks[0][0][0] = 3");
+    num[0] = -1;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "negative count accepted");
+    num[0] = 1;
+    idx[2] = 2;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "index 2 accepted");
+    CHECK_CONTAINS(e.msg, "kv_indices[0][0][1][0] = 2");
+    idx[2] = 1;
+    idx[0] = 1;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "block listed as full and partial accepted");
+    CHECK_CONTAINS(e.msg, "listed twice");
+    idx[0] = 0;
+    L.full_kv_indices = NULL;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "half-given full lists accepted");
+    L.full_kv_indices = fidx;
+    L.block_q = 100;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "block 100 accepted");
+    L.block_q = 128;
+    L.num_q_blocks = 0;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "0 blocks accepted");
+    CHECK(fg_layout_validate(NULL, &e) == FG_ERR_INVALID_ARGUMENT, "NULL layout");
+    fg_error_clear(&e);
+}
+
+static fg_status plan(const fg_attention_desc *d, fg_error *e) {
+    fg_variant v;
+    fg_fwd_params p;
+    return fg_attention_plan(d, 232448, &v, &p, e);
+}
+
+static void test_plan_validation(void) {
+    fg_attention_desc d;
+    fg_error e = {0};
+    fg_variant v;
+    fg_fwd_params p;
+    fg_attention_desc_init(&d, FG_BF16, 128, 2, 8, 2, 1000, 777);
+    d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+    CHECK(fg_attention_plan(&d, 232448, &v, &p, &e) == FG_OK, "%s", e.msg);
+    CHECK(p.group == 4 && p.causal_offset == 777 - 1000 && fabsf(p.scale - 1 / sqrtf(128.f)) < 1e-7f, "params");
+    CHECK(v.spec.causal && !v.spec.sparse && v.cfg.block_m == 0, "automatic config left to the chooser");
+    d.causal = FG_CAUSAL_TOP_LEFT;
+    CHECK(plan(&d, &e) == FG_OK, "%s", e.msg);
+
+    fg_attention_desc b = d;
+    b.head_dim = 100;
+    CHECK(plan(&b, &e) == FG_ERR_UNSUPPORTED, "hdim 100");
+    CHECK_CONTAINS(e.msg, "head_dim 100");
+    b.head_dim = 264;
+    CHECK(plan(&b, &e) == FG_ERR_UNSUPPORTED, "hdim 264");
+    b = d; b.heads_kv = 3;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "heads 8/3");
+    CHECK_CONTAINS(e.msg, "not a multiple of heads_kv=3");
+    b = d; b.seqlen_q = 0;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "seqlen 0");
+    b = d; b.k_strides[2] = 12;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "stride 12");
+    CHECK_CONTAINS(e.msg, "k stride[2] = 12 is not a multiple of 8");
+    b = d; b.v_strides[0] = -8;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "negative stride");
+    b = d; b.o_strides[2] = 64; /* rows of 128 elements 64 apart: overlap */
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "overlapping o");
+    CHECK_CONTAINS(e.msg, "overlap");
+    b = d; b.causal = (fg_causal)7;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "causal 7");
+    b = d; b.softmax_scale = -1.f;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "negative scale");
+    b = d; b.dtype = (fg_dtype)9;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "dtype 9");
+    b = d; b.block_m = 128; b.block_n = 128; b.stages = 3;
+    CHECK(plan(&b, &e) == FG_ERR_UNSUPPORTED, "config over the shared-memory limit");
+    CHECK_CONTAINS(e.msg, "shared memory");
+    CHECK(plan(NULL, &e) == FG_ERR_INVALID_ARGUMENT, "NULL desc");
+    /* BHSD strides are fine */
+    b = d;
+    int64_t s[3] = {8LL * 1000 * 128, 1000LL * 128, 128};
+    memcpy(b.q_strides, s, sizeof s);
+    memcpy(b.o_strides, s, sizeof s);
+    CHECK(plan(&b, &e) == FG_OK, "BHSD: %s", e.msg);
+    /* a layout that does not match the call (1000 x 777 needs 8 x 7 blocks of 128) */
+    struct fg_block_layout L = {0};
+    L.batch = 1; L.heads = 1; L.num_q_blocks = 8; L.num_kv_blocks = 6; L.block_q = 128; L.block_k = 128;
+    b = d;
+    b.layout = &L;
+    CHECK(plan(&b, &e) == FG_ERR_BAD_LAYOUT, "layout 8x6 for 1000x777 accepted");
+    CHECK_CONTAINS(e.msg, "need 8 x 7");
+    L.num_kv_blocks = 7;
+    CHECK(plan(&b, &e) == FG_OK, "%s", e.msg);
+    L.batch = 3;
+    CHECK(plan(&b, &e) == FG_ERR_BAD_LAYOUT, "layout batch 3 for batch 2 accepted");
+    L.batch = 2; L.heads = 8;
+    b.block_m = 128; b.warps = 8; b.block_n = 128; b.stages = 1;
+    L.block_k = 64; L.num_kv_blocks = 13;
+    CHECK(plan(&b, &e) == FG_ERR_UNSUPPORTED, "block_n 128 over a 64 layout block accepted");
+    CHECK_CONTAINS(e.msg, "must divide the layout block");
+    fg_error_clear(&e);
+}
+
+static void test_no_driver_path(void) {
+    fg_context *ctx = NULL;
+    CHECK(fg_context_create(&ctx) == FG_OK && ctx, "create");
+    CHECK(!strcmp(fg_errmsg(ctx), ""), "fresh context has no message");
+    CHECK(fg_errmsg(NULL) != NULL, "fg_errmsg(NULL)");
+    fg_context_destroy(NULL);
+    const fg_cuda *cu;
+    fg_error e = {0};
+    const int have_driver = fg_cuda_get(&cu, &e) == FG_OK;
+    fg_error_clear(&e);
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, 64, 1, 1, 1, 16, 16);
+    if (!have_driver) {
+        char x[64] __attribute__((aligned(16)));
+        fg_status s = fg_attention_forward(ctx, &d, x, x, x, x, NULL, NULL);
+        CHECK(s == FG_ERR_NO_DRIVER, "forward without a driver returned %s", fg_status_name(s));
+        CHECK_CONTAINS(fg_errmsg(ctx), "no NVIDIA driver");
+        CHECK(fg_attention_prepare(ctx, &d) == FG_ERR_NO_DRIVER, "prepare without a driver");
+    } else {
+        printf("driver present: no-driver checks skipped\n");
+    }
+    /* invalid layouts fail before any device is needed */
+    int32_t num[1] = {5}, idx[1] = {0};
+    fg_block_layout_desc L = {1, 1, 1, 1, 128, 128, num, idx, NULL, NULL};
+    fg_block_layout *out = (fg_block_layout *)1;
+    CHECK(fg_block_layout_create(ctx, &L, &out) == FG_ERR_BAD_LAYOUT && out == NULL, "bad layout");
+    CHECK_CONTAINS(fg_errmsg(ctx), "kv_num_blocks[0][0][0] = 5");
+    CHECK(fg_attention_forward(NULL, &d, NULL, NULL, NULL, NULL, NULL, NULL) == FG_ERR_INVALID_ARGUMENT, "NULL ctx");
+    CHECK(!strcmp(fg_status_name(FG_ERR_BAD_LAYOUT), "FG_ERR_BAD_LAYOUT"), "status names");
+    fg_context_destroy(ctx);
+}
+
+static void test_cubin_stats(void) {
+    fg_error e = {0};
+    if (fg_nvrtc_load(NULL, &e) != FG_OK) { printf("NVRTC missing: cubin stats skipped\n"); fg_error_clear(&e); return; }
+    fg_kernel_stats st = {0};
+    fg_parse_ptxas_log("ptxas info    : Used 168 registers, used 1 barriers, 40 bytes smem\n"
+                       "ptxas         .     24 bytes stack frame, 16 bytes spill stores, 12 bytes spill loads\n", &st);
+    CHECK(st.registers == 168 && st.stack_frame == 24 && st.spill_stores == 16 && st.spill_loads == 12 && st.static_smem == 40,
+          "log parse %d %d %d %d", st.registers, st.stack_frame, st.spill_stores, st.spill_loads);
+    /* a kernel forced to spill: the cubin's frame size says so without a log */
+    fg_sources src;
+    fg_sources_load(&src, &e);
+    const char *code = "extern \"C\" __global__ void __launch_bounds__(1024, 1) f(float *x, int n) {\n"
+                       "  float a[96];\n  for (int i = 0; i < 96; ++i) a[i] = x[i * n];\n"
+                       "  float s = 0; for (int i = 0; i < 96; ++i) s += a[(i * 7 + n) % 96];\n  x[0] = s;\n}\n";
+    fg_cubin cb;
+    CHECK(fg_compile_cubin(&src, code, "sm_90a", "spill-test", &cb, &e) == FG_OK, "%s", e.msg);
+    fg_kernel_stats fromcubin = {0};
+    fg_cubin_read_stats(cb.data, cb.size, &fromcubin);
+    CHECK(fromcubin.registers > 0 && fromcubin.stack_frame > 0, "cubin stats: %d registers, %d stack", fromcubin.registers, fromcubin.stack_frame);
+    fg_cubin_free(&cb);
+    CHECK(fg_compile_cubin(&src, "this is not C++", "sm_90a", "broken-key", &cb, &e) == FG_ERR_COMPILE, "garbage compiled");
+    CHECK_CONTAINS(e.msg, "broken-key");
+    CHECK_CONTAINS(e.msg, "NVRTC log");
+    fg_error_clear(&e);
+    fg_sources_free(&src);
+}
+
+int main(void) {
+    test_spec();
+    test_render_matrix();
+    test_template_errors_and_sandbox();
+    test_conversions();
+    test_reference();
+    test_layout_validation();
+    test_plan_validation();
+    test_no_driver_path();
+    test_cubin_stats();
+    return test_summary("test_cpu_core");
+}
