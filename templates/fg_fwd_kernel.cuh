@@ -45,20 +45,39 @@ template <class K> struct FwdShape {
 
 // cp.async a ROWS x D tile into shared memory (row stride LDS); rows at or
 // past rows_valid, and columns D..DP, are written as zeros.
+// When the threads divide the 16-byte chunks of a row, each thread keeps one
+// column and steps down the rows by a constant: one pointer, one predicate
+// per copy, and nothing per copy kept live across the main loop.
 template <class K, int ROWS>
 __device__ __forceinline__ void load_tile(u16 *s, const char *g, long long row_bytes, int rows_valid) {
     typedef FwdShape<K> S;
-    constexpr int CH = K::DP / 8, DCH = K::D / 8, TOTAL = ROWS * CH;
+    constexpr int CH = K::DP / 8, DCH = K::D / 8, T = S::THREADS;
+    if constexpr (T % CH == 0) {
+        constexpr int RSTEP = T / CH, ITERS = (ROWS + RSTEP - 1) / RSTEP;
+        const int r0 = threadIdx.x / CH, ch = threadIdx.x % CH;
+        const bool col_ok = DCH == CH || ch < DCH;
+        const char *src = g + r0 * row_bytes + ch * 16;
+        const long long step = RSTEP * row_bytes;
+        const u32 dst = smem_addr(s + r0 * S::LDS + ch * 8);
 #pragma unroll
-    for (int it = 0; it < (TOTAL + S::THREADS - 1) / S::THREADS; ++it) {
-        const int c = threadIdx.x + it * S::THREADS;
-        if (TOTAL % S::THREADS == 0 || c < TOTAL) {
-            const int r = c / CH, ch = c - r * CH;
-            const bool ok = r < rows_valid && ch < DCH;
-            // 32-bit offset inside the tile (the API bounds row strides) keeps
-            // the address arithmetic in one register per copy.
-            const char *src = ok ? g + (r * (int)row_bytes + ch * 16) : g;
-            cp_async16(smem_addr(s + r * S::LDS + ch * 8), src, ok ? 16 : 0);
+        for (int it = 0; it < ITERS; ++it) {
+            const int r = r0 + it * RSTEP;
+            if (ROWS % RSTEP == 0 || r < ROWS) {
+                const bool ok = col_ok && r < rows_valid;
+                cp_async16(dst + it * RSTEP * S::LDS * 2, ok ? src + it * step : g, ok ? 16 : 0);
+            }
+        }
+    } else {
+        constexpr int TOTAL = ROWS * CH;
+#pragma unroll
+        for (int it = 0; it < (TOTAL + T - 1) / T; ++it) {
+            const int c = threadIdx.x + it * T;
+            if (TOTAL % T == 0 || c < TOTAL) {
+                const int r = c / CH, ch = c - r * CH;
+                const bool ok = r < rows_valid && ch < DCH;
+                const char *src = ok ? g + (r * (int)row_bytes + ch * 16) : g;
+                cp_async16(smem_addr(s + r * S::LDS + ch * 8), src, ok ? 16 : 0);
+            }
         }
     }
 }
