@@ -96,7 +96,7 @@ const char *fg_errmsg(const fg_context *ctx);
 typedef struct fg_block_layout_desc {
     int batch, heads;
     int num_q_blocks, num_kv_blocks;
-    int block_q, block_k;           /* elements; 128 x 128 by default */
+    int block_q, block_k;           /* elements, multiples of 16; 0 means 128 */
     const int32_t *kv_num_blocks;
     const int32_t *kv_indices;
     const int32_t *full_kv_num_blocks;

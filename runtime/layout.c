@@ -7,8 +7,11 @@
 #include "runtime/internal.h"
 #include "runtime/layout.h"
 
-fg_status fg_layout_validate(const fg_block_layout_desc *d, fg_error *err) {
-    if (!d) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "layout descriptor is NULL");
+fg_status fg_layout_validate(const fg_block_layout_desc *d_in, fg_error *err) {
+    if (!d_in) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "layout descriptor is NULL");
+    fg_block_layout_desc dd = *d_in, *d = &dd;
+    if (!d->block_q) d->block_q = 128; /* the documented default */
+    if (!d->block_k) d->block_k = 128;
     if (d->batch < 1 || d->heads < 1 || d->num_q_blocks < 1 || d->num_kv_blocks < 1)
         return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout sizes must be >= 1 (batch=%d heads=%d num_q_blocks=%d num_kv_blocks=%d)",
                        d->batch, d->heads, d->num_q_blocks, d->num_kv_blocks);
@@ -88,7 +91,8 @@ fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *d,
     }
     L->batch = d->batch; L->heads = d->heads;
     L->num_q_blocks = d->num_q_blocks; L->num_kv_blocks = d->num_kv_blocks;
-    L->block_q = d->block_q; L->block_k = d->block_k;
+    L->block_q = d->block_q ? d->block_q : 128;
+    L->block_k = d->block_k ? d->block_k : 128;
     const int32_t *base = (const int32_t *)(uintptr_t)L->buf;
     L->full_num = base;
     L->part_num = base + rows;

@@ -32,7 +32,7 @@ static const char *USAGE =
     "  FLASHGEN_LIBCUDA       path of libcuda.so.1 to load\n";
 
 static const char *HELP_INFO = "usage: flashgen info\n\nPrints the driver and NVRTC versions and, per GPU, its name, compute\ncapability, SM count and shared-memory limits.  Says so plainly when there\nis no driver or no GPU (exit status 0: that is information, not an error).\n";
-static const char *HELP_GEN = "usage: flashgen gen SPEC [--arch sm_90a]\n\nRenders the Lua template for SPEC and prints the CUDA C++ source.  Block\nsizes not given in SPEC come from the built-in heuristic for --arch's\nshared-memory limit.\n\n" FG_SPEC_HELP;
+static const char *HELP_GEN = "usage: flashgen gen SPEC [--arch sm_90a]\n\nRenders the Lua template for SPEC and prints the CUDA C++ source.  Block\nsizes not given in SPEC are chosen as the runtime chooses them: the first\ncandidate of the built-in heuristic for --arch's shared-memory limit that\nNVRTC compiles without spills.\n\n" FG_SPEC_HELP;
 static const char *HELP_COMPILE = "usage: flashgen compile SPEC [--arch sm_90a] [--cubin FILE] [--log]\n\nRenders and compiles SPEC with NVRTC for --arch (default sm_90a; no GPU\nneeded) and prints registers, spills, stack and shared memory from ptxas,\nand the compile time.  --cubin writes the cubin; --log prints the NVRTC log.\nExit status 1 if the kernel spills to local memory.\n\n" FG_SPEC_HELP;
 
 int fg_cli_arch_smem(const char *arch) {
@@ -111,20 +111,58 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
-/* Parse SPEC, complete its block configuration for arch, and render. */
+/* fg_try_compile over NVRTC for the arch in ud (used to pick a configuration) */
+typedef struct pick_ud { fg_sources *src; const char *arch; } pick_ud;
+static fg_status pick_compile(void *ud_, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *e) {
+    pick_ud *ud = ud_;
+    fg_variant v = {*s, *c};
+    char key[512];
+    fg_variant_key(&v, ud->src->hash_hex, 0, 0, ud->arch, key, sizeof key);
+    fg_rendered r;
+    fg_status rc = fg_render_forward(ud->src, &v, key, &r, e);
+    if (rc != FG_OK) return rc;
+    fg_cubin cb;
+    rc = fg_compile_cubin(ud->src, r.source, ud->arch, key, &cb, e);
+    fg_rendered_free(&r);
+    if (rc == FG_OK) { *st = cb.stats; fg_cubin_free(&cb); }
+    return rc;
+}
+
+/* Parse SPEC and complete its block configuration for arch the way the
+ * runtime does (an explicit configuration is completed with defaults; an
+ * automatic one is the first heuristic candidate that compiles without
+ * spills, or the first candidate when NVRTC is missing), then render. */
 static int render_spec(const char *specstr, const char *arch, fg_sources *src, fg_variant *v, fg_rendered *r,
                        char *key, size_t keyn) {
     fg_error e = {0};
     fg_causal cm;
-    if (fg_spec_parse(specstr, v, &cm, &e) != FG_OK ||
-        fg_config_complete(&v->spec, &v->cfg, fg_cli_arch_smem(arch), &e) != FG_OK ||
-        fg_sources_load(src, &e) != FG_OK) {
+    if (fg_spec_parse(specstr, v, &cm, &e) != FG_OK || fg_sources_load(src, &e) != FG_OK) {
         fprintf(stderr, "flashgen: %s\n", e.msg);
         fg_error_clear(&e);
         return 2;
     }
     fg_nvrtc_info nv = {0};
-    if (fg_nvrtc_load(&nv, &e) != FG_OK) fg_error_clear(&e); /* key shows nvrtc=0.0 */
+    const int have_nvrtc = fg_nvrtc_load(&nv, &e) == FG_OK;
+    fg_error_clear(&e);
+    const int smem = fg_cli_arch_smem(arch), blk = v->spec.sparse ? 128 : 0;
+    fg_status st;
+    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages) {
+        st = fg_config_complete(&v->spec, &v->cfg, smem, &e);
+    } else if (have_nvrtc) {
+        pick_ud ud = {src, arch};
+        st = fg_pick_config(&v->spec, smem, blk, blk, pick_compile, &ud, &v->cfg, &e);
+    } else {
+        fg_config c[16];
+        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, c, 16) > 0 ? FG_OK
+             : fg_fail(&e, FG_ERR_UNSUPPORTED, "no block configuration fits %s", arch);
+        if (st == FG_OK) v->cfg = c[0];
+    }
+    if (st != FG_OK) {
+        fprintf(stderr, "flashgen: %s\n", e.msg);
+        fg_error_clear(&e);
+        fg_sources_free(src);
+        return st == FG_ERR_UNSUPPORTED || st == FG_ERR_INVALID_ARGUMENT ? 2 : 1;
+    }
     fg_variant_key(v, src->hash_hex, nv.major, nv.minor, arch, key, keyn);
     if (fg_render_forward(src, v, key, r, &e) != FG_OK) {
         fprintf(stderr, "flashgen: %s\n", e.msg);
