@@ -5,12 +5,16 @@
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
+    if (c->wgmma == 1) /* swizzled tiles, no padding, + 1024 for the alignment of fg_fwd_wgmma.cuh */
+        return 1024 + (c->block_m + 2 * c->stages * c->block_n) * s->head_dim * 2;
     const int lds = round_up(s->head_dim, 16) + 8; /* padded row, see fg_fwd_kernel.cuh */
     return (c->block_m + 2 * c->stages * c->block_n) * lds * 2;
 }
 
 int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
     const int dp = round_up(s->head_dim, 16);
+    if (c->wgmma == 1) /* O and S accumulators of 64 rows per warpgroup, P packed */
+        return dp / 2 + c->block_n / 2 + c->block_n / 4 + 40;
     const int mt = c->block_m / (16 * c->warps);
     const int acc_o = mt * (dp / 8) * 4, acc_s = mt * (c->block_n / 8) * 4;
     const int q = c->q_in_regs ? mt * (dp / 16) * 4 : mt * 4;
@@ -21,20 +25,35 @@ int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
 fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
     if (s->head_dim < 8 || s->head_dim > 256 || s->head_dim % 8)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "head_dim %d is not supported (multiples of 8 in 8..256)", s->head_dim);
-    if (c->warps != 4 && c->warps != 8)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "warps=%d: must be 4 or 8", c->warps);
-    const int mt = c->block_m / (16 * c->warps);
-    if ((mt != 1 && mt != 2) || mt * 16 * c->warps != c->block_m)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "block_m=%d: must be 16 or 32 rows per warp times warps=%d",
-                       c->block_m, c->warps);
-    if (c->block_n != 16 && c->block_n != 32 && c->block_n != 64 && c->block_n != 128)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "block_n=%d: must be 16, 32, 64 or 128", c->block_n);
-    if (c->stages < 1 || c->stages > 3)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "stages=%d: must be 1..3", c->stages);
-    if (c->q_in_regs != 0 && c->q_in_regs != 1)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "q_in_regs=%d: must be 0 or 1", c->q_in_regs);
-    if (c->min_blocks < 1 || c->min_blocks > 4)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "min_blocks=%d: must be 1..4", c->min_blocks);
+    if (c->wgmma == 1) {
+        if (s->head_dim % 64)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the wgmma path takes head_dim 64, 128, 192 or 256 (got %d)", s->head_dim);
+        if (c->block_m != 64 && c->block_m != 128 && c->block_m != 192)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma block_m=%d: must be 64, 128 or 192 (64 rows per warpgroup)", c->block_m);
+        if (c->warps != c->block_m / 16)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma warps=%d: must be block_m / 16 = %d", c->warps, c->block_m / 16);
+        if (c->block_n != 64 && c->block_n != 128 && c->block_n != 192 && c->block_n != 256)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma block_n=%d: must be 64, 128, 192 or 256", c->block_n);
+        if (c->stages < 1 || c->stages > 2)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma stages=%d: must be 1 or 2", c->stages);
+        if (c->min_blocks < 1 || c->min_blocks > 2)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma min_blocks=%d: must be 1 or 2", c->min_blocks);
+    } else {
+        if (c->warps != 4 && c->warps != 8)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "warps=%d: must be 4 or 8", c->warps);
+        const int mt = c->block_m / (16 * c->warps);
+        if ((mt != 1 && mt != 2) || mt * 16 * c->warps != c->block_m)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "block_m=%d: must be 16 or 32 rows per warp times warps=%d",
+                           c->block_m, c->warps);
+        if (c->block_n != 16 && c->block_n != 32 && c->block_n != 64 && c->block_n != 128)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "block_n=%d: must be 16, 32, 64 or 128", c->block_n);
+        if (c->stages < 1 || c->stages > 3)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "stages=%d: must be 1..3", c->stages);
+        if (c->q_in_regs != 0 && c->q_in_regs != 1)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "q_in_regs=%d: must be 0 or 1", c->q_in_regs);
+        if (c->min_blocks < 1 || c->min_blocks > 4)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "min_blocks=%d: must be 1..4", c->min_blocks);
+    }
     const int smem = fg_config_smem_bytes(s, c);
     if (smem > smem_limit)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "block_m=%d block_n=%d stages=%d needs %d bytes of shared memory; the device allows %d",
@@ -49,55 +68,83 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
 
 fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err) {
     const int big = round_up(s->head_dim, 16) > 128;
-    if (!c->warps) c->warps = big ? 8 : 4;
-    if (!c->block_m) c->block_m = 128;
-    if (!c->block_n) c->block_n = 64;
-    if (!c->stages) c->stages = big ? 1 : 2;
-    if (c->q_in_regs < 0) c->q_in_regs = 0;
+    if (c->wgmma < 0) c->wgmma = 0;
+    if (c->wgmma == 1) {
+        if (!c->block_m) c->block_m = 128;
+        if (!c->warps) c->warps = c->block_m / 16;
+        if (!c->block_n) c->block_n = s->head_dim > 128 ? 64 : 128;
+        if (!c->stages) c->stages = 2;
+        while (c->stages > 1 && fg_config_smem_bytes(s, c) > smem_limit) c->stages--;
+        c->q_in_regs = 0;
+    } else {
+        if (!c->warps) c->warps = big ? 8 : 4;
+        if (!c->block_m) c->block_m = 128;
+        if (!c->block_n) c->block_n = 64;
+        if (!c->stages) c->stages = big ? 1 : 2;
+        if (c->q_in_regs < 0) c->q_in_regs = 0;
+    }
     if (!c->min_blocks) c->min_blocks = 1;
     return fg_config_check(s, c, smem_limit, err);
 }
 
-/* FlashAttention-2's Ampere/Hopper choices are the starting point: 4 warps
- * x 32 rows for head dims up to 128 (each K/V fragment feeds two m-tiles,
- * halving shared-memory reads per MMA), 8 warps x 16 rows beyond (the O
- * accumulators of 32 rows would not fit in 255 registers), 64-key tiles,
- * two K/V stages where shared memory allows.  Fallbacks follow in order of
- * expected speed.  Replaced by measurement once a tuned result exists. */
-int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_config *out, int max) {
+/* Hopper first: wgmma reads both operands of Q K^T and the B operand of P V
+ * straight from shared memory, which takes away the ldmatrix traffic that
+ * bounds the mma.sync path (measured on H100: mma.sync at 0.91x FA2 for
+ * head dim 128, docs/PERF.md).  Two warpgroups x 64 rows, 128-key tiles
+ * (64 for head dims above 128, to keep O + S + P under 255 registers).
+ *
+ * mma.sync: FlashAttention-2's Ampere/Hopper choices are the starting
+ * point: 4 warps x 32 rows for head dims up to 128 (each K/V fragment feeds
+ * two m-tiles, halving shared-memory reads per MMA), 8 warps x 16 rows
+ * beyond (the O accumulators of 32 rows would not fit in 255 registers),
+ * 64-key tiles, two K/V stages where shared memory allows.  Fallbacks follow
+ * in order of expected speed.  Replaced by measurement once a tuned result
+ * exists. */
+int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,
+                            int max) {
     const int dp = round_up(s->head_dim, 16);
-    /* block_m, warps, block_n, stages, q_in_regs */
-    static const int small[][5] = {{128, 4, 64, 2, 1}, {128, 4, 64, 2, 0}, {128, 4, 32, 2, 0}, {128, 8, 64, 2, 0},
-                                   {64, 4, 64, 2, 0},  {64, 4, 32, 2, 0},  {64, 4, 16, 1, 0}};
-    static const int mid[][5] = {{128, 4, 64, 2, 0}, {128, 4, 32, 2, 0}, {128, 8, 64, 2, 0}, {128, 8, 32, 2, 0},
-                                 {64, 4, 64, 2, 0},  {64, 4, 32, 2, 0},  {64, 4, 16, 1, 0}};
-    static const int large[][5] = {{128, 8, 64, 2, 0}, {128, 8, 64, 1, 0}, {128, 8, 32, 2, 0}, {128, 8, 32, 1, 0},
-                                   {64, 4, 64, 1, 0},  {64, 4, 32, 1, 0},  {64, 4, 16, 1, 0}};
-    const int(*tab)[5] = dp <= 64 ? small : dp <= 128 ? mid : large;
-    int n = 0;
-    for (int i = 0; i < 7 && n < max; ++i) {
-        fg_config c;
-        c.block_m = tab[i][0];
-        c.warps = tab[i][1];
-        c.block_n = tab[i][2];
-        c.stages = tab[i][3];
-        c.q_in_regs = tab[i][4];
-        c.min_blocks = 1;
-        if (block_q && block_q % c.block_m) continue;
-        if (block_k && block_k % c.block_n) continue;
-        while (c.stages > 1 && fg_config_smem_bytes(s, &c) > smem_limit) c.stages--;
-        if (fg_config_check(s, &c, smem_limit, NULL) != FG_OK) continue;
-        int dup = 0;
-        for (int j = 0; j < n; ++j) dup |= !memcmp(&out[j], &c, sizeof c);
-        if (!dup) out[n++] = c;
+    /* wgmma, block_m, warps, block_n, stages, q_in_regs */
+    static const int hopper_small[][6] = {{1, 128, 8, 128, 2, 0}, {1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}};
+    static const int hopper_large[][6] = {{1, 128, 8, 64, 2, 0}, {1, 128, 8, 64, 1, 0}, {1, 64, 4, 64, 2, 0}};
+    static const int small[][6] = {{0, 128, 4, 64, 2, 1}, {0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0},
+                                   {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
+    static const int mid[][6] = {{0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0}, {0, 128, 8, 32, 2, 0},
+                                 {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
+    static const int large[][6] = {{0, 128, 8, 64, 2, 0}, {0, 128, 8, 64, 1, 0}, {0, 128, 8, 32, 2, 0}, {0, 128, 8, 32, 1, 0},
+                                   {0, 64, 4, 64, 1, 0},  {0, 64, 4, 32, 1, 0},  {0, 64, 4, 16, 1, 0}};
+    const int(*tabs[2])[6] = {NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
+    int lens[2] = {0, 7};
+    if (wgmma_ok && s->head_dim % 64 == 0) {
+        tabs[0] = s->head_dim > 128 ? hopper_large : hopper_small;
+        lens[0] = 3;
     }
+    int n = 0;
+    for (int t = 0; t < 2; ++t)
+        for (int i = 0; i < lens[t] && n < max; ++i) {
+            fg_config c;
+            memset(&c, 0, sizeof c);
+            c.wgmma = tabs[t][i][0];
+            c.block_m = tabs[t][i][1];
+            c.warps = tabs[t][i][2];
+            c.block_n = tabs[t][i][3];
+            c.stages = tabs[t][i][4];
+            c.q_in_regs = tabs[t][i][5];
+            c.min_blocks = 1;
+            if (block_q && block_q % c.block_m) continue;
+            if (block_k && block_k % c.block_n) continue;
+            while (c.stages > 1 && fg_config_smem_bytes(s, &c) > smem_limit) c.stages--;
+            if (fg_config_check(s, &c, smem_limit, NULL) != FG_OK) continue;
+            int dup = 0;
+            for (int j = 0; j < n; ++j) dup |= !memcmp(&out[j], &c, sizeof c);
+            if (!dup) out[n++] = c;
+        }
     return n;
 }
 
-fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_try_compile fn, void *ud,
-                         fg_config *out, fg_error *err) {
+fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_try_compile fn,
+                         void *ud, fg_config *out, fg_error *err) {
     fg_config cand[16];
-    const int n = fg_heuristic_candidates(s, smem_limit, block_q, block_k, cand, 16);
+    const int n = fg_heuristic_candidates(s, smem_limit, block_q, block_k, wgmma_ok, cand, 16);
     if (n == 0)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "no block configuration of head_dim=%d fits %d bytes of shared memory%s", s->head_dim, smem_limit,
@@ -114,3 +161,5 @@ fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int bloc
     *out = cand[best];
     return FG_OK;
 }
+
+int fg_arch_has_wgmma(const char *arch) { return arch && !strcmp(arch, "sm_90a"); }

@@ -17,10 +17,13 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
 
 /* The heuristic's ranked candidates for a spec: feasible for smem_limit and,
  * when block_q/block_k are non-zero (block-sparse), dividing the layout
- * block.  The caller compiles them in order and takes the first that ptxas
+ * block; Hopper wgmma configurations first when wgmma_ok.  The caller compiles them in order and takes the first that ptxas
  * compiles without spills (register allocation at the 255 cap is not
  * predictable enough to decide that here).  Returns the count (<= max). */
-int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_config *out, int max);
+int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,
+                            int max);
+/* Whether the Hopper wgmma path can run on arch ("sm_90a" only). */
+int fg_arch_has_wgmma(const char *arch);
 
 #include "runtime/compile.h"
 /* Compiles configuration c of spec s (however the caller compiles) and
@@ -29,6 +32,6 @@ typedef fg_status (*fg_try_compile)(void *ud, const fg_spec *s, const fg_config 
 /* Walks fg_heuristic_candidates in order and returns in *out the first that
  * compiles without spills or stack; if every candidate spills, the one with
  * the fewest spill bytes.  Compile errors are returned as they come. */
-fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_try_compile fn, void *ud,
-                         fg_config *out, fg_error *err);
+fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_try_compile fn,
+                         void *ud, fg_config *out, fg_error *err);
 #endif

@@ -2,7 +2,7 @@
 """Merge flashgen's and the peers' CSV rows of one device run and print
 TFLOP/s side by side with the ratio flashgen / peer.
 
-  python3 bench/compare.py flashgen.csv peers.csv [--markdown]
+  python3 bench/compare.py flashgen.csv peers.csv [--markdown] [--impl=flashgen_mma]
 """
 import csv
 import sys
@@ -23,7 +23,8 @@ def main():
     rows = load(sys.argv[1])
     rows.update(load(sys.argv[2]))
     md = "--markdown" in sys.argv
-    keys = sorted({k[1:] for k in rows if k[0] == "flashgen"})
+    impl = next((a[len("--impl="):] for a in sys.argv if a.startswith("--impl=")), "flashgen")
+    keys = sorted({k[1:] for k in rows if k[0] == impl})
     peers = ["sdpa_flash", "sdpa_cudnn"]
     head = ["hdim", "causal", "seqlen", "flashgen"] + peers + [f"fg/{p}" for p in peers]
     if md:
@@ -32,7 +33,7 @@ def main():
     else:
         print("".join(f"{h:>14s}" for h in head))
     for d, c, s in keys:
-        fg = rows[("flashgen", d, c, s)]
+        fg = rows[(impl, d, c, s)]
         vals = [rows.get((p, d, c, s)) for p in peers]
         cells = [str(d), "yes" if c else "no", str(s), f"{fg:.1f}"]
         cells += [f"{v:.1f}" if v else "-" for v in vals]

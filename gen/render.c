@@ -207,7 +207,7 @@ done:
 
 fg_status fg_render_forward(const fg_sources *src, const fg_variant *v, const char *key, fg_rendered *out,
                             fg_error *err) {
-    return fg_render_template(src, "fwd_mma", v, key, out, err);
+    return fg_render_template(src, v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma", v, key, out, err);
 }
 
 void fg_rendered_free(fg_rendered *r) {

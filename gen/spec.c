@@ -18,6 +18,7 @@ const char *fg_causal_name(fg_causal c) {
 void fg_config_unset(fg_config *c) {
     memset(c, 0, sizeof *c);
     c->q_in_regs = -1;
+    c->wgmma = -1;
 }
 
 static int parse_int(const char *s, int *out) {
@@ -67,6 +68,7 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "stages")) { if (!isint) goto bad; v->cfg.stages = iv;
         } else if (!strcmp(key, "q_in_regs")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.q_in_regs = iv;
         } else if (!strcmp(key, "min_blocks")) { if (!isint) goto bad; v->cfg.min_blocks = iv;
+        } else if (!strcmp(key, "wgmma")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.wgmma = iv;
         } else {
             st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "unknown SPEC key '%s'\n%s", key, FG_SPEC_HELP);
             break;
@@ -83,8 +85,8 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
 }
 
 void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
-    snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
-             v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.block_m,
+    snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
+             v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
              v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
 }
 
@@ -92,5 +94,6 @@ void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, 
                     const char *arch, char *buf, size_t n) {
     char spec[256];
     fg_variant_format(v, spec, sizeof spec);
-    snprintf(buf, n, "fwd_mma:%s:tpl=%s:nvrtc=%d.%d:arch=%s", spec, tpl_hash, nvrtc_major, nvrtc_minor, arch);
+    snprintf(buf, n, "%s:%s:tpl=%s:nvrtc=%d.%d:arch=%s", v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma", spec, tpl_hash,
+             nvrtc_major, nvrtc_minor, arch);
 }

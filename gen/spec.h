@@ -21,8 +21,9 @@ typedef struct fg_spec {
 
 typedef struct fg_config {
     int block_m, block_n, warps, stages; /* 0 = unset */
-    int q_in_regs;                       /* -1 = unset */
+    int q_in_regs;                       /* -1 = unset (mma path only) */
     int min_blocks;                      /* 0 = unset */
+    int wgmma;                           /* 1 Hopper wgmma path, 0 mma.sync; -1 = unset */
 } fg_config;
 
 typedef struct fg_variant {
@@ -36,8 +37,10 @@ typedef struct fg_variant {
     "  dtype=bf16|fp16   element type (default bf16)\n"                                      \
     "  causal=none|bottom_right|top_left   (also 0/1; default none)\n"                       \
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
-    "  block_m=N block_n=N warps=4|8 stages=1..3 q_in_regs=0|1 min_blocks=N\n"              \
+    "  block_m=N block_n=N warps=N stages=1..3 q_in_regs=0|1 min_blocks=N\n"               \
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
+    "  wgmma=0|1         kernel path: 1 Hopper wgmma (sm_90a, hdim 64/128/192/256),\n"      \
+    "                    0 portable mma.sync (default: chosen with the configuration)\n"   \
     "example: hdim=128,dtype=bf16,causal=bottom_right\n"
 
 void fg_config_unset(fg_config *c);

@@ -62,6 +62,13 @@ typedef enum fg_causal {
     FG_CAUSAL_TOP_LEFT = 2
 } fg_causal;
 
+/* Which kernel family runs a call. */
+typedef enum fg_kernel_path {
+    FG_PATH_AUTO = 0,  /* Hopper wgmma where it applies, else mma.sync */
+    FG_PATH_MMA = 1,   /* portable tensor-core path (mma.sync), sm_80 and up */
+    FG_PATH_WGMMA = 2  /* Hopper path (wgmma), sm_90a, head_dim 64/128/192/256 */
+} fg_kernel_path;
+
 typedef struct fg_context fg_context;
 /* A block-sparse layout, validated and resident on the device. */
 typedef struct fg_block_layout fg_block_layout;
@@ -129,6 +136,7 @@ typedef struct fg_attention_desc {
     const fg_block_layout *layout; /* NULL: dense */
     /* Block sizes; 0 picks them (tuned result, else the built-in heuristic). */
     int block_m, block_n, warps, stages;
+    fg_kernel_path path;          /* FG_PATH_AUTO picks with the block sizes */
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,

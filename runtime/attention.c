@@ -95,6 +95,9 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
     v->cfg.block_n = d->block_n;
     v->cfg.warps = d->warps;
     v->cfg.stages = d->stages;
+    if ((int)d->path < 0 || d->path > FG_PATH_WGMMA)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "path %d is not one of FG_PATH_*", (int)d->path);
+    v->cfg.wgmma = d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_WGMMA;
 
     const fg_block_layout *L = d->layout;
     if (L) {
@@ -107,7 +110,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
             return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout is for batch=%d heads=%d; the call has batch=%d heads_q=%d (1 broadcasts)",
                            L->batch, L->heads, d->batch, d->heads_q);
     }
-    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages) {
+    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma == 1) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);
         if (st != FG_OK) return st;
@@ -144,7 +147,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
 /* Memo of the heuristic's choice per (spec, layout block) in this context. */
 typedef struct fg_choice {
     fg_spec spec;
-    int block_q, block_k;
+    int block_q, block_k, path;
     fg_config cfg;
     struct fg_choice *next;
 } fg_choice;
@@ -162,22 +165,28 @@ static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_
 }
 
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
+    const int wgmma_ok = fg_arch_has_wgmma(ctx->dev_info.arch);
+    if (v->cfg.wgmma == 1 && !wgmma_ok)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA needs an sm_90a GPU (Hopper); this one is %s (%s)",
+                       ctx->dev_info.arch, ctx->dev_info.name);
     if (v->cfg.block_m) return FG_OK; /* explicit */
     const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
+    const int path = (int)d->path;
     pthread_mutex_lock(&ctx->mu);
     for (fg_choice *c = ctx->choices; c; c = c->next)
-        if (!memcmp(&c->spec, &v->spec, sizeof v->spec) && c->block_q == bq && c->block_k == bk) {
+        if (!memcmp(&c->spec, &v->spec, sizeof v->spec) && c->block_q == bq && c->block_k == bk && c->path == path) {
             v->cfg = c->cfg;
             break;
         }
     pthread_mutex_unlock(&ctx->mu);
     if (!v->cfg.block_m) {
         try_ud ud = {ctx};
-        fg_status st = fg_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, bq, bk, try_compile, &ud, &v->cfg, err);
+        fg_status st = fg_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, bq, bk, wgmma_ok && path != FG_PATH_MMA,
+                                      try_compile, &ud, &v->cfg, err);
         if (st != FG_OK) return st;
         fg_choice *c = calloc(1, sizeof *c);
         if (c) {
-            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->cfg = v->cfg;
+            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->cfg = v->cfg;
             pthread_mutex_lock(&ctx->mu);
             c->next = ctx->choices;
             ctx->choices = c;

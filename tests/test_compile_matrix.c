@@ -14,6 +14,7 @@ typedef struct job {
     fg_variant v;
     const char *arch;
     int smem;
+    int mma_only; /* sm_90a: also the mma.sync family where wgmma would be picked */
     fg_status st;
     fg_kernel_stats stats;
     char msg[512];
@@ -53,7 +54,8 @@ static void *worker(void *arg) {
         fg_rendered r;
         fg_cubin cb;
         (void)r; (void)cb;
-        j->st = fg_pick_config(&j->v.spec, j->smem, j->v.spec.sparse ? 128 : 0, j->v.spec.sparse ? 128 : 0, compile_one,
+        j->st = fg_pick_config(&j->v.spec, j->smem, j->v.spec.sparse ? 128 : 0, j->v.spec.sparse ? 128 : 0,
+                               j->mma_only ? 0 : fg_arch_has_wgmma(j->arch), compile_one,
                                (void *)j->arch, &j->v.cfg, &e);
         if (j->st == FG_OK) j->st = compile_one((void *)j->arch, &j->v.spec, &j->v.cfg, &j->stats, &e);
         if (e.msg) snprintf(j->msg, sizeof j->msg, "%.500s", e.msg);
@@ -86,6 +88,11 @@ int main(void) {
                         fg_config_unset(&j->v.cfg);
                         j->arch = a ? "sm_80" : "sm_90a";
                         j->smem = a ? 166912 : 232448;
+                        if (a == 0 && dims[di] % 64 == 0 && dt == 0) { /* the mma.sync family too */
+                            job *m = &g_jobs[g_njobs++];
+                            *m = *j;
+                            m->mma_only = 1;
+                        }
                     }
     pthread_t th[2];
     for (int i = 0; i < 2; ++i) pthread_create(&th[i], NULL, worker, NULL);

@@ -45,6 +45,7 @@ static const char *HELP_BENCH =
     "  --seqlens 512,...,16384     sequence lengths\n"
     "  --causal both|0|1           (both)\n"
     "  --iters N                   timed launches per shape (30)\n"
+    "  --path auto|mma|wgmma       kernel family (auto)\n"
     "  --csv FILE                  also write the rows as CSV\n";
 
 static int parse_list(const char *s, int *out, int max) {
@@ -74,6 +75,7 @@ int fg_cmd_run(int argc, char **argv) {
     c.desc.causal = cm;
     c.desc.block_m = v.cfg.block_m; c.desc.block_n = v.cfg.block_n;
     c.desc.warps = v.cfg.warps; c.desc.stages = v.cfg.stages;
+    if (v.cfg.wgmma >= 0) c.desc.path = v.cfg.wgmma ? FG_PATH_WGMMA : FG_PATH_MMA;
     const char *layout = fg_cli_opt(argc, argv, "--layout");
     c.bhsd = layout && !strcmp(layout, "bhsd");
     c.seed = (uint64_t)fg_cli_int(argc, argv, "--seed", 1);
@@ -136,6 +138,9 @@ int fg_cmd_bench(int argc, char **argv) {
     const fg_dtype dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : FG_BF16;
     const int iters = fg_cli_int(argc, argv, "--iters", 30);
     const char *csvpath = fg_cli_opt(argc, argv, "--csv");
+    const char *paths = fg_cli_opt(argc, argv, "--path");
+    const fg_kernel_path path = !paths || !strcmp(paths, "auto") ? FG_PATH_AUTO : !strcmp(paths, "mma") ? FG_PATH_MMA : FG_PATH_WGMMA;
+    const char *impl = path == FG_PATH_AUTO ? "flashgen" : path == FG_PATH_MMA ? "flashgen_mma" : "flashgen_wgmma";
 
     fg_context *ctx = NULL;
     fg_context_create(&ctx);
@@ -189,6 +194,7 @@ int fg_cmd_bench(int argc, char **argv) {
                 fg_attention_desc desc;
                 fg_attention_desc_init(&desc, dt, d, batch, heads, heads, s, s);
                 desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
+                desc.path = path;
                 void *q = (void *)(uintptr_t)dq, *k = (void *)(uintptr_t)dk, *v = (void *)(uintptr_t)dv, *o = (void *)(uintptr_t)dout;
                 float *lse = (float *)(uintptr_t)dlse;
                 if (fg_attention_forward(ctx, &desc, q, k, v, o, lse, NULL) != FG_OK) {
@@ -239,12 +245,12 @@ int fg_cmd_bench(int argc, char **argv) {
                 fg_fwd_params p;
                 char cfg[256] = "";
                 if (fg_ctx_resolve(ctx, &desc, &var, &p, &e) == FG_OK)
-                    snprintf(cfg, sizeof cfg, "bm=%d bn=%d w=%d st=%d qr=%d", var.cfg.block_m, var.cfg.block_n, var.cfg.warps,
-                             var.cfg.stages, var.cfg.q_in_regs);
+                    snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d", var.cfg.wgmma == 1 ? "wgmma" : "mma",
+                             var.cfg.block_m, var.cfg.block_n, var.cfg.warps, var.cfg.stages, var.cfg.q_in_regs);
                 fg_error_clear(&e);
                 printf("%5d %6d %6d %5d %5d %9.3f %9.1f %10.3g  %s\n", d, causal, s, batch, heads, ms, tf, max_err, cfg);
                 fflush(stdout);
-                if (csv) fprintf(csv, "flashgen,%s,%d,%d,%d,%d,%d,%.5f,%.2f,%.4g,%s\n", fg_dtype_name(dt), d, causal, s, batch, heads, ms, tf, max_err, cfg);
+                if (csv) fprintf(csv, "%s,%s,%d,%d,%d,%d,%d,%.5f,%.2f,%.4g,%s\n", impl, fg_dtype_name(dt), d, causal, s, batch, heads, ms, tf, max_err, cfg);
             }
 done:
     if (csv) fclose(csv);

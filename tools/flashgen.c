@@ -44,7 +44,7 @@ int fg_cli_arch_smem(const char *arch) {
 static int is_value_opt(const char *a) {
     static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
                                  "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
-                                 "--dtype", "--csv", "--causal", "--block", "--density", "--warmup", NULL};
+                                 "--dtype", "--csv", "--causal", "--block", "--density", "--warmup", "--path", NULL};
     for (int i = 0; vals[i]; ++i)
         if (!strcmp(a, vals[i])) return 1;
     return 0;
@@ -146,14 +146,14 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     fg_error_clear(&e);
     const int smem = fg_cli_arch_smem(arch), blk = v->spec.sparse ? 128 : 0;
     fg_status st;
-    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages) {
+    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma >= 0) {
         st = fg_config_complete(&v->spec, &v->cfg, smem, &e);
     } else if (have_nvrtc) {
         pick_ud ud = {src, arch};
-        st = fg_pick_config(&v->spec, smem, blk, blk, pick_compile, &ud, &v->cfg, &e);
+        st = fg_pick_config(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch), pick_compile, &ud, &v->cfg, &e);
     } else {
         fg_config c[16];
-        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, c, 16) > 0 ? FG_OK
+        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch), c, 16) > 0 ? FG_OK
              : fg_fail(&e, FG_ERR_UNSUPPORTED, "no block configuration fits %s", arch);
         if (st == FG_OK) v->cfg = c[0];
     }

@@ -1,0 +1,102 @@
+-- fwd_wgmma.lua: renders one forward variant for the Hopper path (sm_90a):
+-- wgmma with shared-memory descriptors (see fg_fwd_wgmma.cuh).
+--
+-- Lua's part is what C++ templates do badly: the wgmma instructions take
+-- their accumulators as one register list whose length is the tile width
+-- (N/2 floats per thread for m64nNk16), so each variant gets the exact
+-- instruction text and operand list for its key tile (S = Q K^T, N = block_n)
+-- and head dim (O += P V, N = head_dim).
+--
+-- params: as fwd_mma.lua; block_m = 64 * warpgroups, warps = block_m / 16.
+-- returns: { source, kernel, threads, smem_bytes }
+
+local util = import("util")
+
+local function check(p)
+  util.expect_int(p, "head_dim", 64, 256)
+  if p.head_dim % 64 ~= 0 then
+    util.fail("the wgmma path takes head dims that are multiples of 64 (got %d)", p.head_dim)
+  end
+  util.expect_enum(p, "dtype", { "fp16", "bf16" })
+  util.expect_bool(p, "causal")
+  util.expect_bool(p, "sparse")
+  util.expect_enum(p, "block_m", { 64, 128, 192 })
+  if p.warps ~= p.block_m // 16 then
+    util.fail("warps (%d) must be block_m / 16 = %d: one warpgroup per 64 rows", p.warps, p.block_m // 16)
+  end
+  util.expect_enum(p, "block_n", { 64, 128, 192, 256 })
+  util.expect_enum(p, "stages", { 1, 2 })
+  util.expect_enum(p, "min_blocks", { 1, 2 })
+end
+
+-- asm operand list "{%0, %1, ..., %(n-1)}" and the matching "+f" outputs
+local function acc_operands(nregs, name)
+  local regs, outs = {}, {}
+  for i = 0, nregs - 1 do
+    regs[#regs + 1] = "%" .. i
+    outs[#outs + 1] = string.format('"+f"(%s[%d][%d])', name, i // 4, i % 4)
+  end
+  return "{" .. table.concat(regs, ", ") .. "}", table.concat(outs, ", ")
+end
+
+local function wgmma_functions(out, p, ty)
+  -- S = Q K^T: A and B from shared memory; scale_d = 0 starts a new sum.
+  local n = p.block_n
+  local regs, outs = acc_operands(n // 2, "d")
+  out:line("__device__ __forceinline__ void wgmma_s(float (&d)[%d][4], u64 da, u64 db, int scale_d) {", n // 8)
+  out:line('    asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;\\n"', n // 2 + 2)
+  out:line('        "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n"',
+           n, ty, ty, regs, n // 2, n // 2 + 1)
+  out:line("        : %s", outs)
+  out:line('        : "l"(da), "l"(db), "r"(scale_d));')
+  out:line("}")
+  -- O += P V: P in registers (A), V from shared memory, MN-major (trans-b = 1).
+  local dn = p.head_dim
+  regs, outs = acc_operands(dn // 2, "d")
+  local a = dn // 2
+  out:line("__device__ __forceinline__ void wgmma_o(float (&d)[%d][4], const u32 (&a)[4], u64 db) {", dn // 8)
+  out:line('    asm volatile("wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, {%%%d, %%%d, %%%d, %%%d}, %%%d, 1, 1, 1, 1;\\n"',
+           dn, ty, ty, regs, a, a + 1, a + 2, a + 3, a + 4)
+  out:line("        : %s", outs)
+  out:line('        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));')
+  out:line("}")
+end
+
+return function(p)
+  check(p)
+  local wgs = p.block_m // 64
+  local threads = wgs * 128
+  local smem = 1024 + (p.block_m + 2 * p.stages * p.block_n) * p.head_dim * 2
+  local ty = p.dtype == "bf16" and "bf16" or "f16"
+
+  local out = util.buffer()
+  out:line("// flashgen generated kernel: Hopper forward (wgmma, sm_90a).")
+  out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
+  out:line("// variant: %s", p.key or "(none)")
+  out:line("// head_dim=%d dtype=%s causal=%s sparse=%s", p.head_dim, p.dtype, tostring(p.causal), tostring(p.sparse))
+  out:line("// block_m=%d (%d warpgroups) block_n=%d stages=%d min_blocks=%d", p.block_m, wgs, p.block_n, p.stages,
+           p.min_blocks)
+  out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
+  out:line('#include "fg_wgmma.cuh"')
+  out:line("")
+  out:line("namespace fg {")
+  wgmma_functions(out, p, ty)
+  out:line("} // namespace fg")
+  out:line("")
+  out:line('#include "fg_fwd_wgmma.cuh"')
+  out:line("")
+  out:line("struct Traits {")
+  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
+  out:line("    static constexpr int BR = %d, BC = %d, WGS = %d, STAGES = %d;", p.block_m, p.block_n, wgs, p.stages)
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
+           tostring(p.causal), tostring(p.sparse))
+  out:line("};")
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(%d, %d)', threads, p.min_blocks)
+  out:line("flashgen_fwd(const __grid_constant__ fg_fwd_params p) {")
+  out:line("    extern __shared__ __align__(1024) char smem[];")
+  out:line("    fg::attention_forward_wgmma<Traits>(p, smem);")
+  out:line("}")
+
+  return { source = out:text(), kernel = "flashgen_fwd", threads = threads, smem_bytes = smem }
+end
