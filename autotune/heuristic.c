@@ -90,8 +90,12 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
 /* Hopper first: wgmma reads both operands of Q K^T and the B operand of P V
  * straight from shared memory, which takes away the ldmatrix traffic that
  * bounds the mma.sync path (measured on H100: mma.sync at 0.91x FA2 for
- * head dim 128, docs/PERF.md).  Two warpgroups x 64 rows, 128-key tiles
- * (64 for head dims above 128, to keep O + S + P under 255 registers).
+ * head dim 128, docs/PERF.md).  Order from bench/explore.sh on H100,
+ * seqlen 4096, bf16 (docs/PERF.md, v2): head dim 64: 2 warpgroups x 64-key
+ * tiles (346 TFLOP/s vs 321 for mma.sync); 128: one warpgroup, 128-key
+ * tiles, one stage, so two CTAs share an SM and overlap each other's
+ * softmax with GEMMs (417 vs 370 for 2 warpgroups); 256: 2 warpgroups,
+ * 64-key tiles, one stage (466 vs 418 with two stages).
  *
  * mma.sync: FlashAttention-2's Ampere/Hopper choices are the starting
  * point: 4 warps x 32 rows for head dims up to 128 (each K/V fragment feeds
@@ -104,8 +108,9 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
                             int max) {
     const int dp = round_up(s->head_dim, 16);
     /* wgmma, block_m, warps, block_n, stages, q_in_regs */
-    static const int hopper_small[][6] = {{1, 128, 8, 128, 2, 0}, {1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}};
-    static const int hopper_large[][6] = {{1, 128, 8, 64, 2, 0}, {1, 128, 8, 64, 1, 0}, {1, 64, 4, 64, 2, 0}};
+    static const int hopper_64[][6] = {{1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}, {1, 128, 8, 128, 2, 0}};
+    static const int hopper_128[][6] = {{1, 64, 4, 128, 1, 0}, {1, 192, 12, 64, 2, 0}, {1, 128, 8, 128, 2, 0}};
+    static const int hopper_large[][6] = {{1, 128, 8, 64, 1, 0}, {1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}};
     static const int small[][6] = {{0, 128, 4, 64, 2, 1}, {0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0},
                                    {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
     static const int mid[][6] = {{0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0}, {0, 128, 8, 32, 2, 0},
@@ -115,7 +120,7 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     const int(*tabs[2])[6] = {NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
     int lens[2] = {0, 7};
     if (wgmma_ok && s->head_dim % 64 == 0) {
-        tabs[0] = s->head_dim > 128 ? hopper_large : hopper_small;
+        tabs[0] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : hopper_64;
         lens[0] = 3;
     }
     int n = 0;

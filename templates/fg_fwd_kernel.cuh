@@ -236,7 +236,12 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
             }
         }
     }
+    // The epilogue reuses sQ.  Every copy must have landed and every thread
+    // must be past its last read first: when a tile sees no key (causal or
+    // an empty sparse row) the loop above never waited for the Q copy
+    // (compute-sanitizer racecheck found this on H100).
     cp_async_wait<0>();
+    __syncthreads();
 
     // Epilogue: normalise, stage this warp's rows in its own part of sQ,
     // then write 16-byte vectors of the valid rows and columns.
