@@ -38,8 +38,6 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
             return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma stages=%d: must be 1 or 2", c->stages);
         if (c->min_blocks < 1 || c->min_blocks > 2)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma min_blocks=%d: must be 1 or 2", c->min_blocks);
-        if (c->overlap != 0 && c->overlap != 1)
-            return fg_fail(err, FG_ERR_UNSUPPORTED, "overlap=%d: must be 0 or 1", c->overlap);
     } else {
         if (c->warps != 4 && c->warps != 8)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "warps=%d: must be 4 or 8", c->warps);
@@ -78,14 +76,12 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
         if (!c->stages) c->stages = 2;
         while (c->stages > 1 && fg_config_smem_bytes(s, c) > smem_limit) c->stages--;
         c->q_in_regs = 0;
-        if (c->overlap < 0) c->overlap = 0;
     } else {
         if (!c->warps) c->warps = big ? 8 : 4;
         if (!c->block_m) c->block_m = 128;
         if (!c->block_n) c->block_n = 64;
         if (!c->stages) c->stages = big ? 1 : 2;
         if (c->q_in_regs < 0) c->q_in_regs = 0;
-        c->overlap = 0;
     }
     if (!c->min_blocks) c->min_blocks = 1;
     return fg_config_check(s, c, smem_limit, err);
@@ -111,24 +107,21 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
 int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,
                             int max) {
     const int dp = round_up(s->head_dim, 16);
-    /* wgmma, block_m, warps, block_n, stages, q_in_regs, overlap */
-    static const int hopper_64[][7] = {{1, 128, 8, 64, 2, 0, 1}, {1, 128, 8, 64, 2, 0, 0}, {1, 64, 4, 128, 2, 0, 0},
-                                       {1, 128, 8, 128, 2, 0, 0}};
-    static const int hopper_128[][7] = {{1, 128, 8, 64, 2, 0, 1}, {1, 64, 4, 128, 1, 0, 0}, {1, 192, 12, 64, 2, 0, 0},
-                                        {1, 128, 8, 128, 2, 0, 0}};
-    static const int hopper_large[][7] = {{1, 128, 8, 64, 1, 0, 0}, {1, 64, 4, 64, 1, 0, 0}, {1, 128, 8, 64, 2, 0, 0},
-                                          {1, 128, 8, 64, 1, 0, 1}};
-    static const int small[][7] = {{0, 128, 4, 64, 2, 1, 0}, {0, 128, 4, 64, 2, 0, 0}, {0, 128, 4, 32, 2, 0, 0}, {0, 128, 8, 64, 2, 0, 0},
-                                   {0, 64, 4, 64, 2, 0, 0},  {0, 64, 4, 32, 2, 0, 0},  {0, 64, 4, 16, 1, 0, 0}};
-    static const int mid[][7] = {{0, 128, 4, 64, 2, 0, 0}, {0, 128, 4, 32, 2, 0, 0}, {0, 128, 8, 64, 2, 0, 0}, {0, 128, 8, 32, 2, 0, 0},
-                                 {0, 64, 4, 64, 2, 0, 0},  {0, 64, 4, 32, 2, 0, 0},  {0, 64, 4, 16, 1, 0, 0}};
-    static const int large[][7] = {{0, 128, 8, 64, 2, 0, 0}, {0, 128, 8, 64, 1, 0, 0}, {0, 128, 8, 32, 2, 0, 0}, {0, 128, 8, 32, 1, 0, 0},
-                                   {0, 64, 4, 64, 1, 0, 0},  {0, 64, 4, 32, 1, 0, 0},  {0, 64, 4, 16, 1, 0, 0}};
-    const int(*tabs[2])[7] = {NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
+    /* wgmma, block_m, warps, block_n, stages, q_in_regs */
+    static const int hopper_64[][6] = {{1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}, {1, 128, 8, 128, 2, 0}};
+    static const int hopper_128[][6] = {{1, 64, 4, 128, 1, 0}, {1, 192, 12, 64, 2, 0}, {1, 128, 8, 128, 2, 0}};
+    static const int hopper_large[][6] = {{1, 128, 8, 64, 1, 0}, {1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}};
+    static const int small[][6] = {{0, 128, 4, 64, 2, 1}, {0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0},
+                                   {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
+    static const int mid[][6] = {{0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0}, {0, 128, 8, 32, 2, 0},
+                                 {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
+    static const int large[][6] = {{0, 128, 8, 64, 2, 0}, {0, 128, 8, 64, 1, 0}, {0, 128, 8, 32, 2, 0}, {0, 128, 8, 32, 1, 0},
+                                   {0, 64, 4, 64, 1, 0},  {0, 64, 4, 32, 1, 0},  {0, 64, 4, 16, 1, 0}};
+    const int(*tabs[2])[6] = {NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
     int lens[2] = {0, 7};
     if (wgmma_ok && s->head_dim % 64 == 0) {
         tabs[0] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : hopper_64;
-        lens[0] = 4;
+        lens[0] = 3;
     }
     int n = 0;
     for (int t = 0; t < 2; ++t)
@@ -141,7 +134,6 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
             c.block_n = tabs[t][i][3];
             c.stages = tabs[t][i][4];
             c.q_in_regs = tabs[t][i][5];
-            c.overlap = tabs[t][i][6];
             c.min_blocks = 1;
             if (block_q && block_q % c.block_m) continue;
             if (block_k && block_k % c.block_n) continue;

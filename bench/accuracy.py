@@ -28,7 +28,7 @@ class Desc(C.Structure):
                 ("q_strides", C.c_int64 * 3), ("k_strides", C.c_int64 * 3), ("v_strides", C.c_int64 * 3),
                 ("o_strides", C.c_int64 * 3), ("softmax_scale", C.c_float), ("causal", C.c_int),
                 ("layout", C.c_void_p), ("block_m", C.c_int), ("block_n", C.c_int), ("warps", C.c_int),
-                ("stages", C.c_int), ("path", C.c_int), ("overlap", C.c_int)]
+                ("stages", C.c_int), ("path", C.c_int)]
 
 
 def strides_bshd(t):  # t: [b, s, h, d] -> (batch, head, row) element strides

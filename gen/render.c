@@ -131,7 +131,6 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     lua_pushinteger(L, v->cfg.stages);      lua_setfield(L, -2, "stages");
     lua_pushboolean(L, v->cfg.q_in_regs > 0); lua_setfield(L, -2, "q_in_regs");
     lua_pushinteger(L, v->cfg.min_blocks);  lua_setfield(L, -2, "min_blocks");
-    lua_pushboolean(L, v->cfg.overlap > 0); lua_setfield(L, -2, "overlap");
     lua_pushstring(L, key ? key : "");      lua_setfield(L, -2, "key");
     lua_pushstring(L, spec);                lua_setfield(L, -2, "spec");
 }

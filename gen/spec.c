@@ -19,7 +19,6 @@ void fg_config_unset(fg_config *c) {
     memset(c, 0, sizeof *c);
     c->q_in_regs = -1;
     c->wgmma = -1;
-    c->overlap = -1;
 }
 
 static int parse_int(const char *s, int *out) {
@@ -70,7 +69,6 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "q_in_regs")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.q_in_regs = iv;
         } else if (!strcmp(key, "min_blocks")) { if (!isint) goto bad; v->cfg.min_blocks = iv;
         } else if (!strcmp(key, "wgmma")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.wgmma = iv;
-        } else if (!strcmp(key, "overlap")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.overlap = iv;
         } else {
             st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "unknown SPEC key '%s'\n%s", key, FG_SPEC_HELP);
             break;
@@ -87,9 +85,9 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
 }
 
 void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
-    snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d,overlap=%d",
+    snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
              v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
-             v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks, v->cfg.overlap);
+             v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
 }
 
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,

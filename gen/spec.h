@@ -24,7 +24,6 @@ typedef struct fg_config {
     int q_in_regs;                       /* -1 = unset (mma path only) */
     int min_blocks;                      /* 0 = unset */
     int wgmma;                           /* 1 Hopper wgmma path, 0 mma.sync; -1 = unset */
-    int overlap;                         /* wgmma: softmax overlaps the previous P V; -1 = unset */
 } fg_config;
 
 typedef struct fg_variant {
@@ -42,7 +41,6 @@ typedef struct fg_variant {
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
     "  wgmma=0|1         kernel path: 1 Hopper wgmma (sm_90a, hdim 64/128/192/256),\n"      \
     "                    0 portable mma.sync (default: chosen with the configuration)\n"   \
-    "  overlap=0|1       wgmma: softmax of a tile runs while the previous P V does\n"       \
     "example: hdim=128,dtype=bf16,causal=bottom_right\n"
 
 void fg_config_unset(fg_config *c);

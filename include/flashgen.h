@@ -137,7 +137,6 @@ typedef struct fg_attention_desc {
     /* Block sizes; 0 picks them (tuned result, else the built-in heuristic). */
     int block_m, block_n, warps, stages;
     fg_kernel_path path;          /* FG_PATH_AUTO picks with the block sizes */
-    int overlap;                  /* wgmma: 1 softmax overlaps the previous P V, -1 not, 0 automatic */
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,

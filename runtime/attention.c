@@ -98,7 +98,6 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
     if ((int)d->path < 0 || d->path > FG_PATH_WGMMA)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "path %d is not one of FG_PATH_*", (int)d->path);
     v->cfg.wgmma = d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_WGMMA;
-    v->cfg.overlap = d->overlap == 0 ? -1 : d->overlap > 0;
 
     const fg_block_layout *L = d->layout;
     if (L) {
@@ -111,7 +110,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
             return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout is for batch=%d heads=%d; the call has batch=%d heads_q=%d (1 broadcasts)",
                            L->batch, L->heads, d->batch, d->heads_q);
     }
-    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma == 1 || v->cfg.overlap >= 0) {
+    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma == 1) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);
         if (st != FG_OK) return st;

@@ -5,10 +5,7 @@
 // operands read by the tensor cores straight from (swizzled) shared memory;
 // O += P V is a chain of m64n{DP}k16 with P in registers (the accumulator
 // layout of S is the register A layout) and V from shared memory (MN-major,
-// transposed by the instruction).  Per key tile i, one warpgroup issues
-// S(i) = Q K(i)^T and then O += P(i-1) V(i-1), computes the softmax of S(i)
-// while the second product runs, and only then rescales O (FlashAttention-3's
-// intra-warpgroup overlap of softmax with the GEMMs).  Copies are cp.async into the 128-byte
+// transposed by the instruction).  Copies are cp.async into the 128-byte
 // swizzled layout, one commit group per K or V tile as in the mma.sync path,
 // fenced to the async proxy before the barrier that publishes them.
 //
@@ -109,45 +106,21 @@ __device__ __forceinline__ void attention_forward_wgmma(const fg_fwd_params &p, 
     // K-major operands (Q, K): 64-column blocks of R rows; a k16 step is 32
     // bytes inside a 128-byte row, 8-row groups are 1024 bytes apart.
     const u32 q_wg = sQ + wg * 64 * 128;
-    // P of the previous tile: the register A operand of its P V product,
-    // which runs while the softmax of the current tile is computed.
-    u32 pa[S::KS_PV][4];
-    bool pv_pending = false;
-    int pv_stage = 0;
 
-    auto issue_pv = [&](int st) {
-        // V is MN-major for this product: one k16 step is 16 key rows (2048
-        // bytes); the 64-column blocks of d are BC*128 bytes apart.
-        const u32 vst = sV + st * S::KV_BYTES;
-#pragma unroll
-        for (int kk = 0; kk < S::KS_PV; ++kk) wgmma_o(acc_o[0], pa[kk], make_desc(vst + kk * 2048, BC * 128, 1024));
-        wgmma_commit();
-    };
-
-    // One key tile.  FIRST (the peeled first tile) has no P V in flight; in
-    // dense variants every later tile has one, which ptxas can then see
-    // statically (a run-time choice between wait_group 1 and 0 makes it
-    // serialize all wgmmas, warning C7514).  Sparse variants skip invisible
-    // tiles, so there the choice stays dynamic.
-    // (Inlined at both call sites, so FIRST is a constant in each copy.)
-    auto tile_step = [&](int i, const bool FIRST) {
+    for (int i = 0; i < n; ++i) {
         const int stage = i % K::STAGES;
-        // K(i) has landed, and with it V(i-1), which was issued before it.
         cp_async_wait<PENDING>();
         fence_proxy_async();
         __syncthreads();
+        issue_v(i + K::STAGES - 1);
 
         bool part;
         const int t = sch.tile(i, part);
-        const bool vis = K::SPARSE ? sch.visible(t, part) : true;
-        const bool pv = FIRST ? false : (K::SPARSE ? pv_pending : true);
+        const bool vis = sch.visible(t, part);
         float acc_s[1][NT_S][4];
-        // Order point for the register writes of the last tile (O rescale,
-        // P) before the tensor cores read them.
-        reg_fence(acc_o[0]);
-        wgmma_fence();
         if (vis) {
             const u32 kst = sK + stage * S::KV_BYTES;
+            wgmma_fence();
 #pragma unroll
             for (int ks = 0; ks < S::KS_QK; ++ks) {
                 const u64 da = make_desc(q_wg + (ks >> 2) * K::BR * 128 + (ks & 3) * 32, 16, 1024);
@@ -155,30 +128,20 @@ __device__ __forceinline__ void attention_forward_wgmma(const fg_fwd_params &p, 
                 wgmma_s(acc_s[0], da, db, ks > 0);
             }
             wgmma_commit();
-        }
-        if (pv) issue_pv(pv_stage); // O += P(i-1) V(i-1): with OVERLAP, in flight during the softmax below
-        auto retire_pv = [&]() {
             wgmma_wait<0>();
-            reg_fence(acc_o[0]);
-#pragma unroll
-            for (int kk = 0; kk < S::KS_PV; ++kk)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[kk][e])::"memory"); // P stays live until here
-        };
-        if (!K::OVERLAP && pv) retire_pv(); // both GEMMs done before the softmax: fewer live registers
-
-        float alpha[1][2];
-        if (vis) {
-            if (K::OVERLAP && pv) wgmma_wait<1>(); else wgmma_wait<0>(); // S done; P V may still run
             reg_fence(acc_s[0]);
             if (sch.needs_mask(t, part))
                 apply_mask<1, NT_S, K::CAUSAL>(acc_s, m0 + wg * 64 + wq * 16, t * BC, p.seqlen_k, p.causal_offset, part);
-            sm.update(acc_s, p.scale_log2, alpha);
         }
-        if (K::OVERLAP && pv) retire_pv();
-        pv_pending = false;
+
+        cp_async_wait<PENDING>();
+        fence_proxy_async();
+        __syncthreads();
+        issue_k(i + K::STAGES);
+
         if (vis) {
-            sm.rescale(acc_o, alpha);
+            sm.step(acc_s, acc_o, p.scale_log2);
+            u32 pa[S::KS_PV][4];
 #pragma unroll
             for (int kk = 0; kk < S::KS_PV; ++kk) {
                 pa[kk][0] = pack2<K::BF16>(acc_s[0][2 * kk][0], acc_s[0][2 * kk][1]);
@@ -186,26 +149,18 @@ __device__ __forceinline__ void attention_forward_wgmma(const fg_fwd_params &p, 
                 pa[kk][2] = pack2<K::BF16>(acc_s[0][2 * kk + 1][0], acc_s[0][2 * kk + 1][1]);
                 pa[kk][3] = pack2<K::BF16>(acc_s[0][2 * kk + 1][2], acc_s[0][2 * kk + 1][3]);
             }
-            pv_pending = true;
-            pv_stage = stage;
+            // V is MN-major for this product: one k16 step is 16 key rows
+            // (2048 bytes); the 64-column blocks of d are BC*128 bytes apart.
+            const u32 vst = sV + stage * S::KV_BYTES;
+            reg_fence(acc_o[0]);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < S::KS_PV; ++kk)
+                wgmma_o(acc_o[0], pa[kk], make_desc(vst + kk * 2048, BC * 128, 1024));
+            wgmma_commit();
+            wgmma_wait<0>();
+            reg_fence(acc_o[0]);
         }
-        // Every warpgroup is done with K(i) and V(i-1): their buffers take
-        // V(i+STAGES-1) and K(i+STAGES).
-        __syncthreads();
-        issue_v(i + K::STAGES - 1);
-        issue_k(i + K::STAGES);
-    };
-    if (n > 0) tile_step(0, true);
-    for (int i = 1; i < n; ++i) tile_step(i, false);
-    if (pv_pending) {
-        cp_async_wait<0>();
-        fence_proxy_async();
-        __syncthreads();
-        reg_fence(acc_o[0]);
-        wgmma_fence();
-        issue_pv(pv_stage);
-        wgmma_wait<0>();
-        reg_fence(acc_o[0]);
     }
     cp_async_wait<0>();
 

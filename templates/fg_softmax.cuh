@@ -32,14 +32,6 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
     // o: output accumulators, rescaled by alpha.
     __device__ __forceinline__ void step(float (&s)[MT][NT_S][4], float (&o)[MT][NT_O][4],
                                          float scale_log2) {
-        float alpha[MT][2];
-        update(s, scale_log2, alpha);
-        rescale(o, alpha);
-    }
-
-    // The two halves of step(), for kernels that compute P while the
-    // previous P V product is still accumulating into O (fg_fwd_wgmma.cuh).
-    __device__ __forceinline__ void update(float (&s)[MT][NT_S][4], float scale_log2, float (&alpha_out)[MT][2]) {
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
 #pragma unroll
@@ -60,18 +52,10 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
                     sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
                 }
                 l[i][r] = l[i][r] * alpha + sum;
-                alpha_out[i][r] = alpha;
+#pragma unroll
+                for (int n = 0; n < NT_O; ++n) { o[i][n][2 * r] *= alpha; o[i][n][2 * r + 1] *= alpha; }
             }
         }
-    }
-
-    __device__ __forceinline__ void rescale(float (&o)[MT][NT_O][4], const float (&alpha)[MT][2]) {
-#pragma unroll
-        for (int i = 0; i < MT; ++i)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-#pragma unroll
-                for (int n = 0; n < NT_O; ++n) { o[i][n][2 * r] *= alpha[i][r]; o[i][n][2 * r + 1] *= alpha[i][r]; }
     }
 
     // Reduce l across the quad; inv[i][r] = 1/l (0 for an empty row) and the

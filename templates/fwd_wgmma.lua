@@ -27,7 +27,6 @@ local function check(p)
   util.expect_enum(p, "block_n", { 64, 128, 192, 256 })
   util.expect_enum(p, "stages", { 1, 2 })
   util.expect_enum(p, "min_blocks", { 1, 2 })
-  util.expect_bool(p, "overlap")
 end
 
 -- asm operand list "{%0, %1, ..., %(n-1)}" and the matching "+f" outputs
@@ -75,8 +74,8 @@ return function(p)
   out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
   out:line("// variant: %s", p.key or "(none)")
   out:line("// head_dim=%d dtype=%s causal=%s sparse=%s", p.head_dim, p.dtype, tostring(p.causal), tostring(p.sparse))
-  out:line("// block_m=%d (%d warpgroups) block_n=%d stages=%d min_blocks=%d overlap=%s", p.block_m, wgs, p.block_n,
-           p.stages, p.min_blocks, tostring(p.overlap))
+  out:line("// block_m=%d (%d warpgroups) block_n=%d stages=%d min_blocks=%d", p.block_m, wgs, p.block_n, p.stages,
+           p.min_blocks)
   out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
   out:line('#include "fg_wgmma.cuh"')
   out:line("")
@@ -89,8 +88,8 @@ return function(p)
   out:line("struct Traits {")
   out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
   out:line("    static constexpr int BR = %d, BC = %d, WGS = %d, STAGES = %d;", p.block_m, p.block_n, wgs, p.stages)
-  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s, OVERLAP = %s;", tostring(p.dtype == "bf16"),
-           tostring(p.causal), tostring(p.sparse), tostring(p.overlap))
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
+           tostring(p.causal), tostring(p.sparse))
   out:line("};")
   out:line("")
   out:line('extern "C" __global__ void __launch_bounds__(%d, %d)', threads, p.min_blocks)

@@ -76,7 +76,6 @@ int fg_cmd_run(int argc, char **argv) {
     c.desc.block_m = v.cfg.block_m; c.desc.block_n = v.cfg.block_n;
     c.desc.warps = v.cfg.warps; c.desc.stages = v.cfg.stages;
     if (v.cfg.wgmma >= 0) c.desc.path = v.cfg.wgmma ? FG_PATH_WGMMA : FG_PATH_MMA;
-    if (v.cfg.overlap >= 0) c.desc.overlap = v.cfg.overlap ? 1 : -1;
     const char *layout = fg_cli_opt(argc, argv, "--layout");
     c.bhsd = layout && !strcmp(layout, "bhsd");
     c.seed = (uint64_t)fg_cli_int(argc, argv, "--seed", 1);
@@ -246,8 +245,8 @@ int fg_cmd_bench(int argc, char **argv) {
                 fg_fwd_params p;
                 char cfg[256] = "";
                 if (fg_ctx_resolve(ctx, &desc, &var, &p, &e) == FG_OK)
-                    snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d ov=%d", var.cfg.wgmma == 1 ? "wgmma" : "mma",
-                             var.cfg.block_m, var.cfg.block_n, var.cfg.warps, var.cfg.stages, var.cfg.q_in_regs, var.cfg.overlap);
+                    snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d", var.cfg.wgmma == 1 ? "wgmma" : "mma",
+                             var.cfg.block_m, var.cfg.block_n, var.cfg.warps, var.cfg.stages, var.cfg.q_in_regs);
                 fg_error_clear(&e);
                 printf("%5d %6d %6d %5d %5d %9.3f %9.1f %10.3g  %s\n", d, causal, s, batch, heads, ms, tf, max_err, cfg);
                 fflush(stdout);

@@ -146,7 +146,7 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     fg_error_clear(&e);
     const int smem = fg_cli_arch_smem(arch), blk = v->spec.sparse ? 128 : 0;
     fg_status st;
-    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma >= 0 || v->cfg.overlap >= 0) {
+    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma >= 0) {
         st = fg_config_complete(&v->spec, &v->cfg, smem, &e);
     } else if (have_nvrtc) {
         pick_ud ud = {src, arch};
