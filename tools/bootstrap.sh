@@ -15,6 +15,7 @@ command -v cc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 [ -f /usr/include/lua5.4/lua.h ] || need+=(liblua5.4-dev)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
