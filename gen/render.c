@@ -139,9 +139,18 @@ typedef struct render_args {
     const char *name;
     const fg_variant *v;
     const char *key;
+    fg_rendered *out;
 } render_args;
 
-/* Runs inside the protected call: template(params) -> result table. */
+/* Raw field of the table at the top of the stack (no metamethods run). */
+static int raw_field(lua_State *L, const char *f) {
+    lua_pushstring(L, f);
+    return lua_rawget(L, -2);
+}
+
+/* Runs inside the protected call: template(params) -> result table, whose
+ * fields are read here too, so that nothing a template returns can raise an
+ * error outside the pcall. */
 static int render_main(lua_State *L) {
     render_args *a = lua_touserdata(L, 1);
     lua_ud *ud;
@@ -152,15 +161,27 @@ static int render_main(lua_State *L) {
     push_params(L, a->v, a->key);
     lua_call(L, 1, 1);
     if (!lua_istable(L, -1)) return luaL_error(L, "template '%s' must return a table {source=..., ...}", a->name);
-    return 1;
-}
-
-static int get_int_field(lua_State *L, const char *f, int *out) {
-    lua_getfield(L, -1, f);
-    int ok = lua_isinteger(L, -1);
-    if (ok) *out = (int)lua_tointeger(L, -1);
+    fg_rendered *out = a->out;
+    if (raw_field(L, "source") != LUA_TSTRING)
+        return luaL_error(L, "template '%s' returned no 'source' string", a->name);
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    out->source = malloc(len + 1);
+    if (!out->source) return luaL_error(L, "out of memory copying the source");
+    memcpy(out->source, s, len + 1);
     lua_pop(L, 1);
-    return ok;
+    if (raw_field(L, "kernel") != LUA_TSTRING) return luaL_error(L, "template '%s' must return 'kernel'", a->name);
+    snprintf(out->kernel, sizeof out->kernel, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (raw_field(L, "threads") != LUA_TNUMBER || !lua_isinteger(L, -1))
+        return luaL_error(L, "template '%s' must return an integer 'threads'", a->name);
+    out->threads = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (raw_field(L, "smem_bytes") != LUA_TNUMBER || !lua_isinteger(L, -1))
+        return luaL_error(L, "template '%s' must return an integer 'smem_bytes'", a->name);
+    out->smem_bytes = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return 0;
 }
 
 fg_status fg_render_template(const fg_sources *src, const char *template_name, const fg_variant *v,
@@ -172,35 +193,17 @@ fg_status fg_render_template(const fg_sources *src, const char *template_name, c
     fg_status st = FG_OK;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, FG_LUA_HOOK_EVERY);
     open_sandbox(L);
-    render_args a = {template_name, v, key};
+    render_args a = {template_name, v, key, out};
     lua_pushcfunction(L, msghandler);
     lua_pushcfunction(L, render_main);
     lua_pushlightuserdata(L, &a);
-    int rc = lua_pcall(L, 1, 1, -3);
+    int rc = lua_pcall(L, 1, 0, -3);
     if (rc != LUA_OK) {
         const char *m = lua_tostring(L, -1);
         st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua failed%s: %s", template_name,
                      rc == LUA_ERRMEM ? " (out of memory: limit 64 MiB)" : "", m ? m : "(no message)");
-        goto done;
+        fg_rendered_free(out);
     }
-    lua_getfield(L, -1, "source");
-    size_t len = 0;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (!s) { st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua returned no 'source' string", template_name); goto done; }
-    out->source = malloc(len + 1);
-    if (!out->source) { st = fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory"); goto done; }
-    memcpy(out->source, s, len + 1);
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "kernel");
-    const char *k = lua_tostring(L, -1);
-    snprintf(out->kernel, sizeof out->kernel, "%s", k ? k : "");
-    lua_pop(L, 1);
-    if (!k || !get_int_field(L, "threads", &out->threads) || !get_int_field(L, "smem_bytes", &out->smem_bytes)) {
-        st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua must return kernel, threads and smem_bytes", template_name);
-        goto done;
-    }
-done:
-    if (st != FG_OK) fg_rendered_free(out);
     lua_close(L);
     return st;
 }

@@ -63,7 +63,7 @@ fg_status fg_sources_load(fg_sources *s, fg_error *err) {
             size_t len = 0;
             int missing = 0;
             char *data = read_file(path, &len, err, &missing);
-            if (!data && !missing) { fg_sources_free(s); return err->status; }
+            if (!data && !missing) { fg_sources_free(s); return FG_ERR_TEMPLATE; }
             if (data) { f->data = data; f->len = len; f->overridden = 1; }
         }
         s->count++;

@@ -82,11 +82,11 @@ fg_status fg_context_create(fg_context **ctx);
 /* Frees the context, its compiled modules and its device buffers.
  * fg_context_destroy(NULL) does nothing. */
 void fg_context_destroy(fg_context *ctx);
-/* The message of the most recent call on ctx that failed (with its cause:
- * NVRTC log, Lua traceback, driver error name, failing variant key).  Owned
- * by ctx; valid until the next call that takes ctx, from any thread, or
- * until fg_context_destroy.  Never NULL: "" before any failure, a fixed text
- * for ctx == NULL. */
+/* The message of the most recent call on ctx from the calling thread that
+ * failed (with its cause: NVRTC log, Lua traceback, driver error name,
+ * failing variant key).  Owned by ctx; valid until the calling thread's next
+ * failing call on ctx or fg_context_destroy; other threads' failures do not
+ * touch it.  Never NULL: "" before any failure, a fixed text for ctx == NULL. */
 const char *fg_errmsg(const fg_context *ctx);
 
 /* Host-side description of a block-sparse layout, in FlexAttention's
@@ -103,7 +103,7 @@ const char *fg_errmsg(const fg_context *ctx);
 typedef struct fg_block_layout_desc {
     int batch, heads;
     int num_q_blocks, num_kv_blocks;
-    int block_q, block_k;           /* elements, multiples of 16; 0 means 128 */
+    int block_q, block_k;           /* block_q a multiple of 64, block_k of 16; 0 means 128 */
     const int32_t *kv_num_blocks;
     const int32_t *kv_indices;
     const int32_t *full_kv_num_blocks;

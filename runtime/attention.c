@@ -37,6 +37,14 @@ static fg_status check_strides(const char *name, const int64_t s[3], int batch, 
                            "%s stride[%d] = %lld is not a multiple of 8 elements (rows must stay 16-byte aligned)", name, i,
                            (long long)s[i]);
     }
+    /* every element offset must fit in 63 bits (the kernel and the bounds
+     * check below compute them in int64) */
+    int64_t last = 0, t;
+    const int64_t n[3] = {batch - 1, heads - 1, seqlen - 1};
+    for (int i = 0; i < 3; ++i)
+        if (__builtin_mul_overflow(s[i], n[i], &t) || __builtin_add_overflow(last, t, &last))
+            return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s strides {%lld, %lld, %lld} overflow 64-bit offsets", name,
+                           (long long)s[0], (long long)s[1], (long long)s[2]);
     if (!must_not_overlap) return FG_OK;
     /* The output must not alias itself: sort (size, stride) by stride and
      * require each dimension to start past the previous one's extent. */
@@ -54,7 +62,9 @@ static fg_status check_strides(const char *name, const int64_t s[3], int batch, 
             return fg_fail(err, FG_ERR_INVALID_ARGUMENT,
                            "%s strides {%lld, %lld, %lld} make rows overlap for shape [batch=%d, heads=%d, seqlen=%d, head_dim=%d]",
                            name, (long long)s[0], (long long)s[1], (long long)s[2], batch, heads, seqlen, d);
-        extent = st[i] * size[i];
+        if (__builtin_mul_overflow(st[i], size[i], &extent))
+            return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s strides {%lld, %lld, %lld} overflow 64-bit offsets", name,
+                           (long long)s[0], (long long)s[1], (long long)s[2]);
     }
     return FG_OK;
 }
@@ -73,6 +83,8 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "heads_q=%d is not a multiple of heads_kv=%d", d->heads_q, d->heads_kv);
     if (d->batch > 65535 || d->heads_q > 65535)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "batch and heads_q must be <= 65535 (grid limit)");
+    if (d->seqlen_q > (1 << 30) || d->seqlen_k > (1 << 30))
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "seqlen_q and seqlen_k must be <= 2^30");
     if ((int)d->causal < 0 || d->causal > FG_CAUSAL_TOP_LEFT)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "causal mode %d is not one of FG_CAUSAL_*", (int)d->causal);
     const float scale = d->softmax_scale == 0.f ? 1.f / sqrtf((float)d->head_dim) : d->softmax_scale;
@@ -230,6 +242,7 @@ static fg_status check_tensor(const fg_cuda *cu, const char *name, const void *p
     return FG_OK;
 }
 
+/* Offsets were checked for overflow in fg_attention_plan (check_strides). */
 static int64_t last_elem(const int64_t s[3], int batch, int heads, int seqlen, int d) {
     return (int64_t)(batch - 1) * s[0] + (int64_t)(heads - 1) * s[1] + (int64_t)(seqlen - 1) * s[2] + d - 1;
 }

@@ -29,24 +29,46 @@ void fg_context_destroy(fg_context *c) {
     fg_choices_free(c);
     if (c->retained_primary && c->cu) c->cu->DevicePrimaryCtxRelease(c->dev);
     if (c->sources_ready) fg_sources_free(&c->sources);
-    free(c->errmsg);
+    while (c->msgs) {
+        fg_thread_msg *n = c->msgs->next;
+        free(c->msgs->msg);
+        free(c->msgs);
+        c->msgs = n;
+    }
     pthread_cond_destroy(&c->compiled);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
-const char *fg_errmsg(const fg_context *c) {
-    if (!c) return "fg_context is NULL (fg_context_create failed or was not called)";
-    return c->errmsg ? c->errmsg : "";
+/* Messages are kept per calling thread, so that a failure in one thread
+ * never frees the message another thread is reading. */
+const char *fg_errmsg(const fg_context *cc) {
+    if (!cc) return "fg_context is NULL (fg_context_create failed or was not called)";
+    fg_context *c = (fg_context *)cc;
+    const char *m = "";
+    pthread_mutex_lock(&c->mu);
+    for (fg_thread_msg *t = c->msgs; t; t = t->next)
+        if (pthread_equal(t->thread, pthread_self())) { m = t->msg ? t->msg : ""; break; }
+    pthread_mutex_unlock(&c->mu);
+    return m;
 }
 
 fg_status fg_ctx_fail(fg_context *ctx, fg_error *e) {
     fg_status s = e->status;
     if (ctx) {
         pthread_mutex_lock(&ctx->mu);
-        free(ctx->errmsg);
-        ctx->errmsg = e->msg;
-        e->msg = NULL;
+        fg_thread_msg *t = ctx->msgs;
+        while (t && !pthread_equal(t->thread, pthread_self())) t = t->next;
+        if (!t && (t = calloc(1, sizeof *t))) {
+            t->thread = pthread_self();
+            t->next = ctx->msgs;
+            ctx->msgs = t;
+        }
+        if (t) {
+            free(t->msg);
+            t->msg = e->msg ? e->msg : fg_strdupf("%s", fg_status_name(s));
+            e->msg = NULL;
+        }
         pthread_mutex_unlock(&ctx->mu);
     }
     fg_error_clear(e);
@@ -112,6 +134,12 @@ fg_status fg_ctx_device(fg_context *ctx, fg_error *err) {
         }
     }
 out:
+    if (st != FG_OK && !ctx->device_ready && ctx->retained_primary) {
+        /* a failed first use must not keep the primary context alive */
+        cu->DevicePrimaryCtxRelease(ctx->dev);
+        ctx->retained_primary = 0;
+        ctx->cuctx = NULL;
+    }
     pthread_mutex_unlock(&ctx->mu);
     return st;
 }

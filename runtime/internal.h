@@ -12,7 +12,7 @@
 /* One compiled, loaded kernel. */
 typedef struct fg_kernel {
     char *key;
-    int state; /* 0 compiling, 1 ready, 2 failed */
+    int state; /* 0 compiling, 1 ready, 2 failed for good, 3 failed, build again when asked */
     fg_status fail_status;
     char *fail_msg;
     CUmodule module;
@@ -22,10 +22,17 @@ typedef struct fg_kernel {
     struct fg_kernel *next;
 } fg_kernel;
 
+/* The last error message of one thread on one context. */
+typedef struct fg_thread_msg {
+    pthread_t thread;
+    char *msg;
+    struct fg_thread_msg *next;
+} fg_thread_msg;
+
 struct fg_context {
     pthread_mutex_t mu;
     pthread_cond_t compiled; /* signalled when a kernel leaves state 0 */
-    char *errmsg;
+    fg_thread_msg *msgs;     /* per calling thread: no thread frees another's message */
 
     int sources_ready;
     fg_sources sources;

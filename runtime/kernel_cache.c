@@ -4,8 +4,11 @@
  * + NVRTC version + arch).  The first thread to ask for a key inserts a
  * "compiling" entry and compiles outside the lock; others asking for the
  * same key wait on a condition variable, so each variant is compiled once
- * per context, and different variants compile in parallel.  A failure is
- * remembered with its message: asking again gives the same error at once. */
+ * per context, and different variants compile in parallel.  A failure that
+ * will not change (template error, NVRTC error) is remembered with its
+ * message: asking again gives the same error at once.  Others (out of
+ * memory, a driver error while loading) are returned to the callers that
+ * waited for that build, and the next request builds again. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,31 +62,38 @@ fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, f
 
     pthread_mutex_lock(&ctx->mu);
     fg_kernel *k = find(ctx, key);
-    if (!k) {
-        k = calloc(1, sizeof *k);
-        if (k) k->key = fg_strdupf("%s", key);
-        if (!k || !k->key) {
-            if (k) free(k);
-            pthread_mutex_unlock(&ctx->mu);
-            return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
+    const int retry = k && k->state == 3;
+    if (!k || retry) {
+        if (retry) {
+            k->state = 0;
+        } else {
+            k = calloc(1, sizeof *k);
+            if (k) k->key = fg_strdupf("%s", key);
+            if (!k || !k->key) {
+                if (k) free(k);
+                pthread_mutex_unlock(&ctx->mu);
+                return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
+            }
+            k->next = ctx->kernels;
+            ctx->kernels = k;
         }
-        k->next = ctx->kernels;
-        ctx->kernels = k;
         pthread_mutex_unlock(&ctx->mu);
 
         fg_error e = {0};
         fg_status bs = build(ctx, v, key, k, &e);
 
         pthread_mutex_lock(&ctx->mu);
-        k->state = bs == FG_OK ? 1 : 2;
+        const int permanent = bs == FG_ERR_TEMPLATE || bs == FG_ERR_COMPILE || bs == FG_ERR_UNSUPPORTED;
+        k->state = bs == FG_OK ? 1 : permanent ? 2 : 3;
         k->fail_status = bs;
+        free(k->fail_msg);
         k->fail_msg = e.msg;
         e.msg = NULL;
         pthread_cond_broadcast(&ctx->compiled);
     } else {
         while (k->state == 0) pthread_cond_wait(&ctx->compiled, &ctx->mu);
     }
-    if (k->state == 2) st = fg_fail(err, k->fail_status, "%s", k->fail_msg ? k->fail_msg : "compile failed");
+    if (k->state >= 2) st = fg_fail(err, k->fail_status, "%s", k->fail_msg ? k->fail_msg : "compile failed");
     pthread_mutex_unlock(&ctx->mu);
     *out = st == FG_OK ? k : NULL;
     return st;

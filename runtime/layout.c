@@ -15,8 +15,10 @@ fg_status fg_layout_validate(const fg_block_layout_desc *d_in, fg_error *err) {
     if (d->batch < 1 || d->heads < 1 || d->num_q_blocks < 1 || d->num_kv_blocks < 1)
         return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout sizes must be >= 1 (batch=%d heads=%d num_q_blocks=%d num_kv_blocks=%d)",
                        d->batch, d->heads, d->num_q_blocks, d->num_kv_blocks);
-    if (d->block_q < 16 || d->block_k < 16 || d->block_q % 16 || d->block_k % 16)
-        return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout blocks must be multiples of 16 (block_q=%d block_k=%d)", d->block_q, d->block_k);
+    /* the smallest kernel tiles are 64 query rows and 16 keys */
+    if (d->block_q < 64 || d->block_k < 16 || d->block_q % 64 || d->block_k % 16)
+        return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout blocks must be multiples of 64 query rows and 16 keys (block_q=%d block_k=%d)",
+                       d->block_q, d->block_k);
     if (!d->kv_num_blocks || !d->kv_indices)
         return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout needs kv_num_blocks and kv_indices (full_* may be NULL)");
     if (!d->full_kv_num_blocks != !d->full_kv_indices)

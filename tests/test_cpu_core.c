@@ -147,6 +147,8 @@ static void test_template_errors_and_sandbox(void) {
     CHECK_CONTAINS(e.msg, "instruction budget");
     CHECK(render_override("return function(p) local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end end\n", &e, NULL) == FG_ERR_TEMPLATE, "memory bomb");
     CHECK_CONTAINS(e.msg, "memory");
+    CHECK(render_override("return function(p) return setmetatable({}, {__index = function() error('meta') end}) end\n", &e, NULL) == FG_ERR_TEMPLATE, "metatable result");
+    CHECK(render_override("return function(p) return setmetatable({}, {__index = function() while true do end end}) end\n", &e, NULL) == FG_ERR_TEMPLATE, "looping metatable result");
     CHECK(render_override("return 42\n", &e, NULL) == FG_ERR_TEMPLATE, "non-function template");
     CHECK_CONTAINS(e.msg, "must return a function");
     CHECK(render_override("return function(p) return {source = 'x'} end\n", &e, NULL) == FG_ERR_TEMPLATE, "missing fields");
@@ -249,6 +251,10 @@ static void test_layout_validation(void) {
     L.full_kv_indices = fidx;
     L.block_q = 100;
     CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "block 100 accepted");
+    L.block_q = 32;
+    CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "block_q 32 accepted (no kernel tile divides it)");
+    L.block_q = 0;
+    CHECK(fg_layout_validate(&L, &e) == FG_OK, "block 0 (the default 128): %s", e.msg);
     L.block_q = 128;
     L.num_q_blocks = 0;
     CHECK(fg_layout_validate(&L, &e) == FG_ERR_BAD_LAYOUT, "0 blocks accepted");

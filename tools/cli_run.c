@@ -48,12 +48,15 @@ static const char *HELP_BENCH =
     "  --path auto|mma|wgmma       kernel family (auto)\n"
     "  --csv FILE                  also write the rows as CSV\n";
 
+/* Comma-separated positive integers; -1 on a bad item. */
 static int parse_list(const char *s, int *out, int max) {
     int n = 0;
     while (s && *s && n < max) {
-        out[n++] = atoi(s);
-        s = strchr(s, ',');
-        if (s) ++s;
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v <= 0 || v > 1 << 20 || (*end && *end != ',')) return -1;
+        out[n++] = (int)v;
+        s = *end ? end + 1 : end;
     }
     return n;
 }
@@ -76,7 +79,14 @@ int fg_cmd_run(int argc, char **argv) {
     c.desc.block_m = v.cfg.block_m; c.desc.block_n = v.cfg.block_n;
     c.desc.warps = v.cfg.warps; c.desc.stages = v.cfg.stages;
     if (v.cfg.wgmma >= 0) c.desc.path = v.cfg.wgmma ? FG_PATH_WGMMA : FG_PATH_MMA;
+    if (v.cfg.q_in_regs >= 0 || v.cfg.min_blocks)
+        fprintf(stderr, "flashgen run: note: q_in_regs and min_blocks are compile-time knobs of `flashgen compile`; "
+                        "the library chooses them for a call\n");
     const char *layout = fg_cli_opt(argc, argv, "--layout");
+    if (layout && strcmp(layout, "bshd") && strcmp(layout, "bhsd")) {
+        fprintf(stderr, "flashgen run: --layout must be bshd or bhsd\n");
+        return 2;
+    }
     c.bhsd = layout && !strcmp(layout, "bhsd");
     c.seed = (uint64_t)fg_cli_int(argc, argv, "--seed", 1);
     c.check_rows_max = 4096;
@@ -86,6 +96,10 @@ int fg_cmd_run(int argc, char **argv) {
         c.block = fg_cli_int(argc, argv, "--block", 128);
     }
     const int iters = fg_cli_int(argc, argv, "--iters", 20);
+    if (iters < 0 || c.desc.batch < 1 || c.desc.heads_q < 1 || c.desc.heads_kv < 1 || c.desc.seqlen_q < 1 || c.desc.seqlen_k < 1) {
+        fprintf(stderr, "flashgen run: sizes must be >= 1 and --iters >= 0\n");
+        return 2;
+    }
     char desc[256];
     fg_case_describe(&c, desc, sizeof desc);
 
@@ -133,12 +147,23 @@ int fg_cmd_bench(int argc, char **argv) {
     int nh = parse_list(fg_cli_opt(argc, argv, "--hdims") ? fg_cli_opt(argc, argv, "--hdims") : "64,128,256", hdims, 8);
     int ns = parse_list(fg_cli_opt(argc, argv, "--seqlens") ? fg_cli_opt(argc, argv, "--seqlens") : "512,1024,2048,4096,8192,16384", seqlens, 16);
     const char *cs = fg_cli_opt(argc, argv, "--causal");
-    const int c0 = cs && !strcmp(cs, "1") ? 1 : 0, c1 = cs && !strcmp(cs, "0") ? 0 : 1;
     const char *dts = fg_cli_opt(argc, argv, "--dtype");
-    const fg_dtype dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : FG_BF16;
     const int iters = fg_cli_int(argc, argv, "--iters", 30);
     const char *csvpath = fg_cli_opt(argc, argv, "--csv");
     const char *paths = fg_cli_opt(argc, argv, "--path");
+    if (nh <= 0 || ns <= 0 || iters < 1 || iters > 100000 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
+        (dts && strcmp(dts, "bf16") && strcmp(dts, "fp16")) ||
+        (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma"))) {
+        fprintf(stderr, "flashgen bench: bad option value (--hdims/--seqlens take positive integers, --iters >= 1, "
+                        "--causal both|0|1, --dtype bf16|fp16, --path auto|mma|wgmma)\n");
+        return 2;
+    }
+    for (int i = 0; i < nh; ++i)
+        if (hdims[i] > 2048 || 2048 % hdims[i]) { fprintf(stderr, "flashgen bench: head dim %d does not divide the model width 2048\n", hdims[i]); return 2; }
+    for (int i = 0; i < ns; ++i)
+        if (seqlens[i] > 16384 || 16384 % seqlens[i]) { fprintf(stderr, "flashgen bench: seqlen %d does not divide 16384 tokens\n", seqlens[i]); return 2; }
+    const int c0 = cs && !strcmp(cs, "1") ? 1 : 0, c1 = cs && !strcmp(cs, "0") ? 0 : 1;
+    const fg_dtype dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : FG_BF16;
     const fg_kernel_path path = !paths || !strcmp(paths, "auto") ? FG_PATH_AUTO : !strcmp(paths, "mma") ? FG_PATH_MMA : FG_PATH_WGMMA;
     const char *impl = path == FG_PATH_AUTO ? "flashgen" : path == FG_PATH_MMA ? "flashgen_mma" : "flashgen_wgmma";
 
@@ -231,7 +256,11 @@ int fg_cmd_bench(int argc, char **argv) {
                 for (int it = 0; it < iters + 3 && !r; ++it) {
                     r = cu->MemsetD32(flush, (unsigned)it, flush_bytes / 4);
                     if (!r) r = cu->EventRecord(ev0, NULL);
-                    fg_attention_forward(ctx, &desc, q, k, v, o, lse, NULL);
+                    if (fg_attention_forward(ctx, &desc, q, k, v, o, lse, NULL) != FG_OK) {
+                        printf("%5d %6d %6d: error while timing: %s\n", d, causal, s, fg_errmsg(ctx));
+                        rc = 1;
+                        goto done;
+                    }
                     if (!r) r = cu->EventRecord(ev1, NULL);
                     if (!r) r = cu->EventSynchronize(ev1);
                     if (!r && it >= 3) r = cu->EventElapsedTime(&times[it - 3], ev0, ev1);

@@ -44,10 +44,43 @@ int fg_cli_arch_smem(const char *arch) {
 static int is_value_opt(const char *a) {
     static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
                                  "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
-                                 "--dtype", "--csv", "--causal", "--block", "--density", "--warmup", "--path", NULL};
+                                 "--dtype", "--csv", "--causal", "--block", "--density", "--path", NULL};
     for (int i = 0; vals[i]; ++i)
         if (!strcmp(a, vals[i])) return 1;
     return 0;
+}
+
+/* Every option must be known, and a value option must have its value; a
+ * mistyped option is an error, never silently ignored. */
+static int check_options(const char *cmd, int argc, char **argv) {
+    static const char *flags[] = {"--help", "-h", "--log", "--require-gpu", NULL};
+    int positional = 0;
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        if (a[0] != '-') {
+            if (++positional > 1) {
+                fprintf(stderr, "flashgen %s: unexpected argument '%s'\n", cmd, a);
+                return 0;
+            }
+            continue;
+        }
+        if (is_value_opt(a)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "flashgen %s: %s needs a value\n", cmd, a);
+                return 0;
+            }
+            ++i;
+            continue;
+        }
+        int known = 0;
+        for (int k = 0; flags[k]; ++k) known |= !strcmp(a, flags[k]);
+        if (!known) {
+            fprintf(stderr, "flashgen %s: unknown option '%s'%s (see flashgen %s --help)\n", cmd, a,
+                    strchr(a, '=') ? "; write the value after a space" : "", cmd);
+            return 0;
+        }
+    }
+    return 1;
 }
 
 const char *fg_cli_opt(int argc, char **argv, const char *name) {
@@ -65,7 +98,7 @@ int fg_cli_int(int argc, char **argv, const char *name, int dflt) {
     if (!v) return dflt;
     char *end;
     long x = strtol(v, &end, 10);
-    if (*end || end == v) {
+    if (*end || end == v || x < -1000000000L || x > 1000000000L) {
         fprintf(stderr, "flashgen: %s expects an integer, got '%s'\n", name, v);
         exit(2);
     }
@@ -145,15 +178,23 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     const int have_nvrtc = fg_nvrtc_load(&nv, &e) == FG_OK;
     fg_error_clear(&e);
     const int smem = fg_cli_arch_smem(arch), blk = v->spec.sparse ? 128 : 0;
+    /* the runtime's rule (runtime/attention.c): explicit block sizes or
+     * wgmma=1 complete a configuration; otherwise the heuristic picks, on
+     * the mma.sync path only when wgmma=0 */
+    const int wgmma_ok = fg_arch_has_wgmma(arch) && v->cfg.wgmma != 0;
     fg_status st;
-    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma >= 0) {
+    if (v->spec.head_dim < 8 || v->spec.head_dim > 256 || v->spec.head_dim % 8) {
+        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", v->spec.head_dim);
+    } else if (v->cfg.wgmma == 1 && !fg_arch_has_wgmma(arch)) {
+        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=1 needs --arch sm_90a (got %s)", arch);
+    } else if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma == 1) {
         st = fg_config_complete(&v->spec, &v->cfg, smem, &e);
     } else if (have_nvrtc) {
         pick_ud ud = {src, arch};
-        st = fg_pick_config(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch), pick_compile, &ud, &v->cfg, &e);
+        st = fg_pick_config(&v->spec, smem, blk, blk, wgmma_ok, pick_compile, &ud, &v->cfg, &e);
     } else {
         fg_config c[16];
-        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch), c, 16) > 0 ? FG_OK
+        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, wgmma_ok, c, 16) > 0 ? FG_OK
              : fg_fail(&e, FG_ERR_UNSUPPORTED, "no block configuration fits %s", arch);
         if (st == FG_OK) v->cfg = c[0];
     }
@@ -256,6 +297,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; ++i) {
         if (strcmp(cmd, cmds[i].name)) continue;
         if (help && cmds[i].help) { fputs(cmds[i].help, stdout); return 0; }
+        if (help) { /* run and bench print their own help */
+            char *hargv[] = {(char *)cmd, "--help", NULL};
+            return cmds[i].fn(2, hargv);
+        }
+        if (!check_options(cmd, argc - 1, argv + 1)) return 2;
         return cmds[i].fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "flashgen: unknown command '%s'\n\n%s", cmd, USAGE);

@@ -161,6 +161,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     r->flops = 4.0 * d.batch * d.heads_q * (double)d.seqlen_q * d.seqlen_k * D * (d.causal ? 0.5 : 1.0);
     if (iters > 0 && r->pass) {
         times = malloc(sizeof(float) * (size_t)iters);
+        if (!times) { snprintf(r->msg, sizeof r->msg, "out of host memory"); r->status = FG_ERR_OUT_OF_MEMORY; r->pass = 0; goto done; }
         e = cu->EventCreate(&ev[0], 0);
         if (!e) e = cu->EventCreate(&ev[1], 0);
         for (int it = 0; it < iters + 3 && !e; ++it) {
