@@ -310,6 +310,14 @@ static void test_plan_validation(void) {
     CHECK(plan(&b, &e) == FG_ERR_UNSUPPORTED, "config over the shared-memory limit");
     CHECK_CONTAINS(e.msg, "shared memory");
     CHECK(plan(NULL, &e) == FG_ERR_INVALID_ARGUMENT, "NULL desc");
+    /* strides whose offsets overflow int64 must not slip past the bounds check */
+    b = d; b.seqlen_q = 17; b.seqlen_k = 17;
+    for (int i = 0; i < 3; ++i) b.q_strides[i] = b.k_strides[i] = b.v_strides[i] = b.o_strides[i] = 0;
+    b.q_strides[2] = b.k_strides[2] = b.v_strides[2] = b.o_strides[2] = 1LL << 60;
+    CHECK(plan(&b, &e) == FG_ERR_INVALID_ARGUMENT, "stride 2^60 accepted");
+    CHECK_CONTAINS(e.msg, "overflow");
+    b = d; b.seqlen_q = (1 << 30) + 1;
+    CHECK(plan(&b, &e) == FG_ERR_UNSUPPORTED, "seqlen 2^30+1 accepted");
     /* BHSD strides are fine */
     b = d;
     int64_t s[3] = {8LL * 1000 * 128, 1000LL * 128, 128};
