@@ -89,32 +89,46 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     constexpr int PENDING = 2 * (K::STAGES - 1);   // groups allowed in flight at a wait
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    CtaTile<K::BR, K::CAUSAL> cta;
-    cta.init(p);
-    const int m0 = cta.m0, h = cta.h, b = cta.b;
+    // Causal: the heaviest query tiles first, so the tail of the grid is short.
+    const int m_block = K::CAUSAL ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;
+    const int m0 = m_block * K::BR;
     const int wrow = warp * S::WROWS;
 
     u16 *sQ = (u16 *)smem;
     u16 *sK = sQ + S::SMEM_Q;
     u16 *sV = sK + S::SMEM_KV;
 
+    const char *qg = (const char *)p.q + 2 * (b * p.q_batch_stride + h * p.q_head_stride + (long long)m0 * p.q_row_stride);
+    const char *kg = (const char *)p.k + 2 * (b * p.k_batch_stride + hk * p.k_head_stride);
+    const char *vg = (const char *)p.v + 2 * (b * p.v_batch_stride + hk * p.v_head_stride);
+    const long long qrs = 2 * p.q_row_stride, krs = 2 * p.k_row_stride, vrs = 2 * p.v_row_stride;
+
     Schedule<K::BR, BC, K::CAUSAL, K::SPARSE> sch;
     sch.init(p, m0, b, h);
     const int n = sch.count;
 
     auto issue_k = [&](int i) {
-        sch.issue(i, [&](int t) {
-            load_tile<K, BC>(sK + (i % K::STAGES) * BC * LDS, cta.kg + (long long)t * BC * cta.krs, cta.krs, p.seqlen_k - t * BC);
-        });
+        if (i < n) {
+            bool part;
+            const int t = sch.tile(i, part);
+            if (sch.visible(t, part))
+                load_tile<K, BC>(sK + (i % K::STAGES) * BC * LDS, kg + (long long)t * BC * krs, krs, p.seqlen_k - t * BC);
+        }
+        cp_async_commit();
     };
     auto issue_v = [&](int i) {
-        sch.issue(i, [&](int t) {
-            load_tile<K, BC>(sV + (i % K::STAGES) * BC * LDS, cta.vg + (long long)t * BC * cta.vrs, cta.vrs, p.seqlen_k - t * BC);
-        });
+        if (i < n) {
+            bool part;
+            const int t = sch.tile(i, part);
+            if (sch.visible(t, part))
+                load_tile<K, BC>(sV + (i % K::STAGES) * BC * LDS, vg + (long long)t * BC * vrs, vrs, p.seqlen_k - t * BC);
+        }
+        cp_async_commit();
     };
 
     // Prologue: Q with K(0) as one group, then V(0) K(1) ... K(STAGES-1).
-    load_tile<K, K::BR>(sQ, cta.qg, cta.qrs, p.seqlen_q - m0);
+    load_tile<K, K::BR>(sQ, qg, qrs, p.seqlen_q - m0);
     issue_k(0);
 #pragma unroll
     for (int j = 1; j < K::STAGES; ++j) { issue_v(j - 1); issue_k(j); }

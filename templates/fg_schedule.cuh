@@ -12,33 +12,9 @@
 // Full blocks get no element mask (as in FlexAttention's BlockMask);
 // partial blocks get the causal mask when the variant is causal.
 #pragma once
-#include "fg_mma.cuh"
 #include "fg_params.h"
 
 namespace fg {
-
-// This CTA's query tile, (batch, head), and the byte pointers and row
-// strides of its Q rows and of its (GQA-shared) K and V head.
-template <int BR, bool CAUSAL> struct CtaTile {
-    int m0, b, h;
-    const char *qg, *kg, *vg;
-    long long qrs, krs, vrs;
-
-    __device__ __forceinline__ void init(const fg_fwd_params &p) {
-        // Causal: the heaviest query tiles first, so the tail of the grid is short.
-        const int m_block = CAUSAL ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-        h = blockIdx.y;
-        b = blockIdx.z;
-        m0 = m_block * BR;
-        const int hk = h / p.group;
-        qg = (const char *)p.q + 2 * (b * p.q_batch_stride + h * p.q_head_stride + (long long)m0 * p.q_row_stride);
-        kg = (const char *)p.k + 2 * (b * p.k_batch_stride + hk * p.k_head_stride);
-        vg = (const char *)p.v + 2 * (b * p.v_batch_stride + hk * p.v_head_stride);
-        qrs = 2 * p.q_row_stride;
-        krs = 2 * p.k_row_stride;
-        vrs = 2 * p.v_row_stride;
-    }
-};
 
 template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
     int count;          // entries to visit
@@ -92,18 +68,6 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
     __device__ __forceinline__ bool needs_mask(int t, bool partial) const {
         if ((t + 1) * BC > seqlen_k) return true;
         return CAUSAL && partial && (t + 1) * BC - 1 > m0 + offset;
-    }
-
-    // One cp.async commit group for entry i: load(t) copies key tile t when
-    // the entry exists and is visible; the group is committed either way,
-    // so the wait counts of the main loops stay constant.
-    template <class Load> __device__ __forceinline__ void issue(int i, Load load) const {
-        if (i < count) {
-            bool partial;
-            const int t = tile(i, partial);
-            if (visible(t, partial)) load(t);
-        }
-        cp_async_commit();
     }
 };
 
