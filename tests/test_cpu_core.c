@@ -3,6 +3,7 @@
  * Lua sandbox and template errors, the float64 reference, layout and call
  * validation, the no-driver path, cubin statistics. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -375,6 +376,34 @@ static void test_no_driver_path(void) {
     fg_context_destroy(ctx);
 }
 
+/* Four threads fail on one context with different head dims; each must
+ * read its own message, every time, while the others keep failing. */
+static fg_context *g_msg_ctx;
+static int g_msg_bad[4];
+static void *msg_worker(void *arg) {
+    const int t = (int)(intptr_t)arg;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, 100 + t, 1, 1, 1, 16, 16); /* not a multiple of 8 */
+    char want[32];
+    snprintf(want, sizeof want, "head_dim %d ", 100 + t);
+    for (int i = 0; i < 300; ++i) {
+        fg_status s = fg_attention_prepare(g_msg_ctx, &d);
+        const char *m = fg_errmsg(g_msg_ctx);
+        /* without a driver the first failure is FG_ERR_NO_DRIVER; with one, the head dim */
+        if (s == FG_ERR_UNSUPPORTED ? !strstr(m, want) : strlen(m) == 0) g_msg_bad[t]++;
+    }
+    return NULL;
+}
+
+static void test_errmsg_per_thread(void) {
+    fg_context_create(&g_msg_ctx);
+    pthread_t th[4];
+    for (int t = 0; t < 4; ++t) pthread_create(&th[t], NULL, msg_worker, (void *)(intptr_t)t);
+    for (int t = 0; t < 4; ++t) pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; ++t) CHECK(g_msg_bad[t] == 0, "thread %d read another thread's (or no) message %d times", t, g_msg_bad[t]);
+    fg_context_destroy(g_msg_ctx);
+}
+
 static void test_cubin_stats(void) {
     fg_error e = {0};
     if (fg_nvrtc_load(NULL, &e) != FG_OK) { printf("NVRTC missing: cubin stats skipped\n"); fg_error_clear(&e); return; }
@@ -411,6 +440,7 @@ int main(void) {
     test_layout_validation();
     test_plan_validation();
     test_no_driver_path();
+    test_errmsg_per_thread();
     test_cubin_stats();
     return test_summary("test_cpu_core");
 }
