@@ -60,14 +60,12 @@ static void load_once(void) {
     SYM(MemcpyHtoD, "cuMemcpyHtoD_v2");
     SYM(MemcpyDtoH, "cuMemcpyDtoH_v2");
     SYM(MemsetD32, "cuMemsetD32_v2");
-    SYM(MemGetInfo, "cuMemGetInfo_v2");
     SYM(StreamSynchronize, "cuStreamSynchronize");
     SYM(EventCreate, "cuEventCreate");
     SYM(EventRecord, "cuEventRecord");
     SYM(EventSynchronize, "cuEventSynchronize");
     SYM(EventElapsedTime, "cuEventElapsedTime");
     SYM(EventDestroy, "cuEventDestroy_v2");
-    SYM(PointerGetAttribute, "cuPointerGetAttribute");
     SYM(MemGetAddressRange, "cuMemGetAddressRange_v2");
     CUresult r = g_cuda.Init(0);
     if (r != CUDA_SUCCESS) {

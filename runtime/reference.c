@@ -137,49 +137,6 @@ void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc
                                  lse + ((size_t)b * d->heads_q + h) * d->seqlen_q + i);
 }
 
-fg_compare fg_compare_output(const fg_attention_desc *d, const uint16_t *got, const double *ref) {
-    fg_compare c = {0};
-    double num = 0, den = 0;
-    const int D = d->head_dim;
-    for (int b = 0; b < d->batch; ++b)
-        for (int i = 0; i < d->seqlen_q; ++i)
-            for (int h = 0; h < d->heads_q; ++h) {
-                const uint16_t *g = got + b * d->o_strides[0] + h * d->o_strides[1] + (int64_t)i * d->o_strides[2];
-                const size_t base = (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * D;
-                for (int x = 0; x < D; ++x) {
-                    const double a = fg_half_to_float(g[x], d->dtype), r = ref[base + x];
-                    c.n++;
-                    if (isnan(a)) { c.nan_count++; continue; }
-                    const double e = fabs(a - r);
-                    if (e > c.max_abs || isnan(e)) { c.max_abs = e; c.worst = base + x; }
-                    num += e * e;
-                    den += r * r;
-                }
-            }
-    c.rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
-    return c;
-}
-
-fg_compare fg_compare_lse(const float *got, const double *ref, size_t n) {
-    fg_compare c = {0};
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; ++i) {
-        c.n++;
-        const double a = got[i], r = ref[i];
-        if (isnan(a)) { c.nan_count++; continue; }
-        if (isinf(r) || isinf(a)) {
-            if (!(isinf(r) && isinf(a) && (r < 0) == (a < 0))) { c.max_abs = INFINITY; c.worst = i; }
-            continue;
-        }
-        const double e = fabs(a - r);
-        if (e > c.max_abs) { c.max_abs = e; c.worst = i; }
-        num += e * e;
-        den += r * r;
-    }
-    c.rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
-    return c;
-}
-
 int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q, int seqlen_k, int block_q,
                           int block_k, double density, fg_rng *rng) {
     memset(L, 0, sizeof *L);

@@ -31,15 +31,11 @@ void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc
 void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
                       const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow, double *lse);
 
+/* Error metrics of one comparison (tools/harness.c fills them). */
 typedef struct fg_compare {
     double max_abs, rel_l2;
     size_t nan_count, n;
-    size_t worst; /* index of the largest |a - b| */
 } fg_compare;
-/* got: 16-bit [batch, seqlen_q, heads_q, head_dim] with d's o strides;
- * ref: contiguous float64 of the same shape. */
-fg_compare fg_compare_output(const fg_attention_desc *d, const uint16_t *got, const double *ref);
-fg_compare fg_compare_lse(const float *got, const double *ref, size_t n);
 
 /* A host block layout with its own storage (tests, CLI). */
 typedef struct fg_host_layout {
