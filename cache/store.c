@@ -281,7 +281,12 @@ memory:
 static fg_store *store_new(const char *path) {
     fg_store *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    pthread_mutex_init(&s->mu, NULL);
+    /* recursive: a listing callback may read candidates of the row it is given */
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->mu, &a);
+    pthread_mutexattr_destroy(&a);
     if (path && strcmp(path, "off") && strcmp(path, ":memory:") && *path) {
         s->path = fg_strdupf("%s", path);
         if (!s->path) { pthread_mutex_destroy(&s->mu); free(s); return NULL; }

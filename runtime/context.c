@@ -32,7 +32,13 @@ void fg_context_destroy(fg_context *c) {
     fg_choices_free(c);
     fg_store_close(c->store);
     free(c->store_path);
-    if (c->retained_primary && c->cu) c->cu->DevicePrimaryCtxRelease(c->dev);
+    if (c->retained_primary && c->cu) {
+        /* the primary context may be destroyed by this release: it must not
+         * stay current on this thread as a dangling handle */
+        CUcontext cur = NULL;
+        if (c->cu->CtxGetCurrent(&cur) == CUDA_SUCCESS && cur == c->cuctx) c->cu->CtxSetCurrent(NULL);
+        c->cu->DevicePrimaryCtxRelease(c->dev);
+    }
     if (c->sources_ready) fg_sources_free(&c->sources);
     while (c->msgs) {
         fg_thread_msg *n = c->msgs->next;

@@ -144,6 +144,15 @@ static const char *CFG_A = "wgmma=1,block_m=64,block_n=128,warps=4,stages=1,q_in
 static const char *CFG_B = "wgmma=1,block_m=128,block_n=64,warps=8,stages=2,q_in_regs=0,min_blocks=1";
 static const char *SPEC = "hdim=128,dtype=bf16,causal=0,sparse=0,path=auto";
 
+typedef struct nest_ud { fg_store *s; int rows, cands; } nest_ud;
+static void nest_cand(const fg_tune_row *r, void *ud) { (void)r; ((nest_ud *)ud)->cands++; }
+static void nest_tuning(const char *gpu, const char *spec, const char *bucket, const fg_tuning *t, void *ud) {
+    (void)t;
+    nest_ud *u = ud;
+    u->rows++;
+    fg_store_each_candidate(u->s, gpu, spec, bucket, nest_cand, u, NULL); /* flashgen cache show --candidates */
+}
+
 static void test_tunings(void) {
     fg_store *s = open_ok(file("t.db"));
     fg_error e = {0};
@@ -169,6 +178,9 @@ static void test_tunings(void) {
     fg_store_get_tuning(s, "G", SPEC, "sq2048,sk2048", &got, &found, &e);
     CHECK(kept == 0 && !strcmp(got.config, CFG_B) && got.ms == 0.8, "faster result not stored");
     CHECK(raw_int(file("t.db"), "SELECT count(*) FROM tuning_candidates") == 2, "candidates not stored");
+    nest_ud u = {s, 0, 0};
+    CHECK(fg_store_each_tuning(s, NULL, nest_tuning, &u, &e) == FG_OK && u.rows == 1 && u.cands == 2,
+          "listing candidates inside a tuning listing: rows %d cands %d", u.rows, u.cands);
     fg_store_close(s);
 }
 
