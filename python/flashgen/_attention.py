@@ -57,6 +57,10 @@ def _check_inputs(q, k, v, layout):
         if t.stride(3) != 1 and t.shape[3] > 1:
             raise ValueError(f"{name} must have a unit stride in its last (head_dim) dimension; its strides are "
                              f"{t.stride()} (call .contiguous())")
+    return b, sq, sk, hq, hk, d
+
+
+def _check_device(q, k, v):
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.device.type != "cuda":
             raise ValueError(f"{name} is on {t.device}; flashgen runs on CUDA tensors")
@@ -65,7 +69,6 @@ def _check_inputs(q, k, v, layout):
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise RuntimeError("flashgen computes the forward pass only (no autograd): call it under torch.no_grad() "
                            "or pass detached tensors")
-    return b, sq, sk, hq, hk, d
 
 
 def _strides(t, layout):
@@ -113,6 +116,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         scale = float(scale)
         if not (scale > 0 and math.isfinite(scale)):
             raise ValueError(f"scale must be positive and finite, not {scale}")
+    if block_mask is not None:
+        _blockmask.check(block_mask)
+    _check_device(q, k, v)
     o = torch.empty((b, sq, hq, d) if layout == "bshd" else (b, hq, sq, d), dtype=q.dtype, device=q.device)
     lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
     if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf

@@ -39,7 +39,13 @@ class BlockLayout:
     the partial key blocks of each query block; full_kv_num_blocks and
     full_kv_indices (optional) the full ones.  int32 (or any integer type),
     any device.  B and H may be 1 (broadcast).  block_size: (block_q,
-    block_k), block_q a multiple of 64, block_k a multiple of 16."""
+    block_k), block_q a multiple of 64, block_k a multiple of 16.
+
+    Full blocks are computed without an element mask; partial blocks get
+    only the causal mask of the attention call (flashgen has no mask_mod).
+    So a FlexAttention BlockMask built from a mask_mod that is not
+    block-aligned gives Flex's result only where its partial blocks are
+    exactly the call's causal mask."""
 
     def __init__(self, kv_num_blocks, kv_indices, full_kv_num_blocks=None, full_kv_indices=None,
                  block_size=(128, 128)):
@@ -48,9 +54,10 @@ class BlockLayout:
         self.BLOCK_SIZE = (block_size, block_size) if isinstance(block_size, int) else tuple(block_size)
 
 
-def _fields(mask):
-    """(kv_num, kv_idx, full_num, full_idx, block_q, block_k) of a BlockMask
-    or BlockLayout (anything with those attributes)."""
+def check(mask):
+    """Raises TypeError/ValueError when `mask` is not a usable BlockMask or
+    BlockLayout; returns (kv_num, kv_idx, full_num, full_idx, block_q,
+    block_k).  Duck-typed: anything with those attributes will do."""
     try:
         num, idx = mask.kv_num_blocks, mask.kv_indices
         fnum, fidx = getattr(mask, "full_kv_num_blocks", None), getattr(mask, "full_kv_indices", None)
@@ -108,7 +115,7 @@ def layout(mask, seqlen_q, seqlen_k, index):
     device `index`.  Call it with `lock` held, and launch before releasing
     it, so that no other thread evicts (frees) the layout in between; the
     device's primary context must be current."""
-    num, idx, fnum, fidx, bq, bk = _fields(mask)
+    num, idx, fnum, fidx, bq, bk = check(mask)
     nq, nk = -(-seqlen_q // bq), -(-seqlen_k // bk)
     tensors = (num, idx, fnum, fidx)
     key = _key(tensors, bq, bk, nq, nk, index)
