@@ -71,6 +71,17 @@ def _check_device(q, k, v):
                            "or pass detached tensors")
 
 
+def _check_out(out, q):
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, not {type(out).__name__}")
+    if out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
+        raise ValueError(f"out must match q: shape {tuple(q.shape)}, {q.dtype}, {q.device}; got shape "
+                         f"{tuple(out.shape)}, {out.dtype}, {out.device}")
+    if out.stride(3) != 1 and out.shape[3] > 1:
+        raise ValueError(f"out must have a unit stride in its last dimension; its strides are {out.stride()}")
+    return out
+
+
 def _strides(t, layout):
     """(batch, head, row) element strides; a dimension of size 1 gets 0,
     as its stride is never used."""
@@ -80,7 +91,7 @@ def _strides(t, layout):
     return tuple(s if n > 1 else 0 for s, n in zip((st, sh, sr), sizes))
 
 
-def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd"):
+def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
     q: [batch, seqlen_q, heads_q, head_dim]; k, v: [batch, seqlen_k,
@@ -102,8 +113,12 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       given by `causal` (flashgen has no mask_mod; see flashgen.BlockLayout).
     return_lse: also return the log-sum-exp, fp32 [batch, heads_q, seqlen_q],
       natural log.
+    layout: 'bshd' (default) or 'bhsd': how to read the four dimensions.
+    out: write o into this tensor (q's shape, dtype and device; unit last
+      stride; its rows must not overlap) instead of a new one.
 
-    Returns o in q's logical layout (a new contiguous tensor), or (o, lse).
+    Returns o in q's logical layout (a new contiguous tensor, or `out`), or
+    (o, lse).
     A query row that sees no key gets o = 0 and lse = -inf.  Forward only.
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
@@ -119,7 +134,7 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     if block_mask is not None:
         _blockmask.check(block_mask)
     _check_device(q, k, v)
-    o = torch.empty((b, sq, hq, d) if layout == "bshd" else (b, hq, sq, d), dtype=q.dtype, device=q.device)
+    o = _check_out(out, q) if out is not None else torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
     if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf
         o.zero_()
