@@ -75,8 +75,9 @@ def _candidates():
     repo = os.path.dirname(os.path.dirname(here))  # python/flashgen -> repository root
     yield os.path.join(repo, "build", "libflashgen.so"), "build tree"
     prefixes = [os.environ.get("FLASHGEN_PREFIX"), sys.prefix, "/usr/local"]
-    # a package installed under PREFIX/lib/pythonX.Y/site-packages/flashgen
-    prefixes.append(os.path.normpath(os.path.join(here, "..", "..", "..", "..")))
+    if os.path.basename(os.path.dirname(here)) in ("site-packages", "dist-packages"):
+        # a package installed under PREFIX/lib/pythonX.Y/site-packages/flashgen
+        prefixes.append(os.path.normpath(os.path.join(here, "..", "..", "..", "..")))
     seen = set()
     for p in filter(None, prefixes):
         for libdir in ("lib", "lib64", os.path.join("lib", "x86_64-linux-gnu")):
