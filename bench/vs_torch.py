@@ -124,7 +124,7 @@ class Runner:
             self.bm = self.create_block_mask(lambda b, h, i, j: i >= j, None, None, s, s, device=q.device)
 
     def fn(self, impl):
-        t, F = self.torch, self.F
+        F = self.F
         if impl == "flashgen":
             return lambda: self.flashgen.attention(self.q, self.k, self.v, causal=self.causal and "top_left",
                                                    out=self.out)
