@@ -312,8 +312,9 @@ int fg_cmd_bench(int argc, char **argv) {
                 fg_fwd_params p;
                 char cfg[256] = "";
                 if (fg_ctx_resolve(ctx, &desc, &var, &p, &e) == FG_OK)
-                    snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d", var.cfg.wgmma == 1 ? "wgmma" : "mma",
-                             var.cfg.block_m, var.cfg.block_n, var.cfg.warps, var.cfg.stages, var.cfg.q_in_regs);
+                    snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d mb=%d", var.cfg.wgmma == 1 ? "wgmma" : "mma",
+                             var.cfg.block_m, var.cfg.block_n, var.cfg.warps, var.cfg.stages, var.cfg.q_in_regs,
+                             var.cfg.min_blocks);
                 fg_error_clear(&e);
                 if (hctx) printf("%5d %6d %6d %5d %5d %9.3f %9.1f %10.3g  %-36s heuristic %7.1f  tuned/heuristic %.3f\n", d, causal,
                                  s, batch, heads, ms, tf, max_err, cfg, htf, tf / htf);
