@@ -109,6 +109,10 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     const int dp = round_up(s->head_dim, 16);
     /* wgmma, block_m, warps, block_n, stages, q_in_regs */
     static const int hopper_64[][6] = {{1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}, {1, 128, 8, 128, 2, 0}};
+    /* non-causal hdim 64: one warpgroup, 64-key tiles, one stage (two CTAs
+     * per SM) measured 1.08-1.27x the table above at seqlen 1024-16384
+     * (flashgen tune + bench --compare-heuristic, docs/PERF.md v5) */
+    static const int hopper_64_nc[][6] = {{1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}};
     static const int hopper_128[][6] = {{1, 64, 4, 128, 1, 0}, {1, 192, 12, 64, 2, 0}, {1, 128, 8, 128, 2, 0}};
     static const int hopper_large[][6] = {{1, 128, 8, 64, 1, 0}, {1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}};
     static const int small[][6] = {{0, 128, 4, 64, 2, 1}, {0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0},
@@ -120,7 +124,7 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     const int(*tabs[2])[6] = {NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
     int lens[2] = {0, 7};
     if (wgmma_ok && s->head_dim % 64 == 0) {
-        tabs[0] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : hopper_64;
+        tabs[0] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
         lens[0] = 3;
     }
     int n = 0;
