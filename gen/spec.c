@@ -84,10 +84,18 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
     return st;
 }
 
+int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
+    return a->head_dim == b->head_dim && a->dtype == b->dtype && a->causal == b->causal && a->sparse == b->sparse &&
+           a->mask_hash == b->mask_hash;
+}
+
 void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
-    snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
+    int k = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
              v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
              v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
+    /* dense and plain sparse keys are unchanged; a mask adds its hash */
+    if (v->spec.mask_hash && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ",mask=%016llx", (unsigned long long)v->spec.mask_hash);
 }
 
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
