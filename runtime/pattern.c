@@ -18,7 +18,7 @@ struct fg_pattern {
     lua_State *L;
     int ref;                 /* registry reference of the checked pattern table */
     char *name;
-    int has_block, per_batch, per_head;
+    int has_block, per_batch, per_head, mask_is_predicate;
     fg_mask_expr *expr;
     int nconst;
     char *cnames[FG_MASK_MAX_CONSTS];
@@ -101,7 +101,9 @@ static int create_main(lua_State *L) {
     P->per_batch = lua_toboolean(L, -1);
     lua_getfield(L, t, "per_head");
     P->per_head = lua_toboolean(L, -1);
-    lua_pop(L, 4);
+    lua_getfield(L, t, "mask_is_predicate");
+    P->mask_is_predicate = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 5);
     lua_getfield(L, t, "consts");
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
@@ -241,6 +243,7 @@ const fg_mask_expr *fg_pattern_expr(const fg_pattern *p) { return p->expr; }
 const int64_t *fg_pattern_consts(const fg_pattern *p) { return p->consts; }
 const fg_block_layout_desc *fg_pattern_last(const fg_pattern *p) { return p->evaluated ? &p->last : NULL; }
 int fg_pattern_has_block_fn(const fg_pattern *p) { return p->has_block; }
+int fg_pattern_mask_is_predicate(const fg_pattern *p) { return p->expr && p->mask_is_predicate; }
 
 typedef struct eval_args {
     fg_pattern *P;
@@ -406,7 +409,8 @@ static int in_row(const int32_t *num, const int32_t *idx, long r, int nk, int kb
 fg_status fg_pattern_verify(const fg_pattern *p, int sq, int sk, long *inexact, fg_error *err) {
     *inexact = 0;
     if (!p->evaluated) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern %s has not been evaluated", p->name);
-    if (!p->expr) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern %s has no mask expression to verify against", p->name);
+    if (!p->expr || !p->mask_is_predicate)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern %s has no mask expression that is its whole element predicate", p->name);
     const fg_block_layout_desc *d = &p->last;
     fg_mask_env env = {0, 0, 0, 0, sq, sk, p->consts};
     for (int b = 0; b < d->batch; ++b)

@@ -18,9 +18,13 @@ const fg_block_layout_desc *fg_pattern_last(const fg_pattern *p);
 /* Whether the last evaluation came from the pattern's Lua block function
  * (else from its mask expression). */
 int fg_pattern_has_block_fn(const fg_pattern *p);
+/* Whether the mask expression is the whole element predicate (false when a
+ * block-level part such as random blocks decides which blocks exist; the
+ * mask then decides only the elements of partial blocks). */
+int fg_pattern_mask_is_predicate(const fg_pattern *p);
 
 /* Checks the last evaluation (for seqlen_q, seqlen_k) against the mask
- * expression element by element: a full block must be true everywhere, an
+ * expression element by element (patterns whose mask is the predicate): a full block must be true everywhere, an
  * empty one false everywhere (FG_ERR_PATTERN names the first bad block).
  * *inexact counts partial blocks that are in fact uniform (correct, only
  * slower).  Needs a mask. */

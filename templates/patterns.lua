@@ -18,6 +18,9 @@
 --              When both are given they must agree (full: mask true on every
 --              element, empty: false on every element); `flashgen explore
 --              --verify` and the cpu tests check that.
+--   mask_is_predicate  false when a block-level part (random blocks) decides
+--              which blocks exist and the mask only the elements of partial
+--              blocks (combinators set it); default true
 --   per_batch, per_head   whether the pattern depends on b / h (default no:
 --              one layout row per query block, broadcast over batch and heads)
 --
@@ -250,13 +253,14 @@ local function combine(kind, list)
   if #list == 0 then error(kind .. "() needs at least one pattern", 3) end
   for i, q in ipairs(list) do M.check(q, string.format("%s() argument %d", kind, i)) end
   local consts, masks, names = {}, {}, {}
-  local all_blocks, per_batch, per_head = true, false, false
+  local all_blocks, per_batch, per_head, predicate = true, false, false, true
   for i, q in ipairs(list) do
     local m = merge_consts(consts, q)
     if m then masks[#masks + 1] = "(" .. m .. ")" end
     if not q.block then all_blocks = false end
     per_batch = per_batch or q.per_batch or false
     per_head = per_head or q.per_head or false
+    predicate = predicate and q.mask ~= nil and q.mask_is_predicate ~= false
     names[i] = q.name or "?"
   end
   -- A block-level part is full or empty on every block, so partial blocks
@@ -286,7 +290,7 @@ local function combine(kind, list)
   return {
     name = kind .. "(" .. table.concat(names, ", ") .. ")",
     mask = mask, consts = consts, block = block,
-    per_batch = per_batch, per_head = per_head,
+    per_batch = per_batch, per_head = per_head, mask_is_predicate = predicate,
   }
 end
 
