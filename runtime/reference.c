@@ -178,3 +178,28 @@ void fg_host_layout_free(fg_host_layout *L) {
     free(L->buf);
     memset(L, 0, sizeof *L);
 }
+
+double fg_layout_flops(const fg_block_layout_desc *L, int batch, int heads, int seqlen_q, int seqlen_k, int head_dim,
+                       double *density) {
+    const int bq = L->block_q ? L->block_q : 128, bk = L->block_k ? L->block_k : 128;
+    double flops = 0, listed = 0;
+    for (int b = 0; b < batch; ++b)
+        for (int h = 0; h < heads; ++h)
+            for (int qb = 0; qb < L->num_q_blocks; ++qb) {
+                const long r = ((long)(L->batch == 1 ? 0 : b) * L->heads + (L->heads == 1 ? 0 : h)) * L->num_q_blocks + qb;
+                const int rows = (qb + 1) * bq <= seqlen_q ? bq : seqlen_q - qb * bq;
+                for (int pass = 0; pass < 2; ++pass) {
+                    const int32_t *num = pass ? L->kv_num_blocks : L->full_kv_num_blocks;
+                    const int32_t *idx = pass ? L->kv_indices : L->full_kv_indices;
+                    if (!num) continue;
+                    for (int i = 0; i < num[r]; ++i) {
+                        const int kb = idx[(size_t)r * L->num_kv_blocks + i];
+                        const int cols = (kb + 1) * bk <= seqlen_k ? bk : seqlen_k - kb * bk;
+                        flops += 4.0 * rows * cols * head_dim;
+                        listed += 1;
+                    }
+                }
+            }
+    if (density) *density = listed / ((double)batch * heads * L->num_q_blocks * L->num_kv_blocks);
+    return flops;
+}

@@ -61,4 +61,10 @@ typedef struct fg_host_layout {
 int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q, int seqlen_k, int block_q,
                           int block_k, double density, fg_rng *rng);
 void fg_host_layout_free(fg_host_layout *L);
+
+/* FLOPs of the blocks a layout computes for one call (4 x rows x keys x
+ * head_dim per listed block, clipped to the sequence ends; batch and heads
+ * broadcast as the kernel does), and the fraction of all blocks listed. */
+double fg_layout_flops(const fg_block_layout_desc *L, int batch, int heads, int seqlen_q, int seqlen_k, int head_dim,
+                       double *density);
 #endif

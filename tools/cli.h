@@ -17,4 +17,5 @@ const char *fg_cli_positional(int argc, char **argv);
 
 int fg_cmd_run(int argc, char **argv);
 int fg_cmd_bench(int argc, char **argv);
+int fg_cmd_explore(int argc, char **argv);
 #endif

@@ -22,6 +22,9 @@ static const char *USAGE =
     "  run [SPEC]           random inputs -> kernel -> check against the float64 CPU\n"
     "                       reference -> error and TFLOP/s (the main job)\n"
     "  bench                the BENCHMARK.md grid: TFLOP/s per head dim x causal x seqlen\n"
+    "  explore PATTERN      a block-sparse pattern (built-in, expression or .lua file):\n"
+    "                       density, thumbnail, PNG; with a GPU checked and timed\n"
+    "                       against dense (docs/PATTERNS.md)\n"
     "  help COMMAND         options of one command (also: COMMAND --help)\n"
     "\n" FG_SPEC_HELP
     "\n"
@@ -44,7 +47,8 @@ int fg_cli_arch_smem(const char *arch) {
 static int is_value_opt(const char *a) {
     static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
                                  "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
-                                 "--dtype", "--csv", "--causal", "--block", "--density", "--path", NULL};
+                                 "--dtype", "--csv", "--causal", "--block", "--density", "--path",
+                                 "--param", "--png", "--block-k", "--hdim", NULL};
     for (int i = 0; vals[i]; ++i)
         if (!strcmp(a, vals[i])) return 1;
     return 0;
@@ -53,7 +57,7 @@ static int is_value_opt(const char *a) {
 /* Every option must be known, and a value option must have its value; a
  * mistyped option is an error, never silently ignored. */
 static int check_options(const char *cmd, int argc, char **argv) {
-    static const char *flags[] = {"--help", "-h", "--log", "--require-gpu", NULL};
+    static const char *flags[] = {"--help", "-h", "--log", "--require-gpu", "--sweep", "--no-gpu", "--verify", "--list", NULL};
     int positional = 0;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -292,7 +296,7 @@ int main(int argc, char **argv) {
     }
     struct { const char *name; int (*fn)(int, char **); const char *help; } cmds[] = {
         {"info", cmd_info, HELP_INFO},       {"gen", cmd_gen, HELP_GEN}, {"compile", fg_cli_compile_main, HELP_COMPILE},
-        {"run", fg_cmd_run, NULL},           {"bench", fg_cmd_bench, NULL},
+        {"run", fg_cmd_run, NULL},           {"bench", fg_cmd_bench, NULL}, {"explore", fg_cmd_explore, NULL},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; ++i) {
         if (strcmp(cmd, cmds[i].name)) continue;
