@@ -335,7 +335,7 @@ static void render(const fg_mask_expr *e, int i, fg_mask_render_mode m, const in
         return;
     case N_CONST:
         if (m == FG_MASK_RENDER_CUDA) put(b, "p.mask_c[%d]", (int)x->v);
-        else if (m == FG_MASK_RENDER_PYTHON) put(b, "(%lld)", (long long)(consts ? consts[x->v] : 0));
+        else if (m == FG_MASK_RENDER_PYTHON) put(b, "_c[%d]", (int)x->v);
         else put(b, "%s", e->const_names[x->v]);
         return;
     case N_NEG: put(b, "(-"); render(e, x->a, m, consts, b); put(b, ")"); return;

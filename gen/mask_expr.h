@@ -47,10 +47,10 @@ int64_t fg_mask_expr_eval(const fg_mask_expr *e, const fg_mask_env *env);
 typedef enum fg_mask_render_mode {
     FG_MASK_RENDER_TEXT,   /* canonical, fully parenthesised, constants by name */
     FG_MASK_RENDER_CUDA,   /* C++ over long long b, h, q_idx, kv_idx and fg_fwd_params p */
-    FG_MASK_RENDER_PYTHON  /* helper calls _lt(x, y), _and(x, y), _div(x, y), ... constants as literals */
+    FG_MASK_RENDER_PYTHON  /* helper calls _lt(x, y), _and(x, y), _div(x, y), ...; constant i is _c[i] */
 } fg_mask_render_mode;
-/* Renders into a new heap string (NULL on OOM).  PYTHON needs the constant
- * values (consts), the others ignore it. */
+/* Renders into a new heap string (NULL on OOM).  consts is unused (kept for
+ * renderers that inline values). */
 char *fg_mask_expr_render(const fg_mask_expr *e, fg_mask_render_mode mode, const int64_t *consts);
 
 /* Block classification: over q_idx in [q0, q1] and kv_idx in [k0, k1]

@@ -150,11 +150,15 @@ const char *fg_pattern_name(const fg_pattern *p);
 typedef enum fg_mask_syntax {
     FG_MASK_TEXT = 0,  /* canonical expression, constants by name */
     FG_MASK_CUDA = 1,  /* the C++ the kernel inlines (reads p.mask_c[i]) */
-    FG_MASK_PYTHON = 2 /* calls of _lt, _and, _div, _sel, ... (see bench/fgpattern.py), constants inlined */
+    FG_MASK_PYTHON = 2 /* calls of _lt, _and, _div, _sel, ... (see bench/fgpattern.py); constant i is _c[i] */
 } fg_mask_syntax;
 /* The element predicate of partial blocks, or NULL for a block-level
  * pattern (every block full or empty).  Owned by p. */
 const char *fg_pattern_mask(const fg_pattern *p, fg_mask_syntax syntax);
+/* The mask's named constants, in the order the CUDA and Python forms index
+ * them (sorted by name).  Fills at most max entries (names owned by p);
+ * returns the count (0 for a block-level pattern). */
+int fg_pattern_mask_consts(const fg_pattern *p, const char **names, int64_t *values, int max);
 
 /* Evaluates the pattern into host block lists for one problem size.
  * out->batch / out->heads are 1 unless the pattern depends on them; the

@@ -239,6 +239,15 @@ const char *fg_pattern_mask(const fg_pattern *p, fg_mask_syntax s) {
     return s == FG_MASK_CUDA ? p->cuda : s == FG_MASK_PYTHON ? p->python : p->text;
 }
 
+int fg_pattern_mask_consts(const fg_pattern *p, const char **names, int64_t *values, int max) {
+    if (!p || !p->expr) return 0;
+    for (int i = 0; i < p->nconst && i < max; ++i) {
+        if (names) names[i] = p->cnames[i];
+        if (values) values[i] = p->consts[i];
+    }
+    return p->nconst;
+}
+
 const fg_mask_expr *fg_pattern_expr(const fg_pattern *p) { return p->expr; }
 const int64_t *fg_pattern_consts(const fg_pattern *p) { return p->consts; }
 const fg_block_layout_desc *fg_pattern_last(const fg_pattern *p) { return p->evaluated ? &p->last : NULL; }

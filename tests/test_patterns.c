@@ -96,7 +96,7 @@ static void test_expr(void) {
     CHECK_CONTAINS(c, "fg::mx_abs((q_idx - kv_idx)) <= p.mask_c[0]");
     CHECK_CONTAINS(c, "fg::mx_mod(q_idx, 4ll)");
     CHECK_CONTAINS(c, "(long long)p.seqlen_k");
-    CHECK_CONTAINS(py, "_le(_abs((q_idx - kv_idx)), (7))");
+    CHECK_CONTAINS(py, "_le(_abs((q_idx - kv_idx)), _c[0])");
     CHECK_CONTAINS(py, "_and(");
     /* the canonical text parses back to the same text */
     fg_mask_expr *e2;
@@ -357,7 +357,10 @@ static void test_builtins(void) {
     if (p) {
         CHECK_CONTAINS(fg_pattern_mask(p, FG_MASK_TEXT), "window_2");
         CHECK_CONTAINS(fg_pattern_mask(p, FG_MASK_CUDA), "p.mask_c[1]");
-        CHECK_CONTAINS(fg_pattern_mask(p, FG_MASK_PYTHON), "(9)");
+        CHECK_CONTAINS(fg_pattern_mask(p, FG_MASK_PYTHON), "_c[1]");
+        const char *names[4];
+        int64_t vals[4];
+        CHECK(fg_pattern_mask_consts(p, names, vals, 4) == 2 && !strcmp(names[1], "window_2") && vals[1] == 9, "consts");
         fg_pattern_destroy(p);
     }
 }
