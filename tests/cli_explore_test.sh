@@ -15,7 +15,7 @@ expect() { # expect NAME EXIT_STATUS PATTERN -- command...
 }
 expect window 0 'density 24.80%' -- "$fg" explore sliding_window --param window=1000 --seqlen 8192 --no-gpu --png "$tmp/w.png"
 expect png-signature 0 'PNG image|^89504e47' -- sh -c "file '$tmp/w.png' 2>/dev/null | grep -q PNG && echo 'PNG image' || od -An -tx1 -N4 '$tmp/w.png' | tr -d ' '"
-expect document 0 'per row:   min 1' -- "$fg" explore document --param lengths=1000,3000,96 --seqlen 4096 --block 64 --no-gpu --verify
+expect document 0 'per row:   min 2, mean 40.03, max 63' -- "$fg" explore document --param lengths=1000,3000,96 --seqlen 4096 --block 64 --no-gpu --verify
 expect verify 0 'verify:    every full block' -- "$fg" explore 'intersection(document{lengths={500,1500}}, causal{})' --seqlen 2048 --block 64 --block-k 32 --no-gpu --verify
 expect bigbird 0 'mask:      \(\(abs' -- "$fg" explore bigbird --seqlen 4096 --no-gpu
 expect list 0 'sliding_window' -- "$fg" explore --list
