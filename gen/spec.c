@@ -68,6 +68,11 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "stages")) { if (!isint) goto bad; v->cfg.stages = iv;
         } else if (!strcmp(key, "q_in_regs")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.q_in_regs = iv;
         } else if (!strcmp(key, "min_blocks")) { if (!isint) goto bad; v->cfg.min_blocks = iv;
+        } else if (!strcmp(key, "mask")) {
+            st = fg_fail(err, FG_ERR_UNSUPPORTED,
+                         "SPEC key 'mask': a mask variant is built from a pattern's layout (fg_pattern_layout, flashgen explore); "
+                         "its key names the mask by a hash, which cannot be turned back into the expression");
+            break;
         } else if (!strcmp(key, "wgmma")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.wgmma = iv;
         } else {
             st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "unknown SPEC key '%s'\n%s", key, FG_SPEC_HELP);

@@ -62,8 +62,9 @@ int main(int argc, char **argv) {
             ++failed;
             continue;
         }
-        for (int path = 0; path < 2; ++path)
-            for (int hd = 0; hd < 2; ++hd, ++k) {
+        /* both kernel families per pattern; head dims 64 and 128 alternate */
+        for (int path = 0; path < 2; ++path, ++k) {
+                const int hd = (int)(pi + (unsigned)path) % 2;
                 const shape s = shapes[k % 3];
                 fg_case c;
                 memset(&c, 0, sizeof c);
