@@ -100,7 +100,8 @@ const char *fg_errmsg(const fg_context *ctx);
  *   full_kv_indices     [batch, heads, num_q_blocks, num_kv_blocks]
  * batch and heads may be 1 (broadcast).  Full blocks are computed without
  * an element mask; partial blocks get the causal mask of the attention
- * descriptor (none when it is FG_CAUSAL_NONE).  num_q_blocks must be
+ * descriptor (none when it is FG_CAUSAL_NONE) and, for a layout made by
+ * fg_pattern_layout, the pattern's element mask.  num_q_blocks must be
  * ceil(seqlen_q / block_q) and num_kv_blocks ceil(seqlen_k / block_k) of the
  * call it is used with. */
 typedef struct fg_block_layout_desc {
