@@ -323,29 +323,39 @@ static const char *infix(int op) {
 
 static void render(const fg_mask_expr *e, int i, fg_mask_render_mode m, const int64_t *consts, sbuf *b) {
     const node *x = &e->n[i];
+    const int cuda = m == FG_MASK_RENDER_CUDA || m == FG_MASK_RENDER_CUDA32;
     static const char *py_fn[] = {[N_DIV] = "_div", [N_MOD] = "_mod", [N_LT] = "_lt", [N_LE] = "_le", [N_GT] = "_gt",
                                   [N_GE] = "_ge", [N_EQ] = "_eq", [N_NE] = "_ne", [N_AND] = "_and", [N_OR] = "_or",
                                   [N_MIN] = "_min", [N_MAX] = "_max"};
-    static const char *cu_fn[] = {[N_DIV] = "fg::mx_div", [N_MOD] = "fg::mx_mod", [N_MIN] = "fg::mx_min", [N_MAX] = "fg::mx_max"};
+    /* distinct names per width, so that an int argument (a comparison) next
+     * to a long long one never makes an overload ambiguous */
+    static const char *cu_fn[] = {[N_DIV] = "fg::mx_div64", [N_MOD] = "fg::mx_mod64", [N_MIN] = "fg::mx_min64", [N_MAX] = "fg::mx_max64"};
+    static const char *cu32_fn[] = {[N_DIV] = "fg::mx_div32", [N_MOD] = "fg::mx_mod32", [N_MIN] = "fg::mx_min32", [N_MAX] = "fg::mx_max32"};
     switch (x->op) {
     case N_NUM: put(b, m == FG_MASK_RENDER_CUDA ? "%lldll" : "%lld", (long long)x->v); return;
     case N_VAR:
-        if (m == FG_MASK_RENDER_CUDA && x->v >= V_SQ) put(b, "(long long)p.%s", var_names[x->v]);
+        if (m == FG_MASK_RENDER_CUDA) put(b, x->v >= V_SQ ? "(long long)p.%s" : "(long long)%s", var_names[x->v]);
+        else if (m == FG_MASK_RENDER_CUDA32 && x->v >= V_SQ) put(b, "p.%s", var_names[x->v]);
         else put(b, "%s", var_names[x->v]);
         return;
     case N_CONST:
         if (m == FG_MASK_RENDER_CUDA) put(b, "p.mask_c[%d]", (int)x->v);
+        else if (m == FG_MASK_RENDER_CUDA32) put(b, "(int)p.mask_c[%d]", (int)x->v);
         else if (m == FG_MASK_RENDER_PYTHON) put(b, "_c[%d]", (int)x->v);
         else put(b, "%s", e->const_names[x->v]);
         return;
-    case N_NEG: put(b, "(-"); render(e, x->a, m, consts, b); put(b, ")"); return;
+    case N_NEG:
+        put(b, m == FG_MASK_RENDER_CUDA ? "fg::mx_neg64(" : cuda ? "fg::mx_neg32(" : "(-");
+        render(e, x->a, m, consts, b);
+        put(b, ")");
+        return;
     case N_NOT:
         put(b, m == FG_MASK_RENDER_PYTHON ? "_not(" : "(!");
         render(e, x->a, m, consts, b);
         put(b, ")");
         return;
     case N_ABS:
-        put(b, m == FG_MASK_RENDER_PYTHON ? "_abs(" : m == FG_MASK_RENDER_CUDA ? "fg::mx_abs(" : "abs(");
+        put(b, m == FG_MASK_RENDER_PYTHON ? "_abs(" : m == FG_MASK_RENDER_CUDA ? "fg::mx_abs64(" : cuda ? "fg::mx_abs32(" : "abs(");
         render(e, x->a, m, consts, b);
         put(b, ")");
         return;
@@ -365,9 +375,9 @@ static void render(const fg_mask_expr *e, int i, fg_mask_render_mode m, const in
     default: break;
     }
     const int fn = (m == FG_MASK_RENDER_PYTHON && x->op != N_ADD && x->op != N_SUB && x->op != N_MUL) ||
-                   (m == FG_MASK_RENDER_CUDA && cu_fn[x->op]) || (m == FG_MASK_RENDER_TEXT && (x->op == N_MIN || x->op == N_MAX));
+                   (cuda && cu_fn[x->op]) || (m == FG_MASK_RENDER_TEXT && (x->op == N_MIN || x->op == N_MAX));
     if (fn) {
-        const char *name = m == FG_MASK_RENDER_PYTHON ? py_fn[x->op] : m == FG_MASK_RENDER_CUDA ? cu_fn[x->op]
+        const char *name = m == FG_MASK_RENDER_PYTHON ? py_fn[x->op] : m == FG_MASK_RENDER_CUDA ? cu_fn[x->op] : cuda ? cu32_fn[x->op]
                                                                                                : x->op == N_MIN ? "min" : "max";
         put(b, "%s(", name);
         render(e, x->a, m, consts, b); put(b, ", ");
@@ -408,20 +418,18 @@ static ival iv_from4(int64_t a, int64_t b, int64_t c, int64_t d) {
     return r;
 }
 
-static ival iv_node(const fg_mask_expr *e, int i, const fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
+/* vars: the intervals of b, h, q_idx, kv_idx, seqlen_q, seqlen_k */
+static ival iv_node(const fg_mask_expr *e, int i, const ival *vars, const int64_t *consts) {
     const node *x = &e->n[i];
     ival a, b, r;
     int64_t t1, t2, t3, t4;
     switch (x->op) {
     case N_NUM: return iv_const(x->v);
-    case N_CONST: return iv_const(env->consts ? env->consts[x->v] : 0);
-    case N_VAR:
-        if (x->v == V_Q) { r.lo = q0; r.hi = q1; return r; }
-        if (x->v == V_KV) { r.lo = k0; r.hi = k1; return r; }
-        return iv_const(x->v == V_B ? env->b : x->v == V_H ? env->h : x->v == V_SQ ? env->seqlen_q : env->seqlen_k);
+    case N_CONST: return iv_const(consts ? consts[x->v] : 0);
+    case N_VAR: return vars[x->v];
     default: break;
     }
-    a = iv_node(e, x->a, env, q0, q1, k0, k1);
+    a = iv_node(e, x->a, vars, consts);
     switch (x->op) {
     case N_NEG:
         if (a.lo == INT64_MIN) return ANY;
@@ -435,23 +443,23 @@ static ival iv_node(const fg_mask_expr *e, int i, const fg_mask_env *env, int64_
         r.lo = 0; r.hi = -a.lo > a.hi ? -a.lo : a.hi; return r;
     case N_AND:
         if (definitely_zero(a)) return iv_const(0);
-        b = iv_node(e, x->b, env, q0, q1, k0, k1);
+        b = iv_node(e, x->b, vars, consts);
         if (definitely_zero(b)) return iv_const(0);
         return definitely_nonzero(a) && definitely_nonzero(b) ? iv_const(1) : BOOL01;
     case N_OR:
         if (definitely_nonzero(a)) return iv_const(1);
-        b = iv_node(e, x->b, env, q0, q1, k0, k1);
+        b = iv_node(e, x->b, vars, consts);
         if (definitely_nonzero(b)) return iv_const(1);
         return definitely_zero(a) && definitely_zero(b) ? iv_const(0) : BOOL01;
     case N_SEL: {
-        if (definitely_nonzero(a)) return iv_node(e, x->b, env, q0, q1, k0, k1);
-        if (definitely_zero(a)) return iv_node(e, x->c, env, q0, q1, k0, k1);
-        ival y = iv_node(e, x->b, env, q0, q1, k0, k1), z = iv_node(e, x->c, env, q0, q1, k0, k1);
+        if (definitely_nonzero(a)) return iv_node(e, x->b, vars, consts);
+        if (definitely_zero(a)) return iv_node(e, x->c, vars, consts);
+        ival y = iv_node(e, x->b, vars, consts), z = iv_node(e, x->c, vars, consts);
         r.lo = y.lo < z.lo ? y.lo : z.lo; r.hi = y.hi > z.hi ? y.hi : z.hi; return r;
     }
     default: break;
     }
-    b = iv_node(e, x->b, env, q0, q1, k0, k1);
+    b = iv_node(e, x->b, vars, consts);
     switch (x->op) {
     case N_ADD:
         if (__builtin_add_overflow(a.lo, b.lo, &r.lo) || __builtin_add_overflow(a.hi, b.hi, &r.hi)) return ANY;
@@ -495,7 +503,8 @@ static ival iv_node(const fg_mask_expr *e, int i, const fg_mask_env *env, int64_
 
 int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
     if (q1 < q0 || k1 < k0) return 0;
-    const ival r = iv_node(e, e->root, env, q0, q1, k0, k1);
+    const ival vars[6] = {iv_const(env->b), iv_const(env->h), {q0, q1}, {k0, k1}, iv_const(env->seqlen_q), iv_const(env->seqlen_k)};
+    const ival r = iv_node(e, e->root, vars, env->consts);
     if (definitely_nonzero(r)) return 2;
     if (definitely_zero(r)) return 0;
     fg_mask_env x = *env;
@@ -510,4 +519,15 @@ int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t
         }
     }
     return seen_true ? 2 : 0;
+}
+
+int fg_mask_expr_fits_int32(const fg_mask_expr *e, const int64_t *consts) {
+    const int64_t big = ((int64_t)1 << 30) + 1024;
+    const ival vars[6] = {{0, 65535}, {0, 65535}, {0, big}, {0, big}, {1, (int64_t)1 << 30}, {1, (int64_t)1 << 30}};
+    /* every node, whether or not C's short-circuit would evaluate it */
+    for (int i = 0; i < e->count; ++i) {
+        const ival r = iv_node(e, i, vars, consts);
+        if (r.lo <= INT32_MIN || r.hi > INT32_MAX) return 0;
+    }
+    return 1;
 }

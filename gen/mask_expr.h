@@ -46,12 +46,20 @@ int64_t fg_mask_expr_eval(const fg_mask_expr *e, const fg_mask_env *env);
 
 typedef enum fg_mask_render_mode {
     FG_MASK_RENDER_TEXT,   /* canonical, fully parenthesised, constants by name */
-    FG_MASK_RENDER_CUDA,   /* C++ over long long b, h, q_idx, kv_idx and fg_fwd_params p */
+    FG_MASK_RENDER_CUDA,   /* C++ over int b, h, q_idx, kv_idx and fg_fwd_params p, computed in long long */
+    FG_MASK_RENDER_CUDA32, /* the same computed in int: only where fg_mask_expr_fits_int32 says so */
     FG_MASK_RENDER_PYTHON  /* helper calls _lt(x, y), _and(x, y), _div(x, y), ...; constant i is _c[i] */
 } fg_mask_render_mode;
 /* Renders into a new heap string (NULL on OOM).  consts is unused (kept for
  * renderers that inline values). */
 char *fg_mask_expr_render(const fg_mask_expr *e, fg_mask_render_mode mode, const int64_t *consts);
+
+/* Whether every subexpression stays inside the int32 range for all
+ * b, h in [0, 65535], q_idx, kv_idx in [0, 2^30 + 1024] (kernel tiles run
+ * past the sequence end), seqlen_q, seqlen_k in [1, 2^30] and the given
+ * constant values: then 32-bit arithmetic gives the 64-bit result, about
+ * half the instructions per element in the kernel. */
+int fg_mask_expr_fits_int32(const fg_mask_expr *e, const int64_t *consts);
 
 /* Block classification: over q_idx in [q0, q1] and kv_idx in [k0, k1]
  * (inclusive) with the other variables of env fixed.  Returns 2 when the

@@ -207,7 +207,10 @@ static fg_status pattern_create(const fg_sources *src, const char *pattern, cons
     }
     if (P->expr) {
         P->text = fg_mask_expr_render(P->expr, FG_MASK_RENDER_TEXT, P->consts);
-        P->cuda = fg_mask_expr_render(P->expr, FG_MASK_RENDER_CUDA, P->consts);
+        /* 32-bit arithmetic when it provably gives the 64-bit values: the
+         * mode is in the text, so it is part of the kernel's identity */
+        P->cuda = fg_mask_expr_render(P->expr, fg_mask_expr_fits_int32(P->expr, P->consts) ? FG_MASK_RENDER_CUDA32 : FG_MASK_RENDER_CUDA,
+                                      P->consts);
         P->python = fg_mask_expr_render(P->expr, FG_MASK_RENDER_PYTHON, P->consts);
         if (!P->text || !P->cuda || !P->python) {
             fg_pattern_destroy(P);

@@ -9,7 +9,7 @@
 // generated Traits::mask_mod(p, b, h, q_idx, kv_idx) on every element of a
 // partial block (FlexAttention's mask_mod; full blocks stay unmasked).  The
 // mx_* helpers give the expression language's semantics (gen/mask_expr.h):
-// 64-bit integers, x/0 = x%0 = 0.
+// 64-bit integers (or 32-bit where that gives the same values), x/0 = x%0 = 0.
 #pragma once
 #include "fg_params.h"
 #include "fg_mma.cuh"
@@ -40,12 +40,20 @@ __device__ __forceinline__ void apply_mask(float (&s)[MT][NT_S][4], int row0, in
         }
 }
 
-__device__ __forceinline__ long long mx_neg(long long a) { return (long long)(0ull - (unsigned long long)a); }
-__device__ __forceinline__ long long mx_div(long long a, long long b) { return b == 0 ? 0 : b == -1 ? mx_neg(a) : a / b; }
-__device__ __forceinline__ long long mx_mod(long long a, long long b) { return b == 0 || b == -1 ? 0 : a % b; }
-__device__ __forceinline__ long long mx_min(long long a, long long b) { return a < b ? a : b; }
-__device__ __forceinline__ long long mx_max(long long a, long long b) { return a > b ? a : b; }
-__device__ __forceinline__ long long mx_abs(long long a) { return a < 0 ? mx_neg(a) : a; }
+__device__ __forceinline__ long long mx_neg64(long long a) { return (long long)(0ull - (unsigned long long)a); }
+__device__ __forceinline__ long long mx_div64(long long a, long long b) { return b == 0 ? 0 : b == -1 ? mx_neg64(a) : a / b; }
+__device__ __forceinline__ long long mx_mod64(long long a, long long b) { return b == 0 || b == -1 ? 0 : a % b; }
+__device__ __forceinline__ long long mx_min64(long long a, long long b) { return a < b ? a : b; }
+__device__ __forceinline__ long long mx_max64(long long a, long long b) { return a > b ? a : b; }
+__device__ __forceinline__ long long mx_abs64(long long a) { return a < 0 ? mx_neg64(a) : a; }
+// 32-bit forms, used when the host proved that no subexpression leaves the
+// int range (fg_mask_expr_fits_int32): about half the instructions.
+__device__ __forceinline__ int mx_neg32(int a) { return (int)(0u - (unsigned)a); }
+__device__ __forceinline__ int mx_div32(int a, int b) { return b == 0 ? 0 : b == -1 ? mx_neg32(a) : a / b; }
+__device__ __forceinline__ int mx_mod32(int a, int b) { return b == 0 || b == -1 ? 0 : a % b; }
+__device__ __forceinline__ int mx_min32(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int mx_max32(int a, int b) { return a > b ? a : b; }
+__device__ __forceinline__ int mx_abs32(int a) { return a < 0 ? -a : a; }
 
 // HasMaskMod<K>::value: whether the traits define MASK_MOD (only variants
 // with a mask expression do, so the others' generated source is unchanged).

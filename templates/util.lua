@@ -49,8 +49,7 @@ end
 function M.mask_traits(out, p)
   if not p.mask then return end
   out:line("    static constexpr bool MASK_MOD = true;")
-  out:line("    static __device__ __forceinline__ bool mask_mod(const fg_fwd_params &p, long long b, long long h,")
-  out:line("                                                    long long q_idx, long long kv_idx) {")
+  out:line("    static __device__ __forceinline__ bool mask_mod(const fg_fwd_params &p, int b, int h, int q_idx, int kv_idx) {")
   out:line("        return (%s) != 0;", p.mask)
   out:line("    }")
 end

@@ -43,6 +43,8 @@ int main(int argc, char **argv) {
         {"random", "density=0.3; seed=9; per_head=1"},
         {"intersection(document{lengths={120, 250}}, causal{})", NULL},
         {user, NULL},
+        /* a mask whose products leave the int range: the 64-bit kernel code */
+        {"{ name = 'wide', mask = '(q_idx * 3000000007 + kv_idx * 7) % 5 != 1 && kv_idx <= q_idx + 100' }", NULL},
     };
     const shape shapes[] = {
         {2, 4, 2, 333, 517}, /* GQA, sq < sk */

@@ -93,14 +93,26 @@ static void test_expr(void) {
     char *t = fg_mask_expr_render(e, FG_MASK_RENDER_TEXT, vals), *c = fg_mask_expr_render(e, FG_MASK_RENDER_CUDA, vals),
          *py = fg_mask_expr_render(e, FG_MASK_RENDER_PYTHON, vals);
     CHECK(t && !strcmp(t, "(((abs((q_idx - kv_idx)) <= w) && ((q_idx % 4) == 0)) && (seqlen_k > 1))"), "text: %s", t);
-    CHECK_CONTAINS(c, "fg::mx_abs((q_idx - kv_idx)) <= p.mask_c[0]");
-    CHECK_CONTAINS(c, "fg::mx_mod(q_idx, 4ll)");
+    CHECK_CONTAINS(c, "fg::mx_abs64(((long long)q_idx - (long long)kv_idx)) <= p.mask_c[0]");
+    CHECK_CONTAINS(c, "fg::mx_mod64((long long)q_idx, 4ll)");
     CHECK_CONTAINS(c, "(long long)p.seqlen_k");
+    char *c32 = fg_mask_expr_render(e, FG_MASK_RENDER_CUDA32, vals);
+    CHECK_CONTAINS(c32, "fg::mx_abs32((q_idx - kv_idx)) <= (int)p.mask_c[0]");
+    CHECK_CONTAINS(c32, "fg::mx_mod32(q_idx, 4)");
+    CHECK(fg_mask_expr_fits_int32(e, vals), "window expression fits int32");
+    const int64_t huge[] = {(int64_t)1 << 40};
+    CHECK(!fg_mask_expr_fits_int32(e, huge), "a constant of 2^40 does not fit int32");
+    free(c32);
     CHECK_CONTAINS(py, "_le(_abs((q_idx - kv_idx)), _c[0])");
     CHECK_CONTAINS(py, "_and(");
     /* the canonical text parses back to the same text */
     fg_mask_expr *e2;
     CHECK(fg_mask_expr_parse(t, names, 1, &e2, &err) == FG_OK, "%s", err.msg);
+    /* products of indices leave the int range: 64-bit kernel code */
+    fg_mask_expr *wide;
+    CHECK(fg_mask_expr_parse("(q_idx * kv_idx) % 7 != 0", NULL, 0, &wide, &err) == FG_OK, "%s", err.msg);
+    CHECK(!fg_mask_expr_fits_int32(wide, NULL), "q_idx * kv_idx fits int32?");
+    fg_mask_expr_free(wide);
     char *t2 = fg_mask_expr_render(e2, FG_MASK_RENDER_TEXT, vals);
     CHECK(t2 && !strcmp(t, t2), "round trip: %s vs %s", t, t2);
     free(t); free(c); free(py); free(t2);
@@ -399,7 +411,7 @@ static void test_mask_variant(void) {
     CHECK(fg_render_forward(&src, &v, key, &r, &e) == FG_OK, "%s", e.msg);
     if (r.source) {
         CHECK_CONTAINS(r.source, "static constexpr bool MASK_MOD = true;");
-        CHECK_CONTAINS(r.source, "return ((fg::mx_abs((q_idx - kv_idx)) <= p.mask_c[0])) != 0;");
+        CHECK_CONTAINS(r.source, "return ((fg::mx_abs32((q_idx - kv_idx)) <= (int)p.mask_c[0])) != 0;");
         CHECK_CONTAINS(r.source, "// mask of partial blocks: (abs((q_idx - kv_idx)) <= window)");
         fg_rendered_free(&r);
     }
