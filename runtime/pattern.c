@@ -39,8 +39,6 @@ typedef struct create_args {
     fg_pattern *P;
 } create_args;
 
-static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 /* In the protected call: builds and checks the pattern, keeps a reference,
  * reads its fields. */
 static int create_main(lua_State *L) {
@@ -126,7 +124,6 @@ static int create_main(lua_State *L) {
                 char *n = P->cnames[i]; P->cnames[i] = P->cnames[j]; P->cnames[j] = n;
                 int64_t v = P->consts[i]; P->consts[i] = P->consts[j]; P->consts[j] = v;
             }
-    (void)cmp_names;
     lua_getfield(L, t, "mask");
     if (lua_type(L, -1) == LUA_TSTRING) {
         fg_error e = {0};

@@ -97,13 +97,16 @@ int main(void) {
                     }
     /* variants with a mask expression (block-sparse patterns): both kernel
      * families, sm_90a and sm_80, causal and not; the masks of three built-ins
-     * (abs, %, 16 constants) */
+     * (abs, %, 16 constants; 32-bit code) and one that needs 64-bit code */
     fg_context *ctx;
     fg_context_create(&ctx);
-    static const char *const pats[][2] = {{"sliding_window", "window=1000"}, {"dilated", NULL},
-                                          {"document", "lengths=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16"}};
-    fg_pattern *pp[3] = {NULL, NULL, NULL};
-    for (int i = 0; i < 3; ++i) {
+    static const char *const pats[][2] = {
+        {"sliding_window", "window=1000"}, {"dilated", NULL},
+        {"document", "lengths=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16"},
+        /* 64-bit arithmetic (a product leaves the int range), every function, a comparison as an argument */
+        {"{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1 && min(kv_idx < 3, q_idx) <= abs(-q_idx) + max(q_idx, 2) / 3' }", NULL}};
+    fg_pattern *pp[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4; ++i) {
         CHECK(fg_pattern_create(ctx, pats[i][0], pats[i][1], &pp[i]) == FG_OK, "%s", fg_errmsg(ctx));
         if (!pp[i]) continue;
         const char *cuda = fg_pattern_mask(pp[i], FG_MASK_CUDA);
@@ -142,7 +145,7 @@ int main(void) {
         if (j->stats.compile_seconds > tmax) tmax = j->stats.compile_seconds;
     }
     printf("%d variants compiled; slowest %.2f s\n", g_njobs, tmax);
-    for (int i = 0; i < 3; ++i) fg_pattern_destroy(pp[i]);
+    for (int i = 0; i < 4; ++i) fg_pattern_destroy(pp[i]);
     fg_context_destroy(ctx);
     fg_sources_free(&g_src);
     free(g_jobs);

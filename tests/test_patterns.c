@@ -364,6 +364,12 @@ static void test_builtins(void) {
     CHECK(fg_pattern_eval(g_ctx, p, 1, 1, 0, 128, 64, 64, &d) == FG_ERR_INVALID_ARGUMENT, "seqlen 0");
     fg_pattern_destroy(p);
 
+    /* the kernel's arithmetic width follows from the constants and operations */
+    CHECK(fg_pattern_create(g_ctx, "{ mask = 'q_idx * big % 3 == 0', consts = { big = 4000000000 } }", NULL, &p) == FG_OK, "%s", fg_errmsg(g_ctx));
+    if (p) { CHECK_CONTAINS(fg_pattern_mask(p, FG_MASK_CUDA), "(long long)q_idx"); fg_pattern_destroy(p); }
+    CHECK(fg_pattern_create(g_ctx, "sliding_window", "window=4000000", &p) == FG_OK, "%s", fg_errmsg(g_ctx));
+    if (p) { CHECK(!strstr(fg_pattern_mask(p, FG_MASK_CUDA), "long long"), "32-bit window: %s", fg_pattern_mask(p, FG_MASK_CUDA)); fg_pattern_destroy(p); }
+
     /* combinators rename clashing constants */
     CHECK(fg_pattern_create(g_ctx, "union(sliding_window{window=5}, sliding_window{window=9})", NULL, &p) == FG_OK, "%s", fg_errmsg(g_ctx));
     if (p) {
