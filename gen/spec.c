@@ -110,3 +110,24 @@ void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, 
     snprintf(buf, n, "%s:%s:tpl=%s:nvrtc=%d.%d:arch=%s", v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma", spec, tpl_hash,
              nvrtc_major, nvrtc_minor, arch);
 }
+
+void fg_config_format(const fg_config *c, char *buf, size_t n) {
+    snprintf(buf, n, "wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d", c->wgmma, c->block_m,
+             c->block_n, c->warps, c->stages, c->q_in_regs, c->min_blocks);
+}
+
+fg_status fg_config_parse(const char *text, fg_config *c, fg_error *err) {
+    char *full = fg_strdupf("hdim=8,%s", text ? text : "");
+    if (!full) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
+    fg_variant v;
+    fg_causal cz;
+    fg_error e = {0};
+    fg_status st = fg_spec_parse(full, &v, &cz, &e);
+    free(full);
+    fg_error_clear(&e);
+    if (st != FG_OK || v.cfg.block_m <= 0 || v.cfg.block_n <= 0 || v.cfg.warps <= 0 || v.cfg.stages <= 0 ||
+        v.cfg.q_in_regs < 0 || v.cfg.min_blocks <= 0 || v.cfg.wgmma < 0)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "'%s' is not a complete block configuration", text ? text : "");
+    *c = v.cfg;
+    return FG_OK;
+}

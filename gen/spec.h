@@ -59,6 +59,10 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n);
  * version and target arch. */
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
                     const char *arch, char *buf, size_t n);
+/* A configuration alone, "wgmma=1,block_m=64,block_n=128,warps=4,stages=1,q_in_regs=0,min_blocks=1",
+ * and back (FG_ERR_INVALID_ARGUMENT when the text is not one). */
+void fg_config_format(const fg_config *c, char *buf, size_t n);
+fg_status fg_config_parse(const char *text, fg_config *c, fg_error *err);
 /* Same compile-time identity (the mask by its hash). */
 int fg_spec_equal(const fg_spec *a, const fg_spec *b);
 const char *fg_dtype_name(fg_dtype d);

@@ -18,6 +18,10 @@
  * run time, on the first call that needs them.  A program linked with
  * flashgen starts on a machine without a driver; the calls that need one
  * return FG_ERR_NO_DRIVER / FG_ERR_NO_DEVICE.
+ * Cache: compiled kernels and tuning results persist in one SQLite file
+ * ($FLASHGEN_CACHE, else $XDG_CACHE_HOME/flashgen/cache.db, else
+ * ~/.cache/flashgen/cache.db; "off" keeps them in memory), so that a second
+ * process runs without compiling.  See fg_context_set_cache and fg_tune.
  * Device calls run in the CUDA context that is current on the calling
  * thread; when none is, the primary context of device 0 is retained and
  * made current. */
@@ -49,7 +53,8 @@ typedef enum fg_status {
     FG_ERR_BAD_LAYOUT = 10,      /* block-sparse layout out of range           */
     FG_ERR_CACHE = 11,           /* the kernel cache store failed              */
     FG_ERR_INTERNAL = 12,
-    FG_ERR_PATTERN = 13          /* a block-sparse pattern failed: Lua error,
+    FG_ERR_CANCELLED = 13,       /* fg_tune stopped by its cancel flag; finished work is stored */
+    FG_ERR_PATTERN = 14          /* a block-sparse pattern failed: Lua error,
                                     sandbox limit or bad mask expression
                                     (file:line or column in errmsg)         */
 } fg_status;
@@ -91,6 +96,26 @@ void fg_context_destroy(fg_context *ctx);
  * failing call on ctx or fg_context_destroy; other threads' failures do not
  * touch it.  Never NULL: "" before any failure, a fixed text for ctx == NULL. */
 const char *fg_errmsg(const fg_context *ctx);
+
+/* Chooses the persistent cache file of ctx: NULL for the default location
+ * (see the top of this file), "off" for memory only.  Call it before the
+ * first call that compiles; afterwards it returns FG_ERR_INVALID_ARGUMENT.
+ * A file that cannot be created or written, or is corrupt, never fails a
+ * call: a corrupt file is moved aside and rebuilt, an unwritable location
+ * falls back to memory; both print one warning on stderr. */
+fg_status fg_context_set_cache(fg_context *ctx, const char *path);
+
+/* What a context did so far (monotonic counters). */
+typedef struct fg_context_stats {
+    long kernels_compiled;    /* rendered and compiled with NVRTC            */
+    long kernels_from_cache;  /* loaded from the cache file, no compile      */
+    long kernels_evicted;     /* stored cubins that failed to load (rebuilt) */
+    long configs_tuned;       /* block configurations taken from fg_tune results */
+    long configs_heuristic;   /* ... from the built-in heuristic             */
+    char cache_path[1024];    /* the cache file in use, ":memory:", or "" before first use */
+    char gpu_identity[512];   /* the identity cache rows are keyed by, "" before first use */
+} fg_context_stats;
+fg_status fg_context_get_stats(fg_context *ctx, fg_context_stats *out);
 
 /* Host-side description of a block-sparse layout, in FlexAttention's
  * BlockMask terms.  All arrays are host memory, int32, row-major:
@@ -210,6 +235,43 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
 /* Compiles (or finds compiled) the kernel that fg_attention_forward would
  * launch for desc, without launching it. */
 fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
+
+/* ---- autotuning ------------------------------------------------------------
+ * fg_tune times every block configuration the kernels expose for one spec
+ * (dtype, head dim, causal, path of `shape`) on this GPU, per seqlen bucket,
+ * and stores the winners in the cache file; later calls of any process on a
+ * GPU of the same identity (name, compute capability, SM count, driver,
+ * NVRTC, templates) use them.  Candidates are pruned by the device's opt-in
+ * shared-memory limit and by ptxas (registers, spills), compiled in
+ * parallel, timed with CUDA events on representative shapes (16384 tokens,
+ * heads * head_dim = 2048, as in the FlashAttention papers), and the winner's
+ * output is checked against the float64 reference before it is stored. */
+typedef struct fg_tune_progress {
+    const char *phase;        /* "compile", "time", "verify", "bucket done" */
+    int done, total;          /* units of this fg_tune call */
+    double elapsed_s, eta_s;
+    const char *spec, *bucket, *config; /* what is being worked on */
+    const char *best_config;  /* fastest so far in this bucket, NULL before any */
+    double best_tflops;
+    double heuristic_tflops;  /* "bucket done": the built-in heuristic's config */
+    int kept_existing;        /* "bucket done": the cache already held a faster result */
+} fg_tune_progress;
+
+typedef struct fg_tune_options {
+    const int *seqlens;       /* buckets to tune (seqlen_q = seqlen_k); NULL: 512..16384 */
+    int num_seqlens;
+    int threads;              /* compile threads; 0: the number of CPUs (at most 32) */
+    int reps;                 /* timed launches per candidate and bucket; 0: 10 */
+    int top_k;                /* candidates timed in every bucket after the first pass; 0: 6 */
+    volatile int *cancel;     /* when it becomes non-zero fg_tune stops at the next
+                                 candidate and returns FG_ERR_CANCELLED (finished buckets stay stored) */
+    void (*progress)(const fg_tune_progress *p, void *ud);
+    void *ud;
+} fg_tune_options;
+
+/* shape: dtype, head_dim, causal and path are used (sizes and strides are
+ * not: each bucket has its own representative shape); dense only. */
+fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt);
 
 #ifdef __cplusplus
 }

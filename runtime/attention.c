@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "autotune/heuristic.h"
+#include "autotune/tune.h"
 #include "runtime/attention.h"
 #include "runtime/internal.h"
 
@@ -163,24 +166,58 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
     return FG_OK;
 }
 
-/* Memo of the heuristic's choice per (spec, layout block) in this context. */
+/* Memo of the configuration chosen per (spec, layout block, path, shape
+ * bucket) in this context. */
 typedef struct fg_choice {
     fg_spec spec;
     int block_q, block_k, path;
+    char bucket[32];
     fg_config cfg;
     struct fg_choice *next;
 } fg_choice;
 
-typedef struct try_ud {
-    fg_context *ctx;
-} try_ud;
-
 static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err) {
     fg_variant v = {*s, *c};
     fg_kernel *k;
-    fg_status rc = fg_ctx_kernel(((try_ud *)ud)->ctx, &v, &k, err);
+    fg_status rc = fg_ctx_kernel((fg_context *)ud, &v, &k, err);
     if (rc == FG_OK) *st = k->stats;
     return rc;
+}
+
+fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
+                           fg_error *err) {
+    const int wgmma_ok = fg_arch_has_wgmma(ctx->dev_info.arch) && path != FG_PATH_MMA;
+    fg_status st = fg_pick_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k, wgmma_ok, try_compile, ctx,
+                                  out, err);
+    if (st == FG_OK && path == FG_PATH_WGMMA && out->wgmma != 1)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: head_dim %d has no wgmma kernel (64, 128, 192, 256)",
+                       s->head_dim);
+    return st;
+}
+
+/* The tuned configuration of the cache file, if there is one that is still
+ * valid here. */
+static int tuned_config(fg_context *ctx, const fg_spec *s, int bq, int bk, int path, const char *bucket, fg_config *c) {
+    fg_store *store;
+    const char *gpu;
+    fg_error e = {0};
+    if (ctx->ignore_tuned) return 0;
+    if (fg_ctx_store(ctx, &store, &gpu, &e) != FG_OK) { fg_error_clear(&e); return 0; }
+    char spec[160];
+    fg_tuning_spec_text(s, path, bq, bk, spec, sizeof spec);
+    fg_tuning t;
+    int found = 0;
+    fg_store_get_tuning(store, gpu, spec, bucket, &t, &found, &e);
+    if (found && fg_config_parse(t.config, c, &e) == FG_OK &&
+        fg_config_check(s, c, ctx->dev_info.smem_per_block_optin, &e) == FG_OK && !(bq && bq % c->block_m) &&
+        !(bk && bk % c->block_n) && !(c->wgmma == 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))) {
+        fg_error_clear(&e);
+        return 1;
+    }
+    if (found) fprintf(stderr, "flashgen: warning: ignoring the tuned configuration '%s' of %s %s: %s\n", t.config, spec,
+                       bucket, e.msg ? e.msg : "it does not fit this call");
+    fg_error_clear(&e);
+    return 0;
 }
 
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
@@ -191,21 +228,35 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     if (v->cfg.block_m) return FG_OK; /* explicit */
     const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
     const int path = (int)d->path;
+    char bucket[32];
+    fg_shape_bucket(d->seqlen_q, d->seqlen_k, bucket, sizeof bucket);
     pthread_mutex_lock(&ctx->mu);
     for (fg_choice *c = ctx->choices; c; c = c->next)
-        if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path) {
+        if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
+            !strcmp(c->bucket, bucket)) {
             v->cfg = c->cfg;
             break;
         }
     pthread_mutex_unlock(&ctx->mu);
     if (!v->cfg.block_m) {
-        try_ud ud = {ctx};
-        fg_status st = fg_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, bq, bk, wgmma_ok && path != FG_PATH_MMA,
-                                      try_compile, &ud, &v->cfg, err);
-        if (st != FG_OK) return st;
+        /* memory -> cache file (fg_tune's winner) -> built-in heuristic */
+        fg_config cfg;
+        if (tuned_config(ctx, &v->spec, bq, bk, path, bucket, &cfg)) {
+            pthread_mutex_lock(&ctx->mu);
+            ctx->stats.configs_tuned++;
+            pthread_mutex_unlock(&ctx->mu);
+        } else {
+            fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, &cfg, err);
+            if (st != FG_OK) return st;
+            pthread_mutex_lock(&ctx->mu);
+            ctx->stats.configs_heuristic++;
+            pthread_mutex_unlock(&ctx->mu);
+        }
+        v->cfg = cfg;
         fg_choice *c = calloc(1, sizeof *c);
         if (c) {
             c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->cfg = v->cfg;
+            snprintf(c->bucket, sizeof c->bucket, "%s", bucket);
             pthread_mutex_lock(&ctx->mu);
             c->next = ctx->choices;
             ctx->choices = c;
@@ -219,6 +270,12 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     fg_status st = fg_attention_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
     return st == FG_OK ? fg_ctx_choose(ctx, d, v, p, err) : st;
+}
+
+void fg_choices_reset(fg_context *ctx) {
+    pthread_mutex_lock(&ctx->mu);
+    fg_choices_free(ctx);
+    pthread_mutex_unlock(&ctx->mu);
 }
 
 void fg_choices_free(fg_context *ctx) {
@@ -294,15 +351,21 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *d, cons
     st = fg_ctx_kernel(ctx, &var, &kern, &e);
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
     p.q = q; p.k = k; p.v = v; p.o = o; p.lse = lse;
-    void *args[] = {&p};
-    const unsigned grid_x = (unsigned)((d->seqlen_q + var.cfg.block_m - 1) / var.cfg.block_m);
-    CUresult r = cu->LaunchKernel(kern->fn, grid_x, (unsigned)d->heads_q, (unsigned)d->batch, (unsigned)kern->threads, 1, 1,
-                                  (unsigned)kern->smem_bytes, (CUstream)stream, args, NULL);
+    st = fg_ctx_launch(ctx, kern, &var, &p, stream, &e);
+    return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+}
+
+fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant *var, fg_fwd_params *p, void *stream,
+                        fg_error *err) {
+    void *args[] = {p};
+    const unsigned grid_x = (unsigned)((p->seqlen_q + var->cfg.block_m - 1) / var->cfg.block_m);
+    CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, (unsigned)p->heads_q, (unsigned)p->batch, (unsigned)kern->threads,
+                                       1, 1, (unsigned)kern->smem_bytes, (CUstream)stream, args, NULL);
     if (r != CUDA_SUCCESS) {
         char b[256];
-        fg_fail(&e, FG_ERR_CUDA, "launching %s (grid %u x %d x %d, %d threads, %d bytes smem): %s", kern->key, grid_x,
-                d->heads_q, d->batch, kern->threads, kern->smem_bytes, fg_cuda_errstr(cu, r, b, sizeof b));
-        return fg_ctx_fail(ctx, &e);
+        return fg_fail(err, FG_ERR_CUDA, "launching %s (grid %u x %d x %d, %d threads, %d bytes smem): %s", kern->key,
+                       grid_x, p->heads_q, p->batch, kern->threads, kern->smem_bytes,
+                       fg_cuda_errstr(ctx->cu, r, b, sizeof b));
     }
     return FG_OK;
 }

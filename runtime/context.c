@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,7 +7,7 @@
 static const char *status_names[] = {
     "FG_OK", "FG_ERR_INVALID_ARGUMENT", "FG_ERR_UNSUPPORTED", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE",
     "FG_ERR_NVRTC", "FG_ERR_COMPILE", "FG_ERR_TEMPLATE", "FG_ERR_CUDA", "FG_ERR_OUT_OF_MEMORY",
-    "FG_ERR_BAD_LAYOUT", "FG_ERR_CACHE", "FG_ERR_INTERNAL", "FG_ERR_PATTERN"};
+    "FG_ERR_BAD_LAYOUT", "FG_ERR_CACHE", "FG_ERR_INTERNAL", "FG_ERR_CANCELLED", "FG_ERR_PATTERN"};
 
 const char *fg_status_name(fg_status s) {
     if ((unsigned)s < sizeof status_names / sizeof status_names[0]) return status_names[s];
@@ -20,6 +21,8 @@ fg_status fg_context_create(fg_context **out) {
     if (!c) return FG_ERR_OUT_OF_MEMORY;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->compiled, NULL);
+    const char *tuned = getenv("FLASHGEN_TUNED");
+    c->ignore_tuned = tuned && !strcmp(tuned, "0");
     return FG_OK;
 }
 
@@ -27,7 +30,15 @@ void fg_context_destroy(fg_context *c) {
     if (!c) return;
     fg_kernels_free(c);
     fg_choices_free(c);
-    if (c->retained_primary && c->cu) c->cu->DevicePrimaryCtxRelease(c->dev);
+    fg_store_close(c->store);
+    free(c->store_path);
+    if (c->retained_primary && c->cu) {
+        /* the primary context may be destroyed by this release: it must not
+         * stay current on this thread as a dangling handle */
+        CUcontext cur = NULL;
+        if (c->cu->CtxGetCurrent(&cur) == CUDA_SUCCESS && cur == c->cuctx) c->cu->CtxSetCurrent(NULL);
+        c->cu->DevicePrimaryCtxRelease(c->dev);
+    }
     if (c->sources_ready) fg_sources_free(&c->sources);
     while (c->msgs) {
         fg_thread_msg *n = c->msgs->next;
@@ -142,4 +153,57 @@ out:
     }
     pthread_mutex_unlock(&ctx->mu);
     return st;
+}
+
+fg_status fg_context_set_cache(fg_context *ctx, const char *path) {
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    fg_error e = {0};
+    pthread_mutex_lock(&ctx->mu);
+    if (ctx->store_ready) {
+        pthread_mutex_unlock(&ctx->mu);
+        fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_context_set_cache: the cache (%s) is already open; call it before the "
+                "first call that compiles", fg_store_path(ctx->store));
+        return fg_ctx_fail(ctx, &e);
+    }
+    free(ctx->store_path);
+    ctx->store_path = NULL;
+    ctx->store_off = path && !strcmp(path, "off");
+    if (path && !ctx->store_off && !(ctx->store_path = fg_strdupf("%s", path))) {
+        pthread_mutex_unlock(&ctx->mu);
+        fg_fail(&e, FG_ERR_OUT_OF_MEMORY, "out of memory");
+        return fg_ctx_fail(ctx, &e);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return FG_OK;
+}
+
+fg_status fg_context_get_stats(fg_context *ctx, fg_context_stats *out) {
+    if (!ctx || !out) return FG_ERR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&ctx->mu);
+    *out = ctx->stats;
+    if (ctx->store) snprintf(out->cache_path, sizeof out->cache_path, "%s", fg_store_path(ctx->store));
+    snprintf(out->gpu_identity, sizeof out->gpu_identity, "%s", ctx->identity);
+    pthread_mutex_unlock(&ctx->mu);
+    return FG_OK;
+}
+
+/* Called after fg_ctx_device succeeded. */
+fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, fg_error *err) {
+    const fg_sources *src;
+    fg_status st = fg_ctx_sources(ctx, &src, err);
+    if (st != FG_OK) return st;
+    pthread_mutex_lock(&ctx->mu);
+    if (!ctx->store_ready) {
+        const fg_device_info *d = &ctx->dev_info;
+        snprintf(ctx->identity, sizeof ctx->identity, "%s|cc=%d.%d|sms=%d|driver=%d|nvrtc=%d.%d|tpl=%s", d->name,
+                 d->cc_major, d->cc_minor, d->sm_count, d->driver_version, ctx->nvrtc.major, ctx->nvrtc.minor,
+                 src->hash_hex);
+        st = fg_store_open(ctx->store_off ? "off" : ctx->store_path, NULL, NULL, &ctx->store, err);
+        ctx->store_ready = st == FG_OK;
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    if (st != FG_OK) return st;
+    *out = ctx->store;
+    *identity = ctx->identity;
+    return FG_OK;
 }

@@ -3,6 +3,7 @@
 #define FG_INTERNAL_H
 #include <pthread.h>
 #include "flashgen.h"
+#include "cache/store.h"
 #include "gen/error.h"
 #include "gen/sources.h"
 #include "gen/spec.h"
@@ -46,7 +47,17 @@ struct fg_context {
     fg_nvrtc_info nvrtc;
 
     fg_kernel *kernels; /* in-memory cache, keyed by the full variant key */
-    struct fg_choice *choices; /* heuristic configuration per spec (attention.c) */
+    struct fg_choice *choices; /* configuration per (spec, shape bucket) (attention.c) */
+
+    /* the persistent store (cache/), opened on first need */
+    int store_ready;
+    char *store_path;   /* fg_context_set_cache; NULL: default location */
+    int store_off;      /* fg_context_set_cache(ctx, "off") */
+    fg_store *store;
+    char identity[512]; /* GPU identity that store rows are keyed by */
+    int ignore_tuned;   /* FLASHGEN_TUNED=0: configs from the heuristic only */
+
+    fg_context_stats stats; /* under mu */
 };
 
 struct fg_block_layout {
@@ -81,4 +92,17 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 /* fg_attention_plan for this context's device, then fg_ctx_choose. */
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
 void fg_choices_free(fg_context *ctx);
+/* Forgets memoised configuration choices (after fg_tune stored new ones). */
+void fg_choices_reset(fg_context *ctx);
+
+/* The store, opened on first use (after fg_ctx_device); never NULL after
+ * FG_OK.  *identity: this device's identity string (store.h). */
+fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, fg_error *err);
+/* The built-in heuristic's configuration (compiles candidates until one has
+ * no spills); path is an fg_kernel_path. */
+fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
+                           fg_error *err);
+/* Launches kernel k of variant v with params p (tensor pointers set). */
+fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p, void *stream,
+                        fg_error *err);
 #endif

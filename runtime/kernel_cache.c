@@ -6,9 +6,12 @@
  * same key wait on a condition variable, so each variant is compiled once
  * per context, and different variants compile in parallel.  A failure that
  * will not change (template error, NVRTC error) is remembered with its
- * message: asking again gives the same error at once.  Others (out of
+ * message: asking again gives the same error at once.
+ * Lookup order: this list, then the cache file (cache/store.c), then
+ * render + NVRTC, whose cubin is written to the cache file.  Others (out of
  * memory, a driver error while loading) are returned to the callers that
  * waited for that build, and the next request builds again. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,31 +25,83 @@ static fg_kernel *find(fg_context *ctx, const char *key) {
     return NULL;
 }
 
-/* Render, compile and load one variant (no lock held). */
+static void count(fg_context *ctx, long *counter) {
+    pthread_mutex_lock(&ctx->mu);
+    ++*counter;
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const char *entry, int smem_bytes) {
+    CUresult res = cu->ModuleLoadData(&k->module, cubin);
+    if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn, k->module, entry);
+    if (res == CUDA_SUCCESS && smem_bytes > 48 * 1024)
+        res = cu->FuncSetAttribute(k->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_bytes);
+    if (res != CUDA_SUCCESS && k->module) {
+        cu->ModuleUnload(k->module);
+        k->module = NULL;
+    }
+    return res;
+}
+
+/* The cache file's copy of key, loaded; 0 on a miss.  A stored cubin the
+ * driver refuses is evicted (the caller then compiles it again). */
+static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const char *key, fg_kernel *k) {
+    fg_stored_kernel sk;
+    int found = 0;
+    fg_error e = {0};
+    fg_store_get_kernel(store, gpu, key, &sk, &found, &e);
+    fg_error_clear(&e);
+    if (!found) return 0;
+    char b[256];
+    CUresult res = load(ctx->cu, k, sk.cubin, sk.entry, sk.smem_bytes);
+    if (res == CUDA_SUCCESS) {
+        k->threads = sk.threads;
+        k->smem_bytes = sk.smem_bytes;
+        k->stats = sk.stats;
+        count(ctx, &ctx->stats.kernels_from_cache);
+    } else {
+        fprintf(stderr, "flashgen: warning: the cached cubin of %s does not load (%s); evicted, compiling it again\n", key,
+                fg_cuda_errstr(ctx->cu, res, b, sizeof b));
+        fg_store_evict_kernel(store, gpu, key, &e);
+        fg_error_clear(&e);
+        count(ctx, &ctx->stats.kernels_evicted);
+    }
+    fg_stored_kernel_free(&sk);
+    return res == CUDA_SUCCESS;
+}
+
+/* Cache file, else render, compile, load and store one variant (no lock held). */
 static fg_status build(fg_context *ctx, const fg_variant *v, const char *key, fg_kernel *k, fg_error *err) {
     const fg_sources *src;
     fg_status st = fg_ctx_sources(ctx, &src, err);
     if (st != FG_OK) return st;
+    fg_store *store;
+    const char *gpu;
+    st = fg_ctx_store(ctx, &store, &gpu, err);
+    if (st != FG_OK) return st;
+    if (load_stored(ctx, store, gpu, key, k)) return FG_OK;
+
     fg_rendered r;
     st = fg_render_forward(src, v, key, &r, err);
     if (st != FG_OK) return fg_error_prefix(err, "variant %s", key);
     fg_cubin cb;
     st = fg_compile_cubin(src, r.source, ctx->dev_info.arch, key, &cb, err);
     if (st != FG_OK) { fg_rendered_free(&r); return st; }
-    const fg_cuda *cu = ctx->cu;
+    count(ctx, &ctx->stats.kernels_compiled);
     char b[256];
-    CUresult res = cu->ModuleLoadData(&k->module, cb.data);
-    if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn, k->module, r.kernel);
-    if (res == CUDA_SUCCESS && r.smem_bytes > 48 * 1024)
-        res = cu->FuncSetAttribute(k->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, r.smem_bytes);
+    CUresult res = load(ctx->cu, k, cb.data, r.kernel, r.smem_bytes);
     if (res != CUDA_SUCCESS) {
-        st = fg_fail(err, FG_ERR_CUDA, "loading variant %s: %s", key, fg_cuda_errstr(cu, res, b, sizeof b));
-        if (k->module) cu->ModuleUnload(k->module);
-        k->module = NULL;
+        st = fg_fail(err, FG_ERR_CUDA, "loading variant %s: %s", key, fg_cuda_errstr(ctx->cu, res, b, sizeof b));
     } else {
         k->threads = r.threads;
         k->smem_bytes = r.smem_bytes;
         k->stats = cb.stats;
+        fg_stored_kernel sk = {cb.data, cb.size, "", r.threads, r.smem_bytes, cb.stats, cb.log};
+        snprintf(sk.entry, sizeof sk.entry, "%s", r.kernel);
+        fg_error e = {0};
+        if (fg_store_put_kernel(store, gpu, key, &sk, &e) != FG_OK) /* the kernel works; only the next start pays */
+            fprintf(stderr, "flashgen: warning: %s\n", e.msg);
+        fg_error_clear(&e);
     }
     fg_cubin_free(&cb);
     fg_rendered_free(&r);

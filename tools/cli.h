@@ -17,5 +17,7 @@ const char *fg_cli_positional(int argc, char **argv);
 
 int fg_cmd_run(int argc, char **argv);
 int fg_cmd_bench(int argc, char **argv);
+int fg_cmd_tune(int argc, char **argv);
+int fg_cmd_cache(int argc, char **argv);
 int fg_cmd_explore(int argc, char **argv);
 #endif

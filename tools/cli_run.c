@@ -25,6 +25,7 @@ static const char *HELP_RUN =
     "  --layout bshd|bhsd (bshd)   --seed N (1)   --iters N (20)\n"
     "  --density F    with sparse=1: random block layout of this density (0.5)\n"
     "  --block N      layout block (128)\n"
+    "  --cache FILE   cache file of kernels and tuning results (default: see flashgen cache)\n"
     "  --require-gpu  exit with status 3 instead of 0 when there is no GPU\n"
     "exit status: 0 checked and passed (or no GPU), 1 mismatch or error, 2 usage.\n"
     "\n" FG_SPEC_HELP;
@@ -46,7 +47,10 @@ static const char *HELP_BENCH =
     "  --causal both|0|1           (both)\n"
     "  --iters N                   timed launches per shape (30)\n"
     "  --path auto|mma|wgmma       kernel family (auto)\n"
-    "  --csv FILE                  also write the rows as CSV\n";
+    "  --csv FILE                  also write the rows as CSV\n"
+    "  --cache FILE                cache file (tuning results, kernels)\n"
+    "  --compare-heuristic         also time the built-in heuristic's configuration\n"
+    "                              (tuning results ignored) and print tuned/heuristic\n";
 
 /* Comma-separated positive integers; -1 on a bad item. */
 static int parse_list(const char *s, int *out, int max) {
@@ -117,6 +121,8 @@ int fg_cmd_run(int argc, char **argv) {
     }
     fg_context *ctx = NULL;
     if (fg_context_create(&ctx) != FG_OK) { fprintf(stderr, "flashgen run: cannot create a context\n"); return 1; }
+    const char *cache = fg_cli_opt(argc, argv, "--cache");
+    if (cache) fg_context_set_cache(ctx, cache);
     fg_case_result r;
     printf("case:     %s\n", desc);
     int failed = fg_harness_run(ctx, &c, iters, &r);
@@ -130,6 +136,11 @@ int fg_cmd_run(int argc, char **argv) {
                k->stats.registers, k->stats.spill_stores + k->stats.spill_loads, k->smem_bytes, k->stats.compile_seconds);
     printf("check:    %ld rows vs float64 reference: o max|err| %.3g (tol %.3g), rel L2 %.3g (tol %.3g); lse max|err| %.3g; unwritten %zu\n",
            r.checked_rows, r.o.max_abs, r.tol_abs, r.o.rel_l2, r.tol_rel, r.lse.max_abs, r.unwritten);
+    fg_context_stats cs;
+    fg_context_get_stats(ctx, &cs);
+    printf("cache:    %s: %ld kernel(s) compiled, %ld loaded from the cache; block sizes from %s\n", cs.cache_path,
+           cs.kernels_compiled, cs.kernels_from_cache,
+           c.desc.block_m ? "SPEC" : cs.configs_tuned ? "flashgen tune's result" : "the built-in heuristic");
     if (failed) printf("result:   FAIL: %s\n", r.msg);
     else printf("result:   PASS\ntime:     %.3f ms median of %d, %.1f TFLOP/s\n", r.ms_median, iters, r.tflops);
     fg_context_destroy(ctx);
@@ -139,6 +150,31 @@ int fg_cmd_run(int argc, char **argv) {
 static int cmp_f(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Median ms of iters launches after 3 warm-ups, L2 flushed before each;
+ * -1 on error (printed). */
+static double time_forward(fg_context *ctx, const fg_attention_desc *desc, void *q, void *k, void *v, void *o, float *lse,
+                           CUdeviceptr flush, size_t flush_bytes, CUevent ev0, CUevent ev1, float *times, int iters) {
+    const fg_cuda *cu = ctx->cu ? ctx->cu : NULL;
+    fg_error e = {0};
+    if (!cu && fg_ctx_device(ctx, &e) != FG_OK) { printf("error: %s\n", e.msg); fg_error_clear(&e); return -1; }
+    cu = ctx->cu;
+    CUresult r = CUDA_SUCCESS;
+    for (int it = 0; it < iters + 3 && !r; ++it) {
+        r = cu->MemsetD32(flush, (unsigned)it, flush_bytes / 4);
+        if (!r) r = cu->EventRecord(ev0, NULL);
+        if (fg_attention_forward(ctx, desc, q, k, v, o, lse, NULL) != FG_OK) {
+            printf("error while timing: %s\n", fg_errmsg(ctx));
+            return -1;
+        }
+        if (!r) r = cu->EventRecord(ev1, NULL);
+        if (!r) r = cu->EventSynchronize(ev1);
+        if (!r && it >= 3) r = cu->EventElapsedTime(&times[it - 3], ev0, ev1);
+    }
+    if (r) { char b[256]; printf("timing failed: %s\n", fg_cuda_errstr(cu, r, b, sizeof b)); return -1; }
+    qsort(times, (size_t)iters, sizeof *times, cmp_f);
+    return times[iters / 2];
 }
 
 int fg_cmd_bench(int argc, char **argv) {
@@ -167,8 +203,16 @@ int fg_cmd_bench(int argc, char **argv) {
     const fg_kernel_path path = !paths || !strcmp(paths, "auto") ? FG_PATH_AUTO : !strcmp(paths, "mma") ? FG_PATH_MMA : FG_PATH_WGMMA;
     const char *impl = path == FG_PATH_AUTO ? "flashgen" : path == FG_PATH_MMA ? "flashgen_mma" : "flashgen_wgmma";
 
-    fg_context *ctx = NULL;
+    fg_context *ctx = NULL, *hctx = NULL;
     fg_context_create(&ctx);
+    const char *cache = fg_cli_opt(argc, argv, "--cache");
+    if (cache) fg_context_set_cache(ctx, cache);
+    if (fg_cli_flag(argc, argv, "--compare-heuristic")) {
+        /* same cache file (kernels), tuning results ignored */
+        fg_context_create(&hctx);
+        if (cache) fg_context_set_cache(hctx, cache);
+        hctx->ignore_tuned = 1;
+    }
     fg_error e = {0};
     if (fg_ctx_device(ctx, &e) != FG_OK) {
         fprintf(stderr, "flashgen bench: %s\n", e.msg);
@@ -208,7 +252,7 @@ int fg_cmd_bench(int argc, char **argv) {
     if (csvpath) {
         csv = fopen(csvpath, "w");
         if (!csv) { perror(csvpath); rc = 1; goto done; }
-        fprintf(csv, "impl,dtype,hdim,causal,seqlen,batch,heads,ms,tflops,max_abs_err,config\n");
+        fprintf(csv, "impl,dtype,hdim,causal,seqlen,batch,heads,ms,tflops,max_abs_err,config,heuristic_tflops\n");
     }
     printf("GPU: %s (%s), %d SMs\n", ctx->dev_info.name, ctx->dev_info.arch, ctx->dev_info.sm_count);
     printf("%5s %6s %6s %5s %5s %9s %9s %10s  %s\n", "hdim", "causal", "seqlen", "batch", "heads", "ms", "TFLOP/s", "max|err|", "config");
@@ -253,22 +297,16 @@ int fg_cmd_bench(int argc, char **argv) {
                     rc = 1;
                     continue;
                 }
-                for (int it = 0; it < iters + 3 && !r; ++it) {
-                    r = cu->MemsetD32(flush, (unsigned)it, flush_bytes / 4);
-                    if (!r) r = cu->EventRecord(ev0, NULL);
-                    if (fg_attention_forward(ctx, &desc, q, k, v, o, lse, NULL) != FG_OK) {
-                        printf("%5d %6d %6d: error while timing: %s\n", d, causal, s, fg_errmsg(ctx));
-                        rc = 1;
-                        goto done;
-                    }
-                    if (!r) r = cu->EventRecord(ev1, NULL);
-                    if (!r) r = cu->EventSynchronize(ev1);
-                    if (!r && it >= 3) r = cu->EventElapsedTime(&times[it - 3], ev0, ev1);
+                double ms = time_forward(ctx, &desc, q, k, v, o, lse, flush, flush_bytes, ev0, ev1, times, iters);
+                if (ms < 0) { rc = 1; goto done; }
+                const double flops = 4.0 * batch * heads * (double)s * s * d * (causal ? 0.5 : 1.0);
+                const double tf = flops / (ms * 1e-3) / 1e12;
+                double htf = 0;
+                if (hctx) {
+                    const double hms = time_forward(hctx, &desc, q, k, v, o, lse, flush, flush_bytes, ev0, ev1, times, iters);
+                    if (hms < 0) { rc = 1; goto done; }
+                    htf = flops / (hms * 1e-3) / 1e12;
                 }
-                if (r) { char b[256]; printf("timing failed: %s\n", fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
-                qsort(times, (size_t)iters, sizeof *times, cmp_f);
-                const double ms = times[iters / 2];
-                const double tf = 4.0 * batch * heads * (double)s * s * d * (causal ? 0.5 : 1.0) / (ms * 1e-3) / 1e12;
                 /* the configuration actually launched */
                 fg_variant var;
                 fg_fwd_params p;
@@ -277,9 +315,12 @@ int fg_cmd_bench(int argc, char **argv) {
                     snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d", var.cfg.wgmma == 1 ? "wgmma" : "mma",
                              var.cfg.block_m, var.cfg.block_n, var.cfg.warps, var.cfg.stages, var.cfg.q_in_regs);
                 fg_error_clear(&e);
-                printf("%5d %6d %6d %5d %5d %9.3f %9.1f %10.3g  %s\n", d, causal, s, batch, heads, ms, tf, max_err, cfg);
+                if (hctx) printf("%5d %6d %6d %5d %5d %9.3f %9.1f %10.3g  %-36s heuristic %7.1f  tuned/heuristic %.3f\n", d, causal,
+                                 s, batch, heads, ms, tf, max_err, cfg, htf, tf / htf);
+                else printf("%5d %6d %6d %5d %5d %9.3f %9.1f %10.3g  %s\n", d, causal, s, batch, heads, ms, tf, max_err, cfg);
                 fflush(stdout);
-                if (csv) fprintf(csv, "%s,%s,%d,%d,%d,%d,%d,%.5f,%.2f,%.4g,%s\n", impl, fg_dtype_name(dt), d, causal, s, batch, heads, ms, tf, max_err, cfg);
+                if (csv) fprintf(csv, "%s,%s,%d,%d,%d,%d,%d,%.5f,%.2f,%.4g,%s,%.2f\n", impl, fg_dtype_name(dt), d, causal, s, batch,
+                                 heads, ms, tf, max_err, cfg, htf);
             }
 done:
     if (csv) fclose(csv);
@@ -293,5 +334,6 @@ done:
     if (flush) cu->MemFree(flush);
     free(hq); free(hk); free(hv); free(ho); free(hlse); free(times); free(orow);
     fg_context_destroy(ctx);
+    fg_context_destroy(hctx);
     return rc;
 }

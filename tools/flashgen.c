@@ -22,6 +22,9 @@ static const char *USAGE =
     "  run [SPEC]           random inputs -> kernel -> check against the float64 CPU\n"
     "                       reference -> error and TFLOP/s (the main job)\n"
     "  bench                the BENCHMARK.md grid: TFLOP/s per head dim x causal x seqlen\n"
+    "  tune SPEC | --all    autotune block sizes on this GPU; winners go to the cache file\n"
+    "  cache ls|show|export|import|prune|clear|check|path\n"
+    "                       the SQLite cache of compiled kernels and tuning results\n"
     "  explore PATTERN      a block-sparse pattern (built-in, expression or .lua file):\n"
     "                       density, thumbnail, PNG; with a GPU checked and timed\n"
     "                       against dense (docs/PATTERNS.md)\n"
@@ -32,7 +35,10 @@ static const char *USAGE =
     "  FLASHGEN_TEMPLATE_DIR  read templates/*.lua, *.cuh from this directory instead of\n"
     "                         the copies embedded in the binary (development)\n"
     "  FLASHGEN_NVRTC         path of libnvrtc.so to load\n"
-    "  FLASHGEN_LIBCUDA       path of libcuda.so.1 to load\n";
+    "  FLASHGEN_LIBCUDA       path of libcuda.so.1 to load\n"
+    "  FLASHGEN_CACHE         the cache file (default $XDG_CACHE_HOME/flashgen/cache.db,\n"
+    "                         else ~/.cache/flashgen/cache.db); \"off\": memory only\n"
+    "  FLASHGEN_TUNED=0       ignore tuning results (use the built-in heuristic)\n";
 
 static const char *HELP_INFO = "usage: flashgen info\n\nPrints the driver and NVRTC versions and, per GPU, its name, compute\ncapability, SM count and shared-memory limits.  Says so plainly when there\nis no driver or no GPU (exit status 0: that is information, not an error).\n";
 static const char *HELP_GEN = "usage: flashgen gen SPEC [--arch sm_90a]\n\nRenders the Lua template for SPEC and prints the CUDA C++ source.  Block\nsizes not given in SPEC are chosen as the runtime chooses them: the first\ncandidate of the built-in heuristic for --arch's shared-memory limit that\nNVRTC compiles without spills.\n\n" FG_SPEC_HELP;
@@ -47,8 +53,8 @@ int fg_cli_arch_smem(const char *arch) {
 static int is_value_opt(const char *a) {
     static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
                                  "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
-                                 "--dtype", "--csv", "--causal", "--block", "--density", "--path",
-                                 "--param", "--png", "--block-k", "--hdim", NULL};
+                                 "--dtype", "--csv", "--causal", "--block", "--density", "--path", "--threads", "--reps",
+                                 "--top", "--cache", "--param", "--png", "--block-k", "--hdim", NULL};
     for (int i = 0; vals[i]; ++i)
         if (!strcmp(a, vals[i])) return 1;
     return 0;
@@ -57,7 +63,8 @@ static int is_value_opt(const char *a) {
 /* Every option must be known, and a value option must have its value; a
  * mistyped option is an error, never silently ignored. */
 static int check_options(const char *cmd, int argc, char **argv) {
-    static const char *flags[] = {"--help", "-h", "--log", "--require-gpu", "--sweep", "--no-gpu", "--verify", "--list", NULL};
+    static const char *flags[] = {"--help", "-h", "--log", "--require-gpu", "--all", "--compare-heuristic",
+                                  "--sweep", "--no-gpu", "--verify", "--list", NULL};
     int positional = 0;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -296,16 +303,19 @@ int main(int argc, char **argv) {
     }
     struct { const char *name; int (*fn)(int, char **); const char *help; } cmds[] = {
         {"info", cmd_info, HELP_INFO},       {"gen", cmd_gen, HELP_GEN}, {"compile", fg_cli_compile_main, HELP_COMPILE},
-        {"run", fg_cmd_run, NULL},           {"bench", fg_cmd_bench, NULL}, {"explore", fg_cmd_explore, NULL},
+        {"run", fg_cmd_run, NULL},           {"bench", fg_cmd_bench, NULL},
+        {"tune", fg_cmd_tune, NULL},         {"cache", fg_cmd_cache, NULL},
+        {"explore", fg_cmd_explore, NULL},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; ++i) {
         if (strcmp(cmd, cmds[i].name)) continue;
         if (help && cmds[i].help) { fputs(cmds[i].help, stdout); return 0; }
         if (help) { /* run and bench print their own help */
-            char *hargv[] = {(char *)cmd, "--help", NULL};
+            char *hargv[] = {(char *)cmd, "--help", NULL}; /* run, bench, tune, cache */
             return cmds[i].fn(2, hargv);
         }
-        if (!check_options(cmd, argc - 1, argv + 1)) return 2;
+        /* cache parses its own subcommands and options */
+        if (strcmp(cmd, "cache") && !check_options(cmd, argc - 1, argv + 1)) return 2;
         return cmds[i].fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "flashgen: unknown command '%s'\n\n%s", cmd, USAGE);

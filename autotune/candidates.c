@@ -1,0 +1,66 @@
+/* candidates.c: the autotuner's search space.
+ *
+ * Everything the two kernel families take as a compile-time parameter:
+ *   wgmma (sm_90a, head dim a multiple of 64): block_m 64/128/192 (one
+ *     warpgroup per 64 rows), block_n 64..256, K/V stages 1..2, min blocks
+ *     per SM 1..2;
+ *   mma.sync: 4 or 8 warps of 16 or 32 rows, block_n 16..128, stages 1..3,
+ *     Q kept in registers or re-read from shared memory, min blocks 1..2.
+ * fg_config_check removes what the device's shared memory cannot hold and
+ * what would need more than 255 registers by the estimate; ptxas removes the
+ * rest (spills) when the tuner compiles them. */
+#include <string.h>
+
+#include "autotune/heuristic.h"
+#include "autotune/tune.h"
+
+static int add(const fg_spec *s, fg_config *c, int smem_limit, int block_q, int block_k, fg_config *out, int n,
+               int max) {
+    if (n >= max) return n;
+    if ((block_q && block_q % c->block_m) || (block_k && block_k % c->block_n)) return n;
+    if (fg_config_check(s, c, smem_limit, NULL) != FG_OK) return n;
+    out[n] = *c;
+    return n + 1;
+}
+
+int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, int path,
+                       fg_config *out, int max) {
+    int n = 0;
+    fg_config c;
+    if (wgmma_ok && path != FG_PATH_MMA && s->head_dim % 64 == 0) {
+        static const int bm[] = {64, 128, 192}, bn[] = {64, 128, 192, 256};
+        for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 4; ++j)
+                for (int st = 1; st <= 2; ++st)
+                    for (int mb = 1; mb <= 2; ++mb) {
+                        memset(&c, 0, sizeof c);
+                        c.wgmma = 1;
+                        c.block_m = bm[i];
+                        c.warps = bm[i] / 16;
+                        c.block_n = bn[j];
+                        c.stages = st;
+                        c.min_blocks = mb;
+                        n = add(s, &c, smem_limit, block_q, block_k, out, n, max);
+                    }
+    }
+    if (path != FG_PATH_WGMMA) {
+        static const int bn[] = {16, 32, 64, 128};
+        for (int w = 4; w <= 8; w += 4)
+            for (int mt = 1; mt <= 2; ++mt)
+                for (int j = 0; j < 4; ++j)
+                    for (int st = 1; st <= 3; ++st)
+                        for (int qr = 0; qr <= 1; ++qr)
+                            for (int mb = 1; mb <= 2; ++mb) {
+                                memset(&c, 0, sizeof c);
+                                c.wgmma = 0;
+                                c.warps = w;
+                                c.block_m = 16 * mt * w;
+                                c.block_n = bn[j];
+                                c.stages = st;
+                                c.q_in_regs = qr;
+                                c.min_blocks = mb;
+                                n = add(s, &c, smem_limit, block_q, block_k, out, n, max);
+                            }
+    }
+    return n;
+}

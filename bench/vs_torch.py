@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""flashgen against PyTorch SDPA (FlashAttention-2 and cuDNN backends) and
+FlexAttention (torch.compile), forward, on the ../shared/BENCHMARK.md grid,
+in one process on one GPU.
+
+Shapes: 16384 tokens (batch = 16384 / seqlen), model width 2048 (heads =
+2048 / hdim).  FLOPs = 4 * batch * heads * seqlen^2 * hdim, halved for
+causal.  Every implementation is timed the same way: one warm-up call (it
+also compiles: flashgen's NVRTC kernel, Flex's torch.compile graph), then
+triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") (CUDA
+events, L2 cleared before each repeat).  Inputs: random normal; flashgen gets
+[b, s, h, d] tensors (its native layout), the peers [b, h, s, d] tensors
+(theirs) holding the same values.  Causal is top-left = bottom-right here
+(square shapes): SDPA is_causal, Flex a causal mask_mod through
+create_block_mask.
+
+Before a shape is timed, flashgen's output is compared with SDPA's (FA2
+backend, else cuDNN, else the default) on the same inputs: relative L2
+error <= 1e-2 (bf16) / 2e-3 (fp16) and no NaN.  A wrong result is reported
+and not timed.  A peer that fails on a shape is recorded as n/a.
+
+Prints a table (TFLOP/s and flashgen / peer) as it goes, and rewrites
+OUT/results.csv and OUT/results.json after each shape (so a run cut short
+keeps what it measured); at the end draws OUT/tflops_<dtype>.png: one panel
+per head dim x causal, grouped bars per seqlen, as in the FlashAttention
+README.  --replot OUT redraws the charts from OUT/results.json.
+
+  python3 bench/vs_torch.py --out out/bench [--dtypes bf16,fp16] [--quick]
+"""
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMPLS = [("flashgen", "flashgen"), ("fa2", "SDPA FA2"), ("cudnn", "SDPA cuDNN"), ("flex", "FlexAttention")]
+PEERS = ["fa2", "cudnn", "flex"]
+FULL_SEQLENS = "512,1024,2048,4096,8192,16384"
+QUICK_SEQLENS = "1024,4096,16384"  # the seqlens BENCHMARK.md gives Flex figures for
+
+
+def int_list(s):
+    try:
+        v = [int(x) for x in s.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {s!r}")
+    if not v or min(v) <= 0:
+        raise argparse.ArgumentTypeError(f"need positive integers: {s!r}")
+    return v
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="out/bench", help="folder for results.csv, results.json, tflops_*.png")
+    ap.add_argument("--hdims", type=int_list, default=[64, 128, 256], help="head dims (64,128,256)")
+    ap.add_argument("--seqlens", type=int_list, default=None, help=f"sequence lengths ({FULL_SEQLENS})")
+    ap.add_argument("--dtypes", default="bf16", help="bf16, fp16 or bf16,fp16 (bf16)")
+    ap.add_argument("--causal", default="both", choices=["both", "0", "1"], help="(both)")
+    ap.add_argument("--peers", default=",".join(PEERS), help=f"peers to run ({','.join(PEERS)})")
+    ap.add_argument("--flex-seqlens", type=int_list, default=None,
+                    help="time Flex only at these seqlens (default: all); each new shape costs Flex a compile")
+    ap.add_argument("--quick", action="store_true", help=f"seqlens {QUICK_SEQLENS} unless --seqlens is given")
+    ap.add_argument("--replot", metavar="DIR", help="only redraw the charts from DIR/results.json")
+    a = ap.parse_args(argv)
+    if a.replot:
+        return a
+    a.seqlens = a.seqlens or int_list(QUICK_SEQLENS if a.quick else FULL_SEQLENS)
+    a.dtypes = a.dtypes.split(",")
+    a.peers = [p for p in a.peers.split(",") if p]
+    for d in a.dtypes:
+        if d not in ("bf16", "fp16"):
+            ap.error(f"--dtypes: {d!r} is not bf16 or fp16")
+    for p in a.peers:
+        if p not in PEERS:
+            ap.error(f"--peers: {p!r} is not one of {','.join(PEERS)}")
+    for d in a.hdims:
+        if 2048 % d:
+            ap.error(f"--hdims: {d} does not divide the model width 2048")
+    for s in a.seqlens:
+        if 16384 % s:
+            ap.error(f"--seqlens: {s} does not divide 16384 tokens")
+    return a
+
+
+class Runner:
+    """The implementations on one shape; each returns o in [b, s, h, d]."""
+
+    def __init__(self, torch, peers):
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        sys.path.insert(0, os.path.join(HERE, "..", "python"))
+        import flashgen
+        self.torch, self.F, self.SDPBackend, self.sdpa_kernel, self.flashgen = torch, F, SDPBackend, sdpa_kernel, flashgen
+        self.flex = self.block_masks = None
+        if "flex" in peers:
+            try:
+                from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+            except ImportError as e:
+                print(f"FlexAttention unavailable: {e}", file=sys.stderr)
+            else:
+                cfg = torch._dynamo.config
+                # one graph per shape: the default limit (8) would fall back to eager after 8 shapes
+                for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit",
+                             "accumulated_recompile_limit"):
+                    if hasattr(cfg, name):
+                        setattr(cfg, name, 4096)
+                self.flex = torch.compile(flex_attention, dynamic=False)
+                self.create_block_mask = create_block_mask
+
+    def set_shape(self, q, k, v, causal):
+        """q, k, v: [b, s, h, d] contiguous; the peers get [b, h, s, d] copies."""
+        t = self.torch
+        self.q, self.k, self.v, self.causal = q, k, v, causal
+        self.qh, self.kh, self.vh = (x.transpose(1, 2).contiguous() for x in (q, k, v))
+        self.out = t.empty_like(q)
+        self.bm = None
+        if self.flex is not None and causal:
+            s = q.shape[1]
+            self.bm = self.create_block_mask(lambda b, h, i, j: i >= j, None, None, s, s, device=q.device)
+
+    def fn(self, impl):
+        F = self.F
+        if impl == "flashgen":
+            return lambda: self.flashgen.attention(self.q, self.k, self.v, causal=self.causal and "top_left",
+                                                   out=self.out)
+        if impl in ("fa2", "cudnn"):
+            be = self.SDPBackend.FLASH_ATTENTION if impl == "fa2" else self.SDPBackend.CUDNN_ATTENTION
+
+            def sdpa():
+                with self.sdpa_kernel(be):
+                    return F.scaled_dot_product_attention(self.qh, self.kh, self.vh, is_causal=self.causal)
+            return sdpa
+        if impl == "flex":
+            if self.flex is None:
+                raise RuntimeError("FlexAttention is not available in this torch")
+            return lambda: self.flex(self.qh, self.kh, self.vh, block_mask=self.bm)
+        raise ValueError(impl)
+
+    def reference(self):
+        """SDPA's output in [b, s, h, d] and the backend that gave it."""
+        for name, be in (("fa2", self.SDPBackend.FLASH_ATTENTION), ("cudnn", self.SDPBackend.CUDNN_ATTENTION),
+                         ("sdpa", None)):
+            try:
+                if be is None:
+                    o = self.F.scaled_dot_product_attention(self.qh, self.kh, self.vh, is_causal=self.causal)
+                else:
+                    with self.sdpa_kernel(be):
+                        o = self.F.scaled_dot_product_attention(self.qh, self.kh, self.vh, is_causal=self.causal)
+                return o.transpose(1, 2), name
+            except RuntimeError:
+                continue
+        raise RuntimeError("no SDPA backend ran this shape")
+
+
+def check(torch, o, ref, dtype):
+    """(ok, rel L2 error, message)."""
+    o64, r64 = o.double(), ref.double()
+    nan = int(torch.isnan(o64).sum())
+    rel = float((o64 - r64).norm() / r64.norm().clamp_min(1e-30))
+    tol = 1e-2 if dtype == "bf16" else 2e-3
+    if nan:
+        return False, rel, f"{nan} NaN in the output"
+    if not rel <= tol:
+        return False, rel, f"rel L2 {rel:.3g} > {tol}"
+    return True, rel, ""
+
+
+def fmt(x, spec):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+COLS = ["dtype", "hdim", "causal", "seqlen", "batch", "heads", "check", "rel_l2"] + \
+       [f"{i}_ms" for i, _ in IMPLS] + [f"{i}_tflops" for i, _ in IMPLS] + [f"fg/{p}" for p in PEERS]
+
+
+def write(out, meta, rows):
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in COLS})
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+def print_header():
+    print(f"{'dtype':5s} {'hdim':>4s} {'causal':>6s} {'seqlen':>6s} | {'flashgen':>8s} {'FA2':>7s} {'cuDNN':>7s} "
+          f"{'Flex':>7s} | {'fg/FA2':>6s} {'fg/cuDNN':>8s} {'fg/Flex':>7s}   TFLOP/s", flush=True)
+
+
+def print_row(r):
+    t = [fmt(r.get(f"{i}_tflops"), ".1f") for i, _ in IMPLS]
+    q = [fmt(r.get(f"fg/{p}"), ".2f") for p in PEERS]
+    line = (f"{r['dtype']:5s} {r['hdim']:4d} {'yes' if r['causal'] else 'no':>6s} {r['seqlen']:6d} | "
+            f"{t[0]:>8s} {t[1]:>7s} {t[2]:>7s} {t[3]:>7s} | {q[0]:>6s} {q[1]:>8s} {q[2]:>7s}")
+    if r["check"] != "ok":
+        line += f"   flashgen WRONG: {r['check']}"
+    print(line, flush=True)
+
+
+def run(a):
+    import torch
+    from triton.testing import do_bench
+    os.makedirs(a.out, exist_ok=True)
+    torch.manual_seed(0)
+    runner = Runner(torch, a.peers)
+    meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
+            "flashgen_library": runner.flashgen.library_path(),
+            "timing": "triton.testing.do_bench(warmup=25, rep=100, return_mode='median') after one warm-up call",
+            "flops": "4*b*h*s*s*d, halved for causal", "peers": a.peers}
+    try:
+        import triton
+        meta["triton"] = triton.__version__
+    except Exception:
+        pass
+    print(f"GPU: {meta['gpu']}  torch {meta['torch']}  CUDA {meta['cuda']}  cuDNN {meta['cudnn']}\n"
+          f"flashgen: {meta['flashgen_library']}", flush=True)
+    print_header()
+    rows = []
+    t0 = time.time()
+    for dtn in a.dtypes:
+        dt = torch.bfloat16 if dtn == "bf16" else torch.float16
+        for d in a.hdims:
+            for causal in ([False, True] if a.causal == "both" else [a.causal == "1"]):
+                for s in a.seqlens:
+                    b, h = 16384 // s, 2048 // d
+                    q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dt) for _ in range(3))
+                    runner.set_shape(q, k, v, causal)
+                    flops = 4 * b * h * s * s * d * (0.5 if causal else 1.0)
+                    r = {"dtype": dtn, "hdim": d, "causal": int(causal), "seqlen": s, "batch": b, "heads": h}
+                    o = ref = None
+                    try:
+                        o = runner.fn("flashgen")()  # also compiles the kernel
+                        ref, _ = runner.reference()
+                        ok, rel, msg = check(torch, o, ref, dtn)
+                        r["rel_l2"] = f"{rel:.3e}"
+                        r["check"] = "ok" if ok else msg
+                    except Exception as e:
+                        r["check"] = f"{type(e).__name__}: {e}".replace("\n", " ")
+                    for impl, _ in IMPLS:
+                        if impl != "flashgen" and impl not in a.peers:
+                            continue
+                        if impl == "flex" and a.flex_seqlens and s not in a.flex_seqlens:
+                            continue
+                        if impl == "flashgen" and r["check"] != "ok":
+                            continue  # a wrong result is reported, not timed
+                        try:
+                            fn = runner.fn(impl)
+                            fn()  # warm-up; compiles Flex's graph for this shape
+                            ms = do_bench(fn, warmup=25, rep=100, return_mode="median")
+                        except Exception as e:  # a backend may refuse a shape
+                            print(f"  {impl} d={d} causal={int(causal)} s={s}: {type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr, flush=True)
+                            continue
+                        r[f"{impl}_ms"] = round(ms, 5)
+                        r[f"{impl}_tflops"] = round(flops / (ms * 1e-3) / 1e12, 2)
+                    for p in PEERS:
+                        fg, pv = r.get("flashgen_tflops"), r.get(f"{p}_tflops")
+                        r[f"fg/{p}"] = round(fg / pv, 3) if fg and pv else None
+                    rows.append(r)
+                    print_row(r)
+                    write(a.out, meta, rows)
+                    del q, k, v, o, ref
+    meta["seconds"] = round(time.time() - t0, 1)
+    write(a.out, meta, rows)
+    wrong = [r for r in rows if r["check"] != "ok"]
+    print(f"{len(rows)} shapes in {meta['seconds']} s; flashgen wrong on {len(wrong)}; results in {a.out}")
+    plot(a.out)
+    return 1 if wrong else 0
+
+
+def plot(out):
+    """OUT/tflops_<dtype>.png from OUT/results.json."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no charts", file=sys.stderr)
+        return
+    with open(os.path.join(out, "results.json")) as f:
+        data = json.load(f)
+    meta, rows = data["meta"], data["rows"]
+    colors = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "#ff7f0e"}
+    for dtn in sorted({r["dtype"] for r in rows}):
+        rs = [r for r in rows if r["dtype"] == dtn]
+        hdims = sorted({r["hdim"] for r in rs})
+        causals = sorted({r["causal"] for r in rs})
+        impls = [(i, n) for i, n in IMPLS if any(r.get(f"{i}_tflops") for r in rs)]
+        fig, axes = plt.subplots(len(hdims), len(causals), figsize=(6.5 * len(causals), 3.6 * len(hdims)),
+                                 squeeze=False)
+        for yi, d in enumerate(hdims):
+            for xi, c in enumerate(causals):
+                ax = axes[yi][xi]
+                cell = sorted((r for r in rs if r["hdim"] == d and r["causal"] == c), key=lambda r: r["seqlen"])
+                w = 0.8 / max(len(impls), 1)
+                for j, (impl, label) in enumerate(impls):
+                    xs = [i + (j - (len(impls) - 1) / 2) * w for i in range(len(cell))]
+                    ys = [r.get(f"{impl}_tflops") or 0 for r in cell]
+                    bars = ax.bar(xs, ys, w, label=label, color=colors[impl])
+                    for bar, y in zip(bars, ys):
+                        if y:
+                            ax.text(bar.get_x() + bar.get_width() / 2, y, f"{y:.0f}", ha="center", va="bottom",
+                                    fontsize=6)
+                ax.set_xticks(range(len(cell)))
+                ax.set_xticklabels([str(r["seqlen"]) for r in cell])
+                ax.set_title(f"head dim {d}, {'causal' if c else 'non-causal'}", fontsize=10)
+                ax.set_xlabel("sequence length", fontsize=8)
+                ax.set_ylabel("TFLOP/s", fontsize=8)
+                ax.tick_params(labelsize=8)
+                ymax = max([r.get(f"{i}_tflops") or 0 for r in cell for i, _ in impls] + [1])
+                ax.set_ylim(0, ymax * 1.15)
+                if yi == 0 and xi == 0:
+                    ax.legend(fontsize=8, loc="upper left")
+        fig.suptitle(f"Attention forward, {dtn}, {meta.get('gpu', '?')}, {meta.get('date', '?')[:10]} "
+                     f"(torch {meta.get('torch', '?')})", fontsize=11)
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
+        path = os.path.join(out, f"tflops_{dtn}.png")
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        print(f"chart: {path}")
+
+
+def main(argv=None):
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    if a.replot:
+        plot(a.replot)
+        return 0
+    return run(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+/* store.h: the persistent store, one SQLite file.
+ *
+ * Two kinds of rows, both tagged with the GPU identity they came from
+ * (fg_store_identity: device name, compute capability, SM count, driver,
+ * NVRTC version, template hash).  A row of another identity is never used.
+ *   kernels:  variant key -> cubin (with an FNV-1a checksum), entry name,
+ *             threads, shared memory, ptxas stats, NVRTC log, compile time
+ *   tunings:  (spec, shape bucket) -> the chosen configuration, its time, the
+ *             heuristic's time, and every candidate's time (tuning_candidates)
+ *
+ * The file: $FLASHGEN_CACHE, else $XDG_CACHE_HOME/flashgen/cache.db, else
+ * ~/.cache/flashgen/cache.db; "off" or ":memory:" keeps it in memory.
+ * WAL journal, a busy timeout, every write in one transaction, prepared
+ * statements kept open.  A location that cannot be written falls back to an
+ * in-memory store with one warning.  A file that SQLite reports corrupt (at
+ * open or on any later statement) is renamed aside with a warning and
+ * rebuilt empty; a cubin whose checksum does not match is dropped.  Schema
+ * changes are migrations numbered by PRAGMA user_version.
+ *
+ * All functions are thread-safe (one mutex per store). */
+#ifndef FG_STORE_H
+#define FG_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gen/error.h"
+#include "gen/spec.h"
+#include "runtime/compile.h"
+
+#define FG_STORE_SCHEMA_VERSION 2
+
+typedef struct fg_store fg_store;
+
+/* Warnings (corrupt file moved aside, fallback to memory) go here; the
+ * default prints "flashgen: warning: ..." to stderr. */
+typedef void (*fg_store_warn_fn)(const char *msg, void *ud);
+
+/* Opens (creating, migrating) the store at path; NULL means the default
+ * location above.  Fails only for out of memory: any other problem ends in
+ * a working in-memory store and a warning. */
+fg_status fg_store_open(const char *path, fg_store_warn_fn warn, void *warn_ud, fg_store **out, fg_error *err);
+/* Opens an existing file only as it is (no fallback, no move-aside); for
+ * the CLI's read-only commands and for import.  FG_ERR_CACHE on any problem. */
+fg_status fg_store_open_strict(const char *path, int readonly, fg_store **out, fg_error *err);
+void fg_store_close(fg_store *s);
+/* The file in use, or ":memory:". */
+const char *fg_store_path(const fg_store *s);
+int fg_store_in_memory(const fg_store *s);
+/* The default file location (for --help texts); buf gets "" if unknown. */
+void fg_store_default_path(char *buf, size_t n);
+
+/* ---- kernels ------------------------------------------------------------ */
+typedef struct fg_stored_kernel {
+    void *cubin;
+    size_t cubin_size;
+    char entry[64];
+    int threads, smem_bytes;
+    fg_kernel_stats stats;
+    char *log; /* may be NULL */
+} fg_stored_kernel;
+
+/* *found = 0 on a miss (or a checksum mismatch, which also deletes the row). */
+fg_status fg_store_get_kernel(fg_store *s, const char *gpu, const char *key, fg_stored_kernel *out, int *found,
+                              fg_error *err);
+fg_status fg_store_put_kernel(fg_store *s, const char *gpu, const char *key, const fg_stored_kernel *k, fg_error *err);
+fg_status fg_store_evict_kernel(fg_store *s, const char *gpu, const char *key, fg_error *err);
+void fg_stored_kernel_free(fg_stored_kernel *k);
+
+/* ---- tunings ------------------------------------------------------------ */
+typedef struct fg_tune_row {
+    char config[192];  /* fg_config_format text */
+    double ms;         /* median time; < 0 when it failed */
+    char note[96];     /* why it failed / was pruned ("" when timed) */
+} fg_tune_row;
+
+typedef struct fg_tuning {
+    char config[192];
+    double ms, heuristic_ms;
+    char shape[64];    /* the shape it was timed on: "b8 h16 sq2048 sk2048" */
+    int64_t created;
+} fg_tuning;
+
+fg_status fg_store_get_tuning(fg_store *s, const char *gpu, const char *spec, const char *bucket, fg_tuning *out,
+                              int *found, fg_error *err);
+/* Stores a winner and every candidate's row in one transaction.  An existing
+ * winner that is faster than w->ms is kept (never replaced by a slower one);
+ * *kept tells which happened (may be NULL). */
+fg_status fg_store_put_tuning(fg_store *s, const char *gpu, const char *spec, const char *bucket, const fg_tuning *w,
+                              const fg_tune_row *rows, int nrows, int *kept, fg_error *err);
+
+/* ---- maintenance (flashgen cache ...) ------------------------------------ */
+typedef struct fg_store_summary {
+    char gpu[256];
+    int kernels, tunings;
+    int64_t cubin_bytes;
+} fg_store_summary;
+/* One summary per identity, into out[max]; returns the count via *n. */
+fg_status fg_store_summarise(fg_store *s, fg_store_summary *out, int max, int *n, fg_error *err);
+/* Calls fn for every tuning row (gpu filter may be NULL). */
+typedef void (*fg_store_tuning_fn)(const char *gpu, const char *spec, const char *bucket, const fg_tuning *t, void *ud);
+fg_status fg_store_each_tuning(fg_store *s, const char *gpu, fg_store_tuning_fn fn, void *ud, fg_error *err);
+/* Candidate rows of one (gpu, spec, bucket), fastest first. */
+typedef void (*fg_store_row_fn)(const fg_tune_row *r, void *ud);
+fg_status fg_store_each_candidate(fg_store *s, const char *gpu, const char *spec, const char *bucket,
+                                  fg_store_row_fn fn, void *ud, fg_error *err);
+/* Writes a consistent copy of the whole store to file (must not exist). */
+fg_status fg_store_export(fg_store *s, const char *file, fg_error *err);
+typedef struct fg_import_stats {
+    int kernels_added, kernels_present;
+    int tunings_added, tunings_improved, tunings_kept;
+} fg_import_stats;
+/* Merges file into s: new kernels are added; a tuning replaces ours only
+ * when it is faster.  file is opened read-only and checked first
+ * (PRAGMA integrity_check, schema version). */
+fg_status fg_store_import(fg_store *s, const char *file, fg_import_stats *st, fg_error *err);
+/* Deletes rows whose identity does not end with keep_suffix ("|nvrtc=..|tpl=..":
+ * made by another build, never usable by this one; NULL keeps all) and
+ * kernels not used for older_than_s seconds (< 0: no age limit); then
+ * VACUUM.  *deleted counts rows. */
+fg_status fg_store_prune(fg_store *s, const char *keep_suffix, int64_t older_than_s, int *deleted, fg_error *err);
+fg_status fg_store_clear(fg_store *s, fg_error *err);
+/* PRAGMA integrity_check: FG_OK or FG_ERR_CACHE with SQLite's report. */
+fg_status fg_store_check(fg_store *s, fg_error *err);
+/* 64-bit FNV-1a (the cubin checksum). */
+uint64_t fg_store_hash(const void *data, size_t n);
+#endif

@@ -1,0 +1,167 @@
+"""flashgen.attention: validation, descriptor, launch."""
+import ctypes as C
+import math
+
+import torch
+
+from . import _blockmask, _device, _lib
+
+_DTYPES = {torch.float16: _lib.FG_FP16, torch.bfloat16: _lib.FG_BF16}
+_CAUSAL = {False: _lib.FG_CAUSAL_NONE, None: _lib.FG_CAUSAL_NONE, "none": _lib.FG_CAUSAL_NONE,
+           "bottom_right": _lib.FG_CAUSAL_BOTTOM_RIGHT, "top_left": _lib.FG_CAUSAL_TOP_LEFT}
+
+
+def _causal_mode(causal, seqlen_q, seqlen_k):
+    if causal is True:
+        if seqlen_q != seqlen_k:
+            raise ValueError(f"causal=True is ambiguous when seqlen_q ({seqlen_q}) != seqlen_k ({seqlen_k}): pass "
+                             "causal='bottom_right' (FlashAttention's convention) or 'top_left' (PyTorch's is_causal)")
+        return _lib.FG_CAUSAL_TOP_LEFT  # the two conventions agree on square shapes
+    if isinstance(causal, (str, bool)) or causal is None:
+        if causal in _CAUSAL:
+            return _CAUSAL[causal]
+    raise ValueError(f"causal must be False, True, 'bottom_right' or 'top_left', not {causal!r}")
+
+
+def _check_inputs(q, k, v, layout):
+    """Shapes as (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim)."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, not {type(t).__name__}")
+    if q.dtype not in _DTYPES:
+        raise TypeError(f"q has dtype {q.dtype}; flashgen supports torch.float16 and torch.bfloat16")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all three must match")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D [batch, seqlen, heads, head_dim] (layout='bshd') or "
+                             f"[batch, heads, seqlen, head_dim] (layout='bhsd'); got shape {tuple(t.shape)}")
+    if layout not in ("bshd", "bhsd"):
+        raise ValueError(f"layout must be 'bshd' or 'bhsd', not {layout!r}")
+    bshd = lambda t: (t.shape[0], t.shape[1], t.shape[2], t.shape[3]) if layout == "bshd" else \
+        (t.shape[0], t.shape[2], t.shape[1], t.shape[3])
+    b, sq, hq, d = bshd(q)
+    bk, sk, hk, dk = bshd(k)
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape; got {tuple(k.shape)} and {tuple(v.shape)}")
+    if bk != b:
+        raise ValueError(f"q has batch {b} but k and v have {bk}")
+    if dk != d:
+        raise ValueError(f"q has head dim {d} but k and v have {dk}")
+    if hk == 0 or hq % hk:
+        raise ValueError(f"heads of q ({hq}) must be a multiple of the heads of k and v ({hk}) (GQA/MQA)")
+    if d < 8 or d > 256 or d % 8:
+        raise ValueError(f"head dim {d} is not supported: it must be a multiple of 8 in 8..256")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.stride(3) != 1 and t.shape[3] > 1:
+            raise ValueError(f"{name} must have a unit stride in its last (head_dim) dimension; its strides are "
+                             f"{t.stride()} (call .contiguous())")
+    return b, sq, sk, hq, hk, d
+
+
+def _check_device(q, k, v):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.device.type != "cuda":
+            raise ValueError(f"{name} is on {t.device}; flashgen runs on CUDA tensors")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k and v must be on one device; got {q.device}, {k.device}, {v.device}")
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise RuntimeError("flashgen computes the forward pass only (no autograd): call it under torch.no_grad() "
+                           "or pass detached tensors")
+
+
+def _check_out(out, q):
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, not {type(out).__name__}")
+    if out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
+        raise ValueError(f"out must match q: shape {tuple(q.shape)}, {q.dtype}, {q.device}; got shape "
+                         f"{tuple(out.shape)}, {out.dtype}, {out.device}")
+    if out.stride(3) != 1 and out.shape[3] > 1:
+        raise ValueError(f"out must have a unit stride in its last dimension; its strides are {out.stride()}")
+    return out
+
+
+def _strides(t, layout):
+    """(batch, head, row) element strides; a dimension of size 1 gets 0,
+    as its stride is never used."""
+    st, sh = (t.stride(0), t.stride(2 if layout == "bshd" else 1))
+    sr = t.stride(1 if layout == "bshd" else 2)
+    sizes = (t.shape[0], t.shape[2 if layout == "bshd" else 1], t.shape[1 if layout == "bshd" else 2])
+    return tuple(s if n > 1 else 0 for s, n in zip((st, sh, sr), sizes))
+
+
+def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None):
+    """Attention forward: softmax(q k^T * scale + mask) v.
+
+    q: [batch, seqlen_q, heads_q, head_dim]; k, v: [batch, seqlen_k,
+    heads_kv, head_dim] (layout='bshd', FlashAttention's), or [batch, heads,
+    seqlen, head_dim] with layout='bhsd' (SDPA's).  Any strides with a unit
+    last stride; batch/head/row strides multiples of 8 elements and 16-byte
+    aligned data (a plain tensor or a view like x.transpose(1, 2) is).
+    float16 or bfloat16 CUDA tensors on one device; fp32 accumulation.
+    heads_q must be a multiple of heads_kv (GQA/MQA); head_dim a multiple of
+    8 in 8..256.  Runs on the tensors' device, on its current stream.
+
+    causal: False; 'bottom_right' (key j visible from query i iff
+      j <= i + seqlen_k - seqlen_q, FlashAttention's convention);
+      'top_left' (j <= i, PyTorch's is_causal); True when seqlen_q ==
+      seqlen_k (where the two agree).
+    scale: softmax scale; None means 1/sqrt(head_dim).
+    block_mask: a FlexAttention BlockMask or a flashgen.BlockLayout.  Full
+      blocks are computed unmasked; partial blocks get only the causal mask
+      given by `causal` (flashgen has no mask_mod; see flashgen.BlockLayout).
+    return_lse: also return the log-sum-exp, fp32 [batch, heads_q, seqlen_q],
+      natural log.
+    layout: 'bshd' (default) or 'bhsd': how to read the four dimensions.
+    out: write o into this tensor (q's shape, dtype and device; unit last
+      stride; its rows must not overlap) instead of a new one.
+
+    Returns o in q's logical layout (a new contiguous tensor, or `out`), or
+    (o, lse).
+    A query row that sees no key gets o = 0 and lse = -inf.  Forward only.
+    Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
+    with the library's message, when the library fails.
+    """
+    b, sq, sk, hq, hk, d = _check_inputs(q, k, v, layout)
+    mode = _causal_mode(causal, sq, sk)
+    if scale is None:
+        scale = 0.0  # the library's default, 1/sqrt(head_dim)
+    else:
+        scale = float(scale)
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"scale must be positive and finite, not {scale}")
+    if block_mask is not None:
+        _blockmask.check(block_mask)
+    _check_device(q, k, v)
+    o = _check_out(out, q) if out is not None else torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
+    if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf
+        o.zero_()
+        if lse is not None:
+            lse.fill_(-math.inf)
+        return (o, lse) if return_lse else o
+
+    index = q.device.index if q.device.index is not None else torch.cuda.current_device()
+    desc = _lib.fg_attention_desc()
+    lib = _lib.load()
+    lib.fg_attention_desc_init(C.byref(desc), _DTYPES[q.dtype], d, b, hq, hk, sq, sk)
+    desc.q_strides[:] = _strides(q, layout)
+    desc.k_strides[:] = _strides(k, layout)
+    desc.v_strides[:] = _strides(v, layout)
+    desc.o_strides[:] = _strides(o, layout)
+    desc.softmax_scale = scale
+    desc.causal = mode
+    stream = torch.cuda.current_stream(q.device).cuda_stream
+    with _device.current(index):
+        ctx = _device.context(index)
+        launch = lambda: lib.fg_attention_forward(ctx, C.byref(desc), q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                                                  o.data_ptr(), lse.data_ptr() if lse is not None else None, stream)
+        if block_mask is None:
+            st = launch()
+        else:
+            with _blockmask.lock:
+                desc.layout = _blockmask.layout(block_mask, sq, sk, index)
+                st = launch()
+        _lib.check(ctx, "fg_attention_forward", st)
+    return (o, lse) if return_lse else o

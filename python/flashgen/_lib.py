@@ -1,0 +1,161 @@
+"""The shared library: where it is found, the C structs mirrored with ctypes,
+and the signatures of the calls the binding makes.
+
+Nothing here imports torch, so the struct mirror can be checked against
+include/flashgen.h (python/tests/test_abi.py) on a machine without it.
+"""
+import ctypes as C
+import os
+import sys
+import threading
+
+# fg_status, fg_dtype, fg_causal, fg_kernel_path (include/flashgen.h)
+FG_OK = 0
+FG_ERR_NO_DRIVER = 3
+FG_ERR_NO_DEVICE = 4
+FG_FP16, FG_BF16 = 0, 1
+FG_CAUSAL_NONE, FG_CAUSAL_BOTTOM_RIGHT, FG_CAUSAL_TOP_LEFT = 0, 1, 2
+FG_PATH_AUTO, FG_PATH_MMA, FG_PATH_WGMMA = 0, 1, 2
+
+
+class fg_block_layout_desc(C.Structure):
+    _fields_ = [
+        ("batch", C.c_int), ("heads", C.c_int),
+        ("num_q_blocks", C.c_int), ("num_kv_blocks", C.c_int),
+        ("block_q", C.c_int), ("block_k", C.c_int),
+        ("kv_num_blocks", C.POINTER(C.c_int32)),
+        ("kv_indices", C.POINTER(C.c_int32)),
+        ("full_kv_num_blocks", C.POINTER(C.c_int32)),
+        ("full_kv_indices", C.POINTER(C.c_int32)),
+    ]
+
+
+class fg_attention_desc(C.Structure):
+    _fields_ = [
+        ("dtype", C.c_int), ("head_dim", C.c_int),
+        ("batch", C.c_int), ("heads_q", C.c_int), ("heads_kv", C.c_int),
+        ("seqlen_q", C.c_int), ("seqlen_k", C.c_int),
+        ("q_strides", C.c_int64 * 3), ("k_strides", C.c_int64 * 3),
+        ("v_strides", C.c_int64 * 3), ("o_strides", C.c_int64 * 3),
+        ("softmax_scale", C.c_float),
+        ("causal", C.c_int),
+        ("layout", C.c_void_p),
+        ("block_m", C.c_int), ("block_n", C.c_int), ("warps", C.c_int), ("stages", C.c_int),
+        ("path", C.c_int),
+    ]
+
+
+class FlashgenError(RuntimeError):
+    """A call into the library failed.  .status is the fg_status code,
+    .status_name its name (FG_ERR_...), and the message is fg_errmsg's."""
+
+    def __init__(self, call, status, status_name, message):
+        self.call, self.status, self.status_name, self.message = call, status, status_name, message
+        super().__init__(f"{call}: {status_name}: {message}" if message else f"{call}: {status_name}")
+
+
+class LibraryNotFound(OSError):
+    """libflashgen.so was not found or did not load; the message lists every
+    place that was tried and why each failed."""
+
+
+_SONAMES = ("libflashgen.so", "libflashgen.so.0")
+
+
+def _candidates():
+    """(path, how it was chosen) in the order they are tried."""
+    env = os.environ.get("FLASHGEN_LIBRARY")
+    if env:
+        if os.path.isdir(env):
+            yield from ((os.path.join(env, n), "$FLASHGEN_LIBRARY") for n in _SONAMES)
+        else:
+            yield env, "$FLASHGEN_LIBRARY"
+        return  # an explicit choice is never silently replaced
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))  # python/flashgen -> repository root
+    yield os.path.join(repo, "build", "libflashgen.so"), "build tree"
+    prefixes = [os.environ.get("FLASHGEN_PREFIX"), sys.prefix, "/usr/local"]
+    if os.path.basename(os.path.dirname(here)) in ("site-packages", "dist-packages"):
+        # a package installed under PREFIX/lib/pythonX.Y/site-packages/flashgen
+        prefixes.append(os.path.normpath(os.path.join(here, "..", "..", "..", "..")))
+    seen = set()
+    for p in filter(None, prefixes):
+        for libdir in ("lib", "lib64", os.path.join("lib", "x86_64-linux-gnu")):
+            path = os.path.join(p, libdir, "libflashgen.so.0")
+            if path not in seen:
+                seen.add(path)
+                yield path, "install prefix"
+    yield "libflashgen.so.0", "dynamic linker search path (LD_LIBRARY_PATH, ldconfig)"
+
+
+def _declare(lib):
+    P = C.c_void_p
+    sigs = {
+        "fg_status_name": (C.c_char_p, [C.c_int]),
+        "fg_context_create": (C.c_int, [C.POINTER(P)]),
+        "fg_context_destroy": (None, [P]),
+        "fg_errmsg": (C.c_char_p, [P]),
+        "fg_block_layout_create": (C.c_int, [P, C.POINTER(fg_block_layout_desc), C.POINTER(P)]),
+        "fg_block_layout_destroy": (None, [P, P]),
+        "fg_attention_desc_init": (None, [C.POINTER(fg_attention_desc), C.c_int, C.c_int, C.c_int, C.c_int,
+                                          C.c_int, C.c_int, C.c_int]),
+        "fg_attention_forward": (C.c_int, [P, C.POINTER(fg_attention_desc), P, P, P, P, P, P]),
+        "fg_attention_prepare": (C.c_int, [P, C.POINTER(fg_attention_desc)]),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+    return lib
+
+
+_lib = None
+_lib_path = None
+_lock = threading.Lock()
+
+
+def load():
+    """The loaded library (loaded on first use).  Raises LibraryNotFound."""
+    global _lib, _lib_path
+    with _lock:
+        if _lib is None:
+            tried = []
+            for path, how in _candidates():
+                if os.sep in path and not os.path.exists(path):
+                    tried.append(f"  {path} ({how}): no such file")
+                    continue
+                try:
+                    lib = C.CDLL(path)
+                except OSError as e:
+                    tried.append(f"  {path} ({how}): {e}")
+                    continue
+                try:
+                    _lib = _declare(lib)
+                except AttributeError as e:
+                    tried.append(f"  {path} ({how}): not a flashgen library: {e}")
+                    continue
+                _lib_path = path
+                break
+            if _lib is None:
+                raise LibraryNotFound(
+                    "libflashgen.so not found; tried:\n" + "\n".join(tried) +
+                    "\nBuild it (cmake -S . -B build && cmake --build build) or set FLASHGEN_LIBRARY "
+                    "to the library file or its folder.")
+        return _lib
+
+
+def library_path():
+    """The path the library was loaded from (loads it if needed)."""
+    load()
+    return _lib_path
+
+
+def status_name(status):
+    return load().fg_status_name(status).decode()
+
+
+def check(ctx, call, status):
+    """Raises FlashgenError with fg_errmsg(ctx) when status is not FG_OK."""
+    if status != FG_OK:
+        lib = load()
+        msg = lib.fg_errmsg(ctx).decode(errors="replace")
+        raise FlashgenError(call, status, status_name(status), msg)

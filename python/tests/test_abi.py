@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The ctypes mirror of include/flashgen.h must match the C compiler's view:
+sizeof and every field's offset and size of fg_attention_desc and
+fg_block_layout_desc, and the enum values the binding uses.  A C program
+generated from the ctypes field lists is compiled against the header and
+prints what the compiler sees; a renamed field fails to compile, an added
+or reordered one changes a size or an offset.  Needs a C compiler, not
+torch or a GPU.
+
+  python3 python/tests/test_abi.py [--cc CC] [--include DIR]
+"""
+import argparse
+import ctypes as C
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# _lib.py alone: the package's __init__ imports torch, which this test does not need
+_spec = importlib.util.spec_from_file_location("flashgen_lib", os.path.join(HERE, "..", "flashgen", "_lib.py"))
+_lib = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_lib)
+
+STRUCTS = (_lib.fg_attention_desc, _lib.fg_block_layout_desc)
+ENUMS = ("FG_OK", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE", "FG_FP16", "FG_BF16", "FG_CAUSAL_NONE",
+         "FG_CAUSAL_BOTTOM_RIGHT", "FG_CAUSAL_TOP_LEFT", "FG_PATH_AUTO", "FG_PATH_MMA", "FG_PATH_WGMMA")
+
+
+def c_program():
+    lines = ["#include <stddef.h>", "#include <stdio.h>", "#include <flashgen.h>", "int main(void) {"]
+    for s in STRUCTS:
+        n = s.__name__
+        lines.append(f'    printf("{n} sizeof %zu\\n", sizeof({n}));')
+        for f, _ in s._fields_:
+            lines.append(f'    printf("{n}.{f} offset %zu\\n", offsetof({n}, {f}));')
+            lines.append(f'    printf("{n}.{f} size %zu\\n", sizeof((({n} *)0)->{f}));')
+    for e in ENUMS:
+        lines.append(f'    printf("{e} value %d\\n", (int){e});')
+    lines += ["    return 0;", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def python_view():
+    v = {}
+    for s in STRUCTS:
+        n = s.__name__
+        v[f"{n} sizeof"] = C.sizeof(s)
+        for f, _ in s._fields_:
+            v[f"{n}.{f} offset"] = getattr(s, f).offset
+            v[f"{n}.{f} size"] = getattr(s, f).size
+    for e in ENUMS:
+        v[f"{e} value"] = getattr(_lib, e)
+    return v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    ap.add_argument("--include", default=os.path.join(HERE, "..", "..", "include"))
+    args = ap.parse_args()
+    if not shutil.which(args.cc):
+        print(f"test_abi: skipped: no C compiler ({args.cc})")
+        return 77
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = os.path.join(tmp, "abi.c"), os.path.join(tmp, "abi")
+        with open(src, "w") as f:
+            f.write(c_program())
+        r = subprocess.run([args.cc, "-std=c11", "-I", args.include, src, "-o", exe], capture_output=True, text=True)
+        if r.returncode:
+            print("test_abi: the ctypes mirror names a field or constant the header does not have:\n" + r.stderr)
+            print("0 passed, 1 failed")
+            return 1
+        out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
+    c_view = {}
+    for line in out.splitlines():
+        key, _, val = line.rpartition(" ")
+        c_view[key] = int(val)
+    py = python_view()
+    bad = [f"  {k}: C {c_view.get(k)}, ctypes {py[k]}" for k in py if c_view.get(k) != py[k]]
+    if bad:
+        print("test_abi: python/flashgen/_lib.py does not match include/flashgen.h:\n" + "\n".join(bad))
+    print(f"{len(py) - len(bad)} passed, {len(bad)} failed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""The Python binding without a GPU: the library is found (and a missing one
+is reported with every place tried), inputs are rejected with clear
+exceptions before any device work, a library failure (FG_ERR_NO_DRIVER on
+a machine without a driver) surfaces as FlashgenError with the library's
+message, and BlockMask tensors are cut and padded to flashgen's layout.
+Skipped (exit 77) when torch is not installed.
+
+  python3 python/tests/test_binding_cpu.py
+"""
+import ctypes as C
+import os
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+try:
+    import torch
+except ImportError:
+    print("test_binding_cpu: skipped: torch is not installed")
+    sys.exit(77)
+import flashgen  # noqa: E402
+from flashgen import _attention, _blockmask, _lib  # noqa: E402
+
+
+class Library(unittest.TestCase):
+    def test_found(self):
+        self.assertTrue(os.path.exists(flashgen.library_path()) or "/" not in flashgen.library_path())
+
+    def test_missing_is_explained(self):
+        env = dict(os.environ, FLASHGEN_LIBRARY="/nonexistent/libflashgen.so")
+        code = "import flashgen\ntry:\n    flashgen.library_path()\nexcept flashgen.LibraryNotFound as e:\n    print(e)\n"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             cwd=os.path.join(HERE, "..")).stdout
+        self.assertIn("/nonexistent/libflashgen.so ($FLASHGEN_LIBRARY): no such file", out)
+        self.assertIn("set FLASHGEN_LIBRARY", out)
+
+    def test_library_error_carries_message(self):
+        lib = _lib.load()
+        ctx = C.c_void_p()
+        self.assertEqual(lib.fg_context_create(C.byref(ctx)), _lib.FG_OK)
+        try:
+            d = _lib.fg_attention_desc()
+            lib.fg_attention_desc_init(C.byref(d), _lib.FG_BF16, 128, 1, 1, 1, 16, 16)
+            st = lib.fg_attention_prepare(ctx, C.byref(d))
+            if st == _lib.FG_OK:
+                self.skipTest("a GPU is present: the no-driver path is not reachable")
+            with self.assertRaises(flashgen.FlashgenError) as cm:
+                _lib.check(ctx, "fg_attention_prepare", st)
+            self.assertIn(cm.exception.status_name, ("FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE"))
+            self.assertIn("fg_attention_prepare: FG_ERR_NO_D", str(cm.exception))
+            if st == _lib.FG_ERR_NO_DRIVER:
+                self.assertIn("libcuda", cm.exception.message)
+        finally:
+            lib.fg_context_destroy(ctx)
+
+
+def t(*shape, dtype=torch.bfloat16):
+    return torch.zeros(*shape, dtype=dtype)
+
+
+class Validation(unittest.TestCase):
+    def raises(self, exc, text, *args, **kw):
+        with self.assertRaises(exc) as cm:
+            flashgen.attention(*args, **kw)
+        self.assertIn(text, str(cm.exception))
+
+    def test_dtype(self):
+        self.raises(TypeError, "torch.float32", t(1, 8, 2, 64, dtype=torch.float32), t(1, 8, 2, 64), t(1, 8, 2, 64))
+        self.raises(TypeError, "k has dtype torch.float16", t(1, 8, 2, 64), t(1, 8, 2, 64, dtype=torch.float16),
+                    t(1, 8, 2, 64))
+        self.raises(TypeError, "torch.Tensor", [1], t(1, 8, 2, 64), t(1, 8, 2, 64))
+
+    def test_shapes(self):
+        self.raises(ValueError, "4-D", t(8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 64))
+        self.raises(ValueError, "same shape", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 9, 2, 64))
+        self.raises(ValueError, "batch", t(2, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 64))
+        self.raises(ValueError, "head dim 64 but k and v have 32", t(1, 8, 2, 64), t(1, 8, 2, 32), t(1, 8, 2, 32))
+        self.raises(ValueError, "layout must be", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 64), layout="sbhd")
+
+    def test_heads_ratio(self):
+        self.raises(ValueError, "multiple of the heads", t(1, 8, 6, 64), t(1, 8, 4, 64), t(1, 8, 4, 64))
+        # bhsd reads heads from dim 1
+        self.raises(ValueError, "multiple of the heads", t(1, 6, 8, 64), t(1, 4, 8, 64), t(1, 4, 8, 64), layout="bhsd")
+
+    def test_head_dim(self):
+        self.raises(ValueError, "head dim 12", t(1, 8, 2, 12), t(1, 8, 2, 12), t(1, 8, 2, 12))
+        self.raises(ValueError, "head dim 264", t(1, 8, 2, 264), t(1, 8, 2, 264), t(1, 8, 2, 264))
+
+    def test_last_stride(self):
+        q = t(1, 8, 2, 128)[..., ::2]
+        self.raises(ValueError, "unit stride", q, t(1, 8, 2, 64), t(1, 8, 2, 64))
+
+    def test_causal_and_scale(self):
+        x = t(1, 8, 2, 64)
+        self.raises(ValueError, "causal must be", x, x, x, causal="lower")
+        self.raises(ValueError, "ambiguous", x, t(1, 9, 2, 64), t(1, 9, 2, 64), causal=True)
+        self.raises(ValueError, "scale must be positive", x, x, x, scale=-1.0)
+        self.raises(ValueError, "scale must be positive", x, x, x, scale=float("inf"))
+
+    def test_device(self):
+        x = t(1, 8, 2, 64)
+        self.raises(ValueError, "flashgen runs on CUDA tensors", x, x, x)
+        self.raises(ValueError, "flashgen runs on CUDA tensors", x, x, x, causal=True)
+
+    def test_causal_modes(self):
+        m = _attention._causal_mode
+        self.assertEqual(m(False, 5, 7), _lib.FG_CAUSAL_NONE)
+        self.assertEqual(m("bottom_right", 5, 7), _lib.FG_CAUSAL_BOTTOM_RIGHT)
+        self.assertEqual(m("top_left", 5, 7), _lib.FG_CAUSAL_TOP_LEFT)
+        self.assertEqual(m(True, 7, 7), _lib.FG_CAUSAL_TOP_LEFT)
+
+    def test_strides(self):
+        x = torch.zeros(2, 16, 4, 64)  # bshd contiguous
+        self.assertEqual(_attention._strides(x, "bshd"), (16 * 4 * 64, 64, 4 * 64))
+        self.assertEqual(_attention._strides(x.transpose(1, 2), "bhsd"), (16 * 4 * 64, 64, 4 * 64))
+        y = torch.zeros(1, 4, 16, 64)  # bhsd contiguous, batch 1: its stride is never used
+        self.assertEqual(_attention._strides(y, "bhsd"), (0, 16 * 64, 64))
+
+
+def dense_blocks(num, idx, nk):
+    """[B, H, Q, nk] bool: the blocks a (num, idx) pair lists."""
+    out = torch.zeros(*num.shape, nk, dtype=torch.bool)
+    for r in range(num.numel()):
+        b, h, q = torch.unravel_index(torch.tensor(r), num.shape)
+        for i in range(int(num[b, h, q])):
+            out[b, h, q, int(idx[b, h, q, i])] = True
+    return out
+
+
+class BlockMasks(unittest.TestCase):
+    def test_fit_cuts_and_pads(self):
+        num = torch.tensor([[[2, 3, 1]]], dtype=torch.int32)
+        idx = torch.tensor([[[[1, 0, 9], [4, 2, 0], [3, 9, 9]]]], dtype=torch.int32)
+        # 2 query blocks, 4 key blocks: row 2 is dropped, block 4 is past the keys, width padded 3 -> 4
+        n, i = _blockmask._fit(num, idx, 2, 4, "kv")
+        self.assertEqual(n.tolist(), [[[2, 2]]])
+        self.assertEqual(i.shape, (1, 1, 2, 4))
+        self.assertEqual(i[0, 0, 0, :2].tolist(), [1, 0])
+        self.assertEqual(i[0, 0, 1, :2].tolist(), [2, 0])
+        with self.assertRaises(ValueError):
+            _blockmask._fit(num, idx, 4, 4, "kv")  # more query blocks than the mask has
+        with self.assertRaises(ValueError):
+            _blockmask._fit(num + 5, idx, 2, 4, "kv")  # counts wider than the index rows
+
+    def test_check(self):
+        with self.assertRaises(TypeError):
+            _blockmask.check(object())
+        num, idx = t(1, 1, 2, dtype=torch.int32), t(1, 1, 2, 2, dtype=torch.int32)
+        with self.assertRaisesRegex(ValueError, "multiple of 64"):
+            _blockmask.check(flashgen.BlockLayout(num, idx, block_size=(32, 128)))
+        with self.assertRaisesRegex(ValueError, "both"):
+            _blockmask.check(flashgen.BlockLayout(num, idx, full_kv_num_blocks=num))
+        with self.assertRaisesRegex(ValueError, "kv_indices"):
+            _blockmask.check(flashgen.BlockLayout(num, idx[0]))
+        with self.assertRaisesRegex(TypeError, "integer"):
+            _blockmask.check(flashgen.BlockLayout(num.float(), idx))
+        self.assertEqual(_blockmask.check(flashgen.BlockLayout(num, idx, block_size=64))[4:], (64, 64))
+
+    def test_flex_block_mask(self):
+        try:
+            from torch.nn.attention.flex_attention import create_block_mask
+        except ImportError:
+            self.skipTest("no FlexAttention in this torch")
+        win = lambda b, h, q, k: (q // 128 - k // 128).abs() <= 1  # block-aligned band, 3 blocks wide
+        bm = create_block_mask(win, None, None, 1000, 700, device="cpu")
+        num, idx, fnum, fidx, bq, bk = _blockmask.check(bm)
+        nq, nk = 8, 6
+        pn, pi = _blockmask._fit(num, idx, nq, nk, "kv")
+        fn, fi = _blockmask._fit(fnum, fidx, nq, nk, "full_kv")
+        got = dense_blocks(pn, pi, nk) | dense_blocks(fn, fi, nk)
+        want = torch.tensor([[abs(i - j) <= 1 for j in range(nk)] for i in range(nq)])
+        self.assertTrue(torch.equal(got[0, 0], want), f"\n{got[0, 0].int()}\n{want.int()}")
+        self.assertFalse((dense_blocks(pn, pi, nk) & dense_blocks(fn, fi, nk)).any())
+
+
+if __name__ == "__main__":
+    r = unittest.main(exit=False, verbosity=1).result
+    bad = len(r.failures) + len(r.errors)
+    print(f"{r.testsRun - bad - len(r.skipped)} passed, {bad} failed, {len(r.skipped)} skipped")
+    sys.exit(1 if bad else 0)
