@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "runtime/cuda_api.h"
+#include "runtime/internal.h"
 #include "test_util.h"
 #include "tools/harness.h"
 
@@ -64,34 +65,37 @@ int main(int argc, char **argv) {
             ++failed;
             continue;
         }
-        /* both kernel families per pattern; head dims 64 and 128 alternate */
+        /* both kernel families per pattern, head dims 64 and 128 alternating:
+         * FG_PATH_AUTO with 128 x 128 layout blocks (the wgmma kernels on
+         * Hopper), FG_PATH_MMA with 128 x 128, 64 x 64 or 128 x 64 */
         for (int path = 0; path < 2; ++path, ++k) {
-                const int hd = (int)(pi + (unsigned)path) % 2;
-                const shape s = shapes[k % 3];
-                fg_case c;
-                memset(&c, 0, sizeof c);
-                fg_attention_desc_init(&c.desc, k % 5 == 4 ? FG_FP16 : FG_BF16, hd ? 128 : 64, s.b, s.hq, s.hkv, s.sq, s.sk);
-                c.desc.path = path ? FG_PATH_MMA : FG_PATH_AUTO;
-                c.desc.causal = k % 4 == 3 ? FG_CAUSAL_BOTTOM_RIGHT : k % 4 == 1 ? FG_CAUSAL_TOP_LEFT : FG_CAUSAL_NONE;
-                c.pattern = p;
-                c.block = blocks[k % 3][0];
-                c.block_k = blocks[k % 3][1];
-                c.seed = seed + (uint64_t)k;
-                c.bhsd = k % 3 == 1;
-                fg_case_result r;
-                char desc[512];
-                fg_case_describe(&c, desc, sizeof desc);
-                const int bad = fg_harness_run(ctx, &c, 0, &r);
-                printf("%-4s %-150s o_err=%.2e rel=%.2e lse_err=%.2e density=%.2f%s%s\n", bad ? "FAIL" : "ok", desc, r.o.max_abs,
-                       r.o.rel_l2, r.lse.max_abs, r.density, bad ? "  " : "", bad ? r.msg : "");
-                fflush(stdout);
-                CHECK(!bad, "%s: %s", desc, r.msg);
-                if (bad) ++failed; else ++passed;
-            }
+            const int hd = (int)(pi + (unsigned)path) % 2, bi = path ? (int)(pi % 3) : 0;
+            const shape s = shapes[k % 3];
+            fg_case c;
+            memset(&c, 0, sizeof c);
+            fg_attention_desc_init(&c.desc, k % 5 == 4 ? FG_FP16 : FG_BF16, hd ? 128 : 64, s.b, s.hq, s.hkv, s.sq, s.sk);
+            c.desc.path = path ? FG_PATH_MMA : FG_PATH_AUTO;
+            c.desc.causal = k % 4 == 3 ? FG_CAUSAL_BOTTOM_RIGHT : k % 4 == 1 ? FG_CAUSAL_TOP_LEFT : FG_CAUSAL_NONE;
+            c.pattern = p;
+            c.block = blocks[bi][0];
+            c.block_k = blocks[bi][1];
+            c.seed = seed + (uint64_t)k;
+            c.bhsd = k % 3 == 1;
+            fg_case_result r;
+            char desc[512];
+            fg_case_describe(&c, desc, sizeof desc);
+            const int bad = fg_harness_run(ctx, &c, 0, &r);
+            printf("%-4s %-150s o_err=%.2e rel=%.2e lse_err=%.2e density=%.2f%s%s\n", bad ? "FAIL" : "ok", desc, r.o.max_abs,
+                   r.o.rel_l2, r.lse.max_abs, r.density, bad ? "  " : "", bad ? r.msg : "");
+            if (ctx->kernels) printf("     newest kernel of the context: %s\n", ctx->kernels->key);
+            fflush(stdout);
+            CHECK(!bad, "%s: %s", desc, r.msg);
+            if (bad) ++failed; else ++passed;
+        }
         fg_pattern_destroy(p);
     }
     /* a pattern layout is tied to the sizes it was evaluated for */
-    fg_pattern *p;
+    fg_pattern *p = NULL;
     fg_block_layout *L = NULL;
     if (fg_pattern_create(ctx, "sliding_window", NULL, &p) == FG_OK && fg_pattern_layout(ctx, p, 1, 1, 512, 512, 128, 128, &L) == FG_OK) {
         fg_attention_desc d;
