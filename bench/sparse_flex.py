@@ -63,8 +63,8 @@ def reference_rows(q, k, v, lists, mask_mod, rows, block):
     for i in rows:
         qb = i // block[0]
         r = (0, 0, qb)  # batch 0, head 0 (a broadcast layout has only these)
-        full = lists["full_kv_indices"][r][: lists["full_kv_num_blocks"][r]].to(q.device)
-        part = lists["kv_indices"][r][: lists["kv_num_blocks"][r]].to(q.device)
+        full = lists["full_kv_indices"][r][: int(lists["full_kv_num_blocks"][r])].to(q.device, torch.int64)
+        part = lists["kv_indices"][r][: int(lists["kv_num_blocks"][r])].to(q.device, torch.int64)
         kb = j // block[1]
         vis = torch.isin(kb, full)
         in_part = torch.isin(kb, part)

@@ -364,6 +364,12 @@ end
 
 -- Turns what a user chunk returned into a checked pattern.
 function M.finish(r, params, what)
+  if r == nil and type(what) == "string" and what:match("^[%a_][%w_]*$") then
+    local names = {}
+    for _, i in ipairs(M.info) do names[#names + 1] = i.name end
+    error(string.format("unknown pattern '%s' (built-ins: %s; else a file ending in .lua, or a Lua expression " ..
+                        "such as union(sliding_window{window=256}, global{tokens=64}))", what, table.concat(names, ", ")), 0)
+  end
   if type(r) == "function" then r = r(params) end
   return M.check(r, what)
 end

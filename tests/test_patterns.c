@@ -236,7 +236,7 @@ static void test_sandbox(void) {
     CHECK(fg_pattern_create(g_ctx, "sliding_window", "window=abc", &p) == FG_ERR_PATTERN, "bad value");
     CHECK_CONTAINS(fg_errmsg(g_ctx), "'abc' is not a number");
     CHECK(fg_pattern_create(g_ctx, "no_such_pattern", NULL, &p) == FG_ERR_PATTERN, "unknown name");
-    CHECK_CONTAINS(fg_errmsg(g_ctx), "no_such_pattern");
+    CHECK_CONTAINS(fg_errmsg(g_ctx), "unknown pattern 'no_such_pattern' (built-ins: causal, sliding_window");
     CHECK(fg_pattern_create(g_ctx, "union(sliding_window{window=3}, os.exit())", NULL, &p) == FG_ERR_PATTERN, "os in an expression");
     CHECK_CONTAINS(fg_errmsg(g_ctx), "global 'os'");
     CHECK(fg_pattern_create(g_ctx, "document", NULL, &p) == FG_ERR_PATTERN, "document without lengths");
