@@ -1,5 +1,7 @@
 #include "gen/render.h"
+#include "gen/lua_sandbox.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,23 +11,35 @@
 
 #define FG_LUA_MEM_LIMIT (64u << 20)     /* bytes a template may allocate */
 #define FG_LUA_INSN_LIMIT 200000000L     /* VM instructions per render    */
-#define FG_LUA_HOOK_EVERY 100000
 
-typedef struct lua_ud {
-    const fg_sources *src;
-    size_t used;
-    long insns;
-} lua_ud;
+/* file:line of the innermost Lua function on the stack (C functions such
+ * as string.rep have no line; their Lua caller is named). */
+static void where_running(lua_State *L, char *buf, size_t n) {
+    lua_Debug ar;
+    buf[0] = 0;
+    for (int level = 0; lua_getstack(L, level, &ar); ++level) {
+        if (!lua_getinfo(L, "Sl", &ar)) break;
+        if (ar.currentline > 0) {
+            snprintf(buf, n, "%s:%d", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+}
 
 static void *limited_alloc(void *ud_, void *ptr, size_t osize, size_t nsize) {
-    lua_ud *ud = ud_;
+    fg_lua_ud *ud = ud_;
     if (!ptr) osize = 0;
     if (nsize == 0) {
         free(ptr);
         ud->used -= osize;
         return NULL;
     }
-    if (nsize > osize && ud->used + (nsize - osize) > FG_LUA_MEM_LIMIT) return NULL;
+    if (nsize > osize && ud->used + (nsize - osize) > ud->mem_limit) {
+        /* Lua raises "not enough memory" without a position and without
+         * calling the message handler: remember where it happened. */
+        if (ud->L && !ud->oom_where[0]) where_running(ud->L, ud->oom_where, sizeof ud->oom_where);
+        return NULL;
+    }
     void *p = realloc(ptr, nsize);
     if (p) ud->used = ud->used - osize + nsize;
     return p;
@@ -33,10 +47,15 @@ static void *limited_alloc(void *ud_, void *ptr, size_t osize, size_t nsize) {
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_ud *ud;
+    fg_lua_ud *ud;
     lua_getallocf(L, (void **)&ud);
     ud->insns += FG_LUA_HOOK_EVERY;
-    if (ud->insns > FG_LUA_INSN_LIMIT) luaL_error(L, "template exceeded its instruction budget (%d)", (int)FG_LUA_INSN_LIMIT);
+    if (ud->insns > ud->insn_limit) {
+        char at[300];
+        where_running(L, at, sizeof at);
+        luaL_error(L, "%s%s%s exceeded its instruction budget (%I VM instructions; an endless loop?)", at,
+                   at[0] ? ": " : "", ud->what, (lua_Integer)ud->insn_limit);
+    }
 }
 
 /* lua.c's msghandler: turn any error value into "message + traceback". */
@@ -48,6 +67,27 @@ static int msghandler(lua_State *L) {
     }
     luaL_traceback(L, L, msg, 1);
     return 1;
+}
+
+int fg_lua_pcall(lua_State *L, int nargs, int nresults) {
+    const int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    fg_lua_ud *ud;
+    lua_getallocf(L, (void **)&ud);
+    ud->oom_where[0] = 0;
+    int rc = lua_pcall(L, nargs, nresults, base);
+    if (rc == LUA_ERRMEM) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s%s%s exceeded its memory limit (%d MiB)", ud->oom_where, ud->oom_where[0] ? ": " : "",
+                        ud->what, (int)(ud->mem_limit >> 20));
+    }
+    lua_remove(L, base);
+    return rc;
+}
+
+int fg_lua_load_text(lua_State *L, const char *text, size_t len, const char *chunkname) {
+    return luaL_loadbufferx(L, text, len, chunkname, "t");
 }
 
 /* Loads embedded template NAME (".lua" appended) as a text chunk named
@@ -65,7 +105,7 @@ static int load_template(lua_State *L, const fg_sources *src, const char *name) 
 /* import(name): run a template module once and cache its result. */
 static int l_import(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
-    lua_ud *ud;
+    fg_lua_ud *ud;
     lua_getallocf(L, (void **)&ud);
     lua_getfield(L, LUA_REGISTRYINDEX, "fg.modules");
     lua_getfield(L, -1, name);
@@ -92,7 +132,7 @@ static int l_load_text(lua_State *L) {
     return 1;
 }
 
-static void open_sandbox(lua_State *L) {
+static int open_sandbox(lua_State *L) {
     static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},      {LUA_STRLIBNAME, luaopen_string},
                                     {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
                                     {LUA_UTF8LIBNAME, luaopen_utf8}, {NULL, NULL}};
@@ -115,6 +155,22 @@ static void open_sandbox(lua_State *L) {
     lua_setglobal(L, "import");
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "fg.modules");
+    return 0;
+}
+
+lua_State *fg_lua_open(fg_lua_ud *ud, const fg_sources *src, const char *what, size_t mem_limit, long insn_limit) {
+    memset(ud, 0, sizeof *ud);
+    ud->src = src;
+    ud->what = what;
+    ud->mem_limit = mem_limit;
+    ud->insn_limit = insn_limit;
+    lua_State *L = lua_newstate(limited_alloc, ud);
+    if (!L) return NULL;
+    ud->L = L;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, FG_LUA_HOOK_EVERY);
+    lua_pushcfunction(L, open_sandbox);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) { lua_close(L); return NULL; }
+    return L;
 }
 
 static void push_params(lua_State *L, const fg_variant *v, const char *key) {
@@ -133,6 +189,10 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     lua_pushinteger(L, v->cfg.min_blocks);  lua_setfield(L, -2, "min_blocks");
     lua_pushstring(L, key ? key : "");      lua_setfield(L, -2, "key");
     lua_pushstring(L, spec);                lua_setfield(L, -2, "spec");
+    if (v->spec.mask_hash) {
+        lua_pushstring(L, v->spec.mask_cuda ? v->spec.mask_cuda : ""); lua_setfield(L, -2, "mask");
+        lua_pushstring(L, v->spec.mask_text ? v->spec.mask_text : ""); lua_setfield(L, -2, "mask_text");
+    }
 }
 
 typedef struct render_args {
@@ -153,7 +213,7 @@ static int raw_field(lua_State *L, const char *f) {
  * error outside the pcall. */
 static int render_main(lua_State *L) {
     render_args *a = lua_touserdata(L, 1);
-    lua_ud *ud;
+    fg_lua_ud *ud;
     lua_getallocf(L, (void **)&ud);
     load_template(L, ud->src, a->name);
     lua_call(L, 0, 1);
@@ -187,21 +247,17 @@ static int render_main(lua_State *L) {
 fg_status fg_render_template(const fg_sources *src, const char *template_name, const fg_variant *v,
                              const char *key, fg_rendered *out, fg_error *err) {
     memset(out, 0, sizeof *out);
-    lua_ud ud = {src, 0, 0};
-    lua_State *L = lua_newstate(limited_alloc, &ud);
+    fg_lua_ud ud;
+    lua_State *L = fg_lua_open(&ud, src, "template", FG_LUA_MEM_LIMIT, FG_LUA_INSN_LIMIT);
     if (!L) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "cannot create a Lua state");
     fg_status st = FG_OK;
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, FG_LUA_HOOK_EVERY);
-    open_sandbox(L);
     render_args a = {template_name, v, key, out};
-    lua_pushcfunction(L, msghandler);
     lua_pushcfunction(L, render_main);
     lua_pushlightuserdata(L, &a);
-    int rc = lua_pcall(L, 1, 0, -3);
+    int rc = fg_lua_pcall(L, 1, 0);
     if (rc != LUA_OK) {
         const char *m = lua_tostring(L, -1);
-        st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua failed%s: %s", template_name,
-                     rc == LUA_ERRMEM ? " (out of memory: limit 64 MiB)" : "", m ? m : "(no message)");
+        st = fg_fail(err, FG_ERR_TEMPLATE, "template %s.lua failed: %s", template_name, m ? m : "(no message)");
         fg_rendered_free(out);
     }
     lua_close(L);

@@ -68,6 +68,11 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "stages")) { if (!isint) goto bad; v->cfg.stages = iv;
         } else if (!strcmp(key, "q_in_regs")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.q_in_regs = iv;
         } else if (!strcmp(key, "min_blocks")) { if (!isint) goto bad; v->cfg.min_blocks = iv;
+        } else if (!strcmp(key, "mask")) {
+            st = fg_fail(err, FG_ERR_UNSUPPORTED,
+                         "SPEC key 'mask': a mask variant is built from a pattern's layout (fg_pattern_layout, flashgen explore); "
+                         "its key names the mask by a hash, which cannot be turned back into the expression");
+            break;
         } else if (!strcmp(key, "wgmma")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.wgmma = iv;
         } else {
             st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "unknown SPEC key '%s'\n%s", key, FG_SPEC_HELP);
@@ -84,10 +89,18 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
     return st;
 }
 
+int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
+    return a->head_dim == b->head_dim && a->dtype == b->dtype && a->causal == b->causal && a->sparse == b->sparse &&
+           a->mask_hash == b->mask_hash;
+}
+
 void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
-    snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
+    int k = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
              v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
              v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
+    /* dense and plain sparse keys are unchanged; a mask adds its hash */
+    if (v->spec.mask_hash && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ",mask=%016llx", (unsigned long long)v->spec.mask_hash);
 }
 
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,

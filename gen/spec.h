@@ -9,6 +9,7 @@
 #ifndef FG_SPEC_H
 #define FG_SPEC_H
 #include <stddef.h>
+#include <stdint.h>
 #include "flashgen.h"
 #include "gen/error.h"
 
@@ -17,6 +18,12 @@ typedef struct fg_spec {
     fg_dtype dtype;
     int causal; /* kernel has a causal mask; the alignment is a run-time offset */
     int sparse;
+    /* Element mask of partial blocks (a pattern's mask expression), or none:
+     * mask_hash 0.  mask_cuda is the rendered C++ the kernel inlines and
+     * mask_text its canonical form (both owned by the layout); the hash of
+     * mask_cuda names the kernel. */
+    uint64_t mask_hash;
+    const char *mask_cuda, *mask_text;
 } fg_spec;
 
 typedef struct fg_config {
@@ -56,6 +63,8 @@ void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, 
  * and back (FG_ERR_INVALID_ARGUMENT when the text is not one). */
 void fg_config_format(const fg_config *c, char *buf, size_t n);
 fg_status fg_config_parse(const char *text, fg_config *c, fg_error *err);
+/* Same compile-time identity (the mask by its hash). */
+int fg_spec_equal(const fg_spec *a, const fg_spec *b);
 const char *fg_dtype_name(fg_dtype d);
 const char *fg_causal_name(fg_causal c);
 #endif

@@ -53,7 +53,10 @@ typedef enum fg_status {
     FG_ERR_BAD_LAYOUT = 10,      /* block-sparse layout out of range           */
     FG_ERR_CACHE = 11,           /* the kernel cache store failed              */
     FG_ERR_INTERNAL = 12,
-    FG_ERR_CANCELLED = 13        /* fg_tune stopped by its cancel flag; finished work is stored */
+    FG_ERR_CANCELLED = 13,       /* fg_tune stopped by its cancel flag; finished work is stored */
+    FG_ERR_PATTERN = 14          /* a block-sparse pattern failed: Lua error,
+                                    sandbox limit or bad mask expression
+                                    (file:line or column in errmsg)         */
 } fg_status;
 
 typedef enum fg_dtype { FG_FP16 = 0, FG_BF16 = 1 } fg_dtype;
@@ -122,7 +125,8 @@ fg_status fg_context_get_stats(fg_context *ctx, fg_context_stats *out);
  *   full_kv_indices     [batch, heads, num_q_blocks, num_kv_blocks]
  * batch and heads may be 1 (broadcast).  Full blocks are computed without
  * an element mask; partial blocks get the causal mask of the attention
- * descriptor (none when it is FG_CAUSAL_NONE).  num_q_blocks must be
+ * descriptor (none when it is FG_CAUSAL_NONE) and, for a layout made by
+ * fg_pattern_layout, the pattern's element mask.  num_q_blocks must be
  * ceil(seqlen_q / block_q) and num_kv_blocks ceil(seqlen_k / block_k) of the
  * call it is used with. */
 typedef struct fg_block_layout_desc {
@@ -141,6 +145,59 @@ typedef struct fg_block_layout_desc {
 fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *desc,
                                  fg_block_layout **layout);
 void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *layout);
+
+/* ---- Block-sparse patterns ------------------------------------------------
+ *
+ * A pattern is a Lua description of a block-sparse mask (docs/PATTERNS.md):
+ * built-in (causal, sliding_window, dilated, global, longformer, bigbird,
+ * random, document), a Lua expression combining them
+ * ("union(sliding_window{window=128}, global{tokens=64})"), or a user file
+ * ending in ".lua".  Lua runs in a sandbox (no io, os, require, debug,
+ * bytecode; memory and instruction limits).  A pattern gives a block
+ * classification and/or an element predicate written in a small expression
+ * language (FlexAttention's mask_mod); the kernel evaluates the predicate on
+ * partial blocks only.  Errors are FG_ERR_PATTERN with the file and line (Lua)
+ * or the column (mask expression) in fg_errmsg.
+ *
+ * A pattern is used by one thread at a time and must be destroyed before
+ * its context.  No GPU is needed except for fg_pattern_layout. */
+typedef struct fg_pattern fg_pattern;
+
+/* pattern: a built-in name, a Lua expression over the built-ins, or a path
+ * ending in ".lua".  params: "name=value" items separated by ';' or spaces,
+ * a value a number or a comma-separated list ("window=256; lengths=100,200");
+ * NULL or "" for the defaults.  *out is NULL on failure. */
+fg_status fg_pattern_create(fg_context *ctx, const char *pattern, const char *params, fg_pattern **out);
+/* fg_pattern_destroy(NULL) does nothing. */
+void fg_pattern_destroy(fg_pattern *p);
+/* Display name ("sliding_window", "union(random, global)", the file path). */
+const char *fg_pattern_name(const fg_pattern *p);
+
+typedef enum fg_mask_syntax {
+    FG_MASK_TEXT = 0,  /* canonical expression, constants by name */
+    FG_MASK_CUDA = 1,  /* the C++ the kernel inlines (reads p.mask_c[i]) */
+    FG_MASK_PYTHON = 2 /* calls of _lt, _and, _div, _sel, ... (see bench/fgpattern.py); constant i is _c[i] */
+} fg_mask_syntax;
+/* The element predicate of partial blocks, or NULL for a block-level
+ * pattern (every block full or empty).  Owned by p. */
+const char *fg_pattern_mask(const fg_pattern *p, fg_mask_syntax syntax);
+/* The mask's named constants, in the order the CUDA and Python forms index
+ * them (sorted by name).  Fills at most max entries (names owned by p);
+ * returns the count (0 for a block-level pattern). */
+int fg_pattern_mask_consts(const fg_pattern *p, const char **names, int64_t *values, int max);
+
+/* Evaluates the pattern into host block lists for one problem size.
+ * out->batch / out->heads are 1 unless the pattern depends on them; the
+ * arrays are owned by p and valid until the next evaluation of p or its
+ * destruction. */
+fg_status fg_pattern_eval(fg_context *ctx, fg_pattern *p, int batch, int heads, int seqlen_q, int seqlen_k,
+                          int block_q, int block_k, fg_block_layout_desc *out);
+/* fg_pattern_eval, then fg_block_layout_create; the layout carries the
+ * pattern's element predicate (applied by fg_attention_forward to partial
+ * blocks, together with the descriptor's causal mask) and may be used only
+ * with this seqlen_q and seqlen_k. */
+fg_status fg_pattern_layout(fg_context *ctx, fg_pattern *p, int batch, int heads, int seqlen_q, int seqlen_k,
+                            int block_q, int block_k, fg_block_layout **layout);
 
 /* One attention call.  Tensors are device pointers, 16-byte aligned, with
  * element strides (the last dimension is contiguous); strides must be

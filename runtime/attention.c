@@ -121,6 +121,12 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
             return fg_fail(err, FG_ERR_BAD_LAYOUT,
                            "layout has %d x %d blocks of %d x %d, but seqlen_q=%d, seqlen_k=%d need %d x %d",
                            L->num_q_blocks, L->num_kv_blocks, L->block_q, L->block_k, d->seqlen_q, d->seqlen_k, nq, nk);
+        if ((L->seqlen_q && L->seqlen_q != d->seqlen_q) || (L->seqlen_k && L->seqlen_k != d->seqlen_k))
+            return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout was evaluated from its pattern for seqlen_q=%d, seqlen_k=%d; the call has %d, %d",
+                           L->seqlen_q, L->seqlen_k, d->seqlen_q, d->seqlen_k);
+        v->spec.mask_hash = L->mask_hash;
+        v->spec.mask_cuda = L->mask_cuda;
+        v->spec.mask_text = L->mask_text;
         if ((L->batch != 1 && L->batch != d->batch) || (L->heads != 1 && L->heads != d->heads_q))
             return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout is for batch=%d heads=%d; the call has batch=%d heads_q=%d (1 broadcasts)",
                            L->batch, L->heads, d->batch, d->heads_q);
@@ -155,6 +161,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
         p->sp_num_q_blocks = L->num_q_blocks; p->sp_num_kv_blocks = L->num_kv_blocks;
         p->sp_block_q = L->block_q; p->sp_block_k = L->block_k;
         p->sp_sub = v->cfg.block_n ? L->block_k / v->cfg.block_n : 0;
+        memcpy(p->mask_c, L->mask_c, sizeof p->mask_c);
     }
     return FG_OK;
 }
@@ -225,7 +232,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     fg_shape_bucket(d->seqlen_q, d->seqlen_k, bucket, sizeof bucket);
     pthread_mutex_lock(&ctx->mu);
     for (fg_choice *c = ctx->choices; c; c = c->next)
-        if (!memcmp(&c->spec, &v->spec, sizeof v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
+        if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
             !strcmp(c->bucket, bucket)) {
             v->cfg = c->cfg;
             break;

@@ -7,7 +7,7 @@
 static const char *status_names[] = {
     "FG_OK", "FG_ERR_INVALID_ARGUMENT", "FG_ERR_UNSUPPORTED", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE",
     "FG_ERR_NVRTC", "FG_ERR_COMPILE", "FG_ERR_TEMPLATE", "FG_ERR_CUDA", "FG_ERR_OUT_OF_MEMORY",
-    "FG_ERR_BAD_LAYOUT", "FG_ERR_CACHE", "FG_ERR_INTERNAL", "FG_ERR_CANCELLED"};
+    "FG_ERR_BAD_LAYOUT", "FG_ERR_CACHE", "FG_ERR_INTERNAL", "FG_ERR_CANCELLED", "FG_ERR_PATTERN"};
 
 const char *fg_status_name(fg_status s) {
     if ((unsigned)s < sizeof status_names / sizeof status_names[0]) return status_names[s];

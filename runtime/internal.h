@@ -64,7 +64,16 @@ struct fg_block_layout {
     int batch, heads, num_q_blocks, num_kv_blocks, block_q, block_k;
     CUdeviceptr buf; /* full_num | part_num | full_idx | part_idx */
     const int *full_num, *part_num, *full_idx, *part_idx;
+    /* Set by fg_pattern_layout: the sizes the pattern was evaluated for
+     * (0: any), and the element mask of partial blocks (mask_hash 0: none). */
+    int seqlen_q, seqlen_k;
+    uint64_t mask_hash;
+    char *mask_cuda, *mask_text;
+    long long mask_c[16];
 };
+/* Validates and uploads a host layout (fg_block_layout_create without the
+ * context error bookkeeping). */
+fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_block_layout **out, fg_error *e);
 
 /* Records e's message as the context's error and returns its status. */
 fg_status fg_ctx_fail(fg_context *ctx, fg_error *e);

@@ -60,18 +60,15 @@ fg_status fg_layout_validate(const fg_block_layout_desc *d_in, fg_error *err) {
     return st;
 }
 
-fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *d, fg_block_layout **out) {
-    fg_error e = {0};
-    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
-    if (!out) { fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_block_layout_create: layout is NULL"); return fg_ctx_fail(ctx, &e); }
+fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_block_layout **out, fg_error *e) {
     *out = NULL;
-    if (fg_layout_validate(d, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
-    if (fg_ctx_device(ctx, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    if (fg_layout_validate(d, e) != FG_OK) return e->status;
+    if (fg_ctx_device(ctx, e) != FG_OK) return e->status;
     const size_t rows = (size_t)d->batch * d->heads * d->num_q_blocks, nk = (size_t)d->num_kv_blocks;
     const size_t n_int = 2 * rows + 2 * rows * nk;
     int32_t *host = calloc(n_int, sizeof *host);
     fg_block_layout *L = calloc(1, sizeof *L);
-    if (!host || !L) { free(host); free(L); fg_fail(&e, FG_ERR_OUT_OF_MEMORY, "out of memory"); return fg_ctx_fail(ctx, &e); }
+    if (!host || !L) { free(host); free(L); return fg_fail(e, FG_ERR_OUT_OF_MEMORY, "out of memory"); }
     int32_t *full_num = host, *part_num = host + rows, *full_idx = host + 2 * rows, *part_idx = full_idx + rows * nk;
     for (size_t r = 0; r < rows; ++r) {
         full_num[r] = d->full_kv_num_blocks ? d->full_kv_num_blocks[r] : 0;
@@ -87,9 +84,8 @@ fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *d,
     if (res != CUDA_SUCCESS) {
         if (L->buf) cu->MemFree(L->buf);
         free(L);
-        fg_fail(&e, res == CUDA_ERROR_OUT_OF_MEMORY ? FG_ERR_OUT_OF_MEMORY : FG_ERR_CUDA, "uploading the layout: %s",
-                fg_cuda_errstr(cu, res, b, sizeof b));
-        return fg_ctx_fail(ctx, &e);
+        return fg_fail(e, res == CUDA_ERROR_OUT_OF_MEMORY ? FG_ERR_OUT_OF_MEMORY : FG_ERR_CUDA, "uploading the layout: %s",
+                       fg_cuda_errstr(cu, res, b, sizeof b));
     }
     L->batch = d->batch; L->heads = d->heads;
     L->num_q_blocks = d->num_q_blocks; L->num_kv_blocks = d->num_kv_blocks;
@@ -104,8 +100,18 @@ fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *d,
     return FG_OK;
 }
 
+fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *d, fg_block_layout **out) {
+    fg_error e = {0};
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    if (!out) { fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_block_layout_create: layout is NULL"); return fg_ctx_fail(ctx, &e); }
+    if (fg_layout_upload(ctx, d, out, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    return FG_OK;
+}
+
 void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *L) {
     if (!L) return;
     if (ctx && ctx->cu && L->buf) ctx->cu->MemFree(L->buf);
+    free(L->mask_cuda);
+    free(L->mask_text);
     free(L);
 }

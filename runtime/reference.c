@@ -1,4 +1,5 @@
 #include "runtime/reference.h"
+#include "gen/mask_expr.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -83,6 +84,11 @@ static int in_list(const int32_t *num, const int32_t *idx, long row, int nk, int
 }
 
 int fg_ref_visible(const fg_attention_desc *d, const fg_block_layout_desc *L, int b, int h, int i, int j) {
+    return fg_ref_visible_mask(d, L, NULL, b, h, i, j);
+}
+
+int fg_ref_visible_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m, int b, int h,
+                        int i, int j) {
     if (j >= d->seqlen_k) return 0;
     const int off = d->causal == FG_CAUSAL_BOTTOM_RIGHT ? d->seqlen_k - d->seqlen_q : 0;
     const int causal_ok = d->causal == FG_CAUSAL_NONE || j <= i + off;
@@ -91,12 +97,22 @@ int fg_ref_visible(const fg_attention_desc *d, const fg_block_layout_desc *L, in
     const long row = ((long)bi * L->heads + hi) * L->num_q_blocks + i / L->block_q;
     const int kb = j / L->block_k;
     if (in_list(L->full_kv_num_blocks, L->full_kv_indices, row, L->num_kv_blocks, kb)) return 1;
-    if (in_list(L->kv_num_blocks, L->kv_indices, row, L->num_kv_blocks, kb)) return causal_ok;
+    if (in_list(L->kv_num_blocks, L->kv_indices, row, L->num_kv_blocks, kb)) {
+        if (!causal_ok || !m || !m->expr) return causal_ok;
+        const fg_mask_env env = {b, h, i, j, d->seqlen_q, d->seqlen_k, m->consts};
+        return fg_mask_expr_eval(m->expr, &env) != 0;
+    }
     return 0;
 }
 
 void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
                       const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow, double *lse_out) {
+    fg_reference_row_mask(d, L, NULL, q, k, v, b, h, i, orow, lse_out);
+}
+
+void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                           const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
+                           double *lse_out) {
     const int D = d->head_dim, hk = h / (d->heads_q / d->heads_kv);
     const double scale = d->softmax_scale == 0.f ? 1.0 / sqrt((double)D) : (double)d->softmax_scale;
     double *s = malloc(sizeof(double) * ((size_t)d->seqlen_k + (size_t)D));
@@ -105,7 +121,7 @@ void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L,
     for (int x = 0; x < D; ++x) qr[x] = fg_half_to_float(qp[x], d->dtype);
     double mx = -INFINITY;
     for (int j = 0; j < d->seqlen_k; ++j) {
-        if (!fg_ref_visible(d, L, b, h, i, j)) { s[j] = -INFINITY; continue; }
+        if (!fg_ref_visible_mask(d, L, m, b, h, i, j)) { s[j] = -INFINITY; continue; }
         const uint16_t *kp = k + b * d->k_strides[0] + hk * d->k_strides[1] + (int64_t)j * d->k_strides[2];
         double acc = 0;
         for (int x = 0; x < D; ++x) acc += qr[x] * fg_half_to_float(kp[x], d->dtype);
@@ -161,4 +177,29 @@ int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q,
 void fg_host_layout_free(fg_host_layout *L) {
     free(L->buf);
     memset(L, 0, sizeof *L);
+}
+
+double fg_layout_flops(const fg_block_layout_desc *L, int batch, int heads, int seqlen_q, int seqlen_k, int head_dim,
+                       double *density) {
+    const int bq = L->block_q ? L->block_q : 128, bk = L->block_k ? L->block_k : 128;
+    double flops = 0, listed = 0;
+    for (int b = 0; b < batch; ++b)
+        for (int h = 0; h < heads; ++h)
+            for (int qb = 0; qb < L->num_q_blocks; ++qb) {
+                const long r = ((long)(L->batch == 1 ? 0 : b) * L->heads + (L->heads == 1 ? 0 : h)) * L->num_q_blocks + qb;
+                const int rows = (qb + 1) * bq <= seqlen_q ? bq : seqlen_q - qb * bq;
+                for (int pass = 0; pass < 2; ++pass) {
+                    const int32_t *num = pass ? L->kv_num_blocks : L->full_kv_num_blocks;
+                    const int32_t *idx = pass ? L->kv_indices : L->full_kv_indices;
+                    if (!num) continue;
+                    for (int i = 0; i < num[r]; ++i) {
+                        const int kb = idx[(size_t)r * L->num_kv_blocks + i];
+                        const int cols = (kb + 1) * bk <= seqlen_k ? bk : seqlen_k - kb * bk;
+                        flops += 4.0 * rows * cols * head_dim;
+                        listed += 1;
+                    }
+                }
+            }
+    if (density) *density = listed / ((double)batch * heads * L->num_q_blocks * L->num_kv_blocks);
+    return flops;
 }

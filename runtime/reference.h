@@ -21,6 +21,20 @@ void fg_fill_normal(uint16_t *x, size_t n, fg_dtype dt, fg_rng *r);
  * layout L (NULL: dense). */
 int fg_ref_visible(const fg_attention_desc *d, const fg_block_layout_desc *L, int b, int h, int i, int j);
 
+/* The element mask of partial blocks of a pattern's layout (gen/mask_expr.h):
+ * a partial block's key is visible iff the causal mask allows it and the
+ * expression is non-zero.  expr NULL: no element mask. */
+struct fg_mask_expr;
+typedef struct fg_ref_mask {
+    const struct fg_mask_expr *expr;
+    const int64_t *consts;
+} fg_ref_mask;
+int fg_ref_visible_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m, int b, int h,
+                        int i, int j);
+void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                           const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
+                           double *lse);
+
 /* o: [batch, seqlen_q, heads_q, head_dim] contiguous float64;
  * lse: [batch, heads_q, seqlen_q] (natural log; -inf for an empty row).
  * q, k, v are host arrays laid out with d's strides. */
@@ -47,4 +61,10 @@ typedef struct fg_host_layout {
 int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q, int seqlen_k, int block_q,
                           int block_k, double density, fg_rng *rng);
 void fg_host_layout_free(fg_host_layout *L);
+
+/* FLOPs of the blocks a layout computes for one call (4 x rows x keys x
+ * head_dim per listed block, clipped to the sequence ends; batch and heads
+ * broadcast as the kernel does), and the fraction of all blocks listed. */
+double fg_layout_flops(const fg_block_layout_desc *L, int batch, int heads, int seqlen_q, int seqlen_k, int head_dim,
+                       double *density);
 #endif

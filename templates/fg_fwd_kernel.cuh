@@ -202,6 +202,8 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
             }
             if (sch.needs_mask(t, part))
                 apply_mask<MT, NT_S, K::CAUSAL>(acc_s, m0 + wrow, t * BC, p.seqlen_k, p.causal_offset, part);
+            if constexpr (HasMaskMod<K>::value)
+                if (part) apply_mask_mod<K, MT, NT_S>(acc_s, p, b, h, m0 + wrow, t * BC);
         }
 
         cp_async_wait<PENDING>();

@@ -132,6 +132,8 @@ __device__ __forceinline__ void attention_forward_wgmma(const fg_fwd_params &p, 
             reg_fence(acc_s[0]);
             if (sch.needs_mask(t, part))
                 apply_mask<1, NT_S, K::CAUSAL>(acc_s, m0 + wg * 64 + wq * 16, t * BC, p.seqlen_k, p.causal_offset, part);
+            if constexpr (HasMaskMod<K>::value)
+                if (part) apply_mask_mod<K, 1, NT_S>(acc_s, p, b, h, m0 + wg * 64 + wq * 16, t * BC);
         }
 
         cp_async_wait<PENDING>();

@@ -35,6 +35,10 @@ typedef struct fg_fwd_params {
     int sp_block_q, sp_block_k;   /* layout block, in elements              */
     int sp_sub;                   /* kernel key tiles per layout block      */
     int pad_;
+
+    /* Constants of the element mask of partial blocks (variants with a
+     * mask expression; the generated mask_mod reads p.mask_c[i]). */
+    long long mask_c[16];
 } fg_fwd_params;
 
 #endif

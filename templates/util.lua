@@ -33,6 +33,27 @@ function M.expect_enum(p, name, allowed)
                       table.concat(names, ", ")), 3)
 end
 
+-- The element mask of partial blocks (a pattern's mask expression, already
+-- validated and rendered to C++ by gen/mask_expr.c): emitted into Traits
+-- only when the variant has one, so other variants' source is unchanged.
+function M.check_mask(p)
+  if p.mask == nil then return end
+  if type(p.mask) ~= "string" or p.mask == "" then M.fail("parameter 'mask' must be a non-empty string") end
+  if not p.sparse then M.fail("a mask expression needs a block-sparse variant (sparse = true)") end
+end
+
+function M.mask_banner(out, p)
+  if p.mask then out:line("// mask of partial blocks: %s", p.mask_text or p.mask) end
+end
+
+function M.mask_traits(out, p)
+  if not p.mask then return end
+  out:line("    static constexpr bool MASK_MOD = true;")
+  out:line("    static __device__ __forceinline__ bool mask_mod(const fg_fwd_params &p, int b, int h, int q_idx, int kv_idx) {")
+  out:line("        return (%s) != 0;", p.mask)
+  out:line("    }")
+end
+
 function M.round_up(x, m)
   return (x + m - 1) // m * m
 end

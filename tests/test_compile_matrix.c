@@ -8,6 +8,7 @@
 #include "autotune/heuristic.h"
 #include "gen/render.h"
 #include "runtime/compile.h"
+#include "runtime/pattern.h"
 #include "test_util.h"
 
 typedef struct job {
@@ -94,13 +95,46 @@ int main(void) {
                             m->mma_only = 1;
                         }
                     }
+    /* variants with a mask expression (block-sparse patterns): both kernel
+     * families, sm_90a and sm_80, causal and not; the masks of three built-ins
+     * (abs, %, 16 constants; 32-bit code) and one that needs 64-bit code */
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    static const char *const pats[][2] = {
+        {"sliding_window", "window=1000"}, {"dilated", NULL},
+        {"document", "lengths=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16"},
+        /* 64-bit arithmetic (a product leaves the int range), every function, a comparison as an argument */
+        {"{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1 && min(kv_idx < 3, q_idx) <= abs(-q_idx) + max(q_idx, 2) / 3' }", NULL}};
+    fg_pattern *pp[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4; ++i) {
+        CHECK(fg_pattern_create(ctx, pats[i][0], pats[i][1], &pp[i]) == FG_OK, "%s", fg_errmsg(ctx));
+        if (!pp[i]) continue;
+        const char *cuda = fg_pattern_mask(pp[i], FG_MASK_CUDA);
+        for (int a = 0; a < 2; ++a)
+            for (int causal = 0; causal < 2; ++causal)
+                for (int fam = 0; fam < (a ? 1 : 2); ++fam) {
+                    if (i > 0 && (causal || a)) continue; /* the other masks: one variant per family */
+                    job *j = &g_jobs[g_njobs++];
+                    j->v.spec.head_dim = 128;
+                    j->v.spec.dtype = FG_BF16;
+                    j->v.spec.causal = causal;
+                    j->v.spec.sparse = 1;
+                    j->v.spec.mask_hash = fg_hash64(FG_HASH_SEED, cuda, strlen(cuda));
+                    j->v.spec.mask_cuda = cuda;
+                    j->v.spec.mask_text = fg_pattern_mask(pp[i], FG_MASK_TEXT);
+                    fg_config_unset(&j->v.cfg);
+                    j->arch = a ? "sm_80" : "sm_90a";
+                    j->smem = a ? 166912 : 232448;
+                    j->mma_only = fam;
+                }
+    }
     pthread_t th[2];
     for (int i = 0; i < 2; ++i) pthread_create(&th[i], NULL, worker, NULL);
     for (int i = 0; i < 2; ++i) pthread_join(th[i], NULL);
     double tmax = 0;
     for (int i = 0; i < g_njobs; ++i) {
         job *j = &g_jobs[i];
-        char spec[256];
+        char spec[300];
         fg_variant_format(&j->v, spec, sizeof spec);
         printf("%-7s %-120s regs=%3d spill=%d/%d stack=%d %.2fs %s\n", j->arch, spec, j->stats.registers, j->stats.spill_stores,
                j->stats.spill_loads, j->stats.stack_frame, j->stats.compile_seconds, j->st == FG_OK ? "" : j->msg);
@@ -111,6 +145,8 @@ int main(void) {
         if (j->stats.compile_seconds > tmax) tmax = j->stats.compile_seconds;
     }
     printf("%d variants compiled; slowest %.2f s\n", g_njobs, tmax);
+    for (int i = 0; i < 4; ++i) fg_pattern_destroy(pp[i]);
+    fg_context_destroy(ctx);
     fg_sources_free(&g_src);
     free(g_jobs);
     return test_summary("test_compile_matrix");

@@ -19,4 +19,5 @@ int fg_cmd_run(int argc, char **argv);
 int fg_cmd_bench(int argc, char **argv);
 int fg_cmd_tune(int argc, char **argv);
 int fg_cmd_cache(int argc, char **argv);
+int fg_cmd_explore(int argc, char **argv);
 #endif

@@ -25,6 +25,9 @@ static const char *USAGE =
     "  tune SPEC | --all    autotune block sizes on this GPU; winners go to the cache file\n"
     "  cache ls|show|export|import|prune|clear|check|path\n"
     "                       the SQLite cache of compiled kernels and tuning results\n"
+    "  explore PATTERN      a block-sparse pattern (built-in, expression or .lua file):\n"
+    "                       density, thumbnail, PNG; with a GPU checked and timed\n"
+    "                       against dense (docs/PATTERNS.md)\n"
     "  help COMMAND         options of one command (also: COMMAND --help)\n"
     "\n" FG_SPEC_HELP
     "\n"
@@ -51,7 +54,7 @@ static int is_value_opt(const char *a) {
     static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
                                  "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
                                  "--dtype", "--csv", "--causal", "--block", "--density", "--path", "--threads", "--reps",
-                                 "--top", "--cache", NULL};
+                                 "--top", "--cache", "--param", "--png", "--block-k", "--hdim", NULL};
     for (int i = 0; vals[i]; ++i)
         if (!strcmp(a, vals[i])) return 1;
     return 0;
@@ -60,7 +63,8 @@ static int is_value_opt(const char *a) {
 /* Every option must be known, and a value option must have its value; a
  * mistyped option is an error, never silently ignored. */
 static int check_options(const char *cmd, int argc, char **argv) {
-    static const char *flags[] = {"--help", "-h", "--log", "--require-gpu", "--all", "--compare-heuristic", NULL};
+    static const char *flags[] = {"--help", "-h", "--log", "--require-gpu", "--all", "--compare-heuristic",
+                                  "--sweep", "--no-gpu", "--verify", "--list", NULL};
     int positional = 0;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -301,6 +305,7 @@ int main(int argc, char **argv) {
         {"info", cmd_info, HELP_INFO},       {"gen", cmd_gen, HELP_GEN}, {"compile", fg_cli_compile_main, HELP_COMPILE},
         {"run", fg_cmd_run, NULL},           {"bench", fg_cmd_bench, NULL},
         {"tune", fg_cmd_tune, NULL},         {"cache", fg_cmd_cache, NULL},
+        {"explore", fg_cmd_explore, NULL},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; ++i) {
         if (strcmp(cmd, cmds[i].name)) continue;

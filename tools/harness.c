@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "runtime/internal.h"
+#include "runtime/pattern.h"
 
 void fg_case_describe(const fg_case *c, char *buf, size_t n) {
     const fg_attention_desc *d = &c->desc;
@@ -13,7 +14,10 @@ void fg_case_describe(const fg_case *c, char *buf, size_t n) {
     int k = snprintf(buf, n, "hdim=%d %s causal=%s b=%d hq=%d hkv=%d sq=%d sk=%d %s%s path=%s", d->head_dim,
                      fg_dtype_name(d->dtype), fg_causal_name(d->causal), d->batch, d->heads_q, d->heads_kv, d->seqlen_q,
                      d->seqlen_k, c->bhsd ? "bhsd" : "bshd", c->row_pad ? "+pad" : "", paths[d->path % 3]);
-    if (c->density > 0 && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, " sparse(density=%.2f, block=%d)", c->density, c->block ? c->block : 128);
+    if (c->pattern && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " pattern(%s, block=%dx%d)", fg_pattern_name(c->pattern), c->block ? c->block : 128,
+                 c->block_k ? c->block_k : c->block ? c->block : 128);
+    else if (c->density > 0 && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, " sparse(density=%.2f, block=%d)", c->density, c->block ? c->block : 128);
 }
 
 static void set_strides(int64_t s[3], int bhsd, int heads, int seqlen, int d, int pad) {
@@ -48,6 +52,8 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     float *hlse = malloc(nlse * 4);
     double *orow = malloc(sizeof(double) * (size_t)D);
     fg_host_layout hl = {0};
+    const fg_block_layout_desc *host_layout = NULL;
+    fg_ref_mask mask = {NULL, NULL};
     fg_block_layout *layout = NULL;
     CUdeviceptr dq = 0, dk = 0, dv = 0, dout = 0, dlse = 0;
     const fg_cuda *cu = NULL;
@@ -59,7 +65,16 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     fg_fill_normal(hk, nk, d.dtype, &rng);
     fg_fill_normal(hv, nk, d.dtype, &rng);
 
-    if (c->density > 0) {
+    if (c->pattern) {
+        const int bq = c->block ? c->block : 128, bk = c->block_k ? c->block_k : bq;
+        if ((r->status = fg_pattern_layout(ctx, c->pattern, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, bq, bk, &layout)) != FG_OK) {
+            snprintf(r->msg, sizeof r->msg, "%s", fg_errmsg(ctx)); goto done;
+        }
+        host_layout = fg_pattern_last(c->pattern);
+        mask.expr = fg_pattern_expr(c->pattern);
+        mask.consts = fg_pattern_consts(c->pattern);
+        d.layout = layout;
+    } else if (c->density > 0) {
         const int blk = c->block ? c->block : 128;
         if (!fg_host_layout_random(&hl, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, blk, blk, c->density, &rng)) {
             snprintf(r->msg, sizeof r->msg, "out of host memory"); r->status = FG_ERR_OUT_OF_MEMORY; goto done;
@@ -67,6 +82,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
         if ((r->status = fg_block_layout_create(ctx, &hl.desc, &layout)) != FG_OK) {
             snprintf(r->msg, sizeof r->msg, "%s", fg_errmsg(ctx)); goto done;
         }
+        host_layout = &hl.desc;
         d.layout = layout;
     }
     /* bind the device and compile before allocating */
@@ -120,7 +136,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
         if (t % step && t != total - 1) continue;
         const int b = (int)(t / ((long)d.heads_q * d.seqlen_q)), h = (int)(t / d.seqlen_q % d.heads_q), i = (int)(t % d.seqlen_q);
         double lref;
-        fg_reference_row(&d, layout ? &hl.desc : NULL, hq, hk, hv, b, h, i, orow, &lref);
+        fg_reference_row_mask(&d, host_layout, &mask, hq, hk, hv, b, h, i, orow, &lref);
         const uint16_t *g = ho + b * d.o_strides[0] + h * d.o_strides[1] + (int64_t)i * d.o_strides[2];
         for (int x = 0; x < D; ++x) {
             const double a = fg_half_to_float(g[x], d.dtype), ee = fabs(a - orow[x]);
@@ -158,7 +174,8 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
                  r->o.max_abs, r->tol_abs, r->o.rel_l2, r->tol_rel, r->o.nan_count, r->unwritten, r->lse.max_abs, r->lse.nan_count);
 
     /* FLOPs as BENCHMARK.md counts them: 4 b h sq sk d, halved for causal */
-    r->flops = 4.0 * d.batch * d.heads_q * (double)d.seqlen_q * d.seqlen_k * D * (d.causal ? 0.5 : 1.0);
+    if (host_layout) r->flops = fg_layout_flops(host_layout, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, D, &r->density);
+    else r->flops = 4.0 * d.batch * d.heads_q * (double)d.seqlen_q * d.seqlen_k * D * (d.causal ? 0.5 : 1.0);
     if (iters > 0 && r->pass) {
         times = malloc(sizeof(float) * (size_t)iters);
         if (!times) { snprintf(r->msg, sizeof r->msg, "out of host memory"); r->status = FG_ERR_OUT_OF_MEMORY; r->pass = 0; goto done; }

@@ -13,7 +13,9 @@ typedef struct fg_case {
     int bhsd;               /* tensors laid out [batch, heads, seqlen, d] instead of [batch, seqlen, heads, d] */
     int row_pad;            /* extra elements between rows (multiple of 8): non-contiguous strides */
     double density;         /* > 0: block-sparse with a random layout of this density */
-    int block;              /* layout block (default 128) */
+    int block;              /* layout block (default 128); with a pattern, the query block */
+    fg_pattern *pattern;    /* non-NULL: block-sparse layout and element mask from this pattern */
+    int block_k;            /* with a pattern: the key block (default: block) */
     uint64_t seed;
     long check_rows_max;    /* 0: check every row; else about this many rows */
 } fg_case;
@@ -27,7 +29,8 @@ typedef struct fg_case_result {
     int pass;
     double ms_median, tflops;
     long checked_rows;
-    double flops;           /* counted as BENCHMARK.md does (causal halves) */
+    double flops;           /* dense: as BENCHMARK.md counts (causal halves); sparse: the computed blocks */
+    double density;         /* sparse: computed blocks / all blocks */
 } fg_case_result;
 
 /* Runs c; times iters launches (0: no timing).  Returns 0 when the case ran
