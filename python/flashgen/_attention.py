@@ -123,13 +123,30 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
+    # Fast path: a call whose tensor metadata and options were seen before
+    # reuses the validated descriptor (host time per call: bench/host_overhead.py).
+    key = None
+    if block_mask is None and out is None and type(q) is torch.Tensor and type(k) is torch.Tensor \
+            and type(v) is torch.Tensor:
+        key = (q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(), q.dtype, k.dtype, v.dtype, q.device, k.device,
+               v.device, causal if isinstance(causal, (bool, str)) or causal is None else id(causal), scale, layout,
+               return_lse)
+        hit = _desc_cache.get(key)
+        if hit is not None:
+            if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+                _check_device(q, k, v)  # raises the no-autograd error
+            desc, index, lse_shape = hit
+            o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
+            return _launch(desc, index, q, k, v, o, lse, None, return_lse)
+
     b, sq, sk, hq, hk, d = _check_inputs(q, k, v, layout)
     mode = _causal_mode(causal, sq, sk)
     if scale is None:
-        scale = 0.0  # the library's default, 1/sqrt(head_dim)
+        scale_v = 0.0  # the library's default, 1/sqrt(head_dim)
     else:
-        scale = float(scale)
-        if not (scale > 0 and math.isfinite(scale)):
+        scale_v = float(scale)
+        if not (scale_v > 0 and math.isfinite(scale_v)):
             raise ValueError(f"scale must be positive and finite, not {scale}")
     if block_mask is not None:
         _blockmask.check(block_mask)
@@ -150,8 +167,21 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     desc.k_strides[:] = _strides(k, layout)
     desc.v_strides[:] = _strides(v, layout)
     desc.o_strides[:] = _strides(o, layout)
-    desc.softmax_scale = scale
+    desc.softmax_scale = scale_v
     desc.causal = mode
+    if key is not None and o.is_contiguous():
+        # a new o of a later call is contiguous too: same strides
+        if len(_desc_cache) >= 64:
+            _desc_cache.clear()
+        _desc_cache[key] = (desc, index, (b, hq, sq))
+    return _launch(desc, index, q, k, v, o, lse, block_mask, return_lse)
+
+
+_desc_cache = {}
+
+
+def _launch(desc, index, q, k, v, o, lse, block_mask, return_lse):
+    lib = _lib.load()
     stream = torch.cuda.current_stream(q.device).cuda_stream
     with _device.current(index):
         ctx = _device.context(index)
@@ -161,7 +191,7 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
             st = launch()
         else:
             with _blockmask.lock:
-                desc.layout = _blockmask.layout(block_mask, sq, sk, index)
+                desc.layout = _blockmask.layout(block_mask, desc.seqlen_q, desc.seqlen_k, index)
                 st = launch()
         _lib.check(ctx, "fg_attention_forward", st)
     return (o, lse) if return_lse else o

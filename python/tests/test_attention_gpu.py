@@ -121,17 +121,23 @@ def make_inputs(b, sq, sk, hq, hk, d, dtype, layout, packed):
 
 
 def run_case(b, sq, sk, hq, hk, d, dtype, causal, layout="bshd", packed=False, scale=None, block_mask=None,
-             allowed=None, stream=None):
+             allowed=None, stream=None, use_out=True):
     name = (f"{str(dtype)[6:]:8s} d={d:3d} b={b} hq={hq} hkv={hk} sq={sq} sk={sk} causal={causal or 'none'} "
             f"{layout}{' packed' if packed else ''}{' sparse' if block_mask is not None else ''}")
     q, k, v = make_inputs(b, sq, sk, hq, hk, d, dtype, layout, packed)
-    out = torch.full(q.shape, math.nan, dtype=dtype, device=DEV)
+    if use_out:
+        out = torch.full(q.shape, math.nan, dtype=dtype, device=DEV)
+    else:  # flashgen allocates o: leave a NaN block of its size in the allocator
+        out = None
+        torch.full(q.shape, math.nan, dtype=dtype, device=DEV)
     poison_lse_pool((b, hq, sq))
     torch.cuda.synchronize()
     try:
         with torch.cuda.stream(stream) if stream is not None else torch.cuda.stream(torch.cuda.current_stream()):
             o, lse = flashgen.attention(q, k, v, causal=causal, scale=scale, block_mask=block_mask, return_lse=True,
                                         layout=layout, out=out)
+            if not use_out:
+                out = o
         torch.cuda.synchronize()
     except Exception as e:  # reported as a failure of this case, the others still run
         print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
@@ -196,6 +202,17 @@ def main():
         scale = rng.choice([None, 0.5 / math.sqrt(d)])
         fails += run_case(b, sq, sk, hq, hk, d, dtype, causal, layout, packed=rng.random() < 0.3, scale=scale)
         n += 1
+
+    # repeated calls without out=: the binding's descriptor cache serves the
+    # second and third call of a shape (fresh inputs each time); a change of
+    # strides only (packed) or of scale must not reuse the first descriptor
+    for rep in range(3):
+        fails += run_case(2, 333, 517, 4, 2, 64, torch.bfloat16, BR, "bshd", use_out=False)
+        fails += run_case(2, 333, 333, 4, 4, 64, torch.bfloat16, BR, "bshd", use_out=False)
+        fails += run_case(2, 333, 333, 4, 4, 64, torch.bfloat16, BR, "bshd", packed=True, use_out=False)
+        fails += run_case(1, 200, 200, 2, 2, 128, torch.float16, TL, "bhsd", scale=0.3 / math.sqrt(128), use_out=False)
+        fails += run_case(1, 200, 200, 2, 2, 128, torch.float16, TL, "bhsd", use_out=False)
+        n += 5
 
     # other head dims (mma.sync path for 40 and 96), bigger shapes, empty rows
     fixed = [(2, 1000, 777, 8, 2, 96, torch.bfloat16, TL), (1, 777, 1024, 4, 1, 256, torch.float16, NONE),
