@@ -15,6 +15,10 @@ int fg_cli_int(int argc, char **argv, const char *name, int dflt);
 /* The first argument that is not an option or an option's value. */
 const char *fg_cli_positional(int argc, char **argv);
 
+/* Comma-separated positive integers (<= 2^20) into out[max]; the count, or
+ * -1 on a bad item. */
+int fg_cli_parse_list(const char *s, int *out, int max);
+
 int fg_cmd_run(int argc, char **argv);
 int fg_cmd_bench(int argc, char **argv);
 int fg_cmd_tune(int argc, char **argv);

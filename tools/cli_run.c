@@ -52,8 +52,7 @@ static const char *HELP_BENCH =
     "  --compare-heuristic         also time the built-in heuristic's configuration\n"
     "                              (tuning results ignored) and print tuned/heuristic\n";
 
-/* Comma-separated positive integers; -1 on a bad item. */
-static int parse_list(const char *s, int *out, int max) {
+int fg_cli_parse_list(const char *s, int *out, int max) {
     int n = 0;
     while (s && *s && n < max) {
         char *end;
@@ -180,8 +179,8 @@ static double time_forward(fg_context *ctx, const fg_attention_desc *desc, void 
 int fg_cmd_bench(int argc, char **argv) {
     if (fg_cli_flag(argc, argv, "--help") || fg_cli_flag(argc, argv, "-h")) { fputs(HELP_BENCH, stdout); return 0; }
     int hdims[8], seqlens[16];
-    int nh = parse_list(fg_cli_opt(argc, argv, "--hdims") ? fg_cli_opt(argc, argv, "--hdims") : "64,128,256", hdims, 8);
-    int ns = parse_list(fg_cli_opt(argc, argv, "--seqlens") ? fg_cli_opt(argc, argv, "--seqlens") : "512,1024,2048,4096,8192,16384", seqlens, 16);
+    int nh = fg_cli_parse_list(fg_cli_opt(argc, argv, "--hdims") ? fg_cli_opt(argc, argv, "--hdims") : "64,128,256", hdims, 8);
+    int ns = fg_cli_parse_list(fg_cli_opt(argc, argv, "--seqlens") ? fg_cli_opt(argc, argv, "--seqlens") : "512,1024,2048,4096,8192,16384", seqlens, 16);
     const char *cs = fg_cli_opt(argc, argv, "--causal");
     const char *dts = fg_cli_opt(argc, argv, "--dtype");
     const int iters = fg_cli_int(argc, argv, "--iters", 30);

@@ -143,18 +143,6 @@ static void on_progress(const fg_tune_progress *p, void *ud) {
     b->last_pct = pct;
 }
 
-static int parse_ints(const char *s, int *out, int max) {
-    int n = 0;
-    while (s && *s && n < max) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v <= 0 || v > 1 << 20 || (*end && *end != ',')) return -1;
-        out[n++] = (int)v;
-        s = *end ? end + 1 : end;
-    }
-    return n;
-}
-
 int fg_cmd_tune(int argc, char **argv) {
     if (fg_cli_flag(argc, argv, "--help") || fg_cli_flag(argc, argv, "-h")) { fputs(HELP_TUNE, stdout); return 0; }
     const int all = fg_cli_flag(argc, argv, "--all");
@@ -167,7 +155,7 @@ int fg_cmd_tune(int argc, char **argv) {
     const int def[] = {512, 1024, 2048, 4096, 8192, 16384};
     memcpy(seqlens, def, sizeof def);
     const char *sl = fg_cli_opt(argc, argv, "--seqlens");
-    if (sl && (nsl = parse_ints(sl, seqlens, 32)) <= 0) {
+    if (sl && (nsl = fg_cli_parse_list(sl, seqlens, 32)) <= 0) {
         fprintf(stderr, "flashgen tune: --seqlens expects positive integers separated by commas, got '%s'\n", sl);
         return 2;
     }
