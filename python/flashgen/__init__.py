@@ -13,6 +13,7 @@ search path; flashgen.library_path() says which one loaded.
 from ._lib import FlashgenError, LibraryNotFound, library_path
 from ._attention import attention
 from ._blockmask import BlockLayout, clear_cache
+from ._pattern import Pattern
 
 __version__ = "0.1.0"
-__all__ = ["attention", "BlockLayout", "FlashgenError", "LibraryNotFound", "library_path", "clear_cache"]
+__all__ = ["attention", "BlockLayout", "Pattern", "FlashgenError", "LibraryNotFound", "library_path", "clear_cache"]

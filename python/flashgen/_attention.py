@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from . import _blockmask, _device, _lib
+from . import _blockmask, _device, _lib, _pattern
 
 _DTYPES = {torch.float16: _lib.FG_FP16, torch.bfloat16: _lib.FG_BF16}
 _CAUSAL = {False: _lib.FG_CAUSAL_NONE, None: _lib.FG_CAUSAL_NONE, "none": _lib.FG_CAUSAL_NONE,
@@ -108,9 +108,10 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       'top_left' (j <= i, PyTorch's is_causal); True when seqlen_q ==
       seqlen_k (where the two agree).
     scale: softmax scale; None means 1/sqrt(head_dim).
-    block_mask: a FlexAttention BlockMask or a flashgen.BlockLayout.  Full
-      blocks are computed unmasked; partial blocks get only the causal mask
-      given by `causal` (flashgen has no mask_mod; see flashgen.BlockLayout).
+    block_mask: a FlexAttention BlockMask or a flashgen.BlockLayout (full
+      blocks unmasked, partial blocks get only the causal mask given by
+      `causal`), or a flashgen.Pattern, whose element mask (mask_mod) also
+      applies to its partial blocks.
     return_lse: also return the log-sum-exp, fp32 [batch, heads_q, seqlen_q],
       natural log.
     layout: 'bshd' (default) or 'bhsd': how to read the four dimensions.
@@ -148,7 +149,7 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         scale_v = float(scale)
         if not (scale_v > 0 and math.isfinite(scale_v)):
             raise ValueError(f"scale must be positive and finite, not {scale}")
-    if block_mask is not None:
+    if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
         _blockmask.check(block_mask)
     _check_device(q, k, v)
     o = _check_out(out, q) if out is not None else torch.empty(q.shape, dtype=q.dtype, device=q.device)
@@ -189,6 +190,13 @@ def _launch(desc, index, q, k, v, o, lse, block_mask, return_lse):
                                                   o.data_ptr(), lse.data_ptr() if lse is not None else None, stream)
         if block_mask is None:
             st = launch()
+        elif isinstance(block_mask, _pattern.Pattern):
+            # the layout of this size carries the pattern's element mask; kept by the pattern
+            desc.layout = block_mask._device_layout(index, desc.batch, desc.heads_q, desc.seqlen_q, desc.seqlen_k)
+            try:
+                st = launch()
+            finally:
+                desc.layout = None
         else:
             with _blockmask.lock:
                 desc.layout = _blockmask.layout(block_mask, desc.seqlen_q, desc.seqlen_k, index)

@@ -101,6 +101,13 @@ def _declare(lib):
                                           C.c_int, C.c_int, C.c_int]),
         "fg_attention_forward": (C.c_int, [P, C.POINTER(fg_attention_desc), P, P, P, P, P, P]),
         "fg_attention_prepare": (C.c_int, [P, C.POINTER(fg_attention_desc)]),
+        "fg_pattern_create": (C.c_int, [P, C.c_char_p, C.c_char_p, C.POINTER(P)]),
+        "fg_pattern_destroy": (None, [P]),
+        "fg_pattern_name": (C.c_char_p, [P]),
+        "fg_pattern_mask": (C.c_char_p, [P, C.c_int]),
+        "fg_pattern_eval": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int,
+                                      C.POINTER(fg_block_layout_desc)]),
+        "fg_pattern_layout": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.POINTER(P)]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

@@ -258,6 +258,23 @@ def main():
         fails += run_case(1, 700, 700, 2, 2, 64, torch.bfloat16, TL, block_mask=bm)
         n += 3
 
+    # flashgen.Pattern: the pattern's element mask runs in the kernel on partial blocks
+    i = torch.arange(1000, device=DEV)
+    win = flashgen.Pattern("sliding_window", window=200)
+    fails += run_case(1, 1000, 1000, 2, 2, 128, torch.bfloat16, NONE, block_mask=win,
+                      allowed=(i[:, None] - i[None, :]).abs() <= 200)
+    fails += run_case(1, 1000, 1000, 2, 2, 128, torch.bfloat16, NONE, block_mask=win,  # again: the cached layout
+                      allowed=(i[:, None] - i[None, :]).abs() <= 200)
+    # a combination: full blocks are never masked, so causality comes from the pattern itself
+    wc = flashgen.Pattern("intersection(sliding_window{window=200}, causal{})")
+    fails += run_case(2, 1000, 1000, 4, 2, 64, torch.float16, NONE, block_mask=wc,
+                      allowed=((i[:, None] - i[None, :]).abs() <= 200) & visible(1000, 1000, TL))
+    doc = flashgen.Pattern("document", lengths=[300, 450, 250], block_q=64, block_k=64)
+    seg = (i >= 300).int() + (i >= 750).int()
+    fails += run_case(1, 1000, 1000, 2, 2, 64, torch.bfloat16, NONE, block_mask=doc,
+                      allowed=seg[:, None] == seg[None, :])
+    n += 4
+
     # errors on the GPU: a library error carries its message; no key -> o = 0, lse = -inf
     x = torch.randn(1, 64, 2, 72, device=DEV, dtype=torch.bfloat16)[..., 1:65]  # 2-byte offset: misaligned
     try:

@@ -175,6 +175,38 @@ class BlockMasks(unittest.TestCase):
         self.assertTrue(torch.equal(got[0, 0], want), f"\n{got[0, 0].int()}\n{want.int()}")
         self.assertFalse((dense_blocks(pn, pi, nk) & dense_blocks(fn, fi, nk)).any())
 
+    def test_pattern_eval(self):
+        # block classes of a sliding window against brute force over elements
+        pat = flashgen.Pattern("sliding_window", window=300, block_q=64, block_k=64)
+        self.assertEqual(pat.name, "sliding_window")
+        self.assertIn("window", pat.mask)
+        sq, sk = 1000, 777
+        lay = pat.eval(sq, sk)
+        self.assertEqual(lay.BLOCK_SIZE, (64, 64))
+        nq, nk = -(-sq // 64), -(-sk // 64)
+        part = dense_blocks(lay.kv_num_blocks, lay.kv_indices, nk)[0, 0]
+        full = dense_blocks(lay.full_kv_num_blocks, lay.full_kv_indices, nk)[0, 0]
+        i = torch.arange(sq)[:, None]
+        j = torch.arange(sk)[None, :]
+        vis = (i - j).abs() <= 300
+        for a in range(nq):
+            for b in range(nk):
+                blk = vis[a * 64:(a + 1) * 64, b * 64:(b + 1) * 64]
+                want = "full" if blk.all() else "partial" if blk.any() else "empty"
+                got = "full" if full[a, b] else "partial" if part[a, b] else "empty"
+                self.assertEqual(got, want, f"block ({a}, {b})")
+        pat.close()
+
+    def test_pattern_errors(self):
+        with self.assertRaisesRegex(flashgen.FlashgenError, "unknown pattern"):
+            flashgen.Pattern("no_such_pattern")
+        with self.assertRaisesRegex(flashgen.FlashgenError, "unknown parameter 'windoww'"):
+            flashgen.Pattern("sliding_window", windoww=5)
+        with self.assertRaisesRegex(ValueError, "multiple of 64"):
+            flashgen.Pattern("causal", block_q=32)
+        with self.assertRaisesRegex(TypeError, "number or a list"):
+            flashgen.Pattern("sliding_window", window="x")
+
 
 if __name__ == "__main__":
     r = unittest.main(exit=False, verbosity=1).result

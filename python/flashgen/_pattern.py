@@ -1,0 +1,145 @@
+"""flashgen.Pattern: the library's block-sparse patterns (templates/patterns.lua,
+docs/PATTERNS.md) from Python.
+
+    pat = flashgen.Pattern("sliding_window", window=512)
+    pat.eval(8192, 8192)                     # BlockLayout of host tensors (no GPU needed)
+    o = flashgen.attention(q, k, v, block_mask=pat)   # the pattern's element mask applies too
+
+A pattern is evaluated for each call's sizes and kept as a device layout per
+(device, batch, heads, seqlen_q, seqlen_k); the pattern's element mask (its
+mask_mod) runs in the kernel on partial blocks.
+"""
+import ctypes as C
+import threading
+
+import torch
+
+from . import _device, _lib
+from ._blockmask import BlockLayout
+
+_host = {"ctx": None}
+_host_lock = threading.Lock()
+
+
+def _host_ctx():
+    """A context for host-only work (pattern evaluation); never destroyed."""
+    with _host_lock:
+        if _host["ctx"] is None:
+            h = C.c_void_p()
+            st = _lib.load().fg_context_create(C.byref(h))
+            if st != _lib.FG_OK:
+                raise _lib.FlashgenError("fg_context_create", st, _lib.status_name(st), "")
+            _host["ctx"] = h.value
+        return _host["ctx"]
+
+
+def _params_text(params, kw):
+    items = []
+    if params:
+        if not isinstance(params, str):
+            raise TypeError(f"params must be a string like 'window=256; lengths=100,200', not {type(params).__name__}")
+        items.append(params)
+    for k, v in kw.items():
+        if isinstance(v, (list, tuple)):
+            v = ",".join(str(int(x)) for x in v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"pattern parameter {k} must be a number or a list of integers, not {v!r}")
+        items.append(f"{k}={v}")
+    return "; ".join(items)
+
+
+class Pattern:
+    """A block-sparse pattern: a built-in name ("sliding_window", "bigbird",
+    "document", ...), a Lua expression over them ("union(causal{},
+    global{tokens=64})") or a path to a .lua file; parameters as keywords or
+    a "name=value; ..." string.  block_q (multiple of 64) and block_k
+    (multiple of 16) are the layout's block sizes."""
+
+    def __init__(self, pattern, params=None, *, block_q=128, block_k=128, **kw):
+        if not isinstance(pattern, str) or not pattern:
+            raise TypeError("pattern must be a non-empty string (a built-in name, a Lua expression or a .lua path)")
+        if block_q < 64 or block_q % 64 or block_k < 16 or block_k % 16:
+            raise ValueError(f"block_q must be a multiple of 64 and block_k of 16 (got {block_q}, {block_k})")
+        self.block_q, self.block_k = int(block_q), int(block_k)
+        self._text = (pattern, _params_text(params, kw))
+        self._lock = threading.RLock()
+        self._pats = {}     # context handle -> fg_pattern*
+        self._layouts = {}  # (device, b, h, sq, sk) -> fg_block_layout*
+        self._handle(_host_ctx())  # errors (unknown name, bad parameter, Lua error) surface here
+
+    def _handle(self, ctx):
+        with self._lock:
+            h = self._pats.get(ctx)
+            if h is None:
+                out = C.c_void_p()
+                st = _lib.load().fg_pattern_create(ctx, self._text[0].encode(), self._text[1].encode(), C.byref(out))
+                _lib.check(ctx, "fg_pattern_create", st)
+                h = self._pats[ctx] = out.value
+            return h
+
+    @property
+    def name(self):
+        return _lib.load().fg_pattern_name(self._handle(_host_ctx())).decode()
+
+    @property
+    def mask(self):
+        """The element predicate of partial blocks (canonical text), or None."""
+        m = _lib.load().fg_pattern_mask(self._handle(_host_ctx()), 0)
+        return m.decode() if m else None
+
+    def eval(self, seqlen_q, seqlen_k, batch=1, heads=1):
+        """The layout for these sizes as a flashgen.BlockLayout of CPU int32
+        tensors (FlexAttention's BlockMask terms); no GPU needed."""
+        ctx = _host_ctx()
+        d = _lib.fg_block_layout_desc()
+        with self._lock:
+            st = _lib.load().fg_pattern_eval(ctx, self._handle(ctx), batch, heads, seqlen_q, seqlen_k, self.block_q,
+                                             self.block_k, C.byref(d))
+            _lib.check(ctx, "fg_pattern_eval", st)
+            rows = d.batch * d.heads * d.num_q_blocks
+            grab = lambda p, n: torch.tensor(p[:n], dtype=torch.int32) if p else None
+            shape3 = (d.batch, d.heads, d.num_q_blocks)
+            num = grab(d.kv_num_blocks, rows).reshape(shape3)
+            idx = grab(d.kv_indices, rows * d.num_kv_blocks).reshape(*shape3, d.num_kv_blocks)
+            fnum = grab(d.full_kv_num_blocks, rows)
+            fidx = grab(d.full_kv_indices, rows * d.num_kv_blocks)
+        return BlockLayout(num, idx, fnum.reshape(shape3) if fnum is not None else None,
+                           fidx.reshape(*shape3, d.num_kv_blocks) if fidx is not None else None,
+                           block_size=(self.block_q, self.block_k))
+
+    def _device_layout(self, index, batch, heads, seqlen_q, seqlen_k):
+        """fg_block_layout* for a call on device `index` (its primary context
+        current); made once per size and kept until the pattern is freed."""
+        key = (index, batch, heads, seqlen_q, seqlen_k)
+        with self._lock:
+            h = self._layouts.get(key)
+            if h is None:
+                ctx = _device.context(index)
+                out = C.c_void_p()
+                st = _lib.load().fg_pattern_layout(ctx, self._handle(ctx), batch, heads, seqlen_q, seqlen_k,
+                                                   self.block_q, self.block_k, C.byref(out))
+                _lib.check(ctx, "fg_pattern_layout", st)
+                h = self._layouts[key] = out.value
+            return h
+
+    def close(self):
+        """Frees the device layouts and the library's pattern objects."""
+        with self._lock:
+            lib = _lib.load()
+            for (index, *_), h in self._layouts.items():
+                torch.cuda.synchronize(index)  # a queued kernel may still read it
+                with _device.current(index):
+                    lib.fg_block_layout_destroy(_device.context(index), h)
+            self._layouts.clear()
+            for h in self._pats.values():
+                lib.fg_pattern_destroy(h)
+            self._pats.clear()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library or torch may be gone
+            pass
+
+    def __repr__(self):
+        return f"flashgen.Pattern({self._text[0]!r}, {self._text[1]!r}, block_q={self.block_q}, block_k={self.block_k})"
