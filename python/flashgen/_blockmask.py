@@ -7,7 +7,8 @@ lengths is cut or padded here: query-block rows past the call's are
 dropped, key blocks at or past the call's last key block are dropped (they
 hold no keys of this call), and the index rows are padded to the width.
 
-Difference from FlexAttention: flashgen has no mask_mod.  Full blocks are
+Difference from FlexAttention: a BlockMask's mask_mod (a Python function)
+is not used; element masks come from flashgen.Pattern.  Full blocks are
 computed unmasked, as in Flex; partial blocks get only the causal mask of
 the call (the `causal` argument), not the mask_mod the BlockMask was
 built from.  A BlockMask from a block-aligned mask_mod (every block is full
@@ -42,7 +43,8 @@ class BlockLayout:
     block_k), block_q a multiple of 64, block_k a multiple of 16.
 
     Full blocks are computed without an element mask; partial blocks get
-    only the causal mask of the attention call (flashgen has no mask_mod).
+    only the causal mask of the attention call (for an element mask use
+    flashgen.Pattern).
     So a FlexAttention BlockMask built from a mask_mod that is not
     block-aligned gives Flex's result only where its partial blocks are
     exactly the call's causal mask."""
