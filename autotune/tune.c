@@ -28,6 +28,7 @@
 #include "runtime/attention.h"
 #include "runtime/internal.h"
 #include "runtime/reference.h"
+#include "runtime/timing.h"
 
 #define MAX_CAND 512
 #define TOKENS 16384 /* batch * seqlen of a representative shape (BENCHMARK.md) */
@@ -217,50 +218,34 @@ static void make_shape(const tuner *t, int seqlen, shape *sh) {
     sh->flops = 4.0 * batch * heads * (double)seqlen * seqlen * t->spec.head_dim * (t->spec.causal ? 0.5 : 1.0);
 }
 
-static int cmp_d(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+typedef struct launch_ud {
+    fg_context *ctx;
+    const fg_kernel *k;
+    const fg_variant *v;
+    fg_fwd_params *p;
+} launch_ud;
+
+static fg_status launch_cand(void *ud, fg_error *err) {
+    launch_ud *u = ud;
+    return fg_ctx_launch(u->ctx, u->k, u->v, u->p, NULL, err);
 }
 
-/* Median time in ms of reps launches of candidate c on sh; < 0 on failure
- * (note set). */
+/* Median time in ms of reps launches of candidate c on sh (one warm-up);
+ * < 0 on failure (note set). */
 static double time_one(tuner *t, cand *c, const shape *sh, const bufs *b, int reps, fg_error *err) {
     fg_context *ctx = t->ctx;
-    const fg_cuda *cu = ctx->cu;
     fg_variant v;
     fg_fwd_params p;
     if (fg_attention_plan(&sh->d, ctx->dev_info.smem_per_block_optin, &v, &p, err) != FG_OK) return -1;
     v.cfg = c->cfg;
     p.q = (const void *)(uintptr_t)b->q; p.k = (const void *)(uintptr_t)b->k;
     p.v = (const void *)(uintptr_t)b->v; p.o = (void *)(uintptr_t)b->o; p.lse = NULL;
-    CUevent ev[2] = {0, 0};
-    double ts[64];
-    if (reps > 64) reps = 64;
+    launch_ud u = {ctx, c->k, &v, &p};
     double ms = -1;
-    CUresult r = cu->EventCreate(&ev[0], 0);
-    if (!r) r = cu->EventCreate(&ev[1], 0);
-    fg_status st = r ? FG_ERR_CUDA : fg_ctx_launch(ctx, c->k, &v, &p, NULL, err); /* warm-up */
-    if (st == FG_OK && !r) r = cu->CtxSynchronize();
-    for (int i = 0; st == FG_OK && !r && i < reps; ++i) {
-        r = cu->EventRecord(ev[0], NULL);
-        if (!r) st = fg_ctx_launch(ctx, c->k, &v, &p, NULL, err);
-        if (!r && st == FG_OK) r = cu->EventRecord(ev[1], NULL);
-        if (!r && st == FG_OK) r = cu->EventSynchronize(ev[1]);
-        float f = 0;
-        if (!r && st == FG_OK) r = cu->EventElapsedTime(&f, ev[0], ev[1]);
-        ts[i] = f;
+    if (fg_time_median(ctx->cu, launch_cand, &u, 1, reps, 0, 0, &ms, err) != FG_OK) {
+        snprintf(c->note, sizeof c->note, "launch failed: %s", err->msg ? err->msg : "?");
+        return -1;
     }
-    if (st == FG_OK && !r) {
-        qsort(ts, (size_t)reps, sizeof ts[0], cmp_d);
-        ms = ts[reps / 2];
-    } else {
-        char m[256];
-        snprintf(c->note, sizeof c->note, "launch failed: %s",
-                 r ? fg_cuda_errstr(cu, r, m, sizeof m) : (err->msg ? err->msg : fg_status_name(st)));
-        if (r) fg_fail(err, FG_ERR_CUDA, "%s", c->note);
-    }
-    if (ev[0]) cu->EventDestroy(ev[0]);
-    if (ev[1]) cu->EventDestroy(ev[1]);
     return ms;
 }
 

@@ -6,6 +6,7 @@
 
 #include "runtime/attention.h"
 #include "runtime/internal.h"
+#include "runtime/timing.h"
 #include "tools/cli.h"
 #include "tools/harness.h"
 
@@ -146,34 +147,20 @@ int fg_cmd_run(int argc, char **argv) {
     return failed;
 }
 
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Median ms of iters launches after 3 warm-ups, L2 flushed before each;
  * -1 on error (printed). */
-static double time_forward(fg_context *ctx, const fg_attention_desc *desc, void *q, void *k, void *v, void *o, float *lse,
-                           CUdeviceptr flush, size_t flush_bytes, CUevent ev0, CUevent ev1, float *times, int iters) {
-    const fg_cuda *cu = ctx->cu ? ctx->cu : NULL;
+static double time_forward(const fg_cuda *cu, fg_context *ctx, const fg_attention_desc *desc, void *q, void *k, void *v, void *o, float *lse,
+                           CUdeviceptr flush, size_t flush_bytes, int iters) {
+    fg_forward_call u = {ctx, desc, q, k, v, o, lse};
     fg_error e = {0};
-    if (!cu && fg_ctx_device(ctx, &e) != FG_OK) { printf("error: %s\n", e.msg); fg_error_clear(&e); return -1; }
-    cu = ctx->cu;
-    CUresult r = CUDA_SUCCESS;
-    for (int it = 0; it < iters + 3 && !r; ++it) {
-        r = cu->MemsetD32(flush, (unsigned)it, flush_bytes / 4);
-        if (!r) r = cu->EventRecord(ev0, NULL);
-        if (fg_attention_forward(ctx, desc, q, k, v, o, lse, NULL) != FG_OK) {
-            printf("error while timing: %s\n", fg_errmsg(ctx));
-            return -1;
-        }
-        if (!r) r = cu->EventRecord(ev1, NULL);
-        if (!r) r = cu->EventSynchronize(ev1);
-        if (!r && it >= 3) r = cu->EventElapsedTime(&times[it - 3], ev0, ev1);
+    double ms = -1;
+    if (fg_time_median(cu, fg_forward_launch, &u, 3, iters, flush, flush_bytes, &ms, &e) != FG_OK) {
+        printf("error while timing: %s\n", e.msg);
+        fg_error_clear(&e);
+        return -1;
     }
-    if (r) { char b[256]; printf("timing failed: %s\n", fg_cuda_errstr(cu, r, b, sizeof b)); return -1; }
-    qsort(times, (size_t)iters, sizeof *times, cmp_f);
-    return times[iters / 2];
+    return ms;
 }
 
 int fg_cmd_bench(int argc, char **argv) {
@@ -186,10 +173,10 @@ int fg_cmd_bench(int argc, char **argv) {
     const int iters = fg_cli_int(argc, argv, "--iters", 30);
     const char *csvpath = fg_cli_opt(argc, argv, "--csv");
     const char *paths = fg_cli_opt(argc, argv, "--path");
-    if (nh <= 0 || ns <= 0 || iters < 1 || iters > 100000 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
+    if (nh <= 0 || ns <= 0 || iters < 1 || iters > 1024 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
         (dts && strcmp(dts, "bf16") && strcmp(dts, "fp16")) ||
         (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma"))) {
-        fprintf(stderr, "flashgen bench: bad option value (--hdims/--seqlens take positive integers, --iters >= 1, "
+        fprintf(stderr, "flashgen bench: bad option value (--hdims/--seqlens take positive integers, --iters 1..1024, "
                         "--causal both|0|1, --dtype bf16|fp16, --path auto|mma|wgmma)\n");
         return 2;
     }
@@ -224,13 +211,12 @@ int fg_cmd_bench(int argc, char **argv) {
     CUdeviceptr dq = 0, dk = 0, dv = 0, dout = 0, dlse = 0, flush = 0;
     const size_t flush_bytes = 256u << 20;
     uint16_t *hq = malloc(n * 2), *hk = malloc(n * 2), *hv = malloc(n * 2), *ho = malloc(n * 2);
-    float *hlse = malloc(tokens * 128 * 4), *times = malloc(sizeof(float) * (size_t)iters);
+    float *hlse = malloc(tokens * 128 * 4);
     double *orow = malloc(sizeof(double) * 256);
     FILE *csv = NULL;
     int rc = 0;
-    CUevent ev0 = 0, ev1 = 0;
     CUresult r = CUDA_SUCCESS;
-    if (!hq || !hk || !hv || !ho || !hlse || !times || !orow) { fprintf(stderr, "flashgen bench: out of memory\n"); rc = 1; goto done; }
+    if (!hq || !hk || !hv || !ho || !hlse || !orow) { fprintf(stderr, "flashgen bench: out of memory\n"); rc = 1; goto done; }
     fg_rng rng;
     fg_rng_seed(&rng, 1234);
     fg_fill_normal(hq, n, dt, &rng);
@@ -245,8 +231,6 @@ int fg_cmd_bench(int argc, char **argv) {
     if (!r) r = cu->MemcpyHtoD(dq, hq, n * 2);
     if (!r) r = cu->MemcpyHtoD(dk, hk, n * 2);
     if (!r) r = cu->MemcpyHtoD(dv, hv, n * 2);
-    if (!r) r = cu->EventCreate(&ev0, 0);
-    if (!r) r = cu->EventCreate(&ev1, 0);
     if (r) { char b[256]; fprintf(stderr, "flashgen bench: %s\n", fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
     if (csvpath) {
         csv = fopen(csvpath, "w");
@@ -296,13 +280,13 @@ int fg_cmd_bench(int argc, char **argv) {
                     rc = 1;
                     continue;
                 }
-                double ms = time_forward(ctx, &desc, q, k, v, o, lse, flush, flush_bytes, ev0, ev1, times, iters);
+                double ms = time_forward(cu, ctx, &desc, q, k, v, o, lse, flush, flush_bytes, iters);
                 if (ms < 0) { rc = 1; goto done; }
                 const double flops = 4.0 * batch * heads * (double)s * s * d * (causal ? 0.5 : 1.0);
                 const double tf = flops / (ms * 1e-3) / 1e12;
                 double htf = 0;
                 if (hctx) {
-                    const double hms = time_forward(hctx, &desc, q, k, v, o, lse, flush, flush_bytes, ev0, ev1, times, iters);
+                    const double hms = time_forward(cu, hctx, &desc, q, k, v, o, lse, flush, flush_bytes, iters);
                     if (hms < 0) { rc = 1; goto done; }
                     htf = flops / (hms * 1e-3) / 1e12;
                 }
@@ -324,15 +308,13 @@ int fg_cmd_bench(int argc, char **argv) {
             }
 done:
     if (csv) fclose(csv);
-    if (ev0) cu->EventDestroy(ev0);
-    if (ev1) cu->EventDestroy(ev1);
     if (dq) cu->MemFree(dq);
     if (dk) cu->MemFree(dk);
     if (dv) cu->MemFree(dv);
     if (dout) cu->MemFree(dout);
     if (dlse) cu->MemFree(dlse);
     if (flush) cu->MemFree(flush);
-    free(hq); free(hk); free(hv); free(ho); free(hlse); free(times); free(orow);
+    free(hq); free(hk); free(hv); free(ho); free(hlse); free(orow);
     fg_context_destroy(ctx);
     fg_context_destroy(hctx);
     return rc;

@@ -7,6 +7,7 @@
 
 #include "runtime/internal.h"
 #include "runtime/pattern.h"
+#include "runtime/timing.h"
 
 void fg_case_describe(const fg_case *c, char *buf, size_t n) {
     const fg_attention_desc *d = &c->desc;
@@ -29,10 +30,6 @@ static size_t numel(const int64_t s[3], int batch, int heads, int seqlen, int d)
     return (size_t)((batch - 1) * s[0] + (heads - 1) * s[1] + (seqlen - 1) * s[2] + d);
 }
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
 
 int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result *r) {
     memset(r, 0, sizeof *r);
@@ -57,8 +54,6 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     fg_block_layout *layout = NULL;
     CUdeviceptr dq = 0, dk = 0, dv = 0, dout = 0, dlse = 0;
     const fg_cuda *cu = NULL;
-    CUevent ev[2] = {0, 0};
-    float *times = NULL;
     int failed = 1;
     if (!hq || !hk || !hv || !ho || !hlse || !orow) { snprintf(r->msg, sizeof r->msg, "out of host memory"); r->status = FG_ERR_OUT_OF_MEMORY; goto done; }
     fg_fill_normal(hq, nq, d.dtype, &rng);
@@ -177,37 +172,22 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     if (host_layout) r->flops = fg_layout_flops(host_layout, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, D, &r->density);
     else r->flops = 4.0 * d.batch * d.heads_q * (double)d.seqlen_q * d.seqlen_k * D * (d.causal ? 0.5 : 1.0);
     if (iters > 0 && r->pass) {
-        times = malloc(sizeof(float) * (size_t)iters);
-        if (!times) { snprintf(r->msg, sizeof r->msg, "out of host memory"); r->status = FG_ERR_OUT_OF_MEMORY; r->pass = 0; goto done; }
-        e = cu->EventCreate(&ev[0], 0);
-        if (!e) e = cu->EventCreate(&ev[1], 0);
-        for (int it = 0; it < iters + 3 && !e; ++it) {
-            if (it >= 3) e = cu->EventRecord(ev[0], NULL);
-            fg_status s = fg_attention_forward(ctx, &d, (void *)(uintptr_t)dq, (void *)(uintptr_t)dk, (void *)(uintptr_t)dv,
-                                               (void *)(uintptr_t)dout, (float *)(uintptr_t)dlse, NULL);
-            if (s != FG_OK) { snprintf(r->msg, sizeof r->msg, "%s", fg_errmsg(ctx)); r->status = s; r->pass = 0; goto done; }
-            if (it >= 3 && !e) {
-                e = cu->EventRecord(ev[1], NULL);
-                if (!e) e = cu->EventSynchronize(ev[1]);
-                if (!e) e = cu->EventElapsedTime(&times[it - 3], ev[0], ev[1]);
-            }
-        }
-        if (e) {
-            char b[256];
-            snprintf(r->msg, sizeof r->msg, "timing: %s", fg_cuda_errstr(cu, e, b, sizeof b));
-            r->status = FG_ERR_CUDA;
+        fg_forward_call u = {ctx, &d, (void *)(uintptr_t)dq, (void *)(uintptr_t)dk, (void *)(uintptr_t)dv,
+                             (void *)(uintptr_t)dout, (float *)(uintptr_t)dlse};
+        fg_error te = {0};
+        fg_status s = fg_time_median(cu, fg_forward_launch, &u, 3, iters, 0, 0, &r->ms_median, &te);
+        if (s != FG_OK) {
+            snprintf(r->msg, sizeof r->msg, "timing: %s", te.msg ? te.msg : fg_status_name(s));
+            fg_error_clear(&te);
+            r->status = s;
             r->pass = 0;
             goto done;
         }
-        qsort(times, (size_t)iters, sizeof *times, cmp_float);
-        r->ms_median = times[iters / 2];
         r->tflops = r->flops / (r->ms_median * 1e-3) / 1e12;
     }
     failed = !r->pass;
 done:
     if (cu) {
-        if (ev[0]) cu->EventDestroy(ev[0]);
-        if (ev[1]) cu->EventDestroy(ev[1]);
         if (dq) cu->MemFree(dq);
         if (dk) cu->MemFree(dk);
         if (dv) cu->MemFree(dv);
@@ -216,7 +196,6 @@ done:
     }
     fg_block_layout_destroy(ctx, layout);
     fg_host_layout_free(&hl);
-    free(times);
     free(hq); free(hk); free(hv); free(ho); free(hlse); free(orow);
     return failed;
 }
