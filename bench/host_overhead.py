@@ -49,7 +49,7 @@ def main():
     lib = _lib.load()
     desc = _lib.fg_attention_desc()
     lib.fg_attention_desc_init(C.byref(desc), 1, d, b, h, h, s, s)
-    desc.causal = 1
+    desc.causal = 2  # top_left: what causal=True means in flashgen.attention
     idx = q.device.index or 0
     stream = torch.cuda.current_stream().cuda_stream
     with _device.current(idx):

@@ -123,6 +123,8 @@ _lock = threading.Lock()
 def load():
     """The loaded library (loaded on first use).  Raises LibraryNotFound."""
     global _lib, _lib_path
+    if _lib is not None:  # the per-call path: no lock once loaded
+        return _lib
     with _lock:
         if _lib is None:
             tried = []

@@ -9,6 +9,7 @@ A pattern is evaluated for each call's sizes and kept as a device layout per
 (device, batch, heads, seqlen_q, seqlen_k); the pattern's element mask (its
 mask_mod) runs in the kernel on partial blocks.
 """
+import collections
 import ctypes as C
 import threading
 
@@ -48,6 +49,15 @@ def _params_text(params, kw):
     return "; ".join(items)
 
 
+_MAX_LAYOUTS = 16
+
+
+def _free_layout(index, handle):
+    torch.cuda.synchronize(index)  # a queued kernel may still read it
+    with _device.current(index):
+        _lib.load().fg_block_layout_destroy(_device.context(index), handle)
+
+
 class Pattern:
     """A block-sparse pattern: a built-in name ("sliding_window", "bigbird",
     "document", ...), a Lua expression over them ("union(causal{},
@@ -64,7 +74,7 @@ class Pattern:
         self._text = (pattern, _params_text(params, kw))
         self._lock = threading.RLock()
         self._pats = {}     # context handle -> fg_pattern*
-        self._layouts = {}  # (device, b, h, sq, sk) -> fg_block_layout*
+        self._layouts = collections.OrderedDict()  # (device, b, h, sq, sk) -> fg_block_layout*, LRU
         self._handle(_host_ctx())  # errors (unknown name, bad parameter, Lua error) surface here
 
     def _handle(self, ctx):
@@ -109,11 +119,17 @@ class Pattern:
 
     def _device_layout(self, index, batch, heads, seqlen_q, seqlen_k):
         """fg_block_layout* for a call on device `index` (its primary context
-        current); made once per size and kept until the pattern is freed."""
+        current); the last _MAX_LAYOUTS sizes are kept (variable lengths
+        must not grow device memory without bound)."""
         key = (index, batch, heads, seqlen_q, seqlen_k)
         with self._lock:
             h = self._layouts.get(key)
-            if h is None:
+            if h is not None:
+                self._layouts.move_to_end(key)
+            else:
+                while len(self._layouts) >= _MAX_LAYOUTS:
+                    (old_index, *_), old = self._layouts.popitem(last=False)
+                    _free_layout(old_index, old)
                 ctx = _device.context(index)
                 out = C.c_void_p()
                 st = _lib.load().fg_pattern_layout(ctx, self._handle(ctx), batch, heads, seqlen_q, seqlen_k,
@@ -126,11 +142,9 @@ class Pattern:
         """Frees the device layouts and the library's pattern objects."""
         with self._lock:
             lib = _lib.load()
-            for (index, *_), h in self._layouts.items():
-                torch.cuda.synchronize(index)  # a queued kernel may still read it
-                with _device.current(index):
-                    lib.fg_block_layout_destroy(_device.context(index), h)
-            self._layouts.clear()
+            while self._layouts:
+                (index, *_), h = self._layouts.popitem(last=False)
+                _free_layout(index, h)
             for h in self._pats.values():
                 lib.fg_pattern_destroy(h)
             self._pats.clear()
