@@ -43,14 +43,14 @@ void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, c
     if (s->mask_hash && w > 0 && (size_t)w < n) snprintf(buf + w, n - (size_t)w, ",mask=%016llx", (unsigned long long)s->mask_hash);
 }
 
-static int bucket_len(int s) {
+int fg_bucket_len(int s) {
     int b = 128;
     while (b < s && b < 16384) b *= 2;
     return b;
 }
 
 void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
-    snprintf(buf, n, "sq%d,sk%d", bucket_len(seqlen_q), bucket_len(seqlen_k));
+    snprintf(buf, n, "sq%d,sk%d", fg_bucket_len(seqlen_q), fg_bucket_len(seqlen_k));
 }
 
 static double now_s(void) {
@@ -403,9 +403,9 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
             return fg_ctx_fail(ctx, &e);
         }
         for (int j = 0; j < i; ++j)
-            if (bucket_len(seqlens[j]) == bucket_len(seqlens[i])) {
+            if (fg_bucket_len(seqlens[j]) == fg_bucket_len(seqlens[i])) {
                 fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_tune: seqlens %d and %d fall in the same bucket (%d)", seqlens[j],
-                        seqlens[i], bucket_len(seqlens[i]));
+                        seqlens[i], fg_bucket_len(seqlens[i]));
                 return fg_ctx_fail(ctx, &e);
             }
     }
@@ -468,7 +468,6 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
     for (int i = 0; i < started; ++i) pthread_join(th[i], NULL);
     if (t.fail != FG_OK) { st = t.fail; e = t.fail_err; t.fail_err.msg = NULL; goto done; }
     if (cancelled(&t)) { st = fg_fail(&e, FG_ERR_CANCELLED, "tuning cancelled while compiling (compiled kernels are stored)"); goto done; }
-    t.total -= 0;
 
     st = bufs_alloc(ctx->cu, &t.spec, seqlens, nb, &b, &e);
     if (st != FG_OK) goto done;

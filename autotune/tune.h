@@ -19,4 +19,6 @@ void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, c
 /* A call's shape bucket, "sq2048,sk4096": the next power of two of each
  * seqlen, clamped to 128..16384. */
 void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n);
+/* The bucket of one seqlen: the next power of two, clamped to 128..16384. */
+int fg_bucket_len(int seqlen);
 #endif

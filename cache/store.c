@@ -1,5 +1,6 @@
 /* store.c: the SQLite store (see store.h for what it keeps and why). */
 #include "cache/store.h"
+#include "gen/sources.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,11 +83,17 @@ static void warnf(fg_store *s, const char *fmt, ...) {
     (s->warn ? s->warn : default_warn)(buf, s->warn_ud);
 }
 
-uint64_t fg_store_hash(const void *data, size_t n) {
-    const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
+uint64_t fg_store_hash(const void *data, size_t n) { return fg_hash64(FG_HASH_SEED, data, n); }
+
+void fg_store_build_suffix(int nvrtc_major, int nvrtc_minor, const char *tpl_hash, char *buf, size_t n) {
+    snprintf(buf, n, "|nvrtc=%d.%d|tpl=%s", nvrtc_major, nvrtc_minor, tpl_hash);
+}
+
+void fg_store_identity(const char *gpu_name, int cc_major, int cc_minor, int sms, int driver, int nvrtc_major,
+                       int nvrtc_minor, const char *tpl_hash, char *buf, size_t n) {
+    char suffix[128];
+    fg_store_build_suffix(nvrtc_major, nvrtc_minor, tpl_hash, suffix, sizeof suffix);
+    snprintf(buf, n, "%s|cc=%d.%d|sms=%d|driver=%d%s", gpu_name, cc_major, cc_minor, sms, driver, suffix);
 }
 
 static int is_corrupt(int rc) {

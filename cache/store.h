@@ -1,8 +1,8 @@
 /* store.h: the persistent store, one SQLite file.
  *
  * Two kinds of rows, both tagged with the GPU identity they came from
- * (fg_store_identity: device name, compute capability, SM count, driver,
- * NVRTC version, template hash).  A row of another identity is never used.
+ * (fg_store_identity below: device name, compute capability, SM count,
+ * driver, NVRTC version, template hash).  A row of another identity is never used.
  *   kernels:  variant key -> cubin (with an FNV-1a checksum), entry name,
  *             threads, shared memory, ptxas stats, NVRTC log, compile time
  *   tunings:  (spec, shape bucket) -> the chosen configuration, its time, the
@@ -28,6 +28,13 @@
 #include "runtime/compile.h"
 
 #define FG_STORE_SCHEMA_VERSION 2
+
+/* A GPU identity: "<name>|cc=M.m|sms=N|driver=V" + fg_store_build_suffix.
+ * The suffix is the part this build determines ("|nvrtc=13.0|tpl=<hash>");
+ * `flashgen cache prune` keeps the rows that end with it. */
+void fg_store_build_suffix(int nvrtc_major, int nvrtc_minor, const char *tpl_hash, char *buf, size_t n);
+void fg_store_identity(const char *gpu_name, int cc_major, int cc_minor, int sms, int driver, int nvrtc_major,
+                       int nvrtc_minor, const char *tpl_hash, char *buf, size_t n);
 
 typedef struct fg_store fg_store;
 

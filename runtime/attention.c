@@ -171,7 +171,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
 typedef struct fg_choice {
     fg_spec spec;
     int block_q, block_k, path;
-    char bucket[32];
+    int bucket_q, bucket_k; /* fg_bucket_len of the seqlens */
     fg_config cfg;
     struct fg_choice *next;
 } fg_choice;
@@ -228,18 +228,19 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     if (v->cfg.block_m) return FG_OK; /* explicit */
     const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
     const int path = (int)d->path;
-    char bucket[32];
-    fg_shape_bucket(d->seqlen_q, d->seqlen_k, bucket, sizeof bucket);
+    const int bucket_q = fg_bucket_len(d->seqlen_q), bucket_k = fg_bucket_len(d->seqlen_k);
     pthread_mutex_lock(&ctx->mu);
     for (fg_choice *c = ctx->choices; c; c = c->next)
         if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
-            !strcmp(c->bucket, bucket)) {
+            c->bucket_q == bucket_q && c->bucket_k == bucket_k) {
             v->cfg = c->cfg;
             break;
         }
     pthread_mutex_unlock(&ctx->mu);
     if (!v->cfg.block_m) {
         /* memory -> cache file (fg_tune's winner) -> built-in heuristic */
+        char bucket[32];
+        fg_shape_bucket(d->seqlen_q, d->seqlen_k, bucket, sizeof bucket);
         fg_config cfg;
         if (tuned_config(ctx, &v->spec, bq, bk, path, bucket, &cfg)) {
             pthread_mutex_lock(&ctx->mu);
@@ -256,7 +257,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         fg_choice *c = calloc(1, sizeof *c);
         if (c) {
             c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->cfg = v->cfg;
-            snprintf(c->bucket, sizeof c->bucket, "%s", bucket);
+            c->bucket_q = bucket_q; c->bucket_k = bucket_k;
             pthread_mutex_lock(&ctx->mu);
             c->next = ctx->choices;
             ctx->choices = c;

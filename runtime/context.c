@@ -195,9 +195,8 @@ fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, f
     pthread_mutex_lock(&ctx->mu);
     if (!ctx->store_ready) {
         const fg_device_info *d = &ctx->dev_info;
-        snprintf(ctx->identity, sizeof ctx->identity, "%s|cc=%d.%d|sms=%d|driver=%d|nvrtc=%d.%d|tpl=%s", d->name,
-                 d->cc_major, d->cc_minor, d->sm_count, d->driver_version, ctx->nvrtc.major, ctx->nvrtc.minor,
-                 src->hash_hex);
+        fg_store_identity(d->name, d->cc_major, d->cc_minor, d->sm_count, d->driver_version, ctx->nvrtc.major,
+                          ctx->nvrtc.minor, src->hash_hex, ctx->identity, sizeof ctx->identity);
         st = fg_store_open(ctx->store_off ? "off" : ctx->store_path, NULL, NULL, &ctx->store, err);
         ctx->store_ready = st == FG_OK;
     }

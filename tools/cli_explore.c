@@ -198,7 +198,7 @@ int fg_cmd_explore(int argc, char **argv) {
     const char *dts = fg_cli_opt(argc, argv, "--dtype"), *paths = fg_cli_opt(argc, argv, "--path");
     if ((dts && strcmp(dts, "bf16") && strcmp(dts, "fp16")) || !parse_causal(fg_cli_opt(argc, argv, "--causal"), &o.causal) ||
         (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma")) || o.sq < 1 || o.sk < 1 ||
-        o.batch < 1 || o.heads < 1 || o.iters < 1) {
+        o.batch < 1 || o.heads < 1 || o.iters < 1 || o.iters > 1024) {
         fprintf(stderr, "flashgen explore: bad option value (sizes >= 1, --dtype bf16|fp16, --causal none|bottom_right|top_left, "
                         "--path auto|mma|wgmma; see --help)\n");
         rc = 2;

@@ -62,7 +62,7 @@ int fg_cli_parse_list(const char *s, int *out, int max) {
         out[n++] = (int)v;
         s = *end ? end + 1 : end;
     }
-    return n;
+    return s && *s ? -1 : n; /* more items than max */
 }
 
 int fg_cmd_run(int argc, char **argv) {
@@ -100,8 +100,8 @@ int fg_cmd_run(int argc, char **argv) {
         c.block = fg_cli_int(argc, argv, "--block", 128);
     }
     const int iters = fg_cli_int(argc, argv, "--iters", 20);
-    if (iters < 0 || c.desc.batch < 1 || c.desc.heads_q < 1 || c.desc.heads_kv < 1 || c.desc.seqlen_q < 1 || c.desc.seqlen_k < 1) {
-        fprintf(stderr, "flashgen run: sizes must be >= 1 and --iters >= 0\n");
+    if (iters < 0 || iters > 1024 || c.desc.batch < 1 || c.desc.heads_q < 1 || c.desc.heads_kv < 1 || c.desc.seqlen_q < 1 || c.desc.seqlen_k < 1) {
+        fprintf(stderr, "flashgen run: sizes must be >= 1 and --iters 0..1024\n");
         return 2;
     }
     char desc[256];
@@ -195,7 +195,12 @@ int fg_cmd_bench(int argc, char **argv) {
     if (cache) fg_context_set_cache(ctx, cache);
     if (fg_cli_flag(argc, argv, "--compare-heuristic")) {
         /* same cache file (kernels), tuning results ignored */
-        fg_context_create(&hctx);
+        if (fg_context_create(&hctx) != FG_OK) {
+            fprintf(stderr, "flashgen bench: out of memory\n");
+            fg_context_destroy(hctx);
+            fg_context_destroy(ctx);
+            return 1;
+        }
         if (cache) fg_context_set_cache(hctx, cache);
         hctx->ignore_tuned = 1;
     }
@@ -204,6 +209,7 @@ int fg_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "flashgen bench: %s\n", e.msg);
         fg_error_clear(&e);
         fg_context_destroy(ctx);
+        fg_context_destroy(hctx);
         return 1;
     }
     const fg_cuda *cu = ctx->cu;

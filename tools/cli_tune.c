@@ -306,7 +306,7 @@ static int build_suffix(char *buf, size_t n) {
         fg_error_clear(&e);
         return 0;
     }
-    snprintf(buf, n, "|nvrtc=%d.%d|tpl=%s", nv.major, nv.minor, src.hash_hex);
+    fg_store_build_suffix(nv.major, nv.minor, src.hash_hex, buf, n);
     fg_sources_free(&src);
     return 1;
 }
