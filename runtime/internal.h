@@ -13,6 +13,7 @@
 /* One compiled, loaded kernel. */
 typedef struct fg_kernel {
     char *key;
+    fg_variant var; /* what key names, for the per-call look-up without the key */
     int state; /* 0 compiling, 1 ready, 2 failed for good, 3 failed, build again when asked */
     fg_status fail_status;
     char *fail_msg;

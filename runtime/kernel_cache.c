@@ -109,6 +109,16 @@ static fg_status build(fg_context *ctx, const fg_variant *v, const char *key, fg
 }
 
 fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, fg_error *err) {
+    /* The per-call path: a ready kernel of this variant, found without
+     * formatting the key (template hash, NVRTC and arch are fixed per context). */
+    pthread_mutex_lock(&ctx->mu);
+    for (fg_kernel *k = ctx->kernels; k; k = k->next)
+        if (k->state == 1 && !memcmp(&k->var.cfg, &v->cfg, sizeof v->cfg) && fg_spec_equal(&k->var.spec, &v->spec)) {
+            pthread_mutex_unlock(&ctx->mu);
+            *out = k;
+            return FG_OK;
+        }
+    pthread_mutex_unlock(&ctx->mu);
     const fg_sources *src;
     fg_status st = fg_ctx_sources(ctx, &src, err);
     if (st != FG_OK) return st;
@@ -124,6 +134,7 @@ fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, f
         } else {
             k = calloc(1, sizeof *k);
             if (k) k->key = fg_strdupf("%s", key);
+            if (k) k->var = *v;
             if (!k || !k->key) {
                 if (k) free(k);
                 pthread_mutex_unlock(&ctx->mu);
