@@ -22,36 +22,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "autotune/heuristic.h"
-#include "autotune/tune.h"
+#include "autotune/candidates.h"
 #include "fg_params.h"
 #include "runtime/attention.h"
 #include "runtime/internal.h"
 #include "runtime/reference.h"
+#include "runtime/structs.h"
 #include "runtime/timing.h"
+#include "select/heuristic.h"
+#include "select/tuned.h"
 
 #define MAX_CAND 512
 #define TOKENS 16384 /* batch * seqlen of a representative shape (BENCHMARK.md) */
 #define WIDTH 2048   /* heads * head_dim */
-
-void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, char *buf, size_t n) {
-    static const char *paths[] = {"auto", "mma", "wgmma"};
-    int w = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, fg_dtype_name(s->dtype),
-                     s->causal, s->sparse, paths[path >= 0 && path <= 2 ? path : 0]);
-    if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
-    /* a pattern's element mask changes the kernel (registers): its own tuning entry */
-    if (s->mask_hash && w > 0 && (size_t)w < n) snprintf(buf + w, n - (size_t)w, ",mask=%016llx", (unsigned long long)s->mask_hash);
-}
-
-int fg_bucket_len(int s) {
-    int b = 128;
-    while (b < s && b < 16384) b *= 2;
-    return b;
-}
-
-void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
-    snprintf(buf, n, "sq%d,sk%d", fg_bucket_len(seqlen_q), fg_bucket_len(seqlen_k));
-}
 
 static double now_s(void) {
     struct timespec t;
@@ -96,6 +79,7 @@ static void report(tuner *t, const char *phase, const char *config, double heur_
     const double el = now_s() - t->t0;
     fg_tune_progress p;
     memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     p.phase = phase;
     p.done = t->done;
     p.total = t->total;
@@ -384,13 +368,17 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
     fg_error e = {0};
     fg_tune_options opt;
-    if (opt_in) opt = *opt_in;
-    else memset(&opt, 0, sizeof opt);
+    memset(&opt, 0, sizeof opt);
+    if (opt_in && fg_struct_read(opt_in, sizeof opt, FG_TUNE_OPTIONS_MIN_SIZE, &opt, "fg_tune_options", &e) != FG_OK)
+        return fg_ctx_fail(ctx, &e);
     static const int default_seqlens[] = {512, 1024, 2048, 4096, 8192, 16384};
     const int *seqlens = opt.seqlens ? opt.seqlens : default_seqlens;
     const int nb = opt.seqlens ? opt.num_seqlens : 6;
     const int top_k = opt.top_k > 0 ? opt.top_k : 6;
+    fg_attention_desc shape_in;
     if (!shp) { fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_tune: shape is NULL"); return fg_ctx_fail(ctx, &e); }
+    if (fg_desc_read(shp, &shape_in, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    shp = &shape_in;
     if (shp->layout) {
         fg_fail(&e, FG_ERR_UNSUPPORTED, "fg_tune tunes dense attention; block-sparse calls use the heuristic "
                 "restricted to the layout's block sizes");

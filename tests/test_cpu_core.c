@@ -8,10 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "autotune/heuristic.h"
+#include "select/heuristic.h"
 #include "gen/render.h"
 #include "runtime/attention.h"
-#include "runtime/compile.h"
+#include "gen/compile.h"
 #include "runtime/cuda_api.h"
 #include "runtime/internal.h"
 #include "runtime/layout.h"

@@ -136,7 +136,7 @@ int fg_cmd_run(int argc, char **argv) {
                k->stats.registers, k->stats.spill_stores + k->stats.spill_loads, k->smem_bytes, k->stats.compile_seconds);
     printf("check:    %ld rows vs float64 reference: o max|err| %.3g (tol %.3g), rel L2 %.3g (tol %.3g); lse max|err| %.3g; unwritten %zu\n",
            r.checked_rows, r.o.max_abs, r.tol_abs, r.o.rel_l2, r.tol_rel, r.lse.max_abs, r.unwritten);
-    fg_context_stats cs;
+    fg_context_stats cs = {.struct_size = sizeof cs};
     fg_context_get_stats(ctx, &cs);
     printf("cache:    %s: %ld kernel(s) compiled, %ld loaded from the cache; block sizes from %s\n", cs.cache_path,
            cs.kernels_compiled, cs.kernels_from_cache,
