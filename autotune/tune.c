@@ -25,6 +25,7 @@
 #include "autotune/candidates.h"
 #include "fg_params.h"
 #include "runtime/attention.h"
+#include "runtime/check.h"
 #include "runtime/internal.h"
 #include "runtime/reference.h"
 #include "runtime/structs.h"
@@ -199,7 +200,7 @@ static void make_shape(const tuner *t, int seqlen, shape *sh) {
     shape_of(&t->spec, seqlen, &batch, &heads);
     fg_attention_desc_init(&sh->d, t->spec.dtype, t->spec.head_dim, batch, heads, heads, seqlen, seqlen);
     sh->d.causal = t->spec.causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
-    sh->flops = 4.0 * batch * heads * (double)seqlen * seqlen * t->spec.head_dim * (t->spec.causal ? 0.5 : 1.0);
+    sh->flops = fg_attention_flops(batch, heads, seqlen, seqlen, t->spec.head_dim, t->spec.head_dim, t->spec.causal);
 }
 
 typedef struct launch_ud {
@@ -240,7 +241,8 @@ static int verify(tuner *t, cand *c, const shape *sh, const bufs *b, fg_error *e
     if (time_one(t, c, sh, b, 1, err) < 0) return 0;
     const fg_attention_desc *d = &sh->d;
     const int D = d->head_dim;
-    const double tol = d->dtype == FG_BF16 ? 3e-2 : 6e-3;
+    fg_check chk;
+    fg_check_init(&chk, d->dtype);
     uint16_t row[256];
     double ref[256], lse;
     fg_rng r;
@@ -257,16 +259,13 @@ static int verify(tuner *t, cand *c, const shape *sh, const bufs *b, fg_error *e
             return 0;
         }
         fg_reference_row(d, NULL, b->hq, b->hk, b->hv, bi, hi, qi, ref, &lse);
-        for (int j = 0; j < D; ++j) {
-            const double x = fg_half_to_float(row[j], d->dtype);
-            if (!(fabs(x - ref[j]) <= tol * (1.0 + fabs(ref[j])))) {
-                snprintf(c->note, sizeof c->note, "wrong result: o[%d,%d,%d,%d] = %g, reference %g", bi, qi, hi, j, x,
-                         ref[j]);
-                return 0;
-            }
-        }
+        fg_check_row(&chk, row, ref, D, 0, 0, 0);
     }
-    return 1;
+    if (fg_check_done(&chk)) return 1;
+    char m[256];
+    fg_check_describe(&chk, m, sizeof m);
+    snprintf(c->note, sizeof c->note, "wrong result: %.80s", m);
+    return 0;
 }
 
 typedef struct rank { int i; double ms; } rank;

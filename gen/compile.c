@@ -178,10 +178,11 @@ fg_status fg_arch_check(const char *arch, fg_error *err) {
     if (arch && !strncmp(arch, "sm_", 3))
         while (arch[3 + digits] >= '0' && arch[3 + digits] <= '9') ++digits;
     const char *rest = arch ? arch + 3 + digits : NULL;
-    if (!arch || strncmp(arch, "sm_", 3) || digits < 2 || digits > 3 || (*rest && strcmp(rest, "a")))
-        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "arch '%.40s%s' is not a GPU architecture of the form sm_XY or sm_XYa "
-                       "(sm_80, sm_90a, sm_120, ...)", arch ? arch : "(null)", arch && strlen(arch) > 40 ? "..." : "");
-    return FG_OK;
+    if (arch && !strncmp(arch, "sm_", 3) && digits >= 2 && digits <= 3 && (!*rest || !strcmp(rest, "a"))) return FG_OK;
+    int printable = arch != NULL;
+    for (const char *c = arch; c && *c; ++c) printable &= *c >= 0x20 && *c < 0x7f;
+    return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "arch '%.40s' is not a GPU architecture of the form sm_XY or sm_XYa "
+                   "(sm_80, sm_90a, sm_120, ...)", printable ? arch : arch ? "(control characters)" : "(null)");
 }
 
 fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char *arch, const char *key,
