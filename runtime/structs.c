@@ -4,15 +4,22 @@
 #include <stdint.h>
 #include <string.h>
 
-fg_status fg_struct_read(const void *in, size_t lib_size, size_t min_size, void *out, const char *name, fg_error *err) {
-    if (!in) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s is NULL", name);
-    uint32_t size;
-    memcpy(&size, in, sizeof size);
-    if (size < min_size)
+/* The caller's struct_size of the struct at p, at least min_size. */
+static fg_status caller_size(const void *p, size_t min_size, const char *name, uint32_t *size, fg_error *err) {
+    if (!p) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s is NULL", name);
+    memcpy(size, p, sizeof *size);
+    if (*size < min_size)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT,
                        "%s.struct_size = %u is below the %zu bytes of its first version: initialise it "
                        "(fg_attention_desc_init, or = {.struct_size = sizeof x} for the other structs)",
-                       name, (unsigned)size, min_size);
+                       name, (unsigned)*size, min_size);
+    return FG_OK;
+}
+
+fg_status fg_struct_read(const void *in, size_t lib_size, size_t min_size, void *out, const char *name, fg_error *err) {
+    uint32_t size;
+    fg_status st = caller_size(in, min_size, name, &size, err);
+    if (st != FG_OK) return st;
     const unsigned char *b = in;
     for (size_t i = lib_size; i < size; ++i)
         if (b[i])
@@ -27,13 +34,9 @@ fg_status fg_struct_read(const void *in, size_t lib_size, size_t min_size, void 
 }
 
 fg_status fg_struct_write(void *out, const void *in, size_t lib_size, size_t min_size, const char *name, fg_error *err) {
-    if (!out) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s is NULL", name);
     uint32_t size;
-    memcpy(&size, out, sizeof size);
-    if (size < min_size)
-        return fg_fail(err, FG_ERR_INVALID_ARGUMENT,
-                       "%s.struct_size = %u is below the %zu bytes of its first version: initialise it "
-                       "(= {.struct_size = sizeof x})", name, (unsigned)size, min_size);
+    fg_status st = caller_size(out, min_size, name, &size, err);
+    if (st != FG_OK) return st;
     const size_t n = size < lib_size ? size : lib_size;
     memcpy((unsigned char *)out + sizeof size, (const unsigned char *)in + sizeof size, n - sizeof size);
     return FG_OK;

@@ -29,7 +29,7 @@ import tempfile
 
 LAYERS = ["gen", "cache", "select", "runtime", "autotune", "tools"]
 BELOW_ALL = ["include", "templates"]   # may be included from any layer
-NOT_LAYERS = {"tests", "python", "bench", "docs", "cmake", "build", ".ci", ".git"}
+NOT_LAYERS = {"tests", "python", "bench", "docs", "cmake"}  # and build*, .*
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -52,7 +52,7 @@ def resolve(root, src_dir, name):
 def c_folders(root):
     out = []
     for d in sorted(os.listdir(root)):
-        if d in NOT_LAYERS or d.startswith(".") or not os.path.isdir(os.path.join(root, d)):
+        if d in NOT_LAYERS or d.startswith((".", "build")) or not os.path.isdir(os.path.join(root, d)):
             continue
         if any(f.endswith((".c", ".h")) for _, _, fs in os.walk(os.path.join(root, d)) for f in fs):
             out.append(d)
