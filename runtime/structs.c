@@ -17,7 +17,7 @@ static fg_status caller_size(const void *p, size_t min_size, const char *name, u
 }
 
 fg_status fg_struct_read(const void *in, size_t lib_size, size_t min_size, void *out, const char *name, fg_error *err) {
-    uint32_t size;
+    uint32_t size = 0;
     fg_status st = caller_size(in, min_size, name, &size, err);
     if (st != FG_OK) return st;
     const unsigned char *b = in;
@@ -34,7 +34,7 @@ fg_status fg_struct_read(const void *in, size_t lib_size, size_t min_size, void 
 }
 
 fg_status fg_struct_write(void *out, const void *in, size_t lib_size, size_t min_size, const char *name, fg_error *err) {
-    uint32_t size;
+    uint32_t size = 0;
     fg_status st = caller_size(out, min_size, name, &size, err);
     if (st != FG_OK) return st;
     const size_t n = size < lib_size ? size : lib_size;
