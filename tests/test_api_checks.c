@@ -16,6 +16,7 @@
 #include "runtime/structs.h"
 #include "select/heuristic.h"
 #include "test_util.h"
+#include "tools/harness.h"
 
 static fg_status plan(const fg_attention_desc *d, fg_error *e) {
     fg_variant v;
@@ -60,6 +61,24 @@ static void test_stride_overflow(void) {
     d.layout = &L;
     CHECK(plan(&d, &e) == FG_OK, "one block of 2^31 - 64 rows: %s", e.msg);
     fg_error_clear(&e);
+}
+
+/* The harness (flashgen run, the GPU tests) sizes its host buffers from the
+ * caller's shape: it checks it as the library does before allocating. */
+static void test_harness_sizes(void) {
+    fg_context *ctx = NULL;
+    fg_context_create(&ctx);
+    fg_case c;
+    memset(&c, 0, sizeof c);
+    fg_attention_desc_init(&c.desc, FG_BF16, 64, 65535, 65535, 65535, 1 << 30, 1 << 30);
+    fg_case_result *r = malloc(sizeof *r);
+    CHECK(fg_harness_run(ctx, &c, 0, r) == 1 && r->status == FG_ERR_INVALID_ARGUMENT, "huge case: %s %s",
+          fg_status_name(r->status), r->msg);
+    CHECK_CONTAINS(r->msg, "overflow");
+    c.bhsd = 1;
+    CHECK(fg_harness_run(ctx, &c, 0, r) == 1 && r->status == FG_ERR_INVALID_ARGUMENT, "huge BHSD case: %s", r->msg);
+    free(r);
+    fg_context_destroy(ctx);
 }
 
 /* Layouts whose entry counts overflow are refused before anything is
@@ -237,6 +256,7 @@ static void test_explicit_config(void) {
 int main(void) {
     test_stride_overflow();
     test_layout_sizes();
+    test_harness_sizes();
     test_struct_size();
     test_check();
     test_flops();

@@ -1,10 +1,12 @@
 #include "tools/harness.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/attention.h"
 #include "runtime/check.h"
 #include "runtime/internal.h"
 #include "runtime/pattern.h"
@@ -22,13 +24,11 @@ void fg_case_describe(const fg_case *c, char *buf, size_t n) {
     else if (c->density > 0 && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, " sparse(density=%.2f, block=%d)", c->density, c->block ? c->block : 128);
 }
 
+/* Unsigned, so that sizes fg_attention_plan then rejects cannot overflow here. */
 static void set_strides(int64_t s[3], int bhsd, int heads, int seqlen, int d, int pad) {
-    if (bhsd) { s[2] = d + pad; s[1] = (int64_t)seqlen * s[2]; s[0] = heads * s[1]; }
-    else { s[2] = (int64_t)heads * d + pad; s[1] = d; s[0] = (int64_t)seqlen * s[2]; }
-}
-
-static size_t numel(const int64_t s[3], int batch, int heads, int seqlen, int d) {
-    return (size_t)((batch - 1) * s[0] + (heads - 1) * s[1] + (seqlen - 1) * s[2] + d);
+    const uint64_t h = (uint64_t)heads, n = (uint64_t)seqlen, row = bhsd ? (uint64_t)d + (uint64_t)pad : h * (uint64_t)d + (uint64_t)pad;
+    if (bhsd) { s[2] = (int64_t)row; s[1] = (int64_t)(n * row); s[0] = (int64_t)(h * n * row); }
+    else { s[2] = (int64_t)row; s[1] = d; s[0] = (int64_t)(n * row); }
 }
 
 
@@ -40,9 +40,25 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     set_strides(d.o_strides, c->bhsd, d.heads_q, d.seqlen_q, D, c->row_pad);
     set_strides(d.k_strides, c->bhsd, d.heads_kv, d.seqlen_k, D, c->row_pad);
     set_strides(d.v_strides, c->bhsd, d.heads_kv, d.seqlen_k, D, c->row_pad);
-    const size_t nq = numel(d.q_strides, d.batch, d.heads_q, d.seqlen_q, D);
-    const size_t nk = numel(d.k_strides, d.batch, d.heads_kv, d.seqlen_k, D);
-    const size_t nlse = (size_t)d.batch * d.heads_q * d.seqlen_q;
+    /* the library's own checks first, so that every size below is one it
+     * accepts (and cannot overflow); the shared-memory limit is the call's */
+    fg_variant pv;
+    fg_fwd_params pp;
+    fg_error pe = {0};
+    if ((r->status = fg_attention_plan(&d, INT_MAX, &pv, &pp, &pe)) != FG_OK) {
+        snprintf(r->msg, sizeof r->msg, "%s", pe.msg);
+        fg_error_clear(&pe);
+        return 1;
+    }
+    const int64_t lse_strides[3] = {(int64_t)d.heads_q * d.seqlen_q, d.seqlen_q, 1};
+    const size_t nq = (size_t)fg_tensor_bytes(d.q_strides, d.batch, d.heads_q, d.seqlen_q, D, 2) / 2;
+    const size_t nk = (size_t)fg_tensor_bytes(d.k_strides, d.batch, d.heads_kv, d.seqlen_k, D, 2) / 2;
+    const size_t nlse = (size_t)fg_tensor_bytes(lse_strides, d.batch, d.heads_q, d.seqlen_q, 1, 4) / 4;
+    if (!nlse) {
+        snprintf(r->msg, sizeof r->msg, "lse of batch=%d heads_q=%d seqlen_q=%d overflows 64-bit sizes", d.batch, d.heads_q, d.seqlen_q);
+        r->status = FG_ERR_INVALID_ARGUMENT;
+        return 1;
+    }
     fg_rng rng;
     fg_rng_seed(&rng, c->seed);
 
