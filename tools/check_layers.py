@@ -141,11 +141,27 @@ def self_test():
         with open(os.path.join(tmp, "stray", "s.c"), "w") as f:
             f.write("\n")
         stray = check_includes(tmp)
+        # objects: gen/low.o calls fg_up, which autotune/up.o defines
+        calls = None
+        cc = shutil.which("cc") and shutil.which("nm")
+        if cc:
+            srcs = {"gen/low": "void fg_up(void); void fg_low(void) { fg_up(); }\n",
+                    "autotune/up": "void fg_up(void) {}\n"}
+            for name, text in srcs.items():
+                obj = os.path.join(tmp, "CMakeFiles", "lib.dir", name + ".c.o")
+                os.makedirs(os.path.dirname(obj), exist_ok=True)
+                os.makedirs(os.path.join(tmp, os.path.dirname(name)), exist_ok=True)
+                with open(os.path.join(tmp, name + ".c"), "w") as f:
+                    f.write(text)
+                subprocess.run(["cc", "-c", os.path.join(tmp, name + ".c"), "-o", obj], check=True)
+            calls = check_symbols(tmp, tmp)
     finally:
         shutil.rmtree(tmp)
     results = [("a downward include passes", ok == []),
                ("an upward include fails", any("gen/g.h:2" in e for e in bad)),
                ("an undeclared folder fails", any(e.startswith("stray/") for e in stray))]
+    if calls is not None:
+        results.append(("an upward call fails", any(e.startswith("gen/low.c: calls fg_up") for e in calls)))
     for what, good in results:
         print(f"self-test: {'ok  ' if good else 'FAIL'} {what}")
     return all(g for _, g in results)
