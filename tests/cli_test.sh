@@ -10,6 +10,8 @@ expect q_in_regs 0 'Q_IN_REGS = true' -- "$fg" gen 'hdim=64,q_in_regs=1'
 expect q_in_regs-key 0 'variant: fwd_mma:.*q_in_regs=1,' -- "$fg" gen 'hdim=64,q_in_regs=1'
 expect min_blocks 0 '__launch_bounds__\(128, 2\)' -- "$fg" gen 'hdim=64,min_blocks=2'
 expect wgmma-q_in_regs 2 'q_in_regs=1 is a knob of the mma.sync path' -- "$fg" gen 'hdim=64,wgmma=1,q_in_regs=1'
+expect tune-min_blocks 2 'SPEC takes hdim, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,min_blocks=2'
+expect tune-q_in_regs 2 'SPEC takes hdim, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,q_in_regs=0'
 # --arch: sm_XY[a] only (it reaches the banner and NVRTC's options)
 expect arch-newline 2 'not a GPU architecture' -- "$fg" gen 'hdim=64,block_m=128' --arch $'sm_90a\n#include "/etc/passwd"'
 expect_not arch-no-include '^#include "/etc/passwd"' -- "$fg" gen 'hdim=64,block_m=128' --arch $'sm_90a\n#include "/etc/passwd"'

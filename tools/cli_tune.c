@@ -11,6 +11,7 @@
 
 #include "cache/store.h"
 #include "runtime/internal.h"
+#include "select/heuristic.h"
 #include "tools/cli.h"
 
 static const char *HELP_TUNE =
@@ -203,7 +204,9 @@ int fg_cmd_tune(int argc, char **argv) {
             fg_error_clear(&e);
             return 2;
         }
-        if (v.spec.sparse || v.cfg.block_m || v.cfg.block_n || v.cfg.warps || v.cfg.stages) {
+        fg_config blocks = v.cfg;
+        blocks.wgmma = -1; /* wgmma=0|1 restricts the path; every other configuration field is the tuner's */
+        if (v.spec.sparse || fg_config_is_explicit(&blocks)) {
             fprintf(stderr, "flashgen tune: SPEC takes hdim, dtype, causal and wgmma only (the tuner picks the blocks; "
                             "block-sparse calls use the heuristic)\n");
             return 2;
