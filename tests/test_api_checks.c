@@ -36,6 +36,16 @@ static void test_stride_overflow(void) {
     CHECK(plan(&d, &e) == FG_ERR_INVALID_ARGUMENT, "q_strides[0] = INT64_MAX - 7 with batch 2 accepted");
     CHECK_CONTAINS(e.msg, "q strides");
     CHECK_CONTAINS(e.msg, "overflow");
+    /* through the public call: refused before any tensor is touched (with a
+     * GPU; without one the call stops at FG_ERR_NO_DRIVER first) */
+    fg_context *ctx = NULL;
+    fg_context_create(&ctx);
+    char x[64] __attribute__((aligned(16)));
+    const fg_status fs = fg_attention_forward(ctx, &d, x, x, x, x, NULL, NULL);
+    CHECK(fs == FG_ERR_INVALID_ARGUMENT || fs == FG_ERR_NO_DRIVER || fs == FG_ERR_NO_DEVICE, "forward: %s",
+          fg_status_name(fs));
+    if (fs == FG_ERR_INVALID_ARGUMENT) CHECK_CONTAINS(fg_errmsg(ctx), "q strides");
+    fg_context_destroy(ctx);
     /* the last element's end and the byte count: each overflow alone */
     const int64_t near[3] = {(INT64_MAX / 2) & ~(int64_t)7, 64, 64}; /* 2^62 - 8 */
     CHECK(fg_tensor_bytes(near, 2, 1, 1, 64, 1) == near[0] + 64, "exact extent %lld",
