@@ -11,8 +11,8 @@
  * rest (spills) when the tuner compiles them. */
 #include <string.h>
 
-#include "autotune/heuristic.h"
-#include "autotune/tune.h"
+#include "autotune/candidates.h"
+#include "select/heuristic.h"
 
 static int add(const fg_spec *s, fg_config *c, int smem_limit, int block_q, int block_k, fg_config *out, int n,
                int max) {

@@ -22,36 +22,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "autotune/heuristic.h"
-#include "autotune/tune.h"
+#include "autotune/candidates.h"
 #include "fg_params.h"
 #include "runtime/attention.h"
+#include "runtime/check.h"
 #include "runtime/internal.h"
 #include "runtime/reference.h"
+#include "runtime/structs.h"
 #include "runtime/timing.h"
+#include "select/heuristic.h"
+#include "select/tuned.h"
 
 #define MAX_CAND 512
 #define TOKENS 16384 /* batch * seqlen of a representative shape (BENCHMARK.md) */
 #define WIDTH 2048   /* heads * head_dim */
-
-void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, char *buf, size_t n) {
-    static const char *paths[] = {"auto", "mma", "wgmma"};
-    int w = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, fg_dtype_name(s->dtype),
-                     s->causal, s->sparse, paths[path >= 0 && path <= 2 ? path : 0]);
-    if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
-    /* a pattern's element mask changes the kernel (registers): its own tuning entry */
-    if (s->mask_hash && w > 0 && (size_t)w < n) snprintf(buf + w, n - (size_t)w, ",mask=%016llx", (unsigned long long)s->mask_hash);
-}
-
-int fg_bucket_len(int s) {
-    int b = 128;
-    while (b < s && b < 16384) b *= 2;
-    return b;
-}
-
-void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
-    snprintf(buf, n, "sq%d,sk%d", fg_bucket_len(seqlen_q), fg_bucket_len(seqlen_k));
-}
 
 static double now_s(void) {
     struct timespec t;
@@ -96,6 +80,7 @@ static void report(tuner *t, const char *phase, const char *config, double heur_
     const double el = now_s() - t->t0;
     fg_tune_progress p;
     memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     p.phase = phase;
     p.done = t->done;
     p.total = t->total;
@@ -215,7 +200,7 @@ static void make_shape(const tuner *t, int seqlen, shape *sh) {
     shape_of(&t->spec, seqlen, &batch, &heads);
     fg_attention_desc_init(&sh->d, t->spec.dtype, t->spec.head_dim, batch, heads, heads, seqlen, seqlen);
     sh->d.causal = t->spec.causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
-    sh->flops = 4.0 * batch * heads * (double)seqlen * seqlen * t->spec.head_dim * (t->spec.causal ? 0.5 : 1.0);
+    sh->flops = fg_attention_flops(batch, heads, seqlen, seqlen, t->spec.head_dim, t->spec.head_dim, t->spec.causal);
 }
 
 typedef struct launch_ud {
@@ -256,7 +241,8 @@ static int verify(tuner *t, cand *c, const shape *sh, const bufs *b, fg_error *e
     if (time_one(t, c, sh, b, 1, err) < 0) return 0;
     const fg_attention_desc *d = &sh->d;
     const int D = d->head_dim;
-    const double tol = d->dtype == FG_BF16 ? 3e-2 : 6e-3;
+    fg_check chk;
+    fg_check_init(&chk, d->dtype);
     uint16_t row[256];
     double ref[256], lse;
     fg_rng r;
@@ -273,16 +259,13 @@ static int verify(tuner *t, cand *c, const shape *sh, const bufs *b, fg_error *e
             return 0;
         }
         fg_reference_row(d, NULL, b->hq, b->hk, b->hv, bi, hi, qi, ref, &lse);
-        for (int j = 0; j < D; ++j) {
-            const double x = fg_half_to_float(row[j], d->dtype);
-            if (!(fabs(x - ref[j]) <= tol * (1.0 + fabs(ref[j])))) {
-                snprintf(c->note, sizeof c->note, "wrong result: o[%d,%d,%d,%d] = %g, reference %g", bi, qi, hi, j, x,
-                         ref[j]);
-                return 0;
-            }
-        }
+        fg_check_row(&chk, row, ref, D, 0, 0, 0);
     }
-    return 1;
+    if (fg_check_done(&chk)) return 1;
+    char m[256];
+    fg_check_describe(&chk, m, sizeof m);
+    snprintf(c->note, sizeof c->note, "wrong result: %.80s", m);
+    return 0;
 }
 
 typedef struct rank { int i; double ms; } rank;
@@ -384,13 +367,17 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
     fg_error e = {0};
     fg_tune_options opt;
-    if (opt_in) opt = *opt_in;
-    else memset(&opt, 0, sizeof opt);
+    memset(&opt, 0, sizeof opt);
+    if (opt_in && fg_struct_read(opt_in, sizeof opt, FG_TUNE_OPTIONS_MIN_SIZE, &opt, "fg_tune_options", &e) != FG_OK)
+        return fg_ctx_fail(ctx, &e);
     static const int default_seqlens[] = {512, 1024, 2048, 4096, 8192, 16384};
     const int *seqlens = opt.seqlens ? opt.seqlens : default_seqlens;
     const int nb = opt.seqlens ? opt.num_seqlens : 6;
     const int top_k = opt.top_k > 0 ? opt.top_k : 6;
+    fg_attention_desc shape_in;
     if (!shp) { fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_tune: shape is NULL"); return fg_ctx_fail(ctx, &e); }
+    if (fg_desc_read(shp, &shape_in, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    shp = &shape_in;
     if (shp->layout) {
         fg_fail(&e, FG_ERR_UNSUPPORTED, "fg_tune tunes dense attention; block-sparse calls use the heuristic "
                 "restricted to the layout's block sizes");

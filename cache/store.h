@@ -25,7 +25,7 @@
 
 #include "gen/error.h"
 #include "gen/spec.h"
-#include "runtime/compile.h"
+#include "gen/compile.h"
 
 #define FG_STORE_SCHEMA_VERSION 2
 

@@ -12,6 +12,8 @@
  *       fprintf(stderr, "%s\n", fg_errmsg(ctx));
  *   fg_context_destroy(ctx);
  *
+ * Structs passed in and out grow by appending fields; see "How the public
+ * structs grow" below.
  * Threads: one context may be used from several threads at once; kernels
  * are compiled once per variant per context and shared.
  * CUDA: the driver (libcuda.so.1) and NVRTC (libnvrtc.so.13) are loaded at
@@ -38,6 +40,38 @@ extern "C" {
 #define FLASHGEN_VERSION_MAJOR 0
 #define FLASHGEN_VERSION_MINOR 1
 #define FLASHGEN_VERSION_PATCH 0
+
+/* ---- How the public structs grow -----------------------------------------
+ *
+ * A program built against this header keeps working, unchanged, with a later
+ * library whose structs have more fields.  The rules:
+ *
+ * 1. Every struct the caller allocates and the library reads or fills
+ *    (fg_attention_desc, fg_tune_options, fg_context_stats) begins with
+ *    `uint32_t struct_size`: sizeof the struct as the caller's header
+ *    declares it.  fg_attention_desc_init sets it (a macro passing
+ *    sizeof(fg_attention_desc)); for the others zero the struct and set it,
+ *    in one line:  fg_tune_options o = {.struct_size = sizeof o};
+ * 2. Fields are only ever appended, at or after the previous version's
+ *    sizeof; none is removed, reordered or retyped.  A new field's zero value
+ *    means the behaviour of the version before it.
+ * 3. The library reads (and, for fg_context_stats, writes) only the first
+ *    struct_size bytes; the fields past them count as zero.
+ * 4. A program built against a newer header than the library: bytes past
+ *    the fields the library knows must be zero (the newer features unused),
+ *    else the call returns FG_ERR_UNSUPPORTED naming the struct.
+ * 5. struct_size smaller than this first version's fields:
+ *    FG_ERR_INVALID_ARGUMENT (the struct was not initialised).
+ *
+ * fg_tune_progress, which the library fills and hands to a callback, carries
+ * the library's struct_size: read a field only when struct_size covers it.
+ * fg_block_layout_desc is frozen: it is FlexAttention's BlockMask (four
+ * arrays), and another layout format would be a new struct with new calls.
+ *
+ * Fields planned for fg_attention_desc, each off at zero: head_dim_v (value
+ * head dim; 0 = head_dim), backward / deterministic flags, cu_seqlens_q/k
+ * (variable lengths; NULL = fixed), a paged-KV block table (NULL =
+ * contiguous K/V), score modifications (NULL = none). */
 
 typedef enum fg_status {
     FG_OK = 0,
@@ -107,6 +141,7 @@ fg_status fg_context_set_cache(fg_context *ctx, const char *path);
 
 /* What a context did so far (monotonic counters). */
 typedef struct fg_context_stats {
+    uint32_t struct_size;     /* set by the caller: fg_context_stats s = {.struct_size = sizeof s}; */
     long kernels_compiled;    /* rendered and compiled with NVRTC            */
     long kernels_from_cache;  /* loaded from the cache file, no compile      */
     long kernels_evicted;     /* stored cubins that failed to load (rebuilt) */
@@ -115,6 +150,7 @@ typedef struct fg_context_stats {
     char cache_path[1024];    /* the cache file in use, ":memory:", or "" before first use */
     char gpu_identity[512];   /* the identity cache rows are keyed by, "" before first use */
 } fg_context_stats;
+/* Fills the first out->struct_size bytes of *out. */
 fg_status fg_context_get_stats(fg_context *ctx, fg_context_stats *out);
 
 /* Host-side description of a block-sparse layout, in FlexAttention's
@@ -205,6 +241,7 @@ fg_status fg_pattern_layout(fg_context *ctx, fg_pattern *p, int batch, int heads
  * (BSHD); any batch/head/row strides work, BHSD included.
  * k and v: [batch, seqlen_k, heads_kv, head_dim] likewise. */
 typedef struct fg_attention_desc {
+    uint32_t struct_size;         /* sizeof(fg_attention_desc) of the caller's header: set by fg_attention_desc_init */
     fg_dtype dtype;
     int head_dim;                 /* multiple of 8, 8..256 */
     int batch, heads_q, heads_kv; /* heads_q a multiple of heads_kv (GQA/MQA) */
@@ -222,9 +259,15 @@ typedef struct fg_attention_desc {
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,
- * no causal mask, dense, automatic block sizes. */
-void fg_attention_desc_init(fg_attention_desc *d, fg_dtype dtype, int head_dim, int batch,
-                            int heads_q, int heads_kv, int seqlen_q, int seqlen_k);
+ * no causal mask, dense, automatic block sizes, every later field zero, and
+ * struct_size.  A macro, so that struct_size is the caller's sizeof; it
+ * calls fg_attention_desc_init_sized, which writes only struct_size bytes
+ * (bindings that mirror the struct call that with their own size). */
+#define fg_attention_desc_init(d, dtype, head_dim, batch, heads_q, heads_kv, seqlen_q, seqlen_k)                  \
+    fg_attention_desc_init_sized((d), sizeof(fg_attention_desc), (dtype), (head_dim), (batch), (heads_q), (heads_kv), \
+                                 (seqlen_q), (seqlen_k))
+void fg_attention_desc_init_sized(fg_attention_desc *d, size_t struct_size, fg_dtype dtype, int head_dim, int batch,
+                                  int heads_q, int heads_kv, int seqlen_q, int seqlen_k);
 
 /* o = softmax(q k^T * scale + mask) v.  lse: fp32 [batch, heads_q, seqlen_q],
  * natural log, may be NULL.  A query row that sees no key gets o = 0 and
@@ -247,6 +290,7 @@ fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
  * heads * head_dim = 2048, as in the FlashAttention papers), and the winner's
  * output is checked against the float64 reference before it is stored. */
 typedef struct fg_tune_progress {
+    uint32_t struct_size;     /* the library's sizeof: fields past it are absent */
     const char *phase;        /* "compile", "time", "verify", "bucket done" */
     int done, total;          /* units of this fg_tune call */
     double elapsed_s, eta_s;
@@ -258,6 +302,7 @@ typedef struct fg_tune_progress {
 } fg_tune_progress;
 
 typedef struct fg_tune_options {
+    uint32_t struct_size;     /* fg_tune_options o = {.struct_size = sizeof o}; */
     const int *seqlens;       /* buckets to tune (seqlen_q = seqlen_k); NULL: 512..16384 */
     int num_seqlens;
     int threads;              /* compile threads; 0: the number of CPUs (at most 32) */
@@ -270,7 +315,8 @@ typedef struct fg_tune_options {
 } fg_tune_options;
 
 /* shape: dtype, head_dim, causal and path are used (sizes and strides are
- * not: each bucket has its own representative shape); dense only. */
+ * not: each bucket has its own representative shape); dense only.  opt NULL:
+ * every default. */
 fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt);
 
 #ifdef __cplusplus

@@ -1,5 +1,6 @@
 /* attention.h: checking a call and turning it into a variant + kernel
- * arguments.  Split from the launch so that the checks run without a GPU. */
+ * arguments (plan.c).  Split from the launch so that the checks run without
+ * a GPU. */
 #ifndef FG_ATTENTION_H
 #define FG_ATTENTION_H
 #include "flashgen.h"
@@ -11,4 +12,10 @@
  * params except the tensor pointers. */
 fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_variant *v, fg_fwd_params *p,
                             fg_error *err);
+/* Bytes from a tensor's first element to the end of the last one that the
+ * shape [batch, heads, seqlen, d] and element strides s reach:
+ * ((batch-1) s[0] + (heads-1) s[1] + (seqlen-1) s[2] + d) * elem_bytes;
+ * 0 when a size is below 1, a stride negative, or the count overflows
+ * int64 (fg_attention_plan rejects such strides for q, k, v and o). */
+int64_t fg_tensor_bytes(const int64_t s[3], int batch, int heads, int seqlen, int d, int elem_bytes);
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "runtime/internal.h"
+#include "runtime/structs.h"
 
 static const char *status_names[] = {
     "FG_OK", "FG_ERR_INVALID_ARGUMENT", "FG_ERR_UNSUPPORTED", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE",
@@ -178,12 +179,16 @@ fg_status fg_context_set_cache(fg_context *ctx, const char *path) {
 }
 
 fg_status fg_context_get_stats(fg_context *ctx, fg_context_stats *out) {
-    if (!ctx || !out) return FG_ERR_INVALID_ARGUMENT;
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    fg_context_stats s;
     pthread_mutex_lock(&ctx->mu);
-    *out = ctx->stats;
-    if (ctx->store) snprintf(out->cache_path, sizeof out->cache_path, "%s", fg_store_path(ctx->store));
-    snprintf(out->gpu_identity, sizeof out->gpu_identity, "%s", ctx->identity);
+    s = ctx->stats;
+    if (ctx->store) snprintf(s.cache_path, sizeof s.cache_path, "%s", fg_store_path(ctx->store));
+    snprintf(s.gpu_identity, sizeof s.gpu_identity, "%s", ctx->identity);
     pthread_mutex_unlock(&ctx->mu);
+    fg_error e = {0};
+    if (fg_struct_write(out, &s, sizeof s, FG_CONTEXT_STATS_MIN_SIZE, "fg_context_stats", &e) != FG_OK)
+        return fg_ctx_fail(ctx, &e);
     return FG_OK;
 }
 

@@ -7,7 +7,7 @@
 #include "gen/error.h"
 #include "gen/sources.h"
 #include "gen/spec.h"
-#include "runtime/compile.h"
+#include "gen/compile.h"
 #include "runtime/cuda_api.h"
 
 /* One compiled, loaded kernel. */
@@ -48,7 +48,7 @@ struct fg_context {
     fg_nvrtc_info nvrtc;
 
     fg_kernel *kernels; /* in-memory cache, keyed by the full variant key */
-    struct fg_choice *choices; /* configuration per (spec, shape bucket) (attention.c) */
+    struct fg_choice *choices; /* configuration per (spec, shape bucket) (choose.c) */
 
     /* the persistent store (cache/), opened on first need */
     int store_ready;
@@ -99,8 +99,8 @@ void fg_choices_reset(fg_context *ctx);
 /* The store, opened on first use (after fg_ctx_device); never NULL after
  * FG_OK.  *identity: this device's identity string (store.h). */
 fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, fg_error *err);
-/* The built-in heuristic's configuration (compiles candidates until one has
- * no spills); path is an fg_kernel_path. */
+/* fg_heuristic_config for this context's device, compiling candidates
+ * through fg_ctx_kernel; path is an fg_kernel_path. */
 fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
                            fg_error *err);
 /* Launches kernel k of variant v with params p (tensor pointers set). */

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autotune/heuristic.h"
 #include "gen/render.h"
 #include "runtime/internal.h"
 

@@ -1,6 +1,7 @@
 /* layout.c: block-sparse layouts: validated on the host, uploaded once.
  * The kernel reads them without bounds checks, so every count and index is
  * checked here (a bad layout is an error, never an out-of-bounds read). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,15 @@ fg_status fg_layout_validate(const fg_block_layout_desc *d_in, fg_error *err) {
         return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout needs kv_num_blocks and kv_indices (full_* may be NULL)");
     if (!d->full_kv_num_blocks != !d->full_kv_indices)
         return fg_fail(err, FG_ERR_BAD_LAYOUT, "full_kv_num_blocks and full_kv_indices must both be given or both be NULL");
-    const long rows = (long)d->batch * d->heads * d->num_q_blocks;
+    /* the kernel indexes rows with int; the upload holds 2 rows + 2 rows x
+     * num_kv_blocks int32 (fg_layout_upload) */
+    int64_t rows, entries;
+    if (__builtin_mul_overflow((int64_t)d->batch * d->heads, (int64_t)d->num_q_blocks, &rows) || rows > INT32_MAX ||
+        __builtin_mul_overflow(rows, (int64_t)d->num_kv_blocks, &entries) || entries > ((int64_t)1 << 40))
+        return fg_fail(err, FG_ERR_BAD_LAYOUT,
+                       "layout of batch=%d heads=%d num_q_blocks=%d num_kv_blocks=%d is too large (at most 2^31 - 1 rows "
+                       "of query blocks and 2^40 entries)",
+                       d->batch, d->heads, d->num_q_blocks, d->num_kv_blocks);
     const int nk = d->num_kv_blocks;
     unsigned char *seen = calloc((size_t)nk, 1);
     if (!seen) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
@@ -43,7 +52,7 @@ fg_status fg_layout_validate(const fg_block_layout_desc *d_in, fg_error *err) {
                 break;
             }
             for (int i = 0; i < n; ++i) {
-                const int j = idx[r * nk + i];
+                const int j = idx[(size_t)r * (size_t)nk + (size_t)i];
                 if (j < 0 || j >= nk) {
                     st = fg_fail(err, FG_ERR_BAD_LAYOUT, "%s_indices[%d][%d][%d][%d] = %d is outside [0, %d)", what, b, h, qb, i, j, nk);
                     break;

@@ -179,8 +179,12 @@ void fg_host_layout_free(fg_host_layout *L) {
     memset(L, 0, sizeof *L);
 }
 
+double fg_attention_flops(int batch, int heads, int seqlen_q, int seqlen_k, int head_dim, int head_dim_v, int causal) {
+    return 2.0 * batch * heads * (double)seqlen_q * seqlen_k * (head_dim + head_dim_v) * (causal ? 0.5 : 1.0);
+}
+
 double fg_layout_flops(const fg_block_layout_desc *L, int batch, int heads, int seqlen_q, int seqlen_k, int head_dim,
-                       double *density) {
+                       int head_dim_v, double *density) {
     const int bq = L->block_q ? L->block_q : 128, bk = L->block_k ? L->block_k : 128;
     double flops = 0, listed = 0;
     for (int b = 0; b < batch; ++b)
@@ -195,7 +199,7 @@ double fg_layout_flops(const fg_block_layout_desc *L, int batch, int heads, int 
                     for (int i = 0; i < num[r]; ++i) {
                         const int kb = idx[(size_t)r * L->num_kv_blocks + i];
                         const int cols = (kb + 1) * bk <= seqlen_k ? bk : seqlen_k - kb * bk;
-                        flops += 4.0 * rows * cols * head_dim;
+                        flops += fg_attention_flops(1, 1, rows, cols, head_dim, head_dim_v, 0);
                         listed += 1;
                     }
                 }

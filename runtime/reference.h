@@ -62,9 +62,15 @@ int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q,
                           int block_k, double density, fg_rng *rng);
 void fg_host_layout_free(fg_host_layout *L);
 
-/* FLOPs of the blocks a layout computes for one call (4 x rows x keys x
- * head_dim per listed block, clipped to the sequence ends; batch and heads
+/* The FLOP count of attention, the one formula every TFLOP/s figure uses
+ * (the harness, `flashgen bench`, the tuner): 2 b h sq sk (head_dim +
+ * head_dim_v) (Q K^T and P V), halved for a causal mask as
+ * ../shared/BENCHMARK.md counts it.  head_dim_v is the value head dim
+ * (head_dim until the descriptor has its own). */
+double fg_attention_flops(int batch, int heads, int seqlen_q, int seqlen_k, int head_dim, int head_dim_v, int causal);
+/* The FLOPs of the blocks a layout computes for one call (fg_attention_flops
+ * of each listed block, clipped to the sequence ends; batch and heads
  * broadcast as the kernel does), and the fraction of all blocks listed. */
 double fg_layout_flops(const fg_block_layout_desc *L, int batch, int heads, int seqlen_q, int seqlen_k, int head_dim,
-                       double *density);
+                       int head_dim_v, double *density);
 #endif

@@ -12,11 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "autotune/heuristic.h"
-#include "autotune/tune.h"
+#include "autotune/candidates.h"
 #include "cache/store.h"
+#include "gen/compile.h"
 #include "gen/render.h"
-#include "runtime/compile.h"
+#include "select/heuristic.h"
+#include "select/tuned.h"
 #include "test_util.h"
 
 fg_status fg_store_create_at_version(const char *path, int version, fg_error *err);

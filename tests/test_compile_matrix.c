@@ -5,9 +5,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "autotune/heuristic.h"
+#include "select/heuristic.h"
 #include "gen/render.h"
-#include "runtime/compile.h"
+#include "gen/compile.h"
 #include "runtime/pattern.h"
 #include "test_util.h"
 

@@ -74,7 +74,7 @@ static int first_launch(const char *cache, double t_start) {
                 if (!(err <= worst)) worst = err; /* NaN propagates */
             }
         }
-    fg_context_stats cs;
+    fg_context_stats cs = {.struct_size = sizeof cs};
     fg_context_get_stats(ctx, &cs);
     printf("first-launch total_ms=%.1f cuda_init_ms=%.1f inputs_ms=%.1f flashgen_ms=%.1f compiled=%ld from_cache=%ld "
            "evicted=%ld max_err=%.4g ok=%d\n",
@@ -186,8 +186,7 @@ int main(int argc, char **argv) {
     fg_attention_desc shape;
     fg_attention_desc_init(&shape, FG_BF16, 64, 1, 1, 1, 1, 1);
     const int seqlens[] = {512, 2048};
-    fg_tune_options opt;
-    memset(&opt, 0, sizeof opt);
+    fg_tune_options opt = {.struct_size = sizeof opt};
     opt.seqlens = seqlens;
     opt.num_seqlens = 2;
     opt.top_k = 3;
@@ -216,7 +215,7 @@ int main(int argc, char **argv) {
     c.check_rows_max = 400;
     fg_case_result r;
     fg_harness_run(ctx, &c, 0, &r);
-    fg_context_stats cs;
+    fg_context_stats cs = {.struct_size = sizeof cs};
     fg_context_get_stats(ctx, &cs);
     CHECK(r.pass, "tuned kernel: %s", r.msg);
     CHECK(cs.configs_tuned == 1 && cs.configs_heuristic == 0, "tuned config not used (tuned %ld, heuristic %ld)",

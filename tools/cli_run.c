@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "runtime/attention.h"
+#include "runtime/check.h"
 #include "runtime/internal.h"
 #include "runtime/timing.h"
 #include "tools/cli.h"
@@ -39,7 +40,7 @@ static const char *HELP_BENCH =
     "Each shape is checked against the CPU reference on sampled rows before it\n"
     "is timed; a wrong result is reported, not timed.  Timing: CUDA events, 3\n"
     "warm-up launches, L2 flushed (256 MiB memset) before each timed launch,\n"
-    "median of --iters.  FLOPs = 4 b h s s d, halved for causal.\n"
+    "median of --iters.  FLOPs = 2 b h s s (d + d), halved for causal.\n"
     "\n"
     "options:\n"
     "  --dtype bf16|fp16           (bf16)\n"
@@ -136,7 +137,7 @@ int fg_cmd_run(int argc, char **argv) {
                k->stats.registers, k->stats.spill_stores + k->stats.spill_loads, k->smem_bytes, k->stats.compile_seconds);
     printf("check:    %ld rows vs float64 reference: o max|err| %.3g (tol %.3g), rel L2 %.3g (tol %.3g); lse max|err| %.3g; unwritten %zu\n",
            r.checked_rows, r.o.max_abs, r.tol_abs, r.o.rel_l2, r.tol_rel, r.lse.max_abs, r.unwritten);
-    fg_context_stats cs;
+    fg_context_stats cs = {.struct_size = sizeof cs};
     fg_context_get_stats(ctx, &cs);
     printf("cache:    %s: %ld kernel(s) compiled, %ld loaded from the cache; block sizes from %s\n", cs.cache_path,
            cs.kernels_compiled, cs.kernels_from_cache,
@@ -264,31 +265,27 @@ int fg_cmd_bench(int argc, char **argv) {
                 if (!r) r = cu->MemcpyDtoH(ho, dout, (size_t)batch * s * heads * d * 2);
                 if (r) { char b[256]; printf("%5d %6d %6d: kernel failed: %s\n", d, causal, s, fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
                 /* check 64 sampled rows across the first and last (b, h) */
-                double max_err = 0, ref_max = 0;
-                int bad = 0;
+                fg_check chk;
+                fg_check_init(&chk, dt);
                 for (int t = 0; t < 64; ++t) {
                     const int b = t < 32 ? 0 : batch - 1, h = t < 32 ? 0 : heads - 1;
                     const int i = (int)((long)(t % 32) * (s - 1) / 31);
                     double lref;
                     fg_reference_row(&desc, NULL, hq, hk, hv, b, h, i, orow, &lref);
                     const uint16_t *g = ho + b * desc.o_strides[0] + h * desc.o_strides[1] + (int64_t)i * desc.o_strides[2];
-                    for (int x = 0; x < d; ++x) {
-                        const double a = fg_half_to_float(g[x], dt), err = fabs(a - orow[x]);
-                        if (isnan(a)) bad = 1;
-                        if (err > max_err) max_err = err;
-                        if (fabs(orow[x]) > ref_max) ref_max = fabs(orow[x]);
-                    }
+                    fg_check_row(&chk, g, orow, d, 0, 0, 0);
                 }
-                const double tol = 4 * (dt == FG_BF16 ? 1.0 / 256 : 1.0 / 2048) * (ref_max > 1 ? ref_max : 1);
-                if (bad || max_err > tol) {
-                    printf("%5d %6d %6d %5d %5d   WRONG RESULT (max|err| %.3g > %.3g%s): not timed\n", d, causal, s, batch, heads,
-                           max_err, tol, bad ? ", NaN" : "");
+                const double max_err = chk.o.max_abs;
+                if (!fg_check_done(&chk)) {
+                    char m[512];
+                    fg_check_describe(&chk, m, sizeof m);
+                    printf("%5d %6d %6d %5d %5d   WRONG RESULT (%s): not timed\n", d, causal, s, batch, heads, m);
                     rc = 1;
                     continue;
                 }
                 double ms = time_forward(cu, ctx, &desc, q, k, v, o, lse, flush, flush_bytes, iters);
                 if (ms < 0) { rc = 1; goto done; }
-                const double flops = 4.0 * batch * heads * (double)s * s * d * (causal ? 0.5 : 1.0);
+                const double flops = fg_attention_flops(batch, heads, s, s, d, d, causal);
                 const double tf = flops / (ms * 1e-3) / 1e12;
                 double htf = 0;
                 if (hctx) {

@@ -9,9 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "autotune/tune.h"
 #include "cache/store.h"
 #include "runtime/internal.h"
+#include "select/heuristic.h"
 #include "tools/cli.h"
 
 static const char *HELP_TUNE =
@@ -25,7 +25,7 @@ static const char *HELP_TUNE =
     "(spills), compiled in parallel, timed with CUDA events on the BENCHMARK.md\n"
     "shapes (16384 tokens, heads = 2048 / hdim), and the winner is checked\n"
     "against the float64 reference before it is stored.  The built-in heuristic's\n"
-    "choice stays unless another configuration is more than 1%% faster.\n"
+    "choice stays unless another configuration is more than 1% faster.\n"
     "Ctrl-C stops after the current candidate; finished buckets stay stored.\n"
     "\n"
     "SPEC: hdim=N[,dtype=bf16|fp16][,causal=0|1][,wgmma=0|1 (restricts the path)]\n"
@@ -159,8 +159,7 @@ int fg_cmd_tune(int argc, char **argv) {
         fprintf(stderr, "flashgen tune: --seqlens expects positive integers separated by commas, got '%s'\n", sl);
         return 2;
     }
-    fg_tune_options opt;
-    memset(&opt, 0, sizeof opt);
+    fg_tune_options opt = {.struct_size = sizeof opt};
     opt.seqlens = seqlens;
     opt.num_seqlens = nsl;
     opt.threads = fg_cli_int(argc, argv, "--threads", 0);
@@ -205,7 +204,9 @@ int fg_cmd_tune(int argc, char **argv) {
             fg_error_clear(&e);
             return 2;
         }
-        if (v.spec.sparse || v.cfg.block_m || v.cfg.block_n || v.cfg.warps || v.cfg.stages) {
+        fg_config blocks = v.cfg;
+        blocks.wgmma = -1; /* wgmma=0|1 restricts the path; every other configuration field is the tuner's */
+        if (v.spec.sparse || fg_config_is_explicit(&blocks)) {
             fprintf(stderr, "flashgen tune: SPEC takes hdim, dtype, causal and wgmma only (the tuner picks the blocks; "
                             "block-sparse calls use the heuristic)\n");
             return 2;
@@ -249,7 +250,7 @@ int fg_cmd_tune(int argc, char **argv) {
             if (st == FG_ERR_NO_DRIVER || st == FG_ERR_NO_DEVICE || st == FG_ERR_NVRTC) break;
         }
     }
-    fg_context_stats cs;
+    fg_context_stats cs = {.struct_size = sizeof cs};
     fg_context_get_stats(ctx, &cs);
     char wall[16];
     fmt_time(now_s() - b.t_start, wall, sizeof wall);

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autotune/heuristic.h"
+#include "select/heuristic.h"
 #include "gen/render.h"
-#include "runtime/compile.h"
+#include "gen/compile.h"
 #include "runtime/cuda_api.h"
 #include "tools/cli.h"
 
@@ -41,7 +41,7 @@ static const char *USAGE =
     "  FLASHGEN_TUNED=0       ignore tuning results (use the built-in heuristic)\n";
 
 static const char *HELP_INFO = "usage: flashgen info\n\nPrints the driver and NVRTC versions and, per GPU, its name, compute\ncapability, SM count and shared-memory limits.  Says so plainly when there\nis no driver or no GPU (exit status 0: that is information, not an error).\n";
-static const char *HELP_GEN = "usage: flashgen gen SPEC [--arch sm_90a]\n\nRenders the Lua template for SPEC and prints the CUDA C++ source.  Block\nsizes not given in SPEC are chosen as the runtime chooses them: the first\ncandidate of the built-in heuristic for --arch's shared-memory limit that\nNVRTC compiles without spills.\n\n" FG_SPEC_HELP;
+static const char *HELP_GEN = "usage: flashgen gen SPEC [--arch sm_90a]\n\nRenders the Lua template for SPEC and prints the CUDA C++ source.  A SPEC\nwithout configuration fields gets the configuration the runtime would\nchoose: the first candidate of the built-in heuristic for --arch's\nshared-memory limit that NVRTC compiles without spills.  Any configuration\nfield (block_m, block_n, warps, stages, q_in_regs, min_blocks, wgmma=1)\nmakes it explicit: the others take their defaults.  --arch: sm_XY or\nsm_XYa (default sm_90a).\n\n" FG_SPEC_HELP;
 static const char *HELP_COMPILE = "usage: flashgen compile SPEC [--arch sm_90a] [--cubin FILE] [--log]\n\nRenders and compiles SPEC with NVRTC for --arch (default sm_90a; no GPU\nneeded) and prints registers, spills, stack and shared memory from ptxas,\nand the compile time.  --cubin writes the cubin; --log prints the NVRTC log.\nExit status 1 if the kernel spills to local memory.\n\n" FG_SPEC_HELP;
 
 int fg_cli_arch_smem(const char *arch) {
@@ -180,7 +180,8 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
                        char *key, size_t keyn) {
     fg_error e = {0};
     fg_causal cm;
-    if (fg_spec_parse(specstr, v, &cm, &e) != FG_OK || fg_sources_load(src, &e) != FG_OK) {
+    if (fg_arch_check(arch, &e) != FG_OK || fg_spec_parse(specstr, v, &cm, &e) != FG_OK ||
+        fg_sources_load(src, &e) != FG_OK) {
         fprintf(stderr, "flashgen: %s\n", e.msg);
         fg_error_clear(&e);
         return 2;
@@ -189,24 +190,25 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     const int have_nvrtc = fg_nvrtc_load(&nv, &e) == FG_OK;
     fg_error_clear(&e);
     const int smem = fg_cli_arch_smem(arch), blk = v->spec.sparse ? 128 : 0;
-    /* the runtime's rule (runtime/attention.c): explicit block sizes or
-     * wgmma=1 complete a configuration; otherwise the heuristic picks, on
-     * the mma.sync path only when wgmma=0 */
-    const int wgmma_ok = fg_arch_has_wgmma(arch) && v->cfg.wgmma != 0;
+    /* the runtime's rule (runtime/plan.c): any configuration field makes
+     * the configuration explicit, completed with defaults; otherwise the
+     * heuristic picks, on the mma.sync path only when wgmma=0 */
     fg_status st;
     if (v->spec.head_dim < 8 || v->spec.head_dim > 256 || v->spec.head_dim % 8) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", v->spec.head_dim);
     } else if (v->cfg.wgmma == 1 && !fg_arch_has_wgmma(arch)) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=1 needs --arch sm_90a (got %s)", arch);
-    } else if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma == 1) {
+    } else if (fg_config_is_explicit(&v->cfg)) {
         st = fg_config_complete(&v->spec, &v->cfg, smem, &e);
     } else if (have_nvrtc) {
         pick_ud ud = {src, arch};
-        st = fg_pick_config(&v->spec, smem, blk, blk, wgmma_ok, pick_compile, &ud, &v->cfg, &e);
+        st = fg_heuristic_config(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch), v->cfg.wgmma == 0 ? FG_PATH_MMA : FG_PATH_AUTO,
+                                 pick_compile, &ud, &v->cfg, &e);
     } else {
         fg_config c[16];
-        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, wgmma_ok, c, 16) > 0 ? FG_OK
-             : fg_fail(&e, FG_ERR_UNSUPPORTED, "no block configuration fits %s", arch);
+        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch) && v->cfg.wgmma != 0, c, 16) > 0
+                 ? FG_OK
+                 : fg_fail(&e, FG_ERR_UNSUPPORTED, "no block configuration fits %s", arch);
         if (st == FG_OK) v->cfg = c[0];
     }
     if (st != FG_OK) {

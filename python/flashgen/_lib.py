@@ -31,7 +31,10 @@ class fg_block_layout_desc(C.Structure):
 
 
 class fg_attention_desc(C.Structure):
+    # struct_size first: how the struct grows (include/flashgen.h); set by
+    # fg_attention_desc_init below
     _fields_ = [
+        ("struct_size", C.c_uint32),
         ("dtype", C.c_int), ("head_dim", C.c_int),
         ("batch", C.c_int), ("heads_q", C.c_int), ("heads_kv", C.c_int),
         ("seqlen_q", C.c_int), ("seqlen_k", C.c_int),
@@ -97,8 +100,8 @@ def _declare(lib):
         "fg_errmsg": (C.c_char_p, [P]),
         "fg_block_layout_create": (C.c_int, [P, C.POINTER(fg_block_layout_desc), C.POINTER(P)]),
         "fg_block_layout_destroy": (None, [P, P]),
-        "fg_attention_desc_init": (None, [C.POINTER(fg_attention_desc), C.c_int, C.c_int, C.c_int, C.c_int,
-                                          C.c_int, C.c_int, C.c_int]),
+        "fg_attention_desc_init_sized": (None, [C.POINTER(fg_attention_desc), C.c_size_t, C.c_int, C.c_int, C.c_int,
+                                                C.c_int, C.c_int, C.c_int, C.c_int]),
         "fg_attention_forward": (C.c_int, [P, C.POINTER(fg_attention_desc), P, P, P, P, P, P]),
         "fg_attention_prepare": (C.c_int, [P, C.POINTER(fg_attention_desc)]),
         "fg_pattern_create": (C.c_int, [P, C.c_char_p, C.c_char_p, C.POINTER(P)]),
@@ -112,6 +115,14 @@ def _declare(lib):
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
+    sized = lib.fg_attention_desc_init_sized
+
+    def fg_attention_desc_init(desc, *args):
+        """The C macro of the same name: fg_attention_desc_init_sized with
+        this mirror's size, which sets desc.struct_size."""
+        sized(desc, C.sizeof(fg_attention_desc), *args)
+
+    lib.fg_attention_desc_init = fg_attention_desc_init
     return lib
 
 

@@ -4,8 +4,10 @@ sizeof and every field's offset and size of fg_attention_desc and
 fg_block_layout_desc, and the enum values the binding uses.  A C program
 generated from the ctypes field lists is compiled against the header and
 prints what the compiler sees; a renamed field fails to compile, an added
-or reordered one changes a size or an offset.  Needs a C compiler, not
-torch or a GPU.
+or reordered one changes a size or an offset.  Where the library loads
+(FLASHGEN_LIBRARY, as ctest sets it), the binding's fg_attention_desc_init
+must also set struct_size to the C sizeof, as the C macro does (how the
+structs grow: include/flashgen.h).  Needs a C compiler, not torch or a GPU.
 
   python3 python/tests/test_abi.py [--cc CC] [--include DIR]
 """
@@ -79,6 +81,11 @@ def main():
         key, _, val = line.rpartition(" ")
         c_view[key] = int(val)
     py = python_view()
+    if os.environ.get("FLASHGEN_LIBRARY"):
+        d = _lib.fg_attention_desc()
+        _lib.load().fg_attention_desc_init(C.byref(d), _lib.FG_BF16, 64, 1, 1, 1, 16, 16)
+        c_view["init struct_size"] = c_view["fg_attention_desc sizeof"]
+        py["init struct_size"] = d.struct_size
     bad = [f"  {k}: C {c_view.get(k)}, ctypes {py[k]}" for k in py if c_view.get(k) != py[k]]
     if bad:
         print("test_abi: python/flashgen/_lib.py does not match include/flashgen.h:\n" + "\n".join(bad))

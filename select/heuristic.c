@@ -1,4 +1,6 @@
-#include "autotune/heuristic.h"
+/* heuristic.c: the built-in configuration choice and the feasibility rules
+ * (see heuristic.h). */
+#include "select/heuristic.h"
 
 #include <string.h>
 
@@ -75,6 +77,9 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
         if (!c->block_n) c->block_n = s->head_dim > 128 ? 64 : 128;
         if (!c->stages) c->stages = 2;
         while (c->stages > 1 && fg_config_smem_bytes(s, c) > smem_limit) c->stages--;
+        if (c->q_in_regs > 0)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "q_in_regs=1 is a knob of the mma.sync path (wgmma=0); "
+                           "the wgmma path reads Q from shared memory");
         c->q_in_regs = 0;
     } else {
         if (!c->warps) c->warps = big ? 8 : 4;
@@ -169,6 +174,19 @@ fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int bloc
     }
     *out = cand[best];
     return FG_OK;
+}
+
+int fg_config_is_explicit(const fg_config *c) {
+    return c->block_m || c->block_n || c->warps || c->stages || c->q_in_regs >= 0 || c->min_blocks || c->wgmma == 1;
+}
+
+fg_status fg_heuristic_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, int path,
+                              fg_try_compile fn, void *ud, fg_config *out, fg_error *err) {
+    fg_status st = fg_pick_config(s, smem_limit, block_q, block_k, wgmma_ok && path != FG_PATH_MMA, fn, ud, out, err);
+    if (st == FG_OK && path == FG_PATH_WGMMA && out->wgmma != 1)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: head_dim %d has no wgmma kernel (64, 128, 192, 256)",
+                       s->head_dim);
+    return st;
 }
 
 int fg_arch_has_wgmma(const char *arch) { return arch && !strcmp(arch, "sm_90a"); }

@@ -1,4 +1,4 @@
-#include "runtime/compile.h"
+#include "gen/compile.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -173,10 +173,24 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+fg_status fg_arch_check(const char *arch, fg_error *err) {
+    size_t digits = 0;
+    if (arch && !strncmp(arch, "sm_", 3))
+        while (arch[3 + digits] >= '0' && arch[3 + digits] <= '9') ++digits;
+    const char *rest = arch ? arch + 3 + digits : NULL;
+    if (arch && !strncmp(arch, "sm_", 3) && digits >= 2 && digits <= 3 && (!*rest || !strcmp(rest, "a"))) return FG_OK;
+    int printable = arch != NULL;
+    for (const char *c = arch; c && *c; ++c) printable &= *c >= 0x20 && *c < 0x7f;
+    return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "arch '%.40s' is not a GPU architecture of the form sm_XY or sm_XYa "
+                   "(sm_80, sm_90a, sm_120, ...)", printable ? arch : arch ? "(control characters)" : "(null)");
+}
+
 fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char *arch, const char *key,
                            fg_cubin *out, fg_error *err) {
     memset(out, 0, sizeof *out);
-    fg_status st = fg_nvrtc_load(NULL, err);
+    fg_status st = fg_arch_check(arch, err);
+    if (st != FG_OK) return st;
+    st = fg_nvrtc_load(NULL, err);
     if (st != FG_OK) return st;
     const double t0 = now_s();
 

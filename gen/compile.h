@@ -31,6 +31,10 @@ typedef struct fg_cubin {
     fg_kernel_stats stats;
 } fg_cubin;
 
+/* FG_ERR_INVALID_ARGUMENT unless arch is "sm_" + 2 or 3 digits + an
+ * optional "a" (it becomes an NVRTC option and part of variant keys, which
+ * generated sources print in their banner). */
+fg_status fg_arch_check(const char *arch, fg_error *err);
 /* Compiles `source` for `arch` ("sm_90a", "sm_80", ...).  The template
  * sources' .cuh/.h files are given to NVRTC as in-memory headers.  On a
  * compile error returns FG_ERR_COMPILE with the NVRTC log in err. */

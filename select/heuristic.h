@@ -1,5 +1,8 @@
 /* heuristic.h: the built-in block-configuration choice, used until a tuned
- * result exists, and the feasibility rules the tuner shares. */
+ * result exists, and the feasibility rules the tuner shares.  Pure
+ * functions of the spec and the device (its opt-in shared memory and
+ * whether it has the Hopper path); compiling is the caller's, through
+ * fg_try_compile. */
 #ifndef FG_HEURISTIC_H
 #define FG_HEURISTIC_H
 #include "gen/spec.h"
@@ -14,6 +17,10 @@ int fg_config_reg_estimate(const fg_spec *s, const fg_config *c);
 fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err);
 /* Fills the unset fields of *c with defaults, then checks it. */
 fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err);
+/* Whether c names any part of a configuration (a block size, warps, stages,
+ * q_in_regs, min_blocks or wgmma=1): then it is completed with defaults
+ * (fg_config_complete) and never replaced by a tuned or heuristic choice. */
+int fg_config_is_explicit(const fg_config *c);
 
 /* The heuristic's ranked candidates for a spec: feasible for smem_limit and,
  * when block_q/block_k are non-zero (block-sparse), dividing the layout
@@ -25,7 +32,7 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
 /* Whether the Hopper wgmma path can run on arch ("sm_90a" only). */
 int fg_arch_has_wgmma(const char *arch);
 
-#include "runtime/compile.h"
+#include "gen/compile.h"
 /* Compiles configuration c of spec s (however the caller compiles) and
  * reports ptxas's statistics. */
 typedef fg_status (*fg_try_compile)(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err);
@@ -34,4 +41,10 @@ typedef fg_status (*fg_try_compile)(void *ud, const fg_spec *s, const fg_config 
  * the fewest spill bytes.  Compile errors are returned as they come. */
 fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_try_compile fn,
                          void *ud, fg_config *out, fg_error *err);
+/* The heuristic's configuration for a call on kernel path `path`
+ * (fg_kernel_path) of a device where the Hopper path is available iff
+ * wgmma_ok: fg_pick_config over the families path allows; FG_ERR_UNSUPPORTED
+ * when FG_PATH_WGMMA was asked and the spec has no wgmma kernel. */
+fg_status fg_heuristic_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, int path,
+                              fg_try_compile fn, void *ud, fg_config *out, fg_error *err);
 #endif

@@ -1,0 +1,33 @@
+/* check.h: the one comparison of a kernel's output with the float64
+ * reference, with its one tolerance.  `flashgen run` / the GPU tests (the
+ * harness), `flashgen bench` and the tuner's verification of a winner all
+ * decide pass or fail here; each chooses only which rows it compares. */
+#ifndef FG_CHECK_H
+#define FG_CHECK_H
+#include <stdint.h>
+#include "runtime/reference.h"
+
+typedef struct fg_check {
+    fg_dtype dtype;
+    fg_compare o, lse;      /* o: every element of the rows given; lse: the rows given with one */
+    double ref_max;         /* largest |reference o| seen */
+    long rows;
+    /* set by fg_check_done */
+    double tol_abs;         /* o max |error|: 4 units of the dtype's rounding on the largest output (at least 1) */
+    double tol_rel;         /* o relative L2: 1e-2 bf16, 2e-3 fp16 */
+    double tol_lse;         /* lse max |error| (natural log): 5e-3 */
+    double sq_err_, sq_ref_, lse_sq_err_, lse_sq_ref_;
+} fg_check;
+
+void fg_check_init(fg_check *c, fg_dtype dtype);
+/* One query row: got[0..d) as the kernel wrote it (dtype), ref its float64
+ * reference; with has_lse, also the row's lse and its reference (-inf for a
+ * row that sees no key). */
+void fg_check_row(fg_check *c, const uint16_t *got, const double *ref, int d, int has_lse, double got_lse,
+                  double ref_lse);
+/* Finishes the metrics, sets the tolerances; 1 when every row passed (no
+ * NaN, o within tol_abs and tol_rel, lse within tol_lse). */
+int fg_check_done(fg_check *c);
+/* "o max|err| 0.0039 (tol 0.0156), rel L2 ... ; lse max|err| ..." */
+void fg_check_describe(const fg_check *c, char *buf, size_t n);
+#endif

@@ -1,0 +1,112 @@
+/* choose.c: the block configuration of a call whose descriptor leaves it
+ * automatic.  The order is: this context's memo -> the tuned result in the
+ * cache file -> the built-in heuristic.  The rules themselves are pure
+ * functions in select/; this file adds the context: the memo, the store,
+ * the statistics and compiling through the kernel cache. */
+#include <stdlib.h>
+
+#include "runtime/attention.h"
+#include "runtime/internal.h"
+#include "select/heuristic.h"
+#include "select/tuned.h"
+
+/* Memo of the configuration chosen per (spec, layout block, path, shape
+ * bucket) in this context. */
+typedef struct fg_choice {
+    fg_spec spec;
+    int block_q, block_k, path;
+    int bucket_q, bucket_k; /* fg_bucket_len of the seqlens */
+    fg_config cfg;
+    struct fg_choice *next;
+} fg_choice;
+
+static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err) {
+    fg_variant v = {*s, *c};
+    fg_kernel *k;
+    fg_status rc = fg_ctx_kernel((fg_context *)ud, &v, &k, err);
+    if (rc == FG_OK) *st = k->stats;
+    return rc;
+}
+
+fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
+                           fg_error *err) {
+    return fg_heuristic_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k,
+                               fg_arch_has_wgmma(ctx->dev_info.arch), path, try_compile, ctx, out, err);
+}
+
+/* The tuned configuration of the cache file, if there is one that is still
+ * valid here. */
+static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int bq, int bk, fg_config *c) {
+    fg_store *store;
+    const char *gpu;
+    fg_error e = {0};
+    if (ctx->ignore_tuned) return 0;
+    if (fg_ctx_store(ctx, &store, &gpu, &e) != FG_OK) { fg_error_clear(&e); return 0; }
+    return fg_tuned_config(store, gpu, s, (int)d->path, bq, bk, d->seqlen_q, d->seqlen_k,
+                           ctx->dev_info.smem_per_block_optin, fg_arch_has_wgmma(ctx->dev_info.arch), c);
+}
+
+static void count(fg_context *ctx, long *counter) {
+    pthread_mutex_lock(&ctx->mu);
+    ++*counter;
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
+    if (v->cfg.wgmma == 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA needs an sm_90a GPU (Hopper); this one is %s (%s)",
+                       ctx->dev_info.arch, ctx->dev_info.name);
+    if (v->cfg.block_m) return FG_OK; /* explicit */
+    const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
+    const int path = (int)d->path;
+    const int bucket_q = fg_bucket_len(d->seqlen_q), bucket_k = fg_bucket_len(d->seqlen_k);
+    pthread_mutex_lock(&ctx->mu);
+    for (fg_choice *c = ctx->choices; c; c = c->next)
+        if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
+            c->bucket_q == bucket_q && c->bucket_k == bucket_k) {
+            v->cfg = c->cfg;
+            break;
+        }
+    pthread_mutex_unlock(&ctx->mu);
+    if (!v->cfg.block_m) {
+        fg_config cfg;
+        if (tuned(ctx, d, &v->spec, bq, bk, &cfg)) {
+            count(ctx, &ctx->stats.configs_tuned);
+        } else {
+            fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, &cfg, err);
+            if (st != FG_OK) return st;
+            count(ctx, &ctx->stats.configs_heuristic);
+        }
+        v->cfg = cfg;
+        fg_choice *c = calloc(1, sizeof *c);
+        if (c) {
+            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->cfg = v->cfg;
+            c->bucket_q = bucket_q; c->bucket_k = bucket_k;
+            pthread_mutex_lock(&ctx->mu);
+            c->next = ctx->choices;
+            ctx->choices = c;
+            pthread_mutex_unlock(&ctx->mu);
+        }
+    }
+    if (d->layout) p->sp_sub = bk / v->cfg.block_n;
+    return FG_OK;
+}
+
+fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
+    fg_status st = fg_attention_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
+    return st == FG_OK ? fg_ctx_choose(ctx, d, v, p, err) : st;
+}
+
+void fg_choices_reset(fg_context *ctx) {
+    pthread_mutex_lock(&ctx->mu);
+    fg_choices_free(ctx);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+void fg_choices_free(fg_context *ctx) {
+    while (ctx->choices) {
+        fg_choice *n = ctx->choices->next;
+        free(ctx->choices);
+        ctx->choices = n;
+    }
+}

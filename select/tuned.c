@@ -1,0 +1,45 @@
+/* tuned.c: the keys of tuning results and their look-up (see tuned.h). */
+#include "select/tuned.h"
+
+#include <stdio.h>
+
+#include "select/heuristic.h"
+
+void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, char *buf, size_t n) {
+    static const char *paths[] = {"auto", "mma", "wgmma"};
+    int w = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, fg_dtype_name(s->dtype),
+                     s->causal, s->sparse, paths[path >= 0 && path <= 2 ? path : 0]);
+    if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
+    /* a pattern's element mask changes the kernel (registers): its own tuning entry */
+    if (s->mask_hash && w > 0 && (size_t)w < n) snprintf(buf + w, n - (size_t)w, ",mask=%016llx", (unsigned long long)s->mask_hash);
+}
+
+int fg_bucket_len(int s) {
+    int b = 128;
+    while (b < s && b < 16384) b *= 2;
+    return b;
+}
+
+void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
+    snprintf(buf, n, "sq%d,sk%d", fg_bucket_len(seqlen_q), fg_bucket_len(seqlen_k));
+}
+
+int fg_tuned_config(fg_store *store, const char *gpu, const fg_spec *s, int path, int bq, int bk, int seqlen_q,
+                    int seqlen_k, int smem_limit, int wgmma_ok, fg_config *c) {
+    char spec[160], bucket[32];
+    fg_tuning_spec_text(s, path, bq, bk, spec, sizeof spec);
+    fg_shape_bucket(seqlen_q, seqlen_k, bucket, sizeof bucket);
+    fg_tuning t;
+    int found = 0;
+    fg_error e = {0};
+    fg_store_get_tuning(store, gpu, spec, bucket, &t, &found, &e);
+    fg_error_clear(&e);
+    if (!found) return 0;
+    if (fg_config_parse(t.config, c, &e) == FG_OK && fg_config_check(s, c, smem_limit, &e) == FG_OK &&
+        !(bq && bq % c->block_m) && !(bk && bk % c->block_n) && !(c->wgmma == 1 && !wgmma_ok))
+        return 1;
+    fprintf(stderr, "flashgen: warning: ignoring the tuned configuration '%s' of %s %s: %s\n", t.config, spec, bucket,
+            e.msg ? e.msg : "it does not fit this call");
+    fg_error_clear(&e);
+    return 0;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# flashgen gen / compile / help without a GPU: configuration fields that
+# make a SPEC explicit, the --arch check, help texts printed verbatim.
+set -u
+fg="$1"
+. "$(dirname "$0")/expect.sh"
+# q_in_regs and min_blocks alone are configuration fields (they were dropped
+# unless a block size was given)
+expect q_in_regs 0 'Q_IN_REGS = true' -- "$fg" gen 'hdim=64,q_in_regs=1'
+expect q_in_regs-key 0 'variant: fwd_mma:.*q_in_regs=1,' -- "$fg" gen 'hdim=64,q_in_regs=1'
+expect min_blocks 0 '__launch_bounds__\(128, 2\)' -- "$fg" gen 'hdim=64,min_blocks=2'
+expect wgmma-q_in_regs 2 'q_in_regs=1 is a knob of the mma.sync path' -- "$fg" gen 'hdim=64,wgmma=1,q_in_regs=1'
+expect tune-min_blocks 2 'SPEC takes hdim, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,min_blocks=2'
+expect tune-q_in_regs 2 'SPEC takes hdim, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,q_in_regs=0'
+# --arch: sm_XY[a] only (it reaches the banner and NVRTC's options)
+expect arch-newline 2 'not a GPU architecture' -- "$fg" gen 'hdim=64,block_m=128' --arch $'sm_90a\n#include "/etc/passwd"'
+expect_not arch-no-include '^#include "/etc/passwd"' -- "$fg" gen 'hdim=64,block_m=128' --arch $'sm_90a\n#include "/etc/passwd"'
+expect arch-option 2 'not a GPU architecture' -- "$fg" compile 'hdim=64,block_m=128' --arch 'sm_90a --device-debug'
+expect arch-short 2 'not a GPU architecture' -- "$fg" gen 'hdim=64,block_m=128' --arch sm_9
+expect arch-ok 0 'arch=sm_80' -- "$fg" gen 'hdim=64,block_m=128' --arch sm_80
+# help texts are printed as they are written (fputs, not printf)
+expect help-tune 0 'more than 1% faster' -- "$fg" help tune
+expect_not help-tune-percent '%%' -- "$fg" help tune
+expect_not help-all-percent '%%' -- sh -c "for c in info gen compile run bench tune cache explore; do '$fg' help \$c; done"
+exit $fail
