@@ -5,6 +5,10 @@
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
+    if (c->wgmma == 2) { /* must agree with WsShape::SMEM in fg_fwd_ws.cuh (the template asserts it) */
+        const int dp = round_up(s->head_dim, 64), dvp = round_up(s->head_dim, 64);
+        return 1024 + c->block_m * dp * 2 + c->stages * c->block_n * (dp + dvp) * 2 + 16 + 32 * c->stages;
+    }
     if (c->wgmma == 1) /* swizzled tiles, no padding, + 1024 for the alignment of fg_fwd_wgmma.cuh */
         return 1024 + (c->block_m + 2 * c->stages * c->block_n) * s->head_dim * 2;
     const int lds = round_up(s->head_dim, 16) + 8; /* padded row, see fg_fwd_kernel.cuh */
@@ -13,6 +17,8 @@ int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
 
 int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
     const int dp = round_up(s->head_dim, 16);
+    if (c->wgmma == 2) /* per consumer thread: O, S of this tile, P of the last one (overlap), state */
+        return s->head_dim / 2 + c->block_n / 2 + c->block_n / 4 + 24;
     if (c->wgmma == 1) /* O and S accumulators of 64 rows per warpgroup, P packed */
         return dp / 2 + c->block_n / 2 + c->block_n / 4 + 40;
     const int mt = c->block_m / (16 * c->warps);
@@ -25,6 +31,30 @@ int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
 fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
     if (s->head_dim < 8 || s->head_dim > 256 || s->head_dim % 8)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "head_dim %d is not supported (multiples of 8 in 8..256)", s->head_dim);
+    if (c->wgmma == 2) {
+        if (s->head_dim % 16)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the TMA path takes head dims that are multiples of 16 (got %d)", s->head_dim);
+        if (c->block_m != 64 && c->block_m != 128 && c->block_m != 192)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d: must be 64, 128 or 192 (64 rows per consumer warpgroup)", c->block_m);
+        if (c->warps != 4 * (1 + c->block_m / 64))
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA warps=%d: must be 4 * (1 + block_m / 64) = %d", c->warps,
+                           4 * (1 + c->block_m / 64));
+        if (c->block_n < 16 || c->block_n > 256 || c->block_n % 16)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_n=%d: must be a multiple of 16 in 16..256", c->block_n);
+        if (c->stages < 1 || c->stages > 4)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA stages=%d: must be 1..4", c->stages);
+        if (c->min_blocks != 1)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA min_blocks=%d: must be 1 (one CTA per SM, registers moved by setmaxnreg)", c->min_blocks);
+        const int smem = fg_config_smem_bytes(s, c);
+        if (smem > smem_limit)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d stages=%d needs %d bytes of shared memory; the device allows %d",
+                           c->block_m, c->block_n, c->stages, smem, smem_limit);
+        const int regs = fg_config_reg_estimate(s, c), cap = c->block_m == 192 ? 160 : 240;
+        if (regs > cap)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d needs ~%d registers per consumer thread; the cap is %d",
+                           c->block_m, c->block_n, regs, cap);
+        return FG_OK;
+    }
     if (c->wgmma == 1) {
         if (s->head_dim % 64)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the wgmma path takes head_dim 64, 128, 192 or 256 (got %d)", s->head_dim);
@@ -69,7 +99,14 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
 fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err) {
     const int big = round_up(s->head_dim, 16) > 128;
     if (c->wgmma < 0) c->wgmma = 0;
-    if (c->wgmma == 1) {
+    if (c->wgmma == 2) {
+        if (!c->block_m) c->block_m = 128;
+        if (!c->warps) c->warps = 4 * (1 + c->block_m / 64);
+        if (!c->block_n) c->block_n = s->head_dim > 192 ? 80 : s->head_dim > 128 ? 112 : 128;
+        if (!c->stages) c->stages = 2;
+        while (c->stages > 1 && fg_config_smem_bytes(s, c) > smem_limit) c->stages--;
+        c->q_in_regs = 0;
+    } else if (c->wgmma == 1) {
         if (!c->block_m) c->block_m = 128;
         if (!c->warps) c->warps = c->block_m / 16;
         if (!c->block_n) c->block_n = s->head_dim > 128 ? 64 : 128;
@@ -121,14 +158,26 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
                                  {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
     static const int large[][6] = {{0, 128, 8, 64, 2, 0}, {0, 128, 8, 64, 1, 0}, {0, 128, 8, 32, 2, 0}, {0, 128, 8, 32, 1, 0},
                                    {0, 64, 4, 64, 1, 0},  {0, 64, 4, 32, 1, 0},  {0, 64, 4, 16, 1, 0}};
-    const int(*tabs[2])[6] = {NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
-    int lens[2] = {0, 7};
-    if (wgmma_ok && s->head_dim % 64 == 0) {
-        tabs[0] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
+    /* Warp-specialised TMA kernels (wgmma_ok == 2): the starting points are
+     * FlashAttention-3/4's published sm90 tiles (HOPPER-KERNELS.md): 192 x 128
+     * up to head dim 64, 128 x 128 to 128, 128 x 112 to 192, 128 x 80 to 256,
+     * two stages; then smaller key tiles (sparse layouts, shared memory). */
+    static const int tma_64[][6] = {{2, 192, 16, 128, 2, 0}, {2, 128, 12, 128, 2, 0}, {2, 128, 12, 64, 2, 0}};
+    static const int tma_128[][6] = {{2, 128, 12, 128, 2, 0}, {2, 128, 12, 64, 2, 0}, {2, 192, 16, 64, 2, 0}};
+    static const int tma_192[][6] = {{2, 128, 12, 112, 2, 0}, {2, 128, 12, 64, 2, 0}, {2, 128, 12, 96, 2, 0}};
+    static const int tma_256[][6] = {{2, 128, 12, 80, 2, 0}, {2, 128, 12, 64, 2, 0}, {2, 128, 12, 64, 1, 0}};
+    const int(*tabs[3])[6] = {NULL, NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
+    int lens[3] = {0, 0, 7};
+    if (wgmma_ok >= 2 && s->head_dim % 16 == 0) {
+        tabs[0] = s->head_dim > 192 ? tma_256 : s->head_dim > 128 ? tma_192 : s->head_dim > 64 ? tma_128 : tma_64;
         lens[0] = 3;
     }
+    if (wgmma_ok && s->head_dim % 64 == 0) {
+        tabs[1] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
+        lens[1] = 3;
+    }
     int n = 0;
-    for (int t = 0; t < 2; ++t)
+    for (int t = 0; t < 3; ++t)
         for (int i = 0; i < lens[t] && n < max; ++i) {
             fg_config c;
             memset(&c, 0, sizeof c);

@@ -17,7 +17,7 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
 
 /* The heuristic's ranked candidates for a spec: feasible for smem_limit and,
  * when block_q/block_k are non-zero (block-sparse), dividing the layout
- * block; Hopper wgmma configurations first when wgmma_ok.  The caller compiles them in order and takes the first that ptxas
+ * block; Hopper configurations first: warp-specialised TMA ones when wgmma_ok is 2, then wgmma ones when it is 1 or 2.  The caller compiles them in order and takes the first that ptxas
  * compiles without spills (register allocation at the 255 cap is not
  * predictable enough to decide that here).  Returns the count (<= max). */
 int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,

@@ -10,6 +10,7 @@
 #include "autotune/tune.h"
 #include "runtime/attention.h"
 #include "runtime/internal.h"
+#include "runtime/tensor_map.h"
 
 void fg_attention_desc_init(fg_attention_desc *d, fg_dtype dtype, int head_dim, int batch, int heads_q,
                             int heads_kv, int seqlen_q, int seqlen_k) {
@@ -110,9 +111,9 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
     v->cfg.block_n = d->block_n;
     v->cfg.warps = d->warps;
     v->cfg.stages = d->stages;
-    if ((int)d->path < 0 || d->path > FG_PATH_WGMMA)
+    if ((int)d->path < 0 || d->path > FG_PATH_TMA)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "path %d is not one of FG_PATH_*", (int)d->path);
-    v->cfg.wgmma = d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_WGMMA;
+    v->cfg.wgmma = d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_TMA ? 2 : d->path == FG_PATH_WGMMA;
 
     const fg_block_layout *L = d->layout;
     if (L) {
@@ -131,7 +132,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
             return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout is for batch=%d heads=%d; the call has batch=%d heads_q=%d (1 broadcasts)",
                            L->batch, L->heads, d->batch, d->heads_q);
     }
-    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma == 1) {
+    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma >= 1) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);
         if (st != FG_OK) return st;
@@ -170,7 +171,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
  * bucket) in this context. */
 typedef struct fg_choice {
     fg_spec spec;
-    int block_q, block_k, path;
+    int block_q, block_k, path, tma_ok;
     int bucket_q, bucket_k; /* fg_bucket_len of the seqlens */
     fg_config cfg;
     struct fg_choice *next;
@@ -184,20 +185,27 @@ static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_
     return rc;
 }
 
-fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
-                           fg_error *err) {
-    const int wgmma_ok = fg_arch_has_wgmma(ctx->dev_info.arch) && path != FG_PATH_MMA;
+fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int tma_ok,
+                           fg_config *out, fg_error *err) {
+    /* the Hopper families allowed: 2 TMA and wgmma, 1 wgmma, 0 none */
+    int wgmma_ok = fg_arch_has_wgmma(ctx->dev_info.arch) && path != FG_PATH_MMA;
+    if (wgmma_ok && tma_ok && path != FG_PATH_WGMMA && ctx->cu->TensorMapEncodeTiled) wgmma_ok = 2;
     fg_status st = fg_pick_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k, wgmma_ok, try_compile, ctx,
                                   out, err);
     if (st == FG_OK && path == FG_PATH_WGMMA && out->wgmma != 1)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: head_dim %d has no wgmma kernel (64, 128, 192, 256)",
                        s->head_dim);
+    if (st == FG_OK && path == FG_PATH_TMA && out->wgmma != 2)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "FG_PATH_TMA: no TMA kernel for head_dim %d with these strides (a multiple of 16, strides of dims "
+                       "longer than 1 non-zero)", s->head_dim);
     return st;
 }
 
 /* The tuned configuration of the cache file, if there is one that is still
  * valid here. */
-static int tuned_config(fg_context *ctx, const fg_spec *s, int bq, int bk, int path, const char *bucket, fg_config *c) {
+static int tuned_config(fg_context *ctx, const fg_spec *s, int bq, int bk, int path, int tma_ok, const char *bucket,
+                        fg_config *c) {
     fg_store *store;
     const char *gpu;
     fg_error e = {0};
@@ -210,7 +218,8 @@ static int tuned_config(fg_context *ctx, const fg_spec *s, int bq, int bk, int p
     fg_store_get_tuning(store, gpu, spec, bucket, &t, &found, &e);
     if (found && fg_config_parse(t.config, c, &e) == FG_OK &&
         fg_config_check(s, c, ctx->dev_info.smem_per_block_optin, &e) == FG_OK && !(bq && bq % c->block_m) &&
-        !(bk && bk % c->block_n) && !(c->wgmma == 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))) {
+        !(bk && bk % c->block_n) && !(c->wgmma >= 1 && !fg_arch_has_wgmma(ctx->dev_info.arch)) &&
+        !(c->wgmma == 2 && !tma_ok)) {
         fg_error_clear(&e);
         return 1;
     }
@@ -222,9 +231,16 @@ static int tuned_config(fg_context *ctx, const fg_spec *s, int bq, int bk, int p
 
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     const int wgmma_ok = fg_arch_has_wgmma(ctx->dev_info.arch);
-    if (v->cfg.wgmma == 1 && !wgmma_ok)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA needs an sm_90a GPU (Hopper); this one is %s (%s)",
-                       ctx->dev_info.arch, ctx->dev_info.name);
+    if (v->cfg.wgmma >= 1 && !wgmma_ok)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "%s needs an sm_90a GPU (Hopper); this one is %s (%s)",
+                       v->cfg.wgmma == 2 ? "FG_PATH_TMA" : "FG_PATH_WGMMA", ctx->dev_info.arch, ctx->dev_info.name);
+    const int tma_ok = fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
+                       fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
+                       fg_tma_strides_ok(d->v_strides, d->batch, d->heads_kv, d->seqlen_k);
+    if (v->cfg.wgmma == 2 && !tma_ok)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "FG_PATH_TMA: a stride of q, k or v is 0 (or past 2^40 bytes) in a dim longer than 1; TMA cannot "
+                       "describe it (FG_PATH_WGMMA and FG_PATH_MMA can)");
     if (v->cfg.block_m) return FG_OK; /* explicit */
     const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
     const int path = (int)d->path;
@@ -232,6 +248,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     pthread_mutex_lock(&ctx->mu);
     for (fg_choice *c = ctx->choices; c; c = c->next)
         if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
+            c->tma_ok == tma_ok &&
             c->bucket_q == bucket_q && c->bucket_k == bucket_k) {
             v->cfg = c->cfg;
             break;
@@ -242,12 +259,12 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         char bucket[32];
         fg_shape_bucket(d->seqlen_q, d->seqlen_k, bucket, sizeof bucket);
         fg_config cfg;
-        if (tuned_config(ctx, &v->spec, bq, bk, path, bucket, &cfg)) {
+        if (tuned_config(ctx, &v->spec, bq, bk, path, tma_ok, bucket, &cfg)) {
             pthread_mutex_lock(&ctx->mu);
             ctx->stats.configs_tuned++;
             pthread_mutex_unlock(&ctx->mu);
         } else {
-            fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, &cfg, err);
+            fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, tma_ok, &cfg, err);
             if (st != FG_OK) return st;
             pthread_mutex_lock(&ctx->mu);
             ctx->stats.configs_heuristic++;
@@ -256,7 +273,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         v->cfg = cfg;
         fg_choice *c = calloc(1, sizeof *c);
         if (c) {
-            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->cfg = v->cfg;
+            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->tma_ok = tma_ok; c->cfg = v->cfg;
             c->bucket_q = bucket_q; c->bucket_k = bucket_k;
             pthread_mutex_lock(&ctx->mu);
             c->next = ctx->choices;
@@ -358,15 +375,27 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *d, cons
 
 fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant *var, fg_fwd_params *p, void *stream,
                         fg_error *err) {
-    void *args[] = {p};
-    const unsigned grid_x = (unsigned)((p->seqlen_q + var->cfg.block_m - 1) / var->cfg.block_m);
-    CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, (unsigned)p->heads_q, (unsigned)p->batch, (unsigned)kern->threads,
-                                       1, 1, (unsigned)kern->smem_bytes, (CUstream)stream, args, NULL);
+    unsigned grid_x = (unsigned)((p->seqlen_q + var->cfg.block_m - 1) / var->cfg.block_m);
+    unsigned grid_y = (unsigned)p->heads_q, grid_z = (unsigned)p->batch;
+    fg_tma_params tm;
+    void *args[] = {p, &tm};
+    if (var->cfg.wgmma == 2) {
+        /* one linear tile index (fg_tile_scheduler.cuh); a persistent grid of
+         * one CTA per SM when the tiles cost the same, else one CTA per tile
+         * so that the hardware balances causal and sparse rows */
+        fg_status st = fg_tma_encode(ctx->cu, var, p, &tm, err);
+        if (st != FG_OK) return st;
+        const long long tiles = (long long)grid_x * grid_y * grid_z;
+        const int persistent = !var->spec.causal && !var->spec.sparse;
+        grid_x = (unsigned)(persistent && tiles > ctx->dev_info.sm_count ? ctx->dev_info.sm_count : tiles);
+        grid_y = grid_z = 1;
+    }
+    CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, grid_y, grid_z, (unsigned)kern->threads, 1, 1,
+                                       (unsigned)kern->smem_bytes, (CUstream)stream, args, NULL);
     if (r != CUDA_SUCCESS) {
         char b[256];
-        return fg_fail(err, FG_ERR_CUDA, "launching %s (grid %u x %d x %d, %d threads, %d bytes smem): %s", kern->key,
-                       grid_x, p->heads_q, p->batch, kern->threads, kern->smem_bytes,
-                       fg_cuda_errstr(ctx->cu, r, b, sizeof b));
+        return fg_fail(err, FG_ERR_CUDA, "launching %s (grid %u x %u x %u, %d threads, %d bytes smem): %s", kern->key,
+                       grid_x, grid_y, grid_z, kern->threads, kern->smem_bytes, fg_cuda_errstr(ctx->cu, r, b, sizeof b));
     }
     return FG_OK;
 }

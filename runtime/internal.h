@@ -101,8 +101,8 @@ void fg_choices_reset(fg_context *ctx);
 fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, fg_error *err);
 /* The built-in heuristic's configuration (compiles candidates until one has
  * no spills); path is an fg_kernel_path. */
-fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
-                           fg_error *err);
+fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int tma_ok,
+                           fg_config *out, fg_error *err);
 /* Launches kernel k of variant v with params p (tensor pointers set). */
 fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p, void *stream,
                         fg_error *err);
