@@ -168,11 +168,14 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     static const int tma_256[][6] = {{2, 128, 12, 80, 2, 0}, {2, 128, 12, 64, 2, 0}, {2, 128, 12, 64, 1, 0}};
     const int(*tabs[3])[6] = {NULL, NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
     int lens[3] = {0, 0, 7};
+    const int only = wgmma_ok & FG_FAMILY_ONLY;
+    wgmma_ok &= ~FG_FAMILY_ONLY;
+    if (only) lens[2] = 0;
     if (wgmma_ok >= 2 && s->head_dim % 16 == 0) {
         tabs[0] = s->head_dim > 192 ? tma_256 : s->head_dim > 128 ? tma_192 : s->head_dim > 64 ? tma_128 : tma_64;
         lens[0] = 3;
     }
-    if (wgmma_ok && s->head_dim % 64 == 0) {
+    if (wgmma_ok && s->head_dim % 64 == 0 && !(only && wgmma_ok == 2)) {
         tabs[1] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
         lens[1] = 3;
     }

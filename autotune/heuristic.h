@@ -20,6 +20,8 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
  * block; Hopper configurations first: warp-specialised TMA ones when wgmma_ok is 2, then wgmma ones when it is 1 or 2.  The caller compiles them in order and takes the first that ptxas
  * compiles without spills (register allocation at the 255 cap is not
  * predictable enough to decide that here).  Returns the count (<= max). */
+/* wgmma_ok | FG_FAMILY_ONLY: only the candidates of that one family (1 wgmma, 2 TMA) */
+#define FG_FAMILY_ONLY 0x10
 int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,
                             int max);
 /* Whether the Hopper wgmma path can run on arch ("sm_90a" only). */

@@ -132,7 +132,7 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
             return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout is for batch=%d heads=%d; the call has batch=%d heads_q=%d (1 broadcasts)",
                            L->batch, L->heads, d->batch, d->heads_q);
     }
-    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma >= 1) {
+    if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);
         if (st != FG_OK) return st;
@@ -190,6 +190,7 @@ fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int b
     /* the Hopper families allowed: 2 TMA and wgmma, 1 wgmma, 0 none */
     int wgmma_ok = fg_arch_has_wgmma(ctx->dev_info.arch) && path != FG_PATH_MMA;
     if (wgmma_ok && tma_ok && path != FG_PATH_WGMMA && ctx->cu->TensorMapEncodeTiled) wgmma_ok = 2;
+    if (path == FG_PATH_WGMMA || path == FG_PATH_TMA) wgmma_ok |= FG_FAMILY_ONLY; /* no fallback to another family */
     fg_status st = fg_pick_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k, wgmma_ok, try_compile, ctx,
                                   out, err);
     if (st == FG_OK && path == FG_PATH_WGMMA && out->wgmma != 1)
@@ -386,7 +387,9 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
         fg_status st = fg_tma_encode(ctx->cu, var, p, &tm, err);
         if (st != FG_OK) return st;
         const long long tiles = (long long)grid_x * grid_y * grid_z;
-        const int persistent = !var->spec.causal && !var->spec.sparse;
+        int persistent = !var->spec.causal && !var->spec.sparse;
+        const char *env = getenv("FLASHGEN_PERSISTENT"); /* measurement knob: 0 one CTA per tile, 1 persistent */
+        if (env && (env[0] == '0' || env[0] == '1') && !env[1]) persistent = env[0] == '1';
         grid_x = (unsigned)(persistent && tiles > ctx->dev_info.sm_count ? ctx->dev_info.sm_count : tiles);
         grid_y = grid_z = 1;
     }

@@ -189,16 +189,17 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     const int have_nvrtc = fg_nvrtc_load(&nv, &e) == FG_OK;
     fg_error_clear(&e);
     const int smem = fg_cli_arch_smem(arch), blk = v->spec.sparse ? 128 : 0;
-    /* the runtime's rule (runtime/attention.c): explicit block sizes or
-     * wgmma=1 complete a configuration; otherwise the heuristic picks, on
-     * the mma.sync path only when wgmma=0 */
-    const int wgmma_ok = fg_arch_has_wgmma(arch) && v->cfg.wgmma != 0;
+    /* the runtime's rule (runtime/attention.c): explicit block sizes complete
+     * a configuration; otherwise the heuristic picks: every family the arch
+     * has when wgmma is unset, only that family when wgmma=0|1|2 */
+    int wgmma_ok = fg_arch_has_wgmma(arch) && v->cfg.wgmma != 0 ? (v->cfg.wgmma == 1 ? 1 : 2) : 0;
+    if (wgmma_ok && v->cfg.wgmma >= 1) wgmma_ok |= FG_FAMILY_ONLY;
     fg_status st;
     if (v->spec.head_dim < 8 || v->spec.head_dim > 256 || v->spec.head_dim % 8) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", v->spec.head_dim);
-    } else if (v->cfg.wgmma == 1 && !fg_arch_has_wgmma(arch)) {
-        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=1 needs --arch sm_90a (got %s)", arch);
-    } else if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages || v->cfg.wgmma == 1) {
+    } else if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(arch)) {
+        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=%d needs --arch sm_90a (got %s)", v->cfg.wgmma, arch);
+    } else if (v->cfg.block_m || v->cfg.block_n || v->cfg.warps || v->cfg.stages) {
         st = fg_config_complete(&v->spec, &v->cfg, smem, &e);
     } else if (have_nvrtc) {
         pick_ud ud = {src, arch};
