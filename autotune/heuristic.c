@@ -150,7 +150,8 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
      * per SM) measured 1.08-1.27x the table above at seqlen 1024-16384
      * (flashgen tune + bench --compare-heuristic, docs/PERF.md v5) */
     static const int hopper_64_nc[][6] = {{1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}};
-    static const int hopper_128[][6] = {{1, 64, 4, 128, 1, 0}, {1, 192, 12, 64, 2, 0}, {1, 128, 8, 128, 2, 0}};
+    /* the last entry divides 64-wide layout blocks (FG_PATH_WGMMA on them) */
+    static const int hopper_128[][6] = {{1, 64, 4, 128, 1, 0}, {1, 192, 12, 64, 2, 0}, {1, 128, 8, 128, 2, 0}, {1, 64, 4, 64, 2, 0}};
     static const int hopper_large[][6] = {{1, 128, 8, 64, 1, 0}, {1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}};
     static const int small[][6] = {{0, 128, 4, 64, 2, 1}, {0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0},
                                    {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
@@ -177,7 +178,7 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     }
     if (wgmma_ok && s->head_dim % 64 == 0 && !(only && wgmma_ok == 2)) {
         tabs[1] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
-        lens[1] = 3;
+        lens[1] = tabs[1] == hopper_128 ? 4 : 3;
     }
     int n = 0;
     for (int t = 0; t < 3; ++t)
