@@ -426,7 +426,7 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
     memset(&b, 0, sizeof b);
     int *sel = NULL;
     rank *order = NULL;
-    st = fg_ctx_heuristic(ctx, &t.spec, 0, 0, (int)shp->path, &heur, &e);
+    st = fg_ctx_heuristic(ctx, &t.spec, 0, 0, (int)shp->path, 1, &heur, &e);
     if (st != FG_OK) goto done;
     t.c = calloc((size_t)n + 1, sizeof *t.c);
     sel = calloc((size_t)n + 1, sizeof *sel);

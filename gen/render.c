@@ -266,7 +266,7 @@ fg_status fg_render_template(const fg_sources *src, const char *template_name, c
 
 fg_status fg_render_forward(const fg_sources *src, const fg_variant *v, const char *key, fg_rendered *out,
                             fg_error *err) {
-    return fg_render_template(src, v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma", v, key, out, err);
+    return fg_render_template(src, fg_variant_template(v), v, key, out, err);
 }
 
 void fg_rendered_free(fg_rendered *r) {

@@ -73,7 +73,7 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
                          "SPEC key 'mask': a mask variant is built from a pattern's layout (fg_pattern_layout, flashgen explore); "
                          "its key names the mask by a hash, which cannot be turned back into the expression");
             break;
-        } else if (!strcmp(key, "wgmma")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.wgmma = iv;
+        } else if (!strcmp(key, "wgmma")) { if (!isint || iv < 0 || iv > 2) goto bad; v->cfg.wgmma = iv;
         } else {
             st = fg_fail(err, FG_ERR_INVALID_ARGUMENT, "unknown SPEC key '%s'\n%s", key, FG_SPEC_HELP);
             break;
@@ -103,11 +103,15 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
         snprintf(buf + k, n - (size_t)k, ",mask=%016llx", (unsigned long long)v->spec.mask_hash);
 }
 
+const char *fg_variant_template(const fg_variant *v) {
+    return v->cfg.wgmma == 2 ? "fwd_ws" : v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma";
+}
+
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
                     const char *arch, char *buf, size_t n) {
     char spec[256];
     fg_variant_format(v, spec, sizeof spec);
-    snprintf(buf, n, "%s:%s:tpl=%s:nvrtc=%d.%d:arch=%s", v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma", spec, tpl_hash,
+    snprintf(buf, n, "%s:%s:tpl=%s:nvrtc=%d.%d:arch=%s", fg_variant_template(v), spec, tpl_hash,
              nvrtc_major, nvrtc_minor, arch);
 }
 

@@ -30,7 +30,8 @@ typedef struct fg_config {
     int block_m, block_n, warps, stages; /* 0 = unset */
     int q_in_regs;                       /* -1 = unset (mma path only) */
     int min_blocks;                      /* 0 = unset */
-    int wgmma;                           /* 1 Hopper wgmma path, 0 mma.sync; -1 = unset */
+    int wgmma;                           /* kernel family: 2 Hopper warp-specialised (TMA producer,
+                                            wgmma consumers), 1 Hopper wgmma, 0 mma.sync; -1 = unset */
 } fg_config;
 
 typedef struct fg_variant {
@@ -46,7 +47,8 @@ typedef struct fg_variant {
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
     "  block_m=N block_n=N warps=N stages=1..3 q_in_regs=0|1 min_blocks=N\n"               \
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
-    "  wgmma=0|1         kernel path: 1 Hopper wgmma (sm_90a, hdim 64/128/192/256),\n"      \
+    "  wgmma=0|1|2       kernel path: 2 Hopper TMA + warp-specialised, 1 Hopper wgmma\n"        \
+    "                    (sm_90a, hdim 64/128/192/256),\n"                                   \
     "                    0 portable mma.sync (default: chosen with the configuration)\n"   \
     "example: hdim=128,dtype=bf16,causal=bottom_right\n"
 
@@ -55,6 +57,8 @@ void fg_config_unset(fg_config *c);
 fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_error *err);
 /* Canonical text of the spec and config ("hdim=128,dtype=bf16,..."). */
 void fg_variant_format(const fg_variant *v, char *buf, size_t n);
+/* The template that renders v: fwd_mma, fwd_wgmma or fwd_ws. */
+const char *fg_variant_template(const fg_variant *v);
 /* The full variant key: template, spec, config, template hash, NVRTC
  * version and target arch. */
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,

@@ -106,9 +106,12 @@ typedef enum fg_causal {
 
 /* Which kernel family runs a call. */
 typedef enum fg_kernel_path {
-    FG_PATH_AUTO = 0,  /* Hopper wgmma where it applies, else mma.sync */
+    FG_PATH_AUTO = 0,  /* the fastest family that applies: TMA, then wgmma, then mma.sync */
     FG_PATH_MMA = 1,   /* portable tensor-core path (mma.sync), sm_80 and up */
-    FG_PATH_WGMMA = 2  /* Hopper path (wgmma), sm_90a, head_dim 64/128/192/256 */
+    FG_PATH_WGMMA = 2, /* Hopper path (wgmma, cp.async loads), sm_90a, head_dim 64/128/192/256 */
+    FG_PATH_TMA = 3    /* Hopper warp-specialised path: a TMA producer warp, wgmma consumer
+                          warpgroups in ping-pong; sm_90a, head_dim a multiple of 16; strides
+                          of dims longer than 1 non-zero */
 } fg_kernel_path;
 
 typedef struct fg_context fg_context;

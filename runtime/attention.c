@@ -2,10 +2,12 @@
  * caller's descriptor to the launch: device, plan (plan.c), configuration
  * (choose.c), tensor checks, kernel (kernel_cache.c), launch. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/attention.h"
 #include "runtime/internal.h"
+#include "runtime/tensor_map.h"
 #include "runtime/structs.h"
 
 /* The tensor must be device memory holding the `need` bytes the shape and
@@ -84,15 +86,32 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
 
 fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant *var, fg_fwd_params *p, void *stream,
                         fg_error *err) {
-    void *args[] = {p};
-    const unsigned grid_x = (unsigned)((p->seqlen_q + var->cfg.block_m - 1) / var->cfg.block_m);
-    CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, (unsigned)p->heads_q, (unsigned)p->batch, (unsigned)kern->threads,
-                                       1, 1, (unsigned)kern->smem_bytes, (CUstream)stream, args, NULL);
+    unsigned grid_x = (unsigned)((p->seqlen_q + var->cfg.block_m - 1) / var->cfg.block_m);
+    unsigned grid_y = (unsigned)p->heads_q, grid_z = (unsigned)p->batch;
+    fg_tma_params tm;
+    void *args[] = {p, &tm};
+    if (var->cfg.wgmma == 2) {
+        /* one linear tile index (fg_tile_scheduler.cuh).  A persistent grid
+         * of one CTA per SM (the next tile's loads overlap this one's
+         * epilogue) except where a static round-robin balances badly: sparse
+         * rows, and causal tiles above head dim 128, which are few and long
+         * (H200, docs/PERF.md v7: causal hd 128 1k 349 vs 323 TFLOP/s,
+         * hd 256 4k 568 vs 632) */
+        fg_status st = fg_tma_encode(ctx->cu, var, p, &tm, err);
+        if (st != FG_OK) return st;
+        const long long tiles = (long long)grid_x * grid_y * grid_z;
+        int persistent = !var->spec.sparse && (!var->spec.causal || var->spec.head_dim <= 128);
+        const char *env = getenv("FLASHGEN_PERSISTENT"); /* measurement knob: 0 one CTA per tile, 1 persistent */
+        if (env && (env[0] == '0' || env[0] == '1') && !env[1]) persistent = env[0] == '1';
+        grid_x = (unsigned)(persistent && tiles > ctx->dev_info.sm_count ? ctx->dev_info.sm_count : tiles);
+        grid_y = grid_z = 1;
+    }
+    CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, grid_y, grid_z, (unsigned)kern->threads, 1, 1,
+                                       (unsigned)kern->smem_bytes, (CUstream)stream, args, NULL);
     if (r != CUDA_SUCCESS) {
         char b[256];
-        return fg_fail(err, FG_ERR_CUDA, "launching %s (grid %u x %d x %d, %d threads, %d bytes smem): %s", kern->key,
-                       grid_x, p->heads_q, p->batch, kern->threads, kern->smem_bytes,
-                       fg_cuda_errstr(ctx->cu, r, b, sizeof b));
+        return fg_fail(err, FG_ERR_CUDA, "launching %s (grid %u x %u x %u, %d threads, %d bytes smem): %s", kern->key,
+                       grid_x, grid_y, grid_z, kern->threads, kern->smem_bytes, fg_cuda_errstr(ctx->cu, r, b, sizeof b));
     }
     return FG_OK;
 }

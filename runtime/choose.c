@@ -9,12 +9,13 @@
 #include "runtime/internal.h"
 #include "select/heuristic.h"
 #include "select/tuned.h"
+#include "runtime/tensor_map.h"
 
 /* Memo of the configuration chosen per (spec, layout block, path, shape
  * bucket) in this context. */
 typedef struct fg_choice {
     fg_spec spec;
-    int block_q, block_k, path;
+    int block_q, block_k, path, tma_ok;
     int bucket_q, bucket_k; /* fg_bucket_len of the seqlens */
     fg_config cfg;
     struct fg_choice *next;
@@ -28,22 +29,29 @@ static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_
     return rc;
 }
 
-fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
-                           fg_error *err) {
-    return fg_heuristic_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k,
-                               fg_arch_has_wgmma(ctx->dev_info.arch), path, try_compile, ctx, out, err);
+/* The Hopper families this call can use: 2 TMA and wgmma, 1 wgmma, 0 none. */
+static int hopper_level(const fg_context *ctx, int tma_ok) {
+    if (!fg_arch_has_wgmma(ctx->dev_info.arch)) return 0;
+    return tma_ok && ctx->cu && ctx->cu->TensorMapEncodeTiled ? 2 : 1;
+}
+
+fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int tma_ok,
+                           fg_config *out, fg_error *err) {
+    return fg_heuristic_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k, hopper_level(ctx, tma_ok), path,
+                               try_compile, ctx, out, err);
 }
 
 /* The tuned configuration of the cache file, if there is one that is still
  * valid here. */
-static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int bq, int bk, fg_config *c) {
+static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int bq, int bk, int tma_ok,
+                 fg_config *c) {
     fg_store *store;
     const char *gpu;
     fg_error e = {0};
     if (ctx->ignore_tuned) return 0;
     if (fg_ctx_store(ctx, &store, &gpu, &e) != FG_OK) { fg_error_clear(&e); return 0; }
     return fg_tuned_config(store, gpu, s, (int)d->path, bq, bk, d->seqlen_q, d->seqlen_k,
-                           ctx->dev_info.smem_per_block_optin, fg_arch_has_wgmma(ctx->dev_info.arch), c);
+                           ctx->dev_info.smem_per_block_optin, hopper_level(ctx, tma_ok), c);
 }
 
 static void count(fg_context *ctx, long *counter) {
@@ -53,9 +61,16 @@ static void count(fg_context *ctx, long *counter) {
 }
 
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
-    if (v->cfg.wgmma == 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA needs an sm_90a GPU (Hopper); this one is %s (%s)",
-                       ctx->dev_info.arch, ctx->dev_info.name);
+    if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "%s needs an sm_90a GPU (Hopper); this one is %s (%s)",
+                       v->cfg.wgmma == 2 ? "FG_PATH_TMA" : "FG_PATH_WGMMA", ctx->dev_info.arch, ctx->dev_info.name);
+    const int tma_ok = fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
+                       fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
+                       fg_tma_strides_ok(d->v_strides, d->batch, d->heads_kv, d->seqlen_k);
+    if (v->cfg.wgmma == 2 && !tma_ok)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "FG_PATH_TMA: a stride of q, k or v is 0 (or past 2^40 bytes) in a dim longer than 1; TMA cannot "
+                       "describe it (FG_PATH_WGMMA and FG_PATH_MMA can)");
     if (v->cfg.block_m) return FG_OK; /* explicit */
     const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
     const int path = (int)d->path;
@@ -63,24 +78,24 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     pthread_mutex_lock(&ctx->mu);
     for (fg_choice *c = ctx->choices; c; c = c->next)
         if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
-            c->bucket_q == bucket_q && c->bucket_k == bucket_k) {
+            c->tma_ok == tma_ok && c->bucket_q == bucket_q && c->bucket_k == bucket_k) {
             v->cfg = c->cfg;
             break;
         }
     pthread_mutex_unlock(&ctx->mu);
     if (!v->cfg.block_m) {
         fg_config cfg;
-        if (tuned(ctx, d, &v->spec, bq, bk, &cfg)) {
+        if (tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
             count(ctx, &ctx->stats.configs_tuned);
         } else {
-            fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, &cfg, err);
+            fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, tma_ok, &cfg, err);
             if (st != FG_OK) return st;
             count(ctx, &ctx->stats.configs_heuristic);
         }
         v->cfg = cfg;
         fg_choice *c = calloc(1, sizeof *c);
         if (c) {
-            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->cfg = v->cfg;
+            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->tma_ok = tma_ok; c->cfg = v->cfg;
             c->bucket_q = bucket_q; c->bucket_k = bucket_k;
             pthread_mutex_lock(&ctx->mu);
             c->next = ctx->choices;

@@ -67,6 +67,7 @@ static void load_once(void) {
     SYM(EventElapsedTime, "cuEventElapsedTime");
     SYM(EventDestroy, "cuEventDestroy_v2");
     SYM(MemGetAddressRange, "cuMemGetAddressRange_v2");
+    *(void **)&g_cuda.TensorMapEncodeTiled = dlsym(g_cuda.lib, "cuTensorMapEncodeTiled");
     CUresult r = g_cuda.Init(0);
     if (r != CUDA_SUCCESS) {
         char b[256];

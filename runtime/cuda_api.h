@@ -43,6 +43,10 @@ typedef struct fg_cuda {
     CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
     CUresult (*EventDestroy)(CUevent);
     CUresult (*MemGetAddressRange)(CUdeviceptr *, size_t *, CUdeviceptr);
+    /* optional (NULL when the driver lacks it): TMA tensor maps */
+    CUresult (*TensorMapEncodeTiled)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                     const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
 } fg_cuda;
 
 /* Loads libcuda.so.1 (FLASHGEN_LIBCUDA overrides the path) and calls cuInit.

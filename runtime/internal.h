@@ -100,9 +100,10 @@ void fg_choices_reset(fg_context *ctx);
  * FG_OK.  *identity: this device's identity string (store.h). */
 fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, fg_error *err);
 /* fg_heuristic_config for this context's device, compiling candidates
- * through fg_ctx_kernel; path is an fg_kernel_path. */
-fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, fg_config *out,
-                           fg_error *err);
+ * through fg_ctx_kernel; path is an fg_kernel_path; tma_ok: TMA can describe
+ * this call's tensors (fg_tma_strides_ok). */
+fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int tma_ok,
+                           fg_config *out, fg_error *err);
 /* Launches kernel k of variant v with params p (tensor pointers set). */
 fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p, void *stream,
                         fg_error *err);

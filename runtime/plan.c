@@ -122,7 +122,7 @@ fg_status fg_attention_plan(const fg_attention_desc *desc, int smem_limit, fg_va
         return fg_fail(err, FG_ERR_UNSUPPORTED, "seqlen_q and seqlen_k must be <= 2^30");
     if ((int)d->causal < 0 || d->causal > FG_CAUSAL_TOP_LEFT)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "causal mode %d is not one of FG_CAUSAL_*", (int)d->causal);
-    if ((int)d->path < 0 || d->path > FG_PATH_WGMMA)
+    if ((int)d->path < 0 || d->path > FG_PATH_TMA)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "path %d is not one of FG_PATH_*", (int)d->path);
     const float scale = d->softmax_scale == 0.f ? 1.f / sqrtf((float)d->head_dim) : d->softmax_scale;
     if (!(scale > 0.f) || isinf(scale))
@@ -150,7 +150,7 @@ fg_status fg_attention_plan(const fg_attention_desc *desc, int smem_limit, fg_va
     v->cfg.block_n = d->block_n;
     v->cfg.warps = d->warps;
     v->cfg.stages = d->stages;
-    v->cfg.wgmma = d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_WGMMA;
+    v->cfg.wgmma = d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_TMA ? 2 : d->path == FG_PATH_WGMMA;
     if (fg_config_is_explicit(&v->cfg)) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);

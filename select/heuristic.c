@@ -7,6 +7,10 @@
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
+    if (c->wgmma == 2) { /* must agree with WsShape::SMEM in fg_fwd_ws.cuh (the template asserts it) */
+        const int dp = round_up(s->head_dim, 64), dvp = round_up(s->head_dim, 64);
+        return 1024 + c->block_m * dp * 2 + c->stages * c->block_n * (dp + dvp) * 2 + 16 + 32 * c->stages;
+    }
     if (c->wgmma == 1) /* swizzled tiles, no padding, + 1024 for the alignment of fg_fwd_wgmma.cuh */
         return 1024 + (c->block_m + 2 * c->stages * c->block_n) * s->head_dim * 2;
     const int lds = round_up(s->head_dim, 16) + 8; /* padded row, see fg_fwd_kernel.cuh */
@@ -15,6 +19,8 @@ int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
 
 int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
     const int dp = round_up(s->head_dim, 16);
+    if (c->wgmma == 2) /* per consumer thread: O, S of this tile, P of the last one (overlap), state */
+        return s->head_dim / 2 + c->block_n / 2 + c->block_n / 4 + 24;
     if (c->wgmma == 1) /* O and S accumulators of 64 rows per warpgroup, P packed */
         return dp / 2 + c->block_n / 2 + c->block_n / 4 + 40;
     const int mt = c->block_m / (16 * c->warps);
@@ -27,6 +33,30 @@ int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
 fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
     if (s->head_dim < 8 || s->head_dim > 256 || s->head_dim % 8)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "head_dim %d is not supported (multiples of 8 in 8..256)", s->head_dim);
+    if (c->wgmma == 2) {
+        if (s->head_dim % 16)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the TMA path takes head dims that are multiples of 16 (got %d)", s->head_dim);
+        if (c->block_m != 64 && c->block_m != 128 && c->block_m != 192)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d: must be 64, 128 or 192 (64 rows per consumer warpgroup)", c->block_m);
+        if (c->warps != 4 * (1 + c->block_m / 64))
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA warps=%d: must be 4 * (1 + block_m / 64) = %d", c->warps,
+                           4 * (1 + c->block_m / 64));
+        if (c->block_n < 16 || c->block_n > 256 || c->block_n % 16)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_n=%d: must be a multiple of 16 in 16..256", c->block_n);
+        if (c->stages < 1 || c->stages > 4)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA stages=%d: must be 1..4", c->stages);
+        if (c->min_blocks != 1)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA min_blocks=%d: must be 1 (one CTA per SM, registers moved by setmaxnreg)", c->min_blocks);
+        const int smem = fg_config_smem_bytes(s, c);
+        if (smem > smem_limit)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d stages=%d needs %d bytes of shared memory; the device allows %d",
+                           c->block_m, c->block_n, c->stages, smem, smem_limit);
+        const int regs = fg_config_reg_estimate(s, c), cap = c->block_m == 192 ? 160 : 240;
+        if (regs > cap)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d needs ~%d registers per consumer thread; the cap is %d",
+                           c->block_m, c->block_n, regs, cap);
+        return FG_OK;
+    }
     if (c->wgmma == 1) {
         if (s->head_dim % 64)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the wgmma path takes head_dim 64, 128, 192 or 256 (got %d)", s->head_dim);
@@ -71,7 +101,14 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
 fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err) {
     const int big = round_up(s->head_dim, 16) > 128;
     if (c->wgmma < 0) c->wgmma = 0;
-    if (c->wgmma == 1) {
+    if (c->wgmma == 2) {
+        if (!c->block_m) c->block_m = 128;
+        if (!c->warps) c->warps = 4 * (1 + c->block_m / 64);
+        if (!c->block_n) c->block_n = s->head_dim > 192 ? 80 : s->head_dim > 128 ? 112 : 128;
+        if (!c->stages) c->stages = 2;
+        while (c->stages > 1 && fg_config_smem_bytes(s, c) > smem_limit) c->stages--;
+        c->q_in_regs = 0;
+    } else if (c->wgmma == 1) {
         if (!c->block_m) c->block_m = 128;
         if (!c->warps) c->warps = c->block_m / 16;
         if (!c->block_n) c->block_n = s->head_dim > 128 ? 64 : 128;
@@ -118,7 +155,8 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
      * per SM) measured 1.08-1.27x the table above at seqlen 1024-16384
      * (flashgen tune + bench --compare-heuristic, docs/PERF.md v5) */
     static const int hopper_64_nc[][6] = {{1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}};
-    static const int hopper_128[][6] = {{1, 64, 4, 128, 1, 0}, {1, 192, 12, 64, 2, 0}, {1, 128, 8, 128, 2, 0}};
+    /* the last entry divides 64-wide layout blocks (FG_PATH_WGMMA on them) */
+    static const int hopper_128[][6] = {{1, 64, 4, 128, 1, 0}, {1, 192, 12, 64, 2, 0}, {1, 128, 8, 128, 2, 0}, {1, 64, 4, 64, 2, 0}};
     static const int hopper_large[][6] = {{1, 128, 8, 64, 1, 0}, {1, 64, 4, 64, 1, 0}, {1, 128, 8, 64, 2, 0}};
     static const int small[][6] = {{0, 128, 4, 64, 2, 1}, {0, 128, 4, 64, 2, 0}, {0, 128, 4, 32, 2, 0}, {0, 128, 8, 64, 2, 0},
                                    {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
@@ -126,14 +164,29 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
                                  {0, 64, 4, 64, 2, 0},  {0, 64, 4, 32, 2, 0},  {0, 64, 4, 16, 1, 0}};
     static const int large[][6] = {{0, 128, 8, 64, 2, 0}, {0, 128, 8, 64, 1, 0}, {0, 128, 8, 32, 2, 0}, {0, 128, 8, 32, 1, 0},
                                    {0, 64, 4, 64, 1, 0},  {0, 64, 4, 32, 1, 0},  {0, 64, 4, 16, 1, 0}};
-    const int(*tabs[2])[6] = {NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
-    int lens[2] = {0, 7};
-    if (wgmma_ok && s->head_dim % 64 == 0) {
-        tabs[0] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
+    /* Warp-specialised TMA kernels (wgmma_ok == 2): the starting points are
+     * FlashAttention-3/4's published sm90 tiles (HOPPER-KERNELS.md): 192 x 128
+     * up to head dim 64, 128 x 128 to 128, 128 x 112 to 192, 128 x 80 to 256,
+     * two stages; then smaller key tiles (sparse layouts, shared memory). */
+    static const int tma_64[][6] = {{2, 192, 16, 128, 2, 0}, {2, 128, 12, 128, 2, 0}, {2, 128, 12, 64, 2, 0}};
+    static const int tma_128[][6] = {{2, 128, 12, 128, 2, 0}, {2, 128, 12, 64, 2, 0}, {2, 192, 16, 64, 2, 0}};
+    static const int tma_192[][6] = {{2, 128, 12, 112, 2, 0}, {2, 128, 12, 64, 2, 0}, {2, 128, 12, 96, 2, 0}};
+    static const int tma_256[][6] = {{2, 128, 12, 80, 2, 0}, {2, 128, 12, 64, 2, 0}, {2, 128, 12, 64, 1, 0}};
+    const int(*tabs[3])[6] = {NULL, NULL, dp <= 64 ? small : dp <= 128 ? mid : large};
+    int lens[3] = {0, 0, 7};
+    const int only = wgmma_ok & FG_FAMILY_ONLY;
+    wgmma_ok &= ~FG_FAMILY_ONLY;
+    if (only) lens[2] = 0;
+    if (wgmma_ok >= 2 && s->head_dim % 16 == 0) {
+        tabs[0] = s->head_dim > 192 ? tma_256 : s->head_dim > 128 ? tma_192 : s->head_dim > 64 ? tma_128 : tma_64;
         lens[0] = 3;
     }
+    if (wgmma_ok && s->head_dim % 64 == 0 && !(only && wgmma_ok == 2)) {
+        tabs[1] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
+        lens[1] = tabs[1] == hopper_128 ? 4 : 3;
+    }
     int n = 0;
-    for (int t = 0; t < 2; ++t)
+    for (int t = 0; t < 3; ++t)
         for (int i = 0; i < lens[t] && n < max; ++i) {
             fg_config c;
             memset(&c, 0, sizeof c);
@@ -177,16 +230,33 @@ fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int bloc
 }
 
 int fg_config_is_explicit(const fg_config *c) {
-    return c->block_m || c->block_n || c->warps || c->stages || c->q_in_regs >= 0 || c->min_blocks || c->wgmma == 1;
+    return c->block_m || c->block_n || c->warps || c->stages || c->q_in_regs >= 0 || c->min_blocks;
+}
+
+int fg_config_path(const fg_config *c) {
+    return c->wgmma == 2 ? FG_PATH_TMA : c->wgmma == 1 ? FG_PATH_WGMMA : c->wgmma == 0 ? FG_PATH_MMA : FG_PATH_AUTO;
+}
+
+int fg_heuristic_families(int hopper, int path) {
+    switch (path) {
+    case FG_PATH_MMA: return 0;
+    case FG_PATH_WGMMA: return (hopper >= 1 ? 1 : 0) | FG_FAMILY_ONLY;
+    case FG_PATH_TMA: return (hopper >= 2 ? 2 : 0) | FG_FAMILY_ONLY;
+    default: return hopper;
+    }
 }
 
 fg_status fg_heuristic_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, int path,
                               fg_try_compile fn, void *ud, fg_config *out, fg_error *err) {
-    fg_status st = fg_pick_config(s, smem_limit, block_q, block_k, wgmma_ok && path != FG_PATH_MMA, fn, ud, out, err);
-    if (st == FG_OK && path == FG_PATH_WGMMA && out->wgmma != 1)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: head_dim %d has no wgmma kernel (64, 128, 192, 256)",
-                       s->head_dim);
-    return st;
+    if (path == FG_PATH_WGMMA && (wgmma_ok < 1 || s->head_dim % 64))
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: %s", wgmma_ok < 1 ? "needs an sm_90a GPU (Hopper)"
+                       : "the wgmma kernels take head_dim 64, 128, 192 or 256");
+    if (path == FG_PATH_TMA && (wgmma_ok < 2 || s->head_dim % 16))
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_TMA: %s",
+                       wgmma_ok < 1   ? "needs an sm_90a GPU (Hopper)"
+                       : wgmma_ok < 2 ? "TMA cannot describe this call's strides (a stride of 0 in a dim longer than 1)"
+                                      : "the TMA kernels take head dims that are multiples of 16");
+    return fg_pick_config(s, smem_limit, block_q, block_k, fg_heuristic_families(wgmma_ok, path), fn, ud, out, err);
 }
 
 int fg_arch_has_wgmma(const char *arch) { return arch && !strcmp(arch, "sm_90a"); }

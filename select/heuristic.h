@@ -21,12 +21,20 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
  * q_in_regs, min_blocks or wgmma=1): then it is completed with defaults
  * (fg_config_complete) and never replaced by a tuned or heuristic choice. */
 int fg_config_is_explicit(const fg_config *c);
+/* The fg_kernel_path a configuration's wgmma field names (-1: FG_PATH_AUTO). */
+int fg_config_path(const fg_config *c);
+/* The wgmma_ok argument of fg_heuristic_candidates for a device whose Hopper
+ * families are `hopper` (0 none, 1 wgmma, 2 TMA and wgmma) and a call on
+ * `path`: every family for FG_PATH_AUTO, only the named one otherwise. */
+int fg_heuristic_families(int hopper, int path);
 
 /* The heuristic's ranked candidates for a spec: feasible for smem_limit and,
  * when block_q/block_k are non-zero (block-sparse), dividing the layout
- * block; Hopper wgmma configurations first when wgmma_ok.  The caller compiles them in order and takes the first that ptxas
+ * block; Hopper configurations first: warp-specialised TMA ones when wgmma_ok is 2, then wgmma ones when it is 1 or 2.  The caller compiles them in order and takes the first that ptxas
  * compiles without spills (register allocation at the 255 cap is not
  * predictable enough to decide that here).  Returns the count (<= max). */
+/* wgmma_ok | FG_FAMILY_ONLY: only the candidates of that one family (1 wgmma, 2 TMA) */
+#define FG_FAMILY_ONLY 0x10
 int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,
                             int max);
 /* Whether the Hopper wgmma path can run on arch ("sm_90a" only). */
@@ -42,9 +50,9 @@ typedef fg_status (*fg_try_compile)(void *ud, const fg_spec *s, const fg_config 
 fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_try_compile fn,
                          void *ud, fg_config *out, fg_error *err);
 /* The heuristic's configuration for a call on kernel path `path`
- * (fg_kernel_path) of a device where the Hopper path is available iff
- * wgmma_ok: fg_pick_config over the families path allows; FG_ERR_UNSUPPORTED
- * when FG_PATH_WGMMA was asked and the spec has no wgmma kernel. */
+ * (fg_kernel_path) of a device whose Hopper families are wgmma_ok (0 none,
+ * 1 wgmma, 2 TMA and wgmma): fg_pick_config over the families path allows;
+ * FG_ERR_UNSUPPORTED when FG_PATH_WGMMA or FG_PATH_TMA was asked and cannot run. */
 fg_status fg_heuristic_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, int path,
                               fg_try_compile fn, void *ud, fg_config *out, fg_error *err);
 #endif

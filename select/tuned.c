@@ -6,7 +6,7 @@
 #include "select/heuristic.h"
 
 void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, char *buf, size_t n) {
-    static const char *paths[] = {"auto", "mma", "wgmma"};
+    static const char *paths[] = {"auto", "mma", "wgmma", "tma"};
     int w = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, fg_dtype_name(s->dtype),
                      s->causal, s->sparse, paths[path >= 0 && path <= 2 ? path : 0]);
     if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
@@ -36,7 +36,7 @@ int fg_tuned_config(fg_store *store, const char *gpu, const fg_spec *s, int path
     fg_error_clear(&e);
     if (!found) return 0;
     if (fg_config_parse(t.config, c, &e) == FG_OK && fg_config_check(s, c, smem_limit, &e) == FG_OK &&
-        !(bq && bq % c->block_m) && !(bk && bk % c->block_n) && !(c->wgmma == 1 && !wgmma_ok))
+        !(bq && bq % c->block_m) && !(bk && bk % c->block_n) && !(c->wgmma == 1 && !wgmma_ok) && !(c->wgmma == 2 && wgmma_ok < 2))
         return 1;
     fprintf(stderr, "flashgen: warning: ignoring the tuned configuration '%s' of %s %s: %s\n", t.config, spec, bucket,
             e.msg ? e.msg : "it does not fit this call");

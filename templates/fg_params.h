@@ -41,4 +41,18 @@ typedef struct fg_fwd_params {
     long long mask_c[16];
 } fg_fwd_params;
 
+/* A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes, 64-byte
+ * aligned), encoded on the host by runtime/tensor_map.c. */
+typedef struct fg_tmap {
+    __attribute__((aligned(64))) unsigned long long v[16];
+} fg_tmap;
+
+/* The second kernel parameter of the TMA kernels (templates/fg_fwd_ws.cuh):
+ * rank-4 maps (head dim, seqlen, heads, batch) of q, k and v, boxes of 64
+ * columns (128 bytes, 128-byte swizzle) by block_m (q) or block_n (k, v)
+ * rows. */
+typedef struct fg_tma_params {
+    fg_tmap q, k, v;
+} fg_tma_params;
+
 #endif

@@ -28,10 +28,12 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
             for (int r = 0; r < 2; ++r) { m[i][r] = neg_inf(); l[i][r] = 0.f; }
     }
 
-    // s: scores of this tile (masked entries = -inf), overwritten with P.
-    // o: output accumulators, rescaled by alpha.
-    __device__ __forceinline__ void step(float (&s)[MT][NT_S][4], float (&o)[MT][NT_O][4],
-                                         float scale_log2) {
+    // s: scores of this tile (masked entries = -inf), overwritten with P;
+    // m and l updated.  alpha: the factor the output accumulators must be
+    // rescaled by before P * V is added (rescale()), returned rather than
+    // applied so that a kernel can run this while the previous P * V is
+    // still in flight on the tensor cores.
+    __device__ __forceinline__ void step_p(float (&s)[MT][NT_S][4], float scale_log2, float (&alpha)[MT][2]) {
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
 #pragma unroll
@@ -42,7 +44,7 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
                 mx = fmaxf(mx, warp_xor(mx, 1));
                 mx = fmaxf(mx, warp_xor(mx, 2));
                 const float base = (mx == neg_inf()) ? 0.f : mx * scale_log2;
-                const float alpha = fast_exp2(m[i][r] * scale_log2 - base);
+                alpha[i][r] = fast_exp2(m[i][r] * scale_log2 - base);
                 m[i][r] = mx;
                 float sum = 0.f;
 #pragma unroll
@@ -51,11 +53,25 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
                     s[i][n][2 * r + 1] = fast_exp2(fmaf(s[i][n][2 * r + 1], scale_log2, -base));
                     sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
                 }
-                l[i][r] = l[i][r] * alpha + sum;
-#pragma unroll
-                for (int n = 0; n < NT_O; ++n) { o[i][n][2 * r] *= alpha; o[i][n][2 * r + 1] *= alpha; }
+                l[i][r] = l[i][r] * alpha[i][r] + sum;
             }
         }
+    }
+
+    __device__ __forceinline__ static void rescale(float (&o)[MT][NT_O][4], const float (&alpha)[MT][2]) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+#pragma unroll
+                for (int n = 0; n < NT_O; ++n) { o[i][n][2 * r] *= alpha[i][r]; o[i][n][2 * r + 1] *= alpha[i][r]; }
+    }
+
+    // step_p, then rescale o at once (kernels that do not overlap).
+    __device__ __forceinline__ void step(float (&s)[MT][NT_S][4], float (&o)[MT][NT_O][4], float scale_log2) {
+        float alpha[MT][2];
+        step_p(s, scale_log2, alpha);
+        rescale(o, alpha);
     }
 
     // Reduce l across the quad; inv[i][r] = 1/l (0 for an empty row) and the

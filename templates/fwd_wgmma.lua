@@ -11,6 +11,7 @@
 -- returns: { source, kernel, threads, smem_bytes }
 
 local util = import("util")
+local wgmma = import("wgmma")
 
 local function check(p)
   util.expect_int(p, "head_dim", 64, 256)
@@ -28,39 +29,6 @@ local function check(p)
   util.expect_enum(p, "block_n", { 64, 128, 192, 256 })
   util.expect_enum(p, "stages", { 1, 2 })
   util.expect_enum(p, "min_blocks", { 1, 2 })
-end
-
--- asm operand list "{%0, %1, ..., %(n-1)}" and the matching "+f" outputs
-local function acc_operands(nregs, name)
-  local regs, outs = {}, {}
-  for i = 0, nregs - 1 do
-    regs[#regs + 1] = "%" .. i
-    outs[#outs + 1] = string.format('"+f"(%s[%d][%d])', name, i // 4, i % 4)
-  end
-  return "{" .. table.concat(regs, ", ") .. "}", table.concat(outs, ", ")
-end
-
-local function wgmma_functions(out, p, ty)
-  -- S = Q K^T: A and B from shared memory; scale_d = 0 starts a new sum.
-  local n = p.block_n
-  local regs, outs = acc_operands(n // 2, "d")
-  out:line("__device__ __forceinline__ void wgmma_s(float (&d)[%d][4], u64 da, u64 db, int scale_d) {", n // 8)
-  out:line('    asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;\\n"', n // 2 + 2)
-  out:line('        "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n"',
-           n, ty, ty, regs, n // 2, n // 2 + 1)
-  out:line("        : %s", outs)
-  out:line('        : "l"(da), "l"(db), "r"(scale_d));')
-  out:line("}")
-  -- O += P V: P in registers (A), V from shared memory, MN-major (trans-b = 1).
-  local dn = p.head_dim
-  regs, outs = acc_operands(dn // 2, "d")
-  local a = dn // 2
-  out:line("__device__ __forceinline__ void wgmma_o(float (&d)[%d][4], const u32 (&a)[4], u64 db) {", dn // 8)
-  out:line('    asm volatile("wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, {%%%d, %%%d, %%%d, %%%d}, %%%d, 1, 1, 1, 1;\\n"',
-           dn, ty, ty, regs, a, a + 1, a + 2, a + 3, a + 4)
-  out:line("        : %s", outs)
-  out:line('        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));')
-  out:line("}")
 end
 
 return function(p)
@@ -82,7 +50,7 @@ return function(p)
   out:line('#include "fg_wgmma.cuh"')
   out:line("")
   out:line("namespace fg {")
-  wgmma_functions(out, p, ty)
+  wgmma.functions(out, ty, p.block_n, p.head_dim)
   out:line("} // namespace fg")
   out:line("")
   out:line('#include "fg_fwd_wgmma.cuh"')

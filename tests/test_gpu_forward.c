@@ -50,7 +50,9 @@ int main(int argc, char **argv) {
     uint64_t seed = (uint64_t)time(NULL);
     printf("seed base %llu\n", (unsigned long long)seed);
     for (unsigned di = 0; di < sizeof dims / sizeof dims[0]; ++di)
-      for (int path = 0; path < (dims[di] % 64 ? 1 : 2); ++path) /* multiples of 64: wgmma (auto on Hopper) and mma.sync */
+      /* auto (on Hopper: TMA for multiples of 16, else mma.sync); for
+       * multiples of 64 also mma.sync and the cp.async wgmma kernel */
+      for (int path = 0; path < (dims[di] % 64 ? 1 : 3); ++path)
         for (int dt = 0; dt < 2; ++dt)
             for (int causal = 0; causal < 3; ++causal)
                 for (int sparse = 0; sparse < 2; ++sparse, ++k) {
@@ -60,7 +62,7 @@ int main(int argc, char **argv) {
                     memset(&c, 0, sizeof c);
                     fg_attention_desc_init(&c.desc, dt ? FG_FP16 : FG_BF16, dims[di], s.b, s.hq, s.hkv, s.sq, s.sk);
                     c.desc.causal = (fg_causal)causal;
-                    c.desc.path = path ? FG_PATH_MMA : FG_PATH_AUTO;
+                    c.desc.path = path == 2 ? FG_PATH_WGMMA : path ? FG_PATH_MMA : FG_PATH_AUTO;
                     c.bhsd = k % 3 == 1;
                     c.row_pad = k % 3 == 2 ? 8 : 0;
                     c.seed = seed + (uint64_t)k;
@@ -85,13 +87,13 @@ int main(int argc, char **argv) {
     }
     /* larger shapes: several tiles per row, checked on sampled rows */
     for (int d = 64; d <= 256; d *= 2)
-      for (int path = 0; path < 2; ++path)
+      for (int path = 0; path < 3; ++path)
         for (int causal = 0; causal < 2; ++causal) {
             fg_case c;
             memset(&c, 0, sizeof c);
             fg_attention_desc_init(&c.desc, FG_BF16, d, 2, 4, 2, 2000, 3001);
             c.desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
-            c.desc.path = path ? FG_PATH_MMA : FG_PATH_AUTO;
+            c.desc.path = path == 2 ? FG_PATH_WGMMA : path ? FG_PATH_MMA : FG_PATH_AUTO;
             c.seed = seed + 2000 + (uint64_t)d + causal;
             c.check_rows_max = 600;
             run_case(ctx, &c, &passed, &failed);

@@ -48,7 +48,7 @@ static const char *HELP_BENCH =
     "  --seqlens 512,...,16384     sequence lengths\n"
     "  --causal both|0|1           (both)\n"
     "  --iters N                   timed launches per shape (30)\n"
-    "  --path auto|mma|wgmma       kernel family (auto)\n"
+    "  --path auto|mma|wgmma|tma   kernel family (auto)\n"
     "  --csv FILE                  also write the rows as CSV\n"
     "  --cache FILE                cache file (tuning results, kernels)\n"
     "  --compare-heuristic         also time the built-in heuristic's configuration\n"
@@ -176,9 +176,9 @@ int fg_cmd_bench(int argc, char **argv) {
     const char *paths = fg_cli_opt(argc, argv, "--path");
     if (nh <= 0 || ns <= 0 || iters < 1 || iters > 1024 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
         (dts && strcmp(dts, "bf16") && strcmp(dts, "fp16")) ||
-        (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma"))) {
+        (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma") && strcmp(paths, "tma"))) {
         fprintf(stderr, "flashgen bench: bad option value (--hdims/--seqlens take positive integers, --iters 1..1024, "
-                        "--causal both|0|1, --dtype bf16|fp16, --path auto|mma|wgmma)\n");
+                        "--causal both|0|1, --dtype bf16|fp16, --path auto|mma|wgmma|tma)\n");
         return 2;
     }
     for (int i = 0; i < nh; ++i)
@@ -187,8 +187,10 @@ int fg_cmd_bench(int argc, char **argv) {
         if (seqlens[i] > 16384 || 16384 % seqlens[i]) { fprintf(stderr, "flashgen bench: seqlen %d does not divide 16384 tokens\n", seqlens[i]); return 2; }
     const int c0 = cs && !strcmp(cs, "1") ? 1 : 0, c1 = cs && !strcmp(cs, "0") ? 0 : 1;
     const fg_dtype dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : FG_BF16;
-    const fg_kernel_path path = !paths || !strcmp(paths, "auto") ? FG_PATH_AUTO : !strcmp(paths, "mma") ? FG_PATH_MMA : FG_PATH_WGMMA;
-    const char *impl = path == FG_PATH_AUTO ? "flashgen" : path == FG_PATH_MMA ? "flashgen_mma" : "flashgen_wgmma";
+    const fg_kernel_path path = !paths || !strcmp(paths, "auto") ? FG_PATH_AUTO : !strcmp(paths, "mma") ? FG_PATH_MMA
+                                : !strcmp(paths, "tma") ? FG_PATH_TMA : FG_PATH_WGMMA;
+    const char *impl = path == FG_PATH_AUTO ? "flashgen" : path == FG_PATH_MMA ? "flashgen_mma"
+                       : path == FG_PATH_TMA ? "flashgen_tma" : "flashgen_wgmma";
 
     fg_context *ctx = NULL, *hctx = NULL;
     fg_context_create(&ctx);
@@ -298,7 +300,7 @@ int fg_cmd_bench(int argc, char **argv) {
                 fg_fwd_params p;
                 char cfg[256] = "";
                 if (fg_ctx_resolve(ctx, &desc, &var, &p, &e) == FG_OK)
-                    snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d mb=%d", var.cfg.wgmma == 1 ? "wgmma" : "mma",
+                    snprintf(cfg, sizeof cfg, "%s bm=%d bn=%d w=%d st=%d qr=%d mb=%d", var.cfg.wgmma == 2 ? "tma" : var.cfg.wgmma == 1 ? "wgmma" : "mma",
                              var.cfg.block_m, var.cfg.block_n, var.cfg.warps, var.cfg.stages, var.cfg.q_in_regs,
                              var.cfg.min_blocks);
                 fg_error_clear(&e);

@@ -192,21 +192,22 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     const int smem = fg_cli_arch_smem(arch), blk = v->spec.sparse ? 128 : 0;
     /* the runtime's rule (runtime/plan.c): any configuration field makes
      * the configuration explicit, completed with defaults; otherwise the
-     * heuristic picks, on the mma.sync path only when wgmma=0 */
+     * heuristic picks among every family the arch has, or only the one
+     * wgmma=0|1|2 names */
     fg_status st;
     if (v->spec.head_dim < 8 || v->spec.head_dim > 256 || v->spec.head_dim % 8) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", v->spec.head_dim);
-    } else if (v->cfg.wgmma == 1 && !fg_arch_has_wgmma(arch)) {
-        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=1 needs --arch sm_90a (got %s)", arch);
+    } else if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(arch)) {
+        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=%d needs --arch sm_90a (got %s)", v->cfg.wgmma, arch);
     } else if (fg_config_is_explicit(&v->cfg)) {
         st = fg_config_complete(&v->spec, &v->cfg, smem, &e);
     } else if (have_nvrtc) {
         pick_ud ud = {src, arch};
-        st = fg_heuristic_config(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch), v->cfg.wgmma == 0 ? FG_PATH_MMA : FG_PATH_AUTO,
+        st = fg_heuristic_config(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch) ? 2 : 0, fg_config_path(&v->cfg),
                                  pick_compile, &ud, &v->cfg, &e);
     } else {
         fg_config c[16];
-        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, fg_arch_has_wgmma(arch) && v->cfg.wgmma != 0, c, 16) > 0
+        st = fg_heuristic_candidates(&v->spec, smem, blk, blk, fg_heuristic_families(fg_arch_has_wgmma(arch) ? 2 : 0, fg_config_path(&v->cfg)), c, 16) > 0
                  ? FG_OK
                  : fg_fail(&e, FG_ERR_UNSUPPORTED, "no block configuration fits %s", arch);
         if (st == FG_OK) v->cfg = c[0];

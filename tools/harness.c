@@ -14,10 +14,10 @@
 
 void fg_case_describe(const fg_case *c, char *buf, size_t n) {
     const fg_attention_desc *d = &c->desc;
-    static const char *paths[] = {"auto", "mma", "wgmma"};
+    static const char *paths[] = {"auto", "mma", "wgmma", "tma"};
     int k = snprintf(buf, n, "hdim=%d %s causal=%s b=%d hq=%d hkv=%d sq=%d sk=%d %s%s path=%s", d->head_dim,
                      fg_dtype_name(d->dtype), fg_causal_name(d->causal), d->batch, d->heads_q, d->heads_kv, d->seqlen_q,
-                     d->seqlen_k, c->bhsd ? "bhsd" : "bshd", c->row_pad ? "+pad" : "", paths[d->path % 3]);
+                     d->seqlen_k, c->bhsd ? "bhsd" : "bshd", c->row_pad ? "+pad" : "", paths[d->path % 4]);
     if (c->pattern && k > 0 && (size_t)k < n)
         snprintf(buf + k, n - (size_t)k, " pattern(%s, block=%dx%d)", fg_pattern_name(c->pattern), c->block ? c->block : 128,
                  c->block_k ? c->block_k : c->block ? c->block : 128);

@@ -1,0 +1,19 @@
+/* tensor_map.h: TMA tensor maps of q, k and v for the warp-specialised
+ * Hopper kernels (templates/fg_fwd_ws.cuh), encoded on the host per call. */
+#ifndef FG_TENSOR_MAP_H
+#define FG_TENSOR_MAP_H
+#include "gen/spec.h"
+#include "runtime/cuda_api.h"
+#include "fg_params.h"
+
+/* Whether TMA can describe these strides (elements; the dims of size 1 are
+ * never stepped over, so their strides do not matter): every other stride
+ * non-zero, a multiple of 16 bytes and under 2^40 bytes. */
+int fg_tma_strides_ok(const int64_t s[3], int batch, int heads, int seqlen);
+
+/* Encodes p's q, k and v (pointers, strides and sizes already in p) as
+ * rank-4 maps (head dim, seqlen, heads, batch): boxes of 64 columns by
+ * block_m (q) or block_n (k, v) rows, 128-byte swizzle, zero fill. */
+fg_status fg_tma_encode(const fg_cuda *cu, const fg_variant *v, const fg_fwd_params *p, fg_tma_params *out,
+                        fg_error *err);
+#endif

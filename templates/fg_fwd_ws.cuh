@@ -1,0 +1,344 @@
+// fg_fwd_ws.cuh: FlashAttention forward, Hopper warp-specialised path
+// (sm_90a): TMA loads by a producer warp, wgmma by consumer warpgroups.
+//
+// A CTA has 1 + NC warpgroups.  Warpgroup 0 is the producer: it gives most
+// of its registers away (setmaxnreg) and one thread issues every load, Q
+// once per tile and K, V through a STAGES-deep ring of full/empty mbarriers
+// (fg_pipeline.cuh).  Warpgroups 1..NC are consumers; each owns 64 query
+// rows of the BR = 64 * NC row tile and runs, per key tile j:
+//
+//     wait K(j);                S = Q K(j)^T          (wgmma, SS, async)
+//     if j > 0: wait V(j-1);    O += P(j-1) V(j-1)    (wgmma, RS, async)
+//     wait S; release K(j); mask; P(j) = softmax step of S (exp2 on MUFU
+//     while the tensor cores still run P(j-1) V(j-1)); wait O; release
+//     V(j-1); O *= alpha; pack P(j)
+//
+// so the softmax of one tile overlaps the P V product of the one before
+// (intra-warpgroup overlap, OVERLAP).  With PINGPONG the consumers also
+// take turns to issue their GEMMs (named barriers 1..NC), so one
+// warpgroup's softmax runs under the other's matrix products.
+//
+// Tiles (query block, head, batch) come from fg_tile_scheduler.cuh; the
+// runtime launches either one CTA per tile or a persistent grid, the code is
+// the same.  Key tiles come from fg_schedule.cuh (dense, causal-clipped or
+// block-sparse), masks from fg_mask.cuh, the online softmax from
+// fg_softmax.cuh.  Producer and consumers walk the same schedule and skip
+// the same invisible tiles, so their ring positions agree.
+//
+// The generated source provides wgmma_s() (N = BC) and wgmma_o() (N = DV)
+// with their exact register lists (templates/fwd_ws.lua).
+#pragma once
+#include "fg_params.h"
+#include "fg_wgmma.cuh"
+#include "fg_tma.cuh"
+#include "fg_pipeline.cuh"
+#include "fg_tile_scheduler.cuh"
+#include "fg_softmax.cuh"
+#include "fg_mask.cuh"
+#include "fg_schedule.cuh"
+
+namespace fg {
+
+template <class K> struct WsShape {
+    static constexpr int NC = K::NC;
+    static constexpr int THREADS = (NC + 1) * 128;
+    static constexpr int DP = (K::D + 63) / 64 * 64, DVP = (K::DV + 63) / 64 * 64;
+    static constexpr int NT_S = K::BC / 8, NT_O = K::DV / 8;
+    static constexpr int KS_QK = K::D / 16, KS_PV = K::BC / 16;
+    static constexpr int Q_BYTES = K::BR * DP * 2, K_BYTES = K::BC * DP * 2, V_BYTES = K::BC * DVP * 2;
+    // smem: [align 1024] Q | K ring | V ring | barriers (q full/empty, K ring, V ring)
+    static constexpr int SMEM = 1024 + Q_BYTES + K::STAGES * (K_BYTES + V_BYTES) + 16 + 2 * Ring<K::STAGES>::BYTES;
+    static_assert(K::BR == 64 * NC, "64 query rows per consumer warpgroup");
+    static_assert(K::D % 16 == 0 && K::DV % 8 == 0 && K::DV <= 256, "head dims");
+    static_assert(K::BC % 16 == 0 && K::BC <= 256, "key tile");
+};
+
+// Shared-memory addresses of one CTA's buffers and barriers.
+template <class K> struct WsSmem {
+    typedef WsShape<K> S;
+    u32 q, k, v, q_full, q_empty;
+    Ring<K::STAGES> kr, vr;
+    __device__ __forceinline__ void init(char *raw) {
+        q = (smem_addr(raw) + 1023u) & ~1023u;  // the swizzle uses absolute address bits
+        k = q + S::Q_BYTES;
+        v = k + K::STAGES * S::K_BYTES;
+        q_full = v + K::STAGES * S::V_BYTES;
+        q_empty = q_full + 8;
+        kr.bars = q_empty + 8;
+        vr.bars = kr.bars + Ring<K::STAGES>::BYTES;
+    }
+};
+
+// ---------------------------------------------------------------- producer
+template <class K>
+__device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma_params &tm, const WsSmem<K> &sm) {
+    typedef WsShape<K> S;
+    tma_prefetch_map(&tm.q);
+    tma_prefetch_map(&tm.k);
+    tma_prefetch_map(&tm.v);
+    TileScheduler<K::BR, K::CAUSAL> ts;
+    ts.init(p);
+    PipeState<K::STAGES> ps;
+    ps.reset();
+    u32 q_phase = 0;
+    for (int tile = ts.first(); tile < ts.total; tile = ts.next(tile)) {
+        int mb, h, b;
+        ts.decode(tile, p.heads_q, mb, h, b);
+        const int m0 = mb * K::BR, hk = h / p.group;
+        Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
+        sch.init(p, m0, b, h);
+
+        mbar_wait(sm.q_empty, q_phase ^ 1u);   // the consumers are done with the last Q
+        mbar_arrive_expect_tx(sm.q_full, S::Q_BYTES);
+#pragma unroll
+        for (int cb = 0; cb < S::DP / 64; ++cb) tma_load_4d(sm.q + cb * K::BR * 128, &tm.q, sm.q_full, cb * 64, m0, h, b);
+        q_phase ^= 1u;
+
+        for (int i = 0; i < sch.count; ++i) {
+            bool part;
+            const int t = sch.tile(i, part);
+            if (!sch.visible(t, part)) continue;
+            sm.kr.acquire(ps, S::K_BYTES);
+            const u32 kd = sm.k + ps.stage * S::K_BYTES;
+#pragma unroll
+            for (int cb = 0; cb < S::DP / 64; ++cb)
+                tma_load_4d(kd + cb * K::BC * 128, &tm.k, sm.kr.full(ps.stage), cb * 64, t * K::BC, hk, b);
+            sm.vr.acquire(ps, S::V_BYTES);
+            const u32 vd = sm.v + ps.stage * S::V_BYTES;
+#pragma unroll
+            for (int cb = 0; cb < S::DVP / 64; ++cb)
+                tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vr.full(ps.stage), cb * 64, t * K::BC, hk, b);
+            ps.advance();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- consumer
+template <class K> struct WsConsumer {
+    typedef WsShape<K> S;
+    static constexpr int NT_S = S::NT_S, NT_O = S::NT_O;
+    static constexpr int SCHED_THREADS = 256;   // one warpgroup waits, another arrives
+
+    const fg_fwd_params &p;
+    const WsSmem<K> &sm;
+    int c, wq, lane;   // consumer index, warp in the warpgroup, lane
+
+    __device__ __forceinline__ WsConsumer(const fg_fwd_params &p_, const WsSmem<K> &sm_, int c_)
+        : p(p_), sm(sm_), c(c_), wq((threadIdx.x >> 5) & 3), lane(threadIdx.x & 31) {}
+
+    // Ping-pong: warpgroup c issues its GEMMs between sync(1 + c) and
+    // arrive(1 + next); the last one opens the first round.
+    __device__ __forceinline__ void turn_begin() const {
+        if (K::PINGPONG) named_bar_sync(1 + c, SCHED_THREADS);
+    }
+    __device__ __forceinline__ void turn_end() const {
+        if (K::PINGPONG) named_bar_arrive(1 + (c + 1) % S::NC, SCHED_THREADS);
+    }
+
+    __device__ __forceinline__ void issue_s(float (&acc_s)[1][NT_S][4], u32 kst) const {
+        const u32 q_wg = sm.q + c * 64 * 128;
+#pragma unroll
+        for (int ks = 0; ks < S::KS_QK; ++ks) {
+            const u64 da = make_desc(q_wg + (ks >> 2) * K::BR * 128 + (ks & 3) * 32, 16, 1024);
+            const u64 db = make_desc(kst + (ks >> 2) * K::BC * 128 + (ks & 3) * 32, 16, 1024);
+            wgmma_s(acc_s[0], da, db, ks > 0);
+        }
+    }
+    // V is MN-major here: a k16 step is 16 key rows (2048 bytes), the
+    // 64-column blocks of the value dim are BC * 128 bytes apart.
+    __device__ __forceinline__ void issue_o(float (&acc_o)[1][NT_O][4], const u32 (&pa)[S::KS_PV][4], u32 vst) const {
+#pragma unroll
+        for (int kk = 0; kk < S::KS_PV; ++kk) wgmma_o(acc_o[0], pa[kk], make_desc(vst + kk * 2048, K::BC * 128, 1024));
+    }
+    __device__ __forceinline__ static void pack_p(u32 (&pa)[S::KS_PV][4], const float (&s)[1][NT_S][4]) {
+#pragma unroll
+        for (int kk = 0; kk < S::KS_PV; ++kk) {
+            pa[kk][0] = pack2<K::BF16>(s[0][2 * kk][0], s[0][2 * kk][1]);
+            pa[kk][1] = pack2<K::BF16>(s[0][2 * kk][2], s[0][2 * kk][3]);
+            pa[kk][2] = pack2<K::BF16>(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+            pa[kk][3] = pack2<K::BF16>(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+        }
+    }
+
+    __device__ __forceinline__ void run() {
+        TileScheduler<K::BR, K::CAUSAL> ts;
+        ts.init(p);
+        PipeState<K::STAGES> ps;
+        ps.reset();
+        u32 q_phase = 0;
+        if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
+        for (int tile = ts.first(); tile < ts.total; tile = ts.next(tile)) {
+            int mb, h, b;
+            ts.decode(tile, p.heads_q, mb, h, b);
+            one_tile(mb * K::BR, h, b, ps, q_phase);
+        }
+        // close the ring of turns: the last warpgroup's final arrive on
+        // barrier 1 is matched here
+        if (K::PINGPONG && c == 0) named_bar_sync(1, SCHED_THREADS);
+    }
+
+    typedef Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> Sched;
+
+    // First entry >= i of the schedule whose key tile is visible (count if none).
+    __device__ __forceinline__ static int next_visible(const Sched &sch, int i, int &t, bool &part) {
+        for (; i < sch.count; ++i) {
+            t = sch.tile(i, part);
+            if (sch.visible(t, part)) break;
+        }
+        return i;
+    }
+
+    __device__ __forceinline__ void q_release() const {
+        __syncwarp();
+        mbar_arrive_if(sm.q_empty, lane == 0);
+    }
+
+    // S = Q K(t)^T for the stage at ps, masked.  With WITH_PV, O += P V of
+    // the previous stage is issued behind it and left in flight.
+    template <bool WITH_PV>
+    __device__ __forceinline__ void s_tile(const Sched &sch, float (&acc_s)[1][NT_S][4], int t, bool part, int row0, int b,
+                                           int h, const PipeState<K::STAGES> &ps, float (&acc_o)[1][NT_O][4],
+                                           const u32 (&pa)[S::KS_PV][4], int prev_stage, u32 prev_phase) {
+        sm.kr.wait_full(ps);
+        turn_begin();
+        wgmma_fence();
+        issue_s(acc_s, sm.k + ps.stage * S::K_BYTES);
+        wgmma_commit();
+        if (WITH_PV) {
+            mbar_wait(sm.vr.full(prev_stage), prev_phase);
+            issue_o(acc_o, pa, sm.v + prev_stage * S::V_BYTES);
+            wgmma_commit();
+        }
+        turn_end();
+        if (WITH_PV) wgmma_wait<1>();
+        else wgmma_wait<0>();
+        reg_fence(acc_s[0]);
+        sm.kr.release(ps.stage);
+        if (sch.needs_mask(t, part))
+            apply_mask<1, NT_S, K::CAUSAL>(acc_s, row0, t * K::BC, p.seqlen_k, p.causal_offset, part);
+        if constexpr (HasMaskMod<K>::value)
+            if (part) apply_mask_mod<K, 1, NT_S>(acc_s, p, b, h, row0, t * K::BC);
+    }
+
+    // O += P V of the stage at (stage, phase), waited for and released.
+    __device__ __forceinline__ void pv_now(float (&acc_o)[1][NT_O][4], const u32 (&pa)[S::KS_PV][4], int stage, u32 phase) {
+        mbar_wait(sm.vr.full(stage), phase);
+        turn_begin();
+        wgmma_fence();
+        issue_o(acc_o, pa, sm.v + stage * S::V_BYTES);
+        wgmma_commit();
+        turn_end();
+        wgmma_wait<0>();
+        reg_fence(acc_o[0]);
+        sm.vr.release(stage);
+    }
+
+    __device__ __forceinline__ void one_tile(int m0, int h, int b, PipeState<K::STAGES> &ps, u32 &q_phase) {
+        Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
+        sch.init(p, m0, b, h);
+        const int row0 = m0 + c * 64 + wq * 16;
+
+        float acc_o[1][NT_O][4];
+#pragma unroll
+        for (int j = 0; j < NT_O; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc_o[0][j][e] = 0.f;
+        OnlineSoftmax<1, NT_S, NT_O> smx;
+        smx.init();
+        u32 pa[S::KS_PV][4];
+        float alpha_unused_[1][2];
+
+        mbar_wait(sm.q_full, q_phase);
+        q_phase ^= 1u;
+
+        // The first visible tile is peeled off, so that inside the loop a
+        // P V product is always in flight: a wgmma issued on a condition
+        // makes ptxas serialise the pipeline (C7514).
+        bool part;
+        int t;
+        int i = next_visible(sch, 0, t, part);
+        if (i < sch.count) {
+            float acc_s[1][NT_S][4];
+            s_tile<false>(sch, acc_s, t, part, row0, b, h, ps, acc_o, pa, 0, 0);
+            smx.step_p(acc_s, p.scale_log2, alpha_unused_);
+            pack_p(pa, acc_s);
+            if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
+            int prev_stage = ps.stage;
+            u32 prev_phase = ps.phase;
+            ps.advance();
+            for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
+                s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, ps, acc_o, pa, prev_stage, prev_phase);
+                float alpha[1][2];
+                smx.step_p(acc_s, p.scale_log2, alpha);
+                if (K::OVERLAP) {
+                    wgmma_wait<0>();
+                    reg_fence(acc_o[0]);
+                    sm.vr.release(prev_stage);
+                }
+                OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
+                pack_p(pa, acc_s);
+                if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
+                prev_stage = ps.stage;
+                prev_phase = ps.phase;
+                ps.advance();
+            }
+            // Q is no longer read: the producer may load the next tile's
+            q_release();
+            if (K::OVERLAP) pv_now(acc_o, pa, prev_stage, prev_phase);
+        } else {
+            q_release();
+        }
+        epilogue(acc_o, smx, m0, h, b);
+    }
+
+    // Normalise and write rows straight from registers; lse once per row.
+    __device__ __forceinline__ void epilogue(float (&acc_o)[1][NT_O][4], OnlineSoftmax<1, NT_S, NT_O> &smx, int m0, int h,
+                                             int b) const {
+        float inv[1][2], lse[1][2];
+        smx.finish(p.scale, inv, lse);
+        const int g = lane >> 2, cq = lane & 3;
+        const int row = c * 64 + wq * 16 + g;
+        char *og = (char *)p.o + 2 * (b * p.o_batch_stride + h * p.o_head_stride + (long long)m0 * p.o_row_stride);
+        const long long ors = 2 * p.o_row_stride;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int rr = row + r * 8;
+            if (m0 + rr < p.seqlen_q) {
+                char *orow = og + rr * ors;
+#pragma unroll
+                for (int j = 0; j < NT_O; ++j)
+                    *(u32 *)(orow + (j * 8 + 2 * cq) * 2) =
+                        pack2<K::BF16>(acc_o[0][j][2 * r] * inv[0][r], acc_o[0][j][2 * r + 1] * inv[0][r]);
+                if (p.lse && cq == 0) p.lse[((long long)b * p.heads_q + h) * p.seqlen_q + m0 + rr] = lse[0][r];
+            }
+        }
+    }
+};
+
+template <class K>
+__device__ __forceinline__ void attention_forward_ws(const fg_fwd_params &p, const fg_tma_params &tm, char *smem_raw) {
+    typedef WsShape<K> S;
+    WsSmem<K> sm;
+    sm.init(smem_raw);
+    if (threadIdx.x == 0) {
+        mbar_init(sm.q_full, 1);
+        mbar_init(sm.q_empty, 4 * S::NC);
+        sm.kr.init(4 * S::NC);
+        sm.vr.init(4 * S::NC);
+        mbar_init_fence();
+    }
+    __syncthreads();
+    // warp-uniform for the compiler (a plain threadIdx test is "divergent" to
+    // ptxas, which then serialises the wgmma pipeline, C7520)
+    const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
+    if (wg == 0) {
+        setmaxnreg_dec<K::PRODUCER_REGS>();
+        if (threadIdx.x == 0) ws_producer<K>(p, tm, sm);
+    } else {
+        setmaxnreg_inc<K::CONSUMER_REGS>();
+        WsConsumer<K> cons(p, sm, wg - 1);
+        cons.run();
+    }
+}
+
+} // namespace fg

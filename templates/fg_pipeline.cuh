@@ -1,0 +1,49 @@
+// fg_pipeline.cuh: a ring of shared-memory stages between one producer
+// thread (TMA) and the consumer warpgroups, one full and one empty mbarrier
+// per stage.
+//
+//   producer:  wait empty[s] (parity phase ^ 1)  -> expect_tx full[s] -> TMA
+//   consumer:  wait full[s]  (parity phase)      -> use -> arrive empty[s]
+//
+// The empty barriers count one arrival per consumer warp (after the warp's
+// wgmma that read the stage has completed).  Producer and consumers walk
+// the same sequence of loads, so each keeps its own copy of the position.
+#pragma once
+#include "fg_tma.cuh"
+
+namespace fg {
+
+template <int STAGES> struct PipeState {
+    int stage;
+    u32 phase;
+    __device__ __forceinline__ void reset() { stage = 0; phase = 0; }
+    __device__ __forceinline__ void advance() {
+        if (++stage == STAGES) { stage = 0; phase ^= 1u; }
+    }
+};
+
+// The barrier words of one ring: full[STAGES] then empty[STAGES], 8 bytes each.
+template <int STAGES> struct Ring {
+    u32 bars;
+    __device__ __forceinline__ u32 full(int s) const { return bars + 8u * s; }
+    __device__ __forceinline__ u32 empty(int s) const { return bars + 8u * (STAGES + s); }
+    __device__ __forceinline__ void init(int consumer_arrivals) const {
+#pragma unroll
+        for (int s = 0; s < STAGES; ++s) { mbar_init(full(s), 1); mbar_init(empty(s), consumer_arrivals); }
+    }
+    // Producer: claim stage st, announce `bytes` of TMA traffic on its full barrier.
+    __device__ __forceinline__ void acquire(const PipeState<STAGES> &st, u32 bytes) const {
+        mbar_wait(empty(st.stage), st.phase ^ 1u);
+        mbar_arrive_expect_tx(full(st.stage), bytes);
+    }
+    __device__ __forceinline__ void wait_full(const PipeState<STAGES> &st) const { mbar_wait(full(st.stage), st.phase); }
+    // Consumer warp: the stage's data is no longer needed (call after the
+    // wgmma that read it has completed, from every lane of the warp).
+    __device__ __forceinline__ void release(int stage) const {
+        __syncwarp();
+        mbar_arrive_if(empty(stage), (threadIdx.x & 31) == 0);
+    }
+    static constexpr int BYTES = 16 * STAGES;
+};
+
+} // namespace fg

@@ -1,0 +1,103 @@
+-- fwd_ws.lua: renders one forward variant of the Hopper warp-specialised
+-- path (sm_90a): a TMA producer warpgroup and NC = block_m / 64 wgmma
+-- consumer warpgroups (see fg_fwd_ws.cuh for the kernel itself).
+--
+-- Lua's part: the wgmma instructions with the exact register lists for the
+-- key tile (S = Q K^T, N = block_n) and the value head dim (O += P V,
+-- N = head_dim_v), the register split between producer and consumers, and
+-- the shared-memory size.
+--
+-- params: head_dim, head_dim_v (default head_dim), dtype, causal, sparse,
+--   block_m (64 * consumer warpgroups), block_n, warps (= 4 * (1 + block_m/64)),
+--   stages, min_blocks (1), pingpong, overlap (default true; pingpong needs
+--   two or more consumer warpgroups)
+-- returns: { source, kernel, threads, smem_bytes }
+
+local util = import("util")
+local wgmma = import("wgmma")
+
+local function check(p)
+  util.expect_int(p, "head_dim", 16, 256)
+  if p.head_dim % 16 ~= 0 then
+    util.fail("the TMA path takes head dims that are multiples of 16 (got %d)", p.head_dim)
+  end
+  if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
+  util.expect_int(p, "head_dim_v", 8, 256)
+  if p.head_dim_v % 8 ~= 0 then
+    util.fail("the TMA path takes value head dims that are multiples of 8 (got %d)", p.head_dim_v)
+  end
+  util.expect_enum(p, "dtype", { "fp16", "bf16" })
+  util.expect_bool(p, "causal")
+  util.expect_bool(p, "sparse")
+  util.check_mask(p)
+  util.expect_enum(p, "block_m", { 64, 128, 192 })
+  local nc = p.block_m // 64
+  if p.warps ~= 4 * (nc + 1) then
+    util.fail("warps (%d) must be 4 * (1 + block_m / 64) = %d: a producer warpgroup and one consumer per 64 rows",
+              p.warps, 4 * (nc + 1))
+  end
+  util.expect_int(p, "block_n", 16, 256)
+  if p.block_n % 16 ~= 0 then util.fail("block_n = %d must be a multiple of 16", p.block_n) end
+  util.expect_int(p, "stages", 1, 4)
+  util.expect_enum(p, "min_blocks", { 1 })
+  if p.pingpong == nil then p.pingpong = nc >= 2 end
+  if p.overlap == nil then p.overlap = true end
+  util.expect_bool(p, "pingpong")
+  util.expect_bool(p, "overlap")
+  if p.pingpong and nc < 2 then util.fail("pingpong needs two or more consumer warpgroups (block_m >= 128)") end
+end
+
+-- Registers per thread after setmaxnreg: the producer keeps few, the
+-- consumers take the rest of the 64K (multiples of 8).
+local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
+
+local function smem_bytes(p)
+  local dp, dvp = util.round_up(p.head_dim, 64), util.round_up(p.head_dim_v, 64)
+  return 1024 + p.block_m * dp * 2 + p.stages * p.block_n * (dp + dvp) * 2 + 16 + 2 * 16 * p.stages
+end
+
+return function(p)
+  check(p)
+  local nc = p.block_m // 64
+  local threads = (nc + 1) * 128
+  local smem = smem_bytes(p)
+  local ty = p.dtype == "bf16" and "bf16" or "f16"
+
+  local out = util.buffer()
+  out:line("// flashgen generated kernel: Hopper forward, warp-specialised (TMA + wgmma, sm_90a).")
+  out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
+  out:line("// variant: %s", p.key or "(none)")
+  out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s sparse=%s", p.head_dim, p.head_dim_v, p.dtype,
+           tostring(p.causal), tostring(p.sparse))
+  out:line("// block_m=%d (%d consumer warpgroups + 1 producer) block_n=%d stages=%d pingpong=%s overlap=%s",
+           p.block_m, nc, p.block_n, p.stages, tostring(p.pingpong), tostring(p.overlap))
+  out:line("// threads=%d dynamic_smem=%d bytes registers: producer %d, consumers %d", threads, smem,
+           REGS[nc][1], REGS[nc][2])
+  util.mask_banner(out, p)
+  out:line('#include "fg_wgmma.cuh"')
+  out:line("")
+  out:line("namespace fg {")
+  wgmma.functions(out, ty, p.block_n, p.head_dim_v)
+  out:line("} // namespace fg")
+  out:line("")
+  out:line('#include "fg_fwd_ws.cuh"')
+  out:line("")
+  out:line("struct Traits {")
+  out:line("    static constexpr int D = %d, DV = %d;", p.head_dim, p.head_dim_v)
+  out:line("    static constexpr int BR = %d, BC = %d, NC = %d, STAGES = %d;", p.block_m, p.block_n, nc, p.stages)
+  out:line("    static constexpr int PRODUCER_REGS = %d, CONSUMER_REGS = %d;", REGS[nc][1], REGS[nc][2])
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
+           tostring(p.causal), tostring(p.sparse))
+  out:line("    static constexpr bool PINGPONG = %s, OVERLAP = %s;", tostring(p.pingpong), tostring(p.overlap))
+  util.mask_traits(out, p)
+  out:line("};")
+  out:line("static_assert(fg::WsShape<Traits>::SMEM == %d, \"shared memory size: fwd_ws.lua and fg_fwd_ws.cuh disagree\");", smem)
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(%d, 1)', threads)
+  out:line("flashgen_fwd(const __grid_constant__ fg_fwd_params p, const __grid_constant__ fg_tma_params tm) {")
+  out:line("    extern __shared__ __align__(1024) char smem[];")
+  out:line("    fg::attention_forward_ws<Traits>(p, tm, smem);")
+  out:line("}")
+
+  return { source = out:text(), kernel = "flashgen_fwd", threads = threads, smem_bytes = smem }
+end

@@ -1,0 +1,43 @@
+-- wgmma.lua: the wgmma instructions of the Hopper templates.  The
+-- accumulators are one register list whose length is the tile width (N/2
+-- floats per thread for m64nNk16), which C++ templates cannot spell; Lua
+-- writes the exact instruction text and operand list for each width.
+
+local M = {}
+
+-- asm operand list "{%0, %1, ..., %(n-1)}" and the matching "+f" outputs
+local function acc_operands(nregs, name)
+  local regs, outs = {}, {}
+  for i = 0, nregs - 1 do
+    regs[#regs + 1] = "%" .. i
+    outs[#outs + 1] = string.format('"+f"(%s[%d][%d])', name, i // 4, i % 4)
+  end
+  return "{" .. table.concat(regs, ", ") .. "}", table.concat(outs, ", ")
+end
+
+-- Emits into `out`:
+--   wgmma_s(d, da, db, scale_d): S = Q K^T, m64n{n_s}k16, both operands from
+--     shared memory (K-major); scale_d = 0 starts a new sum.
+--   wgmma_o(d, a, db): O += P V, m64n{n_o}k16, P in registers, V from shared
+--     memory MN-major (trans-b = 1).
+-- ty: "bf16" or "f16".
+function M.functions(out, ty, n_s, n_o)
+  local regs, outs = acc_operands(n_s // 2, "d")
+  out:line("__device__ __forceinline__ void wgmma_s(float (&d)[%d][4], u64 da, u64 db, int scale_d) {", n_s // 8)
+  out:line('    asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;\\n"', n_s // 2 + 2)
+  out:line('        "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n"',
+           n_s, ty, ty, regs, n_s // 2, n_s // 2 + 1)
+  out:line("        : %s", outs)
+  out:line('        : "l"(da), "l"(db), "r"(scale_d));')
+  out:line("}")
+  regs, outs = acc_operands(n_o // 2, "d")
+  local a = n_o // 2
+  out:line("__device__ __forceinline__ void wgmma_o(float (&d)[%d][4], const u32 (&a)[4], u64 db) {", n_o // 8)
+  out:line('    asm volatile("wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, {%%%d, %%%d, %%%d, %%%d}, %%%d, 1, 1, 1, 1;\\n"',
+           n_o, ty, ty, regs, a, a + 1, a + 2, a + 3, a + 4)
+  out:line("        : %s", outs)
+  out:line('        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));')
+  out:line("}")
+end
+
+return M

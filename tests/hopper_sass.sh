@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# CPU test (no GPU): every Hopper TMA variant the heuristic starts from
+# compiles for sm_90a with NVRTC, and its SASS has what the design needs:
+# HGMMA (wgmma), UTMALDG (TMA loads), USETMAXREG (setmaxnreg), SYNCS
+# (mbarriers), no local-memory traffic (LDL/STL), and ptxas neither ignored
+# setmaxnreg (C7508) nor serialised the wgmma pipeline ("Potential
+# Performance Loss", C7510..C7520; C7519, an injected warpgroup.arrive, is
+# informational).
+#
+#   tests/hopper_sass.sh FLASHGEN_BINARY
+# cuobjdump (and the nvdisasm it runs): PATH, $CUDA_HOME/bin, or the pip
+# packages nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm (.ci/run installs
+# them).  Without it the test is skipped (77), except under CI=true.
+set -uo pipefail
+fg="$1"
+find_tool() {
+  local t="$1" p
+  for p in "$(command -v "$t" 2>/dev/null)" "${CUDA_HOME:-/usr/local/cuda}/bin/$t" \
+           $(python3 -c 'import site,sys; print(" ".join(site.getsitepackages()+[site.getusersitepackages()]))' 2>/dev/null | tr ' ' '\n' | sed "s|$|/nvidia/cu13/bin/$t|"); do
+    [ -n "$p" ] && [ -x "$p" ] && { echo "$p"; return 0; }
+  done
+  return 1
+}
+cuobjdump=$(find_tool cuobjdump) || cuobjdump=""
+nvdisasm=$(find_tool nvdisasm) || nvdisasm=""
+if [ -z "$cuobjdump" ] || [ -z "$nvdisasm" ]; then
+  echo "hopper_sass: cuobjdump/nvdisasm not found (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)"
+  [ "${CI:-}" = "true" ] && exit 1
+  exit 77
+fi
+export PATH="$(dirname "$nvdisasm"):$PATH"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fail=0; n=0
+check() {
+  local spec="$1" f="$tmp/k.cubin" log="$tmp/log" sass="$tmp/sass"
+  n=$((n + 1))
+  if ! "$fg" compile "$spec" --arch sm_90a --cubin "$f" --log >"$log" 2>&1; then
+    echo "FAIL $spec: does not compile"; sed 's/^/    /' "$log" | tail -20; fail=$((fail + 1)); return
+  fi
+  grep -q "fwd_ws:" "$log" || { echo "FAIL $spec: not the TMA family"; fail=$((fail + 1)); return; }
+  "$cuobjdump" -sass "$f" >"$sass" 2>&1 || { echo "FAIL $spec: cuobjdump"; cat "$sass"; fail=$((fail + 1)); return; }
+  local bad=""
+  for need in HGMMA UTMALDG USETMAXREG SYNCS; do grep -q "$need" "$sass" || bad="$bad no-$need"; done
+  grep -qE '\b(LDL|STL)\b' "$sass" && bad="$bad local-memory"
+  grep -qE 'C7508|Performance Loss' "$log" && bad="$bad $(grep -oE 'C75[0-9][0-9]\) [A-Za-z ]*' "$log" | grep -E 'C7508|Potential' | sort -u | tr '\n' ' ')"
+  if [ -n "$bad" ]; then echo "FAIL $spec:$bad"; fail=$((fail + 1)); else echo "ok   $spec"; fi
+}
+for h in 64 96 128 192 256; do
+  for c in 0 1; do
+    for s in 0 1; do check "hdim=$h,wgmma=2,causal=$c,sparse=$s"; done
+  done
+done
+for c in 0 1; do check "hdim=128,dtype=fp16,wgmma=2,causal=$c"; done
+check "hdim=128,wgmma=2,block_m=192,block_n=64"
+check "hdim=64,wgmma=2,block_m=64,block_n=128,stages=3"
+echo "hopper_sass: $n variants, $fail failed"
+[ "$fail" -eq 0 ]
