@@ -10,7 +10,7 @@
 # not run there: py_abi, py_binding_cpu and mask_python load the instrumented
 # libflashgen.so into an uninstrumented python; install_consumers links the
 # installed static library into programs built without the sanitizers; and
-# test_compile_matrix is minutes of NVRTC (not instrumented) whose calls into
+# test_compile_matrix and hopper_sass are minutes of NVRTC (not instrumented) whose calls into
 # our code (render, heuristic, ptxas log and cubin parsing) test_cpu_core and
 # test_cache make too.
 set -euo pipefail
@@ -22,7 +22,7 @@ exclude=()
 if [ "${FLASHGEN_SANITIZE:-0}" = 1 ]; then
   build=build-asan
   opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLASHGEN_SANITIZE=ON)
-  exclude=(-E '^(py_abi|py_binding_cpu|mask_python|install_consumers|test_compile_matrix)$')
+  exclude=(-E '^(py_abi|py_binding_cpu|mask_python|install_consumers|test_compile_matrix|hopper_sass)$')
 fi
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" "${opts[@]}" -DCUDA_HOME="$cuda" >/dev/null
