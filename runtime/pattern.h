@@ -9,6 +9,12 @@
 #define FG_PATTERN_MEM_LIMIT (64u << 20)   /* bytes of Lua memory per pattern            */
 #define FG_PATTERN_INSN_LIMIT 500000000L   /* VM instructions per create and per eval     */
 #define FG_PATTERN_FILE_LIMIT (1u << 20)   /* bytes of a user pattern file                */
+#define FG_PATTERN_MAX_ENTRIES ((size_t)1 << 27) /* int32 entries of one layout (512 MiB)  */
+/* Mask evaluations per layout spent on blocks that interval arithmetic
+ * leaves undecided; the blocks left after that are partial (correct, and
+ * evaluated with the mask in the kernel). */
+#define FG_PATTERN_SCAN_BUDGET ((int64_t)1 << 26)
+#define FG_PATTERN_VERIFY_MAX ((int64_t)1 << 32)  /* elements fg_pattern_verify evaluates */
 
 /* The element predicate (NULL for a block-level pattern) and its constants. */
 const fg_mask_expr *fg_pattern_expr(const fg_pattern *p);
@@ -24,10 +30,11 @@ int fg_pattern_has_block_fn(const fg_pattern *p);
 int fg_pattern_mask_is_predicate(const fg_pattern *p);
 
 /* Checks the last evaluation (for seqlen_q, seqlen_k) against the mask
- * expression element by element (patterns whose mask is the predicate): a full block must be true everywhere, an
- * empty one false everywhere (FG_ERR_PATTERN names the first bad block).
- * *inexact counts partial blocks that are in fact uniform (correct, only
- * slower).  Needs a mask. */
+ * expression element by element (patterns whose mask is the predicate),
+ * without the classifier's interval arithmetic: a full block must be true
+ * everywhere, an empty one false everywhere (FG_ERR_PATTERN names the first
+ * bad block and element).  *inexact counts partial blocks that the
+ * classifier finds uniform (correct, only slower).  Needs a mask. */
 fg_status fg_pattern_verify(const fg_pattern *p, int seqlen_q, int seqlen_k, long *inexact, fg_error *err);
 
 /* Evaluation without a context (tests): as fg_pattern_eval. */
