@@ -207,8 +207,8 @@ void fg_pattern_destroy(fg_pattern *p) {
     free(p);
 }
 
-static fg_status pattern_create(const fg_sources *src, const char *pattern, const char *params, fg_pattern **out,
-                                fg_error *err) {
+fg_status fg_pattern_create_internal(const fg_sources *src, const char *pattern, const char *params, fg_pattern **out,
+                                     fg_error *err) {
     *out = NULL;
     if (!pattern || !*pattern) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern is NULL or empty");
     if (strlen(pattern) > 1024) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern text longer than 1024 characters");
@@ -260,7 +260,7 @@ fg_status fg_pattern_create(fg_context *ctx, const char *pattern, const char *pa
     *out = NULL;
     const fg_sources *src;
     if (fg_ctx_sources(ctx, &src, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
-    if (pattern_create(src, pattern, params, out, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    if (fg_pattern_create_internal(src, pattern, params, out, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
     return FG_OK;
 }
 

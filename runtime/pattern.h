@@ -5,6 +5,7 @@
 #include "flashgen.h"
 #include "gen/error.h"
 #include "gen/mask_expr.h"
+#include "gen/sources.h"
 
 #define FG_PATTERN_MEM_LIMIT (64u << 20)   /* bytes of Lua memory per pattern            */
 #define FG_PATTERN_INSN_LIMIT 500000000L   /* VM instructions per create and per eval     */
@@ -13,7 +14,7 @@
 /* Mask evaluations per layout spent on blocks that interval arithmetic
  * leaves undecided; the blocks left after that are partial (correct, and
  * evaluated with the mask in the kernel). */
-#define FG_PATTERN_SCAN_BUDGET ((int64_t)1 << 26)
+#define FG_PATTERN_SCAN_BUDGET ((int64_t)1 << 24)
 #define FG_PATTERN_VERIFY_MAX ((int64_t)1 << 32)  /* elements fg_pattern_verify evaluates */
 
 /* The element predicate (NULL for a block-level pattern) and its constants. */
@@ -37,7 +38,10 @@ int fg_pattern_mask_is_predicate(const fg_pattern *p);
  * classifier finds uniform (correct, only slower).  Needs a mask. */
 fg_status fg_pattern_verify(const fg_pattern *p, int seqlen_q, int seqlen_k, long *inexact, fg_error *err);
 
-/* Evaluation without a context (tests): as fg_pattern_eval. */
+/* Creation and evaluation without a context (tests): as fg_pattern_create
+ * and fg_pattern_eval. */
+fg_status fg_pattern_create_internal(const fg_sources *src, const char *pattern, const char *params, fg_pattern **out,
+                                     fg_error *err);
 fg_status fg_pattern_eval_internal(fg_pattern *p, int batch, int heads, int seqlen_q, int seqlen_k, int block_q,
                                    int block_k, fg_block_layout_desc *out, fg_error *err);
 /* The built-ins: name, one-line summary, parameters with defaults.  Returns

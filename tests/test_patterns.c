@@ -12,6 +12,8 @@
 
 #include "gen/mask_expr.h"
 #include "gen/render.h"
+#include "gen/sha256.h"
+#include "select/tuned.h"
 #include "runtime/attention.h"
 #include "runtime/internal.h"
 #include "runtime/layout.h"
@@ -308,6 +310,73 @@ static void test_builtins(void) {
     }
 }
 
+/* ---- a mask's kernel identity -------------------------------------------- */
+
+static void hex32(const uint8_t *d, char *out) {
+    for (int i = 0; i < 32; ++i) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static void test_mask_identity(void) {
+    /* SHA-256 known answers (FIPS 180-4 examples; 56 bytes pad into two blocks) */
+    static const struct { const char *msg, *hex; } kat[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    };
+    uint8_t d[32];
+    char hex[65];
+    for (unsigned i = 0; i < sizeof kat / sizeof kat[0]; ++i) {
+        fg_sha256(kat[i].msg, strlen(kat[i].msg), d);
+        hex32(d, hex);
+        CHECK(!strcmp(hex, kat[i].hex), "sha256('%s') = %s", kat[i].msg, hex);
+    }
+    char *million = malloc(1000000);
+    if (million) {
+        memset(million, 'a', 1000000);
+        fg_sha256(million, 1000000, d);
+        hex32(d, hex);
+        CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"), "sha256(a x 10^6) = %s", hex);
+        free(million);
+    }
+    /* issue 16 item 6: the old key hashed the CUDA text with 64-bit FNV-1a,
+     * and these two renderings (of the two masks below) collided */
+    static const char *old_cuda[2] = {
+        "(fg::mx_mod64(((((long long)q_idx - (long long)kv_idx) + 4718756564ll) + 5068239458ll), 7919ll) < 3960ll)",
+        "(fg::mx_mod64(((((long long)q_idx - (long long)kv_idx) + 1947362472ll) + 2359085253ll), 7919ll) < 3960ll)"};
+    CHECK(fg_hash64(FG_HASH_SEED, old_cuda[0], strlen(old_cuda[0])) == 0xa0b669b5ec2fb865ull &&
+              fg_hash64(FG_HASH_SEED, old_cuda[1], strlen(old_cuda[1])) == 0xa0b669b5ec2fb865ull, "the FNV-1a collision of the issue");
+    fg_mask_hash oh0 = fg_mask_hash_of(old_cuda[0]), oh1 = fg_mask_hash_of(old_cuda[1]);
+    CHECK(memcmp(&oh0, &oh1, sizeof oh0) != 0, "SHA-256 separates the colliding texts");
+    static const char *masks[2] = {"{mask='(q_idx - kv_idx + 4718756564 + 5068239458) % 7919 < 3960'}",
+                                   "{mask='(q_idx - kv_idx + 1947362472 + 2359085253) % 7919 < 3960'}"};
+    fg_variant v[2];
+    char key[2][512];
+    for (int i = 0; i < 2; ++i) {
+        fg_pattern *p;
+        memset(&v[i], 0, sizeof v[i]);
+        if (fg_pattern_create(g_ctx, masks[i], NULL, &p) != FG_OK) { CHECK(0, "%s", fg_errmsg(g_ctx)); return; }
+        v[i].spec.head_dim = 128;
+        v[i].spec.sparse = 1;
+        v[i].spec.mask_hash = fg_mask_hash_of(fg_pattern_mask(p, FG_MASK_CUDA));
+        fg_config_unset(&v[i].cfg);
+        fg_variant_key(&v[i], "tpl", 13, 0, "sm_90a", key[i], sizeof key[i]);
+        fg_pattern_destroy(p);
+    }
+    CHECK(strcmp(key[0], key[1]) != 0, "two masks share the key %s", key[0]);
+    CHECK(!fg_spec_equal(&v[0].spec, &v[1].spec), "two masks are the same spec");
+    char tune[2][160];
+    for (int i = 0; i < 2; ++i) fg_tuning_spec_text(&v[i].spec, FG_PATH_AUTO, 128, 128, tune[i], sizeof tune[i]);
+    CHECK(strcmp(tune[0], tune[1]) != 0 && strlen(tune[0]) < sizeof tune[0] - 1, "tuning specs: %s", tune[0]);
+    /* item 2: 64-bit arithmetic whose wrapping is defined */
+    fg_pattern *w;
+    if (fg_pattern_create(g_ctx, "{mask='kv_idx <= q_idx && kv_idx * 4611686018427387904 >= 0'}", NULL, &w) == FG_OK) {
+        const char *c = fg_pattern_mask(w, FG_MASK_CUDA);
+        CHECK_CONTAINS(c, "fg::mx_mul64((long long)kv_idx, 4611686018427387904ll) >= 0ll");
+        CHECK(c && !strstr(c, " * "), "a plain signed product in %s", c);
+        fg_pattern_destroy(w);
+    }
+}
+
 /* ---- the mask in the variant, the kernel source and the plan -------------- */
 
 static void test_mask_variant(void) {
@@ -379,6 +448,7 @@ int main(void) {
     test_classify();
     test_builtins();
     test_mask_variant();
+    test_mask_identity();
     fg_pattern_builtin b[32];
     const int n = fg_pattern_builtins(g_ctx, b, 32);
     CHECK(n == 8, "%d built-ins listed", n);
