@@ -513,8 +513,9 @@ static ival iv_node(const fg_mask_expr *e, int i, const ival *vars, const int64_
 }
 
 int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1,
-                          int64_t *budget) {
+                          fg_mask_budget *budget) {
     if (q1 < q0 || k1 < k0) return 0;
+    if (budget && (budget->interval_nodes -= e->count) < 0) return 1;
     const ival vars[6] = {iv_const(env->b), iv_const(env->h), {q0, q1}, {k0, k1}, iv_const(env->seqlen_q), iv_const(env->seqlen_k)};
     const ival r = iv_node(e, e->root, vars, env->consts);
     if (definitely_nonzero(r)) return 2;
@@ -524,7 +525,7 @@ int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t
     for (int64_t q = q0; q <= q1; ++q) {
         x.q_idx = q;
         for (int64_t k = k0; k <= k1; ++k) {
-            if (budget && (*budget)-- <= 0) return 1; /* undecided: partial is always correct */
+            if (budget && budget->elements-- <= 0) return 1; /* undecided: partial is always correct */
             x.kv_idx = k;
             if (eval_node(e, e->root, &x)) seen_true = 1;
             else seen_false = 1;

@@ -385,7 +385,7 @@ fg_status fg_pattern_eval_internal(fg_pattern *P, int batch, int heads, int sq, 
         }
     } else {
         fg_mask_env env = {0, 0, 0, 0, sq, sk, P->consts};
-        int64_t scan = FG_PATTERN_SCAN_BUDGET;
+        fg_mask_budget budget = FG_PATTERN_CLASSIFY_BUDGET;
         for (int b = 0; b < a.lb; ++b)
             for (int h = 0; h < a.lh; ++h)
                 for (int qb = 0; qb < a.nq; ++qb) {
@@ -395,7 +395,7 @@ fg_status fg_pattern_eval_internal(fg_pattern *P, int batch, int heads, int sq, 
                     const int64_t q0 = (int64_t)qb * bq, q1 = (q0 + bq < sq ? q0 + bq : sq) - 1;
                     for (int kb = 0; kb < a.nk; ++kb) {
                         const int64_t k0 = (int64_t)kb * bk, k1 = (k0 + bk < sk ? k0 + bk : sk) - 1;
-                        put_block(&a, r, kb, fg_mask_expr_classify(P->expr, &env, q0, q1, k0, k1, &scan));
+                        put_block(&a, r, kb, fg_mask_expr_classify(P->expr, &env, q0, q1, k0, k1, &budget));
                     }
                 }
     }
@@ -478,7 +478,7 @@ fg_status fg_pattern_verify(const fg_pattern *p, int sq, int sk, long *inexact, 
     if ((int64_t)sq * sk * d->batch * d->heads > FG_PATTERN_VERIFY_MAX)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "verifying evaluates the mask on every element: at most 2^32 (seqlen_q x seqlen_k x layout rows)");
     fg_mask_env env = {0, 0, 0, 0, sq, sk, p->consts};
-    int64_t scan = FG_PATTERN_SCAN_BUDGET;
+    fg_mask_budget budget = FG_PATTERN_CLASSIFY_BUDGET;
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads; ++h)
             for (int qb = 0; qb < d->num_q_blocks; ++qb) {
@@ -491,7 +491,7 @@ fg_status fg_pattern_verify(const fg_pattern *p, int sq, int sk, long *inexact, 
                     const int listed = in_row(d->full_kv_num_blocks, d->full_kv_indices, r, d->num_kv_blocks, kb) ? 2
                                        : in_row(d->kv_num_blocks, d->kv_indices, r, d->num_kv_blocks, kb) ? 1 : 0;
                     if (listed == 1) { /* correct either way; uniform ones only cost time */
-                        *inexact += fg_mask_expr_classify(p->expr, &env, q0, q1, k0, k1, &scan) != 1;
+                        *inexact += fg_mask_expr_classify(p->expr, &env, q0, q1, k0, k1, &budget) != 1;
                         continue;
                     }
                     /* element by element, independent of the classifier's intervals */

@@ -11,10 +11,11 @@
 #define FG_PATTERN_INSN_LIMIT 500000000L   /* VM instructions per create and per eval     */
 #define FG_PATTERN_FILE_LIMIT (1u << 20)   /* bytes of a user pattern file                */
 #define FG_PATTERN_MAX_ENTRIES ((size_t)1 << 27) /* int32 entries of one layout (512 MiB)  */
-/* Mask evaluations per layout spent on blocks that interval arithmetic
- * leaves undecided; the blocks left after that are partial (correct, and
- * evaluated with the mask in the kernel). */
-#define FG_PATTERN_SCAN_BUDGET ((int64_t)1 << 24)
+/* Classification work per layout of a mask-only pattern (a few seconds at
+ * most): node evaluations of interval arithmetic, and mask evaluations on
+ * blocks that intervals leave undecided.  Blocks left undecided are partial
+ * (correct: the kernel applies the mask to them). */
+#define FG_PATTERN_CLASSIFY_BUDGET {(int64_t)1 << 31, (int64_t)1 << 24}
 #define FG_PATTERN_VERIFY_MAX ((int64_t)1 << 32)  /* elements fg_pattern_verify evaluates */
 
 /* The element predicate (NULL for a block-level pattern) and its constants. */

@@ -165,7 +165,7 @@ static void test_classify_property(void) {
             mixed += want == 1;
             CHECK(got == want, "%s (w=%lld z=%lld) on q %lld..%lld kv %lld..%lld: classified %d, elements say %d", b.s,
                   (long long)consts[0], (long long)consts[1], (long long)q0, (long long)q1, (long long)k0, (long long)k1, got, want);
-            int64_t none = 0;
+            fg_mask_budget none = {1 << 20, 0};
             const int quick = fg_mask_expr_classify(e, &env, q0, q1, k0, k1, &none);
             decided_by_intervals += quick != 1;
             CHECK(quick == 1 || quick == want, "%s on q %lld..%lld kv %lld..%lld: intervals alone say %d, elements %d", b.s,
@@ -193,7 +193,7 @@ static void exercise(const char *text) {
     const int64_t consts[2] = {random_const(), random_const()};
     fg_mask_env env = {1, 2, pick(100), pick(100), 100, 100, consts};
     (void)fg_mask_expr_eval(e, &env);
-    int64_t budget = 64;
+    fg_mask_budget budget = {1 << 20, 64};
     (void)fg_mask_expr_classify(e, &env, 0, 7, 0, 7, &budget);
     (void)fg_mask_expr_fits_int32(e, consts);
     for (int m = FG_MASK_RENDER_TEXT; m <= FG_MASK_RENDER_PYTHON; ++m) {
@@ -257,8 +257,13 @@ static void test_reproductions(void) {
     fg_mask_env env = {0, 0, 1, 0, 512, 512, NULL};
     CHECK(fg_mask_expr_eval(e, &env) == 0, "(q=1, kv=0) is masked");
     CHECK(fg_mask_expr_classify(e, &env, 0, 63, 0, 63, NULL) == 1, "block (0..63, 0..63) is mixed");
-    int64_t none = 0;
+    fg_mask_budget none = {1 << 20, 0};
     CHECK(fg_mask_expr_classify(e, &env, 0, 63, 0, 63, &none) == 1, "intervals alone cannot call it full");
+    /* item 4: the interval pass is bounded too: past its budget, partial */
+    fg_mask_budget few = {60, 1 << 20};
+    int calls = 0;
+    while (calls < 100 && fg_mask_expr_classify(e, &env, 0, 0, 100, 100, &few) == 2) ++calls;
+    CHECK(calls >= 1 && calls < 60 && few.interval_nodes < 0, "%d blocks classified within the interval budget", calls);
     fg_mask_expr_free(e);
 
     /* item 5: the literal check runs before the multiply (2^64 + 256 read as 256) */
@@ -320,7 +325,8 @@ static void test_sizes_and_time(void) {
         for (int r = 0; r < d.num_q_blocks; ++r) { full += d.full_kv_num_blocks[r]; part += d.kv_num_blocks[r]; }
         /* every block is true everywhere: the first ones are found full, the
          * rest left partial once the scan budget is spent (correct) */
-        CHECK(full + part == 512L * 512 && full >= FG_PATTERN_SCAN_BUDGET / (128 * 128) - 1 && part > 0, "full %ld partial %ld", full, part);
+        const fg_mask_budget b = FG_PATTERN_CLASSIFY_BUDGET;
+        CHECK(full + part == 512L * 512 && full >= b.elements / (128 * 128) - 1 && part > 0, "full %ld partial %ld", full, part);
         printf("bounded classification: 512 x 512 undecidable blocks in %.2f s (%ld full, %ld partial)\n", dt, full, part);
         fg_pattern_destroy(p);
     }
