@@ -14,8 +14,8 @@
  *     searches try n + 1 starts.  So ("a"):rep(30000):find(".-.-.-.-.-b"),
  *     about 30000^6 steps, is refused at once, while an identifier gsub on
  *     a mask of a few hundred characters costs ~10^5.
- *   - string.rep: the result's size (an empty piece returns "" at once; a
- *     result over the memory limit is refused).
+ *   - string.rep: the pieces and the result's size (an empty result returns
+ *     "" at once; a result over the memory limit is refused).
  *   - table.insert/remove/sort/concat/move: tables with __index, __newindex
  *     or __len are refused (a metamethod could change the length between
  *     the charge and the work), then the element count is charged.
@@ -120,7 +120,7 @@ static int g_rep(lua_State *L) {
     if (total > (double)ud->mem_limit)
         return luaL_error(L, "string.rep: the result would be %f bytes, more than the memory limit (%d MiB)", (lua_Number)total,
                           (int)(ud->mem_limit >> 20));
-    fg_lua_charge(L, total / 32, "string.rep");
+    fg_lua_charge(L, (double)n + total / 32, "string.rep"); /* one copy per piece, then the bytes */
     return call_original(L);
 }
 

@@ -115,6 +115,8 @@ static void test_budget_holds(void) {
     expect_refused("gmatch.lua", "for x in ('a'):rep(20000):gmatch('.-.-.-b') do end\n", "string.gmatch", "instruction budget");
     expect_refused("plainfind.lua", "local s = ('a'):rep(1 << 24)\nlocal p = ('a'):rep(1 << 23) .. 'b'\nfor i = 1, 100 do s:find(p, 1, true) end\n",
                    "plainfind.lua:3:", "instruction budget");
+    /* a one-byte piece copied 10^7 times per call: the copies are charged */
+    expect_refused("rep_loop.lua", "for i = 1, 1000 do\n  local s = ('x'):rep(10000000)\nend\n", "rep_loop.lua:2:", "string.rep could take");
     expect_refused("rep_big.lua", "local s = string.rep('ab', 1 << 40)\n", "rep_big.lua:1:", "more than the memory limit");
     expect_refused("move.lua", "table.move({}, 1, math.maxinteger - 1, 1)\n", "table.move", "instruction budget");
     expect_refused("insert_len.lua",
