@@ -84,10 +84,13 @@ static int parse_primary(parser *p) {
         return r;
     }
     if (isdigit((unsigned char)ch)) {
+        const uint64_t limit = (uint64_t)1 << 62;
         uint64_t v = 0;
         while (isdigit((unsigned char)p->s[p->pos])) {
-            v = v * 10 + (uint64_t)(p->s[p->pos] - '0');
-            if (v > ((uint64_t)1 << 62)) return fail_at(p, start, "integer literal too large (limit 2^62)");
+            const uint64_t d = (uint64_t)(p->s[p->pos] - '0');
+            /* checked before the multiply, so no digit string wraps */
+            if (v > (limit - d) / 10) return fail_at(p, start, "integer literal too large (limit 2^62)");
+            v = v * 10 + d;
             p->pos++;
         }
         if (isalpha((unsigned char)p->s[p->pos]) || p->s[p->pos] == '_' || p->s[p->pos] == '.')
@@ -329,7 +332,12 @@ static void render(const fg_mask_expr *e, int i, fg_mask_render_mode m, const in
                                   [N_MIN] = "_min", [N_MAX] = "_max"};
     /* distinct names per width, so that an int argument (a comparison) next
      * to a long long one never makes an overload ambiguous */
-    static const char *cu_fn[] = {[N_DIV] = "fg::mx_div64", [N_MOD] = "fg::mx_mod64", [N_MIN] = "fg::mx_min64", [N_MAX] = "fg::mx_max64"};
+    /* 64 bits: + - * through unsigned helpers, whose wrapping is defined
+     * (signed overflow is undefined in C++, and NVRTC folded it: the kernel
+     * then disagreed with the wrapping host evaluator); 32 bits is used only
+     * where no subexpression can overflow (fg_mask_expr_fits_int32) */
+    static const char *cu_fn[] = {[N_ADD] = "fg::mx_add64", [N_SUB] = "fg::mx_sub64", [N_MUL] = "fg::mx_mul64",
+                                  [N_DIV] = "fg::mx_div64", [N_MOD] = "fg::mx_mod64", [N_MIN] = "fg::mx_min64", [N_MAX] = "fg::mx_max64"};
     static const char *cu32_fn[] = {[N_DIV] = "fg::mx_div32", [N_MOD] = "fg::mx_mod32", [N_MIN] = "fg::mx_min32", [N_MAX] = "fg::mx_max32"};
     switch (x->op) {
     case N_NUM: put(b, m == FG_MASK_RENDER_CUDA ? "%lldll" : "%lld", (long long)x->v); return;
@@ -375,7 +383,7 @@ static void render(const fg_mask_expr *e, int i, fg_mask_render_mode m, const in
     default: break;
     }
     const int fn = (m == FG_MASK_RENDER_PYTHON && x->op != N_ADD && x->op != N_SUB && x->op != N_MUL) ||
-                   (cuda && cu_fn[x->op]) || (m == FG_MASK_RENDER_TEXT && (x->op == N_MIN || x->op == N_MAX));
+                   (m == FG_MASK_RENDER_CUDA && cu_fn[x->op]) || (m == FG_MASK_RENDER_CUDA32 && cu32_fn[x->op]) || (m == FG_MASK_RENDER_TEXT && (x->op == N_MIN || x->op == N_MAX));
     if (fn) {
         const char *name = m == FG_MASK_RENDER_PYTHON ? py_fn[x->op] : m == FG_MASK_RENDER_CUDA ? cu_fn[x->op] : cuda ? cu32_fn[x->op]
                                                                                                : x->op == N_MIN ? "min" : "max";
@@ -479,12 +487,15 @@ static ival iv_node(const fg_mask_expr *e, int i, const ival *vars, const int64_
     case N_MOD: {
         if (b.lo != b.hi || b.lo == 0 || b.lo == -1 || b.lo == INT64_MIN) return ANY;
         const int64_t c = b.lo < 0 ? -b.lo : b.lo;
+        /* the width in unsigned arithmetic: exact for any lo <= hi (a signed
+         * hi - lo overflows for [INT64_MIN, 0] and made mixed blocks full) */
+        const int narrow = (uint64_t)a.hi - (uint64_t)a.lo < (uint64_t)c && a.lo % c <= a.hi % c;
         if (a.lo >= 0) {
-            if (a.hi - a.lo < c && a.lo % c <= a.hi % c) { r.lo = a.lo % c; r.hi = a.hi % c; return r; }
+            if (narrow) { r.lo = a.lo % c; r.hi = a.hi % c; return r; }
             r.lo = 0; r.hi = c - 1; return r;
         }
         if (a.hi <= 0) {
-            if (a.hi - a.lo < c && a.lo % c <= a.hi % c) { r.lo = a.lo % c; r.hi = a.hi % c; return r; }
+            if (narrow) { r.lo = a.lo % c; r.hi = a.hi % c; return r; }
             r.lo = -(c - 1); r.hi = 0; return r;
         }
         r.lo = -(c - 1); r.hi = c - 1; return r;
@@ -501,8 +512,10 @@ static ival iv_node(const fg_mask_expr *e, int i, const ival *vars, const int64_
     return ANY;
 }
 
-int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
+int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1,
+                          fg_mask_budget *budget) {
     if (q1 < q0 || k1 < k0) return 0;
+    if (budget && (budget->interval_nodes -= e->count) < 0) return 1;
     const ival vars[6] = {iv_const(env->b), iv_const(env->h), {q0, q1}, {k0, k1}, iv_const(env->seqlen_q), iv_const(env->seqlen_k)};
     const ival r = iv_node(e, e->root, vars, env->consts);
     if (definitely_nonzero(r)) return 2;
@@ -512,6 +525,7 @@ int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t
     for (int64_t q = q0; q <= q1; ++q) {
         x.q_idx = q;
         for (int64_t k = k0; k <= k1; ++k) {
+            if (budget && budget->elements-- <= 0) return 1; /* undecided: partial is always correct */
             x.kv_idx = k;
             if (eval_node(e, e->root, &x)) seen_true = 1;
             else seen_false = 1;

@@ -61,10 +61,19 @@ char *fg_mask_expr_render(const fg_mask_expr *e, fg_mask_render_mode mode, const
  * half the instructions per element in the kernel. */
 int fg_mask_expr_fits_int32(const fg_mask_expr *e, const int64_t *consts);
 
+/* Work allowed to fg_mask_expr_classify over many blocks: node
+ * evaluations of the interval pass, and element evaluations of the scan. */
+typedef struct fg_mask_budget { int64_t interval_nodes, elements; } fg_mask_budget;
+
 /* Block classification: over q_idx in [q0, q1] and kv_idx in [k0, k1]
  * (inclusive) with the other variables of env fixed.  Returns 2 when the
  * expression is non-zero everywhere (full), 0 when zero everywhere (empty),
- * 1 otherwise (partial).  Exact: interval arithmetic decides most blocks,
- * the rest are evaluated element by element until both outcomes are seen. */
-int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1);
+ * 1 otherwise (partial).  Interval arithmetic (every operation overflow-
+ * checked: an overflow widens to "any value") decides most blocks; the rest
+ * are evaluated element by element until both outcomes are seen.  Each pass
+ * spends its part of *budget (NULL: unbounded): a block that the budget
+ * leaves undecided is partial, which is always correct (only slower); with
+ * enough budget the result is exact. */
+int fg_mask_expr_classify(const fg_mask_expr *e, const fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1,
+                          fg_mask_budget *budget);
 #endif

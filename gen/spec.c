@@ -1,4 +1,5 @@
 #include "gen/spec.h"
+#include "gen/sha256.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,18 +90,38 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
     return st;
 }
 
+fg_mask_hash fg_mask_hash_of(const char *mask_cuda) {
+    fg_mask_hash h;
+    fg_sha256(mask_cuda, strlen(mask_cuda), h.sha256);
+    if (!fg_mask_hash_set(&h)) h.sha256[31] = 1; /* all zero means "no mask" */
+    return h;
+}
+
+int fg_mask_hash_set(const fg_mask_hash *h) {
+    for (int i = 0; i < 32; ++i)
+        if (h->sha256[i]) return 1;
+    return 0;
+}
+
+void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n) {
+    if (!n) return;
+    buf[0] = 0;
+    if (!fg_mask_hash_set(h) || n < sizeof ",mask=" + 64) return;
+    size_t k = (size_t)snprintf(buf, n, ",mask=");
+    for (int i = 0; i < 32; ++i, k += 2) snprintf(buf + k, n - k, "%02x", h->sha256[i]);
+}
+
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
     return a->head_dim == b->head_dim && a->dtype == b->dtype && a->causal == b->causal && a->sparse == b->sparse &&
-           a->mask_hash == b->mask_hash;
+           !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
 void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     int k = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
              v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
              v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
-    /* dense and plain sparse keys are unchanged; a mask adds its hash */
-    if (v->spec.mask_hash && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, ",mask=%016llx", (unsigned long long)v->spec.mask_hash);
+    /* dense and plain sparse keys are unchanged; a mask adds its SHA-256 */
+    if (k > 0 && (size_t)k < n) fg_mask_hash_format(&v->spec.mask_hash, buf + k, n - (size_t)k);
 }
 
 const char *fg_variant_template(const fg_variant *v) {

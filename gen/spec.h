@@ -13,16 +13,22 @@
 #include "flashgen.h"
 #include "gen/error.h"
 
+/* A mask expression's kernel identity: the SHA-256 of its rendered C++
+ * (which holds the arithmetic width and the constants' slots, not their
+ * values).  All zero: no mask.  A 64-bit FNV-1a hash was used before, and
+ * two different masks with the same hash ran each other's kernel. */
+typedef struct fg_mask_hash { uint8_t sha256[32]; } fg_mask_hash;
+
 typedef struct fg_spec {
     int head_dim;
     fg_dtype dtype;
     int causal; /* kernel has a causal mask; the alignment is a run-time offset */
     int sparse;
     /* Element mask of partial blocks (a pattern's mask expression), or none:
-     * mask_hash 0.  mask_cuda is the rendered C++ the kernel inlines and
-     * mask_text its canonical form (both owned by the layout); the hash of
-     * mask_cuda names the kernel. */
-    uint64_t mask_hash;
+     * mask_hash all zero.  mask_cuda is the rendered C++ the kernel inlines and
+     * mask_text its canonical form (both owned by the layout); the SHA-256
+     * of mask_cuda names the kernel (fg_mask_hash_of). */
+    fg_mask_hash mask_hash;
     const char *mask_cuda, *mask_text;
 } fg_spec;
 
@@ -67,7 +73,13 @@ void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, 
  * and back (FG_ERR_INVALID_ARGUMENT when the text is not one). */
 void fg_config_format(const fg_config *c, char *buf, size_t n);
 fg_status fg_config_parse(const char *text, fg_config *c, fg_error *err);
-/* Same compile-time identity (the mask by its hash). */
+/* The identity of a rendered mask (never all zero), whether h names a mask,
+ * and its key item: ",mask=" and 64 hex digits, or "" without a mask (the
+ * one formatter of the variant key and the tuning spec). */
+fg_mask_hash fg_mask_hash_of(const char *mask_cuda);
+int fg_mask_hash_set(const fg_mask_hash *h);
+void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n);
+/* Same compile-time identity (the mask by its SHA-256). */
 int fg_spec_equal(const fg_spec *a, const fg_spec *b);
 const char *fg_dtype_name(fg_dtype d);
 const char *fg_causal_name(fg_causal c);

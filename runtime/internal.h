@@ -66,9 +66,9 @@ struct fg_block_layout {
     CUdeviceptr buf; /* full_num | part_num | full_idx | part_idx */
     const int *full_num, *part_num, *full_idx, *part_idx;
     /* Set by fg_pattern_layout: the sizes the pattern was evaluated for
-     * (0: any), and the element mask of partial blocks (mask_hash 0: none). */
+     * (0: any), and the element mask of partial blocks (mask_hash all zero: none). */
     int seqlen_q, seqlen_k;
-    uint64_t mask_hash;
+    fg_mask_hash mask_hash;
     char *mask_cuda, *mask_text;
     long long mask_c[16];
 };

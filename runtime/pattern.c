@@ -1,6 +1,7 @@
 /* pattern.c: block-sparse patterns: a sandboxed Lua state running
  * templates/patterns.lua (and a user's file or expression) turns a pattern
  * into block lists; the mask expression is parsed by gen/mask_expr.c. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ struct fg_pattern {
     char *cnames[FG_MASK_MAX_CONSTS];
     int64_t consts[FG_MASK_MAX_CONSTS];
     char *text, *cuda, *python;
-    uint64_t hash;
+    fg_mask_hash hash;       /* the kernel identity of cuda */
     int32_t *buf;            /* last evaluation: part_num | full_num | part_idx | full_idx */
     int evaluated;
     fg_block_layout_desc last;
@@ -38,6 +39,85 @@ typedef struct create_args {
     int kind;
     fg_pattern *P;
 } create_args;
+
+/* Raw field f of the table at index t (no metamethod runs); returns its type. */
+static int raw_field(lua_State *L, int t, const char *f) {
+    lua_pushstring(L, f);
+    return lua_rawget(L, t);
+}
+
+static int is_identifier(const char *s) {
+    if (!(isalpha((unsigned char)s[0]) || s[0] == '_')) return 0;
+    for (; *s; ++s)
+        if (!(isalnum((unsigned char)*s) || *s == '_')) return 0;
+    return 1;
+}
+
+/* Reads and validates, in C, what C uses of the pattern table on the top of
+ * the stack: the Lua-side M.check can be replaced or fooled (__pairs,
+ * __index), so nothing here trusts it.  Raw reads only. */
+static int read_pattern(lua_State *L, fg_pattern *P, const char *what) {
+    if (!lua_istable(L, -1)) return luaL_error(L, "pattern %s: the result is a %s, not a pattern table", what, luaL_typename(L, -1));
+    lua_pushvalue(L, -1);
+    P->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    const int t = lua_gettop(L);
+    const int tname = raw_field(L, t, "name");
+    P->name = fg_strdupf("%s", tname == LUA_TSTRING ? lua_tostring(L, -1) : what);
+    if (!P->name) return luaL_error(L, "out of memory");
+    const int tblock = raw_field(L, t, "block"), tmask = raw_field(L, t, "mask"), tconsts = raw_field(L, t, "consts");
+    if (tblock != LUA_TNIL && tblock != LUA_TFUNCTION) return luaL_error(L, "pattern %s: 'block' must be a function", P->name);
+    if (tmask != LUA_TNIL && tmask != LUA_TSTRING)
+        return luaL_error(L, "pattern %s: 'mask' must be a string in the mask-expression language", P->name);
+    if (tblock == LUA_TNIL && tmask == LUA_TNIL) return luaL_error(L, "pattern %s has neither 'mask' nor 'block'", P->name);
+    if (tconsts != LUA_TNIL && tconsts != LUA_TTABLE) return luaL_error(L, "pattern %s: 'consts' must be a table", P->name);
+    P->has_block = tblock == LUA_TFUNCTION;
+    if (tconsts == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) { /* raw traversal: __pairs never runs */
+            if (lua_type(L, -2) != LUA_TSTRING || !is_identifier(lua_tostring(L, -2)) || strlen(lua_tostring(L, -2)) > 63) {
+                const char *type = luaL_typename(L, -2);
+                return luaL_error(L, "pattern %s: consts must map identifiers to integers (a key is %s %s)", P->name, type,
+                                  luaL_tolstring(L, -2, NULL));
+            }
+            if (lua_type(L, -1) != LUA_TNUMBER || !lua_isinteger(L, -1)) {
+                const char *key = lua_tostring(L, -2);
+                return luaL_error(L, "pattern %s: consts must map names to integers (%s = %s)", P->name, key,
+                                  luaL_tolstring(L, -1, NULL));
+            }
+            if (P->nconst >= FG_MASK_MAX_CONSTS)
+                return luaL_error(L, "pattern %s binds more than %d mask constants", P->name, FG_MASK_MAX_CONSTS);
+            P->cnames[P->nconst] = fg_strdupf("%s", lua_tostring(L, -2));
+            P->consts[P->nconst] = (int64_t)lua_tointeger(L, -1);
+            if (!P->cnames[P->nconst]) return luaL_error(L, "out of memory");
+            P->nconst++;
+            lua_pop(L, 1);
+        }
+    }
+    raw_field(L, t, "per_batch");
+    P->per_batch = lua_toboolean(L, -1);
+    raw_field(L, t, "per_head");
+    P->per_head = lua_toboolean(L, -1);
+    raw_field(L, t, "mask_is_predicate");
+    P->mask_is_predicate = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    /* a canonical order, so that the same pattern always renders the same kernel */
+    for (int i = 0; i < P->nconst; ++i)
+        for (int j = i + 1; j < P->nconst; ++j)
+            if (strcmp(P->cnames[j], P->cnames[i]) < 0) {
+                char *n = P->cnames[i]; P->cnames[i] = P->cnames[j]; P->cnames[j] = n;
+                int64_t v = P->consts[i]; P->consts[i] = P->consts[j]; P->consts[j] = v;
+            }
+    if (tmask == LUA_TSTRING) {
+        raw_field(L, t, "mask");
+        fg_error e = {0};
+        fg_status st = fg_mask_expr_parse(lua_tostring(L, -1), (const char *const *)P->cnames, P->nconst, &P->expr, &e);
+        if (st != FG_OK) {
+            lua_pushfstring(L, "pattern %s: %s", P->name, e.msg ? e.msg : "bad mask expression");
+            fg_error_clear(&e);
+            return lua_error(L);
+        }
+    }
+    return 0;
+}
 
 /* In the protected call: builds and checks the pattern, keeps a reference,
  * reads its fields. */
@@ -87,54 +167,7 @@ static int create_main(lua_State *L) {
     lua_pushvalue(L, params);
     lua_pushstring(L, a->pattern);
     lua_call(L, 3, 1); /* finish(result, params, what) */
-    lua_pushvalue(L, -1);
-    P->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    const int t = lua_gettop(L);
-
-    lua_getfield(L, t, "name");
-    P->name = fg_strdupf("%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : a->pattern);
-    lua_getfield(L, t, "block");
-    P->has_block = lua_isfunction(L, -1);
-    lua_getfield(L, t, "per_batch");
-    P->per_batch = lua_toboolean(L, -1);
-    lua_getfield(L, t, "per_head");
-    P->per_head = lua_toboolean(L, -1);
-    lua_getfield(L, t, "mask_is_predicate");
-    P->mask_is_predicate = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 5);
-    lua_getfield(L, t, "consts");
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (P->nconst >= FG_MASK_MAX_CONSTS)
-                return luaL_error(L, "pattern %s binds more than %d mask constants", P->name, FG_MASK_MAX_CONSTS);
-            /* M.check made sure keys are strings and values integers */
-            P->cnames[P->nconst] = fg_strdupf("%s", lua_tostring(L, -2));
-            P->consts[P->nconst] = (int64_t)lua_tointeger(L, -1);
-            if (!P->cnames[P->nconst]) return luaL_error(L, "out of memory");
-            P->nconst++;
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-    /* a canonical order, so that the same pattern always renders the same kernel */
-    for (int i = 0; i < P->nconst; ++i)
-        for (int j = i + 1; j < P->nconst; ++j)
-            if (strcmp(P->cnames[j], P->cnames[i]) < 0) {
-                char *n = P->cnames[i]; P->cnames[i] = P->cnames[j]; P->cnames[j] = n;
-                int64_t v = P->consts[i]; P->consts[i] = P->consts[j]; P->consts[j] = v;
-            }
-    lua_getfield(L, t, "mask");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        fg_error e = {0};
-        fg_status st = fg_mask_expr_parse(lua_tostring(L, -1), (const char *const *)P->cnames, P->nconst, &P->expr, &e);
-        if (st != FG_OK) {
-            lua_pushfstring(L, "pattern %s: %s", P->name, e.msg ? e.msg : "bad mask expression");
-            fg_error_clear(&e);
-            return lua_error(L);
-        }
-    }
-    return 0;
+    return read_pattern(L, P, a->pattern);
 }
 
 static char *read_pattern_file(const char *path, size_t *len, fg_error *err) {
@@ -174,8 +207,8 @@ void fg_pattern_destroy(fg_pattern *p) {
     free(p);
 }
 
-static fg_status pattern_create(const fg_sources *src, const char *pattern, const char *params, fg_pattern **out,
-                                fg_error *err) {
+fg_status fg_pattern_create_internal(const fg_sources *src, const char *pattern, const char *params, fg_pattern **out,
+                                     fg_error *err) {
     *out = NULL;
     if (!pattern || !*pattern) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern is NULL or empty");
     if (strlen(pattern) > 1024) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern text longer than 1024 characters");
@@ -213,8 +246,7 @@ static fg_status pattern_create(const fg_sources *src, const char *pattern, cons
             fg_pattern_destroy(P);
             return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
         }
-        P->hash = fg_hash64(FG_HASH_SEED, P->cuda, strlen(P->cuda));
-        if (!P->hash) P->hash = 1;
+        P->hash = fg_mask_hash_of(P->cuda);
     }
     if (!P->name) { fg_pattern_destroy(P); return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory"); }
     *out = P;
@@ -228,7 +260,7 @@ fg_status fg_pattern_create(fg_context *ctx, const char *pattern, const char *pa
     *out = NULL;
     const fg_sources *src;
     if (fg_ctx_sources(ctx, &src, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
-    if (pattern_create(src, pattern, params, out, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    if (fg_pattern_create_internal(src, pattern, params, out, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
     return FG_OK;
 }
 
@@ -270,7 +302,7 @@ static void put_block(eval_args *a, long r, int kb, int cls) {
 static int eval_main(lua_State *L) {
     eval_args *a = lua_touserdata(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->P->ref);
-    lua_getfield(L, -1, "block");
+    raw_field(L, lua_gettop(L), "block");
     const int fn = lua_gettop(L);
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, a->sq); lua_setfield(L, -2, "seqlen_q");
@@ -324,17 +356,24 @@ fg_status fg_pattern_eval_internal(fg_pattern *P, int batch, int heads, int sq, 
     if (batch < 1 || heads < 1 || sq < 1 || sk < 1 || sq > (1 << 30) || sk > (1 << 30))
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern sizes must be >= 1 and seqlens <= 2^30 (batch=%d heads=%d seqlen_q=%d seqlen_k=%d)",
                        batch, heads, sq, sk);
-    if (bq < 64 || bq % 64 || bk < 16 || bk % 16)
-        return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout blocks must be multiples of 64 query rows and 16 keys (block_q=%d block_k=%d)", bq, bk);
-    eval_args a = {P, P->per_batch ? batch : 1, P->per_head ? heads : 1, (sq + bq - 1) / bq, (sk + bk - 1) / bk, sq, sk, bq, bk,
-                   batch, heads, NULL, NULL, NULL, NULL};
-    const size_t rows = (size_t)a.lb * a.lh * a.nq, n = 2 * rows + 2 * rows * (size_t)a.nk;
-    if (n > ((size_t)1 << 31)) return fg_fail(err, FG_ERR_UNSUPPORTED, "layout of %zu entries is too large", n);
+    if (bq < 64 || bq % 64 || bk < 16 || bk % 16 || bq > (1 << 30) || bk > (1 << 30))
+        return fg_fail(err, FG_ERR_BAD_LAYOUT, "layout blocks must be multiples of 64 query rows and 16 keys, at most 2^30 (block_q=%d block_k=%d)",
+                       bq, bk);
+    /* block counts in 64 bits (sq + bq - 1 overflowed int for blocks near
+     * 2^31), the layout's size checked before it is allocated */
+    const int nq = (int)(((int64_t)sq + bq - 1) / bq), nk = (int)(((int64_t)sk + bk - 1) / bk);
+    eval_args a = {P, P->per_batch ? batch : 1, P->per_head ? heads : 1, nq, nk, sq, sk, bq, bk, batch, heads, NULL, NULL, NULL, NULL};
+    size_t rows, n;
+    if (__builtin_mul_overflow((size_t)a.lb, (size_t)a.lh, &rows) || __builtin_mul_overflow(rows, (size_t)nq, &rows) ||
+        __builtin_mul_overflow(rows, (size_t)nk + 1, &n) || __builtin_mul_overflow(n, (size_t)2, &n) || n > FG_PATTERN_MAX_ENTRIES)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "a layout of %d x %d x %d x %d blocks (batch, head, query, key) is larger than %d Mi entries: use larger blocks or a "
+                       "pattern that does not depend on batch and head", a.lb, a.lh, nq, nk, (int)(FG_PATTERN_MAX_ENTRIES >> 20));
     int32_t *buf = calloc(n, sizeof *buf);
     if (!buf) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory for a layout of %zu entries", n);
     a.pn = buf; a.fn = buf + rows; a.pi = buf + 2 * rows; a.fi = a.pi + rows * (size_t)a.nk;
     if (P->has_block) {
-        P->ud.insns = 0;
+        fg_lua_budget_reset(&P->ud);
         lua_pushcfunction(P->L, eval_main);
         lua_pushlightuserdata(P->L, &a);
         if (fg_lua_pcall(P->L, 1, 0) != LUA_OK) {
@@ -346,6 +385,7 @@ fg_status fg_pattern_eval_internal(fg_pattern *P, int batch, int heads, int sq, 
         }
     } else {
         fg_mask_env env = {0, 0, 0, 0, sq, sk, P->consts};
+        fg_mask_budget budget = FG_PATTERN_CLASSIFY_BUDGET;
         for (int b = 0; b < a.lb; ++b)
             for (int h = 0; h < a.lh; ++h)
                 for (int qb = 0; qb < a.nq; ++qb) {
@@ -355,7 +395,7 @@ fg_status fg_pattern_eval_internal(fg_pattern *P, int batch, int heads, int sq, 
                     const int64_t q0 = (int64_t)qb * bq, q1 = (q0 + bq < sq ? q0 + bq : sq) - 1;
                     for (int kb = 0; kb < a.nk; ++kb) {
                         const int64_t k0 = (int64_t)kb * bk, k1 = (k0 + bk < sk ? k0 + bk : sk) - 1;
-                        put_block(&a, r, kb, fg_mask_expr_classify(P->expr, &env, q0, q1, k0, k1));
+                        put_block(&a, r, kb, fg_mask_expr_classify(P->expr, &env, q0, q1, k0, k1, &budget));
                     }
                 }
     }
@@ -415,33 +455,54 @@ static int in_row(const int32_t *num, const int32_t *idx, long r, int nk, int kb
     return 0;
 }
 
+/* The first element of the block where the mask is not `want` (0 or 1): 1
+ * and its position, or 0 when there is none. */
+static int counterexample(const fg_pattern *p, fg_mask_env *env, int64_t q0, int64_t q1, int64_t k0, int64_t k1, int want,
+                          int64_t *q, int64_t *k) {
+    for (env->q_idx = q0; env->q_idx <= q1; ++env->q_idx)
+        for (env->kv_idx = k0; env->kv_idx <= k1; ++env->kv_idx)
+            if ((fg_mask_expr_eval(p->expr, env) != 0) != want) {
+                *q = env->q_idx;
+                *k = env->kv_idx;
+                return 1;
+            }
+    return 0;
+}
+
 fg_status fg_pattern_verify(const fg_pattern *p, int sq, int sk, long *inexact, fg_error *err) {
     *inexact = 0;
     if (!p->evaluated) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern %s has not been evaluated", p->name);
     if (!p->expr || !p->mask_is_predicate)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "pattern %s has no mask expression that is its whole element predicate", p->name);
     const fg_block_layout_desc *d = &p->last;
+    if ((int64_t)sq * sk * d->batch * d->heads > FG_PATTERN_VERIFY_MAX)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "verifying evaluates the mask on every element: at most 2^32 (seqlen_q x seqlen_k x layout rows)");
     fg_mask_env env = {0, 0, 0, 0, sq, sk, p->consts};
+    fg_mask_budget budget = FG_PATTERN_CLASSIFY_BUDGET;
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads; ++h)
             for (int qb = 0; qb < d->num_q_blocks; ++qb) {
                 const long r = ((long)b * d->heads + h) * d->num_q_blocks + qb;
-                const int q0 = qb * d->block_q, q1 = (q0 + d->block_q < sq ? q0 + d->block_q : sq) - 1;
+                const int64_t q0 = (int64_t)qb * d->block_q, q1 = (q0 + d->block_q < sq ? q0 + d->block_q : sq) - 1;
                 env.b = b;
                 env.h = h;
                 for (int kb = 0; kb < d->num_kv_blocks; ++kb) {
-                    const int k0 = kb * d->block_k, k1 = (k0 + d->block_k < sk ? k0 + d->block_k : sk) - 1;
+                    const int64_t k0 = (int64_t)kb * d->block_k, k1 = (k0 + d->block_k < sk ? k0 + d->block_k : sk) - 1;
                     const int listed = in_row(d->full_kv_num_blocks, d->full_kv_indices, r, d->num_kv_blocks, kb) ? 2
                                        : in_row(d->kv_num_blocks, d->kv_indices, r, d->num_kv_blocks, kb) ? 1 : 0;
-                    const int truth = fg_mask_expr_classify(p->expr, &env, q0, q1, k0, k1);
-                    if (listed == 1) { *inexact += truth != 1; continue; }
-                    if (listed != truth) {
-                        static const char *nm[] = {"empty", "partial", "full"};
-                        return fg_fail(err, FG_ERR_PATTERN,
-                                       "pattern %s: block (b=%d h=%d q %d..%d, kv %d..%d) is classified %s, but its mask "
-                                       "expression makes it %s (%s)",
-                                       p->name, b, h, q0, q1, k0, k1, nm[listed], nm[truth], p->text);
+                    if (listed == 1) { /* correct either way; uniform ones only cost time */
+                        *inexact += fg_mask_expr_classify(p->expr, &env, q0, q1, k0, k1, &budget) != 1;
+                        continue;
                     }
+                    /* element by element, independent of the classifier's intervals */
+                    int64_t q, k;
+                    if (counterexample(p, &env, q0, q1, k0, k1, listed == 2, &q, &k))
+                        return fg_fail(err, FG_ERR_PATTERN,
+                                       "pattern %s: block (b=%d h=%d q %lld..%lld, kv %lld..%lld) is classified %s, but its mask "
+                                       "expression is %s at q_idx=%lld, kv_idx=%lld (%s)",
+                                       p->name, b, h, (long long)q0, (long long)q1, (long long)k0, (long long)k1,
+                                       listed == 2 ? "full" : "empty", listed == 2 ? "false" : "true", (long long)q, (long long)k,
+                                       p->text);
                 }
             }
     return FG_OK;

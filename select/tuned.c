@@ -11,7 +11,7 @@ void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, c
                      s->causal, s->sparse, paths[path >= 0 && path <= 2 ? path : 0]);
     if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
     /* a pattern's element mask changes the kernel (registers): its own tuning entry */
-    if (s->mask_hash && w > 0 && (size_t)w < n) snprintf(buf + w, n - (size_t)w, ",mask=%016llx", (unsigned long long)s->mask_hash);
+    if (w > 0 && (size_t)w < n) fg_mask_hash_format(&s->mask_hash, buf + w, n - (size_t)w);
 }
 
 int fg_bucket_len(int s) {

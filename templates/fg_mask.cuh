@@ -40,20 +40,29 @@ __device__ __forceinline__ void apply_mask(float (&s)[MT][NT_S][4], int row0, in
         }
 }
 
-__device__ __forceinline__ long long mx_neg64(long long a) { return (long long)(0ull - (unsigned long long)a); }
-__device__ __forceinline__ long long mx_div64(long long a, long long b) { return b == 0 ? 0 : b == -1 ? mx_neg64(a) : a / b; }
-__device__ __forceinline__ long long mx_mod64(long long a, long long b) { return b == 0 || b == -1 ? 0 : a % b; }
-__device__ __forceinline__ long long mx_min64(long long a, long long b) { return a < b ? a : b; }
-__device__ __forceinline__ long long mx_max64(long long a, long long b) { return a > b ? a : b; }
-__device__ __forceinline__ long long mx_abs64(long long a) { return a < 0 ? mx_neg64(a) : a; }
+// 64-bit arithmetic wraps as on the host: + - * and negation go through
+// unsigned long long, whose wrapping is defined (signed overflow is not, and
+// the optimizer may assume it never happens).  constexpr and host-callable,
+// so a compile-time probe can evaluate a rendered mask (tests/).
+#define FG_MX __host__ __device__ __forceinline__ constexpr
+FG_MX long long mx_add64(long long a, long long b) { return (long long)((unsigned long long)a + (unsigned long long)b); }
+FG_MX long long mx_sub64(long long a, long long b) { return (long long)((unsigned long long)a - (unsigned long long)b); }
+FG_MX long long mx_mul64(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned long long)b); }
+FG_MX long long mx_neg64(long long a) { return (long long)(0ull - (unsigned long long)a); }
+FG_MX long long mx_div64(long long a, long long b) { return b == 0 ? 0 : b == -1 ? mx_neg64(a) : a / b; }
+FG_MX long long mx_mod64(long long a, long long b) { return b == 0 || b == -1 ? 0 : a % b; }
+FG_MX long long mx_min64(long long a, long long b) { return a < b ? a : b; }
+FG_MX long long mx_max64(long long a, long long b) { return a > b ? a : b; }
+FG_MX long long mx_abs64(long long a) { return a < 0 ? mx_neg64(a) : a; }
 // 32-bit forms, used when the host proved that no subexpression leaves the
 // int range (fg_mask_expr_fits_int32): about half the instructions.
-__device__ __forceinline__ int mx_neg32(int a) { return (int)(0u - (unsigned)a); }
-__device__ __forceinline__ int mx_div32(int a, int b) { return b == 0 ? 0 : b == -1 ? mx_neg32(a) : a / b; }
-__device__ __forceinline__ int mx_mod32(int a, int b) { return b == 0 || b == -1 ? 0 : a % b; }
-__device__ __forceinline__ int mx_min32(int a, int b) { return a < b ? a : b; }
-__device__ __forceinline__ int mx_max32(int a, int b) { return a > b ? a : b; }
-__device__ __forceinline__ int mx_abs32(int a) { return a < 0 ? -a : a; }
+FG_MX int mx_neg32(int a) { return (int)(0u - (unsigned)a); }
+FG_MX int mx_div32(int a, int b) { return b == 0 ? 0 : b == -1 ? mx_neg32(a) : a / b; }
+FG_MX int mx_mod32(int a, int b) { return b == 0 || b == -1 ? 0 : a % b; }
+FG_MX int mx_min32(int a, int b) { return a < b ? a : b; }
+FG_MX int mx_max32(int a, int b) { return a > b ? a : b; }
+FG_MX int mx_abs32(int a) { return a < 0 ? -a : a; }
+#undef FG_MX
 
 // HasMaskMod<K>::value: whether the traits define MASK_MOD (only variants
 // with a mask expression do, so the others' generated source is unchanged).

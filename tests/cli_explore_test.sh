@@ -24,5 +24,11 @@ expect sandbox 1 'evil.lua:2: .*global .os.' -- "$fg" explore "$tmp/evil.lua" --
 expect unknown-param 1 "unknown parameter 'widow'" -- "$fg" explore sliding_window --param widow=3 --no-gpu
 expect bad-param 2 'NAME=VALUE' -- "$fg" explore sliding_window --param 3 --no-gpu
 expect bad-block 1 'multiples of 64' -- "$fg" explore causal --block 96 --no-gpu
+# a picture wider than the PNG writer allows: a clear error, and no file
+expect png-too-wide 1 'larger than 32768 x 32768 pixels' -- "$fg" explore '{mask="kv_idx <= q_idx"}' --no-gpu --seqlen 600000 --block 65536 --block-k 16 --png "$tmp/wide.png"
+if [ -e "$tmp/wide.png" ]; then echo "FAIL png-too-wide: $tmp/wide.png was created"; fail=1; else echo "ok   png-too-wide leaves no file"; fi
+expect png-unwritable 1 'nonexistent/w.png: No such file or directory' -- "$fg" explore causal --seqlen 1024 --no-gpu --png "$tmp/nonexistent/w.png"
+expect block-zero 2 '--block and --block-k must be positive' -- "$fg" explore causal --block 0 --no-gpu
+expect block-k-zero 2 'got 128 and 0' -- "$fg" explore causal --block-k 0 --no-gpu
 expect help 0 'usage: flashgen explore PATTERN' -- "$fg" explore --help
 exit $fail

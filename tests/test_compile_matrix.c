@@ -119,7 +119,7 @@ int main(void) {
                     j->v.spec.dtype = FG_BF16;
                     j->v.spec.causal = causal;
                     j->v.spec.sparse = 1;
-                    j->v.spec.mask_hash = fg_hash64(FG_HASH_SEED, cuda, strlen(cuda));
+                    j->v.spec.mask_hash = fg_mask_hash_of(cuda);
                     j->v.spec.mask_cuda = cuda;
                     j->v.spec.mask_text = fg_pattern_mask(pp[i], FG_MASK_TEXT);
                     fg_config_unset(&j->v.cfg);

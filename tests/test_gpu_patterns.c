@@ -4,7 +4,8 @@
  * are not multiples of the blocks, seqlen_q != seqlen_k), GQA, several layout
  * blocks and the call's causal modes on top of the pattern's element mask.
  * Each case: fresh random inputs, NaN-poisoned outputs, the float64 CPU
- * reference with the same layout and mask (tools/harness.c).
+ * reference with the same layout and mask (tools/harness.c).  Two masks
+ * whose 64-bit products wrap check that kernel and host agree bit for bit.
  * Exit 77 (skipped) without a GPU. */
 #include <stdlib.h>
 #include <time.h>
@@ -46,6 +47,11 @@ int main(int argc, char **argv) {
         {user, NULL},
         /* a mask whose products leave the int range: the 64-bit kernel code */
         {"{ name = 'wide', mask = '(q_idx * 3000000007 + kv_idx * 7) % 5 != 1 && kv_idx <= q_idx + 100' }", NULL},
+        /* products that wrap (issue 16 item 2): the host keeps keys with
+         * kv % 4 in {0, 1}; with signed long long arithmetic NVRTC folded the
+         * product away and the kernel kept every kv <= q */
+        {"{ name = 'wrap64', mask = 'kv_idx <= q_idx && kv_idx * 4611686018427387904 >= 0' }", NULL},
+        {"{ name = 'wrap64b', mask = '(q_idx - kv_idx) * 4611686018427387903 + kv_idx * 3 >= 0' }", NULL},
     };
     const shape shapes[] = {
         {2, 4, 2, 333, 517}, /* GQA, sq < sk */

@@ -18,6 +18,18 @@ static int t_checks, t_failures;
     } while (0)
 #define CHECK_CONTAINS(hay, needle) CHECK((hay) && strstr((hay), (needle)), "'%s' not found in: %s", (needle), (hay) ? (hay) : "(null)")
 
+/* Writes text to dir/name; returns the path (a static buffer). */
+static inline const char *fg_test_write_file(const char *dir, const char *name, const char *text) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+    return path;
+}
+
 static int test_summary(const char *name) {
     printf("%s: %d checks, %d failed\n", name, t_checks, t_failures);
     return t_failures ? 1 : 0;

@@ -2,6 +2,7 @@
  * pattern, print its statistics and an ASCII thumbnail, write a PNG, and
  * with a GPU time it against dense attention after checking it against the
  * float64 reference. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,13 +102,23 @@ static void print_thumbnail(const unsigned char *cls, int nq, int nk) {
     }
 }
 
+/* Writes the picture; on failure prints why and leaves no file behind. */
 static int write_png(const char *path, const unsigned char *cls, int nq, int nk) {
     int px = 1024 / (nk > nq ? nk : nq);
     if (px < 1) px = 1;
     if (px > 16) px = 16;
+    /* sizes first: nothing is created for a picture the writer refuses */
+    if ((int64_t)nk * px > FG_PNG_MAX_SIDE || (int64_t)nq * px > FG_PNG_MAX_SIDE) {
+        fprintf(stderr, "flashgen explore: %s: a picture of %d x %d blocks is larger than %d x %d pixels; use larger --block / --block-k\n",
+                path, nk, nq, FG_PNG_MAX_SIDE, FG_PNG_MAX_SIDE);
+        return -1;
+    }
     const int w = nk * px, h = nq * px;
     uint8_t *img = malloc((size_t)w * h);
-    if (!img) return -1;
+    if (!img) {
+        fprintf(stderr, "flashgen explore: %s: out of memory for a %d x %d picture\n", path, w, h);
+        return -1;
+    }
     /* palette entries 0..2 are the classes, 3..5 their grid-line shades */
     uint8_t pal[6 * 3];
     for (int c = 0; c < 3; ++c)
@@ -122,12 +133,24 @@ static int write_png(const char *path, const unsigned char *cls, int nq, int nk)
             const int edge = px >= 6 && (x % px == px - 1 || y % px == px - 1);
             img[(size_t)y * w + x] = (uint8_t)(c + (edge ? 3 : 0));
         }
+    errno = 0;
     FILE *f = fopen(path, "wb");
-    int rc = f ? fg_png_write_indexed(f, w, h, img, pal, 6) : -1;
-    if (f && fclose(f) != 0) rc = -1;
+    if (!f) {
+        fprintf(stderr, "flashgen explore: %s: %s\n", path, strerror(errno));
+        free(img);
+        return -1;
+    }
+    int rc = fg_png_write_indexed(f, w, h, img, pal, 6);
+    const int saved = errno;
+    if (fclose(f) != 0) rc = -1;
     free(img);
-    if (!rc) printf("picture:   %s (%d x %d px, %d px per block; blue full, amber partial, grey empty)\n", path, w, h, px);
-    return rc;
+    if (rc) {
+        fprintf(stderr, "flashgen explore: %s: writing the picture failed%s%s\n", path, saved ? ": " : "", saved ? strerror(saved) : "");
+        remove(path); /* the partial file this call created */
+        return -1;
+    }
+    printf("picture:   %s (%d x %d px, %d px per block; blue full, amber partial, grey empty)\n", path, w, h, px);
+    return 0;
 }
 
 static int parse_causal(const char *s, fg_causal *c) {
@@ -204,6 +227,12 @@ int fg_cmd_explore(int argc, char **argv) {
         rc = 2;
         goto done;
     }
+    if (bq < 1 || bk < 1) {
+        /* 0 would silently mean the library's default block */
+        fprintf(stderr, "flashgen explore: --block and --block-k must be positive (multiples of 64 and 16); got %d and %d\n", bq, bk);
+        rc = 2;
+        goto done;
+    }
     o.dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : FG_BF16;
     o.path = !paths || !strcmp(paths, "auto") ? FG_PATH_AUTO : !strcmp(paths, "mma") ? FG_PATH_MMA : FG_PATH_WGMMA;
     /* every --param, joined for fg_pattern_create */
@@ -262,7 +291,6 @@ int fg_cmd_explore(int argc, char **argv) {
     print_thumbnail(cls, d.num_q_blocks, d.num_kv_blocks);
     const char *png = fg_cli_opt(argc, argv, "--png");
     if (png && write_png(png, cls, d.num_q_blocks, d.num_kv_blocks) != 0) {
-        perror(png);
         rc = 1;
         goto done;
     }

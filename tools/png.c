@@ -78,7 +78,7 @@ static int chunk(FILE *f, const char *type, const uint8_t *data, size_t n) {
 }
 
 int fg_png_write_indexed(FILE *f, int w, int h, const uint8_t *idx, const uint8_t *palette, int ncolours) {
-    if (!f || w < 1 || h < 1 || w > 32768 || h > 32768 || ncolours < 1 || ncolours > 256) return -1;
+    if (!f || w < 1 || h < 1 || w > FG_PNG_MAX_SIDE || h > FG_PNG_MAX_SIDE || ncolours < 1 || ncolours > 256) return -1;
     const size_t row = (size_t)w + 1, raw_n = row * (size_t)h;
     uint8_t *raw = malloc(raw_n);
     if (!raw) return -1;
