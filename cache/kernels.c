@@ -13,6 +13,11 @@ void fg_stored_kernel_free(fg_stored_kernel *k) {
     memset(k, 0, sizeof *k);
 }
 
+/* Column 13 of ST_GET_K: 1 when the cubin was compiled here (or vouched for
+ * with import --trust-kernels).  An unverified row is never handed out:
+ * the caller compiles the variant, and fg_store_put_kernel compares. */
+enum { COL_VERIFIED = 13 };
+
 static int get_kernel_locked(fg_store *s, const char *gpu, const char *key, fg_stored_kernel *k, int *found, int *bad) {
     sqlite3_stmt *q = s->st[ST_GET_K];
     fgs_bind_text(q, 1, gpu);
@@ -24,10 +29,12 @@ static int get_kernel_locked(fg_store *s, const char *gpu, const char *key, fg_s
         const uint64_t sum = (uint64_t)sqlite3_column_int64(q, 1);
         if (!blob || n == 0 || fg_store_hash(blob, n) != sum) {
             *bad = 1;
+        } else if (sqlite3_column_int(q, COL_VERIFIED) != 1) {
+            /* a miss until a local compile confirms it */
         } else if ((k->cubin = malloc(n))) {
             memcpy(k->cubin, blob, n);
             k->cubin_size = n;
-            snprintf(k->entry, sizeof k->entry, "%s", (const char *)sqlite3_column_text(q, 2));
+            fgs_copy_col(k->entry, sizeof k->entry, q, 2);
             k->threads = sqlite3_column_int(q, 3);
             k->smem_bytes = sqlite3_column_int(q, 4);
             k->stats.registers = sqlite3_column_int(q, 5);
@@ -47,7 +54,11 @@ static int get_kernel_locked(fg_store *s, const char *gpu, const char *key, fg_s
                 fgs_bind_text(u, 1, gpu);
                 fgs_bind_text(u, 2, key);
                 sqlite3_bind_int64(u, 3, now);
-                fgs_step_done(u); /* best effort: a busy or read-only file only loses the date */
+                /* best effort: a busy or read-only file only loses the date.  Never
+                 * wait for another writer here: the store's lock is held. */
+                sqlite3_busy_timeout(s->db, 0);
+                fgs_step_done(u);
+                sqlite3_busy_timeout(s->db, FGS_BUSY_MS);
             }
             return SQLITE_OK;
         }
@@ -85,6 +96,20 @@ fg_status fg_store_get_kernel(fg_store *s, const char *gpu, const char *key, fg_
     return st;
 }
 
+/* Whether an unverified (imported) row of key holds another cubin than k. */
+static int imported_differs(fg_store *s, const char *gpu, const char *key, const fg_stored_kernel *k) {
+    sqlite3_stmt *q = s->st[ST_GET_K];
+    fgs_bind_text(q, 1, gpu);
+    fgs_bind_text(q, 2, key);
+    int differs = 0;
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, COL_VERIFIED) != 1) {
+        const void *blob = sqlite3_column_blob(q, 0);
+        differs = !blob || (size_t)sqlite3_column_bytes(q, 0) != k->cubin_size || memcmp(blob, k->cubin, k->cubin_size);
+    }
+    sqlite3_reset(q);
+    return differs;
+}
+
 static int put_kernel_locked(fg_store *s, const char *gpu, const char *key, const fg_stored_kernel *k) {
     sqlite3_stmt *q = s->st[ST_PUT_K];
     fgs_bind_text(q, 1, gpu);
@@ -111,9 +136,14 @@ fg_status fg_store_put_kernel(fg_store *s, const char *gpu, const char *key, con
     if (!k->cubin || !k->cubin_size || k->cubin_size > 0x7fffffff)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "cache: kernel %s has no cubin to store", key);
     pthread_mutex_lock(&s->mu);
+    const int differs = s->db && imported_differs(s, gpu, key, k);
     int rc = s->db ? put_kernel_locked(s, gpu, key, k) : SQLITE_MISUSE;
     if (rc != SQLITE_OK && fgs_recover(s, rc)) rc = put_kernel_locked(s, gpu, key, k);
     fg_status st = rc == SQLITE_OK ? FG_OK : fgs_fail(err, s->db, rc, "storing a kernel");
+    if (st == FG_OK && differs)
+        fgs_warnf(s, "cache file %s: the imported cubin of %s differs from the one compiled here; replaced by the "
+                     "local build (the file it came from was not built by this flashgen, NVRTC and GPU identity)",
+                  fg_store_path(s), key);
     pthread_mutex_unlock(&s->mu);
     return st;
 }

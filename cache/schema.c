@@ -27,37 +27,55 @@ static const char *MIGRATIONS[FG_STORE_SCHEMA_VERSION] = {
     " gpu TEXT NOT NULL, spec TEXT NOT NULL, bucket TEXT NOT NULL, config TEXT NOT NULL,"
     " ms REAL NOT NULL, note TEXT NOT NULL DEFAULT '',"
     " UNIQUE(gpu, spec, bucket, config));",
+    /* 2 -> 3: whether a kernel's cubin was compiled here (or vouched for
+     * with import --trust-kernels).  Rows of older files may have come from
+     * an import that did not ask, so they start unverified: each is compiled
+     * once more and compared before it is used (docs/CACHE.md). */
+    "ALTER TABLE kernels ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;",
 };
 
 static const char *SQL[ST_COUNT] = {
     "SELECT cubin, checksum, entry, threads, smem, registers, spill_stores, spill_loads, stack, static_smem,"
-    " compile_s, log, last_used FROM kernels WHERE gpu = ?1 AND key = ?2",
+    " compile_s, log, last_used, verified FROM kernels WHERE gpu = ?1 AND key = ?2",
     "INSERT OR REPLACE INTO kernels(gpu, key, cubin, checksum, entry, threads, smem, registers, spill_stores,"
-    " spill_loads, stack, static_smem, compile_s, log, created, last_used)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+    " spill_loads, stack, static_smem, compile_s, log, created, last_used, verified)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, 1)",
     "UPDATE kernels SET last_used = ?3 WHERE gpu = ?1 AND key = ?2",
     "DELETE FROM kernels WHERE gpu = ?1 AND key = ?2",
     "SELECT config, ms, heuristic_ms, shape, created FROM tunings WHERE gpu = ?1 AND spec = ?2 AND bucket = ?3",
-    "SELECT ms FROM tunings WHERE gpu = ?1 AND spec = ?2 AND bucket = ?3",
+    "SELECT ms, config FROM tunings WHERE gpu = ?1 AND spec = ?2 AND bucket = ?3",
     "INSERT OR REPLACE INTO tunings(gpu, spec, bucket, config, ms, heuristic_ms, shape, created)"
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     "DELETE FROM tuning_candidates WHERE gpu = ?1 AND spec = ?2 AND bucket = ?3",
     "INSERT OR REPLACE INTO tuning_candidates(gpu, spec, bucket, config, ms, note) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
-/* Brings the schema of db to FG_STORE_SCHEMA_VERSION in one write
- * transaction (so two processes opening a new file do not both migrate).
- * Returns an SQLite code; *why explains a refusal (foreign or newer file). */
-int fgs_migrate(sqlite3 *db, int upto, const char **why) {
-    int rc = fgs_exec(db, "BEGIN IMMEDIATE");
-    if (rc != SQLITE_OK) return rc;
-    int ver = 0, app = 0;
+int fgs_check_identity(sqlite3 *db, const char **why) {
+    int ver = 0, app = 0, objects = 0, rc;
     if ((rc = fgs_int(db, "PRAGMA user_version", &ver)) != SQLITE_OK ||
+        (rc = fgs_int(db, "PRAGMA application_id", &app)) != SQLITE_OK ||
+        (rc = fgs_int(db, "SELECT count(*) FROM sqlite_master", &objects)) != SQLITE_OK)
+        return rc;
+    /* application_id 0 is every SQLite file's default: only an empty one is ours to fill */
+    if ((app != 0 && app != FGS_APP_ID) || (app == 0 && (ver != 0 || objects != 0))) {
+        *why = "it is an SQLite database of another program";
+        return SQLITE_MISMATCH;
+    }
+    if (ver > FG_STORE_SCHEMA_VERSION) {
+        *why = "it was written by a newer flashgen (schema version higher than this build's)";
+        return SQLITE_MISMATCH;
+    }
+    return SQLITE_OK;
+}
+
+int fgs_migrate(sqlite3 *db, int upto, const char **why) {
+    /* one write transaction, so two processes opening a new file do not both
+     * migrate; the identity is checked again inside it */
+    int rc = fgs_exec(db, "BEGIN IMMEDIATE"), ver = 0, app = 0;
+    if (rc != SQLITE_OK) return rc;
+    if ((rc = fgs_check_identity(db, why)) != SQLITE_OK || (rc = fgs_int(db, "PRAGMA user_version", &ver)) != SQLITE_OK ||
         (rc = fgs_int(db, "PRAGMA application_id", &app)) != SQLITE_OK)
         goto fail;
-    if (app != 0 && app != FGS_APP_ID) { *why = "it is an SQLite database of another program"; rc = SQLITE_MISMATCH; goto fail; }
-    if (app == 0 && ver != 0) { *why = "it is an SQLite database of another program"; rc = SQLITE_MISMATCH; goto fail; }
-    if (ver > FG_STORE_SCHEMA_VERSION) { *why = "it was written by a newer flashgen (schema version higher than this build's)"; rc = SQLITE_MISMATCH; goto fail; }
     for (; ver < upto; ++ver) {
         if ((rc = fgs_exec(db, MIGRATIONS[ver])) != SQLITE_OK) goto fail;
         char sql[64];

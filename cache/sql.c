@@ -41,10 +41,12 @@ int fgs_step_done(sqlite3_stmt *q) {
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-void fgs_copy_col(char *dst, size_t n, sqlite3_stmt *q, int col) {
+const char *fgs_col_text(sqlite3_stmt *q, int col) {
     const char *t = (const char *)sqlite3_column_text(q, col);
-    snprintf(dst, n, "%s", t ? t : "");
+    return t ? t : "";
 }
+
+void fgs_copy_col(char *dst, size_t n, sqlite3_stmt *q, int col) { snprintf(dst, n, "%s", fgs_col_text(q, col)); }
 
 fg_status fgs_query_each(fg_store *s, const char *sql, const char *const *binds, int nb,
                          void (*row)(sqlite3_stmt *, void *), void *ud, fg_error *err) {

@@ -52,97 +52,144 @@ static int mkdirs_for(const char *file) {
     return rc;
 }
 
-/* A file whose header counts more pages than it holds was truncated.  (Only
- * decidable without a WAL: pages may live there.) */
-static int truncated(sqlite3 *db, const char *path) {
-    char wal[4200];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    struct stat sb, sw;
-    if (stat(path, &sb)) return 0;
-    if (!stat(wal, &sw) && sw.st_size > 0) return 0;
-    int pages = 0, psize = 0;
-    if (fgs_int(db, "PRAGMA page_count", &pages) != SQLITE_OK || fgs_int(db, "PRAGMA page_size", &psize) != SQLITE_OK)
-        return 0;
-    return (long long)pages * psize > (long long)sb.st_size;
+/* Whether SQLite keeps a WAL for path: beside the file a symlink names. */
+static int wal_exists(const char *path) {
+    char *real = realpath(path, NULL);
+    if (!real) return 0;
+    char *wal = fg_strdupf("%s-wal", real);
+    struct stat sb;
+    const int yes = wal && !stat(wal, &sb);
+    free(wal);
+    free(real);
+    return yes;
 }
 
-/* Opens path (NULL: memory) into s: WAL, busy timeout, migrations,
- * statements.  Returns an SQLite code; *why for a refusal. */
-static int connect(fg_store *s, const char *path, int readonly, int upto, const char **why) {
-    int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(path ? path : ":memory:", &s->db, flags | SQLITE_OPEN_FULLMUTEX, NULL);
-    if (rc != SQLITE_OK) return rc;
-    sqlite3_busy_timeout(s->db, FGS_BUSY_MS);
-    sqlite3_extended_result_codes(s->db, 0);
-    if (path && !readonly) {
-        /* The header is read here: a file that is not a database fails now. */
-        for (int tries = 0; tries < 100; ++tries) {
-            rc = fgs_exec(s->db, "PRAGMA journal_mode = WAL");
-            if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
-            usleep(20000);
-        }
-        if (rc != SQLITE_OK) return rc;
-        fgs_exec(s->db, "PRAGMA synchronous = NORMAL");
+/* "file:<path>?immutable=1", the path percent-encoded (RFC 3986). */
+static char *immutable_uri(const char *path) {
+    const size_t n = strlen(path);
+    char *u = malloc(n * 3 + 32), *o = u;
+    if (!u) return NULL;
+    o += sprintf(o, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; ++p) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("/-._~", *p))
+            *o++ = (char)*p;
+        else
+            o += sprintf(o, "%%%02X", *p);
     }
+    strcpy(o, "?immutable=1");
+    return u;
+}
+
+static int open_db(sqlite3 **db, const char *name, int flags) {
+    int rc = sqlite3_open_v2(name, db, flags | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_busy_timeout(*db, FGS_BUSY_MS);
+    sqlite3_extended_result_codes(*db, 0);
+    return SQLITE_OK;
+}
+
+/* Read-only (see store_internal.h).  A WAL file needs its -shm index, which SQLite cannot create
+ * in a folder it may not write; when there is no WAL beside the file, the
+ * file is all there is and is opened as immutable (no locks, no index). */
+int fgs_open_read_only(const char *path, sqlite3 **db) {
+    int rc = open_db(db, path, SQLITE_OPEN_READONLY), ver = 0;
+    if (rc == SQLITE_OK) rc = fgs_int(*db, "PRAGMA user_version", &ver);
+    if (rc == SQLITE_OK || ((rc & 0xff) != SQLITE_READONLY && (rc & 0xff) != SQLITE_CANTOPEN) || wal_exists(path))
+        return rc;
+    sqlite3_close_v2(*db);
+    *db = NULL;
+    char *uri = immutable_uri(path);
+    rc = uri ? open_db(db, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI) : SQLITE_NOMEM;
+    free(uri);
+    return rc;
+}
+
+/* Opens path (NULL: memory) into s: identity, WAL, migrations, statements.
+ * Nothing is written to a file before fgs_check_identity has read that it
+ * is ours or empty; a file that is not a database, or is damaged, fails
+ * here with SQLite's own code.  Returns an SQLite code; *why for a refusal. */
+static int connect(fg_store *s, const char *path, int readonly, int upto, const char **why) {
+    int rc = readonly ? fgs_open_read_only(path, &s->db)
+                      : open_db(&s->db, path ? path : ":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     int ver = 0;
-    if ((rc = fgs_int(s->db, "PRAGMA user_version", &ver)) != SQLITE_OK) return rc;
-    if (path && truncated(s->db, path)) return SQLITE_CORRUPT;
+    if (rc != SQLITE_OK || (rc = fgs_check_identity(s->db, why)) != SQLITE_OK ||
+        (rc = fgs_int(s->db, "PRAGMA user_version", &ver)) != SQLITE_OK)
+        return rc;
     if (readonly) {
         if (ver != FG_STORE_SCHEMA_VERSION) {
             *why = ver > FG_STORE_SCHEMA_VERSION ? "its schema is newer than this build's" : "its schema is older than this build's";
             return SQLITE_MISMATCH;
         }
-    } else if (ver < upto || ver > FG_STORE_SCHEMA_VERSION) {
-        if ((rc = fgs_migrate(s->db, upto, why)) != SQLITE_OK) return rc;
+    } else {
+        if (path) {
+            for (int tries = 0; tries < 100; ++tries) {
+                rc = fgs_exec(s->db, "PRAGMA journal_mode = WAL");
+                if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
+                usleep(20000);
+            }
+            if (rc != SQLITE_OK) return rc;
+            fgs_exec(s->db, "PRAGMA synchronous = NORMAL");
+        }
+        if (ver < upto && (rc = fgs_migrate(s->db, upto, why)) != SQLITE_OK) return rc;
     }
     if (upto != FG_STORE_SCHEMA_VERSION) return SQLITE_OK; /* a test's old-version file */
     return fgs_prepare_all(s);
 }
 
-static void move_aside(fg_store *s, const char *path, const char *reason) {
-    char stamp[32], aside[4200];
+/* Renames path (and its -wal, -shm) to path.corrupt-<time>-<pid>.  Nothing
+ * is ever deleted: a file that cannot be moved stays as it is.  Returns 0,
+ * else the errno of the rename that failed. */
+static int move_aside(const char *path, char *aside, size_t n) {
+    char stamp[32];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-    snprintf(aside, sizeof aside, "%s.corrupt-%s-%d", path, stamp, (int)getpid());
-    if (rename(path, aside)) {
-        fgs_warnf(s, "cache file %s is corrupt (%s) and cannot be moved aside (%s); deleting it", path, reason, strerror(errno));
-        unlink(path);
-    } else {
-        fgs_warnf(s, "cache file %s is corrupt (%s): moved to %s; starting an empty cache there", path, reason, aside);
-    }
+    snprintf(aside, n, "%s.corrupt-%s-%d", path, stamp, (int)getpid());
+    if (rename(path, aside)) return errno;
     const char *sfx[] = {"-wal", "-shm"};
     for (int i = 0; i < 2; ++i) {
         char a[4200], b[4300];
         snprintf(a, sizeof a, "%s%s", path, sfx[i]);
         snprintf(b, sizeof b, "%s%s", aside, sfx[i]);
-        if (rename(a, b)) unlink(a);
+        if (rename(a, b) && errno != ENOENT) return errno;
     }
+    return 0;
 }
 
-/* Opens s->path, moving a corrupt file aside once, else memory + warning. */
-static void open_or_fallback(fg_store *s) {
+/* Opens s->path (corrupt_rc: it was just found corrupt), moving a corrupt
+ * file aside once, else memory + one warning. */
+static void open_or_fallback(fg_store *s, int corrupt_rc) {
     const char *why = NULL;
-    int rc = SQLITE_OK;
+    char reason[4600];
+    int rc = corrupt_rc;
     if (s->path) {
         if (mkdirs_for(s->path)) {
             fgs_warnf(s, "cannot create the directory of cache file %s (%s); using an in-memory cache: compiled kernels "
-                  "and tuning results will not outlive this process (set FLASHGEN_CACHE to a writable file)", s->path, strerror(errno));
+                         "and tuning results will not outlive this process (set FLASHGEN_CACHE to a writable file)",
+                      s->path, strerror(errno));
             goto memory;
         }
-        rc = connect(s, s->path, 0, FG_STORE_SCHEMA_VERSION, &why);
+        if (rc == SQLITE_OK) rc = connect(s, s->path, 0, FG_STORE_SCHEMA_VERSION, &why);
         if (fgs_is_corrupt(rc)) {
-            char reason[256];
-            snprintf(reason, sizeof reason, "%s", sqlite3_errstr(rc));
+            char aside[4200];
             fgs_finalize_all(s);
-            move_aside(s, s->path, reason);
-            why = NULL;
-            rc = connect(s, s->path, 0, FG_STORE_SCHEMA_VERSION, &why);
+            const int errn = move_aside(s->path, aside, sizeof aside);
+            if (errn) {
+                snprintf(reason, sizeof reason, "it is corrupt or not a database (%s) and cannot be moved aside (%s); "
+                         "it is left as it is", sqlite3_errstr(rc), strerror(errn));
+                why = reason;
+            } else {
+                fgs_warnf(s, "cache file %s is corrupt (%s): moved to %s; starting an empty cache there", s->path,
+                          sqlite3_errstr(rc), aside);
+                why = NULL;
+                rc = connect(s, s->path, 0, FG_STORE_SCHEMA_VERSION, &why);
+            }
         }
         if (rc == SQLITE_OK) return;
         fgs_warnf(s, "cannot use cache file %s: %s; using an in-memory cache: compiled kernels and tuning results will "
-              "not outlive this process (set FLASHGEN_CACHE to a writable file)", s->path, why ? why : sqlite3_errstr(rc));
+                     "not outlive this process (set FLASHGEN_CACHE to a writable file)",
+                  s->path, why ? why : sqlite3_errstr(rc));
         fgs_finalize_all(s);
     }
 memory:
@@ -177,7 +224,7 @@ fg_status fg_store_open(const char *path, fg_store_warn_fn warn, void *warn_ud, 
     if (!s) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
     s->warn = warn;
     s->warn_ud = warn_ud;
-    open_or_fallback(s);
+    open_or_fallback(s, SQLITE_OK);
     if (!s->db) {
         fg_store_close(s);
         return fg_fail(err, FG_ERR_CACHE, "cache: SQLite cannot open even an in-memory database");
@@ -198,15 +245,18 @@ fg_status fg_store_create_at_version(const char *path, int version, fg_error *er
     return st;
 }
 
-fg_status fg_store_open_strict(const char *path, int readonly, fg_store **out, fg_error *err) {
+fg_status fg_store_open_strict(const char *path, int mode, fg_store **out, fg_error *err) {
     struct stat sb;
-    if (!path || stat(path, &sb))
-        return fg_fail(err, FG_ERR_CACHE, "cache file %s does not exist", path ? path : "(null)");
+    if (!path || !*path || !strcmp(path, "off") || !strcmp(path, ":memory:"))
+        return fg_fail(err, FG_ERR_CACHE, "no cache file (the cache is off)");
+    if (mode != FG_STORE_CREATE && stat(path, &sb)) return fg_fail(err, FG_ERR_CACHE, "cache file %s does not exist", path);
+    if (mode == FG_STORE_CREATE && mkdirs_for(path))
+        return fg_fail(err, FG_ERR_CACHE, "cannot create the directory of cache file %s: %s", path, strerror(errno));
     fg_store *s = store_new(path);
     if (!s) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
     s->strict = 1;
     const char *why = NULL;
-    int rc = connect(s, s->path, readonly, FG_STORE_SCHEMA_VERSION, &why);
+    int rc = connect(s, s->path, mode == FG_STORE_READ_ONLY, FG_STORE_SCHEMA_VERSION, &why);
     if (rc != SQLITE_OK) {
         fg_status st = fg_fail(err, FG_ERR_CACHE, "cache file %s cannot be used: %s", path,
                                why ? why : fgs_is_corrupt(rc) ? "it is corrupt or not a flashgen cache" : sqlite3_errstr(rc));
@@ -233,11 +283,7 @@ int fg_store_in_memory(const fg_store *s) { return s->path == NULL; }
  * is retried once).  Returns 1 when the store was rebuilt. */
 int fgs_recover(fg_store *s, int rc) {
     if (!fgs_is_corrupt(rc) || s->strict || !s->path) return 0;
-    char reason[256];
-    snprintf(reason, sizeof reason, "%s", sqlite3_errstr(rc));
     fgs_finalize_all(s);
-    move_aside(s, s->path, reason);
-    open_or_fallback(s);
+    open_or_fallback(s, rc);
     return s->db != NULL;
 }
-

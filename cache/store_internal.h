@@ -34,16 +34,28 @@ struct fg_store {
 
 /* ---- store.c ---- */
 void fgs_warnf(fg_store *s, const char *fmt, ...) FG_PRINTF(2, 3);
+/* Opens path read-only into *db (close it even on failure), also in a
+ * folder that cannot be written: SQLite's error code otherwise. */
+int fgs_open_read_only(const char *path, sqlite3 **db);
 /* An SQLite error in the middle of use: corruption moves the file aside and
  * opens a fresh one.  Returns 1 when the store was rebuilt. */
 int fgs_recover(fg_store *s, int rc);
 
 /* ---- schema.c ---- */
-/* Brings db (already checked by fgs_check_identity) to schema version upto
- * in one write transaction.  Returns an SQLite code; *why explains a refusal. */
+/* Reads (never writes) whether db is a file of ours: SQLITE_OK for ours or
+ * an empty file, SQLITE_MISMATCH with *why for another program's database or
+ * a newer flashgen's file, SQLite's own error for a file that is not one. */
+int fgs_check_identity(sqlite3 *db, const char **why);
+/* Brings db to schema version upto in one write transaction.  Returns an
+ * SQLite code; *why explains a refusal. */
 int fgs_migrate(sqlite3 *db, int upto, const char **why);
 int fgs_prepare_all(fg_store *s);
 void fgs_finalize_all(fg_store *s);
+
+/* ---- tunings.c ---- */
+/* Whether a tuning row can win: a finite time > 0 and a configuration that
+ * parses (the runtime checks it against the variant and device before use). */
+int fgs_tuning_valid(double ms, const char *config);
 
 /* ---- sql.c ---- */
 int fgs_is_corrupt(int rc);
@@ -57,6 +69,9 @@ void fgs_bind_text(sqlite3_stmt *q, int i, const char *t);
 void fgs_bind_gsb(sqlite3_stmt *q, const char *gpu, const char *spec, const char *bucket);
 /* Steps a statement that returns no row we need, then resets it. */
 int fgs_step_done(sqlite3_stmt *q);
+/* A text column, "" for NULL (a file may lack our NOT NULL constraints);
+ * valid until the statement steps again. */
+const char *fgs_col_text(sqlite3_stmt *q, int col);
 /* Copies a text column ("" for NULL) into dst[n]. */
 void fgs_copy_col(char *dst, size_t n, sqlite3_stmt *q, int col);
 /* Runs sql with text binds under the store's lock, calling row() per row. */

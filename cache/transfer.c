@@ -3,7 +3,6 @@
 #include "cache/store_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,25 +50,113 @@ fg_status fg_store_export(fg_store *s, const char *file, fg_error *err) {
     return st;
 }
 
-static int copy_file(const char *from, const char *to) {
-    int in = open(from, O_RDONLY), out = in < 0 ? -1 : open(to, O_WRONLY | O_TRUNC);
-    int ok = in >= 0 && out >= 0;
-    char buf[1 << 16];
-    ssize_t n;
-    while (ok && (n = read(in, buf, sizeof buf)) != 0) {
-        if (n < 0) { if (errno == EINTR) continue; ok = 0; break; }
-        for (ssize_t off = 0; off < n && ok;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno != EINTR) ok = 0;
-            else if (w > 0) off += w;
+/* Copies file into tmp through SQLite's backup API (so rows still in the
+ * source's WAL come along), then checks the copy: ours, integrity_check,
+ * migrated to this schema. */
+static fg_status copy_checked(const char *file, const char *tmp, fg_error *err) {
+    sqlite3 *from = NULL, *to = NULL;
+    int rc = fgs_open_read_only(file, &from);
+    if (rc == SQLITE_OK) rc = sqlite3_open_v2(tmp, &to, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_backup *b = sqlite3_backup_init(to, "main", from, "main");
+        if (!b) {
+            rc = sqlite3_errcode(to);
+        } else {
+            rc = sqlite3_backup_step(b, -1);
+            const int fin = sqlite3_backup_finish(b);
+            rc = rc == SQLITE_DONE ? fin : rc;
         }
     }
-    if (in >= 0) close(in);
-    if (out >= 0 && close(out)) ok = 0;
-    return ok ? 0 : -1;
+    fg_status st = FG_OK;
+    if (rc != SQLITE_OK)
+        st = fg_fail(err, FG_ERR_CACHE, "cannot read it: %s", fgs_is_corrupt(rc) ? "it is corrupt or not a flashgen cache"
+                                                                               : sqlite3_errmsg(from ? from : to));
+    sqlite3_close_v2(from);
+    sqlite3_close_v2(to);
+    fg_store *src = NULL;
+    if (st == FG_OK) st = fg_store_open_strict(tmp, FG_STORE_WRITE, &src, err);
+    if (st == FG_OK) st = fg_store_check(src, err);
+    fg_store_close(src);
+    return st;
 }
 
-fg_status fg_store_import(fg_store *s, const char *file, fg_import_stats *stt, fg_error *err) {
+/* fg_tuning_ok(gpu, spec, bucket, config, ms): whether an imported tuning
+ * row may compete at all (SQL function, for the statements below). */
+static void tuning_ok_sql(sqlite3_context *c, int argc, sqlite3_value **v) {
+    const fg_import_opts *o = sqlite3_user_data(c);
+    (void)argc;
+    int ok = 1;
+    for (int i = 0; i < 4; ++i) ok &= sqlite3_value_type(v[i]) == SQLITE_TEXT;
+    const char *spec = (const char *)sqlite3_value_text(v[1]), *config = (const char *)sqlite3_value_text(v[3]);
+    ok = ok && sqlite3_value_type(v[4]) != SQLITE_NULL && fgs_tuning_valid(sqlite3_value_double(v[4]), config);
+    ok = ok && (!o->check || o->check(spec, config, o->check_ud));
+    sqlite3_result_int(c, ok);
+}
+
+/* Merges the attached copy "src" into main in one transaction. */
+static int merge_locked(sqlite3 *db, const fg_import_opts *o, fg_import_stats *stt) {
+    int rc = sqlite3_create_function(db, "fg_tuning_ok", 5, SQLITE_UTF8, (void *)o, tuning_ok_sql, NULL, NULL);
+    if (rc != SQLITE_OK || (rc = fgs_exec(db, "BEGIN IMMEDIATE")) != SQLITE_OK) return rc;
+    /* per imported winner: may it compete (ok), do we have one (have), does it win */
+    rc = fgs_exec(db, "CREATE TEMP TABLE imp AS SELECT s.gpu, s.spec, s.bucket,"
+                      " fg_tuning_ok(s.gpu, s.spec, s.bucket, s.config, s.ms) AS ok, m.gpu IS NOT NULL AS have,"
+                      " (m.gpu IS NULL OR NOT fg_tuning_ok(m.gpu, m.spec, m.bucket, m.config, m.ms) OR s.ms < m.ms) AS wins"
+                      " FROM src.tunings s LEFT JOIN main.tunings m"
+                      " ON m.gpu = s.gpu AND m.spec = s.spec AND m.bucket = s.bucket");
+    int total_k = 0, new_k = 0;
+    if (rc || (rc = fgs_int(db, "SELECT count(*) FROM src.kernels", &total_k)) ||
+        (rc = fgs_int(db, "SELECT count(*) FROM src.kernels s WHERE NOT EXISTS (SELECT 1 FROM main.kernels m"
+                          " WHERE m.gpu = s.gpu AND m.key = s.key)", &new_k)) ||
+        (rc = fgs_int(db, "SELECT count(*) FROM imp WHERE NOT ok", &stt->tunings_rejected)) ||
+        (rc = fgs_int(db, "SELECT count(*) FROM imp WHERE ok AND NOT have", &stt->tunings_added)) ||
+        (rc = fgs_int(db, "SELECT count(*) FROM imp WHERE ok AND have AND wins", &stt->tunings_improved)) ||
+        (rc = fgs_int(db, "SELECT count(*) FROM imp WHERE ok AND have AND NOT wins", &stt->tunings_kept)))
+        goto fail;
+    char kernels[1024];
+    /* imported cubins are verified (used) only when the operator vouches for the file */
+    snprintf(kernels, sizeof kernels,
+             "INSERT OR IGNORE INTO main.kernels(gpu, key, cubin, checksum, entry, threads, smem, registers,"
+             " spill_stores, spill_loads, stack, static_smem, compile_s, log, created, last_used, verified)"
+             " SELECT gpu, key, cubin, checksum, entry, threads, smem, registers, spill_stores, spill_loads,"
+             " stack, static_smem, compile_s, log, created, last_used, %d FROM src.kernels;",
+             o->trust_kernels ? 1 : 0);
+    /* candidates follow their winner: replaced where the winner is */
+    if ((rc = fgs_exec(db,
+                       "DELETE FROM imp WHERE NOT (ok AND wins);"
+                       "DELETE FROM main.tuning_candidates WHERE EXISTS (SELECT 1 FROM imp i WHERE i.gpu ="
+                       " tuning_candidates.gpu AND i.spec = tuning_candidates.spec AND i.bucket = tuning_candidates.bucket);"
+                       "INSERT OR IGNORE INTO main.tuning_candidates(gpu, spec, bucket, config, ms, note)"
+                       " SELECT c.gpu, c.spec, c.bucket, c.config, c.ms, coalesce(c.note, '') FROM src.tuning_candidates c"
+                       " JOIN imp i ON i.gpu = c.gpu AND i.spec = c.spec AND i.bucket = c.bucket;"
+                       "INSERT OR REPLACE INTO main.tunings(gpu, spec, bucket, config, ms, heuristic_ms, shape, created)"
+                       " SELECT s.gpu, s.spec, s.bucket, s.config, s.ms, s.heuristic_ms, s.shape, coalesce(s.created, 0)"
+                       " FROM src.tunings s JOIN imp i ON i.gpu = s.gpu AND i.spec = s.spec AND i.bucket = s.bucket;")) ||
+        (rc = fgs_exec(db, kernels)) || (rc = fgs_exec(db, "DROP TABLE imp; COMMIT")))
+        goto fail;
+    stt->kernels_added = new_k;
+    stt->kernels_present = total_k - new_k;
+    sqlite3_create_function(db, "fg_tuning_ok", 5, SQLITE_UTF8, NULL, NULL, NULL, NULL);
+    return SQLITE_OK;
+fail:
+    fgs_exec(db, "ROLLBACK");
+    fgs_exec(db, "DROP TABLE IF EXISTS temp.imp");
+    sqlite3_create_function(db, "fg_tuning_ok", 5, SQLITE_UTF8, NULL, NULL, NULL, NULL);
+    return rc;
+}
+
+static void unlink_db(const char *path) {
+    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; ++i) {
+        char p[4300];
+        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        unlink(p);
+    }
+}
+
+fg_status fg_store_import(fg_store *s, const char *file, const fg_import_opts *opts, fg_import_stats *stt,
+                          fg_error *err) {
+    static const fg_import_opts defaults = {0, NULL, NULL};
+    const fg_import_opts *o = opts ? opts : &defaults;
     memset(stt, 0, sizeof *stt);
     /* Work on a private copy: the user's file is never modified, an older
      * schema is migrated in the copy, and a bad file never reaches ours. */
@@ -78,23 +165,13 @@ fg_status fg_store_import(fg_store *s, const char *file, fg_import_stats *stt, f
     const char *tmpdir = getenv("TMPDIR");
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/flashgen-import-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    int fd = mkstemp(tmp);
+    int fd = mkstemp(tmp); /* a file of ours: removed below with its -wal and -shm */
     if (fd < 0) return fg_fail(err, FG_ERR_CACHE, "import: cannot create a temporary file in %s: %s", tmp, strerror(errno));
     close(fd);
-    fg_store *src = NULL;
-    fg_status st = FG_OK;
-    if (copy_file(file, tmp)) st = fg_fail(err, FG_ERR_CACHE, "import: cannot copy %s: %s", file, strerror(errno));
-    if (st == FG_OK) st = fg_store_open_strict(tmp, 0, &src, err);
-    if (st == FG_OK) st = fg_store_check(src, err);
-    if (src) fg_store_close(src);
+    fg_status st = copy_checked(file, tmp, err);
     if (st != FG_OK) {
-        unlink(tmp);
-        char w[4300];
-        snprintf(w, sizeof w, "%s-wal", tmp); unlink(w);
-        snprintf(w, sizeof w, "%s-shm", tmp); unlink(w);
-        fg_error_prefix(err, "import %s", file);
-        /* the message names the temporary copy; say which file it was */
-        return st;
+        unlink_db(tmp);
+        return fg_error_prefix(err, "import %s", file); /* the message may name the copy: say which file it was */
     }
     pthread_mutex_lock(&s->mu);
     sqlite3 *db = s->db;
@@ -106,56 +183,14 @@ fg_status fg_store_import(fg_store *s, const char *file, fg_import_stats *stt, f
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     sqlite3_finalize(q);
-    if (rc != SQLITE_OK) { st = fgs_fail(err, db, rc, "import: attach"); goto out; }
-    if ((rc = fgs_exec(db, "BEGIN IMMEDIATE")) != SQLITE_OK) { st = fgs_fail(err, db, rc, "import: begin"); goto detach; }
-    int total_k = 0, new_k = 0, new_t = 0, better_t = 0, worse_t = 0;
-#define J " FROM src.tunings s LEFT JOIN main.tunings m ON m.gpu = s.gpu AND m.spec = s.spec AND m.bucket = s.bucket"
-    if ((rc = fgs_int(db, "SELECT count(*) FROM src.kernels", &total_k)) ||
-        (rc = fgs_int(db, "SELECT count(*) FROM src.kernels s WHERE NOT EXISTS (SELECT 1 FROM main.kernels m"
-                           " WHERE m.gpu = s.gpu AND m.key = s.key)", &new_k)) ||
-        (rc = fgs_int(db, "SELECT count(*)" J " WHERE m.gpu IS NULL", &new_t)) ||
-        (rc = fgs_int(db, "SELECT count(*)" J " WHERE m.gpu IS NOT NULL AND s.ms < m.ms", &better_t)) ||
-        (rc = fgs_int(db, "SELECT count(*)" J " WHERE m.gpu IS NOT NULL AND s.ms >= m.ms", &worse_t)))
-        goto fail;
-#undef J
-    /* candidates follow their winner: replaced where the winner is */
-    if ((rc = fgs_exec(db,
-                   "CREATE TEMP TABLE imp AS SELECT s.gpu, s.spec, s.bucket FROM src.tunings s LEFT JOIN main.tunings m"
-                   " ON m.gpu = s.gpu AND m.spec = s.spec AND m.bucket = s.bucket WHERE m.gpu IS NULL OR s.ms < m.ms;"
-                   "DELETE FROM main.tuning_candidates WHERE EXISTS (SELECT 1 FROM imp i WHERE i.gpu ="
-                   " tuning_candidates.gpu AND i.spec = tuning_candidates.spec AND i.bucket = tuning_candidates.bucket);"
-                   "INSERT INTO main.tuning_candidates SELECT c.* FROM src.tuning_candidates c JOIN imp i"
-                   " ON i.gpu = c.gpu AND i.spec = c.spec AND i.bucket = c.bucket;"
-                   "INSERT INTO main.tunings(gpu, spec, bucket, config, ms, heuristic_ms, shape, created)"
-                   " SELECT gpu, spec, bucket, config, ms, heuristic_ms, shape, created FROM src.tunings WHERE true"
-                   " ON CONFLICT(gpu, spec, bucket) DO UPDATE SET config = excluded.config, ms = excluded.ms,"
-                   " heuristic_ms = excluded.heuristic_ms, shape = excluded.shape, created = excluded.created"
-                   " WHERE excluded.ms < tunings.ms;"
-                   "INSERT OR IGNORE INTO main.kernels(gpu, key, cubin, checksum, entry, threads, smem, registers,"
-                   " spill_stores, spill_loads, stack, static_smem, compile_s, log, created, last_used)"
-                   " SELECT gpu, key, cubin, checksum, entry, threads, smem, registers, spill_stores, spill_loads,"
-                   " stack, static_smem, compile_s, log, created, last_used FROM src.kernels;"
-                   "DROP TABLE imp;")) != SQLITE_OK)
-        goto fail;
-    if ((rc = fgs_exec(db, "COMMIT")) != SQLITE_OK) goto fail;
-    stt->kernels_added = new_k;
-    stt->kernels_present = total_k - new_k;
-    stt->tunings_added = new_t;
-    stt->tunings_improved = better_t;
-    stt->tunings_kept = worse_t;
-    goto detach;
-fail:
-    st = fgs_fail(err, db, rc, "import");
-    fgs_exec(db, "ROLLBACK");
-    fgs_exec(db, "DROP TABLE IF EXISTS temp.imp");
-detach:
-    fgs_exec(db, "DETACH DATABASE src");
-out:
+    if (rc != SQLITE_OK) {
+        st = fgs_fail(err, db, rc, "import: attach");
+    } else {
+        if ((rc = merge_locked(db, o, stt)) != SQLITE_OK) st = fgs_fail(err, db, rc, "import");
+        fgs_exec(db, "DETACH DATABASE src");
+    }
     pthread_mutex_unlock(&s->mu);
-    unlink(tmp);
-    char w[4300];
-    snprintf(w, sizeof w, "%s-wal", tmp); unlink(w);
-    snprintf(w, sizeof w, "%s-shm", tmp); unlink(w);
+    unlink_db(tmp);
     return st;
 }
 

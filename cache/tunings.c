@@ -2,8 +2,17 @@
  * candidate's time. */
 #include "cache/store_internal.h"
 
+#include <math.h>
 #include <string.h>
 #include <time.h>
+
+int fgs_tuning_valid(double ms, const char *config) {
+    fg_config c;
+    fg_error e = {0};
+    const int ok = isfinite(ms) && ms > 0 && config && fg_config_parse(config, &c, &e) == FG_OK;
+    fg_error_clear(&e);
+    return ok;
+}
 
 fg_status fg_store_get_tuning(fg_store *s, const char *gpu, const char *spec, const char *bucket, fg_tuning *t,
                               int *found, fg_error *err) {
@@ -21,7 +30,10 @@ fg_status fg_store_get_tuning(fg_store *s, const char *gpu, const char *spec, co
             t->heuristic_ms = sqlite3_column_double(q, 2);
             fgs_copy_col(t->shape, sizeof t->shape, q, 3);
             t->created = sqlite3_column_int64(q, 4);
-            *found = 1;
+            *found = fgs_tuning_valid(t->ms, t->config);
+            if (!*found)
+                fgs_warnf(s, "cache file %s: ignoring the tuning row of %s %s (time %g ms, configuration '%s'): not a "
+                             "time and configuration flashgen stores", fg_store_path(s), spec, bucket, t->ms, t->config);
             rc = SQLITE_OK;
         } else if (rc == SQLITE_DONE) {
             rc = SQLITE_OK;
@@ -45,10 +57,12 @@ static int put_tuning_locked(fg_store *s, const char *gpu, const char *spec, con
     fgs_bind_gsb(q, gpu, spec, bucket);
     rc = sqlite3_step(q);
     const int have = rc == SQLITE_ROW;
+    /* a row that is not valid (a forged or damaged file) never keeps a real result out */
+    const int old_valid = have && fgs_tuning_valid(sqlite3_column_double(q, 0), (const char *)sqlite3_column_text(q, 1));
     const double old_ms = have ? sqlite3_column_double(q, 0) : 0;
     sqlite3_reset(q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto fail;
-    *kept = have && old_ms <= w->ms;
+    *kept = old_valid && old_ms <= w->ms;
     if (!*kept) {
         q = s->st[ST_PUT_T];
         fgs_bind_gsb(q, gpu, spec, bucket);
@@ -79,6 +93,10 @@ fail:
 fg_status fg_store_put_tuning(fg_store *s, const char *gpu, const char *spec, const char *bucket, const fg_tuning *w,
                               const fg_tune_row *rows, int nrows, int *kept, fg_error *err) {
     int k = 0;
+    if (!fgs_tuning_valid(w->ms, w->config))
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "cache: tuning result of %s %s: time %g ms and configuration '%s' "
+                       "(a time must be finite and > 0, the configuration fg_config_format text)", spec, bucket, w->ms,
+                       w->config);
     pthread_mutex_lock(&s->mu);
     int rc = s->db ? put_tuning_locked(s, gpu, spec, bucket, w, rows, nrows, &k) : SQLITE_MISUSE;
     if (rc != SQLITE_OK && fgs_recover(s, rc)) rc = put_tuning_locked(s, gpu, spec, bucket, w, rows, nrows, &k);
@@ -98,8 +116,7 @@ static void tun_row(sqlite3_stmt *q, void *p) {
     t.heuristic_ms = sqlite3_column_double(q, 5);
     fgs_copy_col(t.shape, sizeof t.shape, q, 6);
     t.created = sqlite3_column_int64(q, 7);
-    u->fn((const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 1),
-          (const char *)sqlite3_column_text(q, 2), &t, u->ud);
+    u->fn(fgs_col_text(q, 0), fgs_col_text(q, 1), fgs_col_text(q, 2), &t, u->ud);
 }
 
 fg_status fg_store_each_tuning(fg_store *s, const char *gpu, fg_store_tuning_fn fn, void *ud, fg_error *err) {
