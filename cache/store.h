@@ -3,19 +3,26 @@
  * Two kinds of rows, both tagged with the GPU identity they came from
  * (fg_store_identity below: device name, compute capability, SM count,
  * driver, NVRTC version, template hash).  A row of another identity is never used.
- *   kernels:  variant key -> cubin (with an FNV-1a checksum), entry name,
- *             threads, shared memory, ptxas stats, NVRTC log, compile time
+ *   kernels:  variant key -> cubin (with an FNV-1a checksum against damage,
+ *             not forgery), entry name, threads, shared memory, ptxas stats,
+ *             NVRTC log, compile time, and whether it is verified: compiled
+ *             here, or imported with --trust-kernels.  An unverified row is
+ *             never handed out (docs/CACHE.md has the trust model).
  *   tunings:  (spec, shape bucket) -> the chosen configuration, its time, the
  *             heuristic's time, and every candidate's time (tuning_candidates)
  *
  * The file: $FLASHGEN_CACHE, else $XDG_CACHE_HOME/flashgen/cache.db, else
  * ~/.cache/flashgen/cache.db; "off" or ":memory:" keeps it in memory.
  * WAL journal, a busy timeout, every write in one transaction, prepared
- * statements kept open.  A location that cannot be written falls back to an
- * in-memory store with one warning.  A file that SQLite reports corrupt (at
- * open or on any later statement) is renamed aside with a warning and
- * rebuilt empty; a cubin whose checksum does not match is dropped.  Schema
- * changes are migrations numbered by PRAGMA user_version.
+ * statements kept open.  Nothing is written to a file before its identity
+ * is read: an empty file or one of ours (application_id "FGC1"); another
+ * program's database or a newer flashgen's file is left untouched.  A
+ * location that cannot be used falls back to an in-memory store with one
+ * warning.  A file that SQLite reports corrupt (at open or on any later
+ * statement) is renamed aside with a warning and rebuilt empty; nothing is
+ * ever deleted (a file that cannot be renamed stays, and memory is used); a
+ * cubin whose checksum does not match is dropped.  Schema changes are
+ * migrations numbered by PRAGMA user_version.
  *
  * All functions are thread-safe (one mutex per store). */
 #ifndef FG_STORE_H

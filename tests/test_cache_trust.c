@@ -195,6 +195,30 @@ static void test_tuning_rows_validated(void) {
     fg_store_close(dst);
 }
 
+/* flashgen cache import asks whether the variant accepts each configuration */
+static void test_cli_import_checks_configs(void) {
+    fg_error e = {0};
+    fg_store *src = open_ok(file("csrc.db"));
+    fg_tuning t = tuning(CFG_A, 1.0);
+    fg_store_put_tuning(src, "G", SPEC, "ok", &t, NULL, 0, NULL, &e);
+    fg_store_put_tuning(src, "G", SPEC, "b48", &t, NULL, 0, NULL, &e);
+    fg_store_put_tuning(src, "G", "hdim=128,dtype=bf16,causal=0,sparse=0,path=mma", "mma", &t, NULL, 0, NULL, &e);
+    fg_store_close(src);
+    CHECK(raw_exec(file("csrc.db"), "UPDATE tunings SET config = replace(replace(config, 'block_m=64', 'block_m=48'),"
+                                    " 'warps=4', 'warps=3') WHERE bucket = 'b48'") == SQLITE_OK, "forge");
+    const int rc = cli("cache import '%s' --cache '%s' >/dev/null", file("csrc.db"), file("cdst.db"));
+    if (rc < 0) return;
+    CHECK(rc == 0, "import exited %d", rc);
+    fg_store *dst = open_ok(file("cdst.db"));
+    CHECK(tuning_ms(dst, "ok", NULL, NULL, 0), "a valid row was not imported");
+    CHECK(!tuning_ms(dst, "b48", NULL, NULL, 0), "a wgmma block_m=48 row was imported");
+    fg_tuning got;
+    int found = 1;
+    fg_store_get_tuning(dst, "G", "hdim=128,dtype=bf16,causal=0,sparse=0,path=mma", "mma", &got, &found, &e);
+    CHECK(!found, "a wgmma configuration was imported for path=mma");
+    fg_store_close(dst);
+}
+
 /* ---- item 9: a symlinked cache whose writer died -------------------------- */
 
 static void test_symlinked_wal(void) {
@@ -449,6 +473,7 @@ int main(void) {
     if (!getenv("FLASHGEN_BIN")) printf("FLASHGEN_BIN not set: the flashgen CLI checks are skipped\n");
     test_imported_kernels_verified();
     test_tuning_rows_validated();
+    test_cli_import_checks_configs();
     test_symlinked_wal();
     test_never_delete();
     test_identity_before_writing();
