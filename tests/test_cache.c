@@ -452,8 +452,5 @@ int main(void) {
     test_two_processes();
     test_candidates_by_sram();
     test_candidates_render();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (!t_failures && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
-    return test_summary("test_cache");
+    return cache_test_finish("test_cache");
 }

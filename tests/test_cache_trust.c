@@ -482,8 +482,5 @@ int main(void) {
     test_import_unusable_location();
     test_null_columns();
     test_read_only_folder();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (!t_failures && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
-    return test_summary("test_cache_trust");
+    return cache_test_finish("test_cache_trust");
 }

@@ -99,4 +99,11 @@ static const char *CFG_A = "wgmma=1,block_m=64,block_n=128,warps=4,stages=1,q_in
 static const char *CFG_B = "wgmma=1,block_m=128,block_n=64,warps=8,stages=2,q_in_regs=0,min_blocks=1";
 static const char *SPEC = "hdim=128,dtype=bf16,causal=0,sparse=0,path=auto";
 
+/* Removes the scratch folder when every check passed; the exit status. */
+static inline int cache_test_finish(const char *name) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (!t_failures && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+    return test_summary(name);
+}
 #endif
