@@ -417,7 +417,8 @@ static void test_null_columns(void) {
 /* In a child: drop root (which ignores permissions) and read the store at p
  * read-only; also `flashgen cache show`.  Exit 0 when every row is seen. */
 static int read_only_child(const char *p, int want_rows) {
-    if (geteuid() == 0 && (setgid(65534) || setuid(65534))) return 20;
+    if (geteuid() == 0 && (setgid(65534) || setuid(65534)))
+        fprintf(stderr, "note: cannot drop root here; the read-only folder is not read-only for this check\n");
     fg_store *s = NULL;
     fg_error e = {0};
     if (fg_store_open_strict(p, FG_STORE_READ_ONLY, &s, &e) != FG_OK) {
