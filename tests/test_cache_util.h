@@ -20,7 +20,7 @@ static inline void capture(const char *msg, void *ud) {
     snprintf(warnings + l, sizeof warnings - l, "%s\n", msg);
 }
 static inline void reset_warn(void) { warnings[0] = 0; nwarn = 0; }
-static const char *warn_text(void) { return warnings; }
+static inline const char *warn_text(void) { return warnings; }
 
 static inline const char *file(const char *name) {
     static char buf[8][512];
@@ -95,9 +95,9 @@ static inline fg_tuning tuning(const char *cfg, double ms) {
     return t;
 }
 
-static const char *CFG_A = "wgmma=1,block_m=64,block_n=128,warps=4,stages=1,q_in_regs=0,min_blocks=1";
-static const char *CFG_B = "wgmma=1,block_m=128,block_n=64,warps=8,stages=2,q_in_regs=0,min_blocks=1";
-static const char *SPEC = "hdim=128,dtype=bf16,causal=0,sparse=0,path=auto";
+static const char CFG_A[] = "wgmma=1,block_m=64,block_n=128,warps=4,stages=1,q_in_regs=0,min_blocks=1";
+static const char CFG_B[] = "wgmma=1,block_m=128,block_n=64,warps=8,stages=2,q_in_regs=0,min_blocks=1";
+static const char SPEC[] = "hdim=128,dtype=bf16,causal=0,sparse=0,path=auto";
 
 /* Removes the scratch folder when every check passed; the exit status. */
 static inline int cache_test_finish(const char *name) {
