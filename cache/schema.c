@@ -51,11 +51,21 @@ static const char *SQL[ST_COUNT] = {
 };
 
 int fgs_check_identity(sqlite3 *db, const char **why) {
-    int ver = 0, app = 0, objects = 0, rc;
-    if ((rc = fgs_int(db, "PRAGMA user_version", &ver)) != SQLITE_OK ||
-        (rc = fgs_int(db, "PRAGMA application_id", &app)) != SQLITE_OK ||
-        (rc = fgs_int(db, "SELECT count(*) FROM sqlite_master", &objects)) != SQLITE_OK)
-        return rc;
+    /* one statement, so one snapshot: read apart, another process's first
+     * migration could show up between the reads as "no id, but tables" */
+    sqlite3_stmt *q;
+    int rc = sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version),"
+                                    " (SELECT application_id FROM pragma_application_id),"
+                                    " (SELECT count(*) FROM sqlite_master)", -1, &q, NULL);
+    if (rc != SQLITE_OK) return rc;
+    int ver = 0, app = 0, objects = 0;
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        ver = sqlite3_column_int(q, 0);
+        app = sqlite3_column_int(q, 1);
+        objects = sqlite3_column_int(q, 2);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW) return rc;
     /* application_id 0 is every SQLite file's default: only an empty one is ours to fill */
     if ((app != 0 && app != FGS_APP_ID) || (app == 0 && (ver != 0 || objects != 0))) {
         *why = "it is an SQLite database of another program";
