@@ -59,6 +59,14 @@ static fg_context *fake_context(const char *cache) {
     return ctx;
 }
 
+/* The context's counters, read directly (this test already reaches in). */
+static fg_context_stats stats_of(fg_context *ctx) {
+    pthread_mutex_lock(&ctx->mu);
+    const fg_context_stats s = ctx->stats;
+    pthread_mutex_unlock(&ctx->mu);
+    return s;
+}
+
 static void variant(const char *text, fg_variant *v) {
     fg_causal cz;
     fg_error e = {0};
@@ -97,8 +105,7 @@ static void test_launch_params_from_variant(void) {
     fg_error e = {0};
     CHECK(fg_ctx_kernel(ctx, &v, &k, &e) == FG_OK, "%s", e.msg);
     fg_error_clear(&e);
-    fg_context_stats cs;
-    fg_context_get_stats(ctx, &cs);
+    const fg_context_stats cs = stats_of(ctx);
     const int smem = fg_config_smem_bytes(&v.spec, &v.cfg);
     CHECK(cs.kernels_from_cache == 1 && cs.kernels_compiled == 0 && loaded_first[0] == 0xAB,
           "the stored kernel was not loaded (from cache %ld, compiled %ld)", cs.kernels_from_cache, cs.kernels_compiled);
@@ -126,8 +133,7 @@ static void test_unverified_row_not_loaded(void) {
     memset(loaded_first, 0, sizeof loaded_first);
     fg_kernel *k = NULL;
     const fg_status st = fg_ctx_kernel(ctx, &v, &k, &e);
-    fg_context_stats cs;
-    fg_context_get_stats(ctx, &cs);
+    const fg_context_stats cs = stats_of(ctx);
     CHECK(cs.kernels_from_cache == 0 && !(loads && loaded_first[0] == 0xAB),
           "an imported, unverified cubin was given to the driver");
     if (with_nvrtc) {
