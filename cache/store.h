@@ -3,19 +3,26 @@
  * Two kinds of rows, both tagged with the GPU identity they came from
  * (fg_store_identity below: device name, compute capability, SM count,
  * driver, NVRTC version, template hash).  A row of another identity is never used.
- *   kernels:  variant key -> cubin (with an FNV-1a checksum), entry name,
- *             threads, shared memory, ptxas stats, NVRTC log, compile time
+ *   kernels:  variant key -> cubin (with an FNV-1a checksum against damage,
+ *             not forgery), entry name, threads, shared memory, ptxas stats,
+ *             NVRTC log, compile time, and whether it is verified: compiled
+ *             here, or imported with --trust-kernels.  An unverified row is
+ *             never handed out (docs/CACHE.md has the trust model).
  *   tunings:  (spec, shape bucket) -> the chosen configuration, its time, the
  *             heuristic's time, and every candidate's time (tuning_candidates)
  *
  * The file: $FLASHGEN_CACHE, else $XDG_CACHE_HOME/flashgen/cache.db, else
  * ~/.cache/flashgen/cache.db; "off" or ":memory:" keeps it in memory.
  * WAL journal, a busy timeout, every write in one transaction, prepared
- * statements kept open.  A location that cannot be written falls back to an
- * in-memory store with one warning.  A file that SQLite reports corrupt (at
- * open or on any later statement) is renamed aside with a warning and
- * rebuilt empty; a cubin whose checksum does not match is dropped.  Schema
- * changes are migrations numbered by PRAGMA user_version.
+ * statements kept open.  Nothing is written to a file before its identity
+ * is read: an empty file or one of ours (application_id "FGC1"); another
+ * program's database or a newer flashgen's file is left untouched.  A
+ * location that cannot be used falls back to an in-memory store with one
+ * warning.  A file that SQLite reports corrupt (at open or on any later
+ * statement) is renamed aside with a warning and rebuilt empty; nothing is
+ * ever deleted (a file that cannot be renamed stays, and memory is used); a
+ * cubin whose checksum does not match is dropped.  Schema changes are
+ * migrations numbered by PRAGMA user_version.
  *
  * All functions are thread-safe (one mutex per store). */
 #ifndef FG_STORE_H
@@ -27,7 +34,7 @@
 #include "gen/spec.h"
 #include "gen/compile.h"
 
-#define FG_STORE_SCHEMA_VERSION 2
+#define FG_STORE_SCHEMA_VERSION 3
 
 /* A GPU identity: "<name>|cc=M.m|sms=N|driver=V" + fg_store_build_suffix.
  * The suffix is the part this build determines ("|nvrtc=13.0|tpl=<hash>");
@@ -46,9 +53,14 @@ typedef void (*fg_store_warn_fn)(const char *msg, void *ud);
  * location above.  Fails only for out of memory: any other problem ends in
  * a working in-memory store and a warning. */
 fg_status fg_store_open(const char *path, fg_store_warn_fn warn, void *warn_ud, fg_store **out, fg_error *err);
-/* Opens an existing file only as it is (no fallback, no move-aside); for
- * the CLI's read-only commands and for import.  FG_ERR_CACHE on any problem. */
-fg_status fg_store_open_strict(const char *path, int readonly, fg_store **out, fg_error *err);
+/* Opens a file only as it is (no fallback, no move-aside); for the CLI's
+ * commands and for import.  FG_ERR_CACHE on any problem.  mode: */
+enum {
+    FG_STORE_WRITE = 0,     /* an existing file, read and written */
+    FG_STORE_READ_ONLY = 1, /* an existing file, never written */
+    FG_STORE_CREATE = 2     /* read and written, created (with its folder) when missing */
+};
+fg_status fg_store_open_strict(const char *path, int mode, fg_store **out, fg_error *err);
 void fg_store_close(fg_store *s);
 /* The file in use, or ":memory:". */
 const char *fg_store_path(const fg_store *s);
@@ -115,11 +127,21 @@ fg_status fg_store_export(fg_store *s, const char *file, fg_error *err);
 typedef struct fg_import_stats {
     int kernels_added, kernels_present;
     int tunings_added, tunings_improved, tunings_kept;
+    int tunings_rejected; /* time not > 0 and finite, or a configuration refused */
 } fg_import_stats;
+/* Says whether config (fg_config_format text) is one the variant of spec
+ * (fg_tuning_spec_text) accepts; 0 rejects the row. */
+typedef int (*fg_store_config_check_fn)(const char *spec, const char *config, void *ud);
+typedef struct fg_import_opts {
+    int trust_kernels;              /* 1: imported kernels are used as they are */
+    fg_store_config_check_fn check; /* may be NULL: the config only has to parse */
+    void *check_ud;
+} fg_import_opts;
 /* Merges file into s: new kernels are added; a tuning replaces ours only
  * when it is faster.  file is opened read-only and checked first
- * (PRAGMA integrity_check, schema version). */
-fg_status fg_store_import(fg_store *s, const char *file, fg_import_stats *st, fg_error *err);
+ * (PRAGMA integrity_check, schema version). opts may be NULL (defaults). */
+fg_status fg_store_import(fg_store *s, const char *file, const fg_import_opts *opts, fg_import_stats *st,
+                          fg_error *err);
 /* Deletes rows whose identity does not end with keep_suffix ("|nvrtc=..|tpl=..":
  * made by another build, never usable by this one; NULL keeps all) and
  * kernels not used for older_than_s seconds (< 0: no age limit); then

@@ -17,6 +17,7 @@
 
 #include "gen/render.h"
 #include "runtime/internal.h"
+#include "select/heuristic.h"
 
 static fg_kernel *find(fg_context *ctx, const char *key) {
     for (fg_kernel *k = ctx->kernels; k; k = k->next)
@@ -42,9 +43,14 @@ static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const c
     return res;
 }
 
-/* The cache file's copy of key, loaded; 0 on a miss.  A stored cubin the
- * driver refuses is evicted (the caller then compiles it again). */
-static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const char *key, fg_kernel *k) {
+/* The cache file's copy of key, loaded; 0 on a miss.  The store hands out
+ * only cubins compiled here or vouched for (docs/CACHE.md); the launch
+ * parameters (threads, dynamic shared memory) come from the variant, never
+ * from the row: the templates' own formulas, checked equal by test_cpu_core.
+ * A stored cubin the driver refuses is evicted (the caller then compiles it
+ * again). */
+static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const fg_variant *v, const char *key,
+                       fg_kernel *k) {
     fg_stored_kernel sk;
     int found = 0;
     fg_error e = {0};
@@ -52,10 +58,11 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
     fg_error_clear(&e);
     if (!found) return 0;
     char b[256];
-    CUresult res = load(ctx->cu, k, sk.cubin, sk.entry, sk.smem_bytes);
+    const int smem_bytes = fg_config_smem_bytes(&v->spec, &v->cfg);
+    CUresult res = load(ctx->cu, k, sk.cubin, sk.entry, smem_bytes);
     if (res == CUDA_SUCCESS) {
-        k->threads = sk.threads;
-        k->smem_bytes = sk.smem_bytes;
+        k->threads = v->cfg.warps * 32;
+        k->smem_bytes = smem_bytes;
         k->stats = sk.stats;
         count(ctx, &ctx->stats.kernels_from_cache);
     } else {
@@ -78,7 +85,7 @@ static fg_status build(fg_context *ctx, const fg_variant *v, const char *key, fg
     const char *gpu;
     st = fg_ctx_store(ctx, &store, &gpu, err);
     if (st != FG_OK) return st;
-    if (load_stored(ctx, store, gpu, key, k)) return FG_OK;
+    if (load_stored(ctx, store, gpu, v, key, k)) return FG_OK;
 
     fg_rendered r;
     st = fg_render_forward(src, v, key, &r, err);

@@ -18,85 +18,9 @@
 #include "gen/render.h"
 #include "select/heuristic.h"
 #include "select/tuned.h"
-#include "test_util.h"
+#include "test_cache_util.h"
 
 fg_status fg_store_create_at_version(const char *path, int version, fg_error *err);
-
-static char dir[256];
-static char warnings[8192];
-static int nwarn;
-
-static void capture(const char *msg, void *ud) {
-    (void)ud;
-    ++nwarn;
-    size_t l = strlen(warnings);
-    snprintf(warnings + l, sizeof warnings - l, "%s\n", msg);
-}
-static void reset_warn(void) { warnings[0] = 0; nwarn = 0; }
-static const char *warn_text(void) { return warnings; }
-
-static const char *file(const char *name) {
-    static char buf[8][512];
-    static int i;
-    char *b = buf[i++ % 8];
-    snprintf(b, 512, "%s/%s", dir, name);
-    return b;
-}
-
-static fg_store *open_ok(const char *path) {
-    fg_store *s = NULL;
-    fg_error e = {0};
-    CHECK(fg_store_open(path, capture, NULL, &s, &e) == FG_OK, "open %s: %s", path, e.msg);
-    fg_error_clear(&e);
-    return s;
-}
-
-static fg_stored_kernel fake_kernel(unsigned char fill, size_t n) {
-    fg_stored_kernel k;
-    memset(&k, 0, sizeof k);
-    k.cubin = malloc(n);
-    memset(k.cubin, fill, n);
-    k.cubin_size = n;
-    snprintf(k.entry, sizeof k.entry, "fg_fwd_%u", fill);
-    k.threads = 128;
-    k.smem_bytes = 65536;
-    k.stats.registers = 168;
-    k.stats.compile_seconds = 0.5;
-    k.log = "ptxas info: fake";
-    return k;
-}
-
-static int raw_exec(const char *path, const char *sql) {
-    sqlite3 *db;
-    int rc = sqlite3_open(path, &db);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc;
-}
-
-static int raw_int(const char *path, const char *sql) {
-    sqlite3 *db;
-    sqlite3_stmt *q;
-    int v = -1;
-    if (sqlite3_open(path, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK) {
-        if (sqlite3_step(q) == SQLITE_ROW) v = sqlite3_column_int(q, 0);
-        sqlite3_finalize(q);
-    }
-    sqlite3_close(db);
-    return v;
-}
-
-static int count_aside(const char *base) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *de;
-    char pre[256];
-    snprintf(pre, sizeof pre, "%s.corrupt-", base);
-    while (d && (de = readdir(d)))
-        if (!strncmp(de->d_name, pre, strlen(pre)) && !strstr(de->d_name, "-wal") && !strstr(de->d_name, "-shm")) ++n;
-    if (d) closedir(d);
-    return n;
-}
 
 static void test_kernels_and_identity(void) {
     const char *p = file("k.db");
@@ -130,20 +54,6 @@ static void test_kernels_and_identity(void) {
     free(k.cubin);
     fg_store_close(s);
 }
-
-static fg_tuning tuning(const char *cfg, double ms) {
-    fg_tuning t;
-    memset(&t, 0, sizeof t);
-    snprintf(t.config, sizeof t.config, "%s", cfg);
-    t.ms = ms;
-    t.heuristic_ms = ms * 1.1;
-    snprintf(t.shape, sizeof t.shape, "b8 h16 sq2048 sk2048");
-    return t;
-}
-
-static const char *CFG_A = "wgmma=1,block_m=64,block_n=128,warps=4,stages=1,q_in_regs=0,min_blocks=1";
-static const char *CFG_B = "wgmma=1,block_m=128,block_n=64,warps=8,stages=2,q_in_regs=0,min_blocks=1";
-static const char *SPEC = "hdim=128,dtype=bf16,causal=0,sparse=0,path=auto";
 
 typedef struct nest_ud { fg_store *s; int rows, cands; } nest_ud;
 static void nest_cand(const fg_tune_row *r, void *ud) { (void)r; ((nest_ud *)ud)->cands++; }
@@ -206,7 +116,8 @@ static void test_export_import(void) {
     CHECK(fg_store_export(a, x, &e) == FG_ERR_CACHE, "export overwrote an existing file");
     fg_error_clear(&e);
     fg_import_stats st;
-    CHECK(fg_store_import(b, x, &st, &e) == FG_OK, "import: %s", e.msg);
+    const fg_import_opts trust = {1, NULL, NULL}; /* kernels used as they are (test_cache_trust: without) */
+    CHECK(fg_store_import(b, x, &trust, &st, &e) == FG_OK, "import: %s", e.msg);
     fg_error_clear(&e);
     CHECK(st.kernels_added == 1 && st.kernels_present == 1, "kernels added %d present %d", st.kernels_added,
           st.kernels_present);
@@ -228,7 +139,7 @@ static void test_export_import(void) {
     FILE *f = fopen(file("garbage.db"), "wb");
     for (int i = 0; i < 9000; ++i) fputc(i * 7 % 251, f);
     fclose(f);
-    CHECK(fg_store_import(b, file("garbage.db"), &st, &e) == FG_ERR_CACHE, "garbage imported");
+    CHECK(fg_store_import(b, file("garbage.db"), NULL, &st, &e) == FG_ERR_CACHE, "garbage imported");
     CHECK_CONTAINS(e.msg, "garbage.db");
     fg_error_clear(&e);
     CHECK(fg_store_check(b, &e) == FG_OK, "store damaged by a failed import: %s", e.msg);
@@ -542,8 +453,5 @@ int main(void) {
     test_two_processes();
     test_candidates_by_sram();
     test_candidates_render();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (!t_failures && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
-    return test_summary("test_cache");
+    return cache_test_finish("test_cache");
 }

@@ -5,6 +5,9 @@
  *     process start to the first finished launch;
  *  2. a stored cubin the driver refuses (valid checksum, garbage bytes) is
  *     evicted and recompiled, and the result is right;
+ *  2b. launch parameters come from the variant: a row claiming 32 threads
+ *     and no shared memory still runs right; an imported (unverified)
+ *     kernel is compiled here once, then used (docs/CACHE.md);
  *  3. fg_tune on two buckets stores results that the next context uses, and
  *     the tuned kernel passes the reference check on an odd shape.
  * Exit 77 (skipped) without a GPU. */
@@ -160,6 +163,7 @@ int main(int argc, char **argv) {
 
     /* 1. cold, warm */
     launch_result cold = {0}, warm = {0}, ev = {0};
+    fg_store *s0 = NULL;
     printf("cold start (empty cache file):\n");
     CHECK(run_child(argv[0], cache, &cold), "cold child failed");
     CHECK(cold.ok && cold.compiled >= 1 && cold.from_cache == 0, "cold: ok=%d compiled=%ld from_cache=%ld", cold.ok,
@@ -178,6 +182,36 @@ int main(int argc, char **argv) {
     CHECK(run_child(argv[0], cache, &ev), "evict child failed");
     CHECK(ev.ok && ev.evicted >= 1 && ev.compiled >= 1, "evict: ok=%d evicted=%ld compiled=%ld", ev.ok, ev.evicted,
           ev.compiled);
+
+    /* 2b. a row's launch parameters are never used; an import is verified first */
+    sqlite3 *raw;
+    CHECK(sqlite3_open(cache, &raw) == SQLITE_OK &&
+              sqlite3_exec(raw, "UPDATE kernels SET threads = 32, smem = 0", NULL, NULL, NULL) == SQLITE_OK, "forge");
+    sqlite3_close(raw);
+    launch_result forged = {0}, imp1 = {0}, imp2 = {0};
+    printf("after a row claims 32 threads and no shared memory:\n");
+    CHECK(run_child(argv[0], cache, &forged), "forged child failed");
+    CHECK(forged.ok && forged.compiled == 0 && forged.from_cache >= 1, "forged launch parameters: ok=%d compiled=%ld",
+          forged.ok, forged.compiled);
+    char exported[256], imported[256];
+    snprintf(exported, sizeof exported, "%s/shipped.db", dir);
+    snprintf(imported, sizeof imported, "%s/fleet.db", dir);
+    if (fg_store_open_strict(cache, FG_STORE_READ_ONLY, &s0, &e) == FG_OK) {
+        CHECK(fg_store_export(s0, exported, &e) == FG_OK, "export: %s", e.msg);
+        fg_store_close(s0);
+    }
+    if (fg_store_open_strict(imported, FG_STORE_CREATE, &s0, &e) == FG_OK) {
+        fg_import_stats ist;
+        CHECK(fg_store_import(s0, exported, NULL, &ist, &e) == FG_OK && ist.kernels_added >= 1, "import: %s", e.msg);
+        fg_store_close(s0);
+    }
+    fg_error_clear(&e);
+    printf("an imported file, first and second start:\n");
+    CHECK(run_child(argv[0], imported, &imp1) && run_child(argv[0], imported, &imp2), "import children failed");
+    CHECK(imp1.ok && imp1.compiled >= 1 && imp1.from_cache == 0, "unverified import used: compiled=%ld from_cache=%ld",
+          imp1.compiled, imp1.from_cache);
+    CHECK(imp2.ok && imp2.compiled == 0 && imp2.from_cache >= 1, "verified import not used: compiled=%ld from_cache=%ld",
+          imp2.compiled, imp2.from_cache);
 
     /* 3. tune two buckets, then use them */
     fg_context *ctx;
@@ -199,7 +233,7 @@ int main(int argc, char **argv) {
     fg_context_destroy(ctx);
     fg_store *s;
     int ntun = 0;
-    if (fg_store_open_strict(cache2, 1, &s, &e) == FG_OK) {
+    if (fg_store_open_strict(cache2, FG_STORE_READ_ONLY, &s, &e) == FG_OK) {
         fg_store_each_tuning(s, NULL, count_tuning, &ntun, &e);
         CHECK(fg_store_check(s, &e) == FG_OK, "%s", e.msg);
         fg_store_close(s);

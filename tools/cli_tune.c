@@ -54,8 +54,12 @@ static const char *HELP_CACHE =
     "                    heuristic); --candidates adds every candidate's time\n"
     "  export FILE       write a consistent copy (to ship to machines of the same\n"
     "                    GPU model); FILE must not exist\n"
-    "  import FILE       merge FILE in: new kernels are added; a tuning result\n"
-    "                    replaces ours only when it is faster\n"
+    "  import FILE [--trust-kernels]\n"
+    "                    merge FILE in: a tuning result replaces ours only when\n"
+    "                    it is faster and valid (time > 0, a configuration its\n"
+    "                    variant accepts).  Imported kernels are not run until a\n"
+    "                    compile here gives the same cubin (see docs/CACHE.md);\n"
+    "                    --trust-kernels uses them as they are (files you built)\n"
     "  prune [--days N]  delete rows made by another NVRTC or template version\n"
     "                    (never usable by this build) and, with --days, kernels\n"
     "                    not used for N days; then compact the file\n"
@@ -297,6 +301,31 @@ static void print_tuning_c(const char *gpu, const char *spec, const char *bucket
     fg_error_clear(&e);
 }
 
+/* import's check of a tuning row: config is one the variant of spec (the
+ * fg_tuning_spec_text of tune.c) accepts on some device; the device's own
+ * limits are checked again when the row is used. */
+static int import_config_ok(const char *spec, const char *config, void *ud) {
+    (void)ud;
+    char base[256] = "", *save = NULL, copy[256];
+    int path = 0, bq = 0, bk = 0;
+    snprintf(copy, sizeof copy, "%s", spec);
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        if (!strncmp(kv, "path=", 5)) path = !strcmp(kv + 5, "mma") ? 1 : !strcmp(kv + 5, "wgmma") ? 2 : 0;
+        else if (!strncmp(kv, "layout=", 7)) { if (sscanf(kv + 7, "%dx%d", &bq, &bk) != 2) return 0; }
+        else if (strncmp(kv, "mask=", 5)) snprintf(base + strlen(base), sizeof base - strlen(base), "%s%s", *base ? "," : "", kv);
+    }
+    fg_variant v;
+    fg_causal cz;
+    fg_config c;
+    fg_error e = {0};
+    int ok = fg_spec_parse(base, &v, &cz, &e) == FG_OK && fg_config_parse(config, &c, &e) == FG_OK &&
+             fg_config_check(&v.spec, &c, 1 << 30, &e) == FG_OK;
+    ok = ok && !(path == 1 && c.wgmma == 1) && !(path == 2 && c.wgmma != 1) && !(bq > 0 && bq % c.block_m) &&
+         !(bk > 0 && bk % c.block_n);
+    fg_error_clear(&e);
+    return ok;
+}
+
 /* "|nvrtc=13.0|tpl=<hash>": the part of an identity this build determines. */
 static int build_suffix(char *buf, size_t n) {
     fg_error e = {0};
@@ -320,7 +349,7 @@ int fg_cmd_cache(int argc, char **argv) {
     }
     const char *sub = argv[1];
     static const char *vals[] = {"--cache", "--gpu", "--spec", "--days", NULL};
-    static const char *flags[] = {"--candidates", "--yes", NULL};
+    static const char *flags[] = {"--candidates", "--yes", "--trust-kernels", NULL};
     const char *pos = NULL;
     for (int i = 2; i < argc; ++i) {
         int known = 0;
@@ -353,10 +382,11 @@ int fg_cmd_cache(int argc, char **argv) {
     fg_error e = {0};
     fg_store *s = NULL;
     fg_status st;
-    if (!strcmp(sub, "import")) st = fg_store_open(path, NULL, NULL, &s, &e); /* creates it when new */
+    if (!strcmp(sub, "import")) st = fg_store_open_strict(path, FG_STORE_CREATE, &s, &e); /* no memory fallback */
     else if (!strcmp(sub, "ls") || !strcmp(sub, "show") || !strcmp(sub, "export") || !strcmp(sub, "check") ||
              !strcmp(sub, "prune") || !strcmp(sub, "clear"))
-        st = fg_store_open_strict(path, !strcmp(sub, "prune") || !strcmp(sub, "clear") ? 0 : 1, &s, &e);
+        st = fg_store_open_strict(path, !strcmp(sub, "prune") || !strcmp(sub, "clear") ? FG_STORE_WRITE : FG_STORE_READ_ONLY,
+                                  &s, &e);
     else {
         fprintf(stderr, "flashgen cache: unknown command '%s'\n\n%s", sub, HELP_CACHE);
         return 2;
@@ -385,12 +415,15 @@ int fg_cmd_cache(int argc, char **argv) {
         if (st == FG_OK) printf("exported %s to %s\n", path, pos);
     } else if (!strcmp(sub, "import")) {
         fg_import_stats is;
-        st = fg_store_import(s, pos, &is, &e);
+        const fg_import_opts o = {fg_cli_flag(argc, argv, "--trust-kernels"), import_config_ok, NULL};
+        st = fg_store_import(s, pos, &o, &is, &e);
         if (st == FG_OK)
-            printf("imported %s into %s: kernels %d added, %d already present; tuning results %d added, %d faster "
-                   "(replaced ours), %d not faster (ours kept)\n",
-                   pos, fg_store_path(s), is.kernels_added, is.kernels_present, is.tunings_added, is.tunings_improved,
-                   is.tunings_kept);
+            printf("imported %s into %s: kernels %d added (%s), %d already present; tuning results %d added, %d faster "
+                   "(replaced ours), %d not faster (ours kept), %d rejected (time or configuration not valid)\n",
+                   pos, fg_store_path(s), is.kernels_added,
+                   o.trust_kernels ? "trusted: used as they are"
+                                   : "each used once a compile here gives the same cubin",
+                   is.kernels_present, is.tunings_added, is.tunings_improved, is.tunings_kept, is.tunings_rejected);
     } else if (!strcmp(sub, "prune")) {
         char suffix[128];
         const int days = fg_cli_int(argc, argv, "--days", -1);
