@@ -7,9 +7,12 @@
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
-    if (c->wgmma == 2) { /* must agree with WsShape::SMEM in fg_fwd_ws.cuh (the template asserts it) */
+    if (c->wgmma == 2) { /* must agree with WsShape::SMEM in fg_fwd_ws.cuh (the template asserts it) and
+                            fwd_ws.lua: two Q buffers where they fit in Hopper's 227 KiB, else one */
         const int dp = round_up(s->head_dim, 64), dvp = round_up(s->head_dim, 64);
-        return 1024 + c->block_m * dp * 2 + c->stages * c->block_n * (dp + dvp) * 2 + 16 + 32 * c->stages;
+        const int qbuf = c->block_m * (dp > dvp ? dp : dvp) * 2;
+        const int rest = 1024 + c->stages * c->block_n * (dp + dvp) * 2 + 32 * c->stages;
+        return rest + 2 * qbuf + 32 <= 232448 ? rest + 2 * qbuf + 32 : rest + qbuf + 16;
     }
     if (c->wgmma == 1) /* swizzled tiles, no padding, + 1024 for the alignment of fg_fwd_wgmma.cuh */
         return 1024 + (c->block_m + 2 * c->stages * c->block_n) * s->head_dim * 2;

@@ -45,9 +45,13 @@ template <class K> struct WsShape {
     static constexpr int DP = (K::D + 63) / 64 * 64, DVP = (K::DV + 63) / 64 * 64;
     static constexpr int NT_S = K::BC / 8, NT_O = K::DV / 8;
     static constexpr int KS_QK = K::D / 16, KS_PV = K::BC / 16;
-    static constexpr int Q_BYTES = K::BR * DP * 2, K_BYTES = K::BC * DP * 2, V_BYTES = K::BC * DVP * 2;
-    // smem: [align 1024] Q | K ring | V ring | barriers (q full/empty, K ring, V ring)
-    static constexpr int SMEM = 1024 + Q_BYTES + K::STAGES * (K_BYTES + V_BYTES) + 16 + 2 * Ring<K::STAGES>::BYTES;
+    // A Q buffer also stages the O tile of the epilogue, so it is as wide as
+    // the wider of the two head dims; Q_TX is what the TMA load of Q brings.
+    static constexpr int Q_BUF = K::BR * (DP > DVP ? DP : DVP) * 2, Q_TX = K::BR * DP * 2;
+    static constexpr int K_BYTES = K::BC * DP * 2, V_BYTES = K::BC * DVP * 2;
+    // smem: [align 1024] Q ring | K ring | V ring | barriers (Q ring, K ring, V ring)
+    static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * (K_BYTES + V_BYTES) + Ring<K::Q_STAGES>::BYTES +
+                                2 * Ring<K::STAGES>::BYTES;
     static_assert(K::BR == 64 * NC, "64 query rows per consumer warpgroup");
     static_assert(K::D % 16 == 0 && K::DV % 8 == 0 && K::DV <= 256, "head dims");
     static_assert(K::BC % 16 == 0 && K::BC <= 256, "key tile");
@@ -56,17 +60,18 @@ template <class K> struct WsShape {
 // Shared-memory addresses of one CTA's buffers and barriers.
 template <class K> struct WsSmem {
     typedef WsShape<K> S;
-    u32 q, k, v, q_full, q_empty;
+    u32 q, k, v;
+    Ring<K::Q_STAGES> qr;
     Ring<K::STAGES> kr, vr;
     __device__ __forceinline__ void init(char *raw) {
         q = (smem_addr(raw) + 1023u) & ~1023u;  // the swizzle uses absolute address bits
-        k = q + S::Q_BYTES;
+        k = q + K::Q_STAGES * S::Q_BUF;
         v = k + K::STAGES * S::K_BYTES;
-        q_full = v + K::STAGES * S::V_BYTES;
-        q_empty = q_full + 8;
-        kr.bars = q_empty + 8;
+        qr.bars = v + K::STAGES * S::V_BYTES;
+        kr.bars = qr.bars + Ring<K::Q_STAGES>::BYTES;
         vr.bars = kr.bars + Ring<K::STAGES>::BYTES;
     }
+    __device__ __forceinline__ u32 qbuf(int stage) const { return q + stage * S::Q_BUF; }
 };
 
 // ---------------------------------------------------------------- producer
@@ -80,7 +85,8 @@ __device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma
     ts.init(p);
     PipeState<K::STAGES> ps;
     ps.reset();
-    u32 q_phase = 0;
+    PipeState<K::Q_STAGES> qs;
+    qs.reset();
     for (int tile = ts.first(); tile < ts.total; tile = ts.next(tile)) {
         int mb, h, b;
         ts.decode(tile, p.heads_q, mb, h, b);
@@ -88,11 +94,12 @@ __device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
 
-        mbar_wait(sm.q_empty, q_phase ^ 1u);   // the consumers are done with the last Q
-        mbar_arrive_expect_tx(sm.q_full, S::Q_BYTES);
+        // with two Q buffers this tile's Q loads while the last tile computes
+        sm.qr.acquire(qs, S::Q_TX);
 #pragma unroll
-        for (int cb = 0; cb < S::DP / 64; ++cb) tma_load_4d(sm.q + cb * K::BR * 128, &tm.q, sm.q_full, cb * 64, m0, h, b);
-        q_phase ^= 1u;
+        for (int cb = 0; cb < S::DP / 64; ++cb)
+            tma_load_4d(sm.qbuf(qs.stage) + cb * K::BR * 128, &tm.q, sm.qr.full(qs.stage), cb * 64, m0, h, b);
+        qs.advance();
 
         for (int i = 0; i < sch.count; ++i) {
             bool part;
@@ -135,8 +142,8 @@ template <class K> struct WsConsumer {
         if (K::PINGPONG) named_bar_arrive(1 + (c + 1) % S::NC, SCHED_THREADS);
     }
 
-    __device__ __forceinline__ void issue_s(float (&acc_s)[1][NT_S][4], u32 kst) const {
-        const u32 q_wg = sm.q + c * 64 * 128;
+    __device__ __forceinline__ void issue_s(float (&acc_s)[1][NT_S][4], u32 qst, u32 kst) const {
+        const u32 q_wg = qst + c * 64 * 128;
 #pragma unroll
         for (int ks = 0; ks < S::KS_QK; ++ks) {
             const u64 da = make_desc(q_wg + (ks >> 2) * K::BR * 128 + (ks & 3) * 32, 16, 1024);
@@ -165,12 +172,14 @@ template <class K> struct WsConsumer {
         ts.init(p);
         PipeState<K::STAGES> ps;
         ps.reset();
-        u32 q_phase = 0;
+        PipeState<K::Q_STAGES> qs;
+        qs.reset();
         if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
         for (int tile = ts.first(); tile < ts.total; tile = ts.next(tile)) {
             int mb, h, b;
             ts.decode(tile, p.heads_q, mb, h, b);
-            one_tile(mb * K::BR, h, b, ps, q_phase);
+            one_tile(mb * K::BR, h, b, ps, qs);
+            qs.advance();
         }
         // close the ring of turns: the last warpgroup's final arrive on
         // barrier 1 is matched here
@@ -188,21 +197,18 @@ template <class K> struct WsConsumer {
         return i;
     }
 
-    __device__ __forceinline__ void q_release() const {
-        __syncwarp();
-        mbar_arrive_if(sm.q_empty, lane == 0);
-    }
+
 
     // S = Q K(t)^T for the stage at ps, masked.  With WITH_PV, O += P V of
     // the previous stage is issued behind it and left in flight.
     template <bool WITH_PV>
     __device__ __forceinline__ void s_tile(const Sched &sch, float (&acc_s)[1][NT_S][4], int t, bool part, int row0, int b,
-                                           int h, const PipeState<K::STAGES> &ps, float (&acc_o)[1][NT_O][4],
+                                           int h, u32 qst, const PipeState<K::STAGES> &ps, float (&acc_o)[1][NT_O][4],
                                            const u32 (&pa)[S::KS_PV][4], int prev_stage, u32 prev_phase) {
         sm.kr.wait_full(ps);
         turn_begin();
         wgmma_fence();
-        issue_s(acc_s, sm.k + ps.stage * S::K_BYTES);
+        issue_s(acc_s, qst, sm.k + ps.stage * S::K_BYTES);
         wgmma_commit();
         if (WITH_PV) {
             mbar_wait(sm.vr.full(prev_stage), prev_phase);
@@ -233,7 +239,8 @@ template <class K> struct WsConsumer {
         sm.vr.release(stage);
     }
 
-    __device__ __forceinline__ void one_tile(int m0, int h, int b, PipeState<K::STAGES> &ps, u32 &q_phase) {
+    __device__ __forceinline__ void one_tile(int m0, int h, int b, PipeState<K::STAGES> &ps, const PipeState<K::Q_STAGES> &qs) {
+        const u32 qst = sm.qbuf(qs.stage);
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
         const int row0 = m0 + c * 64 + wq * 16;
@@ -248,8 +255,7 @@ template <class K> struct WsConsumer {
         u32 pa[S::KS_PV][4];
         float alpha_unused_[1][2];
 
-        mbar_wait(sm.q_full, q_phase);
-        q_phase ^= 1u;
+        sm.qr.wait_full(qs);
 
         // The first visible tile is peeled off, so that inside the loop a
         // P V product is always in flight: a wgmma issued on a condition
@@ -259,7 +265,7 @@ template <class K> struct WsConsumer {
         int i = next_visible(sch, 0, t, part);
         if (i < sch.count) {
             float acc_s[1][NT_S][4];
-            s_tile<false>(sch, acc_s, t, part, row0, b, h, ps, acc_o, pa, 0, 0);
+            s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, 0);
             smx.step_p(acc_s, p.scale_log2, alpha_unused_);
             pack_p(pa, acc_s);
             if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
@@ -267,7 +273,7 @@ template <class K> struct WsConsumer {
             u32 prev_phase = ps.phase;
             ps.advance();
             for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
-                s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, ps, acc_o, pa, prev_stage, prev_phase);
+                s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, prev_phase);
                 float alpha[1][2];
                 smx.step_p(acc_s, p.scale_log2, alpha);
                 if (K::OVERLAP) {
@@ -282,34 +288,55 @@ template <class K> struct WsConsumer {
                 prev_phase = ps.phase;
                 ps.advance();
             }
-            // Q is no longer read: the producer may load the next tile's
-            q_release();
             if (K::OVERLAP) pv_now(acc_o, pa, prev_stage, prev_phase);
-        } else {
-            q_release();
         }
-        epilogue(acc_o, smx, m0, h, b);
+        epilogue(acc_o, smx, m0, h, b, qst);
+        // Q and the staged O are no longer read: the buffer may take the Q
+        // of a later tile
+        fence_proxy_async();
+        sm.qr.release(qs.stage);
     }
 
-    // Normalise and write rows straight from registers; lse once per row.
+    // Normalise O into this warpgroup's rows of the Q buffer (128-byte
+    // swizzle, conflict-free: the 8 rows of a store land in 8 different
+    // 16-byte columns), then copy it out in coalesced 16-byte stores; lse
+    // once per row.
     __device__ __forceinline__ void epilogue(float (&acc_o)[1][NT_O][4], OnlineSoftmax<1, NT_S, NT_O> &smx, int m0, int h,
-                                             int b) const {
+                                             int b, u32 qst) const {
         float inv[1][2], lse[1][2];
         smx.finish(p.scale, inv, lse);
         const int g = lane >> 2, cq = lane & 3;
-        const int row = c * 64 + wq * 16 + g;
-        char *og = (char *)p.o + 2 * (b * p.o_batch_stride + h * p.o_head_stride + (long long)m0 * p.o_row_stride);
-        const long long ors = 2 * p.o_row_stride;
+        const u32 slice = qst + c * 64 * 128;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int rr = row + r * 8;
-            if (m0 + rr < p.seqlen_q) {
-                char *orow = og + rr * ors;
+            const int rr = wq * 16 + g + r * 8;
 #pragma unroll
-                for (int j = 0; j < NT_O; ++j)
-                    *(u32 *)(orow + (j * 8 + 2 * cq) * 2) =
-                        pack2<K::BF16>(acc_o[0][j][2 * r] * inv[0][r], acc_o[0][j][2 * r + 1] * inv[0][r]);
-                if (p.lse && cq == 0) p.lse[((long long)b * p.heads_q + h) * p.seqlen_q + m0 + rr] = lse[0][r];
+            for (int j = 0; j < NT_O; ++j) {
+                // column 8j + 2cq: 16-byte chunk j, 4 bytes at 4cq inside it
+                const u32 addr = slice + (j >> 3) * K::BR * 128 + rr * 128 + ((((u32)j & 7u) ^ ((u32)rr & 7u)) << 4) + 4 * cq;
+                const u32 v = pack2<K::BF16>(acc_o[0][j][2 * r] * inv[0][r], acc_o[0][j][2 * r + 1] * inv[0][r]);
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+            }
+            const int row = m0 + c * 64 + rr;
+            if (p.lse && cq == 0 && row < p.seqlen_q) p.lse[((long long)b * p.heads_q + h) * p.seqlen_q + row] = lse[0][r];
+        }
+        named_bar_sync(1 + S::NC + c, 128);
+        constexpr int CH = K::DV / 8, TOTAL = 64 * CH;
+        char *og = (char *)p.o + 2 * (b * p.o_batch_stride + h * p.o_head_stride + (long long)(m0 + c * 64) * p.o_row_stride);
+        const long long ors = 2 * p.o_row_stride;
+        const int rows = p.seqlen_q - (m0 + c * 64);
+        const int t = threadIdx.x & 127;
+#pragma unroll 4
+        for (int it = 0; it < (TOTAL + 127) / 128; ++it) {
+            const int id = t + it * 128;
+            const int rr = id / CH, j = id - rr * CH;
+            if ((TOTAL % 128 == 0 || id < TOTAL) && rr < rows) {
+                const u32 addr = slice + (j >> 3) * K::BR * 128 + rr * 128 + ((((u32)j & 7u) ^ ((u32)rr & 7u)) << 4);
+                u32 x0, x1, x2, x3;
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr) : "memory");
+                uint4 v4 = make_uint4(x0, x1, x2, x3);
+                *(uint4 *)(og + rr * ors + j * 16) = v4;
             }
         }
     }
@@ -321,8 +348,7 @@ __device__ __forceinline__ void attention_forward_ws(const fg_fwd_params &p, con
     WsSmem<K> sm;
     sm.init(smem_raw);
     if (threadIdx.x == 0) {
-        mbar_init(sm.q_full, 1);
-        mbar_init(sm.q_empty, 4 * S::NC);
+        sm.qr.init(4 * S::NC);
         sm.kr.init(4 * S::NC);
         sm.vr.init(4 * S::NC);
         mbar_init_fence();

@@ -51,16 +51,23 @@ end
 -- consumers take the rest of the 64K (multiples of 8).
 local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
 
-local function smem_bytes(p)
+-- Shared memory: Q buffers (each also stages the O tile of the epilogue, so
+-- as wide as the wider head dim), the K and V rings, 16 bytes of barriers
+-- per stage of each ring.  Two Q buffers (the next tile's Q loads during
+-- this one) where they fit in Hopper's 227 KiB, else one.
+local HOPPER_SMEM = 232448
+local function smem_bytes(p, q_stages)
   local dp, dvp = util.round_up(p.head_dim, 64), util.round_up(p.head_dim_v, 64)
-  return 1024 + p.block_m * dp * 2 + p.stages * p.block_n * (dp + dvp) * 2 + 16 + 2 * 16 * p.stages
+  local qbuf = p.block_m * math.max(dp, dvp) * 2
+  return 1024 + q_stages * qbuf + p.stages * p.block_n * (dp + dvp) * 2 + 16 * q_stages + 2 * 16 * p.stages
 end
 
 return function(p)
   check(p)
   local nc = p.block_m // 64
   local threads = (nc + 1) * 128
-  local smem = smem_bytes(p)
+  local q_stages = smem_bytes(p, 2) <= HOPPER_SMEM and 2 or 1
+  local smem = smem_bytes(p, q_stages)
   local ty = p.dtype == "bf16" and "bf16" or "f16"
 
   local out = util.buffer()
@@ -69,8 +76,8 @@ return function(p)
   out:line("// variant: %s", p.key or "(none)")
   out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s sparse=%s", p.head_dim, p.head_dim_v, p.dtype,
            tostring(p.causal), tostring(p.sparse))
-  out:line("// block_m=%d (%d consumer warpgroups + 1 producer) block_n=%d stages=%d pingpong=%s overlap=%s",
-           p.block_m, nc, p.block_n, p.stages, tostring(p.pingpong), tostring(p.overlap))
+  out:line("// block_m=%d (%d consumer warpgroups + 1 producer) block_n=%d stages=%d q_buffers=%d pingpong=%s overlap=%s",
+           p.block_m, nc, p.block_n, p.stages, q_stages, tostring(p.pingpong), tostring(p.overlap))
   out:line("// threads=%d dynamic_smem=%d bytes registers: producer %d, consumers %d", threads, smem,
            REGS[nc][1], REGS[nc][2])
   util.mask_banner(out, p)
@@ -84,7 +91,8 @@ return function(p)
   out:line("")
   out:line("struct Traits {")
   out:line("    static constexpr int D = %d, DV = %d;", p.head_dim, p.head_dim_v)
-  out:line("    static constexpr int BR = %d, BC = %d, NC = %d, STAGES = %d;", p.block_m, p.block_n, nc, p.stages)
+  out:line("    static constexpr int BR = %d, BC = %d, NC = %d, STAGES = %d, Q_STAGES = %d;", p.block_m, p.block_n, nc,
+           p.stages, q_stages)
   out:line("    static constexpr int PRODUCER_REGS = %d, CONSUMER_REGS = %d;", REGS[nc][1], REGS[nc][2])
   out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
            tostring(p.causal), tostring(p.sparse))
