@@ -1,6 +1,9 @@
 /* candidates.c: the autotuner's search space.
  *
- * Everything the two kernel families take as a compile-time parameter:
+ * Everything the kernel families take as a compile-time parameter:
+ *   TMA (sm_90a, head dim a multiple of 16): block_m 128/192 (two or three
+ *     consumer warpgroups), block_n every multiple of 16 in 64..192, K/V
+ *     stages 2..3;
  *   wgmma (sm_90a, head dim a multiple of 64): block_m 64/128/192 (one
  *     warpgroup per 64 rows), block_n 64..256, K/V stages 1..2, min blocks
  *     per SM 1..2;
@@ -27,7 +30,21 @@ int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_
                        fg_config *out, int max) {
     int n = 0;
     fg_config c;
-    if (wgmma_ok && path != FG_PATH_MMA && s->head_dim % 64 == 0) {
+    if (wgmma_ok && (path == FG_PATH_AUTO || path == FG_PATH_TMA) && s->head_dim % 16 == 0) {
+        for (int bm = 128; bm <= 192; bm += 64)
+            for (int bn = 64; bn <= 192; bn += 16)
+                for (int st = 2; st <= 3; ++st) {
+                    memset(&c, 0, sizeof c);
+                    c.wgmma = 2;
+                    c.block_m = bm;
+                    c.warps = 4 * (1 + bm / 64);
+                    c.block_n = bn;
+                    c.stages = st;
+                    c.min_blocks = 1;
+                    n = add(s, &c, smem_limit, block_q, block_k, out, n, max);
+                }
+    }
+    if (wgmma_ok && (path == FG_PATH_AUTO || path == FG_PATH_WGMMA) && s->head_dim % 64 == 0) {
         static const int bm[] = {64, 128, 192}, bn[] = {64, 128, 192, 256};
         for (int i = 0; i < 3; ++i)
             for (int j = 0; j < 4; ++j)
@@ -43,7 +60,7 @@ int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_
                         n = add(s, &c, smem_limit, block_q, block_k, out, n, max);
                     }
     }
-    if (path != FG_PATH_WGMMA) {
+    if (path == FG_PATH_AUTO || path == FG_PATH_MMA) {
         static const int bn[] = {16, 32, 64, 128};
         for (int w = 4; w <= 8; w += 4)
             for (int mt = 1; mt <= 2; ++mt)

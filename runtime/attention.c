@@ -93,14 +93,14 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
     if (var->cfg.wgmma == 2) {
         /* one linear tile index (fg_tile_scheduler.cuh).  A persistent grid
          * of one CTA per SM (the next tile's loads overlap this one's
-         * epilogue) except where a static round-robin balances badly: sparse
-         * rows, and causal tiles above head dim 128, which are few and long
-         * (H200, docs/PERF.md v7: causal hd 128 1k 349 vs 323 TFLOP/s,
-         * hd 256 4k 568 vs 632) */
+         * epilogue; snake rounds balance causal tiles), except for sparse
+         * layouts, whose rows differ in cost unpredictably: one CTA per tile
+         * there, balanced by the hardware (H200, docs/PERF.md v7: causal
+         * 64/128/256 at 512..4096 persistent 0.99-1.30x one-per-tile) */
         fg_status st = fg_tma_encode(ctx->cu, var, p, &tm, err);
         if (st != FG_OK) return st;
         const long long tiles = (long long)grid_x * grid_y * grid_z;
-        int persistent = !var->spec.sparse && (!var->spec.causal || var->spec.head_dim <= 128);
+        int persistent = !var->spec.sparse;
         const char *env = getenv("FLASHGEN_PERSISTENT"); /* measurement knob: 0 one CTA per tile, 1 persistent */
         if (env && (env[0] == '0' || env[0] == '1') && !env[1]) persistent = env[0] == '1';
         grid_x = (unsigned)(persistent && tiles > ctx->dev_info.sm_count ? ctx->dev_info.sm_count : tiles);

@@ -8,7 +8,7 @@
 void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, char *buf, size_t n) {
     static const char *paths[] = {"auto", "mma", "wgmma", "tma"};
     int w = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, fg_dtype_name(s->dtype),
-                     s->causal, s->sparse, paths[path >= 0 && path <= 2 ? path : 0]);
+                     s->causal, s->sparse, paths[path >= 0 && path <= 3 ? path : 0]);
     if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
     /* a pattern's element mask changes the kernel (registers): its own tuning entry */
     if (w > 0 && (size_t)w < n) fg_mask_hash_format(&s->mask_hash, buf + w, n - (size_t)w);

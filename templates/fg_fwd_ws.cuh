@@ -87,7 +87,7 @@ __device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma
     ps.reset();
     PipeState<K::Q_STAGES> qs;
     qs.reset();
-    for (int tile = ts.first(); tile < ts.total; tile = ts.next(tile)) {
+    for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total; ++k) {
         int mb, h, b;
         ts.decode(tile, p.heads_q, mb, h, b);
         const int m0 = mb * K::BR, hk = h / p.group;
@@ -175,7 +175,7 @@ template <class K> struct WsConsumer {
         PipeState<K::Q_STAGES> qs;
         qs.reset();
         if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
-        for (int tile = ts.first(); tile < ts.total; tile = ts.next(tile)) {
+        for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total; ++k) {
             int mb, h, b;
             ts.decode(tile, p.heads_q, mb, h, b);
             one_tile(mb * K::BR, h, b, ps, qs);

@@ -8,6 +8,7 @@
 #include "runtime/check.h"
 #include "runtime/internal.h"
 #include "runtime/timing.h"
+#include "select/heuristic.h"
 #include "tools/cli.h"
 #include "tools/harness.h"
 
@@ -83,7 +84,7 @@ int fg_cmd_run(int argc, char **argv) {
     c.desc.causal = cm;
     c.desc.block_m = v.cfg.block_m; c.desc.block_n = v.cfg.block_n;
     c.desc.warps = v.cfg.warps; c.desc.stages = v.cfg.stages;
-    if (v.cfg.wgmma >= 0) c.desc.path = v.cfg.wgmma ? FG_PATH_WGMMA : FG_PATH_MMA;
+    if (v.cfg.wgmma >= 0) c.desc.path = (fg_kernel_path)fg_config_path(&v.cfg);
     if (v.cfg.q_in_regs >= 0 || v.cfg.min_blocks)
         fprintf(stderr, "flashgen run: note: q_in_regs and min_blocks are compile-time knobs of `flashgen compile`; "
                         "the library chooses them for a call\n");

@@ -28,7 +28,7 @@ static const char *HELP_TUNE =
     "choice stays unless another configuration is more than 1% faster.\n"
     "Ctrl-C stops after the current candidate; finished buckets stay stored.\n"
     "\n"
-    "SPEC: hdim=N[,dtype=bf16|fp16][,causal=0|1][,wgmma=0|1 (restricts the path)]\n"
+    "SPEC: hdim=N[,dtype=bf16|fp16][,causal=0|1][,wgmma=0|1|2 (restricts the path: mma, wgmma, tma)]\n"
     "--all: hdim 64, 128, 256 x causal 0, 1 x --dtype (default both).\n"
     "options:\n"
     "  --seqlens 512,1024,...    buckets to tune (512,1024,2048,4096,8192,16384)\n"
@@ -209,7 +209,7 @@ int fg_cmd_tune(int argc, char **argv) {
             return 2;
         }
         fg_config blocks = v.cfg;
-        blocks.wgmma = -1; /* wgmma=0|1 restricts the path; every other configuration field is the tuner's */
+        blocks.wgmma = -1; /* wgmma=0|1|2 restricts the path; every other configuration field is the tuner's */
         if (v.spec.sparse || fg_config_is_explicit(&blocks)) {
             fprintf(stderr, "flashgen tune: SPEC takes hdim, dtype, causal and wgmma only (the tuner picks the blocks; "
                             "block-sparse calls use the heuristic)\n");
@@ -217,7 +217,7 @@ int fg_cmd_tune(int argc, char **argv) {
         }
         fg_attention_desc_init(&specs[0], v.spec.dtype, v.spec.head_dim, 1, 1, 1, 1, 1);
         specs[0].causal = cz;
-        specs[0].path = v.cfg.wgmma < 0 ? FG_PATH_AUTO : v.cfg.wgmma ? FG_PATH_WGMMA : FG_PATH_MMA;
+        specs[0].path = (fg_kernel_path)fg_config_path(&v.cfg);
         snprintf(labels[0], sizeof labels[0], "hdim=%d %s%s", v.spec.head_dim, fg_dtype_name(v.spec.dtype),
                  cz ? " causal" : "");
         ns = 1;
@@ -310,7 +310,7 @@ static int import_config_ok(const char *spec, const char *config, void *ud) {
     int path = 0, bq = 0, bk = 0;
     snprintf(copy, sizeof copy, "%s", spec);
     for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-        if (!strncmp(kv, "path=", 5)) path = !strcmp(kv + 5, "mma") ? 1 : !strcmp(kv + 5, "wgmma") ? 2 : 0;
+        if (!strncmp(kv, "path=", 5)) path = !strcmp(kv + 5, "mma") ? 1 : !strcmp(kv + 5, "wgmma") ? 2 : !strcmp(kv + 5, "tma") ? 3 : 0;
         else if (!strncmp(kv, "layout=", 7)) { if (sscanf(kv + 7, "%dx%d", &bq, &bk) != 2) return 0; }
         else if (strncmp(kv, "mask=", 5)) snprintf(base + strlen(base), sizeof base - strlen(base), "%s%s", *base ? "," : "", kv);
     }
@@ -320,7 +320,7 @@ static int import_config_ok(const char *spec, const char *config, void *ud) {
     fg_error e = {0};
     int ok = fg_spec_parse(base, &v, &cz, &e) == FG_OK && fg_config_parse(config, &c, &e) == FG_OK &&
              fg_config_check(&v.spec, &c, 1 << 30, &e) == FG_OK;
-    ok = ok && !(path == 1 && c.wgmma == 1) && !(path == 2 && c.wgmma != 1) && !(bq > 0 && bq % c.block_m) &&
+    ok = ok && !(path == 1 && c.wgmma != 0) && !(path == 2 && c.wgmma != 1) && !(path == 3 && c.wgmma != 2) && !(bq > 0 && bq % c.block_m) &&
          !(bk > 0 && bk % c.block_n);
     fg_error_clear(&e);
     return ok;

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# compute-sanitizer memcheck and racecheck on one small, odd-sized variant of
-# each kernel family (mma / wgmma x dense / causal / block-sparse).
+# compute-sanitizer memcheck, racecheck and synccheck on small, odd-sized
+# variants of each kernel family (mma / wgmma / tma x dense / causal /
+# block-sparse).
 # Prints one line per run with the sanitizer's error summary.
 set -u
-fg=./build/flashgen
+fg=${FLASHGEN:-./build/flashgen}
 san=${COMPUTE_SANITIZER:-compute-sanitizer}
 cases=(
-  "hdim=96,causal=none --batch 2 --heads-q 4 --heads-kv 2 --seqlen-q 333 --seqlen-k 517"
+  "hdim=96,wgmma=2,causal=none --batch 2 --heads-q 4 --heads-kv 2 --seqlen-q 333 --seqlen-k 517"
+  "hdim=128,wgmma=2,causal=bottom_right --batch 2 --heads-q 4 --heads-kv 2 --seqlen-q 700 --seqlen-k 333"
+  "hdim=64,wgmma=2,causal=top_left,sparse=1 --batch 2 --heads-q 2 --seqlen-q 300 --seqlen-k 333 --density 0.5"
+  "hdim=256,wgmma=2,causal=none --batch 1 --heads-q 2 --heads-kv 1 --seqlen-q 1 --seqlen-k 200"
+  "hdim=96,wgmma=0,causal=none --batch 2 --heads-q 4 --heads-kv 2 --seqlen-q 333 --seqlen-k 517"
   "hdim=40,causal=bottom_right --batch 1 --heads-q 3 --heads-kv 1 --seqlen-q 300 --seqlen-k 100"
-  "hdim=96,causal=top_left,sparse=1 --batch 2 --heads-q 2 --seqlen-q 300 --seqlen-k 333 --density 0.5"
+  "hdim=96,wgmma=0,causal=top_left,sparse=1 --batch 2 --heads-q 2 --seqlen-q 300 --seqlen-k 333 --density 0.5"
   "hdim=128,wgmma=1,causal=none --batch 2 --heads-q 4 --heads-kv 2 --seqlen-q 333 --seqlen-k 517"
   "hdim=64,wgmma=1,causal=bottom_right --batch 1 --heads-q 3 --heads-kv 1 --seqlen-q 300 --seqlen-k 257"
   "hdim=128,wgmma=1,causal=top_left,sparse=1 --batch 2 --heads-q 2 --seqlen-q 300 --seqlen-k 333 --density 0.5"
 )
 rc=0
-for tool in memcheck racecheck; do
+for tool in memcheck racecheck synccheck; do
   for c in "${cases[@]}"; do
     out=$($san --tool $tool --error-exitcode 9 $fg run $c --iters 1 2>&1)
     st=$?
-    summary=$(echo "$out" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY" | tail -1)
+    summary=$(echo "$out" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|SYNCCHECK SUMMARY" | tail -1)
     result=$(echo "$out" | grep -E "^result:" | tr -s ' ')
     printf "%-9s %-100s exit=%d  %s  %s\n" "$tool" "$c" "$st" "$summary" "$result"
     [ $st -eq 0 ] || rc=1
