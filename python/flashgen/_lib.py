@@ -16,6 +16,7 @@ FG_ERR_NO_DEVICE = 4
 FG_FP16, FG_BF16 = 0, 1
 FG_CAUSAL_NONE, FG_CAUSAL_BOTTOM_RIGHT, FG_CAUSAL_TOP_LEFT = 0, 1, 2
 FG_PATH_AUTO, FG_PATH_MMA, FG_PATH_WGMMA = 0, 1, 2
+FG_MASK_TEXT, FG_MASK_CUDA, FG_MASK_PYTHON = 0, 1, 2
 
 
 class fg_block_layout_desc(C.Structure):
@@ -108,6 +109,7 @@ def _declare(lib):
         "fg_pattern_destroy": (None, [P]),
         "fg_pattern_name": (C.c_char_p, [P]),
         "fg_pattern_mask": (C.c_char_p, [P, C.c_int]),
+        "fg_pattern_mask_consts": (C.c_int, [P, C.POINTER(C.c_char_p), C.POINTER(C.c_int64), C.c_int]),
         "fg_pattern_eval": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int,
                                       C.POINTER(fg_block_layout_desc)]),
         "fg_pattern_layout": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.POINTER(P)]),
