@@ -76,6 +76,7 @@ def _candidates():
             yield env, "$FLASHGEN_LIBRARY"
         return  # an explicit choice is never silently replaced
     here = os.path.dirname(os.path.abspath(__file__))
+    yield os.path.join(here, "_lib", "libflashgen.so"), "this package (the wheel)"
     repo = os.path.dirname(os.path.dirname(here))  # python/flashgen -> repository root
     yield os.path.join(repo, "build", "libflashgen.so"), "build tree"
     prefixes = [os.environ.get("FLASHGEN_PREFIX"), sys.prefix, "/usr/local"]
