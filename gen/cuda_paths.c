@@ -21,20 +21,25 @@ typedef struct sites {
     int n, max;
 } sites;
 
-/* Adds the site-packages folder that `path` lies in, if any and not yet listed. */
+/* Adds the folder path[0..n), if absolute and not yet listed. */
+static void add_dir(sites *s, const char *path, size_t n) {
+    if (n == 0 || path[0] != '/' || n >= FG_CUDA_PATH_MAX || s->n >= s->max) return;
+    for (int i = 0; i < s->n; ++i)
+        if (strlen(s->dirs[i]) == n && !strncmp(s->dirs[i], path, n)) return;
+    memcpy(s->dirs[s->n], path, n);
+    s->dirs[s->n++][n] = 0;
+}
+
+/* Adds the site-packages folder that `path` lies in, if any. */
 static void add_site(sites *s, const char *path) {
     static const char *const marks[] = {"/site-packages/", "/dist-packages/"};
-    if (!path || path[0] != '/') return;
+    if (!path) return;
     for (int m = 0; m < COUNT(marks); ++m) {
         const char *p = strstr(path, marks[m]);
-        if (!p) continue;
-        const size_t n = (size_t)(p - path) + strlen(marks[m]) - 1; /* without the trailing '/' */
-        if (n >= FG_CUDA_PATH_MAX || s->n >= s->max) return;
-        for (int i = 0; i < s->n; ++i)
-            if (strlen(s->dirs[i]) == n && !strncmp(s->dirs[i], path, n)) return;
-        memcpy(s->dirs[s->n], path, n);
-        s->dirs[s->n++][n] = 0;
-        return;
+        if (p) {
+            add_dir(s, path, (size_t)(p - path) + strlen(marks[m]) - 1); /* without the trailing '/' */
+            return;
+        }
     }
 }
 
@@ -55,6 +60,13 @@ int fg_site_packages_dirs(char (*out)[FG_CUDA_PATH_MAX], int max) {
         add_site(&s, exe);
     }
     dl_iterate_phdr(add_object, &s);
+    const char *list = getenv("FLASHGEN_SITE_PACKAGES"); /* the running Python's, from the flashgen package */
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ':');
+        const size_t n = end ? (size_t)(end - p) : strlen(p);
+        add_dir(&s, p, n);
+        p = end ? end + 1 : NULL;
+    }
     return s.n;
 }
 

@@ -5,9 +5,12 @@
  *      $CUDA_PATH and $CUDA_HOME (lib64/libnvrtc.so.13, include/);
  *   2. the nvidia-* pip packages (nvidia-cuda-nvrtc, nvidia-cuda-runtime) in
  *      the site-packages folders of this process: the one that holds
- *      libflashgen.so (an installed wheel) or the flashgen executable, and
- *      any other that an object already loaded lives in (PyTorch's libraries
- *      in the running Python's site-packages).  Layouts: nvidia/cu13/lib and
+ *      libflashgen.so (an installed wheel) or the flashgen executable, any
+ *      other that an object already loaded lives in (PyTorch's libraries),
+ *      then those of $FLASHGEN_SITE_PACKAGES (':'-separated; the flashgen
+ *      Python package sets it to the running Python's site-packages folders
+ *      when it is unset, for its library and for the CLI that `python -m
+ *      flashgen` runs).  Layouts: nvidia/cu13/lib and
  *      nvidia/cu13/include (the CUDA 13 wheels), nvidia/cuda_nvrtc/lib and
  *      nvidia/cuda_runtime/include (the older per-component folders);
  *   3. the dynamic linker's search (LD_LIBRARY_PATH, ldconfig, a library

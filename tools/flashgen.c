@@ -35,6 +35,8 @@ static const char *USAGE =
     "  FLASHGEN_TEMPLATE_DIR  read templates/*.lua, *.cuh from this directory instead of\n"
     "                         the copies embedded in the binary (development)\n"
     "  FLASHGEN_NVRTC         path of libnvrtc.so to load\n"
+    "  FLASHGEN_SITE_PACKAGES site-packages folders (':'-separated) to search for the\n"
+    "                         nvidia-cuda-nvrtc / nvidia-cuda-runtime pip packages\n"
     "  FLASHGEN_LIBCUDA       path of libcuda.so.1 to load\n"
     "  FLASHGEN_CACHE         the cache file (default $XDG_CACHE_HOME/flashgen/cache.db,\n"
     "                         else ~/.cache/flashgen/cache.db); \"off\": memory only\n"

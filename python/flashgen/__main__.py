@@ -4,11 +4,14 @@ runs the flashgen CLI, `flashgen info`, `flashgen compile SPEC`, ...
 The CLI is the C executable the wheel installs as flashgen/_bin/flashgen;
 in a source checkout, the repository's build/flashgen.  It finds NVRTC and
 the CUDA headers itself (`flashgen info` says which, and from where: the
-environment, the nvidia-* pip packages of this site-packages, the dynamic
-linker or the toolkit).
+environment, the nvidia-* pip packages of this Python's site-packages, which
+it is told through $FLASHGEN_SITE_PACKAGES, the dynamic linker or the
+toolkit).
 """
 import os
 import sys
+
+from ._lib import export_site_packages
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,6 +32,7 @@ def main(argv=None):
                          "`pip install .`) nor in the repository's build/ (cmake --build build)\n")
         return 127
     args = sys.argv[1:] if argv is None else list(argv)
+    export_site_packages()  # this Python's site-packages, where the CLI looks for the nvidia-* packages
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(exe, [exe] + args)  # replaces this process; its exit status is the CLI's

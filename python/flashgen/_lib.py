@@ -93,6 +93,23 @@ def _candidates():
     yield "libflashgen.so.0", "dynamic linker search path (LD_LIBRARY_PATH, ldconfig)"
 
 
+def export_site_packages():
+    """Sets $FLASHGEN_SITE_PACKAGES, unless it is set, to this Python's
+    site-packages folders (sys.path order), where the library and the CLI
+    look for the nvidia-* packages' NVRTC and CUDA headers (gen/cuda_paths.h):
+    a virtual environment may see them only through its base's folders."""
+    if os.environ.get("FLASHGEN_SITE_PACKAGES"):
+        return
+    dirs = []
+    for p in sys.path:
+        p = os.path.abspath(p) if p else ""
+        if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p) and p not in dirs \
+                and ":" not in p:
+            dirs.append(p)
+    if dirs:
+        os.environ["FLASHGEN_SITE_PACKAGES"] = ":".join(dirs)
+
+
 def _declare(lib):
     P = C.c_void_p
     sigs = {
@@ -141,6 +158,7 @@ def load():
         return _lib
     with _lock:
         if _lib is None:
+            export_site_packages()  # read when the library first loads NVRTC
             tried = []
             for path, how in _candidates():
                 if os.sep in path and not os.path.exists(path):

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 import flashgen  # noqa: E402
 from flashgen import __main__ as cli  # noqa: E402
 
-CUDA_VARS = ("FLASHGEN_NVRTC", "CUDA_HOME", "CUDA_PATH")
+CUDA_VARS = ("FLASHGEN_NVRTC", "CUDA_HOME", "CUDA_PATH", "FLASHGEN_SITE_PACKAGES")
 CLI = None
 TEMPLATES = os.path.join(HERE, "..", "..", "templates")
 
@@ -144,6 +144,33 @@ class SitePackages(unittest.TestCase):
             os.rename(moved, os.path.join(self.site, "nvidia"))
         self.assertNotIn(self.site, out)
         self.assertNotIn("pip package", out)
+
+    def test_site_packages_variable(self):
+        # a CLI outside any site-packages sees the packages of $FLASHGEN_SITE_PACKAGES only
+        bindir = os.path.join(self.tmp, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        exe = os.path.join(bindir, "flashgen")
+        shutil.copy2(self.cli, exe)
+        nv, _, out = info(exe, clean_env())
+        self.assertNotIn(self.site, out)
+        nv, hd, out = info(exe, clean_env(FLASHGEN_SITE_PACKAGES=f"/nonexistent:{self.site}"))
+        self.assertEqual(nv, (os.path.join(self.site, "nvidia/cu13/lib/libnvrtc.so.13"), "pip package"), out)
+        self.assertEqual(hd, (os.path.join(self.site, "nvidia/cu13/include"), "pip package"), out)
+
+    def test_python_passes_its_site_packages(self):
+        # python -m flashgen hands the running Python's site-packages to the CLI
+        probe = os.path.join(self.tmp, "probe.sh")
+        with open(probe, "w") as f:
+            f.write('#!/bin/sh\necho "$FLASHGEN_SITE_PACKAGES"\n')
+        os.chmod(probe, 0o755)
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+        code = (f"import sys; sys.path.insert(0, {pkg!r}); sys.path.append({self.site!r})\n"
+                f"from flashgen import __main__ as m; m.cli_path = lambda: {probe!r}; m.main(['info'])\n")
+        r = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=60)
+        self.assertIn(self.site, r.stdout.strip().split(":"), r.stdout + r.stderr)
+        r = subprocess.run([sys.executable, "-c", code], env=clean_env(FLASHGEN_SITE_PACKAGES="/mine"),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.stdout.strip(), "/mine", r.stderr)  # one the user set is kept
 
     def test_headers_reach_nvrtc(self):
         tpl = os.path.join(self.tmp, "templates")
