@@ -9,7 +9,8 @@
 # (any report fails its test) and leaves out the tests that cannot or need
 # not run there: py_abi, py_binding_cpu, mask_python and py_cuda_paths load
 # the instrumented libflashgen.so into an uninstrumented python;
-# install_consumers links the installed static library into programs built without the sanitizers; and
+# install_consumers links the installed static library into programs built
+# without the sanitizers; and
 # test_compile_matrix and hopper_sass are minutes of NVRTC (not instrumented) whose calls into
 # our code (render, heuristic, ptxas log and cubin parsing) test_cpu_core and
 # test_cache make too.
