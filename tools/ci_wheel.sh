@@ -69,6 +69,7 @@ check "headers from the pip package" sh -c "printf '%s\n' \"\$1\" | grep -q \"^h
 check "library from the wheel" sh -c "python -c 'import flashgen; print(flashgen.library_path())' | grep -q '^$venv/.*/flashgen/_lib/libflashgen.so\$'"
 check "python -m flashgen compile hdim=128 --arch sm_90a" python -m flashgen compile hdim=128 --arch sm_90a
 check "flashgen compile hdim=64,causal=1 (console script)" flashgen compile hdim=64,causal=1 --arch sm_90a
+check "cache file per user (XDG)" sh -c 'env -u FLASHGEN_CACHE XDG_CACHE_HOME="$PWD/xdg" flashgen cache path | grep -qx "$PWD/xdg/flashgen/cache.db"'
 check "no toolkit visible" sh -c '! ls /usr/local/cuda/lib64/libnvrtc.so.13 2>/dev/null || [ "$FG_NO_MASK" = 1 ]'
 for t in tests/test_mask_python.py python/tests/test_cuda_paths.py python/tests/test_binding_cpu.py; do
   check "$t" python "$t"
