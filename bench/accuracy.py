@@ -8,66 +8,36 @@ SDPA's flash backend refuses is_causal with seqlen_q != seqlen_k, so the
 causal cases here are square (bottom-right alignment with seqlen_q !=
 seqlen_k is covered against the float64 reference by tests/test_gpu_forward).
 
-Calls the shared library through a minimal ctypes declaration of
-fg_attention_desc (python/ will hold the real binding).
+Runs flashgen through the flashgen package (python/flashgen; the library
+it finds: $FLASHGEN_LIBRARY, else build/, ...).
 
-  python3 bench/accuracy.py [--lib build/libflashgen.so]
+  python3 bench/accuracy.py
 """
-import argparse
-import ctypes as C
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-
-class Desc(C.Structure):
-    _fields_ = [("dtype", C.c_int), ("head_dim", C.c_int), ("batch", C.c_int), ("heads_q", C.c_int),
-                ("heads_kv", C.c_int), ("seqlen_q", C.c_int), ("seqlen_k", C.c_int),
-                ("q_strides", C.c_int64 * 3), ("k_strides", C.c_int64 * 3), ("v_strides", C.c_int64 * 3),
-                ("o_strides", C.c_int64 * 3), ("softmax_scale", C.c_float), ("causal", C.c_int),
-                ("layout", C.c_void_p), ("block_m", C.c_int), ("block_n", C.c_int), ("warps", C.c_int),
-                ("stages", C.c_int), ("path", C.c_int)]
-
-
-def strides_bshd(t):  # t: [b, s, h, d] -> (batch, head, row) element strides
-    s = t.stride()
-    return (s[0], s[2], s[1])
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import flashgen  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", default="build/libflashgen.so")
-    args = ap.parse_args()
-    lib = C.CDLL(args.lib)
-    lib.fg_errmsg.restype = C.c_char_p
-    ctx = C.c_void_p()
-    assert lib.fg_context_create(C.byref(ctx)) == 0
     torch.manual_seed(0)
+    print(f"flashgen: {flashgen.library_path()}")
     worst = 0.0
     print(f"{'case':58s} {'fg max|err|':>12s} {'sdpa max|err|':>14s} {'ratio':>6s}")
-    for dt, dtn in ((torch.bfloat16, 1), (torch.float16, 0)):
+    for dt in (torch.bfloat16, torch.float16):
         for d in (64, 128, 256):
-            for (b, hq, hkv, sq, sk, causal) in ((2, 8, 8, 1024, 1024, 0), (2, 8, 8, 1024, 1024, 2),
-                                                  (2, 8, 2, 1000, 777, 0), (1, 4, 1, 777, 777, 2)):
+            for (b, hq, hkv, sq, sk, causal) in ((2, 8, 8, 1024, 1024, 0), (2, 8, 8, 1024, 1024, 1),
+                                                  (2, 8, 2, 1000, 777, 0), (1, 4, 1, 777, 777, 1)):
                 q = torch.randn(b, sq, hq, d, device="cuda", dtype=dt)
                 k = torch.randn(b, sk, hkv, d, device="cuda", dtype=dt)
                 v = torch.randn(b, sk, hkv, d, device="cuda", dtype=dt)
-                o = torch.full_like(q, float("nan"))
-                desc = Desc()
-                lib.fg_attention_desc_init(C.byref(desc), dtn, d, b, hq, hkv, sq, sk)
-                desc.q_strides[:] = strides_bshd(q)
-                desc.k_strides[:] = strides_bshd(k)
-                desc.v_strides[:] = strides_bshd(v)
-                desc.o_strides[:] = strides_bshd(o)
-                desc.causal = causal  # 2 = top-left, PyTorch's is_causal
-                st = lib.fg_attention_forward(ctx, C.byref(desc), C.c_void_p(q.data_ptr()), C.c_void_p(k.data_ptr()),
-                                              C.c_void_p(v.data_ptr()), C.c_void_p(o.data_ptr()), None,
-                                              C.c_void_p(torch.cuda.current_stream().cuda_stream))
-                if st != 0:
-                    print("flashgen error:", lib.fg_errmsg(ctx).decode())
-                    return 1
+                o = torch.full_like(q, float("nan"))  # every element must be written
+                flashgen.attention(q, k, v, causal="top_left" if causal else False, out=o)  # PyTorch's is_causal
                 torch.cuda.synchronize()
                 qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
                 gqa = hq != hkv
@@ -82,7 +52,6 @@ def main():
                 name = f"{str(dt)[6:]} d={d} b={b} hq={hq} hkv={hkv} sq={sq} sk={sk} causal={'top_left' if causal else 'none'}"
                 print(f"{name:58s} {e_fg:12.3e} {e_sd:14.3e} {ratio:6.2f}")
     print(f"worst ratio flashgen/SDPA: {worst:.2f} (criterion: <= 2)")
-    lib.fg_context_destroy(ctx)
     return 0 if worst <= 2 else 1
 
 

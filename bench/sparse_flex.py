@@ -15,6 +15,12 @@ Prints per case: block density, dense and sparse flashgen time, the ratio
 sparse / (density x dense) (target <= 1.15), FlexAttention's time and
 flashgen's speedup over it.
 
+The flashgen package (python/flashgen) does the flashgen side:
+flashgen.Pattern evaluates the layout (Pattern.eval) and gives Flex its
+element mask (Pattern.mask_mod); flashgen.attention(..., block_mask=pat)
+runs the sparse kernel.  The library is the one the package finds
+($FLASHGEN_LIBRARY, else build/, ...).
+
   python3 bench/sparse_flex.py [--seqlens 8192,16384] [--densities 0.1,0.25,0.5] [--csv out.csv]
 """
 import argparse
@@ -27,24 +33,25 @@ import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from triton.testing import do_bench
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fgpattern import Flashgen  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import flashgen  # noqa: E402
 
 TOKENS, HEADS, HDIM = 16384, 16, 128
 
 
-def block_density(lists):
-    n = int(lists["kv_num_blocks"].sum() + lists["full_kv_num_blocks"].sum())
-    B, H, nq, nk = lists["kv_indices"].shape
+def block_density(lay):
+    """Listed blocks / all blocks of a flashgen.BlockLayout."""
+    n = int(lay.kv_num_blocks.sum()) + (int(lay.full_kv_num_blocks.sum()) if lay.full_kv_num_blocks is not None else 0)
+    B, H, nq, nk = lay.kv_indices.shape
     return n / (B * H * nq * nk)
 
 
-def window_for(fg, seqlen, target, block):
+def window_for(seqlen, target, block):
     """The sliding-window half-width whose block density is closest to target."""
     lo, hi, best = 0, seqlen, None
     while lo <= hi:
         w = (lo + hi) // 2
-        d = block_density(fg.pattern("sliding_window", f"window={w}").eval(1, 1, seqlen, seqlen, block, block))
+        d = block_density(flashgen.Pattern("sliding_window", window=w, block_q=block, block_k=block).eval(seqlen, seqlen))
         if best is None or abs(d - target) < abs(best[1] - target):
             best = (w, d)
         if d < target:
@@ -54,8 +61,8 @@ def window_for(fg, seqlen, target, block):
     return best[0]
 
 
-def reference_rows(q, k, v, lists, mask_mod, rows, block):
-    """float32 attention of (batch 0, head 0) for the given query rows under the block lists and mask."""
+def reference_rows(q, k, v, lay, mask_mod, rows, block):
+    """float32 attention of (batch 0, head 0) for the given query rows under the block layout and mask."""
     S, D = k.shape[1], k.shape[3]
     kf, vf = k[0, :, 0].float(), v[0, :, 0].float()
     j = torch.arange(S, device=q.device)
@@ -63,8 +70,9 @@ def reference_rows(q, k, v, lists, mask_mod, rows, block):
     for i in rows:
         qb = i // block[0]
         r = (0, 0, qb)  # batch 0, head 0 (a broadcast layout has only these)
-        full = lists["full_kv_indices"][r][: int(lists["full_kv_num_blocks"][r])].to(q.device, torch.int64)
-        part = lists["kv_indices"][r][: int(lists["kv_num_blocks"][r])].to(q.device, torch.int64)
+        full = lay.full_kv_indices[r][: int(lay.full_kv_num_blocks[r])].to(q.device, torch.int64) \
+            if lay.full_kv_indices is not None else torch.empty(0, dtype=torch.int64, device=q.device)
+        part = lay.kv_indices[r][: int(lay.kv_num_blocks[r])].to(q.device, torch.int64)
         kb = j // block[1]
         vis = torch.isin(kb, full)
         in_part = torch.isin(kb, part)
@@ -87,17 +95,14 @@ def main():
     ap.add_argument("--densities", default="0.1,0.25,0.5")
     ap.add_argument("--patterns", default="sliding_window,random")
     ap.add_argument("--block", type=int, default=128)
-    ap.add_argument("--path", default="auto", choices=["auto", "mma", "wgmma"])
     ap.add_argument("--csv")
-    ap.add_argument("--lib", help="path of libflashgen.so (default build/libflashgen.so)")
     args = ap.parse_args()
     torch._dynamo.config.cache_size_limit = 64
     torch._dynamo.config.accumulated_cache_size_limit = 512
     flex = torch.compile(flex_attention)
-    fg = Flashgen(args.lib)
     blk = (args.block, args.block)
     print(f"GPU: {torch.cuda.get_device_name()}  torch {torch.__version__}  head dim {HDIM}, bf16, {HEADS} heads, "
-          f"batch = {TOKENS} / seqlen, blocks {blk[0]}x{blk[1]}", flush=True)
+          f"batch = {TOKENS} / seqlen, blocks {blk[0]}x{blk[1]}\nflashgen: {flashgen.library_path()}", flush=True)
     hdr = ["seqlen", "pattern", "params", "target", "density", "fg_dense_ms", "fg_sparse_ms", "ratio", "ratio_ok",
            "flex_ms", "fg_vs_flex", "max_diff_fg_flex", "max_err_fg", "max_err_flex"]
     print(f"{'seqlen':>6} {'pattern':>15} {'target':>6} {'density':>7} {'dense ms':>9} {'sparse ms':>9} "
@@ -109,30 +114,32 @@ def main():
         q, k, v = (torch.randn(B, S, HEADS, HDIM, device="cuda", dtype=torch.bfloat16) for _ in range(3))
         o_dense, o_sparse = torch.empty_like(q), torch.empty_like(q)
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))  # Flex's [B, H, S, D] views of the same memory
-        fg.forward(q, k, v, o_dense, path=args.path)
-        dense_ms = do_bench(lambda: fg.forward(q, k, v, o_dense, path=args.path), warmup=25, rep=100, return_mode="median")
+        dense = lambda: flashgen.attention(q, k, v, out=o_dense)
+        dense()
+        dense_ms = do_bench(dense, warmup=25, rep=100, return_mode="median")
         for name in args.patterns.split(","):
             for target in map(float, args.densities.split(",")):
                 if name == "sliding_window":
-                    params = f"window={window_for(fg, S, target, args.block)}"
+                    params = f"window={window_for(S, target, args.block)}"
                 elif name == "random":
                     params = f"density={target};seed=1"
                 else:
                     params = ""
-                pat = fg.pattern(name, params)
-                lists = pat.eval(B, HEADS, S, S, *blk)
-                dens = block_density(lists)
-                layout = pat.layout(B, HEADS, S, S, *blk)
+                pat = flashgen.Pattern(name, params, block_q=blk[0], block_k=blk[1])
+                lay = pat.eval(S, S, batch=B, heads=HEADS)
+                dens = block_density(lay)
                 mm = pat.mask_mod(S, S)
+                cuda_or_none = lambda t: t.cuda() if t is not None else None
                 bm = BlockMask.from_kv_blocks(
-                    lists["kv_num_blocks"].cuda(), lists["kv_indices"].cuda(),
-                    lists["full_kv_num_blocks"].cuda(), lists["full_kv_indices"].cuda(),
+                    lay.kv_num_blocks.cuda(), lay.kv_indices.cuda(),
+                    cuda_or_none(lay.full_kv_num_blocks), cuda_or_none(lay.full_kv_indices),
                     BLOCK_SIZE=blk, mask_mod=mm, seq_lengths=(S, S))
-                fg.forward(q, k, v, o_sparse, layout=layout, path=args.path)
+                sparse = lambda: flashgen.attention(q, k, v, block_mask=pat, out=o_sparse)
+                sparse()
                 o_flex = flex(qt, kt, vt, block_mask=bm).transpose(1, 2)
                 torch.cuda.synchronize()
                 rows = sorted({0, S // 3, S // 2, S - 1, args.block - 1, args.block})
-                ref = reference_rows(q, k, v, lists, mm, rows, blk)
+                ref = reference_rows(q, k, v, lay, mm, rows, blk)
                 err_fg = (o_sparse[0, rows, 0].float() - ref).abs().max().item()
                 err_flex = (o_flex[0, rows, 0].float() - ref).abs().max().item()
                 diff = (o_sparse.float() - o_flex.float()).abs().max().item()
@@ -141,10 +148,9 @@ def main():
                     failures += 1
                     print(f"{S:>6} {name:>15} {target:>6.2f}: WRONG RESULT (fg err {err_fg:.3g}, flex err {err_flex:.3g}, "
                           f"fg-flex {diff:.3g}): not timed", flush=True)
-                    pat.destroy_layout(layout)
+                    pat.close()
                     continue
-                sp_ms = do_bench(lambda: fg.forward(q, k, v, o_sparse, layout=layout, path=args.path), warmup=25, rep=100,
-                                 return_mode="median")
+                sp_ms = do_bench(sparse, warmup=25, rep=100, return_mode="median")
                 fl_ms = do_bench(lambda: flex(qt, kt, vt, block_mask=bm), warmup=25, rep=100, return_mode="median")
                 ratio = sp_ms / (dens * dense_ms)
                 met += ratio <= 1.15
@@ -155,7 +161,7 @@ def main():
                 rows_out.append([S, name, params, target, f"{dens:.4f}", f"{dense_ms:.4f}", f"{sp_ms:.4f}", f"{ratio:.3f}",
                                  int(ratio <= 1.15), f"{fl_ms:.4f}", f"{fl_ms / sp_ms:.3f}", f"{diff:.3g}", f"{err_fg:.3g}",
                                  f"{err_flex:.3g}"])
-                pat.destroy_layout(layout)
+                pat.close()
     n = len(rows_out)
     print(f"\n{n} cases timed, {failures} wrong; time <= 1.15 x density x dense in {met}/{n}; faster than FlexAttention in "
           f"{faster}/{n}  (* marks a missed ratio)")
@@ -164,7 +170,6 @@ def main():
             w = csv.writer(f)
             w.writerow(hdr)
             w.writerows(rows_out)
-    fg.close()
     return 1 if failures else 0
 
 

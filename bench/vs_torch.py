@@ -1,23 +1,34 @@
 #!/usr/bin/env python3
-"""flashgen against PyTorch SDPA (FlashAttention-2 and cuDNN backends) and
-FlexAttention (torch.compile), forward, on the ../shared/BENCHMARK.md grid,
-in one process on one GPU.
+"""flashgen against PyTorch SDPA (FlashAttention-2 and cuDNN backends),
+FlexAttention (torch.compile) and FlashAttention-4 (when importable),
+forward, on the ../shared/BENCHMARK.md grid, in one process on one GPU.
 
 Shapes: 16384 tokens (batch = 16384 / seqlen), model width 2048 (heads =
-2048 / hdim).  FLOPs = 4 * batch * heads * seqlen^2 * hdim, halved for
-causal.  Every implementation is timed the same way: one warm-up call (it
+2048 / hdim).  FLOPs = 2 * batch * heads * seqlen_q * seqlen_k * (hdim +
+hdim_v), halved for causal (attn_flops; hdim_v = hdim here, so 4 * b * h *
+s^2 * d).  Every implementation is timed the same way: one warm-up call (it
 also compiles: flashgen's NVRTC kernel, Flex's torch.compile graph), then
 triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") (CUDA
 events, L2 cleared before each repeat).  Inputs: random normal; flashgen gets
 [b, s, h, d] tensors (its native layout), the peers [b, h, s, d] tensors
-(theirs) holding the same values.  Causal is top-left = bottom-right here
-(square shapes): SDPA is_causal, Flex a causal mask_mod through
-create_block_mask.
+(theirs) holding the same values; FlashAttention-4 takes flashgen's
+[b, s, h, d] tensors.  Causal is top-left = bottom-right here (square
+shapes): SDPA is_causal, Flex a causal mask_mod through create_block_mask,
+FlashAttention-4 causal=True.
+
+FlashAttention-4 (pip package flash-attn-4, `from flash_attn.cute import
+flash_attn_func`; ../shared/tools/fa4-peer.sh brings it to a machine without
+network) is a peer when it imports; otherwise a line says why and its column
+stays n/a.  Its first call per shape compiles (CuTe DSL JIT); that call is
+also checked against the reference like flashgen's, and a wrong result is
+reported and not timed.
 
 Before a shape is timed, flashgen's output is compared with SDPA's (FA2
 backend, else cuDNN, else the default) on the same inputs: relative L2
 error <= 1e-2 (bf16) / 2e-3 (fp16) and no NaN.  A wrong result is reported
-and not timed.  A peer that fails on a shape is recorded as n/a.
+and not timed.  A peer that fails on a shape is recorded as n/a.  "best"
+is the faster of cuDNN and FlashAttention-4 at each shape (issue 10's bar);
+the summary gives the geomean and the lowest flashgen / best.
 
 Prints a table (TFLOP/s and flashgen / peer) as it goes, and rewrites
 OUT/results.csv and OUT/results.json after each shape (so a run cut short
@@ -38,10 +49,19 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-IMPLS = [("flashgen", "flashgen"), ("fa2", "SDPA FA2"), ("cudnn", "SDPA cuDNN"), ("flex", "FlexAttention")]
-PEERS = ["fa2", "cudnn", "flex"]
+IMPLS = [("flashgen", "flashgen"), ("fa2", "SDPA FA2"), ("cudnn", "SDPA cuDNN"), ("flex", "FlexAttention"),
+         ("fa4", "FlashAttention-4")]
+PEERS = ["fa2", "cudnn", "flex", "fa4"]
+BEST_OF = ["cudnn", "fa4"]  # "best peer": the faster of these at each shape
 FULL_SEQLENS = "512,1024,2048,4096,8192,16384"
 QUICK_SEQLENS = "1024,4096,16384"  # the seqlens BENCHMARK.md gives Flex figures for
+
+
+def attn_flops(batch, heads, seqlen_q, seqlen_k, hdim, hdim_v=None, causal=False):
+    """Forward FLOPs: two GEMMs, 2*b*h*sq*sk*d (Q K^T) + 2*b*h*sq*sk*dv (P V),
+    dv = d unless given; halved for causal (BENCHMARK.md's convention)."""
+    dv = hdim if hdim_v is None else hdim_v
+    return 2 * batch * heads * seqlen_q * seqlen_k * (hdim + dv) * (0.5 if causal else 1.0)
 
 
 def int_list(s):
@@ -96,7 +116,15 @@ class Runner:
         sys.path.insert(0, os.path.join(HERE, "..", "python"))
         import flashgen
         self.torch, self.F, self.SDPBackend, self.sdpa_kernel, self.flashgen = torch, F, SDPBackend, sdpa_kernel, flashgen
-        self.flex = self.block_masks = None
+        self.flex = self.block_masks = self.fa4 = None
+        if "fa4" in peers:
+            try:
+                from flash_attn.cute import flash_attn_func
+            except Exception as e:  # ImportError, or a broken install failing inside its import
+                print(f"FlashAttention-4: not importable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                      "its column stays n/a (../shared/tools/fa4-peer.sh installs it)", flush=True)
+            else:
+                self.fa4 = flash_attn_func
         if "flex" in peers:
             try:
                 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -139,7 +167,18 @@ class Runner:
             if self.flex is None:
                 raise RuntimeError("FlexAttention is not available in this torch")
             return lambda: self.flex(self.qh, self.kh, self.vh, block_mask=self.bm)
+        if impl == "fa4":
+            if self.fa4 is None:
+                raise RuntimeError("FlashAttention-4 is not importable")
+
+            def fa4():
+                r = self.fa4(self.q, self.k, self.v, causal=self.causal)  # [b, s, h, d], like flashgen
+                return r[0] if isinstance(r, tuple) else r  # (out, lse) in some versions
+            return fa4
         raise ValueError(impl)
+
+    def available(self, impl):
+        return not ((impl == "flex" and self.flex is None) or (impl == "fa4" and self.fa4 is None))
 
     def reference(self):
         """SDPA's output in [b, s, h, d] and the backend that gave it."""
@@ -174,8 +213,9 @@ def fmt(x, spec):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-COLS = ["dtype", "hdim", "causal", "seqlen", "batch", "heads", "check", "rel_l2"] + \
-       [f"{i}_ms" for i, _ in IMPLS] + [f"{i}_tflops" for i, _ in IMPLS] + [f"fg/{p}" for p in PEERS]
+CHECKED = ["fa4"]  # peers whose output is checked against the reference before they are timed
+COLS = ["dtype", "hdim", "causal", "seqlen", "batch", "heads", "check", "rel_l2"] + [f"{p}_check" for p in CHECKED] + \
+       [f"{i}_ms" for i, _ in IMPLS] + [f"{i}_tflops" for i, _ in IMPLS] + [f"fg/{p}" for p in PEERS] + ["fg/best"]
 
 
 def write(out, meta, rows):
@@ -190,17 +230,34 @@ def write(out, meta, rows):
 
 def print_header():
     print(f"{'dtype':5s} {'hdim':>4s} {'causal':>6s} {'seqlen':>6s} | {'flashgen':>8s} {'FA2':>7s} {'cuDNN':>7s} "
-          f"{'Flex':>7s} | {'fg/FA2':>6s} {'fg/cuDNN':>8s} {'fg/Flex':>7s}   TFLOP/s", flush=True)
+          f"{'Flex':>7s} {'FA4':>7s} | {'fg/FA2':>6s} {'fg/cuDNN':>8s} {'fg/Flex':>7s} {'fg/FA4':>6s} {'fg/best':>7s}"
+          "   TFLOP/s", flush=True)
 
 
 def print_row(r):
     t = [fmt(r.get(f"{i}_tflops"), ".1f") for i, _ in IMPLS]
-    q = [fmt(r.get(f"fg/{p}"), ".2f") for p in PEERS]
+    q = [fmt(r.get(f"fg/{p}"), ".2f") for p in PEERS + ["best"]]
     line = (f"{r['dtype']:5s} {r['hdim']:4d} {'yes' if r['causal'] else 'no':>6s} {r['seqlen']:6d} | "
-            f"{t[0]:>8s} {t[1]:>7s} {t[2]:>7s} {t[3]:>7s} | {q[0]:>6s} {q[1]:>8s} {q[2]:>7s}")
+            f"{t[0]:>8s} {t[1]:>7s} {t[2]:>7s} {t[3]:>7s} {t[4]:>7s} | {q[0]:>6s} {q[1]:>8s} {q[2]:>7s} {q[3]:>6s} "
+            f"{q[4]:>7s}")
     if r["check"] != "ok":
         line += f"   flashgen WRONG: {r['check']}"
+    for p in CHECKED:
+        if r.get(f"{p}_check") not in (None, "ok"):
+            line += f"   {p} not timed: {r[f'{p}_check']}"
     print(line, flush=True)
+
+
+def summary(rows):
+    """Geomean and lowest flashgen / best peer over the shapes that have both."""
+    ratios = [(r["fg/best"], r) for r in rows if r.get("fg/best")]
+    if not ratios:
+        return "flashgen / best peer (faster of cuDNN and FlashAttention-4): no shape has both"
+    geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
+    low, r = min(ratios, key=lambda t: t[0])
+    return (f"flashgen / best peer (faster of cuDNN and FlashAttention-4) over {len(ratios)} shapes: geomean "
+            f"{geo:.3f}, lowest {low:.3f} ({r['dtype']} hdim {r['hdim']} {'causal' if r['causal'] else 'non-causal'} "
+            f"seqlen {r['seqlen']})")
 
 
 def run(a):
@@ -214,7 +271,8 @@ def run(a):
             "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
             "flashgen_library": runner.flashgen.library_path(),
             "timing": "triton.testing.do_bench(warmup=25, rep=100, return_mode='median') after one warm-up call",
-            "flops": "4*b*h*s*s*d, halved for causal", "peers": a.peers}
+            "flops": "2*b*h*sq*sk*(d+dv), dv = d, halved for causal", "peers": a.peers,
+            "fa4": bool(runner.fa4)}
     try:
         import triton
         meta["triton"] = triton.__version__
@@ -233,23 +291,32 @@ def run(a):
                     b, h = 16384 // s, 2048 // d
                     q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dt) for _ in range(3))
                     runner.set_shape(q, k, v, causal)
-                    flops = 4 * b * h * s * s * d * (0.5 if causal else 1.0)
+                    flops = attn_flops(b, h, s, s, d, causal=causal)
                     r = {"dtype": dtn, "hdim": d, "causal": int(causal), "seqlen": s, "batch": b, "heads": h}
                     o = ref = None
                     try:
-                        o = runner.fn("flashgen")()  # also compiles the kernel
                         ref, _ = runner.reference()
-                        ok, rel, msg = check(torch, o, ref, dtn)
-                        r["rel_l2"] = f"{rel:.3e}"
-                        r["check"] = "ok" if ok else msg
                     except Exception as e:
-                        r["check"] = f"{type(e).__name__}: {e}".replace("\n", " ")
+                        r["check"] = f"no reference: {type(e).__name__}: {e}".replace("\n", " ")
+                    for impl in ["flashgen"] + [p for p in CHECKED if p in a.peers and runner.available(p)]:
+                        key = "check" if impl == "flashgen" else f"{impl}_check"
+                        if ref is None:
+                            r[key] = r["check"]
+                            continue
+                        try:
+                            o = runner.fn(impl)()  # also compiles the kernel
+                            ok, rel, msg = check(torch, o, ref, dtn)
+                            if impl == "flashgen":
+                                r["rel_l2"] = f"{rel:.3e}"
+                            r[key] = "ok" if ok else msg
+                        except Exception as e:
+                            r[key] = f"{type(e).__name__}: {e}".replace("\n", " ")
                     for impl, _ in IMPLS:
-                        if impl != "flashgen" and impl not in a.peers:
+                        if impl != "flashgen" and (impl not in a.peers or not runner.available(impl)):
                             continue
                         if impl == "flex" and a.flex_seqlens and s not in a.flex_seqlens:
                             continue
-                        if impl == "flashgen" and r["check"] != "ok":
+                        if r.get("check" if impl == "flashgen" else f"{impl}_check", "ok") != "ok":
                             continue  # a wrong result is reported, not timed
                         try:
                             fn = runner.fn(impl)
@@ -261,9 +328,12 @@ def run(a):
                             continue
                         r[f"{impl}_ms"] = round(ms, 5)
                         r[f"{impl}_tflops"] = round(flops / (ms * 1e-3) / 1e12, 2)
+                    fg = r.get("flashgen_tflops")
                     for p in PEERS:
-                        fg, pv = r.get("flashgen_tflops"), r.get(f"{p}_tflops")
+                        pv = r.get(f"{p}_tflops")
                         r[f"fg/{p}"] = round(fg / pv, 3) if fg and pv else None
+                    best = max([r[f"{p}_tflops"] for p in BEST_OF if r.get(f"{p}_tflops")], default=None)
+                    r["fg/best"] = round(fg / best, 3) if fg and best else None
                     rows.append(r)
                     print_row(r)
                     write(a.out, meta, rows)
@@ -272,6 +342,12 @@ def run(a):
     write(a.out, meta, rows)
     wrong = [r for r in rows if r["check"] != "ok"]
     print(f"{len(rows)} shapes in {meta['seconds']} s; flashgen wrong on {len(wrong)}; results in {a.out}")
+    if runner.fa4 is not None:
+        fa4_wrong = sum(1 for r in rows if r.get("fa4_check") not in (None, "ok"))
+        print(f"FlashAttention-4 wrong or failing on {fa4_wrong} shapes (not timed there)")
+    else:
+        print("FlashAttention-4: not importable, not timed")
+    print(summary(rows))
     plot(a.out)
     return 1 if wrong else 0
 
@@ -288,7 +364,7 @@ def plot(out):
     with open(os.path.join(out, "results.json")) as f:
         data = json.load(f)
     meta, rows = data["meta"], data["rows"]
-    colors = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "#ff7f0e"}
+    colors = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "#ff7f0e", "fa4": "#9467bd"}
     for dtn in sorted({r["dtype"] for r in rows}):
         rs = [r for r in rows if r["dtype"] == dtn]
         hdims = sorted({r["hdim"] for r in rs})

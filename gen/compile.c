@@ -10,6 +10,8 @@
 
 #include <nvrtc.h> /* types only; never linked */
 
+#include "gen/cuda_paths.h"
+
 static struct {
     void *lib;
     nvrtcResult (*Version)(int *, int *);
@@ -28,32 +30,30 @@ static fg_status g_status = FG_ERR_INTERNAL;
 static char g_msg[2048];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void *try_open(const char *path, char *tried, size_t n) {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        size_t l = strlen(tried);
-        snprintf(tried + l, n - l, "\n  %s: %s", path, dlerror());
-    } else {
-        snprintf(g_nv.info.path, sizeof g_nv.info.path, "%s", path);
-    }
-    return h;
-}
-
+/* The search list (gen/cuda_paths.h): environment, pip packages,
+ * dynamic linker, toolkit; the header directory likewise. */
 static void load_once(void) {
     char tried[1536] = "";
-    const char *env = getenv("FLASHGEN_NVRTC");
-    if (env && *env) g_nv.lib = try_open(env, tried, sizeof tried);
-    if (!g_nv.lib) g_nv.lib = try_open("libnvrtc.so.13", tried, sizeof tried);
-    if (!g_nv.lib) g_nv.lib = try_open("libnvrtc.so", tried, sizeof tried);
-    const char *cp = getenv("CUDA_PATH");
-    if (!g_nv.lib && cp && *cp) {
-        char p[512];
-        snprintf(p, sizeof p, "%s/lib64/libnvrtc.so.13", cp);
-        g_nv.lib = try_open(p, tried, sizeof tried);
+    fg_cuda_path c[FG_NVRTC_MAX_CANDIDATES];
+    const int n = fg_nvrtc_candidates(c, FG_NVRTC_MAX_CANDIDATES);
+    for (int i = 0; i < n && !g_nv.lib; ++i) {
+        g_nv.lib = dlopen(c[i].path, RTLD_NOW | RTLD_LOCAL);
+        const size_t l = strlen(tried);
+        if (!g_nv.lib) {
+            snprintf(tried + l, sizeof tried - l, "\n  %.300s (%s): %.300s", c[i].path, c[i].how, dlerror());
+        } else {
+            fg_loaded_path(g_nv.lib, c[i].path, g_nv.info.path, sizeof g_nv.info.path);
+            g_nv.info.how = c[i].how;
+        }
     }
-    if (!g_nv.lib) g_nv.lib = try_open("/usr/local/cuda/lib64/libnvrtc.so.13", tried, sizeof tried);
+    fg_cuda_path inc;
+    if (fg_cuda_include_dir(&inc)) {
+        snprintf(g_nv.info.include_dir, sizeof g_nv.info.include_dir, "%s", inc.path);
+        g_nv.info.include_how = inc.how;
+    }
     if (!g_nv.lib) {
-        snprintf(g_msg, sizeof g_msg, "cannot load NVRTC; tried:%s\nset FLASHGEN_NVRTC to its path or install the CUDA toolkit", tried);
+        snprintf(g_msg, sizeof g_msg, "cannot load NVRTC; tried:%s\nset FLASHGEN_NVRTC to its path, pip install "
+                 "nvidia-cuda-nvrtc, or install the CUDA toolkit", tried);
         g_status = FG_ERR_NVRTC;
         return;
     }
@@ -213,8 +213,14 @@ fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char
     if (r != NVRTC_SUCCESS) { st = fg_fail(err, FG_ERR_NVRTC, "nvrtcCreateProgram: %s", g_nv.GetErrorString(r)); goto done; }
     char archopt[64];
     snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
-    const char *opts[] = {archopt, "-std=c++17", "--ptxas-options=-v", "-DNDEBUG"};
-    r = g_nv.CompileProgram(prog, 4, opts);
+    char incopt[sizeof g_nv.info.include_dir + 16];
+    const char *opts[5] = {archopt, "-std=c++17", "--ptxas-options=-v", "-DNDEBUG"};
+    int nopt = 4;
+    if (g_nv.info.include_dir[0]) { /* for templates that include CUDA headers (none does today) */
+        snprintf(incopt, sizeof incopt, "--include-path=%s", g_nv.info.include_dir);
+        opts[nopt++] = incopt;
+    }
+    r = g_nv.CompileProgram(prog, nopt, opts);
     size_t logn = 0;
     g_nv.GetProgramLogSize(prog, &logn);
     log = malloc(logn + 1);

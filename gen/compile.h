@@ -7,11 +7,16 @@
 
 typedef struct fg_nvrtc_info {
     int major, minor;
-    char path[512]; /* the library that was loaded */
+    char path[512];          /* the library that was loaded */
+    const char *how;         /* where it was found: "$FLASHGEN_NVRTC", "pip package", ... */
+    char include_dir[512];   /* CUDA headers given to NVRTC (--include-path), or "" */
+    const char *include_how; /* where they were found, or NULL */
 } fg_nvrtc_info;
 
-/* Loads NVRTC: $FLASHGEN_NVRTC, libnvrtc.so.13, libnvrtc.so, then
- * $CUDA_PATH/lib64 and /usr/local/cuda/lib64.  Idempotent, thread-safe. */
+/* Loads NVRTC and finds the CUDA header directory, each from the search
+ * list of gen/cuda_paths.h: $FLASHGEN_NVRTC, $CUDA_PATH, $CUDA_HOME,
+ * the nvidia-* pip packages, the dynamic linker, /usr/local/cuda.
+ * Idempotent, thread-safe. */
 fg_status fg_nvrtc_load(fg_nvrtc_info *info, fg_error *err);
 
 /* What ptxas reported for the kernel (parsed from the NVRTC log). */

@@ -215,7 +215,7 @@ const char *fg_pattern_name(const fg_pattern *p);
 typedef enum fg_mask_syntax {
     FG_MASK_TEXT = 0,  /* canonical expression, constants by name */
     FG_MASK_CUDA = 1,  /* the C++ the kernel inlines (reads p.mask_c[i]) */
-    FG_MASK_PYTHON = 2 /* calls of _lt, _and, _div, _sel, ... (see bench/fgpattern.py); constant i is _c[i] */
+    FG_MASK_PYTHON = 2 /* calls of _lt, _and, _div, _sel, ... (python/flashgen/_mask.py); constant i is _c[i] */
 } fg_mask_syntax;
 /* The element predicate of partial blocks, or NULL for a block-level
  * pattern (every block full or empty).  Owned by p. */

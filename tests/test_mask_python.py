@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""The Python form of mask expressions (FG_MASK_PYTHON, evaluated with
-bench/fgpattern.py's helpers, as FlexAttention's mask_mod does) against the
+"""The Python form of mask expressions (FG_MASK_PYTHON, evaluated with the
+helpers of flashgen._mask, as Pattern.mask_mod does for FlexAttention) against the
 C evaluator that the reference and the block classifier use: random
 expressions' worth of operators (truncating / and % on negative values,
 division by zero, ?:, min/max/abs, logic, comparisons as integers), random
 inputs.  Python integers only, so no torch is needed; the helpers take the
 same code path for the arithmetic.
 
-  python3 tests/test_mask_python.py  (FLASHGEN_LIBRARY: path of libflashgen.so)
+  python3 tests/test_mask_python.py
+The flashgen package comes from the repository's python/ folder, else from
+the Python path (an installed wheel); the library is the one the package
+loads (flashgen.library_path(): $FLASHGEN_LIBRARY, the wheel, build/, ...).
 """
 import ctypes
 import os
@@ -15,10 +18,11 @@ import random
 import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "bench"))
-import fgpattern  # noqa: E402
+sys.path.insert(0, os.path.join(here, "..", "python"))
+import flashgen  # noqa: E402
+from flashgen import _mask  # noqa: E402
 
-lib = ctypes.CDLL(os.environ.get("FLASHGEN_LIBRARY") or os.path.join(here, "..", "build", "libflashgen.so"))
+lib = ctypes.CDLL(flashgen.library_path())
 
 
 class Env(ctypes.Structure):  # fg_mask_env (gen/mask_expr.h)
@@ -60,7 +64,7 @@ EXPRS = [
 
 
 def main():
-    helpers = fgpattern.mask_helpers(NoTorch)
+    helpers = _mask.helpers(NoTorch)
     names = (ctypes.c_char_p * 3)(b"c0", b"c1", b"c2")
     rng = random.Random(5)
     bad = checked = 0
@@ -84,7 +88,7 @@ def main():
                 if bad <= 5:
                     print(f"FAIL: {text} with c={c} q={q} kv={kv}: Python {got}, C {want}\n  {py}")
         lib.fg_mask_expr_free(e)
-    print(f"test_mask_python: {checked} evaluations, {bad} mismatches")
+    print(f"test_mask_python: {checked} evaluations, {bad} mismatches ({flashgen.library_path()})")
     return 1 if bad else 0
 
 

@@ -35,12 +35,14 @@ static const char *USAGE =
     "  FLASHGEN_TEMPLATE_DIR  read templates/*.lua, *.cuh from this directory instead of\n"
     "                         the copies embedded in the binary (development)\n"
     "  FLASHGEN_NVRTC         path of libnvrtc.so to load\n"
+    "  FLASHGEN_SITE_PACKAGES site-packages folders (':'-separated) to search for the\n"
+    "                         nvidia-cuda-nvrtc / nvidia-cuda-runtime pip packages\n"
     "  FLASHGEN_LIBCUDA       path of libcuda.so.1 to load\n"
     "  FLASHGEN_CACHE         the cache file (default $XDG_CACHE_HOME/flashgen/cache.db,\n"
     "                         else ~/.cache/flashgen/cache.db); \"off\": memory only\n"
     "  FLASHGEN_TUNED=0       ignore tuning results (use the built-in heuristic)\n";
 
-static const char *HELP_INFO = "usage: flashgen info\n\nPrints the driver and NVRTC versions and, per GPU, its name, compute\ncapability, SM count and shared-memory limits.  Says so plainly when there\nis no driver or no GPU (exit status 0: that is information, not an error).\n";
+static const char *HELP_INFO = "usage: flashgen info\n\nPrints the NVRTC library and CUDA header directory in use (and where they\nwere found: environment, pip package, dynamic linker, toolkit), the driver\nand NVRTC versions and, per GPU, its name, compute\ncapability, SM count and shared-memory limits.  Says so plainly when there\nis no driver or no GPU (exit status 0: that is information, not an error).\n";
 static const char *HELP_GEN = "usage: flashgen gen SPEC [--arch sm_90a]\n\nRenders the Lua template for SPEC and prints the CUDA C++ source.  A SPEC\nwithout configuration fields gets the configuration the runtime would\nchoose: the first candidate of the built-in heuristic for --arch's\nshared-memory limit that NVRTC compiles without spills.  Any configuration\nfield (block_m, block_n, warps, stages, q_in_regs, min_blocks, wgmma=1)\nmakes it explicit: the others take their defaults.  --arch: sm_XY or\nsm_XYa (default sm_90a).\n\n" FG_SPEC_HELP;
 static const char *HELP_COMPILE = "usage: flashgen compile SPEC [--arch sm_90a] [--cubin FILE] [--log]\n\nRenders and compiles SPEC with NVRTC for --arch (default sm_90a; no GPU\nneeded) and prints registers, spills, stack and shared memory from ptxas,\nand the compile time.  --cubin writes the cubin; --log prints the NVRTC log.\nExit status 1 if the kernel spills to local memory.\n\n" FG_SPEC_HELP;
 
@@ -127,8 +129,14 @@ static int cmd_info(int argc, char **argv) {
     (void)argc; (void)argv;
     fg_error e = {0};
     fg_nvrtc_info nv;
-    if (fg_nvrtc_load(&nv, &e) == FG_OK) printf("NVRTC:   %d.%d (%s)\n", nv.major, nv.minor, nv.path);
-    else { printf("NVRTC:   not available: %s\n", e.msg); fg_error_clear(&e); }
+    if (fg_nvrtc_load(&nv, &e) == FG_OK) {
+        printf("NVRTC:   %d.%d (%s, from %s)\n", nv.major, nv.minor, nv.path, nv.how);
+        if (nv.include_dir[0]) printf("headers: %s (from %s)\n", nv.include_dir, nv.include_how);
+        else printf("headers: no CUDA header directory found (the templates include none)\n");
+    } else {
+        printf("NVRTC:   not available: %s\n", e.msg);
+        fg_error_clear(&e);
+    }
     const fg_cuda *cu;
     if (fg_cuda_get(&cu, &e) != FG_OK) {
         printf("GPU:     none: %s\n", e.msg);

@@ -5,15 +5,32 @@
     o = flashgen.attention(q, k, v, causal="bottom_right")
 
 A ctypes binding over libflashgen.so (no compile step).  The library is
-looked for at $FLASHGEN_LIBRARY (the file or its folder), then in the
-repository's build/ folder, then under the install prefixes
-($FLASHGEN_PREFIX, sys.prefix, /usr/local), then on the dynamic linker's
-search path; flashgen.library_path() says which one loaded.
+looked for at $FLASHGEN_LIBRARY (the file or its folder), then in this
+package (an installed wheel), then in the repository's build/ folder, then
+under the install prefixes ($FLASHGEN_PREFIX, sys.prefix, /usr/local),
+then on the dynamic linker's search path; flashgen.library_path() says
+which one loaded.  `python -m flashgen` runs the flashgen CLI.
+
+Importing the package needs no torch; the names that work on tensors
+(attention, Pattern, BlockLayout, clear_cache) import it on first use.
 """
 from ._lib import FlashgenError, LibraryNotFound, library_path
-from ._attention import attention
-from ._blockmask import BlockLayout, clear_cache
-from ._pattern import Pattern
 
 __version__ = "0.1.0"
 __all__ = ["attention", "BlockLayout", "Pattern", "FlashgenError", "LibraryNotFound", "library_path", "clear_cache"]
+
+_LAZY = {"attention": "_attention", "BlockLayout": "_blockmask", "clear_cache": "_blockmask", "Pattern": "_pattern"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flashgen' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -16,6 +16,7 @@ FG_ERR_NO_DEVICE = 4
 FG_FP16, FG_BF16 = 0, 1
 FG_CAUSAL_NONE, FG_CAUSAL_BOTTOM_RIGHT, FG_CAUSAL_TOP_LEFT = 0, 1, 2
 FG_PATH_AUTO, FG_PATH_MMA, FG_PATH_WGMMA = 0, 1, 2
+FG_MASK_TEXT, FG_MASK_CUDA, FG_MASK_PYTHON = 0, 1, 2
 
 
 class fg_block_layout_desc(C.Structure):
@@ -75,6 +76,7 @@ def _candidates():
             yield env, "$FLASHGEN_LIBRARY"
         return  # an explicit choice is never silently replaced
     here = os.path.dirname(os.path.abspath(__file__))
+    yield os.path.join(here, "_lib", "libflashgen.so"), "this package (the wheel)"
     repo = os.path.dirname(os.path.dirname(here))  # python/flashgen -> repository root
     yield os.path.join(repo, "build", "libflashgen.so"), "build tree"
     prefixes = [os.environ.get("FLASHGEN_PREFIX"), sys.prefix, "/usr/local"]
@@ -89,6 +91,23 @@ def _candidates():
                 seen.add(path)
                 yield path, "install prefix"
     yield "libflashgen.so.0", "dynamic linker search path (LD_LIBRARY_PATH, ldconfig)"
+
+
+def export_site_packages():
+    """Sets $FLASHGEN_SITE_PACKAGES, unless it is set, to this Python's
+    site-packages folders (sys.path order), where the library and the CLI
+    look for the nvidia-* packages' NVRTC and CUDA headers (gen/cuda_paths.h):
+    a virtual environment may see them only through its base's folders."""
+    if os.environ.get("FLASHGEN_SITE_PACKAGES"):
+        return
+    dirs = []
+    for p in sys.path:
+        p = os.path.abspath(p) if p else ""
+        if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p) and p not in dirs \
+                and ":" not in p:
+            dirs.append(p)
+    if dirs:
+        os.environ["FLASHGEN_SITE_PACKAGES"] = ":".join(dirs)
 
 
 def _declare(lib):
@@ -108,6 +127,7 @@ def _declare(lib):
         "fg_pattern_destroy": (None, [P]),
         "fg_pattern_name": (C.c_char_p, [P]),
         "fg_pattern_mask": (C.c_char_p, [P, C.c_int]),
+        "fg_pattern_mask_consts": (C.c_int, [P, C.POINTER(C.c_char_p), C.POINTER(C.c_int64), C.c_int]),
         "fg_pattern_eval": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int,
                                       C.POINTER(fg_block_layout_desc)]),
         "fg_pattern_layout": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.POINTER(P)]),
@@ -138,6 +158,7 @@ def load():
         return _lib
     with _lock:
         if _lib is None:
+            export_site_packages()  # read when the library first loads NVRTC
             tried = []
             for path, how in _candidates():
                 if os.sep in path and not os.path.exists(path):

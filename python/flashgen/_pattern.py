@@ -3,6 +3,7 @@ docs/PATTERNS.md) from Python.
 
     pat = flashgen.Pattern("sliding_window", window=512)
     pat.eval(8192, 8192)                     # BlockLayout of host tensors (no GPU needed)
+    pat.mask_mod(8192, 8192)                 # its element mask as a FlexAttention mask_mod
     o = flashgen.attention(q, k, v, block_mask=pat)   # the pattern's element mask applies too
 
 A pattern is evaluated for each call's sizes and kept as a device layout per
@@ -15,7 +16,7 @@ import threading
 
 import torch
 
-from . import _device, _lib
+from . import _device, _lib, _mask
 from ._blockmask import BlockLayout
 
 _host = {"ctx": None}
@@ -94,8 +95,31 @@ class Pattern:
     @property
     def mask(self):
         """The element predicate of partial blocks (canonical text), or None."""
-        m = _lib.load().fg_pattern_mask(self._handle(_host_ctx()), 0)
+        m = _lib.load().fg_pattern_mask(self._handle(_host_ctx()), _lib.FG_MASK_TEXT)
         return m.decode() if m else None
+
+    def mask_consts(self):
+        """The mask's named constants as [(name, value)], in the order its
+        CUDA and Python forms index them; [] for a block-level pattern."""
+        names, values = (C.c_char_p * 64)(), (C.c_int64 * 64)()
+        n = _lib.load().fg_pattern_mask_consts(self._handle(_host_ctx()), names, values, 64)
+        return [(names[i].decode(), values[i]) for i in range(min(n, 64))]
+
+    def mask_mod(self, seqlen_q, seqlen_k, device="cuda"):
+        """The pattern's element mask as a FlexAttention mask_mod(b, h, q_idx,
+        kv_idx), or None for a block-level pattern (every block full or
+        empty).  Made from the library's Python rendering of the validated
+        expression (flashgen._mask); use it with the block lists of
+        eval(seqlen_q, seqlen_k) to give FlexAttention this pattern.  One
+        function is kept per expression and sizes, its constants refilled in
+        place, so FlexAttention compiles once for patterns that differ only
+        in constants: a mask_mod is valid until the next mask_mod() of a
+        pattern with the same expression and sizes."""
+        m = _lib.load().fg_pattern_mask(self._handle(_host_ctx()), _lib.FG_MASK_PYTHON)
+        if not m:
+            return None
+        values = [v for _, v in self.mask_consts()]
+        return _mask.mask_mod(torch, m.decode(), values, seqlen_q, seqlen_k, device, self.name)
 
     def eval(self, seqlen_q, seqlen_k, batch=1, heads=1):
         """The layout for these sizes as a flashgen.BlockLayout of CPU int32

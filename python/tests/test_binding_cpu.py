@@ -197,6 +197,23 @@ class BlockMasks(unittest.TestCase):
                 self.assertEqual(got, want, f"block ({a}, {b})")
         pat.close()
 
+    def test_pattern_mask_mod(self):
+        # FlexAttention's mask_mod from the pattern's Python form, on CPU tensors
+        sq, sk = 300, 257
+        i = torch.arange(sq)[:, None]
+        j = torch.arange(sk)[None, :]
+        z = torch.zeros((), dtype=torch.int64)
+        pat = flashgen.Pattern("sliding_window", window=40, causal=1)
+        self.assertEqual(pat.mask_consts(), [("window", 40)])
+        mm = pat.mask_mod(sq, sk, device="cpu")
+        self.assertTrue(torch.equal(mm(z, z, i, j), (i - j >= 0) & (i - j <= 40)))
+        # same expression, other constant: the same function, refilled
+        mm2 = flashgen.Pattern("sliding_window", window=7, causal=1).mask_mod(sq, sk, device="cpu")
+        self.assertIs(mm2, mm)
+        self.assertTrue(torch.equal(mm(z, z, i, j), (i - j >= 0) & (i - j <= 7)))
+        self.assertIsNone(flashgen.Pattern("random", density=0.3).mask_mod(sq, sk, device="cpu"))  # block-level
+        pat.close()
+
     def test_pattern_errors(self):
         with self.assertRaisesRegex(flashgen.FlashgenError, "unknown pattern"):
             flashgen.Pattern("no_such_pattern")
