@@ -30,6 +30,21 @@ static fg_status g_status = FG_ERR_INTERNAL;
 static char g_msg[2048];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+/* NVRTC dlopens libnvrtc-builtins.so.<major>.<minor> by name at its first
+ * compile, which the dynamic linker finds only on LD_LIBRARY_PATH or in the
+ * system directories, not beside libnvrtc when that came from a pip
+ * package.  Loading it first from libnvrtc's own directory (RTLD_GLOBAL)
+ * makes NVRTC's dlopen find it by its soname.  A failure here is left to
+ * NVRTC to report. */
+static void preload_builtins(void) {
+    int major = 0, minor = 0;
+    const char *slash = strrchr(g_nv.info.path, '/');
+    if (!slash || g_nv.Version(&major, &minor) != NVRTC_SUCCESS) return;
+    char p[sizeof g_nv.info.path + 64];
+    snprintf(p, sizeof p, "%.*s/libnvrtc-builtins.so.%d.%d", (int)(slash - g_nv.info.path), g_nv.info.path, major, minor);
+    if (!dlopen(p, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) (void)dlopen(p, RTLD_NOW | RTLD_GLOBAL);
+}
+
 /* The search list (gen/cuda_paths.h): environment, pip packages,
  * dynamic linker, toolkit; the header directory likewise. */
 static void load_once(void) {
@@ -65,6 +80,7 @@ static void load_once(void) {
         return;                                                                                \
     }
     NV(Version, "nvrtcVersion");
+    preload_builtins();
     NV(CreateProgram, "nvrtcCreateProgram");
     NV(CompileProgram, "nvrtcCompileProgram");
     NV(GetProgramLogSize, "nvrtcGetProgramLogSize");
