@@ -281,6 +281,12 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
 /* Compiles (or finds compiled) the kernel that fg_attention_forward would
  * launch for desc, without launching it. */
 fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
+/* Which kernel fg_attention_forward runs for desc on this context's GPU:
+ * its variant key, "<family>:<spec and block configuration>:tpl=...", where
+ * family is fwd_ws (Hopper TMA, warp-specialised), fwd_wgmma (Hopper,
+ * cp.async) or fwd_mma (portable), copied into buf (NUL-terminated,
+ * truncated to n).  Compiles it like fg_attention_prepare. */
+fg_status fg_attention_kernel_name(fg_context *ctx, const fg_attention_desc *desc, char *buf, size_t n);
 
 /* ---- autotuning ------------------------------------------------------------
  * fg_tune times every block configuration the kernels expose for one spec

@@ -48,6 +48,26 @@ int main(int argc, char **argv) {
     const int nshapes = sizeof shapes / sizeof shapes[0];
     int passed = 0, failed = 0, k = 0;
     uint64_t seed = (uint64_t)time(NULL);
+    /* AUTO takes the TMA family on Hopper for head dims that are multiples
+     * of 16, the wgmma one is there on request, and the API names which ran */
+    {
+        fg_attention_desc d;
+        fg_attention_desc_init(&d, FG_BF16, 128, 1, 2, 2, 300, 300);
+        char name[512] = "";
+        fg_context_stats cs = {.struct_size = sizeof cs};
+        fg_context_get_stats(ctx, &cs);
+        const fg_status st = fg_attention_kernel_name(ctx, &d, name, sizeof name);
+        CHECK(st == FG_OK, "fg_attention_kernel_name: %s", fg_errmsg(ctx));
+        printf("hdim 128 AUTO runs %s\n", name);
+        if (strstr(cs.gpu_identity, "sm_90") || strstr(name, "arch=sm_90a"))
+            CHECK(!strncmp(name, "fwd_ws:", 7), "AUTO on sm_90a should run the TMA kernel, ran %s", name);
+        d.path = FG_PATH_WGMMA;
+        if (strstr(name, "arch=sm_90a")) {
+            CHECK(fg_attention_kernel_name(ctx, &d, name, sizeof name) == FG_OK && !strncmp(name, "fwd_wgmma:", 10),
+                  "FG_PATH_WGMMA ran %s", name);
+        }
+        CHECK(fg_attention_kernel_name(ctx, &d, NULL, 0) == FG_ERR_INVALID_ARGUMENT, "NULL buffer accepted");
+    }
     printf("seed base %llu\n", (unsigned long long)seed);
     for (unsigned di = 0; di < sizeof dims / sizeof dims[0]; ++di)
       /* auto (on Hopper: TMA for multiples of 16, else mma.sync); for
