@@ -15,14 +15,8 @@
 local util = import("util")
 
 local function check(p)
-  util.expect_int(p, "head_dim", 8, 256)
-  if p.head_dim % 8 ~= 0 then
-    util.fail("head_dim must be a multiple of 8 (got %d)", p.head_dim)
-  end
-  util.expect_enum(p, "dtype", { "fp16", "bf16" })
-  util.expect_bool(p, "causal")
-  util.expect_bool(p, "sparse")
-  util.check_mask(p)
+  util.expect_head_dim(p, "head_dim", 8, 8, "the mma.sync path")
+  util.expect_variant(p)
   util.expect_enum(p, "warps", { 4, 8 })
   util.expect_enum(p, "block_n", { 16, 32, 64, 128 })
   util.expect_enum(p, "stages", { 1, 2, 3 })

@@ -14,14 +14,8 @@ local util = import("util")
 local wgmma = import("wgmma")
 
 local function check(p)
-  util.expect_int(p, "head_dim", 64, 256)
-  if p.head_dim % 64 ~= 0 then
-    util.fail("the wgmma path takes head dims that are multiples of 64 (got %d)", p.head_dim)
-  end
-  util.expect_enum(p, "dtype", { "fp16", "bf16" })
-  util.expect_bool(p, "causal")
-  util.expect_bool(p, "sparse")
-  util.check_mask(p)
+  util.expect_head_dim(p, "head_dim", 64, 64, "the wgmma path")
+  util.expect_variant(p)
   util.expect_enum(p, "block_m", { 64, 128, 192 })
   if p.warps ~= p.block_m // 16 then
     util.fail("warps (%d) must be block_m / 16 = %d: one warpgroup per 64 rows", p.warps, p.block_m // 16)

@@ -17,19 +17,10 @@ local util = import("util")
 local wgmma = import("wgmma")
 
 local function check(p)
-  util.expect_int(p, "head_dim", 16, 256)
-  if p.head_dim % 16 ~= 0 then
-    util.fail("the TMA path takes head dims that are multiples of 16 (got %d)", p.head_dim)
-  end
+  util.expect_head_dim(p, "head_dim", 16, 16, "the TMA path")
   if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
-  util.expect_int(p, "head_dim_v", 8, 256)
-  if p.head_dim_v % 8 ~= 0 then
-    util.fail("the TMA path takes value head dims that are multiples of 8 (got %d)", p.head_dim_v)
-  end
-  util.expect_enum(p, "dtype", { "fp16", "bf16" })
-  util.expect_bool(p, "causal")
-  util.expect_bool(p, "sparse")
-  util.check_mask(p)
+  util.expect_head_dim(p, "head_dim_v", 8, 8, "the TMA path")
+  util.expect_variant(p)
   util.expect_enum(p, "block_m", { 64, 128, 192 })
   local nc = p.block_m // 64
   if p.warps ~= 4 * (nc + 1) then

@@ -33,6 +33,23 @@ function M.expect_enum(p, name, allowed)
                       table.concat(names, ", ")), 3)
 end
 
+-- A head dim parameter: an integer in [lo, 256] and a multiple of `mult`;
+-- `what` names the kernel family in the message.
+function M.expect_head_dim(p, name, lo, mult, what)
+  M.expect_int(p, name, lo, 256)
+  if p[name] % mult ~= 0 then
+    error(string.format("%s takes %s values that are multiples of %d (got %d)", what, name, mult, p[name]), 2)
+  end
+end
+
+-- The parameters every forward template shares: dtype, causal, sparse, mask.
+function M.expect_variant(p)
+  M.expect_enum(p, "dtype", { "fp16", "bf16" })
+  M.expect_bool(p, "causal")
+  M.expect_bool(p, "sparse")
+  M.check_mask(p)
+end
+
 -- The element mask of partial blocks (a pattern's mask expression, already
 -- validated and rendered to C++ by gen/mask_expr.c): emitted into Traits
 -- only when the variant has one, so other variants' source is unchanged.

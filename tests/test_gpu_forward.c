@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "runtime/cuda_api.h"
+#include "test_gpu_util.h"
 #include "test_util.h"
 #include "tools/harness.h"
 
@@ -28,12 +29,7 @@ static int run_case(fg_context *ctx, fg_case *c, int *passed, int *failed) {
 }
 
 int main(int argc, char **argv) {
-    const fg_cuda *cu;
-    fg_error e = {0};
-    if (fg_cuda_get(&cu, &e) != FG_OK) {
-        printf("SKIP: %s\n", e.msg);
-        return 77;
-    }
+    gpu_or_skip();
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
     fg_context *ctx;
     fg_context_create(&ctx);

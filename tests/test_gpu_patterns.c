@@ -13,6 +13,7 @@
 
 #include "runtime/cuda_api.h"
 #include "runtime/internal.h"
+#include "test_gpu_util.h"
 #include "test_util.h"
 #include "tools/harness.h"
 
@@ -20,12 +21,7 @@ typedef struct pcase { const char *pattern, *params; } pcase;
 typedef struct shape { int b, hq, hkv, sq, sk; } shape;
 
 int main(int argc, char **argv) {
-    const fg_cuda *cu;
-    fg_error e = {0};
-    if (fg_cuda_get(&cu, &e) != FG_OK) {
-        printf("SKIP: %s\n", e.msg);
-        return 77;
-    }
+    gpu_or_skip();
     (void)argc; (void)argv;
     char user[256];
     snprintf(user, sizeof user, "/tmp/flashgen-gpu-pattern-%d.lua", (int)getpid());

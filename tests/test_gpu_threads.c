@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "runtime/internal.h"
+#include "test_gpu_util.h"
 #include "test_util.h"
 #include "tools/harness.h"
 
@@ -38,12 +39,7 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
-    const fg_cuda *cu;
-    fg_error e = {0};
-    if (fg_cuda_get(&cu, &e) != FG_OK) {
-        printf("SKIP: %s\n", e.msg);
-        return 77;
-    }
+    gpu_or_skip();
     fg_context_create(&g_ctx);
     pthread_t th[NTHREADS];
     for (int t = 0; t < NTHREADS; ++t) pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
