@@ -3,7 +3,9 @@
  * Everything the kernel families take as a compile-time parameter:
  *   TMA (sm_90a, head dim a multiple of 16): block_m 128/192 (two or three
  *     consumer warpgroups), block_n every multiple of 16 in 64..192, K/V
- *     stages 2..3;
+ *     stages 2..3, a persistent grid or one CTA per tile (ping-pong and
+ *     overlap stay on: switched off they lost 3-22% at every measured
+ *     shape, docs/PERF.md v7);
  *   wgmma (sm_90a, head dim a multiple of 64): block_m 64/128/192 (one
  *     warpgroup per 64 rows), block_n 64..256, K/V stages 1..2, min blocks
  *     per SM 1..2;
@@ -33,8 +35,10 @@ int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_
     if (wgmma_ok && (path == FG_PATH_AUTO || path == FG_PATH_TMA) && s->head_dim % 16 == 0) {
         for (int bm = 128; bm <= 192; bm += 64)
             for (int bn = 64; bn <= 192; bn += 16)
-                for (int st = 2; st <= 3; ++st) {
+                for (int st = 2; st <= 3; ++st)
+                  for (int pers = 0; pers <= 1; ++pers) {
                     memset(&c, 0, sizeof c);
+                    c.ws_off = pers ? 0 : FG_WS_NO_PERSISTENT;
                     c.wgmma = 2;
                     c.block_m = bm;
                     c.warps = 4 * (1 + bm / 64);

@@ -13,7 +13,7 @@
 #define FG_LUA_INSN_LIMIT 200000000L     /* VM instructions per render    */
 
 static void push_params(lua_State *L, const fg_variant *v, const char *key) {
-    char spec[256];
+    char spec[FG_VARIANT_TEXT_MAX];
     fg_variant_format(v, spec, sizeof spec);
     lua_newtable(L);
     lua_pushinteger(L, v->spec.head_dim);   lua_setfield(L, -2, "head_dim");
@@ -26,6 +26,10 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     lua_pushinteger(L, v->cfg.stages);      lua_setfield(L, -2, "stages");
     lua_pushboolean(L, v->cfg.q_in_regs > 0); lua_setfield(L, -2, "q_in_regs");
     lua_pushinteger(L, v->cfg.min_blocks);  lua_setfield(L, -2, "min_blocks");
+    /* TMA family: only what is switched off; the template's defaults rule
+     * otherwise (no ping-pong with one consumer warpgroup) */
+    if (v->cfg.ws_off & FG_WS_NO_PINGPONG) { lua_pushboolean(L, 0); lua_setfield(L, -2, "pingpong"); }
+    if (v->cfg.ws_off & FG_WS_NO_OVERLAP) { lua_pushboolean(L, 0); lua_setfield(L, -2, "overlap"); }
     lua_pushstring(L, key ? key : "");      lua_setfield(L, -2, "key");
     lua_pushstring(L, spec);                lua_setfield(L, -2, "spec");
     if (fg_mask_hash_set(&v->spec.mask_hash)) {

@@ -69,6 +69,10 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "stages")) { if (!isint) goto bad; v->cfg.stages = iv;
         } else if (!strcmp(key, "q_in_regs")) { if (!isint || iv < 0 || iv > 1) goto bad; v->cfg.q_in_regs = iv;
         } else if (!strcmp(key, "min_blocks")) { if (!isint) goto bad; v->cfg.min_blocks = iv;
+        } else if (!strcmp(key, "pingpong") || !strcmp(key, "overlap") || !strcmp(key, "persistent")) {
+            if (!isint || iv < 0 || iv > 1) goto bad;
+            const int bit = key[0] == 'p' && key[1] == 'i' ? FG_WS_NO_PINGPONG : key[0] == 'o' ? FG_WS_NO_OVERLAP : FG_WS_NO_PERSISTENT;
+            v->cfg.ws_off = iv ? v->cfg.ws_off & ~bit : v->cfg.ws_off | bit;
         } else if (!strcmp(key, "mask")) {
             st = fg_fail(err, FG_ERR_UNSUPPORTED,
                          "SPEC key 'mask': a mask variant is built from a pattern's layout (fg_pattern_layout, flashgen explore); "
@@ -116,10 +120,29 @@ int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
            !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
+/* The TMA family's switched-off options, ",pingpong=0,overlap=0,persistent=0"
+ * (only those off; nothing for the defaults, so keys of other variants are
+ * unchanged). */
+static void fg_strlcat(char *dst, const char *src, size_t n) {
+    const size_t l = strnlen(dst, n);
+    if (l < n) snprintf(dst + l, n - l, "%s", src);
+}
+
+static void ws_format(const fg_config *c, char *buf, size_t n) {
+    if (n) buf[0] = 0;
+    if (c->ws_off & FG_WS_NO_PINGPONG) fg_strlcat(buf, ",pingpong=0", n);
+    if (c->ws_off & FG_WS_NO_OVERLAP) fg_strlcat(buf, ",overlap=0", n);
+    if (c->ws_off & FG_WS_NO_PERSISTENT) fg_strlcat(buf, ",persistent=0", n);
+}
+
 void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     int k = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
              v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
              v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
+    char ws[64];
+    ws_format(&v->cfg, ws, sizeof ws);
+    fg_strlcat(buf, ws, n);
+    k = (int)strlen(buf);
     /* dense and plain sparse keys are unchanged; a mask adds its SHA-256 */
     if (k > 0 && (size_t)k < n) fg_mask_hash_format(&v->spec.mask_hash, buf + k, n - (size_t)k);
 }
@@ -130,7 +153,7 @@ const char *fg_variant_template(const fg_variant *v) {
 
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
                     const char *arch, char *buf, size_t n) {
-    char spec[256];
+    char spec[FG_VARIANT_TEXT_MAX];
     fg_variant_format(v, spec, sizeof spec);
     snprintf(buf, n, "%s:%s:tpl=%s:nvrtc=%d.%d:arch=%s", fg_variant_template(v), spec, tpl_hash,
              nvrtc_major, nvrtc_minor, arch);
@@ -139,6 +162,9 @@ void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, 
 void fg_config_format(const fg_config *c, char *buf, size_t n) {
     snprintf(buf, n, "wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d", c->wgmma, c->block_m,
              c->block_n, c->warps, c->stages, c->q_in_regs, c->min_blocks);
+    char ws[64];
+    ws_format(c, ws, sizeof ws);
+    fg_strlcat(buf, ws, n);
 }
 
 fg_status fg_config_parse(const char *text, fg_config *c, fg_error *err) {

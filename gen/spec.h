@@ -38,7 +38,14 @@ typedef struct fg_config {
     int min_blocks;                      /* 0 = unset */
     int wgmma;                           /* kernel family: 2 Hopper warp-specialised (TMA producer,
                                             wgmma consumers), 1 Hopper wgmma, 0 mma.sync; -1 = unset */
+    int ws_off;                          /* TMA family only: FG_WS_NO_* bits of what is switched off
+                                            (0: ping-pong, intra-warpgroup overlap and a persistent
+                                            grid, the defaults) */
 } fg_config;
+
+#define FG_WS_NO_PINGPONG 1   /* consumer warpgroups do not take turns on the tensor cores */
+#define FG_WS_NO_OVERLAP 2    /* no S GEMM in flight during the previous tile's softmax */
+#define FG_WS_NO_PERSISTENT 4 /* one CTA per tile instead of one per SM */
 
 typedef struct fg_variant {
     fg_spec spec;
@@ -54,6 +61,7 @@ typedef struct fg_variant {
     "  block_m=N block_n=N warps=N stages=1..3 q_in_regs=0|1 min_blocks=N\n"               \
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
     "  wgmma=0|1|2       kernel path: 2 Hopper TMA + warp-specialised, 1 Hopper wgmma\n"        \
+    "  pingpong=0|1 overlap=0|1 persistent=0|1   TMA path only (default 1 each)\n"           \
     "                    (sm_90a, hdim 64/128/192/256),\n"                                   \
     "                    0 portable mma.sync (default: chosen with the configuration)\n"   \
     "example: hdim=128,dtype=bf16,causal=bottom_right\n"
@@ -61,6 +69,8 @@ typedef struct fg_variant {
 void fg_config_unset(fg_config *c);
 /* Parses SPEC text.  *causal receives the alignment named (NONE when absent). */
 fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_error *err);
+/* Room for fg_variant_format's text (config, TMA options, a mask's SHA-256). */
+#define FG_VARIANT_TEXT_MAX 512
 /* Canonical text of the spec and config ("hdim=128,dtype=bf16,..."). */
 void fg_variant_format(const fg_variant *v, char *buf, size_t n);
 /* The template that renders v: fwd_mma, fwd_wgmma or fwd_ws. */

@@ -113,13 +113,12 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
          * epilogue; snake rounds balance causal tiles), except for sparse
          * layouts, whose rows differ in cost unpredictably: one CTA per tile
          * there, balanced by the hardware (H200, docs/PERF.md v7: causal
-         * 64/128/256 at 512..4096 persistent 0.99-1.30x one-per-tile) */
+         * 64/128/256 at 512..4096 persistent 0.99-1.30x one-per-tile);
+         * persistent=0 in the configuration asks for one CTA per tile */
         fg_status st = fg_tma_encode(ctx->cu, var, p, &tm, err);
         if (st != FG_OK) return st;
         const long long tiles = (long long)grid_x * grid_y * grid_z;
-        int persistent = !var->spec.sparse;
-        const char *env = getenv("FLASHGEN_PERSISTENT"); /* measurement knob: 0 one CTA per tile, 1 persistent */
-        if (env && (env[0] == '0' || env[0] == '1') && !env[1]) persistent = env[0] == '1';
+        int persistent = !var->spec.sparse && !(var->cfg.ws_off & FG_WS_NO_PERSISTENT);
         grid_x = (unsigned)(persistent && tiles > ctx->dev_info.sm_count ? ctx->dev_info.sm_count : tiles);
         grid_y = grid_z = 1;
     }

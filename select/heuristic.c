@@ -50,6 +50,8 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA stages=%d: must be 1..4", c->stages);
         if (c->min_blocks != 1)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA min_blocks=%d: must be 1 (one CTA per SM, registers moved by setmaxnreg)", c->min_blocks);
+        if (c->ws_off & ~(FG_WS_NO_PINGPONG | FG_WS_NO_OVERLAP | FG_WS_NO_PERSISTENT))
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA options %#x: unknown bits", (unsigned)c->ws_off);
         const int smem = fg_config_smem_bytes(s, c);
         if (smem > smem_limit)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d stages=%d needs %d bytes of shared memory; the device allows %d",
@@ -60,6 +62,8 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
                            c->block_m, c->block_n, regs, cap);
         return FG_OK;
     }
+    if (c->ws_off)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "pingpong=, overlap= and persistent= are options of the TMA path (wgmma=2) only");
     if (c->wgmma == 1) {
         if (s->head_dim % 64)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the wgmma path takes head_dim 64, 128, 192 or 256 (got %d)", s->head_dim);

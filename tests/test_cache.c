@@ -371,13 +371,13 @@ static void test_candidates_by_sram(void) {
     }
     /* a known case each way */
     fg_spec s256 = {256, FG_BF16, 0, 0, {{0}}, NULL, NULL}, s128 = {128, FG_BF16, 0, 0, {{0}}, NULL, NULL};
-    fg_config k1 = {128, 64, 8, 2, 0, 1, 0}; /* 202752 B at hdim 256 */
+    fg_config k1 = {128, 64, 8, 2, 0, 1, 0, 0}; /* 202752 B at hdim 256 */
     static fg_config x[512];
     int n = fg_tune_candidates(&s256, H100, 0, 0, 0, 0, x, 512);
     CHECK(in_set(x, n, &k1), "hdim 256 128x64x2 missing on H100");
     n = fg_tune_candidates(&s256, A100, 0, 0, 0, 0, x, 512);
     CHECK(!in_set(x, n, &k1), "hdim 256 128x64x2 (202752 B) offered on A100");
-    fg_config k2 = {128, 64, 4, 2, 0, 1, 0}; /* 104448 B at hdim 128 */
+    fg_config k2 = {128, 64, 4, 2, 0, 1, 0, 0}; /* 104448 B at hdim 128 */
     n = fg_tune_candidates(&s128, A100, 0, 0, 0, 0, x, 512);
     CHECK(in_set(x, n, &k2), "hdim 128 128x64x2 missing on A100");
     n = fg_tune_candidates(&s128, SMALL, 0, 0, 0, 0, x, 512);
@@ -429,7 +429,7 @@ static void test_keys(void) {
     char t[160];
     fg_tuning_spec_text(&s, FG_PATH_MMA, 128, 64, t, sizeof t);
     CHECK(!strcmp(t, "hdim=128,dtype=bf16,causal=1,sparse=1,path=mma,layout=128x64"), "%s", t);
-    fg_config c = {64, 128, 4, 1, 0, 1, 1}, d;
+    fg_config c = {64, 128, 4, 1, 0, 1, 1, 0}, d;
     char txt[192];
     fg_config_format(&c, txt, sizeof txt);
     CHECK(fg_config_parse(txt, &d, NULL) == FG_OK && !memcmp(&c, &d, sizeof c), "config round trip: %s", txt);

@@ -18,6 +18,43 @@
 #include "runtime/reference.h"
 #include "test_util.h"
 
+/* The TMA family's options: text round trip, key, rendering, checks. */
+static void test_ws_options(void) {
+    fg_variant v;
+    fg_causal cm;
+    fg_error e = {0};
+    CHECK(fg_spec_parse("hdim=128,wgmma=2,block_m=128,block_n=128,warps=12,stages=2,q_in_regs=0,min_blocks=1,pingpong=0,"
+                        "overlap=0,persistent=0", &v, &cm, &e) == FG_OK, "%s", e.msg);
+    CHECK(v.cfg.ws_off == (FG_WS_NO_PINGPONG | FG_WS_NO_OVERLAP | FG_WS_NO_PERSISTENT), "ws_off %d", v.cfg.ws_off);
+    char txt[256];
+    fg_config_format(&v.cfg, txt, sizeof txt);
+    CHECK(strstr(txt, ",pingpong=0,overlap=0,persistent=0") != NULL, "%s", txt);
+    fg_config c;
+    CHECK(fg_config_parse(txt, &c, &e) == FG_OK && !memcmp(&c, &v.cfg, sizeof c), "round trip of %s", txt);
+    CHECK(fg_config_check(&v.spec, &v.cfg, 232448, &e) == FG_OK, "%s", e.msg);
+    fg_sources src;
+    CHECK(fg_sources_load(&src, &e) == FG_OK, "%s", e.msg);
+    fg_rendered r;
+    CHECK(fg_render_forward(&src, &v, "k", &r, &e) == FG_OK, "%s", e.msg);
+    if (r.source) CHECK_CONTAINS(r.source, "PINGPONG = false, OVERLAP = false");
+    fg_rendered_free(&r);
+    /* the defaults name nothing, so keys of earlier variants are unchanged */
+    v.cfg.ws_off = 0;
+    fg_config_format(&v.cfg, txt, sizeof txt);
+    CHECK(!strstr(txt, "pingpong") && !strstr(txt, "persistent"), "%s", txt);
+    CHECK(fg_render_forward(&src, &v, "k", &r, &e) == FG_OK, "%s", e.msg);
+    if (r.source) CHECK_CONTAINS(r.source, "PINGPONG = true, OVERLAP = true");
+    fg_rendered_free(&r);
+    v.cfg.ws_off = FG_WS_NO_PINGPONG;
+    v.cfg.wgmma = 1;
+    v.cfg.warps = 8;
+    CHECK(fg_config_check(&v.spec, &v.cfg, 232448, &e) == FG_ERR_UNSUPPORTED, "pingpong=0 accepted on wgmma=1");
+    CHECK_CONTAINS(e.msg, "TMA path");
+    CHECK(fg_spec_parse("hdim=64,pingpong=2", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "pingpong=2 accepted");
+    fg_sources_free(&src);
+    fg_error_clear(&e);
+}
+
 static void test_spec(void) {
     fg_variant v;
     fg_causal cm;
@@ -34,6 +71,7 @@ static void test_spec(void) {
     CHECK(fg_spec_parse("hdim=sixty", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "bad int");
     CHECK(fg_spec_parse("hdim=64,causal", &v, &cm, &e) == FG_ERR_INVALID_ARGUMENT, "no '='");
     fg_error_clear(&e);
+    test_ws_options();
 }
 
 /* Every head dim 8..256 (multiples of 8) x dtype x causal x sparse, with
@@ -75,15 +113,15 @@ static void test_render_matrix(void) {
                 }
     printf("rendered %d variants\n", rendered);
     /* the template checks its own parameters */
-    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {128, 64, 5, 2, 0, 1, 0}};
+    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {128, 64, 5, 2, 0, 1, 0, 0}};
     fg_rendered r;
     CHECK(fg_render_forward(&src, &bad, "k", &r, &e) == FG_ERR_TEMPLATE, "warps=5 accepted");
     CHECK_CONTAINS(e.msg, "'warps'");
     CHECK_CONTAINS(e.msg, "fwd_mma.lua:");
-    fg_variant badm = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {96, 64, 4, 2, 0, 1, 0}};
+    fg_variant badm = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {96, 64, 4, 2, 0, 1, 0, 0}};
     CHECK(fg_render_forward(&src, &badm, "k", &r, &e) == FG_ERR_TEMPLATE, "block_m=96 accepted");
     CHECK_CONTAINS(e.msg, "block_m");
-    fg_variant badw = {{96, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {128, 64, 8, 2, 0, 1, 1}};
+    fg_variant badw = {{96, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {128, 64, 8, 2, 0, 1, 1, 0}};
     CHECK(fg_render_forward(&src, &badw, "k", &r, &e) == FG_ERR_TEMPLATE, "wgmma with hdim 96 accepted");
     CHECK_CONTAINS(e.msg, "multiples of 64");
     CHECK(fg_render_forward(&src, &badm, "k", &r, &e) == FG_ERR_TEMPLATE, "block_m=96 accepted");
@@ -111,7 +149,7 @@ static fg_status render_override(const char *text, fg_error *e, uint64_t *hash) 
     unsetenv("FLASHGEN_TEMPLATE_DIR");
     if (st != FG_OK) return st;
     if (hash) *hash = src.hash;
-    fg_variant v = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {128, 64, 4, 2, 0, 1, 0}};
+    fg_variant v = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL}, {128, 64, 4, 2, 0, 1, 0, 0}};
     fg_rendered r;
     st = fg_render_forward(&src, &v, "test-key", &r, e);
     if (st == FG_OK) fg_rendered_free(&r);
