@@ -153,8 +153,11 @@ const char *fg_variant_template(const fg_variant *v) {
 
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
                     const char *arch, char *buf, size_t n) {
+    /* persistent=0 only changes the launch grid: one kernel serves both */
+    fg_variant kv = *v;
+    kv.cfg.ws_off &= ~FG_WS_NO_PERSISTENT;
     char spec[FG_VARIANT_TEXT_MAX];
-    fg_variant_format(v, spec, sizeof spec);
+    fg_variant_format(&kv, spec, sizeof spec);
     snprintf(buf, n, "%s:%s:tpl=%s:nvrtc=%d.%d:arch=%s", fg_variant_template(v), spec, tpl_hash,
              nvrtc_major, nvrtc_minor, arch);
 }

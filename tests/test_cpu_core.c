@@ -32,6 +32,11 @@ static void test_ws_options(void) {
     fg_config c;
     CHECK(fg_config_parse(txt, &c, &e) == FG_OK && !memcmp(&c, &v.cfg, sizeof c), "round trip of %s", txt);
     CHECK(fg_config_check(&v.spec, &v.cfg, 232448, &e) == FG_OK, "%s", e.msg);
+    char k1[512], k2[512];
+    fg_variant_key(&v, "t", 13, 0, "sm_90a", k1, sizeof k1);
+    v.cfg.ws_off &= ~FG_WS_NO_PERSISTENT;
+    fg_variant_key(&v, "t", 13, 0, "sm_90a", k2, sizeof k2);
+    CHECK(!strcmp(k1, k2), "persistent=0 is a launch option, one kernel: %s vs %s", k1, k2);
     fg_sources src;
     CHECK(fg_sources_load(&src, &e) == FG_OK, "%s", e.msg);
     fg_rendered r;
