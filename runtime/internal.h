@@ -19,6 +19,7 @@ typedef struct fg_kernel {
     char *fail_msg;
     CUmodule module;
     CUfunction fn;
+    CUfunction fn_pre, fn_dq; /* backward modules (spec.kind FG_KIND_BWD): entry "_pre" and "_dq" */
     int threads, smem_bytes;
     fg_kernel_stats stats;
     struct fg_kernel *next;

@@ -45,6 +45,10 @@ class fg_attention_desc(C.Structure):
         ("layout", C.c_void_p),
         ("block_m", C.c_int), ("block_n", C.c_int), ("warps", C.c_int), ("stages", C.c_int),
         ("path", C.c_int),
+        # read by fg_attention_backward only
+        ("deterministic", C.c_int),
+        ("do_strides", C.c_int64 * 3), ("dq_strides", C.c_int64 * 3),
+        ("dk_strides", C.c_int64 * 3), ("dv_strides", C.c_int64 * 3),
     ]
 
 
@@ -104,6 +108,8 @@ def _declare(lib):
                                                 C.c_int, C.c_int, C.c_int, C.c_int]),
         "fg_attention_forward": (C.c_int, [P, C.POINTER(fg_attention_desc), P, P, P, P, P, P]),
         "fg_attention_prepare": (C.c_int, [P, C.POINTER(fg_attention_desc)]),
+        "fg_attention_backward_workspace": (C.c_int, [P, C.POINTER(fg_attention_desc), C.POINTER(C.c_size_t)]),
+        "fg_attention_backward": (C.c_int, [P, C.POINTER(fg_attention_desc)] + [P] * 12 + [C.c_size_t, P]),
         "fg_pattern_create": (C.c_int, [P, C.c_char_p, C.c_char_p, C.POINTER(P)]),
         "fg_pattern_destroy": (None, [P]),
         "fg_pattern_name": (C.c_char_p, [P]),

@@ -1,0 +1,94 @@
+/* backward_plan.c: a backward call's checks, variant and kernel arguments
+ * (backward.h).  The forward's plan does the common checks; this adds what
+ * only the backward reads. */
+#include <string.h>
+
+#include "runtime/attention.h"
+#include "runtime/backward.h"
+#include "runtime/structs.h"
+#include "select/bwd_config.h"
+
+static size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+void fg_bwd_workspace_layout(const fg_attention_desc *d, fg_bwd_workspace *w) {
+    const size_t rows = (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seqlen_q;
+    const size_t locks = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 15) / 16);
+    w->dq_accum = 0;
+    w->dsum = align256(rows * (size_t)d->head_dim * sizeof(float));
+    w->lock = w->dsum + align256(rows * sizeof(float));
+    w->total = w->lock + align256(locks * sizeof(int));
+}
+
+static int all_zero(const int64_t s[3]) { return !s[0] && !s[1] && !s[2]; }
+
+static void resolve(int64_t dst[3], const int64_t from[3]) {
+    if (all_zero(dst)) memcpy(dst, from, 3 * sizeof *dst);
+}
+
+fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_attention_desc *dd, fg_variant *v,
+                           fg_bwd_params *p, fg_error *err) {
+    fg_status st = fg_desc_read(desc, dd, err);
+    if (st != FG_OK) return st;
+    if (dd->layout)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass does not support block-sparse layouts yet (desc.layout is set)");
+    if (dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has the portable mma.sync path only (FG_PATH_AUTO or FG_PATH_MMA)");
+    /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
+     * its block fields mean forward tiles, so they are checked here instead */
+    fg_attention_desc fwd = *dd;
+    fwd.block_m = fwd.block_n = fwd.warps = fwd.stages = 0;
+    fwd.path = FG_PATH_AUTO;
+    fg_variant fv;
+    fg_fwd_params fp;
+    if ((st = fg_attention_plan(&fwd, smem_limit, &fv, &fp, err)) != FG_OK) return st;
+    resolve(dd->do_strides, dd->o_strides);
+    resolve(dd->dq_strides, dd->q_strides);
+    resolve(dd->dk_strides, dd->k_strides);
+    resolve(dd->dv_strides, dd->v_strides);
+    const fg_attention_desc *d = dd;
+    if ((st = fg_check_strides("dout", d->do_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 0, err)) ||
+        (st = fg_check_strides("dq", d->dq_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 1, err)) ||
+        (st = fg_check_strides("dk", d->dk_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 1, err)) ||
+        (st = fg_check_strides("dv", d->dv_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 1, err)))
+        return st;
+
+    memset(v, 0, sizeof *v);
+    v->spec = fv.spec;
+    v->spec.kind = FG_KIND_BWD;
+    fg_config_unset(&v->cfg);
+    if (d->block_m || d->block_n || d->warps || d->stages > 1) {
+        /* explicit: completed with the first candidate's values, never replaced */
+        fg_config c[8];
+        const int n = fg_bwd_candidates(&v->spec, 1 << 30, c, 8);
+        v->cfg = c[0];
+        for (int i = 0; i < n; ++i)
+            if ((!d->block_m || c[i].block_m == d->block_m) && (!d->block_n || c[i].block_n == d->block_n)) {
+                v->cfg = c[i];
+                break;
+            }
+        if (d->block_m) v->cfg.block_m = d->block_m;
+        if (d->block_n) v->cfg.block_n = d->block_n;
+        if (d->warps) v->cfg.warps = d->warps;
+        if (d->stages) v->cfg.stages = d->stages;
+        if ((st = fg_bwd_config_check(&v->spec, &v->cfg, smem_limit, err)) != FG_OK) return st;
+    }
+
+    memset(p, 0, sizeof *p);
+    const int64_t *src[8] = {d->q_strides, d->k_strides, d->v_strides, d->o_strides,
+                             d->do_strides, d->dq_strides, d->dk_strides, d->dv_strides};
+    long long *dst[8] = {p->q_s, p->k_s, p->v_s, p->o_s, p->do_s, p->dq_s, p->dk_s, p->dv_s};
+    for (int t = 0; t < 8; ++t)
+        for (int i = 0; i < 3; ++i) dst[t][i] = src[t][i];
+    p->batch = fp.batch;
+    p->heads_q = fp.heads_q;
+    p->heads_kv = fp.heads_kv;
+    p->group = fp.group;
+    p->seqlen_q = fp.seqlen_q;
+    p->seqlen_k = fp.seqlen_k;
+    p->causal_offset = fp.causal_offset;
+    p->scale = fp.scale;
+    p->scale_log2 = fp.scale_log2;
+    p->deterministic = d->deterministic != 0;
+    p->lock_blocks = (d->seqlen_q + 15) / 16;
+    return FG_OK;
+}

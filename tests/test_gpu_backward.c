@@ -1,0 +1,220 @@
+/* GPU test of fg_attention_backward against the float64 CPU reference
+ * (runtime/reference_bwd.c): fresh random q, k, v, dout per case; o and lse
+ * from fg_attention_forward; dq, dk, dv poisoned with NaN before the call.
+ * Head dims 32/40/64/96/128/256, fp16 and bf16, no / bottom-right /
+ * top-left causal, GQA and MQA, batch > 1, lengths off the tiles,
+ * seqlen_q != seqlen_k both ways, seqlen 1, BHSD strides, rows that see no
+ * key (their dq exactly 0) and keys no row sees (dk, dv exactly 0).  Passes
+ * when each gradient's relative L2 error is within the dtype's tolerance
+ * and nothing is NaN.  The deterministic mode, run twice, must give
+ * bitwise equal dq, dk, dv.  Exit 77 (skipped) without a GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "runtime/cuda_api.h"
+#include "runtime/internal.h"
+#include "runtime/reference.h"
+#include "runtime/reference_bwd.h"
+#include "test_util.h"
+
+typedef struct bcase {
+    fg_dtype dt;
+    int d, b, hq, hkv, sq, sk;
+    fg_causal causal;
+    int bhsd, deterministic;
+    uint64_t seed;
+} bcase;
+
+typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws; } dev;
+
+static const fg_cuda *cu;
+
+static double rel_l2(const uint16_t *got, const double *ref, size_t n, fg_dtype dt, size_t *nans) {
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double g = fg_half_to_float(got[i], dt);
+        if (isnan(g)) { ++*nans; continue; }
+        e += (g - ref[i]) * (g - ref[i]);
+        r += ref[i] * ref[i];
+    }
+    /* relative to the reference, with a floor of RMS 0.1 per element: where
+     * the exact gradient is ~0 (one key: dS = P (dP - D) = 0) the error of D
+     * is all there is */
+    const double floor = 1e-2 * (double)n;
+    return sqrt(e / (r > floor ? r : floor));
+}
+
+/* The elements of a [batch, seqlen, heads, D] tensor stored with strides s, gathered BSHD. */
+static void gather(uint16_t *dst, const uint16_t *src, const int64_t s[3], int b, int sl, int h, int D) {
+    for (int x = 0; x < b; ++x)
+        for (int i = 0; i < sl; ++i)
+            for (int y = 0; y < h; ++y)
+                memcpy(dst + (((size_t)x * sl + i) * h + y) * D, src + x * s[0] + y * s[1] + (int64_t)i * s[2], 2 * (size_t)D);
+}
+
+static void bhsd(int64_t s[3], int h, int sl, int D) { s[0] = (int64_t)h * sl * D; s[1] = (int64_t)sl * D; s[2] = D; }
+
+/* Runs the backward once; copies dq, dk, dv (BSHD) into the host buffers. */
+static int backward(fg_context *ctx, const fg_attention_desc *d, const dev *m, size_t wsb, size_t nq, size_t nk,
+                    uint16_t *hdq, uint16_t *hdk, uint16_t *hdv, uint16_t *tmp) {
+    CUresult e = cu->MemsetD32(m->dq, 0xFFFFFFFFu, nq / 2 + 1);
+    if (!e) e = cu->MemsetD32(m->dk, 0xFFFFFFFFu, nk / 2 + 1);
+    if (!e) e = cu->MemsetD32(m->dv, 0xFFFFFFFFu, nk / 2 + 1);
+    if (!e) e = cu->MemsetD32(m->ws, 0x7fc00000u, wsb / 4); /* the workspace needs no initialisation */
+    CHECK(!e, "poison");
+    fg_status st = fg_attention_backward(ctx, d, (void *)m->q, (void *)m->k, (void *)m->v, (void *)m->o, (void *)m->dout,
+                                         (float *)m->lse, (void *)m->dq, (void *)m->dk, (void *)m->dv, (void *)m->ws, wsb, NULL);
+    CHECK(st == FG_OK, "fg_attention_backward: %s", fg_errmsg(ctx));
+    if (st != FG_OK) return 0;
+    e = cu->CtxSynchronize();
+    CHECK(!e, "backward kernels failed (%d)", (int)e);
+    if (e) return 0;
+    const size_t nq_alloc = nq, nk_alloc = nk;
+    cu->MemcpyDtoH(tmp, m->dq, nq_alloc * 2);
+    gather(hdq, tmp, d->q_strides, d->batch, d->seqlen_q, d->heads_q, d->head_dim);
+    cu->MemcpyDtoH(tmp, m->dk, nk_alloc * 2);
+    gather(hdk, tmp, d->k_strides, d->batch, d->seqlen_k, d->heads_kv, d->head_dim);
+    cu->MemcpyDtoH(tmp, m->dv, nk_alloc * 2);
+    gather(hdv, tmp, d->v_strides, d->batch, d->seqlen_k, d->heads_kv, d->head_dim);
+    return 1;
+}
+
+static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, c->dt, c->d, c->b, c->hq, c->hkv, c->sq, c->sk);
+    d.causal = c->causal;
+    d.deterministic = c->deterministic;
+    if (c->bhsd) {
+        bhsd(d.q_strides, c->hq, c->sq, c->d);
+        bhsd(d.o_strides, c->hq, c->sq, c->d);
+        bhsd(d.k_strides, c->hkv, c->sk, c->d);
+        bhsd(d.v_strides, c->hkv, c->sk, c->d);
+    }
+    const size_t nq = (size_t)c->b * c->hq * c->sq * c->d, nk = (size_t)c->b * c->hkv * c->sk * c->d;
+    const size_t nl = (size_t)c->b * c->hq * c->sq;
+    size_t wsb = 0;
+    CHECK(fg_attention_backward_workspace(ctx, &d, &wsb) == FG_OK, "%s", fg_errmsg(ctx));
+    uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nk * 2), *hdo = malloc(nq * 2);
+    uint16_t *gdq = malloc(nq * 2), *gdk = malloc(nk * 2), *gdv = malloc(nk * 2), *tmp = malloc((nq > nk ? nq : nk) * 2);
+    uint16_t *gdq2 = malloc(nq * 2), *gdk2 = malloc(nk * 2), *gdv2 = malloc(nk * 2);
+    double *rdq = malloc(nq * 8), *rdk = malloc(nk * 8), *rdv = malloc(nk * 8);
+    float *hlse = malloc(nl * 4);
+    fg_rng rng;
+    fg_rng_seed(&rng, c->seed);
+    fg_fill_normal(hq, nq, c->dt, &rng);
+    fg_fill_normal(hk, nk, c->dt, &rng);
+    fg_fill_normal(hv, nk, c->dt, &rng);
+    fg_fill_normal(hdo, nq, c->dt, &rng);
+    dev m = {0};
+    CUresult e = cu->MemAlloc(&m.q, nq * 2);
+    if (!e) e = cu->MemAlloc(&m.k, nk * 2);
+    if (!e) e = cu->MemAlloc(&m.v, nk * 2);
+    if (!e) e = cu->MemAlloc(&m.o, nq * 2);
+    if (!e) e = cu->MemAlloc(&m.dout, nq * 2);
+    if (!e) e = cu->MemAlloc(&m.lse, nl * 4);
+    if (!e) e = cu->MemAlloc(&m.dq, nq * 2 + 4);
+    if (!e) e = cu->MemAlloc(&m.dk, nk * 2 + 4);
+    if (!e) e = cu->MemAlloc(&m.dv, nk * 2 + 4);
+    if (!e) e = cu->MemAlloc(&m.ws, wsb);
+    /* the host arrays are in the descriptor's layout: BSHD, or BHSD (same bytes, other order) */
+    if (!e) e = cu->MemcpyHtoD(m.q, hq, nq * 2);
+    if (!e) e = cu->MemcpyHtoD(m.k, hk, nk * 2);
+    if (!e) e = cu->MemcpyHtoD(m.v, hv, nk * 2);
+    if (!e) e = cu->MemcpyHtoD(m.dout, hdo, nq * 2);
+    CHECK(!e, "device setup (%d)", (int)e);
+    int ok = !e;
+    if (ok) {
+        fg_status st = fg_attention_forward(ctx, &d, (void *)m.q, (void *)m.k, (void *)m.v, (void *)m.o, (float *)m.lse, NULL);
+        CHECK(st == FG_OK, "forward: %s", fg_errmsg(ctx));
+        ok = st == FG_OK && backward(ctx, &d, &m, wsb, nq, nk, gdq, gdk, gdv, tmp);
+    }
+    double eq = 0, ek = 0, ev = 0;
+    size_t nan = 0, zero_bad = 0;
+    int repeat_ok = 1;
+    if (ok) {
+        ok = fg_reference_backward(&d, hq, hk, hv, hdo, rdq, rdk, rdv);
+        CHECK(ok, "reference out of memory");
+    }
+    if (ok) {
+        eq = rel_l2(gdq, rdq, nq, c->dt, &nan);
+        ek = rel_l2(gdk, rdk, nk, c->dt, &nan);
+        ev = rel_l2(gdv, rdv, nk, c->dt, &nan);
+        /* a row that sees no key (lse = -inf) has dq exactly 0; a key that
+         * no row sees (causal: j > seqlen_q - 1 + offset) dk and dv exactly 0 */
+        cu->MemcpyDtoH(hlse, m.lse, nl * 4);
+        for (int b = 0; b < c->b; ++b)
+            for (int h = 0; h < c->hq; ++h)
+                for (int i = 0; i < c->sq; ++i)
+                    if (hlse[((size_t)b * c->hq + h) * c->sq + i] == -INFINITY)
+                        for (int x = 0; x < c->d; ++x)
+                            zero_bad += fg_half_to_float(gdq[(((size_t)b * c->sq + i) * c->hq + h) * c->d + x], c->dt) != 0;
+        const int off = c->causal == FG_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
+        for (int b = 0; b < c->b; ++b)
+            for (int j = c->causal ? (c->sq + off > 0 ? c->sq + off : 0) : c->sk; j < c->sk; ++j)
+                for (size_t x = 0; x < (size_t)c->hkv * c->d; ++x) {
+                    const size_t at = ((size_t)b * c->sk + j) * c->hkv * c->d + x;
+                    zero_bad += (fg_half_to_float(gdk[at], c->dt) != 0) + (fg_half_to_float(gdv[at], c->dt) != 0);
+                }
+        if (c->deterministic) {
+            ok = backward(ctx, &d, &m, wsb, nq, nk, gdq2, gdk2, gdv2, tmp);
+            repeat_ok = ok && !memcmp(gdq, gdq2, nq * 2) && !memcmp(gdk, gdk2, nk * 2) && !memcmp(gdv, gdv2, nk * 2);
+        }
+    }
+    const double tol = c->dt == FG_BF16 ? 2e-2 : 4e-3;
+    const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
+    printf("%-4s %s d=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
+           "nonzero-where-0 %zu%s\n",
+           good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
+           c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", eq, ek, ev, tol, nan, zero_bad,
+           c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "");
+    fflush(stdout);
+    CHECK(good, "case failed (see the line above)");
+    if (good) ++*passed; else ++*failed;
+    CUdeviceptr all[] = {m.q, m.k, m.v, m.o, m.dout, m.lse, m.dq, m.dk, m.dv, m.ws};
+    for (unsigned i = 0; i < sizeof all / sizeof all[0]; ++i)
+        if (all[i]) cu->MemFree(all[i]);
+    free(hq); free(hk); free(hv); free(hdo); free(gdq); free(gdk); free(gdv); free(tmp);
+    free(gdq2); free(gdk2); free(gdv2); free(rdq); free(rdk); free(rdv); free(hlse);
+    return good;
+}
+
+int main(void) {
+    fg_error e = {0};
+    if (fg_cuda_get(&cu, &e) != FG_OK) {
+        printf("SKIP: %s\n", e.msg);
+        return 77;
+    }
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    static const int dims[] = {32, 40, 64, 96, 128, 256};
+    static const int shapes[][5] = {
+        {2, 4, 2, 333, 517}, /* GQA 2:1, sq < sk, off the tiles */
+        {1, 3, 1, 300, 100}, /* MQA, sq > sk: bottom-right leaves rows that see no key */
+        {3, 2, 2, 257, 129}, /* batch 3, one past a tile */
+        {1, 2, 2, 1, 200},   /* one query */
+        {2, 4, 4, 200, 1},   /* one key */
+        {1, 4, 2, 130, 190}, /* top-left: keys past seqlen_q are seen by no row */
+    };
+    const uint64_t seed = (uint64_t)time(NULL);
+    printf("seed base %llu\n", (unsigned long long)seed);
+    int passed = 0, failed = 0, k = 0;
+    for (unsigned di = 0; di < sizeof dims / sizeof dims[0]; ++di)
+        for (int dt = 0; dt < 2; ++dt)
+            for (int causal = 0; causal < 3; ++causal, ++k) {
+                const int *s = shapes[k % 6];
+                bcase c = {dt ? FG_FP16 : FG_BF16, dims[di], s[0], s[1], s[2], s[3], s[4], (fg_causal)causal, k % 4 == 3, 0,
+                           seed + (uint64_t)k};
+                run_case(ctx, &c, &passed, &failed);
+            }
+    /* deterministic mode: many key blocks add into each dQ row */
+    for (int i = 0; i < 4; ++i) {
+        bcase c = {i & 1 ? FG_FP16 : FG_BF16, i < 2 ? 64 : 128, 1, 4, 2, 700, 1000,
+                   i & 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE, 0, 1, seed + 100 + (uint64_t)i};
+        run_case(ctx, &c, &passed, &failed);
+    }
+    fg_context_destroy(ctx);
+    printf("%d passed, %d failed\n", passed, failed);
+    return test_summary("test_gpu_backward");
+}
