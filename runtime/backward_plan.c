@@ -36,6 +36,7 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
      * its block fields mean forward tiles, so they are checked here instead */
     fg_attention_desc fwd = *dd;
+    fwd.struct_size = sizeof fwd; /* *dd holds this library's fields; the caller's size may differ */
     fwd.block_m = fwd.block_n = fwd.warps = fwd.stages = 0;
     fwd.path = FG_PATH_AUTO;
     fg_variant fv;
@@ -57,15 +58,13 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     v->spec.kind = FG_KIND_BWD;
     fg_config_unset(&v->cfg);
     if (d->block_m || d->block_n || d->warps || d->stages > 1) {
-        /* explicit: completed with the first candidate's values, never replaced */
+        /* explicit: the unset fields from the first heuristic candidate with
+         * the same block sizes (else the first), then checked; never replaced */
         fg_config c[8];
         const int n = fg_bwd_candidates(&v->spec, 1 << 30, c, 8);
         v->cfg = c[0];
-        for (int i = 0; i < n; ++i)
-            if ((!d->block_m || c[i].block_m == d->block_m) && (!d->block_n || c[i].block_n == d->block_n)) {
-                v->cfg = c[i];
-                break;
-            }
+        for (int i = n - 1; i >= 0; --i)
+            if ((!d->block_m || c[i].block_m == d->block_m) && (!d->block_n || c[i].block_n == d->block_n)) v->cfg = c[i];
         if (d->block_m) v->cfg.block_m = d->block_m;
         if (d->block_n) v->cfg.block_n = d->block_n;
         if (d->warps) v->cfg.warps = d->warps;

@@ -1,0 +1,176 @@
+/* The backward pass without a GPU: the float64 reference against finite
+ * differences of the float64 forward (tiny shapes: GQA, every causal mode,
+ * rows that see no key), the plan's checks and workspace size, and the
+ * struct_size rules for the appended descriptor fields. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "runtime/backward.h"
+#include "runtime/reference.h"
+#include "runtime/reference_bwd.h"
+#include "runtime/structs.h"
+#include "select/bwd_config.h"
+#include "test_util.h"
+
+/* L = sum(dout * o): its gradient is the backward of dout. */
+static double loss(const fg_attention_desc *d, const double *q, const double *k, const double *v, const double *dout,
+                   double *o, size_t nq) {
+    fg_reference_forward_f64(d, q, k, v, o);
+    double l = 0;
+    for (size_t i = 0; i < nq; ++i) l += dout[i] * o[i];
+    return l;
+}
+
+/* max |analytic - numeric| / max(1, |numeric|) over every element of x */
+static double fd_error(const fg_attention_desc *d, double *q, double *k, double *v, const double *dout, double *x,
+                       const double *grad, size_t n, double *o, size_t nq) {
+    double worst = 0;
+    const double h = 1e-5;
+    for (size_t i = 0; i < n; ++i) {
+        const double x0 = x[i];
+        x[i] = x0 + h;
+        const double lp = loss(d, q, k, v, dout, o, nq);
+        x[i] = x0 - h;
+        const double lm = loss(d, q, k, v, dout, o, nq);
+        x[i] = x0;
+        const double num = (lp - lm) / (2 * h), err = fabs(num - grad[i]) / fmax(1.0, fabs(num));
+        if (err > worst) worst = err;
+    }
+    return worst;
+}
+
+static void test_finite_differences(void) {
+    static const int shapes[][6] = {/* batch, hq, hkv, sq, sk, causal */
+                                    {1, 2, 1, 5, 7, 0}, {2, 2, 1, 6, 4, 1}, {1, 4, 2, 7, 5, 2}, {1, 2, 2, 1, 3, 1},
+                                    {1, 3, 1, 9, 3, 1}};
+    fg_rng rng;
+    fg_rng_seed(&rng, 7);
+    for (unsigned s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
+        fg_attention_desc d;
+        fg_attention_desc_init(&d, FG_BF16, 8, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
+        d.causal = (fg_causal)shapes[s][5];
+        d.softmax_scale = 0.7f;
+        const size_t nq = (size_t)d.batch * d.seqlen_q * d.heads_q * 8, nk = (size_t)d.batch * d.seqlen_k * d.heads_kv * 8;
+        double *q = malloc(8 * nq), *k = malloc(8 * nk), *v = malloc(8 * nk), *dout = malloc(8 * nq), *o = malloc(8 * nq);
+        double *dq = malloc(8 * nq), *dk = malloc(8 * nk), *dv = malloc(8 * nk);
+        for (size_t i = 0; i < nq; ++i) { q[i] = fg_rng_normal(&rng); dout[i] = fg_rng_normal(&rng); }
+        for (size_t i = 0; i < nk; ++i) { k[i] = fg_rng_normal(&rng); v[i] = fg_rng_normal(&rng); }
+        CHECK(fg_reference_backward_f64(&d, q, k, v, dout, dq, dk, dv), "out of memory");
+        const double eq = fd_error(&d, q, k, v, dout, q, dq, nq, o, nq);
+        const double ek = fd_error(&d, q, k, v, dout, k, dk, nk, o, nq);
+        const double ev = fd_error(&d, q, k, v, dout, v, dv, nk, o, nq);
+        printf("finite differences b=%d hq=%d hkv=%d sq=%d sk=%d causal=%d: dq %.1e dk %.1e dv %.1e\n", d.batch, d.heads_q,
+               d.heads_kv, d.seqlen_q, d.seqlen_k, (int)d.causal, eq, ek, ev);
+        CHECK(eq < 1e-7 && ek < 1e-7 && ev < 1e-7, "reference gradient differs from finite differences");
+        /* bottom-right with sq > sk: the first rows see no key; their dq is exactly 0 */
+        if (d.causal == FG_CAUSAL_BOTTOM_RIGHT && d.seqlen_q > d.seqlen_k)
+            for (int x = 0; x < 8; ++x) CHECK(dq[x] == 0, "an empty row has dq %g", dq[x]);
+        free(q); free(k); free(v); free(dout); free(o); free(dq); free(dk); free(dv);
+    }
+}
+
+static fg_status plan(const fg_attention_desc *d, fg_variant *v, fg_bwd_params *p, fg_error *e) {
+    fg_attention_desc dd;
+    fg_error_clear(e);
+    return fg_backward_plan(d, 232448, &dd, v, p, e);
+}
+
+static void test_plan(void) {
+    fg_error e = {0};
+    fg_variant v;
+    fg_bwd_params p;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_FP16, 96, 2, 6, 2, 300, 500);
+    d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK, "%s", e.msg);
+    CHECK(v.spec.kind == FG_KIND_BWD && v.spec.head_dim == 96 && v.spec.causal && v.cfg.block_m == 0, "variant");
+    CHECK(p.group == 3 && p.causal_offset == 200 && p.lock_blocks == 19 && !p.deterministic, "params");
+    CHECK(p.dq_s[2] == d.q_strides[2] && p.dk_s[0] == d.k_strides[0] && p.do_s[1] == d.o_strides[1], "default gradient strides");
+    d.deterministic = 1;
+    d.dq_strides[0] = 300 * 6 * 96 + 64; d.dq_strides[1] = 96; d.dq_strides[2] = 6 * 96;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && p.deterministic && p.dq_s[0] == 300 * 6 * 96 + 64, "own dq strides: %s", e.msg);
+    d.dq_strides[2] = 8; /* rows overlap */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_INVALID_ARGUMENT, "overlapping dq accepted");
+    CHECK_CONTAINS(e.msg, "dq");
+    memset(d.dq_strides, 0, sizeof d.dq_strides);
+    d.dk_strides[0] = 500 * 2 * 96; d.dk_strides[1] = 0; d.dk_strides[2] = 2 * 96; /* two kv heads on one row */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_INVALID_ARGUMENT, "dk heads aliasing accepted");
+    CHECK_CONTAINS(e.msg, "dk");
+    memset(d.dk_strides, 0, sizeof d.dk_strides);
+    d.do_strides[2] = 12; /* not a multiple of 8 */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_INVALID_ARGUMENT, "dout stride 12 accepted");
+    memset(d.do_strides, 0, sizeof d.do_strides);
+    d.path = FG_PATH_TMA;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "TMA backward accepted");
+    d.path = FG_PATH_MMA;
+    fg_block_layout *fake = (fg_block_layout *)&d; /* only its presence is read */
+    d.layout = fake;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "sparse backward accepted");
+    d.layout = NULL;
+    d.block_m = 48;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "block_m=48 accepted");
+    d.block_m = 32;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && v.cfg.block_m == 32 && v.cfg.block_n && v.cfg.warps, "explicit block_m: %s", e.msg);
+    d.block_m = 0;
+    d.head_dim = 12;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "head_dim 12 accepted");
+    fg_error_clear(&e);
+
+    /* workspace: fp32 dQ rows, D, counters, each 256-aligned */
+    fg_attention_desc_init(&d, FG_BF16, 64, 2, 3, 3, 100, 50);
+    fg_bwd_workspace w;
+    fg_bwd_workspace_layout(&d, &w);
+    CHECK(w.dsum == 2 * 3 * 100 * 64 * 4 && w.lock == w.dsum + 2560 && w.total == w.lock + 256 && w.total % 256 == 0,
+          "workspace %zu %zu %zu", w.dsum, w.lock, w.total);
+}
+
+static void test_struct_size(void) {
+    fg_error e = {0};
+    fg_variant v;
+    fg_bwd_params p;
+    unsigned char buf[sizeof(fg_attention_desc) + 32];
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, 64, 1, 2, 1, 40, 40);
+    /* an older caller (before the backward fields): their bytes are not read */
+    memcpy(buf, &d, sizeof d);
+    memset(buf + FG_ATTENTION_DESC_MIN_SIZE, 0xFF, sizeof buf - FG_ATTENTION_DESC_MIN_SIZE);
+    ((fg_attention_desc *)buf)->struct_size = FG_ATTENTION_DESC_MIN_SIZE;
+    CHECK(plan((fg_attention_desc *)buf, &v, &p, &e) == FG_OK, "older caller: %s", e.msg);
+    CHECK(!p.deterministic && p.dq_s[2] == d.q_strides[2], "older caller's missing fields count as zero");
+    /* a newer caller: zero unknown fields are fine, a set one is refused */
+    memcpy(buf, &d, sizeof d);
+    memset(buf + sizeof d, 0, sizeof buf - sizeof d);
+    ((fg_attention_desc *)buf)->struct_size = sizeof buf;
+    CHECK(plan((fg_attention_desc *)buf, &v, &p, &e) == FG_OK, "newer caller: %s", e.msg);
+    buf[sizeof d + 3] = 1;
+    CHECK(plan((fg_attention_desc *)buf, &v, &p, &e) == FG_ERR_UNSUPPORTED, "newer caller's set field accepted");
+    fg_error_clear(&e);
+}
+
+static void test_api_without_gpu(void) {
+    size_t bytes = 0;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, 64, 1, 2, 1, 40, 40);
+    CHECK(fg_attention_backward_workspace(NULL, &d, &bytes) == FG_ERR_INVALID_ARGUMENT, "NULL context");
+    CHECK(fg_attention_backward(NULL, &d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) == FG_ERR_INVALID_ARGUMENT, "NULL context");
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    CHECK(fg_attention_backward_workspace(ctx, &d, NULL) == FG_ERR_INVALID_ARGUMENT, "NULL bytes");
+    CHECK(fg_attention_backward_workspace(ctx, &d, &bytes) == FG_OK && bytes > 0, "%s", fg_errmsg(ctx));
+    d.heads_kv = 3;
+    CHECK(fg_attention_backward_workspace(ctx, &d, &bytes) == FG_ERR_INVALID_ARGUMENT, "heads_q 2, heads_kv 3 accepted");
+    CHECK_CONTAINS(fg_errmsg(ctx), "multiple");
+    /* a call needs a device: without one it says so (no crash on NULL tensors) */
+    d.heads_kv = 1;
+    fg_status st = fg_attention_backward(ctx, &d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    CHECK(st != FG_OK, "NULL tensors accepted");
+    fg_context_destroy(ctx);
+}
+
+int main(void) {
+    test_finite_differences();
+    test_plan();
+    test_struct_size();
+    test_api_without_gpu();
+    return test_summary("test_bwd_cpu");
+}
