@@ -30,12 +30,15 @@ typedef struct bcase {
 typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws; } dev;
 
 static const fg_cuda *cu;
+static int g_dead; /* a kernel fault: the CUDA context is unusable, stop */
 
-static double rel_l2(const uint16_t *got, const double *ref, size_t n, fg_dtype dt, size_t *nans) {
-    double e = 0, r = 0;
+static double rel_l2(const uint16_t *got, const double *ref, size_t n, fg_dtype dt, size_t *nans, size_t *worst) {
+    double e = 0, r = 0, w = -1;
     for (size_t i = 0; i < n; ++i) {
         const double g = fg_half_to_float(got[i], dt);
-        if (isnan(g)) { ++*nans; continue; }
+        if (isnan(g)) { if (!*nans) *worst = i; ++*nans; w = INFINITY; continue; }
+        const double x = fabs(g - ref[i]);
+        if (x > w) { w = x; *worst = i; }
         e += (g - ref[i]) * (g - ref[i]);
         r += ref[i] * ref[i];
     }
@@ -69,7 +72,12 @@ static int backward(fg_context *ctx, const fg_attention_desc *d, const dev *m, s
     CHECK(st == FG_OK, "fg_attention_backward: %s", fg_errmsg(ctx));
     if (st != FG_OK) return 0;
     e = cu->CtxSynchronize();
-    CHECK(!e, "backward kernels failed (%d)", (int)e);
+    if (e) {
+        g_dead = 1;
+        const char *name = "?";
+        cu->GetErrorName(e, &name);
+        CHECK(!e, "backward kernels failed: %s", name);
+    }
     if (e) return 0;
     const size_t nq_alloc = nq, nk_alloc = nk;
     cu->MemcpyDtoH(tmp, m->dq, nq_alloc * 2);
@@ -108,7 +116,10 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     fg_fill_normal(hv, nk, c->dt, &rng);
     fg_fill_normal(hdo, nq, c->dt, &rng);
     dev m = {0};
-    CUresult e = cu->MemAlloc(&m.q, nq * 2);
+    /* binds the device (and compiles the forward) before allocating */
+    CUresult e = fg_attention_prepare(ctx, &d) == FG_OK ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+    CHECK(!e, "fg_attention_prepare: %s", fg_errmsg(ctx));
+    if (!e) e = cu->MemAlloc(&m.q, nq * 2);
     if (!e) e = cu->MemAlloc(&m.k, nk * 2);
     if (!e) e = cu->MemAlloc(&m.v, nk * 2);
     if (!e) e = cu->MemAlloc(&m.o, nq * 2);
@@ -132,15 +143,22 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     }
     double eq = 0, ek = 0, ev = 0;
     size_t nan = 0, zero_bad = 0;
+    char worst[512] = "";
     int repeat_ok = 1;
     if (ok) {
         ok = fg_reference_backward(&d, hq, hk, hv, hdo, rdq, rdk, rdv);
         CHECK(ok, "reference out of memory");
     }
     if (ok) {
-        eq = rel_l2(gdq, rdq, nq, c->dt, &nan);
-        ek = rel_l2(gdk, rdk, nk, c->dt, &nan);
-        ev = rel_l2(gdv, rdv, nk, c->dt, &nan);
+        size_t wq = 0, wk = 0, wv = 0;
+        eq = rel_l2(gdq, rdq, nq, c->dt, &nan, &wq);
+        ek = rel_l2(gdk, rdk, nk, c->dt, &nan, &wk);
+        ev = rel_l2(gdv, rdv, nk, c->dt, &nan, &wv);
+        /* the worst element of each, as (row, head, column) of the BSHD arrays */
+        snprintf(worst, sizeof worst, "     worst: dq[%zu,%zu,%zu] %g vs %g  dk[%zu,%zu,%zu] %g vs %g  dv[%zu,%zu,%zu] %g vs %g\n",
+               wq / c->d / c->hq, wq / c->d % c->hq, wq % c->d, fg_half_to_float(gdq[wq], c->dt), rdq[wq],
+               wk / c->d / c->hkv, wk / c->d % c->hkv, wk % c->d, fg_half_to_float(gdk[wk], c->dt), rdk[wk],
+               wv / c->d / c->hkv, wv / c->d % c->hkv, wv % c->d, fg_half_to_float(gdv[wv], c->dt), rdv[wv]);
         /* a row that sees no key (lse = -inf) has dq exactly 0; a key that
          * no row sees (causal: j > seqlen_q - 1 + offset) dk and dv exactly 0 */
         cu->MemcpyDtoH(hlse, m.lse, nl * 4);
@@ -165,10 +183,10 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     const double tol = c->dt == FG_BF16 ? 2e-2 : 4e-3;
     const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
     printf("%-4s %s d=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
-           "nonzero-where-0 %zu%s\n",
+           "nonzero-where-0 %zu%s\n%s",
            good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
            c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", eq, ek, ev, tol, nan, zero_bad,
-           c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "");
+           c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "", good ? "" : worst);
     fflush(stdout);
     CHECK(good, "case failed (see the line above)");
     if (good) ++*passed; else ++*failed;
@@ -180,7 +198,65 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     return good;
 }
 
-int main(void) {
+/* "bench": backward TFLOP/s (2.5x the forward's FLOPs, BENCHMARK.md) at
+ * 16k tokens, heads * head_dim = 2048, atomics and deterministic; random
+ * inputs, not checked (the other cases check). */
+static void bench(fg_context *ctx) {
+    for (int d = 64; d <= 128; d += 64)
+        for (int causal = 0; causal < 2; ++causal) {
+            const int b = 4, h = 2048 / d, s = 4096;
+            fg_attention_desc desc;
+            fg_attention_desc_init(&desc, FG_BF16, d, b, h, h, s, s);
+            desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
+            if (fg_attention_prepare(ctx, &desc) != FG_OK) { printf("bench: %s\n", fg_errmsg(ctx)); return; }
+            const size_t n = (size_t)b * h * s * d;
+            size_t wsb = 0;
+            fg_attention_backward_workspace(ctx, &desc, &wsb);
+            CUdeviceptr t[9] = {0}, lse = 0, ws = 0;
+            CUresult e = CUDA_SUCCESS;
+            for (int i = 0; i < 8 && !e; ++i) e = cu->MemAlloc(&t[i], n * 2);
+            if (!e) e = cu->MemAlloc(&lse, (size_t)b * h * s * 4);
+            if (!e) e = cu->MemAlloc(&ws, wsb);
+            for (int i = 0; i < 8 && !e; ++i) e = cu->MemsetD32(t[i], 0x3c003c00u, n / 2); /* 1.0 fp16 pattern: finite */
+            fg_status st = e ? FG_ERR_CUDA : fg_attention_forward(ctx, &desc, (void *)t[0], (void *)t[1], (void *)t[2], (void *)t[3], (float *)lse, NULL);
+            for (int det = 0; det < 2 && st == FG_OK; ++det) {
+                desc.deterministic = det;
+                CUevent e0, e1;
+                cu->EventCreate(&e0, 0);
+                cu->EventCreate(&e1, 0);
+                float ms = 0;
+                for (int rep = 0; rep < 2 && st == FG_OK; ++rep) { /* warm-up, then 5 timed */
+                    cu->EventRecord(e0, NULL);
+                    for (int k = 0; k < (rep ? 5 : 1) && st == FG_OK; ++k)
+                        st = fg_attention_backward(ctx, &desc, (void *)t[0], (void *)t[1], (void *)t[2], (void *)t[3], (void *)t[4],
+                                                   (float *)lse, (void *)t[5], (void *)t[6], (void *)t[7], (void *)ws, wsb, NULL);
+                    cu->EventRecord(e1, NULL);
+                    cu->EventSynchronize(e1);
+                    cu->EventElapsedTime(&ms, e0, e1);
+                }
+                const double flops = 2.5 * fg_attention_flops(b, h, s, s, d, d, causal);
+                printf("bench bwd hd=%d causal=%d seqlen=%d det=%d: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, det, ms / 5,
+                       flops / (ms / 5 * 1e-3) / 1e12, st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
+                cu->EventDestroy(e0);
+                cu->EventDestroy(e1);
+            }
+            for (int i = 0; i < 8; ++i) if (t[i]) cu->MemFree(t[i]);
+            if (lse) cu->MemFree(lse);
+            if (ws) cu->MemFree(ws);
+        }
+}
+
+/* argv: optional head dims to run (e.g. "64 128"), "det" for the
+ * deterministic cases; none: everything (a kernel fault ends a process, so
+ * a script may run the groups one process each). */
+static int wanted(int argc, char **argv, const char *what) {
+    if (argc < 2) return 1;
+    for (int i = 1; i < argc; ++i)
+        if (!strcmp(argv[i], what)) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
     fg_error e = {0};
     if (fg_cuda_get(&cu, &e) != FG_OK) {
         printf("SKIP: %s\n", e.msg);
@@ -188,6 +264,11 @@ int main(void) {
     }
     fg_context *ctx;
     fg_context_create(&ctx);
+    if (argc > 1 && !strcmp(argv[1], "bench")) {
+        bench(ctx);
+        fg_context_destroy(ctx);
+        return 0;
+    }
     static const int dims[] = {32, 40, 64, 96, 128, 256};
     static const int shapes[][5] = {
         {2, 4, 2, 333, 517}, /* GQA 2:1, sq < sk, off the tiles */
@@ -203,13 +284,16 @@ int main(void) {
     for (unsigned di = 0; di < sizeof dims / sizeof dims[0]; ++di)
         for (int dt = 0; dt < 2; ++dt)
             for (int causal = 0; causal < 3; ++causal, ++k) {
+                char name[16];
+                snprintf(name, sizeof name, "%d", dims[di]);
+                if (g_dead || !wanted(argc, argv, name)) continue;
                 const int *s = shapes[k % 6];
                 bcase c = {dt ? FG_FP16 : FG_BF16, dims[di], s[0], s[1], s[2], s[3], s[4], (fg_causal)causal, k % 4 == 3, 0,
                            seed + (uint64_t)k};
                 run_case(ctx, &c, &passed, &failed);
             }
     /* deterministic mode: many key blocks add into each dQ row */
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 4 && !g_dead && wanted(argc, argv, "det"); ++i) {
         bcase c = {i & 1 ? FG_FP16 : FG_BF16, i < 2 ? 64 : 128, 1, 4, 2, 700, 1000,
                    i & 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE, 0, 1, seed + 100 + (uint64_t)i};
         run_case(ctx, &c, &passed, &failed);
