@@ -28,31 +28,23 @@ fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_de
     return FG_OK;
 }
 
-/* The heuristic's first candidate that compiles without spills (else the
- * one with the fewest spill bytes), compiled through the kernel cache. */
+static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err) {
+    fg_variant v = {*s, *c};
+    fg_kernel *k;
+    fg_status rc = fg_ctx_kernel((fg_context *)ud, &v, &k, err);
+    if (rc == FG_OK) *st = k->stats;
+    return rc;
+}
+
+/* The kernel of v: its explicit configuration, else the heuristic's first
+ * candidate without spills (fg_bwd_pick_config), compiled through the kernel
+ * cache (a second call finds it there). */
 static fg_status choose(fg_context *ctx, fg_variant *v, fg_kernel **out, fg_error *err) {
-    if (v->cfg.block_m) return fg_ctx_kernel(ctx, v, out, err);
-    fg_config c[8];
-    const int n = fg_bwd_candidates(&v->spec, ctx->dev_info.smem_per_block_optin, c, 8);
-    if (!n)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration of head_dim %d fits %d bytes of shared memory",
-                       v->spec.head_dim, ctx->dev_info.smem_per_block_optin);
-    fg_kernel *best = NULL;
-    int best_spill = 0;
-    fg_config best_cfg = c[0];
-    for (int i = 0; i < n; ++i) {
-        fg_variant t = *v;
-        t.cfg = c[i];
-        fg_kernel *k;
-        fg_status st = fg_ctx_kernel(ctx, &t, &k, err);
+    if (!v->cfg.block_m) {
+        fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, try_compile, ctx, &v->cfg, err);
         if (st != FG_OK) return st;
-        const int spill = k->stats.spill_stores + k->stats.spill_loads + k->stats.stack_frame;
-        if (!best || spill < best_spill) { best = k; best_spill = spill; best_cfg = c[i]; }
-        if (!spill) break;
     }
-    v->cfg = best_cfg;
-    *out = best;
-    return FG_OK;
+    return fg_ctx_kernel(ctx, v, out, err);
 }
 
 static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, const void *const t[9], fg_error *e) {

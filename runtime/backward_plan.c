@@ -57,19 +57,13 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     v->spec = fv.spec;
     v->spec.kind = FG_KIND_BWD;
     fg_config_unset(&v->cfg);
-    if (d->block_m || d->block_n || d->warps || d->stages > 1) {
-        /* explicit: the unset fields from the first heuristic candidate with
-         * the same block sizes (else the first), then checked; never replaced */
-        fg_config c[8];
-        const int n = fg_bwd_candidates(&v->spec, 1 << 30, c, 8);
-        v->cfg = c[0];
-        for (int i = n - 1; i >= 0; --i)
-            if ((!d->block_m || c[i].block_m == d->block_m) && (!d->block_n || c[i].block_n == d->block_n)) v->cfg = c[i];
-        if (d->block_m) v->cfg.block_m = d->block_m;
-        if (d->block_n) v->cfg.block_n = d->block_n;
-        if (d->warps) v->cfg.warps = d->warps;
-        if (d->stages) v->cfg.stages = d->stages;
-        if ((st = fg_bwd_config_check(&v->spec, &v->cfg, smem_limit, err)) != FG_OK) return st;
+    if (d->block_m || d->block_n || d->warps || d->stages) {
+        /* explicit: completed and checked, never replaced by the heuristic */
+        v->cfg.block_m = d->block_m;
+        v->cfg.block_n = d->block_n;
+        v->cfg.warps = d->warps;
+        v->cfg.stages = d->stages;
+        if ((st = fg_bwd_config_complete(&v->spec, &v->cfg, smem_limit, err)) != FG_OK) return st;
     }
 
     memset(p, 0, sizeof *p);

@@ -58,3 +58,42 @@ int fg_bwd_candidates(const fg_spec *s, int smem_limit, fg_config *out, int max)
     }
     return k;
 }
+
+fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err) {
+    fg_config cand[8];
+    const int n = fg_bwd_candidates(s, 1 << 30, cand, 8);
+    if (!n) return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d", s->head_dim);
+    fg_config b = cand[0];
+    for (int i = n - 1; i >= 0; --i)
+        if ((!c->block_m || cand[i].block_m == c->block_m) && (!c->block_n || cand[i].block_n == c->block_n)) b = cand[i];
+    if (c->block_m > 0) b.block_m = c->block_m;
+    if (c->block_n > 0) b.block_n = c->block_n;
+    if (c->warps > 0) b.warps = c->warps;
+    if (c->stages > 0) b.stages = c->stages;
+    if (c->q_in_regs >= 0) b.q_in_regs = c->q_in_regs;
+    if (c->min_blocks > 0) b.min_blocks = c->min_blocks;
+    if (c->wgmma >= 0) b.wgmma = c->wgmma;
+    *c = b;
+    return fg_bwd_config_check(s, c, smem_limit, err);
+}
+
+fg_status fg_bwd_pick_config(const fg_spec *s, int smem_limit, fg_try_compile fn, void *ud, fg_config *out,
+                             fg_error *err) {
+    fg_config c[8];
+    const int n = fg_bwd_candidates(s, smem_limit, c, 8);
+    if (!n)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration of head_dim %d fits %d bytes of shared memory",
+                       s->head_dim, smem_limit);
+    int best = -1, best_spill = 0;
+    for (int i = 0; i < n; ++i) {
+        fg_kernel_stats st;
+        memset(&st, 0, sizeof st);
+        fg_status rc = fn(ud, s, &c[i], &st, err);
+        if (rc != FG_OK) return rc;
+        const int spill = st.spill_stores + st.spill_loads + st.stack_frame;
+        if (best < 0 || spill < best_spill) { best = i; best_spill = spill; }
+        if (!spill) break;
+    }
+    *out = c[best];
+    return FG_OK;
+}

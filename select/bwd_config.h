@@ -15,4 +15,13 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
 /* Ranked candidates for s that fit smem_limit; returns the count (<= max).
  * The caller takes the first that compiles without spills. */
 int fg_bwd_candidates(const fg_spec *s, int smem_limit, fg_config *out, int max);
+/* An explicit configuration (any field set): the unset fields from the first
+ * candidate with the same block sizes (else the first), then checked. */
+fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err);
+
+#include "select/heuristic.h"
+/* The first candidate that compiles (through fn) without spills or stack,
+ * else the one with the fewest spill bytes. */
+fg_status fg_bwd_pick_config(const fg_spec *s, int smem_limit, fg_try_compile fn, void *ud, fg_config *out,
+                             fg_error *err);
 #endif

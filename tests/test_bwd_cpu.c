@@ -111,6 +111,10 @@ static void test_plan(void) {
     CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "block_m=48 accepted");
     d.block_m = 32;
     CHECK(plan(&d, &v, &p, &e) == FG_OK && v.cfg.block_m == 32 && v.cfg.block_n && v.cfg.warps, "explicit block_m: %s", e.msg);
+    CHECK(v.cfg.block_n == 64 && v.cfg.warps == 4 && v.cfg.stages == 1, "block_m=32 completed from its candidate");
+    d.stages = 2; /* the backward has one stage: refused, not silently renamed */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "stages=2 accepted");
+    d.stages = 0;
     d.block_m = 0;
     d.head_dim = 12;
     CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "head_dim 12 accepted");

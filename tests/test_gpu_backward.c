@@ -180,7 +180,9 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
             repeat_ok = ok && !memcmp(gdq, gdq2, nq * 2) && !memcmp(gdk, gdk2, nk * 2) && !memcmp(gdv, gdv2, nk * 2);
         }
     }
-    const double tol = c->dt == FG_BF16 ? 2e-2 : 4e-3;
+    /* the forward's relative L2 tolerance (runtime/check.c); measured on H200:
+     * at most 2.9e-3 (bf16) and 3.4e-4 (fp16) */
+    const double tol = c->dt == FG_BF16 ? 1e-2 : 2e-3;
     const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
     printf("%-4s %s d=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
            "nonzero-where-0 %zu%s\n%s",
