@@ -66,6 +66,8 @@ struct fg_block_layout {
     int batch, heads, num_q_blocks, num_kv_blocks, block_q, block_k;
     CUdeviceptr buf; /* full_num | part_num | full_idx | part_idx */
     const int *full_num, *part_num, *full_idx, *part_idx;
+    /* the transposed lists the backward walks (runtime/layout_t.h), in the same buffer */
+    const int *t_full_num, *t_part_num, *t_full_idx, *t_part_idx;
     /* Set by fg_pattern_layout: the sizes the pattern was evaluated for
      * (0: any), and the element mask of partial blocks (mask_hash all zero: none). */
     int seqlen_q, seqlen_k;

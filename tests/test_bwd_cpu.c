@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "runtime/backward.h"
+#include "runtime/layout_t.h"
 #include "runtime/reference.h"
 #include "runtime/reference_bwd.h"
 #include "runtime/structs.h"
@@ -171,7 +172,56 @@ static void test_api_without_gpu(void) {
     fg_context_destroy(ctx);
 }
 
+static int listed(const int32_t *num, const int32_t *idx, size_t row, size_t stride, int x) {
+    if (!num) return 0;
+    for (int i = 0; i < num[row]; ++i)
+        if (idx[row * stride + (size_t)i] == x) return 1;
+    return 0;
+}
+
+/* The transposed layout lists exactly the (query block, key block) pairs of
+ * the forward's, full as full and partial as partial, each column ascending. */
+static void test_transpose(void) {
+    fg_rng rng;
+    fg_rng_seed(&rng, 11);
+    static const int shapes[][5] = {{2, 3, 300, 517, 64}, {1, 1, 128, 128, 128}, {1, 2, 1000, 70, 64}};
+    for (int t = 0; t < 3; ++t) {
+        const double density = t == 1 ? 1.0 : 0.4;
+        fg_host_layout hl;
+        CHECK(fg_host_layout_random(&hl, shapes[t][0], shapes[t][1], shapes[t][2], shapes[t][3], shapes[t][4], shapes[t][4],
+                                    density, &rng), "out of memory");
+        const fg_block_layout_desc *d = &hl.desc;
+        const size_t n = fg_layout_t_entries(d), cols = (size_t)d->batch * d->heads * d->num_kv_blocks;
+        const size_t nq = (size_t)d->num_q_blocks, nk = (size_t)d->num_kv_blocks;
+        CHECK(n == 2 * cols + 2 * cols * nq, "entries");
+        int32_t *out = malloc(n * sizeof *out);
+        for (size_t i = 0; i < n; ++i) out[i] = 0x5a5a5a5a; /* any content before */
+        fg_layout_transpose(d, out);
+        const int32_t *tnum[2] = {out, out + cols}, *tidx[2] = {out + 2 * cols, out + 2 * cols + cols * nq};
+        long pairs = 0, bad = 0, unordered = 0;
+        for (size_t bh = 0; bh < (size_t)d->batch * d->heads; ++bh)
+            for (size_t qb = 0; qb < nq; ++qb)
+                for (size_t kb = 0; kb < nk; ++kb)
+                    for (int pass = 0; pass < 2; ++pass) {
+                        const int fwd = listed(pass ? d->kv_num_blocks : d->full_kv_num_blocks,
+                                               pass ? d->kv_indices : d->full_kv_indices, bh * nq + qb, nk, (int)kb);
+                        const int bwd = listed(tnum[pass], tidx[pass], bh * nk + kb, nq, (int)qb);
+                        pairs += fwd;
+                        bad += fwd != bwd;
+                    }
+        for (int pass = 0; pass < 2; ++pass)
+            for (size_t c = 0; c < cols; ++c)
+                for (int i = 1; i < tnum[pass][c]; ++i) unordered += tidx[pass][c * nq + i] <= tidx[pass][c * nq + i - 1];
+        printf("transposed layout %dx%dx%d blocks: %ld pairs, %ld differ, %ld out of order\n", d->batch * d->heads,
+               d->num_q_blocks, d->num_kv_blocks, pairs, bad, unordered);
+        CHECK(pairs > 0 && !bad && !unordered, "transposed layout");
+        free(out);
+        fg_host_layout_free(&hl);
+    }
+}
+
 int main(void) {
+    test_transpose();
     test_finite_differences();
     test_plan();
     test_struct_size();
