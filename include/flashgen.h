@@ -301,11 +301,14 @@ fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
  * do/dq/dk/dv_strides, else those of o, q, k, v); with GQA/MQA, dk and dv of
  * a kv head are summed over the query heads of its group.  A query row that
  * saw no key (lse = -inf) contributes nothing: its dq row is 0.
- * Supported: the dense forward's dtypes, head dims, causal modes and
- * strides, on the portable mma.sync path (FG_PATH_AUTO or FG_PATH_MMA), on
- * sm_80 and later; block-sparse layouts return FG_ERR_UNSUPPORTED for now.
- * Block sizes: desc->block_m (query tile, 32 or 64), block_n (key block,
- * 32/64/128) and warps, else the built-in heuristic (not tuned yet).
+ * Supported: the forward's dtypes, head dims, causal modes and strides,
+ * block-sparse layouts and patterns (desc->layout, the forward's, whose
+ * transposed lists are built when it is created), on the portable mma.sync
+ * path (FG_PATH_AUTO or FG_PATH_MMA), on sm_80 and later.  deterministic
+ * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  Block sizes:
+ * desc->block_m (query tile, 32 or 64), block_n (key block, 32/64/128,
+ * dividing a layout's block_k) and warps, else the built-in heuristic (not
+ * tuned yet).
  *
  * workspace: device memory of at least fg_attention_backward_workspace()
  * bytes, 16-byte aligned, used by this call only (one workspace per stream

@@ -39,9 +39,10 @@ static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_
 /* The kernel of v: its explicit configuration, else the heuristic's first
  * candidate without spills (fg_bwd_pick_config), compiled through the kernel
  * cache (a second call finds it there). */
-static fg_status choose(fg_context *ctx, fg_variant *v, fg_kernel **out, fg_error *err) {
+static fg_status choose(fg_context *ctx, fg_variant *v, int block_q, int block_k, fg_kernel **out, fg_error *err) {
     if (!v->cfg.block_m) {
-        fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, try_compile, ctx, &v->cfg, err);
+        fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, block_q, block_k, try_compile, ctx,
+                                          &v->cfg, err);
         if (st != FG_OK) return st;
     }
     return fg_ctx_kernel(ctx, v, out, err);
@@ -93,7 +94,8 @@ fg_status fg_attention_backward(fg_context *ctx, const fg_attention_desc *desc, 
                          workspace_bytes, w.total);
         if (st == FG_OK) st = fg_check_tensor(ctx->cu, "workspace", workspace, 16, (int64_t)w.total, &e);
     }
-    if (st == FG_OK) st = choose(ctx, &var, &kern, &e);
+    if (st == FG_OK)
+        st = choose(ctx, &var, d.layout ? d.layout->block_q : 0, d.layout ? d.layout->block_k : 0, &kern, &e);
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
     p.q = q; p.k = k; p.v = v; p.o = o; p.dout = dout; p.lse = lse;
     p.dq = dq; p.dk = dk; p.dv = dv;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "runtime/attention.h"
+#include "runtime/internal.h"
 #include "runtime/backward.h"
 #include "runtime/structs.h"
 #include "select/bwd_config.h"
@@ -29,8 +30,9 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
                            fg_bwd_params *p, fg_error *err) {
     fg_status st = fg_desc_read(desc, dd, err);
     if (st != FG_OK) return st;
-    if (dd->layout)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass does not support block-sparse layouts yet (desc.layout is set)");
+    if (dd->layout && dd->deterministic)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the deterministic backward is dense only: with a block-sparse layout dq is summed with atomics");
     if (dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has the portable mma.sync path only (FG_PATH_AUTO or FG_PATH_MMA)");
     /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
@@ -57,13 +59,15 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     v->spec = fv.spec;
     v->spec.kind = FG_KIND_BWD;
     fg_config_unset(&v->cfg);
+    const fg_block_layout *L = d->layout;
     if (d->block_m || d->block_n || d->warps || d->stages) {
         /* explicit: completed and checked, never replaced by the heuristic */
         v->cfg.block_m = d->block_m;
         v->cfg.block_n = d->block_n;
         v->cfg.warps = d->warps;
         v->cfg.stages = d->stages;
-        if ((st = fg_bwd_config_complete(&v->spec, &v->cfg, smem_limit, err)) != FG_OK) return st;
+        if ((st = fg_bwd_config_complete(&v->spec, &v->cfg, smem_limit, L ? L->block_q : 0, L ? L->block_k : 0, err)) != FG_OK)
+            return st;
     }
 
     memset(p, 0, sizeof *p);
@@ -83,5 +87,13 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     p->scale_log2 = fp.scale_log2;
     p->deterministic = d->deterministic != 0;
     p->lock_blocks = (d->seqlen_q + 15) / 16;
+    if (L) {
+        p->sp_full_num = L->t_full_num; p->sp_full_idx = L->t_full_idx;
+        p->sp_part_num = L->t_part_num; p->sp_part_idx = L->t_part_idx;
+        p->sp_batch = L->batch; p->sp_heads = L->heads;
+        p->sp_num_q_blocks = L->num_q_blocks; p->sp_num_kv_blocks = L->num_kv_blocks;
+        p->sp_block_q = L->block_q; p->sp_block_k = L->block_k;
+        memcpy(p->mask_c, L->mask_c, sizeof p->mask_c);
+    }
     return FG_OK;
 }

@@ -18,13 +18,14 @@ static size_t ki(const fg_attention_desc *d, int b, int j, int h) {
 
 /* p[j] = softmax row i of (b, h) (0 where masked); returns 0 for a row
  * that sees no key (p all zero). */
-static int prob_row(const fg_attention_desc *d, const double *q, const double *k, int b, int h, int i, double *p) {
+static int prob_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m, const double *q,
+                    const double *k, int b, int h, int i, double *p) {
     const int D = d->head_dim, hk = h / (d->heads_q / d->heads_kv);
     const double scale = scale_of(d);
     double mx = -INFINITY;
     for (int j = 0; j < d->seqlen_k; ++j) {
         p[j] = -INFINITY;
-        if (!fg_ref_visible(d, NULL, b, h, i, j)) continue;
+        if (!fg_ref_visible_mask(d, L, m, b, h, i, j)) continue;
         double s = 0;
         for (int x = 0; x < D; ++x) s += q[qi(d, b, i, h) + x] * k[ki(d, b, j, hk) + x];
         p[j] = s * scale;
@@ -40,14 +41,15 @@ static int prob_row(const fg_attention_desc *d, const double *q, const double *k
     return 1;
 }
 
-int fg_reference_forward_f64(const fg_attention_desc *d, const double *q, const double *k, const double *v, double *o) {
+int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                             const double *q, const double *k, const double *v, double *o) {
     double *p = malloc(sizeof(double) * (size_t)d->seqlen_k);
     if (!p) return 0;
     const int D = d->head_dim, g = d->heads_q / d->heads_kv;
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i) {
-                prob_row(d, q, k, b, h, i, p);
+                prob_row(d, L, m, q, k, b, h, i, p);
                 double *orow = o + qi(d, b, i, h);
                 for (int x = 0; x < D; ++x) orow[x] = 0;
                 for (int j = 0; j < d->seqlen_k; ++j)
@@ -58,8 +60,9 @@ int fg_reference_forward_f64(const fg_attention_desc *d, const double *q, const 
     return 1;
 }
 
-int fg_reference_backward_f64(const fg_attention_desc *d, const double *q, const double *k, const double *v,
-                              const double *dout, double *dq, double *dk, double *dv) {
+int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                              const double *q, const double *k, const double *v, const double *dout, double *dq,
+                              double *dk, double *dv) {
     const int D = d->head_dim, g = d->heads_q / d->heads_kv, sk = d->seqlen_k;
     const double scale = scale_of(d);
     double *p = malloc(sizeof(double) * 2 * (size_t)sk);
@@ -71,7 +74,7 @@ int fg_reference_backward_f64(const fg_attention_desc *d, const double *q, const
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i) {
-                if (!prob_row(d, q, k, b, h, i, p)) continue;
+                if (!prob_row(d, L, m, q, k, b, h, i, p)) continue;
                 const double *qr = q + qi(d, b, i, h), *dor = dout + qi(d, b, i, h);
                 double Di = 0;
                 for (int j = 0; j < sk; ++j) {
@@ -112,12 +115,13 @@ static double *widen(const fg_attention_desc *d, const uint16_t *t, const int64_
     return out;
 }
 
-int fg_reference_backward(const fg_attention_desc *d, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                          const uint16_t *dout, double *dq, double *dk, double *dv) {
+int fg_reference_backward(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                          const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, double *dq,
+                          double *dk, double *dv) {
     const int64_t *dos = d->do_strides[0] || d->do_strides[1] || d->do_strides[2] ? d->do_strides : d->o_strides;
     double *Q = widen(d, q, d->q_strides, d->heads_q, d->seqlen_q), *K = widen(d, k, d->k_strides, d->heads_kv, d->seqlen_k);
     double *V = widen(d, v, d->v_strides, d->heads_kv, d->seqlen_k), *dO = widen(d, dout, dos, d->heads_q, d->seqlen_q);
-    const int ok = Q && K && V && dO && fg_reference_backward_f64(d, Q, K, V, dO, dq, dk, dv);
+    const int ok = Q && K && V && dO && fg_reference_backward_f64(d, L, m, Q, K, V, dO, dq, dk, dv);
     free(Q);
     free(K);
     free(V);

@@ -23,7 +23,6 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
     if (c->wgmma > 0 || c->stages > 1 || c->q_in_regs > 0 || c->min_blocks > 1)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the backward pass has the mma.sync path only, with stages=1 q_in_regs=0 min_blocks=1");
-    if (s->sparse) return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has no block-sparse variant yet");
     const int smem = fg_bwd_smem_bytes(s, c);
     if (smem > smem_limit)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m=%d block_n=%d needs %d bytes of shared memory; the device has %d",
@@ -31,7 +30,11 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
     return FG_OK;
 }
 
-int fg_bwd_candidates(const fg_spec *s, int smem_limit, fg_config *out, int max) {
+static int divides(const fg_config *c, int block_q, int block_k) {
+    return (!block_q || block_q % c->block_m == 0) && (!block_k || block_k % c->block_n == 0);
+}
+
+int fg_bwd_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_config *out, int max) {
     /* {block_m, block_n, warps}: dK and dV take head_dim/WS fp32 registers
      * per thread (16 key rows per warp), so head dims past 128 split the
      * columns over two warps; the query tile bounds the S^T and dP^T
@@ -53,15 +56,15 @@ int fg_bwd_candidates(const fg_spec *s, int smem_limit, fg_config *out, int max)
         c.min_blocks = 1;
         c.wgmma = 0;
         fg_error e = {0};
-        if (fg_bwd_config_check(s, &c, smem_limit, &e) == FG_OK) out[k++] = c;
+        if (divides(&c, block_q, block_k) && fg_bwd_config_check(s, &c, smem_limit, &e) == FG_OK) out[k++] = c;
         fg_error_clear(&e);
     }
     return k;
 }
 
-fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err) {
+fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit, int block_q, int block_k, fg_error *err) {
     fg_config cand[8];
-    const int n = fg_bwd_candidates(s, 1 << 30, cand, 8);
+    const int n = fg_bwd_candidates(s, 1 << 30, 0, 0, cand, 8);
     if (!n) return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d", s->head_dim);
     fg_config b = cand[0];
     for (int i = n - 1; i >= 0; --i)
@@ -74,16 +77,21 @@ fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit,
     if (c->min_blocks > 0) b.min_blocks = c->min_blocks;
     if (c->wgmma >= 0) b.wgmma = c->wgmma;
     *c = b;
-    return fg_bwd_config_check(s, c, smem_limit, err);
+    fg_status st = fg_bwd_config_check(s, c, smem_limit, err);
+    if (st == FG_OK && !divides(c, block_q, block_k))
+        st = fg_fail(err, FG_ERR_UNSUPPORTED, "backward tiles block_m=%d x block_n=%d must divide the layout block %d x %d",
+                     c->block_m, c->block_n, block_q, block_k);
+    return st;
 }
 
-fg_status fg_bwd_pick_config(const fg_spec *s, int smem_limit, fg_try_compile fn, void *ud, fg_config *out,
-                             fg_error *err) {
+fg_status fg_bwd_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_try_compile fn, void *ud,
+                             fg_config *out, fg_error *err) {
     fg_config c[8];
-    const int n = fg_bwd_candidates(s, smem_limit, c, 8);
+    const int n = fg_bwd_candidates(s, smem_limit, block_q, block_k, c, 8);
     if (!n)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration of head_dim %d fits %d bytes of shared memory",
-                       s->head_dim, smem_limit);
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "no backward configuration of head_dim %d fits %d bytes of shared memory%s (layout block %d x %d)",
+                       s->head_dim, smem_limit, block_k ? " and divides the layout block" : "", block_q, block_k);
     int best = -1, best_spill = 0;
     for (int i = 0; i < n; ++i) {
         fg_kernel_stats st;

@@ -4,8 +4,8 @@
 -- fp32 dQ accumulator) and flashgen_bwd_dq (dQ conversion).  The algorithm
 -- is templates/fg_bwd_kernel.cuh.
 --
--- params: head_dim, dtype ('fp16'|'bf16'), causal (bool), sparse (must be
---         false), block_m (query tile, 32 or 64), block_n (key block, 16..128,
+-- params: head_dim, dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
+--         mask (optional C++ element mask of partial blocks), block_m (query tile, 32 or 64), block_n (key block, 16..128,
 --         a multiple of 16), warps (block_n/16 or twice that), key, spec
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded }
 
@@ -19,7 +19,7 @@ local function check(p)
   util.expect_enum(p, "dtype", { "fp16", "bf16" })
   util.expect_bool(p, "causal")
   util.expect_bool(p, "sparse")
-  if p.sparse then util.fail("the backward pass has no block-sparse variant yet") end
+  util.check_mask(p)
   util.expect_enum(p, "block_m", { 32, 64 })
   util.expect_enum(p, "block_n", { 32, 64, 128 })
   local wn = p.block_n // 16
@@ -47,16 +47,20 @@ return function(p)
   out:line("// flashgen generated kernel: portable tensor-core backward (mma.sync).")
   out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
   out:line("// variant: %s", p.key or "(none)")
-  out:line("// head_dim=%d (padded %d) dtype=%s causal=%s", p.head_dim, dp, p.dtype, tostring(p.causal))
+  out:line("// head_dim=%d (padded %d) dtype=%s causal=%s sparse=%s", p.head_dim, dp, p.dtype, tostring(p.causal),
+           tostring(p.sparse))
   out:line("// block_m=%d (query tile) block_n=%d (key block) warps=%d (%d key-row groups x %d column splits)",
            p.block_m, p.block_n, p.warps, p.block_n // 16, ws)
   out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
+  util.mask_banner(out, p)
   out:line('#include "fg_bwd_kernel.cuh"')
   out:line("")
   out:line("struct Traits {")
   out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, dp)
   out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
-  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s;", tostring(p.dtype == "bf16"), tostring(p.causal))
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
+           tostring(p.causal), tostring(p.sparse))
+  util.mask_traits(out, p, "fg_bwd_params")
   out:line("};")
   out:line("static_assert(fg::BwdShape<Traits>::SMEM_ELEMS * 2 + 2 * Traits::BM * 4 == %d, \"smem formula\");", smem)
   out:line("")

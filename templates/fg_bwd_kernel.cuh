@@ -18,9 +18,14 @@
 //   bwd_convert     dQ = accumulator * scale, to fp16/bf16
 // dK is scaled once at the end.  Fully masked query blocks are never
 // visited (causal); a key block that no query sees writes zeros.
+// Block-sparse variants walk the transposed layout instead: the full, then
+// the partial query blocks of this key block's layout column.  Full blocks
+// get no element mask (bounds only); partial ones the causal mask and, with
+// a pattern, its mask_mod, as in the forward.
 #pragma once
 #include "fg_bwd_params.h"
 #include "fg_mma.cuh"
+#include "fg_mask.cuh"   // HasMaskMod and the mx_* helpers a pattern's mask_mod calls
 
 namespace fg {
 
@@ -181,132 +186,160 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
             for (int e = 0; e < 4; ++e) acc_dv[t][j][e] = acc_dk[t][j][e] = 0.f;
 
     const int rt = warp % S::RT, cg = warp / S::RT;   // phase C split
+    // One query tile mb of head h; `partial`: the causal mask and mask_mod apply.
+    auto block = [&](const int h, const int mb, const bool partial) {
+        const int bh = b * p.heads_q + h;
+        const int m0 = mb * BM;
+        __syncthreads();   // the previous block's readers of sQ, sdO, sP, sdS, sL are done
+        bwd_load<K, BM>(sQ, (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
+                        2 * p.q_s[2], p.seqlen_q - m0);
+        bwd_load<K, BM>(sdO, (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
+                        2 * p.do_s[2], p.seqlen_q - m0);
+        cp_async_commit();
+        for (int i = tid; i < BM; i += S::THREADS) {
+            const int row = m0 + i;
+            float l = __int_as_float(0x7f800000), dd = 0.f;   // +inf: P = 0 for rows past the end
+            if (row < p.seqlen_q) {
+                const float x = p.lse[(long long)bh * p.seqlen_q + row];
+                if (x != neg_inf()) l = x * LOG2E;                    // a row that sees no key: P = 0
+                dd = p.dsum[(long long)bh * p.seqlen_q + row];
+            }
+            sL[i] = l;
+            sD[i] = dd;
+        }
+        cp_async_wait<0>();
+        __syncthreads();
+
+        // ---- A: S^T and dP^T of 16 key rows x QC query columns
+        float acc_s[NT_Q][4], acc_dp[NT_Q][4];
+#pragma unroll
+        for (int j = 0; j < NT_Q; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc_s[j][e] = acc_dp[j][e] = 0.f;
+        const int q_off = ws * S::QC;
+#pragma unroll
+        for (int ks = 0; ks < K::DP / 16; ++ks) {
+            u32 ka[4], va[4];
+            ldmatrix_x4(ka, smem_addr(sK + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
+            ldmatrix_x4(va, smem_addr(sV + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
+#pragma unroll
+            for (int np = 0; np < NT_Q / 2; ++np) {
+                u32 qb[4], ob[4];
+                ldmatrix_x4(qb, smem_addr(sQ + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
+                ldmatrix_x4(ob, smem_addr(sdO + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
+                mma16816<K::BF16>(acc_s[2 * np], ka, qb[0], qb[1]);
+                mma16816<K::BF16>(acc_s[2 * np + 1], ka, qb[2], qb[3]);
+                mma16816<K::BF16>(acc_dp[2 * np], va, ob[0], ob[1]);
+                mma16816<K::BF16>(acc_dp[2 * np + 1], va, ob[2], ob[3]);
+            }
+        }
+        const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && partial && n0 + BN - 1 > m0 + p.causal_offset) ||
+                               (HasMaskMod<K>::value && partial);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int kr = wn * 16 + g + 8 * r;   // local key row
+#pragma unroll
+            for (int j = 0; j < NT_Q; ++j) {
+                float pv[2], ds[2];
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int qc = q_off + j * 8 + 2 * c + e;   // local query column
+                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -sL[qc]));
+                    if (need_mask) {
+                        bool vis = n0 + kr < p.seqlen_k;
+                        if (K::CAUSAL && partial) vis = vis && n0 + kr <= m0 + qc + p.causal_offset;
+                        if constexpr (HasMaskMod<K>::value)
+                            if (partial) vis = vis && K::mask_mod(p, b, h, m0 + qc, n0 + kr);
+                        if (!vis) x = 0.f;
+                    }
+                    pv[e] = x;
+                    ds[e] = x * (acc_dp[j][2 * r + e] - sD[qc]);
+                }
+                const int col = q_off + j * 8 + 2 * c;
+                *(u32 *)(sP + kr * LDP + col) = pack2<K::BF16>(pv[0], pv[1]);
+                *(u32 *)(sdS + kr * LDP + col) = pack2<K::BF16>(ds[0], ds[1]);
+            }
+        }
+        __syncthreads();
+
+        // ---- B: dV += P^T dO, dK += dS^T Q (16 key rows, column tiles ws, ws+WS, ...)
+#pragma unroll
+        for (int kk = 0; kk < BM / 16; ++kk) {
+            u32 pa[4], da[4];
+            ldmatrix_x4(pa, smem_addr(sP + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
+            ldmatrix_x4(da, smem_addr(sdS + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
+#pragma unroll
+            for (int t = 0; t < S::CT_W; ++t) {
+                const int ct = ws + t * S::WS;
+                if (S::CT % S::WS == 0 || ct < S::CT) {
+                    u32 ob[4], qb[4];
+                    ldmatrix_x4_trans(ob, smem_addr(sdO + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
+                    ldmatrix_x4_trans(qb, smem_addr(sQ + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
+                    mma16816<K::BF16>(acc_dv[t][0], pa, ob[0], ob[1]);
+                    mma16816<K::BF16>(acc_dv[t][1], pa, ob[2], ob[3]);
+                    mma16816<K::BF16>(acc_dk[t][0], da, qb[0], qb[1]);
+                    mma16816<K::BF16>(acc_dk[t][1], da, qb[2], qb[3]);
+                }
+            }
+        }
+
+        // ---- C: dQ += dS K (16 query rows rt, column tiles cg, cg+CW, ...)
+        u32 dsa[BN / 16][4];
+#pragma unroll
+        for (int kt = 0; kt < BN / 16; ++kt)
+            ldmatrix_x4_trans(dsa[kt], smem_addr(sdS + (kt * 16 + b_row) * LDP + rt * 16 + b_col));
+        int *lock = p.dq_lock + (long long)bh * p.lock_blocks + mb;
+        if (p.deterministic) bwd_turn_wait(lock, n_block);
+        float *acc_row = p.dq_accum + ((long long)bh * p.seqlen_q + m0 + rt * 16 + g) * K::D;
+        const int rows_left = p.seqlen_q - (m0 + rt * 16 + g);
+        for (int ct = cg; ct < S::CT; ct += S::CW) {
+            float acc[2][4];
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
+#pragma unroll
+            for (int kt = 0; kt < BN / 16; ++kt) {
+                u32 kb[4];
+                ldmatrix_x4_trans(kb, smem_addr(sK + (kt * 16 + a_row) * LDS + ct * 16 + a_col));
+                mma16816<K::BF16>(acc[0], dsa[kt], kb[0], kb[1]);
+                mma16816<K::BF16>(acc[1], dsa[kt], kb[2], kb[3]);
+            }
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const int col = ct * 16 + j * 8 + 2 * c;
+                if (col >= K::D) continue;
+#pragma unroll
+                for (int r = 0; r < 2; ++r)
+                    if (8 * r < rows_left) {
+                        atomicAdd(acc_row + 8 * r * K::D + col, acc[j][2 * r]);
+                        atomicAdd(acc_row + 8 * r * K::D + col + 1, acc[j][2 * r + 1]);
+                    }
+            }
+        }
+        if (p.deterministic) bwd_turn_pass(lock, n_block);
+    };
+
     for (int hh = 0; hh < p.group; ++hh) {
-        const int h = hk * p.group + hh, bh = b * p.heads_q + h;
-        for (int mb = m_first; mb < m_end; ++mb) {
-            const int m0 = mb * BM;
-            __syncthreads();   // the previous block's readers of sQ, sdO, sP, sdS, sL are done
-            bwd_load<K, BM>(sQ, (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
-                            2 * p.q_s[2], p.seqlen_q - m0);
-            bwd_load<K, BM>(sdO, (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
-                            2 * p.do_s[2], p.seqlen_q - m0);
-            cp_async_commit();
-            for (int i = tid; i < BM; i += S::THREADS) {
-                const int row = m0 + i;
-                float l = __int_as_float(0x7f800000), dd = 0.f;   // +inf: P = 0 for rows past the end
-                if (row < p.seqlen_q) {
-                    const float x = p.lse[(long long)bh * p.seqlen_q + row];
-                    if (x != neg_inf()) l = x * LOG2E;                    // a row that sees no key: P = 0
-                    dd = p.dsum[(long long)bh * p.seqlen_q + row];
-                }
-                sL[i] = l;
-                sD[i] = dd;
-            }
-            cp_async_wait<0>();
-            __syncthreads();
-
-            // ---- A: S^T and dP^T of 16 key rows x QC query columns
-            float acc_s[NT_Q][4], acc_dp[NT_Q][4];
-#pragma unroll
-            for (int j = 0; j < NT_Q; ++j)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc_s[j][e] = acc_dp[j][e] = 0.f;
-            const int q_off = ws * S::QC;
-#pragma unroll
-            for (int ks = 0; ks < K::DP / 16; ++ks) {
-                u32 ka[4], va[4];
-                ldmatrix_x4(ka, smem_addr(sK + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
-                ldmatrix_x4(va, smem_addr(sV + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
-#pragma unroll
-                for (int np = 0; np < NT_Q / 2; ++np) {
-                    u32 qb[4], ob[4];
-                    ldmatrix_x4(qb, smem_addr(sQ + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
-                    ldmatrix_x4(ob, smem_addr(sdO + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
-                    mma16816<K::BF16>(acc_s[2 * np], ka, qb[0], qb[1]);
-                    mma16816<K::BF16>(acc_s[2 * np + 1], ka, qb[2], qb[3]);
-                    mma16816<K::BF16>(acc_dp[2 * np], va, ob[0], ob[1]);
-                    mma16816<K::BF16>(acc_dp[2 * np + 1], va, ob[2], ob[3]);
+        const int h = hk * p.group + hh;
+        if constexpr (!K::SPARSE) {
+            for (int mb = m_first; mb < m_end; ++mb) block(h, mb, K::CAUSAL);
+        } else {
+            const int bi = p.sp_batch == 1 ? 0 : b, hi = p.sp_heads == 1 ? 0 : h;
+            const long long col = ((long long)bi * p.sp_heads + hi) * p.sp_num_kv_blocks + n0 / p.sp_block_k;
+            const int nf = p.sp_full_num[col], np = p.sp_part_num[col], sub = p.sp_block_q / BM;
+            const int *fidx = p.sp_full_idx + col * p.sp_num_q_blocks, *pidx = p.sp_part_idx + col * p.sp_num_q_blocks;
+            for (int e = 0; e < nf + np; ++e) {
+                const bool partial = e >= nf;
+                const int qb = partial ? __ldg(pidx + (e - nf)) : __ldg(fidx + e);
+                for (int t = 0; t < sub; ++t) {
+                    const int mb = qb * sub + t, m0 = mb * BM;
+                    if (m0 >= p.seqlen_q) break;
+                    // a causal partial tile whose last row cannot see this key block
+                    if (K::CAUSAL && partial && n0 > min(m0 + BM, p.seqlen_q) - 1 + p.causal_offset) continue;
+                    block(h, mb, partial);
                 }
             }
-            const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int kr = wn * 16 + g + 8 * r;   // local key row
-#pragma unroll
-                for (int j = 0; j < NT_Q; ++j) {
-                    float pv[2], ds[2];
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const int qc = q_off + j * 8 + 2 * c + e;   // local query column
-                        float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -sL[qc]));
-                        if (need_mask && (n0 + kr >= p.seqlen_k || (K::CAUSAL && n0 + kr > m0 + qc + p.causal_offset)))
-                            x = 0.f;
-                        pv[e] = x;
-                        ds[e] = x * (acc_dp[j][2 * r + e] - sD[qc]);
-                    }
-                    const int col = q_off + j * 8 + 2 * c;
-                    *(u32 *)(sP + kr * LDP + col) = pack2<K::BF16>(pv[0], pv[1]);
-                    *(u32 *)(sdS + kr * LDP + col) = pack2<K::BF16>(ds[0], ds[1]);
-                }
-            }
-            __syncthreads();
-
-            // ---- B: dV += P^T dO, dK += dS^T Q (16 key rows, column tiles ws, ws+WS, ...)
-#pragma unroll
-            for (int kk = 0; kk < BM / 16; ++kk) {
-                u32 pa[4], da[4];
-                ldmatrix_x4(pa, smem_addr(sP + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
-                ldmatrix_x4(da, smem_addr(sdS + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
-#pragma unroll
-                for (int t = 0; t < S::CT_W; ++t) {
-                    const int ct = ws + t * S::WS;
-                    if (S::CT % S::WS == 0 || ct < S::CT) {
-                        u32 ob[4], qb[4];
-                        ldmatrix_x4_trans(ob, smem_addr(sdO + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
-                        ldmatrix_x4_trans(qb, smem_addr(sQ + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
-                        mma16816<K::BF16>(acc_dv[t][0], pa, ob[0], ob[1]);
-                        mma16816<K::BF16>(acc_dv[t][1], pa, ob[2], ob[3]);
-                        mma16816<K::BF16>(acc_dk[t][0], da, qb[0], qb[1]);
-                        mma16816<K::BF16>(acc_dk[t][1], da, qb[2], qb[3]);
-                    }
-                }
-            }
-
-            // ---- C: dQ += dS K (16 query rows rt, column tiles cg, cg+CW, ...)
-            u32 dsa[BN / 16][4];
-#pragma unroll
-            for (int kt = 0; kt < BN / 16; ++kt)
-                ldmatrix_x4_trans(dsa[kt], smem_addr(sdS + (kt * 16 + b_row) * LDP + rt * 16 + b_col));
-            int *lock = p.dq_lock + (long long)bh * p.lock_blocks + mb;
-            if (p.deterministic) bwd_turn_wait(lock, n_block);
-            float *acc_row = p.dq_accum + ((long long)bh * p.seqlen_q + m0 + rt * 16 + g) * K::D;
-            const int rows_left = p.seqlen_q - (m0 + rt * 16 + g);
-            for (int ct = cg; ct < S::CT; ct += S::CW) {
-                float acc[2][4];
-#pragma unroll
-                for (int j = 0; j < 2; ++j)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
-#pragma unroll
-                for (int kt = 0; kt < BN / 16; ++kt) {
-                    u32 kb[4];
-                    ldmatrix_x4_trans(kb, smem_addr(sK + (kt * 16 + a_row) * LDS + ct * 16 + a_col));
-                    mma16816<K::BF16>(acc[0], dsa[kt], kb[0], kb[1]);
-                    mma16816<K::BF16>(acc[1], dsa[kt], kb[2], kb[3]);
-                }
-#pragma unroll
-                for (int j = 0; j < 2; ++j) {
-                    const int col = ct * 16 + j * 8 + 2 * c;
-                    if (col >= K::D) continue;
-#pragma unroll
-                    for (int r = 0; r < 2; ++r)
-                        if (8 * r < rows_left) {
-                            atomicAdd(acc_row + 8 * r * K::D + col, acc[j][2 * r]);
-                            atomicAdd(acc_row + 8 * r * K::D + col + 1, acc[j][2 * r + 1]);
-                        }
-                }
-            }
-            if (p.deterministic) bwd_turn_pass(lock, n_block);
         }
     }
     cp_async_wait<0>();   // K and V landed even when no query block was visited

@@ -25,6 +25,16 @@ typedef struct fg_bwd_params {
     int deterministic;     /* dQ added in key-block order (no race in the sum) */
     int lock_blocks;       /* ceil(seqlen_q / 16): lock entries per (batch, head) */
     int pad_;
+
+    /* Block-sparse (variant sparse=1): the transposed layout
+     * (runtime/layout_t.h).  Column c = (bi * sp_heads + hi) *
+     * sp_num_kv_blocks + kb, bi = sp_batch == 1 ? 0 : b and likewise hi; its
+     * query-block lists start at c * sp_num_q_blocks, full then partial. */
+    const int *sp_full_num, *sp_full_idx, *sp_part_num, *sp_part_idx;
+    int sp_batch, sp_heads, sp_num_q_blocks, sp_num_kv_blocks;
+    int sp_block_q, sp_block_k;   /* layout block, in elements */
+    /* constants of a pattern's element mask (the generated mask_mod reads p.mask_c[i]) */
+    long long mask_c[16];
 } fg_bwd_params;
 
 #endif

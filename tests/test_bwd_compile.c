@@ -2,12 +2,14 @@
  * 8..256, fp16/bf16, causal on/off, every heuristic candidate) renders, its
  * key differs from the forward's, and representative ones compile with
  * NVRTC for sm_80 and sm_90a with the configuration the runtime would pick
- * (the first candidate without spills) and no spills or stack.  Compiles
+ * (the first candidate without spills) and no spills or stack, block-sparse
+ * ones too, with a pattern's element mask.  Compiles
  * are skipped (the render checks still run) when NVRTC is missing. */
 #include <stdlib.h>
 
 #include "gen/compile.h"
 #include "gen/render.h"
+#include "runtime/pattern.h"
 #include "select/bwd_config.h"
 #include "test_util.h"
 
@@ -42,11 +44,12 @@ int main(int argc, char **argv) {
     int rendered = 0;
     for (int d = 8; d <= 256; d += 8)
         for (int dt = 0; dt < 2; ++dt)
-            for (int causal = 0; causal < 2; ++causal) {
+            for (int causal = 0; causal < 4; ++causal) { /* 2, 3: block-sparse */
                 fg_variant v;
-                spec_of(&v, d, (fg_dtype)dt, causal);
+                spec_of(&v, d, (fg_dtype)dt, causal & 1);
+                v.spec.sparse = causal >> 1;
                 fg_config c[8];
-                const int n = fg_bwd_candidates(&v.spec, 166912, c, 8);
+                const int n = fg_bwd_candidates(&v.spec, 166912, 0, 0, c, 8);
                 CHECK(n > 0, "hdim %d: no backward candidate fits sm_80", d);
                 for (int i = 0; i < n; ++i) {
                     v.cfg = c[i];
@@ -106,7 +109,7 @@ int main(int argc, char **argv) {
                 fg_variant v;
                 spec_of(&v, dims[di], a ? FG_FP16 : FG_BF16, causal);
                 fg_config c[8];
-                const int n = fg_bwd_candidates(&v.spec, a ? 166912 : 232448, c, 8);
+                const int n = fg_bwd_candidates(&v.spec, a ? 166912 : 232448, 0, 0, c, 8);
                 fg_kernel_stats st = {0};
                 int ok = 0, i;
                 for (i = 0; i < n && !ok; ++i) {
@@ -123,6 +126,48 @@ int main(int argc, char **argv) {
                 }
                 CHECK(ok, "%s hdim %d causal %d: every backward candidate spills", arch, dims[di], causal);
             }
+    /* block-sparse, and with a pattern's element mask (32-bit and 64-bit
+     * arithmetic), for both archs */
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    static const char *const pats[][2] = {
+        {NULL, NULL}, {"sliding_window", "window=300"},
+        {"{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1 && kv_idx <= q_idx + seqlen_k - seqlen_q' }", NULL}};
+    for (int a = 0; a < 2 && !quick; ++a)
+        for (int i = 0; i < 3; ++i) {
+            const char *arch = a ? "sm_80" : "sm_90a";
+            fg_pattern *pp = NULL;
+            fg_variant v;
+            spec_of(&v, i == 1 ? 64 : 128, FG_BF16, 1);
+            v.spec.sparse = 1;
+            if (pats[i][0]) {
+                CHECK(fg_pattern_create(ctx, pats[i][0], pats[i][1], &pp) == FG_OK, "%s", fg_errmsg(ctx));
+                if (!pp) continue;
+                const char *cuda = fg_pattern_mask(pp, FG_MASK_CUDA);
+                v.spec.mask_hash = fg_mask_hash_of(cuda);
+                v.spec.mask_cuda = cuda;
+                v.spec.mask_text = fg_pattern_mask(pp, FG_MASK_TEXT);
+            }
+            fg_config c[8];
+            const int n = fg_bwd_candidates(&v.spec, a ? 166912 : 232448, 128, 128, c, 8);
+            CHECK(n > 0, "no sparse candidate");
+            int ok = 0;
+            for (int k = 0; k < n && !ok; ++k) { /* the runtime's rule: the first without spills */
+                v.cfg = c[k];
+                fg_kernel_stats st = {0};
+                fg_status rc = compile(&v, arch, &st, &e);
+                CHECK(rc == FG_OK, "%s sparse %s: %s", arch, pats[i][0] ? pats[i][0] : "", e.msg ? e.msg : "");
+                fg_error_clear(&e);
+                ok = rc == FG_OK && !st.spill_stores && !st.spill_loads && !st.stack_frame;
+                printf("%-7s sparse hdim=%d mask=%s block_m=%d block_n=%d warps=%d regs=%3d spill=%d/%d stack=%d%s\n", arch,
+                       v.spec.head_dim, pats[i][0] ? (i == 1 ? "sliding_window" : "64-bit expression") : "none", c[k].block_m,
+                       c[k].block_n, c[k].warps, st.registers, st.spill_stores, st.spill_loads, st.stack_frame,
+                       ok ? "" : "  (next candidate)");
+            }
+            CHECK(ok, "%s: every sparse candidate spills", arch);
+            fg_pattern_destroy(pp);
+        }
+    fg_context_destroy(ctx);
     fg_sources_free(&g_src);
     return test_summary("test_bwd_compile");
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "runtime/backward.h"
+#include "runtime/internal.h"
 #include "runtime/layout_t.h"
 #include "runtime/reference.h"
 #include "runtime/reference_bwd.h"
@@ -14,25 +15,25 @@
 #include "test_util.h"
 
 /* L = sum(dout * o): its gradient is the backward of dout. */
-static double loss(const fg_attention_desc *d, const double *q, const double *k, const double *v, const double *dout,
+static double loss(const fg_attention_desc *d, const fg_block_layout_desc *L, const double *q, const double *k, const double *v, const double *dout,
                    double *o, size_t nq) {
-    fg_reference_forward_f64(d, q, k, v, o);
+    fg_reference_forward_f64(d, L, NULL, q, k, v, o);
     double l = 0;
     for (size_t i = 0; i < nq; ++i) l += dout[i] * o[i];
     return l;
 }
 
 /* max |analytic - numeric| / max(1, |numeric|) over every element of x */
-static double fd_error(const fg_attention_desc *d, double *q, double *k, double *v, const double *dout, double *x,
+static double fd_error(const fg_attention_desc *d, const fg_block_layout_desc *L, double *q, double *k, double *v, const double *dout, double *x,
                        const double *grad, size_t n, double *o, size_t nq) {
     double worst = 0;
     const double h = 1e-5;
     for (size_t i = 0; i < n; ++i) {
         const double x0 = x[i];
         x[i] = x0 + h;
-        const double lp = loss(d, q, k, v, dout, o, nq);
+        const double lp = loss(d, L, q, k, v, dout, o, nq);
         x[i] = x0 - h;
-        const double lm = loss(d, q, k, v, dout, o, nq);
+        const double lm = loss(d, L, q, k, v, dout, o, nq);
         x[i] = x0;
         const double num = (lp - lm) / (2 * h), err = fabs(num - grad[i]) / fmax(1.0, fabs(num));
         if (err > worst) worst = err;
@@ -43,7 +44,7 @@ static double fd_error(const fg_attention_desc *d, double *q, double *k, double 
 static void test_finite_differences(void) {
     static const int shapes[][6] = {/* batch, hq, hkv, sq, sk, causal */
                                     {1, 2, 1, 5, 7, 0}, {2, 2, 1, 6, 4, 1}, {1, 4, 2, 7, 5, 2}, {1, 2, 2, 1, 3, 1},
-                                    {1, 3, 1, 9, 3, 1}};
+                                    {1, 3, 1, 9, 3, 1}, {2, 2, 1, 9, 7, 2}, {1, 2, 1, 8, 8, 0}};
     fg_rng rng;
     fg_rng_seed(&rng, 7);
     for (unsigned s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
@@ -51,22 +52,31 @@ static void test_finite_differences(void) {
         fg_attention_desc_init(&d, FG_BF16, 8, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
         d.causal = (fg_causal)shapes[s][5];
         d.softmax_scale = 0.7f;
+        /* the last two: a random block-sparse layout of 2 x 2 blocks (the
+         * reference reads any block size; kernels need 64 x 16 and up) */
+        fg_host_layout hl = {0};
+        const fg_block_layout_desc *L = NULL;
+        if (s >= 5) {
+            CHECK(fg_host_layout_random(&hl, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, 2, 2, 0.6, &rng), "out of memory");
+            L = &hl.desc;
+        }
         const size_t nq = (size_t)d.batch * d.seqlen_q * d.heads_q * 8, nk = (size_t)d.batch * d.seqlen_k * d.heads_kv * 8;
         double *q = malloc(8 * nq), *k = malloc(8 * nk), *v = malloc(8 * nk), *dout = malloc(8 * nq), *o = malloc(8 * nq);
         double *dq = malloc(8 * nq), *dk = malloc(8 * nk), *dv = malloc(8 * nk);
         for (size_t i = 0; i < nq; ++i) { q[i] = fg_rng_normal(&rng); dout[i] = fg_rng_normal(&rng); }
         for (size_t i = 0; i < nk; ++i) { k[i] = fg_rng_normal(&rng); v[i] = fg_rng_normal(&rng); }
-        CHECK(fg_reference_backward_f64(&d, q, k, v, dout, dq, dk, dv), "out of memory");
-        const double eq = fd_error(&d, q, k, v, dout, q, dq, nq, o, nq);
-        const double ek = fd_error(&d, q, k, v, dout, k, dk, nk, o, nq);
-        const double ev = fd_error(&d, q, k, v, dout, v, dv, nk, o, nq);
-        printf("finite differences b=%d hq=%d hkv=%d sq=%d sk=%d causal=%d: dq %.1e dk %.1e dv %.1e\n", d.batch, d.heads_q,
-               d.heads_kv, d.seqlen_q, d.seqlen_k, (int)d.causal, eq, ek, ev);
+        CHECK(fg_reference_backward_f64(&d, L, NULL, q, k, v, dout, dq, dk, dv), "out of memory");
+        const double eq = fd_error(&d, L, q, k, v, dout, q, dq, nq, o, nq);
+        const double ek = fd_error(&d, L, q, k, v, dout, k, dk, nk, o, nq);
+        const double ev = fd_error(&d, L, q, k, v, dout, v, dv, nk, o, nq);
+        printf("finite differences b=%d hq=%d hkv=%d sq=%d sk=%d causal=%d%s: dq %.1e dk %.1e dv %.1e\n", d.batch, d.heads_q,
+               d.heads_kv, d.seqlen_q, d.seqlen_k, (int)d.causal, L ? " sparse" : "", eq, ek, ev);
         CHECK(eq < 1e-7 && ek < 1e-7 && ev < 1e-7, "reference gradient differs from finite differences");
         /* bottom-right with sq > sk: the first rows see no key; their dq is exactly 0 */
         if (d.causal == FG_CAUSAL_BOTTOM_RIGHT && d.seqlen_q > d.seqlen_k)
             for (int x = 0; x < 8; ++x) CHECK(dq[x] == 0, "an empty row has dq %g", dq[x]);
         free(q); free(k); free(v); free(dout); free(o); free(dq); free(dk); free(dv);
+        fg_host_layout_free(&hl);
     }
 }
 
@@ -104,10 +114,36 @@ static void test_plan(void) {
     d.path = FG_PATH_TMA;
     CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "TMA backward accepted");
     d.path = FG_PATH_MMA;
-    fg_block_layout *fake = (fg_block_layout *)&d; /* only its presence is read */
-    d.layout = fake;
-    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "sparse backward accepted");
+    /* block-sparse: the transposed lists reach the kernel arguments; no deterministic mode */
+    struct fg_block_layout L;
+    memset(&L, 0, sizeof L);
+    L.batch = 1; L.heads = 6; L.num_q_blocks = 3; L.num_kv_blocks = 4; L.block_q = 128; L.block_k = 128;
+    int32_t lists[4];
+    L.t_full_num = lists; L.t_part_num = lists + 1; L.t_full_idx = lists + 2; L.t_part_idx = lists + 3;
+    L.mask_c[2] = 77;
+    d.layout = &L;
+    d.path = FG_PATH_AUTO;
+    d.deterministic = 0;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && v.spec.sparse && p.sp_full_idx == lists + 2 && p.sp_part_num == lists + 1 &&
+              p.sp_heads == 6 && p.sp_num_kv_blocks == 4 && p.sp_block_k == 128 && p.mask_c[2] == 77,
+          "sparse plan: %s", e.msg);
+    d.deterministic = 1;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "sparse deterministic accepted");
+    d.deterministic = 0;
+    L.block_k = 96; L.num_kv_blocks = 6; /* 500 keys */
+    d.block_n = 64;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "block_n=64 accepted for layout blocks of 96 keys");
+    CHECK_CONTAINS(e.msg, "divide");
+    d.block_n = 32;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && v.cfg.block_n == 32, "block_n=32 for layout blocks of 96: %s", e.msg);
+    d.block_n = 0;
+    fg_config cands[8];
+    const int nc = fg_bwd_candidates(&v.spec, 232448, 128, 96, cands, 8);
+    int divide = nc > 0;
+    for (int i = 0; i < nc; ++i) divide &= 96 % cands[i].block_n == 0 && 128 % cands[i].block_m == 0;
+    CHECK(divide, "heuristic candidates for a 128 x 96 layout block must divide it (%d)", nc);
     d.layout = NULL;
+    d.path = FG_PATH_MMA;
     d.block_m = 48;
     CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "block_m=48 accepted");
     d.block_m = 32;

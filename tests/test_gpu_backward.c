@@ -7,7 +7,10 @@
  * key (their dq exactly 0) and keys no row sees (dk, dv exactly 0).  Passes
  * when each gradient's relative L2 error is within the dtype's tolerance
  * and nothing is NaN.  The deterministic mode, run twice, must give
- * bitwise equal dq, dk, dv.  Exit 77 (skipped) without a GPU. */
+ * bitwise equal dq, dk, dv.  Block-sparse: random layouts (rows with no
+ * block included) and patterns with an element mask.  Arguments select
+ * groups (head dims, "det", "sparse"; "bench" times).  Exit 77 (skipped)
+ * without a GPU. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include "runtime/cuda_api.h"
 #include "runtime/internal.h"
+#include "runtime/pattern.h"
 #include "runtime/reference.h"
 #include "runtime/reference_bwd.h"
 #include "test_util.h"
@@ -25,6 +29,11 @@ typedef struct bcase {
     fg_causal causal;
     int bhsd, deterministic;
     uint64_t seed;
+    /* block-sparse: a random layout of `block`-sized blocks with this
+     * density, or a pattern (with its element mask) */
+    double density;
+    int block;
+    const char *pattern, *params;
 } bcase;
 
 typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws; } dev;
@@ -102,6 +111,35 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     }
     const size_t nq = (size_t)c->b * c->hq * c->sq * c->d, nk = (size_t)c->b * c->hkv * c->sk * c->d;
     const size_t nl = (size_t)c->b * c->hq * c->sq;
+    fg_host_layout hl = {0};
+    const fg_block_layout_desc *host_layout = NULL;
+    fg_ref_mask mask = {NULL, NULL};
+    fg_block_layout *layout = NULL;
+    fg_pattern *pat = NULL;
+    fg_rng lrng;
+    fg_rng_seed(&lrng, c->seed ^ 0x5eed);
+    if (c->pattern) {
+        CHECK(fg_pattern_create(ctx, c->pattern, c->params, &pat) == FG_OK, "%s", fg_errmsg(ctx));
+        CHECK(pat && fg_pattern_layout(ctx, pat, c->b, c->hq, c->sq, c->sk, c->block, c->block, &layout) == FG_OK, "%s",
+              fg_errmsg(ctx));
+        if (layout) {
+            host_layout = fg_pattern_last(pat);
+            mask.expr = fg_pattern_expr(pat);
+            mask.consts = fg_pattern_consts(pat);
+        }
+    } else if (c->density > 0) {
+        CHECK(fg_host_layout_random(&hl, c->b, c->hq, c->sq, c->sk, c->block, c->block, c->density, &lrng), "out of memory");
+        CHECK(fg_block_layout_create(ctx, &hl.desc, &layout) == FG_OK, "%s", fg_errmsg(ctx));
+        host_layout = &hl.desc;
+    }
+    const int sparse = c->pattern || c->density > 0;
+    if (sparse && !layout) { /* reported above */
+        ++*failed;
+        fg_pattern_destroy(pat);
+        fg_host_layout_free(&hl);
+        return 0;
+    }
+    d.layout = layout;
     size_t wsb = 0;
     CHECK(fg_attention_backward_workspace(ctx, &d, &wsb) == FG_OK, "%s", fg_errmsg(ctx));
     uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nk * 2), *hdo = malloc(nq * 2);
@@ -146,7 +184,7 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     char worst[512] = "";
     int repeat_ok = 1;
     if (ok) {
-        ok = fg_reference_backward(&d, hq, hk, hv, hdo, rdq, rdk, rdv);
+        ok = fg_reference_backward(&d, host_layout, &mask, hq, hk, hv, hdo, rdq, rdk, rdv);
         CHECK(ok, "reference out of memory");
     }
     if (ok) {
@@ -169,7 +207,7 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
                         for (int x = 0; x < c->d; ++x)
                             zero_bad += fg_half_to_float(gdq[(((size_t)b * c->sq + i) * c->hq + h) * c->d + x], c->dt) != 0;
         const int off = c->causal == FG_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
-        for (int b = 0; b < c->b; ++b)
+        for (int b = 0; b < (sparse ? 0 : c->b); ++b) /* dense: which keys no row sees is plain */
             for (int j = c->causal ? (c->sq + off > 0 ? c->sq + off : 0) : c->sk; j < c->sk; ++j)
                 for (size_t x = 0; x < (size_t)c->hkv * c->d; ++x) {
                     const size_t at = ((size_t)b * c->sk + j) * c->hkv * c->d + x;
@@ -184,10 +222,10 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
      * at most 2.9e-3 (bf16) and 3.4e-4 (fp16) */
     const double tol = c->dt == FG_BF16 ? 1e-2 : 2e-3;
     const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
-    printf("%-4s %s d=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
+    printf("%-4s %s d=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
            "nonzero-where-0 %zu%s\n%s",
            good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
-           c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", eq, ek, ev, tol, nan, zero_bad,
+           c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", c->pattern ? " pattern" : sparse ? " sparse" : "", eq, ek, ev, tol, nan, zero_bad,
            c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "", good ? "" : worst);
     fflush(stdout);
     CHECK(good, "case failed (see the line above)");
@@ -197,6 +235,9 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
         if (all[i]) cu->MemFree(all[i]);
     free(hq); free(hk); free(hv); free(hdo); free(gdq); free(gdk); free(gdv); free(tmp);
     free(gdq2); free(gdk2); free(gdv2); free(rdq); free(rdk); free(rdv); free(hlse);
+    fg_block_layout_destroy(ctx, layout);
+    fg_pattern_destroy(pat);
+    fg_host_layout_free(&hl);
     return good;
 }
 
@@ -298,6 +339,22 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 4 && !g_dead && wanted(argc, argv, "det"); ++i) {
         bcase c = {i & 1 ? FG_FP16 : FG_BF16, i < 2 ? 64 : 128, 1, 4, 2, 700, 1000,
                    i & 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE, 0, 1, seed + 100 + (uint64_t)i};
+        run_case(ctx, &c, &passed, &failed);
+    }
+    /* block-sparse: random layouts (one with every row empty) and patterns
+     * whose element mask applies to partial blocks */
+    static const bcase sp[] = {
+        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL},
+        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL},
+        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL},
+        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL},
+        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100"},
+        {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL},
+    };
+    for (unsigned i = 0; i < sizeof sp / sizeof sp[0] && !g_dead && wanted(argc, argv, "sparse"); ++i) {
+        bcase c = sp[i];
+        c.seed = seed + 200 + i;
         run_case(ctx, &c, &passed, &failed);
     }
     fg_context_destroy(ctx);

@@ -201,9 +201,9 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     } else if (v->spec.kind == FG_KIND_BWD) { /* the backward's own configurations (select/bwd_config.c) */
         pick_ud ud = {src, arch};
         fg_config c[8];
-        st = fg_config_is_explicit(&v->cfg) ? fg_bwd_config_complete(&v->spec, &v->cfg, smem, &e)
-             : have_nvrtc                    ? fg_bwd_pick_config(&v->spec, smem, pick_compile, &ud, &v->cfg, &e)
-             : fg_bwd_candidates(&v->spec, smem, c, 8) > 0 ? (v->cfg = c[0], FG_OK)
+        st = fg_config_is_explicit(&v->cfg) ? fg_bwd_config_complete(&v->spec, &v->cfg, smem, blk, blk, &e)
+             : have_nvrtc                    ? fg_bwd_pick_config(&v->spec, smem, blk, blk, pick_compile, &ud, &v->cfg, &e)
+             : fg_bwd_candidates(&v->spec, smem, blk, blk, c, 8) > 0 ? (v->cfg = c[0], FG_OK)
                                                            : fg_fail(&e, FG_ERR_UNSUPPORTED, "no backward configuration fits %s", arch);
     } else if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(arch)) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=%d needs --arch sm_90a (got %s)", v->cfg.wgmma, arch);

@@ -1,4 +1,5 @@
 """flashgen.attention: validation, descriptor, launch."""
+import contextlib
 import ctypes as C
 import math
 
@@ -125,8 +126,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     A query row that sees no key gets o = 0 and lse = -inf (and zero
     gradients).  Differentiable: when q, k or v requires grad (and grad mode
     is on) the call goes through a torch.autograd.Function whose backward is
-    fg_attention_backward (dense only: block_mask and out= raise there; lse
-    is not differentiable).
+    fg_attention_backward (block_mask works there too, without
+    deterministic=True; out= raises; lse is not differentiable).
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
@@ -197,25 +198,35 @@ def _describe(q, k, v, o, causal, scale, layout):
     return desc
 
 
+@contextlib.contextmanager
+def _with_layout(desc, block_mask, index):
+    """desc.layout is block_mask's device layout inside the block (the
+    forward's and the backward's call; None: dense)."""
+    if block_mask is None:
+        yield
+    elif isinstance(block_mask, _pattern.Pattern):
+        # the layout of this size carries the pattern's element mask; kept by the pattern
+        desc.layout = block_mask._device_layout(index, desc.batch, desc.heads_q, desc.seqlen_q, desc.seqlen_k)
+        try:
+            yield
+        finally:
+            desc.layout = None
+    else:
+        with _blockmask.lock:
+            desc.layout = _blockmask.layout(block_mask, desc.seqlen_q, desc.seqlen_k, index)
+            try:
+                yield
+            finally:
+                desc.layout = None
+
+
 def _launch(desc, index, q, k, v, o, lse, block_mask, return_lse):
     lib = _lib.load()
     stream = torch.cuda.current_stream(q.device).cuda_stream
     with _device.current(index):
         ctx = _device.context(index)
-        launch = lambda: lib.fg_attention_forward(ctx, C.byref(desc), q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                                                  o.data_ptr(), lse.data_ptr() if lse is not None else None, stream)
-        if block_mask is None:
-            st = launch()
-        elif isinstance(block_mask, _pattern.Pattern):
-            # the layout of this size carries the pattern's element mask; kept by the pattern
-            desc.layout = block_mask._device_layout(index, desc.batch, desc.heads_q, desc.seqlen_q, desc.seqlen_k)
-            try:
-                st = launch()
-            finally:
-                desc.layout = None
-        else:
-            with _blockmask.lock:
-                desc.layout = _blockmask.layout(block_mask, desc.seqlen_q, desc.seqlen_k, index)
-                st = launch()
+        with _with_layout(desc, block_mask, index):
+            st = lib.fg_attention_forward(ctx, C.byref(desc), q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
+                                          lse.data_ptr() if lse is not None else None, stream)
         _lib.check(ctx, "fg_attention_forward", st)
     return (o, lse) if return_lse else o

@@ -10,7 +10,9 @@ PyTorch autograd of the attention formula in float64 is within max(2 x the
 error of the same computation in the inputs' dtype + 1e-3, 1e-2 bf16 /
 2e-3 fp16) and nothing is NaN.  Also: rows
 that see no key get zero dq; deterministic=True run twice is bitwise equal;
-only q requiring grad works; block_mask with grad raises NotImplementedError.
+only q requiring grad works; block-sparse layouts (FlexAttention's BlockMask
+terms: full blocks unmasked, partial ones causal) against the same formula
+with the layout's element mask; deterministic=True with a block_mask raises.
 
 Exit 77 (skipped) without torch or without a CUDA GPU.
 """
@@ -44,16 +46,16 @@ def visible(sq, sk, causal):
     return torch.ones(sq, sk, dtype=torch.bool, device=DEV)
 
 
-def torch_grads(q, k, v, g, causal, dtype):
+def torch_grads(q, k, v, g, allowed, dtype):
     """Gradients of sum(attention * g) by PyTorch autograd of the attention
     formula (the math backend's composition: matmul, masked softmax,
-    matmul), inputs bhsd, computed in dtype.  Rows that see no key are
+    matmul), inputs bhsd, computed in dtype; allowed: bool [sq, sk] or
+    broadcastable to [b, h, sq, sk].  Rows that see no key are
     multiplied by 0 after an unmasked softmax, so they give o = 0 and zero
     gradients rather than NaN."""
     q, k, v = (t.detach().to(dtype).requires_grad_() for t in (q, k, v))
     rep = q.shape[1] // k.shape[1]
     kk, vv = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    allowed = visible(q.shape[2], k.shape[2], causal)
     seen = allowed.any(-1, keepdim=True)
     s = (q @ kk.transpose(-1, -2)) * q.shape[-1] ** -0.5
     s = s.masked_fill(~(allowed | ~seen), float("-inf"))
@@ -67,7 +69,7 @@ def rel(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-3 * b.numel() ** 0.5)).item()
 
 
-def case(dtype, d, b, hq, hk, sq, sk, causal, layout):
+def case(dtype, d, b, hq, hk, sq, sk, causal, layout, block_mask=None, allowed=None):
     def mk(h, s):
         shape = (b, s, h, d) if layout == "bshd" else (b, h, s, d)
         return torch.randn(shape, device=DEV, dtype=dtype)
@@ -75,11 +77,13 @@ def case(dtype, d, b, hq, hk, sq, sk, causal, layout):
     g = mk(hq, sq)
     for t in (q, k, v):
         t.requires_grad_()
-    o = flashgen.attention(q, k, v, causal=causal, layout=layout)
+    o = flashgen.attention(q, k, v, causal=causal, layout=layout, block_mask=block_mask)
     o.backward(g)
     to_bhsd = (lambda t: t.transpose(1, 2)) if layout == "bshd" else (lambda t: t)
-    ref = torch_grads(*(to_bhsd(t) for t in (q, k, v, g)), causal, torch.float64)
-    same = torch_grads(*(to_bhsd(t) for t in (q, k, v, g)), causal, dtype)
+    if allowed is None:
+        allowed = visible(sq, sk, causal)
+    ref = torch_grads(*(to_bhsd(t) for t in (q, k, v, g)), allowed, torch.float64)
+    same = torch_grads(*(to_bhsd(t) for t in (q, k, v, g)), allowed, dtype)
     got = [to_bhsd(t.grad) for t in (q, k, v)]
     floor = 1e-2 if dtype == torch.bfloat16 else 2e-3
     errs, ok = [], True
@@ -89,12 +93,13 @@ def case(dtype, d, b, hq, hk, sq, sk, causal, layout):
         nan = torch.isnan(x).any().item()
         ok &= e <= tol and not nan
         errs.append(f"{name} {e:.2e} (torch {et:.2e}, tol {tol:.1e}{', NaN' if nan else ''})")
-    empty = ~visible(sq, sk, causal).any(-1)
+    empty = ~allowed.expand(b, hq, sq, sk).any(-1)
     if empty.any():
-        z = got[0][:, :, empty]
+        z = got[0][empty]
         ok &= bool((z == 0).all())
         errs.append(f"empty rows {int(empty.sum())}: dq {'0' if bool((z == 0).all()) else 'NOT 0'}")
-    line = (f"{'ok' if ok else 'FAIL'} {str(dtype)[6:]} d={d} b={b} hq={hq} hk={hk} sq={sq} sk={sk} {causal} {layout}: "
+    line = (f"{'ok' if ok else 'FAIL'} {str(dtype)[6:]} d={d} b={b} hq={hq} hk={hk} sq={sq} sk={sk} {causal} {layout}"
+            f"{' sparse' if block_mask is not None else ''}: "
             + ", ".join(errs))
     print(line, flush=True)
     if not ok:
@@ -136,16 +141,37 @@ def main():
     if not good:
         failures.append("q only")
 
-    # block-sparse backward is not built: a clear error, not a wrong gradient
-    layout = flashgen.BlockLayout(torch.ones(1, 1, 1, dtype=torch.int32), torch.zeros(1, 1, 1, 1, dtype=torch.int32))
+    # block-sparse: a random layout (full blocks unmasked, partial ones get the causal mask)
+    for causal, dtype in ((False, torch.bfloat16), ("bottom_right", torch.float16)):
+        b, hq, hk, sq, sk, d, blk = 2, 4, 2, 300, 400, 64, 128
+        nq, nk = (sq + blk - 1) // blk, (sk + blk - 1) // blk
+        kind = torch.randint(0, 3, (b, hq, nq, nk), generator=torch.Generator().manual_seed(rng.randrange(1 << 30)))
+        full, part = kind == 1, kind == 2  # 0: not listed
+        def lists(sel):
+            num = sel.sum(-1).to(torch.int32)
+            idx = torch.zeros(b, hq, nq, nk, dtype=torch.int32)
+            for x in range(b):
+                for y in range(hq):
+                    for r in range(nq):
+                        js = sel[x, y, r].nonzero().flatten()
+                        idx[x, y, r, :len(js)] = js.to(torch.int32)
+            return num, idx
+        pn, pi = lists(part)
+        fn, fi = lists(full)
+        bm = flashgen.BlockLayout(pn, pi, fn, fi, block_size=(blk, blk))
+        rows = torch.arange(sq) // blk
+        cols = torch.arange(sk) // blk
+        grid = lambda sel: sel[:, :, rows][:, :, :, cols].to(DEV)
+        allowed = grid(full) | (grid(part) & visible(sq, sk, causal))
+        case(dtype, d, b, hq, hk, sq, sk, causal, "bshd", block_mask=bm, allowed=allowed)
     try:
-        flashgen.attention(q, k, v, block_mask=layout)
+        flashgen.attention(q, k, v, block_mask=bm, deterministic=True)
         raised = False
-    except NotImplementedError:
-        raised = True
-    print(f"{'ok' if raised else 'FAIL'} block_mask with grad raises NotImplementedError", flush=True)
+    except ValueError as e:
+        raised = "deterministic" in str(e)
+    print(f"{'ok' if raised else 'FAIL'} block_mask with deterministic=True raises ValueError", flush=True)
     if not raised:
-        failures.append("block_mask")
+        failures.append("block_mask deterministic")
 
     print(f"{len(failures)} failed")
     return 1 if failures else 0
