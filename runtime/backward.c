@@ -28,21 +28,13 @@ fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_de
     return FG_OK;
 }
 
-static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err) {
-    fg_variant v = {*s, *c};
-    fg_kernel *k;
-    fg_status rc = fg_ctx_kernel((fg_context *)ud, &v, &k, err);
-    if (rc == FG_OK) *st = k->stats;
-    return rc;
-}
-
 /* The kernel of v: its explicit configuration, else the heuristic's first
  * candidate without spills (fg_bwd_pick_config), compiled through the kernel
  * cache (a second call finds it there). */
 static fg_status choose(fg_context *ctx, fg_variant *v, int block_q, int block_k, fg_kernel **out, fg_error *err) {
     if (!v->cfg.block_m) {
-        fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, block_q, block_k, try_compile, ctx,
-                                          &v->cfg, err);
+        fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, block_q, block_k,
+                                          fg_ctx_try_compile, ctx, &v->cfg, err);
         if (st != FG_OK) return st;
     }
     return fg_ctx_kernel(ctx, v, out, err);

@@ -96,6 +96,9 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 /* fg_attention_plan for this context's device, then fg_ctx_choose. */
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
 void fg_choices_free(fg_context *ctx);
+/* fg_try_compile (select/heuristic.h) through the kernel cache of the
+ * context ud: the stats of variant {s, c}, compiled once per context. */
+fg_status fg_ctx_try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err);
 /* Forgets memoised configuration choices (after fg_tune stored new ones). */
 void fg_choices_reset(fg_context *ctx);
 
