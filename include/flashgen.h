@@ -317,7 +317,9 @@ fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
  * mode's counters [batch, heads_q, ceil(seqlen_q / 16)]: O(seqlen) extra
  * memory, none of it O(seqlen^2).  The call neither allocates nor
  * synchronises, so a training step that calls it can be captured in a CUDA
- * graph; its contents need no initialisation. */
+ * graph (after a first call outside the capture: the first call of a
+ * variant compiles and loads its kernels); its contents need no
+ * initialisation. */
 fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_desc *desc, size_t *bytes);
 fg_status fg_attention_backward(fg_context *ctx, const fg_attention_desc *desc, const void *q, const void *k,
                                 const void *v, const void *o, const void *dout, const float *lse, void *dq, void *dk,
