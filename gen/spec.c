@@ -60,6 +60,10 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
             else if (!strcmp(val, "top_left")) *causal = FG_CAUSAL_TOP_LEFT;
             else goto bad;
             v->spec.causal = *causal != FG_CAUSAL_NONE;
+        } else if (!strcmp(key, "kind")) {
+            if (!strcmp(val, "fwd")) v->spec.kind = FG_KIND_FWD;
+            else if (!strcmp(val, "bwd")) v->spec.kind = FG_KIND_BWD;
+            else goto bad;
         } else if (!strcmp(key, "sparse")) {
             if (!isint || (iv != 0 && iv != 1)) goto bad;
             v->spec.sparse = iv;
@@ -117,6 +121,7 @@ void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n) {
 
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
     return a->head_dim == b->head_dim && a->dtype == b->dtype && a->causal == b->causal && a->sparse == b->sparse &&
+           a->kind == b->kind &&
            !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
@@ -143,11 +148,17 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     ws_format(&v->cfg, ws, sizeof ws);
     fg_strlcat(buf, ws, n);
     k = (int)strlen(buf);
-    /* dense and plain sparse keys are unchanged; a mask adds its SHA-256 */
+    /* dense and plain sparse keys are unchanged; a mask adds its SHA-256,
+     * a backward variant ",kind=bwd" */
     if (k > 0 && (size_t)k < n) fg_mask_hash_format(&v->spec.mask_hash, buf + k, n - (size_t)k);
+    if (v->spec.kind == FG_KIND_BWD) {
+        const size_t used = strlen(buf);
+        if (used < n) snprintf(buf + used, n - used, ",kind=bwd");
+    }
 }
 
 const char *fg_variant_template(const fg_variant *v) {
+    if (v->spec.kind == FG_KIND_BWD) return "bwd_mma";
     return v->cfg.wgmma == 2 ? "fwd_ws" : v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma";
 }
 

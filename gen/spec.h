@@ -30,7 +30,13 @@ typedef struct fg_spec {
      * of mask_cuda names the kernel (fg_mask_hash_of). */
     fg_mask_hash mask_hash;
     const char *mask_cuda, *mask_text;
+    /* Which pass: FG_KIND_FWD (0) or FG_KIND_BWD (1, templates/bwd_mma.lua:
+     * preprocess, main and dQ-conversion kernels in one module).  Keys of
+     * forward variants do not name it, so they are unchanged. */
+    int kind;
 } fg_spec;
+#define FG_KIND_FWD 0
+#define FG_KIND_BWD 1
 
 typedef struct fg_config {
     int block_m, block_n, warps, stages; /* 0 = unset */
@@ -58,6 +64,7 @@ typedef struct fg_variant {
     "  dtype=bf16|fp16   element type (default bf16)\n"                                      \
     "  causal=none|bottom_right|top_left   (also 0/1; default none)\n"                       \
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
+    "  kind=fwd|bwd      forward (default) or backward kernels\n"                          \
     "  block_m=N block_n=N warps=N stages=1..3 q_in_regs=0|1 min_blocks=N\n"               \
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
     "  wgmma=0|1|2       kernel path: 2 Hopper TMA + warp-specialised, 1 Hopper wgmma\n"        \
@@ -73,7 +80,7 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
 #define FG_VARIANT_TEXT_MAX 512
 /* Canonical text of the spec and config ("hdim=128,dtype=bf16,..."). */
 void fg_variant_format(const fg_variant *v, char *buf, size_t n);
-/* The template that renders v: fwd_mma, fwd_wgmma or fwd_ws. */
+/* The template that renders v: fwd_mma, fwd_wgmma, fwd_ws or bwd_mma. */
 const char *fg_variant_template(const fg_variant *v);
 /* The full variant key: template, spec, config, template hash, NVRTC
  * version and target arch. */

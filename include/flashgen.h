@@ -69,7 +69,7 @@ extern "C" {
  * arrays), and another layout format would be a new struct with new calls.
  *
  * Fields planned for fg_attention_desc, each off at zero: head_dim_v (value
- * head dim; 0 = head_dim), backward / deterministic flags, cu_seqlens_q/k
+ * head dim; 0 = head_dim), cu_seqlens_q/k
  * (variable lengths; NULL = fixed), a paged-KV block table (NULL =
  * contiguous K/V), score modifications (NULL = none). */
 
@@ -259,6 +259,17 @@ typedef struct fg_attention_desc {
     /* Block sizes; 0 picks them (tuned result, else the built-in heuristic). */
     int block_m, block_n, warps, stages;
     fg_kernel_path path;          /* FG_PATH_AUTO picks with the block sizes */
+    /* ---- read by fg_attention_backward only (appended; zero = default) ---- */
+    int deterministic;            /* non-zero: dq bitwise identical from run to run (dQ
+                                     summed over key blocks in a fixed order, not by
+                                     racing atomics); dk and dv always are */
+    /* Strides of the gradient tensors, like q_strides; all three zero: the
+     * strides of the forward tensor of the same shape (dout: o, dq: q,
+     * dk: k, dv: v). */
+    int64_t do_strides[3];
+    int64_t dq_strides[3];
+    int64_t dk_strides[3];
+    int64_t dv_strides[3];
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,
@@ -287,6 +298,38 @@ fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
  * cp.async) or fwd_mma (portable), copied into buf (NUL-terminated,
  * truncated to n).  Compiles it like fg_attention_prepare. */
 fg_status fg_attention_kernel_name(fg_context *ctx, const fg_attention_desc *desc, char *buf, size_t n);
+
+/* ---- backward pass ----------------------------------------------------------
+ * Gradients of o = softmax(q k^T * scale + mask) v from the saved forward
+ * output o and logsumexp lse (fg_attention_forward with a non-NULL lse, same
+ * descriptor): P is recomputed from q, k and lse, never stored.
+ * dout like o, dq like q, dk and dv like k and v (strides: the descriptor's
+ * do/dq/dk/dv_strides, else those of o, q, k, v); with GQA/MQA, dk and dv of
+ * a kv head are summed over the query heads of its group.  A query row that
+ * saw no key (lse = -inf) contributes nothing: its dq row is 0.
+ * Supported: the forward's dtypes, head dims, causal modes and strides,
+ * block-sparse layouts and patterns (desc->layout, the forward's, whose
+ * transposed lists are built when it is created), on the portable mma.sync
+ * path (FG_PATH_AUTO or FG_PATH_MMA), on sm_80 and later.  deterministic
+ * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  Block sizes:
+ * desc->block_m (query tile, 32 or 64), block_n (key block, 32/64/128,
+ * dividing a layout's block_k) and warps, else the built-in heuristic (not
+ * tuned yet).
+ *
+ * workspace: device memory of at least fg_attention_backward_workspace()
+ * bytes, 16-byte aligned, used by this call only (one workspace per stream
+ * at a time): the fp32 dQ accumulator [batch, heads_q, seqlen_q, head_dim],
+ * D = rowsum(dout * o) [batch, heads_q, seqlen_q] and the deterministic
+ * mode's counters [batch, heads_q, ceil(seqlen_q / 16)]: O(seqlen) extra
+ * memory, none of it O(seqlen^2).  The call neither allocates nor
+ * synchronises, so a training step that calls it can be captured in a CUDA
+ * graph (after a first call outside the capture: the first call of a
+ * variant compiles and loads its kernels); its contents need no
+ * initialisation. */
+fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_desc *desc, size_t *bytes);
+fg_status fg_attention_backward(fg_context *ctx, const fg_attention_desc *desc, const void *q, const void *k,
+                                const void *v, const void *o, const void *dout, const float *lse, void *dq, void *dk,
+                                void *dv, void *workspace, size_t workspace_bytes, void *stream);
 
 /* ---- autotuning ------------------------------------------------------------
  * fg_tune times every block configuration the kernels expose for one spec

@@ -13,7 +13,7 @@
 
 /* The tensor must be device memory holding the `need` bytes the shape and
  * strides reach (fg_tensor_bytes; 0 means that count overflows). */
-static fg_status check_tensor(const fg_cuda *cu, const char *name, const void *ptr, int align, int64_t need,
+fg_status fg_check_tensor(const fg_cuda *cu, const char *name, const void *ptr, int align, int64_t need,
                               fg_error *err) {
     if (!ptr) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s is NULL", name);
     if ((uintptr_t)ptr % (uintptr_t)align)
@@ -37,12 +37,12 @@ static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, co
                                const void *v, const void *o, const float *lse, fg_error *e) {
     const int64_t lse_strides[3] = {(int64_t)d->heads_q * d->seqlen_q, d->seqlen_q, 1};
     fg_status st;
-    if ((st = check_tensor(cu, "q", q, 16, fg_tensor_bytes(d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2), e)) ||
-        (st = check_tensor(cu, "k", k, 16, fg_tensor_bytes(d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2), e)) ||
-        (st = check_tensor(cu, "v", v, 16, fg_tensor_bytes(d->v_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2), e)) ||
-        (st = check_tensor(cu, "o", o, 16, fg_tensor_bytes(d->o_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2), e)))
+    if ((st = fg_check_tensor(cu, "q", q, 16, fg_tensor_bytes(d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2), e)) ||
+        (st = fg_check_tensor(cu, "k", k, 16, fg_tensor_bytes(d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2), e)) ||
+        (st = fg_check_tensor(cu, "v", v, 16, fg_tensor_bytes(d->v_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2), e)) ||
+        (st = fg_check_tensor(cu, "o", o, 16, fg_tensor_bytes(d->o_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2), e)))
         return st;
-    return lse ? check_tensor(cu, "lse", lse, 4, fg_tensor_bytes(lse_strides, d->batch, d->heads_q, d->seqlen_q, 1, 4), e)
+    return lse ? fg_check_tensor(cu, "lse", lse, 4, fg_tensor_bytes(lse_strides, d->batch, d->heads_q, d->seqlen_q, 1, 4), e)
                : FG_OK;
 }
 

@@ -18,4 +18,13 @@ fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_varia
  * 0 when a size is below 1, a stride negative, or the count overflows
  * int64 (fg_attention_plan rejects such strides for q, k, v and o). */
 int64_t fg_tensor_bytes(const int64_t s[3], int batch, int heads, int seqlen, int d, int elem_bytes);
+/* Strides of one tensor: non-negative multiples of 8 whose offsets fit 63
+ * bits; with must_not_overlap (an output) no two rows may overlap. */
+fg_status fg_check_strides(const char *name, const int64_t s[3], int batch, int heads, int seqlen, int d,
+                           int must_not_overlap, fg_error *err);
+struct fg_cuda;
+/* ptr: device memory of the current context, `align`-byte aligned, holding
+ * `need` bytes (0: the count overflowed). */
+fg_status fg_check_tensor(const struct fg_cuda *cu, const char *name, const void *ptr, int align, int64_t need,
+                          fg_error *err);
 #endif

@@ -21,7 +21,7 @@ typedef struct fg_choice {
     struct fg_choice *next;
 } fg_choice;
 
-static fg_status try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err) {
+fg_status fg_ctx_try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err) {
     fg_variant v = {*s, *c};
     fg_kernel *k;
     fg_status rc = fg_ctx_kernel((fg_context *)ud, &v, &k, err);
@@ -38,7 +38,7 @@ static int hopper_level(const fg_context *ctx, int tma_ok) {
 fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int tma_ok,
                            fg_config *out, fg_error *err) {
     return fg_heuristic_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k, hopper_level(ctx, tma_ok), path,
-                               try_compile, ctx, out, err);
+                               fg_ctx_try_compile, ctx, out, err);
 }
 
 /* The tuned configuration of the cache file, if there is one that is still

@@ -19,6 +19,7 @@ typedef struct fg_kernel {
     char *fail_msg;
     CUmodule module;
     CUfunction fn;
+    CUfunction fn_pre, fn_dq; /* backward modules (spec.kind FG_KIND_BWD): entry "_pre" and "_dq" */
     int threads, smem_bytes;
     fg_kernel_stats stats;
     struct fg_kernel *next;
@@ -65,6 +66,8 @@ struct fg_block_layout {
     int batch, heads, num_q_blocks, num_kv_blocks, block_q, block_k;
     CUdeviceptr buf; /* full_num | part_num | full_idx | part_idx */
     const int *full_num, *part_num, *full_idx, *part_idx;
+    /* the transposed lists the backward walks (runtime/layout_t.h), in the same buffer */
+    const int *t_full_num, *t_part_num, *t_full_idx, *t_part_idx;
     /* Set by fg_pattern_layout: the sizes the pattern was evaluated for
      * (0: any), and the element mask of partial blocks (mask_hash all zero: none). */
     int seqlen_q, seqlen_k;
@@ -93,6 +96,9 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 /* fg_attention_plan for this context's device, then fg_ctx_choose. */
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
 void fg_choices_free(fg_context *ctx);
+/* fg_try_compile (select/heuristic.h) through the kernel cache of the
+ * context ud: the stats of variant {s, c}, compiled once per context. */
+fg_status fg_ctx_try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err);
 /* Forgets memoised configuration choices (after fg_tune stored new ones). */
 void fg_choices_reset(fg_context *ctx);
 

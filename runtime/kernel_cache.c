@@ -17,6 +17,7 @@
 
 #include "gen/render.h"
 #include "runtime/internal.h"
+#include "select/bwd_config.h"
 #include "select/heuristic.h"
 
 static fg_kernel *find(fg_context *ctx, const char *key) {
@@ -34,6 +35,13 @@ static void count(fg_context *ctx, long *counter) {
 static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const char *entry, int smem_bytes) {
     CUresult res = cu->ModuleLoadData(&k->module, cubin);
     if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn, k->module, entry);
+    if (res == CUDA_SUCCESS && k->var.spec.kind == FG_KIND_BWD) { /* the module's two other kernels */
+        char name[96];
+        snprintf(name, sizeof name, "%s_pre", entry);
+        res = cu->ModuleGetFunction(&k->fn_pre, k->module, name);
+        snprintf(name, sizeof name, "%s_dq", entry);
+        if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn_dq, k->module, name);
+    }
     if (res == CUDA_SUCCESS && smem_bytes > 48 * 1024)
         res = cu->FuncSetAttribute(k->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_bytes);
     if (res != CUDA_SUCCESS && k->module) {
@@ -58,7 +66,8 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
     fg_error_clear(&e);
     if (!found) return 0;
     char b[256];
-    const int smem_bytes = fg_config_smem_bytes(&v->spec, &v->cfg);
+    const int smem_bytes = v->spec.kind == FG_KIND_BWD ? fg_bwd_smem_bytes(&v->spec, &v->cfg)
+                                                       : fg_config_smem_bytes(&v->spec, &v->cfg);
     CUresult res = load(ctx->cu, k, sk.cubin, sk.entry, smem_bytes);
     if (res == CUDA_SUCCESS) {
         k->threads = v->cfg.warps * 32;

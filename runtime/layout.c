@@ -7,6 +7,7 @@
 
 #include "runtime/internal.h"
 #include "runtime/layout.h"
+#include "runtime/layout_t.h"
 
 fg_status fg_layout_validate(const fg_block_layout_desc *d_in, fg_error *err) {
     if (!d_in) return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "layout descriptor is NULL");
@@ -25,7 +26,7 @@ fg_status fg_layout_validate(const fg_block_layout_desc *d_in, fg_error *err) {
     if (!d->full_kv_num_blocks != !d->full_kv_indices)
         return fg_fail(err, FG_ERR_BAD_LAYOUT, "full_kv_num_blocks and full_kv_indices must both be given or both be NULL");
     /* the kernel indexes rows with int; the upload holds 2 rows + 2 rows x
-     * num_kv_blocks int32 (fg_layout_upload) */
+     * num_kv_blocks int32, and about as much again transposed (fg_layout_upload) */
     int64_t rows, entries;
     if (__builtin_mul_overflow((int64_t)d->batch * d->heads, (int64_t)d->num_q_blocks, &rows) || rows > INT32_MAX ||
         __builtin_mul_overflow(rows, (int64_t)d->num_kv_blocks, &entries) || entries > ((int64_t)1 << 40))
@@ -74,7 +75,12 @@ fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_bl
     if (fg_layout_validate(d, e) != FG_OK) return e->status;
     if (fg_ctx_device(ctx, e) != FG_OK) return e->status;
     const size_t rows = (size_t)d->batch * d->heads * d->num_q_blocks, nk = (size_t)d->num_kv_blocks;
-    const size_t n_int = 2 * rows + 2 * rows * nk;
+    /* the backward's kernels index its columns with int (layout_t.h) */
+    if ((int64_t)d->batch * d->heads * d->num_kv_blocks > INT32_MAX)
+        return fg_fail(e, FG_ERR_BAD_LAYOUT, "layout of batch=%d heads=%d num_kv_blocks=%d has more than 2^31 - 1 key-block columns",
+                       d->batch, d->heads, d->num_kv_blocks);
+    /* the forward's lists, then the transposed ones of the backward */
+    const size_t n_fwd = 2 * rows + 2 * rows * nk, n_int = n_fwd + fg_layout_t_entries(d);
     int32_t *host = calloc(n_int, sizeof *host);
     fg_block_layout *L = calloc(1, sizeof *L);
     if (!host || !L) { free(host); free(L); return fg_fail(e, FG_ERR_OUT_OF_MEMORY, "out of memory"); }
@@ -85,6 +91,7 @@ fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_bl
         for (int i = 0; i < full_num[r]; ++i) full_idx[r * nk + i] = d->full_kv_indices[r * nk + i];
         for (int i = 0; i < part_num[r]; ++i) part_idx[r * nk + i] = d->kv_indices[r * nk + i];
     }
+    fg_layout_transpose(d, host + n_fwd);
     const fg_cuda *cu = ctx->cu;
     char b[256];
     CUresult res = cu->MemAlloc(&L->buf, n_int * sizeof *host);
@@ -105,6 +112,11 @@ fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_bl
     L->part_num = base + rows;
     L->full_idx = base + 2 * rows;
     L->part_idx = base + 2 * rows + rows * nk;
+    const size_t cols = (size_t)d->batch * d->heads * nk;
+    L->t_full_num = base + n_fwd;
+    L->t_part_num = base + n_fwd + cols;
+    L->t_full_idx = base + n_fwd + 2 * cols;
+    L->t_part_idx = base + n_fwd + 2 * cols + cols * (size_t)d->num_q_blocks;
     *out = L;
     return FG_OK;
 }

@@ -45,7 +45,7 @@ int64_t fg_tensor_bytes(const int64_t s[3], int batch, int heads, int seqlen, in
     return __builtin_mul_overflow(last, (int64_t)elem_bytes, &t) ? 0 : t;
 }
 
-static fg_status check_strides(const char *name, const int64_t s[3], int batch, int heads, int seqlen, int d,
+fg_status fg_check_strides(const char *name, const int64_t s[3], int batch, int heads, int seqlen, int d,
                                int must_not_overlap, fg_error *err) {
     for (int i = 0; i < 3; ++i) {
         if (s[i] < 0)
@@ -127,10 +127,10 @@ fg_status fg_attention_plan(const fg_attention_desc *desc, int smem_limit, fg_va
     const float scale = d->softmax_scale == 0.f ? 1.f / sqrtf((float)d->head_dim) : d->softmax_scale;
     if (!(scale > 0.f) || isinf(scale))
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "softmax_scale must be positive and finite (got %g)", (double)d->softmax_scale);
-    if ((st = check_strides("q", d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 0, err)) ||
-        (st = check_strides("k", d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 0, err)) ||
-        (st = check_strides("v", d->v_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 0, err)) ||
-        (st = check_strides("o", d->o_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 1, err)))
+    if ((st = fg_check_strides("q", d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 0, err)) ||
+        (st = fg_check_strides("k", d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 0, err)) ||
+        (st = fg_check_strides("v", d->v_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 0, err)) ||
+        (st = fg_check_strides("o", d->o_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 1, err)))
         return st;
     const fg_block_layout *L = d->layout;
     if (L && (st = check_layout(L, d, err))) return st;

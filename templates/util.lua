@@ -63,10 +63,13 @@ function M.mask_banner(out, p)
   if p.mask then out:line("// mask of partial blocks: %s", p.mask_text or p.mask) end
 end
 
-function M.mask_traits(out, p)
+-- params_type: the kernel's argument block (default fg_fwd_params; the
+-- backward passes fg_bwd_params, which has the same seqlen and mask_c fields).
+function M.mask_traits(out, p, params_type)
   if not p.mask then return end
   out:line("    static constexpr bool MASK_MOD = true;")
-  out:line("    static __device__ __forceinline__ bool mask_mod(const fg_fwd_params &p, int b, int h, int q_idx, int kv_idx) {")
+  out:line("    static __device__ __forceinline__ bool mask_mod(const %s &p, int b, int h, int q_idx, int kv_idx) {",
+           params_type or "fg_fwd_params")
   out:line("        return (%s) != 0;", p.mask)
   out:line("    }")
 end

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "select/bwd_config.h"
 #include "select/heuristic.h"
 #include "gen/render.h"
 #include "gen/compile.h"
@@ -205,6 +206,13 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
     fg_status st;
     if (v->spec.head_dim < 8 || v->spec.head_dim > 256 || v->spec.head_dim % 8) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", v->spec.head_dim);
+    } else if (v->spec.kind == FG_KIND_BWD) { /* the backward's own configurations (select/bwd_config.c) */
+        pick_ud ud = {src, arch};
+        fg_config c[8];
+        st = fg_config_is_explicit(&v->cfg) ? fg_bwd_config_complete(&v->spec, &v->cfg, smem, blk, blk, &e)
+             : have_nvrtc                    ? fg_bwd_pick_config(&v->spec, smem, blk, blk, pick_compile, &ud, &v->cfg, &e)
+             : fg_bwd_candidates(&v->spec, smem, blk, blk, c, 8) > 0 ? (v->cfg = c[0], FG_OK)
+                                                           : fg_fail(&e, FG_ERR_UNSUPPORTED, "no backward configuration fits %s", arch);
     } else if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(arch)) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=%d needs --arch sm_90a (got %s)", v->cfg.wgmma, arch);
     } else if (fg_config_is_explicit(&v->cfg)) {

@@ -1,10 +1,11 @@
 """flashgen.attention: validation, descriptor, launch."""
+import contextlib
 import ctypes as C
 import math
 
 import torch
 
-from . import _blockmask, _device, _lib, _pattern
+from . import _autograd, _blockmask, _device, _lib, _pattern
 
 _DTYPES = {torch.float16: _lib.FG_FP16, torch.bfloat16: _lib.FG_BF16}
 _CAUSAL = {False: _lib.FG_CAUSAL_NONE, None: _lib.FG_CAUSAL_NONE, "none": _lib.FG_CAUSAL_NONE,
@@ -66,9 +67,6 @@ def _check_device(q, k, v):
             raise ValueError(f"{name} is on {t.device}; flashgen runs on CUDA tensors")
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k and v must be on one device; got {q.device}, {k.device}, {v.device}")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        raise RuntimeError("flashgen computes the forward pass only (no autograd): call it under torch.no_grad() "
-                           "or pass detached tensors")
 
 
 def _check_out(out, q):
@@ -91,7 +89,8 @@ def _strides(t, layout):
     return tuple(s if n > 1 else 0 for s, n in zip((st, sh, sr), sizes))
 
 
-def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None):
+def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None,
+              deterministic=None):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
     q: [batch, seqlen_q, heads_q, head_dim]; k, v: [batch, seqlen_k,
@@ -118,12 +117,22 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     out: write o into this tensor (q's shape, dtype and device; unit last
       stride; its rows must not overlap) instead of a new one.
 
+    deterministic: for the backward pass, dq bitwise identical from run to
+      run (ordered accumulation); None follows
+      torch.are_deterministic_algorithms_enabled().
+
     Returns o in q's logical layout (a new contiguous tensor, or `out`), or
     (o, lse).
-    A query row that sees no key gets o = 0 and lse = -inf.  Forward only.
+    A query row that sees no key gets o = 0 and lse = -inf (and zero
+    gradients).  Differentiable: when q, k or v requires grad (and grad mode
+    is on) the call goes through a torch.autograd.Function whose backward is
+    fg_attention_backward (block_mask works there too, without
+    deterministic=True; out= raises; lse is not differentiable).
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
+        return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic)
     # Fast path: a call whose tensor metadata and options were seen before
     # reuses the validated descriptor (host time per call: bench/host_overhead.py).
     key = None
@@ -134,21 +143,14 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
                return_lse, None if out is None else (out.shape, out.stride(), out.dtype, out.device))
         hit = _desc_cache.get(key)
         if hit is not None:
-            if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-                _check_device(q, k, v)  # raises the no-autograd error
             desc, index, lse_shape = hit
             o = out if out is not None else torch.empty(q.shape, dtype=q.dtype, device=q.device)
             lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
             return _launch(desc, index, q, k, v, o, lse, None, return_lse)
 
     b, sq, sk, hq, hk, d = _check_inputs(q, k, v, layout)
-    mode = _causal_mode(causal, sq, sk)
-    if scale is None:
-        scale_v = 0.0  # the library's default, 1/sqrt(head_dim)
-    else:
-        scale_v = float(scale)
-        if not (scale_v > 0 and math.isfinite(scale_v)):
-            raise ValueError(f"scale must be positive and finite, not {scale}")
+    _causal_mode(causal, sq, sk)
+    _scale_value(scale)
     if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
         _blockmask.check(block_mask)
     _check_device(q, k, v)
@@ -161,15 +163,7 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         return (o, lse) if return_lse else o
 
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    desc = _lib.fg_attention_desc()
-    lib = _lib.load()
-    lib.fg_attention_desc_init(C.byref(desc), _DTYPES[q.dtype], d, b, hq, hk, sq, sk)
-    desc.q_strides[:] = _strides(q, layout)
-    desc.k_strides[:] = _strides(k, layout)
-    desc.v_strides[:] = _strides(v, layout)
-    desc.o_strides[:] = _strides(o, layout)
-    desc.softmax_scale = scale_v
-    desc.causal = mode
+    desc = _describe(q, k, v, o, causal, scale, layout)
     if key is not None and (out is not None or o.is_contiguous()):
         # out's strides are in the key; a new o of a later call is contiguous too
         if len(_desc_cache) >= 64:
@@ -181,25 +175,58 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
 _desc_cache = {}
 
 
+def _scale_value(scale):
+    if scale is None:
+        return 0.0  # the library's default, 1/sqrt(head_dim)
+    v = float(scale)
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"scale must be positive and finite, not {scale}")
+    return v
+
+
+def _describe(q, k, v, o, causal, scale, layout):
+    """The fg_attention_desc of checked tensors (the forward's and the backward's)."""
+    b, sq, sk, hq, hk, d = _check_inputs(q, k, v, layout)
+    desc = _lib.fg_attention_desc()
+    _lib.load().fg_attention_desc_init(C.byref(desc), _DTYPES[q.dtype], d, b, hq, hk, sq, sk)
+    desc.q_strides[:] = _strides(q, layout)
+    desc.k_strides[:] = _strides(k, layout)
+    desc.v_strides[:] = _strides(v, layout)
+    desc.o_strides[:] = _strides(o, layout)
+    desc.softmax_scale = _scale_value(scale)
+    desc.causal = _causal_mode(causal, sq, sk)
+    return desc
+
+
+@contextlib.contextmanager
+def _with_layout(desc, block_mask, index):
+    """desc.layout is block_mask's device layout inside the block (the
+    forward's and the backward's call; None: dense)."""
+    if block_mask is None:
+        yield
+    elif isinstance(block_mask, _pattern.Pattern):
+        # the layout of this size carries the pattern's element mask; kept by the pattern
+        desc.layout = block_mask._device_layout(index, desc.batch, desc.heads_q, desc.seqlen_q, desc.seqlen_k)
+        try:
+            yield
+        finally:
+            desc.layout = None
+    else:
+        with _blockmask.lock:
+            desc.layout = _blockmask.layout(block_mask, desc.seqlen_q, desc.seqlen_k, index)
+            try:
+                yield
+            finally:
+                desc.layout = None
+
+
 def _launch(desc, index, q, k, v, o, lse, block_mask, return_lse):
     lib = _lib.load()
     stream = torch.cuda.current_stream(q.device).cuda_stream
     with _device.current(index):
         ctx = _device.context(index)
-        launch = lambda: lib.fg_attention_forward(ctx, C.byref(desc), q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                                                  o.data_ptr(), lse.data_ptr() if lse is not None else None, stream)
-        if block_mask is None:
-            st = launch()
-        elif isinstance(block_mask, _pattern.Pattern):
-            # the layout of this size carries the pattern's element mask; kept by the pattern
-            desc.layout = block_mask._device_layout(index, desc.batch, desc.heads_q, desc.seqlen_q, desc.seqlen_k)
-            try:
-                st = launch()
-            finally:
-                desc.layout = None
-        else:
-            with _blockmask.lock:
-                desc.layout = _blockmask.layout(block_mask, desc.seqlen_q, desc.seqlen_k, index)
-                st = launch()
+        with _with_layout(desc, block_mask, index):
+            st = lib.fg_attention_forward(ctx, C.byref(desc), q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
+                                          lse.data_ptr() if lse is not None else None, stream)
         _lib.check(ctx, "fg_attention_forward", st)
     return (o, lse) if return_lse else o

@@ -46,6 +46,10 @@ class fg_attention_desc(C.Structure):
         ("layout", C.c_void_p),
         ("block_m", C.c_int), ("block_n", C.c_int), ("warps", C.c_int), ("stages", C.c_int),
         ("path", C.c_int),
+        # read by fg_attention_backward only
+        ("deterministic", C.c_int),
+        ("do_strides", C.c_int64 * 3), ("dq_strides", C.c_int64 * 3),
+        ("dk_strides", C.c_int64 * 3), ("dv_strides", C.c_int64 * 3),
     ]
 
 
@@ -110,29 +114,36 @@ def export_site_packages():
         os.environ["FLASHGEN_SITE_PACKAGES"] = ":".join(dirs)
 
 
+_P = C.c_void_p
+# name -> (restype, argtypes) of every C function the binding calls; test_abi.py
+# checks each argument count against the prototype in include/flashgen.h
+SIGNATURES = {
+    "fg_status_name": (C.c_char_p, [C.c_int]),
+    "fg_context_create": (C.c_int, [C.POINTER(_P)]),
+    "fg_context_destroy": (None, [_P]),
+    "fg_errmsg": (C.c_char_p, [_P]),
+    "fg_block_layout_create": (C.c_int, [_P, C.POINTER(fg_block_layout_desc), C.POINTER(_P)]),
+    "fg_block_layout_destroy": (None, [_P, _P]),
+    "fg_attention_desc_init_sized": (None, [C.POINTER(fg_attention_desc), C.c_size_t, C.c_int, C.c_int, C.c_int,
+                                            C.c_int, C.c_int, C.c_int, C.c_int]),
+    "fg_attention_forward": (C.c_int, [_P, C.POINTER(fg_attention_desc), _P, _P, _P, _P, _P, _P]),
+    "fg_attention_prepare": (C.c_int, [_P, C.POINTER(fg_attention_desc)]),
+    "fg_attention_kernel_name": (C.c_int, [_P, C.POINTER(fg_attention_desc), C.c_char_p, C.c_size_t]),
+    "fg_attention_backward_workspace": (C.c_int, [_P, C.POINTER(fg_attention_desc), C.POINTER(C.c_size_t)]),
+    "fg_attention_backward": (C.c_int, [_P, C.POINTER(fg_attention_desc)] + [_P] * 10 + [C.c_size_t, _P]),
+    "fg_pattern_create": (C.c_int, [_P, C.c_char_p, C.c_char_p, C.POINTER(_P)]),
+    "fg_pattern_destroy": (None, [_P]),
+    "fg_pattern_name": (C.c_char_p, [_P]),
+    "fg_pattern_mask": (C.c_char_p, [_P, C.c_int]),
+    "fg_pattern_mask_consts": (C.c_int, [_P, C.POINTER(C.c_char_p), C.POINTER(C.c_int64), C.c_int]),
+    "fg_pattern_eval": (C.c_int, [_P, _P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int,
+                                  C.POINTER(fg_block_layout_desc)]),
+    "fg_pattern_layout": (C.c_int, [_P, _P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.POINTER(_P)]),
+}
+
+
 def _declare(lib):
-    P = C.c_void_p
-    sigs = {
-        "fg_status_name": (C.c_char_p, [C.c_int]),
-        "fg_context_create": (C.c_int, [C.POINTER(P)]),
-        "fg_context_destroy": (None, [P]),
-        "fg_errmsg": (C.c_char_p, [P]),
-        "fg_block_layout_create": (C.c_int, [P, C.POINTER(fg_block_layout_desc), C.POINTER(P)]),
-        "fg_block_layout_destroy": (None, [P, P]),
-        "fg_attention_desc_init_sized": (None, [C.POINTER(fg_attention_desc), C.c_size_t, C.c_int, C.c_int, C.c_int,
-                                                C.c_int, C.c_int, C.c_int, C.c_int]),
-        "fg_attention_forward": (C.c_int, [P, C.POINTER(fg_attention_desc), P, P, P, P, P, P]),
-        "fg_attention_prepare": (C.c_int, [P, C.POINTER(fg_attention_desc)]),
-        "fg_pattern_create": (C.c_int, [P, C.c_char_p, C.c_char_p, C.POINTER(P)]),
-        "fg_pattern_destroy": (None, [P]),
-        "fg_pattern_name": (C.c_char_p, [P]),
-        "fg_pattern_mask": (C.c_char_p, [P, C.c_int]),
-        "fg_pattern_mask_consts": (C.c_int, [P, C.POINTER(C.c_char_p), C.POINTER(C.c_int64), C.c_int]),
-        "fg_pattern_eval": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int,
-                                      C.POINTER(fg_block_layout_desc)]),
-        "fg_pattern_layout": (C.c_int, [P, P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.POINTER(P)]),
-    }
-    for name, (res, args) in sigs.items():
+    for name, (res, args) in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
     sized = lib.fg_attention_desc_init_sized

@@ -7,7 +7,9 @@ prints what the compiler sees; a renamed field fails to compile, an added
 or reordered one changes a size or an offset.  Where the library loads
 (FLASHGEN_LIBRARY, as ctest sets it), the binding's fg_attention_desc_init
 must also set struct_size to the C sizeof, as the C macro does (how the
-structs grow: include/flashgen.h).  Needs a C compiler, not torch or a GPU.
+structs grow: include/flashgen.h).  Every function the binding declares
+(_lib.SIGNATURES) must take as many arguments as its prototype in the
+header.  Needs a C compiler, not torch or a GPU.
 
   python3 python/tests/test_abi.py [--cc CC] [--include DIR]
 """
@@ -15,6 +17,7 @@ import argparse
 import ctypes as C
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +61,17 @@ def python_view():
     return v
 
 
+def prototype_arg_counts(header):
+    """name -> number of parameters of each function prototype in the header."""
+    text = re.sub(r"/\*.*?\*/", " ", open(header).read(), flags=re.S).replace("\\\n", " ")
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))  # no macros
+    counts = {}
+    for m in re.finditer(r"\b(fg_\w+)\s*\(([^;{}]*?)\)\s*;", text):
+        params = m.group(2).strip()
+        counts[m.group(1)] = 0 if params in ("", "void") else params.count(",") + 1
+    return counts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
@@ -86,6 +100,10 @@ def main():
         _lib.load().fg_attention_desc_init(C.byref(d), _lib.FG_BF16, 64, 1, 1, 1, 16, 16)
         c_view["init struct_size"] = c_view["fg_attention_desc sizeof"]
         py["init struct_size"] = d.struct_size
+    protos = prototype_arg_counts(os.path.join(args.include, "flashgen.h"))
+    for name, (_res, argtypes) in _lib.SIGNATURES.items():
+        c_view[f"{name} arguments"] = protos.get(name)
+        py[f"{name} arguments"] = len(argtypes)
     bad = [f"  {k}: C {c_view.get(k)}, ctypes {py[k]}" for k in py if c_view.get(k) != py[k]]
     if bad:
         print("test_abi: python/flashgen/_lib.py does not match include/flashgen.h:\n" + "\n".join(bad))

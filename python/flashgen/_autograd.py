@@ -1,0 +1,83 @@
+"""flashgen.attention's gradients: a torch.autograd.Function whose backward
+calls fg_attention_backward (P recomputed from the saved lse, never stored;
+the workspace comes from PyTorch's allocator)."""
+import ctypes as C
+import warnings
+
+import torch
+
+from . import _device, _lib
+
+
+def _grad_strides_ok(t):
+    return t.stride(3) == 1 and all(s % 8 == 0 for s in t.stride()[:3]) and t.data_ptr() % 16 == 0
+
+
+def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, deterministic, block_mask=None):
+    """(dq, dk, dv) for o = attention(q, k, v, ...) and dout = dL/do.  The
+    gradients are new tensors shaped like q, k and v (contiguous in the
+    layout's order); with GQA/MQA dk and dv are summed over each group."""
+    from ._attention import _check_inputs, _describe, _strides, _with_layout
+    b, sq, sk, hq, hk, d = _check_inputs(q, k, v, layout)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    if q.numel() == 0 or sk == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    if dout.dtype != q.dtype:
+        dout = dout.to(q.dtype)
+    if not _grad_strides_ok(dout):
+        dout = dout.contiguous()
+    desc = _describe(q, k, v, o, causal, scale, layout)
+    desc.do_strides[:] = _strides(dout, layout)
+    desc.dq_strides[:] = _strides(dq, layout)
+    desc.dk_strides[:] = _strides(dk, layout)
+    desc.dv_strides[:] = _strides(dv, layout)
+    desc.deterministic = 1 if deterministic else 0
+    lib = _lib.load()
+    index = q.device.index if q.device.index is not None else torch.cuda.current_device()
+    stream = torch.cuda.current_stream(q.device).cuda_stream
+    with _device.current(index):
+        ctx = _device.context(index)
+        nbytes = C.c_size_t(0)
+        _lib.check(ctx, "fg_attention_backward_workspace", lib.fg_attention_backward_workspace(ctx, C.byref(desc), C.byref(nbytes)))
+        ws = torch.empty(nbytes.value, dtype=torch.uint8, device=q.device)
+        with _with_layout(desc, block_mask, index):
+            st = lib.fg_attention_backward(ctx, C.byref(desc), q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
+                                           dout.data_ptr(), lse.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
+                                           ws.data_ptr(), nbytes.value, stream)
+        _lib.check(ctx, "fg_attention_backward", st)
+    return dq, dk, dv
+
+
+class _Attention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal, scale, layout, deterministic, block_mask):
+        from ._attention import attention
+        o, lse = attention(q, k, v, causal=causal, scale=scale, layout=layout, return_lse=True, block_mask=block_mask)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.opts = (causal, scale, layout, deterministic, block_mask)
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    def backward(ctx, dout, _dlse):
+        q, k, v, o, lse = ctx.saved_tensors
+        causal, scale, layout, deterministic, block_mask = ctx.opts
+        dq, dk, dv = attention_backward(q, k, v, o, lse, dout, causal=causal, scale=scale, layout=layout,
+                                        deterministic=deterministic, block_mask=block_mask)
+        return dq, dk, dv, None, None, None, None, None
+
+
+def attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic):
+    if out is not None:
+        raise RuntimeError("out= cannot be used when q, k or v requires grad (autograd needs its own output)")
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        if deterministic and block_mask is not None and torch.is_deterministic_algorithms_warn_only_enabled():
+            warnings.warn("flashgen's block-sparse backward is not deterministic (dq is summed with atomics)")
+            deterministic = False
+    if deterministic and block_mask is not None:
+        raise ValueError("deterministic=True is dense only: the block-sparse backward sums dq with atomics")
+    o, lse = _Attention.apply(q, k, v, causal, scale, layout, bool(deterministic), block_mask)
+    return (o, lse) if return_lse else o

@@ -1,0 +1,106 @@
+/* backward.c: fg_attention_backward and its workspace query, from the
+ * caller's descriptor to three launches on the caller's stream: preprocess
+ * (D, zeroed accumulator), main (dK, dV, dQ accumulator), dQ conversion.
+ * No allocation and no synchronisation: the caller owns the workspace. */
+#include <stdint.h>
+#include <string.h>
+
+#include "runtime/attention.h"
+#include "runtime/backward.h"
+#include "runtime/internal.h"
+#include "select/bwd_config.h"
+
+fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_desc *desc, size_t *bytes) {
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    fg_error e = {0};
+    if (!bytes) {
+        fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "bytes is NULL");
+        return fg_ctx_fail(ctx, &e);
+    }
+    fg_attention_desc d;
+    fg_variant v;
+    fg_bwd_params p;
+    fg_status st = fg_backward_plan(desc, 1 << 30, &d, &v, &p, &e);
+    if (st != FG_OK) return fg_ctx_fail(ctx, &e);
+    fg_bwd_workspace w;
+    fg_bwd_workspace_layout(&d, &w);
+    *bytes = w.total;
+    return FG_OK;
+}
+
+/* The kernel of v: its explicit configuration, else the heuristic's first
+ * candidate without spills (fg_bwd_pick_config), compiled through the kernel
+ * cache (a second call finds it there). */
+static fg_status choose(fg_context *ctx, fg_variant *v, int block_q, int block_k, fg_kernel **out, fg_error *err) {
+    if (!v->cfg.block_m) {
+        fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, block_q, block_k,
+                                          fg_ctx_try_compile, ctx, &v->cfg, err);
+        if (st != FG_OK) return st;
+    }
+    return fg_ctx_kernel(ctx, v, out, err);
+}
+
+static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, const void *const t[9], fg_error *e) {
+    static const char *names[9] = {"q", "k", "v", "o", "dout", "dq", "dk", "dv", "lse"};
+    const int64_t *strides[8] = {d->q_strides, d->k_strides, d->v_strides, d->o_strides,
+                                 d->do_strides, d->dq_strides, d->dk_strides, d->dv_strides};
+    const int kv[8] = {0, 1, 1, 0, 0, 0, 1, 1};
+    fg_status st;
+    for (int i = 0; i < 8; ++i) {
+        const int heads = kv[i] ? d->heads_kv : d->heads_q, seqlen = kv[i] ? d->seqlen_k : d->seqlen_q;
+        if ((st = fg_check_tensor(cu, names[i], t[i], 16, fg_tensor_bytes(strides[i], d->batch, heads, seqlen, d->head_dim, 2), e)))
+            return st;
+    }
+    const int64_t lse_strides[3] = {(int64_t)d->heads_q * d->seqlen_q, d->seqlen_q, 1};
+    return fg_check_tensor(cu, names[8], t[8], 4, fg_tensor_bytes(lse_strides, d->batch, d->heads_q, d->seqlen_q, 1, 4), e);
+}
+
+static fg_status launch(fg_context *ctx, const fg_kernel *k, CUfunction fn, const char *what, unsigned gx, unsigned gy,
+                        unsigned gz, unsigned threads, unsigned smem, fg_bwd_params *p, void *stream, fg_error *err) {
+    void *args[] = {p};
+    CUresult r = ctx->cu->LaunchKernel(fn, gx, gy, gz, threads, 1, 1, smem, (CUstream)stream, args, NULL);
+    if (r == CUDA_SUCCESS) return FG_OK;
+    char b[256];
+    return fg_fail(err, FG_ERR_CUDA, "launching the %s kernel of %s (grid %u x %u x %u, %u threads, %u bytes smem): %s", what,
+                   k->key, gx, gy, gz, threads, smem, fg_cuda_errstr(ctx->cu, r, b, sizeof b));
+}
+
+fg_status fg_attention_backward(fg_context *ctx, const fg_attention_desc *desc, const void *q, const void *k,
+                                const void *v, const void *o, const void *dout, const float *lse, void *dq, void *dk,
+                                void *dv, void *workspace, size_t workspace_bytes, void *stream) {
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    fg_error e = {0};
+    fg_attention_desc d;
+    fg_variant var;
+    fg_bwd_params p;
+    fg_kernel *kern = NULL;
+    fg_status st = fg_ctx_device(ctx, &e);
+    if (st == FG_OK) st = fg_backward_plan(desc, ctx->dev_info.smem_per_block_optin, &d, &var, &p, &e);
+    fg_bwd_workspace w;
+    if (st == FG_OK) {
+        const void *t[9] = {q, k, v, o, dout, dq, dk, dv, lse};
+        st = check_tensors(ctx->cu, &d, t, &e);
+        fg_bwd_workspace_layout(&d, &w);
+        if (st == FG_OK && workspace_bytes < w.total)
+            st = fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "workspace_bytes = %zu, but this call needs %zu (fg_attention_backward_workspace)",
+                         workspace_bytes, w.total);
+        if (st == FG_OK) st = fg_check_tensor(ctx->cu, "workspace", workspace, 16, (int64_t)w.total, &e);
+    }
+    if (st == FG_OK)
+        st = choose(ctx, &var, d.layout ? d.layout->block_q : 0, d.layout ? d.layout->block_k : 0, &kern, &e);
+    if (st != FG_OK) return fg_ctx_fail(ctx, &e);
+    p.q = q; p.k = k; p.v = v; p.o = o; p.dout = dout; p.lse = lse;
+    p.dq = dq; p.dk = dk; p.dv = dv;
+    char *ws = workspace;
+    p.dq_accum = (float *)(ws + w.dq_accum);
+    p.dsum = (float *)(ws + w.dsum);
+    p.dq_lock = (int *)(ws + w.lock);
+    const unsigned qb = (unsigned)p.lock_blocks, hq = (unsigned)p.heads_q, bt = (unsigned)p.batch;
+    const unsigned kb = (unsigned)((p.seqlen_k + var.cfg.block_n - 1) / var.cfg.block_n);
+    st = launch(ctx, kern, kern->fn_pre, "preprocess", qb, hq, bt, 128, 0, &p, stream, &e);
+    if (st == FG_OK)
+        st = launch(ctx, kern, kern->fn, "main", kb, (unsigned)p.heads_kv, bt, (unsigned)kern->threads,
+                    (unsigned)kern->smem_bytes, &p, stream, &e);
+    if (st == FG_OK) st = launch(ctx, kern, kern->fn_dq, "dq conversion", qb, hq, bt, 128, 0, &p, stream, &e);
+    return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+}

@@ -1,0 +1,99 @@
+/* backward_plan.c: a backward call's checks, variant and kernel arguments
+ * (backward.h).  The forward's plan does the common checks; this adds what
+ * only the backward reads. */
+#include <string.h>
+
+#include "runtime/attention.h"
+#include "runtime/internal.h"
+#include "runtime/backward.h"
+#include "runtime/structs.h"
+#include "select/bwd_config.h"
+
+static size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+void fg_bwd_workspace_layout(const fg_attention_desc *d, fg_bwd_workspace *w) {
+    const size_t rows = (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seqlen_q;
+    const size_t locks = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 15) / 16);
+    w->dq_accum = 0;
+    w->dsum = align256(rows * (size_t)d->head_dim * sizeof(float));
+    w->lock = w->dsum + align256(rows * sizeof(float));
+    w->total = w->lock + align256(locks * sizeof(int));
+}
+
+static int all_zero(const int64_t s[3]) { return !s[0] && !s[1] && !s[2]; }
+
+static void resolve(int64_t dst[3], const int64_t from[3]) {
+    if (all_zero(dst)) memcpy(dst, from, 3 * sizeof *dst);
+}
+
+fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_attention_desc *dd, fg_variant *v,
+                           fg_bwd_params *p, fg_error *err) {
+    fg_status st = fg_desc_read(desc, dd, err);
+    if (st != FG_OK) return st;
+    if (dd->layout && dd->deterministic)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the deterministic backward is dense only: with a block-sparse layout dq is summed with atomics");
+    if (dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has the portable mma.sync path only (FG_PATH_AUTO or FG_PATH_MMA)");
+    /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
+     * its block fields mean forward tiles, so they are checked here instead */
+    fg_attention_desc fwd = *dd;
+    fwd.struct_size = sizeof fwd; /* *dd holds this library's fields; the caller's size may differ */
+    fwd.block_m = fwd.block_n = fwd.warps = fwd.stages = 0;
+    fwd.path = FG_PATH_AUTO;
+    fg_variant fv;
+    fg_fwd_params fp;
+    if ((st = fg_attention_plan(&fwd, smem_limit, &fv, &fp, err)) != FG_OK) return st;
+    resolve(dd->do_strides, dd->o_strides);
+    resolve(dd->dq_strides, dd->q_strides);
+    resolve(dd->dk_strides, dd->k_strides);
+    resolve(dd->dv_strides, dd->v_strides);
+    const fg_attention_desc *d = dd;
+    if ((st = fg_check_strides("dout", d->do_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 0, err)) ||
+        (st = fg_check_strides("dq", d->dq_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 1, err)) ||
+        (st = fg_check_strides("dk", d->dk_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 1, err)) ||
+        (st = fg_check_strides("dv", d->dv_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 1, err)))
+        return st;
+
+    memset(v, 0, sizeof *v);
+    v->spec = fv.spec;
+    v->spec.kind = FG_KIND_BWD;
+    fg_config_unset(&v->cfg);
+    const fg_block_layout *L = d->layout;
+    if (d->block_m || d->block_n || d->warps || d->stages) {
+        /* explicit: completed and checked, never replaced by the heuristic */
+        v->cfg.block_m = d->block_m;
+        v->cfg.block_n = d->block_n;
+        v->cfg.warps = d->warps;
+        v->cfg.stages = d->stages;
+        if ((st = fg_bwd_config_complete(&v->spec, &v->cfg, smem_limit, L ? L->block_q : 0, L ? L->block_k : 0, err)) != FG_OK)
+            return st;
+    }
+
+    memset(p, 0, sizeof *p);
+    const int64_t *src[8] = {d->q_strides, d->k_strides, d->v_strides, d->o_strides,
+                             d->do_strides, d->dq_strides, d->dk_strides, d->dv_strides};
+    long long *dst[8] = {p->q_s, p->k_s, p->v_s, p->o_s, p->do_s, p->dq_s, p->dk_s, p->dv_s};
+    for (int t = 0; t < 8; ++t)
+        for (int i = 0; i < 3; ++i) dst[t][i] = src[t][i];
+    p->batch = fp.batch;
+    p->heads_q = fp.heads_q;
+    p->heads_kv = fp.heads_kv;
+    p->group = fp.group;
+    p->seqlen_q = fp.seqlen_q;
+    p->seqlen_k = fp.seqlen_k;
+    p->causal_offset = fp.causal_offset;
+    p->scale = fp.scale;
+    p->scale_log2 = fp.scale_log2;
+    p->deterministic = d->deterministic != 0;
+    p->lock_blocks = (d->seqlen_q + 15) / 16;
+    if (L) {
+        p->sp_full_num = L->t_full_num; p->sp_full_idx = L->t_full_idx;
+        p->sp_part_num = L->t_part_num; p->sp_part_idx = L->t_part_idx;
+        p->sp_batch = L->batch; p->sp_heads = L->heads;
+        p->sp_num_q_blocks = L->num_q_blocks; p->sp_num_kv_blocks = L->num_kv_blocks;
+        p->sp_block_q = L->block_q; p->sp_block_k = L->block_k;
+        memcpy(p->mask_c, L->mask_c, sizeof p->mask_c);
+    }
+    return FG_OK;
+}

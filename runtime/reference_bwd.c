@@ -1,0 +1,130 @@
+#include "runtime/reference_bwd.h"
+#include "runtime/reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double scale_of(const fg_attention_desc *d) {
+    return d->softmax_scale == 0.f ? 1.0 / sqrt((double)d->head_dim) : (double)d->softmax_scale;
+}
+
+static size_t qi(const fg_attention_desc *d, int b, int i, int h) {
+    return (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * d->head_dim;
+}
+static size_t ki(const fg_attention_desc *d, int b, int j, int h) {
+    return (((size_t)b * d->seqlen_k + j) * d->heads_kv + h) * d->head_dim;
+}
+
+/* p[j] = softmax row i of (b, h) (0 where masked); returns 0 for a row
+ * that sees no key (p all zero). */
+static int prob_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m, const double *q,
+                    const double *k, int b, int h, int i, double *p) {
+    const int D = d->head_dim, hk = h / (d->heads_q / d->heads_kv);
+    const double scale = scale_of(d);
+    double mx = -INFINITY;
+    for (int j = 0; j < d->seqlen_k; ++j) {
+        p[j] = -INFINITY;
+        if (!fg_ref_visible_mask(d, L, m, b, h, i, j)) continue;
+        double s = 0;
+        for (int x = 0; x < D; ++x) s += q[qi(d, b, i, h) + x] * k[ki(d, b, j, hk) + x];
+        p[j] = s * scale;
+        if (p[j] > mx) mx = p[j];
+    }
+    if (mx == -INFINITY) {
+        for (int j = 0; j < d->seqlen_k; ++j) p[j] = 0;
+        return 0;
+    }
+    double sum = 0;
+    for (int j = 0; j < d->seqlen_k; ++j) sum += p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx);
+    for (int j = 0; j < d->seqlen_k; ++j) p[j] /= sum;
+    return 1;
+}
+
+int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                             const double *q, const double *k, const double *v, double *o) {
+    double *p = malloc(sizeof(double) * (size_t)d->seqlen_k);
+    if (!p) return 0;
+    const int D = d->head_dim, g = d->heads_q / d->heads_kv;
+    for (int b = 0; b < d->batch; ++b)
+        for (int h = 0; h < d->heads_q; ++h)
+            for (int i = 0; i < d->seqlen_q; ++i) {
+                prob_row(d, L, m, q, k, b, h, i, p);
+                double *orow = o + qi(d, b, i, h);
+                for (int x = 0; x < D; ++x) orow[x] = 0;
+                for (int j = 0; j < d->seqlen_k; ++j)
+                    if (p[j] != 0)
+                        for (int x = 0; x < D; ++x) orow[x] += p[j] * v[ki(d, b, j, h / g) + x];
+            }
+    free(p);
+    return 1;
+}
+
+int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                              const double *q, const double *k, const double *v, const double *dout, double *dq,
+                              double *dk, double *dv) {
+    const int D = d->head_dim, g = d->heads_q / d->heads_kv, sk = d->seqlen_k;
+    const double scale = scale_of(d);
+    double *p = malloc(sizeof(double) * 2 * (size_t)sk);
+    if (!p) return 0;
+    double *dp = p + sk;
+    memset(dq, 0, sizeof(double) * qi(d, d->batch, 0, 0));
+    memset(dk, 0, sizeof(double) * ki(d, d->batch, 0, 0));
+    memset(dv, 0, sizeof(double) * ki(d, d->batch, 0, 0));
+    for (int b = 0; b < d->batch; ++b)
+        for (int h = 0; h < d->heads_q; ++h)
+            for (int i = 0; i < d->seqlen_q; ++i) {
+                if (!prob_row(d, L, m, q, k, b, h, i, p)) continue;
+                const double *qr = q + qi(d, b, i, h), *dor = dout + qi(d, b, i, h);
+                double Di = 0;
+                for (int j = 0; j < sk; ++j) {
+                    dp[j] = 0;
+                    if (p[j] == 0) continue;
+                    const double *vr = v + ki(d, b, j, h / g);
+                    for (int x = 0; x < D; ++x) dp[j] += dor[x] * vr[x];
+                    Di += p[j] * dp[j];
+                }
+                double *dqr = dq + qi(d, b, i, h);
+                for (int j = 0; j < sk; ++j) {
+                    if (p[j] == 0) continue;
+                    const double ds = p[j] * (dp[j] - Di);
+                    const double *kr = k + ki(d, b, j, h / g);
+                    double *dkr = dk + ki(d, b, j, h / g), *dvr = dv + ki(d, b, j, h / g);
+                    for (int x = 0; x < D; ++x) {
+                        dqr[x] += scale * ds * kr[x];
+                        dkr[x] += scale * ds * qr[x];
+                        dvr[x] += p[j] * dor[x];
+                    }
+                }
+            }
+    free(p);
+    return 1;
+}
+
+/* A strided 16-bit tensor [batch, seqlen, heads, D] as contiguous float64. */
+static double *widen(const fg_attention_desc *d, const uint16_t *t, const int64_t s[3], int heads, int seqlen) {
+    const int D = d->head_dim;
+    double *out = malloc(sizeof(double) * (size_t)d->batch * seqlen * heads * D);
+    if (!out) return NULL;
+    for (int b = 0; b < d->batch; ++b)
+        for (int i = 0; i < seqlen; ++i)
+            for (int h = 0; h < heads; ++h)
+                for (int x = 0; x < D; ++x)
+                    out[(((size_t)b * seqlen + i) * heads + h) * D + x] =
+                        fg_half_to_float(t[b * s[0] + h * s[1] + (int64_t)i * s[2] + x], d->dtype);
+    return out;
+}
+
+int fg_reference_backward(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                          const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, double *dq,
+                          double *dk, double *dv) {
+    const int64_t *dos = d->do_strides[0] || d->do_strides[1] || d->do_strides[2] ? d->do_strides : d->o_strides;
+    double *Q = widen(d, q, d->q_strides, d->heads_q, d->seqlen_q), *K = widen(d, k, d->k_strides, d->heads_kv, d->seqlen_k);
+    double *V = widen(d, v, d->v_strides, d->heads_kv, d->seqlen_k), *dO = widen(d, dout, dos, d->heads_q, d->seqlen_q);
+    const int ok = Q && K && V && dO && fg_reference_backward_f64(d, L, m, Q, K, V, dO, dq, dk, dv);
+    free(Q);
+    free(K);
+    free(V);
+    free(dO);
+    return ok;
+}

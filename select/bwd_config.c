@@ -1,0 +1,107 @@
+#include "select/bwd_config.h"
+
+#include <string.h>
+
+static int pad16(int x) { return (x + 15) / 16 * 16; }
+
+int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
+    const int lds = pad16(s->head_dim) + 8, ldp = c->block_m + 8;
+    return ((2 * c->block_n + 2 * c->block_m) * lds + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;
+}
+
+fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
+    if (c->block_m != 32 && c->block_m != 64)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m (query tile) must be 32 or 64, not %d", c->block_m);
+    if (c->block_n != 32 && c->block_n != 64 && c->block_n != 128)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_n (key block) must be 32, 64 or 128, not %d", c->block_n);
+    const int wn = c->block_n / 16;
+    if (c->warps != wn && c->warps != 2 * wn)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "backward warps must be block_n/16 (%d) or twice that, not %d", wn, c->warps);
+    const int ws = c->warps / wn;
+    if ((c->block_m / ws) % 16 || c->warps % (c->block_m / 16))
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m=%d does not split over %d warps", c->block_m, c->warps);
+    if (c->wgmma > 0 || c->stages > 1 || c->q_in_regs > 0 || c->min_blocks > 1)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the backward pass has the mma.sync path only, with stages=1 q_in_regs=0 min_blocks=1");
+    const int smem = fg_bwd_smem_bytes(s, c);
+    if (smem > smem_limit)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m=%d block_n=%d needs %d bytes of shared memory; the device has %d",
+                       c->block_m, c->block_n, smem, smem_limit);
+    return FG_OK;
+}
+
+static int divides(const fg_config *c, int block_q, int block_k) {
+    return (!block_q || block_q % c->block_m == 0) && (!block_k || block_k % c->block_n == 0);
+}
+
+int fg_bwd_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_config *out, int max) {
+    /* {block_m, block_n, warps}: dK and dV take head_dim/WS fp32 registers
+     * per thread (16 key rows per warp), so head dims past 128 split the
+     * columns over two warps; the query tile bounds the S^T and dP^T
+     * registers. */
+    static const int small[][3] = {{64, 64, 4}, {32, 64, 4}, {64, 64, 8}, {32, 32, 2}};
+    static const int mid[][3] = {{64, 64, 8}, {32, 64, 4}, {64, 64, 4}, {32, 32, 2}, {32, 32, 4}};
+    static const int big[][3] = {{64, 64, 8}, {32, 64, 8}, {32, 32, 4}};
+    const int(*list)[3] = s->head_dim <= 64 ? small : s->head_dim <= 128 ? mid : big;
+    const int n = s->head_dim <= 64 ? 4 : s->head_dim <= 128 ? 5 : 3;
+    int k = 0;
+    for (int i = 0; i < n && k < max; ++i) {
+        fg_config c;
+        fg_config_unset(&c);
+        c.block_m = list[i][0];
+        c.block_n = list[i][1];
+        c.warps = list[i][2];
+        c.stages = 1;
+        c.q_in_regs = 0;
+        c.min_blocks = 1;
+        c.wgmma = 0;
+        fg_error e = {0};
+        if (divides(&c, block_q, block_k) && fg_bwd_config_check(s, &c, smem_limit, &e) == FG_OK) out[k++] = c;
+        fg_error_clear(&e);
+    }
+    return k;
+}
+
+fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit, int block_q, int block_k, fg_error *err) {
+    fg_config cand[8];
+    const int n = fg_bwd_candidates(s, 1 << 30, 0, 0, cand, 8);
+    if (!n) return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d", s->head_dim);
+    fg_config b = cand[0];
+    for (int i = n - 1; i >= 0; --i)
+        if ((!c->block_m || cand[i].block_m == c->block_m) && (!c->block_n || cand[i].block_n == c->block_n)) b = cand[i];
+    if (c->block_m > 0) b.block_m = c->block_m;
+    if (c->block_n > 0) b.block_n = c->block_n;
+    if (c->warps > 0) b.warps = c->warps;
+    if (c->stages > 0) b.stages = c->stages;
+    if (c->q_in_regs >= 0) b.q_in_regs = c->q_in_regs;
+    if (c->min_blocks > 0) b.min_blocks = c->min_blocks;
+    if (c->wgmma >= 0) b.wgmma = c->wgmma;
+    *c = b;
+    fg_status st = fg_bwd_config_check(s, c, smem_limit, err);
+    if (st == FG_OK && !divides(c, block_q, block_k))
+        st = fg_fail(err, FG_ERR_UNSUPPORTED, "backward tiles block_m=%d x block_n=%d must divide the layout block %d x %d",
+                     c->block_m, c->block_n, block_q, block_k);
+    return st;
+}
+
+fg_status fg_bwd_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_try_compile fn, void *ud,
+                             fg_config *out, fg_error *err) {
+    fg_config c[8];
+    const int n = fg_bwd_candidates(s, smem_limit, block_q, block_k, c, 8);
+    if (!n)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "no backward configuration of head_dim %d fits %d bytes of shared memory%s (layout block %d x %d)",
+                       s->head_dim, smem_limit, block_k ? " and divides the layout block" : "", block_q, block_k);
+    int best = -1, best_spill = 0;
+    for (int i = 0; i < n; ++i) {
+        fg_kernel_stats st;
+        memset(&st, 0, sizeof st);
+        fg_status rc = fn(ud, s, &c[i], &st, err);
+        if (rc != FG_OK) return rc;
+        const int spill = st.spill_stores + st.spill_loads + st.stack_frame;
+        if (best < 0 || spill < best_spill) { best = i; best_spill = spill; }
+        if (!spill) break;
+    }
+    *out = c[best];
+    return FG_OK;
+}

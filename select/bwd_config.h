@@ -1,0 +1,29 @@
+/* bwd_config.h: block configurations of the backward kernels
+ * (templates/bwd_mma.lua): block_m is the query tile, block_n the key block
+ * one CTA owns, warps block_n/16 key-row groups times 1 or 2 column splits.
+ * Heuristic only for now: `flashgen tune` does not time backward variants. */
+#ifndef FG_BWD_CONFIG_H
+#define FG_BWD_CONFIG_H
+#include "gen/spec.h"
+
+/* Dynamic shared memory of a backward configuration (the formula
+ * bwd_mma.lua returns and its generated source static_asserts). */
+int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c);
+/* FG_ERR_UNSUPPORTED with the reason when c cannot run (shape rules of the
+ * template, smem_limit bytes of opt-in shared memory). */
+fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err);
+/* Ranked candidates for s that fit smem_limit and, when block_q/block_k
+ * are non-zero (block-sparse), divide the layout block; returns the count
+ * (<= max).  The caller takes the first that compiles without spills. */
+int fg_bwd_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_config *out, int max);
+/* An explicit configuration (any field set): the unset fields from the first
+ * candidate with the same block sizes (else the first), then checked, also
+ * against the layout block (block_q/block_k non-zero). */
+fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit, int block_q, int block_k, fg_error *err);
+
+#include "select/heuristic.h"
+/* The first candidate that compiles (through fn) without spills or stack,
+ * else the one with the fewest spill bytes. */
+fg_status fg_bwd_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_try_compile fn, void *ud,
+                             fg_config *out, fg_error *err);
+#endif

@@ -1,0 +1,86 @@
+-- bwd_mma.lua: renders the CUDA C++ of one backward variant for the portable
+-- tensor-core path (mma.sync, sm_80 and up): three entry points in one
+-- module, flashgen_bwd_pre (D = rowsum(dO * O)), flashgen_bwd (dK, dV and the
+-- fp32 dQ accumulator) and flashgen_bwd_dq (dQ conversion).  The algorithm
+-- is templates/fg_bwd_kernel.cuh.
+--
+-- params: head_dim, dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
+--         mask (optional C++ element mask of partial blocks), block_m (query tile, 32 or 64), block_n (key block, 16..128,
+--         a multiple of 16), warps (block_n/16 or twice that), key, spec
+-- returns: { source, kernel, threads, smem_bytes, head_dim_padded }
+
+local util = import("util")
+
+local function check(p)
+  util.expect_int(p, "head_dim", 8, 256)
+  if p.head_dim % 8 ~= 0 then
+    util.fail("head_dim must be a multiple of 8 (got %d)", p.head_dim)
+  end
+  util.expect_enum(p, "dtype", { "fp16", "bf16" })
+  util.expect_bool(p, "causal")
+  util.expect_bool(p, "sparse")
+  util.check_mask(p)
+  util.expect_enum(p, "block_m", { 32, 64 })
+  util.expect_enum(p, "block_n", { 32, 64, 128 })
+  local wn = p.block_n // 16
+  if p.warps ~= wn and p.warps ~= 2 * wn then
+    util.fail("warps (%s) must be block_n/16 (%d) or twice that", tostring(p.warps), wn)
+  end
+  local ws = p.warps // wn
+  if (p.block_m // ws) % 16 ~= 0 then
+    util.fail("block_m (%d) / column splits (%d) must be a multiple of 16", p.block_m, ws)
+  end
+  if p.warps % (p.block_m // 16) ~= 0 then
+    util.fail("warps (%d) must be a multiple of block_m/16 (%d)", p.warps, p.block_m // 16)
+  end
+  return ws
+end
+
+return function(p)
+  local ws = check(p)
+  local dp = util.round_up(p.head_dim, 16)
+  local lds, ldp = dp + 8, p.block_m + 8
+  local threads = p.warps * 32
+  local smem = ((2 * p.block_n + 2 * p.block_m) * lds + 2 * p.block_n * ldp) * 2 + 2 * p.block_m * 4
+
+  local out = util.buffer()
+  out:line("// flashgen generated kernel: portable tensor-core backward (mma.sync).")
+  out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
+  out:line("// variant: %s", p.key or "(none)")
+  out:line("// head_dim=%d (padded %d) dtype=%s causal=%s sparse=%s", p.head_dim, dp, p.dtype, tostring(p.causal),
+           tostring(p.sparse))
+  out:line("// block_m=%d (query tile) block_n=%d (key block) warps=%d (%d key-row groups x %d column splits)",
+           p.block_m, p.block_n, p.warps, p.block_n // 16, ws)
+  out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
+  util.mask_banner(out, p)
+  out:line('#include "fg_bwd_kernel.cuh"')
+  out:line("")
+  out:line("struct Traits {")
+  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, dp)
+  out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
+           tostring(p.causal), tostring(p.sparse))
+  util.mask_traits(out, p, "fg_bwd_params")
+  out:line("};")
+  out:line("static_assert(fg::BwdShape<Traits>::SMEM_ELEMS * 2 + 2 * Traits::BM * 4 == %d, \"smem formula\");", smem)
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(128)')
+  out:line("flashgen_bwd_pre(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_preprocess<Traits>(p); }")
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(%d, 1)', threads)
+  out:line("flashgen_bwd(const __grid_constant__ fg_bwd_params p) {")
+  out:line("    extern __shared__ __align__(16) char smem[];")
+  out:line("    fg::attention_backward<Traits>(p, smem);")
+  out:line("}")
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(128)')
+  out:line("flashgen_bwd_dq(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_convert<Traits>(p); }")
+
+  return {
+    source = out:text(),
+    kernel = "flashgen_bwd",
+    threads = threads,
+    smem_bytes = smem,
+    head_dim_padded = dp,
+  }
+end

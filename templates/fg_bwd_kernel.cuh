@@ -1,0 +1,369 @@
+// fg_bwd_kernel.cuh: FlashAttention backward, portable tensor-core path.
+//
+// Three kernels per variant, launched in order on one stream:
+//   bwd_preprocess  D = rowsum(dO * O) per query row; zeroes the fp32 dQ
+//                   accumulator and the deterministic-mode turn counters
+//   bwd_main        one CTA per (key block, kv head, batch): K and V stay in
+//                   shared memory, dK and dV in registers; for each query
+//                   head of the GQA group and each query block that sees
+//                   the key block it recomputes P from the saved lse:
+//     A  S^T  = K Q^T,  dP^T = V dO^T      warp (wn, ws): 16 key rows x BM/WS queries
+//        P^T  = exp2(S^T * scale*log2e - lse*log2e)   (lse = -inf -> P = 0)
+//        dS^T = P^T * (dP^T - D)            both stored to shared memory
+//     B  dV  += P^T dO,  dK += dS^T Q       warp: 16 key rows x every WS-th 16 columns
+//     C  dQ  += dS K                        warp: 16 query rows x every CW-th 16 columns,
+//                                           atomicAdd into the fp32 accumulator; in the
+//                                           deterministic mode under a per-query-block turn
+//                                           taken in key-block order
+//   bwd_convert     dQ = accumulator * scale, to fp16/bf16
+// dK is scaled once at the end.  Fully masked query blocks are never
+// visited (causal); a key block that no query sees writes zeros.
+// Block-sparse variants walk the transposed layout instead: the full, then
+// the partial query blocks of this key block's layout column.  Full blocks
+// get no element mask (bounds only); partial ones the causal mask and, with
+// a pattern, its mask_mod, as in the forward.
+#pragma once
+#include "fg_bwd_params.h"
+#include "fg_mma.cuh"
+#include "fg_mask.cuh"   // HasMaskMod and the mx_* helpers a pattern's mask_mod calls
+
+namespace fg {
+
+template <class K> struct BwdShape {
+    static constexpr int THREADS = K::WARPS * 32;
+    static constexpr int LDS = K::DP + 8;          // padded K/V/Q/dO row, elements
+    static constexpr int LDP = K::BM + 8;          // padded P^T / dS^T row
+    static constexpr int WN = K::BN / 16;          // key-row groups
+    static constexpr int WS = K::WARPS / WN;       // splits of the queries (A) and columns (B)
+    static constexpr int QC = K::BM / WS;          // query columns per warp in phase A
+    static constexpr int NT_Q = QC / 8;
+    static constexpr int CT = K::DP / 16;          // 16-column tiles of the head dim
+    static constexpr int CT_W = (CT + WS - 1) / WS; // tiles of dK/dV per warp (at most)
+    static constexpr int RT = K::BM / 16;          // 16-row tiles of dQ
+    static constexpr int CW = K::WARPS / RT;       // column groups of dQ
+    static constexpr int SMEM_ELEMS = (2 * K::BN + 2 * K::BM) * LDS + 2 * K::BN * LDP;
+    static_assert(K::BN % 16 == 0 && K::WARPS % WN == 0, "warps must be a multiple of BN/16");
+    static_assert(QC % 16 == 0, "BM / WS must be a multiple of 16");
+    static_assert(K::WARPS % RT == 0, "warps must be a multiple of BM/16");
+    static_assert(K::D % 8 == 0 && K::D <= K::DP && K::DP % 16 == 0, "head dim");
+};
+
+// cp.async a ROWS x D tile into shared memory (row stride LDS); rows at or
+// past rows_valid and columns D..DP become zeros.
+template <class K, int ROWS>
+__device__ __forceinline__ void bwd_load(u16 *s, const char *g, long long row_bytes, int rows_valid) {
+    typedef BwdShape<K> S;
+    constexpr int CH = K::DP / 8, DCH = K::D / 8, TOTAL = ROWS * CH;
+#pragma unroll
+    for (int it = 0; it < (TOTAL + S::THREADS - 1) / S::THREADS; ++it) {
+        const int c = threadIdx.x + it * S::THREADS;
+        if (TOTAL % S::THREADS == 0 || c < TOTAL) {
+            const int r = c / CH, ch = c - r * CH;
+            const bool ok = r < rows_valid && ch < DCH;
+            cp_async16(smem_addr(s + r * S::LDS + ch * 8), ok ? g + r * row_bytes + ch * 16 : g, ok ? 16 : 0);
+        }
+    }
+}
+
+__device__ __forceinline__ float bf_or_h_to_float(u16 x, bool bf16) {
+    if (bf16) return __uint_as_float((u32)x << 16);
+    float f;
+    asm("{ .reg .f16 h; mov.b16 h, %1; cvt.f32.f16 %0, h; }" : "=f"(f) : "h"(x));
+    return f;
+}
+
+// D = rowsum(dO * O) for 16 rows per CTA (one row per warp at a time); the
+// same rows of the dQ accumulator and this CTA's turn counter are zeroed.
+template <class K>
+__device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_params &p) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads_q + h;
+    if (threadIdx.x == 0) p.dq_lock[(long long)bh * p.lock_blocks + blockIdx.x] = 0;
+    for (int r = warp; r < 16; r += blockDim.x >> 5) {
+        const int row = blockIdx.x * 16 + r;
+        if (row >= p.seqlen_q) break;
+        const u16 *o = (const u16 *)p.o + b * p.o_s[0] + h * p.o_s[1] + row * p.o_s[2];
+        const u16 *d = (const u16 *)p.dout + b * p.do_s[0] + h * p.do_s[1] + row * p.do_s[2];
+        float *acc = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D;
+        float sum = 0.f;
+        for (int c = lane * 8; c < K::D; c += 32 * 8) {
+            const uint4 ov = *(const uint4 *)(o + c), dv = *(const uint4 *)(d + c);
+            const u32 ow[4] = {ov.x, ov.y, ov.z, ov.w}, dw[4] = {dv.x, dv.y, dv.z, dv.w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                sum += bf_or_h_to_float((u16)(ow[e] & 0xffff), K::BF16) * bf_or_h_to_float((u16)(dw[e] & 0xffff), K::BF16);
+                sum += bf_or_h_to_float((u16)(ow[e] >> 16), K::BF16) * bf_or_h_to_float((u16)(dw[e] >> 16), K::BF16);
+            }
+            *(float4 *)(acc + c) = make_float4(0.f, 0.f, 0.f, 0.f);
+            *(float4 *)(acc + c + 4) = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int m = 16; m; m >>= 1) sum += warp_xor(sum, m);
+        if (lane == 0) p.dsum[(long long)bh * p.seqlen_q + row] = sum;
+    }
+}
+
+// dQ = accumulator * scale, 16 rows per CTA, 16-byte stores.
+template <class K>
+__device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &p) {
+    const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads_q + h;
+    constexpr int CH = K::D / 8;
+    for (int c = threadIdx.x; c < 16 * CH; c += blockDim.x) {
+        const int row = blockIdx.x * 16 + c / CH, col = (c % CH) * 8;
+        if (row >= p.seqlen_q) break;
+        const float *a = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D + col;
+        const float4 x = *(const float4 *)a, y = *(const float4 *)(a + 4);
+        uint4 out;
+        out.x = pack2<K::BF16>(x.x * p.scale, x.y * p.scale);
+        out.y = pack2<K::BF16>(x.z * p.scale, x.w * p.scale);
+        out.z = pack2<K::BF16>(y.x * p.scale, y.y * p.scale);
+        out.w = pack2<K::BF16>(y.z * p.scale, y.w * p.scale);
+        *(uint4 *)((u16 *)p.dq + b * p.dq_s[0] + h * p.dq_s[1] + row * p.dq_s[2] + col) = out;
+    }
+}
+
+// Deterministic mode: wait until the key blocks before this one have added
+// their part of this query block's dQ (the counter holds their number).
+__device__ __forceinline__ void bwd_turn_wait(const int *lock, int turn) {
+    if (threadIdx.x == 0) {
+        while (*(volatile const int *)lock != turn) __nanosleep(32);
+        __threadfence();
+    }
+    __syncthreads();
+}
+__device__ __forceinline__ void bwd_turn_pass(int *lock, int turn) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) *(volatile int *)lock = turn + 1;
+}
+
+template <class K>
+__device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char *smem) {
+    typedef BwdShape<K> S;
+    constexpr int BM = K::BM, BN = K::BN, LDS = S::LDS, LDP = S::LDP, NT_Q = S::NT_Q;
+    const float LOG2E = 1.4426950408889634f;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int n_block = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+    const int n0 = n_block * BN;
+    const int wn = warp % S::WN, ws = warp / S::WN;
+    const int g = lane >> 2, c = lane & 3;
+
+    u16 *sK = (u16 *)smem;
+    u16 *sV = sK + BN * LDS;
+    u16 *sQ = sV + BN * LDS;
+    u16 *sdO = sQ + BM * LDS;
+    u16 *sP = sdO + BM * LDS;
+    u16 *sdS = sP + BN * LDP;
+    float *sL = (float *)(sdS + BN * LDP);
+    float *sD = sL + BM;
+
+    bwd_load<K, BN>(sK, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]), 2 * p.k_s[2],
+                    p.seqlen_k - n0);
+    bwd_load<K, BN>(sV, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]), 2 * p.v_s[2],
+                    p.seqlen_k - n0);
+    cp_async_commit();
+
+    // Query blocks that see this key block: causal rows i >= n0 - offset.
+    const int m_end = (p.seqlen_q + BM - 1) / BM;
+    int m_first = 0;
+    if (K::CAUSAL) {
+        const int first_row = n0 - p.causal_offset;
+        m_first = first_row > p.seqlen_q - 1 ? m_end : (first_row < 0 ? 0 : first_row / BM);
+    }
+
+    // ldmatrix lane offsets (fg_mma.cuh layouts): a_* for A operands and
+    // transposed B operands, b_* for B operands and transposed A operands.
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_col = (lane >> 4) * 8;
+    const int b_row = (lane & 7) + (lane >> 4) * 8, b_col = ((lane >> 3) & 1) * 8;
+
+    float acc_dv[S::CT_W][2][4], acc_dk[S::CT_W][2][4];
+#pragma unroll
+    for (int t = 0; t < S::CT_W; ++t)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc_dv[t][j][e] = acc_dk[t][j][e] = 0.f;
+
+    const int rt = warp % S::RT, cg = warp / S::RT;   // phase C split
+    // One query tile mb of head h; `partial`: the causal mask and mask_mod apply.
+    auto block = [&](const int h, const int mb, const bool partial) {
+        const int bh = b * p.heads_q + h;
+        const int m0 = mb * BM;
+        __syncthreads();   // the previous block's readers of sQ, sdO, sP, sdS, sL are done
+        bwd_load<K, BM>(sQ, (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
+                        2 * p.q_s[2], p.seqlen_q - m0);
+        bwd_load<K, BM>(sdO, (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
+                        2 * p.do_s[2], p.seqlen_q - m0);
+        cp_async_commit();
+        for (int i = tid; i < BM; i += S::THREADS) {
+            const int row = m0 + i;
+            float l = __int_as_float(0x7f800000), dd = 0.f;   // +inf: P = 0 for rows past the end
+            if (row < p.seqlen_q) {
+                const float x = p.lse[(long long)bh * p.seqlen_q + row];
+                if (x != neg_inf()) l = x * LOG2E;                    // a row that sees no key: P = 0
+                dd = p.dsum[(long long)bh * p.seqlen_q + row];
+            }
+            sL[i] = l;
+            sD[i] = dd;
+        }
+        cp_async_wait<0>();
+        __syncthreads();
+
+        // ---- A: S^T and dP^T of 16 key rows x QC query columns
+        float acc_s[NT_Q][4], acc_dp[NT_Q][4];
+#pragma unroll
+        for (int j = 0; j < NT_Q; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc_s[j][e] = acc_dp[j][e] = 0.f;
+        const int q_off = ws * S::QC;
+#pragma unroll
+        for (int ks = 0; ks < K::DP / 16; ++ks) {
+            u32 ka[4], va[4];
+            ldmatrix_x4(ka, smem_addr(sK + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
+            ldmatrix_x4(va, smem_addr(sV + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
+#pragma unroll
+            for (int np = 0; np < NT_Q / 2; ++np) {
+                u32 qb[4], ob[4];
+                ldmatrix_x4(qb, smem_addr(sQ + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
+                ldmatrix_x4(ob, smem_addr(sdO + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
+                mma16816<K::BF16>(acc_s[2 * np], ka, qb[0], qb[1]);
+                mma16816<K::BF16>(acc_s[2 * np + 1], ka, qb[2], qb[3]);
+                mma16816<K::BF16>(acc_dp[2 * np], va, ob[0], ob[1]);
+                mma16816<K::BF16>(acc_dp[2 * np + 1], va, ob[2], ob[3]);
+            }
+        }
+        const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && partial && n0 + BN - 1 > m0 + p.causal_offset) ||
+                               (HasMaskMod<K>::value && partial);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int kr = wn * 16 + g + 8 * r;   // local key row
+#pragma unroll
+            for (int j = 0; j < NT_Q; ++j) {
+                float pv[2], ds[2];
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int qc = q_off + j * 8 + 2 * c + e;   // local query column
+                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -sL[qc]));
+                    if (need_mask) {
+                        bool vis = n0 + kr < p.seqlen_k;
+                        if (K::CAUSAL && partial) vis = vis && n0 + kr <= m0 + qc + p.causal_offset;
+                        if constexpr (HasMaskMod<K>::value)
+                            if (partial) vis = vis && K::mask_mod(p, b, h, m0 + qc, n0 + kr);
+                        if (!vis) x = 0.f;
+                    }
+                    pv[e] = x;
+                    ds[e] = x * (acc_dp[j][2 * r + e] - sD[qc]);
+                }
+                const int col = q_off + j * 8 + 2 * c;
+                *(u32 *)(sP + kr * LDP + col) = pack2<K::BF16>(pv[0], pv[1]);
+                *(u32 *)(sdS + kr * LDP + col) = pack2<K::BF16>(ds[0], ds[1]);
+            }
+        }
+        __syncthreads();
+
+        // ---- B: dV += P^T dO, dK += dS^T Q (16 key rows, column tiles ws, ws+WS, ...)
+#pragma unroll
+        for (int kk = 0; kk < BM / 16; ++kk) {
+            u32 pa[4], da[4];
+            ldmatrix_x4(pa, smem_addr(sP + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
+            ldmatrix_x4(da, smem_addr(sdS + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
+#pragma unroll
+            for (int t = 0; t < S::CT_W; ++t) {
+                const int ct = ws + t * S::WS;
+                if (S::CT % S::WS == 0 || ct < S::CT) {
+                    u32 ob[4], qb[4];
+                    ldmatrix_x4_trans(ob, smem_addr(sdO + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
+                    ldmatrix_x4_trans(qb, smem_addr(sQ + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
+                    mma16816<K::BF16>(acc_dv[t][0], pa, ob[0], ob[1]);
+                    mma16816<K::BF16>(acc_dv[t][1], pa, ob[2], ob[3]);
+                    mma16816<K::BF16>(acc_dk[t][0], da, qb[0], qb[1]);
+                    mma16816<K::BF16>(acc_dk[t][1], da, qb[2], qb[3]);
+                }
+            }
+        }
+
+        // ---- C: dQ += dS K (16 query rows rt, column tiles cg, cg+CW, ...)
+        u32 dsa[BN / 16][4];
+#pragma unroll
+        for (int kt = 0; kt < BN / 16; ++kt)
+            ldmatrix_x4_trans(dsa[kt], smem_addr(sdS + (kt * 16 + b_row) * LDP + rt * 16 + b_col));
+        int *lock = p.dq_lock + (long long)bh * p.lock_blocks + mb;
+        if (p.deterministic) bwd_turn_wait(lock, n_block);
+        float *acc_row = p.dq_accum + ((long long)bh * p.seqlen_q + m0 + rt * 16 + g) * K::D;
+        const int rows_left = p.seqlen_q - (m0 + rt * 16 + g);
+        for (int ct = cg; ct < S::CT; ct += S::CW) {
+            float acc[2][4];
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
+#pragma unroll
+            for (int kt = 0; kt < BN / 16; ++kt) {
+                u32 kb[4];
+                ldmatrix_x4_trans(kb, smem_addr(sK + (kt * 16 + a_row) * LDS + ct * 16 + a_col));
+                mma16816<K::BF16>(acc[0], dsa[kt], kb[0], kb[1]);
+                mma16816<K::BF16>(acc[1], dsa[kt], kb[2], kb[3]);
+            }
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const int col = ct * 16 + j * 8 + 2 * c;
+                if (col >= K::D) continue;
+#pragma unroll
+                for (int r = 0; r < 2; ++r)
+                    if (8 * r < rows_left) {
+                        atomicAdd(acc_row + 8 * r * K::D + col, acc[j][2 * r]);
+                        atomicAdd(acc_row + 8 * r * K::D + col + 1, acc[j][2 * r + 1]);
+                    }
+            }
+        }
+        if (p.deterministic) bwd_turn_pass(lock, n_block);
+    };
+
+    for (int hh = 0; hh < p.group; ++hh) {
+        const int h = hk * p.group + hh;
+        if constexpr (!K::SPARSE) {
+            for (int mb = m_first; mb < m_end; ++mb) block(h, mb, K::CAUSAL);
+        } else {
+            const int bi = p.sp_batch == 1 ? 0 : b, hi = p.sp_heads == 1 ? 0 : h;
+            const long long col = ((long long)bi * p.sp_heads + hi) * p.sp_num_kv_blocks + n0 / p.sp_block_k;
+            const int nf = p.sp_full_num[col], np = p.sp_part_num[col], sub = p.sp_block_q / BM;
+            const int *fidx = p.sp_full_idx + col * p.sp_num_q_blocks, *pidx = p.sp_part_idx + col * p.sp_num_q_blocks;
+            for (int e = 0; e < nf + np; ++e) {
+                const bool partial = e >= nf;
+                const int qb = partial ? __ldg(pidx + (e - nf)) : __ldg(fidx + e);
+                for (int t = 0; t < sub; ++t) {
+                    const int mb = qb * sub + t, m0 = mb * BM;
+                    if (m0 >= p.seqlen_q) break;
+                    // a causal partial tile whose last row cannot see this key block
+                    if (K::CAUSAL && partial && n0 > min(m0 + BM, p.seqlen_q) - 1 + p.causal_offset) continue;
+                    block(h, mb, partial);
+                }
+            }
+        }
+    }
+    cp_async_wait<0>();   // K and V landed even when no query block was visited
+
+    // ---- epilogue: dK (scaled) and dV of this warp's 16 key rows
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = n0 + wn * 16 + g + 8 * r;
+        if (row >= p.seqlen_k) continue;
+        u16 *dk = (u16 *)p.dk + b * p.dk_s[0] + hk * p.dk_s[1] + (long long)row * p.dk_s[2];
+        u16 *dv = (u16 *)p.dv + b * p.dv_s[0] + hk * p.dv_s[1] + (long long)row * p.dv_s[2];
+#pragma unroll
+        for (int t = 0; t < S::CT_W; ++t) {
+            const int ct = ws + t * S::WS;
+            if (S::CT % S::WS != 0 && ct >= S::CT) continue;
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const int col = ct * 16 + j * 8 + 2 * c;
+                if (col >= K::D) continue;
+                *(u32 *)(dk + col) = pack2<K::BF16>(acc_dk[t][j][2 * r] * p.scale, acc_dk[t][j][2 * r + 1] * p.scale);
+                *(u32 *)(dv + col) = pack2<K::BF16>(acc_dv[t][j][2 * r], acc_dv[t][j][2 * r + 1]);
+            }
+        }
+    }
+}
+
+} // namespace fg

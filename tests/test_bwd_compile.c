@@ -1,0 +1,173 @@
+/* The backward kernels without a GPU: every backward variant (head dims
+ * 8..256, fp16/bf16, causal on/off, every heuristic candidate) renders, its
+ * key differs from the forward's, and representative ones compile with
+ * NVRTC for sm_80 and sm_90a with the configuration the runtime would pick
+ * (the first candidate without spills) and no spills or stack, block-sparse
+ * ones too, with a pattern's element mask.  Compiles
+ * are skipped (the render checks still run) when NVRTC is missing. */
+#include <stdlib.h>
+
+#include "gen/compile.h"
+#include "gen/render.h"
+#include "runtime/pattern.h"
+#include "select/bwd_config.h"
+#include "test_util.h"
+
+static fg_sources g_src;
+
+static fg_status compile(const fg_variant *v, const char *arch, fg_kernel_stats *st, fg_error *e) {
+    char key[512];
+    fg_variant_key(v, g_src.hash_hex, 0, 0, arch, key, sizeof key);
+    fg_rendered r;
+    fg_status rc = fg_render_forward(&g_src, v, key, &r, e);
+    if (rc != FG_OK) return rc;
+    fg_cubin cb;
+    rc = fg_compile_cubin(&g_src, r.source, arch, key, &cb, e);
+    fg_rendered_free(&r);
+    if (rc == FG_OK) { *st = cb.stats; fg_cubin_free(&cb); }
+    return rc;
+}
+
+static void spec_of(fg_variant *v, int d, fg_dtype dt, int causal) {
+    memset(v, 0, sizeof *v);
+    v->spec.head_dim = d;
+    v->spec.dtype = dt;
+    v->spec.causal = causal;
+    v->spec.kind = FG_KIND_BWD;
+    fg_config_unset(&v->cfg);
+}
+
+int main(int argc, char **argv) {
+    fg_error e = {0};
+    CHECK(fg_sources_load(&g_src, &e) == FG_OK, "%s", e.msg ? e.msg : "");
+    /* 1. every variant renders, with the smem the config formula says */
+    int rendered = 0;
+    for (int d = 8; d <= 256; d += 8)
+        for (int dt = 0; dt < 2; ++dt)
+            for (int causal = 0; causal < 4; ++causal) { /* 2, 3: block-sparse */
+                fg_variant v;
+                spec_of(&v, d, (fg_dtype)dt, causal & 1);
+                v.spec.sparse = causal >> 1;
+                fg_config c[8];
+                const int n = fg_bwd_candidates(&v.spec, 166912, 0, 0, c, 8);
+                CHECK(n > 0, "hdim %d: no backward candidate fits sm_80", d);
+                for (int i = 0; i < n; ++i) {
+                    v.cfg = c[i];
+                    fg_rendered r;
+                    fg_status st = fg_render_forward(&g_src, &v, "k", &r, &e);
+                    CHECK(st == FG_OK, "hdim %d: %s", d, e.msg ? e.msg : "");
+                    if (st != FG_OK) { fg_error_clear(&e); continue; }
+                    CHECK(r.smem_bytes == fg_bwd_smem_bytes(&v.spec, &v.cfg), "hdim %d smem %d vs %d", d, r.smem_bytes,
+                          fg_bwd_smem_bytes(&v.spec, &v.cfg));
+                    CHECK(r.threads == c[i].warps * 32, "threads");
+                    CHECK_CONTAINS(r.source, "flashgen_bwd_pre");
+                    CHECK_CONTAINS(r.source, "flashgen_bwd_dq");
+                    fg_rendered_free(&r);
+                    ++rendered;
+                }
+            }
+    printf("%d backward variants rendered\n", rendered);
+    /* 2. forward and backward keys differ; the forward key has no kind */
+    {
+        fg_variant f, b;
+        spec_of(&b, 128, FG_BF16, 1);
+        f = b;
+        f.spec.kind = FG_KIND_FWD;
+        char kf[512], kb[512];
+        fg_variant_key(&f, "h", 13, 0, "sm_90a", kf, sizeof kf);
+        fg_variant_key(&b, "h", 13, 0, "sm_90a", kb, sizeof kb);
+        CHECK(strcmp(kf, kb) && !strstr(kf, "kind") && strstr(kb, "bwd_mma:") && strstr(kb, ",kind=bwd"), "%s | %s", kf, kb);
+        CHECK(!fg_spec_equal(&f.spec, &b.spec), "forward and backward specs compare equal");
+        fg_variant p;
+        fg_causal cz;
+        CHECK(fg_spec_parse("hdim=64,kind=bwd", &p, &cz, &e) == FG_OK && p.spec.kind == FG_KIND_BWD, "parse kind=bwd");
+        fg_error_clear(&e);
+        CHECK(fg_spec_parse("hdim=64,kind=sideways", &p, &cz, &e) == FG_ERR_INVALID_ARGUMENT, "parse a bad kind");
+        fg_error_clear(&e);
+        /* a configuration the template rejects comes back as a template error, not a crash */
+        b.cfg.block_m = 48; b.cfg.block_n = 64; b.cfg.warps = 4;
+        fg_rendered r;
+        CHECK(fg_render_forward(&g_src, &b, "k", &r, &e) == FG_ERR_TEMPLATE, "block_m=48 rendered");
+        fg_error_clear(&e);
+    }
+    /* 3. representative variants compile without spills */
+    fg_nvrtc_info nv;
+    if (fg_nvrtc_load(&nv, &e) != FG_OK) {
+        printf("NVRTC missing, compiles skipped: %s\n", e.msg);
+        fg_error_clear(&e);
+        fg_sources_free(&g_src);
+        return test_summary("test_bwd_compile");
+    }
+    const int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    static const int dims[] = {32, 40, 64, 96, 128, 192, 256};
+    for (int a = 0; a < 2; ++a)
+        for (unsigned di = 0; di < sizeof dims / sizeof dims[0]; ++di)
+            for (int causal = 0; causal < 2; ++causal) {
+                const char *arch = a ? "sm_80" : "sm_90a";
+                if (quick && (a || causal)) continue;
+                if (causal && dims[di] != 128 && dims[di] != 40) continue;
+                fg_variant v;
+                spec_of(&v, dims[di], a ? FG_FP16 : FG_BF16, causal);
+                fg_config c[8];
+                const int n = fg_bwd_candidates(&v.spec, a ? 166912 : 232448, 0, 0, c, 8);
+                fg_kernel_stats st = {0};
+                int ok = 0, i;
+                for (i = 0; i < n && !ok; ++i) {
+                    v.cfg = c[i];
+                    memset(&st, 0, sizeof st);
+                    fg_status rc = compile(&v, arch, &st, &e);
+                    CHECK(rc == FG_OK, "%s hdim %d: %s", arch, dims[di], e.msg ? e.msg : "");
+                    fg_error_clear(&e);
+                    ok = rc == FG_OK && !st.spill_stores && !st.spill_loads && !st.stack_frame;
+                    printf("%-7s hdim=%3d causal=%d block_m=%d block_n=%d warps=%d regs=%3d spill=%d/%d stack=%d %.2fs%s\n", arch,
+                           dims[di], causal, c[i].block_m, c[i].block_n, c[i].warps, st.registers, st.spill_stores,
+                           st.spill_loads, st.stack_frame, st.compile_seconds, ok ? "" : "  (next candidate)");
+                    fflush(stdout);
+                }
+                CHECK(ok, "%s hdim %d causal %d: every backward candidate spills", arch, dims[di], causal);
+            }
+    /* block-sparse, and with a pattern's element mask (32-bit and 64-bit
+     * arithmetic), for both archs */
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    static const char *const pats[][2] = {
+        {NULL, NULL}, {"sliding_window", "window=300"},
+        {"{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1 && kv_idx <= q_idx + seqlen_k - seqlen_q' }", NULL}};
+    for (int a = 0; a < 2 && !quick; ++a)
+        for (int i = 0; i < 3; ++i) {
+            const char *arch = a ? "sm_80" : "sm_90a";
+            fg_pattern *pp = NULL;
+            fg_variant v;
+            spec_of(&v, i == 1 ? 64 : 128, FG_BF16, 1);
+            v.spec.sparse = 1;
+            if (pats[i][0]) {
+                CHECK(fg_pattern_create(ctx, pats[i][0], pats[i][1], &pp) == FG_OK, "%s", fg_errmsg(ctx));
+                if (!pp) continue;
+                const char *cuda = fg_pattern_mask(pp, FG_MASK_CUDA);
+                v.spec.mask_hash = fg_mask_hash_of(cuda);
+                v.spec.mask_cuda = cuda;
+                v.spec.mask_text = fg_pattern_mask(pp, FG_MASK_TEXT);
+            }
+            fg_config c[8];
+            const int n = fg_bwd_candidates(&v.spec, a ? 166912 : 232448, 128, 128, c, 8);
+            CHECK(n > 0, "no sparse candidate");
+            int ok = 0;
+            for (int k = 0; k < n && !ok; ++k) { /* the runtime's rule: the first without spills */
+                v.cfg = c[k];
+                fg_kernel_stats st = {0};
+                fg_status rc = compile(&v, arch, &st, &e);
+                CHECK(rc == FG_OK, "%s sparse %s: %s", arch, pats[i][0] ? pats[i][0] : "", e.msg ? e.msg : "");
+                fg_error_clear(&e);
+                ok = rc == FG_OK && !st.spill_stores && !st.spill_loads && !st.stack_frame;
+                printf("%-7s sparse hdim=%d mask=%s block_m=%d block_n=%d warps=%d regs=%3d spill=%d/%d stack=%d%s\n", arch,
+                       v.spec.head_dim, pats[i][0] ? (i == 1 ? "sliding_window" : "64-bit expression") : "none", c[k].block_m,
+                       c[k].block_n, c[k].warps, st.registers, st.spill_stores, st.spill_loads, st.stack_frame,
+                       ok ? "" : "  (next candidate)");
+            }
+            CHECK(ok, "%s: every sparse candidate spills", arch);
+            fg_pattern_destroy(pp);
+        }
+    fg_context_destroy(ctx);
+    fg_sources_free(&g_src);
+    return test_summary("test_bwd_compile");
+}

@@ -1,0 +1,266 @@
+/* The backward pass without a GPU: the float64 reference against finite
+ * differences of the float64 forward (tiny shapes: GQA, every causal mode,
+ * rows that see no key), the plan's checks and workspace size, and the
+ * struct_size rules for the appended descriptor fields. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "runtime/backward.h"
+#include "runtime/internal.h"
+#include "runtime/layout_t.h"
+#include "runtime/reference.h"
+#include "runtime/reference_bwd.h"
+#include "runtime/structs.h"
+#include "select/bwd_config.h"
+#include "test_util.h"
+
+/* L = sum(dout * o): its gradient is the backward of dout. */
+static double loss(const fg_attention_desc *d, const fg_block_layout_desc *L, const double *q, const double *k, const double *v, const double *dout,
+                   double *o, size_t nq) {
+    fg_reference_forward_f64(d, L, NULL, q, k, v, o);
+    double l = 0;
+    for (size_t i = 0; i < nq; ++i) l += dout[i] * o[i];
+    return l;
+}
+
+/* max |analytic - numeric| / max(1, |numeric|) over every element of x */
+static double fd_error(const fg_attention_desc *d, const fg_block_layout_desc *L, double *q, double *k, double *v, const double *dout, double *x,
+                       const double *grad, size_t n, double *o, size_t nq) {
+    double worst = 0;
+    const double h = 1e-5;
+    for (size_t i = 0; i < n; ++i) {
+        const double x0 = x[i];
+        x[i] = x0 + h;
+        const double lp = loss(d, L, q, k, v, dout, o, nq);
+        x[i] = x0 - h;
+        const double lm = loss(d, L, q, k, v, dout, o, nq);
+        x[i] = x0;
+        const double num = (lp - lm) / (2 * h), err = fabs(num - grad[i]) / fmax(1.0, fabs(num));
+        if (err > worst) worst = err;
+    }
+    return worst;
+}
+
+static void test_finite_differences(void) {
+    static const int shapes[][6] = {/* batch, hq, hkv, sq, sk, causal */
+                                    {1, 2, 1, 5, 7, 0}, {2, 2, 1, 6, 4, 1}, {1, 4, 2, 7, 5, 2}, {1, 2, 2, 1, 3, 1},
+                                    {1, 3, 1, 9, 3, 1}, {2, 2, 1, 9, 7, 2}, {1, 2, 1, 8, 8, 0}};
+    fg_rng rng;
+    fg_rng_seed(&rng, 7);
+    for (unsigned s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
+        fg_attention_desc d;
+        fg_attention_desc_init(&d, FG_BF16, 8, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
+        d.causal = (fg_causal)shapes[s][5];
+        d.softmax_scale = 0.7f;
+        /* the last two: a random block-sparse layout of 2 x 2 blocks (the
+         * reference reads any block size; kernels need 64 x 16 and up) */
+        fg_host_layout hl = {0};
+        const fg_block_layout_desc *L = NULL;
+        if (s >= 5) {
+            CHECK(fg_host_layout_random(&hl, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, 2, 2, 0.6, &rng), "out of memory");
+            L = &hl.desc;
+        }
+        const size_t nq = (size_t)d.batch * d.seqlen_q * d.heads_q * 8, nk = (size_t)d.batch * d.seqlen_k * d.heads_kv * 8;
+        double *q = malloc(8 * nq), *k = malloc(8 * nk), *v = malloc(8 * nk), *dout = malloc(8 * nq), *o = malloc(8 * nq);
+        double *dq = malloc(8 * nq), *dk = malloc(8 * nk), *dv = malloc(8 * nk);
+        for (size_t i = 0; i < nq; ++i) { q[i] = fg_rng_normal(&rng); dout[i] = fg_rng_normal(&rng); }
+        for (size_t i = 0; i < nk; ++i) { k[i] = fg_rng_normal(&rng); v[i] = fg_rng_normal(&rng); }
+        CHECK(fg_reference_backward_f64(&d, L, NULL, q, k, v, dout, dq, dk, dv), "out of memory");
+        const double eq = fd_error(&d, L, q, k, v, dout, q, dq, nq, o, nq);
+        const double ek = fd_error(&d, L, q, k, v, dout, k, dk, nk, o, nq);
+        const double ev = fd_error(&d, L, q, k, v, dout, v, dv, nk, o, nq);
+        printf("finite differences b=%d hq=%d hkv=%d sq=%d sk=%d causal=%d%s: dq %.1e dk %.1e dv %.1e\n", d.batch, d.heads_q,
+               d.heads_kv, d.seqlen_q, d.seqlen_k, (int)d.causal, L ? " sparse" : "", eq, ek, ev);
+        CHECK(eq < 1e-7 && ek < 1e-7 && ev < 1e-7, "reference gradient differs from finite differences");
+        /* bottom-right with sq > sk: the first rows see no key; their dq is exactly 0 */
+        if (d.causal == FG_CAUSAL_BOTTOM_RIGHT && d.seqlen_q > d.seqlen_k)
+            for (int x = 0; x < 8; ++x) CHECK(dq[x] == 0, "an empty row has dq %g", dq[x]);
+        free(q); free(k); free(v); free(dout); free(o); free(dq); free(dk); free(dv);
+        fg_host_layout_free(&hl);
+    }
+}
+
+static fg_status plan(const fg_attention_desc *d, fg_variant *v, fg_bwd_params *p, fg_error *e) {
+    fg_attention_desc dd;
+    fg_error_clear(e);
+    return fg_backward_plan(d, 232448, &dd, v, p, e);
+}
+
+static void test_plan(void) {
+    fg_error e = {0};
+    fg_variant v;
+    fg_bwd_params p;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_FP16, 96, 2, 6, 2, 300, 500);
+    d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK, "%s", e.msg);
+    CHECK(v.spec.kind == FG_KIND_BWD && v.spec.head_dim == 96 && v.spec.causal && v.cfg.block_m == 0, "variant");
+    CHECK(p.group == 3 && p.causal_offset == 200 && p.lock_blocks == 19 && !p.deterministic, "params");
+    CHECK(p.dq_s[2] == d.q_strides[2] && p.dk_s[0] == d.k_strides[0] && p.do_s[1] == d.o_strides[1], "default gradient strides");
+    d.deterministic = 1;
+    d.dq_strides[0] = 300 * 6 * 96 + 64; d.dq_strides[1] = 96; d.dq_strides[2] = 6 * 96;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && p.deterministic && p.dq_s[0] == 300 * 6 * 96 + 64, "own dq strides: %s", e.msg);
+    d.dq_strides[2] = 8; /* rows overlap */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_INVALID_ARGUMENT, "overlapping dq accepted");
+    CHECK_CONTAINS(e.msg, "dq");
+    memset(d.dq_strides, 0, sizeof d.dq_strides);
+    d.dk_strides[0] = 500 * 2 * 96; d.dk_strides[1] = 0; d.dk_strides[2] = 2 * 96; /* two kv heads on one row */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_INVALID_ARGUMENT, "dk heads aliasing accepted");
+    CHECK_CONTAINS(e.msg, "dk");
+    memset(d.dk_strides, 0, sizeof d.dk_strides);
+    d.do_strides[2] = 12; /* not a multiple of 8 */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_INVALID_ARGUMENT, "dout stride 12 accepted");
+    memset(d.do_strides, 0, sizeof d.do_strides);
+    d.path = FG_PATH_TMA;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "TMA backward accepted");
+    d.path = FG_PATH_MMA;
+    /* block-sparse: the transposed lists reach the kernel arguments; no deterministic mode */
+    struct fg_block_layout L;
+    memset(&L, 0, sizeof L);
+    L.batch = 1; L.heads = 6; L.num_q_blocks = 3; L.num_kv_blocks = 4; L.block_q = 128; L.block_k = 128;
+    int32_t lists[4];
+    L.t_full_num = lists; L.t_part_num = lists + 1; L.t_full_idx = lists + 2; L.t_part_idx = lists + 3;
+    L.mask_c[2] = 77;
+    d.layout = &L;
+    d.path = FG_PATH_AUTO;
+    d.deterministic = 0;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && v.spec.sparse && p.sp_full_idx == lists + 2 && p.sp_part_num == lists + 1 &&
+              p.sp_heads == 6 && p.sp_num_kv_blocks == 4 && p.sp_block_k == 128 && p.mask_c[2] == 77,
+          "sparse plan: %s", e.msg);
+    d.deterministic = 1;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "sparse deterministic accepted");
+    d.deterministic = 0;
+    L.block_k = 96; L.num_kv_blocks = 6; /* 500 keys */
+    d.block_n = 64;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "block_n=64 accepted for layout blocks of 96 keys");
+    CHECK_CONTAINS(e.msg, "divide");
+    d.block_n = 32;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && v.cfg.block_n == 32, "block_n=32 for layout blocks of 96: %s", e.msg);
+    d.block_n = 0;
+    fg_config cands[8];
+    const int nc = fg_bwd_candidates(&v.spec, 232448, 128, 96, cands, 8);
+    int divide = nc > 0;
+    for (int i = 0; i < nc; ++i) divide &= 96 % cands[i].block_n == 0 && 128 % cands[i].block_m == 0;
+    CHECK(divide, "heuristic candidates for a 128 x 96 layout block must divide it (%d)", nc);
+    d.layout = NULL;
+    d.path = FG_PATH_MMA;
+    d.block_m = 48;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "block_m=48 accepted");
+    d.block_m = 32;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && v.cfg.block_m == 32 && v.cfg.block_n && v.cfg.warps, "explicit block_m: %s", e.msg);
+    CHECK(v.cfg.block_n == 64 && v.cfg.warps == 4 && v.cfg.stages == 1, "block_m=32 completed from its candidate");
+    d.stages = 2; /* the backward has one stage: refused, not silently renamed */
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "stages=2 accepted");
+    d.stages = 0;
+    d.block_m = 0;
+    d.head_dim = 12;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "head_dim 12 accepted");
+    fg_error_clear(&e);
+
+    /* workspace: fp32 dQ rows, D, counters, each 256-aligned */
+    fg_attention_desc_init(&d, FG_BF16, 64, 2, 3, 3, 100, 50);
+    fg_bwd_workspace w;
+    fg_bwd_workspace_layout(&d, &w);
+    CHECK(w.dsum == 2 * 3 * 100 * 64 * 4 && w.lock == w.dsum + 2560 && w.total == w.lock + 256 && w.total % 256 == 0,
+          "workspace %zu %zu %zu", w.dsum, w.lock, w.total);
+}
+
+static void test_struct_size(void) {
+    fg_error e = {0};
+    fg_variant v;
+    fg_bwd_params p;
+    unsigned char buf[sizeof(fg_attention_desc) + 32];
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, 64, 1, 2, 1, 40, 40);
+    /* an older caller (before the backward fields): their bytes are not read */
+    memcpy(buf, &d, sizeof d);
+    memset(buf + FG_ATTENTION_DESC_MIN_SIZE, 0xFF, sizeof buf - FG_ATTENTION_DESC_MIN_SIZE);
+    ((fg_attention_desc *)buf)->struct_size = FG_ATTENTION_DESC_MIN_SIZE;
+    CHECK(plan((fg_attention_desc *)buf, &v, &p, &e) == FG_OK, "older caller: %s", e.msg);
+    CHECK(!p.deterministic && p.dq_s[2] == d.q_strides[2], "older caller's missing fields count as zero");
+    /* a newer caller: zero unknown fields are fine, a set one is refused */
+    memcpy(buf, &d, sizeof d);
+    memset(buf + sizeof d, 0, sizeof buf - sizeof d);
+    ((fg_attention_desc *)buf)->struct_size = sizeof buf;
+    CHECK(plan((fg_attention_desc *)buf, &v, &p, &e) == FG_OK, "newer caller: %s", e.msg);
+    buf[sizeof d + 3] = 1;
+    CHECK(plan((fg_attention_desc *)buf, &v, &p, &e) == FG_ERR_UNSUPPORTED, "newer caller's set field accepted");
+    fg_error_clear(&e);
+}
+
+static void test_api_without_gpu(void) {
+    size_t bytes = 0;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, 64, 1, 2, 1, 40, 40);
+    CHECK(fg_attention_backward_workspace(NULL, &d, &bytes) == FG_ERR_INVALID_ARGUMENT, "NULL context");
+    CHECK(fg_attention_backward(NULL, &d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) == FG_ERR_INVALID_ARGUMENT, "NULL context");
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    CHECK(fg_attention_backward_workspace(ctx, &d, NULL) == FG_ERR_INVALID_ARGUMENT, "NULL bytes");
+    CHECK(fg_attention_backward_workspace(ctx, &d, &bytes) == FG_OK && bytes > 0, "%s", fg_errmsg(ctx));
+    d.heads_kv = 3;
+    CHECK(fg_attention_backward_workspace(ctx, &d, &bytes) == FG_ERR_INVALID_ARGUMENT, "heads_q 2, heads_kv 3 accepted");
+    CHECK_CONTAINS(fg_errmsg(ctx), "multiple");
+    /* a call needs a device: without one it says so (no crash on NULL tensors) */
+    d.heads_kv = 1;
+    fg_status st = fg_attention_backward(ctx, &d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    CHECK(st != FG_OK, "NULL tensors accepted");
+    fg_context_destroy(ctx);
+}
+
+static int listed(const int32_t *num, const int32_t *idx, size_t row, size_t stride, int x) {
+    if (!num) return 0;
+    for (int i = 0; i < num[row]; ++i)
+        if (idx[row * stride + (size_t)i] == x) return 1;
+    return 0;
+}
+
+/* The transposed layout lists exactly the (query block, key block) pairs of
+ * the forward's, full as full and partial as partial, each column ascending. */
+static void test_transpose(void) {
+    fg_rng rng;
+    fg_rng_seed(&rng, 11);
+    static const int shapes[][5] = {{2, 3, 300, 517, 64}, {1, 1, 128, 128, 128}, {1, 2, 1000, 70, 64}};
+    for (int t = 0; t < 3; ++t) {
+        const double density = t == 1 ? 1.0 : 0.4;
+        fg_host_layout hl;
+        CHECK(fg_host_layout_random(&hl, shapes[t][0], shapes[t][1], shapes[t][2], shapes[t][3], shapes[t][4], shapes[t][4],
+                                    density, &rng), "out of memory");
+        const fg_block_layout_desc *d = &hl.desc;
+        const size_t n = fg_layout_t_entries(d), cols = (size_t)d->batch * d->heads * d->num_kv_blocks;
+        const size_t nq = (size_t)d->num_q_blocks, nk = (size_t)d->num_kv_blocks;
+        CHECK(n == 2 * cols + 2 * cols * nq, "entries");
+        int32_t *out = malloc(n * sizeof *out);
+        for (size_t i = 0; i < n; ++i) out[i] = 0x5a5a5a5a; /* any content before */
+        fg_layout_transpose(d, out);
+        const int32_t *tnum[2] = {out, out + cols}, *tidx[2] = {out + 2 * cols, out + 2 * cols + cols * nq};
+        long pairs = 0, bad = 0, unordered = 0;
+        for (size_t bh = 0; bh < (size_t)d->batch * d->heads; ++bh)
+            for (size_t qb = 0; qb < nq; ++qb)
+                for (size_t kb = 0; kb < nk; ++kb)
+                    for (int pass = 0; pass < 2; ++pass) {
+                        const int fwd = listed(pass ? d->kv_num_blocks : d->full_kv_num_blocks,
+                                               pass ? d->kv_indices : d->full_kv_indices, bh * nq + qb, nk, (int)kb);
+                        const int bwd = listed(tnum[pass], tidx[pass], bh * nk + kb, nq, (int)qb);
+                        pairs += fwd;
+                        bad += fwd != bwd;
+                    }
+        for (int pass = 0; pass < 2; ++pass)
+            for (size_t c = 0; c < cols; ++c)
+                for (int i = 1; i < tnum[pass][c]; ++i) unordered += tidx[pass][c * nq + i] <= tidx[pass][c * nq + i - 1];
+        printf("transposed layout %dx%dx%d blocks: %ld pairs, %ld differ, %ld out of order\n", d->batch * d->heads,
+               d->num_q_blocks, d->num_kv_blocks, pairs, bad, unordered);
+        CHECK(pairs > 0 && !bad && !unordered, "transposed layout");
+        free(out);
+        fg_host_layout_free(&hl);
+    }
+}
+
+int main(void) {
+    test_transpose();
+    test_finite_differences();
+    test_plan();
+    test_struct_size();
+    test_api_without_gpu();
+    return test_summary("test_bwd_cpu");
+}

@@ -1,0 +1,363 @@
+/* GPU test of fg_attention_backward against the float64 CPU reference
+ * (runtime/reference_bwd.c): fresh random q, k, v, dout per case; o and lse
+ * from fg_attention_forward; dq, dk, dv poisoned with NaN before the call.
+ * Head dims 32/40/64/96/128/256, fp16 and bf16, no / bottom-right /
+ * top-left causal, GQA and MQA, batch > 1, lengths off the tiles,
+ * seqlen_q != seqlen_k both ways, seqlen 1, BHSD strides, rows that see no
+ * key (their dq exactly 0) and keys no row sees (dk, dv exactly 0).  Passes
+ * when each gradient's relative L2 error is within the dtype's tolerance
+ * and nothing is NaN.  The deterministic mode, run twice, must give
+ * bitwise equal dq, dk, dv.  Block-sparse: random layouts (rows with no
+ * block included) and patterns with an element mask.  Arguments select
+ * groups (head dims, "det", "sparse"; "bench" times).  Exit 77 (skipped)
+ * without a GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "runtime/cuda_api.h"
+#include "runtime/internal.h"
+#include "runtime/pattern.h"
+#include "runtime/reference.h"
+#include "runtime/reference_bwd.h"
+#include "test_util.h"
+
+typedef struct bcase {
+    fg_dtype dt;
+    int d, b, hq, hkv, sq, sk;
+    fg_causal causal;
+    int bhsd, deterministic;
+    uint64_t seed;
+    /* block-sparse: a random layout of `block`-sized blocks with this
+     * density, or a pattern (with its element mask) */
+    double density;
+    int block;
+    const char *pattern, *params;
+} bcase;
+
+typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws; } dev;
+
+static const fg_cuda *cu;
+static int g_dead; /* a kernel fault: the CUDA context is unusable, stop */
+
+static double rel_l2(const uint16_t *got, const double *ref, size_t n, fg_dtype dt, size_t *nans, size_t *worst) {
+    double e = 0, r = 0, w = -1;
+    for (size_t i = 0; i < n; ++i) {
+        const double g = fg_half_to_float(got[i], dt);
+        if (isnan(g)) { if (!*nans) *worst = i; ++*nans; w = INFINITY; continue; }
+        const double x = fabs(g - ref[i]);
+        if (x > w) { w = x; *worst = i; }
+        e += (g - ref[i]) * (g - ref[i]);
+        r += ref[i] * ref[i];
+    }
+    /* relative to the reference, with a floor of RMS 0.1 per element: where
+     * the exact gradient is ~0 (one key: dS = P (dP - D) = 0) the error of D
+     * is all there is */
+    const double floor = 1e-2 * (double)n;
+    return sqrt(e / (r > floor ? r : floor));
+}
+
+/* The elements of a [batch, seqlen, heads, D] tensor stored with strides s, gathered BSHD. */
+static void gather(uint16_t *dst, const uint16_t *src, const int64_t s[3], int b, int sl, int h, int D) {
+    for (int x = 0; x < b; ++x)
+        for (int i = 0; i < sl; ++i)
+            for (int y = 0; y < h; ++y)
+                memcpy(dst + (((size_t)x * sl + i) * h + y) * D, src + x * s[0] + y * s[1] + (int64_t)i * s[2], 2 * (size_t)D);
+}
+
+static void bhsd(int64_t s[3], int h, int sl, int D) { s[0] = (int64_t)h * sl * D; s[1] = (int64_t)sl * D; s[2] = D; }
+
+/* Runs the backward once; copies dq, dk, dv (BSHD) into the host buffers. */
+static int backward(fg_context *ctx, const fg_attention_desc *d, const dev *m, size_t wsb, size_t nq, size_t nk,
+                    uint16_t *hdq, uint16_t *hdk, uint16_t *hdv, uint16_t *tmp) {
+    CUresult e = cu->MemsetD32(m->dq, 0xFFFFFFFFu, nq / 2 + 1);
+    if (!e) e = cu->MemsetD32(m->dk, 0xFFFFFFFFu, nk / 2 + 1);
+    if (!e) e = cu->MemsetD32(m->dv, 0xFFFFFFFFu, nk / 2 + 1);
+    if (!e) e = cu->MemsetD32(m->ws, 0x7fc00000u, wsb / 4); /* the workspace needs no initialisation */
+    CHECK(!e, "poison");
+    fg_status st = fg_attention_backward(ctx, d, (void *)m->q, (void *)m->k, (void *)m->v, (void *)m->o, (void *)m->dout,
+                                         (float *)m->lse, (void *)m->dq, (void *)m->dk, (void *)m->dv, (void *)m->ws, wsb, NULL);
+    CHECK(st == FG_OK, "fg_attention_backward: %s", fg_errmsg(ctx));
+    if (st != FG_OK) return 0;
+    e = cu->CtxSynchronize();
+    if (e) {
+        g_dead = 1;
+        const char *name = "?";
+        cu->GetErrorName(e, &name);
+        CHECK(!e, "backward kernels failed: %s", name);
+    }
+    if (e) return 0;
+    const size_t nq_alloc = nq, nk_alloc = nk;
+    cu->MemcpyDtoH(tmp, m->dq, nq_alloc * 2);
+    gather(hdq, tmp, d->q_strides, d->batch, d->seqlen_q, d->heads_q, d->head_dim);
+    cu->MemcpyDtoH(tmp, m->dk, nk_alloc * 2);
+    gather(hdk, tmp, d->k_strides, d->batch, d->seqlen_k, d->heads_kv, d->head_dim);
+    cu->MemcpyDtoH(tmp, m->dv, nk_alloc * 2);
+    gather(hdv, tmp, d->v_strides, d->batch, d->seqlen_k, d->heads_kv, d->head_dim);
+    return 1;
+}
+
+static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, c->dt, c->d, c->b, c->hq, c->hkv, c->sq, c->sk);
+    d.causal = c->causal;
+    d.deterministic = c->deterministic;
+    if (c->bhsd) {
+        bhsd(d.q_strides, c->hq, c->sq, c->d);
+        bhsd(d.o_strides, c->hq, c->sq, c->d);
+        bhsd(d.k_strides, c->hkv, c->sk, c->d);
+        bhsd(d.v_strides, c->hkv, c->sk, c->d);
+    }
+    const size_t nq = (size_t)c->b * c->hq * c->sq * c->d, nk = (size_t)c->b * c->hkv * c->sk * c->d;
+    const size_t nl = (size_t)c->b * c->hq * c->sq;
+    fg_host_layout hl = {0};
+    const fg_block_layout_desc *host_layout = NULL;
+    fg_ref_mask mask = {NULL, NULL};
+    fg_block_layout *layout = NULL;
+    fg_pattern *pat = NULL;
+    fg_rng lrng;
+    fg_rng_seed(&lrng, c->seed ^ 0x5eed);
+    if (c->pattern) {
+        CHECK(fg_pattern_create(ctx, c->pattern, c->params, &pat) == FG_OK, "%s", fg_errmsg(ctx));
+        CHECK(pat && fg_pattern_layout(ctx, pat, c->b, c->hq, c->sq, c->sk, c->block, c->block, &layout) == FG_OK, "%s",
+              fg_errmsg(ctx));
+        if (layout) {
+            host_layout = fg_pattern_last(pat);
+            mask.expr = fg_pattern_expr(pat);
+            mask.consts = fg_pattern_consts(pat);
+        }
+    } else if (c->density > 0) {
+        CHECK(fg_host_layout_random(&hl, c->b, c->hq, c->sq, c->sk, c->block, c->block, c->density, &lrng), "out of memory");
+        CHECK(fg_block_layout_create(ctx, &hl.desc, &layout) == FG_OK, "%s", fg_errmsg(ctx));
+        host_layout = &hl.desc;
+    }
+    const int sparse = c->pattern || c->density > 0;
+    if (sparse && !layout) { /* reported above */
+        ++*failed;
+        fg_pattern_destroy(pat);
+        fg_host_layout_free(&hl);
+        return 0;
+    }
+    d.layout = layout;
+    size_t wsb = 0;
+    CHECK(fg_attention_backward_workspace(ctx, &d, &wsb) == FG_OK, "%s", fg_errmsg(ctx));
+    uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nk * 2), *hdo = malloc(nq * 2);
+    uint16_t *gdq = malloc(nq * 2), *gdk = malloc(nk * 2), *gdv = malloc(nk * 2), *tmp = malloc((nq > nk ? nq : nk) * 2);
+    uint16_t *gdq2 = malloc(nq * 2), *gdk2 = malloc(nk * 2), *gdv2 = malloc(nk * 2);
+    double *rdq = malloc(nq * 8), *rdk = malloc(nk * 8), *rdv = malloc(nk * 8);
+    float *hlse = malloc(nl * 4);
+    fg_rng rng;
+    fg_rng_seed(&rng, c->seed);
+    fg_fill_normal(hq, nq, c->dt, &rng);
+    fg_fill_normal(hk, nk, c->dt, &rng);
+    fg_fill_normal(hv, nk, c->dt, &rng);
+    fg_fill_normal(hdo, nq, c->dt, &rng);
+    dev m = {0};
+    /* binds the device (and compiles the forward) before allocating */
+    CUresult e = fg_attention_prepare(ctx, &d) == FG_OK ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+    CHECK(!e, "fg_attention_prepare: %s", fg_errmsg(ctx));
+    if (!e) e = cu->MemAlloc(&m.q, nq * 2);
+    if (!e) e = cu->MemAlloc(&m.k, nk * 2);
+    if (!e) e = cu->MemAlloc(&m.v, nk * 2);
+    if (!e) e = cu->MemAlloc(&m.o, nq * 2);
+    if (!e) e = cu->MemAlloc(&m.dout, nq * 2);
+    if (!e) e = cu->MemAlloc(&m.lse, nl * 4);
+    if (!e) e = cu->MemAlloc(&m.dq, nq * 2 + 4);
+    if (!e) e = cu->MemAlloc(&m.dk, nk * 2 + 4);
+    if (!e) e = cu->MemAlloc(&m.dv, nk * 2 + 4);
+    if (!e) e = cu->MemAlloc(&m.ws, wsb);
+    /* the host arrays are in the descriptor's layout: BSHD, or BHSD (same bytes, other order) */
+    if (!e) e = cu->MemcpyHtoD(m.q, hq, nq * 2);
+    if (!e) e = cu->MemcpyHtoD(m.k, hk, nk * 2);
+    if (!e) e = cu->MemcpyHtoD(m.v, hv, nk * 2);
+    if (!e) e = cu->MemcpyHtoD(m.dout, hdo, nq * 2);
+    CHECK(!e, "device setup (%d)", (int)e);
+    int ok = !e;
+    if (ok) {
+        fg_status st = fg_attention_forward(ctx, &d, (void *)m.q, (void *)m.k, (void *)m.v, (void *)m.o, (float *)m.lse, NULL);
+        CHECK(st == FG_OK, "forward: %s", fg_errmsg(ctx));
+        ok = st == FG_OK && backward(ctx, &d, &m, wsb, nq, nk, gdq, gdk, gdv, tmp);
+    }
+    double eq = 0, ek = 0, ev = 0;
+    size_t nan = 0, zero_bad = 0;
+    char worst[512] = "";
+    int repeat_ok = 1;
+    if (ok) {
+        ok = fg_reference_backward(&d, host_layout, &mask, hq, hk, hv, hdo, rdq, rdk, rdv);
+        CHECK(ok, "reference out of memory");
+    }
+    if (ok) {
+        size_t wq = 0, wk = 0, wv = 0;
+        eq = rel_l2(gdq, rdq, nq, c->dt, &nan, &wq);
+        ek = rel_l2(gdk, rdk, nk, c->dt, &nan, &wk);
+        ev = rel_l2(gdv, rdv, nk, c->dt, &nan, &wv);
+        /* the worst element of each, as (row, head, column) of the BSHD arrays */
+        snprintf(worst, sizeof worst, "     worst: dq[%zu,%zu,%zu] %g vs %g  dk[%zu,%zu,%zu] %g vs %g  dv[%zu,%zu,%zu] %g vs %g\n",
+               wq / c->d / c->hq, wq / c->d % c->hq, wq % c->d, fg_half_to_float(gdq[wq], c->dt), rdq[wq],
+               wk / c->d / c->hkv, wk / c->d % c->hkv, wk % c->d, fg_half_to_float(gdk[wk], c->dt), rdk[wk],
+               wv / c->d / c->hkv, wv / c->d % c->hkv, wv % c->d, fg_half_to_float(gdv[wv], c->dt), rdv[wv]);
+        /* a row that sees no key (lse = -inf) has dq exactly 0; a key that
+         * no row sees (causal: j > seqlen_q - 1 + offset) dk and dv exactly 0 */
+        cu->MemcpyDtoH(hlse, m.lse, nl * 4);
+        for (int b = 0; b < c->b; ++b)
+            for (int h = 0; h < c->hq; ++h)
+                for (int i = 0; i < c->sq; ++i)
+                    if (hlse[((size_t)b * c->hq + h) * c->sq + i] == -INFINITY)
+                        for (int x = 0; x < c->d; ++x)
+                            zero_bad += fg_half_to_float(gdq[(((size_t)b * c->sq + i) * c->hq + h) * c->d + x], c->dt) != 0;
+        const int off = c->causal == FG_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
+        for (int b = 0; b < (sparse ? 0 : c->b); ++b) /* dense: which keys no row sees is plain */
+            for (int j = c->causal ? (c->sq + off > 0 ? c->sq + off : 0) : c->sk; j < c->sk; ++j)
+                for (size_t x = 0; x < (size_t)c->hkv * c->d; ++x) {
+                    const size_t at = ((size_t)b * c->sk + j) * c->hkv * c->d + x;
+                    zero_bad += (fg_half_to_float(gdk[at], c->dt) != 0) + (fg_half_to_float(gdv[at], c->dt) != 0);
+                }
+        if (c->deterministic) {
+            ok = backward(ctx, &d, &m, wsb, nq, nk, gdq2, gdk2, gdv2, tmp);
+            repeat_ok = ok && !memcmp(gdq, gdq2, nq * 2) && !memcmp(gdk, gdk2, nk * 2) && !memcmp(gdv, gdv2, nk * 2);
+        }
+    }
+    /* the forward's relative L2 tolerance (runtime/check.c); measured on H200:
+     * at most 2.9e-3 (bf16) and 3.4e-4 (fp16) */
+    const double tol = c->dt == FG_BF16 ? 1e-2 : 2e-3;
+    const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
+    printf("%-4s %s d=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
+           "nonzero-where-0 %zu%s\n%s",
+           good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
+           c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", c->pattern ? " pattern" : sparse ? " sparse" : "", eq, ek, ev, tol, nan, zero_bad,
+           c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "", good ? "" : worst);
+    fflush(stdout);
+    CHECK(good, "case failed (see the line above)");
+    if (good) ++*passed; else ++*failed;
+    CUdeviceptr all[] = {m.q, m.k, m.v, m.o, m.dout, m.lse, m.dq, m.dk, m.dv, m.ws};
+    for (unsigned i = 0; i < sizeof all / sizeof all[0]; ++i)
+        if (all[i]) cu->MemFree(all[i]);
+    free(hq); free(hk); free(hv); free(hdo); free(gdq); free(gdk); free(gdv); free(tmp);
+    free(gdq2); free(gdk2); free(gdv2); free(rdq); free(rdk); free(rdv); free(hlse);
+    fg_block_layout_destroy(ctx, layout);
+    fg_pattern_destroy(pat);
+    fg_host_layout_free(&hl);
+    return good;
+}
+
+/* "bench": backward TFLOP/s (2.5x the forward's FLOPs, BENCHMARK.md) at
+ * 16k tokens, heads * head_dim = 2048, atomics and deterministic; random
+ * inputs, not checked (the other cases check). */
+static void bench(fg_context *ctx) {
+    for (int d = 64; d <= 128; d += 64)
+        for (int causal = 0; causal < 2; ++causal) {
+            const int b = 4, h = 2048 / d, s = 4096;
+            fg_attention_desc desc;
+            fg_attention_desc_init(&desc, FG_BF16, d, b, h, h, s, s);
+            desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
+            if (fg_attention_prepare(ctx, &desc) != FG_OK) { printf("bench: %s\n", fg_errmsg(ctx)); return; }
+            const size_t n = (size_t)b * h * s * d;
+            size_t wsb = 0;
+            fg_attention_backward_workspace(ctx, &desc, &wsb);
+            CUdeviceptr t[9] = {0}, lse = 0, ws = 0;
+            CUresult e = CUDA_SUCCESS;
+            for (int i = 0; i < 8 && !e; ++i) e = cu->MemAlloc(&t[i], n * 2);
+            if (!e) e = cu->MemAlloc(&lse, (size_t)b * h * s * 4);
+            if (!e) e = cu->MemAlloc(&ws, wsb);
+            for (int i = 0; i < 8 && !e; ++i) e = cu->MemsetD32(t[i], 0x3c003c00u, n / 2); /* 1.0 fp16 pattern: finite */
+            fg_status st = e ? FG_ERR_CUDA : fg_attention_forward(ctx, &desc, (void *)t[0], (void *)t[1], (void *)t[2], (void *)t[3], (float *)lse, NULL);
+            for (int det = 0; det < 2 && st == FG_OK; ++det) {
+                desc.deterministic = det;
+                CUevent e0, e1;
+                cu->EventCreate(&e0, 0);
+                cu->EventCreate(&e1, 0);
+                float ms = 0;
+                for (int rep = 0; rep < 2 && st == FG_OK; ++rep) { /* warm-up, then 5 timed */
+                    cu->EventRecord(e0, NULL);
+                    for (int k = 0; k < (rep ? 5 : 1) && st == FG_OK; ++k)
+                        st = fg_attention_backward(ctx, &desc, (void *)t[0], (void *)t[1], (void *)t[2], (void *)t[3], (void *)t[4],
+                                                   (float *)lse, (void *)t[5], (void *)t[6], (void *)t[7], (void *)ws, wsb, NULL);
+                    cu->EventRecord(e1, NULL);
+                    cu->EventSynchronize(e1);
+                    cu->EventElapsedTime(&ms, e0, e1);
+                }
+                const double flops = 2.5 * fg_attention_flops(b, h, s, s, d, d, causal);
+                printf("bench bwd hd=%d causal=%d seqlen=%d det=%d: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, det, ms / 5,
+                       flops / (ms / 5 * 1e-3) / 1e12, st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
+                cu->EventDestroy(e0);
+                cu->EventDestroy(e1);
+            }
+            for (int i = 0; i < 8; ++i) if (t[i]) cu->MemFree(t[i]);
+            if (lse) cu->MemFree(lse);
+            if (ws) cu->MemFree(ws);
+        }
+}
+
+/* argv: optional head dims to run (e.g. "64 128"), "det" for the
+ * deterministic cases; none: everything (a kernel fault ends a process, so
+ * a script may run the groups one process each). */
+static int wanted(int argc, char **argv, const char *what) {
+    if (argc < 2) return 1;
+    for (int i = 1; i < argc; ++i)
+        if (!strcmp(argv[i], what)) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    fg_error e = {0};
+    if (fg_cuda_get(&cu, &e) != FG_OK) {
+        printf("SKIP: %s\n", e.msg);
+        return 77;
+    }
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    if (argc > 1 && !strcmp(argv[1], "bench")) {
+        bench(ctx);
+        fg_context_destroy(ctx);
+        return 0;
+    }
+    static const int dims[] = {32, 40, 64, 96, 128, 256};
+    static const int shapes[][5] = {
+        {2, 4, 2, 333, 517}, /* GQA 2:1, sq < sk, off the tiles */
+        {1, 3, 1, 300, 100}, /* MQA, sq > sk: bottom-right leaves rows that see no key */
+        {3, 2, 2, 257, 129}, /* batch 3, one past a tile */
+        {1, 2, 2, 1, 200},   /* one query */
+        {2, 4, 4, 200, 1},   /* one key */
+        {1, 4, 2, 130, 190}, /* top-left: keys past seqlen_q are seen by no row */
+    };
+    const uint64_t seed = (uint64_t)time(NULL);
+    printf("seed base %llu\n", (unsigned long long)seed);
+    int passed = 0, failed = 0, k = 0;
+    for (unsigned di = 0; di < sizeof dims / sizeof dims[0]; ++di)
+        for (int dt = 0; dt < 2; ++dt)
+            for (int causal = 0; causal < 3; ++causal, ++k) {
+                char name[16];
+                snprintf(name, sizeof name, "%d", dims[di]);
+                if (g_dead || !wanted(argc, argv, name)) continue;
+                const int *s = shapes[k % 6];
+                bcase c = {dt ? FG_FP16 : FG_BF16, dims[di], s[0], s[1], s[2], s[3], s[4], (fg_causal)causal, k % 4 == 3, 0,
+                           seed + (uint64_t)k};
+                run_case(ctx, &c, &passed, &failed);
+            }
+    /* deterministic mode: many key blocks add into each dQ row */
+    for (int i = 0; i < 4 && !g_dead && wanted(argc, argv, "det"); ++i) {
+        bcase c = {i & 1 ? FG_FP16 : FG_BF16, i < 2 ? 64 : 128, 1, 4, 2, 700, 1000,
+                   i & 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE, 0, 1, seed + 100 + (uint64_t)i};
+        run_case(ctx, &c, &passed, &failed);
+    }
+    /* block-sparse: random layouts (one with every row empty) and patterns
+     * whose element mask applies to partial blocks */
+    static const bcase sp[] = {
+        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL},
+        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL},
+        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL},
+        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL},
+        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100"},
+        {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL},
+    };
+    for (unsigned i = 0; i < sizeof sp / sizeof sp[0] && !g_dead && wanted(argc, argv, "sparse"); ++i) {
+        bcase c = sp[i];
+        c.seed = seed + 200 + i;
+        run_case(ctx, &c, &passed, &failed);
+    }
+    fg_context_destroy(ctx);
+    printf("%d passed, %d failed\n", passed, failed);
+    return test_summary("test_gpu_backward");
+}
