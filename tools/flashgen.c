@@ -203,8 +203,7 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
      * heuristic picks among every family the arch has, or only the one
      * wgmma=0|1|2 names */
     fg_status st;
-    if (v->spec.head_dim < 8 || v->spec.head_dim > 256 || v->spec.head_dim % 8) {
-        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", v->spec.head_dim);
+    if ((st = fg_head_dims_check(v->spec.head_dim, fg_spec_head_dim_v(&v->spec), &e)) != FG_OK) {
     } else if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(arch)) {
         st = fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=%d needs --arch sm_90a (got %s)", v->cfg.wgmma, arch);
     } else if (fg_config_is_explicit(&v->cfg)) {
