@@ -196,18 +196,18 @@ static void test_heuristic(void) {
     CHECK(fg_heuristic_config(&s, H100_SMEM, 0, 0, 2, FG_PATH_TMA, NULL, NULL, &out, &e) == FG_ERR_UNSUPPORTED,
           "FG_PATH_TMA 128/72");
     CHECK_CONTAINS(e.msg, "multiples of 16");
-    fg_config t = {128, 128, 12, 2, 0, 1, 2};
+    fg_config t = {128, 128, 12, 2, 0, 1, 2, 0};
     CHECK(fg_config_check(&s, &t, H100_SMEM, &e) == FG_ERR_UNSUPPORTED, "TMA config 128/72");
 
     /* sizes follow head_dim_v: O accumulators (registers) and the V tile */
     fg_spec narrow = {64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0}, wide = narrow;
     wide.head_dim_v = 256;
-    fg_config m = {128, 64, 8, 2, 0, 1, 0};
+    fg_config m = {128, 64, 8, 2, 0, 1, 0, 0};
     CHECK(fg_config_reg_estimate(&wide, &m) == fg_config_reg_estimate(&narrow, &m) + (256 - 64) / 8 * 4,
           "mma O accumulators: %d vs %d", fg_config_reg_estimate(&wide, &m), fg_config_reg_estimate(&narrow, &m));
     CHECK(fg_config_smem_bytes(&wide, &m) == (128 * 264 + 2 * 64 * (72 + 264)) * 2, "mma smem %d",
           fg_config_smem_bytes(&wide, &m));
-    fg_config tm = {128, 128, 12, 2, 0, 1, 2};
+    fg_config tm = {128, 128, 12, 2, 0, 1, 2, 0};
     CHECK(fg_config_reg_estimate(&wide, &tm) == fg_config_reg_estimate(&narrow, &tm) + (256 - 64) / 2, "TMA O registers");
     fg_error_clear(&e);
 }
@@ -254,12 +254,12 @@ static void test_render_mma(const fg_sources *src) {
         }
     printf("mma.sync: rendered %d head-dim pairs\n", rendered);
     /* the template checks the value itself */
-    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 12}, {128, 64, 4, 2, 0, 1, 0}};
+    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 12}, {128, 64, 4, 2, 0, 1, 0, 0}};
     fg_rendered r;
     CHECK(fg_render_forward(src, &bad, "k", &r, &e) == FG_ERR_TEMPLATE, "head_dim_v 12 rendered");
     CHECK_CONTAINS(e.msg, "head_dim_v");
     /* wgmma=1: equal dims only */
-    fg_variant w = {{128, FG_BF16, 0, 0, {{0}}, NULL, NULL, 64}, {128, 64, 8, 1, 0, 1, 1}};
+    fg_variant w = {{128, FG_BF16, 0, 0, {{0}}, NULL, NULL, 64}, {128, 64, 8, 1, 0, 1, 1, 0}};
     CHECK(fg_render_forward(src, &w, "k", &r, &e) == FG_ERR_TEMPLATE, "wgmma 128/64 rendered");
     CHECK_CONTAINS(e.msg, "head_dim_v == head_dim");
     CHECK_CONTAINS(e.msg, "fwd_wgmma.lua");
@@ -280,7 +280,7 @@ static void test_render_tma(const fg_sources *src) {
                 for (int k = 0; k < 5; ++k) {
                     const int stages = 1 + (i + j + k) % 3;
                     fg_spec s = {dims[i], FG_BF16, 1, 0, {{0}}, NULL, NULL, dvs[j]};
-                    fg_config c = {bms[m], bns[k], 4 * (1 + bms[m] / 64), stages, 0, 1, 2};
+                    fg_config c = {bms[m], bns[k], 4 * (1 + bms[m] / 64), stages, 0, 1, 2, 0};
                     fg_variant v = {s, c};
                     fg_rendered r;
                     if (fg_render_forward(src, &v, "k", &r, &e) != FG_OK) {
