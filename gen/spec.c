@@ -140,8 +140,8 @@ void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n) {
 }
 
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
-    return a->head_dim == b->head_dim && fg_spec_head_dim_v(a) == fg_spec_head_dim_v(b) && a->dtype == b->dtype && a->causal == b->causal && a->sparse == b->sparse &&
-           !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
+    return a->head_dim == b->head_dim && fg_spec_head_dim_v(a) == fg_spec_head_dim_v(b) && a->dtype == b->dtype &&
+           a->causal == b->causal && a->sparse == b->sparse && !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
 /* The TMA family's switched-off options, ",pingpong=0,overlap=0,persistent=0"
