@@ -57,7 +57,7 @@ typedef struct tuner {
     fg_context *ctx;
     const fg_tune_options *opt;
     fg_spec spec;
-    char spec_text[160];
+    char spec_text[192];
     cand *c;
     int n;
     pthread_mutex_t mu; /* progress, next */
@@ -163,7 +163,8 @@ static fg_status bufs_alloc(const fg_cuda *cu, const fg_spec *s, const int *seql
     for (int i = 0; i < nb; ++i) {
         int batch, heads;
         shape_of(s, seqlens[i], &batch, &heads);
-        const size_t e = (size_t)batch * seqlens[i] * heads * s->head_dim;
+        const int dv = fg_spec_head_dim_v(s), wide = dv > s->head_dim ? dv : s->head_dim; /* q, k: d; v, o: dv */
+        const size_t e = (size_t)batch * seqlens[i] * heads * wide;
         if (e > b->elems) b->elems = e;
     }
     const size_t bytes = b->elems * 2;
@@ -199,8 +200,10 @@ static void make_shape(const tuner *t, int seqlen, shape *sh) {
     int batch, heads;
     shape_of(&t->spec, seqlen, &batch, &heads);
     fg_attention_desc_init(&sh->d, t->spec.dtype, t->spec.head_dim, batch, heads, heads, seqlen, seqlen);
+    fg_attention_desc_set_head_dim_v(&sh->d, fg_spec_head_dim_v(&t->spec));
     sh->d.causal = t->spec.causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
-    sh->flops = fg_attention_flops(batch, heads, seqlen, seqlen, t->spec.head_dim, t->spec.head_dim, t->spec.causal);
+    sh->flops = fg_attention_flops(batch, heads, seqlen, seqlen, t->spec.head_dim, fg_spec_head_dim_v(&t->spec),
+                                   t->spec.causal);
 }
 
 typedef struct launch_ud {
@@ -240,7 +243,7 @@ static int verify(tuner *t, cand *c, const shape *sh, const bufs *b, fg_error *e
     const fg_cuda *cu = t->ctx->cu;
     if (time_one(t, c, sh, b, 1, err) < 0) return 0;
     const fg_attention_desc *d = &sh->d;
-    const int D = d->head_dim;
+    const int D = fg_desc_head_dim_v(d); /* o rows */
     fg_check chk;
     fg_check_init(&chk, d->dtype);
     uint16_t row[256];
@@ -399,6 +402,7 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
     /* validates dtype, head dim, causal and path the way a call would */
     fg_attention_desc probe;
     fg_attention_desc_init(&probe, shp->dtype, shp->head_dim, 1, 1, 1, 128, 128);
+    fg_attention_desc_set_head_dim_v(&probe, shp->head_dim_v);
     probe.causal = shp->causal;
     probe.path = shp->path;
     fg_variant pv;

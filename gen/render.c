@@ -17,6 +17,7 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     fg_variant_format(v, spec, sizeof spec);
     lua_newtable(L);
     lua_pushinteger(L, v->spec.head_dim);   lua_setfield(L, -2, "head_dim");
+    lua_pushinteger(L, fg_spec_head_dim_v(&v->spec)); lua_setfield(L, -2, "head_dim_v");
     lua_pushstring(L, fg_dtype_name(v->spec.dtype)); lua_setfield(L, -2, "dtype");
     lua_pushboolean(L, v->spec.causal);     lua_setfield(L, -2, "causal");
     lua_pushboolean(L, v->spec.sparse);     lua_setfield(L, -2, "sparse");

@@ -50,6 +50,9 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         if (!strcmp(key, "hdim") || !strcmp(key, "head_dim")) {
             if (!isint) goto bad;
             v->spec.head_dim = iv;
+        } else if (!strcmp(key, "hdim_v") || !strcmp(key, "head_dim_v")) {
+            if (!isint || iv <= 0) goto bad;
+            v->spec.head_dim_v = iv;
         } else if (!strcmp(key, "dtype")) {
             if (!strcmp(val, "bf16")) v->spec.dtype = FG_BF16;
             else if (!strcmp(val, "fp16")) v->spec.dtype = FG_FP16;
@@ -119,9 +122,30 @@ void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n) {
     for (int i = 0; i < 32; ++i, k += 2) snprintf(buf + k, n - k, "%02x", h->sha256[i]);
 }
 
+int fg_spec_head_dim_v(const fg_spec *s) { return s->head_dim_v ? s->head_dim_v : s->head_dim; }
+
+fg_status fg_head_dims_check(int head_dim, int head_dim_v, fg_error *err) {
+    const int dims[2] = {head_dim, head_dim_v};
+    static const char *const names[2] = {"head_dim", "head_dim_v"};
+    for (int i = 0; i < 2; ++i)
+        if (dims[i] < 8 || dims[i] > 256 || dims[i] % 8)
+            return fg_fail(err, FG_ERR_UNSUPPORTED,
+                           "%s %d is not supported: it must be a multiple of 8 in 8..256 (head dims above 256, such as "
+                           "MLA decode's 576/512, need a decode kernel flashgen does not have yet)",
+                           names[i], dims[i]);
+    return FG_OK;
+}
+
+void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n) {
+    if (!n) return;
+    buf[0] = 0;
+    const int dv = fg_spec_head_dim_v(s);
+    if (dv != s->head_dim) snprintf(buf, n, ",hdim_v=%d", dv);
+}
+
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
-    return a->head_dim == b->head_dim && a->dtype == b->dtype && a->causal == b->causal && a->sparse == b->sparse &&
-           a->kind == b->kind &&
+    return a->head_dim == b->head_dim && fg_spec_head_dim_v(a) == fg_spec_head_dim_v(b) && a->dtype == b->dtype &&
+           a->causal == b->causal && a->sparse == b->sparse && a->kind == b->kind &&
            !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
@@ -141,8 +165,10 @@ static void ws_format(const fg_config *c, char *buf, size_t n) {
 }
 
 void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
-    int k = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
-             v->spec.head_dim, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
+    char dv[32];
+    fg_spec_head_dim_v_item(&v->spec, dv, sizeof dv);
+    int k = snprintf(buf, n, "hdim=%d%s,dtype=%s,causal=%d,sparse=%d,wgmma=%d,block_m=%d,block_n=%d,warps=%d,stages=%d,q_in_regs=%d,min_blocks=%d",
+             v->spec.head_dim, dv, fg_dtype_name(v->spec.dtype), v->spec.causal, v->spec.sparse, v->cfg.wgmma, v->cfg.block_m,
              v->cfg.block_n, v->cfg.warps, v->cfg.stages, v->cfg.q_in_regs, v->cfg.min_blocks);
     char ws[64];
     ws_format(&v->cfg, ws, sizeof ws);

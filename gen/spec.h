@@ -30,6 +30,11 @@ typedef struct fg_spec {
      * of mask_cuda names the kernel (fg_mask_hash_of). */
     fg_mask_hash mask_hash;
     const char *mask_cuda, *mask_text;
+    /* Value head dim (v's and o's last dim); 0 means head_dim.  Read it with
+     * fg_spec_head_dim_v.  After the mask, so that {head_dim, dtype, ...}
+     * initialisers keep meaning dv == d; keys and SPEC text name it only when it differs,
+     * so every key of an equal-dims variant is what it was before. */
+    int head_dim_v;
     /* Which pass: FG_KIND_FWD (0) or FG_KIND_BWD (1, templates/bwd_mma.lua:
      * preprocess, main and dQ-conversion kernels in one module).  Keys of
      * forward variants do not name it, so they are unchanged. */
@@ -61,6 +66,7 @@ typedef struct fg_variant {
 #define FG_SPEC_HELP                                                                          \
     "SPEC is a comma-separated list of key=value:\n"                                          \
     "  hdim=N            head dim, a multiple of 8 in 8..256 (required)\n"                   \
+    "  hdim_v=N          value head dim (v and o), a multiple of 8 in 8..256 (default hdim)\n"\
     "  dtype=bf16|fp16   element type (default bf16)\n"                                      \
     "  causal=none|bottom_right|top_left   (also 0/1; default none)\n"                       \
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
@@ -69,7 +75,7 @@ typedef struct fg_variant {
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
     "  wgmma=0|1|2       kernel path: 2 Hopper TMA + warp-specialised, 1 Hopper wgmma\n"        \
     "  pingpong=0|1 overlap=0|1 persistent=0|1   TMA path only (default 1 each)\n"           \
-    "                    (sm_90a, hdim 64/128/192/256),\n"                                   \
+    "                    (sm_90a, hdim 64/128/192/256, hdim_v = hdim),\n"                   \
     "                    0 portable mma.sync (default: chosen with the configuration)\n"   \
     "example: hdim=128,dtype=bf16,causal=bottom_right\n"
 
@@ -96,8 +102,17 @@ fg_status fg_config_parse(const char *text, fg_config *c, fg_error *err);
 fg_mask_hash fg_mask_hash_of(const char *mask_cuda);
 int fg_mask_hash_set(const fg_mask_hash *h);
 void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n);
-/* Same compile-time identity (the mask by its SHA-256). */
+/* Same compile-time identity (the mask by its SHA-256; head_dim_v 0 and
+ * head_dim_v == head_dim alike). */
 int fg_spec_equal(const fg_spec *a, const fg_spec *b);
+/* The value head dim: s->head_dim_v, or head_dim when that is 0. */
+int fg_spec_head_dim_v(const fg_spec *s);
+/* The one check of a pair of head dims (descriptor, SPEC, configuration):
+ * each a multiple of 8 in 8..256; FG_ERR_UNSUPPORTED naming the bad one. */
+fg_status fg_head_dims_check(int head_dim, int head_dim_v, fg_error *err);
+/* The variant key / tuning spec item of the value head dim: ",hdim_v=N", or
+ * "" when it equals head_dim. */
+void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n);
 const char *fg_dtype_name(fg_dtype d);
 const char *fg_causal_name(fg_causal c);
 #endif

@@ -68,8 +68,9 @@ extern "C" {
  * fg_block_layout_desc is frozen: it is FlexAttention's BlockMask (four
  * arrays), and another layout format would be a new struct with new calls.
  *
- * Fields planned for fg_attention_desc, each off at zero: head_dim_v (value
- * head dim; 0 = head_dim), cu_seqlens_q/k
+ * Fields appended so far: fg_attention_desc.head_dim_v, then the backward
+ * fields (deterministic, gradient strides).  Planned for
+ * fg_attention_desc, each off at zero: cu_seqlens_q/k
  * (variable lengths; NULL = fixed), a paged-KV block table (NULL =
  * contiguous K/V), score modifications (NULL = none). */
 
@@ -107,11 +108,12 @@ typedef enum fg_causal {
 /* Which kernel family runs a call. */
 typedef enum fg_kernel_path {
     FG_PATH_AUTO = 0,  /* the fastest family that applies: TMA, then wgmma, then mma.sync */
-    FG_PATH_MMA = 1,   /* portable tensor-core path (mma.sync), sm_80 and up */
-    FG_PATH_WGMMA = 2, /* Hopper path (wgmma, cp.async loads), sm_90a, head_dim 64/128/192/256 */
+    FG_PATH_MMA = 1,   /* portable tensor-core path (mma.sync), sm_80 and up; any head_dim_v */
+    FG_PATH_WGMMA = 2, /* Hopper path (wgmma, cp.async loads), sm_90a, head_dim 64/128/192/256,
+                          head_dim_v == head_dim */
     FG_PATH_TMA = 3    /* Hopper warp-specialised path: a TMA producer warp, wgmma consumer
-                          warpgroups in ping-pong; sm_90a, head_dim a multiple of 16; strides
-                          of dims longer than 1 non-zero */
+                          warpgroups in ping-pong; sm_90a, head_dim and head_dim_v multiples
+                          of 16; strides of dims longer than 1 non-zero */
 } fg_kernel_path;
 
 typedef struct fg_context fg_context;
@@ -240,9 +242,11 @@ fg_status fg_pattern_layout(fg_context *ctx, fg_pattern *p, int batch, int heads
 
 /* One attention call.  Tensors are device pointers, 16-byte aligned, with
  * element strides (the last dimension is contiguous); strides must be
- * multiples of 8.  q and o: [batch, seqlen_q, heads_q, head_dim] by default
+ * multiples of 8.  q: [batch, seqlen_q, heads_q, head_dim] by default
  * (BSHD); any batch/head/row strides work, BHSD included.
- * k and v: [batch, seqlen_k, heads_kv, head_dim] likewise. */
+ * k: [batch, seqlen_k, heads_kv, head_dim] likewise; v: [batch, seqlen_k,
+ * heads_kv, head_dim_v] and o: [batch, seqlen_q, heads_q, head_dim_v], where
+ * head_dim_v is the value head dim (head_dim unless set). */
 typedef struct fg_attention_desc {
     uint32_t struct_size;         /* sizeof(fg_attention_desc) of the caller's header: set by fg_attention_desc_init */
     fg_dtype dtype;
@@ -259,6 +263,16 @@ typedef struct fg_attention_desc {
     /* Block sizes; 0 picks them (tuned result, else the built-in heuristic). */
     int block_m, block_n, warps, stages;
     fg_kernel_path path;          /* FG_PATH_AUTO picks with the block sizes */
+    /* ---- appended after the first version (struct_size rules above) ---- */
+    /* Value head dim (v's and o's last dim): 0 means head_dim; else a
+     * multiple of 8 in 8..256, e.g. DeepSeek-V2/V3 prefill's 192/128.
+     * FG_PATH_MMA takes every pair; FG_PATH_TMA pairs of multiples of 16;
+     * FG_PATH_WGMMA only head_dim_v == head_dim (AUTO skips it otherwise).
+     * Head dims above 256 (MLA decode's 576/512) are not supported: they
+     * need a decode kernel flashgen does not have yet.  Set it with
+     * fg_attention_desc_set_head_dim_v, which also sets v's and o's BSHD
+     * strides, or set it and those strides yourself. */
+    int head_dim_v;
     /* ---- read by fg_attention_backward only (appended; zero = default) ---- */
     int deterministic;            /* non-zero: dq bitwise identical from run to run (dQ
                                      summed over key blocks in a fixed order, not by
@@ -282,6 +296,11 @@ typedef struct fg_attention_desc {
                                  (seqlen_q), (seqlen_k))
 void fg_attention_desc_init_sized(fg_attention_desc *d, size_t struct_size, fg_dtype dtype, int head_dim, int batch,
                                   int heads_q, int heads_kv, int seqlen_q, int seqlen_k);
+/* Sets d->head_dim_v and v's and o's strides to BSHD contiguous for it
+ * (the other sizes as d has them).  FG_ERR_INVALID_ARGUMENT when d is NULL
+ * or its struct_size does not cover head_dim_v (an older header); the value
+ * itself is checked by the call that uses d. */
+fg_status fg_attention_desc_set_head_dim_v(fg_attention_desc *d, int head_dim_v);
 
 /* o = softmax(q k^T * scale + mask) v.  lse: fp32 [batch, heads_q, seqlen_q],
  * natural log, may be NULL.  A query row that sees no key gets o = 0 and
@@ -333,7 +352,7 @@ fg_status fg_attention_backward(fg_context *ctx, const fg_attention_desc *desc, 
 
 /* ---- autotuning ------------------------------------------------------------
  * fg_tune times every block configuration the kernels expose for one spec
- * (dtype, head dim, causal, path of `shape`) on this GPU, per seqlen bucket,
+ * (dtype, head dims, causal, path of `shape`) on this GPU, per seqlen bucket,
  * and stores the winners in the cache file; later calls of any process on a
  * GPU of the same identity (name, compute capability, SM count, driver,
  * NVRTC, templates) use them.  Candidates are pruned by the device's opt-in
@@ -366,7 +385,7 @@ typedef struct fg_tune_options {
     void *ud;
 } fg_tune_options;
 
-/* shape: dtype, head_dim, causal and path are used (sizes and strides are
+/* shape: dtype, head_dim, head_dim_v, causal and path are used (sizes and strides are
  * not: each bucket has its own representative shape); dense only.  opt NULL:
  * every default. */
 fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt);

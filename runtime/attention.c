@@ -36,11 +36,12 @@ fg_status fg_check_tensor(const fg_cuda *cu, const char *name, const void *ptr, 
 static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, const void *q, const void *k,
                                const void *v, const void *o, const float *lse, fg_error *e) {
     const int64_t lse_strides[3] = {(int64_t)d->heads_q * d->seqlen_q, d->seqlen_q, 1};
+    const int dv = fg_desc_head_dim_v(d); /* v and o */
     fg_status st;
     if ((st = fg_check_tensor(cu, "q", q, 16, fg_tensor_bytes(d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2), e)) ||
         (st = fg_check_tensor(cu, "k", k, 16, fg_tensor_bytes(d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2), e)) ||
-        (st = fg_check_tensor(cu, "v", v, 16, fg_tensor_bytes(d->v_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2), e)) ||
-        (st = fg_check_tensor(cu, "o", o, 16, fg_tensor_bytes(d->o_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2), e)))
+        (st = fg_check_tensor(cu, "v", v, 16, fg_tensor_bytes(d->v_strides, d->batch, d->heads_kv, d->seqlen_k, dv, 2), e)) ||
+        (st = fg_check_tensor(cu, "o", o, 16, fg_tensor_bytes(d->o_strides, d->batch, d->heads_q, d->seqlen_q, dv, 2), e)))
         return st;
     return lse ? fg_check_tensor(cu, "lse", lse, 4, fg_tensor_bytes(lse_strides, d->batch, d->heads_q, d->seqlen_q, 1, 4), e)
                : FG_OK;

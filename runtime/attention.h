@@ -12,6 +12,9 @@
  * params except the tensor pointers. */
 fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_variant *v, fg_fwd_params *p,
                             fg_error *err);
+/* The value head dim of d (v's and o's last dim): head_dim_v, or head_dim
+ * when that is 0. */
+int fg_desc_head_dim_v(const fg_attention_desc *d);
 /* Bytes from a tensor's first element to the end of the last one that the
  * shape [batch, heads, seqlen, d] and element strides s reach:
  * ((batch-1) s[0] + (heads-1) s[1] + (seqlen-1) s[2] + d) * elem_bytes;

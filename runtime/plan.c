@@ -9,6 +9,27 @@
 #include "runtime/structs.h"
 #include "select/heuristic.h"
 
+int fg_desc_head_dim_v(const fg_attention_desc *d) { return d->head_dim_v ? d->head_dim_v : d->head_dim; }
+
+/* BSHD contiguous strides of a [batch, seqlen, heads, d] tensor.  Unsigned,
+ * so that sizes fg_attention_plan will reject cannot overflow here; valid
+ * sizes give exact strides (at most 2^30 * 65535 * 256). */
+static void bshd_strides(int64_t s[3], int seqlen, int heads, int d) {
+    const uint64_t row = (uint64_t)heads * (uint64_t)d;
+    s[0] = (int64_t)((uint64_t)seqlen * row);
+    s[1] = d;
+    s[2] = (int64_t)row;
+}
+
+fg_status fg_attention_desc_set_head_dim_v(fg_attention_desc *d, int head_dim_v) {
+    if (!d || d->struct_size < FG_END_OF(fg_attention_desc, head_dim_v)) return FG_ERR_INVALID_ARGUMENT;
+    d->head_dim_v = head_dim_v;
+    const int dv = fg_desc_head_dim_v(d);
+    bshd_strides(d->v_strides, d->seqlen_k, d->heads_kv, dv);
+    bshd_strides(d->o_strides, d->seqlen_q, d->heads_q, dv);
+    return FG_OK;
+}
+
 void fg_attention_desc_init_sized(fg_attention_desc *d, size_t struct_size, fg_dtype dtype, int head_dim, int batch,
                                   int heads_q, int heads_kv, int seqlen_q, int seqlen_k) {
     if (!d) return;
@@ -22,16 +43,11 @@ void fg_attention_desc_init_sized(fg_attention_desc *d, size_t struct_size, fg_d
     x.heads_kv = heads_kv;
     x.seqlen_q = seqlen_q;
     x.seqlen_k = seqlen_k;
-    /* BSHD contiguous: [batch, seqlen, heads, head_dim].  Unsigned, so that
-     * sizes fg_attention_plan will reject cannot overflow here; valid sizes
-     * give exact strides (at most 2^30 * 65535 * 256). */
-    const uint64_t qrow = (uint64_t)heads_q * (uint64_t)head_dim, krow = (uint64_t)heads_kv * (uint64_t)head_dim;
-    const int64_t qs[3] = {(int64_t)((uint64_t)seqlen_q * qrow), head_dim, (int64_t)qrow};
-    const int64_t ks[3] = {(int64_t)((uint64_t)seqlen_k * krow), head_dim, (int64_t)krow};
-    memcpy(x.q_strides, qs, sizeof qs);
-    memcpy(x.o_strides, qs, sizeof qs);
-    memcpy(x.k_strides, ks, sizeof ks);
-    memcpy(x.v_strides, ks, sizeof ks);
+    /* BSHD contiguous: [batch, seqlen, heads, head_dim] */
+    bshd_strides(x.q_strides, seqlen_q, heads_q, head_dim);
+    bshd_strides(x.o_strides, seqlen_q, heads_q, head_dim);
+    bshd_strides(x.k_strides, seqlen_k, heads_kv, head_dim);
+    bshd_strides(x.v_strides, seqlen_k, heads_kv, head_dim);
     /* only the caller's bytes: an older header's struct is smaller */
     memcpy(d, &x, struct_size < sizeof x ? struct_size : sizeof x);
 }
@@ -75,7 +91,7 @@ fg_status fg_check_strides(const char *name, const int64_t s[3], int batch, int 
         if (size[i] == 1) continue;
         if (st[i] < extent)
             return fg_fail(err, FG_ERR_INVALID_ARGUMENT,
-                           "%s strides {%lld, %lld, %lld} make rows overlap for shape [batch=%d, heads=%d, seqlen=%d, head_dim=%d]",
+                           "%s strides {%lld, %lld, %lld} make rows overlap for shape [batch=%d, heads=%d, seqlen=%d, head dim %d]",
                            name, (long long)s[0], (long long)s[1], (long long)s[2], batch, heads, seqlen, d);
         if (__builtin_mul_overflow(st[i], size[i], &extent))
             return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s strides {%lld, %lld, %lld} overflow 64-bit offsets", name,
@@ -109,8 +125,10 @@ fg_status fg_attention_plan(const fg_attention_desc *desc, int smem_limit, fg_va
     const fg_attention_desc *d = &dd;
     if (d->dtype != FG_FP16 && d->dtype != FG_BF16)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "dtype %d is not FG_FP16 or FG_BF16", (int)d->dtype);
-    if (d->head_dim < 8 || d->head_dim > 256 || d->head_dim % 8)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", d->head_dim);
+    if (d->head_dim_v < 0)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "head_dim_v %d is negative (0 means head_dim)", d->head_dim_v);
+    const int dv = fg_desc_head_dim_v(d);
+    if ((st = fg_head_dims_check(d->head_dim, dv, err))) return st;
     if (d->batch < 1 || d->heads_q < 1 || d->heads_kv < 1 || d->seqlen_q < 1 || d->seqlen_k < 1)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "sizes must be >= 1 (batch=%d heads_q=%d heads_kv=%d seqlen_q=%d seqlen_k=%d)",
                        d->batch, d->heads_q, d->heads_kv, d->seqlen_q, d->seqlen_k);
@@ -129,14 +147,15 @@ fg_status fg_attention_plan(const fg_attention_desc *desc, int smem_limit, fg_va
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "softmax_scale must be positive and finite (got %g)", (double)d->softmax_scale);
     if ((st = fg_check_strides("q", d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 0, err)) ||
         (st = fg_check_strides("k", d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 0, err)) ||
-        (st = fg_check_strides("v", d->v_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 0, err)) ||
-        (st = fg_check_strides("o", d->o_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 1, err)))
+        (st = fg_check_strides("v", d->v_strides, d->batch, d->heads_kv, d->seqlen_k, dv, 0, err)) ||
+        (st = fg_check_strides("o", d->o_strides, d->batch, d->heads_q, d->seqlen_q, dv, 1, err)))
         return st;
     const fg_block_layout *L = d->layout;
     if (L && (st = check_layout(L, d, err))) return st;
 
     memset(v, 0, sizeof *v);
     v->spec.head_dim = d->head_dim;
+    v->spec.head_dim_v = dv;
     v->spec.dtype = d->dtype;
     v->spec.causal = d->causal != FG_CAUSAL_NONE;
     v->spec.sparse = L != NULL;

@@ -1,5 +1,6 @@
 #include "runtime/reference.h"
 #include "gen/mask_expr.h"
+#include "runtime/attention.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -113,7 +114,7 @@ void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L,
 void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                            const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
                            double *lse_out) {
-    const int D = d->head_dim, hk = h / (d->heads_q / d->heads_kv);
+    const int D = d->head_dim, DV = fg_desc_head_dim_v(d), hk = h / (d->heads_q / d->heads_kv);
     const double scale = d->softmax_scale == 0.f ? 1.0 / sqrt((double)D) : (double)d->softmax_scale;
     double *s = malloc(sizeof(double) * ((size_t)d->seqlen_k + (size_t)D));
     double *qr = s + d->seqlen_k;
@@ -128,7 +129,7 @@ void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_des
         s[j] = acc * scale;
         if (s[j] > mx) mx = s[j];
     }
-    for (int x = 0; x < D; ++x) orow[x] = 0;
+    for (int x = 0; x < DV; ++x) orow[x] = 0;
     double sum = 0;
     if (mx > -INFINITY) {
         for (int j = 0; j < d->seqlen_k; ++j) {
@@ -136,9 +137,9 @@ void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_des
             const double pj = exp(s[j] - mx);
             sum += pj;
             const uint16_t *vp = v + b * d->v_strides[0] + hk * d->v_strides[1] + (int64_t)j * d->v_strides[2];
-            for (int x = 0; x < D; ++x) orow[x] += pj * fg_half_to_float(vp[x], d->dtype);
+            for (int x = 0; x < DV; ++x) orow[x] += pj * fg_half_to_float(vp[x], d->dtype);
         }
-        for (int x = 0; x < D; ++x) orow[x] /= sum;
+        for (int x = 0; x < DV; ++x) orow[x] /= sum;
     }
     *lse_out = sum > 0 ? mx + log(sum) : -INFINITY;
     free(s);
@@ -149,7 +150,7 @@ void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i)
-                fg_reference_row(d, L, q, k, v, b, h, i, o + (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * d->head_dim,
+                fg_reference_row(d, L, q, k, v, b, h, i, o + (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * fg_desc_head_dim_v(d),
                                  lse + ((size_t)b * d->heads_q + h) * d->seqlen_q + i);
 }
 

@@ -35,13 +35,13 @@ void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_des
                            const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
                            double *lse);
 
-/* o: [batch, seqlen_q, heads_q, head_dim] contiguous float64;
+/* o: [batch, seqlen_q, heads_q, head_dim_v] contiguous float64;
  * lse: [batch, heads_q, seqlen_q] (natural log; -inf for an empty row).
  * q, k, v are host arrays laid out with d's strides. */
 void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
                           const uint16_t *k, const uint16_t *v, double *o, double *lse);
 
-/* One query row: orow[head_dim] and its logsumexp. */
+/* One query row: orow[head_dim_v] and its logsumexp. */
 void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
                       const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow, double *lse);
 
@@ -66,7 +66,7 @@ void fg_host_layout_free(fg_host_layout *L);
  * (the harness, `flashgen bench`, the tuner): 2 b h sq sk (head_dim +
  * head_dim_v) (Q K^T and P V), halved for a causal mask as
  * ../shared/BENCHMARK.md counts it.  head_dim_v is the value head dim
- * (head_dim until the descriptor has its own). */
+ * (fg_desc_head_dim_v). */
 double fg_attention_flops(int batch, int heads, int seqlen_q, int seqlen_k, int head_dim, int head_dim_v, int causal);
 /* The FLOPs of the blocks a layout computes for one call (fg_attention_flops
  * of each listed block, clipped to the sequence ends; batch and heads

@@ -44,7 +44,7 @@ fg_status fg_tma_encode(const fg_cuda *cu, const fg_variant *v, const fg_fwd_par
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the CUDA driver has no cuTensorMapEncodeTiled (TMA needs CUDA 12+)");
     memset(out, 0, sizeof *out);
     const CUtensorMapDataType ty = v->spec.dtype == FG_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-    const int d = v->spec.head_dim, dv = v->spec.head_dim;
+    const int d = v->spec.head_dim, dv = fg_spec_head_dim_v(&v->spec);
     fg_status st;
     if ((st = encode(cu, (CUtensorMap *)&out->q, ty, p->q, d, p->seqlen_q, p->heads_q, p->batch, p->q_row_stride,
                      p->q_head_stride, p->q_batch_stride, v->cfg.block_m, "q", err)) ||

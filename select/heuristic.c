@@ -9,36 +9,40 @@ static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
     if (c->wgmma == 2) { /* must agree with WsShape::SMEM in fg_fwd_ws.cuh (the template asserts it) and
                             fwd_ws.lua: two Q buffers where they fit in Hopper's 227 KiB, else one */
-        const int dp = round_up(s->head_dim, 64), dvp = round_up(s->head_dim, 64);
+        const int dp = round_up(s->head_dim, 64), dvp = round_up(fg_spec_head_dim_v(s), 64);
         const int qbuf = c->block_m * (dp > dvp ? dp : dvp) * 2;
         const int rest = 1024 + c->stages * c->block_n * (dp + dvp) * 2 + 32 * c->stages;
         return rest + 2 * qbuf + 32 <= 232448 ? rest + 2 * qbuf + 32 : rest + qbuf + 16;
     }
     if (c->wgmma == 1) /* swizzled tiles, no padding, + 1024 for the alignment of fg_fwd_wgmma.cuh */
         return 1024 + (c->block_m + 2 * c->stages * c->block_n) * s->head_dim * 2;
-    const int lds = round_up(s->head_dim, 16) + 8; /* padded row, see fg_fwd_kernel.cuh */
-    return (c->block_m + 2 * c->stages * c->block_n) * lds * 2;
+    /* padded rows, see fwd_mma.lua: Q and K of head_dim, V of head_dim_v, the Q
+     * buffer as wide as the wider (it stages O) */
+    const int lds = round_up(s->head_dim, 16) + 8, lds_v = round_up(fg_spec_head_dim_v(s), 16) + 8;
+    return (c->block_m * (lds > lds_v ? lds : lds_v) + c->stages * c->block_n * (lds + lds_v)) * 2;
 }
 
 int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
-    const int dp = round_up(s->head_dim, 16);
-    if (c->wgmma == 2) /* per consumer thread: O, S of this tile, P of the last one (overlap), state */
-        return s->head_dim / 2 + c->block_n / 2 + c->block_n / 4 + 24;
+    const int dp = round_up(s->head_dim, 16), dvp = round_up(fg_spec_head_dim_v(s), 16);
+    if (c->wgmma == 2) /* per consumer thread: O (value head dim), S of this tile, P of the last one (overlap), state */
+        return fg_spec_head_dim_v(s) / 2 + c->block_n / 2 + c->block_n / 4 + 24;
     if (c->wgmma == 1) /* O and S accumulators of 64 rows per warpgroup, P packed */
         return dp / 2 + c->block_n / 2 + c->block_n / 4 + 40;
     const int mt = c->block_m / (16 * c->warps);
-    const int acc_o = mt * (dp / 8) * 4, acc_s = mt * (c->block_n / 8) * 4;
+    const int acc_o = mt * (dvp / 8) * 4, acc_s = mt * (c->block_n / 8) * 4;
     const int q = c->q_in_regs ? mt * (dp / 16) * 4 : mt * 4;
     /* + 4 for a K fragment, + ~32 for addresses, loop state and softmax rows */
     return acc_o + acc_s + q + 4 + 32;
 }
 
 fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
-    if (s->head_dim < 8 || s->head_dim > 256 || s->head_dim % 8)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "head_dim %d is not supported (multiples of 8 in 8..256)", s->head_dim);
+    const int dv = fg_spec_head_dim_v(s);
+    fg_status st = fg_head_dims_check(s->head_dim, dv, err);
+    if (st != FG_OK) return st;
     if (c->wgmma == 2) {
-        if (s->head_dim % 16)
-            return fg_fail(err, FG_ERR_UNSUPPORTED, "the TMA path takes head dims that are multiples of 16 (got %d)", s->head_dim);
+        if (s->head_dim % 16 || dv % 16)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the TMA path takes head dims that are multiples of 16 (got %d, head_dim_v %d)",
+                           s->head_dim, dv);
         if (c->block_m != 64 && c->block_m != 128 && c->block_m != 192)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d: must be 64, 128 or 192 (64 rows per consumer warpgroup)", c->block_m);
         if (c->warps != 4 * (1 + c->block_m / 64))
@@ -67,6 +71,9 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
     if (c->wgmma == 1) {
         if (s->head_dim % 64)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the wgmma path takes head_dim 64, 128, 192 or 256 (got %d)", s->head_dim);
+        if (dv != s->head_dim)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the wgmma path takes head_dim_v == head_dim (got %d and %d); "
+                           "FG_PATH_MMA and FG_PATH_TMA take other pairs", s->head_dim, dv);
         if (c->block_m != 64 && c->block_m != 128 && c->block_m != 192)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma block_m=%d: must be 64, 128 or 192 (64 rows per warpgroup)", c->block_m);
         if (c->warps != c->block_m / 16)
@@ -105,13 +112,20 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
     return FG_OK;
 }
 
+/* The wider of the two head dims: the tile tables and defaults are chosen
+ * by it (Q in registers and K follow head_dim, O and V head_dim_v). */
+static int max_head_dim(const fg_spec *s) {
+    const int dv = fg_spec_head_dim_v(s);
+    return dv > s->head_dim ? dv : s->head_dim;
+}
+
 fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err) {
-    const int big = round_up(s->head_dim, 16) > 128;
+    const int hd = max_head_dim(s), big = round_up(hd, 16) > 128;
     if (c->wgmma < 0) c->wgmma = 0;
     if (c->wgmma == 2) {
         if (!c->block_m) c->block_m = 128;
         if (!c->warps) c->warps = 4 * (1 + c->block_m / 64);
-        if (!c->block_n) c->block_n = s->head_dim > 192 ? 80 : s->head_dim > 128 ? 112 : 128;
+        if (!c->block_n) c->block_n = hd > 192 ? 80 : hd > 128 ? 112 : 128;
         if (!c->stages) c->stages = 2;
         while (c->stages > 1 && fg_config_smem_bytes(s, c) > smem_limit) c->stages--;
         c->q_in_regs = 0;
@@ -155,7 +169,7 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
  * exists. */
 int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,
                             int max) {
-    const int dp = round_up(s->head_dim, 16);
+    const int hd = max_head_dim(s), dp = round_up(hd, 16), dv = fg_spec_head_dim_v(s);
     /* wgmma, block_m, warps, block_n, stages, q_in_regs */
     static const int hopper_64[][6] = {{1, 128, 8, 64, 2, 0}, {1, 64, 4, 128, 2, 0}, {1, 128, 8, 128, 2, 0}};
     /* non-causal hdim 64: one warpgroup, 64-key tiles, one stage (two CTAs
@@ -184,11 +198,12 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     const int only = wgmma_ok & FG_FAMILY_ONLY;
     wgmma_ok &= ~FG_FAMILY_ONLY;
     if (only) lens[2] = 0;
-    if (wgmma_ok >= 2 && s->head_dim % 16 == 0) {
-        tabs[0] = s->head_dim > 192 ? tma_256 : s->head_dim > 128 ? tma_192 : s->head_dim > 64 ? tma_128 : tma_64;
+    if (wgmma_ok >= 2 && s->head_dim % 16 == 0 && dv % 16 == 0) {
+        tabs[0] = hd > 192 ? tma_256 : hd > 128 ? tma_192 : hd > 64 ? tma_128 : tma_64;
         lens[0] = 3;
     }
-    if (wgmma_ok && s->head_dim % 64 == 0 && !(only && wgmma_ok == 2)) {
+    /* the wgmma family: equal head dims only */
+    if (wgmma_ok && s->head_dim % 64 == 0 && dv == s->head_dim && !(only && wgmma_ok == 2)) {
         tabs[1] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
         lens[1] = tabs[1] == hopper_128 ? 4 : 3;
     }
@@ -221,7 +236,8 @@ fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int bloc
     const int n = fg_heuristic_candidates(s, smem_limit, block_q, block_k, wgmma_ok, cand, 16);
     if (n == 0)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "no block configuration of head_dim=%d fits %d bytes of shared memory%s", s->head_dim, smem_limit,
+                       "no block configuration of head_dim=%d head_dim_v=%d fits %d bytes of shared memory%s", s->head_dim,
+                       fg_spec_head_dim_v(s), smem_limit,
                        block_q ? " and divides the layout block" : "");
     int best = -1, best_spill = 0;
     for (int i = 0; i < n; ++i) {
@@ -255,14 +271,16 @@ int fg_heuristic_families(int hopper, int path) {
 
 fg_status fg_heuristic_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, int path,
                               fg_try_compile fn, void *ud, fg_config *out, fg_error *err) {
-    if (path == FG_PATH_WGMMA && (wgmma_ok < 1 || s->head_dim % 64))
+    const int dv = fg_spec_head_dim_v(s);
+    if (path == FG_PATH_WGMMA && (wgmma_ok < 1 || s->head_dim % 64 || dv != s->head_dim))
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: %s", wgmma_ok < 1 ? "needs an sm_90a GPU (Hopper)"
-                       : "the wgmma kernels take head_dim 64, 128, 192 or 256");
-    if (path == FG_PATH_TMA && (wgmma_ok < 2 || s->head_dim % 16))
+                       : s->head_dim % 64 ? "the wgmma kernels take head_dim 64, 128, 192 or 256"
+                                          : "the wgmma kernels take head_dim_v == head_dim (FG_PATH_MMA and FG_PATH_TMA take other pairs)");
+    if (path == FG_PATH_TMA && (wgmma_ok < 2 || s->head_dim % 16 || dv % 16))
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_TMA: %s",
                        wgmma_ok < 1   ? "needs an sm_90a GPU (Hopper)"
                        : wgmma_ok < 2 ? "TMA cannot describe this call's strides (a stride of 0 in a dim longer than 1)"
-                                      : "the TMA kernels take head dims that are multiples of 16");
+                                      : "the TMA kernels take head_dim and head_dim_v that are multiples of 16");
     return fg_pick_config(s, smem_limit, block_q, block_k, fg_heuristic_families(wgmma_ok, path), fn, ud, out, err);
 }
 

@@ -7,7 +7,9 @@
 
 void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, char *buf, size_t n) {
     static const char *paths[] = {"auto", "mma", "wgmma", "tma"};
-    int w = snprintf(buf, n, "hdim=%d,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, fg_dtype_name(s->dtype),
+    char dv[32];
+    fg_spec_head_dim_v_item(s, dv, sizeof dv); /* "" when equal: existing entries keep their text */
+    int w = snprintf(buf, n, "hdim=%d%s,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, dv, fg_dtype_name(s->dtype),
                      s->causal, s->sparse, paths[path >= 0 && path <= 3 ? path : 0]);
     if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
     /* a pattern's element mask changes the kernel (registers): its own tuning entry */
@@ -26,7 +28,7 @@ void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
 
 int fg_tuned_config(fg_store *store, const char *gpu, const fg_spec *s, int path, int bq, int bk, int seqlen_q,
                     int seqlen_k, int smem_limit, int wgmma_ok, fg_config *c) {
-    char spec[160], bucket[32];
+    char spec[192], bucket[32];
     fg_tuning_spec_text(s, path, bq, bk, spec, sizeof spec);
     fg_shape_bucket(seqlen_q, seqlen_k, bucket, sizeof bucket);
     fg_tuning t;

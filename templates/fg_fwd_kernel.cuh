@@ -16,6 +16,10 @@
 // are padded by 16 bytes, which makes the 8 row addresses of every ldmatrix
 // fall in distinct banks for any head dim.  The epilogue stages O through
 // the Q buffer and writes 16-byte vectors.
+//
+// The value head dim DV (v's and o's last dim) may differ from D: the P V
+// GEMM's N, the O accumulator, the V tile and the output follow DV; Q K^T
+// follows D.  The Q buffer is as wide as the wider one (it stages O).
 #pragma once
 #include "fg_params.h"
 #include "fg_mma.cuh"
@@ -27,44 +31,54 @@ namespace fg {
 
 struct __align__(16) v4u { u32 x, y, z, w; };
 
+// ValueDim<K>::value: K::DV when the traits define it (only variants whose
+// value head dim differs do, so the others' generated source is unchanged),
+// else K::D.
+template <class K, class = int> struct ValueDim { static constexpr int value = K::D; };
+template <class K> struct ValueDim<K, decltype((void)K::DV, 0)> { static constexpr int value = K::DV; };
+
 // Shape constants derived from the traits the template emits.
 template <class K> struct FwdShape {
     static constexpr int THREADS = K::WARPS * 32;
-    static constexpr int LDS = K::DP + 8;           // padded row, elements
+    static constexpr int DV = ValueDim<K>::value;   // value head dim
+    static constexpr int DVP = (DV + 15) / 16 * 16; // padded
+    static constexpr int LDS = K::DP + 8;           // padded row of Q and K, elements
+    static constexpr int LDS_V = DVP + 8;           // padded row of V and of the staged O
     static constexpr int NT_S = K::BC / 8;          // n8 tiles of S
-    static constexpr int NT_O = K::DP / 8;          // n8 tiles of O
+    static constexpr int NT_O = DVP / 8;            // n8 tiles of O
     static constexpr int KS_QK = K::DP / 16;        // k16 steps of Q K^T
     static constexpr int KS_PV = K::BC / 16;        // k16 steps of P V
     static constexpr int WROWS = K::MT * 16;        // query rows per warp
-    static constexpr int SMEM_Q = K::BR * LDS;      // elements
-    static constexpr int SMEM_KV = K::STAGES * K::BC * LDS;
+    static constexpr int SMEM_Q = K::BR * (LDS > LDS_V ? LDS : LDS_V); // elements: Q, then O
+    static constexpr int SMEM_KV = K::STAGES * K::BC * LDS;            // K ring; the V ring follows
     static_assert(K::BR == K::WARPS * K::MT * 16, "BR must be warps * MT * 16");
     static_assert(K::BC % 16 == 0 && K::DP % 16 == 0, "tiles must be multiples of 16");
     static_assert(K::D % 8 == 0 && K::D <= K::DP, "head dim must be a multiple of 8");
+    static_assert(DV % 8 == 0 && DV <= 256, "value head dim must be a multiple of 8 up to 256");
 };
 
-// cp.async a ROWS x D tile into shared memory (row stride LDS); rows at or
-// past rows_valid, and columns D..DP, are written as zeros.
+// cp.async a ROWS x D tile into shared memory (row stride DP + 8); rows at
+// or past rows_valid, and columns D..DP, are written as zeros.
 // When the threads divide the 16-byte chunks of a row, each thread keeps one
 // column and steps down the rows by a constant: one pointer, one predicate
 // per copy, and nothing per copy kept live across the main loop.
-template <class K, int ROWS>
+template <class K, int ROWS, int D, int DP>
 __device__ __forceinline__ void load_tile(u16 *s, const char *g, long long row_bytes, int rows_valid) {
     typedef FwdShape<K> S;
-    constexpr int CH = K::DP / 8, DCH = K::D / 8, T = S::THREADS;
+    constexpr int CH = DP / 8, DCH = D / 8, T = S::THREADS, LDS = DP + 8;
     if constexpr (T % CH == 0) {
         constexpr int RSTEP = T / CH, ITERS = (ROWS + RSTEP - 1) / RSTEP;
         const int r0 = threadIdx.x / CH, ch = threadIdx.x % CH;
         const bool col_ok = DCH == CH || ch < DCH;
         const char *src = g + r0 * row_bytes + ch * 16;
         const long long step = RSTEP * row_bytes;
-        const u32 dst = smem_addr(s + r0 * S::LDS + ch * 8);
+        const u32 dst = smem_addr(s + r0 * LDS + ch * 8);
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             const int r = r0 + it * RSTEP;
             if (ROWS % RSTEP == 0 || r < ROWS) {
                 const bool ok = col_ok && r < rows_valid;
-                cp_async16(dst + it * RSTEP * S::LDS * 2, ok ? src + it * step : g, ok ? 16 : 0);
+                cp_async16(dst + it * RSTEP * LDS * 2, ok ? src + it * step : g, ok ? 16 : 0);
             }
         }
     } else {
@@ -76,7 +90,7 @@ __device__ __forceinline__ void load_tile(u16 *s, const char *g, long long row_b
                 const int r = c / CH, ch = c - r * CH;
                 const bool ok = r < rows_valid && ch < DCH;
                 const char *src = ok ? g + (r * (int)row_bytes + ch * 16) : g;
-                cp_async16(smem_addr(s + r * S::LDS + ch * 8), src, ok ? 16 : 0);
+                cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
             }
         }
     }
@@ -85,7 +99,7 @@ __device__ __forceinline__ void load_tile(u16 *s, const char *g, long long row_b
 template <class K>
 __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *smem) {
     typedef FwdShape<K> S;
-    constexpr int MT = K::MT, BC = K::BC, NT_S = S::NT_S, NT_O = S::NT_O, LDS = S::LDS;
+    constexpr int MT = K::MT, BC = K::BC, NT_S = S::NT_S, NT_O = S::NT_O, LDS = S::LDS, LDS_V = S::LDS_V;
     constexpr int PENDING = 2 * (K::STAGES - 1);   // groups allowed in flight at a wait
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -113,7 +127,8 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
             bool part;
             const int t = sch.tile(i, part);
             if (sch.visible(t, part))
-                load_tile<K, BC>(sK + (i % K::STAGES) * BC * LDS, kg + (long long)t * BC * krs, krs, p.seqlen_k - t * BC);
+                load_tile<K, BC, K::D, K::DP>(sK + (i % K::STAGES) * BC * LDS, kg + (long long)t * BC * krs, krs,
+                                              p.seqlen_k - t * BC);
         }
         cp_async_commit();
     };
@@ -122,13 +137,14 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
             bool part;
             const int t = sch.tile(i, part);
             if (sch.visible(t, part))
-                load_tile<K, BC>(sV + (i % K::STAGES) * BC * LDS, vg + (long long)t * BC * vrs, vrs, p.seqlen_k - t * BC);
+                load_tile<K, BC, S::DV, S::DVP>(sV + (i % K::STAGES) * BC * LDS_V, vg + (long long)t * BC * vrs, vrs,
+                                                p.seqlen_k - t * BC);
         }
         cp_async_commit();
     };
 
     // Prologue: Q with K(0) as one group, then V(0) K(1) ... K(STAGES-1).
-    load_tile<K, K::BR>(sQ, qg, qrs, p.seqlen_q - m0);
+    load_tile<K, K::BR, K::D, K::DP>(sQ, qg, qrs, p.seqlen_q - m0);
     issue_k(0);
 #pragma unroll
     for (int j = 1; j < K::STAGES; ++j) { issue_v(j - 1); issue_k(j); }
@@ -138,7 +154,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     const int b_row = (lane & 7) + (lane >> 4) * 8, b_col = ((lane >> 3) & 1) * 8;    // K (B)
     const u32 q_base = smem_addr(sQ + (wrow + a_row) * LDS + a_col);
     const u32 k_base = smem_addr(sK + b_row * LDS + b_col);
-    const u32 v_base = smem_addr(sV + a_row * LDS + a_col);
+    const u32 v_base = smem_addr(sV + a_row * LDS_V + a_col);
 
     float acc_o[MT][NT_O][4];
 #pragma unroll
@@ -212,7 +228,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
 
         if (vis) {
             sm.step(acc_s, acc_o, p.scale_log2);
-            const u32 vst = v_base + stage * BC * LDS * 2;
+            const u32 vst = v_base + stage * BC * LDS_V * 2;
 #pragma unroll
             for (int kk = 0; kk < S::KS_PV; ++kk) {
                 // The C layout of two adjacent n8 tiles of S is the A layout
@@ -228,7 +244,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
 #pragma unroll
                 for (int np = 0; np < NT_O / 2; ++np) {
                     u32 vb[4];
-                    ldmatrix_x4_trans(vb, vst + (kk * 16 * LDS + np * 16) * 2);
+                    ldmatrix_x4_trans(vb, vst + (kk * 16 * LDS_V + np * 16) * 2);
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
                         mma16816<K::BF16>(acc_o[mt][2 * np], pa[mt], vb[0], vb[1]);
@@ -256,8 +272,8 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
 #pragma unroll
         for (int j = 0; j < NT_O; ++j) {
             const int col = j * 8 + 2 * c;
-            *(u32 *)(sQ + row * LDS + col) = pack2<K::BF16>(acc_o[mt][j][0] * inv[mt][0], acc_o[mt][j][1] * inv[mt][0]);
-            *(u32 *)(sQ + (row + 8) * LDS + col) = pack2<K::BF16>(acc_o[mt][j][2] * inv[mt][1], acc_o[mt][j][3] * inv[mt][1]);
+            *(u32 *)(sQ + row * LDS_V + col) = pack2<K::BF16>(acc_o[mt][j][0] * inv[mt][0], acc_o[mt][j][1] * inv[mt][0]);
+            *(u32 *)(sQ + (row + 8) * LDS_V + col) = pack2<K::BF16>(acc_o[mt][j][2] * inv[mt][1], acc_o[mt][j][3] * inv[mt][1]);
         }
         if (p.lse && c == 0) {
 #pragma unroll
@@ -270,14 +286,14 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     __syncthreads();
     char *og = (char *)p.o + 2 * (b * p.o_batch_stride + h * p.o_head_stride + (long long)m0 * p.o_row_stride);
     const long long ors = 2 * p.o_row_stride;
-    constexpr int DCH = K::D / 8, TOTAL = K::BR * DCH;
+    constexpr int DCH = S::DV / 8, TOTAL = K::BR * DCH;
 #pragma unroll
     for (int it = 0; it < (TOTAL + S::THREADS - 1) / S::THREADS; ++it) {
         const int cc = tid + it * S::THREADS;
         if (TOTAL % S::THREADS == 0 || cc < TOTAL) {
             const int r = cc / DCH, ch = cc - r * DCH;
             if (m0 + r < p.seqlen_q)
-                *(v4u *)(og + r * ors + ch * 16) = *(const v4u *)(sQ + r * LDS + ch * 8);
+                *(v4u *)(og + r * ors + ch * 16) = *(const v4u *)(sQ + r * LDS_V + ch * 8);
         }
     }
 }

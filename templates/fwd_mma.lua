@@ -7,15 +7,24 @@
 -- point; the algorithm itself lives in the fg_*.cuh headers, which are
 -- ordinary C++ that can be read on their own.
 --
--- params: head_dim, dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
+-- params: head_dim, head_dim_v (value head dim, default head_dim; any
+--         multiple of 8 up to 256: the P V GEMM's N, the O accumulator, the
+--         V tile and the output follow it), dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
 --         block_m, block_n, warps, stages, q_in_regs (bool), min_blocks,
 --         key (string, for the banner)
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded, rows_per_warp }
+--
+-- Shared memory: rows padded by 16 bytes (Q and K: padded head_dim + 8
+-- elements, V: padded head_dim_v + 8); the Q buffer also stages the O tile
+-- of the epilogue, so it is as wide as the wider of the two.  A variant with
+-- head_dim_v == head_dim renders exactly as before the value dim existed.
 
 local util = import("util")
 
 local function check(p)
   util.expect_head_dim(p, "head_dim", 8, 8, "the mma.sync path")
+  if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
+  util.expect_head_dim(p, "head_dim_v", 8, 8, "the mma.sync path")
   util.expect_variant(p)
   util.expect_enum(p, "warps", { 4, 8 })
   util.expect_enum(p, "block_n", { 16, 32, 64, 128 })
@@ -32,16 +41,18 @@ end
 
 return function(p)
   local mt = check(p)
-  local dp = util.round_up(p.head_dim, 16)
-  local lds = dp + 8
+  local dp, dvp = util.round_up(p.head_dim, 16), util.round_up(p.head_dim_v, 16)
+  local lds, lds_v = dp + 8, dvp + 8
   local threads = p.warps * 32
-  local smem = (p.block_m + 2 * p.stages * p.block_n) * lds * 2
+  local smem = (p.block_m * math.max(lds, lds_v) + p.stages * p.block_n * (lds + lds_v)) * 2
+  local same = p.head_dim_v == p.head_dim
 
   local out = util.buffer()
   out:line("// flashgen generated kernel: portable tensor-core forward (mma.sync).")
   out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
   out:line("// variant: %s", p.key or "(none)")
-  out:line("// head_dim=%d (padded %d) dtype=%s causal=%s sparse=%s", p.head_dim, dp, p.dtype,
+  local dims = same and "" or string.format(" head_dim_v=%d (padded %d)", p.head_dim_v, dvp)
+  out:line("// head_dim=%d (padded %d)%s dtype=%s causal=%s sparse=%s", p.head_dim, dp, dims, p.dtype,
            tostring(p.causal), tostring(p.sparse))
   out:line("// block_m=%d block_n=%d warps=%d rows_per_warp=%d stages=%d q_in_regs=%s min_blocks=%d",
            p.block_m, p.block_n, p.warps, 16 * mt, p.stages, tostring(p.q_in_regs), p.min_blocks)
@@ -51,6 +62,7 @@ return function(p)
   out:line("")
   out:line("struct Traits {")
   out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, dp)
+  if not same then out:line("    static constexpr int DV = %d;", p.head_dim_v) end
   out:line("    static constexpr int BR = %d, BC = %d, WARPS = %d, MT = %d, STAGES = %d;",
            p.block_m, p.block_n, p.warps, mt, p.stages)
   out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s, Q_IN_REGS = %s;",

@@ -15,6 +15,10 @@ local wgmma = import("wgmma")
 
 local function check(p)
   util.expect_head_dim(p, "head_dim", 64, 64, "the wgmma path")
+  if p.head_dim_v ~= nil and p.head_dim_v ~= 0 and p.head_dim_v ~= p.head_dim then
+    util.fail("the wgmma path takes head_dim_v == head_dim (got %d and %d); the mma.sync and TMA paths take other pairs",
+              p.head_dim, p.head_dim_v)
+  end
   util.expect_variant(p)
   util.expect_enum(p, "block_m", { 64, 128, 192 })
   if p.warps ~= p.block_m // 16 then

@@ -10,8 +10,15 @@ expect q_in_regs 0 'Q_IN_REGS = true' -- "$fg" gen 'hdim=64,q_in_regs=1'
 expect q_in_regs-key 0 'variant: fwd_mma:.*q_in_regs=1,' -- "$fg" gen 'hdim=64,q_in_regs=1'
 expect min_blocks 0 '__launch_bounds__\(128, 2\)' -- "$fg" gen 'hdim=64,min_blocks=2'
 expect wgmma-q_in_regs 2 'q_in_regs=1 is a knob of the mma.sync path' -- "$fg" gen 'hdim=64,wgmma=1,q_in_regs=1'
-expect tune-min_blocks 2 'SPEC takes hdim, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,min_blocks=2'
-expect tune-q_in_regs 2 'SPEC takes hdim, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,q_in_regs=0'
+expect tune-min_blocks 2 'SPEC takes hdim, hdim_v, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,min_blocks=2'
+expect tune-q_in_regs 2 'SPEC takes hdim, hdim_v, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,q_in_regs=0'
+# a value head dim of its own: hdim_v in the SPEC, --head-dim-v for run
+expect hdim_v-gen 0 'static constexpr int DV = 128;' -- "$fg" gen 'hdim=192,hdim_v=128,wgmma=0' --arch sm_80
+expect hdim_v-key 0 'variant: fwd_ws:hdim=192,hdim_v=128,' -- "$fg" gen 'hdim=192,hdim_v=128'
+expect hdim_v-wgmma 2 'take head_dim_v == head_dim' -- "$fg" gen 'hdim=192,hdim_v=128,wgmma=1'
+expect hdim_v-mla 2 'head_dim_v 512 is not supported.*576/512' -- "$fg" gen 'hdim=192,hdim_v=512'
+expect hdim_v-bad 2 'head_dim_v 12 is not supported' -- "$fg" compile 'hdim=64,hdim_v=12'
+expect hdim_v-run 0 'fwd_mma:hdim=40,hdim_v=72,' -- "$fg" run 'hdim=40' --head-dim-v 72
 # --arch: sm_XY[a] only (it reaches the banner and NVRTC's options)
 expect arch-newline 2 'not a GPU architecture' -- "$fg" gen 'hdim=64,block_m=128' --arch $'sm_90a\n#include "/etc/passwd"'
 expect_not arch-no-include '^#include "/etc/passwd"' -- "$fg" gen 'hdim=64,block_m=128' --arch $'sm_90a\n#include "/etc/passwd"'

@@ -53,5 +53,10 @@ done
 for c in 0 1; do check "hdim=128,dtype=fp16,wgmma=2,causal=$c"; done
 check "hdim=128,wgmma=2,block_m=192,block_n=64"
 check "hdim=64,wgmma=2,block_m=64,block_n=128,stages=3"
+# a value head dim of its own (head_dim_v != head_dim), both directions
+for p in 192,128 128,64 64,128 256,128; do
+  for c in 0 1; do check "hdim=${p%,*},hdim_v=${p#*,},wgmma=2,causal=$c"; done
+done
+check "hdim=192,hdim_v=128,wgmma=2,sparse=1"
 echo "hopper_sass: $n variants, $fail failed"
 [ "$fail" -eq 0 ]

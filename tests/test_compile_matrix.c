@@ -1,5 +1,5 @@
 /* Compiles every variant family with NVRTC (no GPU needed) for sm_90a and
- * sm_80, with the block configuration the heuristic picks for that arch's
+ * sm_80 (head_dim_v != head_dim included), with the block configuration the heuristic picks for that arch's
  * shared memory, and checks the cubin: ptxas reports no spills and no stack
  * frame, and compile time per variant.  Two worker threads. */
 #include <pthread.h>
@@ -16,6 +16,7 @@ typedef struct job {
     const char *arch;
     int smem;
     int mma_only; /* sm_90a: also the mma.sync family where wgmma would be picked */
+    int tma;      /* sm_90a: the TMA family too (the runtime's AUTO on Hopper) */
     fg_status st;
     fg_kernel_stats stats;
     char msg[512];
@@ -56,7 +57,7 @@ static void *worker(void *arg) {
         fg_cubin cb;
         (void)r; (void)cb;
         j->st = fg_pick_config(&j->v.spec, j->smem, j->v.spec.sparse ? 128 : 0, j->v.spec.sparse ? 128 : 0,
-                               j->mma_only ? 0 : fg_arch_has_wgmma(j->arch), compile_one,
+                               j->mma_only ? 0 : fg_arch_has_wgmma(j->arch) * (j->tma ? 2 : 1), compile_one,
                                (void *)j->arch, &j->v.cfg, &e);
         if (j->st == FG_OK) j->st = compile_one((void *)j->arch, &j->v.spec, &j->v.cfg, &j->stats, &e);
         if (e.msg) snprintf(j->msg, sizeof j->msg, "%.500s", e.msg);
@@ -95,6 +96,26 @@ int main(void) {
                             m->mma_only = 1;
                         }
                     }
+    /* a value head dim of its own (head_dim_v != head_dim), both directions:
+     * sm_90a as the heuristic picks (TMA where both are multiples of 16) and
+     * the mma.sync family, sm_80 mma.sync; then the extremes on sm_80 */
+    static const int dvs[][2] = {{192, 128}, {128, 64}, {64, 128}, {256, 128}, {40, 72}, {8, 256}, {256, 8}};
+    for (int i = 0; i < 7; ++i)
+        for (int a = 0; a < 2; ++a)
+            for (int fam = 0; fam < (a ? 1 : 2); ++fam) {
+                if (i >= 5 && !a) continue;
+                job *j = &g_jobs[g_njobs++];
+                j->v.spec.head_dim = dvs[i][0];
+                j->v.spec.head_dim_v = dvs[i][1];
+                j->v.spec.dtype = i % 2 ? FG_FP16 : FG_BF16;
+                j->v.spec.causal = (i + a) % 2;
+                j->v.spec.sparse = i == 1;
+                fg_config_unset(&j->v.cfg);
+                j->arch = a ? "sm_80" : "sm_90a";
+                j->smem = a ? 166912 : 232448;
+                j->mma_only = fam;
+                j->tma = 1;
+            }
     /* variants with a mask expression (block-sparse patterns): both kernel
      * families, sm_90a and sm_80, causal and not; the masks of three built-ins
      * (abs, %, 16 constants; 32-bit code) and one that needs 64-bit code */

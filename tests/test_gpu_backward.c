@@ -331,14 +331,14 @@ int main(int argc, char **argv) {
                 snprintf(name, sizeof name, "%d", dims[di]);
                 if (g_dead || !wanted(argc, argv, name)) continue;
                 const int *s = shapes[k % 6];
-                bcase c = {dt ? FG_FP16 : FG_BF16, dims[di], s[0], s[1], s[2], s[3], s[4], (fg_causal)causal, k % 4 == 3, 0,
-                           seed + (uint64_t)k};
+                bcase c = {.dt = dt ? FG_FP16 : FG_BF16, .d = dims[di], .b = s[0], .hq = s[1], .hkv = s[2], .sq = s[3],
+                           .sk = s[4], .causal = (fg_causal)causal, .bhsd = k % 4 == 3, .seed = seed + (uint64_t)k};
                 run_case(ctx, &c, &passed, &failed);
             }
     /* deterministic mode: many key blocks add into each dQ row */
     for (int i = 0; i < 4 && !g_dead && wanted(argc, argv, "det"); ++i) {
-        bcase c = {i & 1 ? FG_FP16 : FG_BF16, i < 2 ? 64 : 128, 1, 4, 2, 700, 1000,
-                   i & 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE, 0, 1, seed + 100 + (uint64_t)i};
+        bcase c = {.dt = i & 1 ? FG_FP16 : FG_BF16, .d = i < 2 ? 64 : 128, .b = 1, .hq = 4, .hkv = 2, .sq = 700, .sk = 1000,
+                   .causal = i & 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE, .deterministic = 1, .seed = seed + 100 + (uint64_t)i};
         run_case(ctx, &c, &passed, &failed);
     }
     /* block-sparse: random layouts (one with every row empty) and patterns

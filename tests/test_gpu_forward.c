@@ -4,6 +4,9 @@
  * multiples of the tiles, seqlen_q != seqlen_k (both ways), seqlen 1, GQA
  * and MQA, batch > 1, BSHD, BHSD and padded strides; lse checked too.
  * Block-sparse: random layouts, empty rows (no block) and all-full ones.
+ * A value head dim of its own (head_dim_v != head_dim, both directions) on
+ * the automatic path (TMA on Hopper where both are multiples of 16) and
+ * mma.sync.
  * Exit 77 (skipped) without a GPU. */
 #include <stdlib.h>
 #include <time.h>
@@ -88,6 +91,32 @@ int main(int argc, char **argv) {
                     }
                     run_case(ctx, &c, &passed, &failed);
                 }
+    /* head_dim_v != head_dim: DeepSeek's 192/128 and the other directions,
+     * a pair of non-multiples of 16 (mma.sync only); odd lengths, GQA/MQA,
+     * both causal alignments, sparse, BSHD/BHSD/padded strides */
+    static const int dvs[][2] = {{192, 128}, {128, 64}, {64, 128}, {256, 128}, {40, 72}, {96, 32}};
+    for (int i = 0; i < 6; ++i)
+        for (int path = 0; path < 2; ++path)
+            for (int causal = 0; causal < 3; ++causal)
+                for (int sparse = 0; sparse < 2; ++sparse, ++k) {
+                    if (quick && i) continue;
+                    if (path && sparse) continue; /* mma.sync: dense, every causal mode */
+                    const shape sh = shapes[k % nshapes];
+                    fg_case c;
+                    memset(&c, 0, sizeof c);
+                    fg_attention_desc_init(&c.desc, i == 1 ? FG_FP16 : FG_BF16, dvs[i][0], sh.b, sh.hq, sh.hkv, sh.sq, sh.sk);
+                    c.desc.head_dim_v = dvs[i][1]; /* the harness sets every stride */
+                    c.desc.causal = (fg_causal)causal;
+                    c.desc.path = path ? FG_PATH_MMA : FG_PATH_AUTO;
+                    c.bhsd = k % 3 == 1;
+                    c.row_pad = k % 3 == 2 ? 8 : 0;
+                    c.seed = seed + (uint64_t)k;
+                    if (sparse) {
+                        c.density = causal == 1 ? 1.0 : 0.4;
+                        c.block = 128;
+                    }
+                    run_case(ctx, &c, &passed, &failed);
+                }
     /* layouts with empty rows: density 0 (every row empty) */
     {
         fg_case c;
@@ -111,6 +140,21 @@ int main(int argc, char **argv) {
             c.desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
             c.desc.path = path == 2 ? FG_PATH_WGMMA : path ? FG_PATH_MMA : FG_PATH_AUTO;
             c.seed = seed + 2000 + (uint64_t)d + causal;
+            c.check_rows_max = 600;
+            run_case(ctx, &c, &passed, &failed);
+        }
+    /* head_dim_v != head_dim on several tiles per row (the TMA pipeline's
+     * steady state on Hopper) */
+    for (int i = 0; i < 2; ++i)
+        for (int path = 0; path < 2; ++path) {
+            if (quick) continue;
+            fg_case c;
+            memset(&c, 0, sizeof c);
+            fg_attention_desc_init(&c.desc, FG_BF16, i ? 128 : 192, 2, 4, 2, 1500, 2100);
+            c.desc.head_dim_v = i ? 64 : 128;
+            c.desc.causal = i ? FG_CAUSAL_TOP_LEFT : FG_CAUSAL_BOTTOM_RIGHT;
+            c.desc.path = path ? FG_PATH_MMA : FG_PATH_AUTO;
+            c.seed = seed + 3000 + (uint64_t)(2 * i + path);
             c.check_rows_max = 600;
             run_case(ctx, &c, &passed, &failed);
         }

@@ -24,6 +24,7 @@ static const char *HELP_RUN =
     "SPEC defaults to hdim=128,dtype=bf16,causal=bottom_right.\n"
     "options:\n"
     "  --batch N (2)  --heads-q N (16)  --heads-kv N (= heads-q)\n"
+    "  --head-dim-v N value head dim of v and o (= SPEC's hdim_v, else hdim)\n"
     "  --seqlen-q N (2048)  --seqlen-k N (= seqlen-q)\n"
     "  --layout bshd|bhsd (bshd)   --seed N (1)   --iters N (20)\n"
     "  --density F    with sparse=1: random block layout of this density (0.5)\n"
@@ -81,6 +82,13 @@ int fg_cmd_run(int argc, char **argv) {
     const int seqlen_q = fg_cli_int(argc, argv, "--seqlen-q", fg_cli_int(argc, argv, "--seqlen", 2048));
     fg_attention_desc_init(&c.desc, v.spec.dtype, v.spec.head_dim, fg_cli_int(argc, argv, "--batch", 2), heads_q,
                            fg_cli_int(argc, argv, "--heads-kv", heads_q), seqlen_q, fg_cli_int(argc, argv, "--seqlen-k", seqlen_q));
+    /* the harness sets the strides; the plan checks the value */
+    c.desc.head_dim_v = fg_cli_int(argc, argv, "--head-dim-v", fg_spec_head_dim_v(&v.spec));
+    char spec_dv[300];
+    if (c.desc.head_dim_v != fg_spec_head_dim_v(&v.spec)) { /* the compile-only fallback below takes a SPEC */
+        snprintf(spec_dv, sizeof spec_dv, "%s,hdim_v=%d", specstr, c.desc.head_dim_v);
+        specstr = spec_dv;
+    }
     c.desc.causal = cm;
     c.desc.block_m = v.cfg.block_m; c.desc.block_n = v.cfg.block_n;
     c.desc.warps = v.cfg.warps; c.desc.stages = v.cfg.stages;

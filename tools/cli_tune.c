@@ -211,14 +211,17 @@ int fg_cmd_tune(int argc, char **argv) {
         fg_config blocks = v.cfg;
         blocks.wgmma = -1; /* wgmma=0|1|2 restricts the path; every other configuration field is the tuner's */
         if (v.spec.sparse || fg_config_is_explicit(&blocks)) {
-            fprintf(stderr, "flashgen tune: SPEC takes hdim, dtype, causal and wgmma only (the tuner picks the blocks; "
+            fprintf(stderr, "flashgen tune: SPEC takes hdim, hdim_v, dtype, causal and wgmma only (the tuner picks the blocks; "
                             "block-sparse calls use the heuristic)\n");
             return 2;
         }
         fg_attention_desc_init(&specs[0], v.spec.dtype, v.spec.head_dim, 1, 1, 1, 1, 1);
+        fg_attention_desc_set_head_dim_v(&specs[0], fg_spec_head_dim_v(&v.spec));
         specs[0].causal = cz;
         specs[0].path = (fg_kernel_path)fg_config_path(&v.cfg);
-        snprintf(labels[0], sizeof labels[0], "hdim=%d %s%s", v.spec.head_dim, fg_dtype_name(v.spec.dtype),
+        char dv[32];
+        fg_spec_head_dim_v_item(&v.spec, dv, sizeof dv);
+        snprintf(labels[0], sizeof labels[0], "hdim=%d%s %s%s", v.spec.head_dim, dv, fg_dtype_name(v.spec.dtype),
                  cz ? " causal" : "");
         ns = 1;
     }

@@ -57,7 +57,7 @@ static int is_value_opt(const char *a) {
     static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
                                  "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
                                  "--dtype", "--csv", "--causal", "--block", "--density", "--path", "--threads", "--reps",
-                                 "--top", "--cache", "--param", "--png", "--block-k", "--hdim", NULL};
+                                 "--top", "--cache", "--param", "--png", "--block-k", "--hdim", "--head-dim-v", NULL};
     for (int i = 0; vals[i]; ++i)
         if (!strcmp(a, vals[i])) return 1;
     return 0;
@@ -204,8 +204,7 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
      * heuristic picks among every family the arch has, or only the one
      * wgmma=0|1|2 names */
     fg_status st;
-    if (v->spec.head_dim < 8 || v->spec.head_dim > 256 || v->spec.head_dim % 8) {
-        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "head_dim %d is not supported: it must be a multiple of 8 in 8..256", v->spec.head_dim);
+    if ((st = fg_head_dims_check(v->spec.head_dim, fg_spec_head_dim_v(&v->spec), &e)) != FG_OK) {
     } else if (v->spec.kind == FG_KIND_BWD) { /* the backward's own configurations (select/bwd_config.c) */
         pick_ud ud = {src, arch};
         fg_config c[8];

@@ -15,7 +15,9 @@
 void fg_case_describe(const fg_case *c, char *buf, size_t n) {
     const fg_attention_desc *d = &c->desc;
     static const char *paths[] = {"auto", "mma", "wgmma", "tma"};
-    int k = snprintf(buf, n, "hdim=%d %s causal=%s b=%d hq=%d hkv=%d sq=%d sk=%d %s%s path=%s", d->head_dim,
+    char dv[24] = "";
+    if (fg_desc_head_dim_v(d) != d->head_dim) snprintf(dv, sizeof dv, " hdim_v=%d", fg_desc_head_dim_v(d));
+    int k = snprintf(buf, n, "hdim=%d%s %s causal=%s b=%d hq=%d hkv=%d sq=%d sk=%d %s%s path=%s", d->head_dim, dv,
                      fg_dtype_name(d->dtype), fg_causal_name(d->causal), d->batch, d->heads_q, d->heads_kv, d->seqlen_q,
                      d->seqlen_k, c->bhsd ? "bhsd" : "bshd", c->row_pad ? "+pad" : "", paths[d->path % 4]);
     if (c->pattern && k > 0 && (size_t)k < n)
@@ -35,11 +37,12 @@ static void set_strides(int64_t s[3], int bhsd, int heads, int seqlen, int d, in
 int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result *r) {
     memset(r, 0, sizeof *r);
     fg_attention_desc d = c->desc;
-    const int D = d.head_dim;
+    /* D: q and k; DV: v and o (checked by the plan below before any use) */
+    const int D = d.head_dim, DV = fg_desc_head_dim_v(&d);
     set_strides(d.q_strides, c->bhsd, d.heads_q, d.seqlen_q, D, c->row_pad);
-    set_strides(d.o_strides, c->bhsd, d.heads_q, d.seqlen_q, D, c->row_pad);
+    set_strides(d.o_strides, c->bhsd, d.heads_q, d.seqlen_q, DV, c->row_pad);
     set_strides(d.k_strides, c->bhsd, d.heads_kv, d.seqlen_k, D, c->row_pad);
-    set_strides(d.v_strides, c->bhsd, d.heads_kv, d.seqlen_k, D, c->row_pad);
+    set_strides(d.v_strides, c->bhsd, d.heads_kv, d.seqlen_k, DV, c->row_pad);
     /* the library's own checks first, so that every size below is one it
      * accepts (and cannot overflow); the shared-memory limit is the call's */
     fg_variant pv;
@@ -53,6 +56,8 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     const int64_t lse_strides[3] = {(int64_t)d.heads_q * d.seqlen_q, d.seqlen_q, 1};
     const size_t nq = (size_t)fg_tensor_bytes(d.q_strides, d.batch, d.heads_q, d.seqlen_q, D, 2) / 2;
     const size_t nk = (size_t)fg_tensor_bytes(d.k_strides, d.batch, d.heads_kv, d.seqlen_k, D, 2) / 2;
+    const size_t nv = (size_t)fg_tensor_bytes(d.v_strides, d.batch, d.heads_kv, d.seqlen_k, DV, 2) / 2;
+    const size_t no = (size_t)fg_tensor_bytes(d.o_strides, d.batch, d.heads_q, d.seqlen_q, DV, 2) / 2;
     const size_t nlse = (size_t)fg_tensor_bytes(lse_strides, d.batch, d.heads_q, d.seqlen_q, 1, 4) / 4;
     if (!nlse) {
         snprintf(r->msg, sizeof r->msg, "lse of batch=%d heads_q=%d seqlen_q=%d overflows 64-bit sizes", d.batch, d.heads_q, d.seqlen_q);
@@ -62,9 +67,9 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     fg_rng rng;
     fg_rng_seed(&rng, c->seed);
 
-    uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nk * 2), *ho = malloc(nq * 2);
+    uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nv * 2), *ho = malloc(no * 2);
     float *hlse = malloc(nlse * 4);
-    double *orow = malloc(sizeof(double) * (size_t)D);
+    double *orow = malloc(sizeof(double) * (size_t)DV);
     fg_host_layout hl = {0};
     const fg_block_layout_desc *host_layout = NULL;
     fg_ref_mask mask = {NULL, NULL};
@@ -75,7 +80,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     if (!hq || !hk || !hv || !ho || !hlse || !orow) { snprintf(r->msg, sizeof r->msg, "out of host memory"); r->status = FG_ERR_OUT_OF_MEMORY; goto done; }
     fg_fill_normal(hq, nq, d.dtype, &rng);
     fg_fill_normal(hk, nk, d.dtype, &rng);
-    fg_fill_normal(hv, nk, d.dtype, &rng);
+    fg_fill_normal(hv, nv, d.dtype, &rng);
 
     if (c->pattern) {
         const int bq = c->block ? c->block : 128, bk = c->block_k ? c->block_k : bq;
@@ -103,15 +108,15 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     CUresult e = CUDA_SUCCESS;
     if (!e) e = cu->MemAlloc(&dq, nq * 2);
     if (!e) e = cu->MemAlloc(&dk, nk * 2);
-    if (!e) e = cu->MemAlloc(&dv, nk * 2);
-    if (!e) e = cu->MemAlloc(&dout, nq * 2);
+    if (!e) e = cu->MemAlloc(&dv, nv * 2);
+    if (!e) e = cu->MemAlloc(&dout, no * 2);
     if (!e) e = cu->MemAlloc(&dlse, nlse * 4);
     if (!e) e = cu->MemcpyHtoD(dq, hq, nq * 2);
     if (!e) e = cu->MemcpyHtoD(dk, hk, nk * 2);
-    if (!e) e = cu->MemcpyHtoD(dv, hv, nk * 2);
+    if (!e) e = cu->MemcpyHtoD(dv, hv, nv * 2);
     /* poison: 0xFFFF is NaN in fp16 and bf16, 0x7fc00000 a float NaN */
-    if (!e) e = cu->MemsetD32(dout, 0xFFFFFFFFu, nq / 2);
-    if (!e && nq % 2) e = cu->MemcpyHtoD(dout + (nq - 1) * 2, "\xff\xff", 2);
+    if (!e) e = cu->MemsetD32(dout, 0xFFFFFFFFu, no / 2);
+    if (!e && no % 2) e = cu->MemcpyHtoD(dout + (no - 1) * 2, "\xff\xff", 2);
     if (!e) e = cu->MemsetD32(dlse, 0x7fc00000u, nlse);
     if (e) {
         char b[256];
@@ -123,7 +128,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
                                      (void *)(uintptr_t)dout, (float *)(uintptr_t)dlse, NULL);
     if (r->status != FG_OK) { snprintf(r->msg, sizeof r->msg, "%s", fg_errmsg(ctx)); goto done; }
     e = cu->CtxSynchronize();
-    if (!e) e = cu->MemcpyDtoH(ho, dout, nq * 2);
+    if (!e) e = cu->MemcpyDtoH(ho, dout, no * 2);
     if (!e) e = cu->MemcpyDtoH(hlse, dlse, nlse * 4);
     if (e) {
         char b[256];
@@ -137,7 +142,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
         for (int h = 0; h < d.heads_q; ++h)
             for (int i = 0; i < d.seqlen_q; ++i) {
                 const uint16_t *g = ho + b * d.o_strides[0] + h * d.o_strides[1] + (int64_t)i * d.o_strides[2];
-                for (int x = 0; x < D; ++x)
+                for (int x = 0; x < DV; ++x)
                     if (isnan(fg_half_to_float(g[x], d.dtype))) r->unwritten++;
             }
     /* compare rows against the reference (all, or an even sample) */
@@ -151,7 +156,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
         double lref;
         fg_reference_row_mask(&d, host_layout, &mask, hq, hk, hv, b, h, i, orow, &lref);
         const uint16_t *g = ho + b * d.o_strides[0] + h * d.o_strides[1] + (int64_t)i * d.o_strides[2];
-        fg_check_row(&chk, g, orow, D, 1, hlse[((size_t)b * d.heads_q + h) * d.seqlen_q + i], lref);
+        fg_check_row(&chk, g, orow, DV, 1, hlse[((size_t)b * d.heads_q + h) * d.seqlen_q + i], lref);
     }
     r->pass = fg_check_done(&chk) && r->unwritten == 0;
     r->o = chk.o;
@@ -165,8 +170,8 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
         snprintf(r->msg, sizeof r->msg, "mismatch: %s; unwritten %zu", m, r->unwritten);
     }
 
-    if (host_layout) r->flops = fg_layout_flops(host_layout, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, D, D, &r->density);
-    else r->flops = fg_attention_flops(d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, D, D, d.causal != FG_CAUSAL_NONE);
+    if (host_layout) r->flops = fg_layout_flops(host_layout, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, D, DV, &r->density);
+    else r->flops = fg_attention_flops(d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, D, DV, d.causal != FG_CAUSAL_NONE);
     if (iters > 0 && r->pass) {
         fg_forward_call u = {ctx, &d, (void *)(uintptr_t)dq, (void *)(uintptr_t)dk, (void *)(uintptr_t)dv,
                              (void *)(uintptr_t)dout, (float *)(uintptr_t)dlse};

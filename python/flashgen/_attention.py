@@ -25,7 +25,7 @@ def _causal_mode(causal, seqlen_q, seqlen_k):
 
 
 def _check_inputs(q, k, v, layout):
-    """Shapes as (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim)."""
+    """Shapes as (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim, head_dim_v)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, not {type(t).__name__}")
@@ -44,21 +44,30 @@ def _check_inputs(q, k, v, layout):
         (t.shape[0], t.shape[2], t.shape[1], t.shape[3])
     b, sq, hq, d = bshd(q)
     bk, sk, hk, dk = bshd(k)
-    if k.shape != v.shape:
-        raise ValueError(f"k and v must have the same shape; got {tuple(k.shape)} and {tuple(v.shape)}")
+    if k.shape[:3] != v.shape[:3]:
+        raise ValueError(f"k and v must agree in every dimension but the last (v's is the value head dim); got "
+                         f"{tuple(k.shape)} and {tuple(v.shape)}")
+    dv = v.shape[3]
     if bk != b:
         raise ValueError(f"q has batch {b} but k and v have {bk}")
     if dk != d:
-        raise ValueError(f"q has head dim {d} but k and v have {dk}")
+        raise ValueError(f"q has head dim {d} but k has {dk}")
     if hk == 0 or hq % hk:
         raise ValueError(f"heads of q ({hq}) must be a multiple of the heads of k and v ({hk}) (GQA/MQA)")
-    if d < 8 or d > 256 or d % 8:
-        raise ValueError(f"head dim {d} is not supported: it must be a multiple of 8 in 8..256")
+    for name, x in (("head dim", d), ("value head dim (v's last dim)", dv)):
+        if x < 8 or x > 256 or x % 8:
+            raise ValueError(f"{name} {x} is not supported: it must be a multiple of 8 in 8..256 (head dims above 256, "
+                             "such as MLA decode's 576/512, need a decode kernel flashgen does not have yet)")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.stride(3) != 1 and t.shape[3] > 1:
             raise ValueError(f"{name} must have a unit stride in its last (head_dim) dimension; its strides are "
                              f"{t.stride()} (call .contiguous())")
-    return b, sq, sk, hq, hk, d
+    return b, sq, sk, hq, hk, d, dv
+
+
+def _out_shape(q, v):
+    """o has q's shape with v's last dim (the value head dim), in either layout."""
+    return tuple(q.shape[:3]) + (v.shape[3],)
 
 
 def _check_device(q, k, v):
@@ -69,11 +78,11 @@ def _check_device(q, k, v):
         raise ValueError(f"q, k and v must be on one device; got {q.device}, {k.device}, {v.device}")
 
 
-def _check_out(out, q):
+def _check_out(out, q, shape):
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out must be a torch.Tensor, not {type(out).__name__}")
-    if out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
-        raise ValueError(f"out must match q: shape {tuple(q.shape)}, {q.dtype}, {q.device}; got shape "
+    if tuple(out.shape) != shape or out.dtype != q.dtype or out.device != q.device:
+        raise ValueError(f"out must have shape {shape} (q's, with v's last dim), {q.dtype}, {q.device}; got shape "
                          f"{tuple(out.shape)}, {out.dtype}, {out.device}")
     if out.stride(3) != 1 and out.shape[3] > 1:
         raise ValueError(f"out must have a unit stride in its last dimension; its strides are {out.stride()}")
@@ -93,14 +102,17 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
               deterministic=None):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
-    q: [batch, seqlen_q, heads_q, head_dim]; k, v: [batch, seqlen_k,
-    heads_kv, head_dim] (layout='bshd', FlashAttention's), or [batch, heads,
-    seqlen, head_dim] with layout='bhsd' (SDPA's).  Any strides with a unit
+    q: [batch, seqlen_q, heads_q, head_dim]; k: [batch, seqlen_k,
+    heads_kv, head_dim]; v: [batch, seqlen_k, heads_kv, head_dim_v]
+    (layout='bshd', FlashAttention's), or [batch, heads, seqlen, ...] with
+    layout='bhsd' (SDPA's).  The value head dim head_dim_v is v's last dim
+    and may differ from head_dim (DeepSeek's 192/128); o has it (the
+    backward pass takes head_dim_v == head_dim only).  Any strides with a unit
     last stride; batch/head/row strides multiples of 8 elements and 16-byte
     aligned data (a plain tensor or a view like x.transpose(1, 2) is).
     float16 or bfloat16 CUDA tensors on one device; fp32 accumulation.
-    heads_q must be a multiple of heads_kv (GQA/MQA); head_dim a multiple of
-    8 in 8..256.  Runs on the tensors' device, on its current stream.
+    heads_q must be a multiple of heads_kv (GQA/MQA); head_dim and
+    head_dim_v multiples of 8 in 8..256.  Runs on the tensors' device, on its current stream.
 
     causal: False; 'bottom_right' (key j visible from query i iff
       j <= i + seqlen_k - seqlen_q, FlashAttention's convention);
@@ -114,14 +126,15 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     return_lse: also return the log-sum-exp, fp32 [batch, heads_q, seqlen_q],
       natural log.
     layout: 'bshd' (default) or 'bhsd': how to read the four dimensions.
-    out: write o into this tensor (q's shape, dtype and device; unit last
-      stride; its rows must not overlap) instead of a new one.
+    out: write o into this tensor (q's shape with v's last dim, q's dtype and
+      device; unit last stride; its rows must not overlap) instead of a new one.
 
     deterministic: for the backward pass, dq bitwise identical from run to
       run (ordered accumulation); None follows
       torch.are_deterministic_algorithms_enabled().
 
-    Returns o in q's logical layout (a new contiguous tensor, or `out`), or
+    Returns o in q's logical layout with v's last dim (a new contiguous
+    tensor, or `out`), or
     (o, lse).
     A query row that sees no key gets o = 0 and lse = -inf (and zero
     gradients).  Differentiable: when q, k or v requires grad (and grad mode
@@ -143,18 +156,19 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
                return_lse, None if out is None else (out.shape, out.stride(), out.dtype, out.device))
         hit = _desc_cache.get(key)
         if hit is not None:
-            desc, index, lse_shape = hit
-            o = out if out is not None else torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            desc, index, lse_shape, o_shape = hit
+            o = out if out is not None else torch.empty(o_shape, dtype=q.dtype, device=q.device)
             lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
             return _launch(desc, index, q, k, v, o, lse, None, return_lse)
 
-    b, sq, sk, hq, hk, d = _check_inputs(q, k, v, layout)
+    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
+    o_shape = _out_shape(q, v)
     _causal_mode(causal, sq, sk)
     _scale_value(scale)
     if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
         _blockmask.check(block_mask)
     _check_device(q, k, v)
-    o = _check_out(out, q) if out is not None else torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    o = _check_out(out, q, o_shape) if out is not None else torch.empty(o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
     if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf
         o.zero_()
@@ -168,7 +182,7 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         # out's strides are in the key; a new o of a later call is contiguous too
         if len(_desc_cache) >= 64:
             _desc_cache.clear()
-        _desc_cache[key] = (desc, index, (b, hq, sq))
+        _desc_cache[key] = (desc, index, (b, hq, sq), o_shape)
     return _launch(desc, index, q, k, v, o, lse, block_mask, return_lse)
 
 
@@ -186,9 +200,10 @@ def _scale_value(scale):
 
 def _describe(q, k, v, o, causal, scale, layout):
     """The fg_attention_desc of checked tensors (the forward's and the backward's)."""
-    b, sq, sk, hq, hk, d = _check_inputs(q, k, v, layout)
+    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
     desc = _lib.fg_attention_desc()
     _lib.load().fg_attention_desc_init(C.byref(desc), _DTYPES[q.dtype], d, b, hq, hk, sq, sk)
+    desc.head_dim_v = dv  # the strides below are v's and o's own
     desc.q_strides[:] = _strides(q, layout)
     desc.k_strides[:] = _strides(k, layout)
     desc.v_strides[:] = _strides(v, layout)

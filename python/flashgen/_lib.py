@@ -46,6 +46,8 @@ class fg_attention_desc(C.Structure):
         ("layout", C.c_void_p),
         ("block_m", C.c_int), ("block_n", C.c_int), ("warps", C.c_int), ("stages", C.c_int),
         ("path", C.c_int),
+        # appended after the first version (include/flashgen.h): 0 = head_dim
+        ("head_dim_v", C.c_int),
         # read by fg_attention_backward only
         ("deterministic", C.c_int),
         ("do_strides", C.c_int64 * 3), ("dq_strides", C.c_int64 * 3),

@@ -4,7 +4,9 @@ sizeof and every field's offset and size of fg_attention_desc and
 fg_block_layout_desc, and the enum values the binding uses.  A C program
 generated from the ctypes field lists is compiled against the header and
 prints what the compiler sees; a renamed field fails to compile, an added
-or reordered one changes a size or an offset.  Where the library loads
+or reordered one changes a size or an offset.  Because a field appended
+into the tail padding changes neither, the field names are also read from
+the header's struct declarations and compared in order.  Where the library loads
 (FLASHGEN_LIBRARY, as ctest sets it), the binding's fg_attention_desc_init
 must also set struct_size to the C sizeof, as the C macro does (how the
 structs grow: include/flashgen.h).  Every function the binding declares
@@ -46,6 +48,36 @@ def c_program():
         lines.append(f'    printf("{e} value %d\\n", (int){e});')
     lines += ["    return 0;", "}"]
     return "\n".join(lines) + "\n"
+
+
+def header_fields(header_text, name):
+    """The field names of `typedef struct name { ... } name;` in order
+    (comments removed; `int a, b;`, arrays and pointers understood)."""
+    text = re.sub(r"/\*.*?\*/", "", header_text, flags=re.S)
+    m = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, flags=re.S)
+    if not m:
+        return None
+    names = []
+    for decl in m.group(1).split(";"):
+        decl = decl.strip()
+        if not decl:
+            continue
+        first, *rest = decl.split(",")
+        for d in [first.split()[-1]] + rest:
+            names.append(re.sub(r"\[.*\]", "", d).strip().lstrip("*"))
+    return names
+
+
+def field_order(include_dir):
+    """{'<struct> fields': [...]} from the header and from the mirror."""
+    with open(os.path.join(include_dir, "flashgen.h")) as f:
+        text = f.read()
+    c, py = {}, {}
+    for s in STRUCTS:
+        key = f"{s.__name__} fields"
+        c[key] = header_fields(text, s.__name__)
+        py[key] = [f for f, _ in s._fields_]
+    return c, py
 
 
 def python_view():
@@ -95,6 +127,9 @@ def main():
         key, _, val = line.rpartition(" ")
         c_view[key] = int(val)
     py = python_view()
+    c_fields, py_fields = field_order(args.include)
+    c_view.update(c_fields)
+    py.update(py_fields)
     if os.environ.get("FLASHGEN_LIBRARY"):
         d = _lib.fg_attention_desc()
         _lib.load().fg_attention_desc_init(C.byref(d), _lib.FG_BF16, 64, 1, 1, 1, 16, 16)

@@ -2,6 +2,7 @@
 """flashgen.attention on the GPU against PyTorch's math backend in float32.
 
 Random shapes, dtypes, head dims, causal modes, GQA, layouts and strides,
+a value head dim of its own (v narrower or wider than q and k),
 block-sparse layouts (raw tensors and FlexAttention BlockMasks), odd sizes
 (seqlen not a multiple of 128, seqlen_q != seqlen_k, batch > 1).  Fresh
 random inputs for every case; the output is poisoned with NaN first (and the
@@ -106,30 +107,34 @@ def compare(name, o, lse, ref_o, ref_lse, dtype):
     return [f"{name}: {e}" for e in errs]
 
 
-def make_inputs(b, sq, sk, hq, hk, d, dtype, layout, packed):
-    """q, k, v in the given layout; `packed` takes them as strided views of
-    one [b, s, 3, h, d] tensor, as a fused QKV projection leaves them."""
-    if packed and sq == sk and hq == hk:
+def make_inputs(b, sq, sk, hq, hk, d, dtype, layout, packed, dv=None):
+    """q, k, v in the given layout (v's last dim dv, default d); `packed`
+    takes them as strided views of one [b, s, 3, h, d] tensor, as a fused
+    QKV projection leaves them."""
+    dv = d if dv is None else dv
+    if packed and sq == sk and hq == hk and dv == d:
         qkv = torch.randn(b, sq, 3, hq, d, device=DEV, dtype=dtype)
         q, k, v = qkv.unbind(2)  # bshd views with row stride 3*h*d
         if layout == "bhsd":
             q, k, v = (x.transpose(1, 2) for x in (q, k, v))
         return q, k, v
-    shp = lambda s, h: (b, s, h, d) if layout == "bshd" else (b, h, s, d)
+    shp = lambda s, h, x=d: (b, s, h, x) if layout == "bshd" else (b, h, s, x)
     return (torch.randn(*shp(sq, hq), device=DEV, dtype=dtype), torch.randn(*shp(sk, hk), device=DEV, dtype=dtype),
-            torch.randn(*shp(sk, hk), device=DEV, dtype=dtype))
+            torch.randn(*shp(sk, hk, dv), device=DEV, dtype=dtype))
 
 
 def run_case(b, sq, sk, hq, hk, d, dtype, causal, layout="bshd", packed=False, scale=None, block_mask=None,
-             allowed=None, stream=None, use_out=True):
-    name = (f"{str(dtype)[6:]:8s} d={d:3d} b={b} hq={hq} hkv={hk} sq={sq} sk={sk} causal={causal or 'none'} "
+             allowed=None, stream=None, use_out=True, dv=None):
+    dims = f"d={d:3d}" + (f" dv={dv:3d}" if dv is not None and dv != d else "")
+    name = (f"{str(dtype)[6:]:8s} {dims} b={b} hq={hq} hkv={hk} sq={sq} sk={sk} causal={causal or 'none'} "
             f"{layout}{' packed' if packed else ''}{' sparse' if block_mask is not None else ''}")
-    q, k, v = make_inputs(b, sq, sk, hq, hk, d, dtype, layout, packed)
+    q, k, v = make_inputs(b, sq, sk, hq, hk, d, dtype, layout, packed, dv)
+    o_shape = tuple(q.shape[:3]) + (v.shape[3],)  # o has v's last dim
     if use_out:
-        out = torch.full(q.shape, math.nan, dtype=dtype, device=DEV)
+        out = torch.full(o_shape, math.nan, dtype=dtype, device=DEV)
     else:  # flashgen allocates o: leave a NaN block of its size in the allocator
         out = None
-        torch.full(q.shape, math.nan, dtype=dtype, device=DEV)
+        torch.full(o_shape, math.nan, dtype=dtype, device=DEV)
     poison_lse_pool((b, hq, sq))
     torch.cuda.synchronize()
     try:
@@ -144,6 +149,8 @@ def run_case(b, sq, sk, hq, hk, d, dtype, causal, layout="bshd", packed=False, s
         return [f"{name}: {type(e).__name__}: {e}"]
     if o is not out:
         return [f"{name}: the result is not the out= tensor"]
+    if tuple(o.shape) != o_shape:
+        return [f"{name}: o has shape {tuple(o.shape)}, not {o_shape}"]
     bhsd = (lambda x: x.transpose(1, 2)) if layout == "bshd" else (lambda x: x)
     if allowed is None:
         allowed = visible(sq, sk, causal)
@@ -226,17 +233,32 @@ def main():
     fails += run_case(2, 500, 700, 4, 2, 128, torch.bfloat16, TL, stream=torch.cuda.Stream())  # a side stream
     n += 2
 
+    # a value head dim of its own: v narrower (DeepSeek's 192/128, 128/64) and
+    # wider (64/128, 40/72) than q and k; o follows v's last dim
+    value_dims = [(2, 333, 517, 4, 2, 192, torch.bfloat16, BR, "bshd", 128),
+                  (1, 300, 300, 4, 1, 128, torch.float16, NONE, "bhsd", 64),
+                  (2, 200, 129, 2, 2, 64, torch.bfloat16, TL, "bhsd", 128),
+                  (1, 777, 640, 2, 1, 40, torch.bfloat16, BR, "bshd", 72)]
+    for b, sq, sk, hq, hk, d, dtype, causal, layout, dv in value_dims:
+        fails += run_case(b, sq, sk, hq, hk, d, dtype, causal, layout, dv=dv)
+        n += 1
+    for rep in range(2):  # the descriptor cache keeps v's dim apart from q's
+        fails += run_case(1, 200, 200, 2, 2, 128, torch.bfloat16, TL, use_out=False, dv=64)
+        fails += run_case(1, 200, 200, 2, 2, 128, torch.bfloat16, TL, use_out=False)
+        n += 2
+
     # block-sparse, raw tensors: broadcast and per-(batch, head) layouts, with and without full blocks
     g = torch.Generator().manual_seed(args.seed)
     sparse = [(2, 4, 2, 1000, 900, 64, torch.bfloat16, NONE, 128, 128, 1, 1, True),
               (2, 4, 2, 1000, 900, 64, torch.bfloat16, BR, 128, 128, 2, 4, True),
               (1, 4, 4, 777, 777, 64, torch.bfloat16, TL, 128, 128, 1, 4, False),
               (2, 2, 1, 640, 512, 128, torch.float16, NONE, 128, 64, 2, 1, True),
-              (1, 2, 2, 700, 1100, 128, torch.float16, BR, 256, 128, 1, 1, True)]
-    for b, hq, hk, sq, sk, d, dtype, causal, bq, bk, lb, lh, with_full in sparse:
+              (1, 2, 2, 700, 1100, 128, torch.float16, BR, 256, 128, 1, 1, True),
+              (2, 4, 2, 1000, 900, 192, torch.bfloat16, BR, 128, 128, 1, 1, True, 128)]  # dv != d
+    for b, hq, hk, sq, sk, d, dtype, causal, bq, bk, lb, lh, with_full, *dv in sparse:
         lay, full, part = random_layout(lb, lh, sq, sk, bq, bk, 0.4, g, with_full)
         allowed = full | (part & visible(sq, sk, causal))
-        fails += run_case(b, sq, sk, hq, hk, d, dtype, causal, block_mask=lay, allowed=allowed)
+        fails += run_case(b, sq, sk, hq, hk, d, dtype, causal, block_mask=lay, allowed=allowed, dv=dv[0] if dv else None)
         n += 1
 
     # FlexAttention BlockMasks: causal and a block-aligned window give the dense result

@@ -75,9 +75,10 @@ class Validation(unittest.TestCase):
 
     def test_shapes(self):
         self.raises(ValueError, "4-D", t(8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 64))
-        self.raises(ValueError, "same shape", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 9, 2, 64))
+        self.raises(ValueError, "every dimension but the last", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 9, 2, 64))
+        self.raises(ValueError, "every dimension but the last", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 1, 64))
         self.raises(ValueError, "batch", t(2, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 64))
-        self.raises(ValueError, "head dim 64 but k and v have 32", t(1, 8, 2, 64), t(1, 8, 2, 32), t(1, 8, 2, 32))
+        self.raises(ValueError, "head dim 64 but k has 32", t(1, 8, 2, 64), t(1, 8, 2, 32), t(1, 8, 2, 64))
         self.raises(ValueError, "layout must be", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 64), layout="sbhd")
 
     def test_heads_ratio(self):
@@ -88,6 +89,27 @@ class Validation(unittest.TestCase):
     def test_head_dim(self):
         self.raises(ValueError, "head dim 12", t(1, 8, 2, 12), t(1, 8, 2, 12), t(1, 8, 2, 12))
         self.raises(ValueError, "head dim 264", t(1, 8, 2, 264), t(1, 8, 2, 264), t(1, 8, 2, 264))
+
+    def test_head_dim_v(self):
+        # v's last dim is the value head dim: checked on its own
+        self.raises(ValueError, "value head dim (v's last dim) 12", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 12))
+        self.raises(ValueError, "MLA decode", t(1, 8, 1, 192), t(1, 8, 1, 192), t(1, 8, 1, 512))
+        # a narrower and a wider v pass validation (and reach the device check)
+        for dv in (32, 128):
+            self.raises(ValueError, "CUDA tensors", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, dv))
+        self.assertEqual(_attention._check_inputs(t(2, 8, 4, 192), t(2, 9, 2, 192), t(2, 9, 2, 128), "bshd"),
+                         (2, 8, 9, 4, 2, 192, 128))
+        self.assertEqual(_attention._check_inputs(t(2, 4, 8, 64), t(2, 2, 9, 64), t(2, 2, 9, 96), "bhsd"),
+                         (2, 8, 9, 4, 2, 64, 96))
+
+    def test_out_shape(self):
+        q, v = t(2, 8, 4, 192), t(2, 9, 2, 128)
+        self.assertEqual(_attention._out_shape(q, v), (2, 8, 4, 128))
+        self.assertEqual(_attention._out_shape(t(2, 4, 8, 64), t(2, 2, 9, 96)), (2, 4, 8, 96))  # bhsd alike
+        with self.assertRaises(ValueError) as cm:
+            _attention._check_out(t(2, 8, 4, 192), q, (2, 8, 4, 128))
+        self.assertIn("out must have shape (2, 8, 4, 128)", str(cm.exception))
+        self.assertEqual(_attention._check_out(t(2, 8, 4, 128), q, (2, 8, 4, 128)).shape[3], 128)
 
     def test_last_stride(self):
         q = t(1, 8, 2, 128)[..., ::2]
