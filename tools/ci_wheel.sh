@@ -46,7 +46,7 @@ echo "installed in $((SECONDS - t0)) s"
 # layout (test_cuda_paths reads templates/fg_params.h) but without python/flashgen
 mkdir -p "$work/run/tests" "$work/run/python/tests"
 cp tests/test_mask_python.py "$work/run/tests/"
-cp python/tests/test_cuda_paths.py python/tests/test_binding_cpu.py "$work/run/python/tests/"
+cp python/tests/_testenv.py python/tests/test_cuda_paths.py python/tests/test_binding_cpu.py "$work/run/python/tests/"
 cp -r templates "$work/run/templates"
 cat > "$work/run/check.sh" <<'EOF'
 # runs with a clean environment in the venv; $1: the venv

@@ -27,7 +27,7 @@ work=$(mktemp -d /tmp/flashgen-gpu-wheel.XXXXXX)
 site="$work/site-packages"
 "$py" -m pip install -q --no-deps --no-index --no-compile --target "$site" "$wheel" || exit 1
 mkdir -p "$work/run/python/tests" "$work/run/tests"
-cp python/tests/test_attention_gpu.py python/tests/test_binding_cpu.py python/tests/test_cuda_paths.py \
+cp python/tests/_testenv.py python/tests/test_attention_gpu.py python/tests/test_binding_cpu.py python/tests/test_cuda_paths.py \
   "$work/run/python/tests/"
 cp tests/test_mask_python.py "$work/run/tests/"
 cp -r templates "$work/run/templates"

@@ -23,17 +23,12 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-try:
-    import torch
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-except ImportError:
-    print("test_attention_gpu: skipped: torch is not installed")
-    sys.exit(77)
-if not torch.cuda.is_available():
-    print("test_attention_gpu: skipped: no CUDA GPU")
-    sys.exit(77)
+sys.path.insert(0, HERE)
+from _testenv import require_torch  # noqa: E402
+
+torch = require_torch("test_attention_gpu", cuda=True)
+import torch.nn.functional as F  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 import flashgen  # noqa: E402
 
 DEV = "cuda"

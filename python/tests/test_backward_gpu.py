@@ -21,15 +21,10 @@ import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-try:
-    import torch
-except ImportError:
-    print("test_backward_gpu: skipped: torch is not installed")
-    sys.exit(77)
-if not torch.cuda.is_available():
-    print("test_backward_gpu: skipped: no CUDA GPU")
-    sys.exit(77)
+sys.path.insert(0, HERE)
+from _testenv import require_torch  # noqa: E402
+
+torch = require_torch("test_backward_gpu", cuda=True)
 import flashgen  # noqa: E402
 
 DEV = "cuda"

@@ -15,12 +15,10 @@ import sys
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-try:
-    import torch
-except ImportError:
-    print("test_binding_cpu: skipped: torch is not installed")
-    sys.exit(77)
+sys.path.insert(0, HERE)
+from _testenv import require_torch  # noqa: E402
+
+torch = require_torch("test_binding_cpu", cuda=False)
 import flashgen  # noqa: E402
 from flashgen import _attention, _blockmask, _lib  # noqa: E402
 
