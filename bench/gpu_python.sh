@@ -3,7 +3,7 @@
 # root with build/ already built (libflashgen.so):
 #   1. python/tests/test_attention_gpu.py (flashgen vs the float32 math backend)
 #   2. bench/vs_torch.py, bf16, the full BENCHMARK.md grid (FlashAttention-4
-#      too when .peers/env.sh exists: ../shared/tools/fa4-peer.sh); FlexAttention at
+#      too when bench/fa4_peer.sh installed it: /tmp/fa4/env.sh); FlexAttention at
 #      seqlens 1024,4096,16384 only, as in BENCHMARK.md (each new shape costs
 #      it a torch.compile)
 #   3. bench/vs_torch.py, fp16, --quick (seqlens 1024,4096,16384), SDPA peers
@@ -21,8 +21,8 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 export FLASHGEN_LIBRARY=${FLASHGEN_LIBRARY:-$PWD/build/libflashgen.so}
-# FlashAttention-4 as a peer when ../shared/tools/fa4-peer.sh installed it here
-if [ -f .peers/env.sh ]; then . .peers/env.sh; fi
+# FlashAttention-4 as a peer when bench/fa4_peer.sh installed it on this machine
+if [ -f /tmp/fa4/env.sh ]; then . /tmp/fa4/env.sh; fi
 export LD_LIBRARY_PATH="${CUDA_HOME:-/usr/local/cuda}/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 rc=0
 step() {  # step NAME SECONDS COMMAND...
