@@ -188,6 +188,13 @@ const char *fg_variant_template(const fg_variant *v) {
     return v->cfg.wgmma == 2 ? "fwd_ws" : v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma";
 }
 
+int fg_config_same_kernel(const fg_config *a, const fg_config *b) {
+    fg_config x = *a, y = *b;
+    x.ws_off &= ~FG_WS_NO_PERSISTENT;
+    y.ws_off &= ~FG_WS_NO_PERSISTENT;
+    return !memcmp(&x, &y, sizeof x);
+}
+
 void fg_variant_key(const fg_variant *v, const char *tpl_hash, int nvrtc_major, int nvrtc_minor,
                     const char *arch, char *buf, size_t n) {
     /* persistent=0 only changes the launch grid: one kernel serves both */

@@ -86,6 +86,9 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
 #define FG_VARIANT_TEXT_MAX 512
 /* Canonical text of the spec and config ("hdim=128,dtype=bf16,..."). */
 void fg_variant_format(const fg_variant *v, char *buf, size_t n);
+/* Whether two configurations compile to the same kernel (they differ at
+ * most in launch options: persistent=0); fg_variant_key agrees. */
+int fg_config_same_kernel(const fg_config *a, const fg_config *b);
 /* The template that renders v: fwd_mma, fwd_wgmma, fwd_ws or bwd_mma. */
 const char *fg_variant_template(const fg_variant *v);
 /* The full variant key: template, spec, config, template hash, NVRTC

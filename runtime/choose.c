@@ -64,13 +64,14 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))
         return fg_fail(err, FG_ERR_UNSUPPORTED, "%s needs an sm_90a GPU (Hopper); this one is %s (%s)",
                        v->cfg.wgmma == 2 ? "FG_PATH_TMA" : "FG_PATH_WGMMA", ctx->dev_info.arch, ctx->dev_info.name);
-    const int tma_ok = fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
+    const int tma_ok = fg_tma_tiles_ok(d->batch, d->heads_q, d->seqlen_q) &&
+                       fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
                        fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
                        fg_tma_strides_ok(d->v_strides, d->batch, d->heads_kv, d->seqlen_k);
     if (v->cfg.wgmma == 2 && !tma_ok)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "FG_PATH_TMA: a stride of q, k or v is 0 (or past 2^40 bytes) in a dim longer than 1; TMA cannot "
-                       "describe it (FG_PATH_WGMMA and FG_PATH_MMA can)");
+                       "FG_PATH_TMA: a stride of q, k or v is 0 (or past 2^40 bytes) in a dim longer than 1, or the call "
+                       "has more than 2^30 query tiles; the TMA kernels cannot take it (FG_PATH_WGMMA and FG_PATH_MMA can)");
     if (v->cfg.block_m) return FG_OK; /* explicit */
     const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
     const int path = (int)d->path;

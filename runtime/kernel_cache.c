@@ -128,7 +128,7 @@ fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, f
      * formatting the key (template hash, NVRTC and arch are fixed per context). */
     pthread_mutex_lock(&ctx->mu);
     for (fg_kernel *k = ctx->kernels; k; k = k->next)
-        if (k->state == 1 && !memcmp(&k->var.cfg, &v->cfg, sizeof v->cfg) && fg_spec_equal(&k->var.spec, &v->spec)) {
+        if (k->state == 1 && fg_config_same_kernel(&k->var.cfg, &v->cfg) && fg_spec_equal(&k->var.spec, &v->spec)) {
             pthread_mutex_unlock(&ctx->mu);
             *out = k;
             return FG_OK;

@@ -48,8 +48,11 @@ void fg_attention_desc_init_sized(fg_attention_desc *d, size_t struct_size, fg_d
     bshd_strides(x.o_strides, seqlen_q, heads_q, head_dim);
     bshd_strides(x.k_strides, seqlen_k, heads_kv, head_dim);
     bshd_strides(x.v_strides, seqlen_k, heads_kv, head_dim);
-    /* only the caller's bytes: an older header's struct is smaller */
+    /* only the caller's bytes: an older header's struct is smaller; a newer
+     * header's is larger, and the fields this library does not know must
+     * be zero (the struct_size rules), so they are cleared here */
     memcpy(d, &x, struct_size < sizeof x ? struct_size : sizeof x);
+    if (struct_size > sizeof x) memset((char *)d + sizeof x, 0, struct_size - sizeof x);
 }
 
 int64_t fg_tensor_bytes(const int64_t s[3], int batch, int heads, int seqlen, int d, int elem_bytes) {

@@ -13,6 +13,11 @@ int fg_tma_strides_ok(const int64_t s[3], int batch, int heads, int seqlen) {
     return 1;
 }
 
+int fg_tma_tiles_ok(int batch, int heads_q, int seqlen_q) {
+    const long long tiles = (long long)((seqlen_q + 63) / 64) * heads_q * batch;
+    return batch >= 1 && heads_q >= 1 && seqlen_q >= 1 && tiles <= (1ll << 30);
+}
+
 /* dims (d, seqlen, heads, batch); byte strides of dims 1..3.  A dim of size
  * 1 gets a harmless stride: its coordinate is always 0. */
 static fg_status encode(const fg_cuda *cu, CUtensorMap *map, CUtensorMapDataType ty, const void *ptr, int d, int seqlen,

@@ -11,6 +11,12 @@
  * non-zero, a multiple of 16 bytes and under 2^40 bytes. */
 int fg_tma_strides_ok(const int64_t s[3], int batch, int heads, int seqlen);
 
+/* Whether the TMA kernels' tile index (int, fg_tile_scheduler.cuh) holds
+ * every (query block, head, batch) tile of this call with room for one more
+ * round of the grid: ceil(seqlen_q / 64) * heads_q * batch <= 2^30 (64 is
+ * the smallest block_m). */
+int fg_tma_tiles_ok(int batch, int heads_q, int seqlen_q);
+
 /* Encodes p's q, k and v (pointers, strides and sizes already in p) as
  * rank-4 maps (head dim, seqlen, heads, batch): boxes of 64 columns by
  * block_m (q) or block_n (k, v) rows, 128-byte swizzle, zero fill. */

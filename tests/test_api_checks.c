@@ -14,6 +14,7 @@
 #include "runtime/internal.h"
 #include "runtime/layout.h"
 #include "runtime/structs.h"
+#include "runtime/tensor_map.h"
 #include "select/heuristic.h"
 #include "test_util.h"
 #include "tools/harness.h"
@@ -170,6 +171,35 @@ static void test_struct_size(void) {
 }
 
 /* The one reference check and its tolerance. */
+/* A program built against a newer header passes a larger struct: the
+ * fields this library does not know come back zero from
+ * fg_attention_desc_init, whatever the memory held, so the call is valid. */
+static void test_newer_header_init(void) {
+    const size_t big = sizeof(fg_attention_desc) + 64;
+    char *mem = malloc(big);
+    memset(mem, 0xAA, big);
+    fg_attention_desc_init_sized((fg_attention_desc *)mem, big, FG_BF16, 64, 1, 2, 2, 100, 100);
+    int tail_zero = 1;
+    for (size_t i = sizeof(fg_attention_desc); i < big; ++i) tail_zero &= mem[i] == 0;
+    CHECK(tail_zero, "bytes past this library's struct were left as they were");
+    fg_attention_desc d;
+    fg_error e = {0};
+    CHECK(fg_desc_read((const fg_attention_desc *)mem, &d, &e) == FG_OK, "%s", e.msg ? e.msg : "");
+    fg_error_clear(&e);
+    free(mem);
+}
+
+/* The TMA kernels index tiles with int: calls with more than 2^30 query
+ * tiles go to the other families (batch and heads are each <= 65535, so a
+ * call can have ~2^46 tiles over overlapping q/k/v views). */
+static void test_tma_tiles(void) {
+    CHECK(fg_tma_tiles_ok(16, 32, 16384), "an ordinary call");
+    CHECK(fg_tma_tiles_ok(65535, 16384, 64), "2^30 - 2^14 tiles");
+    CHECK(!fg_tma_tiles_ok(65535, 32769, 1), "2^31 tiles (the review's repro) refused");
+    CHECK(!fg_tma_tiles_ok(65535, 65535, 1 << 30), "2^58 tiles refused without overflow");
+    CHECK(!fg_tma_tiles_ok(0, 1, 1), "empty batch");
+}
+
 static void test_check(void) {
     double ref[4] = {0.5, -0.25, 1.5, 0.0};
     uint16_t got[4];
@@ -264,6 +294,8 @@ static void test_explicit_config(void) {
 }
 
 int main(void) {
+    test_newer_header_init();
+    test_tma_tiles();
     test_stride_overflow();
     test_layout_sizes();
     test_harness_sizes();
