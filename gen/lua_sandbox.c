@@ -245,3 +245,9 @@ lua_State *fg_lua_open(fg_lua_ud *ud, const fg_sources *src, const char *what, s
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) { lua_close(L); return NULL; }
     return L;
 }
+
+int fg_lua_raw_field(lua_State *L, int t, const char *f) {
+    t = lua_absindex(L, t);
+    lua_pushstring(L, f);
+    return lua_rawget(L, t);
+}

@@ -55,6 +55,9 @@ void fg_lua_budget_reset(fg_lua_ud *ud);
  * file:line of a memory or instruction limit) is left on the stack.  A call
  * that exceeded a limit fails even if the chunk caught the error. */
 int fg_lua_pcall(lua_State *L, int nargs, int nresults);
+/* Pushes t[f] without running metamethods (a sandboxed script's table may
+ * carry __index); returns its Lua type. */
+int fg_lua_raw_field(lua_State *L, int t, const char *f);
 /* Loads a text chunk (never bytecode) named chunkname ("@file" or "=name"). */
 int fg_lua_load_text(lua_State *L, const char *text, size_t len, const char *chunkname);
 /* Loads embedded template NAME (".lua" appended) as chunk "@templates/NAME.lua"

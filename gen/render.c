@@ -47,11 +47,6 @@ typedef struct render_args {
 } render_args;
 
 /* Raw field of the table at the top of the stack (no metamethods run). */
-static int raw_field(lua_State *L, const char *f) {
-    lua_pushstring(L, f);
-    return lua_rawget(L, -2);
-}
-
 /* Runs inside the protected call: template(params) -> result table, whose
  * fields are read here too, so that nothing a template returns can raise an
  * error outside the pcall. */
@@ -66,7 +61,7 @@ static int render_main(lua_State *L) {
     lua_call(L, 1, 1);
     if (!lua_istable(L, -1)) return luaL_error(L, "template '%s' must return a table {source=..., ...}", a->name);
     fg_rendered *out = a->out;
-    if (raw_field(L, "source") != LUA_TSTRING)
+    if (fg_lua_raw_field(L, -1, "source") != LUA_TSTRING)
         return luaL_error(L, "template '%s' returned no 'source' string", a->name);
     size_t len = 0;
     const char *s = lua_tolstring(L, -1, &len);
@@ -74,14 +69,14 @@ static int render_main(lua_State *L) {
     if (!out->source) return luaL_error(L, "out of memory copying the source");
     memcpy(out->source, s, len + 1);
     lua_pop(L, 1);
-    if (raw_field(L, "kernel") != LUA_TSTRING) return luaL_error(L, "template '%s' must return 'kernel'", a->name);
+    if (fg_lua_raw_field(L, -1, "kernel") != LUA_TSTRING) return luaL_error(L, "template '%s' must return 'kernel'", a->name);
     snprintf(out->kernel, sizeof out->kernel, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
-    if (raw_field(L, "threads") != LUA_TNUMBER || !lua_isinteger(L, -1))
+    if (fg_lua_raw_field(L, -1, "threads") != LUA_TNUMBER || !lua_isinteger(L, -1))
         return luaL_error(L, "template '%s' must return an integer 'threads'", a->name);
     out->threads = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (raw_field(L, "smem_bytes") != LUA_TNUMBER || !lua_isinteger(L, -1))
+    if (fg_lua_raw_field(L, -1, "smem_bytes") != LUA_TNUMBER || !lua_isinteger(L, -1))
         return luaL_error(L, "template '%s' must return an integer 'smem_bytes'", a->name);
     out->smem_bytes = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);

@@ -54,12 +54,6 @@ static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, 
                            ctx->dev_info.smem_per_block_optin, hopper_level(ctx, tma_ok), c);
 }
 
-static void count(fg_context *ctx, long *counter) {
-    pthread_mutex_lock(&ctx->mu);
-    ++*counter;
-    pthread_mutex_unlock(&ctx->mu);
-}
-
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))
         return fg_fail(err, FG_ERR_UNSUPPORTED, "%s needs an sm_90a GPU (Hopper); this one is %s (%s)",
@@ -87,11 +81,11 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     if (!v->cfg.block_m) {
         fg_config cfg;
         if (tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
-            count(ctx, &ctx->stats.configs_tuned);
+            fg_ctx_count(ctx, &ctx->stats.configs_tuned);
         } else {
             fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, tma_ok, &cfg, err);
             if (st != FG_OK) return st;
-            count(ctx, &ctx->stats.configs_heuristic);
+            fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
         }
         v->cfg = cfg;
         fg_choice *c = calloc(1, sizeof *c);

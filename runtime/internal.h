@@ -79,6 +79,13 @@ struct fg_block_layout {
  * context error bookkeeping). */
 fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_block_layout **out, fg_error *e);
 
+/* Adds one to a counter of ctx->stats, under the context's lock. */
+static inline void fg_ctx_count(fg_context *ctx, long *counter) {
+    pthread_mutex_lock(&ctx->mu);
+    ++*counter;
+    pthread_mutex_unlock(&ctx->mu);
+}
+
 /* Records e's message as the context's error and returns its status. */
 fg_status fg_ctx_fail(fg_context *ctx, fg_error *e);
 /* Loads the template sources once per context. */

@@ -26,12 +26,6 @@ static fg_kernel *find(fg_context *ctx, const char *key) {
     return NULL;
 }
 
-static void count(fg_context *ctx, long *counter) {
-    pthread_mutex_lock(&ctx->mu);
-    ++*counter;
-    pthread_mutex_unlock(&ctx->mu);
-}
-
 static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const char *entry, int smem_bytes) {
     CUresult res = cu->ModuleLoadData(&k->module, cubin);
     if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn, k->module, entry);
@@ -73,13 +67,13 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
         k->threads = v->cfg.warps * 32;
         k->smem_bytes = smem_bytes;
         k->stats = sk.stats;
-        count(ctx, &ctx->stats.kernels_from_cache);
+        fg_ctx_count(ctx, &ctx->stats.kernels_from_cache);
     } else {
         fprintf(stderr, "flashgen: warning: the cached cubin of %s does not load (%s); evicted, compiling it again\n", key,
                 fg_cuda_errstr(ctx->cu, res, b, sizeof b));
         fg_store_evict_kernel(store, gpu, key, &e);
         fg_error_clear(&e);
-        count(ctx, &ctx->stats.kernels_evicted);
+        fg_ctx_count(ctx, &ctx->stats.kernels_evicted);
     }
     fg_stored_kernel_free(&sk);
     return res == CUDA_SUCCESS;
@@ -102,7 +96,7 @@ static fg_status build(fg_context *ctx, const fg_variant *v, const char *key, fg
     fg_cubin cb;
     st = fg_compile_cubin(src, r.source, ctx->dev_info.arch, key, &cb, err);
     if (st != FG_OK) { fg_rendered_free(&r); return st; }
-    count(ctx, &ctx->stats.kernels_compiled);
+    fg_ctx_count(ctx, &ctx->stats.kernels_compiled);
     char b[256];
     CUresult res = load(ctx->cu, k, cb.data, r.kernel, r.smem_bytes);
     if (res != CUDA_SUCCESS) {

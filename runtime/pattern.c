@@ -41,11 +41,6 @@ typedef struct create_args {
 } create_args;
 
 /* Raw field f of the table at index t (no metamethod runs); returns its type. */
-static int raw_field(lua_State *L, int t, const char *f) {
-    lua_pushstring(L, f);
-    return lua_rawget(L, t);
-}
-
 static int is_identifier(const char *s) {
     if (!(isalpha((unsigned char)s[0]) || s[0] == '_')) return 0;
     for (; *s; ++s)
@@ -61,10 +56,10 @@ static int read_pattern(lua_State *L, fg_pattern *P, const char *what) {
     lua_pushvalue(L, -1);
     P->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     const int t = lua_gettop(L);
-    const int tname = raw_field(L, t, "name");
+    const int tname = fg_lua_raw_field(L, t, "name");
     P->name = fg_strdupf("%s", tname == LUA_TSTRING ? lua_tostring(L, -1) : what);
     if (!P->name) return luaL_error(L, "out of memory");
-    const int tblock = raw_field(L, t, "block"), tmask = raw_field(L, t, "mask"), tconsts = raw_field(L, t, "consts");
+    const int tblock = fg_lua_raw_field(L, t, "block"), tmask = fg_lua_raw_field(L, t, "mask"), tconsts = fg_lua_raw_field(L, t, "consts");
     if (tblock != LUA_TNIL && tblock != LUA_TFUNCTION) return luaL_error(L, "pattern %s: 'block' must be a function", P->name);
     if (tmask != LUA_TNIL && tmask != LUA_TSTRING)
         return luaL_error(L, "pattern %s: 'mask' must be a string in the mask-expression language", P->name);
@@ -93,11 +88,11 @@ static int read_pattern(lua_State *L, fg_pattern *P, const char *what) {
             lua_pop(L, 1);
         }
     }
-    raw_field(L, t, "per_batch");
+    fg_lua_raw_field(L, t, "per_batch");
     P->per_batch = lua_toboolean(L, -1);
-    raw_field(L, t, "per_head");
+    fg_lua_raw_field(L, t, "per_head");
     P->per_head = lua_toboolean(L, -1);
-    raw_field(L, t, "mask_is_predicate");
+    fg_lua_raw_field(L, t, "mask_is_predicate");
     P->mask_is_predicate = lua_isnil(L, -1) || lua_toboolean(L, -1);
     /* a canonical order, so that the same pattern always renders the same kernel */
     for (int i = 0; i < P->nconst; ++i)
@@ -107,7 +102,7 @@ static int read_pattern(lua_State *L, fg_pattern *P, const char *what) {
                 int64_t v = P->consts[i]; P->consts[i] = P->consts[j]; P->consts[j] = v;
             }
     if (tmask == LUA_TSTRING) {
-        raw_field(L, t, "mask");
+        fg_lua_raw_field(L, t, "mask");
         fg_error e = {0};
         fg_status st = fg_mask_expr_parse(lua_tostring(L, -1), (const char *const *)P->cnames, P->nconst, &P->expr, &e);
         if (st != FG_OK) {
@@ -302,7 +297,7 @@ static void put_block(eval_args *a, long r, int kb, int cls) {
 static int eval_main(lua_State *L) {
     eval_args *a = lua_touserdata(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->P->ref);
-    raw_field(L, lua_gettop(L), "block");
+    fg_lua_raw_field(L, lua_gettop(L), "block");
     const int fn = lua_gettop(L);
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, a->sq); lua_setfield(L, -2, "seqlen_q");
