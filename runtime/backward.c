@@ -29,13 +29,18 @@ fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_de
 }
 
 /* The kernel of v: its explicit configuration, else the heuristic's first
- * candidate without spills (fg_bwd_pick_config), compiled through the kernel
- * cache (a second call finds it there). */
+ * candidate without spills (fg_bwd_pick_config), remembered in the
+ * context's memo so that later calls neither walk the candidates nor look
+ * up their kernels, compiled through the kernel cache. */
 static fg_status choose(fg_context *ctx, fg_variant *v, int block_q, int block_k, fg_kernel **out, fg_error *err) {
     if (!v->cfg.block_m) {
-        fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, block_q, block_k,
-                                          fg_ctx_try_compile, ctx, &v->cfg, err);
-        if (st != FG_OK) return st;
+        const fg_choice_key key = {v->spec, block_q, block_k, -1, 0, 0, 0};
+        if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
+            fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, block_q, block_k,
+                                              fg_ctx_try_compile, ctx, &v->cfg, err);
+            if (st != FG_OK) return st;
+            fg_ctx_memo_put(ctx, &key, &v->cfg);
+        }
     }
     return fg_ctx_kernel(ctx, v, out, err);
 }

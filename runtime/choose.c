@@ -14,12 +14,38 @@
 /* Memo of the configuration chosen per (spec, layout block, path, shape
  * bucket) in this context. */
 typedef struct fg_choice {
-    fg_spec spec;
-    int block_q, block_k, path, tma_ok;
-    int bucket_q, bucket_k; /* fg_bucket_len of the seqlens */
+    fg_choice_key key;
     fg_config cfg;
     struct fg_choice *next;
 } fg_choice;
+
+static int key_equal(const fg_choice_key *a, const fg_choice_key *b) {
+    return fg_spec_equal(&a->spec, &b->spec) && a->block_q == b->block_q && a->block_k == b->block_k &&
+           a->path == b->path && a->tma_ok == b->tma_ok && a->bucket_q == b->bucket_q && a->bucket_k == b->bucket_k;
+}
+
+int fg_ctx_memo_get(fg_context *ctx, const fg_choice_key *k, fg_config *cfg) {
+    int found = 0;
+    pthread_mutex_lock(&ctx->mu);
+    for (fg_choice *c = ctx->choices; c && !found; c = c->next)
+        if (key_equal(&c->key, k)) {
+            *cfg = c->cfg;
+            found = 1;
+        }
+    pthread_mutex_unlock(&ctx->mu);
+    return found;
+}
+
+void fg_ctx_memo_put(fg_context *ctx, const fg_choice_key *k, const fg_config *cfg) {
+    fg_choice *c = calloc(1, sizeof *c);
+    if (!c) return; /* only a memo: the next call chooses again */
+    c->key = *k;
+    c->cfg = *cfg;
+    pthread_mutex_lock(&ctx->mu);
+    c->next = ctx->choices;
+    ctx->choices = c;
+    pthread_mutex_unlock(&ctx->mu);
+}
 
 fg_status fg_ctx_try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err) {
     fg_variant v = {*s, *c};
@@ -69,16 +95,8 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     if (v->cfg.block_m) return FG_OK; /* explicit */
     const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
     const int path = (int)d->path;
-    const int bucket_q = fg_bucket_len(d->seqlen_q), bucket_k = fg_bucket_len(d->seqlen_k);
-    pthread_mutex_lock(&ctx->mu);
-    for (fg_choice *c = ctx->choices; c; c = c->next)
-        if (fg_spec_equal(&c->spec, &v->spec) && c->block_q == bq && c->block_k == bk && c->path == path &&
-            c->tma_ok == tma_ok && c->bucket_q == bucket_q && c->bucket_k == bucket_k) {
-            v->cfg = c->cfg;
-            break;
-        }
-    pthread_mutex_unlock(&ctx->mu);
-    if (!v->cfg.block_m) {
+    const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
+    if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
         fg_config cfg;
         if (tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
@@ -88,15 +106,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
             fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
         }
         v->cfg = cfg;
-        fg_choice *c = calloc(1, sizeof *c);
-        if (c) {
-            c->spec = v->spec; c->block_q = bq; c->block_k = bk; c->path = path; c->tma_ok = tma_ok; c->cfg = v->cfg;
-            c->bucket_q = bucket_q; c->bucket_k = bucket_k;
-            pthread_mutex_lock(&ctx->mu);
-            c->next = ctx->choices;
-            ctx->choices = c;
-            pthread_mutex_unlock(&ctx->mu);
-        }
+        fg_ctx_memo_put(ctx, &key, &v->cfg);
     }
     if (d->layout) p->sp_sub = bk / v->cfg.block_n;
     return FG_OK;

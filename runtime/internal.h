@@ -103,6 +103,16 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 /* fg_attention_plan for this context's device, then fg_ctx_choose. */
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
 void fg_choices_free(fg_context *ctx);
+/* The context's memo of chosen configurations (choose.c): per spec (the
+ * pass included), layout block, path, whether TMA can take the call, and
+ * shape bucket (0 where a caller does not bucket). */
+typedef struct fg_choice_key {
+    fg_spec spec;
+    int block_q, block_k, path, tma_ok;
+    int bucket_q, bucket_k;
+} fg_choice_key;
+int fg_ctx_memo_get(fg_context *ctx, const fg_choice_key *k, fg_config *cfg);
+void fg_ctx_memo_put(fg_context *ctx, const fg_choice_key *k, const fg_config *cfg);
 /* fg_try_compile (select/heuristic.h) through the kernel cache of the
  * context ud: the stats of variant {s, c}, compiled once per context. */
 fg_status fg_ctx_try_compile(void *ud, const fg_spec *s, const fg_config *c, fg_kernel_stats *st, fg_error *err);
