@@ -180,6 +180,33 @@ static void test_builtins(void) {
     fg_score_expr_free(g);
 }
 
+/* The worked examples of docs/SCORES.md. */
+static float eval_builtin(const char *name, int which, fg_score_env env) {
+    fg_score_expr *e = NULL;
+    fg_error err = {0};
+    if (fg_score_builtin_parse(fg_score_builtin_find(name), which, &e, &err) != FG_OK) { CHECK(0, "%s: %s", name, err.msg); return NAN; }
+    const float y = fg_score_expr_eval(e, &env);
+    fg_score_expr_free(e);
+    return y;
+}
+
+static void test_doc_examples(void) {
+    const float cap = 30.0f, slope[2] = {0.5f, 0.25f};
+    fg_score_env env = {.score = 60.0f, .cf = &cap};
+    CHECK(fabsf(eval_builtin("softcap", 0, env) - 28.921f) < 1e-3f, "softcap(60), cap 30");
+    CHECK(fabsf(eval_builtin("softcap", 1, env) - 0.07065f) < 1e-4f, "softcap'(60), cap 30");
+    const fg_score_table ts[1] = {{slope, 2}};
+    fg_score_env a = {.score = 2.0f, .h = 1, .q_idx = 10, .kv_idx = 4, .tables = ts};
+    CHECK(eval_builtin("alibi", 0, a) == 0.5f, "alibi: 2 - 0.25 * 6");
+    CHECK(eval_builtin("alibi_causal", 0, a) == 0.5f && eval_builtin("alibi", 1, a) == 1.0f, "alibi_causal, d alibi");
+    float bias[10];
+    for (int i = 0; i < 10; ++i) bias[i] = (float)(100 + i);
+    const fg_score_table tb[1] = {{bias, 10}};
+    const int64_t L = 3;
+    fg_score_env r = {.score = 0.0f, .h = 1, .q_idx = 9, .kv_idx = 2, .ci = &L, .tables = tb};
+    CHECK(eval_builtin("rel_bias", 0, r) == 105.0f, "rel_bias: distance -7 reads bias[1 * 5 + 0]");
+}
+
 /* ---- property ---------------------------------------------------------------- */
 
 static void test_property(void) {
@@ -293,6 +320,7 @@ int main(void) {
     test_text_and_errors();
     test_cuda_widths();
     test_builtins();
+    test_doc_examples();
     test_property();
     test_fuzz();
     return test_summary("test_score_expr");
