@@ -98,6 +98,16 @@ char *fg_score_expr_render(const fg_score_expr *e, fg_score_render_mode mode, co
 /* The kernel identity: SHA-256 (hex) of the CUDA rendering with ci. */
 fg_status fg_score_expr_identity(const fg_score_expr *e, const int64_t *ci, char hex[65], fg_error *err);
 
+/* The derivative with respect to score, as a new expression over the same
+ * names (for the backward: dS before the modification = dS after times
+ * it).  Derived by the rules of calculus where the expression is
+ * differentiable: integer subexpressions (comparisons included) are
+ * piecewise constant, so 0; min, max, abs and ?: take the derivative of
+ * the branch they pick (at a tie, min and max the first operand's, abs
+ * that of +x at 0).  FG_ERR_UNSUPPORTED when the derivative's text would
+ * exceed FG_SCORE_MAX_TEXT. */
+fg_status fg_score_expr_derivative(const fg_score_expr *e, fg_score_expr **out, fg_error *err);
+
 /* Number of nodes, and whether the expression reads score (one that does
  * not has derivative 0 with respect to it). */
 int fg_score_expr_size(const fg_score_expr *e);

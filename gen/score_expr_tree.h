@@ -16,4 +16,6 @@ struct fg_score_expr {
 
 /* A table index clamped to [0, n - 1], as the device clamps it. */
 int64_t fg_score_table_index(int64_t i, int64_t n);
+/* Appends the canonical text of node i's subtree to b. */
+void fg_score_render_text(const fg_score_expr *e, int i, fg_xbuf *b);
 #endif

@@ -97,7 +97,7 @@ static const char *const cu_int32[XN_COUNT] = {
 static void node(rctx *c, int i) {
     const fg_score_expr *e = c->e;
     const fg_xnode *x = &e->t.n[i];
-    const int fl = e->ty[i], w = !fl && c->w32[i], cuda = c->cuda;
+    const int fl = e->ty[i], w = !fl && c->w32 && c->w32[i], cuda = c->cuda;
     fg_xbuf *b = c->b;
     switch (x->op) {
     case XN_NUM: fg_xbuf_put(b, cuda && !w ? "%lldll" : "%lld", (long long)x->v); return;
@@ -185,6 +185,11 @@ char *fg_score_expr_render(const fg_score_expr *e, fg_score_render_mode mode, co
     free(w32);
     if (b.oom) { free(b.s); return NULL; }
     return b.s;
+}
+
+void fg_score_render_text(const fg_score_expr *e, int i, fg_xbuf *b) {
+    rctx c = {e, NULL, 0, b};
+    node(&c, i);
 }
 
 fg_status fg_score_expr_identity(const fg_score_expr *e, const int64_t *ci, char hex[65], fg_error *err) {

@@ -159,7 +159,8 @@ static inline void sg_random_env(sg_env *v) {
     if (sg_pick(50) == 0) v->score = sg_pick(2) ? INFINITY : NAN;
     v->b = sg_pick(4);
     v->h = sg_pick(8);
-    const int64_t span = sg_pick(2) ? 300 : (int64_t)1 << 31;
+    /* positions up to 2^30 + 1024, the range the 32-bit proofs assume */
+    const int64_t span = sg_pick(2) ? 300 : ((int64_t)1 << 30) + 1025;
     v->q = (int64_t)(sg_next() % (uint64_t)span);
     v->kv = (int64_t)(sg_next() % (uint64_t)span);
     v->ci[0] = 0;
@@ -256,3 +257,39 @@ static inline double sg_eval(const sg_tree *t, int i, const sg_env *v) {
     }
 }
 #endif
+
+/* The derivative of node i with respect to score (forward mode, in double,
+ * on sg_eval's float values), and in *mag a bound on the magnitude of the
+ * terms it sums, for the rounding error of an fp32 evaluation of it. */
+static inline double sg_deriv(const sg_tree *t, int i, const sg_env *v, double *mag) {
+    const sg_node *x = &t->n[i];
+    *mag = 0;
+    if (!x->isf) return 0;
+    if (x->kind == SG_SCORE) { *mag = 1; return 1; }
+    if (x->kind != SG_UN && x->kind != SG_BIN && x->kind != SG_SEL) return 0;
+    if (x->kind == SG_SEL) return sg_ieval(t, x->a, v) ? sg_deriv(t, x->b, v, mag) : sg_deriv(t, x->c, v, mag);
+    double ma, mb = 0;
+    const double a = sg_eval(t, x->a, v), da = sg_deriv(t, x->a, v, &ma);
+    if (x->kind == SG_UN) {
+        const double ln2 = 0.69314718055994531;
+        switch (x->op[0]) {
+        case '-': *mag = ma; return -da;
+        case 'a': *mag = ma; return a < 0 ? -da : da;
+        /* 1 - tanh^2 cancels where tanh saturates: its terms are of size 1 */
+        case 't': *mag = (1 + tanh(a) * tanh(a)) * ma; return (1 - tanh(a) * tanh(a)) * da;
+        case 'e': *mag = exp2(a) * ln2 * ma; return exp2(a) * ln2 * da;
+        default: *mag = ma / fabs(a * ln2); return da / (a * ln2);
+        }
+    }
+    const double b = sg_eval(t, x->b, v), db = sg_deriv(t, x->b, v, &mb);
+    switch (x->op[0]) {
+    case '+': *mag = ma + mb; return da + db;
+    case '-': *mag = ma + mb; return da - db;
+    case '*': *mag = ma * fabs(b) + fabs(a) * mb; return da * b + a * db;
+    case '/': *mag = (ma + fabs(a / b) * mb) / fabs(b); return (da - (a / b) * db) / b;
+    default:
+        if (x->op[1] == 'i') { *mag = a <= b ? ma : mb; return a <= b ? da : db; }
+        *mag = a >= b ? ma : mb;
+        return a >= b ? da : db;
+    }
+}

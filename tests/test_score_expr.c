@@ -6,7 +6,9 @@
  *     evaluation of the tree (integers wrapping in uint64, each float
  *     operation in double rounded to float, which is exact fp32 for + - * /):
  *     bit-identical without tanh/exp2/log2, within 1e-5 relative with them;
- *   - fuzz: random and mutated texts through parse, eval and the renderers:
+ *   - fg_score_expr_derivative against forward-mode differentiation;
+ *   - fuzz: random and mutated texts through parse, eval, the renderers and
+ *     the derivative:
  *     a clean FG_ERR_PATTERN with a column, or a usable expression.
  * Seeded (FG_TEST_SEED overrides the default). */
 #include <math.h>
@@ -207,6 +209,68 @@ static void test_doc_examples(void) {
     CHECK(eval_builtin("rel_bias", 0, r) == 105.0f, "rel_bias: distance -7 reads bias[1 * 5 + 0]");
 }
 
+/* fg_score_expr_derivative: the built-ins' derivatives agree with the
+ * hand-written ones, and random expressions' with forward-mode
+ * differentiation of the generator's tree (score_gen.h). */
+static void test_derivative(void) {
+    int nb;
+    const fg_score_builtin *bi = fg_score_builtins(&nb);
+    fg_error err = {0};
+    for (int i = 0; i < nb; ++i) {
+        fg_score_expr *e = NULL, *d = NULL, *hand = NULL;
+        if (fg_score_builtin_parse(&bi[i], 0, &e, &err) != FG_OK || fg_score_expr_derivative(e, &d, &err) != FG_OK ||
+            fg_score_builtin_parse(&bi[i], 1, &hand, &err) != FG_OK) {
+            CHECK(0, "%s: %s", bi[i].name, err.msg);
+        } else {
+            const float cap = 7.5f;
+            for (float s = -40.0f; s <= 40.0f; s += 0.25f) {
+                fg_score_env env = {.score = s, .cf = &cap};
+                const float got = fg_score_expr_eval(d, &env), want = fg_score_expr_eval(hand, &env);
+                CHECK(fabsf(got - want) <= 1e-6f, "%s'(%g): derived %g, hand-written %g", bi[i].name, s, got, want);
+                if (fabsf(got - want) > 1e-6f) break;
+            }
+            if (strcmp(bi[i].name, "softcap")) {
+                char *t = fg_score_expr_render(d, FG_SCORE_RENDER_TEXT, NULL);
+                CHECK(t && !strcmp(t, "1.0"), "%s: the derivative is %s, not 1.0", bi[i].name, t ? t : "(null)");
+                free(t);
+            }
+        }
+        fg_error_clear(&err);
+        fg_score_expr_free(e); fg_score_expr_free(d); fg_score_expr_free(hand);
+    }
+    fg_score_expr *e = parse_ok("score * n + c * score * score"), *d = NULL;
+    CHECK(e && fg_score_expr_derivative(e, &d, &err) == FG_OK, "%s", err.msg);
+    char *t = d ? fg_score_expr_render(d, FG_SCORE_RENDER_TEXT, NULL) : NULL;
+    CHECK(t && !strcmp(t, "((1.0 * n) + ((c * score) + ((c * score) * 1.0)))"),
+          "d(score * n + c * score^2) = %s", t ? t : "(null)");
+    free(t); fg_score_expr_free(d); fg_score_expr_free(e);
+    long cases = 0, skipped = 0;
+    for (int x = 0; x < 4000; ++x) {
+        sg_tree g;
+        sg_generate(&g, 1 + sg_pick(4));
+        fg_score_expr *f = parse_ok(g.text), *df = NULL;
+        if (!f) continue;
+        const fg_status st = fg_score_expr_derivative(f, &df, &err);
+        CHECK(st == FG_OK || st == FG_ERR_UNSUPPORTED, "'%s': %s", g.text, err.msg);
+        fg_error_clear(&err);
+        for (int k = 0; df && k < 6; ++k) {
+            sg_env v;
+            sg_random_env(&v);
+            const fg_score_env env = sg_to_env(&v);
+            double mag;
+            const double want = sg_deriv(&g, g.root, &v, &mag);
+            const float got = fg_score_expr_eval(df, &env);
+            if (!isfinite(want) || !isfinite(mag) || mag > 1e30 || !isfinite(sg_eval(&g, g.root, &v))) { ++skipped; continue; }
+            ++cases;
+            CHECK(fabs(got - want) <= 1e-4 * mag + 1e-30, "d/dscore '%s' (score=%a): %.9g, forward mode %.9g (terms up to %g)", g.text,
+                  (double)v.score, (double)got, want, mag);
+        }
+        fg_score_expr_free(df);
+        fg_score_expr_free(f);
+    }
+    printf("derivative: %ld random evaluations against forward mode (%ld at non-finite points skipped)\n", cases, skipped);
+}
+
 /* ---- property ---------------------------------------------------------------- */
 
 static void test_property(void) {
@@ -267,6 +331,13 @@ static void exercise(const char *text) {
     CHECK(a && *a && b && *b, "'%s' renders empty", text);
     free(a);
     free(b);
+    fg_score_expr *d = NULL;
+    const fg_status ds = fg_score_expr_derivative(e, &d, &err);
+    CHECK(ds == FG_OK || (ds == FG_ERR_UNSUPPORTED && err.msg && strstr(err.msg, "longer than")), "'%s': derivative %d %s", text, (int)ds,
+          err.msg ? err.msg : "");
+    fg_error_clear(&err);
+    if (d) (void)fg_score_expr_eval(d, &env);
+    fg_score_expr_free(d);
     fg_score_expr_free(e);
 }
 
@@ -277,7 +348,7 @@ static void test_fuzz(void) {
                                          "\xff", "\x01", "p.score_c[0]", "\"", ";"};
     const int ntok = (int)(sizeof tokens / sizeof tokens[0]);
     long runs = 0;
-    for (int i = 0; i < 30000; ++i, ++runs) {
+    for (int i = 0; i < 150000; ++i, ++runs) {
         char s[FG_SCORE_MAX_TEXT + 8] = {0};
         size_t len = 0;
         if (sg_pick(2)) {
@@ -321,6 +392,7 @@ int main(void) {
     test_cuda_widths();
     test_builtins();
     test_doc_examples();
+    test_derivative();
     test_property();
     test_fuzz();
     return test_summary("test_score_expr");

@@ -1,6 +1,6 @@
 /* The rendered CUDA of score expressions compiles with NVRTC for sm_90a
  * (no GPU needed): the built-ins and their derivatives, and a sample of
- * random expressions (tests/score_gen.h) with small and huge int
+ * random expressions and their derivatives (tests/score_gen.h) with small and huge int
  * constants (32- and 64-bit regions), each as a __device__ function over
  * the names of gen/score_expr.h, all in one probe.  The control: a
  * rendering with a name outside them is refused, so the probe can fail.
@@ -13,27 +13,25 @@
 #include "gen/score_lib.h"
 #include "gen/sources.h"
 #include "score_gen.h"
+#include "score_probe.h"
 #include "test_util.h"
-
-static const char *const head =
-    "#include \"fg_mask.cuh\"\n"
-    "struct fg_score_probe_params { long long score_ci[16]; float score_cf[16]; const int *score_ti[8]; const float *score_tf[8];"
-    " long long score_tn[8]; };\n";
-
-static void add_fn(fg_xbuf *b, int k, const char *cuda) {
-    fg_xbuf_put(b, "__device__ __forceinline__ float fg_score_%d(const fg_score_probe_params &p, float s, int b, int h, int q_idx, int kv_idx) {\n"
-                   "    (void)s; (void)b; (void)h; (void)q_idx; (void)kv_idx;\n    return %s;\n}\n", k, cuda);
-}
 
 static fg_status compile(const fg_sources *src, const char *body, int nfn, const char *name, fg_error *e) {
     fg_xbuf b = {0};
-    fg_xbuf_put(&b, "%s%s", head, body);
-    fg_xbuf_put(&b, "extern \"C\" __global__ void fg_probe_kernel(fg_score_probe_params p, float *o) {\n    float s = o[threadIdx.x];\n");
-    for (int k = 0; k < nfn; ++k) fg_xbuf_put(&b, "    s = fg_score_%d(p, s, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y);\n", k);
-    fg_xbuf_put(&b, "    o[threadIdx.x] = s;\n}\n");
+    fg_xbuf_put(&b, "%s%s", sp_head, body);
+    /* every function's value reaches the output, so none is dead code */
+    fg_xbuf_put(&b, "extern \"C\" __global__ void fg_probe_kernel(fg_score_probe_params p, float *o) {\n"
+                    "    const float s = o[threadIdx.x];\n    float acc = 0.0f;\n");
+    for (int k = 0; k < nfn; ++k) fg_xbuf_put(&b, "    acc += fg_score_%d(p, s, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y);\n", k);
+    fg_xbuf_put(&b, "    o[threadIdx.x] = acc;\n}\n");
     fg_cubin cb;
     const fg_status st = b.oom ? FG_ERR_OUT_OF_MEMORY : fg_compile_cubin(src, b.s, "sm_90a", name, &cb, e);
-    if (st == FG_OK) fg_cubin_free(&cb);
+    if (st == FG_OK) {
+        /* a real cubin: the kernel, with its registers counted */
+        CHECK(cb.size > 1000 && cb.stats.registers > 0, "%s: a cubin of %zu bytes, %d registers", name, cb.size, cb.stats.registers);
+        printf("%s: cubin of %zu bytes, %d registers\n", name, cb.size, cb.stats.registers);
+        fg_cubin_free(&cb);
+    }
     free(b.s);
     return st;
 }
@@ -60,7 +58,7 @@ int main(void) {
             if (fg_score_builtin_parse(&bi[i], w, &x, &e) != FG_OK) { CHECK(0, "%s", e.msg); fg_error_clear(&e); continue; }
             char *c = fg_score_expr_render(x, FG_SCORE_RENDER_CUDA, ci_small);
             if (w == 0) printf("%-12s %s\n", bi[i].name, c);
-            add_fn(&body, nfn++, c);
+            sp_add_fn(&body, nfn++, c);
             free(c);
             fg_score_expr_free(x);
         }
@@ -76,8 +74,16 @@ int main(void) {
         const int64_t ci[2] = {0, i % 2 ? 7 : (int64_t)1 << 40};
         char *c = fg_score_expr_render(x, FG_SCORE_RENDER_CUDA, ci);
         w32 += strstr(c, "32(") != NULL;
-        add_fn(&body, nfn++, c);
+        sp_add_fn(&body, nfn++, c);
         free(c);
+        fg_score_expr *d = NULL;
+        if (fg_score_expr_derivative(x, &d, &e) == FG_OK) {
+            c = fg_score_expr_render(d, FG_SCORE_RENDER_CUDA, ci);
+            sp_add_fn(&body, nfn++, c);
+            free(c);
+        }
+        fg_error_clear(&e);
+        fg_score_expr_free(d);
         fg_score_expr_free(x);
     }
     const fg_status st = body.oom ? FG_ERR_OUT_OF_MEMORY : compile(&src, body.s, nfn, "score_probe", &e);
