@@ -15,6 +15,7 @@
 #include "score_gen.h"
 #include "score_probe.h"
 #include "runtime/cuda_api.h"
+#include "test_nvrtc_util.h"
 #include "test_util.h"
 
 #define NPTS 512
@@ -35,14 +36,8 @@ static int has_transcendental(const fg_score_expr *e) {
 
 int main(void) {
     fg_error err = {0};
-    fg_nvrtc_info nv;
-    if (fg_nvrtc_load(&nv, &err) != FG_OK) {
-        printf("SKIP: %s\n", err.msg);
-        fg_error_clear(&err);
-        return 77;
-    }
     fg_sources src;
-    if (fg_sources_load(&src, &err) != FG_OK) { CHECK(0, "%s", err.msg); return test_summary("test_gpu_score"); }
+    if (nvrtc_sources_or_skip(&src)) { CHECK(0, "no template sources"); return test_summary("test_gpu_score"); }
     sg_seed(getenv("FG_TEST_SEED") ? strtoull(getenv("FG_TEST_SEED"), NULL, 10) : 13);
 
     /* the functions: built-ins (param set 0) and random ones with derivatives */

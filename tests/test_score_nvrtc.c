@@ -14,6 +14,7 @@
 #include "gen/sources.h"
 #include "score_gen.h"
 #include "score_probe.h"
+#include "test_nvrtc_util.h"
 #include "test_util.h"
 
 static fg_status compile(const fg_sources *src, const char *body, int nfn, const char *name, fg_error *e) {
@@ -38,14 +39,8 @@ static fg_status compile(const fg_sources *src, const char *body, int nfn, const
 
 int main(void) {
     fg_error e = {0};
-    fg_nvrtc_info info;
-    if (fg_nvrtc_load(&info, &e) != FG_OK) {
-        printf("SKIP: %s\n", e.msg);
-        fg_error_clear(&e);
-        return 77;
-    }
     fg_sources src;
-    if (fg_sources_load(&src, &e) != FG_OK) { CHECK(0, "%s", e.msg); return test_summary("test_score_nvrtc"); }
+    if (nvrtc_sources_or_skip(&src)) { CHECK(0, "no template sources"); return test_summary("test_score_nvrtc"); }
     fg_xbuf body = {0};
     int nfn = 0;
     /* the built-ins and their derivatives */
