@@ -167,10 +167,10 @@ static int64_t ieval(const fg_score_expr *e, int i, const fg_score_env *env) {
     switch (x->op) {
     case XN_NUM: return x->v;
     case XN_VAR: return x->v == 1 ? env->b : x->v == 2 ? env->h : x->v == 3 ? env->q_idx : env->kv_idx;
-    case XN_CONST: return env->ci[x->v];
+    case XN_CONST: return env->ci ? env->ci[x->v] : 0;
     case XN_TBL: {
-        const fg_score_table *t = &env->tables[x->v];
-        return ((const int32_t *)t->data)[fg_score_table_index(ieval(e, x->a, env), t->n)];
+        const fg_score_table *t = env->tables ? &env->tables[x->v] : NULL;
+        return t && t->data && t->n > 0 ? ((const int32_t *)t->data)[fg_score_table_index(ieval(e, x->a, env), t->n)] : 0;
     }
     case XN_NEG: return fg_x_sub(0, ieval(e, x->a, env));
     case XN_ABS: { const int64_t a = ieval(e, x->a, env); return a < 0 ? fg_x_sub(0, a) : a; }
@@ -199,10 +199,10 @@ static float feval(const fg_score_expr *e, int i, const fg_score_env *env) {
     switch (x->op) {
     case XN_FLT: return x->f;
     case XN_VAR: return env->score;
-    case XN_CONST: return env->cf[x->v];
+    case XN_CONST: return env->cf ? env->cf[x->v] : 0.0f;
     case XN_TBL: {
-        const fg_score_table *t = &env->tables[x->v];
-        return ((const float *)t->data)[fg_score_table_index(ieval(e, x->a, env), t->n)];
+        const fg_score_table *t = env->tables ? &env->tables[x->v] : NULL;
+        return t && t->data && t->n > 0 ? ((const float *)t->data)[fg_score_table_index(ieval(e, x->a, env), t->n)] : 0.0f;
     }
     case XN_NEG: return -fval(e, x->a, env);
     case XN_ABS: return fabsf(fval(e, x->a, env));

@@ -62,7 +62,9 @@ typedef struct fg_score_name { const char *name; fg_score_type type; } fg_score_
 typedef struct fg_score_table { const void *data; int64_t n; } fg_score_table;
 
 /* Variables of one evaluation.  ci[i] is read for int constants, cf[i] for
- * float ones (i: the constant's position); tables[k] for table k. */
+ * float ones (i: the constant's position); tables[k] for table k.  A NULL
+ * array, and a table without data or elements, reads as 0 (the device has
+ * no such case: launch only with tables that fg_score_check_tables passes). */
 typedef struct fg_score_env {
     float score;
     int64_t b, h, q_idx, kv_idx;

@@ -1,9 +1,9 @@
 /* Tests of the score-expression language (gen/score_expr.h, issue 13):
  *   - canonical text round trips, types, the built-ins and their values;
  *   - error messages (with the column) for bad input;
- *   - property: random typed expressions, generated here as trees, printed,
- *     parsed and evaluated by fg_score_expr_eval, against this file's own
- *     evaluation of the tree (integers wrapping in uint64, each float
+ *   - property: random typed expressions, generated as trees by score_gen.h,
+ *     printed, parsed and evaluated by fg_score_expr_eval, against
+ *     score_gen.h's own evaluation of the tree (integers wrapping in uint64, each float
  *     operation in double rounded to float, which is exact fp32 for + - * /):
  *     bit-identical without tanh/exp2/log2, within 1e-5 relative with them;
  *   - fg_score_expr_derivative against forward-mode differentiation;
@@ -180,6 +180,14 @@ static void test_builtins(void) {
         CHECK(fg_score_expr_eval(g, &env) == want[i], "tf[%lld - 5] = %g", (long long)qs[i], fg_score_expr_eval(g, &env));
     }
     fg_score_expr_free(g);
+    /* missing arrays read as 0, not through NULL */
+    fg_score_expr *m = parse_ok("score + c + tf[q_idx] + n + ti[1]");
+    fg_score_env bare = {2.5f, 0, 0, 3, 0, NULL, NULL, NULL};
+    CHECK(m && fg_score_expr_eval(m, &bare) == 2.5f, "NULL constants and tables");
+    const fg_score_table nodata[2] = {{NULL, 0}, {NULL, 5}};
+    bare.tables = nodata;
+    CHECK(m && fg_score_expr_eval(m, &bare) == 2.5f, "tables without data");
+    fg_score_expr_free(m);
 }
 
 /* The worked examples of docs/SCORES.md. */
