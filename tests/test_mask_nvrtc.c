@@ -16,6 +16,7 @@
 #include "gen/sources.h"
 #include "gen/compile.h"
 #include "runtime/pattern.h"
+#include "test_nvrtc_util.h"
 #include "test_util.h"
 
 typedef struct sbuf { char *s; size_t n, cap; } sbuf;
@@ -65,14 +66,8 @@ static char *probe_source(const char *cuda, const fg_mask_expr *e, const int64_t
 
 int main(void) {
     fg_error e = {0};
-    fg_nvrtc_info info;
-    if (fg_nvrtc_load(&info, &e) != FG_OK) {
-        printf("SKIP: %s\n", e.msg);
-        fg_error_clear(&e);
-        return 77;
-    }
     fg_sources src;
-    if (fg_sources_load(&src, &e) != FG_OK) { CHECK(0, "%s", e.msg); return test_summary("test_mask_nvrtc"); }
+    if (nvrtc_sources_or_skip(&src)) { CHECK(0, "no template sources"); return test_summary("test_mask_nvrtc"); }
     static const char *const masks[] = {
         "{mask='kv_idx <= q_idx && kv_idx * 4611686018427387904 >= 0'}",
         "{mask='(q_idx * 3000000007 + kv_idx * 7) % 5 != 1 && kv_idx <= q_idx + 100'}",
