@@ -4,8 +4,9 @@ FlexAttention (torch.compile) and FlashAttention-4 (when importable),
 forward, on the ../shared/BENCHMARK.md grid, in one process on one GPU.
 
 Shapes: 16384 tokens (batch = 16384 / seqlen), model width 2048 (heads =
-2048 / hdim).  FLOPs = 2 * batch * heads * seqlen_q * seqlen_k * (hdim +
-hdim_v), halved for causal (attn_flops; hdim_v = hdim here, so 4 * b * h *
+2048 / hdim, rounded down where hdim does not divide it, e.g. 10 at 192).  FLOPs = 2 * batch * heads * seqlen_q * seqlen_k * (hdim +
+hdim_v), halved for causal (attn_flops; --hdims 192:128 gives v its own head
+dim; with hdim_v = hdim this is 4 * b * h *
 s^2 * d).  Every implementation is timed the same way: one warm-up call (it
 also compiles: flashgen's NVRTC kernel, Flex's torch.compile graph), then
 triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") (CUDA
@@ -74,10 +75,33 @@ def int_list(s):
     return v
 
 
+def dims_list(s):
+    """--hdims: head dims, each d or d:dv (a value head dim of its own)."""
+    out = []
+    for item in (x for x in s.split(",") if x):
+        parts = item.split(":")
+        try:
+            d = int(parts[0])
+            dv = int(parts[1]) if len(parts) == 2 else d
+        except (ValueError, IndexError):
+            raise argparse.ArgumentTypeError(f"not d or d:dv: {item!r}")
+        if len(parts) > 2 or d <= 0 or dv <= 0:
+            raise argparse.ArgumentTypeError(f"not d or d:dv with positive integers: {item!r}")
+        out.append((d, dv))
+    if not out:
+        raise argparse.ArgumentTypeError(f"no head dims in {s!r}")
+    return out
+
+
+def dims_label(d, dv):
+    return str(d) if dv == d else f"{d}/{dv}"
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/bench", help="folder for results.csv, results.json, tflops_*.png")
-    ap.add_argument("--hdims", type=int_list, default=[64, 128, 256], help="head dims (64,128,256)")
+    ap.add_argument("--hdims", type=dims_list, default=[(64, 64), (128, 128), (256, 256)],
+                    help="head dims, each d or d:dv for a value head dim of its own, e.g. 192:128 (64,128,256)")
     ap.add_argument("--seqlens", type=int_list, default=None, help=f"sequence lengths ({FULL_SEQLENS})")
     ap.add_argument("--dtypes", default="bf16", help="bf16, fp16 or bf16,fp16 (bf16)")
     ap.add_argument("--causal", default="both", choices=["both", "0", "1"], help="(both)")
@@ -98,9 +122,9 @@ def parse_args(argv):
     for p in a.peers:
         if p not in PEERS:
             ap.error(f"--peers: {p!r} is not one of {','.join(PEERS)}")
-    for d in a.hdims:
-        if 2048 % d:
-            ap.error(f"--hdims: {d} does not divide the model width 2048")
+    for d, dv in a.hdims:
+        if d > 256 or dv > 256:
+            ap.error(f"--hdims: {dims_label(d, dv)}: head dims go up to 256")
     for s in a.seqlens:
         if 16384 % s:
             ap.error(f"--seqlens: {s} does not divide 16384 tokens")
@@ -145,7 +169,7 @@ class Runner:
         t = self.torch
         self.q, self.k, self.v, self.causal = q, k, v, causal
         self.qh, self.kh, self.vh = (x.transpose(1, 2).contiguous() for x in (q, k, v))
-        self.out = t.empty_like(q)
+        self.out = t.empty(q.shape[:3] + v.shape[3:], dtype=q.dtype, device=q.device)
         self.bm = None
         if self.flex is not None and causal:
             s = q.shape[1]
@@ -214,7 +238,7 @@ def fmt(x, spec):
 
 
 CHECKED = ["fa4"]  # peers whose output is checked against the reference before they are timed
-COLS = ["dtype", "hdim", "causal", "seqlen", "batch", "heads", "check", "rel_l2"] + [f"{p}_check" for p in CHECKED] + \
+COLS = ["dtype", "hdim", "hdim_v", "causal", "seqlen", "batch", "heads", "check", "rel_l2"] + [f"{p}_check" for p in CHECKED] + \
        [f"{i}_ms" for i, _ in IMPLS] + [f"{i}_tflops" for i, _ in IMPLS] + [f"fg/{p}" for p in PEERS] + ["fg/best"]
 
 
@@ -229,7 +253,7 @@ def write(out, meta, rows):
 
 
 def print_header():
-    print(f"{'dtype':5s} {'hdim':>4s} {'causal':>6s} {'seqlen':>6s} | {'flashgen':>8s} {'FA2':>7s} {'cuDNN':>7s} "
+    print(f"{'dtype':5s} {'hdim':>7s} {'causal':>6s} {'seqlen':>6s} | {'flashgen':>8s} {'FA2':>7s} {'cuDNN':>7s} "
           f"{'Flex':>7s} {'FA4':>7s} | {'fg/FA2':>6s} {'fg/cuDNN':>8s} {'fg/Flex':>7s} {'fg/FA4':>6s} {'fg/best':>7s}"
           "   TFLOP/s", flush=True)
 
@@ -237,7 +261,8 @@ def print_header():
 def print_row(r):
     t = [fmt(r.get(f"{i}_tflops"), ".1f") for i, _ in IMPLS]
     q = [fmt(r.get(f"fg/{p}"), ".2f") for p in PEERS + ["best"]]
-    line = (f"{r['dtype']:5s} {r['hdim']:4d} {'yes' if r['causal'] else 'no':>6s} {r['seqlen']:6d} | "
+    dims = dims_label(r["hdim"], r.get("hdim_v", r["hdim"]))
+    line = (f"{r['dtype']:5s} {dims:>7s} {'yes' if r['causal'] else 'no':>6s} {r['seqlen']:6d} | "
             f"{t[0]:>8s} {t[1]:>7s} {t[2]:>7s} {t[3]:>7s} {t[4]:>7s} | {q[0]:>6s} {q[1]:>8s} {q[2]:>7s} {q[3]:>6s} "
             f"{q[4]:>7s}")
     if r["check"] != "ok":
@@ -256,7 +281,8 @@ def summary(rows):
     geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
     low, r = min(ratios, key=lambda t: t[0])
     return (f"flashgen / best peer (faster of cuDNN and FlashAttention-4) over {len(ratios)} shapes: geomean "
-            f"{geo:.3f}, lowest {low:.3f} ({r['dtype']} hdim {r['hdim']} {'causal' if r['causal'] else 'non-causal'} "
+            f"{geo:.3f}, lowest {low:.3f} ({r['dtype']} hdim {dims_label(r['hdim'], r.get('hdim_v', r['hdim']))} "
+            f"{'causal' if r['causal'] else 'non-causal'} "
             f"seqlen {r['seqlen']})")
 
 
@@ -285,14 +311,16 @@ def run(a):
     t0 = time.time()
     for dtn in a.dtypes:
         dt = torch.bfloat16 if dtn == "bf16" else torch.float16
-        for d in a.hdims:
+        for d, dv in a.hdims:
             for causal in ([False, True] if a.causal == "both" else [a.causal == "1"]):
                 for s in a.seqlens:
                     b, h = 16384 // s, 2048 // d
-                    q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=dt) for _ in range(3))
+                    q, k = (torch.randn(b, s, h, d, device="cuda", dtype=dt) for _ in range(2))
+                    v = torch.randn(b, s, h, dv, device="cuda", dtype=dt)
                     runner.set_shape(q, k, v, causal)
-                    flops = attn_flops(b, h, s, s, d, causal=causal)
-                    r = {"dtype": dtn, "hdim": d, "causal": int(causal), "seqlen": s, "batch": b, "heads": h}
+                    flops = attn_flops(b, h, s, s, d, hdim_v=dv, causal=causal)
+                    r = {"dtype": dtn, "hdim": d, "hdim_v": dv, "causal": int(causal), "seqlen": s, "batch": b,
+                         "heads": h}
                     o = ref = None
                     try:
                         ref, _ = runner.reference()
@@ -323,7 +351,7 @@ def run(a):
                             fn()  # warm-up; compiles Flex's graph for this shape
                             ms = do_bench(fn, warmup=25, rep=100, return_mode="median")
                         except Exception as e:  # a backend may refuse a shape
-                            print(f"  {impl} d={d} causal={int(causal)} s={s}: {type(e).__name__}: "
+                            print(f"  {impl} d={dims_label(d, dv)} causal={int(causal)} s={s}: {type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr, flush=True)
                             continue
                         r[f"{impl}_ms"] = round(ms, 5)
@@ -367,7 +395,7 @@ def plot(out):
     colors = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "#ff7f0e", "fa4": "#9467bd"}
     for dtn in sorted({r["dtype"] for r in rows}):
         rs = [r for r in rows if r["dtype"] == dtn]
-        hdims = sorted({r["hdim"] for r in rs})
+        hdims = sorted({(r["hdim"], r.get("hdim_v", r["hdim"])) for r in rs})
         causals = sorted({r["causal"] for r in rs})
         impls = [(i, n) for i, n in IMPLS if any(r.get(f"{i}_tflops") for r in rs)]
         fig, axes = plt.subplots(len(hdims), len(causals), figsize=(6.5 * len(causals), 3.6 * len(hdims)),
@@ -375,7 +403,8 @@ def plot(out):
         for yi, d in enumerate(hdims):
             for xi, c in enumerate(causals):
                 ax = axes[yi][xi]
-                cell = sorted((r for r in rs if r["hdim"] == d and r["causal"] == c), key=lambda r: r["seqlen"])
+                cell = sorted((r for r in rs if (r["hdim"], r.get("hdim_v", r["hdim"])) == d and r["causal"] == c),
+                              key=lambda r: r["seqlen"])
                 w = 0.8 / max(len(impls), 1)
                 for j, (impl, label) in enumerate(impls):
                     xs = [i + (j - (len(impls) - 1) / 2) * w for i in range(len(cell))]
@@ -387,7 +416,7 @@ def plot(out):
                                     fontsize=6)
                 ax.set_xticks(range(len(cell)))
                 ax.set_xticklabels([str(r["seqlen"]) for r in cell])
-                ax.set_title(f"head dim {d}, {'causal' if c else 'non-causal'}", fontsize=10)
+                ax.set_title(f"head dim {dims_label(*d)}, {'causal' if c else 'non-causal'}", fontsize=10)
                 ax.set_xlabel("sequence length", fontsize=8)
                 ax.set_ylabel("TFLOP/s", fontsize=8)
                 ax.tick_params(labelsize=8)
