@@ -69,10 +69,9 @@ extern "C" {
  * arrays), and another layout format would be a new struct with new calls.
  *
  * Fields appended so far: fg_attention_desc.head_dim_v, then the backward
- * fields (deterministic, gradient strides).  Planned for
- * fg_attention_desc, each off at zero: cu_seqlens_q/k
- * (variable lengths; NULL = fixed), a paged-KV block table (NULL =
- * contiguous K/V), score modifications (NULL = none). */
+ * fields (deterministic, gradient strides), then the inference fields
+ * (cu_seqlens_q/k, total_q/k, seqlens_k, block_table, page_size, num_pages,
+ * max_pages, num_splits).  Planned, off at zero: score modifications. */
 
 typedef enum fg_status {
     FG_OK = 0,
@@ -284,6 +283,43 @@ typedef struct fg_attention_desc {
     int64_t dq_strides[3];
     int64_t dk_strides[3];
     int64_t dv_strides[3];
+    /* ---- inference (appended; all zero = off): variable lengths, KV
+     * caches, paged KV, split-KV.  docs/INFERENCE.md has the whole story.
+     * The tables are device memory read by the kernels at run time, never
+     * by the host: their contents may change between calls (and between
+     * replays of a CUDA graph) without a new plan.  Entries out of range
+     * never cause an out-of-bounds access: the kernels clamp them, skip what
+     * they name and record the first bad entry (fg_attention_table_error).
+     *
+     * Variable lengths (FlashAttention's varlen): cu_seqlens_q, int32
+     * [batch + 1], non-decreasing from 0: sequence b's queries are rows
+     * cu_seqlens_q[b] .. cu_seqlens_q[b+1]-1 of q and o, which are packed
+     * [total_q, heads, d] (q_strides[0] and o_strides[0] are ignored);
+     * seqlen_q is then the longest sequence (max_seqlen_q) and lse is
+     * [heads_q, total_q].  cu_seqlens_k and total_k likewise for k and v
+     * (not with a block table). */
+    const int32_t *cu_seqlens_q;
+    const int32_t *cu_seqlens_k;
+    int total_q, total_k;
+    /* Keys used per sequence (a KV cache's fill), int32 [batch]: sequence b
+     * attends to keys 0 .. seqlens_k[b]-1; seqlen_k is then the capacity
+     * (the most any entry may say).  With cu_seqlens_k: the first
+     * seqlens_k[b] keys of sequence b (FlashAttention's seqused_k).
+     * Causal alignment follows each sequence's own lengths. */
+    const int32_t *seqlens_k;
+    /* Paged KV cache (vLLM / FlashInfer layout): k and v are
+     * [num_pages, page_size, heads_kv, d] (k_strides[0] / v_strides[0]: the
+     * page stride), block_table int32 [batch, max_pages] (row stride
+     * max_pages) names the pages of each sequence in order; key j of
+     * sequence b is row j % page_size of page block_table[b][j / page_size].
+     * page_size a multiple of 16 (vLLM uses 16, FlashInfer up to 256);
+     * seqlen_k (the capacity) at most max_pages * page_size. */
+    const int32_t *block_table;
+    int page_size, num_pages, max_pages;
+    /* Split-KV (flash-decoding): the key range of each query tile split over
+     * up to num_splits CTAs whose partial results are merged by their
+     * logsumexp.  0: chosen from the SM count and the sizes; 1: never. */
+    int num_splits;
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,
@@ -317,6 +353,51 @@ fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
  * cp.async) or fwd_mma (portable), copied into buf (NUL-terminated,
  * truncated to n).  Compiles it like fg_attention_prepare. */
 fg_status fg_attention_kernel_name(fg_context *ctx, const fg_attention_desc *desc, char *buf, size_t n);
+
+/* ---- plan, then run ----------------------------------------------------------
+ * For serving loops and CUDA graphs.  fg_attention_plan_create does all the
+ * host work of a forward call once: it checks the descriptor, chooses the
+ * configuration and the number of splits, and compiles (or loads) the
+ * kernels.  fg_attention_run then only launches: no allocation, no
+ * synchronisation, no compilation, so it can be captured in a CUDA graph and
+ * replayed.  The plan keeps a copy of the descriptor (the table pointers
+ * included; their contents are read on the device at each run).  A plan may
+ * be run from several threads at once, each with its own workspace.
+ *
+ * workspace: device memory of at least fg_attention_plan_workspace() bytes,
+ * 16-byte aligned, used by one run at a time (the split partial outputs in
+ * fp32 and their logsumexps, O(splits * rows * head_dim_v)); NULL is fine
+ * when that size is 0. */
+typedef struct fg_attention_plan fg_attention_plan;
+fg_status fg_attention_plan_create(fg_context *ctx, const fg_attention_desc *desc, fg_attention_plan **plan);
+size_t fg_attention_plan_workspace(const fg_attention_plan *plan);
+/* The number of splits the plan runs with (1: no split). */
+int fg_attention_plan_splits(const fg_attention_plan *plan);
+fg_status fg_attention_run(const fg_attention_plan *plan, const void *q, const void *k, const void *v, void *o,
+                           float *lse, void *workspace, size_t workspace_bytes, void *stream);
+/* fg_attention_plan_destroy(NULL) does nothing. */
+void fg_attention_plan_destroy(fg_attention_plan *plan);
+/* Reads (synchronising with stream) and clears the context's table error
+ * word: FG_OK when every cu_seqlens, seqlens_k and block_table entry that
+ * the kernels of ctx read since the last check was in range; else
+ * FG_ERR_BAD_LAYOUT with the first bad entry described in buf (and in
+ * fg_errmsg).  A debugging aid: it synchronises. */
+fg_status fg_attention_table_error(fg_context *ctx, char *buf, size_t n, void *stream);
+
+/* Appends new keys and values to a KV cache: k_new and v_new are
+ * [batch, seqlen_new, heads_kv, head_dim (v: head_dim_v)] with the given
+ * element strides knew_strides / vnew_strides (batch, head, row, like
+ * q_strides; NULL: BSHD contiguous); row i of
+ * sequence b goes to key position seqlens_k[b] + i of the cache desc
+ * describes (its k/v strides, seqlen_k capacity, block_table and pages as for
+ * the forward; seqlens_k is required).  advance != 0: then seqlens_k[b] +=
+ * seqlen_new on the device, in stream order, so the next forward call sees
+ * the new keys.  Positions past the capacity (or a page out of range) are
+ * not written and are recorded like the forward's table errors.  No
+ * allocation, no synchronisation. */
+fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const void *k_new, const void *v_new,
+                       const int64_t knew_strides[3], const int64_t vnew_strides[3], int seqlen_new, void *k_cache,
+                       void *v_cache, int advance, void *stream);
 
 /* ---- backward pass ----------------------------------------------------------
  * Gradients of o = softmax(q k^T * scale + mask) v from the saved forward

@@ -52,6 +52,12 @@ class fg_attention_desc(C.Structure):
         ("deterministic", C.c_int),
         ("do_strides", C.c_int64 * 3), ("dq_strides", C.c_int64 * 3),
         ("dk_strides", C.c_int64 * 3), ("dv_strides", C.c_int64 * 3),
+        # inference (docs/INFERENCE.md)
+        ("cu_seqlens_q", C.c_void_p), ("cu_seqlens_k", C.c_void_p),
+        ("total_q", C.c_int), ("total_k", C.c_int),
+        ("seqlens_k", C.c_void_p), ("block_table", C.c_void_p),
+        ("page_size", C.c_int), ("num_pages", C.c_int), ("max_pages", C.c_int),
+        ("num_splits", C.c_int),
     ]
 
 
