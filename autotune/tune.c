@@ -224,7 +224,7 @@ static double time_one(tuner *t, cand *c, const shape *sh, const bufs *b, int re
     fg_context *ctx = t->ctx;
     fg_variant v;
     fg_fwd_params p;
-    if (fg_attention_plan(&sh->d, ctx->dev_info.smem_per_block_optin, &v, &p, err) != FG_OK) return -1;
+    if (fg_desc_plan(&sh->d, ctx->dev_info.smem_per_block_optin, &v, &p, err) != FG_OK) return -1;
     v.cfg = c->cfg;
     p.q = (const void *)(uintptr_t)b->q; p.k = (const void *)(uintptr_t)b->k;
     p.v = (const void *)(uintptr_t)b->v; p.o = (void *)(uintptr_t)b->o; p.lse = NULL;
@@ -408,7 +408,7 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
     fg_variant pv;
     fg_fwd_params pp;
     fg_status st = fg_ctx_device(ctx, &e);
-    if (st == FG_OK) st = fg_attention_plan(&probe, ctx->dev_info.smem_per_block_optin, &pv, &pp, &e);
+    if (st == FG_OK) st = fg_desc_plan(&probe, ctx->dev_info.smem_per_block_optin, &pv, &pp, &e);
     fg_store *store = NULL;
     const char *gpu = NULL;
     if (st == FG_OK) st = fg_ctx_store(ctx, &store, &gpu, &e);

@@ -10,7 +10,7 @@
 /* Validates desc (sizes, head dim, strides, layout agreement) and fills the
  * variant (block configuration completed for smem_limit) and every field of
  * params except the tensor pointers. */
-fg_status fg_attention_plan(const fg_attention_desc *d, int smem_limit, fg_variant *v, fg_fwd_params *p,
+fg_status fg_desc_plan(const fg_attention_desc *d, int smem_limit, fg_variant *v, fg_fwd_params *p,
                             fg_error *err);
 /* The value head dim of d (v's and o's last dim): head_dim_v, or head_dim
  * when that is 0. */
@@ -19,7 +19,7 @@ int fg_desc_head_dim_v(const fg_attention_desc *d);
  * shape [batch, heads, seqlen, d] and element strides s reach:
  * ((batch-1) s[0] + (heads-1) s[1] + (seqlen-1) s[2] + d) * elem_bytes;
  * 0 when a size is below 1, a stride negative, or the count overflows
- * int64 (fg_attention_plan rejects such strides for q, k, v and o). */
+ * int64 (fg_desc_plan rejects such strides for q, k, v and o). */
 int64_t fg_tensor_bytes(const int64_t s[3], int batch, int heads, int seqlen, int d, int elem_bytes);
 /* Strides of one tensor: non-negative multiples of 8 whose offsets fit 63
  * bits; with must_not_overlap (an output) no two rows may overlap. */

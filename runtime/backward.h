@@ -14,7 +14,7 @@ typedef struct fg_bwd_workspace {
 } fg_bwd_workspace;
 void fg_bwd_workspace_layout(const fg_attention_desc *d, fg_bwd_workspace *w);
 
-/* Validates d for the backward pass (everything fg_attention_plan checks,
+/* Validates d for the backward pass (everything fg_desc_plan checks,
  * plus the gradient strides, path and layout) and fills the variant
  * (kind FG_KIND_BWD; the configuration from the descriptor, checked, or
  * unset for the heuristic) and every field of p except the pointers.

@@ -46,7 +46,7 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     fwd.path = FG_PATH_AUTO;
     fg_variant fv;
     fg_fwd_params fp;
-    if ((st = fg_attention_plan(&fwd, smem_limit, &fv, &fp, err)) != FG_OK) return st;
+    if ((st = fg_desc_plan(&fwd, smem_limit, &fv, &fp, err)) != FG_OK) return st;
     resolve(dd->do_strides, dd->o_strides);
     resolve(dd->dq_strides, dd->q_strides);
     resolve(dd->dk_strides, dd->k_strides);

@@ -113,7 +113,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 }
 
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
-    fg_status st = fg_attention_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
+    fg_status st = fg_desc_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
     return st == FG_OK ? fg_ctx_choose(ctx, d, v, p, err) : st;
 }
 

@@ -100,7 +100,7 @@ void fg_kernels_free(fg_context *ctx);
  * first heuristic candidate that compiles without spills, memoised. */
 struct fg_fwd_params;
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
-/* fg_attention_plan for this context's device, then fg_ctx_choose. */
+/* fg_desc_plan for this context's device, then fg_ctx_choose. */
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p, fg_error *err);
 void fg_choices_free(fg_context *ctx);
 /* The context's memo of chosen configurations (choose.c): per spec (the

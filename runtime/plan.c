@@ -12,7 +12,7 @@
 int fg_desc_head_dim_v(const fg_attention_desc *d) { return d->head_dim_v ? d->head_dim_v : d->head_dim; }
 
 /* BSHD contiguous strides of a [batch, seqlen, heads, d] tensor.  Unsigned,
- * so that sizes fg_attention_plan will reject cannot overflow here; valid
+ * so that sizes fg_desc_plan will reject cannot overflow here; valid
  * sizes give exact strides (at most 2^30 * 65535 * 256). */
 static void bshd_strides(int64_t s[3], int seqlen, int heads, int d) {
     const uint64_t row = (uint64_t)heads * (uint64_t)d;
@@ -120,7 +120,7 @@ static fg_status check_layout(const fg_block_layout *L, const fg_attention_desc 
     return FG_OK;
 }
 
-fg_status fg_attention_plan(const fg_attention_desc *desc, int smem_limit, fg_variant *v, fg_fwd_params *p,
+fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant *v, fg_fwd_params *p,
                             fg_error *err) {
     fg_attention_desc dd;
     fg_status st = fg_desc_read(desc, &dd, err);

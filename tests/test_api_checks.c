@@ -22,7 +22,7 @@
 static fg_status plan(const fg_attention_desc *d, fg_error *e) {
     fg_variant v;
     fg_fwd_params p;
-    return fg_attention_plan(d, 232448, &v, &p, e);
+    return fg_desc_plan(d, 232448, &v, &p, e);
 }
 
 /* Issue 16 item 13: q_strides[0] = INT64_MAX - 7 with batch 2 passed the

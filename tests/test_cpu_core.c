@@ -313,7 +313,7 @@ static void test_layout_validation(void) {
 static fg_status plan(const fg_attention_desc *d, fg_error *e) {
     fg_variant v;
     fg_fwd_params p;
-    return fg_attention_plan(d, 232448, &v, &p, e);
+    return fg_desc_plan(d, 232448, &v, &p, e);
 }
 
 static void test_plan_validation(void) {
@@ -323,7 +323,7 @@ static void test_plan_validation(void) {
     fg_fwd_params p;
     fg_attention_desc_init(&d, FG_BF16, 128, 2, 8, 2, 1000, 777);
     d.causal = FG_CAUSAL_BOTTOM_RIGHT;
-    CHECK(fg_attention_plan(&d, 232448, &v, &p, &e) == FG_OK, "%s", e.msg);
+    CHECK(fg_desc_plan(&d, 232448, &v, &p, &e) == FG_OK, "%s", e.msg);
     CHECK(p.group == 4 && p.causal_offset == 777 - 1000 && fabsf(p.scale - 1 / sqrtf(128.f)) < 1e-7f, "params");
     CHECK(v.spec.causal && !v.spec.sparse && v.cfg.block_m == 0, "automatic config left to the chooser");
     d.causal = FG_CAUSAL_TOP_LEFT;

@@ -20,7 +20,7 @@
 #define A100_SMEM 166912
 
 static fg_status plan(const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *e) {
-    return fg_attention_plan(d, H100_SMEM, v, p, e);
+    return fg_desc_plan(d, H100_SMEM, v, p, e);
 }
 
 static void test_descriptor(void) {

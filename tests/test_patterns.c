@@ -399,7 +399,7 @@ static void test_mask_variant(void) {
     fg_variant v;
     fg_fwd_params prm;
     fg_error e = {0};
-    CHECK(fg_attention_plan(&d, 232448, &v, &prm, &e) == FG_OK, "%s", e.msg);
+    CHECK(fg_desc_plan(&d, 232448, &v, &prm, &e) == FG_OK, "%s", e.msg);
     CHECK(!memcmp(&v.spec.mask_hash, &L.mask_hash, sizeof L.mask_hash) && prm.mask_c[0] == 100, "mask in the variant and params");
     char key[512], item[80];
     fg_variant_key(&v, "tpl", 13, 0, "sm_90a", key, sizeof key);
@@ -433,7 +433,7 @@ static void test_mask_variant(void) {
     CHECK_CONTAINS(e.msg, "needs a block-sparse variant");
     /* the layout is tied to its sizes */
     d.seqlen_q = 999;
-    CHECK(fg_attention_plan(&d, 232448, &v, &prm, &e) == FG_ERR_BAD_LAYOUT, "other seqlen accepted");
+    CHECK(fg_desc_plan(&d, 232448, &v, &prm, &e) == FG_ERR_BAD_LAYOUT, "other seqlen accepted");
     CHECK_CONTAINS(e.msg, "evaluated from its pattern for seqlen_q=1000");
     fg_error_clear(&e);
     fg_sources_free(&src);

@@ -26,7 +26,7 @@ void fg_case_describe(const fg_case *c, char *buf, size_t n) {
     else if (c->density > 0 && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, " sparse(density=%.2f, block=%d)", c->density, c->block ? c->block : 128);
 }
 
-/* Unsigned, so that sizes fg_attention_plan then rejects cannot overflow here. */
+/* Unsigned, so that sizes fg_desc_plan then rejects cannot overflow here. */
 static void set_strides(int64_t s[3], int bhsd, int heads, int seqlen, int d, int pad) {
     const uint64_t h = (uint64_t)heads, n = (uint64_t)seqlen, row = bhsd ? (uint64_t)d + (uint64_t)pad : h * (uint64_t)d + (uint64_t)pad;
     if (bhsd) { s[2] = (int64_t)row; s[1] = (int64_t)(n * row); s[0] = (int64_t)(h * n * row); }
@@ -48,7 +48,7 @@ int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result 
     fg_variant pv;
     fg_fwd_params pp;
     fg_error pe = {0};
-    if ((r->status = fg_attention_plan(&d, INT_MAX, &pv, &pp, &pe)) != FG_OK) {
+    if ((r->status = fg_desc_plan(&d, INT_MAX, &pv, &pp, &pe)) != FG_OK) {
         snprintf(r->msg, sizeof r->msg, "%s", pe.msg);
         fg_error_clear(&pe);
         return 1;
