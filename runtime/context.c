@@ -31,6 +31,7 @@ void fg_context_destroy(fg_context *c) {
     if (!c) return;
     fg_kernels_free(c);
     fg_choices_free(c);
+    fg_ctx_infer_free(c);
     fg_store_close(c->store);
     free(c->store_path);
     if (c->retained_primary && c->cu) {

@@ -60,6 +60,11 @@ struct fg_context {
     int ignore_tuned;   /* FLASHGEN_TUNED=0: configs from the heuristic only */
 
     fg_context_stats stats; /* under mu */
+
+    /* inference (runtime/tables.c, runtime/infer_plan.c) */
+    CUdeviceptr table_err;  /* int[4], the table error word (templates/fg_tables.cuh); 0 before first need */
+    CUdeviceptr ws;         /* fg_attention_forward's split-KV workspace, grown on demand */
+    size_t ws_bytes;
 };
 
 struct fg_block_layout {
@@ -130,4 +135,9 @@ fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int b
 /* Launches kernel k of variant v with params p (tensor pointers set). */
 fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p, void *stream,
                         fg_error *err);
+/* The context's table error word (int[4], zeroed), allocated on first
+ * need; called from the host work of a call, never from fg_attention_run. */
+fg_status fg_ctx_table_err(fg_context *ctx, CUdeviceptr *out, fg_error *err);
+/* Frees the inference buffers of ctx (fg_context_destroy). */
+void fg_ctx_infer_free(fg_context *ctx);
 #endif

@@ -1,0 +1,44 @@
+// fg_tables.cuh: the caller's inference tables (cu_seqlens, seqlens_k,
+// block_table) read on the device without trusting them.
+//
+// The host never reads these tables (that would need a synchronisation), so
+// a kernel that finds an entry out of range clamps it, skips what it names,
+// and records the first bad entry in the context's table error word:
+// int[4] = {kind, batch, index, value}.  fg_attention_table_error reads it
+// back (runtime/tables.c formats the message; keep the kinds in step).
+#pragma once
+
+namespace fg {
+
+enum TableError {
+    TE_NONE = 0,
+    TE_CU_SEQLENS_Q = 1,  // cu_seqlens_q[b..b+1] decreasing, negative or past total_q
+    TE_CU_SEQLENS_K = 2,  // the same for cu_seqlens_k / total_k
+    TE_SEQLENS_K = 3,     // seqlens_k[b] negative or past the capacity
+    TE_BLOCK_TABLE = 4,   // block_table[b][index] = value not in [0, num_pages)
+    TE_APPEND = 5,        // fg_kv_append: seqlens_k[b] + row past the capacity
+};
+
+// Records {kind, b, index, value} unless an earlier error is recorded.
+__device__ __forceinline__ void table_error(int *err, int kind, int b, int index, int value) {
+    if (err && atomicCAS(err, 0, kind) == 0) {
+        err[1] = b;
+        err[2] = index;
+        err[3] = value;
+    }
+}
+
+// Physical page of key position j of sequence b, or -1 (recorded) when the
+// table entry is out of range.  j is below max_pages * page_size.
+__device__ __forceinline__ int page_of(const int *block_table, int max_pages, int num_pages, int page_size, int b,
+                                       int j, int *err) {
+    const int slot = j / page_size;
+    const int page = __ldg(block_table + (long long)b * max_pages + slot);
+    if ((unsigned)page >= (unsigned)num_pages) {
+        table_error(err, TE_BLOCK_TABLE, b, slot, page);
+        return -1;
+    }
+    return page;
+}
+
+} // namespace fg
