@@ -21,6 +21,7 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     lua_pushstring(L, fg_dtype_name(v->spec.dtype)); lua_setfield(L, -2, "dtype");
     lua_pushboolean(L, v->spec.causal);     lua_setfield(L, -2, "causal");
     lua_pushboolean(L, v->spec.sparse);     lua_setfield(L, -2, "sparse");
+    if (v->spec.infer) { lua_pushboolean(L, 1); lua_setfield(L, -2, "infer"); }
     lua_pushinteger(L, v->cfg.block_m);     lua_setfield(L, -2, "block_m");
     lua_pushinteger(L, v->cfg.block_n);     lua_setfield(L, -2, "block_n");
     lua_pushinteger(L, v->cfg.warps);       lua_setfield(L, -2, "warps");

@@ -67,6 +67,9 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
             if (!strcmp(val, "fwd")) v->spec.kind = FG_KIND_FWD;
             else if (!strcmp(val, "bwd")) v->spec.kind = FG_KIND_BWD;
             else goto bad;
+        } else if (!strcmp(key, "infer")) {
+            if (!isint || (iv != 0 && iv != 1)) goto bad;
+            v->spec.infer = iv;
         } else if (!strcmp(key, "sparse")) {
             if (!isint || (iv != 0 && iv != 1)) goto bad;
             v->spec.sparse = iv;
@@ -146,6 +149,7 @@ void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n) {
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
     return a->head_dim == b->head_dim && fg_spec_head_dim_v(a) == fg_spec_head_dim_v(b) && a->dtype == b->dtype &&
            a->causal == b->causal && a->sparse == b->sparse && a->kind == b->kind &&
+           a->infer == b->infer &&
            !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
@@ -177,10 +181,8 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     /* dense and plain sparse keys are unchanged; a mask adds its SHA-256,
      * a backward variant ",kind=bwd" */
     if (k > 0 && (size_t)k < n) fg_mask_hash_format(&v->spec.mask_hash, buf + k, n - (size_t)k);
-    if (v->spec.kind == FG_KIND_BWD) {
-        const size_t used = strlen(buf);
-        if (used < n) snprintf(buf + used, n - used, ",kind=bwd");
-    }
+    if (v->spec.kind == FG_KIND_BWD) fg_strlcat(buf, ",kind=bwd", n);
+    if (v->spec.infer) fg_strlcat(buf, ",infer=1", n);
 }
 
 const char *fg_variant_template(const fg_variant *v) {

@@ -39,6 +39,11 @@ typedef struct fg_spec {
      * preprocess, main and dQ-conversion kernels in one module).  Keys of
      * forward variants do not name it, so they are unchanged. */
     int kind;
+    /* Inference variant (forward, mma.sync path): per-sequence lengths
+     * (cu_seqlens, seqlens_k), paged K/V, split-KV partial outputs and GQA
+     * packing, each switched on at run time by the kernel parameters
+     * (templates/fg_infer.cuh).  Keys name it only when set. */
+    int infer;
 } fg_spec;
 #define FG_KIND_FWD 0
 #define FG_KIND_BWD 1
@@ -71,6 +76,7 @@ typedef struct fg_variant {
     "  causal=none|bottom_right|top_left   (also 0/1; default none)\n"                       \
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
     "  kind=fwd|bwd      forward (default) or backward kernels\n"                          \
+    "  infer=0|1         inference variant: varlen, KV-cache lengths, paged KV, split-KV\n"\
     "  block_m=N block_n=N warps=N stages=1..3 q_in_regs=0|1 min_blocks=N\n"               \
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
     "  wgmma=0|1|2       kernel path: 2 Hopper TMA + warp-specialised, 1 Hopper wgmma\n"        \

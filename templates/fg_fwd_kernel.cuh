@@ -20,12 +20,17 @@
 // The value head dim DV (v's and o's last dim) may differ from D: the P V
 // GEMM's N, the O accumulator, the V tile and the output follow DV; Q K^T
 // follows D.  The Q buffer is as wide as the wider one (it stages O).
+//
+// Inference variants (Traits::INFER, fg_infer.cuh) add per-sequence
+// lengths, GQA packing, paged K/V and split-KV; the code they need is in
+// `if constexpr (INF)` branches, so the other variants compile as before.
 #pragma once
 #include "fg_params.h"
 #include "fg_mma.cuh"
 #include "fg_softmax.cuh"
 #include "fg_mask.cuh"
 #include "fg_schedule.cuh"
+#include "fg_infer.cuh"
 
 namespace fg {
 
@@ -102,49 +107,95 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     constexpr int MT = K::MT, BC = K::BC, NT_S = S::NT_S, NT_O = S::NT_O, LDS = S::LDS, LDS_V = S::LDS_V;
     constexpr int PENDING = 2 * (K::STAGES - 1);   // groups allowed in flight at a wait
 
+    constexpr bool INF = IsInfer<K>::value;
+
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    // Inference: blockIdx.x = m_block * num_splits + split, and grid.y runs
+    // over groups of p.pack query heads (fg_infer.cuh).
+    const int splits = INF ? p.num_splits : 1;
+    const int split = INF ? (int)(blockIdx.x % splits) : 0;
+    const int m_blocks = INF ? (int)(gridDim.x / splits) : (int)gridDim.x;
+    const int m_raw = INF ? (int)(blockIdx.x / splits) : (int)blockIdx.x;
     // Causal: the heaviest query tiles first, so the tail of the grid is short.
-    const int m_block = K::CAUSAL ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;
-    const int m0 = m_block * K::BR;
+    const int m_block = K::CAUSAL ? m_blocks - 1 - m_raw : m_raw;
+    const int G = INF ? p.pack : 1;
+    const int h = blockIdx.y * G, b = blockIdx.z, hk = h / p.group;   // h: the tile's first head
+    const int m0 = m_block * K::BR;   // first (packed) row of the tile
     const int wrow = warp * S::WROWS;
+
+    // Lengths of this sequence: the call's, or its own (inference).
+    SeqInfo seq;
+    if constexpr (INF) seq = seq_info(p, b);
+    else { seq.q_row0 = seq.k_row0 = 0; seq.sq = p.seqlen_q; seq.sk = p.seqlen_k; seq.offset = p.causal_offset; }
+    const int rows = seq.sq * G;      // packed rows of this (sequence, head group)
+    if (INF && m0 >= rows) return;    // past this sequence's end: uniform over the CTA
 
     u16 *sQ = (u16 *)smem;
     u16 *sK = sQ + S::SMEM_Q;
     u16 *sV = sK + S::SMEM_KV;
 
-    const char *qg = (const char *)p.q + 2 * (b * p.q_batch_stride + h * p.q_head_stride + (long long)m0 * p.q_row_stride);
-    const char *kg = (const char *)p.k + 2 * (b * p.k_batch_stride + hk * p.k_head_stride);
-    const char *vg = (const char *)p.v + 2 * (b * p.v_batch_stride + hk * p.v_head_stride);
     const long long qrs = 2 * p.q_row_stride, krs = 2 * p.k_row_stride, vrs = 2 * p.v_row_stride;
+    const char *qg, *kg, *vg;
+    if constexpr (INF) {
+        qg = (const char *)p.q + 2 * row_offset(p, p.q_batch_stride, p.q_head_stride, p.q_row_stride, seq, b, 0, 0);
+        // paged: the page stride is the batch stride, applied per tile
+        const long long kb = p.block_table ? 0 : p.cu_seqlens_k ? seq.k_row0 * p.k_row_stride : b * p.k_batch_stride;
+        const long long vb = p.block_table ? 0 : p.cu_seqlens_k ? seq.k_row0 * p.v_row_stride : b * p.v_batch_stride;
+        kg = (const char *)p.k + 2 * (kb + hk * p.k_head_stride);
+        vg = (const char *)p.v + 2 * (vb + hk * p.v_head_stride);
+    } else {
+        qg = (const char *)p.q + 2 * (b * p.q_batch_stride + h * p.q_head_stride + (long long)m0 * p.q_row_stride);
+        kg = (const char *)p.k + 2 * (b * p.k_batch_stride + hk * p.k_head_stride);
+        vg = (const char *)p.v + 2 * (b * p.v_batch_stride + hk * p.v_head_stride);
+    }
 
     Schedule<K::BR, BC, K::CAUSAL, K::SPARSE> sch;
-    sch.init(p, m0, b, h);
-    const int n = sch.count;
+    int first = 0;   // split-KV: this split's first schedule entry
+    int n;
+    if constexpr (INF) {
+        // query index of the first and last valid packed row of the tile
+        sch.init_rows(m0 / G, (min(m0 + K::BR, rows) - 1) / G, seq.sk, seq.offset);
+        const int per = (sch.count + splits - 1) / splits;
+        first = split * per;
+        n = max(0, min(sch.count, first + per) - first);
+    } else {
+        sch.init(p, m0, b, h);
+        n = sch.count;
+    }
 
+    // The source of key tile t in k (or v) at kg (vg): contiguous, or in its
+    // page (NULL when the block table names no page: the tile is skipped).
+    auto kv_tile = [&](const char *g, long long rs, long long page_stride, int t) -> const char * {
+        if (INF && p.block_table) {
+            const int page = page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
+            return page < 0 ? nullptr : g + 2 * page * page_stride + (long long)(t * BC % p.page_size) * rs;
+        }
+        return g + (long long)t * BC * rs;
+    };
     auto issue_k = [&](int i) {
         if (i < n) {
             bool part;
-            const int t = sch.tile(i, part);
-            if (sch.visible(t, part))
-                load_tile<K, BC, K::D, K::DP>(sK + (i % K::STAGES) * BC * LDS, kg + (long long)t * BC * krs, krs,
-                                              p.seqlen_k - t * BC);
+            const int t = sch.tile(first + i, part);
+            const char *src = sch.visible(t, part) ? kv_tile(kg, krs, p.k_batch_stride, t) : nullptr;
+            if (src) load_tile<K, BC, K::D, K::DP>(sK + (i % K::STAGES) * BC * LDS, src, krs, seq.sk - t * BC);
         }
         cp_async_commit();
     };
     auto issue_v = [&](int i) {
         if (i < n) {
             bool part;
-            const int t = sch.tile(i, part);
-            if (sch.visible(t, part))
-                load_tile<K, BC, S::DV, S::DVP>(sV + (i % K::STAGES) * BC * LDS_V, vg + (long long)t * BC * vrs, vrs,
-                                                p.seqlen_k - t * BC);
+            const int t = sch.tile(first + i, part);
+            const char *src = sch.visible(t, part) ? kv_tile(vg, vrs, p.v_batch_stride, t) : nullptr;
+            if (src) load_tile<K, BC, S::DV, S::DVP>(sV + (i % K::STAGES) * BC * LDS_V, src, vrs, seq.sk - t * BC);
         }
         cp_async_commit();
     };
 
     // Prologue: Q with K(0) as one group, then V(0) K(1) ... K(STAGES-1).
-    load_tile<K, K::BR, K::D, K::DP>(sQ, qg, qrs, p.seqlen_q - m0);
+    if constexpr (INF)
+        load_q_packed<S::THREADS, K::BR, K::D, K::DP>(sQ, qg, 2 * p.q_head_stride, qrs, m0, rows, G, h);
+    else
+        load_tile<K, K::BR, K::D, K::DP>(sQ, qg, qrs, p.seqlen_q - m0);
     issue_k(0);
 #pragma unroll
     for (int j = 1; j < K::STAGES; ++j) { issue_v(j - 1); issue_k(j); }
@@ -182,8 +233,9 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         issue_v(i + K::STAGES - 1);
 
         bool part;
-        const int t = sch.tile(i, part);
-        const bool vis = sch.visible(t, part);
+        const int t = sch.tile(first + i, part);
+        bool vis = sch.visible(t, part);
+        if (INF && p.block_table) vis = vis && kv_tile(kg, krs, p.k_batch_stride, t) != nullptr;
         float acc_s[MT][NT_S][4];
         if (vis) {
 #pragma unroll
@@ -217,7 +269,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                 }
             }
             if (sch.needs_mask(t, part))
-                apply_mask<MT, NT_S, K::CAUSAL>(acc_s, m0 + wrow, t * BC, p.seqlen_k, p.causal_offset, part);
+                apply_mask<MT, NT_S, K::CAUSAL>(acc_s, m0 + wrow, t * BC, seq.sk, seq.offset, part, G);
             if constexpr (HasMaskMod<K>::value)
                 if (part) apply_mask_mod<K, MT, NT_S>(acc_s, p, b, h, m0 + wrow, t * BC);
         }
@@ -266,6 +318,27 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     float inv[MT][2], lse[MT][2];
     sm.finish(p.scale, inv, lse);
     const int g = lane >> 2, c = lane & 3;
+    if constexpr (INF) {
+        if (splits > 1) {   // this split's share, normalised, fp32, straight from registers
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int R = m0 + wrow + mt * 16 + g + r * 8;
+                    if (R >= rows) continue;
+                    const long long idx = part_index(p, split, b, h + R % G, R / G);
+                    float *dst = p.part_o + idx * S::DV;
+#pragma unroll
+                    for (int j = 0; j < NT_O; ++j) {
+                        const int col = j * 8 + 2 * c;
+                        if (col < S::DV)
+                            *(float2 *)(dst + col) = make_float2(acc_o[mt][j][2 * r] * inv[mt][r], acc_o[mt][j][2 * r + 1] * inv[mt][r]);
+                    }
+                    if (c == 0) p.part_lse[idx] = lse[mt][r];
+                }
+            return;
+        }
+    }
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
         const int row = wrow + mt * 16 + g;
@@ -279,14 +352,32 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 const int grow = m0 + row + r * 8;
-                if (grow < p.seqlen_q) p.lse[((long long)b * p.heads_q + h) * p.seqlen_q + grow] = lse[mt][r];
+                if constexpr (INF) {
+                    if (grow < rows) p.lse[lse_index(p, seq, b, h + grow % G, grow / G)] = lse[mt][r];
+                } else if (grow < p.seqlen_q) {
+                    p.lse[((long long)b * p.heads_q + h) * p.seqlen_q + grow] = lse[mt][r];
+                }
             }
         }
     }
     __syncthreads();
-    char *og = (char *)p.o + 2 * (b * p.o_batch_stride + h * p.o_head_stride + (long long)m0 * p.o_row_stride);
     const long long ors = 2 * p.o_row_stride;
     constexpr int DCH = S::DV / 8, TOTAL = K::BR * DCH;
+    if constexpr (INF) {   // packed rows are not evenly spaced: one address per row
+        char *og = (char *)p.o + 2 * row_offset(p, p.o_batch_stride, p.o_head_stride, p.o_row_stride, seq, b, h, 0);
+        const long long ohs = 2 * p.o_head_stride;
+#pragma unroll
+        for (int it = 0; it < (TOTAL + S::THREADS - 1) / S::THREADS; ++it) {
+            const int cc = tid + it * S::THREADS;
+            if (TOTAL % S::THREADS == 0 || cc < TOTAL) {
+                const int r = cc / DCH, ch = cc - r * DCH, R = m0 + r;
+                if (R < rows)
+                    *(v4u *)(og + (R % G) * ohs + (R / G) * ors + ch * 16) = *(const v4u *)(sQ + r * LDS_V + ch * 8);
+            }
+        }
+        return;
+    }
+    char *og = (char *)p.o + 2 * (b * p.o_batch_stride + h * p.o_head_stride + (long long)m0 * p.o_row_stride);
 #pragma unroll
     for (int it = 0; it < (TOTAL + S::THREADS - 1) / S::THREADS; ++it) {
         const int cc = tid + it * S::THREADS;

@@ -18,16 +18,18 @@ namespace fg {
 
 // s: [MT][NT_S][4] C fragments of a warp whose first row is row0 (absolute
 // query index) and whose first key column is col0.
+// row_div: rows per query index (GQA packing, fg_infer.cuh; 1 otherwise):
+// row r of the tile is query r / row_div.
 template <int MT, int NT_S, bool CAUSAL>
 __device__ __forceinline__ void apply_mask(float (&s)[MT][NT_S][4], int row0, int col0, int seqlen_k,
-                                           int causal_offset, bool causal_here) {
+                                           int causal_offset, bool causal_here, int row_div = 1) {
     const int lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
     for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int row = row0 + i * 16 + g + r * 8;
+            const int row = (row0 + i * 16 + g + r * 8) / row_div;
             int limit = seqlen_k;
             if (CAUSAL && causal_here) limit = min(limit, row + causal_offset + 1);
 #pragma unroll

@@ -39,6 +39,22 @@ typedef struct fg_fwd_params {
     /* Constants of the element mask of partial blocks (variants with a
      * mask expression; the generated mask_mod reads p.mask_c[i]). */
     long long mask_c[16];
+
+    /* Inference (variants infer=1, templates/fg_infer.cuh); NULL / 0: off.
+     * The tables are the caller's device arrays (include/flashgen.h), read
+     * without trusting them (fg_tables.cuh). */
+    const int *cu_seqlens_q, *cu_seqlens_k; /* [batch + 1]                    */
+    const int *seqlens_k;                   /* [batch]                        */
+    const int *block_table;                 /* [batch, max_pages]             */
+    int total_q, total_k;                   /* rows of packed q/o and k/v     */
+    int page_size, num_pages, max_pages;
+    int num_splits;          /* CTAs per query tile along the keys, >= 1    */
+    int pack;                /* query heads packed into one tile's rows: the
+                                GQA group (grid.y = heads_kv), or 1          */
+    int bottom_right;        /* causal alignment from each sequence's lengths */
+    float *part_o;           /* num_splits > 1: [splits, batch, heads_q, seqlen_q, head_dim_v] */
+    float *part_lse;         /* [splits, batch, heads_q, seqlen_q]            */
+    int *table_err;          /* int[4] (fg_tables.cuh)                        */
 } fg_fwd_params;
 
 /* A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes, 64-byte

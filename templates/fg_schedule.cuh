@@ -49,6 +49,23 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
         }
     }
 
+    // Dense only (inference variants): the tile of query rows m0_..last
+    // (query indices) against seqlen_k_ keys with this causal offset.
+    __device__ __forceinline__ void init_rows(int m0_, int last, int seqlen_k_, int offset_) {
+        static_assert(!SPARSE, "inference variants are dense");
+        m0 = m0_;
+        row_last = last;
+        offset = offset_;
+        seqlen_k = seqlen_k_;
+        int n = (seqlen_k_ + BC - 1) / BC;
+        if (CAUSAL) {
+            const int last_col = row_last + offset;
+            n = last_col < 0 ? 0 : min(n, last_col / BC + 1);
+        }
+        count = n;
+        full_idx = part_idx = 0; nf = 0; sub = 1;
+    }
+
     // Key tile of entry i, and whether its layout block is partial.
     __device__ __forceinline__ int tile(int i, bool &partial) const {
         if (!SPARSE) { partial = CAUSAL; return i; }

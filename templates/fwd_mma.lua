@@ -11,6 +11,9 @@
 --         multiple of 8 up to 256: the P V GEMM's N, the O accumulator, the
 --         V tile and the output follow it), dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
 --         block_m, block_n, warps, stages, q_in_regs (bool), min_blocks,
+--         infer (bool, optional: the inference variant of templates/fg_infer.cuh,
+--         dense only: per-sequence lengths, GQA packing, paged K/V, split-KV,
+--         plus the split-KV combine kernel flashgen_fwd_combine),
 --         key (string, for the banner)
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded, rows_per_warp }
 --
@@ -32,6 +35,7 @@ local function check(p)
   util.expect_bool(p, "q_in_regs")
   util.expect_enum(p, "min_blocks", { 1, 2, 3, 4 })
   util.expect_int(p, "block_m", 16, 512)
+  if p.infer and p.sparse then util.fail("infer: inference variants are dense (sparse must be false)") end
   local mt = p.block_m // (16 * p.warps)
   if mt * 16 * p.warps ~= p.block_m or (mt ~= 1 and mt ~= 2) then
     util.fail("block_m (%d) must be 16 or 32 rows per warp times warps (%d)", p.block_m, p.warps)
@@ -54,6 +58,7 @@ return function(p)
   local dims = same and "" or string.format(" head_dim_v=%d (padded %d)", p.head_dim_v, dvp)
   out:line("// head_dim=%d (padded %d)%s dtype=%s causal=%s sparse=%s", p.head_dim, dp, dims, p.dtype,
            tostring(p.causal), tostring(p.sparse))
+  if p.infer then out:line("// inference: varlen, KV-cache lengths, paged K/V, split-KV, GQA packing (fg_infer.cuh)") end
   out:line("// block_m=%d block_n=%d warps=%d rows_per_warp=%d stages=%d q_in_regs=%s min_blocks=%d",
            p.block_m, p.block_n, p.warps, 16 * mt, p.stages, tostring(p.q_in_regs), p.min_blocks)
   out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
@@ -68,6 +73,7 @@ return function(p)
   out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s, Q_IN_REGS = %s;",
            tostring(p.dtype == "bf16"), tostring(p.causal), tostring(p.sparse), tostring(p.q_in_regs))
   util.mask_traits(out, p)
+  if p.infer then out:line("    static constexpr bool INFER = true;") end
   out:line("};")
   out:line("")
   out:line('extern "C" __global__ void __launch_bounds__(%d, %d)', threads, p.min_blocks)
@@ -75,6 +81,14 @@ return function(p)
   out:line("    extern __shared__ __align__(16) char smem[];")
   out:line("    fg::attention_forward<Traits>(p, smem);")
   out:line("}")
+  if p.infer then
+    out:line("")
+    out:line("// Split-KV: merges the splits' partial outputs by their logsumexp, a warp per row.")
+    out:line('extern "C" __global__ void __launch_bounds__(128)')
+    out:line("flashgen_fwd_combine(const __grid_constant__ fg_fwd_params p) {")
+    out:line("    fg::combine_splits<Traits, fg::FwdShape<Traits>::DV>(p);")
+    out:line("}")
+  end
 
   return {
     source = out:text(),

@@ -1,0 +1,163 @@
+// fg_infer.cuh: the inference side of the portable forward (variants
+// infer=1): per-sequence lengths, GQA packing, paged K/V and split-KV.
+//
+// Everything here is switched on at run time by fg_fwd_params, so one
+// variant serves fixed and variable lengths, contiguous and paged caches,
+// split and unsplit launches:
+//
+//   sequence   b = blockIdx.z.  Its queries are rows q_row0.. of q (varlen:
+//              cu_seqlens_q[b]; else batch b's own rows), its keys rows
+//              k_row0.. of k and v, its lengths sq and sk (seqlens_k caps sk).
+//   packing    p.pack = G query heads share a tile: grid.y runs over
+//              heads_q / G head groups, and packed row R of a tile is query
+//              qi = R / G of head blockIdx.y * G + R % G.  Decode (sq = 1)
+//              with a GQA group of G fills G rows of a tile instead of one,
+//              and reads each K/V tile once per group instead of G times.
+//   paging     key j of sequence b is row j % page_size of page
+//              block_table[b][j / page_size]; a kernel key tile never crosses
+//              a page (block_n divides page_size, checked on the host).
+//   splitting  blockIdx.x = m_block * num_splits + split; split s visits
+//              its share of the tile's key tiles and writes O (normalised,
+//              fp32) and lse to the workspace; the combine kernel below
+//              merges the shares by their logsumexp.
+#pragma once
+#include "fg_params.h"
+#include "fg_mma.cuh"
+#include "fg_tables.cuh"
+
+namespace fg {
+
+// IsInfer<K>::value: whether the traits define INFER (only inference
+// variants do, so the others' generated source is unchanged).
+template <class K, class = int> struct IsInfer { static constexpr bool value = false; };
+template <class K> struct IsInfer<K, decltype((void)K::INFER, 0)> { static constexpr bool value = K::INFER; };
+
+struct SeqInfo {
+    long long q_row0, k_row0; // first row of the sequence in q/o and in k/v (packed tensors), else 0
+    int sq, sk;               // lengths
+    int offset;               // causal: key j visible from query i iff j <= i + offset
+};
+
+// The lengths of sequence b, every table entry checked: a bad entry is
+// recorded and its sequence taken as empty (queries) or clamped (keys).
+__device__ __forceinline__ SeqInfo seq_info(const fg_fwd_params &p, int b) {
+    SeqInfo s;
+    s.q_row0 = 0;
+    s.k_row0 = 0;
+    s.sq = p.seqlen_q;
+    s.sk = p.seqlen_k;
+    if (p.cu_seqlens_q) {
+        const int a = __ldg(p.cu_seqlens_q + b), e = __ldg(p.cu_seqlens_q + b + 1);
+        if (a < 0 || e < a || e > p.total_q || e - a > p.seqlen_q) {
+            table_error(p.table_err, TE_CU_SEQLENS_Q, b, b, a < 0 || e < a ? a : e);
+            s.sq = 0;
+        } else {
+            s.q_row0 = a;
+            s.sq = e - a;
+        }
+    }
+    if (p.cu_seqlens_k) {
+        const int a = __ldg(p.cu_seqlens_k + b), e = __ldg(p.cu_seqlens_k + b + 1);
+        if (a < 0 || e < a || e > p.total_k || e - a > p.seqlen_k) {
+            table_error(p.table_err, TE_CU_SEQLENS_K, b, b, a < 0 || e < a ? a : e);
+            s.sk = 0;
+        } else {
+            s.k_row0 = a;
+            s.sk = e - a;
+        }
+    }
+    if (p.seqlens_k) {
+        const int u = __ldg(p.seqlens_k + b);
+        if (u < 0 || u > s.sk) {
+            table_error(p.table_err, TE_SEQLENS_K, b, b, u);
+            s.sk = u < 0 ? 0 : s.sk;
+        } else {
+            s.sk = u;
+        }
+    }
+    s.offset = p.bottom_right ? s.sk - s.sq : 0;
+    return s;
+}
+
+// Element offset of query row qi of head h of this sequence in a tensor with
+// the given strides (packed tensors: the sequence's rows start at row0).
+__device__ __forceinline__ long long row_offset(const fg_fwd_params &p, long long bs, long long hs, long long rs,
+                                                const SeqInfo &s, int b, int h, int qi) {
+    return (p.cu_seqlens_q ? s.q_row0 * rs : b * bs) + h * hs + qi * rs;
+}
+
+// Index of (b, h, qi) in the lse output: [heads_q, total_q] for varlen,
+// else [batch, heads_q, seqlen_q].
+__device__ __forceinline__ long long lse_index(const fg_fwd_params &p, const SeqInfo &s, int b, int h, int qi) {
+    return p.cu_seqlens_q ? (long long)h * p.total_q + s.q_row0 + qi
+                          : ((long long)b * p.heads_q + h) * p.seqlen_q + qi;
+}
+
+// Index of (split, b, h, qi) in the split partials.
+__device__ __forceinline__ long long part_index(const fg_fwd_params &p, int split, int b, int h, int qi) {
+    return (((long long)split * p.batch + b) * p.heads_q + h) * p.seqlen_q + qi;
+}
+
+// cp.async the ROWS x D query tile of packed rows m0.. (row stride DP + 8
+// in shared memory); rows at or past `rows` and columns D..DP are zeros.
+// qg: q at the sequence's first row of head 0.  Packed rows are not evenly
+// spaced in memory, so each 16-byte chunk computes its own address.
+template <int THREADS, int ROWS, int D, int DP>
+__device__ __forceinline__ void load_q_packed(u16 *s, const char *qg, long long hs_bytes, long long rs_bytes, int m0,
+                                              int rows, int G, int h0) {
+    constexpr int CH = DP / 8, DCH = D / 8, TOTAL = ROWS * CH, LDS = DP + 8;
+#pragma unroll
+    for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
+        const int c = threadIdx.x + it * THREADS;
+        if (TOTAL % THREADS == 0 || c < TOTAL) {
+            const int r = c / CH, ch = c - r * CH, R = m0 + r;
+            const bool ok = R < rows && ch < DCH;
+            const char *src = ok ? qg + (h0 + R % G) * hs_bytes + (R / G) * rs_bytes + ch * 16 : qg;
+            cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
+        }
+    }
+}
+
+// Split-KV merge: one warp per (b, h, qi) output row.  o = sum_s w_s o_s
+// with w_s = exp(lse_s - lse), lse = log sum_s exp(lse_s); splits that saw
+// no key have lse_s = -inf and weigh 0; a row no split saw gets o = 0 and
+// lse = -inf, like the unsplit kernel.
+template <class K, int DV>
+__device__ __forceinline__ void combine_splits(const fg_fwd_params &p) {
+    const int lane = threadIdx.x & 31;
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const long long rows = (long long)p.batch * p.heads_q * p.seqlen_q;
+    if (row >= rows) return;
+    const int qi = (int)(row % p.seqlen_q), h = (int)(row / p.seqlen_q % p.heads_q), b = (int)(row / p.seqlen_q / p.heads_q);
+    const SeqInfo s = seq_info(p, b);
+    if (qi >= s.sq) return;
+    const int ns = p.num_splits;
+    float mx = neg_inf();
+    for (int i = lane; i < ns; i += 32) mx = fmaxf(mx, p.part_lse[part_index(p, i, b, h, qi)]);
+#pragma unroll
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float LOG2E = 1.4426950408889634f;
+    const float m = mx == neg_inf() ? 0.f : mx;
+    float sum = 0.f;
+    for (int i = lane; i < ns; i += 32) sum += exp2f((p.part_lse[part_index(p, i, b, h, qi)] - m) * LOG2E);
+#pragma unroll
+    for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const bool empty = !(sum > 0.f);
+    const float lse = empty ? neg_inf() : m + logf(sum);
+    char *og = (char *)p.o + 2 * row_offset(p, p.o_batch_stride, p.o_head_stride, p.o_row_stride, s, b, h, qi);
+    for (int c = 2 * lane; c < DV; c += 64) {
+        float a0 = 0.f, a1 = 0.f;
+        if (!empty)
+            for (int i = 0; i < ns; ++i) {
+                const long long idx = part_index(p, i, b, h, qi);
+                const float w = exp2f((p.part_lse[idx] - lse) * LOG2E);
+                const float2 v = *(const float2 *)(p.part_o + idx * DV + c);
+                a0 += w * v.x;
+                a1 += w * v.y;
+            }
+        *(u32 *)(og + 2 * c) = pack2<K::BF16>(a0, a1);
+    }
+    if (p.lse && lane == 0) p.lse[lse_index(p, s, b, h, qi)] = lse;
+}
+
+} // namespace fg
