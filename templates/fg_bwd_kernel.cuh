@@ -142,6 +142,23 @@ __device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &
     }
 }
 
+// Row r (of the two each thread holds) of a warp's dK or dV accumulator:
+// W columns in CT 16-column tiles, every WS-th from ws, times scale, to dst.
+template <class K, int CT, int W, int TW>
+__device__ __forceinline__ void bwd_store_row(u16 *dst, const float (&acc)[TW][2][4], int r, float scale, int ws, int c) {
+    typedef BwdShape<K> S;
+#pragma unroll
+    for (int t = 0; t < (CT + S::WS - 1) / S::WS; ++t) {
+        const int ct = ws + t * S::WS;
+        if (CT % S::WS != 0 && ct >= CT) continue;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const int col = ct * 16 + j * 8 + 2 * c;
+            if (col < W) *(u32 *)(dst + col) = pack2<K::BF16>(acc[t][j][2 * r] * scale, acc[t][j][2 * r + 1] * scale);
+        }
+    }
+}
+
 // Deterministic mode: wait until the key blocks before this one have added
 // their part of this query block's dQ (the counter holds their number).
 __device__ __forceinline__ void bwd_turn_wait(const int *lock, int turn) {
@@ -381,27 +398,8 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
         if (row >= p.seqlen_k) continue;
         u16 *dk = (u16 *)p.dk + b * p.dk_s[0] + hk * p.dk_s[1] + (long long)row * p.dk_s[2];
         u16 *dv = (u16 *)p.dv + b * p.dv_s[0] + hk * p.dv_s[1] + (long long)row * p.dv_s[2];
-#pragma unroll
-        for (int t = 0; t < S::CT_W; ++t) {
-            const int ct = ws + t * S::WS;
-            if (S::CT % S::WS != 0 && ct >= S::CT) continue;
-#pragma unroll
-            for (int j = 0; j < 2; ++j) {
-                const int col = ct * 16 + j * 8 + 2 * c;
-                if (col < K::D)
-                    *(u32 *)(dk + col) = pack2<K::BF16>(acc_dk[t][j][2 * r] * p.scale, acc_dk[t][j][2 * r + 1] * p.scale);
-            }
-        }
-#pragma unroll
-        for (int t = 0; t < S::CTV_W; ++t) {
-            const int ct = ws + t * S::WS;
-            if (S::CT_V % S::WS != 0 && ct >= S::CT_V) continue;
-#pragma unroll
-            for (int j = 0; j < 2; ++j) {
-                const int col = ct * 16 + j * 8 + 2 * c;
-                if (col < S::DV) *(u32 *)(dv + col) = pack2<K::BF16>(acc_dv[t][j][2 * r], acc_dv[t][j][2 * r + 1]);
-            }
-        }
+        bwd_store_row<K, S::CT, K::D>(dk, acc_dk, r, p.scale, ws, c);
+        bwd_store_row<K, S::CT_V, S::DV>(dv, acc_dv, r, 1.f, ws, c);
     }
 }
 

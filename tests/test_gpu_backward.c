@@ -307,6 +307,15 @@ static int wanted(int argc, char **argv, const char *what) {
     return 0;
 }
 
+/* The cases of one group, when wanted, each with its own seed. */
+static void run_group(fg_context *ctx, const bcase *cases, unsigned n, uint64_t seed, int want, int *passed, int *failed) {
+    for (unsigned i = 0; i < n && !g_dead && want; ++i) {
+        bcase c = cases[i];
+        c.seed = seed + i;
+        run_case(ctx, &c, passed, failed);
+    }
+}
+
 int main(int argc, char **argv) {
     fg_error e = {0};
     if (fg_cuda_get(&cu, &e) != FG_OK) {
@@ -360,11 +369,7 @@ int main(int argc, char **argv) {
         {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
          "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 0},
     };
-    for (unsigned i = 0; i < sizeof sp / sizeof sp[0] && !g_dead && wanted(argc, argv, "sparse"); ++i) {
-        bcase c = sp[i];
-        c.seed = seed + 200 + i;
-        run_case(ctx, &c, &passed, &failed);
-    }
+    run_group(ctx, sp, sizeof sp / sizeof sp[0], seed + 200, wanted(argc, argv, "sparse"), &passed, &failed);
     /* a value head dim of its own, both directions (issue 17): odd lengths,
      * both causal alignments, GQA/MQA, BHSD, seqlen 1, deterministic and
      * block-sparse (a random layout and a pattern with an element mask) */
@@ -387,11 +392,7 @@ int main(int argc, char **argv) {
         {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
          "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 64},
     };
-    for (unsigned i = 0; i < sizeof dvc / sizeof dvc[0] && !g_dead && wanted(argc, argv, "dv"); ++i) {
-        bcase c = dvc[i];
-        c.seed = seed + 300 + i;
-        run_case(ctx, &c, &passed, &failed);
-    }
+    run_group(ctx, dvc, sizeof dvc / sizeof dvc[0], seed + 300, wanted(argc, argv, "dv"), &passed, &failed);
     fg_context_destroy(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return test_summary("test_gpu_backward");
