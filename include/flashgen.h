@@ -267,6 +267,7 @@ typedef struct fg_attention_desc {
      * multiple of 8 in 8..256, e.g. DeepSeek-V2/V3 prefill's 192/128.
      * FG_PATH_MMA takes every pair; FG_PATH_TMA pairs of multiples of 16;
      * FG_PATH_WGMMA only head_dim_v == head_dim (AUTO skips it otherwise).
+     * fg_attention_backward takes every pair (dout and dv like o and v).
      * Head dims above 256 (MLA decode's 576/512) are not supported: they
      * need a decode kernel flashgen does not have yet.  Set it with
      * fg_attention_desc_set_head_dim_v, which also sets v's and o's BSHD
@@ -407,7 +408,8 @@ fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const voi
  * do/dq/dk/dv_strides, else those of o, q, k, v); with GQA/MQA, dk and dv of
  * a kv head are summed over the query heads of its group.  A query row that
  * saw no key (lse = -inf) contributes nothing: its dq row is 0.
- * Supported: the forward's dtypes, head dims, causal modes and strides,
+ * Supported: the forward's dtypes, head dims (head_dim_v too: dout and dv
+ * are then head_dim_v wide, dq and dk head_dim), causal modes and strides,
  * block-sparse layouts and patterns (desc->layout, the forward's, whose
  * transposed lists are built when it is created), on the portable mma.sync
  * path (FG_PATH_AUTO or FG_PATH_MMA), on sm_80 and later.  deterministic

@@ -49,11 +49,12 @@ static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, co
     static const char *names[9] = {"q", "k", "v", "o", "dout", "dq", "dk", "dv", "lse"};
     const int64_t *strides[8] = {d->q_strides, d->k_strides, d->v_strides, d->o_strides,
                                  d->do_strides, d->dq_strides, d->dk_strides, d->dv_strides};
-    const int kv[8] = {0, 1, 1, 0, 0, 0, 1, 1};
+    const int kv[8] = {0, 1, 1, 0, 0, 0, 1, 1}, value[8] = {0, 0, 1, 1, 1, 0, 0, 1}; /* value: head_dim_v wide */
     fg_status st;
     for (int i = 0; i < 8; ++i) {
         const int heads = kv[i] ? d->heads_kv : d->heads_q, seqlen = kv[i] ? d->seqlen_k : d->seqlen_q;
-        if ((st = fg_check_tensor(cu, names[i], t[i], 16, fg_tensor_bytes(strides[i], d->batch, heads, seqlen, d->head_dim, 2), e)))
+        const int width = value[i] ? fg_desc_head_dim_v(d) : d->head_dim;
+        if ((st = fg_check_tensor(cu, names[i], t[i], 16, fg_tensor_bytes(strides[i], d->batch, heads, seqlen, width, 2), e)))
             return st;
     }
     const int64_t lse_strides[3] = {(int64_t)d->heads_q * d->seqlen_q, d->seqlen_q, 1};

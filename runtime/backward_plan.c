@@ -33,9 +33,6 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     if (dd->layout && dd->deterministic)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the deterministic backward is dense only: with a block-sparse layout dq is summed with atomics");
-    if (dd->head_dim_v && dd->head_dim_v != dd->head_dim)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass takes head_dim_v == head_dim (got %d and %d)",
-                       dd->head_dim_v, dd->head_dim);
     if (dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has the portable mma.sync path only (FG_PATH_AUTO or FG_PATH_MMA)");
     /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
@@ -52,10 +49,11 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     resolve(dd->dk_strides, dd->k_strides);
     resolve(dd->dv_strides, dd->v_strides);
     const fg_attention_desc *d = dd;
-    if ((st = fg_check_strides("dout", d->do_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 0, err)) ||
+    const int dv = fg_desc_head_dim_v(d); /* dout and dv, like o and v */
+    if ((st = fg_check_strides("dout", d->do_strides, d->batch, d->heads_q, d->seqlen_q, dv, 0, err)) ||
         (st = fg_check_strides("dq", d->dq_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 1, err)) ||
         (st = fg_check_strides("dk", d->dk_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 1, err)) ||
-        (st = fg_check_strides("dv", d->dv_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 1, err)))
+        (st = fg_check_strides("dv", d->dv_strides, d->batch, d->heads_kv, d->seqlen_k, dv, 1, err)))
         return st;
 
     memset(v, 0, sizeof *v);

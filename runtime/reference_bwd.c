@@ -1,4 +1,5 @@
 #include "runtime/reference_bwd.h"
+#include "runtime/attention.h"
 #include "runtime/reference.h"
 
 #include <math.h>
@@ -9,11 +10,19 @@ static double scale_of(const fg_attention_desc *d) {
     return d->softmax_scale == 0.f ? 1.0 / sqrt((double)d->head_dim) : (double)d->softmax_scale;
 }
 
+/* Element offsets of row (b, i or j, h): q and dq, k and dk (head_dim
+ * wide); o and dout, v and dv (head_dim_v wide). */
 static size_t qi(const fg_attention_desc *d, int b, int i, int h) {
     return (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * d->head_dim;
 }
 static size_t ki(const fg_attention_desc *d, int b, int j, int h) {
     return (((size_t)b * d->seqlen_k + j) * d->heads_kv + h) * d->head_dim;
+}
+static size_t oi(const fg_attention_desc *d, int b, int i, int h) {
+    return (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * fg_desc_head_dim_v(d);
+}
+static size_t vi(const fg_attention_desc *d, int b, int j, int h) {
+    return (((size_t)b * d->seqlen_k + j) * d->heads_kv + h) * fg_desc_head_dim_v(d);
 }
 
 /* p[j] = softmax row i of (b, h) (0 where masked); returns 0 for a row
@@ -45,16 +54,16 @@ int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_d
                              const double *q, const double *k, const double *v, double *o) {
     double *p = malloc(sizeof(double) * (size_t)d->seqlen_k);
     if (!p) return 0;
-    const int D = d->head_dim, g = d->heads_q / d->heads_kv;
+    const int DV = fg_desc_head_dim_v(d), g = d->heads_q / d->heads_kv;
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i) {
                 prob_row(d, L, m, q, k, b, h, i, p);
-                double *orow = o + qi(d, b, i, h);
-                for (int x = 0; x < D; ++x) orow[x] = 0;
+                double *orow = o + oi(d, b, i, h);
+                for (int x = 0; x < DV; ++x) orow[x] = 0;
                 for (int j = 0; j < d->seqlen_k; ++j)
                     if (p[j] != 0)
-                        for (int x = 0; x < D; ++x) orow[x] += p[j] * v[ki(d, b, j, h / g) + x];
+                        for (int x = 0; x < DV; ++x) orow[x] += p[j] * v[vi(d, b, j, h / g) + x];
             }
     free(p);
     return 1;
@@ -63,25 +72,25 @@ int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_d
 int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                               const double *q, const double *k, const double *v, const double *dout, double *dq,
                               double *dk, double *dv) {
-    const int D = d->head_dim, g = d->heads_q / d->heads_kv, sk = d->seqlen_k;
+    const int D = d->head_dim, DV = fg_desc_head_dim_v(d), g = d->heads_q / d->heads_kv, sk = d->seqlen_k;
     const double scale = scale_of(d);
     double *p = malloc(sizeof(double) * 2 * (size_t)sk);
     if (!p) return 0;
     double *dp = p + sk;
     memset(dq, 0, sizeof(double) * qi(d, d->batch, 0, 0));
     memset(dk, 0, sizeof(double) * ki(d, d->batch, 0, 0));
-    memset(dv, 0, sizeof(double) * ki(d, d->batch, 0, 0));
+    memset(dv, 0, sizeof(double) * vi(d, d->batch, 0, 0));
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i) {
                 if (!prob_row(d, L, m, q, k, b, h, i, p)) continue;
-                const double *qr = q + qi(d, b, i, h), *dor = dout + qi(d, b, i, h);
+                const double *qr = q + qi(d, b, i, h), *dor = dout + oi(d, b, i, h);
                 double Di = 0;
                 for (int j = 0; j < sk; ++j) {
                     dp[j] = 0;
                     if (p[j] == 0) continue;
-                    const double *vr = v + ki(d, b, j, h / g);
-                    for (int x = 0; x < D; ++x) dp[j] += dor[x] * vr[x];
+                    const double *vr = v + vi(d, b, j, h / g);
+                    for (int x = 0; x < DV; ++x) dp[j] += dor[x] * vr[x];
                     Di += p[j] * dp[j];
                 }
                 double *dqr = dq + qi(d, b, i, h);
@@ -89,12 +98,12 @@ int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_
                     if (p[j] == 0) continue;
                     const double ds = p[j] * (dp[j] - Di);
                     const double *kr = k + ki(d, b, j, h / g);
-                    double *dkr = dk + ki(d, b, j, h / g), *dvr = dv + ki(d, b, j, h / g);
+                    double *dkr = dk + ki(d, b, j, h / g), *dvr = dv + vi(d, b, j, h / g);
                     for (int x = 0; x < D; ++x) {
                         dqr[x] += scale * ds * kr[x];
                         dkr[x] += scale * ds * qr[x];
-                        dvr[x] += p[j] * dor[x];
                     }
+                    for (int x = 0; x < DV; ++x) dvr[x] += p[j] * dor[x];
                 }
             }
     free(p);
@@ -102,8 +111,7 @@ int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_
 }
 
 /* A strided 16-bit tensor [batch, seqlen, heads, D] as contiguous float64. */
-static double *widen(const fg_attention_desc *d, const uint16_t *t, const int64_t s[3], int heads, int seqlen) {
-    const int D = d->head_dim;
+static double *widen(const fg_attention_desc *d, const uint16_t *t, const int64_t s[3], int heads, int seqlen, int D) {
     double *out = malloc(sizeof(double) * (size_t)d->batch * seqlen * heads * D);
     if (!out) return NULL;
     for (int b = 0; b < d->batch; ++b)
@@ -119,8 +127,9 @@ int fg_reference_backward(const fg_attention_desc *d, const fg_block_layout_desc
                           const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, double *dq,
                           double *dk, double *dv) {
     const int64_t *dos = d->do_strides[0] || d->do_strides[1] || d->do_strides[2] ? d->do_strides : d->o_strides;
-    double *Q = widen(d, q, d->q_strides, d->heads_q, d->seqlen_q), *K = widen(d, k, d->k_strides, d->heads_kv, d->seqlen_k);
-    double *V = widen(d, v, d->v_strides, d->heads_kv, d->seqlen_k), *dO = widen(d, dout, dos, d->heads_q, d->seqlen_q);
+    const int D = d->head_dim, DV = fg_desc_head_dim_v(d);
+    double *Q = widen(d, q, d->q_strides, d->heads_q, d->seqlen_q, D), *K = widen(d, k, d->k_strides, d->heads_kv, d->seqlen_k, D);
+    double *V = widen(d, v, d->v_strides, d->heads_kv, d->seqlen_k, DV), *dO = widen(d, dout, dos, d->heads_q, d->seqlen_q, DV);
     const int ok = Q && K && V && dO && fg_reference_backward_f64(d, L, m, Q, K, V, dO, dq, dk, dv);
     free(Q);
     free(K);

@@ -10,9 +10,10 @@
 #include "flashgen.h"
 #include "runtime/reference.h"
 
-/* Inputs and outputs as float64, contiguous BSHD: q, dout, dq
- * [batch, seqlen_q, heads_q, head_dim]; k, v, dk, dv [batch, seqlen_k,
- * heads_kv, head_dim].  d gives sizes, causal mode and scale (its strides
+/* Inputs and outputs as float64, contiguous BSHD: q, dq [batch, seqlen_q,
+ * heads_q, head_dim]; dout [batch, seqlen_q, heads_q, head_dim_v]; k, dk
+ * [batch, seqlen_k, heads_kv, head_dim]; v, dv [batch, seqlen_k, heads_kv,
+ * head_dim_v] (head_dim_v: fg_desc_head_dim_v(d), the value head dim).  d gives sizes, causal mode and scale (its strides
  * are not read); L the host layout (NULL: dense) and m its element mask
  * (NULL: none), as fg_ref_visible_mask reads them.  Returns 0 when out of
  * memory. */
@@ -24,7 +25,7 @@ int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_
 int fg_reference_backward(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                           const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, double *dq,
                           double *dk, double *dv);
-/* The float64 forward on the same contiguous arrays: o like q (the
+/* The float64 forward on the same contiguous arrays: o like dout (the
  * finite-difference self-test of the reference differentiates it). */
 int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                              const double *q, const double *k, const double *v, double *o);

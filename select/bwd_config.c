@@ -5,8 +5,8 @@
 static int pad16(int x) { return (x + 15) / 16 * 16; }
 
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
-    const int lds = pad16(s->head_dim) + 8, ldp = c->block_m + 8;
-    return ((2 * c->block_n + 2 * c->block_m) * lds + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;
+    const int lds = pad16(s->head_dim) + 8, lds_v = pad16(fg_spec_head_dim_v(s)) + 8, ldp = c->block_m + 8;
+    return ((c->block_n + c->block_m) * (lds + lds_v) + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;
 }
 
 fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
@@ -35,15 +35,16 @@ static int divides(const fg_config *c, int block_q, int block_k) {
 }
 
 int fg_bwd_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, fg_config *out, int max) {
-    /* {block_m, block_n, warps}: dK and dV take head_dim/WS fp32 registers
-     * per thread (16 key rows per warp), so head dims past 128 split the
-     * columns over two warps; the query tile bounds the S^T and dP^T
-     * registers. */
+    /* {block_m, block_n, warps}: dK and dV take (head_dim + head_dim_v)/WS
+     * fp32 registers per thread (16 key rows per warp), so past 128 each
+     * (their mean, w) the columns split over two warps; the query tile
+     * bounds the S^T and dP^T registers. */
     static const int small[][3] = {{64, 64, 4}, {32, 64, 4}, {64, 64, 8}, {32, 32, 2}};
     static const int mid[][3] = {{64, 64, 8}, {32, 64, 4}, {64, 64, 4}, {32, 32, 2}, {32, 32, 4}};
     static const int big[][3] = {{64, 64, 8}, {32, 64, 8}, {32, 32, 4}};
-    const int(*list)[3] = s->head_dim <= 64 ? small : s->head_dim <= 128 ? mid : big;
-    const int n = s->head_dim <= 64 ? 4 : s->head_dim <= 128 ? 5 : 3;
+    const int w = (s->head_dim + fg_spec_head_dim_v(s) + 1) / 2;
+    const int(*list)[3] = w <= 64 ? small : w <= 128 ? mid : big;
+    const int n = w <= 64 ? 4 : w <= 128 ? 5 : 3;
     int k = 0;
     for (int i = 0; i < n && k < max; ++i) {
         fg_config c;
@@ -65,7 +66,9 @@ int fg_bwd_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k
 fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit, int block_q, int block_k, fg_error *err) {
     fg_config cand[8];
     const int n = fg_bwd_candidates(s, 1 << 30, 0, 0, cand, 8);
-    if (!n) return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d", s->head_dim);
+    if (!n)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d head_dim_v %d", s->head_dim,
+                       fg_spec_head_dim_v(s));
     fg_config b = cand[0];
     for (int i = n - 1; i >= 0; --i)
         if ((!c->block_m || cand[i].block_m == c->block_m) && (!c->block_n || cand[i].block_n == c->block_n)) b = cand[i];
@@ -90,8 +93,8 @@ fg_status fg_bwd_pick_config(const fg_spec *s, int smem_limit, int block_q, int 
     const int n = fg_bwd_candidates(s, smem_limit, block_q, block_k, c, 8);
     if (!n)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "no backward configuration of head_dim %d fits %d bytes of shared memory%s (layout block %d x %d)",
-                       s->head_dim, smem_limit, block_k ? " and divides the layout block" : "", block_q, block_k);
+                       "no backward configuration of head_dim %d head_dim_v %d fits %d bytes of shared memory%s (layout block %d x %d)",
+                       s->head_dim, fg_spec_head_dim_v(s), smem_limit, block_k ? " and divides the layout block" : "", block_q, block_k);
     int best = -1, best_spill = 0;
     for (int i = 0; i < n; ++i) {
         fg_kernel_stats st;

@@ -22,6 +22,12 @@
 // the partial query blocks of this key block's layout column.  Full blocks
 // get no element mask (bounds only); partial ones the causal mask and, with
 // a pattern, its mask_mod, as in the forward.
+//
+// The value head dim DV (v, o, dO and dV; ValueDim<K>, declared by the
+// traits only where it differs from D) may differ from D: dP^T = V dO^T
+// reduces over DV, dV += P^T dO has N = DV and D = rowsum(dO * O) runs over
+// DV; S^T = K Q^T, dK and dQ follow D.  V and dO rows in shared memory are
+// LDS_V = DVP + 8 elements, K and Q rows LDS = DP + 8.
 #pragma once
 #include "fg_bwd_params.h"
 #include "fg_mma.cuh"
@@ -31,36 +37,44 @@ namespace fg {
 
 template <class K> struct BwdShape {
     static constexpr int THREADS = K::WARPS * 32;
-    static constexpr int LDS = K::DP + 8;          // padded K/V/Q/dO row, elements
+    static constexpr int DV = ValueDim<K>::value;  // value head dim
+    static constexpr int DVP = (DV + 15) / 16 * 16;
+    static constexpr int LDS = K::DP + 8;          // padded K/Q row, elements
+    static constexpr int LDS_V = DVP + 8;          // padded V/dO row
     static constexpr int LDP = K::BM + 8;          // padded P^T / dS^T row
     static constexpr int WN = K::BN / 16;          // key-row groups
     static constexpr int WS = K::WARPS / WN;       // splits of the queries (A) and columns (B)
     static constexpr int QC = K::BM / WS;          // query columns per warp in phase A
     static constexpr int NT_Q = QC / 8;
-    static constexpr int CT = K::DP / 16;          // 16-column tiles of the head dim
-    static constexpr int CT_W = (CT + WS - 1) / WS; // tiles of dK/dV per warp (at most)
+    static constexpr int CT = K::DP / 16;          // 16-column tiles of the head dim (dK, dQ)
+    static constexpr int CT_V = DVP / 16;          // of the value head dim (dV)
+    static constexpr int CT_W = (CT + WS - 1) / WS; // tiles of dK per warp (at most)
+    static constexpr int CTV_W = (CT_V + WS - 1) / WS; // tiles of dV per warp (at most)
+    static constexpr int TW = CT_W > CTV_W ? CT_W : CTV_W;
+    static constexpr int KS = CT > CT_V ? CT : CT_V; // k16 steps of phase A (S^T over DP, dP^T over DVP)
     static constexpr int RT = K::BM / 16;          // 16-row tiles of dQ
     static constexpr int CW = K::WARPS / RT;       // column groups of dQ
-    static constexpr int SMEM_ELEMS = (2 * K::BN + 2 * K::BM) * LDS + 2 * K::BN * LDP;
+    static constexpr int SMEM_ELEMS = (K::BN + K::BM) * (LDS + LDS_V) + 2 * K::BN * LDP;
     static_assert(K::BN % 16 == 0 && K::WARPS % WN == 0, "warps must be a multiple of BN/16");
     static_assert(QC % 16 == 0, "BM / WS must be a multiple of 16");
     static_assert(K::WARPS % RT == 0, "warps must be a multiple of BM/16");
     static_assert(K::D % 8 == 0 && K::D <= K::DP && K::DP % 16 == 0, "head dim");
+    static_assert(DV % 8 == 0 && DV <= 256, "value head dim must be a multiple of 8 up to 256");
 };
 
-// cp.async a ROWS x D tile into shared memory (row stride LDS); rows at or
-// past rows_valid and columns D..DP become zeros.
-template <class K, int ROWS>
+// cp.async a ROWS x W tile into shared memory (row stride WP + 8); rows at
+// or past rows_valid and columns W..WP become zeros.
+template <class K, int ROWS, int W, int WP>
 __device__ __forceinline__ void bwd_load(u16 *s, const char *g, long long row_bytes, int rows_valid) {
     typedef BwdShape<K> S;
-    constexpr int CH = K::DP / 8, DCH = K::D / 8, TOTAL = ROWS * CH;
+    constexpr int CH = WP / 8, DCH = W / 8, TOTAL = ROWS * CH, LD = WP + 8;
 #pragma unroll
     for (int it = 0; it < (TOTAL + S::THREADS - 1) / S::THREADS; ++it) {
         const int c = threadIdx.x + it * S::THREADS;
         if (TOTAL % S::THREADS == 0 || c < TOTAL) {
             const int r = c / CH, ch = c - r * CH;
             const bool ok = r < rows_valid && ch < DCH;
-            cp_async16(smem_addr(s + r * S::LDS + ch * 8), ok ? g + r * row_bytes + ch * 16 : g, ok ? 16 : 0);
+            cp_async16(smem_addr(s + r * LD + ch * 8), ok ? g + r * row_bytes + ch * 16 : g, ok ? 16 : 0);
         }
     }
 }
@@ -72,10 +86,12 @@ __device__ __forceinline__ float bf_or_h_to_float(u16 x, bool bf16) {
     return f;
 }
 
-// D = rowsum(dO * O) for 16 rows per CTA (one row per warp at a time); the
-// same rows of the dQ accumulator and this CTA's turn counter are zeroed.
+// D = rowsum(dO * O) over DV for 16 rows per CTA (one row per warp at a
+// time); the same rows of the dQ accumulator (D wide) and this CTA's turn
+// counter are zeroed.
 template <class K>
 __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_params &p) {
+    constexpr int DV = BwdShape<K>::DV, WIDE = DV > K::D ? DV : K::D;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads_q + h;
     if (threadIdx.x == 0) p.dq_lock[(long long)bh * p.lock_blocks + blockIdx.x] = 0;
@@ -86,16 +102,20 @@ __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_param
         const u16 *d = (const u16 *)p.dout + b * p.do_s[0] + h * p.do_s[1] + row * p.do_s[2];
         float *acc = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D;
         float sum = 0.f;
-        for (int c = lane * 8; c < K::D; c += 32 * 8) {
-            const uint4 ov = *(const uint4 *)(o + c), dv = *(const uint4 *)(d + c);
-            const u32 ow[4] = {ov.x, ov.y, ov.z, ov.w}, dw[4] = {dv.x, dv.y, dv.z, dv.w};
+        for (int c = lane * 8; c < WIDE; c += 32 * 8) {
+            if (c < DV) {
+                const uint4 ov = *(const uint4 *)(o + c), dv = *(const uint4 *)(d + c);
+                const u32 ow[4] = {ov.x, ov.y, ov.z, ov.w}, dw[4] = {dv.x, dv.y, dv.z, dv.w};
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                sum += bf_or_h_to_float((u16)(ow[e] & 0xffff), K::BF16) * bf_or_h_to_float((u16)(dw[e] & 0xffff), K::BF16);
-                sum += bf_or_h_to_float((u16)(ow[e] >> 16), K::BF16) * bf_or_h_to_float((u16)(dw[e] >> 16), K::BF16);
+                for (int e = 0; e < 4; ++e) {
+                    sum += bf_or_h_to_float((u16)(ow[e] & 0xffff), K::BF16) * bf_or_h_to_float((u16)(dw[e] & 0xffff), K::BF16);
+                    sum += bf_or_h_to_float((u16)(ow[e] >> 16), K::BF16) * bf_or_h_to_float((u16)(dw[e] >> 16), K::BF16);
+                }
             }
-            *(float4 *)(acc + c) = make_float4(0.f, 0.f, 0.f, 0.f);
-            *(float4 *)(acc + c + 4) = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (c < K::D) {
+                *(float4 *)(acc + c) = make_float4(0.f, 0.f, 0.f, 0.f);
+                *(float4 *)(acc + c + 4) = make_float4(0.f, 0.f, 0.f, 0.f);
+            }
         }
 #pragma unroll
         for (int m = 16; m; m >>= 1) sum += warp_xor(sum, m);
@@ -122,6 +142,23 @@ __device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &
     }
 }
 
+// Row r (of the two each thread holds) of a warp's dK or dV accumulator:
+// W columns in CT 16-column tiles, every WS-th from ws, times scale, to dst.
+template <class K, int CT, int W, int TW>
+__device__ __forceinline__ void bwd_store_row(u16 *dst, const float (&acc)[TW][2][4], int r, float scale, int ws, int c) {
+    typedef BwdShape<K> S;
+#pragma unroll
+    for (int t = 0; t < (CT + S::WS - 1) / S::WS; ++t) {
+        const int ct = ws + t * S::WS;
+        if (CT % S::WS != 0 && ct >= CT) continue;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const int col = ct * 16 + j * 8 + 2 * c;
+            if (col < W) *(u32 *)(dst + col) = pack2<K::BF16>(acc[t][j][2 * r] * scale, acc[t][j][2 * r + 1] * scale);
+        }
+    }
+}
+
 // Deterministic mode: wait until the key blocks before this one have added
 // their part of this query block's dQ (the counter holds their number).
 __device__ __forceinline__ void bwd_turn_wait(const int *lock, int turn) {
@@ -140,7 +177,7 @@ __device__ __forceinline__ void bwd_turn_pass(int *lock, int turn) {
 template <class K>
 __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char *smem) {
     typedef BwdShape<K> S;
-    constexpr int BM = K::BM, BN = K::BN, LDS = S::LDS, LDP = S::LDP, NT_Q = S::NT_Q;
+    constexpr int BM = K::BM, BN = K::BN, LDS = S::LDS, LDS_V = S::LDS_V, LDP = S::LDP, NT_Q = S::NT_Q;
     const float LOG2E = 1.4426950408889634f;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -151,16 +188,16 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
 
     u16 *sK = (u16 *)smem;
     u16 *sV = sK + BN * LDS;
-    u16 *sQ = sV + BN * LDS;
+    u16 *sQ = sV + BN * LDS_V;
     u16 *sdO = sQ + BM * LDS;
-    u16 *sP = sdO + BM * LDS;
+    u16 *sP = sdO + BM * LDS_V;
     u16 *sdS = sP + BN * LDP;
     float *sL = (float *)(sdS + BN * LDP);
     float *sD = sL + BM;
 
-    bwd_load<K, BN>(sK, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]), 2 * p.k_s[2],
+    bwd_load<K, BN, K::D, K::DP>(sK, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]), 2 * p.k_s[2],
                     p.seqlen_k - n0);
-    bwd_load<K, BN>(sV, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]), 2 * p.v_s[2],
+    bwd_load<K, BN, S::DV, S::DVP>(sV, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]), 2 * p.v_s[2],
                     p.seqlen_k - n0);
     cp_async_commit();
 
@@ -177,9 +214,10 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
     const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_col = (lane >> 4) * 8;
     const int b_row = (lane & 7) + (lane >> 4) * 8, b_col = ((lane >> 3) & 1) * 8;
 
-    float acc_dv[S::CT_W][2][4], acc_dk[S::CT_W][2][4];
+    // TW tiles each; dV uses the first CTV_W, dK the first CT_W (the rest is never touched)
+    float acc_dv[S::TW][2][4], acc_dk[S::TW][2][4];
 #pragma unroll
-    for (int t = 0; t < S::CT_W; ++t)
+    for (int t = 0; t < S::TW; ++t)
 #pragma unroll
         for (int j = 0; j < 2; ++j)
 #pragma unroll
@@ -191,9 +229,9 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
         const int bh = b * p.heads_q + h;
         const int m0 = mb * BM;
         __syncthreads();   // the previous block's readers of sQ, sdO, sP, sdS, sL are done
-        bwd_load<K, BM>(sQ, (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
+        bwd_load<K, BM, K::D, K::DP>(sQ, (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
                         2 * p.q_s[2], p.seqlen_q - m0);
-        bwd_load<K, BM>(sdO, (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
+        bwd_load<K, BM, S::DV, S::DVP>(sdO, (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
                         2 * p.do_s[2], p.seqlen_q - m0);
         cp_async_commit();
         for (int i = tid; i < BM; i += S::THREADS) {
@@ -210,7 +248,7 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
         cp_async_wait<0>();
         __syncthreads();
 
-        // ---- A: S^T and dP^T of 16 key rows x QC query columns
+        // ---- A: S^T (over DP) and dP^T (over DVP) of 16 key rows x QC query columns
         float acc_s[NT_Q][4], acc_dp[NT_Q][4];
 #pragma unroll
         for (int j = 0; j < NT_Q; ++j)
@@ -218,19 +256,24 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
             for (int e = 0; e < 4; ++e) acc_s[j][e] = acc_dp[j][e] = 0.f;
         const int q_off = ws * S::QC;
 #pragma unroll
-        for (int ks = 0; ks < K::DP / 16; ++ks) {
+        for (int ks = 0; ks < S::KS; ++ks) {
+            const bool qk = ks < S::CT, vo = ks < S::CT_V;   // compile-time once unrolled
             u32 ka[4], va[4];
-            ldmatrix_x4(ka, smem_addr(sK + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
-            ldmatrix_x4(va, smem_addr(sV + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
+            if (qk) ldmatrix_x4(ka, smem_addr(sK + (wn * 16 + a_row) * LDS + ks * 16 + a_col));
+            if (vo) ldmatrix_x4(va, smem_addr(sV + (wn * 16 + a_row) * LDS_V + ks * 16 + a_col));
 #pragma unroll
             for (int np = 0; np < NT_Q / 2; ++np) {
                 u32 qb[4], ob[4];
-                ldmatrix_x4(qb, smem_addr(sQ + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
-                ldmatrix_x4(ob, smem_addr(sdO + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
-                mma16816<K::BF16>(acc_s[2 * np], ka, qb[0], qb[1]);
-                mma16816<K::BF16>(acc_s[2 * np + 1], ka, qb[2], qb[3]);
-                mma16816<K::BF16>(acc_dp[2 * np], va, ob[0], ob[1]);
-                mma16816<K::BF16>(acc_dp[2 * np + 1], va, ob[2], ob[3]);
+                if (qk) ldmatrix_x4(qb, smem_addr(sQ + (q_off + np * 16 + b_row) * LDS + ks * 16 + b_col));
+                if (vo) ldmatrix_x4(ob, smem_addr(sdO + (q_off + np * 16 + b_row) * LDS_V + ks * 16 + b_col));
+                if (qk) {
+                    mma16816<K::BF16>(acc_s[2 * np], ka, qb[0], qb[1]);
+                    mma16816<K::BF16>(acc_s[2 * np + 1], ka, qb[2], qb[3]);
+                }
+                if (vo) {
+                    mma16816<K::BF16>(acc_dp[2 * np], va, ob[0], ob[1]);
+                    mma16816<K::BF16>(acc_dp[2 * np + 1], va, ob[2], ob[3]);
+                }
             }
         }
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && partial && n0 + BN - 1 > m0 + p.causal_offset) ||
@@ -262,21 +305,25 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
         }
         __syncthreads();
 
-        // ---- B: dV += P^T dO, dK += dS^T Q (16 key rows, column tiles ws, ws+WS, ...)
+        // ---- B: dV += P^T dO (N = DV), dK += dS^T Q (N = D): 16 key rows, column tiles ws, ws+WS, ...
 #pragma unroll
         for (int kk = 0; kk < BM / 16; ++kk) {
             u32 pa[4], da[4];
             ldmatrix_x4(pa, smem_addr(sP + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
             ldmatrix_x4(da, smem_addr(sdS + (wn * 16 + a_row) * LDP + kk * 16 + a_col));
 #pragma unroll
-            for (int t = 0; t < S::CT_W; ++t) {
+            for (int t = 0; t < S::TW; ++t) {
                 const int ct = ws + t * S::WS;
-                if (S::CT % S::WS == 0 || ct < S::CT) {
-                    u32 ob[4], qb[4];
-                    ldmatrix_x4_trans(ob, smem_addr(sdO + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
-                    ldmatrix_x4_trans(qb, smem_addr(sQ + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
+                const bool v_ok = t < S::CTV_W && (S::CT_V % S::WS == 0 || ct < S::CT_V);
+                const bool k_ok = t < S::CT_W && (S::CT % S::WS == 0 || ct < S::CT);
+                u32 ob[4], qb[4];
+                if (v_ok) ldmatrix_x4_trans(ob, smem_addr(sdO + (kk * 16 + a_row) * LDS_V + ct * 16 + a_col));
+                if (k_ok) ldmatrix_x4_trans(qb, smem_addr(sQ + (kk * 16 + a_row) * LDS + ct * 16 + a_col));
+                if (v_ok) {
                     mma16816<K::BF16>(acc_dv[t][0], pa, ob[0], ob[1]);
                     mma16816<K::BF16>(acc_dv[t][1], pa, ob[2], ob[3]);
+                }
+                if (k_ok) {
                     mma16816<K::BF16>(acc_dk[t][0], da, qb[0], qb[1]);
                     mma16816<K::BF16>(acc_dk[t][1], da, qb[2], qb[3]);
                 }
@@ -344,25 +391,15 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
     }
     cp_async_wait<0>();   // K and V landed even when no query block was visited
 
-    // ---- epilogue: dK (scaled) and dV of this warp's 16 key rows
+    // ---- epilogue: dK (scaled, D wide) and dV (DV wide) of this warp's 16 key rows
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int row = n0 + wn * 16 + g + 8 * r;
         if (row >= p.seqlen_k) continue;
         u16 *dk = (u16 *)p.dk + b * p.dk_s[0] + hk * p.dk_s[1] + (long long)row * p.dk_s[2];
         u16 *dv = (u16 *)p.dv + b * p.dv_s[0] + hk * p.dv_s[1] + (long long)row * p.dv_s[2];
-#pragma unroll
-        for (int t = 0; t < S::CT_W; ++t) {
-            const int ct = ws + t * S::WS;
-            if (S::CT % S::WS != 0 && ct >= S::CT) continue;
-#pragma unroll
-            for (int j = 0; j < 2; ++j) {
-                const int col = ct * 16 + j * 8 + 2 * c;
-                if (col >= K::D) continue;
-                *(u32 *)(dk + col) = pack2<K::BF16>(acc_dk[t][j][2 * r] * p.scale, acc_dk[t][j][2 * r + 1] * p.scale);
-                *(u32 *)(dv + col) = pack2<K::BF16>(acc_dv[t][j][2 * r], acc_dv[t][j][2 * r + 1]);
-            }
-        }
+        bwd_store_row<K, S::CT, K::D>(dk, acc_dk, r, p.scale, ws, c);
+        bwd_store_row<K, S::CT_V, S::DV>(dv, acc_dv, r, 1.f, ws, c);
     }
 }
 

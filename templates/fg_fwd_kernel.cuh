@@ -36,12 +36,6 @@ namespace fg {
 
 struct __align__(16) v4u { u32 x, y, z, w; };
 
-// ValueDim<K>::value: K::DV when the traits define it (only variants whose
-// value head dim differs do, so the others' generated source is unchanged),
-// else K::D.
-template <class K, class = int> struct ValueDim { static constexpr int value = K::D; };
-template <class K> struct ValueDim<K, decltype((void)K::DV, 0)> { static constexpr int value = K::DV; };
-
 // Shape constants derived from the traits the template emits.
 template <class K> struct FwdShape {
     static constexpr int THREADS = K::WARPS * 32;

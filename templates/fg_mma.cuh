@@ -72,4 +72,10 @@ __device__ __forceinline__ float warp_xor(float x, int m) {
 }
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 
+// ValueDim<K>::value: K::DV when a kernel's traits define it (only variants
+// whose value head dim differs do, so the others' generated source is
+// unchanged), else K::D.  Read by the forward and the backward kernels.
+template <class K, class = int> struct ValueDim { static constexpr int value = K::D; };
+template <class K> struct ValueDim<K, decltype((void)K::DV, 0)> { static constexpr int value = K::DV; };
+
 } // namespace fg

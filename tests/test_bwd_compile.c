@@ -1,10 +1,12 @@
 /* The backward kernels without a GPU: every backward variant (head dims
- * 8..256, fp16/bf16, causal on/off, every heuristic candidate) renders, its
- * key differs from the forward's, and representative ones compile with
- * NVRTC for sm_80 and sm_90a with the configuration the runtime would pick
- * (the first candidate without spills) and no spills or stack, block-sparse
- * ones too, with a pattern's element mask.  Compiles
- * are skipped (the render checks still run) when NVRTC is missing. */
+ * 8..256, fp16/bf16, causal on/off, every heuristic candidate; every pair
+ * of head dim and value head dim) renders, its key differs from the
+ * forward's, and representative ones (value head dims of their own too:
+ * 192/128, 128/64, 64/128, 256/128, ...) compile with NVRTC for sm_80 and
+ * sm_90a with the configuration the runtime would pick (the first candidate
+ * without spills) and no spills or stack, block-sparse ones too, with a
+ * pattern's element mask.  Compiles are skipped (the render checks still
+ * run) when NVRTC is missing. */
 #include <stdlib.h>
 
 #include "gen/compile.h"
@@ -28,9 +30,10 @@ static fg_status compile(const fg_variant *v, const char *arch, fg_kernel_stats 
     return rc;
 }
 
-static void spec_of(fg_variant *v, int d, fg_dtype dt, int causal) {
+static void spec_of(fg_variant *v, int d, int dv, fg_dtype dt, int causal) {
     memset(v, 0, sizeof *v);
     v->spec.head_dim = d;
+    v->spec.head_dim_v = dv;
     v->spec.dtype = dt;
     v->spec.causal = causal;
     v->spec.kind = FG_KIND_BWD;
@@ -46,7 +49,7 @@ int main(int argc, char **argv) {
         for (int dt = 0; dt < 2; ++dt)
             for (int causal = 0; causal < 4; ++causal) { /* 2, 3: block-sparse */
                 fg_variant v;
-                spec_of(&v, d, (fg_dtype)dt, causal & 1);
+                spec_of(&v, d, 0, (fg_dtype)dt, causal & 1);
                 v.spec.sparse = causal >> 1;
                 fg_config c[8];
                 const int n = fg_bwd_candidates(&v.spec, 166912, 0, 0, c, 8);
@@ -66,11 +69,49 @@ int main(int argc, char **argv) {
                     ++rendered;
                 }
             }
-    printf("%d backward variants rendered\n", rendered);
+    /* every pair with a value head dim of its own renders; DV is declared
+     * only where the dims differ, and head_dim_v == head_dim renders the
+     * same source as head_dim_v = 0 (cached kernels stay valid) */
+    int pairs = 0;
+    for (int d = 8; d <= 256; d += 8)
+        for (int dv = 8; dv <= 256; dv += 8) {
+            fg_variant v;
+            spec_of(&v, d, dv, (d + dv) % 16 ? FG_FP16 : FG_BF16, (d / 8) & 1);
+            v.spec.sparse = (dv / 8) % 3 == 0;
+            fg_config c[8];
+            const int n = fg_bwd_candidates(&v.spec, 166912, 0, 0, c, 8);
+            CHECK(n > 0, "hdim %d hdim_v %d: no backward candidate fits sm_80", d, dv);
+            char traits[64];
+            snprintf(traits, sizeof traits, "static constexpr int DV = %d;", dv);
+            for (int i = 0; i < n; ++i) {
+                v.cfg = c[i];
+                fg_rendered r;
+                fg_status st = fg_render_forward(&g_src, &v, "k", &r, &e);
+                CHECK(st == FG_OK, "hdim %d hdim_v %d: %s", d, dv, e.msg ? e.msg : "");
+                if (st != FG_OK) { fg_error_clear(&e); continue; }
+                CHECK(r.smem_bytes == fg_bwd_smem_bytes(&v.spec, &v.cfg), "hdim %d hdim_v %d smem %d vs %d", d, dv,
+                      r.smem_bytes, fg_bwd_smem_bytes(&v.spec, &v.cfg));
+                CHECK(!strstr(r.source, "int DV =") == (d == dv), "hdim %d hdim_v %d: DV declared %s", d, dv,
+                      d == dv ? "for equal dims" : "missing");
+                if (d != dv) CHECK_CONTAINS(r.source, traits);
+                if (d == dv) {
+                    fg_variant v0 = v;
+                    v0.spec.head_dim_v = 0;
+                    fg_rendered r0;
+                    CHECK(fg_render_forward(&g_src, &v0, "k", &r0, &e) == FG_OK && !strcmp(r0.source, r.source),
+                          "hdim %d: head_dim_v = head_dim renders other source than head_dim_v = 0", d);
+                    fg_error_clear(&e);
+                    fg_rendered_free(&r0);
+                }
+                fg_rendered_free(&r);
+                ++pairs;
+            }
+        }
+    printf("%d backward variants rendered, %d of them over every (head_dim, head_dim_v) pair\n", rendered + pairs, pairs);
     /* 2. forward and backward keys differ; the forward key has no kind */
     {
         fg_variant f, b;
-        spec_of(&b, 128, FG_BF16, 1);
+        spec_of(&b, 128, 0, FG_BF16, 1);
         f = b;
         f.spec.kind = FG_KIND_FWD;
         char kf[512], kb[512];
@@ -99,15 +140,18 @@ int main(int argc, char **argv) {
         return test_summary("test_bwd_compile");
     }
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
-    static const int dims[] = {32, 40, 64, 96, 128, 192, 256};
+    /* {head_dim, head_dim_v}; causal also for the third column */
+    static const int dims[][3] = {{32, 32, 0},   {40, 40, 1},   {64, 64, 0},   {96, 96, 0},  {128, 128, 1},
+                                  {192, 192, 0}, {256, 256, 0}, {192, 128, 1}, {128, 64, 0}, {64, 128, 1},
+                                  {256, 128, 0}, {40, 72, 0},   {256, 8, 0},   {8, 256, 0}};
     for (int a = 0; a < 2; ++a)
         for (unsigned di = 0; di < sizeof dims / sizeof dims[0]; ++di)
             for (int causal = 0; causal < 2; ++causal) {
                 const char *arch = a ? "sm_80" : "sm_90a";
                 if (quick && (a || causal)) continue;
-                if (causal && dims[di] != 128 && dims[di] != 40) continue;
+                if (causal && !dims[di][2]) continue;
                 fg_variant v;
-                spec_of(&v, dims[di], a ? FG_FP16 : FG_BF16, causal);
+                spec_of(&v, dims[di][0], dims[di][1], a ? FG_FP16 : FG_BF16, causal);
                 fg_config c[8];
                 const int n = fg_bwd_candidates(&v.spec, a ? 166912 : 232448, 0, 0, c, 8);
                 fg_kernel_stats st = {0};
@@ -116,29 +160,30 @@ int main(int argc, char **argv) {
                     v.cfg = c[i];
                     memset(&st, 0, sizeof st);
                     fg_status rc = compile(&v, arch, &st, &e);
-                    CHECK(rc == FG_OK, "%s hdim %d: %s", arch, dims[di], e.msg ? e.msg : "");
+                    CHECK(rc == FG_OK, "%s hdim %d hdim_v %d: %s", arch, dims[di][0], dims[di][1], e.msg ? e.msg : "");
                     fg_error_clear(&e);
                     ok = rc == FG_OK && !st.spill_stores && !st.spill_loads && !st.stack_frame;
-                    printf("%-7s hdim=%3d causal=%d block_m=%d block_n=%d warps=%d regs=%3d spill=%d/%d stack=%d %.2fs%s\n", arch,
-                           dims[di], causal, c[i].block_m, c[i].block_n, c[i].warps, st.registers, st.spill_stores,
-                           st.spill_loads, st.stack_frame, st.compile_seconds, ok ? "" : "  (next candidate)");
+                    printf("%-7s hdim=%3d hdim_v=%3d causal=%d block_m=%d block_n=%d warps=%d regs=%3d spill=%d/%d stack=%d %.2fs%s\n",
+                           arch, dims[di][0], dims[di][1], causal, c[i].block_m, c[i].block_n, c[i].warps, st.registers,
+                           st.spill_stores, st.spill_loads, st.stack_frame, st.compile_seconds, ok ? "" : "  (next candidate)");
                     fflush(stdout);
                 }
-                CHECK(ok, "%s hdim %d causal %d: every backward candidate spills", arch, dims[di], causal);
+                CHECK(ok, "%s hdim %d hdim_v %d causal %d: every backward candidate spills", arch, dims[di][0], dims[di][1],
+                      causal);
             }
     /* block-sparse, and with a pattern's element mask (32-bit and 64-bit
-     * arithmetic), for both archs */
+     * arithmetic), and with a value head dim of its own (192/128), for both archs */
     fg_context *ctx;
     fg_context_create(&ctx);
     static const char *const pats[][2] = {
         {NULL, NULL}, {"sliding_window", "window=300"},
-        {"{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1 && kv_idx <= q_idx + seqlen_k - seqlen_q' }", NULL}};
+        {"{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1 && kv_idx <= q_idx + seqlen_k - seqlen_q' }", NULL}, {NULL, NULL}};
     for (int a = 0; a < 2 && !quick; ++a)
-        for (int i = 0; i < 3; ++i) {
+        for (int i = 0; i < 4; ++i) {
             const char *arch = a ? "sm_80" : "sm_90a";
             fg_pattern *pp = NULL;
             fg_variant v;
-            spec_of(&v, i == 1 ? 64 : 128, FG_BF16, 1);
+            spec_of(&v, i == 1 ? 64 : i == 3 ? 192 : 128, i == 3 ? 128 : 0, FG_BF16, 1);
             v.spec.sparse = 1;
             if (pats[i][0]) {
                 CHECK(fg_pattern_create(ctx, pats[i][0], pats[i][1], &pp) == FG_OK, "%s", fg_errmsg(ctx));
@@ -159,8 +204,8 @@ int main(int argc, char **argv) {
                 CHECK(rc == FG_OK, "%s sparse %s: %s", arch, pats[i][0] ? pats[i][0] : "", e.msg ? e.msg : "");
                 fg_error_clear(&e);
                 ok = rc == FG_OK && !st.spill_stores && !st.spill_loads && !st.stack_frame;
-                printf("%-7s sparse hdim=%d mask=%s block_m=%d block_n=%d warps=%d regs=%3d spill=%d/%d stack=%d%s\n", arch,
-                       v.spec.head_dim, pats[i][0] ? (i == 1 ? "sliding_window" : "64-bit expression") : "none", c[k].block_m,
+                printf("%-7s sparse hdim=%d hdim_v=%d mask=%s block_m=%d block_n=%d warps=%d regs=%3d spill=%d/%d stack=%d%s\n",
+                       arch, v.spec.head_dim, fg_spec_head_dim_v(&v.spec), pats[i][0] ? (i == 1 ? "sliding_window" : "64-bit expression") : "none", c[k].block_m,
                        c[k].block_n, c[k].warps, st.registers, st.spill_stores, st.spill_loads, st.stack_frame,
                        ok ? "" : "  (next candidate)");
             }

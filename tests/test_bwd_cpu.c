@@ -1,7 +1,9 @@
 /* The backward pass without a GPU: the float64 reference against finite
  * differences of the float64 forward (tiny shapes: GQA, every causal mode,
- * rows that see no key), the plan's checks and workspace size, and the
- * struct_size rules for the appended descriptor fields. */
+ * rows that see no key, a value head dim wider and narrower than q's), the
+ * plan's checks and workspace size (head_dim_v: every pair of head dims,
+ * dv's strides checked at the value width), and the struct_size
+ * rules for the appended descriptor fields. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -14,26 +16,26 @@
 #include "select/bwd_config.h"
 #include "test_util.h"
 
-/* L = sum(dout * o): its gradient is the backward of dout. */
+/* L = sum(dout * o) over the no elements of o: its gradient is the backward of dout. */
 static double loss(const fg_attention_desc *d, const fg_block_layout_desc *L, const double *q, const double *k, const double *v, const double *dout,
-                   double *o, size_t nq) {
+                   double *o, size_t no) {
     fg_reference_forward_f64(d, L, NULL, q, k, v, o);
     double l = 0;
-    for (size_t i = 0; i < nq; ++i) l += dout[i] * o[i];
+    for (size_t i = 0; i < no; ++i) l += dout[i] * o[i];
     return l;
 }
 
 /* max |analytic - numeric| / max(1, |numeric|) over every element of x */
 static double fd_error(const fg_attention_desc *d, const fg_block_layout_desc *L, double *q, double *k, double *v, const double *dout, double *x,
-                       const double *grad, size_t n, double *o, size_t nq) {
+                       const double *grad, size_t n, double *o, size_t no) {
     double worst = 0;
     const double h = 1e-5;
     for (size_t i = 0; i < n; ++i) {
         const double x0 = x[i];
         x[i] = x0 + h;
-        const double lp = loss(d, L, q, k, v, dout, o, nq);
+        const double lp = loss(d, L, q, k, v, dout, o, no);
         x[i] = x0 - h;
-        const double lm = loss(d, L, q, k, v, dout, o, nq);
+        const double lm = loss(d, L, q, k, v, dout, o, no);
         x[i] = x0;
         const double num = (lp - lm) / (2 * h), err = fabs(num - grad[i]) / fmax(1.0, fabs(num));
         if (err > worst) worst = err;
@@ -42,39 +44,45 @@ static double fd_error(const fg_attention_desc *d, const fg_block_layout_desc *L
 }
 
 static void test_finite_differences(void) {
-    static const int shapes[][6] = {/* batch, hq, hkv, sq, sk, causal */
-                                    {1, 2, 1, 5, 7, 0}, {2, 2, 1, 6, 4, 1}, {1, 4, 2, 7, 5, 2}, {1, 2, 2, 1, 3, 1},
-                                    {1, 3, 1, 9, 3, 1}, {2, 2, 1, 9, 7, 2}, {1, 2, 1, 8, 8, 0}};
+    static const int shapes[][8] = {/* batch, hq, hkv, sq, sk, causal, head_dim, head_dim_v */
+                                    {1, 2, 1, 5, 7, 0, 8, 8},   {2, 2, 1, 6, 4, 1, 8, 8},  {1, 4, 2, 7, 5, 2, 8, 8},
+                                    {1, 2, 2, 1, 3, 1, 8, 8},   {1, 3, 1, 9, 3, 1, 8, 8},  {2, 2, 1, 9, 7, 2, 8, 8},
+                                    {1, 2, 1, 8, 8, 0, 8, 8},   {1, 4, 2, 6, 5, 1, 8, 16}, {2, 2, 1, 5, 6, 2, 16, 8},
+                                    {1, 2, 1, 9, 7, 2, 16, 8}};
     fg_rng rng;
     fg_rng_seed(&rng, 7);
     for (unsigned s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
         fg_attention_desc d;
-        fg_attention_desc_init(&d, FG_BF16, 8, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
+        fg_attention_desc_init(&d, FG_BF16, shapes[s][6], shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
+        CHECK(fg_attention_desc_set_head_dim_v(&d, shapes[s][7]) == FG_OK, "set head_dim_v");
         d.causal = (fg_causal)shapes[s][5];
         d.softmax_scale = 0.7f;
-        /* the last two: a random block-sparse layout of 2 x 2 blocks (the
-         * reference reads any block size; kernels need 64 x 16 and up) */
+        /* 5, 6 and the last: a random block-sparse layout of 2 x 2 blocks
+         * (the reference reads any block size; kernels need 64 x 16 and up) */
         fg_host_layout hl = {0};
         const fg_block_layout_desc *L = NULL;
-        if (s >= 5) {
+        if (s == 5 || s == 6 || s == sizeof shapes / sizeof shapes[0] - 1) {
             CHECK(fg_host_layout_random(&hl, d.batch, d.heads_q, d.seqlen_q, d.seqlen_k, 2, 2, 0.6, &rng), "out of memory");
             L = &hl.desc;
         }
-        const size_t nq = (size_t)d.batch * d.seqlen_q * d.heads_q * 8, nk = (size_t)d.batch * d.seqlen_k * d.heads_kv * 8;
-        double *q = malloc(8 * nq), *k = malloc(8 * nk), *v = malloc(8 * nk), *dout = malloc(8 * nq), *o = malloc(8 * nq);
-        double *dq = malloc(8 * nq), *dk = malloc(8 * nk), *dv = malloc(8 * nk);
-        for (size_t i = 0; i < nq; ++i) { q[i] = fg_rng_normal(&rng); dout[i] = fg_rng_normal(&rng); }
-        for (size_t i = 0; i < nk; ++i) { k[i] = fg_rng_normal(&rng); v[i] = fg_rng_normal(&rng); }
+        const size_t rq = (size_t)d.batch * d.seqlen_q * d.heads_q, rk = (size_t)d.batch * d.seqlen_k * d.heads_kv;
+        const size_t nq = rq * d.head_dim, no = rq * d.head_dim_v, nk = rk * d.head_dim, nv = rk * d.head_dim_v;
+        double *q = malloc(8 * nq), *k = malloc(8 * nk), *v = malloc(8 * nv), *dout = malloc(8 * no), *o = malloc(8 * no);
+        double *dq = malloc(8 * nq), *dk = malloc(8 * nk), *dv = malloc(8 * nv);
+        for (size_t i = 0; i < nq; ++i) q[i] = fg_rng_normal(&rng);
+        for (size_t i = 0; i < no; ++i) dout[i] = fg_rng_normal(&rng);
+        for (size_t i = 0; i < nk; ++i) k[i] = fg_rng_normal(&rng);
+        for (size_t i = 0; i < nv; ++i) v[i] = fg_rng_normal(&rng);
         CHECK(fg_reference_backward_f64(&d, L, NULL, q, k, v, dout, dq, dk, dv), "out of memory");
-        const double eq = fd_error(&d, L, q, k, v, dout, q, dq, nq, o, nq);
-        const double ek = fd_error(&d, L, q, k, v, dout, k, dk, nk, o, nq);
-        const double ev = fd_error(&d, L, q, k, v, dout, v, dv, nk, o, nq);
-        printf("finite differences b=%d hq=%d hkv=%d sq=%d sk=%d causal=%d%s: dq %.1e dk %.1e dv %.1e\n", d.batch, d.heads_q,
-               d.heads_kv, d.seqlen_q, d.seqlen_k, (int)d.causal, L ? " sparse" : "", eq, ek, ev);
+        const double eq = fd_error(&d, L, q, k, v, dout, q, dq, nq, o, no);
+        const double ek = fd_error(&d, L, q, k, v, dout, k, dk, nk, o, no);
+        const double ev = fd_error(&d, L, q, k, v, dout, v, dv, nv, o, no);
+        printf("finite differences b=%d hq=%d hkv=%d sq=%d sk=%d causal=%d d=%d dv=%d%s: dq %.1e dk %.1e dv %.1e\n", d.batch,
+               d.heads_q, d.heads_kv, d.seqlen_q, d.seqlen_k, (int)d.causal, d.head_dim, d.head_dim_v, L ? " sparse" : "", eq, ek, ev);
         CHECK(eq < 1e-7 && ek < 1e-7 && ev < 1e-7, "reference gradient differs from finite differences");
         /* bottom-right with sq > sk: the first rows see no key; their dq is exactly 0 */
         if (d.causal == FG_CAUSAL_BOTTOM_RIGHT && d.seqlen_q > d.seqlen_k)
-            for (int x = 0; x < 8; ++x) CHECK(dq[x] == 0, "an empty row has dq %g", dq[x]);
+            for (int x = 0; x < d.head_dim; ++x) CHECK(dq[x] == 0, "an empty row has dq %g", dq[x]);
         free(q); free(k); free(v); free(dout); free(o); free(dq); free(dk); free(dv);
         fg_host_layout_free(&hl);
     }
@@ -163,6 +171,66 @@ static void test_plan(void) {
     fg_bwd_workspace_layout(&d, &w);
     CHECK(w.dsum == 2 * 3 * 100 * 64 * 4 && w.lock == w.dsum + 2560 && w.total == w.lock + 256 && w.total % 256 == 0,
           "workspace %zu %zu %zu", w.dsum, w.lock, w.total);
+}
+
+/* A value head dim of its own: every pair of head dims the mma.sync forward
+ * takes plans (the variant carries head_dim_v, a configuration fits sm_80),
+ * dout and dv strides are checked at head_dim_v, the workspace follows
+ * head_dim only. */
+static void test_value_dim(void) {
+    fg_error e = {0};
+    fg_variant v;
+    fg_bwd_params p;
+    fg_attention_desc d;
+    int planned = 0, pairs = 0;
+    for (int hd = 8; hd <= 256; hd += 8)
+        for (int dv = 8; dv <= 256; dv += 8, ++pairs) {
+            fg_attention_desc_init(&d, FG_BF16, hd, 2, 4, 2, 100, 130);
+            fg_attention_desc_set_head_dim_v(&d, dv);
+            d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+            fg_config c[8];
+            const int ok = plan(&d, &v, &p, &e) == FG_OK && v.spec.head_dim == hd && fg_spec_head_dim_v(&v.spec) == dv &&
+                           p.do_s[2] == 4 * dv && p.dv_s[2] == 2 * dv && p.dk_s[2] == 2 * hd &&
+                           fg_bwd_candidates(&v.spec, 166912, 0, 0, c, 8) > 0;
+            CHECK(ok, "hd %d dv %d: %s", hd, dv, e.msg ? e.msg : "wrong variant, strides or no sm_80 candidate");
+            planned += ok;
+        }
+    printf("backward plans of %d / %d head dim pairs\n", planned, pairs);
+    /* the value key item only where the dims differ: equal-dims variants keep their cache rows */
+    fg_attention_desc_init(&d, FG_BF16, 192, 1, 2, 2, 64, 64);
+    fg_attention_desc_set_head_dim_v(&d, 128);
+    CHECK(plan(&d, &v, &p, &e) == FG_OK, "%s", e.msg);
+    char key[512];
+    fg_variant_key(&v, "h", 13, 0, "sm_90a", key, sizeof key);
+    CHECK(strstr(key, "hdim=192,hdim_v=128,") && strstr(key, "kind=bwd"), "key %s", key);
+    fg_attention_desc_set_head_dim_v(&d, 192);
+    CHECK(plan(&d, &v, &p, &e) == FG_OK, "%s", e.msg);
+    fg_variant_key(&v, "h", 13, 0, "sm_90a", key, sizeof key);
+    CHECK(!strstr(key, "hdim_v"), "equal dims name hdim_v: %s", key);
+    /* dv rows narrower than the head dim: contiguous at 64 wide is fine, at 128 it would overlap */
+    fg_attention_desc_init(&d, FG_FP16, 128, 1, 2, 2, 64, 64);
+    fg_attention_desc_set_head_dim_v(&d, 64);
+    CHECK(plan(&d, &v, &p, &e) == FG_OK, "d 128 dv 64 contiguous: %s", e.msg);
+    /* ... and wider: a dv head stride of 64 overlaps rows 128 wide */
+    fg_attention_desc_init(&d, FG_FP16, 64, 1, 2, 2, 64, 64);
+    fg_attention_desc_set_head_dim_v(&d, 128);
+    d.dv_strides[0] = 64 * 2 * 128; d.dv_strides[1] = 64; d.dv_strides[2] = 2 * 128;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_INVALID_ARGUMENT, "dv rows of 128 with head stride 64 accepted");
+    CHECK_CONTAINS(e.msg, "dv");
+    memset(d.dv_strides, 0, sizeof d.dv_strides);
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && p.do_s[1] == 128 && p.dv_s[1] == 128 && p.dq_s[1] == 64, "default strides: %s", e.msg);
+    /* the workspace holds the fp32 dQ (head_dim wide), not dV */
+    fg_bwd_workspace w, w0;
+    fg_bwd_workspace_layout(&d, &w);
+    d.head_dim_v = 0;
+    fg_bwd_workspace_layout(&d, &w0);
+    CHECK(w.total == w0.total && w.dsum == 2 * 64 * 64 * 4, "workspace with head_dim_v %zu vs %zu", w.total, w0.total);
+    /* the value dim is checked like the head dim */
+    fg_attention_desc_init(&d, FG_FP16, 64, 1, 2, 2, 64, 64);
+    d.head_dim_v = 68;
+    CHECK(plan(&d, &v, &p, &e) != FG_OK, "head_dim_v 68 accepted");
+    CHECK_CONTAINS(e.msg, "head_dim_v");
+    fg_error_clear(&e);
 }
 
 static void test_struct_size(void) {
@@ -260,6 +328,7 @@ int main(void) {
     test_transpose();
     test_finite_differences();
     test_plan();
+    test_value_dim();
     test_struct_size();
     test_api_without_gpu();
     return test_summary("test_bwd_cpu");

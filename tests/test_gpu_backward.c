@@ -8,9 +8,12 @@
  * when each gradient's relative L2 error is within the dtype's tolerance
  * and nothing is NaN.  The deterministic mode, run twice, must give
  * bitwise equal dq, dk, dv.  Block-sparse: random layouts (rows with no
- * block included) and patterns with an element mask.  Arguments select
- * groups (head dims, "det", "sparse"; "bench" times).  Exit 77 (skipped)
- * without a GPU. */
+ * block included) and patterns with an element mask.  A value head dim of
+ * its own (v, o, dout, dv head_dim_v wide): 192/128, 256/128, 128/64,
+ * 64/128, 40/72, 8/256 with odd lengths, both causal alignments, GQA/MQA,
+ * BHSD, deterministic and block-sparse.  Arguments select groups (head
+ * dims, "det", "sparse", "dv"; "bench" times).  Exit 77 (skipped) without a
+ * GPU. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +37,7 @@ typedef struct bcase {
     double density;
     int block;
     const char *pattern, *params;
+    int dv; /* value head dim; 0: d */
 } bcase;
 
 typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws; } dev;
@@ -68,12 +72,13 @@ static void gather(uint16_t *dst, const uint16_t *src, const int64_t s[3], int b
 
 static void bhsd(int64_t s[3], int h, int sl, int D) { s[0] = (int64_t)h * sl * D; s[1] = (int64_t)sl * D; s[2] = D; }
 
-/* Runs the backward once; copies dq, dk, dv (BSHD) into the host buffers. */
-static int backward(fg_context *ctx, const fg_attention_desc *d, const dev *m, size_t wsb, size_t nq, size_t nk,
+/* Runs the backward once; copies dq, dk (nq, nk elements, head_dim wide)
+ * and dv (nv, head_dim_v wide), BSHD, into the host buffers. */
+static int backward(fg_context *ctx, const fg_attention_desc *d, const dev *m, size_t wsb, size_t nq, size_t nk, size_t nv,
                     uint16_t *hdq, uint16_t *hdk, uint16_t *hdv, uint16_t *tmp) {
     CUresult e = cu->MemsetD32(m->dq, 0xFFFFFFFFu, nq / 2 + 1);
     if (!e) e = cu->MemsetD32(m->dk, 0xFFFFFFFFu, nk / 2 + 1);
-    if (!e) e = cu->MemsetD32(m->dv, 0xFFFFFFFFu, nk / 2 + 1);
+    if (!e) e = cu->MemsetD32(m->dv, 0xFFFFFFFFu, nv / 2 + 1);
     if (!e) e = cu->MemsetD32(m->ws, 0x7fc00000u, wsb / 4); /* the workspace needs no initialisation */
     CHECK(!e, "poison");
     fg_status st = fg_attention_backward(ctx, d, (void *)m->q, (void *)m->k, (void *)m->v, (void *)m->o, (void *)m->dout,
@@ -88,29 +93,32 @@ static int backward(fg_context *ctx, const fg_attention_desc *d, const dev *m, s
         CHECK(!e, "backward kernels failed: %s", name);
     }
     if (e) return 0;
-    const size_t nq_alloc = nq, nk_alloc = nk;
-    cu->MemcpyDtoH(tmp, m->dq, nq_alloc * 2);
+    cu->MemcpyDtoH(tmp, m->dq, nq * 2);
     gather(hdq, tmp, d->q_strides, d->batch, d->seqlen_q, d->heads_q, d->head_dim);
-    cu->MemcpyDtoH(tmp, m->dk, nk_alloc * 2);
+    cu->MemcpyDtoH(tmp, m->dk, nk * 2);
     gather(hdk, tmp, d->k_strides, d->batch, d->seqlen_k, d->heads_kv, d->head_dim);
-    cu->MemcpyDtoH(tmp, m->dv, nk_alloc * 2);
-    gather(hdv, tmp, d->v_strides, d->batch, d->seqlen_k, d->heads_kv, d->head_dim);
+    cu->MemcpyDtoH(tmp, m->dv, nv * 2);
+    gather(hdv, tmp, d->v_strides, d->batch, d->seqlen_k, d->heads_kv, d->head_dim_v);
     return 1;
 }
 
 static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     fg_attention_desc d;
     fg_attention_desc_init(&d, c->dt, c->d, c->b, c->hq, c->hkv, c->sq, c->sk);
+    const int dv = c->dv ? c->dv : c->d;
+    CHECK(fg_attention_desc_set_head_dim_v(&d, dv) == FG_OK, "set head_dim_v");
     d.causal = c->causal;
     d.deterministic = c->deterministic;
     if (c->bhsd) {
         bhsd(d.q_strides, c->hq, c->sq, c->d);
-        bhsd(d.o_strides, c->hq, c->sq, c->d);
+        bhsd(d.o_strides, c->hq, c->sq, dv);
         bhsd(d.k_strides, c->hkv, c->sk, c->d);
-        bhsd(d.v_strides, c->hkv, c->sk, c->d);
+        bhsd(d.v_strides, c->hkv, c->sk, dv);
     }
+    /* q, dq and k, dk: head_dim wide; o, dout and v, dv: head_dim_v wide */
     const size_t nq = (size_t)c->b * c->hq * c->sq * c->d, nk = (size_t)c->b * c->hkv * c->sk * c->d;
-    const size_t nl = (size_t)c->b * c->hq * c->sq;
+    const size_t no = (size_t)c->b * c->hq * c->sq * dv, nv = (size_t)c->b * c->hkv * c->sk * dv;
+    const size_t nl = (size_t)c->b * c->hq * c->sq, nmax = nq > nk ? (nq > nv ? nq : nv) : (nk > nv ? nk : nv);
     fg_host_layout hl = {0};
     const fg_block_layout_desc *host_layout = NULL;
     fg_ref_mask mask = {NULL, NULL};
@@ -142,42 +150,42 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     d.layout = layout;
     size_t wsb = 0;
     CHECK(fg_attention_backward_workspace(ctx, &d, &wsb) == FG_OK, "%s", fg_errmsg(ctx));
-    uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nk * 2), *hdo = malloc(nq * 2);
-    uint16_t *gdq = malloc(nq * 2), *gdk = malloc(nk * 2), *gdv = malloc(nk * 2), *tmp = malloc((nq > nk ? nq : nk) * 2);
-    uint16_t *gdq2 = malloc(nq * 2), *gdk2 = malloc(nk * 2), *gdv2 = malloc(nk * 2);
-    double *rdq = malloc(nq * 8), *rdk = malloc(nk * 8), *rdv = malloc(nk * 8);
+    uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nv * 2), *hdo = malloc(no * 2);
+    uint16_t *gdq = malloc(nq * 2), *gdk = malloc(nk * 2), *gdv = malloc(nv * 2), *tmp = malloc(nmax * 2);
+    uint16_t *gdq2 = malloc(nq * 2), *gdk2 = malloc(nk * 2), *gdv2 = malloc(nv * 2);
+    double *rdq = malloc(nq * 8), *rdk = malloc(nk * 8), *rdv = malloc(nv * 8);
     float *hlse = malloc(nl * 4);
     fg_rng rng;
     fg_rng_seed(&rng, c->seed);
     fg_fill_normal(hq, nq, c->dt, &rng);
     fg_fill_normal(hk, nk, c->dt, &rng);
-    fg_fill_normal(hv, nk, c->dt, &rng);
-    fg_fill_normal(hdo, nq, c->dt, &rng);
+    fg_fill_normal(hv, nv, c->dt, &rng);
+    fg_fill_normal(hdo, no, c->dt, &rng);
     dev m = {0};
     /* binds the device (and compiles the forward) before allocating */
     CUresult e = fg_attention_prepare(ctx, &d) == FG_OK ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
     CHECK(!e, "fg_attention_prepare: %s", fg_errmsg(ctx));
     if (!e) e = cu->MemAlloc(&m.q, nq * 2);
     if (!e) e = cu->MemAlloc(&m.k, nk * 2);
-    if (!e) e = cu->MemAlloc(&m.v, nk * 2);
-    if (!e) e = cu->MemAlloc(&m.o, nq * 2);
-    if (!e) e = cu->MemAlloc(&m.dout, nq * 2);
+    if (!e) e = cu->MemAlloc(&m.v, nv * 2);
+    if (!e) e = cu->MemAlloc(&m.o, no * 2);
+    if (!e) e = cu->MemAlloc(&m.dout, no * 2);
     if (!e) e = cu->MemAlloc(&m.lse, nl * 4);
     if (!e) e = cu->MemAlloc(&m.dq, nq * 2 + 4);
     if (!e) e = cu->MemAlloc(&m.dk, nk * 2 + 4);
-    if (!e) e = cu->MemAlloc(&m.dv, nk * 2 + 4);
+    if (!e) e = cu->MemAlloc(&m.dv, nv * 2 + 4);
     if (!e) e = cu->MemAlloc(&m.ws, wsb);
     /* the host arrays are in the descriptor's layout: BSHD, or BHSD (same bytes, other order) */
     if (!e) e = cu->MemcpyHtoD(m.q, hq, nq * 2);
     if (!e) e = cu->MemcpyHtoD(m.k, hk, nk * 2);
-    if (!e) e = cu->MemcpyHtoD(m.v, hv, nk * 2);
-    if (!e) e = cu->MemcpyHtoD(m.dout, hdo, nq * 2);
+    if (!e) e = cu->MemcpyHtoD(m.v, hv, nv * 2);
+    if (!e) e = cu->MemcpyHtoD(m.dout, hdo, no * 2);
     CHECK(!e, "device setup (%d)", (int)e);
     int ok = !e;
     if (ok) {
         fg_status st = fg_attention_forward(ctx, &d, (void *)m.q, (void *)m.k, (void *)m.v, (void *)m.o, (float *)m.lse, NULL);
         CHECK(st == FG_OK, "forward: %s", fg_errmsg(ctx));
-        ok = st == FG_OK && backward(ctx, &d, &m, wsb, nq, nk, gdq, gdk, gdv, tmp);
+        ok = st == FG_OK && backward(ctx, &d, &m, wsb, nq, nk, nv, gdq, gdk, gdv, tmp);
     }
     double eq = 0, ek = 0, ev = 0;
     size_t nan = 0, zero_bad = 0;
@@ -191,12 +199,12 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
         size_t wq = 0, wk = 0, wv = 0;
         eq = rel_l2(gdq, rdq, nq, c->dt, &nan, &wq);
         ek = rel_l2(gdk, rdk, nk, c->dt, &nan, &wk);
-        ev = rel_l2(gdv, rdv, nk, c->dt, &nan, &wv);
+        ev = rel_l2(gdv, rdv, nv, c->dt, &nan, &wv);
         /* the worst element of each, as (row, head, column) of the BSHD arrays */
         snprintf(worst, sizeof worst, "     worst: dq[%zu,%zu,%zu] %g vs %g  dk[%zu,%zu,%zu] %g vs %g  dv[%zu,%zu,%zu] %g vs %g\n",
                wq / c->d / c->hq, wq / c->d % c->hq, wq % c->d, fg_half_to_float(gdq[wq], c->dt), rdq[wq],
                wk / c->d / c->hkv, wk / c->d % c->hkv, wk % c->d, fg_half_to_float(gdk[wk], c->dt), rdk[wk],
-               wv / c->d / c->hkv, wv / c->d % c->hkv, wv % c->d, fg_half_to_float(gdv[wv], c->dt), rdv[wv]);
+               wv / dv / c->hkv, wv / dv % c->hkv, wv % dv, fg_half_to_float(gdv[wv], c->dt), rdv[wv]);
         /* a row that sees no key (lse = -inf) has dq exactly 0; a key that
          * no row sees (causal: j > seqlen_q - 1 + offset) dk and dv exactly 0 */
         cu->MemcpyDtoH(hlse, m.lse, nl * 4);
@@ -209,22 +217,22 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
         const int off = c->causal == FG_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
         for (int b = 0; b < (sparse ? 0 : c->b); ++b) /* dense: which keys no row sees is plain */
             for (int j = c->causal ? (c->sq + off > 0 ? c->sq + off : 0) : c->sk; j < c->sk; ++j)
-                for (size_t x = 0; x < (size_t)c->hkv * c->d; ++x) {
-                    const size_t at = ((size_t)b * c->sk + j) * c->hkv * c->d + x;
-                    zero_bad += (fg_half_to_float(gdk[at], c->dt) != 0) + (fg_half_to_float(gdv[at], c->dt) != 0);
+                for (int t = 0; t < 2; ++t) { /* dk, then dv */
+                    const size_t w = (size_t)c->hkv * (t ? dv : c->d), row = ((size_t)b * c->sk + j) * w;
+                    for (size_t x = 0; x < w; ++x) zero_bad += fg_half_to_float((t ? gdv : gdk)[row + x], c->dt) != 0;
                 }
         if (c->deterministic) {
-            ok = backward(ctx, &d, &m, wsb, nq, nk, gdq2, gdk2, gdv2, tmp);
-            repeat_ok = ok && !memcmp(gdq, gdq2, nq * 2) && !memcmp(gdk, gdk2, nk * 2) && !memcmp(gdv, gdv2, nk * 2);
+            ok = backward(ctx, &d, &m, wsb, nq, nk, nv, gdq2, gdk2, gdv2, tmp);
+            repeat_ok = ok && !memcmp(gdq, gdq2, nq * 2) && !memcmp(gdk, gdk2, nk * 2) && !memcmp(gdv, gdv2, nv * 2);
         }
     }
     /* the forward's relative L2 tolerance (runtime/check.c); measured on H200:
      * at most 2.9e-3 (bf16) and 3.4e-4 (fp16) */
     const double tol = c->dt == FG_BF16 ? 1e-2 : 2e-3;
     const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
-    printf("%-4s %s d=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
+    printf("%-4s %s d=%3d dv=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
            "nonzero-where-0 %zu%s\n%s",
-           good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
+           good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, dv, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
            c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", c->pattern ? " pattern" : sparse ? " sparse" : "", eq, ek, ev, tol, nan, zero_bad,
            c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "", good ? "" : worst);
     fflush(stdout);
@@ -299,6 +307,15 @@ static int wanted(int argc, char **argv, const char *what) {
     return 0;
 }
 
+/* The cases of one group, when wanted, each with its own seed. */
+static void run_group(fg_context *ctx, const bcase *cases, unsigned n, uint64_t seed, int want, int *passed, int *failed) {
+    for (unsigned i = 0; i < n && !g_dead && want; ++i) {
+        bcase c = cases[i];
+        c.seed = seed + i;
+        run_case(ctx, &c, passed, failed);
+    }
+}
+
 int main(int argc, char **argv) {
     fg_error e = {0};
     if (fg_cuda_get(&cu, &e) != FG_OK) {
@@ -344,19 +361,38 @@ int main(int argc, char **argv) {
     /* block-sparse: random layouts (one with every row empty) and patterns
      * whose element mask applies to partial blocks */
     static const bcase sp[] = {
-        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL},
-        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL},
-        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL},
-        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL},
-        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100"},
+        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL, 0},
+        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 0},
+        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL, 0},
+        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL, 0},
+        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100", 0},
         {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
-         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL},
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 0},
     };
-    for (unsigned i = 0; i < sizeof sp / sizeof sp[0] && !g_dead && wanted(argc, argv, "sparse"); ++i) {
-        bcase c = sp[i];
-        c.seed = seed + 200 + i;
-        run_case(ctx, &c, &passed, &failed);
-    }
+    run_group(ctx, sp, sizeof sp / sizeof sp[0], seed + 200, wanted(argc, argv, "sparse"), &passed, &failed);
+    /* a value head dim of its own, both directions (issue 17): odd lengths,
+     * both causal alignments, GQA/MQA, BHSD, seqlen 1, deterministic and
+     * block-sparse (a random layout and a pattern with an element mask) */
+    static const bcase dvc[] = {
+        {FG_BF16, 192, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 128},
+        {FG_FP16, 192, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128},
+        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128},
+        {FG_FP16, 256, 1, 4, 2, 130, 190, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128},
+        {FG_BF16, 128, 1, 4, 1, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64},
+        {FG_FP16, 128, 2, 2, 2, 1, 200, FG_CAUSAL_NONE, 1, 0, 0, 0, 0, NULL, NULL, 64},
+        {FG_BF16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128},
+        {FG_FP16, 64, 1, 2, 2, 130, 190, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128},
+        {FG_BF16, 40, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 72},
+        {FG_FP16, 8, 1, 2, 1, 129, 257, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 256},
+        {FG_BF16, 256, 1, 2, 1, 257, 129, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 8},
+        {FG_BF16, 192, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0, NULL, NULL, 128},
+        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_NONE, 0, 1, 0, 0, 0, NULL, NULL, 64},
+        {FG_BF16, 192, 2, 4, 2, 300, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0.4, 128, NULL, NULL, 128},
+        {FG_FP16, 64, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 128},
+        {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 64},
+    };
+    run_group(ctx, dvc, sizeof dvc / sizeof dvc[0], seed + 300, wanted(argc, argv, "dv"), &passed, &failed);
     fg_context_destroy(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return test_summary("test_gpu_backward");

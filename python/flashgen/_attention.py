@@ -106,8 +106,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     heads_kv, head_dim]; v: [batch, seqlen_k, heads_kv, head_dim_v]
     (layout='bshd', FlashAttention's), or [batch, heads, seqlen, ...] with
     layout='bhsd' (SDPA's).  The value head dim head_dim_v is v's last dim
-    and may differ from head_dim (DeepSeek's 192/128); o has it (the
-    backward pass takes head_dim_v == head_dim only).  Any strides with a unit
+    and may differ from head_dim (DeepSeek's 192/128), in the backward pass
+    too; o has it.  Any strides with a unit
     last stride; batch/head/row strides multiples of 8 elements and 16-byte
     aligned data (a plain tensor or a view like x.transpose(1, 2) is).
     float16 or bfloat16 CUDA tensors on one device; fp32 accumulation.

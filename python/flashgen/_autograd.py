@@ -16,11 +16,10 @@ def _grad_strides_ok(t):
 def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, deterministic, block_mask=None):
     """(dq, dk, dv) for o = attention(q, k, v, ...) and dout = dL/do.  The
     gradients are new tensors shaped like q, k and v (contiguous in the
-    layout's order); with GQA/MQA dk and dv are summed over each group."""
+    layout's order; v, o, dout and dv may have a value head dim of their
+    own); with GQA/MQA dk and dv are summed over each group."""
     from ._attention import _check_inputs, _describe, _strides, _with_layout
     b, sq, sk, hq, hk, d, dv_dim = _check_inputs(q, k, v, layout)
-    if dv_dim != d:
-        raise ValueError(f"the backward pass takes head_dim_v == head_dim; v's last dim is {dv_dim}, q's {d}")
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)

@@ -4,7 +4,9 @@ math formula) in float64.
 
 Fresh random q, k, v and upstream gradient per case; fp16 and bf16; head
 dims 32..256 (and 40); no / bottom-right / top-left causal; GQA and MQA;
-lengths off the tiles, seqlen_q != seqlen_k, seqlen 1; bshd and bhsd.
+lengths off the tiles, seqlen_q != seqlen_k, seqlen 1; bshd and bhsd; a
+value head dim of its own (v and o 128 wide against q and k 192, 64 against
+128, 128 against 64), through autograd as well.
 A case passes when the relative L2 error of each of dq, dk, dv against
 PyTorch autograd of the attention formula in float64 is within max(2 x the
 error of the same computation in the inputs' dtype + 1e-3, 1e-2 bf16 /
@@ -64,12 +66,14 @@ def rel(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-3 * b.numel() ** 0.5)).item()
 
 
-def case(dtype, d, b, hq, hk, sq, sk, causal, layout, block_mask=None, allowed=None):
-    def mk(h, s):
-        shape = (b, s, h, d) if layout == "bshd" else (b, h, s, d)
+def case(dtype, d, b, hq, hk, sq, sk, causal, layout, block_mask=None, allowed=None, dv=None):
+    dv = dv or d
+
+    def mk(h, s, w=d):
+        shape = (b, s, h, w) if layout == "bshd" else (b, h, s, w)
         return torch.randn(shape, device=DEV, dtype=dtype)
-    q, k, v = mk(hq, sq), mk(hk, sk), mk(hk, sk)
-    g = mk(hq, sq)
+    q, k, v = mk(hq, sq), mk(hk, sk), mk(hk, sk, dv)
+    g = mk(hq, sq, dv)
     for t in (q, k, v):
         t.requires_grad_()
     o = flashgen.attention(q, k, v, causal=causal, layout=layout, block_mask=block_mask)
@@ -93,7 +97,8 @@ def case(dtype, d, b, hq, hk, sq, sk, causal, layout, block_mask=None, allowed=N
         z = got[0][empty]
         ok &= bool((z == 0).all())
         errs.append(f"empty rows {int(empty.sum())}: dq {'0' if bool((z == 0).all()) else 'NOT 0'}")
-    line = (f"{'ok' if ok else 'FAIL'} {str(dtype)[6:]} d={d} b={b} hq={hq} hk={hk} sq={sq} sk={sk} {causal} {layout}"
+    ok &= tuple(got[2].shape) == (b, hk, sk, dv) and tuple(got[0].shape) == (b, hq, sq, d)
+    line = (f"{'ok' if ok else 'FAIL'} {str(dtype)[6:]} d={d} dv={dv} b={b} hq={hq} hk={hk} sq={sq} sk={sk} {causal} {layout}"
             f"{' sparse' if block_mask is not None else ''}: "
             + ", ".join(errs))
     print(line, flush=True)
@@ -111,6 +116,13 @@ def main():
             b, hq, hk, sq, sk = shapes[n % len(shapes)]
             case(dtype, d, b, hq, hk, sq, sk, False if causal == "none" else causal, rng.choice(("bshd", "bhsd")))
             n += 1
+
+    # a value head dim of its own (issue 17): both directions, causal both ways, GQA/MQA, odd lengths
+    for d, dv, dtype, causal, shape in ((192, 128, torch.bfloat16, "bottom_right", (2, 4, 2, 333, 517)),
+                                        (128, 64, torch.float16, "top_left", (1, 3, 1, 300, 100)),
+                                        (64, 128, torch.bfloat16, False, (2, 2, 2, 257, 129)),
+                                        (256, 128, torch.float16, "bottom_right", (1, 4, 1, 130, 190))):
+        case(dtype, d, *shape, causal, rng.choice(("bshd", "bhsd")), dv=dv)
 
     # deterministic: bitwise equal gradients from two runs
     q, k, v = (torch.randn(1, 900, 4, 128, device=DEV, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
