@@ -33,52 +33,56 @@ fg_status fg_check_tensor(const fg_cuda *cu, const char *name, const void *ptr, 
     return FG_OK;
 }
 
-static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, const void *q, const void *k,
-                               const void *v, const void *o, const float *lse, fg_error *e) {
-    const int64_t lse_strides[3] = {(int64_t)d->heads_q * d->seqlen_q, d->seqlen_q, 1};
-    const int dv = fg_desc_head_dim_v(d); /* v and o */
-    fg_status st;
-    if ((st = fg_check_tensor(cu, "q", q, 16, fg_tensor_bytes(d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2), e)) ||
-        (st = fg_check_tensor(cu, "k", k, 16, fg_tensor_bytes(d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2), e)) ||
-        (st = fg_check_tensor(cu, "v", v, 16, fg_tensor_bytes(d->v_strides, d->batch, d->heads_kv, d->seqlen_k, dv, 2), e)) ||
-        (st = fg_check_tensor(cu, "o", o, 16, fg_tensor_bytes(d->o_strides, d->batch, d->heads_q, d->seqlen_q, dv, 2), e)))
-        return st;
-    return lse ? fg_check_tensor(cu, "lse", lse, 4, fg_tensor_bytes(lse_strides, d->batch, d->heads_q, d->seqlen_q, 1, 4), e)
-               : FG_OK;
+fg_status fg_check_call_tensors(const fg_cuda *cu, const fg_attention_desc *d, const void *q, const void *k,
+                                const void *v, const void *o, const float *lse, fg_error *e) {
+    fg_tensor_shape sh[FG_T_COUNT];
+    fg_desc_tensor_shapes(d, sh);
+    const void *ptr[FG_T_COUNT] = {q, k, v, o, lse};
+    for (int i = 0; i < FG_T_COUNT; ++i) {
+        if (i == FG_T_LSE && !lse) break;
+        const fg_tensor_shape *t = &sh[i];
+        fg_status st = fg_check_tensor(cu, t->name, ptr[i], t->elem_bytes == 2 ? 16 : 4,
+                                       fg_tensor_bytes(t->strides, t->batch, t->heads, t->seqlen, t->dim, t->elem_bytes), e);
+        if (st != FG_OK) return st;
+    }
+    return FG_OK;
 }
 
 /* Device, descriptor (read into *d at this library's size), configuration
- * and kernel of one call. */
+ * and kernel of one fg_attention_forward call.  Without a workspace it does
+ * not split the keys (plans do: fg_attention_plan_create). */
 static fg_status prepare(fg_context *ctx, const fg_attention_desc *desc, fg_attention_desc *d, fg_variant *v,
-                         fg_fwd_params *p, fg_error *e) {
+                         fg_fwd_params *p, fg_kernel **k, fg_error *e) {
     fg_status st = fg_ctx_device(ctx, e);
     if (st == FG_OK) st = fg_desc_read(desc, d, e);
-    if (st == FG_OK) st = fg_ctx_resolve(ctx, d, v, p, e);
-    return st;
-}
-
-/* The kernel a call with desc runs, compiled or found (no launch). */
-static fg_status kernel_of(fg_context *ctx, const fg_attention_desc *desc, fg_kernel **k, fg_error *e) {
-    fg_attention_desc d;
-    fg_variant v;
-    fg_fwd_params p;
-    fg_status st = prepare(ctx, desc, &d, &v, &p, e);
-    return st == FG_OK ? fg_ctx_kernel(ctx, &v, k, e) : st;
+    if (st != FG_OK) return st;
+    if (d->num_splits > 1)
+        return fg_fail(e, FG_ERR_INVALID_ARGUMENT,
+                       "num_splits = %d: split-KV needs a workspace; plan the call (fg_attention_plan_create, "
+                       "fg_attention_run), or set num_splits to 0 or 1", d->num_splits);
+    d->num_splits = 1;
+    return fg_ctx_call(ctx, d, v, p, k, e);
 }
 
 fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc) {
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
     fg_error e = {0};
+    fg_attention_desc d;
+    fg_variant v;
+    fg_fwd_params p;
     fg_kernel *k;
-    return kernel_of(ctx, desc, &k, &e) == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+    return prepare(ctx, desc, &d, &v, &p, &k, &e) == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
 }
 
 fg_status fg_attention_kernel_name(fg_context *ctx, const fg_attention_desc *desc, char *buf, size_t n) {
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
     fg_error e = {0};
+    fg_attention_desc d;
+    fg_variant v;
+    fg_fwd_params p;
     fg_kernel *k;
     if (!buf || n == 0) fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_attention_kernel_name: buf is NULL or n is 0");
-    else if (kernel_of(ctx, desc, &k, &e) == FG_OK) {
+    else if (prepare(ctx, desc, &d, &v, &p, &k, &e) == FG_OK) {
         snprintf(buf, n, "%s", k->key);
         return FG_OK;
     } else buf[0] = 0;
@@ -93,9 +97,8 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
     fg_variant var;
     fg_fwd_params p;
     fg_kernel *kern = NULL;
-    fg_status st = prepare(ctx, desc, &d, &var, &p, &e);
-    if (st == FG_OK) st = check_tensors(ctx->cu, &d, q, k, v, o, lse, &e);
-    if (st == FG_OK) st = fg_ctx_kernel(ctx, &var, &kern, &e);
+    fg_status st = prepare(ctx, desc, &d, &var, &p, &kern, &e);
+    if (st == FG_OK) st = fg_check_call_tensors(ctx->cu, &d, q, k, v, o, lse, &e);
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
     p.q = q; p.k = k; p.v = v; p.o = o; p.lse = lse;
     st = fg_ctx_launch(ctx, kern, &var, &p, stream, &e);
@@ -108,6 +111,11 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
     unsigned grid_y = (unsigned)p->heads_q, grid_z = (unsigned)p->batch;
     fg_tma_params tm;
     void *args[] = {p, &tm};
+    if (var->spec.infer) {
+        unsigned g[3];
+        fg_infer_grid(var, p, g);
+        grid_x = g[0]; grid_y = g[1]; grid_z = g[2];
+    }
     if (var->cfg.wgmma == 2) {
         /* one linear tile index (fg_tile_scheduler.cuh).  A persistent grid
          * of one CTA per SM (with two Q buffers the next tile's loads overlap
@@ -129,6 +137,16 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
         char b[256];
         return fg_fail(err, FG_ERR_CUDA, "launching %s (grid %u x %u x %u, %d threads, %d bytes smem): %s", kern->key,
                        grid_x, grid_y, grid_z, kern->threads, kern->smem_bytes, fg_cuda_errstr(ctx->cu, r, b, sizeof b));
+    }
+    if (var->spec.infer && p->num_splits > 1) { /* merge the splits: a warp per output row */
+        const unsigned long long rows = (unsigned long long)p->batch * p->heads_q * p->seqlen_q;
+        const unsigned blocks = (unsigned)((rows + 3) / 4);
+        r = ctx->cu->LaunchKernel(kern->fn_combine, blocks, 1, 1, 128, 1, 1, 0, (CUstream)stream, args, NULL);
+        if (r != CUDA_SUCCESS) {
+            char b[256];
+            return fg_fail(err, FG_ERR_CUDA, "launching the split-KV combine of %s (%u blocks): %s", kern->key, blocks,
+                           fg_cuda_errstr(ctx->cu, r, b, sizeof b));
+        }
     }
     return FG_OK;
 }

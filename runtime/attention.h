@@ -25,6 +25,26 @@ int64_t fg_tensor_bytes(const int64_t s[3], int batch, int heads, int seqlen, in
  * bits; with must_not_overlap (an output) no two rows may overlap. */
 fg_status fg_check_strides(const char *name, const int64_t s[3], int batch, int heads, int seqlen, int d,
                            int must_not_overlap, fg_error *err);
+/* One tensor of a call as the kernels see it: q, k, v, o (2-byte
+ * elements) and lse (fp32), their shapes and element strides after the
+ * inference fields are applied (packed varlen tensors are one "batch" of
+ * total rows; a paged cache is num_pages "batches" of page_size rows). */
+typedef struct fg_tensor_shape {
+    const char *name;
+    int64_t strides[3];
+    int batch, heads, seqlen, dim, elem_bytes, is_output;
+} fg_tensor_shape;
+enum { FG_T_Q, FG_T_K, FG_T_V, FG_T_O, FG_T_LSE, FG_T_COUNT };
+void fg_desc_tensor_shapes(const fg_attention_desc *d, fg_tensor_shape out[FG_T_COUNT]);
+/* Whether d uses an inference field (a table, or num_splits > 1), which
+ * needs the inference variant (gen/spec.h, spec.infer). */
+int fg_desc_has_infer(const fg_attention_desc *d);
+/* The checks of the inference fields (runtime/infer.c). */
+fg_status fg_infer_check(const fg_attention_desc *d, fg_error *err);
+/* The inference fields of the kernel parameters: tables, totals, pages;
+ * one split and no packing until fg_infer_apply. */
+void fg_infer_params(const fg_attention_desc *d, fg_fwd_params *p);
+
 struct fg_cuda;
 /* ptr: device memory of the current context, `align`-byte aligned, holding
  * `need` bytes (0: the count overflowed). */

@@ -3,6 +3,7 @@
  * cache file -> the built-in heuristic.  The rules themselves are pure
  * functions in select/; this file adds the context: the memo, the store,
  * the statistics and compiling through the kernel cache. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "runtime/attention.h"
@@ -93,12 +94,19 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
                        "FG_PATH_TMA: a stride of q, k or v is 0 (or past 2^40 bytes) in a dim longer than 1, or the call "
                        "has more than 2^30 query tiles; the TMA kernels cannot take it (FG_PATH_WGMMA and FG_PATH_MMA can)");
     if (v->cfg.block_m) return FG_OK; /* explicit */
-    const int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
-    const int path = (int)d->path;
+    int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
+    int path = (int)d->path;
+    if (v->spec.infer) {
+        /* the portable kernel; 64-row tiles when a head's queries (decode)
+         * fill less than that; key tiles within a page */
+        path = FG_PATH_MMA;
+        if (d->seqlen_q < 64) bq = 64;
+        if (d->block_table) bk = d->page_size;
+    }
     const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
         fg_config cfg;
-        if (tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
+        if (!v->spec.infer && tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
         } else {
             fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, tma_ok, &cfg, err);
@@ -114,7 +122,24 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     fg_status st = fg_desc_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
-    return st == FG_OK ? fg_ctx_choose(ctx, d, v, p, err) : st;
+    if (st != FG_OK) return st;
+    if (!v->spec.infer && fg_infer_auto(ctx, d)) { /* decode-shaped: GQA packing or split-KV */
+        v->spec.infer = 1;
+        v->cfg.wgmma = 0;
+    }
+    return fg_ctx_choose(ctx, d, v, p, err);
+}
+
+fg_status fg_ctx_call(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_kernel **kern,
+                      fg_error *err) {
+    fg_status st = fg_ctx_resolve(ctx, d, v, p, err);
+    if (st == FG_OK) st = fg_ctx_kernel(ctx, v, kern, err);
+    if (st != FG_OK || !v->spec.infer) return st;
+    fg_infer_apply(ctx, d, *kern, v, p);
+    CUdeviceptr w = 0;
+    st = fg_ctx_table_err(ctx, &w, err);
+    p->table_err = (int *)(uintptr_t)w;
+    return st;
 }
 
 void fg_choices_reset(fg_context *ctx) {

@@ -136,6 +136,24 @@ fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int b
 /* Launches kernel k of variant v with params p (tensor pointers set). */
 fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p, void *stream,
                         fg_error *err);
+/* A forward call's host work: fg_ctx_resolve, the kernel (compiled or
+ * found), and for inference variants the packing, the splits and the table
+ * error word.  Everything but the tensor pointers of *p is set. */
+fg_status fg_ctx_call(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, struct fg_fwd_params *p,
+                      fg_kernel **kern, fg_error *err);
+/* q, k, v, o and lse (NULL: not checked) against d's shapes: device memory,
+ * aligned, large enough. */
+fg_status fg_check_call_tensors(const fg_cuda *cu, const fg_attention_desc *d, const void *q, const void *k,
+                                const void *v, const void *o, const float *lse, fg_error *err);
+/* Inference choices in context (runtime/infer.c): whether a call that sets
+ * no inference field still runs better as one (GQA packing for decode,
+ * split-KV when d->num_splits != 1); the packing and splits of a resolved
+ * inference call; its launch grid. */
+int fg_infer_auto(const fg_context *ctx, const fg_attention_desc *d);
+void fg_infer_apply(const fg_context *ctx, const fg_attention_desc *d, const fg_kernel *k, const fg_variant *v,
+                    struct fg_fwd_params *p);
+void fg_infer_grid(const fg_variant *v, const struct fg_fwd_params *p, unsigned grid[3]);
+
 /* The context's table error word (int[4], zeroed), allocated on first
  * need; called from the host work of a call, never from fg_attention_run. */
 fg_status fg_ctx_table_err(fg_context *ctx, CUdeviceptr *out, fg_error *err);

@@ -148,13 +148,20 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     const float scale = d->softmax_scale == 0.f ? 1.f / sqrtf((float)d->head_dim) : d->softmax_scale;
     if (!(scale > 0.f) || isinf(scale))
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "softmax_scale must be positive and finite (got %g)", (double)d->softmax_scale);
-    if ((st = fg_check_strides("q", d->q_strides, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 0, err)) ||
-        (st = fg_check_strides("k", d->k_strides, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 0, err)) ||
-        (st = fg_check_strides("v", d->v_strides, d->batch, d->heads_kv, d->seqlen_k, dv, 0, err)) ||
-        (st = fg_check_strides("o", d->o_strides, d->batch, d->heads_q, d->seqlen_q, dv, 1, err)))
-        return st;
+    if ((st = fg_infer_check(d, err))) return st;
+    fg_tensor_shape sh[FG_T_COUNT];
+    fg_desc_tensor_shapes(d, sh);
+    for (int i = FG_T_Q; i <= FG_T_O; ++i)
+        if ((st = fg_check_strides(sh[i].name, sh[i].strides, sh[i].batch, sh[i].heads, sh[i].seqlen, sh[i].dim,
+                                   sh[i].is_output, err)))
+            return st;
     const fg_block_layout *L = d->layout;
     if (L && (st = check_layout(L, d, err))) return st;
+    const int infer = fg_desc_has_infer(d);
+    if (infer && d->path != FG_PATH_AUTO && d->path != FG_PATH_MMA)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the inference fields (cu_seqlens, seqlens_k, block_table, num_splits) run on FG_PATH_MMA "
+                       "(or FG_PATH_AUTO), not on the %s path", d->path == FG_PATH_TMA ? "TMA" : "wgmma");
 
     memset(v, 0, sizeof *v);
     v->spec.head_dim = d->head_dim;
@@ -162,6 +169,7 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     v->spec.dtype = d->dtype;
     v->spec.causal = d->causal != FG_CAUSAL_NONE;
     v->spec.sparse = L != NULL;
+    v->spec.infer = infer;
     if (L) {
         v->spec.mask_hash = L->mask_hash;
         v->spec.mask_cuda = L->mask_cuda;
@@ -172,7 +180,7 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     v->cfg.block_n = d->block_n;
     v->cfg.warps = d->warps;
     v->cfg.stages = d->stages;
-    v->cfg.wgmma = d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_TMA ? 2 : d->path == FG_PATH_WGMMA;
+    v->cfg.wgmma = infer ? 0 : d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_TMA ? 2 : d->path == FG_PATH_WGMMA;
     if (fg_config_is_explicit(&v->cfg)) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);
@@ -180,6 +188,9 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
         if (L && (L->block_q % v->cfg.block_m || L->block_k % v->cfg.block_n))
             return fg_fail(err, FG_ERR_UNSUPPORTED, "kernel tiles block_m=%d x block_n=%d must divide the layout block %d x %d",
                            v->cfg.block_m, v->cfg.block_n, L->block_q, L->block_k);
+        if (infer && d->block_table && d->page_size % v->cfg.block_n)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "block_n=%d must divide page_size=%d (a key tile never crosses a page)",
+                           v->cfg.block_n, d->page_size);
     }
 
     memset(p, 0, sizeof *p);
@@ -205,5 +216,6 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
         p->sp_sub = v->cfg.block_n ? L->block_k / v->cfg.block_n : 0;
         memcpy(p->mask_c, L->mask_c, sizeof p->mask_c);
     }
+    fg_infer_params(d, p);
     return FG_OK;
 }

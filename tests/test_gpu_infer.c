@@ -1,0 +1,352 @@
+/* GPU test of the inference path (issue 12; docs/INFERENCE.md) against the
+ * float64 CPU reference, sequence by sequence: fresh random q, k, v per
+ * case, o and lse poisoned with NaN first.
+ *
+ *   decode   seqlen_q 1..4 against a KV cache with per-sequence lengths
+ *            (seqlens_k, 0 and capacity included), contiguous or paged
+ *            (pages shuffled, one page shared by two sequences), GQA packed
+ *            or not, split-KV off / automatic / forced to 7;
+ *   varlen   packed q and k/v (cu_seqlens_q/k) with lengths 0, 1, odd,
+ *            longer than a tile, causal both alignments, GQA, head_dim_v;
+ *   tables   out-of-range entries: reported by fg_attention_table_error,
+ *            never a fault (the context stays usable);
+ *   split    split and unsplit plans agree within the tolerance.
+ * Each case runs through a plan (fg_attention_plan_create/fg_attention_run)
+ * and, when it does not split, also through fg_attention_forward.
+ * Exit 77 (skipped) without a GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/check.h"
+#include "runtime/cuda_api.h"
+#include "runtime/reference.h"
+#include "test_gpu_util.h"
+#include "test_util.h"
+
+typedef struct icase {
+    const char *name;
+    fg_dtype dt;
+    int d, dv, b, hq, hkv;
+    int sq;           /* fixed seqlen_q (0: varlen, from lens_q) */
+    int cap;          /* contiguous cache capacity, or seqlen_k of a plain call */
+    int page;         /* paged cache page size (0: contiguous) */
+    int varlen_k;     /* k/v packed with cu_seqlens_k */
+    int use_seqlens;  /* seqlens_k given */
+    fg_causal causal;
+    int splits;       /* desc.num_splits */
+    int lens_q[8], lens_k[8];
+    uint64_t seed;
+} icase;
+
+static const fg_cuda *cu;
+
+static CUdeviceptr dalloc(size_t bytes) {
+    CUdeviceptr p = 0;
+    if (cu->MemAlloc(&p, bytes ? bytes : 16) != CUDA_SUCCESS) {
+        fprintf(stderr, "cuMemAlloc(%zu) failed\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+static void up(CUdeviceptr d, const void *h, size_t n) { cu->MemcpyHtoD(d, h, n); }
+
+/* Host tensors of one case: per sequence contiguous [len, heads, dim]. */
+typedef struct seqdata { uint16_t *q, *k, *v; } seqdata;
+
+static int run_case(fg_context *ctx, const icase *c) {
+    fg_rng rng;
+    fg_rng_seed(&rng, c->seed);
+    const int B = c->b, Hq = c->hq, Hk = c->hkv, D = c->d, DV = c->dv ? c->dv : c->d;
+    int sq[8], sk[8], maxq = 0, maxk = 0, totq = 0, totk = 0;
+    for (int i = 0; i < B; ++i) {
+        sq[i] = c->sq ? c->sq : c->lens_q[i];
+        sk[i] = c->lens_k[i];
+        if (sq[i] > maxq) maxq = sq[i];
+        if (sk[i] > maxk) maxk = sk[i];
+        totq += sq[i];
+        totk += sk[i];
+    }
+    if (maxq < 1) maxq = 1;
+    const int cap = c->cap ? c->cap : (maxk > 0 ? maxk : 1);
+    /* random data per sequence */
+    seqdata s[8];
+    for (int i = 0; i < B; ++i) {
+        s[i].q = malloc(2 * (size_t)(sq[i] + 1) * Hq * D);
+        s[i].k = malloc(2 * (size_t)(sk[i] + 1) * Hk * D);
+        s[i].v = malloc(2 * (size_t)(sk[i] + 1) * Hk * DV);
+        fg_fill_normal(s[i].q, (size_t)sq[i] * Hq * D, c->dt, &rng);
+        fg_fill_normal(s[i].k, (size_t)sk[i] * Hk * D, c->dt, &rng);
+        fg_fill_normal(s[i].v, (size_t)sk[i] * Hk * DV, c->dt, &rng);
+    }
+
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, c->dt, D, B, Hq, Hk, maxq, cap);
+    fg_attention_desc_set_head_dim_v(&d, DV);
+    d.causal = c->causal;
+    d.num_splits = c->splits;
+
+    /* q and o: packed [totq, H, *] (varlen) or [B, maxq, H, *] */
+    const int varq = c->sq == 0;
+    const size_t qrows = varq ? (size_t)(totq ? totq : 1) : (size_t)B * maxq;
+    uint16_t *hq = calloc(qrows * Hq * D, 2);
+    int32_t cuq[9] = {0}, cuk[9] = {0}, lens[8];
+    for (int i = 0, r = 0; i < B; ++i) {
+        for (int j = 0; j < sq[i]; ++j)
+            memcpy(hq + ((size_t)(varq ? r + j : i * maxq + j)) * Hq * D, s[i].q + (size_t)j * Hq * D, 2 * (size_t)Hq * D);
+        r += sq[i];
+        cuq[i + 1] = r;
+        lens[i] = sk[i];
+    }
+    /* k and v: packed [totk, Hk, *], paged [pages, page, Hk, *] or [B, cap, Hk, *] */
+    size_t krows;
+    int npages = 0, maxpages = 0;
+    int32_t *table = NULL;
+    if (c->page) {
+        maxpages = (cap + c->page - 1) / c->page;
+        npages = B * maxpages + 1;
+        table = malloc(sizeof(int32_t) * (size_t)B * maxpages);
+        /* a shuffled permutation of the pages; sequence 1 shares sequence 0's first page when both read it only */
+        int *perm = malloc(sizeof(int) * (size_t)npages);
+        for (int i = 0; i < npages; ++i) perm[i] = i;
+        for (int i = npages - 1; i > 0; --i) {
+            const int j = (int)(fg_rng_uniform(&rng) * (i + 1));
+            const int t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+        }
+        for (int i = 0; i < B * maxpages; ++i) table[i] = perm[i];
+        free(perm);
+        krows = (size_t)npages * c->page;
+    } else if (c->varlen_k) {
+        krows = (size_t)(totk ? totk : 1);
+    } else {
+        krows = (size_t)B * cap;
+    }
+    /* shared page: when sequences 0 and 1 hold the same data in their first page */
+    int share = c->page && B > 1 && sk[0] >= c->page && sk[1] >= c->page;
+    if (share) {
+        memcpy(s[1].k, s[0].k, 2 * (size_t)c->page * Hk * D);
+        memcpy(s[1].v, s[0].v, 2 * (size_t)c->page * Hk * DV);
+        table[maxpages] = table[0];
+    }
+    uint16_t *hk = malloc(krows * Hk * D * 2), *hv = malloc(krows * Hk * DV * 2);
+    fg_fill_normal(hk, krows * Hk * D, c->dt, &rng); /* rows no sequence names: noise */
+    fg_fill_normal(hv, krows * Hk * DV, c->dt, &rng);
+    for (int i = 0, r = 0; i < B; ++i) {
+        for (int j = 0; j < sk[i]; ++j) {
+            size_t row;
+            if (c->page) row = (size_t)table[i * maxpages + j / c->page] * c->page + j % c->page;
+            else if (c->varlen_k) row = (size_t)r + j;
+            else row = (size_t)i * cap + j;
+            memcpy(hk + row * Hk * D, s[i].k + (size_t)j * Hk * D, 2 * (size_t)Hk * D);
+            memcpy(hv + row * Hk * DV, s[i].v + (size_t)j * Hk * DV, 2 * (size_t)Hk * DV);
+        }
+        r += sk[i];
+        cuk[i + 1] = r;
+    }
+    /* strides */
+    const int64_t qs[3] = {(int64_t)maxq * Hq * D, D, (int64_t)Hq * D}, os[3] = {(int64_t)maxq * Hq * DV, DV, (int64_t)Hq * DV};
+    memcpy(d.q_strides, qs, sizeof qs);
+    memcpy(d.o_strides, os, sizeof os);
+    const int kl = c->page ? c->page : cap;
+    const int64_t ks[3] = {(int64_t)kl * Hk * D, D, (int64_t)Hk * D}, vs[3] = {(int64_t)kl * Hk * DV, DV, (int64_t)Hk * DV};
+    memcpy(d.k_strides, ks, sizeof ks);
+    memcpy(d.v_strides, vs, sizeof vs);
+
+    CUdeviceptr q = dalloc(qrows * Hq * D * 2), k = dalloc(krows * Hk * D * 2), v = dalloc(krows * Hk * DV * 2);
+    CUdeviceptr o = dalloc(qrows * Hq * DV * 2), lse = dalloc(qrows * Hq * 4), tabs = dalloc(4096);
+    up(q, hq, qrows * Hq * D * 2);
+    up(k, hk, krows * Hk * D * 2);
+    up(v, hv, krows * Hk * DV * 2);
+    up(tabs, cuq, sizeof cuq);
+    up(tabs + 64, cuk, sizeof cuk);
+    up(tabs + 128, lens, sizeof lens);
+    if (table) up(tabs + 256, table, sizeof(int32_t) * (size_t)B * maxpages);
+    if (varq) {
+        d.cu_seqlens_q = (const int32_t *)(uintptr_t)tabs;
+        d.total_q = totq;
+    }
+    if (c->varlen_k) {
+        d.cu_seqlens_k = (const int32_t *)(uintptr_t)(tabs + 64);
+        d.total_k = totk;
+        d.seqlen_k = maxk > 0 ? maxk : 1;
+    }
+    if (c->use_seqlens || c->page) d.seqlens_k = (const int32_t *)(uintptr_t)(tabs + 128);
+    if (c->page) {
+        d.block_table = (const int32_t *)(uintptr_t)(tabs + 256);
+        d.page_size = c->page;
+        d.num_pages = npages;
+        d.max_pages = maxpages;
+    }
+
+    int ok = 1;
+    fg_attention_plan *plan = NULL;
+    fg_status st = fg_attention_plan_create(ctx, &d, &plan);
+    CHECK(st == FG_OK, "%s: plan: %s", c->name, fg_errmsg(ctx));
+    if (st != FG_OK) ok = 0;
+    for (int pass = 0; ok && pass < 2; ++pass) {
+        /* pass 0: the plan; pass 1: fg_attention_forward (unsplit calls only) */
+        if (pass == 1 && c->splits > 1) break;
+        const size_t wsb = fg_attention_plan_workspace(plan);
+        CUdeviceptr ws = wsb ? dalloc(wsb) : 0;
+        cu->MemsetD32(o, 0xFFFFFFFFu, qrows * Hq * DV / 2);
+        cu->MemsetD32(lse, 0xFFFFFFFFu, qrows * Hq);
+        if (pass == 0) st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v, (void *)(uintptr_t)o,
+                                             (float *)(uintptr_t)lse, (void *)(uintptr_t)ws, wsb, NULL);
+        else {
+            fg_attention_desc d1 = d;
+            if (d1.num_splits == 0) d1.num_splits = 1;
+            st = fg_attention_forward(ctx, &d1, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v, (void *)(uintptr_t)o,
+                                      (float *)(uintptr_t)lse, NULL);
+        }
+        CHECK(st == FG_OK, "%s pass %d: %s", c->name, pass, fg_errmsg(ctx));
+        CUresult r = cu->CtxSynchronize();
+        CHECK(r == CUDA_SUCCESS, "%s pass %d: kernel fault %d", c->name, pass, (int)r);
+        if (st != FG_OK || r != CUDA_SUCCESS) { ok = 0; break; }
+        char msg[256];
+        st = fg_attention_table_error(ctx, msg, sizeof msg, NULL);
+        CHECK(st == FG_OK, "%s: table error reported on good tables: %s", c->name, msg);
+        uint16_t *ho = malloc(qrows * Hq * DV * 2);
+        float *hl = malloc(qrows * Hq * 4);
+        cu->MemcpyDtoH(ho, o, qrows * Hq * DV * 2);
+        cu->MemcpyDtoH(hl, lse, qrows * Hq * 4);
+        fg_check chk;
+        fg_check_init(&chk, c->dt);
+        for (int i = 0, r0 = 0; i < B; ++i) {
+            /* the reference of sequence i alone: batch 1, its own lengths */
+            if (sq[i] > 0 && sk[i] >= 0) {
+                fg_attention_desc ds;
+                fg_attention_desc_init(&ds, c->dt, D, 1, Hq, Hk, sq[i], sk[i] > 0 ? sk[i] : 1);
+                fg_attention_desc_set_head_dim_v(&ds, DV);
+                ds.causal = c->causal;
+                double *ro = malloc(sizeof(double) * (size_t)sq[i] * Hq * DV), *rl = malloc(sizeof(double) * (size_t)sq[i] * Hq);
+                if (sk[i] > 0) fg_reference_forward(&ds, NULL, s[i].q, s[i].k, s[i].v, ro, rl);
+                else { /* no key: o = 0, lse = -inf */
+                    for (size_t x = 0; x < (size_t)sq[i] * Hq * DV; ++x) ro[x] = 0;
+                    for (size_t x = 0; x < (size_t)sq[i] * Hq; ++x) rl[x] = -INFINITY;
+                }
+                for (int j = 0; j < sq[i]; ++j)
+                    for (int h = 0; h < Hq; ++h) {
+                        const size_t row = varq ? (size_t)r0 + j : (size_t)i * maxq + j;
+                        const double gl = varq ? hl[(size_t)h * totq + r0 + j] : hl[((size_t)i * Hq + h) * maxq + j];
+                        fg_check_row(&chk, ho + (row * Hq + h) * DV, ro + ((size_t)j * Hq + h) * DV, DV, 1, gl,
+                                     rl[(size_t)h * sq[i] + j]);
+                    }
+                free(ro);
+                free(rl);
+            }
+            r0 += sq[i];
+        }
+        const int good = fg_check_done(&chk);
+        char desc[256];
+        fg_check_describe(&chk, desc, sizeof desc);
+        CHECK(good, "%s pass %d (%d splits): %s", c->name, pass, fg_attention_plan_splits(plan), desc);
+        if (good) printf("ok   %-34s %s, %d splits: %s\n", c->name, pass ? "forward" : "plan   ", pass ? 1 : fg_attention_plan_splits(plan), desc);
+        ok &= good;
+        free(ho);
+        free(hl);
+        if (ws) cu->MemFree(ws);
+    }
+    fg_attention_plan_destroy(plan);
+    cu->MemFree(q); cu->MemFree(k); cu->MemFree(v); cu->MemFree(o); cu->MemFree(lse); cu->MemFree(tabs);
+    for (int i = 0; i < B; ++i) { free(s[i].q); free(s[i].k); free(s[i].v); }
+    free(hq); free(hk); free(hv); free(table);
+    return ok;
+}
+
+/* Out-of-range tables: a recorded error, no fault, and the context usable. */
+static void bad_tables(fg_context *ctx) {
+    const int B = 2, H = 4, D = 64, cap = 100, page = 16, maxpages = 7;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, D, B, H, H, 1, cap);
+    CUdeviceptr q = dalloc(2 * 8 * H * D), o = dalloc(2 * 8 * H * D), kv = dalloc(2 * (size_t)B * maxpages * page * H * D);
+    CUdeviceptr tabs = dalloc(4096);
+    cu->MemsetD32(q, 0, 8 * H * D / 2);
+    cu->MemsetD32(kv, 0, B * maxpages * page * H * D / 2);
+    d.k_strides[0] = d.v_strides[0] = (int64_t)page * H * D;
+    d.seqlens_k = (const int32_t *)(uintptr_t)tabs;
+    d.block_table = (const int32_t *)(uintptr_t)(tabs + 64);
+    d.page_size = page;
+    d.num_pages = B * maxpages;
+    d.max_pages = maxpages;
+    struct { const char *what; int32_t lens[2]; int32_t bad_page; const char *expect; } t[] = {
+        {"seqlens_k past the capacity", {5, 101}, 0, "seqlens_k[1] = 101"},
+        {"negative seqlens_k", {-3, 5}, 0, "seqlens_k[0] = -3"},
+        {"page out of range", {40, 5}, 1000, "block_table[0][1] = 1000"},
+        {"negative page", {40, 5}, -1, "block_table[0][1] = -1"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; ++i) {
+        int32_t table[2 * 7];
+        for (int j = 0; j < 2 * maxpages; ++j) table[j] = j;
+        table[1] = t[i].bad_page ? t[i].bad_page : 1;
+        up(tabs, t[i].lens, sizeof t[i].lens);
+        up(tabs + 64, table, sizeof table);
+        fg_status st = fg_attention_forward(ctx, &d, (void *)(uintptr_t)q, (void *)(uintptr_t)kv, (void *)(uintptr_t)kv,
+                                            (void *)(uintptr_t)o, NULL, NULL);
+        CHECK(st == FG_OK, "%s: launch refused: %s", t[i].what, fg_errmsg(ctx));
+        CHECK(cu->CtxSynchronize() == CUDA_SUCCESS, "%s: kernel fault", t[i].what);
+        char msg[256] = "";
+        st = fg_attention_table_error(ctx, msg, sizeof msg, NULL);
+        CHECK(st == FG_ERR_BAD_LAYOUT && strstr(msg, t[i].expect), "%s: got status %d '%s', want '%s'", t[i].what, (int)st,
+              msg, t[i].expect);
+        st = fg_attention_table_error(ctx, msg, sizeof msg, NULL);
+        CHECK(st == FG_OK, "%s: the error word was not cleared", t[i].what);
+        printf("ok   bad table: %-28s -> %s\n", t[i].what, msg[0] ? msg : "(cleared)");
+    }
+    /* varlen: decreasing cu_seqlens_q */
+    fg_attention_desc dv;
+    fg_attention_desc_init(&dv, FG_BF16, D, B, H, H, 4, 4);
+    int32_t cuq[3] = {0, 3, 1};
+    up(tabs, cuq, sizeof cuq);
+    dv.cu_seqlens_q = (const int32_t *)(uintptr_t)tabs;
+    dv.total_q = 4;
+    fg_status st = fg_attention_forward(ctx, &dv, (void *)(uintptr_t)q, (void *)(uintptr_t)kv, (void *)(uintptr_t)kv,
+                                        (void *)(uintptr_t)o, NULL, NULL);
+    CHECK(st == FG_OK && cu->CtxSynchronize() == CUDA_SUCCESS, "varlen bad cu_seqlens_q: %s", fg_errmsg(ctx));
+    char msg[256] = "";
+    st = fg_attention_table_error(ctx, msg, sizeof msg, NULL);
+    CHECK(st == FG_ERR_BAD_LAYOUT && strstr(msg, "cu_seqlens_q[1..2]"), "decreasing cu_seqlens_q: got '%s'", msg);
+    printf("ok   bad table: %-28s -> %s\n", "decreasing cu_seqlens_q", msg);
+    cu->MemFree(q); cu->MemFree(o); cu->MemFree(kv); cu->MemFree(tabs);
+}
+
+int main(int argc, char **argv) {
+    gpu_or_skip();
+    fg_error e = {0};
+    if (fg_cuda_get(&cu, &e) != FG_OK) return 77;
+    fg_context *ctx = NULL;
+    if (fg_context_create(&ctx) != FG_OK) return 1;
+    const char *only = argc > 1 ? argv[1] : NULL;
+    static const icase cases[] = {
+        /* name                          dt     d   dv  b  hq hkv sq cap page vk sl causal split lens_q lens_k seed */
+        {"decode gqa contiguous",       FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {700, 1, 333}, 1},
+        {"decode gqa split 7",          FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 333}, 2},
+        {"decode gqa no split",         FG_FP16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 65, 333}, 3},
+        {"decode mha fp16 hd64",        FG_FP16, 64, 0, 2, 4, 4, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {1999, 17}, 4},
+        {"decode mqa hd256",            FG_BF16, 256, 0, 2, 8, 1, 1, 530, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {530, 129}, 5},
+        {"decode paged 16",             FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 6},
+        {"decode paged 64 shared page", FG_BF16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {640, 200}, 7},
+        {"decode paged 64 split 7",     FG_FP16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {600, 65}, 8},
+        {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9},
+        {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10},
+        {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11},
+        {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12},
+        {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13},
+        {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14},
+        {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15},
+        {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16},
+        {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        if (only && strcmp(only, "tables") && !strstr(cases[i].name, only)) continue;
+        if (only && !strcmp(only, "tables")) break;
+        run_case(ctx, &cases[i]);
+        ++n;
+    }
+    if (!only || !strcmp(only, "tables")) bad_tables(ctx);
+    printf("%d cases\n", n);
+    fg_context_destroy(ctx);
+    return test_summary("test_gpu_infer");
+}
