@@ -2,6 +2,8 @@
 # compute-sanitizer memcheck, racecheck and synccheck on small, odd-sized
 # variants of each kernel family (mma / wgmma / tma x dense / causal /
 # block-sparse).
+# Then the inference variants: the GPU test test_gpu_infer (varlen, paged,
+# split-KV, GQA packing, out-of-range tables) under each tool.
 # Prints one line per run with the sanitizer's error summary.
 set -u
 fg=${FLASHGEN:-./build/flashgen}
@@ -28,5 +30,14 @@ for tool in memcheck racecheck synccheck; do
     printf "%-9s %-100s exit=%d  %s  %s\n" "$tool" "$c" "$st" "$summary" "$result"
     [ $st -eq 0 ] || rc=1
   done
+  infer=${FLASHGEN_INFER_TEST:-./build/tests/test_gpu_infer}
+  if [ -x "$infer" ]; then
+    out=$($san --tool $tool --error-exitcode 9 $infer 2>&1)
+    st=$?
+    summary=$(echo "$out" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|SYNCCHECK SUMMARY" | tail -1)
+    result=$(echo "$out" | grep -E "^test_gpu_infer:" | tr -s ' ')
+    printf "%-9s %-100s exit=%d  %s  %s\n" "$tool" "test_gpu_infer (varlen, paged, split-KV, packing, bad tables)" "$st" "$summary" "$result"
+    [ $st -eq 0 ] || rc=1
+  fi
 done
 exit $rc
