@@ -32,7 +32,7 @@ for tool in memcheck racecheck synccheck; do
   done
   infer=${FLASHGEN_INFER_TEST:-./build/tests/test_gpu_infer}
   if [ -x "$infer" ]; then
-    out=$($san --tool $tool --error-exitcode 9 $infer 2>&1)
+    out=$($san --tool $tool --error-exitcode 9 $infer san 2>&1)
     st=$?
     summary=$(echo "$out" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|SYNCCHECK SUMMARY" | tail -1)
     result=$(echo "$out" | grep -E "^test_gpu_infer:" | tr -s ' ')
