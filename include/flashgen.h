@@ -318,8 +318,11 @@ typedef struct fg_attention_desc {
     const int32_t *block_table;
     int page_size, num_pages, max_pages;
     /* Split-KV (flash-decoding): the key range of each query tile split over
-     * up to num_splits CTAs whose partial results are merged by their
-     * logsumexp.  0: chosen from the SM count and the sizes; 1: never. */
+     * num_splits CTAs (at most one per key tile) whose partial results are
+     * merged by their logsumexp.  0: a plan chooses from the SM count and
+     * the sizes; 1: never.  Splits need a workspace, so only plans split
+     * (fg_attention_plan_create): fg_attention_forward runs 0 as 1 and
+     * refuses n > 1. */
     int num_splits;
 } fg_attention_desc;
 
