@@ -157,29 +157,43 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         n = sch.count;
     }
 
-    // The source of key tile t in k (or v) at kg (vg): contiguous, or in its
-    // page (NULL when the block table names no page: the tile is skipped).
-    auto kv_tile = [&](const char *g, long long rs, long long page_stride, int t) -> const char * {
-        if (INF && p.block_table) {
-            const int page = page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
-            return page < 0 ? nullptr : g + 2 * page * page_stride + (long long)(t * BC % p.page_size) * rs;
-        }
+    // Paged K/V: pg[j] is the page of entry i + j (j = 0 .. STAGES+1) at
+    // the top of iteration i, or -1 where the block table names no page
+    // (the tile is then skipped).  Each is loaded two iterations before its
+    // first use: a table look-up is a dependent global load, and in line it
+    // would stall every tile's copies behind it.
+    const bool paged = INF && p.block_table;
+    constexpr int NPG = INF ? K::STAGES + 2 : 1;
+    int pg[NPG];
+    auto page_at = [&](int i) -> int {
+        if (!paged || i >= n) return 0;
+        bool part;
+        const int t = sch.tile(first + i, part);
+        return page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
+    };
+#pragma unroll
+    for (int j = 0; j < NPG; ++j) pg[j] = page_at(j);
+
+    // The source of key tile t in k (or v) at kg (vg): contiguous, or in
+    // page `page` (NULL for no page).
+    auto kv_tile = [&](const char *g, long long rs, long long page_stride, int t, int page) -> const char * {
+        if (paged) return page < 0 ? nullptr : g + 2 * page * page_stride + (long long)(t * BC % p.page_size) * rs;
         return g + (long long)t * BC * rs;
     };
-    auto issue_k = [&](int i) {
+    auto issue_k = [&](int i, int page) {
         if (i < n) {
             bool part;
             const int t = sch.tile(first + i, part);
-            const char *src = sch.visible(t, part) ? kv_tile(kg, krs, p.k_batch_stride, t) : nullptr;
+            const char *src = sch.visible(t, part) ? kv_tile(kg, krs, p.k_batch_stride, t, page) : nullptr;
             if (src) load_tile<K, BC, K::D, K::DP>(sK + (i % K::STAGES) * BC * LDS, src, krs, seq.sk - t * BC);
         }
         cp_async_commit();
     };
-    auto issue_v = [&](int i) {
+    auto issue_v = [&](int i, int page) {
         if (i < n) {
             bool part;
             const int t = sch.tile(first + i, part);
-            const char *src = sch.visible(t, part) ? kv_tile(vg, vrs, p.v_batch_stride, t) : nullptr;
+            const char *src = sch.visible(t, part) ? kv_tile(vg, vrs, p.v_batch_stride, t, page) : nullptr;
             if (src) load_tile<K, BC, S::DV, S::DVP>(sV + (i % K::STAGES) * BC * LDS_V, src, vrs, seq.sk - t * BC);
         }
         cp_async_commit();
@@ -190,9 +204,9 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         load_q_packed<S::THREADS, K::BR, K::D, K::DP>(sQ, qg, 2 * p.q_head_stride, qrs, m0, rows, G, h);
     else
         load_tile<K, K::BR, K::D, K::DP>(sQ, qg, qrs, p.seqlen_q - m0);
-    issue_k(0);
+    issue_k(0, pg[0]);
 #pragma unroll
-    for (int j = 1; j < K::STAGES; ++j) { issue_v(j - 1); issue_k(j); }
+    for (int j = 1; j < K::STAGES; ++j) { issue_v(j - 1, pg[INF ? j - 1 : 0]); issue_k(j, pg[INF ? j : 0]); }
 
     // Per-lane ldmatrix row/column offsets (see fg_mma.cuh for the layouts).
     const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_col = (lane >> 4) * 8;   // Q (A) and V (trans B)
@@ -224,12 +238,11 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                     ldmatrix_x4(qreg[K::Q_IN_REGS ? mt : 0][K::Q_IN_REGS ? ks : 0],
                                 q_base + (mt * 16 * LDS + ks * 16) * 2);
         }
-        issue_v(i + K::STAGES - 1);
+        issue_v(i + K::STAGES - 1, pg[INF ? K::STAGES - 1 : 0]);
 
         bool part;
         const int t = sch.tile(first + i, part);
-        bool vis = sch.visible(t, part);
-        if (INF && p.block_table) vis = vis && kv_tile(kg, krs, p.k_batch_stride, t) != nullptr;
+        const bool vis = sch.visible(t, part) && (!paged || pg[0] >= 0);
         float acc_s[MT][NT_S][4];
         if (vis) {
 #pragma unroll
@@ -270,7 +283,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
 
         cp_async_wait<PENDING>();
         __syncthreads();
-        issue_k(i + K::STAGES);
+        issue_k(i + K::STAGES, pg[INF ? K::STAGES : 0]);
 
         if (vis) {
             sm.step(acc_s, acc_o, p.scale_log2);
@@ -298,6 +311,11 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                     }
                 }
             }
+        }
+        if constexpr (INF) { // the page ring moves on: entry i + STAGES + 2 is loaded now
+#pragma unroll
+            for (int j = 0; j + 1 < NPG; ++j) pg[j] = pg[j + 1];
+            pg[NPG - 1] = page_at(i + NPG);
         }
     }
     // The epilogue reuses sQ.  Every copy must have landed and every thread

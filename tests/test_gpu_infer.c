@@ -362,9 +362,95 @@ static void host_cost(fg_context *ctx) {
         CHECK(st == FG_OK, "host cost run: %s", fg_errmsg(ctx));
         printf("host   fg_attention_run, paged GQA decode, %d split(s), %s: %.2f us per call (best of 5 x 200)\n",
                fg_attention_plan_splits(plan), split ? "main + combine kernels" : "one kernel", best);
+        /* where it goes: the tensor checks (one cuMemGetAddressRange each) */
+        fg_error e = {0};
+        double tc = now_us();
+        for (int i = 0; i < 200; ++i)
+            fg_check_call_tensors(cu, &d, (void *)(uintptr_t)q, (void *)(uintptr_t)kv, (void *)(uintptr_t)kv, (void *)(uintptr_t)o,
+                                  NULL, &e);
+        tc = (now_us() - tc) / 200;
+        double td = now_us();
+        for (int i = 0; i < 200; ++i) fg_ctx_device(ctx, &e);
+        td = (now_us() - td) / 200;
+        printf("host     of which: tensor checks %.2f us, binding the context %.2f us\n", tc, td);
         fg_attention_plan_destroy(plan);
     }
     cu->MemFree(q); cu->MemFree(o); cu->MemFree(kv); cu->MemFree(tabs); cu->MemFree(ws);
+}
+
+/* Decode bandwidth (not a test: "bench" prints it): GB/s of K+V read per
+ * decode step, 32 query heads / 8 KV heads, head dim 128, bf16, contiguous
+ * and paged (64), planned with automatic splits.  bench/decode.py runs the
+ * full grid against the peers. */
+static void decode_bench(fg_context *ctx, int configs) {
+    static const int batches[] = {1, 16, 64}, lens[] = {4096, 32768};
+    /* "bench-configs": explicit block_n x stages instead of the heuristic's */
+    static const int cfgs[][2] = {{0, 0}, {32, 2}, {32, 3}, {64, 2}, {64, 3}, {128, 2}};
+    const int Hq = 32, Hk = 8, D = 128, page = 64;
+    for (int ci = 0; ci < (configs ? 6 : 1); ++ci)
+    for (int bi = 0; bi < 3; ++bi)
+        for (int li = configs ? 1 : 0; li < 2; ++li)
+            for (int paged = 0; paged < 2; ++paged) {
+                const int B = batches[bi], L = lens[li], maxpages = L / page;
+                const size_t kvb = 2 * (size_t)B * L * Hk * D;
+                CUdeviceptr q = dalloc(2 * (size_t)B * Hq * D), o = dalloc(2 * (size_t)B * Hq * D), k = dalloc(kvb), v = dalloc(kvb);
+                CUdeviceptr tabs = dalloc(4 * (size_t)B * (maxpages + 1) + 1024), ws = dalloc(1 << 26);
+                cu->MemsetD32(q, 0x3c003c00u, B * Hq * D / 2);
+                cu->MemsetD32(k, 0x3c003c00u, kvb / 4);
+                cu->MemsetD32(v, 0x3c003c00u, kvb / 4);
+                int32_t *tab = malloc(4 * (size_t)B * (maxpages + 1));
+                for (int i = 0; i < B; ++i) tab[i] = L;
+                up(tabs, tab, 4 * (size_t)B);
+                for (int i = 0; i < B * maxpages; ++i) tab[i] = (i * 7919) % (B * maxpages); /* scattered pages */
+                up(tabs + 1024, tab, 4 * (size_t)B * maxpages);
+                free(tab);
+                fg_attention_desc d;
+                fg_attention_desc_init(&d, FG_BF16, D, B, Hq, Hk, 1, L);
+                d.seqlens_k = (const int32_t *)(uintptr_t)tabs;
+                if (paged) {
+                    d.k_strides[0] = d.v_strides[0] = (int64_t)page * Hk * D;
+                    d.block_table = (const int32_t *)(uintptr_t)(tabs + 1024);
+                    d.page_size = page;
+                    d.num_pages = B * maxpages;
+                    d.max_pages = maxpages;
+                }
+                if (cfgs[ci][0]) {
+                    d.block_m = 64;
+                    d.warps = 4;
+                    d.block_n = cfgs[ci][0];
+                    d.stages = cfgs[ci][1];
+                    d.path = FG_PATH_MMA;
+                }
+                fg_attention_plan *plan = NULL;
+                fg_status st = fg_attention_plan_create(ctx, &d, &plan);
+                if (st == FG_OK && fg_attention_plan_workspace(plan) > (1u << 26)) st = FG_ERR_OUT_OF_MEMORY;
+                float ms = 0;
+                if (st == FG_OK) {
+                    CUevent e0, e1;
+                    cu->EventCreate(&e0, 0);
+                    cu->EventCreate(&e1, 0);
+                    for (int rep = 0; rep < 2 && st == FG_OK; ++rep) {
+                        cu->EventRecord(e0, NULL);
+                        for (int i = 0; i < (rep ? 20 : 3) && st == FG_OK; ++i)
+                            st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v,
+                                                  (void *)(uintptr_t)o, NULL, (void *)(uintptr_t)ws, 1u << 26, NULL);
+                        cu->EventRecord(e1, NULL);
+                        cu->EventSynchronize(e1);
+                        cu->EventElapsedTime(&ms, e0, e1);
+                    }
+                    cu->EventDestroy(e0);
+                    cu->EventDestroy(e1);
+                    ms /= 20;
+                }
+                char label[32] = "heuristic";
+                if (ci) snprintf(label, sizeof label, "n=%d,st=%d", cfgs[ci][0], cfgs[ci][1]);
+                printf("bench decode %-10s b=%-3d kv=%-6d %-10s splits=%-3d %8.1f us %7.0f GB/s%s%s\n", label, B, L,
+                       paged ? "paged 64" : "contiguous",
+                       plan ? fg_attention_plan_splits(plan) : 0, ms * 1e3, st == FG_OK ? 2.0 * kvb / (ms * 1e-3) / 1e9 : 0.0,
+                       st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
+                fg_attention_plan_destroy(plan);
+                cu->MemFree(q); cu->MemFree(o); cu->MemFree(k); cu->MemFree(v); cu->MemFree(tabs); cu->MemFree(ws);
+            }
 }
 
 int main(int argc, char **argv) {
@@ -376,7 +462,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "no device: %s\n", e.msg ? e.msg : fg_errmsg(ctx));
         return 1;
     }
-    /* argument: "tables", "host", a case-name substring, or "san" (every case
+    /* argument: "tables", "host", "bench", a case-name substring, or "san" (every case
      * and the tables, not the host timing: tools/sanitize.sh) */
     const char *only = argc > 1 ? argv[1] : NULL;
     const int san = only && !strcmp(only, "san");
@@ -403,13 +489,15 @@ int main(int argc, char **argv) {
     };
     int n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
-        if (only && (!strcmp(only, "tables") || !strcmp(only, "host"))) break;
+        if (only && (!strcmp(only, "tables") || !strcmp(only, "host") || !strncmp(only, "bench", 5))) break;
         if (only && !strstr(cases[i].name, only)) continue;
         run_case(ctx, &cases[i]);
         ++n;
     }
     if (!only || !strcmp(only, "tables")) bad_tables(ctx);
     if ((!only && !san) || (only && !strcmp(only, "host"))) host_cost(ctx);
+    if (only && !strcmp(only, "bench")) decode_bench(ctx, 0);
+    if (only && !strcmp(only, "bench-configs")) decode_bench(ctx, 1);
     printf("%d cases\n", n);
     fg_context_destroy(ctx);
     return test_summary("test_gpu_infer");
