@@ -370,8 +370,12 @@ fg_status fg_attention_kernel_name(fg_context *ctx, const fg_attention_desc *des
  *
  * workspace: device memory of at least fg_attention_plan_workspace() bytes,
  * 16-byte aligned, used by one run at a time (the split partial outputs in
- * fp32 and their logsumexps, O(splits * rows * head_dim_v)); NULL is fine
- * when that size is 0. */
+ * fp32 and their logsumexps, O(splits * rows * head_dim_v), and one counter
+ * per query tile); NULL is fine when that size is 0.  Zero it once after
+ * allocating it (cudaMemset): every run leaves it zero again, so it can be
+ * reused by any plan without clearing (a run on a workspace that was not
+ * zero is reported by fg_attention_table_error).  The last split of each
+ * query tile to finish merges the partials, so a run is one kernel launch. */
 typedef struct fg_attention_plan fg_attention_plan;
 fg_status fg_attention_plan_create(fg_context *ctx, const fg_attention_desc *desc, fg_attention_plan **plan);
 size_t fg_attention_plan_workspace(const fg_attention_plan *plan);

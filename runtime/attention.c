@@ -138,15 +138,5 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
         return fg_fail(err, FG_ERR_CUDA, "launching %s (grid %u x %u x %u, %d threads, %d bytes smem): %s", kern->key,
                        grid_x, grid_y, grid_z, kern->threads, kern->smem_bytes, fg_cuda_errstr(ctx->cu, r, b, sizeof b));
     }
-    if (var->spec.infer && p->num_splits > 1) { /* merge the splits: a warp per output row */
-        const unsigned long long rows = (unsigned long long)p->batch * p->heads_q * p->seqlen_q;
-        const unsigned blocks = (unsigned)((rows + 3) / 4);
-        r = ctx->cu->LaunchKernel(kern->fn_combine, blocks, 1, 1, 128, 1, 1, 0, (CUstream)stream, args, NULL);
-        if (r != CUDA_SUCCESS) {
-            char b[256];
-            return fg_fail(err, FG_ERR_CUDA, "launching the split-KV combine of %s (%u blocks): %s", kern->key, blocks,
-                           fg_cuda_errstr(ctx->cu, r, b, sizeof b));
-        }
-    }
     return FG_OK;
 }

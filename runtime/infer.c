@@ -185,9 +185,13 @@ fg_status fg_attention_plan_create(fg_context *ctx, const fg_attention_desc *des
         free(pl);
         return fg_ctx_fail(ctx, &e);
     }
-    if (pl->var.spec.infer)
+    if (pl->var.spec.infer) {
+        unsigned g[3];
+        fg_infer_grid(&pl->var, &pl->p, g);
+        const long long tiles = (long long)g[0] / pl->p.num_splits * g[1] * g[2];
         pl->ws_bytes = (size_t)fg_infer_workspace_bytes(pl->p.num_splits, pl->d.batch, pl->d.heads_q, pl->d.seqlen_q,
-                                                        fg_desc_head_dim_v(&pl->d));
+                                                        fg_desc_head_dim_v(&pl->d), tiles);
+    }
     *out = pl;
     return FG_OK;
 }
@@ -220,9 +224,12 @@ fg_status fg_attention_run(const fg_attention_plan *plan, const void *q, const v
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
     p.q = q; p.k = k; p.v = v; p.o = o; p.lse = lse;
     if (plan->ws_bytes) {
-        const size_t rows = (size_t)p.num_splits * p.batch * p.heads_q * p.seqlen_q;
+        unsigned long long lse_at, count_at;
+        fg_infer_workspace_parts(p.num_splits, p.batch, p.heads_q, p.seqlen_q, fg_desc_head_dim_v(&plan->d), &lse_at,
+                                 &count_at);
         p.part_o = (float *)workspace;
-        p.part_lse = (float *)((char *)workspace + (rows * fg_desc_head_dim_v(&plan->d) * 4 + 255) / 256 * 256);
+        p.part_lse = (float *)((char *)workspace + lse_at);
+        p.split_count = (int *)((char *)workspace + count_at);
     }
     st = fg_ctx_launch(ctx, plan->kern, &plan->var, &p, stream, &e);
     return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);

@@ -20,7 +20,6 @@ typedef struct fg_kernel {
     CUmodule module;
     CUfunction fn;
     CUfunction fn_pre, fn_dq; /* backward modules (spec.kind FG_KIND_BWD): entry "_pre" and "_dq" */
-    CUfunction fn_combine;    /* inference modules (spec.infer): entry "_combine", the split-KV merge */
     int threads, smem_bytes;
     fg_kernel_stats stats;
     struct fg_kernel *next;

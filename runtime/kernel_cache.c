@@ -36,11 +36,6 @@ static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const c
         snprintf(name, sizeof name, "%s_dq", entry);
         if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn_dq, k->module, name);
     }
-    if (res == CUDA_SUCCESS && k->var.spec.infer) { /* the split-KV combine kernel */
-        char name[96];
-        snprintf(name, sizeof name, "%s_combine", entry);
-        res = cu->ModuleGetFunction(&k->fn_combine, k->module, name);
-    }
     if (res == CUDA_SUCCESS && smem_bytes > 48 * 1024)
         res = cu->FuncSetAttribute(k->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_bytes);
     if (res != CUDA_SUCCESS && k->module) {

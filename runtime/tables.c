@@ -43,6 +43,7 @@ static void describe(const int w[4], char *buf, size_t n) {
     case 3: snprintf(buf, n, "seqlens_k[%d] = %d is negative or past the capacity seqlen_k", w[1], w[3]); break;
     case 4: snprintf(buf, n, "block_table[%d][%d] = %d is not a page in [0, num_pages)", w[1], w[2], w[3]); break;
     case 5: snprintf(buf, n, "fg_kv_append: sequence %d, new row %d would go to key position %d, past the capacity", w[1], w[2], w[3]); break;
+    case 6: snprintf(buf, n, "the split-KV workspace was not zero before the run (split counter %d of batch %d read %d): zero it once after allocating it", w[2], w[1], w[3]); break;
     default: snprintf(buf, n, "unknown table error kind %d (batch %d, index %d, value %d)", w[0], w[1], w[2], w[3]);
     }
 }

@@ -24,8 +24,17 @@ int fg_infer_splits(long long tiles, int key_tiles, int slots, int max_splits) {
 
 static unsigned long long round256(unsigned long long x) { return (x + 255) / 256 * 256; }
 
-unsigned long long fg_infer_workspace_bytes(int splits, int batch, int heads_q, int seqlen_q, int head_dim_v) {
-    if (splits <= 1) return 0;
+void fg_infer_workspace_parts(int splits, int batch, int heads_q, int seqlen_q, int head_dim_v,
+                              unsigned long long *lse_offset, unsigned long long *count_offset) {
     const unsigned long long rows = (unsigned long long)splits * batch * heads_q * seqlen_q;
-    return round256(rows * head_dim_v * 4) + round256(rows * 4);
+    *lse_offset = round256(rows * head_dim_v * 4);
+    *count_offset = *lse_offset + round256(rows * 4);
+}
+
+unsigned long long fg_infer_workspace_bytes(int splits, int batch, int heads_q, int seqlen_q, int head_dim_v,
+                                            long long tiles) {
+    if (splits <= 1) return 0;
+    unsigned long long lse_at, count_at;
+    fg_infer_workspace_parts(splits, batch, heads_q, seqlen_q, head_dim_v, &lse_at, &count_at);
+    return count_at + round256((unsigned long long)tiles * 4);
 }

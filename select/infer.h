@@ -20,7 +20,11 @@ int fg_infer_pack(int group, int seqlen_q, int block_m);
 int fg_infer_splits(long long tiles, int key_tiles, int slots, int max_splits);
 
 /* Bytes of the split-KV workspace: fp32 partial outputs and logsumexps of
- * [splits, batch, heads_q, seqlen_q] rows of head_dim_v, each part rounded
- * up to 256 bytes; 0 when splits <= 1. */
-unsigned long long fg_infer_workspace_bytes(int splits, int batch, int heads_q, int seqlen_q, int head_dim_v);
+ * [splits, batch, heads_q, seqlen_q] rows of head_dim_v, then one int
+ * counter per query tile (`tiles` of them), each part rounded up to 256
+ * bytes; 0 when splits <= 1.  fg_infer_workspace_parts gives the offsets. */
+unsigned long long fg_infer_workspace_bytes(int splits, int batch, int heads_q, int seqlen_q, int head_dim_v,
+                                            long long tiles);
+void fg_infer_workspace_parts(int splits, int batch, int heads_q, int seqlen_q, int head_dim_v,
+                              unsigned long long *lse_offset, unsigned long long *count_offset);
 #endif

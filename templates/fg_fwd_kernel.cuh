@@ -348,6 +348,18 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                     }
                     if (c == 0) p.part_lse[idx] = lse[mt][r];
                 }
+            // The last split of this tile to finish merges them all (no
+            // second kernel: one launch per call, no gap on the GPU).
+            const int tile_id = (b * (int)gridDim.y + (int)blockIdx.y) * m_blocks + m_block;
+            if (last_split(p, tile_id, splits, b)) {
+                const int nrows = min(K::BR, rows - m0);
+                for (int r = warp; r < nrows; r += K::WARPS) {
+                    const int R = m0 + r;
+                    combine_row<K, S::DV>(p, seq, b, h + R % G, R / G);
+                }
+                __syncthreads();
+                if (tid == 0) p.split_count[tile_id] = 0;   // the workspace stays zero between runs
+            }
             return;
         }
     }

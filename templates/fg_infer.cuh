@@ -18,8 +18,8 @@
 //              a page (block_n divides page_size, checked on the host).
 //   splitting  blockIdx.x = m_block * num_splits + split; split s visits
 //              its share of the tile's key tiles and writes O (normalised,
-//              fp32) and lse to the workspace; the combine kernel below
-//              merges the shares by their logsumexp.
+//              fp32) and lse to the workspace; the last split of a tile to
+//              finish merges the shares by their logsumexp (combine_row).
 #pragma once
 #include "fg_params.h"
 #include "fg_mma.cuh"
@@ -118,28 +118,43 @@ __device__ __forceinline__ void load_q_packed(u16 *s, const char *qg, long long 
     }
 }
 
-// Split-KV merge: one warp per (b, h, qi) output row.  o = sum_s w_s o_s
+// Whether this CTA is the last split of its tile to finish (then it merges
+// them).  Every thread's partial stores are fenced before thread 0 counts
+// the CTA in; the last one fences again before it reads the others'.  The
+// counters live in the workspace, which must start zero (the merging CTA
+// sets its counter back to 0); a count past the splits means it did not,
+// and is recorded in the table error word.
+__device__ __forceinline__ bool last_split(const fg_fwd_params &p, int tile_id, int splits, int b) {
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const int old = atomicAdd(p.split_count + tile_id, 1);
+        if (old >= splits) table_error(p.table_err, TE_WORKSPACE, b, tile_id, old);
+        s_last = old == splits - 1;
+    }
+    __syncthreads();
+    if (!s_last) return false;
+    __threadfence();
+    return true;
+}
+
+// Split-KV merge of one output row (b, h, qi) by one warp: o = sum_s w_s o_s
 // with w_s = exp(lse_s - lse), lse = log sum_s exp(lse_s); splits that saw
 // no key have lse_s = -inf and weigh 0; a row no split saw gets o = 0 and
-// lse = -inf, like the unsplit kernel.
+// lse = -inf, like the unsplit kernel.  The partials are read past L1
+// (__ldcg): other SMs wrote them.
 template <class K, int DV>
-__device__ __forceinline__ void combine_splits(const fg_fwd_params &p) {
-    const int lane = threadIdx.x & 31;
-    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    const long long rows = (long long)p.batch * p.heads_q * p.seqlen_q;
-    if (row >= rows) return;
-    const int qi = (int)(row % p.seqlen_q), h = (int)(row / p.seqlen_q % p.heads_q), b = (int)(row / p.seqlen_q / p.heads_q);
-    const SeqInfo s = seq_info(p, b);
-    if (qi >= s.sq) return;
-    const int ns = p.num_splits;
+__device__ __forceinline__ void combine_row(const fg_fwd_params &p, const SeqInfo &s, int b, int h, int qi) {
+    const int lane = threadIdx.x & 31, ns = p.num_splits;
     float mx = neg_inf();
-    for (int i = lane; i < ns; i += 32) mx = fmaxf(mx, p.part_lse[part_index(p, i, b, h, qi)]);
+    for (int i = lane; i < ns; i += 32) mx = fmaxf(mx, __ldcg(p.part_lse + part_index(p, i, b, h, qi)));
 #pragma unroll
     for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     const float LOG2E = 1.4426950408889634f;
     const float m = mx == neg_inf() ? 0.f : mx;
     float sum = 0.f;
-    for (int i = lane; i < ns; i += 32) sum += exp2f((p.part_lse[part_index(p, i, b, h, qi)] - m) * LOG2E);
+    for (int i = lane; i < ns; i += 32) sum += exp2f((__ldcg(p.part_lse + part_index(p, i, b, h, qi)) - m) * LOG2E);
 #pragma unroll
     for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     const bool empty = !(sum > 0.f);
@@ -150,8 +165,8 @@ __device__ __forceinline__ void combine_splits(const fg_fwd_params &p) {
         if (!empty)
             for (int i = 0; i < ns; ++i) {
                 const long long idx = part_index(p, i, b, h, qi);
-                const float w = exp2f((p.part_lse[idx] - lse) * LOG2E);
-                const float2 v = *(const float2 *)(p.part_o + idx * DV + c);
+                const float w = exp2f((__ldcg(p.part_lse + idx) - lse) * LOG2E);
+                const float2 v = __ldcg((const float2 *)(p.part_o + idx * DV + c));
                 a0 += w * v.x;
                 a1 += w * v.y;
             }

@@ -54,6 +54,7 @@ typedef struct fg_fwd_params {
     int bottom_right;        /* causal alignment from each sequence's lengths */
     float *part_o;           /* num_splits > 1: [splits, batch, heads_q, seqlen_q, head_dim_v] */
     float *part_lse;         /* [splits, batch, heads_q, seqlen_q]            */
+    int *split_count;        /* per query tile: splits finished (zero between runs) */
     int *table_err;          /* int[4] (fg_tables.cuh)                        */
 } fg_fwd_params;
 

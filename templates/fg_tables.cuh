@@ -17,6 +17,7 @@ enum TableError {
     TE_SEQLENS_K = 3,     // seqlens_k[b] negative or past the capacity
     TE_BLOCK_TABLE = 4,   // block_table[b][index] = value not in [0, num_pages)
     TE_APPEND = 5,        // fg_kv_append: seqlens_k[b] + row past the capacity
+    TE_WORKSPACE = 6,     // a split counter of the workspace was not zero before the run
 };
 
 // Records {kind, b, index, value} unless an earlier error is recorded.

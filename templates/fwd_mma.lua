@@ -12,8 +12,7 @@
 --         V tile and the output follow it), dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
 --         block_m, block_n, warps, stages, q_in_regs (bool), min_blocks,
 --         infer (bool, optional: the inference variant of templates/fg_infer.cuh,
---         dense only: per-sequence lengths, GQA packing, paged K/V, split-KV,
---         plus the split-KV combine kernel flashgen_fwd_combine),
+--         dense only: per-sequence lengths, GQA packing, paged K/V, split-KV),
 --         key (string, for the banner)
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded, rows_per_warp }
 --
@@ -81,14 +80,6 @@ return function(p)
   out:line("    extern __shared__ __align__(16) char smem[];")
   out:line("    fg::attention_forward<Traits>(p, smem);")
   out:line("}")
-  if p.infer then
-    out:line("")
-    out:line("// Split-KV: merges the splits' partial outputs by their logsumexp, a warp per row.")
-    out:line('extern "C" __global__ void __launch_bounds__(128)')
-    out:line("flashgen_fwd_combine(const __grid_constant__ fg_fwd_params p) {")
-    out:line("    fg::combine_splits<Traits, fg::FwdShape<Traits>::DV>(p);")
-    out:line("}")
-  end
 
   return {
     source = out:text(),

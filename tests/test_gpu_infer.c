@@ -191,10 +191,13 @@ static int run_case(fg_context *ctx, const icase *c) {
         if (pass == 1 && c->splits > 1) break;
         const size_t wsb = fg_attention_plan_workspace(plan);
         CUdeviceptr ws = wsb ? dalloc(wsb) : 0;
+        if (ws) cu->MemsetD32(ws, 0, wsb / 4); /* zero once; runs leave it zero */
         cu->MemsetD32(o, 0xFFFFFFFFu, qrows * Hq * DV / 2);
         cu->MemsetD32(lse, 0xFFFFFFFFu, qrows * Hq);
-        if (pass == 0) st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v, (void *)(uintptr_t)o,
-                                             (float *)(uintptr_t)lse, (void *)(uintptr_t)ws, wsb, NULL);
+        if (pass == 0) /* twice on one workspace: the first run must leave its split counters zero */
+            for (int rep = 0; rep < 2 && st == FG_OK; ++rep)
+                st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v, (void *)(uintptr_t)o,
+                                      (float *)(uintptr_t)lse, (void *)(uintptr_t)ws, wsb, NULL);
         else {
             fg_attention_desc d1 = d;
             if (d1.num_splits == 0) d1.num_splits = 1;
@@ -295,6 +298,31 @@ static void bad_tables(fg_context *ctx) {
         st = fg_attention_table_error(ctx, msg, sizeof msg, NULL);
         CHECK(st == FG_OK, "%s: the error word was not cleared", t[i].what);
     }
+    /* a split plan on a workspace that was never zeroed: reported, no fault */
+    {
+        fg_attention_desc ds = d;
+        int32_t lens[2] = {90, 90}, table[14];
+        for (int j = 0; j < 14; ++j) table[j] = j;
+        up(tabs, lens, sizeof lens);
+        up(tabs + 64, table, sizeof table);
+        ds.num_splits = 2;
+        fg_attention_plan *plan = NULL;
+        fg_status st = fg_attention_plan_create(ctx, &ds, &plan);
+        CHECK(st == FG_OK && fg_attention_plan_splits(plan) == 2, "split plan: %s", fg_errmsg(ctx));
+        const size_t wsb = fg_attention_plan_workspace(plan);
+        CUdeviceptr ws = dalloc(wsb);
+        cu->MemsetD32(ws, 0x01010101u, wsb / 4);
+        if (st == FG_OK)
+            st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)kv, (void *)(uintptr_t)kv, (void *)(uintptr_t)o,
+                                  NULL, (void *)(uintptr_t)ws, wsb, NULL);
+        CHECK(st == FG_OK && cu->CtxSynchronize() == CUDA_SUCCESS, "dirty workspace run: %s", fg_errmsg(ctx));
+        char msg[256] = "";
+        st = fg_attention_table_error(ctx, msg, sizeof msg, NULL);
+        CHECK(st == FG_ERR_BAD_LAYOUT && strstr(msg, "workspace was not zero"), "dirty workspace: got '%s'", msg);
+        printf("ok   bad table: %-28s -> %s\n", "workspace never zeroed", msg);
+        fg_attention_plan_destroy(plan);
+        cu->MemFree(ws);
+    }
     /* varlen: decreasing cu_seqlens_q */
     fg_attention_desc dv;
     fg_attention_desc_init(&dv, FG_BF16, D, B, H, H, 4, 4);
@@ -327,6 +355,7 @@ static void host_cost(fg_context *ctx) {
     const int B = 8, Hq = 32, Hk = 8, D = 128, page = 64, maxpages = 4, cap = page * maxpages;
     CUdeviceptr q = dalloc(2 * (size_t)B * Hq * D), o = dalloc(2 * (size_t)B * Hq * D);
     CUdeviceptr kv = dalloc(2 * (size_t)B * cap * Hk * D), tabs = dalloc(4096), ws = dalloc(1 << 22);
+    cu->MemsetD32(ws, 0, (1 << 22) / 4);
     int32_t lens[8], table[32];
     for (int i = 0; i < B; ++i) lens[i] = cap - i;
     for (int i = 0; i < B * maxpages; ++i) table[i] = i;
@@ -395,6 +424,7 @@ static void decode_bench(fg_context *ctx, int configs) {
                 const size_t kvb = 2 * (size_t)B * L * Hk * D;
                 CUdeviceptr q = dalloc(2 * (size_t)B * Hq * D), o = dalloc(2 * (size_t)B * Hq * D), k = dalloc(kvb), v = dalloc(kvb);
                 CUdeviceptr tabs = dalloc(4 * (size_t)B * (maxpages + 1) + 1024), ws = dalloc(1 << 26);
+                cu->MemsetD32(ws, 0, (1 << 26) / 4);
                 cu->MemsetD32(q, 0x3c003c00u, B * Hq * D / 2);
                 cu->MemsetD32(k, 0x3c003c00u, kvb / 4);
                 cu->MemsetD32(v, 0x3c003c00u, kvb / 4);

@@ -147,9 +147,9 @@ static void test_choices(void) {
                       got, best);
         }
     CHECK(fg_infer_splits(8, 512, 264, 7) <= 7, "the maximum holds");
-    CHECK(fg_infer_workspace_bytes(1, 4, 32, 1, 128) == 0, "no split, no workspace");
-    CHECK(fg_infer_workspace_bytes(8, 4, 32, 1, 128) == 8 * 4 * 32 * 128 * 4 + 8 * 4 * 32 * 4, "workspace of 8 splits");
-    CHECK(fg_infer_workspace_bytes(3, 1, 1, 1, 8) == 256 + 256, "rounded to 256 per part");
+    CHECK(fg_infer_workspace_bytes(1, 4, 32, 1, 128, 32) == 0, "no split, no workspace");
+    CHECK(fg_infer_workspace_bytes(8, 4, 32, 1, 128, 32) == 8 * 4 * 32 * 128 * 4 + 8 * 4 * 32 * 4 + 256, "workspace of 8 splits");
+    CHECK(fg_infer_workspace_bytes(3, 1, 1, 1, 8, 1) == 256 + 256 + 256, "rounded to 256 per part");
 }
 
 /* Every inference variant family compiles without spills. */
@@ -184,7 +184,7 @@ static void test_compile(void) {
                         fg_error_clear(&e);
                         break;
                     }
-                    CHECK(strstr(r.source, "INFER = true") && strstr(r.source, "flashgen_fwd_combine"), "render has the combine");
+                    CHECK(strstr(r.source, "INFER = true") != NULL, "render is the inference variant");
                     fg_cubin cb;
                     const fg_status st = fg_compile_cubin(&src, r.source, archs[a], "test", &cb, &e);
                     fg_rendered_free(&r);
