@@ -390,7 +390,7 @@ static void host_cost(fg_context *ctx) {
         cu->CtxSynchronize();
         CHECK(st == FG_OK, "host cost run: %s", fg_errmsg(ctx));
         printf("host   fg_attention_run, paged GQA decode, %d split(s), %s: %.2f us per call (best of 5 x 200)\n",
-               fg_attention_plan_splits(plan), split ? "main + combine kernels" : "one kernel", best);
+               fg_attention_plan_splits(plan), split ? "one kernel, the last split merges" : "one kernel", best);
         /* where it goes: the tensor checks (one cuMemGetAddressRange each) */
         fg_error e = {0};
         double tc = now_us();
@@ -419,7 +419,7 @@ static void decode_bench(fg_context *ctx, int configs) {
     for (int ci = 0; ci < (configs ? 6 : 1); ++ci)
     for (int bi = 0; bi < 3; ++bi)
         for (int li = configs ? 1 : 0; li < 2; ++li)
-            for (int paged = 0; paged < 2; ++paged) {
+            for (int paged = 0; paged < 3; ++paged) { /* contiguous, scattered pages, pages in order */
                 const int B = batches[bi], L = lens[li], maxpages = L / page;
                 const size_t kvb = 2 * (size_t)B * L * Hk * D;
                 CUdeviceptr q = dalloc(2 * (size_t)B * Hq * D), o = dalloc(2 * (size_t)B * Hq * D), k = dalloc(kvb), v = dalloc(kvb);
@@ -431,7 +431,7 @@ static void decode_bench(fg_context *ctx, int configs) {
                 int32_t *tab = malloc(4 * (size_t)B * (maxpages + 1));
                 for (int i = 0; i < B; ++i) tab[i] = L;
                 up(tabs, tab, 4 * (size_t)B);
-                for (int i = 0; i < B * maxpages; ++i) tab[i] = (i * 7919) % (B * maxpages); /* scattered pages */
+                for (int i = 0; i < B * maxpages; ++i) tab[i] = paged == 2 ? i : (i * 7919) % (B * maxpages); /* scattered pages */
                 up(tabs + 1024, tab, 4 * (size_t)B * maxpages);
                 free(tab);
                 fg_attention_desc d;
@@ -474,8 +474,8 @@ static void decode_bench(fg_context *ctx, int configs) {
                 }
                 char label[32] = "heuristic";
                 if (ci) snprintf(label, sizeof label, "n=%d,st=%d", cfgs[ci][0], cfgs[ci][1]);
-                printf("bench decode %-10s b=%-3d kv=%-6d %-10s splits=%-3d %8.1f us %7.0f GB/s%s%s\n", label, B, L,
-                       paged ? "paged 64" : "contiguous",
+                printf("bench decode %-10s b=%-3d kv=%-6d %-18s splits=%-3d %8.1f us %7.0f GB/s%s%s\n", label, B, L,
+                       paged == 2 ? "paged 64 in order" : paged ? "paged 64 scattered" : "contiguous",
                        plan ? fg_attention_plan_splits(plan) : 0, ms * 1e3, st == FG_OK ? 2.0 * kvb / (ms * 1e-3) / 1e9 : 0.0,
                        st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
                 fg_attention_plan_destroy(plan);
