@@ -242,7 +242,10 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
 
         bool part;
         const int t = sch.tile(first + i, part);
-        const bool vis = sch.visible(t, part) && (!paged || pg[0] >= 0);
+        // A warp whose rows all lie past the sequence (decode: a packed tile
+        // holds group x seqlen_q rows, often fewer than 64) still helps load
+        // K and V but skips the GEMMs and the softmax.
+        const bool vis = sch.visible(t, part) && (!paged || pg[0] >= 0) && (!INF || m0 + wrow < rows);
         float acc_s[MT][NT_S][4];
         if (vis) {
 #pragma unroll
