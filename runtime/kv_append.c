@@ -84,6 +84,16 @@ static void bshd(int64_t s[3], int seqlen, int heads, int dim) {
     s[2] = (int64_t)row;
 }
 
+void fg_kv_append_variant(fg_variant *v, fg_dtype dtype, int head_dim, int head_dim_v) {
+    memset(v, 0, sizeof *v);
+    v->spec.kind = FG_KIND_APPEND;
+    v->spec.head_dim = head_dim;
+    v->spec.head_dim_v = head_dim_v;
+    v->spec.dtype = dtype;
+    fg_config_unset(&v->cfg);
+    v->cfg.warps = APPEND_WARPS;
+}
+
 fg_status fg_kv_append_plan(const fg_attention_desc *desc, const fg_append_args *a, fg_attention_desc *d,
                             fg_variant *v, fg_append_params *p, fg_error *err) {
     fg_status st = fg_desc_read(desc, d, err);
@@ -106,14 +116,7 @@ fg_status fg_kv_append_plan(const fg_attention_desc *desc, const fg_append_args 
                   (st = fg_check_strides("v_new", vs, d->batch, d->heads_kv, n, dv, 0, err))))
         return st;
 
-    memset(v, 0, sizeof *v);
-    v->spec.kind = FG_KIND_APPEND;
-    v->spec.head_dim = d->head_dim;
-    v->spec.head_dim_v = dv;
-    v->spec.dtype = d->dtype;
-    fg_config_unset(&v->cfg);
-    v->cfg.warps = APPEND_WARPS;
-
+    fg_kv_append_variant(v, d->dtype, d->head_dim, dv);
     memset(p, 0, sizeof *p);
     p->k_new = a->k_new;
     p->v_new = a->v_new;

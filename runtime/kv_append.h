@@ -15,6 +15,9 @@ typedef struct fg_append_args {
     void *k_cache, *v_cache;
 } fg_append_args;
 
+/* The variant of fg_kv_append's kernels for a dtype and head dims (kind
+ * FG_KIND_APPEND, its launch configuration complete). */
+void fg_kv_append_variant(fg_variant *v, fg_dtype dtype, int head_dim, int head_dim_v);
 /* Checks everything the host can see without a GPU (the descriptor read at
  * this library's size into *d, sizes, head dims, strides, pointers NULL or
  * misaligned, the paging fields) and fills the variant (kind

@@ -22,6 +22,7 @@
 #include "runtime/cuda_api.h"
 #include "runtime/internal.h"
 #include "runtime/reference.h"
+#include "test_gpu_util.h"
 #include "test_util.h"
 
 enum { BAD_NONE, BAD_PAST, BAD_NEG, BAD_BEYOND, BAD_PAGE_HIGH, BAD_PAGE_NEG };
@@ -303,11 +304,9 @@ static void test_ranges(fg_context *ctx) {
 }
 
 int main(int argc, char **argv) {
+    gpu_or_skip();
     fg_error e = {0};
-    if (fg_cuda_get(&cu, &e) != FG_OK) {
-        printf("SKIP: %s\n", e.msg);
-        return 77;
-    }
+    fg_cuda_get(&cu, &e);
     fg_context *ctx;
     fg_context_create(&ctx);
     if (fg_ctx_device(ctx, &e) != FG_OK) {

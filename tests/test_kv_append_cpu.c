@@ -231,15 +231,6 @@ static void test_public_call(void) {
     fg_context_destroy(ctx);
 }
 
-static void append_variant(fg_variant *v, int d, int dv, fg_dtype dt) {
-    memset(v, 0, sizeof *v);
-    v->spec.kind = FG_KIND_APPEND;
-    v->spec.head_dim = d;
-    v->spec.head_dim_v = dv;
-    v->spec.dtype = dt;
-    fg_config_unset(&v->cfg);
-    v->cfg.warps = 8;
-}
 
 static int contains(const void *data, size_t n, const char *s) {
     const size_t l = strlen(s);
@@ -254,7 +245,7 @@ static void test_variants(int quick) {
     CHECK(fg_sources_load(&src, &e) == FG_OK, "%s", e.msg ? e.msg : "");
     /* keys: the template and kind named; forward and append never equal */
     fg_variant v, f;
-    append_variant(&v, 128, 128, FG_BF16);
+    fg_kv_append_variant(&v, FG_BF16, 128, 128);
     f = v;
     f.spec.kind = FG_KIND_FWD;
     char kv[512], kf[512];
@@ -267,7 +258,7 @@ static void test_variants(int quick) {
     for (int dt = 0; dt < 2; ++dt)
         for (int d = 8; d <= 256; d += 8)
             for (int dv = 8; dv <= 256; dv += quick ? 56 : 8) {
-                append_variant(&v, d, dv, (fg_dtype)dt);
+                fg_kv_append_variant(&v, (fg_dtype)dt, d, dv);
                 fg_rendered r;
                 if (fg_render_forward(&src, &v, "k", &r, &e) != FG_OK) {
                     CHECK(0, "render %d/%d: %s", d, dv, e.msg);
@@ -283,10 +274,10 @@ static void test_variants(int quick) {
     printf("%d append variants rendered\n", rendered);
     /* the template refuses what it cannot build */
     fg_rendered r;
-    append_variant(&v, 12, 64, FG_BF16);
+    fg_kv_append_variant(&v, FG_BF16, 12, 64);
     CHECK(fg_render_forward(&src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "head_dim 12 rendered");
     fg_error_clear(&e);
-    append_variant(&v, 64, 64, FG_BF16);
+    fg_kv_append_variant(&v, FG_BF16, 64, 64);
     v.cfg.warps = 5;
     CHECK(fg_render_forward(&src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "warps 5 rendered");
     CHECK_CONTAINS(e.msg, "warps");
@@ -303,7 +294,7 @@ static void test_variants(int quick) {
     for (int a = 0; a < 2; ++a)
         for (int i = 0; i < (quick ? 2 : 6); ++i) {
             const char *arch = a ? "sm_80" : "sm_90a";
-            append_variant(&v, dims[i][0], dims[i][1], i & 1 ? FG_FP16 : FG_BF16);
+            fg_kv_append_variant(&v, i & 1 ? FG_FP16 : FG_BF16, dims[i][0], dims[i][1]);
             char key[512];
             fg_variant_key(&v, src.hash_hex, nv.major, nv.minor, arch, key, sizeof key);
             fg_cubin cb;
