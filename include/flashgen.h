@@ -398,7 +398,9 @@ fg_status fg_attention_table_error(fg_context *ctx, char *buf, size_t n, void *s
  * not advanced, and the first bad entry is recorded like the forward's
  * table errors (fg_attention_table_error).  seqlen_new 0 does nothing;
  * cu_seqlens_k is not taken (FG_ERR_UNSUPPORTED).  No allocation (but the
- * context's table error word, once), no synchronisation. */
+ * context's table error word, once), no synchronisation: a decode step that
+ * calls it can be captured in a CUDA graph after a first call outside the
+ * capture (which compiles the kernel of its dtype and head dims). */
 fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const void *k_new, const void *v_new,
                        const int64_t knew_strides[3], const int64_t vnew_strides[3], int seqlen_new, void *k_cache,
                        void *v_cache, int advance, void *stream);
