@@ -9,12 +9,15 @@
  * strided (BHSD, padded) k_new / v_new, advance on and off, decode loops of
  * several appends in a row with no host step between them, lengths 0 and
  * capacity - seqlen_new (the last row lands on capacity - 1), appends of
- * many CTAs per sequence, batches past one advance CTA, seqlen_new 0.  Bad
+ * many CTAs per sequence, batches past one advance CTA, seqlen_new 0, and
+ * a decode step captured in a CUDA graph (global capture mode, after one
+ * call outside it) replayed with fresh rows each time.  Bad
  * entries (a length one row short of room, negative, past the capacity; a
  * page out of range either way) leave their sequence untouched and are
  * reported by fg_attention_table_error with the entry named, then cleared.
  * Device ranges too small for the strides are refused before launch.
  * Exit 77 (skipped) without a GPU. */
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -39,6 +42,7 @@ typedef struct acase {
     int strided_new;   /* k_new / v_new [batch, heads, seqlen_new, d + 16] */
     int shared_prefix; /* paged: full pages before the first new row shared by all sequences */
     int bad;           /* BAD_*: one bad entry in sequence batch / 2 */
+    int graph;         /* steps after the first: one captured call, replayed */
 } acase;
 
 static const fg_cuda *cu;
@@ -93,6 +97,63 @@ static int compare(const char *name, const acase *c, const tensor *t, uint16_t *
             return 0;
         }
     return 1;
+}
+
+/* The driver's graph calls (not in fg_cuda: only this test needs them). */
+typedef struct graph_api {
+    CUresult (*StreamCreate)(CUstream *, unsigned);
+    CUresult (*StreamDestroy)(CUstream);
+    CUresult (*BeginCapture)(CUstream, CUstreamCaptureMode);
+    CUresult (*EndCapture)(CUstream, CUgraph *);
+    CUresult (*Instantiate)(CUgraphExec *, CUgraph, unsigned long long);
+    CUresult (*Launch)(CUgraphExec, CUstream);
+    CUresult (*ExecDestroy)(CUgraphExec);
+    CUresult (*Destroy)(CUgraph);
+} graph_api;
+
+static int graph_api_load(graph_api *g) {
+    static const char *const names[] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
+                                        "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
+                                        "cuGraphExecDestroy", "cuGraphDestroy"};
+    void **f = (void **)g;
+    for (int i = 0; i < 8; ++i)
+        if (!(f[i] = dlsym(cu->lib, names[i]))) {
+            CHECK(0, "the driver lacks %s", names[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* One fg_kv_append of case c on stream s; from step 1 of a graph case, a
+ * launch of the graph captured from the call at step 1. */
+typedef struct call_t {
+    const fg_attention_desc *d;
+    const void *kn, *vn;
+    const int64_t *ks, *vs;
+    void *kc, *vc;
+} call_t;
+
+static fg_status append_step(fg_context *ctx, const acase *c, const call_t *a, int step, graph_api *g, CUstream s,
+                             CUgraph *graph, CUgraphExec *exec) {
+    if (!c->graph || step == 0)
+        return fg_kv_append(ctx, a->d, a->kn, a->vn, a->ks, a->vs, c->seqlen_new, a->kc, a->vc, c->advance, s);
+    char b[256];
+    if (!*exec) {
+        CUresult r = g->BeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL);
+        CHECK(!r, "%s: begin capture: %s", c->name, fg_cuda_errstr(cu, r, b, sizeof b));
+        const fg_status st = fg_kv_append(ctx, a->d, a->kn, a->vn, a->ks, a->vs, c->seqlen_new, a->kc, a->vc, c->advance, s);
+        r = g->EndCapture(s, graph);
+        CHECK(!r, "%s: end capture: %s", c->name, fg_cuda_errstr(cu, r, b, sizeof b));
+        if (st != FG_OK || r) return st != FG_OK ? st : FG_ERR_CUDA;
+        if ((r = g->Instantiate(exec, *graph, 0))) {
+            CHECK(0, "%s: instantiate: %s", c->name, fg_cuda_errstr(cu, r, b, sizeof b));
+            *exec = NULL;
+            return FG_ERR_CUDA;
+        }
+    }
+    CUresult r = g->Launch(*exec, s);
+    CHECK(!r, "%s: graph launch: %s", c->name, fg_cuda_errstr(cu, r, b, sizeof b));
+    return r ? FG_ERR_CUDA : FG_OK;
 }
 
 typedef struct model {
@@ -207,6 +268,10 @@ static void run_case(fg_context *ctx, const acase *c, uint64_t seed, int *passed
     const int64_t cache_outer = c->page ? m.num_pages : outer;
     CUdeviceptr dlen = 0, dtab = 0;
     uint16_t *got = NULL;
+    graph_api g;
+    CUstream stream = NULL;
+    CUgraph graph = NULL;
+    CUgraphExec exec = NULL;
     CUresult e = alloc(&kc, (size_t)(cache_outer * kc.s[0]), &rng, 1);
     if (!e) e = alloc(&vc, (size_t)(cache_outer * vc.s[0]), &rng, 1);
     if (!e) e = alloc(&kn, (size_t)(c->batch * kn.s[0]), &rng, 0);
@@ -222,16 +287,18 @@ static void run_case(fg_context *ctx, const acase *c, uint64_t seed, int *passed
     d.seqlens_k = (const int32_t *)(uintptr_t)dlen;
     d.block_table = (const int32_t *)(uintptr_t)dtab;
     int want[4] = {0, 0, 0, 0};
+    if (c->graph && (!graph_api_load(&g) || g.StreamCreate(&stream, CU_STREAM_NON_BLOCKING))) { g_dead = 1; goto out; }
+    const call_t call = {&d, (void *)(uintptr_t)kn.dev, (void *)(uintptr_t)vn.dev, c->strided_new ? kn.s : NULL,
+                         c->strided_new ? vn.s : NULL, (void *)(uintptr_t)kc.dev, (void *)(uintptr_t)vc.dev};
     for (int step = 0; step < steps && !g_dead; ++step) {
         if (step) { /* fresh rows for the next token, as a decode loop would have */
             for (size_t i = 0; i < kn.elems; ++i) kn.host[i] = rand16(&rng);
             for (size_t i = 0; i < vn.elems; ++i) vn.host[i] = rand16(&rng);
-            if (upload(&kn) || upload(&vn)) { CHECK(0, "%s: upload", c->name); g_dead = 1; break; }
+            if (upload(&kn) || upload(&vn) || cu->CtxSynchronize()) { CHECK(0, "%s: upload", c->name); g_dead = 1; break; }
         }
-        const fg_status st = fg_kv_append(ctx, &d, (void *)(uintptr_t)kn.dev, (void *)(uintptr_t)vn.dev,
-                                          c->strided_new ? kn.s : NULL, c->strided_new ? vn.s : NULL, n,
-                                          (void *)(uintptr_t)kc.dev, (void *)(uintptr_t)vc.dev, c->advance, NULL);
+        const fg_status st = append_step(ctx, c, &call, step, &g, stream, &graph, &exec);
         CHECK(st == FG_OK, "%s step %d: %s", c->name, step, fg_errmsg(ctx));
+        if (c->graph && cu->CtxSynchronize()) { CHECK(0, "%s: step %d failed on the device", c->name, step); g_dead = 1; }
         if (n) {
             apply(&m, &kc, &kn, c->d, n, want);
             apply(&m, &vc, &vn, c->dv, n, want);
@@ -264,6 +331,9 @@ static void run_case(fg_context *ctx, const acase *c, uint64_t seed, int *passed
 out:
     printf("%-44s %s\n", c->name, t_failures == before ? "ok" : "FAILED");
     ++*(t_failures == before ? passed : failed);
+    if (exec) g.ExecDestroy(exec);
+    if (graph) g.Destroy(graph);
+    if (stream) g.StreamDestroy(stream);
     release(&kc); release(&vc); release(&kn); release(&vn);
     if (dlen) cu->MemFree(dlen);
     if (dtab) cu->MemFree(dtab);
@@ -315,24 +385,26 @@ int main(int argc, char **argv) {
         return 77;
     }
     static const acase cases[] = {
-        /* name, dt, d, dv, batch, hkv, capacity, page, extra, n, steps, advance, bhsd, strided, shared, bad */
-        {"decode loop, contiguous", FG_BF16, 128, 128, 4, 2, 300, 0, 0, 1, 3, 1, 0, 0, 0, BAD_NONE},
-        {"chunk, dv != d, BHSD padded, strided new", FG_FP16, 64, 32, 5, 4, 257, 0, 0, 37, 2, 1, 1, 1, 0, BAD_NONE},
-        {"whole capacity, no advance", FG_BF16, 192, 128, 3, 1, 100, 0, 0, 100, 1, 0, 0, 0, 0, BAD_NONE},
-        {"no advance twice: same rows", FG_FP16, 96, 96, 3, 2, 50, 0, 0, 4, 2, 0, 1, 0, 0, BAD_NONE},
-        {"paged 16 decode loop, GQA 8, shared prefix", FG_FP16, 128, 128, 6, 8, 200, 16, 0, 1, 4, 1, 0, 0, 1, BAD_NONE},
-        {"paged 64, dv 64 of 256, strided new", FG_BF16, 256, 64, 3, 2, 1000, 64, 0, 130, 2, 1, 0, 1, 1, BAD_NONE},
-        {"paged 16, spare table slots", FG_BF16, 64, 64, 4, 2, 100, 16, 2, 5, 3, 1, 0, 0, 0, BAD_NONE},
-        {"tiny: d 8, whole capacity", FG_FP16, 8, 8, 1, 1, 16, 0, 0, 16, 1, 1, 0, 0, 0, BAD_NONE},
-        {"many CTAs per sequence, contiguous", FG_BF16, 8, 8, 2, 1, 70000, 0, 0, 65000, 1, 1, 0, 0, 0, BAD_NONE},
-        {"many CTAs per sequence, paged 16", FG_FP16, 64, 64, 2, 2, 5000, 16, 0, 4000, 1, 1, 0, 1, 1, BAD_NONE},
-        {"batch 300: two advance CTAs", FG_BF16, 64, 64, 300, 1, 32, 16, 0, 1, 2, 1, 0, 0, 0, BAD_NONE},
-        {"seqlen_new 0 with advance", FG_BF16, 64, 64, 3, 2, 64, 16, 0, 0, 1, 1, 0, 0, 0, BAD_NONE},
-        {"bad: one row past the capacity (paged)", FG_BF16, 64, 64, 4, 2, 100, 16, 1, 5, 1, 1, 0, 0, 0, BAD_PAST},
-        {"bad: negative length", FG_FP16, 64, 32, 4, 2, 80, 0, 0, 3, 1, 1, 0, 0, 0, BAD_NEG},
-        {"bad: length past the capacity", FG_BF16, 128, 128, 3, 1, 80, 0, 0, 2, 1, 1, 1, 0, 0, BAD_BEYOND},
-        {"bad: page = num_pages", FG_FP16, 64, 64, 4, 2, 200, 16, 0, 20, 1, 1, 0, 0, 0, BAD_PAGE_HIGH},
-        {"bad: page -1, no advance", FG_BF16, 128, 64, 5, 1, 300, 64, 0, 3, 1, 0, 0, 1, 0, BAD_PAGE_NEG},
+        /* name, dt, d, dv, batch, hkv, capacity, page, extra, n, steps, advance, bhsd, strided, shared, bad, graph */
+        {"decode loop, contiguous", FG_BF16, 128, 128, 4, 2, 300, 0, 0, 1, 3, 1, 0, 0, 0, BAD_NONE, 0},
+        {"chunk, dv != d, BHSD padded, strided new", FG_FP16, 64, 32, 5, 4, 257, 0, 0, 37, 2, 1, 1, 1, 0, BAD_NONE, 0},
+        {"whole capacity, no advance", FG_BF16, 192, 128, 3, 1, 100, 0, 0, 100, 1, 0, 0, 0, 0, BAD_NONE, 0},
+        {"no advance twice: same rows", FG_FP16, 96, 96, 3, 2, 50, 0, 0, 4, 2, 0, 1, 0, 0, BAD_NONE, 0},
+        {"paged 16 decode loop, GQA 8, shared prefix", FG_FP16, 128, 128, 6, 8, 200, 16, 0, 1, 4, 1, 0, 0, 1, BAD_NONE, 0},
+        {"paged 64, dv 64 of 256, strided new", FG_BF16, 256, 64, 3, 2, 1000, 64, 0, 130, 2, 1, 0, 1, 1, BAD_NONE, 0},
+        {"paged 16, spare table slots", FG_BF16, 64, 64, 4, 2, 100, 16, 2, 5, 3, 1, 0, 0, 0, BAD_NONE, 0},
+        {"tiny: d 8, whole capacity", FG_FP16, 8, 8, 1, 1, 16, 0, 0, 16, 1, 1, 0, 0, 0, BAD_NONE, 0},
+        {"many CTAs per sequence, contiguous", FG_BF16, 8, 8, 2, 1, 70000, 0, 0, 65000, 1, 1, 0, 0, 0, BAD_NONE, 0},
+        {"many CTAs per sequence, paged 16", FG_FP16, 64, 64, 2, 2, 5000, 16, 0, 4000, 1, 1, 0, 1, 1, BAD_NONE, 0},
+        {"batch 300: two advance CTAs", FG_BF16, 64, 64, 300, 1, 32, 16, 0, 1, 2, 1, 0, 0, 0, BAD_NONE, 0},
+        {"seqlen_new 0 with advance", FG_BF16, 64, 64, 3, 2, 64, 16, 0, 0, 1, 1, 0, 0, 0, BAD_NONE, 0},
+        {"CUDA graph: decode step replayed, paged 16", FG_BF16, 128, 64, 3, 2, 100, 16, 0, 1, 12, 1, 0, 0, 1, BAD_NONE, 1},
+        {"CUDA graph: chunk of 7 replayed, contiguous", FG_FP16, 64, 64, 2, 4, 100, 0, 0, 7, 5, 1, 1, 1, 0, BAD_NONE, 1},
+        {"bad: one row past the capacity (paged)", FG_BF16, 64, 64, 4, 2, 100, 16, 1, 5, 1, 1, 0, 0, 0, BAD_PAST, 0},
+        {"bad: negative length", FG_FP16, 64, 32, 4, 2, 80, 0, 0, 3, 1, 1, 0, 0, 0, BAD_NEG, 0},
+        {"bad: length past the capacity", FG_BF16, 128, 128, 3, 1, 80, 0, 0, 2, 1, 1, 1, 0, 0, BAD_BEYOND, 0},
+        {"bad: page = num_pages", FG_FP16, 64, 64, 4, 2, 200, 16, 0, 20, 1, 1, 0, 0, 0, BAD_PAGE_HIGH, 0},
+        {"bad: page -1, no advance", FG_BF16, 128, 64, 5, 1, 300, 64, 0, 3, 1, 0, 0, 1, 0, BAD_PAGE_NEG, 0},
     };
     const uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     printf("seed %llu (pass it as the argument to repeat)\n", (unsigned long long)seed);
