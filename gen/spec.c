@@ -179,14 +179,16 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     fg_strlcat(buf, ws, n);
     k = (int)strlen(buf);
     /* dense and plain sparse keys are unchanged; a mask adds its SHA-256,
-     * a backward variant ",kind=bwd" */
+     * a backward variant ",kind=bwd", an append variant ",kind=append" */
     if (k > 0 && (size_t)k < n) fg_mask_hash_format(&v->spec.mask_hash, buf + k, n - (size_t)k);
     if (v->spec.kind == FG_KIND_BWD) fg_strlcat(buf, ",kind=bwd", n);
     if (v->spec.infer) fg_strlcat(buf, ",infer=1", n);
+    if (v->spec.kind == FG_KIND_APPEND) fg_strlcat(buf, ",kind=append", n);
 }
 
 const char *fg_variant_template(const fg_variant *v) {
     if (v->spec.kind == FG_KIND_BWD) return "bwd_mma";
+    if (v->spec.kind == FG_KIND_APPEND) return "kv_append";
     return v->cfg.wgmma == 2 ? "fwd_ws" : v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma";
 }
 

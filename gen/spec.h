@@ -35,9 +35,11 @@ typedef struct fg_spec {
      * initialisers keep meaning dv == d; keys and SPEC text name it only when it differs,
      * so every key of an equal-dims variant is what it was before. */
     int head_dim_v;
-    /* Which pass: FG_KIND_FWD (0) or FG_KIND_BWD (1, templates/bwd_mma.lua:
-     * preprocess, main and dQ-conversion kernels in one module).  Keys of
-     * forward variants do not name it, so they are unchanged. */
+    /* Which pass: FG_KIND_FWD (0), FG_KIND_BWD (1, templates/bwd_mma.lua:
+     * preprocess, main and dQ-conversion kernels in one module) or
+     * FG_KIND_APPEND (2, templates/kv_append.lua: fg_kv_append's copy and
+     * advance kernels, keyed by dtype and head dims).  Keys of forward
+     * variants do not name it, so they are unchanged. */
     int kind;
     /* Inference variant (forward, mma.sync path): per-sequence lengths
      * (cu_seqlens, seqlens_k), paged K/V, split-KV partial outputs and GQA
@@ -47,6 +49,7 @@ typedef struct fg_spec {
 } fg_spec;
 #define FG_KIND_FWD 0
 #define FG_KIND_BWD 1
+#define FG_KIND_APPEND 2
 
 typedef struct fg_config {
     int block_m, block_n, warps, stages; /* 0 = unset */
@@ -95,7 +98,7 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n);
 /* Whether two configurations compile to the same kernel (they differ at
  * most in launch options: persistent=0); fg_variant_key agrees. */
 int fg_config_same_kernel(const fg_config *a, const fg_config *b);
-/* The template that renders v: fwd_mma, fwd_wgmma, fwd_ws or bwd_mma. */
+/* The template that renders v: fwd_mma, fwd_wgmma, fwd_ws, bwd_mma or kv_append. */
 const char *fg_variant_template(const fg_variant *v);
 /* The full variant key: template, spec, config, template hash, NVRTC
  * version and target arch. */

@@ -400,9 +400,15 @@ fg_status fg_attention_table_error(fg_context *ctx, char *buf, size_t n, void *s
  * describes (its k/v strides, seqlen_k capacity, block_table and pages as for
  * the forward; seqlens_k is required).  advance != 0: then seqlens_k[b] +=
  * seqlen_new on the device, in stream order, so the next forward call sees
- * the new keys.  Positions past the capacity (or a page out of range) are
- * not written and are recorded like the forward's table errors.  No
- * allocation, no synchronisation. */
+ * the new keys.  A sequence whose new rows do not all fit (seqlens_k[b]
+ * negative or past the capacity, seqlens_k[b] + seqlen_new past it, or a
+ * page of its new rows out of range) is left as it was, nothing written and
+ * not advanced, and the first bad entry is recorded like the forward's
+ * table errors (fg_attention_table_error).  seqlen_new 0 does nothing;
+ * cu_seqlens_k is not taken (FG_ERR_UNSUPPORTED).  No allocation (but the
+ * context's table error word, once), no synchronisation: a decode step that
+ * calls it can be captured in a CUDA graph after a first call outside the
+ * capture (which compiles the kernel of its dtype and head dims). */
 fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const void *k_new, const void *v_new,
                        const int64_t knew_strides[3], const int64_t vnew_strides[3], int seqlen_new, void *k_cache,
                        void *v_cache, int advance, void *stream);

@@ -20,6 +20,7 @@ typedef struct fg_kernel {
     CUmodule module;
     CUfunction fn;
     CUfunction fn_pre, fn_dq; /* backward modules (spec.kind FG_KIND_BWD): entry "_pre" and "_dq" */
+    CUfunction fn_advance;    /* append modules (FG_KIND_APPEND): entry "_advance" */
     int threads, smem_bytes;
     fg_kernel_stats stats;
     struct fg_kernel *next;

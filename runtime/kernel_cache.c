@@ -36,6 +36,11 @@ static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const c
         snprintf(name, sizeof name, "%s_dq", entry);
         if (res == CUDA_SUCCESS) res = cu->ModuleGetFunction(&k->fn_dq, k->module, name);
     }
+    if (res == CUDA_SUCCESS && k->var.spec.kind == FG_KIND_APPEND) { /* seqlens_k += seqlen_new */
+        char name[96];
+        snprintf(name, sizeof name, "%s_advance", entry);
+        res = cu->ModuleGetFunction(&k->fn_advance, k->module, name);
+    }
     if (res == CUDA_SUCCESS && smem_bytes > 48 * 1024)
         res = cu->FuncSetAttribute(k->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_bytes);
     if (res != CUDA_SUCCESS && k->module) {
@@ -60,8 +65,9 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
     fg_error_clear(&e);
     if (!found) return 0;
     char b[256];
-    const int smem_bytes = v->spec.kind == FG_KIND_BWD ? fg_bwd_smem_bytes(&v->spec, &v->cfg)
-                                                       : fg_config_smem_bytes(&v->spec, &v->cfg);
+    const int smem_bytes = v->spec.kind == FG_KIND_BWD      ? fg_bwd_smem_bytes(&v->spec, &v->cfg)
+                           : v->spec.kind == FG_KIND_APPEND ? 0 /* kv_append.lua: no shared memory */
+                                                            : fg_config_smem_bytes(&v->spec, &v->cfg);
     CUresult res = load(ctx->cu, k, sk.cubin, sk.entry, smem_bytes);
     if (res == CUDA_SUCCESS) {
         k->threads = v->cfg.warps * 32;

@@ -413,13 +413,13 @@ static void host_cost(fg_context *ctx) {
  * full grid against the peers. */
 static void decode_bench(fg_context *ctx, int configs) {
     static const int batches[] = {1, 16, 64}, lens[] = {4096, 32768};
-    /* "bench-configs": explicit block_n x stages instead of the heuristic's */
-    static const int cfgs[][2] = {{0, 0}, {32, 2}, {32, 3}, {64, 2}, {64, 3}, {128, 2}};
+    /* "bench-configs": explicit block_m, warps, block_n, stages instead of the heuristic's */
+    static const int cfgs[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {128, 8, 64, 2}, {128, 8, 32, 3}, {128, 8, 128, 2}, {64, 4, 128, 2}};
     const int Hq = 32, Hk = 8, D = 128, page = 64;
     for (int ci = 0; ci < (configs ? 6 : 1); ++ci)
     for (int bi = 0; bi < 3; ++bi)
         for (int li = configs ? 1 : 0; li < 2; ++li)
-            for (int paged = 0; paged < 3; ++paged) { /* contiguous, scattered pages, pages in order */
+            for (int paged = 0; paged < (configs ? 2 : 3); ++paged) { /* contiguous, scattered pages, pages in order */
                 const int B = batches[bi], L = lens[li], maxpages = L / page;
                 const size_t kvb = 2 * (size_t)B * L * Hk * D;
                 CUdeviceptr q = dalloc(2 * (size_t)B * Hq * D), o = dalloc(2 * (size_t)B * Hq * D), k = dalloc(kvb), v = dalloc(kvb);
@@ -445,10 +445,10 @@ static void decode_bench(fg_context *ctx, int configs) {
                     d.max_pages = maxpages;
                 }
                 if (cfgs[ci][0]) {
-                    d.block_m = 64;
-                    d.warps = 4;
-                    d.block_n = cfgs[ci][0];
-                    d.stages = cfgs[ci][1];
+                    d.block_m = cfgs[ci][0];
+                    d.warps = cfgs[ci][1];
+                    d.block_n = cfgs[ci][2];
+                    d.stages = cfgs[ci][3];
                     d.path = FG_PATH_MMA;
                 }
                 fg_attention_plan *plan = NULL;
@@ -473,7 +473,7 @@ static void decode_bench(fg_context *ctx, int configs) {
                     ms /= 20;
                 }
                 char label[32] = "heuristic";
-                if (ci) snprintf(label, sizeof label, "n=%d,st=%d", cfgs[ci][0], cfgs[ci][1]);
+                if (ci) snprintf(label, sizeof label, "%dx%d/%dw/%dst", cfgs[ci][0], cfgs[ci][2], cfgs[ci][1], cfgs[ci][3]);
                 printf("bench decode %-10s b=%-3d kv=%-6d %-18s splits=%-3d %8.1f us %7.0f GB/s%s%s\n", label, B, L,
                        paged == 2 ? "paged 64 in order" : paged ? "paged 64 scattered" : "contiguous",
                        plan ? fg_attention_plan_splits(plan) : 0, ms * 1e3, st == FG_OK ? 2.0 * kvb / (ms * 1e-3) / 1e9 : 0.0,
