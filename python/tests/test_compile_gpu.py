@@ -24,10 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _testenv import require_torch  # noqa: E402
 
-torch = require_torch("test_compile_gpu", cuda=True)
-if not hasattr(torch.library, "register_autograd"):
-    print(f"test_compile_gpu: skipped: torch {torch.__version__} has no torch.library.custom_op (2.4+)")
-    sys.exit(77)
+torch = require_torch("test_compile_gpu", cuda=True, custom_ops=True)
 import flashgen  # noqa: E402
 
 DEV = "cuda"

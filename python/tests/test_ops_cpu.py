@@ -20,10 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _testenv import require_torch  # noqa: E402
 
-torch = require_torch("test_ops_cpu", cuda=False)
-if not hasattr(torch.library, "register_autograd"):
-    print(f"test_ops_cpu: skipped: torch {torch.__version__} has no torch.library.custom_op (2.4+)")
-    sys.exit(77)
+torch = require_torch("test_ops_cpu", cuda=False, custom_ops=True)
 import flashgen  # noqa: E402
 from flashgen import _ops  # noqa: E402
 
