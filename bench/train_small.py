@@ -83,6 +83,8 @@ def build_model(a, torch, impl):
     import torch.nn as nn
     import torch.nn.functional as F
 
+    import flashgen
+
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
@@ -95,7 +97,6 @@ def build_model(a, torch, impl):
             b, s, _ = x.shape
             q, k, v = self.qkv(x).view(b, s, 3, a.heads, -1).unbind(2)  # [b, s, h, d] each
             if impl == "flashgen":
-                import flashgen
                 o = flashgen.attention(q, k, v, causal=True)
             else:
                 o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
