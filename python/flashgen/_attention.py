@@ -7,6 +7,8 @@ import torch
 
 from . import _autograd, _blockmask, _device, _lib, _pattern
 
+# torch.compile traces attention() through the flashgen::attention operator (flashgen._ops; torch < 2.3: never)
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
 _DTYPES = {torch.float16: _lib.FG_FP16, torch.bfloat16: _lib.FG_BF16}
 _CAUSAL = {False: _lib.FG_CAUSAL_NONE, None: _lib.FG_CAUSAL_NONE, "none": _lib.FG_CAUSAL_NONE,
            "bottom_right": _lib.FG_CAUSAL_BOTTOM_RIGHT, "top_left": _lib.FG_CAUSAL_TOP_LEFT}
@@ -138,13 +140,16 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     (o, lse).
     A query row that sees no key gets o = 0 and lse = -inf (and zero
     gradients).  Differentiable: when q, k or v requires grad (and grad mode
-    is on) the call goes through a torch.autograd.Function whose backward is
+    is on) the call goes through the flashgen::attention operator
+    (torch.library.custom_op, flashgen._ops; torch >= 2.4) whose backward is
     fg_attention_backward (block_mask works there too, without
     deterministic=True; out= raises; lse is not differentiable).
+    torch.compile traces it as that operator, without a graph break.
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
-    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
+    if _compiling() or \
+            torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
         return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic)
     # Fast path: a call whose tensor metadata and options were seen before
     # reuses the validated descriptor (host time per call: bench/host_overhead.py).

@@ -1,6 +1,7 @@
-"""flashgen.attention's gradients: a torch.autograd.Function whose backward
-calls fg_attention_backward (P recomputed from the saved lse, never stored;
-the workspace comes from PyTorch's allocator)."""
+"""flashgen.attention's gradients: fg_attention_backward (P recomputed from
+the saved lse, never stored; the workspace comes from PyTorch's allocator),
+the body of the flashgen::attention_backward operator that is the gradient
+formula of flashgen::attention (flashgen._ops)."""
 import ctypes as C
 import warnings
 
@@ -51,27 +52,12 @@ def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, determin
     return dq, dk, dv
 
 
-class _Attention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, causal, scale, layout, deterministic, block_mask):
-        from ._attention import attention
-        o, lse = attention(q, k, v, causal=causal, scale=scale, layout=layout, return_lse=True, block_mask=block_mask)
-        ctx.save_for_backward(q, k, v, o, lse)
-        ctx.opts = (causal, scale, layout, deterministic, block_mask)
-        ctx.mark_non_differentiable(lse)
-        return o, lse
-
-    @staticmethod
-    def backward(ctx, dout, _dlse):
-        q, k, v, o, lse = ctx.saved_tensors
-        causal, scale, layout, deterministic, block_mask = ctx.opts
-        dq, dk, dv = attention_backward(q, k, v, o, lse, dout, causal=causal, scale=scale, layout=layout,
-                                        deterministic=deterministic, block_mask=block_mask)
-        return dq, dk, dv, None, None, None, None, None
-
-
 def attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic):
-    if out is not None:
+    """attention() through the flashgen::attention operator (flashgen._ops),
+    whose gradient formula calls attention_backward: when q, k or v
+    requires grad, and under torch.compile (where out= is written by a copy)."""
+    from . import _ops
+    if out is not None and torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
         raise RuntimeError("out= cannot be used when q, k or v requires grad (autograd needs its own output)")
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
@@ -80,5 +66,8 @@ def attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, 
             deterministic = False
     if deterministic and block_mask is not None:
         raise ValueError("deterministic=True is dense only: the block-sparse backward sums dq with atomics")
-    o, lse = _Attention.apply(q, k, v, causal, scale, layout, bool(deterministic), block_mask)
+    o, lse = _ops.call(q, k, v, causal, scale, block_mask, layout, deterministic)
+    if out is not None:
+        from ._attention import _check_out
+        o = _check_out(out, q, tuple(o.shape)).copy_(o)
     return (o, lse) if return_lse else o

@@ -12,7 +12,9 @@ mask_mod) runs in the kernel on partial blocks.
 """
 import collections
 import ctypes as C
+import itertools
 import threading
+import weakref
 
 import torch
 
@@ -51,6 +53,18 @@ def _params_text(params, kw):
 
 
 _MAX_LAYOUTS = 16
+_by_number = weakref.WeakValueDictionary()  # Pattern._number -> Pattern (flashgen._ops names patterns by number)
+_numbers = itertools.count(1)
+
+
+def by_number(number):
+    """The live Pattern numbered `number`; RuntimeError when it was freed."""
+    p = _by_number.get(number)
+    if p is None:
+        raise RuntimeError(f"flashgen.Pattern #{number} was freed before a flashgen operator that uses it ran (under "
+                           "torch.compile the compiled backward holds only the pattern's number): keep the Pattern "
+                           "alive, e.g. as an attribute of the module, until the backward pass has run")
+    return p
 
 
 def _free_layout(index, handle):
@@ -76,6 +90,9 @@ class Pattern:
         self._lock = threading.RLock()
         self._pats = {}     # context handle -> fg_pattern*
         self._layouts = collections.OrderedDict()  # (device, b, h, sq, sk) -> fg_block_layout*, LRU
+        with _host_lock:
+            self._number = next(_numbers)  # its name in flashgen's PyTorch operators' arguments
+            _by_number[self._number] = self
         self._handle(_host_ctx())  # errors (unknown name, bad parameter, Lua error) surface here
 
     def _handle(self, ctx):

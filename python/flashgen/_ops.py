@@ -1,0 +1,149 @@
+"""flashgen.attention as PyTorch operators (torch.library.custom_op), so that
+autograd differentiates it and torch.compile traces a model that calls it
+into one graph, without a graph break:
+
+  flashgen::attention(q, k, v, ...) -> (o, lse)                  the forward
+  flashgen::attention_backward(q, k, v, o, lse, do, ...) -> (dq, dk, dv)
+
+Each has a fake (meta) implementation that gives the outputs' shapes,
+dtypes and strides without running anything (what torch.compile traces
+with), and the forward's gradient formula (register_autograd) calls the
+backward operator, so the backward is one opaque node of the compiled
+backward graph too.  attention() calls the forward operator when gradients
+are needed and under torch.compile; a call without gradients in eager mode
+skips it (host time: the operator dispatch costs more than the launch).
+
+A block mask is a Python object, and an operator's arguments can only be
+tensors, numbers, strings and lists of them, so it crosses as:
+- a FlexAttention BlockMask or a flashgen.BlockLayout: its four tensors
+  (kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices) and its
+  two block sizes; the operator rebuilds a BlockLayout of the same tensors
+  (so the layout cache of flashgen._blockmask still hits);
+- a flashgen.Pattern: its number.  Each Pattern is numbered when it is
+  made (flashgen._pattern.by_number finds it; held weakly).  In eager mode
+  autograd keeps the pattern alive until the backward has run; under
+  torch.compile the compiled graphs hold only the number, so the pattern
+  must outlive the backward (keep it on the module, as a model does): a
+  backward whose pattern was freed raises RuntimeError.
+
+Needs torch >= 2.4 (torch.library.custom_op); importing this module with
+an older torch raises ImportError saying so (attention() without gradients
+does not import it).
+"""
+from typing import Optional, Tuple
+
+import torch
+
+from . import _autograd, _blockmask, _lib
+from . import _pattern as patterns
+from ._blockmask import BlockLayout
+
+if not hasattr(torch.library, "register_autograd"):
+    raise ImportError(f"flashgen's gradients and torch.compile support need torch >= 2.4 (torch.library.custom_op); "
+                      f"this is torch {torch.__version__}")
+
+Tensor = torch.Tensor
+_CAUSAL_NAMES = {_lib.FG_CAUSAL_NONE: "none", _lib.FG_CAUSAL_BOTTOM_RIGHT: "bottom_right",
+                 _lib.FG_CAUSAL_TOP_LEFT: "top_left"}
+
+
+def _mask(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, block_q, block_k, pattern):
+    """The block_mask of the library calls from the operators' arguments."""
+    if pattern:
+        return patterns.by_number(pattern)
+    if kv_num_blocks is None:
+        return None
+    return BlockLayout(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, block_size=(block_q, block_k))
+
+
+def _mask_args(block_mask):
+    """(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices,
+    block_q, block_k, pattern number) of a checked block_mask (or None)."""
+    if block_mask is None:
+        return None, None, None, None, 0, 0, 0
+    if isinstance(block_mask, patterns.Pattern):
+        return None, None, None, None, block_mask.block_q, block_mask.block_k, block_mask._number
+    num, idx, fnum, fidx, bq, bk = _blockmask.check(block_mask)
+    return num, idx, fnum, fidx, bq, bk, 0
+
+
+def _forward(q, k, v, causal, scale, layout, block_mask):
+    """(o, lse) from the library (the forward operator's body)."""
+    from ._attention import attention
+    with torch.no_grad():  # attention() itself, not this operator again
+        return attention(q, k, v, causal=causal, scale=scale, layout=layout, block_mask=block_mask, return_lse=True)
+
+
+def _backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, block_mask):
+    """(dq, dk, dv) from the library (the backward operator's body)."""
+    return _autograd.attention_backward(q, k, v, o, lse, dout, causal=causal, scale=scale, layout=layout,
+                                        deterministic=deterministic, block_mask=block_mask)
+
+
+@torch.library.custom_op("flashgen::attention", mutates_args=())
+def attention_op(q: Tensor, k: Tensor, v: Tensor, causal: str, scale: Optional[float], layout: str,
+                 deterministic: bool, kv_num_blocks: Optional[Tensor], kv_indices: Optional[Tensor],
+                 full_kv_num_blocks: Optional[Tensor], full_kv_indices: Optional[Tensor], block_q: int, block_k: int,
+                 pattern: int) -> Tuple[Tensor, Tensor]:
+    """(o, lse) of flashgen.attention; `deterministic` is the backward's.
+    causal: 'none', 'bottom_right' or 'top_left'; the block mask as the
+    module docstring says (no tensors and pattern 0: dense)."""
+    mask = _mask(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, block_q, block_k, pattern)
+    return _forward(q, k, v, causal, scale, layout, mask)
+
+
+@attention_op.register_fake
+def _attention_fake(q, k, v, causal, scale, layout, deterministic, kv_num_blocks, kv_indices, full_kv_num_blocks,
+                    full_kv_indices, block_q, block_k, pattern):
+    from ._attention import _check_inputs, _out_shape
+    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
+    return q.new_empty(_out_shape(q, v)), q.new_empty((b, hq, sq), dtype=torch.float32)
+
+
+@torch.library.custom_op("flashgen::attention_backward", mutates_args=())
+def attention_backward_op(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, dout: Tensor, causal: str,
+                          scale: Optional[float], layout: str, deterministic: bool, kv_num_blocks: Optional[Tensor],
+                          kv_indices: Optional[Tensor], full_kv_num_blocks: Optional[Tensor],
+                          full_kv_indices: Optional[Tensor], block_q: int, block_k: int,
+                          pattern: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dq, dk, dv) of flashgen::attention for dout = dL/do: new tensors
+    shaped like q, k and v (contiguous)."""
+    mask = _mask(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, block_q, block_k, pattern)
+    return _backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, mask)
+
+
+@attention_backward_op.register_fake
+def _attention_backward_fake(q, k, v, o, lse, dout, *args):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, causal, scale, layout, deterministic, num, idx, fnum, fidx, block_q, block_k, pattern = inputs
+    o, lse = output
+    ctx.save_for_backward(q, k, v, o, lse, num, idx, fnum, fidx)
+    ctx.opts = (causal, scale, layout, deterministic, block_q, block_k, pattern)
+    # the pattern alive until the backward (eager mode; a traced number may be symbolic)
+    ctx.pattern = patterns.by_number(pattern) if isinstance(pattern, int) and pattern else None
+    ctx.mark_non_differentiable(lse)
+
+
+def _attention_grad(ctx, dout, _dlse):
+    q, k, v, o, lse, num, idx, fnum, fidx = ctx.saved_tensors
+    causal, scale, layout, deterministic, block_q, block_k, pattern = ctx.opts
+    dq, dk, dv = attention_backward_op(q, k, v, o, lse, dout, causal, scale, layout, deterministic, num, idx, fnum,
+                                       fidx, block_q, block_k, pattern)
+    return (dq, dk, dv) + (None,) * 11
+
+
+attention_op.register_autograd(_attention_grad, setup_context=_setup_context)
+
+
+def call(q, k, v, causal, scale, block_mask, layout, deterministic):
+    """(o, lse) through flashgen::attention, the arguments checked as
+    attention() checks them (same exceptions, same messages) and turned
+    into the operator's."""
+    from ._attention import _causal_mode, _check_inputs, _scale_value
+    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
+    causal = _CAUSAL_NAMES[_causal_mode(causal, sq, sk)]
+    scale = None if scale is None else _scale_value(scale)
+    return attention_op(q, k, v, causal, scale, layout, bool(deterministic), *_mask_args(block_mask))
