@@ -3,6 +3,7 @@
     import torch, flashgen
     q, k, v = (torch.randn(2, 4096, 16, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     o = flashgen.attention(q, k, v, causal="bottom_right")
+    o = flashgen.attention_with_kvcache(q1, k_cache, v_cache, k=k1, v=v1, cache_seqlens=lens)  # a decode step
 
 A ctypes binding over libflashgen.so (no compile step).  The library is
 looked for at $FLASHGEN_LIBRARY (the file or its folder), then in this
@@ -12,14 +13,17 @@ then on the dynamic linker's search path; flashgen.library_path() says
 which one loaded.  `python -m flashgen` runs the flashgen CLI.
 
 Importing the package needs no torch; the names that work on tensors
-(attention, Pattern, BlockLayout, clear_cache) import it on first use.
+(attention, attention_with_kvcache, check_tables, Pattern, BlockLayout,
+clear_cache) import it on first use.
 """
 from ._lib import FlashgenError, LibraryNotFound, library_path
 
 __version__ = "0.1.0"
-__all__ = ["attention", "BlockLayout", "Pattern", "FlashgenError", "LibraryNotFound", "library_path", "clear_cache"]
+__all__ = ["attention", "attention_with_kvcache", "check_tables", "BlockLayout", "Pattern", "FlashgenError",
+           "LibraryNotFound", "library_path", "clear_cache"]
 
-_LAZY = {"attention": "_attention", "BlockLayout": "_blockmask", "clear_cache": "_blockmask", "Pattern": "_pattern"}
+_LAZY = {"attention": "_attention", "attention_with_kvcache": "_inference", "check_tables": "_inference",
+         "BlockLayout": "_blockmask", "clear_cache": "_blockmask", "Pattern": "_pattern"}
 
 
 def __getattr__(name):

@@ -26,16 +26,39 @@ def _causal_mode(causal, seqlen_q, seqlen_k):
     raise ValueError(f"causal must be False, True, 'bottom_right' or 'top_left', not {causal!r}")
 
 
-def _check_inputs(q, k, v, layout):
-    """Shapes as (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim, head_dim_v)."""
-    for name, t in (("q", q), ("k", k), ("v", v)):
+def _check_types(**named):
+    """Every tensor a torch.Tensor of q's dtype, float16 or bfloat16; the
+    first one named is q."""
+    for name, t in named.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, not {type(t).__name__}")
+    (qname, q), *rest = named.items()
     if q.dtype not in _DTYPES:
-        raise TypeError(f"q has dtype {q.dtype}; flashgen supports torch.float16 and torch.bfloat16")
-    for name, t in (("k", k), ("v", v)):
+        raise TypeError(f"{qname} has dtype {q.dtype}; flashgen supports torch.float16 and torch.bfloat16")
+    for name, t in rest:
         if t.dtype != q.dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all three must match")
+            raise TypeError(f"{name} has dtype {t.dtype} but {qname} has {q.dtype}; all must match")
+
+
+def _check_heads_dims(hq, hk, d, dv):
+    if hk == 0 or hq % hk:
+        raise ValueError(f"heads of q ({hq}) must be a multiple of the heads of k and v ({hk}) (GQA/MQA)")
+    for name, x in (("head dim", d), ("value head dim (v's last dim)", dv)):
+        if x < 8 or x > 256 or x % 8:
+            raise ValueError(f"{name} {x} is not supported: it must be a multiple of 8 in 8..256 (head dims above 256, "
+                             "such as MLA decode's 576/512, need a decode kernel flashgen does not have yet)")
+
+
+def _check_unit_stride(**named):
+    for name, t in named.items():
+        if t.stride(-1) != 1 and t.shape[-1] > 1:
+            raise ValueError(f"{name} must have a unit stride in its last (head_dim) dimension; its strides are "
+                             f"{t.stride()} (call .contiguous())")
+
+
+def _check_inputs(q, k, v, layout):
+    """Shapes as (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim, head_dim_v)."""
+    _check_types(q=q, k=k, v=v)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 4:
             raise ValueError(f"{name} must be 4-D [batch, seqlen, heads, head_dim] (layout='bshd') or "
@@ -54,16 +77,8 @@ def _check_inputs(q, k, v, layout):
         raise ValueError(f"q has batch {b} but k and v have {bk}")
     if dk != d:
         raise ValueError(f"q has head dim {d} but k has {dk}")
-    if hk == 0 or hq % hk:
-        raise ValueError(f"heads of q ({hq}) must be a multiple of the heads of k and v ({hk}) (GQA/MQA)")
-    for name, x in (("head dim", d), ("value head dim (v's last dim)", dv)):
-        if x < 8 or x > 256 or x % 8:
-            raise ValueError(f"{name} {x} is not supported: it must be a multiple of 8 in 8..256 (head dims above 256, "
-                             "such as MLA decode's 576/512, need a decode kernel flashgen does not have yet)")
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.stride(3) != 1 and t.shape[3] > 1:
-            raise ValueError(f"{name} must have a unit stride in its last (head_dim) dimension; its strides are "
-                             f"{t.stride()} (call .contiguous())")
+    _check_heads_dims(hq, hk, d, dv)
+    _check_unit_stride(q=q, k=k, v=v)
     return b, sq, sk, hq, hk, d, dv
 
 
@@ -72,12 +87,16 @@ def _out_shape(q, v):
     return tuple(q.shape[:3]) + (v.shape[3],)
 
 
-def _check_device(q, k, v):
-    for name, t in (("q", q), ("k", k), ("v", v)):
+def _check_device(**named):
+    """Every tensor named (None: absent) on the first one's CUDA device."""
+    named = {n: t for n, t in named.items() if t is not None}
+    for name, t in named.items():
         if t.device.type != "cuda":
             raise ValueError(f"{name} is on {t.device}; flashgen runs on CUDA tensors")
-    if not (q.device == k.device == v.device):
-        raise ValueError(f"q, k and v must be on one device; got {q.device}, {k.device}, {v.device}")
+    devices = {t.device for t in named.values()}
+    if len(devices) > 1:
+        raise ValueError(f"{', '.join(named)} must be on one device; got "
+                         f"{', '.join(str(t.device) for t in named.values())}")
 
 
 def _check_out(out, q, shape):
@@ -86,22 +105,31 @@ def _check_out(out, q, shape):
     if tuple(out.shape) != shape or out.dtype != q.dtype or out.device != q.device:
         raise ValueError(f"out must have shape {shape} (q's, with v's last dim), {q.dtype}, {q.device}; got shape "
                          f"{tuple(out.shape)}, {out.dtype}, {out.device}")
-    if out.stride(3) != 1 and out.shape[3] > 1:
+    if out.stride(-1) != 1 and out.shape[-1] > 1:
         raise ValueError(f"out must have a unit stride in its last dimension; its strides are {out.stride()}")
     return out
 
 
+def _strides_of(shape, stride, layout):
+    """(batch, head, row) element strides of a tensor of this shape and
+    stride in `layout` ('bshd', 'bhsd', or 'packed': [total, heads, d], whose
+    batch stride is 0 as cu_seqlens places its rows); a dimension of size 1
+    gets 0, as its stride is never used."""
+    if layout == "packed":
+        sizes, st = (1, shape[1], shape[0]), (0, stride[1], stride[0])
+    else:
+        h, r = (2, 1) if layout == "bshd" else (1, 2)
+        sizes, st = (shape[0], shape[h], shape[r]), (stride[0], stride[h], stride[r])
+    return tuple(s if n > 1 else 0 for s, n in zip(st, sizes))
+
+
 def _strides(t, layout):
-    """(batch, head, row) element strides; a dimension of size 1 gets 0,
-    as its stride is never used."""
-    st, sh = (t.stride(0), t.stride(2 if layout == "bshd" else 1))
-    sr = t.stride(1 if layout == "bshd" else 2)
-    sizes = (t.shape[0], t.shape[2 if layout == "bshd" else 1], t.shape[1 if layout == "bshd" else 2])
-    return tuple(s if n > 1 else 0 for s, n in zip((st, sh, sr), sizes))
+    return _strides_of(t.shape, t.stride(), layout)
 
 
 def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None,
-              deterministic=None):
+              deterministic=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
+              seqused_k=None):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
     q: [batch, seqlen_q, heads_q, head_dim]; k: [batch, seqlen_k,
@@ -135,6 +163,19 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       run (ordered accumulation); None follows
       torch.are_deterministic_algorithms_enabled().
 
+    Variable lengths (FlashAttention-2's flash_attn_varlen_func): with
+      cu_seqlens_q (int32 [batch + 1], 0, then the running total of the
+      sequences' lengths) q is packed [total_q, heads_q, head_dim], o too, and
+      max_seqlen_q (a Python int, the longest sequence) is required; lse is
+      then [heads_q, total_q].  cu_seqlens_k and max_seqlen_k likewise pack
+      k and v ([total_k, heads_kv, d]); either side may stay batched 4-D.
+      seqused_k (int32 [batch]): sequence b uses only its first seqused_k[b]
+      keys.  causal='bottom_right' / 'top_left' align each sequence by its own
+      lengths; True only where every sequence is square (cu_seqlens_q is
+      cu_seqlens_k, no seqused_k).  layout='bshd', no block_mask, forward
+      only.  The tables stay on the device: nothing synchronises, and entries
+      out of range are skipped and recorded (flashgen.check_tables).
+
     Returns o in q's logical layout with v's last dim (a new contiguous
     tensor, or `out`), or
     (o, lse).
@@ -148,6 +189,11 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
+    if any(x is not None for x in (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)):
+        from . import _inference
+        return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
+                                 causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,
+                                 block_mask=block_mask, deterministic=deterministic)
     if _compiling() or \
             torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
         return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic)
@@ -172,7 +218,7 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     _scale_value(scale)
     if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
         _blockmask.check(block_mask)
-    _check_device(q, k, v)
+    _check_device(q=q, k=k, v=v)
     o = _check_out(out, q, o_shape) if out is not None else torch.empty(o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
     if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf
@@ -206,15 +252,20 @@ def _scale_value(scale):
 def _describe(q, k, v, o, causal, scale, layout):
     """The fg_attention_desc of checked tensors (the forward's and the backward's)."""
     b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
+    return _new_desc(q.dtype, (b, hq, hk, sq, sk, d, dv), [_strides(t, layout) for t in (q, k, v, o)],
+                     _causal_mode(causal, sq, sk), _scale_value(scale))
+
+
+def _new_desc(dtype, sizes, strides, causal_mode, scale_value):
+    """An fg_attention_desc: sizes (batch, heads_q, heads_kv, seqlen_q,
+    seqlen_k, head_dim, head_dim_v), strides of q, k, v and o."""
+    b, hq, hk, sq, sk, d, dv = sizes
     desc = _lib.fg_attention_desc()
-    _lib.load().fg_attention_desc_init(C.byref(desc), _DTYPES[q.dtype], d, b, hq, hk, sq, sk)
+    _lib.load().fg_attention_desc_init(C.byref(desc), _DTYPES[dtype], d, b, hq, hk, sq, sk)
     desc.head_dim_v = dv  # the strides below are v's and o's own
-    desc.q_strides[:] = _strides(q, layout)
-    desc.k_strides[:] = _strides(k, layout)
-    desc.v_strides[:] = _strides(v, layout)
-    desc.o_strides[:] = _strides(o, layout)
-    desc.softmax_scale = _scale_value(scale)
-    desc.causal = _causal_mode(causal, sq, sk)
+    desc.q_strides[:], desc.k_strides[:], desc.v_strides[:], desc.o_strides[:] = strides
+    desc.softmax_scale = scale_value
+    desc.causal = causal_mode
     return desc
 
 

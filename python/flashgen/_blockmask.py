@@ -148,7 +148,10 @@ def _destroy(handle, tensors, index):
 
 
 def clear_cache():
-    """Frees every cached block layout (after waiting for their devices)."""
+    """Frees every cached block layout (after waiting for their devices) and
+    every cached inference plan."""
+    from . import _inference
     with lock:
         while _cache:
             _destroy(*_cache.popitem(last=False)[1])
+    _inference.clear_plans()

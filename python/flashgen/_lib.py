@@ -11,8 +11,10 @@ import threading
 
 # fg_status, fg_dtype, fg_causal, fg_kernel_path (include/flashgen.h)
 FG_OK = 0
+FG_ERR_UNSUPPORTED = 2
 FG_ERR_NO_DRIVER = 3
 FG_ERR_NO_DEVICE = 4
+FG_ERR_BAD_LAYOUT = 10
 FG_FP16, FG_BF16 = 0, 1
 FG_CAUSAL_NONE, FG_CAUSAL_BOTTOM_RIGHT, FG_CAUSAL_TOP_LEFT = 0, 1, 2
 FG_PATH_AUTO, FG_PATH_MMA, FG_PATH_WGMMA = 0, 1, 2
@@ -149,6 +151,20 @@ SIGNATURES = {
     "fg_pattern_layout": (C.c_int, [_P, _P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.POINTER(_P)]),
 }
 
+# The inference calls (plan/run, fg_kv_append, the table error word): declared
+# on first use by inference(), so that a library built before them still
+# loads for everything else; test_abi.py checks them like SIGNATURES.
+INFERENCE_SIGNATURES = {
+    "fg_attention_plan_create": (C.c_int, [_P, C.POINTER(fg_attention_desc), C.POINTER(_P)]),
+    "fg_attention_plan_workspace": (C.c_size_t, [_P]),
+    "fg_attention_plan_splits": (C.c_int, [_P]),
+    "fg_attention_run": (C.c_int, [_P, _P, _P, _P, _P, _P, _P, C.c_size_t, _P]),
+    "fg_attention_plan_destroy": (None, [_P]),
+    "fg_attention_table_error": (C.c_int, [_P, C.c_char_p, C.c_size_t, _P]),
+    "fg_kv_append": (C.c_int, [_P, C.POINTER(fg_attention_desc), _P, _P, C.POINTER(C.c_int64), C.POINTER(C.c_int64),
+                               C.c_int, _P, _P, C.c_int, _P]),
+}
+
 
 def _declare(lib):
     for name, (res, args) in SIGNATURES.items():
@@ -201,6 +217,34 @@ def load():
                     "\nBuild it (cmake -S . -B build && cmake --build build) or set FLASHGEN_LIBRARY "
                     "to the library file or its folder.")
         return _lib
+
+
+def missing_inference():
+    """The inference calls (INFERENCE_SIGNATURES) the loaded library lacks:
+    [] for a library built with include/flashgen.h's inference API."""
+    lib = load()
+    return [n for n in INFERENCE_SIGNATURES if not hasattr(lib, n)]
+
+
+_inference_ready = False
+
+
+def inference():
+    """The library, with the inference calls declared.  Raises FlashgenError
+    (FG_ERR_UNSUPPORTED) naming the missing calls when it was built before them."""
+    global _inference_ready
+    lib = load()
+    if not _inference_ready:
+        missing = missing_inference()
+        if missing:
+            raise FlashgenError(missing[0], FG_ERR_UNSUPPORTED, "FG_ERR_UNSUPPORTED",
+                                f"{_lib_path} has no {', '.join(missing)}: it was built before the inference API of "
+                                "include/flashgen.h; rebuild it")
+        for name, (res, args) in INFERENCE_SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = res, args
+        _inference_ready = True
+    return lib
 
 
 def library_path():

@@ -10,7 +10,7 @@ the header's struct declarations and compared in order.  Where the library loads
 (FLASHGEN_LIBRARY, as ctest sets it), the binding's fg_attention_desc_init
 must also set struct_size to the C sizeof, as the C macro does (how the
 structs grow: include/flashgen.h).  Every function the binding declares
-(_lib.SIGNATURES) must take as many arguments as its prototype in the
+(_lib.SIGNATURES and _lib.INFERENCE_SIGNATURES) must take as many arguments as its prototype in the
 header.  Needs a C compiler, not torch or a GPU.
 
   python3 python/tests/test_abi.py [--cc CC] [--include DIR]
@@ -32,7 +32,7 @@ _lib = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_lib)
 
 STRUCTS = (_lib.fg_attention_desc, _lib.fg_block_layout_desc)
-ENUMS = ("FG_OK", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE", "FG_FP16", "FG_BF16", "FG_CAUSAL_NONE",
+ENUMS = ("FG_OK", "FG_ERR_UNSUPPORTED", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE", "FG_ERR_BAD_LAYOUT", "FG_FP16", "FG_BF16", "FG_CAUSAL_NONE",
          "FG_CAUSAL_BOTTOM_RIGHT", "FG_CAUSAL_TOP_LEFT", "FG_PATH_AUTO", "FG_PATH_MMA", "FG_PATH_WGMMA")
 
 
@@ -136,7 +136,7 @@ def main():
         c_view["init struct_size"] = c_view["fg_attention_desc sizeof"]
         py["init struct_size"] = d.struct_size
     protos = prototype_arg_counts(os.path.join(args.include, "flashgen.h"))
-    for name, (_res, argtypes) in _lib.SIGNATURES.items():
+    for name, (_res, argtypes) in {**_lib.SIGNATURES, **_lib.INFERENCE_SIGNATURES}.items():
         c_view[f"{name} arguments"] = protos.get(name)
         py[f"{name} arguments"] = len(argtypes)
     bad = [f"  {k}: C {c_view.get(k)}, ctypes {py[k]}" for k in py if c_view.get(k) != py[k]]
