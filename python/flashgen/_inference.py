@@ -37,6 +37,8 @@ _MAX_SPECS, _MAX_PLANS = 64, 256
 _specs = {}
 _plans = collections.OrderedDict()  # (device index, bytes of the descriptor) -> _Plan
 _lock = threading.RLock()  # held from the plan look-up to the launch: no eviction in between
+_PLAN_CALLS = ("fg_attention_plan_create", "fg_attention_plan_workspace", "fg_attention_plan_splits",
+               "fg_attention_run", "fg_attention_plan_destroy")
 _last = threading.local()
 
 
@@ -352,7 +354,7 @@ def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
 
 
 def _append(spec, lens, block_table, k, v, k_cache, v_cache):
-    lib = _lib.inference()
+    lib = _lib.inference("fg_kv_append")
     d = _lib.fg_attention_desc.from_buffer_copy(spec.append_desc)
     d.seqlens_k = lens.data_ptr()
     if block_table is not None:
@@ -379,7 +381,7 @@ def _forward(spec, q, k, v, o, lse, **tables):
         if t is not None:
             setattr(d, field, t.data_ptr())
     key = (spec.index, bytes(d))
-    lib = _lib.inference()
+    lib = _lib.inference(*_PLAN_CALLS)
     stream = torch.cuda.current_stream(q.device).cuda_stream
     with _lock, _device.current(spec.index):
         ctx = _device.context(spec.index)
@@ -422,7 +424,7 @@ def clear_plans():
     with _lock:
         _specs.clear()
         if _plans:
-            lib = _lib.inference()
+            lib = _lib.inference("fg_attention_plan_destroy")
             while _plans:
                 lib.fg_attention_plan_destroy(_plans.popitem(last=False)[1].handle)
         _last.plan = None
@@ -438,7 +440,7 @@ def check_tables(device=None):
     if dev.type != "cuda":
         raise ValueError(f"check_tables takes a CUDA device, not {dev}")
     index = dev.index if dev.index is not None else torch.cuda.current_device()
-    lib = _lib.inference()
+    lib = _lib.inference("fg_attention_table_error")
     buf = C.create_string_buffer(512)
     with _device.current(index):
         ctx = _device.context(index)

@@ -221,29 +221,31 @@ def load():
 
 def missing_inference():
     """The inference calls (INFERENCE_SIGNATURES) the loaded library lacks:
-    [] for a library built with include/flashgen.h's inference API."""
+    [] for a library built with all of include/flashgen.h's inference API."""
     lib = load()
     return [n for n in INFERENCE_SIGNATURES if not hasattr(lib, n)]
 
 
-_inference_ready = False
+_declared = set()
 
 
-def inference():
-    """The library, with the inference calls declared.  Raises FlashgenError
-    (FG_ERR_UNSUPPORTED) naming the missing calls when it was built before them."""
-    global _inference_ready
+def inference(*need):
+    """The library, with the inference calls `need` (default: all) declared.
+    Raises FlashgenError (FG_ERR_UNSUPPORTED) naming those it lacks (a
+    library built before them)."""
     lib = load()
-    if not _inference_ready:
-        missing = missing_inference()
-        if missing:
-            raise FlashgenError(missing[0], FG_ERR_UNSUPPORTED, "FG_ERR_UNSUPPORTED",
-                                f"{_lib_path} has no {', '.join(missing)}: it was built before the inference API of "
-                                "include/flashgen.h; rebuild it")
-        for name, (res, args) in INFERENCE_SIGNATURES.items():
-            fn = getattr(lib, name)
-            fn.restype, fn.argtypes = res, args
-        _inference_ready = True
+    need = need or tuple(INFERENCE_SIGNATURES)
+    if _declared.issuperset(need):
+        return lib
+    missing = [n for n in need if not hasattr(lib, n)]
+    if missing:
+        raise FlashgenError(missing[0], FG_ERR_UNSUPPORTED, "FG_ERR_UNSUPPORTED",
+                            f"{_lib_path} has no {', '.join(missing)}: it was built before that part of the inference "
+                            "API of include/flashgen.h; rebuild it")
+    for name in need:
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = INFERENCE_SIGNATURES[name]
+        _declared.add(name)
     return lib
 
 

@@ -251,6 +251,64 @@ class Descriptors(unittest.TestCase):
         self.assertEqual(s.action, "zero")  # max_seqlen_k = 0
 
 
+class LibraryChecks(unittest.TestCase):
+    """The descriptors the binding builds pass the library's own descriptor
+    check (fg_desc_plan: sizes, strides, the inference fields; no GPU), which
+    libflashgen.so exports for the C tests."""
+
+    def setUp(self):
+        lib = _lib.load()
+        if not hasattr(lib, "fg_desc_plan") or not hasattr(lib, "fg_infer_check"):
+            self.skipTest("this libflashgen.so does not export fg_desc_plan with the inference checks")
+
+        class Err(C.Structure):
+            _fields_ = [("status", C.c_int), ("msg", C.c_char_p)]
+        self.fn, self.Err = lib.fg_desc_plan, Err
+        self.fn.restype = C.c_int
+        self.fn.argtypes = [C.POINTER(_lib.fg_attention_desc), C.c_int, C.c_void_p, C.c_void_p, C.POINTER(Err)]
+        self.variant, self.params = C.create_string_buffer(1 << 20), C.create_string_buffer(1 << 20)  # opaque
+
+    def plan(self, spec, **tables):
+        d = _lib.fg_attention_desc.from_buffer_copy(spec.desc)
+        for field, x in tables.items():
+            setattr(d, field, x.data_ptr())
+        e = self.Err()
+        st = self.fn(C.byref(d), 227 * 1024, self.variant, self.params, C.byref(e))
+        return st, (e.msg or b"").decode()
+
+    def test_kvcache(self):
+        q, lens = t(3, 1, 32, 128), i32(1, 2, 3)
+        for cache, bt, causal, splits in ((t(64, 16, 8, 128), torch.zeros(3, 20, dtype=torch.int32), True, 0),
+                                          (t(16, 64, 8, 128), torch.zeros(3, 5, dtype=torch.int32), False, 7),
+                                          (t(3, 1000, 8, 128), None, "top_left", 1)):
+            spec = desc_of(_inference._kvcache_spec, q, cache, cache, None, None, lens, bt, causal, None, splits, None)
+            tables = dict(seqlens_k=lens, **({} if bt is None else dict(block_table=bt)))
+            self.assertEqual(self.plan(spec, **tables), (0, ""), f"cache {tuple(cache.shape)}")
+        kc, kn = t(3, 1000, 8, 128), t(3, 2, 8, 128)
+        spec = desc_of(_inference._kvcache_spec, q, kc, kc, kn, kn, 500, None, True, None, 0, None)
+        self.assertEqual(self.plan(spec), (0, ""))  # an int length: no table
+        odd = t(8, 24, 8, 128)  # the page size is the library's to check
+        spec = desc_of(_inference._kvcache_spec, q, odd, odd, None, None, lens, torch.zeros(3, 4, dtype=torch.int32),
+                       True, None, 0, None)
+        st, msg = self.plan(spec, seqlens_k=lens, block_table=torch.zeros(3, 4, dtype=torch.int32))
+        self.assertEqual(st, _lib.FG_ERR_UNSUPPORTED)
+        self.assertIn("page_size = 24", msg)
+
+    def test_varlen(self):
+        qp, kp = t(10, 8, 128), t(12, 2, 128)
+        cq, ck, c1 = i32(0, 3, 10), i32(0, 5, 12), i32(0, 1)
+        cases = [((qp, kp, kp, cq, ck, 7, 7, None, "bottom_right", None, None), dict(cu_seqlens_q=cq, cu_seqlens_k=ck)),
+                 ((qp, t(2, 9, 2, 128), t(2, 9, 2, 128), cq, None, 7, None, i32(3, 9), "top_left", None, None),
+                  dict(cu_seqlens_q=cq, seqlens_k=i32(3, 9))),
+                 ((t(1, 8, 64), t(1, 8, 64), t(1, 8, 64), c1, c1, 1, 1, None, True, None, None),
+                  dict(cu_seqlens_q=c1, cu_seqlens_k=c1)),
+                 ((qp, kp, t(12, 2, 64), cq, ck, 7, 7, None, False, None, t(10, 16, 64)[:, ::2]),
+                  dict(cu_seqlens_q=cq, cu_seqlens_k=ck))]
+        for args, tables in cases:
+            spec = desc_of(_inference._varlen_spec, *args)
+            self.assertEqual(self.plan(spec, **tables), (0, ""), f"{[tuple(a.shape) for a in args[:3]]}")
+
+
 class FakeLib:
     """The library's inference calls, as include/flashgen.h describes them,
     recording what they are given; run reads the length table it is handed."""
@@ -302,7 +360,7 @@ class CallPath(unittest.TestCase):
         self.fake = FakeLib()
         self.patches = contextlib.ExitStack()
         self.patches.enter_context(on_cpu())
-        self.patches.enter_context(mock.patch.object(_lib, "inference", lambda: self.fake))
+        self.patches.enter_context(mock.patch.object(_lib, "inference", lambda *need: self.fake))
         _inference._specs.clear()
         _inference._plans.clear()
 
@@ -384,15 +442,22 @@ class CallPath(unittest.TestCase):
 
 
 class Library(unittest.TestCase):
-    def test_missing_or_without_driver(self):
+    def test_missing_calls_are_named(self):
         missing = _lib.missing_inference()
-        if missing:
+        for name in missing:
             with self.assertRaises(flashgen.FlashgenError) as cm:
-                _lib.inference()
+                _lib.inference(name)
             self.assertEqual(cm.exception.status_name, "FG_ERR_UNSUPPORTED")
-            self.assertIn(missing[0], str(cm.exception))
-            self.skipTest(f"this libflashgen.so has no {', '.join(missing)} yet (the C side of issue 12)")
-        lib = _lib.inference()
+            self.assertIn(name, str(cm.exception))
+        present = [n for n in _lib.INFERENCE_SIGNATURES if n not in missing]
+        self.assertIs(_lib.inference(*present), _lib.load())  # the present ones declare
+        if missing:
+            self.skipTest(f"this libflashgen.so has no {', '.join(missing)} yet")
+
+    def test_plan_without_driver(self):
+        if any(n in _lib.missing_inference() for n in _inference._PLAN_CALLS):
+            self.skipTest("this libflashgen.so has no plan/run calls yet (the C side of issue 12)")
+        lib = _lib.inference(*_inference._PLAN_CALLS)
         ctx = C.c_void_p()
         self.assertEqual(lib.fg_context_create(C.byref(ctx)), _lib.FG_OK)
         try:
