@@ -43,18 +43,15 @@ batch, a row per head configuration, head dim 128).  --replot OUT redraws it.
   python3 bench/decode.py [--out docs/bench] [--quick] [--peers cudnn,fa2,fa4]
 """
 import argparse
-import csv
-import datetime
-import json
 import math
 import os
-import platform
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from vs_torch import check, fmt, int_list  # noqa: E402  (the criterion and helpers of the dense benchmark)
+from vs_torch import (bench_main, chart_input, check, fmt, import_fa4, int_list, run_meta,  # noqa: E402  (shared
+                      save_chart, write_results)  # with the dense benchmark)
 
 BATCHES, LENS, HEADS = [1, 4, 16, 64, 128], [1024, 4096, 16384, 65536], [(32, 8), (32, 32)]
 EXTRA = [(64, 16, 4096), (64, 64, 16384), (256, 16, 4096), (256, 64, 16384)]  # (d, batch, kv_len) at 32/8 heads
@@ -151,15 +148,8 @@ class Peers:
         from flashgen import _inference
         self.torch, self.F, self.sdpa_kernel, self.flashgen, self.inference = torch, F, sdpa_kernel, flashgen, _inference
         self.backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "fa2": SDPBackend.FLASH_ATTENTION}
-        self.peers, self.fa4, self.fa4_left = peers, None, fa4_budget
-        if "fa4" in peers:
-            try:
-                from flash_attn.cute import flash_attn_varlen_func
-            except Exception as e:  # ImportError, or a broken install failing inside its import
-                print(f"FlashAttention-4: not importable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                      "its column stays n/a (bench/fa4_peer.sh installs it)", flush=True)
-            else:
-                self.fa4 = flash_attn_varlen_func
+        self.peers, self.fa4_left = peers, fa4_budget
+        self.fa4 = import_fa4("flash_attn_varlen_func") if "fa4" in peers else None
 
     def flashgen_fn(self, q, k, v, lens, table, o):
         return lambda: self.flashgen.attention_with_kvcache(q, k, v, cache_seqlens=lens, block_table=table, out=o)
@@ -203,6 +193,16 @@ def measure(row, key, fn, timer, ref=None, dtype="bf16", note=None):
     return o
 
 
+def measure_copy(torch, timer, k, v, row):
+    """row with copy_ms and copy_gbps: K and then V copied into one buffer the
+    size of K; GB/s of read + write."""
+    scratch = torch.empty_like(k)
+    measure(row, "copy", lambda: (scratch.copy_(k), scratch.copy_(v)), timer)
+    if row.get("copy_ms"):
+        row["copy_gbps"] = round(2 * row["kv_bytes"] / (row["copy_ms"] * 1e-3) / 1e9, 1)
+    return row
+
+
 def run_shape(torch, peers, timer, a, d, hq, hk, b, n, contig_of):
     dt = torch.bfloat16
     kv_bytes = 2 * b * n * hk * d * 2
@@ -216,13 +216,8 @@ def run_shape(torch, peers, timer, a, d, hq, hk, b, n, contig_of):
     k, v = (torch.randn(b, n, hk, d, device="cuda", dtype=dt) for _ in range(2))
     q = torch.randn(b, 1, hq, d, device="cuda", dtype=dt)
     lens = torch.full((b,), n, dtype=torch.int32, device="cuda")
-    scratch = torch.empty_like(k)
     out = []
-    copy_row = dict(base, notes=[])
-    measure(copy_row, "copy", lambda: (scratch.copy_(k), scratch.copy_(v)), timer)
-    if copy_row.get("copy_ms"):  # read + write
-        copy_row["copy_gbps"] = round(2 * kv_bytes / (copy_row["copy_ms"] * 1e-3) / 1e9, 1)
-    del scratch
+    copy_row = measure_copy(torch, timer, k, v, dict(base, notes=[]))
     check_rows = sorted({0, b - 1})
     for lay in layouts:
         r = dict(base, layout=lay, notes=list(copy_row["notes"]), copy_ms=copy_row.get("copy_ms"),
@@ -269,20 +264,11 @@ def run_shape(torch, peers, timer, a, d, hq, hk, b, n, contig_of):
         if lay != "contig" and fg_g and c.get("fg_gbps"):
             r["paged/contig"] = round(fg_g / c["fg_gbps"], 3)
         out.append(r)
-        del o, fg
-    del k, v, q
     return out
 
 
 def write(out, meta, rows):
-    flat = [dict(r, notes="; ".join(r.get("notes", []))) for r in rows]
-    with open(os.path.join(out, "decode.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLS)
-        w.writeheader()
-        for r in flat:
-            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in COLS})
-    with open(os.path.join(out, "decode.json"), "w") as f:
-        json.dump({"meta": meta, "rows": flat}, f, indent=1)
+    write_results(out, "decode", COLS, meta, [dict(r, notes="; ".join(r.get("notes", []))) for r in rows])
 
 
 HEADER = (f"{'d':>3s} {'hq/hk':>5s} {'batch':>5s} {'kv':>5s} {'layout':>6s} {'spl':>3s} | {'flashgen':>8s} "
@@ -331,14 +317,9 @@ def run(a):
     torch.manual_seed(0)
     peers = Peers(torch, a.peers, a.fa4_compile_budget)
     timer = Timer(torch)
-    meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
-            "flashgen_library": peers.flashgen.library_path(), "peers": a.peers, "fa4": bool(peers.fa4),
-            "timing": "median of 10-100 calls between CUDA events, each after a 512 MiB memset (L2 evicted)",
-            "gbps": "K+V bytes (2*b*kv_len*heads_kv*d*2) / time; copy: read + write bytes / time"}
-    print(f"GPU: {meta['gpu']}  torch {meta['torch']}  CUDA {meta['cuda']}  cuDNN {meta['cudnn']}\n"
-          f"flashgen: {meta['flashgen_library']}", flush=True)
+    meta = run_meta(torch, peers.flashgen, peers=a.peers, fa4=bool(peers.fa4),
+                    timing="median of 10-100 calls between CUDA events, each after a 512 MiB memset (L2 evicted)",
+                    gbps="K+V bytes (2*b*kv_len*heads_kv*d*2) / time; copy: read + write bytes / time")
     print(HEADER, flush=True)
     rows, contig_of, t0, left = [], {}, time.time(), []
     for s in shapes(a):
@@ -363,16 +344,11 @@ def run(a):
 
 def plot(out):
     """OUT/decode_gbps.png from OUT/decode.json: GB/s vs kv length, a panel per batch, a row per heads (d 128)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no chart", file=sys.stderr)
+    got = chart_input(out, "decode")
+    if got is None:
         return
-    with open(os.path.join(out, "decode.json")) as f:
-        data = json.load(f)
-    meta, rows = data["meta"], [r for r in data["rows"] if r["hdim"] == 128]
+    plt, meta, rows = got
+    rows = [r for r in rows if r["hdim"] == 128]
     heads = sorted({(r["heads_q"], r["heads_kv"]) for r in rows}, key=lambda h: -h[0] / h[1])
     batches = sorted({r["batch"] for r in rows})
     if not rows:
@@ -413,18 +389,11 @@ def plot(out):
     fig.suptitle(f"Decode attention (1 query token), bf16, head dim 128, {meta.get('gpu', '?')}, "
                  f"{meta.get('date', '?')[:10]} (torch {meta.get('torch', '?')})", fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    path = os.path.join(out, "decode_gbps.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    print(f"chart: {path}")
+    save_chart(plt, fig, os.path.join(out, "decode_gbps.png"))
 
 
 def main(argv=None):
-    a = parse_args(sys.argv[1:] if argv is None else argv)
-    if a.replot:
-        plot(a.replot)
-        return 0
-    return run(a)
+    return bench_main(argv, parse_args, run, plot)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,55 @@ def parse_args(argv):
     return a
 
 
+def import_fa4(name):
+    """flash_attn.cute.<name> (FlashAttention-4), or None after a line saying why."""
+    try:
+        import flash_attn.cute as fa4
+        return getattr(fa4, name)
+    except Exception as e:  # ImportError, or a broken install failing inside its import
+        print(f"FlashAttention-4: not importable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+              "its column stays n/a (../shared/tools/fa4-peer.sh installs it)", flush=True)
+        return None
+
+
+def run_meta(torch, flashgen, **more):
+    """What results.json says about the run: GPU, versions, date, command, host, library."""
+    meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
+            "flashgen_library": flashgen.library_path()}
+    meta.update(more)
+    print(f"GPU: {meta['gpu']}  torch {meta['torch']}  CUDA {meta['cuda']}  cuDNN {meta['cudnn']}\n"
+          f"flashgen: {meta['flashgen_library']}", flush=True)
+    return meta
+
+
+def write_results(out, stem, cols, meta, rows):
+    """OUT/<stem>.csv (the columns cols) and OUT/<stem>.json (meta and rows)."""
+    with open(os.path.join(out, f"{stem}.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+def chart_input(out, stem):
+    """(matplotlib.pyplot on the Agg backend, meta, rows) of OUT/<stem>.json;
+    None (said on stderr) without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no charts", file=sys.stderr)
+        return None
+    with open(os.path.join(out, f"{stem}.json")) as f:
+        data = json.load(f)
+    return plt, data["meta"], data["rows"]
+
+
 class Runner:
     """The implementations on one shape; each returns o in [b, s, h, d]."""
 
@@ -142,13 +191,7 @@ class Runner:
         self.torch, self.F, self.SDPBackend, self.sdpa_kernel, self.flashgen = torch, F, SDPBackend, sdpa_kernel, flashgen
         self.flex = self.block_masks = self.fa4 = None
         if "fa4" in peers:
-            try:
-                from flash_attn.cute import flash_attn_func
-            except Exception as e:  # ImportError, or a broken install failing inside its import
-                print(f"FlashAttention-4: not importable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                      "its column stays n/a (../shared/tools/fa4-peer.sh installs it)", flush=True)
-            else:
-                self.fa4 = flash_attn_func
+            self.fa4 = import_fa4("flash_attn_func")
         if "flex" in peers:
             try:
                 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -243,13 +286,7 @@ COLS = ["dtype", "hdim", "hdim_v", "causal", "seqlen", "batch", "heads", "check"
 
 
 def write(out, meta, rows):
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in COLS})
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    write_results(out, "results", COLS, meta, rows)
 
 
 def print_header():
@@ -292,20 +329,14 @@ def run(a):
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(0)
     runner = Runner(torch, a.peers)
-    meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
-            "flashgen_library": runner.flashgen.library_path(),
-            "timing": "triton.testing.do_bench(warmup=25, rep=100, return_mode='median') after one warm-up call",
-            "flops": "2*b*h*sq*sk*(d+dv), dv = d, halved for causal", "peers": a.peers,
-            "fa4": bool(runner.fa4)}
+    meta = run_meta(torch, runner.flashgen,
+                    timing="triton.testing.do_bench(warmup=25, rep=100, return_mode='median') after one warm-up call",
+                    flops="2*b*h*sq*sk*(d+dv), dv = d, halved for causal", peers=a.peers, fa4=bool(runner.fa4))
     try:
         import triton
         meta["triton"] = triton.__version__
     except Exception:
         pass
-    print(f"GPU: {meta['gpu']}  torch {meta['torch']}  CUDA {meta['cuda']}  cuDNN {meta['cudnn']}\n"
-          f"flashgen: {meta['flashgen_library']}", flush=True)
     print_header()
     rows = []
     t0 = time.time()
@@ -382,16 +413,10 @@ def run(a):
 
 def plot(out):
     """OUT/tflops_<dtype>.png from OUT/results.json."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no charts", file=sys.stderr)
+    got = chart_input(out, "results")
+    if got is None:
         return
-    with open(os.path.join(out, "results.json")) as f:
-        data = json.load(f)
-    meta, rows = data["meta"], data["rows"]
+    plt, meta, rows = got
     colors = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "#ff7f0e", "fa4": "#9467bd"}
     for dtn in sorted({r["dtype"] for r in rows}):
         rs = [r for r in rows if r["dtype"] == dtn]
@@ -427,18 +452,26 @@ def plot(out):
         fig.suptitle(f"Attention forward, {dtn}, {meta.get('gpu', '?')}, {meta.get('date', '?')[:10]} "
                      f"(torch {meta.get('torch', '?')})", fontsize=11)
         fig.tight_layout(rect=(0, 0, 1, 0.97))
-        path = os.path.join(out, f"tflops_{dtn}.png")
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        print(f"chart: {path}")
+        save_chart(plt, fig, os.path.join(out, f"tflops_{dtn}.png"))
 
 
-def main(argv=None):
+def save_chart(plt, fig, path):
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    print(f"chart: {path}")
+
+
+def bench_main(argv, parse_args, run, plot):
+    """A benchmark script's entry: --replot DIR redraws the charts, else a run."""
     a = parse_args(sys.argv[1:] if argv is None else argv)
     if a.replot:
         plot(a.replot)
         return 0
     return run(a)
+
+
+def main(argv=None):
+    return bench_main(argv, parse_args, run, plot)
 
 
 if __name__ == "__main__":
