@@ -473,6 +473,16 @@ class Library(unittest.TestCase):
                 _lib.check(ctx, "fg_attention_plan_create", st)
             self.assertIn(cm.exception.status_name, ("FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE"))
             lib.fg_attention_plan_destroy(None)  # does nothing
+            if not _lib.missing_inference():  # the append and the table error word, through their ctypes signatures
+                lib = _lib.inference()
+                d.seqlens_k = 4096
+                st = lib.fg_kv_append(ctx, C.byref(d), 4096, 4096, (C.c_int64 * 3)(0, 128, 256), None, 1, 4096, 4096,
+                                      0, None)
+                self.assertIn(st, (_lib.FG_ERR_NO_DRIVER, _lib.FG_ERR_NO_DEVICE))
+                buf = C.create_string_buffer(64)
+                st = lib.fg_attention_table_error(ctx, buf, len(buf), None)
+                self.assertIn(st, (_lib.FG_ERR_NO_DRIVER, _lib.FG_ERR_NO_DEVICE))
+                self.assertIn(b"driver" if st == _lib.FG_ERR_NO_DRIVER else b"", lib.fg_errmsg(ctx))
         finally:
             lib.fg_context_destroy(ctx)
 
