@@ -5,7 +5,8 @@ plan/run calls (include/flashgen.h).
 
 Nothing here synchronises with the GPU or copies between host and device:
 lengths and page tables stay device tensors that only the kernels read, and
-the workspace comes from PyTorch's caching allocator on the current stream.
+the workspace comes from PyTorch's caching allocator on the current stream
+(zeroed: split-KV counts its splits there).
 So a decode step can be captured in a torch.cuda.CUDAGraph and replayed with
 new contents in the same length and table tensors.  The first call of a
 shape compiles its kernels and creates its plan (and the first inference call
@@ -390,7 +391,10 @@ def _forward(spec, q, k, v, o, lse, **tables):
             plan = _create_plan(lib, ctx, d, key)
         else:
             _plans.move_to_end(key)
-        ws = torch.empty(plan.workspace, dtype=torch.uint8, device=q.device) if plan.workspace else None
+        # split plans: the workspace must start zero (its split counters;
+        # every run leaves them zero again, include/flashgen.h); torch.zeros
+        # is one memset on this stream, captured with the run in a graph
+        ws = torch.zeros(plan.workspace, dtype=torch.uint8, device=q.device) if plan.workspace else None
         st = lib.fg_attention_run(plan.handle, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
                                   lse.data_ptr() if lse is not None else None,
                                   ws.data_ptr() if ws is not None else None, plan.workspace, stream)
