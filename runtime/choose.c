@@ -81,6 +81,31 @@ static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, 
                            ctx->dev_info.smem_per_block_optin, hopper_level(ctx, tma_ok), c);
 }
 
+/* Decode (a head's queries fill less than a 64-row tile): 64 x block_n
+ * tiles, two stages, with key tiles of about 16 KB (128 keys up to head
+ * dim 64, else 64: H200, docs/PERF.md v8), when that compiles without
+ * spills here and fits the pages; else 0 (the heuristic decides). */
+static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, fg_config *out) {
+    fg_config c;
+    fg_config_unset(&c);
+    c.wgmma = 0;
+    c.block_m = 64;
+    c.warps = 4;
+    c.block_n = s->head_dim <= 64 && fg_spec_head_dim_v(s) <= 64 ? 128 : 64;
+    c.stages = 2;
+    c.q_in_regs = 0;
+    c.min_blocks = 1;
+    if (d->block_table && d->page_size % c.block_n && c.block_n % d->page_size) return 0;
+    fg_error e = {0};
+    fg_kernel_stats st;
+    const int ok = fg_config_check(s, &c, ctx->dev_info.smem_per_block_optin, NULL) == FG_OK &&
+                   fg_ctx_try_compile(ctx, s, &c, &st, &e) == FG_OK && !st.spill_stores && !st.spill_loads &&
+                   !st.stack_frame;
+    fg_error_clear(&e);
+    if (ok) *out = c;
+    return ok;
+}
+
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))
         return fg_fail(err, FG_ERR_UNSUPPORTED, "%s needs an sm_90a GPU (Hopper); this one is %s (%s)",
@@ -98,16 +123,19 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     int path = (int)d->path;
     if (v->spec.infer) {
         /* the portable kernel; 64-row tiles when a head's queries (decode)
-         * fill less than that; key tiles within a page */
+         * fill less than that; key tiles within a page or of whole pages
+         * (any power-of-two page and tile), else dividing the page */
         path = FG_PATH_MMA;
         if (d->seqlen_q < 64) bq = 64;
-        if (d->block_table) bk = d->page_size;
+        if (d->block_table && (d->page_size & (d->page_size - 1))) bk = d->page_size;
     }
     const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
         fg_config cfg;
         if (!v->spec.infer && tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
+        } else if (v->spec.infer && bq == 64 && decode_config(ctx, d, &v->spec, &cfg)) {
+            fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
         } else {
             fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, tma_ok, &cfg, err);
             if (st != FG_OK) return st;

@@ -188,8 +188,9 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
         if (L && (L->block_q % v->cfg.block_m || L->block_k % v->cfg.block_n))
             return fg_fail(err, FG_ERR_UNSUPPORTED, "kernel tiles block_m=%d x block_n=%d must divide the layout block %d x %d",
                            v->cfg.block_m, v->cfg.block_n, L->block_q, L->block_k);
-        if (infer && d->block_table && d->page_size % v->cfg.block_n)
-            return fg_fail(err, FG_ERR_UNSUPPORTED, "block_n=%d must divide page_size=%d (a key tile never crosses a page)",
+        if (infer && d->block_table && d->page_size % v->cfg.block_n && v->cfg.block_n % d->page_size)
+            return fg_fail(err, FG_ERR_UNSUPPORTED,
+                           "block_n=%d and page_size=%d: one must divide the other (a key tile lies in one page or spans whole pages)",
                            v->cfg.block_n, d->page_size);
     }
 

@@ -165,27 +165,39 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     const bool paged = INF && p.block_table;
     constexpr int NPG = INF ? K::STAGES + 2 : 1;
     int pg[NPG];
+    // Pages smaller than a key tile (vLLM's 16): the tile spans several, all
+    // checked here (only those holding keys below seq.sk: the table row
+    // ends there); -1 when any is bad, else the first.
     auto page_at = [&](int i) -> int {
         if (!paged || i >= n) return 0;
         bool part;
         const int t = sch.tile(first + i, part);
-        return page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
+        int first_page = page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
+        for (int j = p.page_size; j < BC && t * BC + j < seq.sk && first_page >= 0; j += p.page_size)
+            if (page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC + j, p.table_err) < 0)
+                first_page = -1;
+        return first_page;
     };
 #pragma unroll
     for (int j = 0; j < NPG; ++j) pg[j] = page_at(j);
 
     // The source of key tile t in k (or v) at kg (vg): contiguous, or in
-    // page `page` (NULL for no page).
+    // page `page` (a valid one) when the tile lies within one page.
     auto kv_tile = [&](const char *g, long long rs, long long page_stride, int t, int page) -> const char * {
-        if (paged) return page < 0 ? nullptr : g + 2 * page * page_stride + (long long)(t * BC % p.page_size) * rs;
+        if (paged) return g + 2 * page * page_stride + (long long)(t * BC % p.page_size) * rs;
         return g + (long long)t * BC * rs;
     };
     auto issue_k = [&](int i, int page) {
         if (i < n) {
             bool part;
             const int t = sch.tile(first + i, part);
-            const char *src = sch.visible(t, part) ? kv_tile(kg, krs, p.k_batch_stride, t, page) : nullptr;
-            if (src) load_tile<K, BC, K::D, K::DP>(sK + (i % K::STAGES) * BC * LDS, src, krs, seq.sk - t * BC);
+            u16 *dst = sK + (i % K::STAGES) * BC * LDS;
+            if (!sch.visible(t, part) || (paged && page < 0)) {
+            } else if (paged && p.page_size < BC) {
+                load_tile_paged<S::THREADS, BC, K::D, K::DP>(dst, kg, 2 * p.k_batch_stride, krs, p, b, t * BC, seq.sk - t * BC);
+            } else {
+                load_tile<K, BC, K::D, K::DP>(dst, kv_tile(kg, krs, p.k_batch_stride, t, page), krs, seq.sk - t * BC);
+            }
         }
         cp_async_commit();
     };
@@ -193,8 +205,13 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         if (i < n) {
             bool part;
             const int t = sch.tile(first + i, part);
-            const char *src = sch.visible(t, part) ? kv_tile(vg, vrs, p.v_batch_stride, t, page) : nullptr;
-            if (src) load_tile<K, BC, S::DV, S::DVP>(sV + (i % K::STAGES) * BC * LDS_V, src, vrs, seq.sk - t * BC);
+            u16 *dst = sV + (i % K::STAGES) * BC * LDS_V;
+            if (!sch.visible(t, part) || (paged && page < 0)) {
+            } else if (paged && p.page_size < BC) {
+                load_tile_paged<S::THREADS, BC, S::DV, S::DVP>(dst, vg, 2 * p.v_batch_stride, vrs, p, b, t * BC, seq.sk - t * BC);
+            } else {
+                load_tile<K, BC, S::DV, S::DVP>(dst, kv_tile(vg, vrs, p.v_batch_stride, t, page), vrs, seq.sk - t * BC);
+            }
         }
         cp_async_commit();
     };

@@ -14,8 +14,9 @@
 //              with a GQA group of G fills G rows of a tile instead of one,
 //              and reads each K/V tile once per group instead of G times.
 //   paging     key j of sequence b is row j % page_size of page
-//              block_table[b][j / page_size]; a kernel key tile never crosses
-//              a page (block_n divides page_size, checked on the host).
+//              block_table[b][j / page_size]; a key tile lies within one page
+//              (block_n divides page_size: one look-up per tile) or spans
+//              whole pages (page_size divides block_n: load_tile_paged).
 //   splitting  blockIdx.x = m_block * num_splits + split; split s visits
 //              its share of the tile's key tiles and writes O (normalised,
 //              fp32) and lse to the workspace; the last split of a tile to
@@ -113,6 +114,31 @@ __device__ __forceinline__ void load_q_packed(u16 *s, const char *qg, long long 
             const int r = c / CH, ch = c - r * CH, R = m0 + r;
             const bool ok = R < rows && ch < DCH;
             const char *src = ok ? qg + (h0 + R % G) * hs_bytes + (R / G) * rs_bytes + ch * 16 : qg;
+            cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
+        }
+    }
+}
+
+// cp.async a ROWS x D key (or value) tile whose rows lie in several pages
+// (page_size < ROWS): row r is key j0 + r, in page block_table[b][(j0 + r) /
+// page_size] (checked in the kernel's page ring before this tile is
+// issued; checked again here, so that a table changed under a running call
+// can never send a copy out of bounds).  Rows at or past rows_valid and
+// columns D..DP are zeros.  g: k (or v) at the tile's KV head.
+template <int THREADS, int ROWS, int D, int DP>
+__device__ __forceinline__ void load_tile_paged(u16 *s, const char *g, long long page_bytes, long long rs_bytes,
+                                                const fg_fwd_params &p, int b, int j0, int rows_valid) {
+    constexpr int CH = DP / 8, DCH = D / 8, TOTAL = ROWS * CH, LDS = DP + 8;
+    const int *row = p.block_table + (long long)b * p.max_pages;
+#pragma unroll
+    for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
+        const int c = threadIdx.x + it * THREADS;
+        if (TOTAL % THREADS == 0 || c < TOTAL) {
+            const int r = c / CH, ch = c - r * CH, j = j0 + r;
+            bool ok = r < rows_valid && ch < DCH;
+            const int page = ok ? __ldg(row + j / p.page_size) : 0;
+            ok = ok && (unsigned)page < (unsigned)p.num_pages;
+            const char *src = ok ? g + page * page_bytes + (long long)(j % p.page_size) * rs_bytes + ch * 16 : g;
             cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
         }
     }

@@ -69,7 +69,9 @@ static void test_checks(void) {
     d = paged(); d.seqlens_k = (const int32_t *)(uintptr_t)0x1002; expect(d, FG_ERR_INVALID_ARGUMENT, "4-byte", "misaligned table");
     d = paged(); d.path = FG_PATH_TMA; expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_MMA", "paged on the TMA path");
     d = paged(); d.block_m = 64; d.block_n = 128; d.warps = 4; d.path = FG_PATH_MMA;
-    expect(d, FG_ERR_UNSUPPORTED, "divide page_size", "key tile larger than a page");
+    expect(d, FG_OK, NULL, "key tile of two whole pages");
+    d = paged(); d.page_size = 48; d.max_pages = 21; d.block_m = 64; d.block_n = 32; d.warps = 4; d.path = FG_PATH_MMA;
+    expect(d, FG_ERR_UNSUPPORTED, "one must divide the other", "key tile of 32 on pages of 48");
     d = paged(); d.block_m = 64; d.block_n = 32; d.warps = 4; d.path = FG_PATH_MMA;
     expect(d, FG_OK, NULL, "key tile within a page");
 
