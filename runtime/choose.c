@@ -81,11 +81,16 @@ static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, 
                            ctx->dev_info.smem_per_block_optin, hopper_level(ctx, tma_ok), c);
 }
 
-/* Decode (a head's queries fill less than a 64-row tile): 64 x block_n
- * tiles, two stages, with key tiles of about 16 KB (128 keys up to head
- * dim 64, else 64: H200, docs/PERF.md v8), when that compiles without
- * spills here and fits the pages; else 0 (the heuristic decides). */
+/* Decode (a head's queries fill less than a 64-row tile) up to head dim
+ * 64: 64 x 128 tiles in two stages (16 KB of keys per tile, against 8 KB
+ * in the heuristic's 64 x 64: 3881 against 3012 GB/s at b=64, kv 16k,
+ * H200, docs/PERF.md v8), when that compiles without spills here and the
+ * pages hold whole tiles; else 0 (the heuristic decides). */
 static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, fg_config *out) {
+    /* above head dim 64 the heuristic's tiles measured as fast or faster
+     * (head dim 256: one stage, two CTAs per SM, 4180 GB/s against 3433
+     * with two stages; docs/PERF.md v8) */
+    if (s->head_dim > 64 || fg_spec_head_dim_v(s) > 64) return 0;
     fg_config c;
     fg_config_unset(&c);
     c.wgmma = 0;
@@ -95,7 +100,9 @@ static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_s
     c.stages = 2;
     c.q_in_regs = 0;
     c.min_blocks = 1;
-    if (d->block_table && d->page_size % c.block_n && c.block_n % d->page_size) return 0;
+    /* pages smaller than the tile: the heuristic's one-page tiles measured
+     * faster than tiles spanning pages (H200, docs/PERF.md v8) */
+    if (d->block_table && d->page_size % c.block_n) return 0;
     fg_error e = {0};
     fg_kernel_stats st;
     const int ok = fg_config_check(s, &c, ctx->dev_info.smem_per_block_optin, NULL) == FG_OK &&
@@ -123,11 +130,12 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     int path = (int)d->path;
     if (v->spec.infer) {
         /* the portable kernel; 64-row tiles when a head's queries (decode)
-         * fill less than that; key tiles within a page or of whole pages
-         * (any power-of-two page and tile), else dividing the page */
+         * fill less than that; key tiles within one page for pages under
+         * 64 keys or of other than power-of-two sizes (tiles spanning whole
+         * pages work, FG_PATH_MMA with block_n, but measured slower) */
         path = FG_PATH_MMA;
         if (d->seqlen_q < 64) bq = 64;
-        if (d->block_table && (d->page_size & (d->page_size - 1))) bk = d->page_size;
+        if (d->block_table && (d->page_size < 64 || (d->page_size & (d->page_size - 1)))) bk = d->page_size;
     }
     const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {

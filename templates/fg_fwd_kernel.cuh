@@ -172,11 +172,17 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         if (!paged || i >= n) return 0;
         bool part;
         const int t = sch.tile(first + i, part);
-        int first_page = page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
-        for (int j = p.page_size; j < BC && t * BC + j < seq.sk && first_page >= 0; j += p.page_size)
-            if (page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC + j, p.table_err) < 0)
-                first_page = -1;
-        return first_page;
+        const int first_page = page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
+        // the tile's other pages (page_size >= 16): unrolled, so the look-ups
+        // are in flight together rather than one after another
+        bool bad = first_page < 0;
+#pragma unroll
+        for (int k = 1; k < BC / 16; ++k) {
+            const int j = k * p.page_size;
+            if (j < BC && t * BC + j < seq.sk)
+                bad |= page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC + j, p.table_err) < 0;
+        }
+        return bad ? -1 : first_page;
     };
 #pragma unroll
     for (int j = 0; j < NPG; ++j) pg[j] = page_at(j);

@@ -128,18 +128,45 @@ __device__ __forceinline__ void load_q_packed(u16 *s, const char *qg, long long 
 template <int THREADS, int ROWS, int D, int DP>
 __device__ __forceinline__ void load_tile_paged(u16 *s, const char *g, long long page_bytes, long long rs_bytes,
                                                 const fg_fwd_params &p, int b, int j0, int rows_valid) {
-    constexpr int CH = DP / 8, DCH = D / 8, TOTAL = ROWS * CH, LDS = DP + 8;
+    constexpr int CH = DP / 8, DCH = D / 8, LDS = DP + 8;
     const int *row = p.block_table + (long long)b * p.max_pages;
+    // the page of row r, or -1 (not copied: zeros)
+    auto page_of_row = [&](int r) -> int {
+        if (r >= rows_valid) return -1;
+        const int page = __ldg(row + (j0 + r) / p.page_size);
+        return (unsigned)page < (unsigned)p.num_pages ? page : -1;
+    };
+    if constexpr (THREADS % CH == 0) {
+        // Each thread keeps one column chunk and steps down the rows; all
+        // its look-ups are issued before any copy (a copy is an asm
+        // statement the compiler keeps in order: interleaved, every
+        // look-up's latency would stall the next copy).
+        constexpr int RSTEP = THREADS / CH, ITERS = (ROWS + RSTEP - 1) / RSTEP;
+        const int r0 = threadIdx.x / CH, ch = threadIdx.x % CH;
+        int pg[ITERS];
 #pragma unroll
-    for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
-        const int c = threadIdx.x + it * THREADS;
-        if (TOTAL % THREADS == 0 || c < TOTAL) {
-            const int r = c / CH, ch = c - r * CH, j = j0 + r;
-            bool ok = r < rows_valid && ch < DCH;
-            const int page = ok ? __ldg(row + j / p.page_size) : 0;
-            ok = ok && (unsigned)page < (unsigned)p.num_pages;
-            const char *src = ok ? g + page * page_bytes + (long long)(j % p.page_size) * rs_bytes + ch * 16 : g;
-            cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
+        for (int it = 0; it < ITERS; ++it) pg[it] = r0 + it * RSTEP < ROWS ? page_of_row(r0 + it * RSTEP) : -1;
+#pragma unroll
+        for (int it = 0; it < ITERS; ++it) {
+            const int r = r0 + it * RSTEP;
+            if (ROWS % RSTEP == 0 || r < ROWS) {
+                const bool ok = pg[it] >= 0 && (DCH == CH || ch < DCH);
+                const char *src = ok ? g + pg[it] * page_bytes + (long long)((j0 + r) % p.page_size) * rs_bytes + ch * 16 : g;
+                cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
+            }
+        }
+    } else {
+        constexpr int TOTAL = ROWS * CH;
+#pragma unroll
+        for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
+            const int c = threadIdx.x + it * THREADS;
+            if (TOTAL % THREADS == 0 || c < TOTAL) {
+                const int r = c / CH, ch = c - r * CH;
+                const int page = ch < DCH ? page_of_row(r) : -1;
+                const bool ok = page >= 0;
+                const char *src = ok ? g + page * page_bytes + (long long)((j0 + r) % p.page_size) * rs_bytes + ch * 16 : g;
+                cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
+            }
         }
     }
 }

@@ -306,6 +306,10 @@ static void bad_tables(fg_context *ctx) {
         up(tabs, lens, sizeof lens);
         up(tabs + 64, table, sizeof table);
         ds.num_splits = 2;
+        ds.block_m = 64; /* 32-key tiles: 90 keys make 3, so 2 splits */
+        ds.block_n = 32;
+        ds.warps = 4;
+        ds.path = FG_PATH_MMA;
         fg_attention_plan *plan = NULL;
         fg_status st = fg_attention_plan_create(ctx, &ds, &plan);
         CHECK(st == FG_OK && fg_attention_plan_splits(plan) == 2, "split plan: %s", fg_errmsg(ctx));
