@@ -39,6 +39,20 @@ struct SeqInfo {
     int offset;               // causal: key j visible from query i iff j <= i + offset
 };
 
+// Sequence b's rows in a packed tensor: cu[b] .. cu[b+1]-1, at most `most`
+// of them, within `total`; a bad pair is recorded and the sequence is empty.
+__device__ __forceinline__ void packed_range(const int *cu, int b, int total, int most, int kind, int *err,
+                                             long long &row0, int &len) {
+    const int a = __ldg(cu + b), e = __ldg(cu + b + 1);
+    if (a < 0 || e < a || e > total || e - a > most) {
+        table_error(err, kind, b, b, a < 0 || e < a ? a : e);
+        len = 0;
+    } else {
+        row0 = a;
+        len = e - a;
+    }
+}
+
 // The lengths of sequence b, every table entry checked: a bad entry is
 // recorded and its sequence taken as empty (queries) or clamped (keys).
 __device__ __forceinline__ SeqInfo seq_info(const fg_fwd_params &p, int b) {
@@ -47,26 +61,8 @@ __device__ __forceinline__ SeqInfo seq_info(const fg_fwd_params &p, int b) {
     s.k_row0 = 0;
     s.sq = p.seqlen_q;
     s.sk = p.seqlen_k;
-    if (p.cu_seqlens_q) {
-        const int a = __ldg(p.cu_seqlens_q + b), e = __ldg(p.cu_seqlens_q + b + 1);
-        if (a < 0 || e < a || e > p.total_q || e - a > p.seqlen_q) {
-            table_error(p.table_err, TE_CU_SEQLENS_Q, b, b, a < 0 || e < a ? a : e);
-            s.sq = 0;
-        } else {
-            s.q_row0 = a;
-            s.sq = e - a;
-        }
-    }
-    if (p.cu_seqlens_k) {
-        const int a = __ldg(p.cu_seqlens_k + b), e = __ldg(p.cu_seqlens_k + b + 1);
-        if (a < 0 || e < a || e > p.total_k || e - a > p.seqlen_k) {
-            table_error(p.table_err, TE_CU_SEQLENS_K, b, b, a < 0 || e < a ? a : e);
-            s.sk = 0;
-        } else {
-            s.k_row0 = a;
-            s.sk = e - a;
-        }
-    }
+    if (p.cu_seqlens_q) packed_range(p.cu_seqlens_q, b, p.total_q, p.seqlen_q, TE_CU_SEQLENS_Q, p.table_err, s.q_row0, s.sq);
+    if (p.cu_seqlens_k) packed_range(p.cu_seqlens_k, b, p.total_k, p.seqlen_k, TE_CU_SEQLENS_K, p.table_err, s.k_row0, s.sk);
     if (p.seqlens_k) {
         const int u = __ldg(p.seqlens_k + b);
         if (u < 0 || u > s.sk) {

@@ -54,6 +54,17 @@ static CUdeviceptr dalloc(size_t bytes) {
 
 static void up(CUdeviceptr d, const void *h, size_t n) { cu->MemcpyHtoD(d, h, n); }
 
+/* A paged cache in d: pages of `page` rows of `heads` x D, seqlens_k at
+ * tabs, the block table at tabs + 64. */
+static void set_pages(fg_attention_desc *d, CUdeviceptr tabs, int page, int num_pages, int max_pages, int heads, int D) {
+    d->k_strides[0] = d->v_strides[0] = (int64_t)page * heads * D;
+    d->seqlens_k = (const int32_t *)(uintptr_t)tabs;
+    d->block_table = (const int32_t *)(uintptr_t)(tabs + 64);
+    d->page_size = page;
+    d->num_pages = num_pages;
+    d->max_pages = max_pages;
+}
+
 /* Host tensors of one case: per sequence contiguous [len, heads, dim]. */
 typedef struct seqdata { uint16_t *q, *k, *v; } seqdata;
 
@@ -268,12 +279,7 @@ static void bad_tables(fg_context *ctx) {
     CUdeviceptr tabs = dalloc(4096);
     cu->MemsetD32(q, 0, 8 * H * D / 2);
     cu->MemsetD32(kv, 0, B * maxpages * page * H * D / 2);
-    d.k_strides[0] = d.v_strides[0] = (int64_t)page * H * D;
-    d.seqlens_k = (const int32_t *)(uintptr_t)tabs;
-    d.block_table = (const int32_t *)(uintptr_t)(tabs + 64);
-    d.page_size = page;
-    d.num_pages = B * maxpages;
-    d.max_pages = maxpages;
+    set_pages(&d, tabs, page, B * maxpages, maxpages, H, D);
     struct { const char *what; int32_t lens[2]; int32_t bad_page; const char *expect; } t[] = {
         {"seqlens_k past the capacity", {5, 101}, 0, "seqlens_k[1] = 101"},
         {"negative seqlens_k", {-3, 5}, 0, "seqlens_k[0] = -3"},
@@ -370,12 +376,7 @@ static void host_cost(fg_context *ctx) {
     for (int split = 0; split < 2; ++split) {
         fg_attention_desc d;
         fg_attention_desc_init(&d, FG_BF16, D, B, Hq, Hk, 1, cap);
-        d.k_strides[0] = d.v_strides[0] = (int64_t)page * Hk * D;
-        d.seqlens_k = (const int32_t *)(uintptr_t)tabs;
-        d.block_table = (const int32_t *)(uintptr_t)(tabs + 64);
-        d.page_size = page;
-        d.num_pages = B * maxpages;
-        d.max_pages = maxpages;
+        set_pages(&d, tabs, page, B * maxpages, maxpages, Hk, D);
         d.num_splits = split ? 4 : 1;
         fg_attention_plan *plan = NULL;
         if (fg_attention_plan_create(ctx, &d, &plan) != FG_OK) { CHECK(0, "host cost plan: %s", fg_errmsg(ctx)); continue; }
