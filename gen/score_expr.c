@@ -153,6 +153,15 @@ int fg_score_expr_reads_score(const fg_score_expr *e) { return e->reads_score; }
 /* ---- evaluation ------------------------------------------------------------ */
 
 static int64_t ieval(const fg_score_expr *e, int i, const fg_score_env *env);
+/* min and max as the device computes them (fg::sx_min / sx_max in
+ * templates/fg_mask.cuh): NaN loses to a number; -0 is below +0. */
+static float sx_min(float a, float b) {
+    return a != a ? b : b != b ? a : a < b ? a : b < a ? b : (1.0f / a < 0.0f ? a : b);
+}
+static float sx_max(float a, float b) {
+    return a != a ? b : b != b ? a : a > b ? a : b > a ? b : (1.0f / a < 0.0f ? b : a);
+}
+
 static float feval(const fg_score_expr *e, int i, const fg_score_env *env);
 
 /* node i's value as a float: converted (round to nearest) when an integer */
@@ -218,8 +227,8 @@ static float feval(const fg_score_expr *e, int i, const fg_score_env *env) {
     case XN_SUB: return a - b;
     case XN_MUL: return a * b;
     case XN_DIV: return a / b;
-    case XN_MIN: return fminf(a, b);
-    default: return fmaxf(a, b);
+    case XN_MIN: return sx_min(a, b);
+    default: return sx_max(a, b);
     }
 }
 

@@ -84,8 +84,8 @@ static const char *const op_text[XN_COUNT] = {
     [XN_GT] = ">", [XN_GE] = ">=", [XN_EQ] = "==", [XN_NE] = "!=", [XN_AND] = "&&", [XN_OR] = "||",
     [XN_MIN] = "min", [XN_MAX] = "max", [XN_ABS] = "abs", [XN_TANH] = "tanh", [XN_EXP2] = "exp2", [XN_LOG2] = "log2"};
 static const char *const cu_float[XN_COUNT] = {
-    [XN_ADD] = "__fadd_rn", [XN_SUB] = "__fsub_rn", [XN_MUL] = "__fmul_rn", [XN_DIV] = "__fdiv_rn", [XN_MIN] = "fminf",
-    [XN_MAX] = "fmaxf", [XN_ABS] = "fabsf", [XN_TANH] = "tanhf", [XN_EXP2] = "exp2f", [XN_LOG2] = "log2f"};
+    [XN_ADD] = "__fadd_rn", [XN_SUB] = "__fsub_rn", [XN_MUL] = "__fmul_rn", [XN_DIV] = "__fdiv_rn", [XN_MIN] = "fg::sx_min",
+    [XN_MAX] = "fg::sx_max", [XN_ABS] = "fabsf", [XN_TANH] = "tanhf", [XN_EXP2] = "exp2f", [XN_LOG2] = "log2f"};
 /* the mask language's helpers (fg_mask.cuh); 32-bit + - * are plain (no overflow, proven) */
 static const char *const cu_int64[XN_COUNT] = {
     [XN_ADD] = "fg::mx_add64", [XN_SUB] = "fg::mx_sub64", [XN_MUL] = "fg::mx_mul64", [XN_DIV] = "fg::mx_div64",

@@ -66,6 +66,18 @@ FG_MX int mx_max32(int a, int b) { return a > b ? a : b; }
 FG_MX int mx_abs32(int a) { return a < 0 ? -a : a; }
 #undef FG_MX
 
+// Float min / max of the score language (gen/score_expr.c computes the
+// same on the host): NaN loses to a number, as with fminf; between equal
+// zeros -0 is the smaller.  fminf/fmaxf leave the sign of an equal-zeros
+// result to the implementation, and the GPU's and libm's choices differ, so
+// the score language spells it out (1/a: +-inf carries a zero's sign).
+__host__ __device__ __forceinline__ float sx_min(float a, float b) {
+    return a != a ? b : b != b ? a : a < b ? a : b < a ? b : (1.0f / a < 0.0f ? a : b);
+}
+__host__ __device__ __forceinline__ float sx_max(float a, float b) {
+    return a != a ? b : b != b ? a : a > b ? a : b > a ? b : (1.0f / a < 0.0f ? b : a);
+}
+
 // HasMaskMod<K>::value: whether the traits define MASK_MOD (only variants
 // with a mask expression do, so the others' generated source is unchanged).
 template <class K, class = int> struct HasMaskMod { static constexpr bool value = false; };

@@ -393,12 +393,35 @@ static void test_fuzz(void) {
     printf("fuzz: %ld inputs through the parser (and what parsed through eval and the renderers)\n", runs);
 }
 
+/* min and max order -0 below +0 and let a number beat NaN, on the host as
+ * on the device (fg::sx_min / sx_max): fminf/fmaxf leave the sign of an
+ * equal-zeros result open, and glibc's differs from the GPU's. */
+static void test_min_max_zeros(void) {
+    fg_score_expr *mn = parse_ok("min(score, c)"), *mx = parse_ok("max(score, c)");
+    static const struct { float s, c, min, max; } t[] = {
+        {-0.0f, 0.0f, -0.0f, 0.0f}, {0.0f, -0.0f, -0.0f, 0.0f}, {-0.0f, -0.0f, -0.0f, -0.0f}, {0.0f, 0.0f, 0.0f, 0.0f},
+        {NAN, 1.5f, 1.5f, 1.5f},     {2.0f, NAN, 2.0f, 2.0f},    {-1.0f, 3.0f, -1.0f, 3.0f}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; ++i) {
+        const float c = t[i].c;
+        fg_score_env env = {t[i].s, 0, 0, 0, 0, NULL, &c, NULL};
+        const float a = fg_score_expr_eval(mn, &env), b = fg_score_expr_eval(mx, &env);
+        CHECK(!memcmp(&a, &t[i].min, sizeof a) && !memcmp(&b, &t[i].max, sizeof b), "min/max(%g, %g) = %g, %g (signs %d %d)",
+              (double)t[i].s, (double)c, (double)a, (double)b, signbit(a) != 0, signbit(b) != 0);
+    }
+    char *cu = fg_score_expr_render(mn, FG_SCORE_RENDER_CUDA, NULL);
+    CHECK(cu && strstr(cu, "fg::sx_min"), "min renders as fg::sx_min: %s", cu ? cu : "");
+    free(cu);
+    fg_score_expr_free(mn);
+    fg_score_expr_free(mx);
+}
+
 int main(void) {
     const char *s = getenv("FG_TEST_SEED");
     sg_seed(s ? strtoull(s, NULL, 10) : 13);
     test_text_and_errors();
     test_cuda_widths();
     test_builtins();
+    test_min_max_zeros();
     test_doc_examples();
     test_derivative();
     test_property();
