@@ -64,25 +64,27 @@ static fg_status prepare(fg_context *ctx, const fg_attention_desc *desc, fg_atte
     return fg_ctx_call(ctx, d, v, p, k, e);
 }
 
-fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc) {
-    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
-    fg_error e = {0};
+/* The kernel fg_attention_forward would run for desc, compiled or found. */
+static fg_status kernel_of(fg_context *ctx, const fg_attention_desc *desc, fg_kernel **k, fg_error *e) {
     fg_attention_desc d;
     fg_variant v;
     fg_fwd_params p;
+    return prepare(ctx, desc, &d, &v, &p, k, e);
+}
+
+fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc) {
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    fg_error e = {0};
     fg_kernel *k;
-    return prepare(ctx, desc, &d, &v, &p, &k, &e) == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+    return kernel_of(ctx, desc, &k, &e) == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
 }
 
 fg_status fg_attention_kernel_name(fg_context *ctx, const fg_attention_desc *desc, char *buf, size_t n) {
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
     fg_error e = {0};
-    fg_attention_desc d;
-    fg_variant v;
-    fg_fwd_params p;
     fg_kernel *k;
     if (!buf || n == 0) fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_attention_kernel_name: buf is NULL or n is 0");
-    else if (prepare(ctx, desc, &d, &v, &p, &k, &e) == FG_OK) {
+    else if (kernel_of(ctx, desc, &k, &e) == FG_OK) {
         snprintf(buf, n, "%s", k->key);
         return FG_OK;
     } else buf[0] = 0;

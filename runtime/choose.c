@@ -9,6 +9,7 @@
 #include "runtime/attention.h"
 #include "runtime/internal.h"
 #include "select/heuristic.h"
+#include "select/infer.h"
 #include "select/tuned.h"
 #include "runtime/tensor_map.h"
 
@@ -94,9 +95,9 @@ static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_s
     fg_config c;
     fg_config_unset(&c);
     c.wgmma = 0;
-    c.block_m = 64;
+    c.block_m = FG_DECODE_ROWS;
     c.warps = 4;
-    c.block_n = s->head_dim <= 64 && fg_spec_head_dim_v(s) <= 64 ? 128 : 64;
+    c.block_n = 128;
     c.stages = 2;
     c.q_in_regs = 0;
     c.min_blocks = 1;
@@ -134,7 +135,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
          * 64 keys or of other than power-of-two sizes (tiles spanning whole
          * pages work, FG_PATH_MMA with block_n, but measured slower) */
         path = FG_PATH_MMA;
-        if (d->seqlen_q < 64) bq = 64;
+        if (d->seqlen_q < FG_DECODE_ROWS) bq = FG_DECODE_ROWS;
         if (d->block_table && (d->page_size < 64 || (d->page_size & (d->page_size - 1)))) bk = d->page_size;
     }
     const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
@@ -142,7 +143,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         fg_config cfg;
         if (!v->spec.infer && tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
-        } else if (v->spec.infer && bq == 64 && decode_config(ctx, d, &v->spec, &cfg)) {
+        } else if (v->spec.infer && d->seqlen_q < FG_DECODE_ROWS && decode_config(ctx, d, &v->spec, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
         } else {
             fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, tma_ok, &cfg, err);

@@ -126,11 +126,12 @@ int fg_infer_auto(const fg_context *ctx, const fg_attention_desc *d) {
     if (d->layout || (d->path != FG_PATH_AUTO && d->path != FG_PATH_MMA)) return 0;
     if (d->path == FG_PATH_AUTO && (d->block_m || d->block_n || d->warps || d->stages)) return 0;
     const int group = d->heads_q / d->heads_kv;
-    const int pack = fg_infer_pack(group, d->seqlen_q, 64);
+    const int pack = fg_infer_pack(group, d->seqlen_q, FG_DECODE_ROWS);
     if (pack > 1) return 1; /* decode or short prefill with GQA: one K/V read per group */
     if (d->num_splits == 1) return 0;
-    const int slots = ctx->dev_info.sm_count * 2; /* a decode tile (64 x 64) fits twice */
-    return fg_infer_splits(tiles_of(d, 64, 1), (d->seqlen_k + 63) / 64, slots, FG_MAX_SPLITS) > 1;
+    /* estimated with 64-key decode tiles, two per SM */
+    const int slots = ctx->dev_info.sm_count * 2;
+    return fg_infer_splits(tiles_of(d, FG_DECODE_ROWS, 1), (d->seqlen_k + 63) / 64, slots, FG_MAX_SPLITS) > 1;
 }
 
 void fg_infer_apply(const fg_context *ctx, const fg_attention_desc *d, const fg_kernel *k, const fg_variant *v,

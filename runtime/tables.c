@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "runtime/internal.h"
+#include "fg_table_errors.h"
 
 fg_status fg_ctx_table_err(fg_context *ctx, CUdeviceptr *out, fg_error *err) {
     fg_status st = FG_OK;
@@ -34,16 +35,15 @@ void fg_ctx_infer_free(fg_context *ctx) {
     ctx->ws_bytes = 0;
 }
 
-/* The message of one error record {kind, batch, index, value}; kinds as in
- * templates/fg_tables.cuh. */
+/* The message of one error record {kind, batch, index, value}. */
 static void describe(const int w[4], char *buf, size_t n) {
     switch (w[0]) {
-    case 1: snprintf(buf, n, "cu_seqlens_q[%d..%d] is out of range (value %d): decreasing, negative or past total_q", w[1], w[1] + 1, w[3]); break;
-    case 2: snprintf(buf, n, "cu_seqlens_k[%d..%d] is out of range (value %d): decreasing, negative or past total_k", w[1], w[1] + 1, w[3]); break;
-    case 3: snprintf(buf, n, "seqlens_k[%d] = %d is negative or past the capacity seqlen_k", w[1], w[3]); break;
-    case 4: snprintf(buf, n, "block_table[%d][%d] = %d is not a page in [0, num_pages)", w[1], w[2], w[3]); break;
-    case 5: snprintf(buf, n, "fg_kv_append: sequence %d, new row %d would go to key position %d, past the capacity", w[1], w[2], w[3]); break;
-    case 6: snprintf(buf, n, "the split-KV workspace was not zero before the run (split counter %d of batch %d read %d): zero it once after allocating it", w[2], w[1], w[3]); break;
+    case FG_TE_CU_SEQLENS_Q: snprintf(buf, n, "cu_seqlens_q[%d..%d] is out of range (value %d): decreasing, negative or past total_q", w[1], w[1] + 1, w[3]); break;
+    case FG_TE_CU_SEQLENS_K: snprintf(buf, n, "cu_seqlens_k[%d..%d] is out of range (value %d): decreasing, negative or past total_k", w[1], w[1] + 1, w[3]); break;
+    case FG_TE_SEQLENS_K: snprintf(buf, n, "seqlens_k[%d] = %d is negative or past the capacity seqlen_k", w[1], w[3]); break;
+    case FG_TE_BLOCK_TABLE: snprintf(buf, n, "block_table[%d][%d] = %d is not a page in [0, num_pages)", w[1], w[2], w[3]); break;
+    case FG_TE_APPEND: snprintf(buf, n, "fg_kv_append: sequence %d, new row %d would go to key position %d, past the capacity", w[1], w[2], w[3]); break;
+    case FG_TE_WORKSPACE: snprintf(buf, n, "the split-KV workspace was not zero before the run (split counter %d of batch %d read %d): zero it once after allocating it", w[2], w[1], w[3]); break;
     default: snprintf(buf, n, "unknown table error kind %d (batch %d, index %d, value %d)", w[0], w[1], w[2], w[3]);
     }
 }

@@ -8,6 +8,10 @@
  * the workspace grows with them). */
 #define FG_MAX_SPLITS 128
 
+/* Rows of a decode tile: a call whose heads have fewer queries than this is
+ * decode-shaped (GQA packing, 64-row tiles: runtime/choose.c, infer.c). */
+#define FG_DECODE_ROWS 64
+
 /* Query heads packed into a tile's rows: the GQA group when the queries of
  * one head alone do not fill a block_m tile (decode, short prefill), else 1. */
 int fg_infer_pack(int group, int seqlen_q, int block_m);

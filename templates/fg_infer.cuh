@@ -61,12 +61,12 @@ __device__ __forceinline__ SeqInfo seq_info(const fg_fwd_params &p, int b) {
     s.k_row0 = 0;
     s.sq = p.seqlen_q;
     s.sk = p.seqlen_k;
-    if (p.cu_seqlens_q) packed_range(p.cu_seqlens_q, b, p.total_q, p.seqlen_q, TE_CU_SEQLENS_Q, p.table_err, s.q_row0, s.sq);
-    if (p.cu_seqlens_k) packed_range(p.cu_seqlens_k, b, p.total_k, p.seqlen_k, TE_CU_SEQLENS_K, p.table_err, s.k_row0, s.sk);
+    if (p.cu_seqlens_q) packed_range(p.cu_seqlens_q, b, p.total_q, p.seqlen_q, FG_TE_CU_SEQLENS_Q, p.table_err, s.q_row0, s.sq);
+    if (p.cu_seqlens_k) packed_range(p.cu_seqlens_k, b, p.total_k, p.seqlen_k, FG_TE_CU_SEQLENS_K, p.table_err, s.k_row0, s.sk);
     if (p.seqlens_k) {
         const int u = __ldg(p.seqlens_k + b);
         if (u < 0 || u > s.sk) {
-            table_error(p.table_err, TE_SEQLENS_K, b, b, u);
+            table_error(p.table_err, FG_TE_SEQLENS_K, b, b, u);
             s.sk = u < 0 ? 0 : s.sk;
         } else {
             s.sk = u;
@@ -179,7 +179,7 @@ __device__ __forceinline__ bool last_split(const fg_fwd_params &p, int tile_id, 
     __syncthreads();
     if (threadIdx.x == 0) {
         const int old = atomicAdd(p.split_count + tile_id, 1);
-        if (old >= splits) table_error(p.table_err, TE_WORKSPACE, b, tile_id, old);
+        if (old >= splits) table_error(p.table_err, FG_TE_WORKSPACE, b, tile_id, old);
         s_last = old == splits - 1;
     }
     __syncthreads();

@@ -28,11 +28,11 @@ namespace fg {
 // non-NULL: a failure is recorded.
 __device__ __forceinline__ bool append_lengths_ok(const fg_append_params &p, int b, int s, int *err) {
     if (s < 0 || s > p.capacity) {
-        table_error(err, TE_SEQLENS_K, b, b, s);
+        table_error(err, FG_TE_SEQLENS_K, b, b, s);
         return false;
     }
     if ((long long)s + p.seqlen_new > p.capacity) { // the first new row that does not fit
-        table_error(err, TE_APPEND, b, p.capacity - s, p.capacity);
+        table_error(err, FG_TE_APPEND, b, p.capacity - s, p.capacity);
         return false;
     }
     return true;

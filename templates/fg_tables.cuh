@@ -5,20 +5,11 @@
 // a kernel that finds an entry out of range clamps it, skips what it names,
 // and records the first bad entry in the context's table error word:
 // int[4] = {kind, batch, index, value}.  fg_attention_table_error reads it
-// back (runtime/tables.c formats the message; keep the kinds in step).
+// back; the kinds are in fg_table_errors.h, shared with runtime/tables.c.
 #pragma once
+#include "fg_table_errors.h"
 
 namespace fg {
-
-enum TableError {
-    TE_NONE = 0,
-    TE_CU_SEQLENS_Q = 1,  // cu_seqlens_q[b..b+1] decreasing, negative or past total_q
-    TE_CU_SEQLENS_K = 2,  // the same for cu_seqlens_k / total_k
-    TE_SEQLENS_K = 3,     // seqlens_k[b] negative or past the capacity
-    TE_BLOCK_TABLE = 4,   // block_table[b][index] = value not in [0, num_pages)
-    TE_APPEND = 5,        // fg_kv_append: seqlens_k[b] + row past the capacity
-    TE_WORKSPACE = 6,     // a split counter of the workspace was not zero before the run
-};
 
 // Records {kind, b, index, value} unless an earlier error is recorded.
 __device__ __forceinline__ void table_error(int *err, int kind, int b, int index, int value) {
@@ -36,7 +27,7 @@ __device__ __forceinline__ int page_of(const int *block_table, int max_pages, in
     const int slot = j / page_size;
     const int page = __ldg(block_table + (long long)b * max_pages + slot);
     if ((unsigned)page >= (unsigned)num_pages) {
-        table_error(err, TE_BLOCK_TABLE, b, slot, page);
+        table_error(err, FG_TE_BLOCK_TABLE, b, slot, page);
         return -1;
     }
     return page;
