@@ -22,6 +22,8 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     lua_pushboolean(L, v->spec.causal);     lua_setfield(L, -2, "causal");
     lua_pushboolean(L, v->spec.sparse);     lua_setfield(L, -2, "sparse");
     if (v->spec.infer) { lua_pushboolean(L, 1); lua_setfield(L, -2, "infer"); }
+    for (int i = 0; i < 4; ++i) /* score modifications: only those used, so other variants render as before */
+        if (v->spec.mods & (1 << i)) { lua_pushboolean(L, 1); lua_setfield(L, -2, fg_spec_mod_name(i)); }
     lua_pushinteger(L, v->cfg.block_m);     lua_setfield(L, -2, "block_m");
     lua_pushinteger(L, v->cfg.block_n);     lua_setfield(L, -2, "block_n");
     lua_pushinteger(L, v->cfg.warps);       lua_setfield(L, -2, "warps");

@@ -70,6 +70,8 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "infer")) {
             if (!isint || (iv != 0 && iv != 1)) goto bad;
             v->spec.infer = iv;
+        } else if (!strcmp(key, "mods")) {
+            if (!fg_spec_mods_parse(val, &v->spec.mods)) goto bad;
         } else if (!strcmp(key, "sparse")) {
             if (!isint || (iv != 0 && iv != 1)) goto bad;
             v->spec.sparse = iv;
@@ -149,7 +151,7 @@ void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n) {
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
     return a->head_dim == b->head_dim && fg_spec_head_dim_v(a) == fg_spec_head_dim_v(b) && a->dtype == b->dtype &&
            a->causal == b->causal && a->sparse == b->sparse && a->kind == b->kind &&
-           a->infer == b->infer &&
+           a->infer == b->infer && a->mods == b->mods &&
            !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
@@ -183,7 +185,39 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     if (k > 0 && (size_t)k < n) fg_mask_hash_format(&v->spec.mask_hash, buf + k, n - (size_t)k);
     if (v->spec.kind == FG_KIND_BWD) fg_strlcat(buf, ",kind=bwd", n);
     if (v->spec.infer) fg_strlcat(buf, ",infer=1", n);
+    char mods[64];
+    fg_spec_mods_item(v->spec.mods, mods, sizeof mods);
+    fg_strlcat(buf, mods, n);
     if (v->spec.kind == FG_KIND_APPEND) fg_strlcat(buf, ",kind=append", n);
+}
+
+static const char *const mod_names[4] = {"softcap", "alibi", "window", "sink"};
+
+const char *fg_spec_mod_name(int i) { return i >= 0 && i < 4 ? mod_names[i] : ""; }
+
+void fg_spec_mods_item(int mods, char *buf, size_t n) {
+    if (!n) return;
+    buf[0] = 0;
+    for (int i = 0; i < 4; ++i)
+        if (mods & (1 << i)) {
+            fg_strlcat(buf, buf[0] ? "+" : ",mods=", n);
+            fg_strlcat(buf, mod_names[i], n);
+        }
+}
+
+int fg_spec_mods_parse(const char *text, int *mods) {
+    int m = 0;
+    for (const char *s = text; *s;) {
+        const size_t len = strcspn(s, "+");
+        int found = 0;
+        for (int i = 0; i < 4; ++i)
+            if (strlen(mod_names[i]) == len && !strncmp(s, mod_names[i], len)) { m |= 1 << i; found = 1; }
+        if (!found) return 0;
+        s += len;
+        if (*s == '+') ++s;
+    }
+    *mods = m;
+    return m != 0;
 }
 
 const char *fg_variant_template(const fg_variant *v) {

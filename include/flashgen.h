@@ -71,7 +71,9 @@ extern "C" {
  * Fields appended so far: fg_attention_desc.head_dim_v, then the backward
  * fields (deterministic, gradient strides), then the inference fields
  * (cu_seqlens_q/k, total_q/k, seqlens_k, block_table, page_size, num_pages,
- * max_pages, num_splits).  Planned, off at zero: score modifications. */
+ * max_pages, num_splits), then the score modifications (softcap,
+ * alibi_slopes, alibi_batch_stride, window_left, window_right, sinks),
+ * whose window pair is off at -1, not 0 (see there). */
 
 typedef enum fg_status {
     FG_OK = 0,
@@ -324,6 +326,42 @@ typedef struct fg_attention_desc {
      * (fg_attention_plan_create): fg_attention_forward runs 0 as 1 and
      * refuses n > 1. */
     int num_splits;
+    /* ---- score modifications (appended; docs/SCORE-WIRING.md).  Forward,
+     * mma.sync path, dense (no layout) and not with the inference fields:
+     * elsewhere a call that sets one returns FG_ERR_UNSUPPORTED naming it
+     * (FG_PATH_AUTO then takes the mma.sync path).  The logit of query i
+     * and key j is built in this order, as FlashAttention-2 does:
+     *   x = softmax_scale * q_i . k_j
+     *   x = softcap * tanh(x / softcap)                    (softcap > 0)
+     *   x = x - slope * |i + off - j|                      (alibi_slopes)
+     * then the causal mask and the window, then the softmax (with the sink
+     * in its denominator).  off aligns the last query with the last key
+     * (off = seqlen_k - seqlen_q, FlashAttention-2's convention), or is 0
+     * with FG_CAUSAL_TOP_LEFT.
+     *
+     * softcap: 0 = off; else > 0 (Gemma 2's 50.0, Grok's 30.0). */
+    float softcap;
+    /* ALiBi: NULL = off; else device fp32 slopes, slope of (b, h) at
+     * alibi_slopes[b * alibi_batch_stride + h]: stride 0 for one [heads_q]
+     * vector, heads_q for a [batch, heads_q] array. */
+    const float *alibi_slopes;
+    int64_t alibi_batch_stride;
+    /* Local window (FlashAttention-2's window_size): key j is visible from
+     * query i iff i + off - window_left <= j <= i + off + window_right; -1
+     * leaves that side unbounded.  With causal, the causal limit also holds
+     * (window_right above 0 then changes nothing).  Rows whose window holds
+     * no key give o = 0 and lse = -inf (or the sink).
+     * THE ONE FIELD PAIR WHOSE "OFF" IS NOT ZERO: fg_attention_desc_init
+     * sets both to -1, and a caller whose struct_size does not cover them
+     * (an older header) reads as -1, so rule 2's promise holds for old
+     * programs; a descriptor set up without fg_attention_desc_init must set
+     * them to -1 itself. */
+    int window_left, window_right;
+    /* Attention sinks (gpt-oss): NULL = off; else device fp32 [heads_q], a
+     * logit per head added to each row's softmax denominator only:
+     *   o_i = sum_j exp(x_ij - M) v_j / (exp(sink - M) + sum_j exp(x_ij - M))
+     *   lse_i = log(exp(sink) + sum_j exp(x_ij)) */
+    const float *sinks;
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,

@@ -90,6 +90,30 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
                 lse[i][r] = empty ? neg_inf() : m[i][r] * scale + fast_log2(t) * LN2;
             }
     }
+
+    // finish() with an attention sink (gpt-oss): the logit `sink` joins the
+    // denominator only.  With mx = m * scale the row's largest logit and
+    // M = max(mx, sink): den = l exp(mx - M) + exp(sink - M), o = acc *
+    // exp(mx - M) / den, lse = M + log(den).  A row that saw no key has
+    // o = 0 and lse = sink (its softmax holds the sink alone).
+    __device__ __forceinline__ void finish_sink(float scale, float sink, float (&inv)[MT][2], float (&lse)[MT][2]) {
+        const float LN2 = 0.69314718055994530942f, LOG2E = 1.44269504088896340736f;
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float t = l[i][r];
+                t += warp_xor(t, 1);
+                t += warp_xor(t, 2);
+                const bool empty = !(t > 0.f);
+                const float mx = empty ? sink : m[i][r] * scale;
+                const float M = fmaxf(mx, sink);
+                const float a = empty ? 0.f : fast_exp2((mx - M) * LOG2E);
+                const float den = t * a + fast_exp2((sink - M) * LOG2E);
+                inv[i][r] = a / den;
+                lse[i][r] = M + fast_log2(den) * LN2;
+            }
+    }
 };
 
 } // namespace fg

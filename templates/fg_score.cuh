@@ -1,0 +1,112 @@
+// fg_score.cuh: the built-in score modifications of the forward kernel
+// (fg_fwd_kernel.cuh, mma.sync path, dense): softcap, ALiBi, a local window
+// and attention sinks (include/flashgen.h, docs/SCORE-WIRING.md).
+//
+// Each is a trait the template emits only when the variant uses it
+// (Traits::SOFTCAP, ALIBI, WINDOW, SINK), detected here like HasMaskMod, so
+// variants without them compile exactly as before.  Their values are kernel
+// parameters (fg_params.h).
+//
+// Logit domain.  The softmax of the plain kernel works on raw scores and
+// folds the scale into exp2.  With softcap or ALiBi the scores are turned
+// into logits first (x = cap * tanh(S * scale / cap), or S * scale, then
+// x -= slope * |i + off - j|), and the softmax runs with scale 1 (LogitMods).
+// The window and the sinks do not change the scores, so they keep the raw
+// domain.
+#pragma once
+#include "fg_params.h"
+#include "fg_mma.cuh"
+
+namespace fg {
+
+#define FG_SCORE_TRAIT(Name, FIELD)                                                                 \
+    template <class K, class = int> struct Name { static constexpr bool value = false; };          \
+    template <class K> struct Name<K, decltype((void)K::FIELD, 0)> { static constexpr bool value = K::FIELD; };
+FG_SCORE_TRAIT(HasSoftcap, SOFTCAP)
+FG_SCORE_TRAIT(HasAlibi, ALIBI)
+FG_SCORE_TRAIT(HasWindow, WINDOW)
+FG_SCORE_TRAIT(HasSink, SINK)
+#undef FG_SCORE_TRAIT
+
+// Whether the scores are turned into logits before the softmax.
+template <class K> struct LogitMods {
+    static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value;
+};
+
+// S (raw Q K^T, the mma C layout of fg_mask.cuh's apply_mask) to logits:
+// softcap or the scale, then the ALiBi bias.  row0/col0: absolute query and
+// key index of the warp's first row and the tile's first column.
+template <class K, int MT, int NT_S>
+__device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int row0,
+                                                 int col0) {
+    const int lane = threadIdx.x & 31;
+    const int g = lane >> 2, c = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int diag = row0 + i * 16 + g + r * 8 + p.mod_offset;   // key aligned with this row
+#pragma unroll
+            for (int n = 0; n < NT_S; ++n)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    float x = s[i][n][2 * r + e];
+                    if constexpr (HasSoftcap<K>::value) x = p.softcap * tanhf(x * p.softcap_scale);
+                    else x *= p.scale;
+                    if constexpr (HasAlibi<K>::value) {
+                        const int col = col0 + n * 8 + 2 * c + e;
+                        x -= slope * (float)abs(diag - col);
+                    }
+                    s[i][n][2 * r + e] = x;
+                }
+        }
+}
+
+// The window's visible keys of query row i: lo(i) <= j <= hi(i), with
+// lo(i) = i + off - left and hi(i) = i + off + right (left/right -1:
+// unbounded; the host clamps them to max(seqlen_q, seqlen_k), so the sums fit in int).
+__device__ __forceinline__ int window_lo(const fg_fwd_params &p, int row) {
+    return p.window_left < 0 ? 0 : row + p.mod_offset - p.window_left;
+}
+__device__ __forceinline__ int window_hi(const fg_fwd_params &p, int row) {
+    return p.window_right < 0 ? 0x7fffffff : row + p.mod_offset + p.window_right;
+}
+
+// Whether key tile t (columns t*BC .. t*BC+BC-1) cuts the window of a row in
+// m0 .. row_last (the schedule visits only tiles that meet some row's window).
+template <int BC>
+__device__ __forceinline__ bool window_cuts(const fg_fwd_params &p, int t, int m0, int row_last) {
+    return t * BC < window_lo(p, row_last) || t * BC + BC - 1 > window_hi(p, m0);
+}
+
+template <int MT, int NT_S>
+__device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_fwd_params &p, int row0, int col0) {
+    const int lane = threadIdx.x & 31;
+    const int g = lane >> 2, c = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = row0 + i * 16 + g + r * 8;
+            const int lo = window_lo(p, row), hi = window_hi(p, row);
+#pragma unroll
+            for (int n = 0; n < NT_S; ++n)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int col = col0 + n * 8 + 2 * c + e;
+                    if (col < lo || col > hi) s[i][n][2 * r + e] = neg_inf();
+                }
+        }
+}
+
+// The key tiles [first, end) that the window lets rows m0 .. row_last see
+// (end <= n, the tiles the schedule had); first >= end: none.
+template <int BC>
+__device__ __forceinline__ void window_tiles(const fg_fwd_params &p, int m0, int row_last, int n, int &first,
+                                             int &end) {
+    const int lo = window_lo(p, m0), hi = window_hi(p, row_last);
+    first = lo <= 0 ? 0 : lo / BC;
+    end = hi < 0 ? 0 : min(n, hi / BC + 1);
+}
+
+} // namespace fg
