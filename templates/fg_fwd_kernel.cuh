@@ -367,7 +367,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     // Epilogue: normalise, stage this warp's rows in its own part of sQ,
     // then write 16-byte vectors of the valid rows and columns.
     float inv[MT][2], lse[MT][2];
-    if constexpr (HasSink<K>::value) sm.finish_sink(LOGITS ? 1.f : p.scale, __ldg(p.sinks + h), inv, lse);
+    if constexpr (HasSink<K>::value) sm.template finish<true>(LOGITS ? 1.f : p.scale, inv, lse, __ldg(p.sinks + h));
     else sm.finish(LOGITS ? 1.f : p.scale, inv, lse);
     const int g = lane >> 2, c = lane & 3;
     if constexpr (INF) {

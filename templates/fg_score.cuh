@@ -33,33 +33,32 @@ template <class K> struct LogitMods {
     static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value;
 };
 
-// S (raw Q K^T, the mma C layout of fg_mask.cuh's apply_mask) to logits:
-// softcap or the scale, then the ALiBi bias.  row0/col0: absolute query and
-// key index of the warp's first row and the tile's first column.
-template <class K, int MT, int NT_S>
-__device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int row0,
-                                                 int col0) {
+// f(x, row, col) on every element x of a warp's S fragment (the mma C
+// layout of fg_mask.cuh's apply_mask); row0/col0: absolute query and key
+// index of the warp's first row and the tile's first column.
+template <int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
     const int lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
     for (int i = 0; i < MT; ++i)
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int diag = row0 + i * 16 + g + r * 8 + p.mod_offset;   // key aligned with this row
+        for (int r = 0; r < 2; ++r)
 #pragma unroll
             for (int n = 0; n < NT_S; ++n)
 #pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    float x = s[i][n][2 * r + e];
-                    if constexpr (HasSoftcap<K>::value) x = p.softcap * tanhf(x * p.softcap_scale);
-                    else x *= p.scale;
-                    if constexpr (HasAlibi<K>::value) {
-                        const int col = col0 + n * 8 + 2 * c + e;
-                        x -= slope * (float)abs(diag - col);
-                    }
-                    s[i][n][2 * r + e] = x;
-                }
-        }
+                for (int e = 0; e < 2; ++e) f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
+}
+
+// S (raw Q K^T) to logits: softcap or the scale, then the ALiBi bias.
+template <class K, int MT, int NT_S>
+__device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int row0,
+                                                 int col0) {
+    for_each_score(s, row0, col0, [&](float &x, int row, int col) {
+        if constexpr (HasSoftcap<K>::value) x = p.softcap * tanhf(x * p.softcap_scale);
+        else x *= p.scale;
+        if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + p.mod_offset - col);
+    });
 }
 
 // The window's visible keys of query row i: lo(i) <= j <= hi(i), with
@@ -81,22 +80,9 @@ __device__ __forceinline__ bool window_cuts(const fg_fwd_params &p, int t, int m
 
 template <int MT, int NT_S>
 __device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_fwd_params &p, int row0, int col0) {
-    const int lane = threadIdx.x & 31;
-    const int g = lane >> 2, c = lane & 3;
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int row = row0 + i * 16 + g + r * 8;
-            const int lo = window_lo(p, row), hi = window_hi(p, row);
-#pragma unroll
-            for (int n = 0; n < NT_S; ++n)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const int col = col0 + n * 8 + 2 * c + e;
-                    if (col < lo || col > hi) s[i][n][2 * r + e] = neg_inf();
-                }
-        }
+    for_each_score(s, row0, col0, [&](float &x, int row, int col) {
+        if (col < window_lo(p, row) || col > window_hi(p, row)) x = neg_inf();
+    });
 }
 
 // The key tiles [first, end) that the window lets rows m0 .. row_last see
