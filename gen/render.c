@@ -36,6 +36,10 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     if (v->cfg.ws_off & FG_WS_NO_OVERLAP) { lua_pushboolean(L, 0); lua_setfield(L, -2, "overlap"); }
     lua_pushstring(L, key ? key : "");      lua_setfield(L, -2, "key");
     lua_pushstring(L, spec);                lua_setfield(L, -2, "spec");
+    if (fg_mask_hash_set(&v->spec.score_hash)) {
+        lua_pushstring(L, v->spec.score_cuda ? v->spec.score_cuda : ""); lua_setfield(L, -2, "score");
+        lua_pushstring(L, v->spec.score_text ? v->spec.score_text : ""); lua_setfield(L, -2, "score_text");
+    }
     if (fg_mask_hash_set(&v->spec.mask_hash)) {
         lua_pushstring(L, v->spec.mask_cuda ? v->spec.mask_cuda : ""); lua_setfield(L, -2, "mask");
         lua_pushstring(L, v->spec.mask_text ? v->spec.mask_text : ""); lua_setfield(L, -2, "mask_text");

@@ -72,7 +72,8 @@ extern "C" {
  * fields (deterministic, gradient strides), then the inference fields
  * (cu_seqlens_q/k, total_q/k, seqlens_k, block_table, page_size, num_pages,
  * max_pages, num_splits), then the score modifications (softcap,
- * alibi_slopes, alibi_batch_stride, window_left, window_right, sinks),
+ * alibi_slopes, alibi_batch_stride, window_left, window_right, sinks,
+ * score),
  * whose window pair is off at -1, not 0 (see there). */
 
 typedef enum fg_status {
@@ -241,6 +242,44 @@ fg_status fg_pattern_eval(fg_context *ctx, fg_pattern *p, int batch, int heads, 
 fg_status fg_pattern_layout(fg_context *ctx, fg_pattern *p, int batch, int heads, int seqlen_q, int seqlen_k,
                             int block_q, int block_k, fg_block_layout **layout);
 
+/* ---- User score modifications -------------------------------------------
+ *
+ * A score expression (docs/SCORES.md: FlexAttention's score_mod as a small,
+ * validated language) over `score` (the logit: scaled, after softcap and
+ * ALiBi), b, h, q_idx, kv_idx, named constants and named read-only device
+ * tables, e.g. "score + bias[h * 7 + min(max(kv_idx - q_idx, -3), 3) + 3]".
+ * fg_attention_desc.score applies it in the forward (mma.sync path, dense;
+ * docs/SCORE-WIRING.md).  The expression is compiled into the kernel: its
+ * CUDA form (which depends on the int constants' values, not the float
+ * ones') names the variant by its SHA-256; the constants and table pointers
+ * are kernel parameters.  The tables must stay valid while calls use the
+ * score; the score must be destroyed after its last call.
+ * fg_score_arg is frozen (no struct_size): a later kind of argument would be
+ * a new kind value. */
+typedef struct fg_score fg_score;
+typedef enum fg_score_arg_kind {
+    FG_SCORE_CONST_INT = 0,   /* value in i */
+    FG_SCORE_CONST_FLOAT = 1, /* value in f (rounded to fp32) */
+    FG_SCORE_TABLE_INT32 = 2, /* device int32 [n], read as name[index], index clamped to [0, n-1] */
+    FG_SCORE_TABLE_FLOAT = 3  /* device fp32 [n], likewise */
+} fg_score_arg_kind;
+typedef struct fg_score_arg {
+    const char *name;
+    fg_score_arg_kind kind;
+    int64_t i;
+    double f;
+    const void *data; /* tables: device pointer, 4-byte aligned */
+    int64_t n;        /* tables: elements, 1 .. 2^31 - 1 */
+} fg_score_arg;
+/* At most 16 constants and 8 tables.  FG_ERR_PATTERN with the column for
+ * an expression error, FG_ERR_INVALID_ARGUMENT for a bad argument.  No GPU
+ * needed.  *out is NULL on failure. */
+fg_status fg_score_create(fg_context *ctx, const char *expr, const fg_score_arg *args, int nargs, fg_score **out);
+/* fg_score_destroy(NULL) does nothing. */
+void fg_score_destroy(fg_score *s);
+/* The canonical text of the expression (owned by s). */
+const char *fg_score_text(const fg_score *s);
+
 /* One attention call.  Tensors are device pointers, 16-byte aligned, with
  * element strides (the last dimension is contiguous); strides must be
  * multiples of 8.  q: [batch, seqlen_q, heads_q, head_dim] by default
@@ -362,6 +401,9 @@ typedef struct fg_attention_desc {
      *   o_i = sum_j exp(x_ij - M) v_j / (exp(sink - M) + sum_j exp(x_ij - M))
      *   lse_i = log(exp(sink) + sum_j exp(x_ij)) */
     const float *sinks;
+    /* A user score expression (fg_score_create), applied after softcap and
+     * ALiBi; NULL = none. */
+    const fg_score *score;
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,

@@ -1,5 +1,6 @@
 #include "runtime/reference.h"
 #include "gen/mask_expr.h"
+#include "gen/score_expr.h"
 #include "runtime/attention.h"
 
 #include <math.h>
@@ -129,6 +130,10 @@ double fg_ref_logit(const fg_attention_desc *d, const fg_ref_mods *mods, int b, 
     if (mods && mods->alibi_slopes) {
         const double slope = mods->alibi_slopes[(int64_t)b * d->alibi_batch_stride + h];
         x -= slope * fabs((double)i + fg_ref_mod_offset(d) - j);
+    }
+    if (mods && mods->score) {
+        const fg_score_env env = {(float)x, b, h, i, j, mods->score_ci, mods->score_cf, mods->score_tables};
+        x = fg_score_expr_eval(mods->score, &env);
     }
     return x;
 }

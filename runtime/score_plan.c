@@ -3,13 +3,14 @@
  * FG_MOD_* bits and the kernel parameters (templates/fg_score.cuh). */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "runtime/attention.h"
 #include "runtime/internal.h"
 
 /* The first modification in bits, by name (messages). */
 static const char *first_mod(int mods) {
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < 5; ++i)
         if (mods & (1 << i)) return fg_spec_mod_name(i);
     return "";
 }
@@ -20,6 +21,7 @@ int fg_desc_score_mods(const fg_attention_desc *d) {
     if (d->alibi_slopes) m |= FG_MOD_ALIBI;
     if (d->window_left != -1 || d->window_right != -1) m |= FG_MOD_WINDOW;
     if (d->sinks) m |= FG_MOD_SINK;
+    if (d->score) m |= FG_MOD_SCORE;
     return m;
 }
 
@@ -69,9 +71,25 @@ fg_status fg_score_check(const fg_attention_desc *d, fg_error *err) {
  * every row, and the kernel's row + offset +- side then fits in an int. */
 static int clamp_side(int w, int bound) { return w < 0 ? -1 : w < bound ? w : bound; }
 
+/* The user expression's spec identity and kernel parameters. */
+static void score_expr_params(const fg_score *sc, fg_spec *s, fg_fwd_params *p) {
+    s->score_hash = sc->hash;
+    s->score_cuda = sc->cuda;
+    s->score_text = sc->text;
+    memcpy(p->score_ci, sc->ci, sizeof p->score_ci);
+    memcpy(p->score_cf, sc->cf, sizeof p->score_cf);
+    for (int k = 0; k < sc->ntables; ++k) {
+        if (sc->tfloat[k]) p->score_tf[k] = sc->tdata[k];
+        else p->score_ti[k] = sc->tdata[k];
+        p->score_tn[k] = sc->tn[k];
+    }
+}
+
 void fg_score_params(const fg_attention_desc *d, fg_spec *s, fg_fwd_params *p) {
-    s->mods = fg_desc_score_mods(d);
-    if (!s->mods) return;
+    const int mods = fg_desc_score_mods(d);
+    s->mods = mods & FG_MOD_ALL;
+    if (!mods) return;
+    if (d->score) score_expr_params(d->score, s, p);
     p->mod_offset = d->causal == FG_CAUSAL_TOP_LEFT ? 0 : d->seqlen_k - d->seqlen_q;
     p->softcap = d->softcap;
     p->softcap_scale = d->softcap > 0.f ? p->scale / d->softcap : 0.f;

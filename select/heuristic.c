@@ -197,7 +197,7 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     int lens[3] = {0, 0, 7};
     const int only = wgmma_ok & FG_FAMILY_ONLY;
     wgmma_ok &= ~FG_FAMILY_ONLY;
-    if (s->mods) wgmma_ok = 0; /* score modifications: the mma.sync kernel only (templates/fg_score.cuh) */
+    if (fg_spec_has_mods(s)) wgmma_ok = 0; /* score modifications: the mma.sync kernel only (templates/fg_score.cuh) */
     if (only) lens[2] = 0;
     if (wgmma_ok >= 2 && s->head_dim % 16 == 0 && dv % 16 == 0) {
         tabs[0] = hd > 192 ? tma_256 : hd > 128 ? tma_192 : hd > 64 ? tma_128 : tma_64;

@@ -311,7 +311,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                     }
                 }
             }
-            if constexpr (LOGITS) apply_logit_mods<K, MT, NT_S>(acc_s, p, slope, m0 + wrow, t * BC);
+            if constexpr (LOGITS) apply_logit_mods<K, MT, NT_S>(acc_s, p, slope, b, h, m0 + wrow, t * BC);
             if (sch.needs_mask(t, part))
                 apply_mask<MT, NT_S, K::CAUSAL>(acc_s, m0 + wrow, t * BC, seq.sk, seq.offset, part, G);
             if constexpr (HasWindow<K>::value)

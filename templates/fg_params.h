@@ -68,6 +68,13 @@ typedef struct fg_fwd_params {
     int mod_offset;               /* key aligned with query i: i + mod_offset    */
     int window_left, window_right; /* -1: unbounded                              */
     int pad2_;
+    /* A user score expression (Traits::score_mod, rendered by
+     * gen/score_render.c): its constants, tables and table lengths. */
+    long long score_ci[16];
+    float score_cf[16];
+    const int *score_ti[8];
+    const float *score_tf[8];
+    long long score_tn[8];
 } fg_fwd_params;
 
 /* A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes, 64-byte

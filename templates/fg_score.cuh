@@ -26,11 +26,12 @@ FG_SCORE_TRAIT(HasSoftcap, SOFTCAP)
 FG_SCORE_TRAIT(HasAlibi, ALIBI)
 FG_SCORE_TRAIT(HasWindow, WINDOW)
 FG_SCORE_TRAIT(HasSink, SINK)
+FG_SCORE_TRAIT(HasScoreMod, SCORE_MOD)   // a user score expression: K::score_mod(p, s, b, h, q_idx, kv_idx)
 #undef FG_SCORE_TRAIT
 
 // Whether the scores are turned into logits before the softmax.
 template <class K> struct LogitMods {
-    static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value;
+    static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value || HasScoreMod<K>::value;
 };
 
 // f(x, row, col) on every element x of a warp's S fragment (the mma C
@@ -50,14 +51,16 @@ __device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0
                 for (int e = 0; e < 2; ++e) f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
 }
 
-// S (raw Q K^T) to logits: softcap or the scale, then the ALiBi bias.
+// S (raw Q K^T) to logits: softcap or the scale, then the ALiBi bias, then
+// the user's score expression (b, h: the call's batch and query head).
 template <class K, int MT, int NT_S>
-__device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int row0,
-                                                 int col0) {
+__device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int b,
+                                                 int h, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
         if constexpr (HasSoftcap<K>::value) x = p.softcap * tanhf(x * p.softcap_scale);
         else x *= p.scale;
         if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + p.mod_offset - col);
+        if constexpr (HasScoreMod<K>::value) x = K::score_mod(p, x, b, h, row, col);
     });
 }
 

@@ -57,6 +57,11 @@ M.mods = { softcap = "SOFTCAP", alibi = "ALIBI", window = "WINDOW", sink = "SINK
 local mod_order = { "softcap", "alibi", "window", "sink" }
 
 function M.check_mods(p, takes_mods)
+  if p.score ~= nil then
+    if type(p.score) ~= "string" or p.score == "" then M.fail("parameter 'score' must be a non-empty string") end
+    if not takes_mods then M.fail("a score expression is not implemented by this kernel family (the mma.sync forward has it)") end
+    if p.sparse or p.infer then M.fail("a score expression is built for dense, non-inference variants only") end
+  end
   for _, name in ipairs(mod_order) do
     if p[name] ~= nil then
       if p[name] ~= true then M.fail("parameter '%s' must be true or absent", name) end
@@ -72,6 +77,12 @@ function M.mod_traits(out, p)
   for _, name in ipairs(mod_order) do
     if p[name] then out:line("    static constexpr bool %s = true;", M.mods[name]) end
   end
+  if p.score then  -- a user score expression (gen/score_render.c's CUDA form)
+    out:line("    static constexpr bool SCORE_MOD = true;")
+    out:line("    static __device__ __forceinline__ float score_mod(const fg_fwd_params &p, float s, int b, int h, int q_idx, int kv_idx) {")
+    out:line("        return %s;", p.score)
+    out:line("    }")
+  end
 end
 
 function M.mod_banner(out, p)
@@ -80,6 +91,7 @@ function M.mod_banner(out, p)
     if p[name] then used[#used + 1] = name end
   end
   if #used > 0 then out:line("// score modifications: %s (fg_score.cuh)", table.concat(used, " ")) end
+  if p.score then out:line("// score expression: %s", (p.score_text or p.score):gsub("\n", " ")) end
 end
 
 -- The element mask of partial blocks (a pattern's mask expression, already

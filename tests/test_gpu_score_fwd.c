@@ -5,7 +5,9 @@
  * combined; causal both alignments, GQA and MQA, odd lengths, seqlen_q !=
  * seqlen_k both ways, windows that leave rows empty (o = 0, lse = -inf or
  * the sink), a decode shape (which must not take the inference kernel),
- * head dims 64 / 128 / 256, fp16 and bf16.  Outputs are NaN-poisoned first.
+ * head dims 64 / 128 / 256, fp16 and bf16; user score expressions (a
+ * relative-position bias table, where/tanh/int tables) alone and with all
+ * four.  Outputs are NaN-poisoned first.
  * Criterion (FlashAttention's, as tools/harness.c): relative L2 of o <=
  * 1e-2 (bf16) / 2e-3 (fp16), max |err| <= 4 units of rounding of the
  * largest output, lse within 5e-3 and -inf exactly where the reference is.
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen/score_expr.h"
 #include "runtime/cuda_api.h"
 #include "runtime/internal.h"
 #include "runtime/reference.h"
@@ -33,7 +36,15 @@ typedef struct scase {
     int alibi;   /* 0 off, 1 [heads_q], 2 [batch, heads_q] */
     int wl, wr;  /* window, -1 unbounded */
     int sinks;
+    int user;    /* a score expression: 0 none, 1 relative-position bias table, 2 tanh / where / int table */
 } scase;
+
+/* The score expressions of the cases (tables of 4 * 9 floats and 64 ints). */
+static const char *const user_exprs[3] = {
+    NULL,
+    "score + bias[h * 9 + min(max(kv_idx - q_idx, -4), 4) + 4]",
+    "where(bucket[kv_idx % 64] > 0, score * w, tanh(score) - 0.5) + bias[h % 4]",
+};
 
 static const fg_cuda *cu;
 
@@ -44,6 +55,8 @@ static const char *mods_item(const scase *c) {
     snprintf(buf, sizeof buf, ",mods=%s%s%s%s", c->softcap > 0 ? "softcap+" : "", c->alibi ? "alibi+" : "",
              c->wl >= 0 || c->wr >= 0 ? "window+" : "", c->sinks ? "sink+" : "");
     buf[strlen(buf) - 1] = 0; /* the last '+' */
+    if (!strcmp(buf, ",mods")) buf[0] = 0;
+    if (c->user) strcat(buf, ",score=");
     return buf;
 }
 
@@ -73,6 +86,22 @@ static int run(fg_context *ctx, const scase *c, uint64_t seed) {
     cu->MemcpyHtoD(dv, v, nk * 2);
     cu->MemcpyHtoD(dsl, slopes, sizeof(float) * c->b * c->hq);
     cu->MemcpyHtoD(dsk, sinks, sizeof(float) * c->hq);
+    /* the score expression's tables, on both sides */
+    float bias[36];
+    int32_t bucket[64];
+    for (int i = 0; i < 36; ++i) bias[i] = (float)fg_rng_normal(&rng);
+    for (int i = 0; i < 64; ++i) bucket[i] = (int32_t)(fg_rng_uniform(&rng) * 3) - 1;
+    CUdeviceptr dbias = dalloc(sizeof bias), dbucket = dalloc(sizeof bucket);
+    cu->MemcpyHtoD(dbias, bias, sizeof bias);
+    cu->MemcpyHtoD(dbucket, bucket, sizeof bucket);
+    fg_score *score = NULL;
+    if (c->user) {
+        const fg_score_arg args[] = {{"w", FG_SCORE_CONST_FLOAT, 0, 0.3, NULL, 0},
+                                     {"bias", FG_SCORE_TABLE_FLOAT, 0, 0, (const void *)(uintptr_t)dbias, 36},
+                                     {"bucket", FG_SCORE_TABLE_INT32, 0, 0, (const void *)(uintptr_t)dbucket, 64}};
+        CHECK(fg_score_create(ctx, user_exprs[c->user], args, 3, &score) == FG_OK, "%s: %s", c->name, fg_errmsg(ctx));
+        d.score = score;
+    }
     cu->MemsetD32(dout, 0x7fff7fffu, nq / 2); /* NaN in fp16 and bf16 */
     cu->MemsetD32(dl, 0x7fc00000u, nl);
     if (c->alibi) {
@@ -92,7 +121,10 @@ static int run(fg_context *ctx, const scase *c, uint64_t seed) {
     cu->CtxSynchronize();
     cu->MemcpyDtoH(o, dout, nq * 2);
     cu->MemcpyDtoH(lse, dl, nl * 4);
-    const fg_ref_mods rm = {c->alibi ? slopes : NULL, c->sinks ? sinks : NULL};
+    const fg_score_table tabs[2] = {{bias, 36}, {bucket, 64}};
+    const fg_ref_mods rm = {.alibi_slopes = c->alibi ? slopes : NULL, .sinks = c->sinks ? sinks : NULL,
+                            .score = score ? score->expr : NULL, .score_ci = score ? (const int64_t *)score->ci : NULL,
+                            .score_cf = score ? score->cf : NULL, .score_tables = tabs};
     fg_reference_forward_mods(&d, NULL, &rm, q, k, v, ro, rl);
     double num = 0, den = 0, max_abs = 0, ref_max = 0, lse_err = 0;
     size_t nan = 0, inf_mismatch = 0;
@@ -116,8 +148,9 @@ static int run(fg_context *ctx, const scase *c, uint64_t seed) {
            fg_dtype_name(c->dt), rel, max_abs, lse_err, nan, inf_mismatch);
     CHECK(!bad, "%s: rel %.3g (tol %.3g), max|err| %.3g (tol %.3g), lse %.3g, %zu NaN, %zu lse -inf/NaN mismatches",
           c->name, rel, tol_rel, max_abs, tol_abs, lse_err, nan, inf_mismatch);
-    CUdeviceptr all[] = {dq, dk, dv, dout, dl, dsl, dsk};
-    for (int i = 0; i < 7; ++i) cu->MemFree(all[i]);
+    CUdeviceptr all[] = {dq, dk, dv, dout, dl, dsl, dsk, dbias, dbucket};
+    for (int i = 0; i < 9; ++i) cu->MemFree(all[i]);
+    fg_score_destroy(score);
     free(q); free(k); free(v); free(o); free(slopes); free(sinks); free(lse); free(ro); free(rl);
     return bad;
 }
@@ -129,25 +162,29 @@ int main(int argc, char **argv) {
     static scase cases[32];
     int n = 0;
 #define CASE(...) cases[n++] = (scase){__VA_ARGS__}
-    /*   name                                 dt       d    b  hq hkv  sq    sk  causal cap  alibi wl  wr  sinks */
-    CASE("softcap 30",                        FG_BF16, 128, 2, 4, 4, 300, 300, NO, 30.f, 0, -1, -1, 0);
-    CASE("softcap 2 saturating causal",       FG_FP16, 64, 1, 4, 2, 257, 511, BR, 2.f, 0, -1, -1, 0);
-    CASE("alibi heads",                       FG_BF16, 128, 2, 8, 2, 200, 333, NO, 0.f, 1, -1, -1, 0);
-    CASE("alibi batch x heads causal",        FG_FP16, 64, 3, 4, 4, 129, 129, BR, 0.f, 2, -1, -1, 0);
-    CASE("alibi top-left sq > sk",            FG_BF16, 256, 1, 4, 1, 300, 190, TL, 0.f, 1, -1, -1, 0);
-    CASE("window 64/0",                       FG_BF16, 128, 2, 4, 4, 1000, 1000, NO, 0.f, 0, 64, 0, 0);
-    CASE("window 17/9 causal GQA",            FG_FP16, 64, 1, 6, 3, 333, 777, BR, 0.f, 0, 17, 9, 0);
-    CASE("window 5/- causal sq > sk (empty)", FG_BF16, 128, 1, 2, 2, 400, 100, BR, 0.f, 0, 5, -1, 0);
-    CASE("window -/3 top-left",               FG_BF16, 256, 2, 4, 2, 250, 500, TL, 0.f, 0, -1, 3, 0);
-    CASE("window 0/0 sq > sk (empty)",        FG_FP16, 64, 1, 2, 2, 300, 130, NO, 0.f, 0, 0, 0, 0);
-    CASE("window 300/-1 long",                FG_BF16, 128, 1, 2, 1, 2049, 4097, BR, 0.f, 0, 300, -1, 0);
-    CASE("sinks",                             FG_BF16, 128, 2, 4, 4, 300, 300, NO, 0.f, 0, -1, -1, 1);
-    CASE("sinks causal sq > sk (lse = sink)", FG_FP16, 64, 1, 4, 1, 300, 100, BR, 0.f, 0, -1, -1, 1);
-    CASE("sinks decode GQA (not infer)",      FG_BF16, 128, 4, 8, 2, 1, 1500, NO, 0.f, 0, -1, -1, 1);
-    CASE("all four causal GQA odd",           FG_BF16, 128, 2, 8, 2, 517, 1031, BR, 20.f, 1, 100, 50, 1);
-    CASE("all four top-heavy",                FG_FP16, 64, 1, 4, 4, 1031, 517, NO, 50.f, 2, 33, 77, 1);
-    CASE("all four top-left hd256",           FG_BF16, 256, 1, 4, 2, 333, 333, TL, 30.f, 1, 64, -1, 1);
-    CASE("softcap + window empty rows",       FG_FP16, 128, 2, 2, 2, 200, 77, NO, 10.f, 0, 0, 0, 1);
+    /*   name                                 dt       d    b  hq hkv  sq    sk  causal cap  alibi wl  wr  sinks user */
+    CASE("softcap 30",                        FG_BF16, 128, 2, 4, 4, 300, 300, NO, 30.f, 0, -1, -1, 0, 0);
+    CASE("softcap 2 saturating causal",       FG_FP16, 64, 1, 4, 2, 257, 511, BR, 2.f, 0, -1, -1, 0, 0);
+    CASE("alibi heads",                       FG_BF16, 128, 2, 8, 2, 200, 333, NO, 0.f, 1, -1, -1, 0, 0);
+    CASE("alibi batch x heads causal",        FG_FP16, 64, 3, 4, 4, 129, 129, BR, 0.f, 2, -1, -1, 0, 0);
+    CASE("alibi top-left sq > sk",            FG_BF16, 256, 1, 4, 1, 300, 190, TL, 0.f, 1, -1, -1, 0, 0);
+    CASE("window 64/0",                       FG_BF16, 128, 2, 4, 4, 1000, 1000, NO, 0.f, 0, 64, 0, 0, 0);
+    CASE("window 17/9 causal GQA",            FG_FP16, 64, 1, 6, 3, 333, 777, BR, 0.f, 0, 17, 9, 0, 0);
+    CASE("window 5/- causal sq > sk (empty)", FG_BF16, 128, 1, 2, 2, 400, 100, BR, 0.f, 0, 5, -1, 0, 0);
+    CASE("window -/3 top-left",               FG_BF16, 256, 2, 4, 2, 250, 500, TL, 0.f, 0, -1, 3, 0, 0);
+    CASE("window 0/0 sq > sk (empty)",        FG_FP16, 64, 1, 2, 2, 300, 130, NO, 0.f, 0, 0, 0, 0, 0);
+    CASE("window 300/-1 long",                FG_BF16, 128, 1, 2, 1, 2049, 4097, BR, 0.f, 0, 300, -1, 0, 0);
+    CASE("sinks",                             FG_BF16, 128, 2, 4, 4, 300, 300, NO, 0.f, 0, -1, -1, 1, 0);
+    CASE("sinks causal sq > sk (lse = sink)", FG_FP16, 64, 1, 4, 1, 300, 100, BR, 0.f, 0, -1, -1, 1, 0);
+    CASE("sinks decode GQA (not infer)",      FG_BF16, 128, 4, 8, 2, 1, 1500, NO, 0.f, 0, -1, -1, 1, 0);
+    CASE("all four causal GQA odd",           FG_BF16, 128, 2, 8, 2, 517, 1031, BR, 20.f, 1, 100, 50, 1, 0);
+    CASE("all four top-heavy",                FG_FP16, 64, 1, 4, 4, 1031, 517, NO, 50.f, 2, 33, 77, 1, 0);
+    CASE("all four top-left hd256",           FG_BF16, 256, 1, 4, 2, 333, 333, TL, 30.f, 1, 64, -1, 1, 0);
+    CASE("softcap + window empty rows",       FG_FP16, 128, 2, 2, 2, 200, 77, NO, 10.f, 0, 0, 0, 1, 0);
+    CASE("user rel-bias table",               FG_BF16, 128, 2, 4, 2, 333, 517, NO, 0.f, 0, -1, -1, 0, 1);
+    CASE("user rel-bias causal top-left",     FG_FP16, 64, 1, 4, 4, 300, 200, TL, 0.f, 0, -1, -1, 0, 1);
+    CASE("user where/tanh/int table",         FG_BF16, 64, 2, 4, 1, 257, 257, BR, 0.f, 0, -1, -1, 0, 2);
+    CASE("user + all four",                   FG_BF16, 128, 1, 4, 2, 400, 700, BR, 30.f, 1, 128, -1, 1, 2);
 #undef CASE
     int failed = 0, ran = 0;
     for (int i = 0; i < n; ++i) {

@@ -12,9 +12,11 @@
 
 #include "gen/compile.h"
 #include "gen/render.h"
+#include "gen/score_expr.h"
 #include "gen/sources.h"
 #include "runtime/attention.h"
 #include "runtime/backward.h"
+#include "runtime/internal.h"
 #include "runtime/reference.h"
 #include "select/heuristic.h"
 #include "test_nvrtc_util.h"
@@ -203,7 +205,7 @@ static void test_render(const fg_sources *src) {
 
 /* As the runtime chooses: the first heuristic candidate that compiles
  * without spills, on each arch. */
-static void compile_one(const fg_sources *src, int hd, int causal, int mods) {
+static void compile_one(const fg_sources *src, int hd, int causal, int mods, const fg_score *sc) {
     static const char *archs[] = {"sm_80", "sm_90a"};
     fg_spec s;
     memset(&s, 0, sizeof s);
@@ -211,6 +213,11 @@ static void compile_one(const fg_sources *src, int hd, int causal, int mods) {
     s.dtype = causal ? FG_FP16 : FG_BF16;
     s.causal = causal;
     s.mods = mods;
+    if (sc) {
+        s.score_hash = sc->hash;
+        s.score_cuda = sc->cuda;
+        s.score_text = sc->text;
+    }
     fg_config cand[16];
     const int n = fg_heuristic_candidates(&s, H100_SMEM, 0, 0, 2, cand, 16);
     CHECK(n > 0, "no candidate for hd %d", hd);
@@ -243,8 +250,8 @@ static void compile_one(const fg_sources *src, int hd, int causal, int mods) {
 static void test_compile(const fg_sources *src) {
     static const int dims[] = {64, 128, 256};
     for (int i = 0; i < 3; ++i)
-        for (int causal = 0; causal < 2; ++causal) compile_one(src, dims[i], causal, FG_MOD_ALL);
-    for (int m = 0; m < 4; ++m) compile_one(src, 128, 1, 1 << m);
+        for (int causal = 0; causal < 2; ++causal) compile_one(src, dims[i], causal, FG_MOD_ALL, NULL);
+    for (int m = 0; m < 4; ++m) compile_one(src, 128, 1, 1 << m, NULL);
 }
 
 /* The formula, written out: every visible logit, then lse and o directly
@@ -304,7 +311,7 @@ static void test_reference(void) {
                         for (int x = 0; x < 2 * 4; ++x) slopes[x] = (float)(0.05 + 0.3 * fg_rng_uniform(&rng));
                         for (int x = 0; x < 4; ++x) sinks[x] = (float)(fg_rng_normal(&rng));
                         if (mods & 2) d.alibi_batch_stride = (B > 1 && causal == 1) ? H : 0;
-                        const fg_ref_mods rm = {(mods & 2) ? slopes : NULL, (mods & 2) ? sinks : NULL};
+                        const fg_ref_mods rm = {.alibi_slopes = (mods & 2) ? slopes : NULL, .sinks = (mods & 2) ? sinks : NULL};
                         double *o = malloc(sizeof(double) * (size_t)B * sq * H * D), *lse = malloc(sizeof(double) * (size_t)B * H * sq);
                         fg_reference_forward_mods(&d, NULL, &rm, q, k, v, o, lse);
                         double bo[16], blse;
@@ -332,15 +339,187 @@ static void test_reference(void) {
     CHECK(empty_rows > 0, "some window leaves rows empty");
 }
 
+/* ---- user score expressions (fg_score_create) ---- */
+
+#define USER_EXPR "score * w + bias[h * 5 + min(max(kv_idx - q_idx, -2), 2) + 2]"
+
+static fg_score *user_score(fg_context *ctx, const void *bias, float w) {
+    const fg_score_arg args[] = {{"w", FG_SCORE_CONST_FLOAT, 0, w, NULL, 0},
+                                 {"bias", FG_SCORE_TABLE_FLOAT, 0, 0, bias, 4 * 5}};
+    fg_score *s = NULL;
+    CHECK(fg_score_create(ctx, USER_EXPR, args, 2, &s) == FG_OK, "create: %s", fg_errmsg(ctx));
+    return s;
+}
+
+static void expect_create(fg_context *ctx, const char *expr, fg_score_arg a, fg_status want, const char *needle) {
+    fg_score *s = (fg_score *)(uintptr_t)1;
+    const fg_status st = fg_score_create(ctx, expr, &a, 1, &s);
+    CHECK(st == want && s == NULL, "'%s': status %d, want %d (%s)", expr, (int)st, (int)want, fg_errmsg(ctx));
+    CHECK_CONTAINS(fg_errmsg(ctx), needle);
+}
+
+static void test_user_create(fg_context *ctx) {
+    fg_score *s = user_score(ctx, DEV(0x1000), 0.5f);
+    if (!s) return;
+    CHECK_CONTAINS(fg_score_text(s), "bias[");
+    CHECK(strstr(s->cuda, "p.score_tf[0]") && strstr(s->cuda, "p.score_cf[0]"), "CUDA form: %s", s->cuda);
+    fg_score_destroy(s);
+    fg_score_destroy(NULL);
+    const fg_score_arg t = {"t", FG_SCORE_TABLE_FLOAT, 0, 0, DEV(0x1000), 8};
+    expect_create(ctx, "score + t[", t, FG_ERR_PATTERN, "column");
+    expect_create(ctx, "q_idx - kv_idx", t, FG_ERR_PATTERN, "score expression");
+    expect_create(ctx, "score + t[0]", (fg_score_arg){"t", FG_SCORE_TABLE_FLOAT, 0, 0, NULL, 8}, FG_ERR_INVALID_ARGUMENT,
+                  "4-byte aligned device pointer");
+    expect_create(ctx, "score + t[0]", (fg_score_arg){"t", FG_SCORE_TABLE_FLOAT, 0, 0, DEV(0x1002), 8},
+                  FG_ERR_INVALID_ARGUMENT, "4-byte aligned");
+    expect_create(ctx, "score + t[0]", (fg_score_arg){"t", FG_SCORE_TABLE_INT32, 0, 0, DEV(0x1000), 0},
+                  FG_ERR_INVALID_ARGUMENT, "has 0 elements");
+    expect_create(ctx, "score * c", (fg_score_arg){"c", FG_SCORE_CONST_FLOAT, 0, INFINITY, NULL, 0},
+                  FG_ERR_INVALID_ARGUMENT, "not a finite fp32");
+    expect_create(ctx, "score", (fg_score_arg){"c", (fg_score_arg_kind)9, 0, 0, NULL, 0}, FG_ERR_INVALID_ARGUMENT,
+                  "kind 9");
+    expect_create(ctx, "score", (fg_score_arg){NULL, FG_SCORE_CONST_INT, 0, 0, NULL, 0}, FG_ERR_INVALID_ARGUMENT,
+                  "has no name");
+    fg_score_arg many[17];
+    char names[17][8];
+    for (int i = 0; i < 17; ++i) {
+        snprintf(names[i], sizeof names[i], "c%d", i);
+        many[i] = (fg_score_arg){names[i], FG_SCORE_CONST_INT, i, 0, NULL, 0};
+    }
+    fg_score *m = NULL;
+    CHECK(fg_score_create(ctx, "score", many, 17, &m) == FG_ERR_PATTERN && !m, "17 constants refused");
+    CHECK_CONTAINS(fg_errmsg(ctx), "at most 16 constants");
+}
+
+static void test_user_plan(fg_context *ctx, const fg_sources *src) {
+    fg_score *s = user_score(ctx, DEV(0x1000), 0.5f), *s2 = user_score(ctx, DEV(0x2000), 0.25f);
+    if (!s || !s2) return;
+    fg_attention_desc d = base();
+    d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+    d.score = s;
+    fg_variant v, v2;
+    fg_fwd_params p, p2;
+    fg_error e = {0};
+    CHECK(plan(&d, &v, &p, &e) == FG_OK, "plan with a score: %s", e.msg);
+    CHECK(v.spec.mods == 0 && fg_spec_has_mods(&v.spec) && v.cfg.wgmma == 0, "score: mma.sync, no built-in bits");
+    CHECK(p.score_cf[0] == 0.5f && p.score_tf[0] == DEV(0x1000) && p.score_tn[0] == 20 && !p.score_ti[0], "params");
+    char text[FG_VARIANT_TEXT_MAX], text2[FG_VARIANT_TEXT_MAX];
+    fg_variant_format(&v, text, sizeof text);
+    const char *at = strstr(text, ",score=");
+    CHECK(at && strlen(at) == 7 + 64, "key names the expression by its SHA-256: %s", text);
+    /* other constant values and tables: the same kernel */
+    d.score = s2;
+    CHECK(plan(&d, &v2, &p2, &e) == FG_OK && p2.score_cf[0] == 0.25f, "second score");
+    fg_variant_format(&v2, text2, sizeof text2);
+    CHECK(!strcmp(text, text2) && fg_spec_equal(&v.spec, &v2.spec), "float constants and tables are parameters");
+    d.softcap = 10.f;
+    CHECK(plan(&d, &v2, &p2, &e) == FG_OK && v2.spec.mods == FG_MOD_SOFTCAP, "score with softcap");
+    fg_variant_format(&v2, text2, sizeof text2);
+    CHECK(strstr(text2, ",mods=softcap,score=") != NULL, "key: %s", text2);
+    d.path = FG_PATH_TMA;
+    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_TMA does not implement score modification 'softcap'", "TMA");
+    d.softcap = 0.f;
+    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_TMA does not implement score modification 'score'", "TMA, score alone");
+    d.path = FG_PATH_AUTO;
+    d.layout = (const fg_block_layout *)(uintptr_t)0x3000;
+    expect(d, FG_ERR_UNSUPPORTED, "'score' with a block-sparse layout", "layout");
+    d.layout = NULL;
+    fg_attention_desc dd;
+    fg_bwd_params bp;
+    CHECK(fg_backward_plan(&d, H100_SMEM, &dd, &v2, &bp, &e) == FG_ERR_UNSUPPORTED, "backward refuses a score");
+    fg_error_clear(&e);
+    /* render: the expression in Traits::score_mod; sparse refused */
+    v.cfg = (fg_config){128, 64, 8, 2, 0, 1, 0, 0};
+    fg_rendered r;
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_OK, "render: %s", e.msg);
+    if (r.source) {
+        CHECK(strstr(r.source, "SCORE_MOD = true") && strstr(r.source, s->cuda) && strstr(r.source, "// score expression: "),
+              "score_mod in the source");
+        fg_rendered_free(&r);
+    }
+    v.spec.sparse = 1;
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE && strstr(e.msg, "a score expression is built for dense"),
+          "sparse score refused: %s", e.msg);
+    fg_error_clear(&e);
+    compile_one(src, 128, 1, 0, s);
+    compile_one(src, 64, 0, FG_MOD_ALL, s);
+    /* int tables, where, tanh, integer % (the GPU test's second expression) */
+    const fg_score_arg args[] = {{"w", FG_SCORE_CONST_FLOAT, 0, 0.3, NULL, 0},
+                                 {"bias", FG_SCORE_TABLE_FLOAT, 0, 0, DEV(0x1000), 36},
+                                 {"bucket", FG_SCORE_TABLE_INT32, 0, 0, DEV(0x2000), 64}};
+    fg_score *s3 = NULL;
+    CHECK(fg_score_create(ctx, "where(bucket[kv_idx % 64] > 0, score * w, tanh(score) - 0.5) + bias[h % 4]", args, 3,
+                          &s3) == FG_OK,
+          "where/int table: %s", fg_errmsg(ctx));
+    if (s3) compile_one(src, 128, 1, FG_MOD_SINK, s3);
+    fg_score_destroy(s3);
+    fg_score_destroy(s);
+    fg_score_destroy(s2);
+}
+
+/* The reference with USER_EXPR against the formula in double (the
+ * reference evaluates it in fp32 as the device does: 1e-5). */
+static void test_user_reference(fg_context *ctx) {
+    static float bias[4 * 5];
+    fg_rng rng;
+    fg_rng_seed(&rng, 7);
+    for (int i = 0; i < 20; ++i) bias[i] = (float)fg_rng_normal(&rng);
+    fg_score *s = user_score(ctx, bias, 0.75f); /* host table: only the reference reads it */
+    if (!s) return;
+    const int B = 2, H = 4, HK = 2, D = 16, sq = 29, sk = 41;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, D, B, H, HK, sq, sk);
+    d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+    d.window_left = 9;
+    const size_t nq = (size_t)B * sq * H * D, nk = (size_t)B * sk * HK * D;
+    uint16_t *q = malloc(nq * 2), *k = malloc(nk * 2), *v = malloc(nk * 2);
+    fg_fill_normal(q, nq, d.dtype, &rng);
+    fg_fill_normal(k, nk, d.dtype, &rng);
+    fg_fill_normal(v, nk, d.dtype, &rng);
+    const fg_score_table tab = {bias, 20};
+    int64_t ci[16] = {0};
+    const fg_ref_mods rm = {NULL, NULL, s->expr, ci, s->cf, &tab};
+    double *o = malloc(sizeof(double) * nq), *lse = malloc(sizeof(double) * B * H * sq), worst = 0;
+    fg_reference_forward_mods(&d, NULL, &rm, q, k, v, o, lse);
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h)
+            for (int i = 0; i < sq; ++i) {
+                double den = 0, acc[16] = {0};
+                for (int j = 0; j < sk; ++j) {
+                    if (j > i + sk - sq || j < i + sk - sq - 9) continue;
+                    double x = 0;
+                    for (int c = 0; c < D; ++c)
+                        x += (double)fg_half_to_float(q[((size_t)(b * sq + i) * H + h) * D + c], d.dtype) *
+                             fg_half_to_float(k[((size_t)(b * sk + j) * HK + h / 2) * D + c], d.dtype);
+                    const int rel = j - i < -2 ? -2 : j - i > 2 ? 2 : j - i;
+                    x = x / 4.0 * 0.75 + bias[h * 5 + rel + 2];
+                    den += exp(x);
+                    for (int c = 0; c < D; ++c) acc[c] += exp(x) * fg_half_to_float(v[((size_t)(b * sk + j) * HK + h / 2) * D + c], d.dtype);
+                }
+                worst = fmax(worst, fabs(log(den) - lse[((size_t)b * H + h) * sq + i]));
+                for (int c = 0; c < D; ++c) worst = fmax(worst, fabs(acc[c] / den - o[(((size_t)b * sq + i) * H + h) * D + c]));
+            }
+    CHECK(worst < 1e-5, "user expression: reference vs formula %g", worst);
+    printf("  user expression reference: max error %.2e\n", worst);
+    free(q); free(k); free(v); free(o); free(lse);
+    fg_score_destroy(s);
+}
+
 int main(void) {
     test_desc_defaults();
     test_checks();
     test_params_and_keys();
     test_reference();
+    fg_context *ctx = NULL;
+    if (fg_context_create(&ctx) != FG_OK) { CHECK(0, "context"); return test_summary("test_score_fwd_cpu"); }
+    test_user_create(ctx);
+    test_user_reference(ctx);
     fg_sources src;
     if (nvrtc_sources_or_skip(&src)) { CHECK(0, "sources"); return test_summary("test_score_fwd_cpu"); }
     test_render(&src);
     test_compile(&src);
+    test_user_plan(ctx, &src);
     fg_sources_free(&src);
+    fg_context_destroy(ctx);
     return test_summary("test_score_fwd_cpu");
 }

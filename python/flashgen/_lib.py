@@ -65,6 +65,7 @@ class fg_attention_desc(C.Structure):
         ("alibi_slopes", C.c_void_p), ("alibi_batch_stride", C.c_int64),
         ("window_left", C.c_int), ("window_right", C.c_int),
         ("sinks", C.c_void_p),
+        ("score", C.c_void_p),
     ]
 
 
