@@ -248,7 +248,7 @@ fg_status fg_pattern_layout(fg_context *ctx, fg_pattern *p, int batch, int heads
  * validated language) over `score` (the logit: scaled, after softcap and
  * ALiBi), b, h, q_idx, kv_idx, named constants and named read-only device
  * tables, e.g. "score + bias[h * 7 + min(max(kv_idx - q_idx, -3), 3) + 3]".
- * fg_attention_desc.score applies it in the forward (mma.sync path, dense;
+ * fg_attention_desc.score applies it in the forward (mma.sync and TMA paths, dense;
  * docs/SCORE-WIRING.md).  The expression is compiled into the kernel: its
  * CUDA form (which depends on the int constants' values, not the float
  * ones') names the variant by its SHA-256; the constants and table pointers
@@ -366,9 +366,10 @@ typedef struct fg_attention_desc {
      * refuses n > 1. */
     int num_splits;
     /* ---- score modifications (appended; docs/SCORE-WIRING.md).  Forward,
-     * mma.sync path, dense (no layout) and not with the inference fields:
-     * elsewhere a call that sets one returns FG_ERR_UNSUPPORTED naming it
-     * (FG_PATH_AUTO then takes the mma.sync path).  The logit of query i
+     * mma.sync and TMA paths, dense (no layout) and not with the inference
+     * fields: elsewhere (a layout, the inference fields, FG_PATH_WGMMA, the
+     * backward) a call that sets one returns FG_ERR_UNSUPPORTED naming it
+     * (FG_PATH_AUTO takes the TMA kernel on Hopper, else mma.sync).  The logit of query i
      * and key j is built in this order, as FlashAttention-2 does:
      *   x = softmax_scale * q_i . k_j
      *   x = softcap * tanh(x / softcap)                    (softcap > 0)

@@ -128,7 +128,6 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     if (v->cfg.block_m) return FG_OK; /* explicit */
     int bq = d->layout ? d->layout->block_q : 0, bk = d->layout ? d->layout->block_k : 0;
     int path = (int)d->path;
-    if (fg_spec_has_mods(&v->spec)) path = FG_PATH_MMA; /* score modifications: the mma.sync kernel only (fg_score.cuh) */
     if (v->spec.infer) {
         /* the portable kernel; 64-row tiles when a head's queries (decode)
          * fill less than that; key tiles within one page for pages under

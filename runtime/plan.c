@@ -182,7 +182,7 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     v->cfg.block_n = d->block_n;
     v->cfg.warps = d->warps;
     v->cfg.stages = d->stages;
-    v->cfg.wgmma = infer || fg_desc_score_mods(d) ? 0 : d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_TMA ? 2 : d->path == FG_PATH_WGMMA;
+    v->cfg.wgmma = infer ? 0 : d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_TMA ? 2 : d->path == FG_PATH_WGMMA;
     if (fg_config_is_explicit(&v->cfg)) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);

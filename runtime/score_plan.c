@@ -59,11 +59,11 @@ fg_status fg_score_check(const fg_attention_desc *d, fg_error *err) {
                        "score modification '%s' with the inference fields (cu_seqlens, seqlens_k, block_table, "
                        "num_splits > 1) is not built yet",
                        first_mod(mods));
-    if (d->path == FG_PATH_TMA || d->path == FG_PATH_WGMMA)
+    if (d->path == FG_PATH_WGMMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "%s does not implement score modification '%s': use FG_PATH_MMA or FG_PATH_AUTO (which takes "
-                       "the mma.sync path for it)",
-                       d->path == FG_PATH_TMA ? "FG_PATH_TMA" : "FG_PATH_WGMMA", first_mod(mods));
+                       "FG_PATH_WGMMA does not implement score modification '%s': use FG_PATH_AUTO, FG_PATH_TMA or "
+                       "FG_PATH_MMA",
+                       first_mod(mods));
     return FG_OK;
 }
 

@@ -1,5 +1,5 @@
 // fg_score.cuh: the built-in score modifications of the forward kernel
-// (fg_fwd_kernel.cuh, mma.sync path, dense): softcap, ALiBi, a local window
+// (fg_fwd_kernel.cuh, mma.sync, and fg_fwd_ws.cuh, TMA; dense): softcap, ALiBi, a local window
 // and attention sinks (include/flashgen.h, docs/SCORE-WIRING.md).
 //
 // Each is a trait the template emits only when the variant uses it
@@ -96,6 +96,21 @@ __device__ __forceinline__ void window_tiles(const fg_fwd_params &p, int m0, int
     const int lo = window_lo(p, m0), hi = window_hi(p, row_last);
     first = lo <= 0 ? 0 : lo / BC;
     end = hi < 0 ? 0 : min(n, hi / BC + 1);
+}
+
+// A dense schedule narrowed to the window's key tiles (the TMA kernel's
+// producer and consumers each call it, so they walk the same entries):
+// sch.count becomes the end, the first entry is returned.  Without a window:
+// 0, and sch unchanged.
+template <class K, class Sched>
+__device__ __forceinline__ int window_clip(const fg_fwd_params &p, Sched &sch) {
+    if constexpr (!HasWindow<K>::value) return 0;
+    else {
+        int first, end;
+        window_tiles<K::BC>(p, sch.m0, sch.row_last, sch.count, first, end);
+        sch.count = end;
+        return first;
+    }
 }
 
 } // namespace fg

@@ -11,7 +11,9 @@
  * Criterion (FlashAttention's, as tools/harness.c): relative L2 of o <=
  * 1e-2 (bf16) / 2e-3 (fp16), max |err| <= 4 units of rounding of the
  * largest output, lse within 5e-3 and -inf exactly where the reference is.
- * The kernel that ran must be fwd_mma with the case's mods in its key.
+ * Each case runs twice: FG_PATH_AUTO (the TMA kernel on sm_90a, mma.sync
+ * elsewhere) and FG_PATH_MMA; the kernel that ran must be that one, with the
+ * case's mods (and score) in its key.
  * Exit 77 (skipped) without a GPU.
  *
  *   build/tests/test_gpu_score_fwd [case-name substring] */
@@ -60,10 +62,11 @@ static const char *mods_item(const scase *c) {
     return buf;
 }
 
-static int run(fg_context *ctx, const scase *c, uint64_t seed) {
+static int run(fg_context *ctx, const scase *c, fg_kernel_path path, uint64_t seed) {
     fg_attention_desc d;
     fg_attention_desc_init(&d, c->dt, c->d, c->b, c->hq, c->hkv, c->sq, c->sk);
     d.causal = c->causal;
+    d.path = path;
     d.softcap = c->softcap;
     d.window_left = c->wl;
     d.window_right = c->wr;
@@ -113,8 +116,12 @@ static int run(fg_context *ctx, const scase *c, uint64_t seed) {
     int bad = 0;
     fg_status st = fg_attention_kernel_name(ctx, &d, name, sizeof name);
     CHECK(st == FG_OK, "%s: kernel name: %s", c->name, fg_errmsg(ctx));
-    CHECK(!strncmp(name, "fwd_mma:", 8) && strstr(name, mods_item(c)) && !strstr(name, "infer=1"),
-          "%s: ran %s, want fwd_mma with %s", c->name, name, mods_item(c));
+    /* FG_PATH_MMA: the mma.sync kernel; AUTO: the TMA kernel on sm_90a (every
+     * head dim here is a multiple of 16), else mma.sync; never wgmma or inference */
+    const int hopper = strstr(name, "arch=sm_90a") != NULL;
+    const char *want = path == FG_PATH_AUTO && hopper ? "fwd_ws:" : "fwd_mma:";
+    CHECK(!strncmp(name, want, strlen(want)) && strstr(name, mods_item(c)) && !strstr(name, "infer=1"),
+          "%s: ran %s, want %s with %s", c->name, name, want, mods_item(c));
     st = fg_attention_forward(ctx, &d, (void *)(uintptr_t)dq, (void *)(uintptr_t)dk, (void *)(uintptr_t)dv,
                               (void *)(uintptr_t)dout, (float *)(uintptr_t)dl, NULL);
     CHECK(st == FG_OK, "%s: forward: %s", c->name, fg_errmsg(ctx));
@@ -144,10 +151,11 @@ static int run(fg_context *ctx, const scase *c, uint64_t seed) {
     const double eps = c->dt == FG_BF16 ? 1.0 / 256 : 1.0 / 2048;
     const double tol_rel = c->dt == FG_BF16 ? 1e-2 : 2e-3, tol_abs = 4 * eps * fmax(ref_max, 1.0);
     bad = st != FG_OK || nan || inf_mismatch || !(rel <= tol_rel) || !(max_abs <= tol_abs) || !(lse_err <= 5e-3);
-    printf("%-4s %-44s %s rel=%.2e max|err|=%.2e lse=%.2e nan=%zu lse-mismatch=%zu\n", bad ? "FAIL" : "ok", c->name,
-           fg_dtype_name(c->dt), rel, max_abs, lse_err, nan, inf_mismatch);
-    CHECK(!bad, "%s: rel %.3g (tol %.3g), max|err| %.3g (tol %.3g), lse %.3g, %zu NaN, %zu lse -inf/NaN mismatches",
-          c->name, rel, tol_rel, max_abs, tol_abs, lse_err, nan, inf_mismatch);
+    printf("%-4s %-44s %s %-8s rel=%.2e max|err|=%.2e lse=%.2e nan=%zu lse-mismatch=%zu\n", bad ? "FAIL" : "ok", c->name,
+           fg_dtype_name(c->dt), path == FG_PATH_MMA ? "mma" : "auto", rel, max_abs, lse_err, nan, inf_mismatch);
+    CHECK(!bad, "%s (%s): rel %.3g (tol %.3g), max|err| %.3g (tol %.3g), lse %.3g, %zu NaN, %zu lse -inf/NaN mismatches",
+          c->name, path == FG_PATH_MMA ? "FG_PATH_MMA" : "FG_PATH_AUTO", rel, tol_rel, max_abs, tol_abs, lse_err, nan,
+          inf_mismatch);
     CUdeviceptr all[] = {dq, dk, dv, dout, dl, dsl, dsk, dbias, dbucket};
     for (int i = 0; i < 9; ++i) cu->MemFree(all[i]);
     fg_score_destroy(score);
@@ -189,8 +197,8 @@ int main(int argc, char **argv) {
     int failed = 0, ran = 0;
     for (int i = 0; i < n; ++i) {
         if (only && !strstr(cases[i].name, only)) continue;
-        failed += run(ctx, &cases[i], 1000 + (uint64_t)i);
-        ++ran;
+        for (int pi = 0; pi < 2; ++pi, ++ran) /* AUTO (TMA on Hopper), then the mma.sync kernel */
+            failed += run(ctx, &cases[i], pi ? FG_PATH_MMA : FG_PATH_AUTO, 1000 + (uint64_t)i);
     }
     printf("test_gpu_score_fwd: %d cases, %d failed\n", ran, failed);
     fg_context_destroy(ctx);

@@ -95,12 +95,13 @@ static void test_checks(void) {
     /* valid, but not built: named */
     d = base();
     d.softcap = 30.f;
-    d.path = FG_PATH_TMA;
-    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_TMA does not implement score modification 'softcap'", "TMA path");
     d.path = FG_PATH_WGMMA;
+    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA does not implement score modification 'softcap'", "wgmma path");
     d.softcap = 0.f;
     d.window_left = 64;
     expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA does not implement score modification 'window'", "wgmma path");
+    d.path = FG_PATH_TMA;
+    expect(d, FG_OK, NULL, "the TMA path takes a window");
     d = base();
     d.sinks = DEV(0x1000);
     d.seqlens_k = (const int32_t *)(uintptr_t)0x2000;
@@ -135,7 +136,11 @@ static void test_params_and_keys(void) {
     fg_error e = {0};
     CHECK(plan(&d, &v, &p, &e) == FG_OK, "all four: %s", e.msg);
     CHECK(v.spec.mods == FG_MOD_ALL, "mods %d", v.spec.mods);
-    CHECK(v.cfg.wgmma == 0, "FG_PATH_AUTO takes the mma.sync path (wgmma=%d)", v.cfg.wgmma);
+    CHECK(v.cfg.wgmma == -1, "FG_PATH_AUTO leaves the family to the heuristic (wgmma=%d)", v.cfg.wgmma);
+    fg_config cand[16];
+    const int nc = fg_heuristic_candidates(&v.spec, H100_SMEM, 0, 0, 2, cand, 16);
+    CHECK(nc > 0 && cand[0].wgmma == 2, "on Hopper the TMA kernel first");
+    for (int i = 0; i < nc; ++i) CHECK(cand[i].wgmma != 1, "never the wgmma family (candidate %d)", i);
     CHECK(p.mod_offset == 200, "bottom-right alignment: offset %d", p.mod_offset);
     CHECK(p.window_left == 100 && p.window_right == 500, "window clamped: %d %d", p.window_left, p.window_right);
     CHECK(fabsf(p.softcap_scale - p.scale / 50.f) < 1e-9f && p.softcap == 50.f, "softcap params");
@@ -190,11 +195,18 @@ static void test_render(const fg_sources *src) {
             CHECK(!strstr(r.source, traits[j]) == (i != j), "mod %d: trait %s present iff used", i, traits[j]);
         fg_rendered_free(&r);
     }
-    /* the other families refuse them (the runtime never asks) */
-    v.spec.mods = FG_MOD_SINK;
+    /* the TMA template has them too; the wgmma one refuses them (the runtime never asks) */
+    v.spec.mods = FG_MOD_SINK | FG_MOD_WINDOW;
     v.cfg = (fg_config){128, 128, 12, 2, 0, 1, 2, 0};
-    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "the TMA template refuses a sink");
-    CHECK_CONTAINS(e.msg, "score modification 'sink' is not implemented by this kernel family");
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_OK, "TMA render: %s", e.msg);
+    if (r.source) {
+        CHECK(strstr(r.source, "SINK = true") && strstr(r.source, "WINDOW = true") && !strstr(r.source, "SOFTCAP"),
+              "TMA traits");
+        fg_rendered_free(&r);
+    }
+    v.cfg = (fg_config){128, 128, 8, 2, 0, 1, 1, 0};
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "the wgmma template refuses a sink");
+    CHECK_CONTAINS(e.msg, "score modification 'window' is not implemented by this kernel family");
     fg_error_clear(&e);
     v.cfg = (fg_config){128, 64, 8, 2, 0, 1, 0, 0};
     v.spec.sparse = 1;
@@ -218,13 +230,13 @@ static void compile_one(const fg_sources *src, int hd, int causal, int mods, con
         s.score_cuda = sc->cuda;
         s.score_text = sc->text;
     }
-    fg_config cand[16];
-    const int n = fg_heuristic_candidates(&s, H100_SMEM, 0, 0, 2, cand, 16);
-    CHECK(n > 0, "no candidate for hd %d", hd);
     for (int a = 0; a < 2; ++a) {
+        fg_config cand[16];
+        const int n = fg_heuristic_candidates(&s, H100_SMEM, 0, 0, a ? 2 : 0, cand, 16); /* sm_90a: TMA first */
+        CHECK(n > 0, "no candidate for hd %d", hd);
         int found = 0;
         for (int c = 0; c < n && !found; ++c) {
-            CHECK(cand[c].wgmma == 0, "mods keep to the mma.sync family");
+            CHECK(cand[c].wgmma != 1, "never the wgmma family");
             fg_variant v = {s, cand[c]};
             fg_rendered r;
             fg_error e = {0};
@@ -239,8 +251,9 @@ static void compile_one(const fg_sources *src, int hd, int causal, int mods, con
             CHECK(st == FG_OK, "compile hd %d causal %d mods %d %s: %s", hd, causal, mods, archs[a], e.msg);
             if (st != FG_OK) { fg_error_clear(&e); return; }
             found = !cb.stats.spill_stores && !cb.stats.spill_loads && !cb.stats.stack_frame;
-            printf("  hd %3d causal=%d mods=%2d %-6s block %dx%d: %d registers%s\n", hd, causal, mods, archs[a],
-                   v.cfg.block_m, v.cfg.block_n, cb.stats.registers, found ? "" : " (spills: next candidate)");
+            printf("  hd %3d causal=%d mods=%2d%s %-6s %s block %dx%d: %d registers%s\n", hd, causal, mods, sc ? "+score" : "",
+                   archs[a], v.cfg.wgmma == 2 ? "TMA" : "mma", v.cfg.block_m, v.cfg.block_n, cb.stats.registers,
+                   found ? "" : " (spills: next candidate)");
             fg_cubin_free(&cb);
         }
         CHECK(found, "hd %d causal %d mods %d %s: every candidate spills", hd, causal, mods, archs[a]);
@@ -401,7 +414,7 @@ static void test_user_plan(fg_context *ctx, const fg_sources *src) {
     fg_fwd_params p, p2;
     fg_error e = {0};
     CHECK(plan(&d, &v, &p, &e) == FG_OK, "plan with a score: %s", e.msg);
-    CHECK(v.spec.mods == 0 && fg_spec_has_mods(&v.spec) && v.cfg.wgmma == 0, "score: mma.sync, no built-in bits");
+    CHECK(v.spec.mods == 0 && fg_spec_has_mods(&v.spec), "score: no built-in bits");
     CHECK(p.score_cf[0] == 0.5f && p.score_tf[0] == DEV(0x1000) && p.score_tn[0] == 20 && !p.score_ti[0], "params");
     char text[FG_VARIANT_TEXT_MAX], text2[FG_VARIANT_TEXT_MAX];
     fg_variant_format(&v, text, sizeof text);
@@ -416,10 +429,10 @@ static void test_user_plan(fg_context *ctx, const fg_sources *src) {
     CHECK(plan(&d, &v2, &p2, &e) == FG_OK && v2.spec.mods == FG_MOD_SOFTCAP, "score with softcap");
     fg_variant_format(&v2, text2, sizeof text2);
     CHECK(strstr(text2, ",mods=softcap,score=") != NULL, "key: %s", text2);
-    d.path = FG_PATH_TMA;
-    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_TMA does not implement score modification 'softcap'", "TMA");
+    d.path = FG_PATH_WGMMA;
+    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA does not implement score modification 'softcap'", "wgmma");
     d.softcap = 0.f;
-    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_TMA does not implement score modification 'score'", "TMA, score alone");
+    expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA does not implement score modification 'score'", "wgmma, score alone");
     d.path = FG_PATH_AUTO;
     d.layout = (const fg_block_layout *)(uintptr_t)0x3000;
     expect(d, FG_ERR_UNSUPPORTED, "'score' with a block-sparse layout", "layout");
