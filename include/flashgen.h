@@ -253,7 +253,8 @@ fg_status fg_pattern_layout(fg_context *ctx, fg_pattern *p, int batch, int heads
  * CUDA form (which depends on the int constants' values, not the float
  * ones') names the variant by its SHA-256; the constants and table pointers
  * are kernel parameters.  The tables must stay valid while calls use the
- * score; the score must be destroyed after its last call.
+ * score; the score must be destroyed after its last call and after the
+ * plans (fg_attention_plan_create) made with it, and before its context.
  * fg_score_arg is frozen (no struct_size): a later kind of argument would be
  * a new kind value. */
 typedef struct fg_score fg_score;
