@@ -67,17 +67,20 @@ __device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const 
 // The window's visible keys of query row i: lo(i) <= j <= hi(i), with
 // lo(i) = i + off - left and hi(i) = i + off + right (left/right -1:
 // unbounded; the host clamps them to max(seqlen_q, seqlen_k), so the sums fit in int).
-__device__ __forceinline__ int window_lo(const fg_fwd_params &p, int row) {
+// These and the two below are constexpr and host-callable, so that a
+// compile-time probe checks them against the definition (tests/).
+#define FG_WIN __host__ __device__ __forceinline__ constexpr
+FG_WIN int window_lo(const fg_fwd_params &p, int row) {
     return p.window_left < 0 ? 0 : row + p.mod_offset - p.window_left;
 }
-__device__ __forceinline__ int window_hi(const fg_fwd_params &p, int row) {
+FG_WIN int window_hi(const fg_fwd_params &p, int row) {
     return p.window_right < 0 ? 0x7fffffff : row + p.mod_offset + p.window_right;
 }
 
 // Whether key tile t (columns t*BC .. t*BC+BC-1) cuts the window of a row in
 // m0 .. row_last (the schedule visits only tiles that meet some row's window).
 template <int BC>
-__device__ __forceinline__ bool window_cuts(const fg_fwd_params &p, int t, int m0, int row_last) {
+FG_WIN bool window_cuts(const fg_fwd_params &p, int t, int m0, int row_last) {
     return t * BC < window_lo(p, row_last) || t * BC + BC - 1 > window_hi(p, m0);
 }
 
@@ -91,12 +94,12 @@ __device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_f
 // The key tiles [first, end) that the window lets rows m0 .. row_last see
 // (end <= n, the tiles the schedule had); first >= end: none.
 template <int BC>
-__device__ __forceinline__ void window_tiles(const fg_fwd_params &p, int m0, int row_last, int n, int &first,
-                                             int &end) {
+FG_WIN void window_tiles(const fg_fwd_params &p, int m0, int row_last, int n, int &first, int &end) {
     const int lo = window_lo(p, m0), hi = window_hi(p, row_last);
     first = lo <= 0 ? 0 : lo / BC;
-    end = hi < 0 ? 0 : min(n, hi / BC + 1);
+    end = hi < 0 ? 0 : (n < hi / BC + 1 ? n : hi / BC + 1);
 }
+#undef FG_WIN
 
 // A dense schedule narrowed to the window's key tiles (the TMA kernel's
 // producer and consumers each call it, so they walk the same entries):

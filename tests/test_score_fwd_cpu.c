@@ -19,6 +19,7 @@
 #include "runtime/internal.h"
 #include "runtime/reference.h"
 #include "select/heuristic.h"
+#include "score_window_probe.h"
 #include "test_nvrtc_util.h"
 #include "test_util.h"
 
@@ -352,6 +353,24 @@ static void test_reference(void) {
     CHECK(empty_rows > 0, "some window leaves rows empty");
 }
 
+static void test_window_probe(const fg_sources *src) {
+    fg_cubin cb;
+    fg_error e = {0};
+    const fg_status st = fg_compile_cubin(src, WINDOW_PROBE, "sm_80", "window_probe", &cb, &e);
+    CHECK(st == FG_OK, "the window probe: %s", e.msg);
+    if (st == FG_OK) fg_cubin_free(&cb);
+    fg_error_clear(&e);
+    /* the probe can fail: a wrong tile bound is a compile error */
+    char *bad = malloc(strlen(WINDOW_PROBE) + 64);
+    strcpy(bad, WINDOW_PROBE);
+    char *at = strstr(bad, "if (v && !kept) return false;");
+    if (at) memcpy(at, "if (v &&  kept) return false;", 29); /* inverted: must fail */
+    CHECK(fg_compile_cubin(src, bad, "sm_80", "window_probe_bad", &cb, &e) == FG_ERR_COMPILE, "an inverted probe fails");
+    CHECK_CONTAINS(e.msg, "window tiles");
+    fg_error_clear(&e);
+    free(bad);
+}
+
 /* ---- user score expressions (fg_score_create) ---- */
 
 #define USER_EXPR "score * w + bias[h * 5 + min(max(kv_idx - q_idx, -2), 2) + 2]"
@@ -529,6 +548,7 @@ int main(void) {
     test_user_reference(ctx);
     fg_sources src;
     if (nvrtc_sources_or_skip(&src)) { CHECK(0, "sources"); return test_summary("test_score_fwd_cpu"); }
+    test_window_probe(&src);
     test_render(&src);
     test_compile(&src);
     test_user_plan(ctx, &src);
