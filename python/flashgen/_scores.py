@@ -81,3 +81,6 @@ def _fp32_table(name, t, device, shapes):
         raise ValueError(f"{name} has shape {tuple(t.shape)}; expected " + " or ".join(str(list(s)) for s in shapes))
     if not t.is_contiguous():
         raise ValueError(f"{name} must be contiguous")
+
+
+NONE = Scores()  # no modification (shared, never changed)
