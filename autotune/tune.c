@@ -386,6 +386,11 @@ fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_o
                 "restricted to the layout's block sizes");
         return fg_ctx_fail(ctx, &e);
     }
+    if (fg_desc_score_mods(shp)) {
+        fg_fail(&e, FG_ERR_UNSUPPORTED, "fg_tune does not tune score modifications yet (softcap, alibi_slopes, window, "
+                "sinks): their calls use the heuristic's mma.sync configuration");
+        return fg_ctx_fail(ctx, &e);
+    }
     if (nb < 1 || nb > 32) { fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_tune: num_seqlens = %d (1..32)", nb); return fg_ctx_fail(ctx, &e); }
     for (int i = 0; i < nb; ++i) {
         if (seqlens[i] < 1 || seqlens[i] > (1 << 20)) {

@@ -22,6 +22,8 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     lua_pushboolean(L, v->spec.causal);     lua_setfield(L, -2, "causal");
     lua_pushboolean(L, v->spec.sparse);     lua_setfield(L, -2, "sparse");
     if (v->spec.infer) { lua_pushboolean(L, 1); lua_setfield(L, -2, "infer"); }
+    for (int i = 0; i < 4; ++i) /* score modifications: only those used, so other variants render as before */
+        if (v->spec.mods & (1 << i)) { lua_pushboolean(L, 1); lua_setfield(L, -2, fg_spec_mod_name(i)); }
     lua_pushinteger(L, v->cfg.block_m);     lua_setfield(L, -2, "block_m");
     lua_pushinteger(L, v->cfg.block_n);     lua_setfield(L, -2, "block_n");
     lua_pushinteger(L, v->cfg.warps);       lua_setfield(L, -2, "warps");
@@ -34,6 +36,10 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     if (v->cfg.ws_off & FG_WS_NO_OVERLAP) { lua_pushboolean(L, 0); lua_setfield(L, -2, "overlap"); }
     lua_pushstring(L, key ? key : "");      lua_setfield(L, -2, "key");
     lua_pushstring(L, spec);                lua_setfield(L, -2, "spec");
+    if (fg_mask_hash_set(&v->spec.score_hash)) {
+        lua_pushstring(L, v->spec.score_cuda ? v->spec.score_cuda : ""); lua_setfield(L, -2, "score");
+        lua_pushstring(L, v->spec.score_text ? v->spec.score_text : ""); lua_setfield(L, -2, "score_text");
+    }
     if (fg_mask_hash_set(&v->spec.mask_hash)) {
         lua_pushstring(L, v->spec.mask_cuda ? v->spec.mask_cuda : ""); lua_setfield(L, -2, "mask");
         lua_pushstring(L, v->spec.mask_text ? v->spec.mask_text : ""); lua_setfield(L, -2, "mask_text");

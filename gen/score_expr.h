@@ -3,7 +3,8 @@
  * one (query, key) element from the old one.  It is parsed and type-checked
  * here (the parser is the mask language's, gen/expr_parse.h), evaluated on
  * the host exactly as the device computes it, and rendered as canonical text
- * and as CUDA C++.  Not yet used by the kernels (docs/SCORES.md).
+ * and as CUDA C++.  The forward kernel applies it (fg_score_create,
+ * runtime/score.c; docs/SCORE-WIRING.md).
  *
  * Language:
  *   score           the logit (float)

@@ -70,6 +70,8 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "infer")) {
             if (!isint || (iv != 0 && iv != 1)) goto bad;
             v->spec.infer = iv;
+        } else if (!strcmp(key, "mods")) {
+            if (!fg_spec_mods_parse(val, &v->spec.mods)) goto bad;
         } else if (!strcmp(key, "sparse")) {
             if (!isint || (iv != 0 && iv != 1)) goto bad;
             v->spec.sparse = iv;
@@ -83,6 +85,11 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
             if (!isint || iv < 0 || iv > 1) goto bad;
             const int bit = key[0] == 'p' && key[1] == 'i' ? FG_WS_NO_PINGPONG : key[0] == 'o' ? FG_WS_NO_OVERLAP : FG_WS_NO_PERSISTENT;
             v->cfg.ws_off = iv ? v->cfg.ws_off & ~bit : v->cfg.ws_off | bit;
+        } else if (!strcmp(key, "score")) {
+            st = fg_fail(err, FG_ERR_UNSUPPORTED,
+                         "SPEC key 'score': a score-expression variant is built from an fg_score (fg_score_create); its "
+                         "key names the expression by a hash, which cannot be turned back into it");
+            break;
         } else if (!strcmp(key, "mask")) {
             st = fg_fail(err, FG_ERR_UNSUPPORTED,
                          "SPEC key 'mask': a mask variant is built from a pattern's layout (fg_pattern_layout, flashgen explore); "
@@ -117,13 +124,16 @@ int fg_mask_hash_set(const fg_mask_hash *h) {
     return 0;
 }
 
-void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n) {
+static void hash_item(const char *prefix, const fg_mask_hash *h, char *buf, size_t n) {
     if (!n) return;
     buf[0] = 0;
-    if (!fg_mask_hash_set(h) || n < sizeof ",mask=" + 64) return;
-    size_t k = (size_t)snprintf(buf, n, ",mask=");
+    if (!fg_mask_hash_set(h) || n < strlen(prefix) + 65) return;
+    size_t k = (size_t)snprintf(buf, n, "%s", prefix);
     for (int i = 0; i < 32; ++i, k += 2) snprintf(buf + k, n - k, "%02x", h->sha256[i]);
 }
+
+void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n) { hash_item(",mask=", h, buf, n); }
+void fg_score_hash_format(const fg_mask_hash *h, char *buf, size_t n) { hash_item(",score=", h, buf, n); }
 
 int fg_spec_head_dim_v(const fg_spec *s) { return s->head_dim_v ? s->head_dim_v : s->head_dim; }
 
@@ -149,7 +159,8 @@ void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n) {
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
     return a->head_dim == b->head_dim && fg_spec_head_dim_v(a) == fg_spec_head_dim_v(b) && a->dtype == b->dtype &&
            a->causal == b->causal && a->sparse == b->sparse && a->kind == b->kind &&
-           a->infer == b->infer &&
+           a->infer == b->infer && a->mods == b->mods &&
+           !memcmp(&a->score_hash, &b->score_hash, sizeof a->score_hash) &&
            !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
 
@@ -183,7 +194,44 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     if (k > 0 && (size_t)k < n) fg_mask_hash_format(&v->spec.mask_hash, buf + k, n - (size_t)k);
     if (v->spec.kind == FG_KIND_BWD) fg_strlcat(buf, ",kind=bwd", n);
     if (v->spec.infer) fg_strlcat(buf, ",infer=1", n);
+    char mods[64];
+    fg_spec_mods_item(v->spec.mods, mods, sizeof mods);
+    fg_strlcat(buf, mods, n);
+    char score[80];
+    fg_score_hash_format(&v->spec.score_hash, score, sizeof score);
+    fg_strlcat(buf, score, n);
     if (v->spec.kind == FG_KIND_APPEND) fg_strlcat(buf, ",kind=append", n);
+}
+
+static const char *const mod_names[4] = {"softcap", "alibi", "window", "sink"};
+
+int fg_spec_has_mods(const fg_spec *s) { return s->mods || fg_mask_hash_set(&s->score_hash); }
+
+const char *fg_spec_mod_name(int i) { return i >= 0 && i < 4 ? mod_names[i] : i == 4 ? "score" : ""; }
+
+void fg_spec_mods_item(int mods, char *buf, size_t n) {
+    if (!n) return;
+    buf[0] = 0;
+    for (int i = 0; i < 4; ++i)
+        if (mods & (1 << i)) {
+            fg_strlcat(buf, buf[0] ? "+" : ",mods=", n);
+            fg_strlcat(buf, mod_names[i], n);
+        }
+}
+
+int fg_spec_mods_parse(const char *text, int *mods) {
+    int m = 0;
+    for (const char *s = text; *s;) {
+        const size_t len = strcspn(s, "+");
+        int found = 0;
+        for (int i = 0; i < 4; ++i)
+            if (strlen(mod_names[i]) == len && !strncmp(s, mod_names[i], len)) { m |= 1 << i; found = 1; }
+        if (!found) return 0;
+        s += len;
+        if (*s == '+') ++s;
+    }
+    *mods = m;
+    return m != 0;
 }
 
 const char *fg_variant_template(const fg_variant *v) {

@@ -46,7 +46,25 @@ typedef struct fg_spec {
      * packing, each switched on at run time by the kernel parameters
      * (templates/fg_infer.cuh).  Keys name it only when set. */
     int infer;
+    /* Score modifications compiled in (forward, mma.sync path, dense):
+     * FG_MOD_* bits, docs/SCORE-WIRING.md.  Their values (cap, slopes,
+     * window, sinks) are kernel parameters.  Keys and SPEC text name them
+     * only when set (",mods=softcap+alibi+window+sink"), and the template
+     * emits their traits only then, so other variants render as before. */
+    int mods;
+    /* A user score expression (fg_score_create), or none: score_hash all
+     * zero.  score_cuda is the C++ the kernel inlines, score_text its
+     * canonical form (both owned by the fg_score); the key names it by the
+     * SHA-256 of score_cuda (",score=<hex>"). */
+    fg_mask_hash score_hash;
+    const char *score_cuda, *score_text;
 } fg_spec;
+#define FG_MOD_SOFTCAP 1
+#define FG_MOD_ALIBI 2
+#define FG_MOD_WINDOW 4
+#define FG_MOD_SINK 8
+#define FG_MOD_ALL 15
+#define FG_MOD_SCORE 16 /* a user score expression: never in spec.mods (spec.score_hash names it) */
 #define FG_KIND_FWD 0
 #define FG_KIND_BWD 1
 #define FG_KIND_APPEND 2
@@ -80,6 +98,7 @@ typedef struct fg_variant {
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
     "  kind=fwd|bwd      forward (default) or backward kernels\n"                          \
     "  infer=0|1         inference variant: varlen, KV-cache lengths, paged KV, split-KV\n"\
+    "  mods=softcap+alibi+window+sink   score modifications compiled in (any of them)\n"\
     "  block_m=N block_n=N warps=N stages=1..3 q_in_regs=0|1 min_blocks=N\n"               \
     "                    block configuration (default: tuned or built-in heuristic)\n"       \
     "  wgmma=0|1|2       kernel path: 2 Hopper TMA + warp-specialised, 1 Hopper wgmma\n"        \
@@ -114,6 +133,8 @@ fg_status fg_config_parse(const char *text, fg_config *c, fg_error *err);
 fg_mask_hash fg_mask_hash_of(const char *mask_cuda);
 int fg_mask_hash_set(const fg_mask_hash *h);
 void fg_mask_hash_format(const fg_mask_hash *h, char *buf, size_t n);
+/* The same for a score expression: ",score=" and 64 hex digits, or "". */
+void fg_score_hash_format(const fg_mask_hash *h, char *buf, size_t n);
 /* Same compile-time identity (the mask by its SHA-256; head_dim_v 0 and
  * head_dim_v == head_dim alike). */
 int fg_spec_equal(const fg_spec *a, const fg_spec *b);
@@ -125,6 +146,16 @@ fg_status fg_head_dims_check(int head_dim, int head_dim_v, fg_error *err);
 /* The variant key / tuning spec item of the value head dim: ",hdim_v=N", or
  * "" when it equals head_dim. */
 void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n);
+/* Whether s has a built-in score modification or a score expression (the
+ * mma.sync forward only). */
+int fg_spec_has_mods(const fg_spec *s);
+/* The key / SPEC item of spec mods: ",mods=softcap+alibi+window+sink" (the
+ * bits set, in that order), or "" without any. */
+void fg_spec_mods_item(int mods, char *buf, size_t n);
+/* "softcap+window" -> bits; 0 when a name is not one of the four. */
+int fg_spec_mods_parse(const char *text, int *mods);
+/* The template parameter name of bit i (0..3): softcap, alibi, window, sink. */
+const char *fg_spec_mod_name(int i);
 const char *fg_dtype_name(fg_dtype d);
 const char *fg_causal_name(fg_causal c);
 #endif

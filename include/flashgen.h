@@ -71,7 +71,10 @@ extern "C" {
  * Fields appended so far: fg_attention_desc.head_dim_v, then the backward
  * fields (deterministic, gradient strides), then the inference fields
  * (cu_seqlens_q/k, total_q/k, seqlens_k, block_table, page_size, num_pages,
- * max_pages, num_splits).  Planned, off at zero: score modifications. */
+ * max_pages, num_splits), then the score modifications (softcap,
+ * alibi_slopes, alibi_batch_stride, window_left, window_right, sinks,
+ * score),
+ * whose window pair is off at -1, not 0 (see there). */
 
 typedef enum fg_status {
     FG_OK = 0,
@@ -239,6 +242,45 @@ fg_status fg_pattern_eval(fg_context *ctx, fg_pattern *p, int batch, int heads, 
 fg_status fg_pattern_layout(fg_context *ctx, fg_pattern *p, int batch, int heads, int seqlen_q, int seqlen_k,
                             int block_q, int block_k, fg_block_layout **layout);
 
+/* ---- User score modifications -------------------------------------------
+ *
+ * A score expression (docs/SCORES.md: FlexAttention's score_mod as a small,
+ * validated language) over `score` (the logit: scaled, after softcap and
+ * ALiBi), b, h, q_idx, kv_idx, named constants and named read-only device
+ * tables, e.g. "score + bias[h * 7 + min(max(kv_idx - q_idx, -3), 3) + 3]".
+ * fg_attention_desc.score applies it in the forward (mma.sync and TMA paths, dense;
+ * docs/SCORE-WIRING.md).  The expression is compiled into the kernel: its
+ * CUDA form (which depends on the int constants' values, not the float
+ * ones') names the variant by its SHA-256; the constants and table pointers
+ * are kernel parameters.  The tables must stay valid while calls use the
+ * score; the score must be destroyed after its last call and after the
+ * plans (fg_attention_plan_create) made with it, and before its context.
+ * fg_score_arg is frozen (no struct_size): a later kind of argument would be
+ * a new kind value. */
+typedef struct fg_score fg_score;
+typedef enum fg_score_arg_kind {
+    FG_SCORE_CONST_INT = 0,   /* value in i */
+    FG_SCORE_CONST_FLOAT = 1, /* value in f (rounded to fp32) */
+    FG_SCORE_TABLE_INT32 = 2, /* device int32 [n], read as name[index], index clamped to [0, n-1] */
+    FG_SCORE_TABLE_FLOAT = 3  /* device fp32 [n], likewise */
+} fg_score_arg_kind;
+typedef struct fg_score_arg {
+    const char *name;
+    fg_score_arg_kind kind;
+    int64_t i;
+    double f;
+    const void *data; /* tables: device pointer, 4-byte aligned */
+    int64_t n;        /* tables: elements, 1 .. 2^31 - 1 */
+} fg_score_arg;
+/* At most 16 constants and 8 tables.  FG_ERR_PATTERN with the column for
+ * an expression error, FG_ERR_INVALID_ARGUMENT for a bad argument.  No GPU
+ * needed.  *out is NULL on failure. */
+fg_status fg_score_create(fg_context *ctx, const char *expr, const fg_score_arg *args, int nargs, fg_score **out);
+/* fg_score_destroy(NULL) does nothing. */
+void fg_score_destroy(fg_score *s);
+/* The canonical text of the expression (owned by s). */
+const char *fg_score_text(const fg_score *s);
+
 /* One attention call.  Tensors are device pointers, 16-byte aligned, with
  * element strides (the last dimension is contiguous); strides must be
  * multiples of 8.  q: [batch, seqlen_q, heads_q, head_dim] by default
@@ -324,6 +366,46 @@ typedef struct fg_attention_desc {
      * (fg_attention_plan_create): fg_attention_forward runs 0 as 1 and
      * refuses n > 1. */
     int num_splits;
+    /* ---- score modifications (appended; docs/SCORE-WIRING.md).  Forward,
+     * mma.sync and TMA paths, dense (no layout) and not with the inference
+     * fields: elsewhere (a layout, the inference fields, FG_PATH_WGMMA, the
+     * backward) a call that sets one returns FG_ERR_UNSUPPORTED naming it
+     * (FG_PATH_AUTO takes the TMA kernel on Hopper, else mma.sync).  The logit of query i
+     * and key j is built in this order, as FlashAttention-2 does:
+     *   x = softmax_scale * q_i . k_j
+     *   x = softcap * tanh(x / softcap)                    (softcap > 0)
+     *   x = x - slope * |i + off - j|                      (alibi_slopes)
+     * then the causal mask and the window, then the softmax (with the sink
+     * in its denominator).  off aligns the last query with the last key
+     * (off = seqlen_k - seqlen_q, FlashAttention-2's convention), or is 0
+     * with FG_CAUSAL_TOP_LEFT.
+     *
+     * softcap: 0 = off; else > 0 (Gemma 2's 50.0, Grok's 30.0). */
+    float softcap;
+    /* ALiBi: NULL = off; else device fp32 slopes, slope of (b, h) at
+     * alibi_slopes[b * alibi_batch_stride + h]: stride 0 for one [heads_q]
+     * vector, heads_q for a [batch, heads_q] array. */
+    const float *alibi_slopes;
+    int64_t alibi_batch_stride;
+    /* Local window (FlashAttention-2's window_size): key j is visible from
+     * query i iff i + off - window_left <= j <= i + off + window_right; -1
+     * leaves that side unbounded.  With causal, the causal limit also holds
+     * (window_right above 0 then changes nothing).  Rows whose window holds
+     * no key give o = 0 and lse = -inf (or the sink).
+     * THE ONE FIELD PAIR WHOSE "OFF" IS NOT ZERO: fg_attention_desc_init
+     * sets both to -1, and a caller whose struct_size does not cover them
+     * (an older header) reads as -1, so rule 2's promise holds for old
+     * programs; a descriptor set up without fg_attention_desc_init must set
+     * them to -1 itself. */
+    int window_left, window_right;
+    /* Attention sinks (gpt-oss): NULL = off; else device fp32 [heads_q], a
+     * logit per head added to each row's softmax denominator only:
+     *   o_i = sum_j exp(x_ij - M) v_j / (exp(sink - M) + sum_j exp(x_ij - M))
+     *   lse_i = log(exp(sink) + sum_j exp(x_ij)) */
+    const float *sinks;
+    /* A user score expression (fg_score_create), applied after softcap and
+     * ALiBi; NULL = none. */
+    const fg_score *score;
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,

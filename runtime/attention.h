@@ -44,6 +44,13 @@ fg_status fg_infer_check(const fg_attention_desc *d, fg_error *err);
 /* The inference fields of the kernel parameters: tables, totals, pages;
  * one split and no packing until fg_infer_apply. */
 void fg_infer_params(const fg_attention_desc *d, fg_fwd_params *p);
+/* Score modifications (runtime/score_plan.c): the FG_MOD_* bits d sets;
+ * their checks (FG_ERR_INVALID_ARGUMENT for bad values, FG_ERR_UNSUPPORTED
+ * where they are not built: a layout, the inference fields, the wgmma and
+ * TMA paths); and the spec bits and kernel parameters (after p->scale). */
+int fg_desc_score_mods(const fg_attention_desc *d);
+fg_status fg_score_check(const fg_attention_desc *d, fg_error *err);
+void fg_score_params(const fg_attention_desc *d, fg_spec *s, fg_fwd_params *p);
 
 struct fg_cuda;
 /* ptr: device memory of the current context, `align`-byte aligned, holding

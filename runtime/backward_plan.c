@@ -33,6 +33,10 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     if (dd->layout && dd->deterministic)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the deterministic backward is dense only: with a block-sparse layout dq is summed with atomics");
+    if (fg_desc_score_mods(dd))
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the backward pass does not support score modifications yet (softcap, alibi_slopes, window_left/"
+                       "window_right, sinks): only the forward (fg_attention_forward) applies them");
     if (dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has the portable mma.sync path only (FG_PATH_AUTO or FG_PATH_MMA)");
     /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;

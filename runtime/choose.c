@@ -141,7 +141,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
         fg_config cfg;
-        if (!v->spec.infer && tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
+        if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
         } else if (v->spec.infer && d->seqlen_q < FG_DECODE_ROWS && decode_config(ctx, d, &v->spec, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
@@ -160,7 +160,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     fg_status st = fg_desc_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
     if (st != FG_OK) return st;
-    if (!v->spec.infer && fg_infer_auto(ctx, d)) { /* decode-shaped: GQA packing or split-KV */
+    if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && fg_infer_auto(ctx, d)) { /* decode-shaped: GQA packing or split-KV */
         v->spec.infer = 1;
         v->cfg.wgmma = 0;
     }

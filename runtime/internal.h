@@ -81,6 +81,21 @@ struct fg_block_layout {
     char *mask_cuda, *mask_text;
     long long mask_c[16];
 };
+/* A user score expression (runtime/score.c): parsed, rendered and named
+ * once; fg_score_params copies its constants and tables into the kernel
+ * parameters. */
+struct fg_score_expr;
+struct fg_score {
+    struct fg_score_expr *expr;
+    char *cuda, *text;
+    fg_mask_hash hash;
+    long long ci[16];
+    float cf[16];
+    const void *tdata[8];
+    long long tn[8];
+    int tfloat[8];
+    int ntables;
+};
 /* Validates and uploads a host layout (fg_block_layout_create without the
  * context error bookkeeping). */
 fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_block_layout **out, fg_error *e);

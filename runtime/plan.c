@@ -48,6 +48,7 @@ void fg_attention_desc_init_sized(fg_attention_desc *d, size_t struct_size, fg_d
     bshd_strides(x.o_strides, seqlen_q, heads_q, head_dim);
     bshd_strides(x.k_strides, seqlen_k, heads_kv, head_dim);
     bshd_strides(x.v_strides, seqlen_k, heads_kv, head_dim);
+    x.window_left = x.window_right = -1; /* no window: the one "off" that is not zero */
     /* only the caller's bytes: an older header's struct is smaller; a newer
      * header's is larger, and the fields this library does not know must
      * be zero (the struct_size rules), so they are cleared here */
@@ -149,6 +150,7 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     if (!(scale > 0.f) || isinf(scale))
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "softmax_scale must be positive and finite (got %g)", (double)d->softmax_scale);
     if ((st = fg_infer_check(d, err))) return st;
+    if ((st = fg_score_check(d, err))) return st;
     fg_tensor_shape sh[FG_T_COUNT];
     fg_desc_tensor_shapes(d, sh);
     for (int i = FG_T_Q; i <= FG_T_O; ++i)
@@ -218,5 +220,6 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
         memcpy(p->mask_c, L->mask_c, sizeof p->mask_c);
     }
     fg_infer_params(d, p);
+    fg_score_params(d, &v->spec, p);
     return FG_OK;
 }

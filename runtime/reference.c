@@ -1,5 +1,6 @@
 #include "runtime/reference.h"
 #include "gen/mask_expr.h"
+#include "gen/score_expr.h"
 #include "runtime/attention.h"
 
 #include <math.h>
@@ -91,6 +92,9 @@ int fg_ref_visible(const fg_attention_desc *d, const fg_block_layout_desc *L, in
 int fg_ref_visible_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m, int b, int h,
                         int i, int j) {
     if (j >= d->seqlen_k) return 0;
+    /* the window (score modifications): FlashAttention-2's alignment */
+    const int64_t w = (int64_t)i + fg_ref_mod_offset(d);
+    if ((d->window_left >= 0 && j < w - d->window_left) || (d->window_right >= 0 && j > w + d->window_right)) return 0;
     const int off = d->causal == FG_CAUSAL_BOTTOM_RIGHT ? d->seqlen_k - d->seqlen_q : 0;
     const int causal_ok = d->causal == FG_CAUSAL_NONE || j <= i + off;
     if (!L) return causal_ok;
@@ -114,6 +118,29 @@ void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L,
 void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                            const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
                            double *lse_out) {
+    fg_reference_row_mods(d, L, m, NULL, q, k, v, b, h, i, orow, lse_out);
+}
+
+int fg_ref_mod_offset(const fg_attention_desc *d) {
+    return d->causal == FG_CAUSAL_TOP_LEFT ? 0 : d->seqlen_k - d->seqlen_q;
+}
+
+double fg_ref_logit(const fg_attention_desc *d, const fg_ref_mods *mods, int b, int h, int i, int j, double x) {
+    if (d->softcap > 0.f) x = d->softcap * tanh(x / d->softcap);
+    if (mods && mods->alibi_slopes) {
+        const double slope = mods->alibi_slopes[(int64_t)b * d->alibi_batch_stride + h];
+        x -= slope * fabs((double)i + fg_ref_mod_offset(d) - j);
+    }
+    if (mods && mods->score) {
+        const fg_score_env env = {(float)x, b, h, i, j, mods->score_ci, mods->score_cf, mods->score_tables};
+        x = fg_score_expr_eval(mods->score, &env);
+    }
+    return x;
+}
+
+void fg_reference_row_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                           const fg_ref_mods *mods, const uint16_t *q, const uint16_t *k, const uint16_t *v, int b,
+                           int h, int i, double *orow, double *lse_out) {
     const int D = d->head_dim, DV = fg_desc_head_dim_v(d), hk = h / (d->heads_q / d->heads_kv);
     const double scale = d->softmax_scale == 0.f ? 1.0 / sqrt((double)D) : (double)d->softmax_scale;
     double *s = malloc(sizeof(double) * ((size_t)d->seqlen_k + (size_t)D));
@@ -126,11 +153,16 @@ void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_des
         const uint16_t *kp = k + b * d->k_strides[0] + hk * d->k_strides[1] + (int64_t)j * d->k_strides[2];
         double acc = 0;
         for (int x = 0; x < D; ++x) acc += qr[x] * fg_half_to_float(kp[x], d->dtype);
-        s[j] = acc * scale;
+        s[j] = fg_ref_logit(d, mods, b, h, i, j, acc * scale);
         if (s[j] > mx) mx = s[j];
     }
     for (int x = 0; x < DV; ++x) orow[x] = 0;
-    double sum = 0;
+    /* an attention sink joins the denominator only (M: the larger of the
+     * row's largest logit and the sink) */
+    const double sink = mods && mods->sinks ? mods->sinks[h] : -INFINITY;
+    const double M = mx > sink ? mx : sink;
+    double sum = sink > -INFINITY ? exp(sink - M) : 0;
+    mx = M;
     if (mx > -INFINITY) {
         for (int j = 0; j < d->seqlen_k; ++j) {
             if (s[j] == -INFINITY) continue;
@@ -147,11 +179,17 @@ void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_des
 
 void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
                           const uint16_t *k, const uint16_t *v, double *o, double *lse) {
+    fg_reference_forward_mods(d, L, NULL, q, k, v, o, lse);
+}
+
+void fg_reference_forward_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mods *mods,
+                               const uint16_t *q, const uint16_t *k, const uint16_t *v, double *o, double *lse) {
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i)
-                fg_reference_row(d, L, q, k, v, b, h, i, o + (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * fg_desc_head_dim_v(d),
-                                 lse + ((size_t)b * d->heads_q + h) * d->seqlen_q + i);
+                fg_reference_row_mods(d, L, NULL, mods, q, k, v, b, h, i,
+                                      o + (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * fg_desc_head_dim_v(d),
+                                      lse + ((size_t)b * d->heads_q + h) * d->seqlen_q + i);
 }
 
 int fg_host_layout_random(fg_host_layout *L, int batch, int heads, int seqlen_q, int seqlen_k, int block_q,

@@ -35,6 +35,37 @@ void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_des
                            const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
                            double *lse);
 
+/* Score modifications (include/flashgen.h): softcap, the window and
+ * alibi_batch_stride are read from d; the slopes and sinks from these HOST
+ * copies of d's device arrays (NULL: off, whatever d says).  The window is
+ * part of fg_ref_visible_mask. */
+struct fg_score_expr;
+struct fg_score_table;
+typedef struct fg_ref_mods {
+    const float *alibi_slopes; /* [batch * alibi_batch_stride + heads_q] as d indexes it */
+    const float *sinks;        /* [heads_q] */
+    /* a user score expression (d->score is not read: it holds device
+     * tables), evaluated as the device does (fg_score_expr_eval, fp32) with
+     * host copies of its tables; NULL: none */
+    const struct fg_score_expr *score;
+    const int64_t *score_ci;
+    const float *score_cf;
+    const struct fg_score_table *score_tables;
+} fg_ref_mods;
+/* The alignment of ALiBi and the window: 0 for FG_CAUSAL_TOP_LEFT, else
+ * seqlen_k - seqlen_q (FlashAttention-2's). */
+int fg_ref_mod_offset(const fg_attention_desc *d);
+/* The logit of (b, h, i, j) from the scaled score x: softcap, then ALiBi,
+ * then the score expression. */
+double fg_ref_logit(const fg_attention_desc *d, const fg_ref_mods *mods, int b, int h, int i, int j, double x);
+void fg_reference_row_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                           const fg_ref_mods *mods, const uint16_t *q, const uint16_t *k, const uint16_t *v, int b,
+                           int h, int i, double *orow, double *lse);
+/* lse with a sink: log(exp(sink) + sum exp(logits)); a row with no visible
+ * key then has o = 0 and lse = sink. */
+void fg_reference_forward_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mods *mods,
+                               const uint16_t *q, const uint16_t *k, const uint16_t *v, double *o, double *lse);
+
 /* o: [batch, seqlen_q, heads_q, head_dim_v] contiguous float64;
  * lse: [batch, heads_q, seqlen_q] (natural log; -inf for an empty row).
  * q, k, v are host arrays laid out with d's strides. */

@@ -43,5 +43,9 @@ fg_status fg_struct_write(void *out, const void *in, size_t lib_size, size_t min
 }
 
 fg_status fg_desc_read(const fg_attention_desc *in, fg_attention_desc *out, fg_error *err) {
-    return fg_struct_read(in, sizeof *out, FG_ATTENTION_DESC_MIN_SIZE, out, "fg_attention_desc", err);
+    fg_status st = fg_struct_read(in, sizeof *out, FG_ATTENTION_DESC_MIN_SIZE, out, "fg_attention_desc", err);
+    if (st != FG_OK) return st;
+    /* an older header's struct has no window: off is -1 there, not 0 */
+    if (in->struct_size < FG_END_OF(fg_attention_desc, window_right)) out->window_left = out->window_right = -1;
+    return FG_OK;
 }

@@ -202,8 +202,9 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
         tabs[0] = hd > 192 ? tma_256 : hd > 128 ? tma_192 : hd > 64 ? tma_128 : tma_64;
         lens[0] = 3;
     }
-    /* the wgmma family: equal head dims only */
-    if (wgmma_ok && s->head_dim % 64 == 0 && dv == s->head_dim && !(only && wgmma_ok == 2)) {
+    /* the wgmma family: equal head dims only; no score modifications
+     * (templates/fg_score.cuh is in the mma.sync and TMA kernels) */
+    if (wgmma_ok && !fg_spec_has_mods(s) && s->head_dim % 64 == 0 && dv == s->head_dim && !(only && wgmma_ok == 2)) {
         tabs[1] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
         lens[1] = tabs[1] == hopper_128 ? 4 : 3;
     }

@@ -31,6 +31,7 @@
 #include "fg_mask.cuh"
 #include "fg_schedule.cuh"
 #include "fg_infer.cuh"
+#include "fg_score.cuh"
 
 namespace fg {
 
@@ -155,6 +156,11 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     } else {
         sch.init(p, m0, b, h);
         n = sch.count;
+        if constexpr (HasWindow<K>::value) {   // only the key tiles some row's window meets
+            int end;
+            window_tiles<BC>(p, m0, sch.row_last, sch.count, first, end);
+            n = max(0, end - first);
+        }
     }
 
     // Paged K/V: pg[j] is the page of entry i + j (j = 0 .. STAGES+1) at
@@ -247,6 +253,10 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
             for (int e = 0; e < 4; ++e) acc_o[i][j][e] = 0.f;
     OnlineSoftmax<MT, NT_S, NT_O> sm;
     sm.init();
+    // score modifications (fg_score.cuh): the softmax then sees logits
+    constexpr bool LOGITS = LogitMods<K>::value;
+    float slope = 0.f;
+    if constexpr (HasAlibi<K>::value) slope = __ldg(p.alibi_slopes + b * p.alibi_batch_stride + h);
     u32 qreg[K::Q_IN_REGS ? MT : 1][K::Q_IN_REGS ? S::KS_QK : 1][4];
 
     for (int i = 0; i < n; ++i) {
@@ -301,8 +311,11 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                     }
                 }
             }
+            if constexpr (LOGITS) apply_logit_mods<K, MT, NT_S>(acc_s, p, slope, b, h, m0 + wrow, t * BC);
             if (sch.needs_mask(t, part))
                 apply_mask<MT, NT_S, K::CAUSAL>(acc_s, m0 + wrow, t * BC, seq.sk, seq.offset, part, G);
+            if constexpr (HasWindow<K>::value)
+                if (window_cuts<BC>(p, t, m0, sch.row_last)) apply_window<MT, NT_S>(acc_s, p, m0 + wrow, t * BC);
             if constexpr (HasMaskMod<K>::value)
                 if (part) apply_mask_mod<K, MT, NT_S>(acc_s, p, b, h, m0 + wrow, t * BC);
         }
@@ -312,7 +325,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         issue_k(i + K::STAGES, pg[INF ? K::STAGES : 0]);
 
         if (vis) {
-            sm.step(acc_s, acc_o, p.scale_log2);
+            sm.step(acc_s, acc_o, LOGITS ? 1.44269504088896340736f : p.scale_log2);
             const u32 vst = v_base + stage * BC * LDS_V * 2;
 #pragma unroll
             for (int kk = 0; kk < S::KS_PV; ++kk) {
@@ -354,7 +367,8 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     // Epilogue: normalise, stage this warp's rows in its own part of sQ,
     // then write 16-byte vectors of the valid rows and columns.
     float inv[MT][2], lse[MT][2];
-    sm.finish(p.scale, inv, lse);
+    if constexpr (HasSink<K>::value) sm.template finish<true>(LOGITS ? 1.f : p.scale, inv, lse, __ldg(p.sinks + h));
+    else sm.finish(LOGITS ? 1.f : p.scale, inv, lse);
     const int g = lane >> 2, c = lane & 3;
     if constexpr (INF) {
         if (splits > 1) {   // this split's share, normalised, fp32, straight from registers

@@ -35,6 +35,7 @@
 #include "fg_tile_scheduler.cuh"
 #include "fg_softmax.cuh"
 #include "fg_mask.cuh"
+#include "fg_score.cuh"
 #include "fg_schedule.cuh"
 
 namespace fg {
@@ -93,6 +94,7 @@ __device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma
         const int m0 = mb * K::BR, hk = h / p.group;
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
+        const int first = window_clip<K>(p, sch);
 
         // with two Q buffers this tile's Q loads while the last tile computes
         sm.qr.acquire(qs, S::Q_TX);
@@ -101,7 +103,7 @@ __device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma
             tma_load_4d(sm.qbuf(qs.stage) + cb * K::BR * 128, &tm.q, sm.qr.full(qs.stage), cb * 64, m0, h, b);
         qs.advance();
 
-        for (int i = 0; i < sch.count; ++i) {
+        for (int i = first; i < sch.count; ++i) {
             bool part;
             const int t = sch.tile(i, part);
             if (!sch.visible(t, part)) continue;
@@ -129,6 +131,7 @@ template <class K> struct WsConsumer {
     const fg_fwd_params &p;
     const WsSmem<K> &sm;
     int c, wq, lane;   // consumer index, warp in the warpgroup, lane
+    float slope = 0.f; // ALiBi slope of the current tile's head
 
     __device__ __forceinline__ WsConsumer(const fg_fwd_params &p_, const WsSmem<K> &sm_, int c_)
         : p(p_), sm(sm_), c(c_), wq((threadIdx.x >> 5) & 3), lane(threadIdx.x & 31) {}
@@ -220,8 +223,11 @@ template <class K> struct WsConsumer {
         else wgmma_wait<0>();
         reg_fence(acc_s[0]);
         sm.kr.release(ps.stage);
+        if constexpr (LogitMods<K>::value) apply_logit_mods<K, 1, NT_S>(acc_s, p, slope, b, h, row0, t * K::BC);
         if (sch.needs_mask(t, part))
             apply_mask<1, NT_S, K::CAUSAL>(acc_s, row0, t * K::BC, p.seqlen_k, p.causal_offset, part);
+        if constexpr (HasWindow<K>::value)
+            if (window_cuts<K::BC>(p, t, sch.m0, sch.row_last)) apply_window<1, NT_S>(acc_s, p, row0, t * K::BC);
         if constexpr (HasMaskMod<K>::value)
             if (part) apply_mask_mod<K, 1, NT_S>(acc_s, p, b, h, row0, t * K::BC);
     }
@@ -243,7 +249,9 @@ template <class K> struct WsConsumer {
         const u32 qst = sm.qbuf(qs.stage);
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
+        const int first = window_clip<K>(p, sch);   // the producer's schedule too
         const int row0 = m0 + c * 64 + wq * 16;
+        if constexpr (HasAlibi<K>::value) slope = __ldg(p.alibi_slopes + b * p.alibi_batch_stride + h);
 
         float acc_o[1][NT_O][4];
 #pragma unroll
@@ -262,11 +270,11 @@ template <class K> struct WsConsumer {
         // makes ptxas serialise the pipeline (C7514).
         bool part;
         int t;
-        int i = next_visible(sch, 0, t, part);
+        int i = next_visible(sch, first, t, part);
         if (i < sch.count) {
             float acc_s[1][NT_S][4];
             s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, 0);
-            smx.step_p(acc_s, p.scale_log2, alpha_unused_);
+            smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : p.scale_log2, alpha_unused_);
             pack_p(pa, acc_s);
             if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
             int prev_stage = ps.stage;
@@ -275,7 +283,7 @@ template <class K> struct WsConsumer {
             for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
                 s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, prev_phase);
                 float alpha[1][2];
-                smx.step_p(acc_s, p.scale_log2, alpha);
+                smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : p.scale_log2, alpha);
                 if (K::OVERLAP) {
                     wgmma_wait<0>();
                     reg_fence(acc_o[0]);
@@ -304,7 +312,8 @@ template <class K> struct WsConsumer {
     __device__ __forceinline__ void epilogue(float (&acc_o)[1][NT_O][4], OnlineSoftmax<1, NT_S, NT_O> &smx, int m0, int h,
                                              int b, u32 qst) const {
         float inv[1][2], lse[1][2];
-        smx.finish(p.scale, inv, lse);
+        if constexpr (HasSink<K>::value) smx.template finish<true>(LogitMods<K>::value ? 1.f : p.scale, inv, lse, __ldg(p.sinks + h));
+        else smx.finish(LogitMods<K>::value ? 1.f : p.scale, inv, lse);
         const int g = lane >> 2, cq = lane & 3;
         const u32 slice = qst + c * 64 * 128;
 #pragma unroll

@@ -56,6 +56,25 @@ typedef struct fg_fwd_params {
     float *part_lse;         /* [splits, batch, heads_q, seqlen_q]            */
     int *split_count;        /* per query tile: splits finished (zero between runs) */
     int *table_err;          /* int[4] (fg_tables.cuh)                        */
+
+    /* Score modifications (variants with Traits::SOFTCAP / ALIBI / WINDOW /
+     * SINK, templates/fg_score.cuh; docs/SCORE-WIRING.md).  Appended, so
+     * kernels compiled before read the fields above at the same offsets. */
+    const float *alibi_slopes;    /* slope of (b, h): [b * alibi_batch_stride + h] */
+    long long alibi_batch_stride;
+    const float *sinks;           /* [heads_q], logits                           */
+    float softcap;                /* cap                                         */
+    float softcap_scale;          /* scale / cap: tanh's argument is S * this    */
+    int mod_offset;               /* key aligned with query i: i + mod_offset    */
+    int window_left, window_right; /* -1: unbounded                              */
+    int pad2_;
+    /* A user score expression (Traits::score_mod, rendered by
+     * gen/score_render.c): its constants, tables and table lengths. */
+    long long score_ci[16];
+    float score_cf[16];
+    const int *score_ti[8];
+    const float *score_tf[8];
+    long long score_tn[8];
 } fg_fwd_params;
 
 /* A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes, 64-byte

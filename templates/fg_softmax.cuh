@@ -74,10 +74,26 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
         rescale(o, alpha);
     }
 
+    // l of row (i, r) summed across the quad.
+    __device__ __forceinline__ float row_sum(int i, int r) const {
+        float t = l[i][r];
+        t += warp_xor(t, 1);
+        t += warp_xor(t, 2);
+        return t;
+    }
+
     // Reduce l across the quad; inv[i][r] = 1/l (0 for an empty row) and the
     // natural-log logsumexp (-inf for an empty row).
-    __device__ __forceinline__ void finish(float scale, float (&inv)[MT][2], float (&lse)[MT][2]) {
-        const float LN2 = 0.69314718055994530942f;
+    //
+    // SINK (gpt-oss's attention sinks): the logit `sink` joins the
+    // denominator only.  With mx = m * scale the row's largest logit and
+    // M = max(mx, sink): den = l exp(mx - M) + exp(sink - M), o = acc *
+    // exp(mx - M) / den, lse = M + log(den).  A row that saw no key has
+    // o = 0 and lse = sink (its softmax holds the sink alone; -inf when the
+    // sink is -inf).
+    template <bool SINK = false>
+    __device__ __forceinline__ void finish(float scale, float (&inv)[MT][2], float (&lse)[MT][2], float sink = 0.f) {
+        const float LN2 = 0.69314718055994530942f, LOG2E = 1.44269504088896340736f;
 #pragma unroll
         for (int i = 0; i < MT; ++i)
 #pragma unroll
@@ -86,8 +102,18 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
                 t += warp_xor(t, 1);
                 t += warp_xor(t, 2);
                 const bool empty = !(t > 0.f);
-                inv[i][r] = empty ? 0.f : 1.f / t;
-                lse[i][r] = empty ? neg_inf() : m[i][r] * scale + fast_log2(t) * LN2;
+                if constexpr (!SINK) {
+                    inv[i][r] = empty ? 0.f : 1.f / t;
+                    lse[i][r] = empty ? neg_inf() : m[i][r] * scale + fast_log2(t) * LN2;
+                } else {
+                    const float mx = empty ? sink : m[i][r] * scale;
+                    const float M = fmaxf(mx, sink);
+                    if (M == neg_inf()) { inv[i][r] = 0.f; lse[i][r] = neg_inf(); continue; }
+                    const float a = empty ? 0.f : fast_exp2((mx - M) * LOG2E);
+                    const float den = t * a + fast_exp2((sink - M) * LOG2E);
+                    inv[i][r] = a / den;
+                    lse[i][r] = M + fast_log2(den) * LN2;
+                }
             }
     }
 };

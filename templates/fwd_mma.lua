@@ -13,6 +13,8 @@
 --         block_m, block_n, warps, stages, q_in_regs (bool), min_blocks,
 --         infer (bool, optional: the inference variant of templates/fg_infer.cuh,
 --         dense only: per-sequence lengths, GQA packing, paged K/V, split-KV),
+--         softcap, alibi, window, sink (true or absent: score modifications,
+--         dense non-inference variants only, templates/fg_score.cuh),
 --         key (string, for the banner)
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded, rows_per_warp }
 --
@@ -27,7 +29,7 @@ local function check(p)
   util.expect_head_dim(p, "head_dim", 8, 8, "the mma.sync path")
   if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
   util.expect_head_dim(p, "head_dim_v", 8, 8, "the mma.sync path")
-  util.expect_variant(p)
+  util.expect_variant(p, true)
   util.expect_enum(p, "warps", { 4, 8 })
   util.expect_enum(p, "block_n", { 16, 32, 64, 128 })
   util.expect_enum(p, "stages", { 1, 2, 3 })
@@ -62,6 +64,7 @@ return function(p)
            p.block_m, p.block_n, p.warps, 16 * mt, p.stages, tostring(p.q_in_regs), p.min_blocks)
   out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
   util.mask_banner(out, p)
+  util.mod_banner(out, p)
   out:line('#include "fg_fwd_kernel.cuh"')
   out:line("")
   out:line("struct Traits {")
@@ -72,6 +75,7 @@ return function(p)
   out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s, Q_IN_REGS = %s;",
            tostring(p.dtype == "bf16"), tostring(p.causal), tostring(p.sparse), tostring(p.q_in_regs))
   util.mask_traits(out, p)
+  util.mod_traits(out, p)
   if p.infer then out:line("    static constexpr bool INFER = true;") end
   out:line("};")
   out:line("")

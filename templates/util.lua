@@ -42,12 +42,56 @@ function M.expect_head_dim(p, name, lo, mult, what)
   end
 end
 
--- The parameters every forward template shares: dtype, causal, sparse, mask.
-function M.expect_variant(p)
+-- The parameters every forward template shares: dtype, causal, sparse, mask,
+-- and the score modifications, which only templates passing takes_mods build.
+function M.expect_variant(p, takes_mods)
   M.expect_enum(p, "dtype", { "fp16", "bf16" })
   M.expect_bool(p, "causal")
   M.expect_bool(p, "sparse")
   M.check_mask(p)
+  M.check_mods(p, takes_mods)
+end
+
+-- Score modifications (gen/spec.h FG_MOD_*): each a boolean true when used.
+M.mods = { softcap = "SOFTCAP", alibi = "ALIBI", window = "WINDOW", sink = "SINK" }
+local mod_order = { "softcap", "alibi", "window", "sink" }
+
+function M.check_mods(p, takes_mods)
+  if p.score ~= nil then
+    if type(p.score) ~= "string" or p.score == "" then M.fail("parameter 'score' must be a non-empty string") end
+    if not takes_mods then M.fail("a score expression is not implemented by this kernel family (the mma.sync and TMA forwards have it)") end
+    if p.sparse or p.infer then M.fail("a score expression is built for dense, non-inference variants only") end
+  end
+  for _, name in ipairs(mod_order) do
+    if p[name] ~= nil then
+      if p[name] ~= true then M.fail("parameter '%s' must be true or absent", name) end
+      if not takes_mods then M.fail("score modification '%s' is not implemented by this kernel family (the mma.sync and TMA forwards have it)", name) end
+      if p.sparse or p.infer then M.fail("score modification '%s' is built for dense, non-inference variants only", name) end
+    end
+  end
+end
+
+-- The traits of the score modifications used (templates/fg_score.cuh) and a
+-- banner line; nothing for a variant without any, so its source is unchanged.
+function M.mod_traits(out, p)
+  for _, name in ipairs(mod_order) do
+    if p[name] then out:line("    static constexpr bool %s = true;", M.mods[name]) end
+  end
+  if p.score then  -- a user score expression (gen/score_render.c's CUDA form)
+    out:line("    static constexpr bool SCORE_MOD = true;")
+    out:line("    static __device__ __forceinline__ float score_mod(const fg_fwd_params &p, float s, int b, int h, int q_idx, int kv_idx) {")
+    out:line("        return %s;", p.score)
+    out:line("    }")
+  end
+end
+
+function M.mod_banner(out, p)
+  local used = {}
+  for _, name in ipairs(mod_order) do
+    if p[name] then used[#used + 1] = name end
+  end
+  if #used > 0 then out:line("// score modifications: %s (fg_score.cuh)", table.concat(used, " ")) end
+  if p.score then out:line("// score expression: %s", (p.score_text or p.score):gsub("\n", " ")) end
 end
 
 -- The element mask of partial blocks (a pattern's mask expression, already

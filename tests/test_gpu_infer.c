@@ -43,14 +43,7 @@ typedef struct icase {
 
 static const fg_cuda *cu;
 
-static CUdeviceptr dalloc(size_t bytes) {
-    CUdeviceptr p = 0;
-    if (cu->MemAlloc(&p, bytes ? bytes : 16) != CUDA_SUCCESS) {
-        fprintf(stderr, "cuMemAlloc(%zu) failed\n", bytes);
-        exit(1);
-    }
-    return p;
-}
+static CUdeviceptr dalloc(size_t bytes) { return gpu_dalloc(cu, bytes); }
 
 static void up(CUdeviceptr d, const void *h, size_t n) { cu->MemcpyHtoD(d, h, n); }
 
@@ -489,14 +482,7 @@ static void decode_bench(fg_context *ctx, int configs) {
 }
 
 int main(int argc, char **argv) {
-    gpu_or_skip();
-    fg_error e = {0};
-    if (fg_cuda_get(&cu, &e) != FG_OK) return 77;
-    fg_context *ctx = NULL;
-    if (fg_context_create(&ctx) != FG_OK || fg_ctx_device(ctx, &e) != FG_OK) {
-        fprintf(stderr, "no device: %s\n", e.msg ? e.msg : fg_errmsg(ctx));
-        return 1;
-    }
+    fg_context *ctx = gpu_context(&cu);
     /* argument: "tables", "host", "bench", a case-name substring, or "san" (every case
      * and the tables, not the host timing: tools/sanitize.sh) */
     const char *only = argc > 1 ? argv[1] : NULL;

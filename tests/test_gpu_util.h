@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "runtime/cuda_api.h"
+#include "runtime/internal.h"
 
 static inline void gpu_or_skip(void) {
     const fg_cuda *cu;
@@ -14,5 +15,28 @@ static inline void gpu_or_skip(void) {
         printf("SKIP: %s\n", e.msg);
         exit(77);
     }
+}
+/* The driver and a context on the device, or exit (77 without a GPU, 1
+ * when the device cannot be used). */
+static inline fg_context *gpu_context(const fg_cuda **cu) {
+    gpu_or_skip();
+    fg_error e = {0};
+    if (fg_cuda_get(cu, &e) != FG_OK) exit(77);
+    fg_context *ctx = NULL;
+    if (fg_context_create(&ctx) != FG_OK || fg_ctx_device(ctx, &e) != FG_OK) {
+        fprintf(stderr, "no device: %s\n", e.msg ? e.msg : fg_errmsg(ctx));
+        exit(1);
+    }
+    return ctx;
+}
+
+/* cuMemAlloc or exit (bytes 0: 16, so that every buffer has an address). */
+static inline CUdeviceptr gpu_dalloc(const fg_cuda *cu, size_t bytes) {
+    CUdeviceptr p = 0;
+    if (cu->MemAlloc(&p, bytes ? bytes : 16) != CUDA_SUCCESS) {
+        fprintf(stderr, "cuMemAlloc(%zu) failed\n", bytes);
+        exit(1);
+    }
+    return p;
 }
 #endif

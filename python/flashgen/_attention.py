@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from . import _autograd, _blockmask, _device, _lib, _pattern
+from . import _autograd, _blockmask, _device, _lib, _pattern, _scores
 
 # torch.compile traces attention() through the flashgen::attention operator (flashgen._ops; torch < 2.3: never)
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
@@ -129,7 +129,7 @@ def _strides(t, layout):
 
 def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None,
               deterministic=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
-              seqused_k=None):
+              seqused_k=None, softcap=None, alibi_slopes=None, window_size=None, sinks=None):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
     q: [batch, seqlen_q, heads_q, head_dim]; k: [batch, seqlen_k,
@@ -176,6 +176,20 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       only.  The tables stay on the device: nothing synchronises, and entries
       out of range are skipped and recorded (flashgen.check_tables).
 
+    Score modifications (FlashAttention-2's conventions; forward only, dense,
+      no block_mask or variable lengths yet: docs/SCORE-WIRING.md):
+      softcap: logits cap * tanh(scale * q.k / cap) (Gemma 2); None or 0: off.
+      alibi_slopes: float32 [heads_q] or [batch, heads_q] on q's device; the
+        logit gets - slope * |i + seqlen_k - seqlen_q - j| (offset 0 with
+        causal='top_left').
+      window_size: (left, right), key j visible from query i iff
+        i + off - left <= j <= i + off + right, -1 unbounded on that side.
+      sinks: float32 [heads_q], a logit per head in the softmax denominator
+        only (gpt-oss); lse includes it, and a row that sees no key has o = 0
+        and lse = the sink.
+      With q, k or v requiring grad they raise NotImplementedError (the
+      backward does not support them yet).
+
     Returns o in q's logical layout with v's last dim (a new contiguous
     tensor, or `out`), or
     (o, lse).
@@ -189,18 +203,23 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
+    mods = _scores.NONE if softcap is None and alibi_slopes is None and window_size is None and sinks is None \
+        else _scores.Scores(softcap, alibi_slopes, window_size, sinks)  # (the plain call's host time unchanged)
     if any(x is not None for x in (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)):
+        mods.refuse("with variable lengths (cu_seqlens, seqused_k) are not supported yet")
         from . import _inference
         return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
                                  causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,
                                  block_mask=block_mask, deterministic=deterministic)
     if _compiling() or \
             torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
+        mods.refuse("have no backward yet (and no torch.compile operator): call under torch.no_grad() or "
+                    "detach q, k and v")
         return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic)
     # Fast path: a call whose tensor metadata and options were seen before
     # reuses the validated descriptor (host time per call: bench/host_overhead.py).
     key = None
-    if block_mask is None and type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor \
+    if block_mask is None and not mods.used and type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor \
             and (out is None or type(out) is torch.Tensor):
         key = (q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(), q.dtype, k.dtype, v.dtype, q.device, k.device,
                v.device, causal if isinstance(causal, (bool, str)) or causal is None else id(causal), scale, layout,
@@ -218,17 +237,21 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     _scale_value(scale)
     if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
         _blockmask.check(block_mask)
+    if block_mask is not None:
+        mods.refuse("with a block_mask are not supported yet")
     _check_device(q=q, k=k, v=v)
+    mods.check_tensors(b, hq, q.device)
     o = _check_out(out, q, o_shape) if out is not None else torch.empty(o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
     if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf
         o.zero_()
         if lse is not None:
-            lse.fill_(-math.inf)
+            mods.empty_lse(lse)
         return (o, lse) if return_lse else o
 
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
     desc = _describe(q, k, v, o, causal, scale, layout)
+    mods.apply(desc)
     if key is not None and (out is not None or o.is_contiguous()):
         # out's strides are in the key; a new o of a later call is contiguous too
         if len(_desc_cache) >= 64:

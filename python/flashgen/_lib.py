@@ -60,6 +60,12 @@ class fg_attention_desc(C.Structure):
         ("seqlens_k", C.c_void_p), ("block_table", C.c_void_p),
         ("page_size", C.c_int), ("num_pages", C.c_int), ("max_pages", C.c_int),
         ("num_splits", C.c_int),
+        # score modifications (docs/SCORE-WIRING.md); the window's off is -1
+        ("softcap", C.c_float),
+        ("alibi_slopes", C.c_void_p), ("alibi_batch_stride", C.c_int64),
+        ("window_left", C.c_int), ("window_right", C.c_int),
+        ("sinks", C.c_void_p),
+        ("score", C.c_void_p),
     ]
 
 

@@ -1,0 +1,86 @@
+"""The forward's built-in score modifications (include/flashgen.h,
+docs/SCORE-WIRING.md): softcap, ALiBi slopes, a local window and attention
+sinks, checked here and set on the descriptor."""
+import math
+
+import torch
+
+
+class Scores:
+    """Checked score modifications of one call; .used is False when none is."""
+
+    def __init__(self, softcap=None, alibi_slopes=None, window_size=None, sinks=None):
+        self.softcap = _softcap(softcap)
+        self.window = _window(window_size)
+        self.alibi_slopes, self.sinks = alibi_slopes, sinks
+        self.used = self.softcap > 0 or self.window != (-1, -1) or alibi_slopes is not None or sinks is not None
+
+    def names(self):
+        """The modifications used, by their argument names."""
+        return [n for n, on in (("softcap", self.softcap > 0), ("alibi_slopes", self.alibi_slopes is not None),
+                                ("window_size", self.window != (-1, -1)), ("sinks", self.sinks is not None)) if on]
+
+    def check_tensors(self, batch, heads_q, device):
+        if self.alibi_slopes is not None:
+            _fp32_table("alibi_slopes", self.alibi_slopes, device, [(heads_q,), (batch, heads_q)])
+        if self.sinks is not None:
+            _fp32_table("sinks", self.sinks, device, [(heads_q,)])
+
+    def apply(self, desc):
+        """Sets desc's fields (the tensors must outlive the call)."""
+        desc.softcap = self.softcap
+        desc.window_left, desc.window_right = self.window
+        if self.alibi_slopes is not None:
+            desc.alibi_slopes = self.alibi_slopes.data_ptr()
+            desc.alibi_batch_stride = desc.heads_q if self.alibi_slopes.dim() == 2 else 0
+        if self.sinks is not None:
+            desc.sinks = self.sinks.data_ptr()
+
+    def empty_lse(self, lse):
+        """lse of rows that see no key: the sink, or -inf."""
+        if self.sinks is None:
+            lse.fill_(-math.inf)
+        else:
+            lse.copy_(self.sinks.view(1, -1, 1).expand_as(lse))
+
+    def refuse(self, what):
+        if self.used:
+            raise NotImplementedError(f"flashgen.attention: {', '.join(self.names())} {what}")
+
+
+def _softcap(x):
+    if x is None:
+        return 0.0
+    v = float(x)
+    if not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"softcap must be 0 (off) or positive and finite, not {x}")
+    return v
+
+
+def _window(w):
+    if w is None:
+        return (-1, -1)
+    try:
+        left, right = w
+    except (TypeError, ValueError):
+        raise ValueError(f"window_size must be a pair (left, right), not {w!r}") from None
+    for name, x in (("left", left), ("right", right)):
+        if isinstance(x, bool) or not isinstance(x, int) or x < -1:
+            raise ValueError(f"window_size {name} must be an int >= -1 (-1: unbounded), not {x!r}")
+    return (left, right)
+
+
+def _fp32_table(name, t, device, shapes):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, not {type(t).__name__}")
+    if t.dtype != torch.float32:
+        raise TypeError(f"{name} must be float32, not {t.dtype}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device}; q is on {device}")
+    if tuple(t.shape) not in shapes:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}; expected " + " or ".join(str(list(s)) for s in shapes))
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+
+
+NONE = Scores()  # no modification (shared, never changed)

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""flashgen.attention's score modifications on the GPU (issue 13, forward):
+softcap=, alibi_slopes=, window_size=, sinks= against a float64 reference
+written here from their definitions (include/flashgen.h,
+docs/SCORE-WIRING.md), each alone and combined, causal both alignments,
+GQA, seqlen_q != seqlen_k, odd lengths, windows that leave rows empty.
+Outputs poisoned (out= NaN, a NaN block left for lse).  Criterion:
+test_attention_gpu.compare (FlashAttention's).  Also: bad arguments raise
+ValueError/TypeError, and requires_grad raises NotImplementedError (no
+backward yet).
+
+Exit 77 (skipped) without torch or without a CUDA GPU.
+
+  python3 python/tests/test_scores_gpu.py [--seed S]
+"""
+import argparse
+import math
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _testenv import require_torch  # noqa: E402
+
+torch = require_torch("test_scores_gpu", cuda=True)
+import flashgen  # noqa: E402
+from test_attention_gpu import compare, poison_lse_pool  # noqa: E402  (the one criterion)
+
+DEV = "cuda"
+
+
+def reference(q, k, v, causal, softcap, slopes, window, sinks):
+    """float64, bshd: o [b, sq, hq, dv], lse [b, hq, sq]."""
+    b, sq, hq, d = q.shape
+    sk, hk = k.shape[1], k.shape[2]
+    g = hq // hk
+    qf = q.double().transpose(1, 2)
+    kf = k.double().transpose(1, 2).repeat_interleave(g, 1)
+    vf = v.double().transpose(1, 2).repeat_interleave(g, 1)
+    s = (qf @ kf.transpose(2, 3)) / math.sqrt(d)
+    if softcap:
+        s = softcap * torch.tanh(s / softcap)
+    off = 0 if causal == "top_left" else sk - sq
+    i = torch.arange(sq, device=DEV).view(-1, 1)
+    j = torch.arange(sk, device=DEV).view(1, -1)
+    if slopes is not None:
+        sl = slopes.double().view(-1, hq, 1, 1) if slopes.dim() == 2 else slopes.double().view(1, hq, 1, 1)
+        s = s - sl * (i + off - j).abs().double()
+    vis = torch.ones(sq, sk, dtype=torch.bool, device=DEV)
+    if causal:
+        vis &= j <= i + (0 if causal == "top_left" else sk - sq)
+    if window[0] >= 0:
+        vis &= j >= i + off - window[0]
+    if window[1] >= 0:
+        vis &= j <= i + off + window[1]
+    s = s.masked_fill(~vis, -math.inf)
+    if sinks is not None:
+        sk_col = sinks.double().view(1, hq, 1, 1).expand(b, hq, sq, 1)
+        full = torch.cat([s, sk_col], dim=-1)
+        lse = torch.logsumexp(full, dim=-1)
+        p = torch.exp(s - lse.unsqueeze(-1))
+    else:
+        lse = torch.logsumexp(s, dim=-1)
+        p = torch.exp(s - lse.unsqueeze(-1)).nan_to_num(0.0)
+    o = (p @ vf).transpose(1, 2)
+    return o, lse
+
+
+def run_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=False, alibi=False, window=None,
+             sinks=False):
+    q = torch.randn(b, sq, hq, d, device=DEV, dtype=dtype)
+    k = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype)
+    v = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype)
+    slopes = None
+    if alibi:
+        slopes = (torch.rand(b, hq, device=DEV) if slopes2d else torch.rand(hq, device=DEV)) * 0.5 + 0.01
+    snk = torch.randn(hq, device=DEV) * 2 if sinks else None
+    out = torch.full((b, sq, hq, d), math.nan, device=DEV, dtype=dtype)
+    poison_lse_pool((b, hq, sq))
+    with torch.no_grad():
+        o, lse = flashgen.attention(q, k, v, causal=causal, softcap=softcap, alibi_slopes=slopes,
+                                    window_size=window, sinks=snk, return_lse=True, out=out)
+    ro, rl = reference(q, k, v, causal, softcap, slopes, window or (-1, -1), snk)
+    return compare(name, o, lse, ro, rl, dtype)
+
+
+def cases():
+    BF, FP = torch.bfloat16, torch.float16
+    yield "softcap 30", dict(b=2, sq=300, sk=300, hq=4, hk=4, d=128, dtype=BF, causal=False, softcap=30.0)
+    yield "softcap 2 (saturating)", dict(b=1, sq=257, sk=511, hq=4, hk=2, d=64, dtype=FP, causal="bottom_right",
+                                          softcap=2.0)
+    yield "alibi [h]", dict(b=2, sq=200, sk=333, hq=8, hk=2, d=128, dtype=BF, causal=False, alibi=True)
+    yield "alibi [b,h] causal", dict(b=3, sq=129, sk=129, hq=4, hk=4, d=64, dtype=FP, causal=True, alibi=True,
+                                     slopes2d=True)
+    yield "alibi top_left sq>sk", dict(b=1, sq=300, sk=190, hq=4, hk=1, d=96, dtype=BF, causal="top_left", alibi=True)
+    yield "window (64, 0)", dict(b=2, sq=1000, sk=1000, hq=4, hk=4, d=128, dtype=BF, causal=False, window=(64, 0))
+    yield "window (17, 9) causal br", dict(b=1, sq=333, sk=777, hq=6, hk=3, d=64, dtype=FP, causal="bottom_right",
+                                           window=(17, 9))
+    yield "window (5, -1) sq>sk empty rows", dict(b=1, sq=400, sk=100, hq=2, hk=2, d=128, dtype=BF,
+                                                   causal="bottom_right", window=(5, -1))
+    yield "window (-1, 3) top_left", dict(b=2, sq=250, sk=500, hq=4, hk=2, d=256, dtype=BF, causal="top_left",
+                                          window=(-1, 3))
+    yield "window (0, 0) diagonal only", dict(b=1, sq=130, sk=130, hq=2, hk=2, d=64, dtype=FP, causal=False,
+                                              window=(0, 0))
+    yield "sinks", dict(b=2, sq=300, sk=300, hq=4, hk=4, d=128, dtype=BF, causal=False, sinks=True)
+    yield "sinks causal sq>sk (rows with no key: lse = sink)", dict(b=1, sq=300, sk=100, hq=4, hk=1, d=64, dtype=FP,
+                                                                    causal="bottom_right", sinks=True)
+    yield "all four causal GQA odd", dict(b=2, sq=517, sk=1031, hq=8, hk=2, d=128, dtype=BF, causal="bottom_right",
+                                          softcap=20.0, alibi=True, window=(100, 50), sinks=True)
+    yield "all four non-causal top-heavy", dict(b=1, sq=1031, sk=517, hq=4, hk=4, d=64, dtype=FP, causal=False,
+                                                softcap=50.0, alibi=True, slopes2d=True, window=(33, 77), sinks=True)
+
+
+def test_errors():
+    q = torch.randn(1, 64, 2, 64, device=DEV, dtype=torch.bfloat16)
+    bad = [(dict(softcap=-1.0), ValueError), (dict(softcap=math.nan), ValueError),
+           (dict(window_size=(-2, 0)), ValueError), (dict(window_size=5), ValueError),
+           (dict(alibi_slopes=torch.ones(3, device=DEV)), ValueError),
+           (dict(alibi_slopes=torch.ones(2, device=DEV, dtype=torch.float16)), TypeError),
+           (dict(sinks=torch.ones(2)), ValueError)]
+    fails = []
+    for kw, exc in bad:
+        try:
+            with torch.no_grad():
+                flashgen.attention(q, q, q, **kw)
+            fails.append(f"{kw}: no {exc.__name__}")
+        except exc as e:
+            print(f"ok   refused {list(kw)}: {e}")
+    qg = q.clone().requires_grad_()
+    try:
+        flashgen.attention(qg, q, q, softcap=10.0)
+        fails.append("requires_grad with softcap: no NotImplementedError")
+    except NotImplementedError as e:
+        print(f"ok   autograd refused: {e}")
+    return fails
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(args.seed)
+    print(f"GPU: {torch.cuda.get_device_name()}  torch {torch.__version__}  library {flashgen.library_path()}")
+    fails, n = test_errors(), 0
+    for name, kw in cases():
+        fails += run_case(name, **kw)
+        n += 1
+    for f in fails:
+        print("FAIL", f)
+    print(f"test_scores_gpu: {n} cases, {len(fails)} failures")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+// fg_score.cuh: the built-in score modifications of the forward kernel
+// (fg_fwd_kernel.cuh, mma.sync, and fg_fwd_ws.cuh, TMA; dense): softcap, ALiBi, a local window
+// and attention sinks (include/flashgen.h, docs/SCORE-WIRING.md).
+//
+// Each is a trait the template emits only when the variant uses it
+// (Traits::SOFTCAP, ALIBI, WINDOW, SINK), detected here like HasMaskMod, so
+// variants without them compile exactly as before.  Their values are kernel
+// parameters (fg_params.h).
+//
+// Logit domain.  The softmax of the plain kernel works on raw scores and
+// folds the scale into exp2.  With softcap or ALiBi the scores are turned
+// into logits first (x = cap * tanh(S * scale / cap), or S * scale, then
+// x -= slope * |i + off - j|), and the softmax runs with scale 1 (LogitMods).
+// The window and the sinks do not change the scores, so they keep the raw
+// domain.
+#pragma once
+#include "fg_params.h"
+#include "fg_mma.cuh"
+
+namespace fg {
+
+#define FG_SCORE_TRAIT(Name, FIELD)                                                                 \
+    template <class K, class = int> struct Name { static constexpr bool value = false; };          \
+    template <class K> struct Name<K, decltype((void)K::FIELD, 0)> { static constexpr bool value = K::FIELD; };
+FG_SCORE_TRAIT(HasSoftcap, SOFTCAP)
+FG_SCORE_TRAIT(HasAlibi, ALIBI)
+FG_SCORE_TRAIT(HasWindow, WINDOW)
+FG_SCORE_TRAIT(HasSink, SINK)
+FG_SCORE_TRAIT(HasScoreMod, SCORE_MOD)   // a user score expression: K::score_mod(p, s, b, h, q_idx, kv_idx)
+#undef FG_SCORE_TRAIT
+
+// Whether the scores are turned into logits before the softmax.
+template <class K> struct LogitMods {
+    static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value || HasScoreMod<K>::value;
+};
+
+// f(x, row, col) on every element x of a warp's S fragment (the mma C
+// layout of fg_mask.cuh's apply_mask); row0/col0: absolute query and key
+// index of the warp's first row and the tile's first column.
+template <int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
+    const int lane = threadIdx.x & 31;
+    const int g = lane >> 2, c = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int n = 0; n < NT_S; ++n)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
+}
+
+// S (raw Q K^T) to logits: softcap or the scale, then the ALiBi bias, then
+// the user's score expression (b, h: the call's batch and query head).
+template <class K, int MT, int NT_S>
+__device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int b,
+                                                 int h, int row0, int col0) {
+    for_each_score(s, row0, col0, [&](float &x, int row, int col) {
+        if constexpr (HasSoftcap<K>::value) x = p.softcap * tanhf(x * p.softcap_scale);
+        else x *= p.scale;
+        if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + p.mod_offset - col);
+        if constexpr (HasScoreMod<K>::value) x = K::score_mod(p, x, b, h, row, col);
+    });
+}
+
+// The window's visible keys of query row i: lo(i) <= j <= hi(i), with
+// lo(i) = i + off - left and hi(i) = i + off + right (left/right -1:
+// unbounded; the host clamps them to max(seqlen_q, seqlen_k), so the sums fit in int).
+// These and the two below are constexpr and host-callable, so that a
+// compile-time probe checks them against the definition (tests/).
+#define FG_WIN __host__ __device__ __forceinline__ constexpr
+FG_WIN int window_lo(const fg_fwd_params &p, int row) {
+    return p.window_left < 0 ? 0 : row + p.mod_offset - p.window_left;
+}
+FG_WIN int window_hi(const fg_fwd_params &p, int row) {
+    return p.window_right < 0 ? 0x7fffffff : row + p.mod_offset + p.window_right;
+}
+
+// Whether key tile t (columns t*BC .. t*BC+BC-1) cuts the window of a row in
+// m0 .. row_last (the schedule visits only tiles that meet some row's window).
+template <int BC>
+FG_WIN bool window_cuts(const fg_fwd_params &p, int t, int m0, int row_last) {
+    return t * BC < window_lo(p, row_last) || t * BC + BC - 1 > window_hi(p, m0);
+}
+
+template <int MT, int NT_S>
+__device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_fwd_params &p, int row0, int col0) {
+    for_each_score(s, row0, col0, [&](float &x, int row, int col) {
+        if (col < window_lo(p, row) || col > window_hi(p, row)) x = neg_inf();
+    });
+}
+
+// The key tiles [first, end) that the window lets rows m0 .. row_last see
+// (end <= n, the tiles the schedule had); first >= end: none.
+template <int BC>
+FG_WIN void window_tiles(const fg_fwd_params &p, int m0, int row_last, int n, int &first, int &end) {
+    const int lo = window_lo(p, m0), hi = window_hi(p, row_last);
+    first = lo <= 0 ? 0 : lo / BC;
+    end = hi < 0 ? 0 : (n < hi / BC + 1 ? n : hi / BC + 1);
+}
+#undef FG_WIN
+
+// A dense schedule narrowed to the window's key tiles (the TMA kernel's
+// producer and consumers each call it, so they walk the same entries):
+// sch.count becomes the end, the first entry is returned.  Without a window:
+// 0, and sch unchanged.
+template <class K, class Sched>
+__device__ __forceinline__ int window_clip(const fg_fwd_params &p, Sched &sch) {
+    if constexpr (!HasWindow<K>::value) return 0;
+    else {
+        int first, end;
+        window_tiles<K::BC>(p, sch.m0, sch.row_last, sch.count, first, end);
+        sch.count = end;
+        return first;
+    }
+}
+
+} // namespace fg
