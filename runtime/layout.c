@@ -96,6 +96,10 @@ fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_bl
     char b[256];
     CUresult res = cu->MemAlloc(&L->buf, n_int * sizeof *host);
     if (res == CUDA_SUCCESS) res = cu->MemcpyHtoD(L->buf, host, n_int * sizeof *host);
+    /* A copy from pageable memory may return before its DMA lands, and a
+     * kernel on a non-blocking stream does not wait for the legacy
+     * stream: the layout is complete on the device before this returns. */
+    if (res == CUDA_SUCCESS) res = cu->StreamSynchronize(NULL);
     free(host);
     if (res != CUDA_SUCCESS) {
         if (L->buf) cu->MemFree(L->buf);

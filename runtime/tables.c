@@ -14,6 +14,9 @@ fg_status fg_ctx_table_err(fg_context *ctx, CUdeviceptr *out, fg_error *err) {
         CUdeviceptr p = 0;
         CUresult r = ctx->cu->MemAlloc(&p, 4 * sizeof(int));
         if (r == CUDA_SUCCESS) r = ctx->cu->MemsetD32(p, 0, 4);
+        /* the memset runs on the legacy stream, which a kernel on a
+         * non-blocking stream does not wait for: let it land first */
+        if (r == CUDA_SUCCESS) r = ctx->cu->StreamSynchronize(NULL);
         if (r == CUDA_SUCCESS) ctx->table_err = p;
         else {
             char b[256];
@@ -60,6 +63,7 @@ fg_status fg_attention_table_error(fg_context *ctx, char *buf, size_t n, void *s
     CUresult r = ctx->cu->StreamSynchronize((CUstream)stream);
     if (r == CUDA_SUCCESS) r = ctx->cu->MemcpyDtoH(w, ctx->table_err, sizeof w);
     if (r == CUDA_SUCCESS && w[0]) r = ctx->cu->MemsetD32(ctx->table_err, 0, 4);
+    if (r == CUDA_SUCCESS && w[0]) r = ctx->cu->StreamSynchronize(NULL); /* cleared before the next kernel, whatever its stream */
     if (r != CUDA_SUCCESS) {
         fg_fail(&e, FG_ERR_CUDA, "reading the table error word: %s", fg_cuda_errstr(ctx->cu, r, b, sizeof b));
         return fg_ctx_fail(ctx, &e);

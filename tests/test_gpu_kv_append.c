@@ -288,6 +288,11 @@ static void run_case(fg_context *ctx, const acase *c, uint64_t seed, int *passed
     d.block_table = (const int32_t *)(uintptr_t)dtab;
     int want[4] = {0, 0, 0, 0};
     if (c->graph && (!graph_api_load(&g) || g.StreamCreate(&stream, CU_STREAM_NON_BLOCKING))) { g_dead = 1; goto out; }
+    /* A copy from pageable host memory may return before its DMA lands, and
+     * a non-blocking stream does not wait for the legacy stream's work: wait
+     * for the uploads before the first call (a graph case once read
+     * seqlens_k before its upload had landed: uninitialised lengths). */
+    if (cu->CtxSynchronize()) { CHECK(0, "%s: setting up", c->name); g_dead = 1; goto out; }
     const call_t call = {&d, (void *)(uintptr_t)kn.dev, (void *)(uintptr_t)vn.dev, c->strided_new ? kn.s : NULL,
                          c->strided_new ? vn.s : NULL, (void *)(uintptr_t)kc.dev, (void *)(uintptr_t)vc.dev};
     for (int step = 0; step < steps && !g_dead; ++step) {
