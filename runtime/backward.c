@@ -9,6 +9,7 @@
 #include "runtime/backward.h"
 #include "runtime/internal.h"
 #include "select/bwd_config.h"
+#include "select/heuristic.h"
 
 fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_desc *desc, size_t *bytes) {
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
@@ -32,7 +33,16 @@ fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_de
  * candidate without spills (fg_bwd_pick_config), remembered in the
  * context's memo so that later calls neither walk the candidates nor look
  * up their kernels, compiled through the kernel cache. */
-static fg_status choose(fg_context *ctx, fg_variant *v, int block_q, int block_k, fg_kernel **out, fg_error *err) {
+static fg_status choose(fg_context *ctx, fg_variant *v, const fg_attention_desc *d, fg_kernel **out, fg_error *err) {
+    const int block_q = d->layout ? d->layout->block_q : 0, block_k = d->layout ? d->layout->block_k : 0;
+    const int hopper = fg_arch_has_wgmma(ctx->dev_info.arch);
+    if (v->cfg.wgmma == 1 && !hopper)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: the Hopper backward needs sm_90a; this device is %s (%s)",
+                       ctx->dev_info.arch, ctx->dev_info.name);
+    /* AUTO on sm_90a: the Hopper kernel where it applies, except for the
+     * deterministic mode (its ordered dQ sum is the mma.sync kernel's) */
+    if (!v->cfg.block_m && hopper && !d->deterministic && d->path == FG_PATH_AUTO && fg_bwd_wgmma_config(&v->spec, &v->cfg))
+        return fg_ctx_kernel(ctx, v, out, err);
     if (!v->cfg.block_m) {
         const fg_choice_key key = {v->spec, block_q, block_k, -1, 0, 0, 0};
         if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
@@ -93,7 +103,7 @@ fg_status fg_attention_backward(fg_context *ctx, const fg_attention_desc *desc, 
         if (st == FG_OK) st = fg_check_tensor(ctx->cu, "workspace", workspace, 16, (int64_t)w.total, &e);
     }
     if (st == FG_OK)
-        st = choose(ctx, &var, d.layout ? d.layout->block_q : 0, d.layout ? d.layout->block_k : 0, &kern, &e);
+        st = choose(ctx, &var, &d, &kern, &e);
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
     p.q = q; p.k = k; p.v = v; p.o = o; p.dout = dout; p.lse = lse;
     p.dq = dq; p.dk = dk; p.dv = dv;

@@ -37,8 +37,12 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the backward pass does not support score modifications yet (softcap, alibi_slopes, window_left/"
                        "window_right, sinks): only the forward (fg_attention_forward) applies them");
-    if (dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has the portable mma.sync path only (FG_PATH_AUTO or FG_PATH_MMA)");
+    if (dd->path == FG_PATH_TMA)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the backward pass has no TMA path: FG_PATH_WGMMA (Hopper), FG_PATH_MMA or FG_PATH_AUTO");
+    if (dd->path == FG_PATH_WGMMA && dd->deterministic)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the deterministic backward runs on the mma.sync path (FG_PATH_MMA or FG_PATH_AUTO), not FG_PATH_WGMMA");
     /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
      * its block fields mean forward tiles, so they are checked here instead */
     fg_attention_desc fwd = *dd;
@@ -65,12 +69,19 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     v->spec.kind = FG_KIND_BWD;
     fg_config_unset(&v->cfg);
     const fg_block_layout *L = d->layout;
-    if (d->block_m || d->block_n || d->warps || d->stages) {
+    if (d->path == FG_PATH_WGMMA) {
+        /* the Hopper kernel's one configuration; the device's arch is
+         * checked where the kernel is chosen (backward.c) */
+        if (!fg_bwd_wgmma_config(&v->spec, &v->cfg)) fg_config_unset(&v->cfg);
+        v->cfg.wgmma = 1;
+        if ((st = fg_bwd_config_check(&v->spec, &v->cfg, smem_limit, err)) != FG_OK) return st;
+    } else if (d->block_m || d->block_n || d->warps || d->stages) {
         /* explicit: completed and checked, never replaced by the heuristic */
         v->cfg.block_m = d->block_m;
         v->cfg.block_n = d->block_n;
         v->cfg.warps = d->warps;
         v->cfg.stages = d->stages;
+        if (d->path == FG_PATH_MMA) v->cfg.wgmma = 0;
         if ((st = fg_bwd_config_complete(&v->spec, &v->cfg, smem_limit, L ? L->block_q : 0, L ? L->block_k : 0, err)) != FG_OK)
             return st;
     }

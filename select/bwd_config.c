@@ -4,12 +4,46 @@
 
 static int pad16(int x) { return (x + 15) / 16 * 16; }
 
+int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
+    const int d = s->head_dim, dv = fg_spec_head_dim_v(s);
+    if ((d != 64 && d != 128) || (dv != 64 && dv != 128) || s->sparse || fg_mask_hash_set(&s->mask_hash) ||
+        (s->dtype != FG_FP16 && s->dtype != FG_BF16))
+        return 0;
+    fg_config_unset(c);
+    c->block_m = 64;
+    c->block_n = 128;
+    c->warps = 8;
+    c->stages = 1;
+    c->q_in_regs = 0;
+    c->min_blocks = 1;
+    c->wgmma = 1;
+    return 1;
+}
+
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
+    if (c->wgmma == 1) /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh) */
+        return 1024 + (c->block_n + 2 * c->block_m) * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + c->block_n * c->block_m * 2 +
+               4 * c->block_m * 4;
     const int lds = pad16(s->head_dim) + 8, lds_v = pad16(fg_spec_head_dim_v(s)) + 8, ldp = c->block_m + 8;
     return ((c->block_n + c->block_m) * (lds + lds_v) + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;
 }
 
 fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
+    if (c->wgmma == 1) {
+        fg_config w;
+        if (!fg_bwd_wgmma_config(s, &w))
+            return fg_fail(err, FG_ERR_UNSUPPORTED,
+                           "the Hopper backward (wgmma=1) takes dense fp16/bf16 variants with head dims 64 or 128 (got %d and %d%s)",
+                           s->head_dim, fg_spec_head_dim_v(s), s->sparse ? ", block-sparse" : "");
+        if (c->block_m != w.block_m || c->block_n != w.block_n || c->warps != w.warps || c->stages > 1 || c->q_in_regs > 0 ||
+            c->min_blocks > 1)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=1) runs block_m=64 block_n=128 warps=8 only");
+        const int smem = fg_bwd_smem_bytes(s, c);
+        if (smem > smem_limit)
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward needs %d bytes of shared memory; the device has %d", smem,
+                           smem_limit);
+        return FG_OK;
+    }
     if (c->block_m != 32 && c->block_m != 64)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m (query tile) must be 32 or 64, not %d", c->block_m);
     if (c->block_n != 32 && c->block_n != 64 && c->block_n != 128)
@@ -20,9 +54,9 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
     const int ws = c->warps / wn;
     if ((c->block_m / ws) % 16 || c->warps % (c->block_m / 16))
         return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m=%d does not split over %d warps", c->block_m, c->warps);
-    if (c->wgmma > 0 || c->stages > 1 || c->q_in_regs > 0 || c->min_blocks > 1)
+    if (c->wgmma > 1 || c->stages > 1 || c->q_in_regs > 0 || c->min_blocks > 1)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "the backward pass has the mma.sync path only, with stages=1 q_in_regs=0 min_blocks=1");
+                       "the backward pass takes wgmma=0 (mma.sync) or 1 (Hopper), with stages=1 q_in_regs=0 min_blocks=1");
     const int smem = fg_bwd_smem_bytes(s, c);
     if (smem > smem_limit)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m=%d block_n=%d needs %d bytes of shared memory; the device has %d",
@@ -70,7 +104,8 @@ fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit,
         return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d head_dim_v %d", s->head_dim,
                        fg_spec_head_dim_v(s));
     fg_config b = cand[0];
-    for (int i = n - 1; i >= 0; --i)
+    if (c->wgmma == 1 && !fg_bwd_wgmma_config(s, &b)) b = cand[0]; /* the check below says why */
+    for (int i = n - 1; i >= 0 && c->wgmma != 1; --i)
         if ((!c->block_m || cand[i].block_m == c->block_m) && (!c->block_n || cand[i].block_n == c->block_n)) b = cand[i];
     if (c->block_m > 0) b.block_m = c->block_m;
     if (c->block_n > 0) b.block_n = c->block_n;

@@ -1,11 +1,17 @@
 /* bwd_config.h: block configurations of the backward kernels
- * (templates/bwd_mma.lua): block_m is the query tile, block_n the key block
- * one CTA owns, warps block_n/16 key-row groups times 1 or 2 column splits.
+ * (templates/bwd_mma.lua; wgmma=1: bwd_wgmma.lua): block_m is the query
+ * tile, block_n the key block one CTA owns, warps block_n/16 key-row groups
+ * times 1 or 2 column splits (Hopper: 64 x 128, two warpgroups).
  * Heuristic only for now: `flashgen tune` does not time backward variants. */
 #ifndef FG_BWD_CONFIG_H
 #define FG_BWD_CONFIG_H
 #include "gen/spec.h"
 
+/* The Hopper backward (templates/bwd_wgmma.lua, wgmma=1) for s: 1 and its
+ * one configuration in *c when s is dense fp16/bf16 with head dims 64 or
+ * 128 each, else 0.  The runtime takes it on sm_90a unless the call is
+ * deterministic or names another path. */
+int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c);
 /* Dynamic shared memory of a backward configuration (the formula
  * bwd_mma.lua returns and its generated source static_asserts). */
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c);

@@ -33,16 +33,7 @@ template <class K> struct WgShape {
 // cp.async a ROWS x DP tile into the swizzled layout at smem address base.
 template <class K, int ROWS>
 __device__ __forceinline__ void load_tile_swz(u32 base, const char *g, long long row_bytes, int rows_valid) {
-    constexpr int CH = K::DP / 8, T = WgShape<K>::THREADS, TOTAL = ROWS * CH;
-#pragma unroll
-    for (int it = 0; it < (TOTAL + T - 1) / T; ++it) {
-        const int c = threadIdx.x + it * T;
-        if (TOTAL % T == 0 || c < TOTAL) {
-            const int r = c / CH, j = c - r * CH;
-            const bool ok = r < rows_valid;
-            cp_async16(base + swz_offset<ROWS>(r, j), ok ? g + r * row_bytes + j * 16 : g, ok ? 16 : 0);
-        }
-    }
+    cp_async_tile_swz<ROWS, K::DP, WgShape<K>::THREADS>(base, g, row_bytes, rows_valid);
 }
 
 template <class K>

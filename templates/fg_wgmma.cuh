@@ -26,6 +26,23 @@ __device__ __forceinline__ u32 swz_offset(int r, int j) {
     return (u32)((j >> 3) * R * 128 + r * 128 + (((j & 7) ^ (r & 7)) << 4));
 }
 
+// cp.async a ROWS x W tile (W a multiple of 64 16-bit elements) into the
+// swizzled layout at smem address base, THREADS threads; rows at or past
+// rows_valid become zeros.
+template <int ROWS, int W, int THREADS>
+__device__ __forceinline__ void cp_async_tile_swz(u32 base, const char *g, long long row_bytes, int rows_valid) {
+    constexpr int CH = W / 8, TOTAL = ROWS * CH;
+#pragma unroll
+    for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
+        const int c = threadIdx.x + it * THREADS;
+        if (TOTAL % THREADS == 0 || c < TOTAL) {
+            const int r = c / CH, j = c - r * CH;
+            const bool ok = r < rows_valid;
+            cp_async16(base + swz_offset<ROWS>(r, j), ok ? g + r * row_bytes + j * 16 : g, ok ? 16 : 0);
+        }
+    }
+}
+
 // Shared-memory matrix descriptor, 128-byte swizzle.
 //   bits  0-13  start address >> 4
 //   bits 16-29  leading-dimension byte offset >> 4

@@ -40,4 +40,32 @@ function M.functions(out, ty, n_s, n_o)
   out:line("}")
 end
 
+-- The backward's wgmma (templates/bwd_wgmma.lua), named by the caller:
+--   M.ss: name(d, da, db, scale_d), m64n{n}k16, both operands from shared
+--     memory; ta / tb = 1 read A / B MN-major (transposed by the instruction);
+--     scale_d = 0 starts a new sum.
+--   M.rs: name(d, a, db), D += A B, m64n{n}k16, A in registers (four 32-bit
+--     registers of 16-bit pairs), B from shared memory MN-major.
+function M.ss(out, name, ty, n, ta, tb)
+  local regs, outs = acc_operands(n // 2, "d")
+  out:line("__device__ __forceinline__ void %s(float (&d)[%d][4], u64 da, u64 db, int scale_d) {", name, n // 8)
+  out:line('    asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;\\n"', n // 2 + 2)
+  out:line('        "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, %%%d, %%%d, p, 1, 1, %d, %d;\\n}\\n"',
+           n, ty, ty, regs, n // 2, n // 2 + 1, ta, tb)
+  out:line("        : %s", outs)
+  out:line('        : "l"(da), "l"(db), "r"(scale_d));')
+  out:line("}")
+end
+
+function M.rs(out, name, ty, n)
+  local regs, outs = acc_operands(n // 2, "d")
+  local a = n // 2
+  out:line("__device__ __forceinline__ void %s(float (&d)[%d][4], const u32 (&a)[4], u64 db) {", name, n // 8)
+  out:line('    asm volatile("wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s %s, {%%%d, %%%d, %%%d, %%%d}, %%%d, 1, 1, 1, 1;\\n"',
+           n, ty, ty, regs, a, a + 1, a + 2, a + 3, a + 4)
+  out:line("        : %s", outs)
+  out:line('        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));')
+  out:line("}")
+end
+
 return M

@@ -24,6 +24,7 @@
 #include "runtime/pattern.h"
 #include "runtime/reference.h"
 #include "runtime/reference_bwd.h"
+#include "select/heuristic.h"
 #include "test_util.h"
 
 typedef struct bcase {
@@ -38,6 +39,7 @@ typedef struct bcase {
     int block;
     const char *pattern, *params;
     int dv; /* value head dim; 0: d */
+    fg_kernel_path path; /* of the backward call (the forward runs AUTO) */
 } bcase;
 
 typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws; } dev;
@@ -185,6 +187,7 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     if (ok) {
         fg_status st = fg_attention_forward(ctx, &d, (void *)m.q, (void *)m.k, (void *)m.v, (void *)m.o, (float *)m.lse, NULL);
         CHECK(st == FG_OK, "forward: %s", fg_errmsg(ctx));
+        d.path = c->path;
         ok = st == FG_OK && backward(ctx, &d, &m, wsb, nq, nk, nv, gdq, gdk, gdv, tmp);
     }
     double eq = 0, ek = 0, ev = 0;
@@ -230,10 +233,11 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
      * at most 2.9e-3 (bf16) and 3.4e-4 (fp16) */
     const double tol = c->dt == FG_BF16 ? 1e-2 : 2e-3;
     const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
-    printf("%-4s %s d=%3d dv=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
+    printf("%-4s %s d=%3d dv=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
            "nonzero-where-0 %zu%s\n%s",
            good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, dv, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
-           c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", c->pattern ? " pattern" : sparse ? " sparse" : "", eq, ek, ev, tol, nan, zero_bad,
+           c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", c->pattern ? " pattern" : sparse ? " sparse" : "",
+           c->path == FG_PATH_WGMMA ? " wgmma" : c->path == FG_PATH_MMA ? " mma" : "", eq, ek, ev, tol, nan, zero_bad,
            c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "", good ? "" : worst);
     fflush(stdout);
     CHECK(good, "case failed (see the line above)");
@@ -270,8 +274,12 @@ static void bench(fg_context *ctx) {
             if (!e) e = cu->MemAlloc(&ws, wsb);
             for (int i = 0; i < 8 && !e; ++i) e = cu->MemsetD32(t[i], 0x3c003c00u, n / 2); /* 1.0 fp16 pattern: finite */
             fg_status st = e ? FG_ERR_CUDA : fg_attention_forward(ctx, &desc, (void *)t[0], (void *)t[1], (void *)t[2], (void *)t[3], (float *)lse, NULL);
-            for (int det = 0; det < 2 && st == FG_OK; ++det) {
-                desc.deterministic = det;
+            /* AUTO (the Hopper kernel on sm_90a at these head dims), the
+             * mma.sync kernel, and the deterministic mode (mma.sync) */
+            static const char *const mode_name[3] = {"auto", "mma", "det"};
+            for (int mode = 0; mode < 3 && st == FG_OK; ++mode) {
+                desc.deterministic = mode == 2;
+                desc.path = mode == 1 ? FG_PATH_MMA : FG_PATH_AUTO;
                 CUevent e0, e1;
                 cu->EventCreate(&e0, 0);
                 cu->EventCreate(&e1, 0);
@@ -286,7 +294,7 @@ static void bench(fg_context *ctx) {
                     cu->EventElapsedTime(&ms, e0, e1);
                 }
                 const double flops = 2.5 * fg_attention_flops(b, h, s, s, d, d, causal);
-                printf("bench bwd hd=%d causal=%d seqlen=%d det=%d: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, det, ms / 5,
+                printf("bench bwd hd=%d causal=%d seqlen=%d %-4s: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, mode_name[mode], ms / 5,
                        flops / (ms / 5 * 1e-3) / 1e12, st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
                 cu->EventDestroy(e0);
                 cu->EventDestroy(e1);
@@ -361,38 +369,66 @@ int main(int argc, char **argv) {
     /* block-sparse: random layouts (one with every row empty) and patterns
      * whose element mask applies to partial blocks */
     static const bcase sp[] = {
-        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL, 0},
-        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 0},
-        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL, 0},
-        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL, 0},
-        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100", 0},
+        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL, 0, 0},
+        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 0, 0},
+        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL, 0, 0},
+        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL, 0, 0},
+        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100", 0, 0},
         {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
-         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 0},
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 0, 0},
     };
     run_group(ctx, sp, sizeof sp / sizeof sp[0], seed + 200, wanted(argc, argv, "sparse"), &passed, &failed);
     /* a value head dim of its own, both directions (issue 17): odd lengths,
      * both causal alignments, GQA/MQA, BHSD, seqlen 1, deterministic and
      * block-sparse (a random layout and a pattern with an element mask) */
     static const bcase dvc[] = {
-        {FG_BF16, 192, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 128},
-        {FG_FP16, 192, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128},
-        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128},
-        {FG_FP16, 256, 1, 4, 2, 130, 190, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128},
-        {FG_BF16, 128, 1, 4, 1, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64},
-        {FG_FP16, 128, 2, 2, 2, 1, 200, FG_CAUSAL_NONE, 1, 0, 0, 0, 0, NULL, NULL, 64},
-        {FG_BF16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128},
-        {FG_FP16, 64, 1, 2, 2, 130, 190, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128},
-        {FG_BF16, 40, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 72},
-        {FG_FP16, 8, 1, 2, 1, 129, 257, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 256},
-        {FG_BF16, 256, 1, 2, 1, 257, 129, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 8},
-        {FG_BF16, 192, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0, NULL, NULL, 128},
-        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_NONE, 0, 1, 0, 0, 0, NULL, NULL, 64},
-        {FG_BF16, 192, 2, 4, 2, 300, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0.4, 128, NULL, NULL, 128},
-        {FG_FP16, 64, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 128},
+        {FG_BF16, 192, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_FP16, 192, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_FP16, 256, 1, 4, 2, 130, 190, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_BF16, 128, 1, 4, 1, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64, 0},
+        {FG_FP16, 128, 2, 2, 2, 1, 200, FG_CAUSAL_NONE, 1, 0, 0, 0, 0, NULL, NULL, 64, 0},
+        {FG_BF16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_FP16, 64, 1, 2, 2, 130, 190, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_BF16, 40, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 72, 0},
+        {FG_FP16, 8, 1, 2, 1, 129, 257, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 256, 0},
+        {FG_BF16, 256, 1, 2, 1, 257, 129, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 8, 0},
+        {FG_BF16, 192, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_NONE, 0, 1, 0, 0, 0, NULL, NULL, 64, 0},
+        {FG_BF16, 192, 2, 4, 2, 300, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0.4, 128, NULL, NULL, 128, 0},
+        {FG_FP16, 64, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 128, 0},
         {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
-         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 64},
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 64, 0},
     };
     run_group(ctx, dvc, sizeof dvc / sizeof dvc[0], seed + 300, wanted(argc, argv, "dv"), &passed, &failed);
+    /* Both kernels at head dims 64 and 128, where AUTO takes the Hopper one
+     * on sm_90a: FG_PATH_WGMMA named (on sm_90a only) and FG_PATH_MMA, over
+     * odd lengths, many key and query blocks, both causal alignments,
+     * GQA/MQA, BHSD, seqlen 1 both ways, rows that see no key, dv != d. */
+    static const bcase pc[] = {
+        {FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 64, 2, 8, 1, 1000, 700, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_FP16, 64, 1, 2, 2, 1, 300, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 128, 3, 2, 2, 257, 129, FG_CAUSAL_BOTTOM_RIGHT, 1, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 128, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_FP16, 64, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 128, 1, 4, 2, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64, 0},
+        {FG_FP16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0},
+        {FG_BF16, 128, 1, 2, 2, 2048, 2048, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+    };
+    bcase pw[sizeof pc / sizeof pc[0]], pm[sizeof pc / sizeof pc[0]];
+    for (unsigned i = 0; i < sizeof pc / sizeof pc[0]; ++i) {
+        pw[i] = pm[i] = pc[i];
+        pw[i].path = FG_PATH_WGMMA;
+        pm[i].path = FG_PATH_MMA;
+    }
+    fg_error he = {0};
+    const int hopper = fg_ctx_device(ctx, &he) == FG_OK && fg_arch_has_wgmma(ctx->dev_info.arch);
+    fg_error_clear(&he);
+    if (!hopper && wanted(argc, argv, "wgmma")) printf("(no sm_90a: the FG_PATH_WGMMA cases are not run)\n");
+    run_group(ctx, pw, sizeof pw / sizeof pw[0], seed + 400, hopper && wanted(argc, argv, "wgmma"), &passed, &failed);
+    run_group(ctx, pm, sizeof pm / sizeof pm[0], seed + 500, wanted(argc, argv, "mma"), &passed, &failed);
     fg_context_destroy(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return test_summary("test_gpu_backward");

@@ -1,0 +1,96 @@
+-- bwd_wgmma.lua: renders one backward variant for the Hopper path (sm_90a):
+-- the same three entry points as bwd_mma.lua (flashgen_bwd_pre,
+-- flashgen_bwd, flashgen_bwd_dq), with the main kernel on wgmma
+-- (templates/fg_bwd_wgmma.cuh).  Lua writes the wgmma instructions with
+-- their exact register lists: S^T and dP^T (m64n64, both operands from
+-- shared memory), dV += P^T dO (N = head_dim_v) and dK += dS^T Q
+-- (N = head_dim) with the A operand in registers, dQ = dS K (N = head_dim,
+-- both operands transposed).
+--
+-- params: head_dim and head_dim_v (64 or 128 each), dtype ('fp16'|'bf16'),
+--         causal (bool), sparse (false: block-sparse variants take the
+--         mma.sync path), block_m = 64 (query block), block_n = 128 (key
+--         block: two warpgroups of 64 keys), warps = 8, key, spec
+-- returns: { source, kernel, threads, smem_bytes, head_dim_padded }
+
+local util = import("util")
+local wgmma = import("wgmma")
+
+local function check(p)
+  util.expect_head_dim(p, "head_dim", 64, 64, "the Hopper backward")
+  if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
+  util.expect_head_dim(p, "head_dim_v", 64, 64, "the Hopper backward")
+  if p.head_dim > 128 or p.head_dim_v > 128 then
+    util.fail("the Hopper backward takes head dims 64 and 128 (got %d and %d): dK and dV of 64 keys stay in registers",
+              p.head_dim, p.head_dim_v)
+  end
+  util.expect_variant(p)
+  if p.sparse or p.mask then util.fail("the Hopper backward is dense only; block-sparse variants take the mma.sync path") end
+  util.expect_enum(p, "block_m", { 64 })
+  util.expect_enum(p, "block_n", { 128 })
+  util.expect_enum(p, "warps", { 8 })
+end
+
+-- the smem formula of BwgShape (fg_bwd_wgmma.cuh), which the source asserts
+local function smem_bytes(p)
+  local bm, bn, d, dv = p.block_m, p.block_n, p.head_dim, p.head_dim_v
+  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 4 * bm * 4
+end
+
+return function(p)
+  check(p)
+  local ty = p.dtype == "bf16" and "bf16" or "f16"
+  local smem = smem_bytes(p)
+  local same = p.head_dim_v == p.head_dim
+
+  local out = util.buffer()
+  out:line("// flashgen generated kernel: Hopper backward (wgmma, sm_90a).")
+  out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
+  out:line("// variant: %s", p.key or "(none)")
+  out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s", p.head_dim, p.head_dim_v, p.dtype, tostring(p.causal))
+  out:line("// block_m=%d (query block) block_n=%d (key block, 2 warpgroups) threads=256 dynamic_smem=%d bytes",
+           p.block_m, p.block_n, smem)
+  out:line('#include "fg_wgmma.cuh"')
+  out:line("")
+  out:line("namespace fg {")
+  wgmma.ss(out, "wgmma_st", ty, 64, 0, 0)
+  wgmma.rs(out, "wgmma_dv", ty, p.head_dim_v)
+  if same then
+    out:line("#define wgmma_dk wgmma_dv")
+  else
+    wgmma.rs(out, "wgmma_dk", ty, p.head_dim)
+  end
+  wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
+  out:line("} // namespace fg")
+  out:line("")
+  out:line('#include "fg_bwd_wgmma.cuh"')
+  out:line("")
+  out:line("struct Traits {")
+  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
+  if not same then out:line("    static constexpr int DV = %d;", p.head_dim_v) end
+  out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = false;", tostring(p.dtype == "bf16"),
+           tostring(p.causal))
+  out:line("};")
+  out:line("static_assert(fg::BwgShape<Traits>::SMEM == %d, \"smem formula\");", smem)
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(128)')
+  out:line("flashgen_bwd_pre(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_preprocess<Traits>(p); }")
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(256, 1)')
+  out:line("flashgen_bwd(const __grid_constant__ fg_bwd_params p) {")
+  out:line("    extern __shared__ __align__(1024) char smem[];")
+  out:line("    fg::attention_backward_wgmma<Traits>(p, smem);")
+  out:line("}")
+  out:line("")
+  out:line('extern "C" __global__ void __launch_bounds__(128)')
+  out:line("flashgen_bwd_dq(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_convert<Traits>(p); }")
+
+  return {
+    source = out:text(),
+    kernel = "flashgen_bwd",
+    threads = 256,
+    smem_bytes = smem,
+    head_dim_padded = p.head_dim,
+  }
+end
