@@ -46,6 +46,9 @@ typedef struct fg_spec {
      * packing, each switched on at run time by the kernel parameters
      * (templates/fg_infer.cuh).  Keys name it only when set. */
     int infer;
+    /* FP8 (dtype FG_E4M3) only: o's 16-bit type, FG_FP16 (0) or FG_BF16;
+     * keys and SPEC text name it (",out=bf16") only for e4m3 variants. */
+    fg_dtype out_dtype;
 } fg_spec;
 #define FG_KIND_FWD 0
 #define FG_KIND_BWD 1
@@ -75,7 +78,8 @@ typedef struct fg_variant {
     "SPEC is a comma-separated list of key=value:\n"                                          \
     "  hdim=N            head dim, a multiple of 8 in 8..256 (required)\n"                   \
     "  hdim_v=N          value head dim (v and o), a multiple of 8 in 8..256 (default hdim)\n"\
-    "  dtype=bf16|fp16   element type (default bf16)\n"                                      \
+    "  dtype=bf16|fp16|e4m3  element type (default bf16); e4m3: FP8 q, k, v (TMA path)\n"   \
+    "  out=fp16|bf16     e4m3 only: the output type (default fp16)\n"                       \
     "  causal=none|bottom_right|top_left   (also 0/1; default none)\n"                       \
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
     "  kind=fwd|bwd      forward (default) or backward kernels\n"                          \
@@ -126,5 +130,7 @@ fg_status fg_head_dims_check(int head_dim, int head_dim_v, fg_error *err);
  * "" when it equals head_dim. */
 void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n);
 const char *fg_dtype_name(fg_dtype d);
+/* o's element type: out_dtype for e4m3 variants, else the input type. */
+fg_dtype fg_spec_out_dtype(const fg_spec *s);
 const char *fg_causal_name(fg_causal c);
 #endif

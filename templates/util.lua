@@ -50,6 +50,15 @@ function M.expect_variant(p)
   M.check_mask(p)
 end
 
+-- expect_variant for the FP8 forward (fwd_ws.lua): e4m3 inputs, a 16-bit
+-- output type (out_dtype), dense only.
+function M.expect_variant_fp8(p)
+  M.expect_enum(p, "out_dtype", { "fp16", "bf16" })
+  M.expect_bool(p, "causal")
+  M.expect_bool(p, "sparse")
+  if p.sparse or p.mask ~= nil then M.fail("the FP8 forward is dense only (no block-sparse layout, no mask)") end
+end
+
 -- The element mask of partial blocks (a pattern's mask expression, already
 -- validated and rendered to C++ by gen/mask_expr.c): emitted into Traits
 -- only when the variant has one, so other variants' source is unchanged.
