@@ -33,6 +33,8 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     if (dd->layout && dd->deterministic)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the deterministic backward is dense only: with a block-sparse layout dq is summed with atomics");
+    if (dd->dtype == FG_E4M3)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass takes FG_FP16 or FG_BF16 (FG_E4M3 is forward only)");
     if (dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass has the portable mma.sync path only (FG_PATH_AUTO or FG_PATH_MMA)");
     /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
