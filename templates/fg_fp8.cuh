@@ -16,6 +16,7 @@
 // puts key k's value at that same A-column (transpose_v).
 #pragma once
 #include "fg_wgmma.cuh"
+#include "fg_fp8_map.h"
 
 namespace fg {
 
@@ -32,18 +33,19 @@ __device__ __forceinline__ u32 pack4_e4m3(float a, float b, float c, float d) {
 }
 
 // P (fp32 accumulator layout, NT n8 blocks) -> e4m3 A fragments, one per
-// 32-key step, in the permuted key order above.
+// 32-key step, in the permuted key order above (fp8_pack_block/elem).
 template <int KS, int NT>
 __device__ __forceinline__ void pack_p_e4m3(u32 (&pa)[KS][4], const float (&s)[1][NT][4]) {
     static_assert(NT == 4 * KS, "four n8 blocks per k32 step");
 #pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {
-        const float(*t)[4] = &s[0][4 * kk];
-        pa[kk][0] = pack4_e4m3(t[0][0], t[0][1], t[1][0], t[1][1]);
-        pa[kk][1] = pack4_e4m3(t[0][2], t[0][3], t[1][2], t[1][3]);
-        pa[kk][2] = pack4_e4m3(t[2][0], t[2][1], t[3][0], t[3][1]);
-        pa[kk][3] = pack4_e4m3(t[2][2], t[2][3], t[3][2], t[3][3]);
-    }
+    for (int kk = 0; kk < KS; ++kk)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            float x[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) x[i] = s[0][4 * kk + fp8_pack_block(r, i)][fp8_pack_elem(r, i)];
+            pa[kk][r] = pack4_e4m3(x[0], x[1], x[2], x[3]);
+        }
 }
 
 // Transposes one V tile of BC = 128 keys x DV values from the layout TMA
@@ -52,10 +54,11 @@ __device__ __forceinline__ void pack_p_e4m3(u32 (&pa)[KS][4], const float (&s)[1
 // keys, in the permuted order), 128-byte swizzle, which is the K-major B
 // operand of O += P V (rows 8 apart = 1024 bytes, k32 step = 32 bytes).
 //
-// Run by the 128 threads of the producer warpgroup.  A unit is 4 keys x 4
-// values: keys k, k+1, k+8, k+9 (k = 16G + 2q), which become the 4
-// consecutive A-columns 16G + 4q .. +3, so each unit is four 32-bit loads,
-// a 4x4 byte transpose with eight byte permutes and four 32-bit stores.
+// Run by the 128 threads of the producer warpgroup.  A unit (fp8_unit) is
+// 4 keys x 4 values: keys k, k+1, k+8, k+9 (k = 16G + 2q), which become
+// the 4 consecutive A-columns 16G + 4q .. +3, so each unit is four 32-bit
+// loads, a 4x4 byte transpose (eight byte permutes) and four 32-bit stores.
+// The loop is not unrolled: unrolled, the producer's 40 registers spill.
 template <int BC, int DV>
 __device__ __forceinline__ void transpose_v(u32 src, u32 dst, int tid) {
     static_assert(BC == 128, "one 128-byte V^T row per value dim");
@@ -63,29 +66,16 @@ __device__ __forceinline__ void transpose_v(u32 src, u32 dst, int tid) {
     constexpr int UNITS = BC * DV / 16;
 #pragma unroll 1
     for (int u = tid; u < UNITS; u += 128) {
-        const int q = u & 3, grp = (u >> 2) & 7, n0 = (u >> 5) * 4;
-        const int k0 = 16 * grp + 2 * q;
-        const u32 col = (u32)(n0 >> 7) * BC * 128, chunk = (u32)(n0 & 127) >> 4, inb = (u32)n0 & 15u;
-        u32 w[4];
-        const int rows[4] = {k0, k0 + 1, k0 + 8, k0 + 9};
+        int k0, n0, a0;
+        fp8_unit(u, &k0, &n0, &a0);
+        u32 w[4], out[4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const u32 r = (u32)rows[i];
-            const u32 addr = src + col + r * 128 + ((chunk ^ (r & 7u)) << 4) + inb;
-            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(w[i]) : "r"(addr) : "memory");
-        }
-        // w[i] byte j = V(rows[i], n0 + j); out[j] byte i = the same
-        const u32 t0 = __byte_perm(w[0], w[1], 0x5140), t1 = __byte_perm(w[0], w[1], 0x7362);
-        const u32 t2 = __byte_perm(w[2], w[3], 0x5140), t3 = __byte_perm(w[2], w[3], 0x7362);
-        const u32 out[4] = {__byte_perm(t0, t2, 0x5410), __byte_perm(t0, t2, 0x7632), __byte_perm(t1, t3, 0x5410),
-                            __byte_perm(t1, t3, 0x7632)};
-        const u32 a0 = (u32)(16 * grp + 4 * q);
+        for (int i = 0; i < 4; ++i)
+            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(w[i]) : "r"(src + fp8_swz(BC, fp8_unit_row(k0, i), n0)) : "memory");
+        fp8_transpose4(w, out);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const u32 n = (u32)(n0 + j);
-            const u32 addr = dst + n * 128 + ((((a0 >> 4) ^ (n & 7u))) << 4) + (a0 & 15u);
-            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(out[j]) : "memory");
-        }
+        for (int j = 0; j < 4; ++j)
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(dst + fp8_swz(DV, n0 + j, a0)), "r"(out[j]) : "memory");
     }
 }
 

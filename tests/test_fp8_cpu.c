@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "fg_fp8_map.h"
 #include "gen/render.h"
 #include "runtime/attention.h"
 #include "runtime/backward.h"
@@ -134,6 +135,65 @@ static void test_reference(void) {
         free(q8); free(k8); free(v8); free(q16); free(k16); free(v16);
         free(o8); free(o16); free(l8); free(l16);
     }
+}
+
+/* The kernel's index maps (templates/fg_fp8_map.h) against the hardware
+ * layouts, written from the PTX ISA:
+ *   fp32 accumulator, n8 block j, element e: row g + 8 (e >> 1), column
+ *     8j + 2q + (e & 1)  (g = lane / 4, q = lane % 4, per warp);
+ *   e4m3 A operand of m64nNk32, register r, byte i: row g + 8 (r & 1),
+ *     column 4q + i + 16 (r >> 1).
+ * P V is right iff the key P's A-column holds (through pack_p_e4m3) is the
+ * key V^T's column holds (through transpose_v), for every column. */
+static void test_maps(void) {
+    for (int lane = 0; lane < 32; ++lane)
+        for (int r = 0; r < 4; ++r)
+            for (int i = 0; i < 4; ++i) {
+                const int g = lane / 4, q = lane % 4, j = fp8_pack_block(r, i), e = fp8_pack_elem(r, i);
+                const int acc_row = g + 8 * (e >> 1), acc_key = 8 * j + 2 * q + (e & 1);
+                const int a_row = g + 8 * (r & 1), a_col = 4 * q + i + 16 * (r >> 1);
+                CHECK(acc_row == a_row && acc_key == fp8_key_of_col(a_col), "lane %d reg %d byte %d: P(%d, key %d) at A(%d, col %d -> key %d)",
+                      lane, r, i, acc_row, acc_key, a_row, a_col, fp8_key_of_col(a_col));
+            }
+    /* the key permutation is one: each key once per step */
+    int seen[32] = {0};
+    for (int a = 0; a < 32; ++a) ++seen[fp8_key_of_col(a)];
+    for (int k = 0; k < 32; ++k) CHECK(seen[k] == 1, "key %d at %d columns", k, seen[k]);
+    /* transpose_v's work, run on a byte array: 128 threads, units u = tid,
+     * tid + 128, ... as the kernel loops; V(key, n) = a hash of both */
+    for (int dv = 64; dv <= 256; dv += 64) {
+        const int BC = 128, dvp = (dv + 127) / 128 * 128;
+        unsigned char *src = calloc((size_t)BC * dvp, 1), *dst = calloc((size_t)dv * BC, 1);
+        int *writes = calloc((size_t)dv * BC, sizeof *writes);
+#define VAL(key, n) ((unsigned char)((key) * 7 + (n) * 13 + ((key) >> 3) * 5 + 1))
+        for (int key = 0; key < BC; ++key)
+            for (int n = 0; n < dv; ++n) src[fp8_swz(BC, key, n)] = VAL(key, n);
+        for (int tid = 0; tid < 128; ++tid)
+            for (int u = tid; u < BC * dv / 16; u += 128) {
+                int k0, n0, a0;
+                fp8_unit(u, &k0, &n0, &a0);
+                unsigned w[4], out[4];
+                for (int i = 0; i < 4; ++i) memcpy(&w[i], src + fp8_swz(BC, fp8_unit_row(k0, i), n0), 4);
+                fp8_transpose4(w, out);
+                for (int jj = 0; jj < 4; ++jj) {
+                    const unsigned off = fp8_swz(dv, n0 + jj, a0);
+                    memcpy(dst + off, &out[jj], 4);
+                    for (int b = 0; b < 4; ++b) ++writes[off + b];
+                }
+            }
+        int bad = 0, twice = 0;
+        for (int n = 0; n < dv; ++n)
+            for (int a = 0; a < BC; ++a) {
+                const int key = 32 * (a / 32) + fp8_key_of_col(a % 32);
+                bad += dst[fp8_swz(dv, n, a)] != VAL(key, n);
+                twice += writes[fp8_swz(dv, n, a)] != 1;
+            }
+#undef VAL
+        CHECK(!bad && !twice, "dv %d: %d bytes of V^T wrong, %d not written exactly once", dv, bad, twice);
+        free(src); free(dst); free(writes);
+    }
+    /* the byte-permute emulation agrees with CUDA's definition on a case */
+    CHECK(FG_FP8_PERM(0x33221100u, 0x77665544u, 0x5140) == 0x55114400u, "byte perm");
 }
 
 static fg_status plan(const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *e) {
@@ -278,6 +338,7 @@ int main(void) {
     test_decode();
     test_encode();
     test_reference();
+    test_maps();
     test_checks();
     test_variants();
     return test_summary("test_fp8_cpu");
