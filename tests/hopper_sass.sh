@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU test (no GPU): every Hopper TMA variant the heuristic starts from
 # compiles for sm_90a with NVRTC, and its SASS has what the design needs:
-# HGMMA (wgmma; QGMMA and no HGMMA for the FP8 e4m3 variants), UTMALDG (TMA loads), USETMAXREG (setmaxnreg), SYNCS
+# HGMMA (wgmma; QGMMA and no HGMMA for the FP8 e4m3 variants; score
+# modifications in 16-bit variants only), UTMALDG (TMA loads), USETMAXREG (setmaxnreg), SYNCS
 # (mbarriers), no local-memory traffic (LDL/STL), and ptxas neither ignored
 # setmaxnreg (C7508) nor serialised the wgmma pipeline ("Potential
 # Performance Loss", C7510..C7520; C7519, an injected warpgroup.arrive, is
@@ -59,6 +60,10 @@ for p in 192,128 128,64 64,128 256,128; do
   for c in 0 1; do check "hdim=${p%,*},hdim_v=${p#*,},wgmma=2,causal=$c"; done
 done
 check "hdim=192,hdim_v=128,wgmma=2,sparse=1"
+# score modifications (16-bit; docs/SCORE-WIRING.md), which share the
+# kernel source with FP8's changes
+for c in 0 1; do check "hdim=128,wgmma=2,causal=$c,mods=softcap+alibi+window+sink"; done
+check "hdim=64,wgmma=2,causal=1,mods=window+sink"
 # FP8 (e4m3): every head dim the issue names, causal both ways, both output
 # types, both tile heights, a value head dim of its own, three stages
 for h in 64 128 256; do
