@@ -372,8 +372,9 @@ typedef struct fg_attention_desc {
     int num_splits;
     /* ---- score modifications (appended; docs/SCORE-WIRING.md).  Forward,
      * mma.sync and TMA paths, dense (no layout) and not with the inference
-     * fields: elsewhere (a layout, the inference fields, FG_PATH_WGMMA, the
-     * backward) a call that sets one returns FG_ERR_UNSUPPORTED naming it
+     * fields, 16-bit inputs: elsewhere (a layout, the inference fields,
+     * FG_PATH_WGMMA, FG_E4M3 inputs, the backward) a call that sets one
+     * returns FG_ERR_UNSUPPORTED naming it
      * (FG_PATH_AUTO takes the TMA kernel on Hopper, else mma.sync).  The logit of query i
      * and key j is built in this order, as FlashAttention-2 does:
      *   x = softmax_scale * q_i . k_j
@@ -419,7 +420,8 @@ typedef struct fg_attention_desc {
      * V8 the stored e4m3 values.  NULL means 1.0.  descale_per_head 0: each
      * pointer names one float (per tensor); 1: [batch, heads_kv] floats,
      * row-major (q's of a query head are those of its kv head, as in
-     * FlashAttention-3). */
+     * FlashAttention-3).  Score modifications (above) are not built for
+     * FG_E4M3 yet: setting one returns FG_ERR_UNSUPPORTED. */
     fg_dtype out_dtype;
     const float *q_descale, *k_descale, *v_descale;
     int descale_per_head;
