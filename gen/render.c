@@ -19,6 +19,9 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     lua_pushinteger(L, v->spec.head_dim);   lua_setfield(L, -2, "head_dim");
     lua_pushinteger(L, fg_spec_head_dim_v(&v->spec)); lua_setfield(L, -2, "head_dim_v");
     lua_pushstring(L, fg_dtype_name(v->spec.dtype)); lua_setfield(L, -2, "dtype");
+    if (v->spec.dtype == FG_E4M3) {
+        lua_pushstring(L, fg_dtype_name(fg_spec_out_dtype(&v->spec))); lua_setfield(L, -2, "out_dtype");
+    }
     lua_pushboolean(L, v->spec.causal);     lua_setfield(L, -2, "causal");
     lua_pushboolean(L, v->spec.sparse);     lua_setfield(L, -2, "sparse");
     if (v->spec.infer) { lua_pushboolean(L, 1); lua_setfield(L, -2, "infer"); }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *fg_dtype_name(fg_dtype d) { return d == FG_BF16 ? "bf16" : "fp16"; }
+const char *fg_dtype_name(fg_dtype d) { return d == FG_E4M3 ? "e4m3" : d == FG_BF16 ? "bf16" : "fp16"; }
 
 const char *fg_causal_name(fg_causal c) {
     switch (c) {
@@ -56,6 +56,11 @@ fg_status fg_spec_parse(const char *text, fg_variant *v, fg_causal *causal, fg_e
         } else if (!strcmp(key, "dtype")) {
             if (!strcmp(val, "bf16")) v->spec.dtype = FG_BF16;
             else if (!strcmp(val, "fp16")) v->spec.dtype = FG_FP16;
+            else if (!strcmp(val, "e4m3")) v->spec.dtype = FG_E4M3;
+            else goto bad;
+        } else if (!strcmp(key, "out")) {
+            if (!strcmp(val, "bf16")) v->spec.out_dtype = FG_BF16;
+            else if (!strcmp(val, "fp16")) v->spec.out_dtype = FG_FP16;
             else goto bad;
         } else if (!strcmp(key, "causal")) {
             if (!strcmp(val, "none") || !strcmp(val, "0") || !strcmp(val, "off")) *causal = FG_CAUSAL_NONE;
@@ -159,7 +164,7 @@ void fg_spec_head_dim_v_item(const fg_spec *s, char *buf, size_t n) {
 int fg_spec_equal(const fg_spec *a, const fg_spec *b) {
     return a->head_dim == b->head_dim && fg_spec_head_dim_v(a) == fg_spec_head_dim_v(b) && a->dtype == b->dtype &&
            a->causal == b->causal && a->sparse == b->sparse && a->kind == b->kind &&
-           a->infer == b->infer && a->mods == b->mods &&
+           a->infer == b->infer && a->mods == b->mods && fg_spec_out_dtype(a) == fg_spec_out_dtype(b) &&
            !memcmp(&a->score_hash, &b->score_hash, sizeof a->score_hash) &&
            !memcmp(&a->mask_hash, &b->mask_hash, sizeof a->mask_hash);
 }
@@ -201,6 +206,11 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     fg_score_hash_format(&v->spec.score_hash, score, sizeof score);
     fg_strlcat(buf, score, n);
     if (v->spec.kind == FG_KIND_APPEND) fg_strlcat(buf, ",kind=append", n);
+    if (v->spec.dtype == FG_E4M3) fg_strlcat(buf, fg_spec_out_dtype(&v->spec) == FG_BF16 ? ",out=bf16" : ",out=fp16", n);
+}
+
+fg_dtype fg_spec_out_dtype(const fg_spec *s) {
+    return s->dtype == FG_E4M3 ? (s->out_dtype == FG_BF16 ? FG_BF16 : FG_FP16) : s->dtype;
 }
 
 static const char *const mod_names[4] = {"softcap", "alibi", "window", "sink"};

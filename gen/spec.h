@@ -58,6 +58,9 @@ typedef struct fg_spec {
      * SHA-256 of score_cuda (",score=<hex>"). */
     fg_mask_hash score_hash;
     const char *score_cuda, *score_text;
+    /* FP8 (dtype FG_E4M3) only: o's 16-bit type, FG_FP16 (0) or FG_BF16;
+     * keys and SPEC text name it (",out=bf16") only for e4m3 variants. */
+    fg_dtype out_dtype;
 } fg_spec;
 #define FG_MOD_SOFTCAP 1
 #define FG_MOD_ALIBI 2
@@ -93,7 +96,8 @@ typedef struct fg_variant {
     "SPEC is a comma-separated list of key=value:\n"                                          \
     "  hdim=N            head dim, a multiple of 8 in 8..256 (required)\n"                   \
     "  hdim_v=N          value head dim (v and o), a multiple of 8 in 8..256 (default hdim)\n"\
-    "  dtype=bf16|fp16   element type (default bf16)\n"                                      \
+    "  dtype=bf16|fp16|e4m3  element type (default bf16); e4m3: FP8 q, k, v (TMA path)\n"   \
+    "  out=fp16|bf16     e4m3 only: the output type (default fp16)\n"                       \
     "  causal=none|bottom_right|top_left   (also 0/1; default none)\n"                       \
     "  sparse=0|1        block-sparse layout (default 0)\n"                                  \
     "  kind=fwd|bwd      forward (default) or backward kernels\n"                          \
@@ -157,5 +161,7 @@ int fg_spec_mods_parse(const char *text, int *mods);
 /* The template parameter name of bit i (0..3): softcap, alibi, window, sink. */
 const char *fg_spec_mod_name(int i);
 const char *fg_dtype_name(fg_dtype d);
+/* o's element type: out_dtype for e4m3 variants, else the input type. */
+fg_dtype fg_spec_out_dtype(const fg_spec *s);
 const char *fg_causal_name(fg_causal c);
 #endif

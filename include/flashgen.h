@@ -73,8 +73,8 @@ extern "C" {
  * (cu_seqlens_q/k, total_q/k, seqlens_k, block_table, page_size, num_pages,
  * max_pages, num_splits), then the score modifications (softcap,
  * alibi_slopes, alibi_batch_stride, window_left, window_right, sinks,
- * score),
- * whose window pair is off at -1, not 0 (see there). */
+ * score), whose window pair is off at -1, not 0 (see there), then the FP8
+ * fields (out_dtype, q/k/v_descale, descale_per_head). */
 
 typedef enum fg_status {
     FG_OK = 0,
@@ -96,7 +96,11 @@ typedef enum fg_status {
                                     (file:line or column in errmsg)         */
 } fg_status;
 
-typedef enum fg_dtype { FG_FP16 = 0, FG_BF16 = 1 } fg_dtype;
+/* FG_E4M3: FP8 (OCP e4m3fn: 1 sign, 4 exponent bits of bias 7, 3 mantissa
+ * bits; 448 the largest, no infinity, 0x7f/0xff NaN) q, k and v with fp32
+ * accumulation and an fp16 or bf16 output (fg_attention_desc.out_dtype),
+ * forward only, on the Hopper TMA path (sm_90a); see the descale fields. */
+typedef enum fg_dtype { FG_FP16 = 0, FG_BF16 = 1, FG_E4M3 = 2 } fg_dtype;
 
 typedef enum fg_causal {
     FG_CAUSAL_NONE = 0,
@@ -368,8 +372,9 @@ typedef struct fg_attention_desc {
     int num_splits;
     /* ---- score modifications (appended; docs/SCORE-WIRING.md).  Forward,
      * mma.sync and TMA paths, dense (no layout) and not with the inference
-     * fields: elsewhere (a layout, the inference fields, FG_PATH_WGMMA, the
-     * backward) a call that sets one returns FG_ERR_UNSUPPORTED naming it
+     * fields, 16-bit inputs: elsewhere (a layout, the inference fields,
+     * FG_PATH_WGMMA, FG_E4M3 inputs, the backward) a call that sets one
+     * returns FG_ERR_UNSUPPORTED naming it
      * (FG_PATH_AUTO takes the TMA kernel on Hopper, else mma.sync).  The logit of query i
      * and key j is built in this order, as FlashAttention-2 does:
      *   x = softmax_scale * q_i . k_j
@@ -406,6 +411,20 @@ typedef struct fg_attention_desc {
     /* A user score expression (fg_score_create), applied after softcap and
      * ALiBi; NULL = none. */
     const fg_score *score;
+    /* ---- FP8 (appended; read only when dtype is FG_E4M3) ----
+     * o's element type: FG_FP16 (the zero value) or FG_BF16.  With another
+     * dtype o has the input's type and out_dtype must be 0 or that dtype.
+     * Descale factors, device fp32 read by the kernel (so quantisation can
+     * run on the device without a sync): the kernel computes
+     * softmax(scale * q_descale * k_descale * Q8 K8^T) V8 * v_descale, Q8, K8,
+     * V8 the stored e4m3 values.  NULL means 1.0.  descale_per_head 0: each
+     * pointer names one float (per tensor); 1: [batch, heads_kv] floats,
+     * row-major (q's of a query head are those of its kv head, as in
+     * FlashAttention-3).  Score modifications (above) are not built for
+     * FG_E4M3 yet: setting one returns FG_ERR_UNSUPPORTED. */
+    fg_dtype out_dtype;
+    const float *q_descale, *k_descale, *v_descale;
+    int descale_per_head;
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,

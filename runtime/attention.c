@@ -41,7 +41,7 @@ fg_status fg_check_call_tensors(const fg_cuda *cu, const fg_attention_desc *d, c
     for (int i = 0; i < FG_T_COUNT; ++i) {
         if (i == FG_T_LSE && !lse) break;
         const fg_tensor_shape *t = &sh[i];
-        fg_status st = fg_check_tensor(cu, t->name, ptr[i], t->elem_bytes == 2 ? 16 : 4,
+        fg_status st = fg_check_tensor(cu, t->name, ptr[i], t->elem_bytes <= 2 ? 16 : 4,
                                        fg_tensor_bytes(t->strides, t->batch, t->heads, t->seqlen, t->dim, t->elem_bytes), e);
         if (st != FG_OK) return st;
     }

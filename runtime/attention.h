@@ -26,7 +26,7 @@ int64_t fg_tensor_bytes(const int64_t s[3], int batch, int heads, int seqlen, in
 fg_status fg_check_strides(const char *name, const int64_t s[3], int batch, int heads, int seqlen, int d,
                            int must_not_overlap, fg_error *err);
 /* One tensor of a call as the kernels see it: q, k, v, o (2-byte
- * elements) and lse (fp32), their shapes and element strides after the
+ * elements; q, k, v 1-byte for FG_E4M3) and lse (fp32), their shapes and element strides after the
  * inference fields are applied (packed varlen tensors are one "batch" of
  * total rows; a paged cache is num_pages "batches" of page_size rows). */
 typedef struct fg_tensor_shape {
@@ -39,6 +39,9 @@ void fg_desc_tensor_shapes(const fg_attention_desc *d, fg_tensor_shape out[FG_T_
 /* Whether d uses an inference field (a table, or num_splits > 1), which
  * needs the inference variant (gen/spec.h, spec.infer). */
 int fg_desc_has_infer(const fg_attention_desc *d);
+/* The FP8 fields (FG_E4M3 only; runtime/fp8.c): checks and kernel parameters. */
+fg_status fg_fp8_check(const fg_attention_desc *d, fg_error *err);
+void fg_fp8_params(const fg_attention_desc *d, fg_fwd_params *p);
 /* The checks of the inference fields (runtime/infer.c). */
 fg_status fg_infer_check(const fg_attention_desc *d, fg_error *err);
 /* The inference fields of the kernel parameters: tables, totals, pages;

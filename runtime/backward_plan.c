@@ -37,6 +37,8 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the backward pass does not support score modifications yet (softcap, alibi_slopes, window_left/"
                        "window_right, sinks): only the forward (fg_attention_forward) applies them");
+    if (dd->dtype == FG_E4M3)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass takes FG_FP16 or FG_BF16 (FG_E4M3 is forward only)");
     if (dd->path == FG_PATH_TMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the backward pass has no TMA path: FG_PATH_WGMMA (Hopper), FG_PATH_MMA or FG_PATH_AUTO");

@@ -117,7 +117,10 @@ static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_s
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     if (v->cfg.wgmma >= 1 && !fg_arch_has_wgmma(ctx->dev_info.arch))
         return fg_fail(err, FG_ERR_UNSUPPORTED, "%s needs an sm_90a GPU (Hopper); this one is %s (%s)",
-                       v->cfg.wgmma == 2 ? "FG_PATH_TMA" : "FG_PATH_WGMMA", ctx->dev_info.arch, ctx->dev_info.name);
+                       v->spec.dtype == FG_E4M3 ? "FG_E4M3 (FP8, the TMA path)"
+                       : v->cfg.wgmma == 2      ? "FG_PATH_TMA"
+                                                : "FG_PATH_WGMMA",
+                       ctx->dev_info.arch, ctx->dev_info.name);
     const int tma_ok = fg_tma_tiles_ok(d->batch, d->heads_q, d->seqlen_q) &&
                        fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
                        fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
@@ -160,7 +163,8 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     fg_status st = fg_desc_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
     if (st != FG_OK) return st;
-    if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && fg_infer_auto(ctx, d)) { /* decode-shaped: GQA packing or split-KV */
+    if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && v->spec.dtype != FG_E4M3 &&
+        fg_infer_auto(ctx, d)) { /* decode-shaped: GQA packing or split-KV */
         v->spec.infer = 1;
         v->cfg.wgmma = 0;
     }

@@ -17,10 +17,10 @@ int fg_desc_has_infer(const fg_attention_desc *d) {
 }
 
 void fg_desc_tensor_shapes(const fg_attention_desc *d, fg_tensor_shape t[FG_T_COUNT]) {
-    const int dv = fg_desc_head_dim_v(d);
-    const fg_tensor_shape q = {"q", {d->q_strides[0], d->q_strides[1], d->q_strides[2]}, d->batch, d->heads_q, d->seqlen_q, d->head_dim, 2, 0};
-    const fg_tensor_shape k = {"k", {d->k_strides[0], d->k_strides[1], d->k_strides[2]}, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, 2, 0};
-    const fg_tensor_shape v = {"v", {d->v_strides[0], d->v_strides[1], d->v_strides[2]}, d->batch, d->heads_kv, d->seqlen_k, dv, 2, 0};
+    const int dv = fg_desc_head_dim_v(d), eb = d->dtype == FG_E4M3 ? 1 : 2; /* o is 16-bit in any case */
+    const fg_tensor_shape q = {"q", {d->q_strides[0], d->q_strides[1], d->q_strides[2]}, d->batch, d->heads_q, d->seqlen_q, d->head_dim, eb, 0};
+    const fg_tensor_shape k = {"k", {d->k_strides[0], d->k_strides[1], d->k_strides[2]}, d->batch, d->heads_kv, d->seqlen_k, d->head_dim, eb, 0};
+    const fg_tensor_shape v = {"v", {d->v_strides[0], d->v_strides[1], d->v_strides[2]}, d->batch, d->heads_kv, d->seqlen_k, dv, eb, 0};
     const fg_tensor_shape o = {"o", {d->o_strides[0], d->o_strides[1], d->o_strides[2]}, d->batch, d->heads_q, d->seqlen_q, dv, 2, 1};
     const fg_tensor_shape lse = {"lse", {(int64_t)d->heads_q * d->seqlen_q, d->seqlen_q, 1}, d->batch, d->heads_q, d->seqlen_q, 1, 4, 1};
     t[FG_T_Q] = q; t[FG_T_K] = k; t[FG_T_V] = v; t[FG_T_O] = o; t[FG_T_LSE] = lse;

@@ -127,8 +127,8 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     fg_status st = fg_desc_read(desc, &dd, err);
     if (st != FG_OK) return st;
     const fg_attention_desc *d = &dd;
-    if (d->dtype != FG_FP16 && d->dtype != FG_BF16)
-        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "dtype %d is not FG_FP16 or FG_BF16", (int)d->dtype);
+    if (d->dtype != FG_FP16 && d->dtype != FG_BF16 && d->dtype != FG_E4M3)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "dtype %d is not FG_FP16, FG_BF16 or FG_E4M3", (int)d->dtype);
     if (d->head_dim_v < 0)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "head_dim_v %d is negative (0 means head_dim)", d->head_dim_v);
     const int dv = fg_desc_head_dim_v(d);
@@ -151,6 +151,7 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "softmax_scale must be positive and finite (got %g)", (double)d->softmax_scale);
     if ((st = fg_infer_check(d, err))) return st;
     if ((st = fg_score_check(d, err))) return st;
+    if ((st = fg_fp8_check(d, err))) return st;
     fg_tensor_shape sh[FG_T_COUNT];
     fg_desc_tensor_shapes(d, sh);
     for (int i = FG_T_Q; i <= FG_T_O; ++i)
@@ -169,6 +170,7 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     v->spec.head_dim = d->head_dim;
     v->spec.head_dim_v = dv;
     v->spec.dtype = d->dtype;
+    v->spec.out_dtype = d->dtype == FG_E4M3 ? d->out_dtype : FG_FP16;
     v->spec.causal = d->causal != FG_CAUSAL_NONE;
     v->spec.sparse = L != NULL;
     v->spec.infer = infer;
@@ -183,6 +185,7 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     v->cfg.warps = d->warps;
     v->cfg.stages = d->stages;
     v->cfg.wgmma = infer ? 0 : d->path == FG_PATH_AUTO ? -1 : d->path == FG_PATH_TMA ? 2 : d->path == FG_PATH_WGMMA;
+    if (d->dtype == FG_E4M3) v->cfg.wgmma = 2; /* the only family with an FP8 kernel (fg_fp8_check) */
     if (fg_config_is_explicit(&v->cfg)) {
         /* an explicit configuration: completed with defaults, never replaced */
         st = fg_config_complete(&v->spec, &v->cfg, smem_limit, err);
@@ -221,5 +224,6 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
     }
     fg_infer_params(d, p);
     fg_score_params(d, &v->spec, p);
+    fg_fp8_params(d, p);
     return FG_OK;
 }

@@ -115,12 +115,6 @@ void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L,
     fg_reference_row_mask(d, L, NULL, q, k, v, b, h, i, orow, lse_out);
 }
 
-void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
-                           const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
-                           double *lse_out) {
-    fg_reference_row_mods(d, L, m, NULL, q, k, v, b, h, i, orow, lse_out);
-}
-
 int fg_ref_mod_offset(const fg_attention_desc *d) {
     return d->causal == FG_CAUSAL_TOP_LEFT ? 0 : d->seqlen_k - d->seqlen_q;
 }
@@ -138,21 +132,30 @@ double fg_ref_logit(const fg_attention_desc *d, const fg_ref_mods *mods, int b, 
     return x;
 }
 
-void fg_reference_row_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
-                           const fg_ref_mods *mods, const uint16_t *q, const uint16_t *k, const uint16_t *v, int b,
-                           int h, int i, double *orow, double *lse_out) {
+/* Element idx of an input array of d's dtype (16-bit or e4m3). */
+static double ref_load(const void *p, int64_t idx, fg_dtype dt) {
+    return dt == FG_E4M3 ? fg_e4m3_to_float(((const uint8_t *)p)[idx]) : fg_half_to_float(((const uint16_t *)p)[idx], dt);
+}
+
+/* One row; qk_descale multiplies the scores (with the softmax scale, before
+ * the score modifications), v_descale the output (FP8's descales; 1
+ * otherwise). */
+static void ref_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                    const fg_ref_mods *mods, const void *q, const void *k, const void *v, double qk_descale,
+                    double v_descale, int b, int h, int i, double *orow, double *lse_out) {
     const int D = d->head_dim, DV = fg_desc_head_dim_v(d), hk = h / (d->heads_q / d->heads_kv);
-    const double scale = d->softmax_scale == 0.f ? 1.0 / sqrt((double)D) : (double)d->softmax_scale;
+    const double scale = (d->softmax_scale == 0.f ? 1.0 / sqrt((double)D) : (double)d->softmax_scale) * qk_descale;
+    const fg_dtype dt = d->dtype;
     double *s = malloc(sizeof(double) * ((size_t)d->seqlen_k + (size_t)D));
     double *qr = s + d->seqlen_k;
-    const uint16_t *qp = q + b * d->q_strides[0] + h * d->q_strides[1] + (int64_t)i * d->q_strides[2];
-    for (int x = 0; x < D; ++x) qr[x] = fg_half_to_float(qp[x], d->dtype);
+    const int64_t qo = b * d->q_strides[0] + h * d->q_strides[1] + (int64_t)i * d->q_strides[2];
+    for (int x = 0; x < D; ++x) qr[x] = ref_load(q, qo + x, dt);
     double mx = -INFINITY;
     for (int j = 0; j < d->seqlen_k; ++j) {
         if (!fg_ref_visible_mask(d, L, m, b, h, i, j)) { s[j] = -INFINITY; continue; }
-        const uint16_t *kp = k + b * d->k_strides[0] + hk * d->k_strides[1] + (int64_t)j * d->k_strides[2];
+        const int64_t ko = b * d->k_strides[0] + hk * d->k_strides[1] + (int64_t)j * d->k_strides[2];
         double acc = 0;
-        for (int x = 0; x < D; ++x) acc += qr[x] * fg_half_to_float(kp[x], d->dtype);
+        for (int x = 0; x < D; ++x) acc += qr[x] * ref_load(k, ko + x, dt);
         s[j] = fg_ref_logit(d, mods, b, h, i, j, acc * scale);
         if (s[j] > mx) mx = s[j];
     }
@@ -168,13 +171,46 @@ void fg_reference_row_mods(const fg_attention_desc *d, const fg_block_layout_des
             if (s[j] == -INFINITY) continue;
             const double pj = exp(s[j] - mx);
             sum += pj;
-            const uint16_t *vp = v + b * d->v_strides[0] + hk * d->v_strides[1] + (int64_t)j * d->v_strides[2];
-            for (int x = 0; x < DV; ++x) orow[x] += pj * fg_half_to_float(vp[x], d->dtype);
+            const int64_t vo = b * d->v_strides[0] + hk * d->v_strides[1] + (int64_t)j * d->v_strides[2];
+            for (int x = 0; x < DV; ++x) orow[x] += pj * ref_load(v, vo + x, dt);
         }
-        for (int x = 0; x < DV; ++x) orow[x] /= sum;
+        for (int x = 0; x < DV; ++x) orow[x] *= v_descale / sum;
     }
     *lse_out = sum > 0 ? mx + log(sum) : -INFINITY;
     free(s);
+}
+
+void fg_reference_row_mask(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                           const uint16_t *q, const uint16_t *k, const uint16_t *v, int b, int h, int i, double *orow,
+                           double *lse_out) {
+    ref_row(d, L, m, NULL, q, k, v, 1.0, 1.0, b, h, i, orow, lse_out);
+}
+
+void fg_reference_row_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                           const fg_ref_mods *mods, const uint16_t *q, const uint16_t *k, const uint16_t *v, int b,
+                           int h, int i, double *orow, double *lse_out) {
+    ref_row(d, L, m, mods, q, k, v, 1.0, 1.0, b, h, i, orow, lse_out);
+}
+
+/* NULL: 1; else per tensor or [batch, heads_kv] as d->descale_per_head says. */
+static double host_descale(const float *x, const fg_attention_desc *d, int b, int hk) {
+    return x ? (double)x[d->descale_per_head ? b * d->heads_kv + hk : 0] : 1.0;
+}
+
+void fg_reference_forward_fp8(const fg_attention_desc *d, const uint8_t *q, const uint8_t *k, const uint8_t *v,
+                              const float *q_descale, const float *k_descale, const float *v_descale, double *o,
+                              double *lse) {
+    const int DV = fg_desc_head_dim_v(d), group = d->heads_q / d->heads_kv;
+    for (int b = 0; b < d->batch; ++b)
+        for (int h = 0; h < d->heads_q; ++h) {
+            const int hk = h / group;
+            const double qk = host_descale(q_descale, d, b, hk) * host_descale(k_descale, d, b, hk);
+            const double vs = host_descale(v_descale, d, b, hk);
+            for (int i = 0; i < d->seqlen_q; ++i)
+                ref_row(d, NULL, NULL, NULL, q, k, v, qk, vs, b, h, i,
+                        o + (((size_t)b * d->seqlen_q + i) * d->heads_q + h) * DV,
+                        lse + ((size_t)b * d->heads_q + h) * d->seqlen_q + i);
+        }
 }
 
 void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,

@@ -9,6 +9,11 @@
 
 float fg_half_to_float(uint16_t h, fg_dtype dt);
 uint16_t fg_float_to_half(float f, fg_dtype dt); /* round to nearest even */
+/* FP8 e4m3 (runtime/e4m3.c): exact decode (0x7f, 0xff: NaN), and encode
+ * rounding to nearest even with saturation to +-448 like the device's
+ * cvt.rn.satfinite. */
+float fg_e4m3_to_float(uint8_t x);
+uint8_t fg_float_to_e4m3(float f);
 
 /* xorshift64* random numbers, reproducible from a seed */
 typedef struct fg_rng { uint64_t s; } fg_rng;
@@ -71,6 +76,14 @@ void fg_reference_forward_mods(const fg_attention_desc *d, const fg_block_layout
  * q, k, v are host arrays laid out with d's strides. */
 void fg_reference_forward(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,
                           const uint16_t *k, const uint16_t *v, double *o, double *lse);
+
+/* fg_reference_forward for d->dtype FG_E4M3 (dense): q, k, v hold e4m3
+ * bytes with d's strides; the descales are HOST arrays (NULL: 1.0), one
+ * float each or [batch, heads_kv] as d->descale_per_head says; the result
+ * is softmax(scale * qd * kd * Q K^T) V * vd of the decoded values, in float64. */
+void fg_reference_forward_fp8(const fg_attention_desc *d, const uint8_t *q, const uint8_t *k, const uint8_t *v,
+                              const float *q_descale, const float *k_descale, const float *v_descale, double *o,
+                              double *lse);
 
 /* One query row: orow[head_dim_v] and its logsumexp. */
 void fg_reference_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const uint16_t *q,

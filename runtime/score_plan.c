@@ -59,6 +59,10 @@ fg_status fg_score_check(const fg_attention_desc *d, fg_error *err) {
                        "score modification '%s' with the inference fields (cu_seqlens, seqlens_k, block_table, "
                        "num_splits > 1) is not built yet",
                        first_mod(mods));
+    if (d->dtype == FG_E4M3)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "score modification '%s' with FG_E4M3 (FP8) inputs is not built yet (FG_FP16 and FG_BF16 only)",
+                       first_mod(mods));
     if (d->path == FG_PATH_WGMMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "FG_PATH_WGMMA does not implement score modification '%s': use FG_PATH_AUTO, FG_PATH_TMA or "

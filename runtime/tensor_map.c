@@ -20,14 +20,15 @@ int fg_tma_tiles_ok(int batch, int heads_q, int seqlen_q) {
 
 /* dims (d, seqlen, heads, batch); byte strides of dims 1..3.  A dim of size
  * 1 gets a harmless stride: its coordinate is always 0. */
-static fg_status encode(const fg_cuda *cu, CUtensorMap *map, CUtensorMapDataType ty, const void *ptr, int d, int seqlen,
+/* eb: bytes per element (2, or 1 for e4m3); the box is 128 bytes wide. */
+static fg_status encode(const fg_cuda *cu, CUtensorMap *map, CUtensorMapDataType ty, int eb, const void *ptr, int d, int seqlen,
                         int heads, int batch, long long row, long long head, long long bat, int box_rows,
                         const char *name, fg_error *err) {
     cuuint64_t dims[4] = {(cuuint64_t)d, (cuuint64_t)seqlen, (cuuint64_t)heads, (cuuint64_t)batch};
     const long long el[3] = {row, head, bat};
     cuuint64_t strides[3];
-    for (int i = 0; i < 3; ++i) strides[i] = dims[i + 1] == 1 ? 16 : (cuuint64_t)el[i] * 2;
-    cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1};
+    for (int i = 0; i < 3; ++i) strides[i] = dims[i + 1] == 1 ? 16 : (cuuint64_t)el[i] * eb;
+    cuuint32_t box[4] = {(cuuint32_t)(128 / eb), (cuuint32_t)box_rows, 1, 1};
     cuuint32_t estr[4] = {1, 1, 1, 1};
     CUresult r = cu->TensorMapEncodeTiled(map, ty, 4, (void *)ptr, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                           CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
@@ -48,14 +49,17 @@ fg_status fg_tma_encode(const fg_cuda *cu, const fg_variant *v, const fg_fwd_par
     if (!cu->TensorMapEncodeTiled)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the CUDA driver has no cuTensorMapEncodeTiled (TMA needs CUDA 12+)");
     memset(out, 0, sizeof *out);
-    const CUtensorMapDataType ty = v->spec.dtype == FG_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    const CUtensorMapDataType ty = v->spec.dtype == FG_E4M3  ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                   : v->spec.dtype == FG_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                              : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    const int eb = v->spec.dtype == FG_E4M3 ? 1 : 2;
     const int d = v->spec.head_dim, dv = fg_spec_head_dim_v(&v->spec);
     fg_status st;
-    if ((st = encode(cu, (CUtensorMap *)&out->q, ty, p->q, d, p->seqlen_q, p->heads_q, p->batch, p->q_row_stride,
+    if ((st = encode(cu, (CUtensorMap *)&out->q, ty, eb, p->q, d, p->seqlen_q, p->heads_q, p->batch, p->q_row_stride,
                      p->q_head_stride, p->q_batch_stride, v->cfg.block_m, "q", err)) ||
-        (st = encode(cu, (CUtensorMap *)&out->k, ty, p->k, d, p->seqlen_k, p->heads_kv, p->batch, p->k_row_stride,
+        (st = encode(cu, (CUtensorMap *)&out->k, ty, eb, p->k, d, p->seqlen_k, p->heads_kv, p->batch, p->k_row_stride,
                      p->k_head_stride, p->k_batch_stride, v->cfg.block_n, "k", err)) ||
-        (st = encode(cu, (CUtensorMap *)&out->v, ty, p->v, dv, p->seqlen_k, p->heads_kv, p->batch, p->v_row_stride,
+        (st = encode(cu, (CUtensorMap *)&out->v, ty, eb, p->v, dv, p->seqlen_k, p->heads_kv, p->batch, p->v_row_stride,
                      p->v_head_stride, p->v_batch_stride, v->cfg.block_n, "v", err)))
         return st;
     return FG_OK;

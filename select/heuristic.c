@@ -6,7 +6,19 @@
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+/* FP8 (e4m3) TMA kernel: must agree with WsShape::SMEM in fg_fwd_ws.cuh and
+ * fwd_ws.lua: 128-byte rows of one-byte elements, the Q buffer as wide as
+ * the 16-bit O tile, the V ring and the ring of transposed V tiles. */
+static int smem_bytes_fp8(const fg_spec *s, const fg_config *c) {
+    const int dv = fg_spec_head_dim_v(s), dp = round_up(s->head_dim, 128), dvp = round_up(dv, 128);
+    const int o_row = round_up(dv, 64) * 2;
+    const int qbuf = c->block_m * (dp > o_row ? dp : o_row);
+    const int rest = 1024 + c->stages * (c->block_n * (dp + dvp) + dv * c->block_n) + 48 * c->stages;
+    return rest + 2 * qbuf + 32 <= 232448 ? rest + 2 * qbuf + 32 : rest + qbuf + 16;
+}
+
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
+    if (c->wgmma == 2 && s->dtype == FG_E4M3) return smem_bytes_fp8(s, c);
     if (c->wgmma == 2) { /* must agree with WsShape::SMEM in fg_fwd_ws.cuh (the template asserts it) and
                             fwd_ws.lua: two Q buffers where they fit in Hopper's 227 KiB, else one */
         const int dp = round_up(s->head_dim, 64), dvp = round_up(fg_spec_head_dim_v(s), 64);
@@ -24,8 +36,9 @@ int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
 
 int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
     const int dp = round_up(s->head_dim, 16), dvp = round_up(fg_spec_head_dim_v(s), 16);
-    if (c->wgmma == 2) /* per consumer thread: O (value head dim), S of this tile, P of the last one (overlap), state */
-        return fg_spec_head_dim_v(s) / 2 + c->block_n / 2 + c->block_n / 4 + 24;
+    if (c->wgmma == 2) /* per consumer thread: O (value head dim), S of this tile, P of the last one (overlap:
+                          two 16-bit or four e4m3 values a register), state */
+        return fg_spec_head_dim_v(s) / 2 + c->block_n / 2 + c->block_n / (s->dtype == FG_E4M3 ? 8 : 4) + 24;
     if (c->wgmma == 1) /* O and S accumulators of 64 rows per warpgroup, P packed */
         return dp / 2 + c->block_n / 2 + c->block_n / 4 + 40;
     const int mt = c->block_m / (16 * c->warps);
@@ -35,10 +48,31 @@ int fg_config_reg_estimate(const fg_spec *s, const fg_config *c) {
     return acc_o + acc_s + q + 4 + 32;
 }
 
+/* What the FP8 TMA kernel takes beyond the TMA path's rules (fwd_ws.lua). */
+static fg_status check_fp8(const fg_spec *s, const fg_config *c, fg_error *err) {
+    const int dv = fg_spec_head_dim_v(s);
+    if (c->wgmma != 2)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 (e4m3) runs on the TMA path only (wgmma=2, FG_PATH_TMA, sm_90a)");
+    if (s->head_dim % 32 || dv % 16)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 (e4m3) takes head_dim a multiple of 32 and head_dim_v of 16 (got %d, %d)",
+                       s->head_dim, dv);
+    if (s->sparse || s->infer)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 (e4m3) is dense only: no block-sparse layout, no inference fields");
+    if (c->block_m != 64 && c->block_m != 128)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 block_m=%d: must be 64 or 128", c->block_m);
+    if (c->block_n != 128)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 block_n=%d: must be 128 (one 128-byte V^T row per value dim)", c->block_n);
+    if (c->stages < 2)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 stages=%d: must be 2 or more (V is transposed one tile behind its load)",
+                       c->stages);
+    return FG_OK;
+}
+
 fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
     const int dv = fg_spec_head_dim_v(s);
     fg_status st = fg_head_dims_check(s->head_dim, dv, err);
     if (st != FG_OK) return st;
+    if (s->dtype == FG_E4M3 && (st = check_fp8(s, c, err))) return st;
     if (c->wgmma == 2) {
         if (s->head_dim % 16 || dv % 16)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the TMA path takes head dims that are multiples of 16 (got %d, head_dim_v %d)",
@@ -60,7 +94,8 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
         if (smem > smem_limit)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d stages=%d needs %d bytes of shared memory; the device allows %d",
                            c->block_m, c->block_n, c->stages, smem, smem_limit);
-        const int regs = fg_config_reg_estimate(s, c), cap = c->block_m == 192 ? 160 : 240;
+        const int regs = fg_config_reg_estimate(s, c),
+                  cap = c->block_m == 192 ? 160 : s->dtype == FG_E4M3 && c->block_m == 128 ? 232 : 240;
         if (regs > cap)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d needs ~%d registers per consumer thread; the cap is %d",
                            c->block_m, c->block_n, regs, cap);
@@ -121,8 +156,19 @@ static int max_head_dim(const fg_spec *s) {
 
 fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_error *err) {
     const int hd = max_head_dim(s), big = round_up(hd, 16) > 128;
-    if (c->wgmma < 0) c->wgmma = 0;
-    if (c->wgmma == 2) {
+    if (c->wgmma < 0) c->wgmma = s->dtype == FG_E4M3 ? 2 : 0;
+    if (c->wgmma == 2 && s->dtype == FG_E4M3) {
+        /* 128 x 128 tiles, two stages; one consumer warpgroup where two
+         * would not fit in shared memory (head dim 256: the 16-bit O tile) */
+        if (!c->block_n) c->block_n = 128;
+        if (!c->stages) c->stages = 2;
+        if (!c->block_m) {
+            c->block_m = 128;
+            if (fg_config_smem_bytes(s, c) > smem_limit) c->block_m = 64;
+        }
+        if (!c->warps) c->warps = 4 * (1 + c->block_m / 64);
+        c->q_in_regs = 0;
+    } else if (c->wgmma == 2) {
         if (!c->block_m) c->block_m = 128;
         if (!c->warps) c->warps = 4 * (1 + c->block_m / 64);
         if (!c->block_n) c->block_n = hd > 192 ? 80 : hd > 128 ? 112 : 128;
@@ -207,6 +253,14 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     if (wgmma_ok && !fg_spec_has_mods(s) && s->head_dim % 64 == 0 && dv == s->head_dim && !(only && wgmma_ok == 2)) {
         tabs[1] = s->head_dim > 128 ? hopper_large : s->head_dim > 64 ? hopper_128 : s->causal ? hopper_64 : hopper_64_nc;
         lens[1] = tabs[1] == hopper_128 ? 4 : 3;
+    }
+    /* FP8: the TMA family alone (fwd_ws.lua's FP8 rules) */
+    static const int tma_fp8[][6] = {{2, 128, 12, 128, 2, 0}, {2, 64, 8, 128, 2, 0}, {2, 128, 12, 128, 3, 0}};
+    if (s->dtype == FG_E4M3) {
+        tabs[0] = wgmma_ok >= 2 ? tma_fp8 : NULL;
+        lens[0] = tabs[0] ? 3 : 0;
+        tabs[1] = tabs[2] = NULL;
+        lens[1] = lens[2] = 0;
     }
     int n = 0;
     for (int t = 0; t < 3; ++t)

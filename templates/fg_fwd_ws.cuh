@@ -27,6 +27,17 @@
 //
 // The generated source provides wgmma_s() (N = BC) and wgmma_o() (N = DV)
 // with their exact register lists (templates/fwd_ws.lua).
+//
+// FP8 (K::FP8, e4m3 q, k, v): tiles have 128 one-byte elements per
+// 128-byte row, the GEMMs step 32 keys (k32), and V is transposed: TMA
+// loads V into its own ring (vin, vir), the whole producer warpgroup
+// transposes each tile into the V^T ring (v, vr, which the consumers read
+// exactly as they read V otherwise) one tile behind the loads, and P is
+// packed to e4m3 (fg_fp8.cuh).  q_descale * k_descale scale S, v_descale O.
+// Score modifications (fg_score.cuh) are built for 16-bit variants only:
+// apply_logit_mods scales S by p.scale / p.softcap_scale, which carry no
+// descale, so fwd_ws.lua and the runtime (fg_score_check) refuse FP8 with
+// them.
 #pragma once
 #include "fg_params.h"
 #include "fg_wgmma.cuh"
@@ -37,22 +48,32 @@
 #include "fg_mask.cuh"
 #include "fg_score.cuh"
 #include "fg_schedule.cuh"
+#include "fg_fp8.cuh"
 
 namespace fg {
 
 template <class K> struct WsShape {
     static constexpr int NC = K::NC;
     static constexpr int THREADS = (NC + 1) * 128;
-    static constexpr int DP = (K::D + 63) / 64 * 64, DVP = (K::DV + 63) / 64 * 64;
+    // EB: bytes per input element; COLS: elements per 128-byte row
+    static constexpr int EB = K::FP8 ? 1 : 2, COLS = 128 / EB, KSTEP = K::FP8 ? 32 : 16;
+    static constexpr int DP = (K::D + COLS - 1) / COLS * COLS, DVP = (K::DV + COLS - 1) / COLS * COLS;
     static constexpr int NT_S = K::BC / 8, NT_O = K::DV / 8;
-    static constexpr int KS_QK = K::D / 16, KS_PV = K::BC / 16;
-    // A Q buffer also stages the O tile of the epilogue, so it is as wide as
-    // the wider of the two head dims; Q_TX is what the TMA load of Q brings.
-    static constexpr int Q_BUF = K::BR * (DP > DVP ? DP : DVP) * 2, Q_TX = K::BR * DP * 2;
-    static constexpr int K_BYTES = K::BC * DP * 2, V_BYTES = K::BC * DVP * 2;
-    // smem: [align 1024] Q ring | K ring | V ring | barriers (Q ring, K ring, V ring)
-    static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * (K_BYTES + V_BYTES) + Ring<K::Q_STAGES>::BYTES +
-                                2 * Ring<K::STAGES>::BYTES;
+    static constexpr int KS_QK = K::D / KSTEP, KS_PV = K::BC / KSTEP;
+    // A Q buffer also stages the 16-bit O tile of the epilogue, so it is as
+    // wide as the wider of the two; Q_TX is what the TMA load of Q brings.
+    static constexpr int O_ROW = (K::DV + 63) / 64 * 128;
+    static constexpr int Q_BUF = K::BR * (DP * EB > O_ROW ? DP * EB : O_ROW), Q_TX = K::BR * DP * EB;
+    static constexpr int K_BYTES = K::BC * DP * EB, VIN_BYTES = K::BC * DVP * EB;
+    // V as the consumers read it: the TMA'd tile, or (FP8) its transpose
+    static constexpr int V_BYTES = K::FP8 ? K::DV * K::BC : VIN_BYTES;
+    static constexpr int VT_RING = K::FP8 ? 1 : 0;
+    // smem: [align 1024] Q ring | K ring | V ring | (FP8: V^T ring) | barriers
+    // (Q ring, K ring, V ring, V^T ring)
+    static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * (K_BYTES + VIN_BYTES + VT_RING * V_BYTES) +
+                                Ring<K::Q_STAGES>::BYTES + (2 + VT_RING) * Ring<K::STAGES>::BYTES;
+    static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::D % 32 == 0 && K::DV % 16 == 0),
+                  "FP8: 128-key tiles, two stages or more, head dims multiples of 32 / 16");
     static_assert(K::BR == 64 * NC, "64 query rows per consumer warpgroup");
     static_assert(K::D % 16 == 0 && K::DV % 8 == 0 && K::DV <= 256, "head dims");
     static_assert(K::BC % 16 == 0 && K::BC <= 256, "key tile");
@@ -61,24 +82,46 @@ template <class K> struct WsShape {
 // Shared-memory addresses of one CTA's buffers and barriers.
 template <class K> struct WsSmem {
     typedef WsShape<K> S;
-    u32 q, k, v;
+    // v, vr: the V tiles the consumers read; vin, vir: where TMA loads V
+    // (the same unless FP8, whose producer transposes vin into v)
+    u32 q, k, v, vin;
     Ring<K::Q_STAGES> qr;
-    Ring<K::STAGES> kr, vr;
+    Ring<K::STAGES> kr, vr, vir;
     __device__ __forceinline__ void init(char *raw) {
         q = (smem_addr(raw) + 1023u) & ~1023u;  // the swizzle uses absolute address bits
         k = q + K::Q_STAGES * S::Q_BUF;
-        v = k + K::STAGES * S::K_BYTES;
+        vin = k + K::STAGES * S::K_BYTES;
+        v = K::FP8 ? vin + K::STAGES * S::VIN_BYTES : vin;
         qr.bars = v + K::STAGES * S::V_BYTES;
         kr.bars = qr.bars + Ring<K::Q_STAGES>::BYTES;
         vr.bars = kr.bars + Ring<K::STAGES>::BYTES;
+        vir.bars = K::FP8 ? vr.bars + Ring<K::STAGES>::BYTES : vr.bars;
     }
     __device__ __forceinline__ u32 qbuf(int stage) const { return q + stage * S::Q_BUF; }
 };
 
 // ---------------------------------------------------------------- producer
+// FP8: the producer warpgroup transposes the V tile of (stage, phase) once
+// TMA has brought it and the consumers have freed the V^T stage, then hands
+// the V^T stage to the consumers and the V stage back to TMA.
+template <class K>
+__device__ __forceinline__ void ws_transpose(const WsSmem<K> &sm, int stage, u32 phase) {
+    typedef WsShape<K> S;
+    mbar_wait(sm.vir.full(stage), phase);
+    mbar_wait(sm.vr.empty(stage), phase ^ 1u);
+    transpose_v<K::BC, K::DV>(sm.vin + stage * S::VIN_BYTES, sm.v + stage * S::V_BYTES, threadIdx.x & 127);
+    fence_proxy_async();   // generic-proxy stores, read by wgmma (async proxy)
+    __syncwarp();
+    mbar_arrive_if(sm.vr.full(stage), (threadIdx.x & 31) == 0);
+    mbar_arrive_if(sm.vir.empty(stage), (threadIdx.x & 31) == 0);
+}
+
+// One thread issues every load (lead); with FP8 all 128 threads of the
+// warpgroup run this loop, the others only to transpose V.
 template <class K>
 __device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma_params &tm, const WsSmem<K> &sm) {
     typedef WsShape<K> S;
+    const bool lead = threadIdx.x == 0;
     tma_prefetch_map(&tm.q);
     tma_prefetch_map(&tm.k);
     tma_prefetch_map(&tm.v);
@@ -97,28 +140,44 @@ __device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma
         const int first = window_clip<K>(p, sch);
 
         // with two Q buffers this tile's Q loads while the last tile computes
-        sm.qr.acquire(qs, S::Q_TX);
+        if (lead) {
+            sm.qr.acquire(qs, S::Q_TX);
 #pragma unroll
-        for (int cb = 0; cb < S::DP / 64; ++cb)
-            tma_load_4d(sm.qbuf(qs.stage) + cb * K::BR * 128, &tm.q, sm.qr.full(qs.stage), cb * 64, m0, h, b);
+            for (int cb = 0; cb < S::DP / S::COLS; ++cb)
+                tma_load_4d(sm.qbuf(qs.stage) + cb * K::BR * 128, &tm.q, sm.qr.full(qs.stage), cb * S::COLS, m0, h, b);
+        }
         qs.advance();
 
+        // FP8: the V tile loaded last, transposed after the next loads are issued
+        int pend = -1;
+        u32 pend_phase = 0;
         for (int i = first; i < sch.count; ++i) {
             bool part;
             const int t = sch.tile(i, part);
             if (!sch.visible(t, part)) continue;
-            sm.kr.acquire(ps, S::K_BYTES);
-            const u32 kd = sm.k + ps.stage * S::K_BYTES;
+            if (lead) {
+                sm.kr.acquire(ps, S::K_BYTES);
+                const u32 kd = sm.k + ps.stage * S::K_BYTES;
 #pragma unroll
-            for (int cb = 0; cb < S::DP / 64; ++cb)
-                tma_load_4d(kd + cb * K::BC * 128, &tm.k, sm.kr.full(ps.stage), cb * 64, t * K::BC, hk, b);
-            sm.vr.acquire(ps, S::V_BYTES);
-            const u32 vd = sm.v + ps.stage * S::V_BYTES;
+                for (int cb = 0; cb < S::DP / S::COLS; ++cb)
+                    tma_load_4d(kd + cb * K::BC * 128, &tm.k, sm.kr.full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
+                sm.vir.acquire(ps, S::VIN_BYTES);
+                const u32 vd = sm.vin + ps.stage * S::VIN_BYTES;
 #pragma unroll
-            for (int cb = 0; cb < S::DVP / 64; ++cb)
-                tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vr.full(ps.stage), cb * 64, t * K::BC, hk, b);
+                for (int cb = 0; cb < S::DVP / S::COLS; ++cb)
+                    tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir.full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
+            }
+            if constexpr (K::FP8) {
+                if (pend >= 0) ws_transpose<K>(sm, pend, pend_phase);
+                pend = ps.stage;
+                pend_phase = ps.phase;
+            }
             ps.advance();
         }
+        // the last V of the tile before the next tile's Q (whose buffer the
+        // consumers free only after their last P V)
+        if constexpr (K::FP8)
+            if (pend >= 0) ws_transpose<K>(sm, pend, pend_phase);
     }
 }
 
@@ -155,18 +214,24 @@ template <class K> struct WsConsumer {
         }
     }
     // V is MN-major here: a k16 step is 16 key rows (2048 bytes), the
-    // 64-column blocks of the value dim are BC * 128 bytes apart.
+    // 64-column blocks of the value dim are BC * 128 bytes apart.  FP8: V^T
+    // is K-major like K, a k32 step is 32 bytes of its 128-byte rows.
     __device__ __forceinline__ void issue_o(float (&acc_o)[1][NT_O][4], const u32 (&pa)[S::KS_PV][4], u32 vst) const {
 #pragma unroll
-        for (int kk = 0; kk < S::KS_PV; ++kk) wgmma_o(acc_o[0], pa[kk], make_desc(vst + kk * 2048, K::BC * 128, 1024));
+        for (int kk = 0; kk < S::KS_PV; ++kk)
+            wgmma_o(acc_o[0], pa[kk], K::FP8 ? make_desc(vst + kk * 32, 16, 1024) : make_desc(vst + kk * 2048, K::BC * 128, 1024));
     }
     __device__ __forceinline__ static void pack_p(u32 (&pa)[S::KS_PV][4], const float (&s)[1][NT_S][4]) {
+        if constexpr (K::FP8) {
+            pack_p_e4m3<S::KS_PV, NT_S>(pa, s);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < S::KS_PV; ++kk) {
-            pa[kk][0] = pack2<K::BF16>(s[0][2 * kk][0], s[0][2 * kk][1]);
-            pa[kk][1] = pack2<K::BF16>(s[0][2 * kk][2], s[0][2 * kk][3]);
-            pa[kk][2] = pack2<K::BF16>(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-            pa[kk][3] = pack2<K::BF16>(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+            for (int kk = 0; kk < S::KS_PV; ++kk) {
+                pa[kk][0] = pack2<K::BF16>(s[0][2 * kk][0], s[0][2 * kk][1]);
+                pa[kk][1] = pack2<K::BF16>(s[0][2 * kk][2], s[0][2 * kk][3]);
+                pa[kk][2] = pack2<K::BF16>(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+                pa[kk][3] = pack2<K::BF16>(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+            }
         }
     }
 
@@ -262,6 +327,17 @@ template <class K> struct WsConsumer {
         smx.init();
         u32 pa[S::KS_PV][4];
         float alpha_unused_[1][2];
+        // FP8: the descales of q and k fold into the softmax scale, v's into
+        // the epilogue's normalisation
+        float scale = p.scale, scale_log2 = p.scale_log2, o_scale = 1.f;
+        if constexpr (K::FP8) {
+            const int hk = h / p.group;
+            const float qk = descale_at(p.q_descale, p.descale_per_head, b, p.heads_kv, hk) *
+                             descale_at(p.k_descale, p.descale_per_head, b, p.heads_kv, hk);
+            scale *= qk;
+            scale_log2 *= qk;
+            o_scale = descale_at(p.v_descale, p.descale_per_head, b, p.heads_kv, hk);
+        }
 
         sm.qr.wait_full(qs);
 
@@ -274,7 +350,7 @@ template <class K> struct WsConsumer {
         if (i < sch.count) {
             float acc_s[1][NT_S][4];
             s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, 0);
-            smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : p.scale_log2, alpha_unused_);
+            smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : scale_log2, alpha_unused_);
             pack_p(pa, acc_s);
             if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
             int prev_stage = ps.stage;
@@ -283,7 +359,7 @@ template <class K> struct WsConsumer {
             for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
                 s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, prev_phase);
                 float alpha[1][2];
-                smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : p.scale_log2, alpha);
+                smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : scale_log2, alpha);
                 if (K::OVERLAP) {
                     wgmma_wait<0>();
                     reg_fence(acc_o[0]);
@@ -298,7 +374,7 @@ template <class K> struct WsConsumer {
             }
             if (K::OVERLAP) pv_now(acc_o, pa, prev_stage, prev_phase);
         }
-        epilogue(acc_o, smx, m0, h, b, qst);
+        epilogue(acc_o, smx, m0, h, b, qst, scale, o_scale);
         // Q and the staged O are no longer read: the buffer may take the Q
         // of a later tile
         fence_proxy_async();
@@ -309,11 +385,14 @@ template <class K> struct WsConsumer {
     // swizzle, conflict-free: the 8 rows of a store land in 8 different
     // 16-byte columns), then copy it out in coalesced 16-byte stores; lse
     // once per row.
+    // scale: the softmax scale of S (lse); o_scale multiplies O (FP8: v's descale).
     __device__ __forceinline__ void epilogue(float (&acc_o)[1][NT_O][4], OnlineSoftmax<1, NT_S, NT_O> &smx, int m0, int h,
-                                             int b, u32 qst) const {
+                                             int b, u32 qst, float scale, float o_scale) const {
         float inv[1][2], lse[1][2];
-        if constexpr (HasSink<K>::value) smx.template finish<true>(LogitMods<K>::value ? 1.f : p.scale, inv, lse, __ldg(p.sinks + h));
-        else smx.finish(LogitMods<K>::value ? 1.f : p.scale, inv, lse);
+        if constexpr (HasSink<K>::value) smx.template finish<true>(LogitMods<K>::value ? 1.f : scale, inv, lse, __ldg(p.sinks + h));
+        else smx.finish(LogitMods<K>::value ? 1.f : scale, inv, lse);
+        inv[0][0] *= o_scale;
+        inv[0][1] *= o_scale;
         const int g = lane >> 2, cq = lane & 3;
         const u32 slice = qst + c * 64 * 128;
 #pragma unroll
@@ -359,7 +438,10 @@ __device__ __forceinline__ void attention_forward_ws(const fg_fwd_params &p, con
     if (threadIdx.x == 0) {
         sm.qr.init(4 * S::NC);
         sm.kr.init(4 * S::NC);
-        sm.vr.init(4 * S::NC);
+        // FP8: V^T stages are filled by the 4 producer warps, V stages
+        // emptied by them
+        sm.vr.init(4 * S::NC, K::FP8 ? 4 : 1);
+        if (K::FP8) sm.vir.init(4);
         mbar_init_fence();
     }
     __syncthreads();
@@ -368,7 +450,7 @@ __device__ __forceinline__ void attention_forward_ws(const fg_fwd_params &p, con
     const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
     if (wg == 0) {
         setmaxnreg_dec<K::PRODUCER_REGS>();
-        if (threadIdx.x == 0) ws_producer<K>(p, tm, sm);
+        if (K::FP8 || threadIdx.x == 0) ws_producer<K>(p, tm, sm);
     } else {
         setmaxnreg_inc<K::CONSUMER_REGS>();
         WsConsumer<K> cons(p, sm, wg - 1);

@@ -75,6 +75,12 @@ typedef struct fg_fwd_params {
     const int *score_ti[8];
     const float *score_tf[8];
     long long score_tn[8];
+    /* FP8 (e4m3 variants): device fp32 descales, NULL = 1; one float each,
+     * or [batch, heads_kv] with descale_per_head (include/flashgen.h).
+     * After the score fields, in the order fg_attention_desc has them. */
+    const float *q_descale, *k_descale, *v_descale;
+    int descale_per_head;
+    int pad3_;
 } fg_fwd_params;
 
 /* A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes, 64-byte
@@ -84,9 +90,9 @@ typedef struct fg_tmap {
 } fg_tmap;
 
 /* The second kernel parameter of the TMA kernels (templates/fg_fwd_ws.cuh):
- * rank-4 maps (head dim, seqlen, heads, batch) of q, k and v, boxes of 64
- * columns (128 bytes, 128-byte swizzle) by block_m (q) or block_n (k, v)
- * rows. */
+ * rank-4 maps (head dim, seqlen, heads, batch) of q, k and v, boxes of 128
+ * bytes (64 16-bit or 128 e4m3 columns, 128-byte swizzle) by block_m (q) or
+ * block_n (k, v) rows. */
 typedef struct fg_tma_params {
     fg_tmap q, k, v;
 } fg_tma_params;

@@ -27,9 +27,11 @@ template <int STAGES> struct Ring {
     u32 bars;
     __device__ __forceinline__ u32 full(int s) const { return bars + 8u * s; }
     __device__ __forceinline__ u32 empty(int s) const { return bars + 8u * (STAGES + s); }
-    __device__ __forceinline__ void init(int consumer_arrivals) const {
+    // full: producer_arrivals (1: the TMA thread's arrive.expect_tx), empty:
+    // consumer_arrivals
+    __device__ __forceinline__ void init(int consumer_arrivals, int producer_arrivals = 1) const {
 #pragma unroll
-        for (int s = 0; s < STAGES; ++s) { mbar_init(full(s), 1); mbar_init(empty(s), consumer_arrivals); }
+        for (int s = 0; s < STAGES; ++s) { mbar_init(full(s), producer_arrivals); mbar_init(empty(s), consumer_arrivals); }
     }
     // Producer: claim stage st, announce `bytes` of TMA traffic on its full barrier.
     __device__ __forceinline__ void acquire(const PipeState<STAGES> &st, u32 bytes) const {

@@ -7,7 +7,13 @@
 -- N = head_dim_v), the register split between producer and consumers, and
 -- the shared-memory size.
 --
--- params: head_dim, head_dim_v (default head_dim), dtype, causal, sparse,
+-- FP8 (dtype "e4m3", out_dtype "fp16" or "bf16"): the same kernel with k32
+-- e4m3 wgmma, 128-element (128-byte) tile rows, V transposed in shared
+-- memory by the producer warpgroup (fg_fp8.cuh); head_dim a multiple of 32,
+-- head_dim_v of 16, block_n 128, two or more stages, dense, no score
+-- modifications (those are fp16/bf16 only: util.expect_variant_fp8).
+--
+-- params: head_dim, head_dim_v (default head_dim), dtype, out_dtype (e4m3), causal, sparse,
 --   block_m (64 * consumer warpgroups), block_n, warps (= 4 * (1 + block_m/64)),
 --   stages, min_blocks (1), pingpong, overlap (default true; pingpong needs
 --   two or more consumer warpgroups)
@@ -17,10 +23,18 @@ local util = import("util")
 local wgmma = import("wgmma")
 
 local function check(p)
-  util.expect_head_dim(p, "head_dim", 16, 16, "the TMA path")
+  local fp8 = p.dtype == "e4m3"
+  util.expect_head_dim(p, "head_dim", fp8 and 32 or 16, fp8 and 32 or 16, "the TMA path")
   if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
-  util.expect_head_dim(p, "head_dim_v", 8, 8, "the TMA path")
-  util.expect_variant(p, true)
+  util.expect_head_dim(p, "head_dim_v", fp8 and 16 or 8, fp8 and 16 or 8, "the TMA path")
+  if fp8 then
+    util.expect_variant_fp8(p)
+    if p.block_n ~= 128 then util.fail("FP8 block_n = %s: must be 128 (the transposed V tile is one 128-byte row per value dim)", tostring(p.block_n)) end
+    if (p.stages or 0) < 2 then util.fail("FP8 stages = %s: must be 2 or more (the producer transposes one V tile behind its loads)", tostring(p.stages)) end
+    if p.block_m == 192 then util.fail("FP8 block_m = 192: must be 64 or 128") end
+  else
+    util.expect_variant(p, true)
+  end
   util.expect_enum(p, "block_m", { 64, 128, 192 })
   local nc = p.block_m // 64
   if p.warps ~= 4 * (nc + 1) then
@@ -41,13 +55,24 @@ end
 -- Registers per thread after setmaxnreg: the producer keeps few, the
 -- consumers take the rest of the 64K (multiples of 8).
 local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
+-- FP8: the whole producer warpgroup transposes V, so it keeps more
+-- (2 consumers: 40 * 128 + 232 * 256 = 64512 of the 65536).
+local REGS_FP8 = { [1] = { 40, 240 }, [2] = { 40, 232 } }
 
 -- Shared memory: Q buffers (each also stages the O tile of the epilogue, so
 -- as wide as the wider head dim), the K and V rings, 16 bytes of barriers
 -- per stage of each ring.  Two Q buffers (the next tile's Q loads during
 -- this one) where they fit in Hopper's 227 KiB, else one.
 local HOPPER_SMEM = 232448
+-- FP8: rows of 128 one-byte elements, the Q buffer still as wide as the
+-- 16-bit O tile, plus the ring of transposed V tiles and its barriers.
 local function smem_bytes(p, q_stages)
+  if p.dtype == "e4m3" then
+    local dp, dvp = util.round_up(p.head_dim, 128), util.round_up(p.head_dim_v, 128)
+    local qbuf = p.block_m * math.max(dp, util.round_up(p.head_dim_v, 64) * 2)
+    return 1024 + q_stages * qbuf + p.stages * (p.block_n * (dp + dvp) + p.head_dim_v * p.block_n) + 16 * q_stages +
+           3 * 16 * p.stages
+  end
   local dp, dvp = util.round_up(p.head_dim, 64), util.round_up(p.head_dim_v, 64)
   local qbuf = p.block_m * math.max(dp, dvp) * 2
   return 1024 + q_stages * qbuf + p.stages * p.block_n * (dp + dvp) * 2 + 16 * q_stages + 2 * 16 * p.stages
@@ -59,18 +84,22 @@ return function(p)
   local threads = (nc + 1) * 128
   local q_stages = smem_bytes(p, 2) <= HOPPER_SMEM and 2 or 1
   local smem = smem_bytes(p, q_stages)
-  local ty = p.dtype == "bf16" and "bf16" or "f16"
+  local fp8 = p.dtype == "e4m3"
+  local ty = fp8 and "e4m3" or p.dtype == "bf16" and "bf16" or "f16"
+  local regs = (fp8 and REGS_FP8 or REGS)[nc]
+  -- the 16-bit type: of q, k, v and o, or of o alone (FP8)
+  local bf16 = (fp8 and p.out_dtype or p.dtype) == "bf16"
 
   local out = util.buffer()
   out:line("// flashgen generated kernel: Hopper forward, warp-specialised (TMA + wgmma, sm_90a).")
   out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
   out:line("// variant: %s", p.key or "(none)")
-  out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s sparse=%s", p.head_dim, p.head_dim_v, p.dtype,
-           tostring(p.causal), tostring(p.sparse))
+  out:line("// head_dim=%d head_dim_v=%d dtype=%s%s causal=%s sparse=%s", p.head_dim, p.head_dim_v, p.dtype,
+           fp8 and (" out_dtype=" .. p.out_dtype) or "", tostring(p.causal), tostring(p.sparse))
   out:line("// block_m=%d (%d consumer warpgroups + 1 producer) block_n=%d stages=%d q_buffers=%d pingpong=%s overlap=%s",
            p.block_m, nc, p.block_n, p.stages, q_stages, tostring(p.pingpong), tostring(p.overlap))
   out:line("// threads=%d dynamic_smem=%d bytes registers: producer %d, consumers %d", threads, smem,
-           REGS[nc][1], REGS[nc][2])
+           regs[1], regs[2])
   util.mask_banner(out, p)
   util.mod_banner(out, p)
   out:line('#include "fg_wgmma.cuh"')
@@ -85,8 +114,8 @@ return function(p)
   out:line("    static constexpr int D = %d, DV = %d;", p.head_dim, p.head_dim_v)
   out:line("    static constexpr int BR = %d, BC = %d, NC = %d, STAGES = %d, Q_STAGES = %d;", p.block_m, p.block_n, nc,
            p.stages, q_stages)
-  out:line("    static constexpr int PRODUCER_REGS = %d, CONSUMER_REGS = %d;", REGS[nc][1], REGS[nc][2])
-  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
+  out:line("    static constexpr int PRODUCER_REGS = %d, CONSUMER_REGS = %d;", regs[1], regs[2])
+  out:line("    static constexpr bool FP8 = %s, BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(fp8), tostring(bf16),
            tostring(p.causal), tostring(p.sparse))
   out:line("    static constexpr bool PINGPONG = %s, OVERLAP = %s;", tostring(p.pingpong), tostring(p.overlap))
   util.mask_traits(out, p)

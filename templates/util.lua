@@ -94,6 +94,20 @@ function M.mod_banner(out, p)
   if p.score then out:line("// score expression: %s", (p.score_text or p.score):gsub("\n", " ")) end
 end
 
+-- expect_variant for the FP8 forward (fwd_ws.lua): e4m3 inputs, a 16-bit
+-- output type (out_dtype), dense only, no score modifications.
+function M.expect_variant_fp8(p)
+  M.expect_enum(p, "out_dtype", { "fp16", "bf16" })
+  M.expect_bool(p, "causal")
+  M.expect_bool(p, "sparse")
+  if p.sparse or p.mask ~= nil then M.fail("the FP8 forward is dense only (no block-sparse layout, no mask)") end
+  -- the score modifications' logits would miss the descales (fg_fwd_ws.cuh)
+  for _, name in ipairs(mod_order) do
+    if p[name] ~= nil then M.fail("score modification '%s' is not built for the FP8 forward (dtype e4m3): fp16 and bf16 only", name) end
+  end
+  if p.score ~= nil then M.fail("a score expression is not built for the FP8 forward (dtype e4m3): fp16 and bf16 only") end
+end
+
 -- The element mask of partial blocks (a pattern's mask expression, already
 -- validated and rendered to C++ by gen/mask_expr.c): emitted into Traits
 -- only when the variant has one, so other variants' source is unchanged.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU test (no GPU): every Hopper TMA variant the heuristic starts from
 # compiles for sm_90a with NVRTC, and its SASS has what the design needs:
-# HGMMA (wgmma), UTMALDG (TMA loads), USETMAXREG (setmaxnreg), SYNCS
+# HGMMA (wgmma; QGMMA and no HGMMA for the FP8 e4m3 variants; score
+# modifications in 16-bit variants only), UTMALDG (TMA loads), USETMAXREG (setmaxnreg), SYNCS
 # (mbarriers), no local-memory traffic (LDL/STL), and ptxas neither ignored
 # setmaxnreg (C7508) nor serialised the wgmma pipeline ("Potential
 # Performance Loss", C7510..C7520; C7519, an injected warpgroup.arrive, is
@@ -39,8 +40,9 @@ check() {
   fi
   grep -q "fwd_ws:" "$log" || { echo "FAIL $spec: not the TMA family"; fail=$((fail + 1)); return; }
   "$cuobjdump" -sass "$f" >"$sass" 2>&1 || { echo "FAIL $spec: cuobjdump"; cat "$sass"; fail=$((fail + 1)); return; }
-  local bad=""
-  for need in HGMMA UTMALDG USETMAXREG SYNCS; do grep -q "$need" "$sass" || bad="$bad no-$need"; done
+  local bad="" mma=HGMMA
+  case "$spec" in *dtype=e4m3*) mma=QGMMA; grep -q HGMMA "$sass" && bad="$bad HGMMA-in-fp8";; esac
+  for need in $mma UTMALDG USETMAXREG SYNCS; do grep -q "$need" "$sass" || bad="$bad no-$need"; done
   grep -qE '\b(LDL|STL)\b' "$sass" && bad="$bad local-memory"
   grep -qE 'C7508|Performance Loss' "$log" && bad="$bad $(grep -oE 'C75[0-9][0-9]\) [A-Za-z ]*' "$log" | grep -E 'C7508|Potential' | sort -u | tr '\n' ' ')"
   if [ -n "$bad" ]; then echo "FAIL $spec:$bad"; fail=$((fail + 1)); else echo "ok   $spec"; fi
@@ -58,5 +60,18 @@ for p in 192,128 128,64 64,128 256,128; do
   for c in 0 1; do check "hdim=${p%,*},hdim_v=${p#*,},wgmma=2,causal=$c"; done
 done
 check "hdim=192,hdim_v=128,wgmma=2,sparse=1"
+# score modifications (16-bit; docs/SCORE-WIRING.md), which share the
+# kernel source with FP8's changes
+for c in 0 1; do check "hdim=128,wgmma=2,causal=$c,mods=softcap+alibi+window+sink"; done
+check "hdim=64,wgmma=2,causal=1,mods=window+sink"
+# FP8 (e4m3): every head dim the issue names, causal both ways, both output
+# types, both tile heights, a value head dim of its own, three stages
+for h in 64 128 256; do
+  for c in 0 1; do check "hdim=$h,dtype=e4m3,wgmma=2,causal=$c"; done
+done
+check "hdim=128,dtype=e4m3,out=bf16,wgmma=2,causal=1"
+check "hdim=128,dtype=e4m3,wgmma=2,block_m=64,block_n=128"
+check "hdim=64,dtype=e4m3,wgmma=2,block_m=128,block_n=128,stages=3"
+check "hdim=192,hdim_v=128,dtype=e4m3,wgmma=2"
 echo "hopper_sass: $n variants, $fail failed"
 [ "$fail" -eq 0 ]

@@ -37,6 +37,11 @@ static void set_strides(int64_t s[3], int bhsd, int heads, int seqlen, int d, in
 int fg_harness_run(fg_context *ctx, const fg_case *c, int iters, fg_case_result *r) {
     memset(r, 0, sizeof *r);
     fg_attention_desc d = c->desc;
+    if (d.dtype == FG_E4M3) { /* its inputs, fill and reference are 16-bit */
+        snprintf(r->msg, sizeof r->msg, "flashgen run/bench take 16-bit inputs only; FP8 (e4m3) is checked by tests/test_gpu_fp8.c");
+        r->status = FG_ERR_UNSUPPORTED;
+        return 1;
+    }
     /* D: q and k; DV: v and o (checked by the plan below before any use) */
     const int D = d.head_dim, DV = fg_desc_head_dim_v(&d);
     set_strides(d.q_strides, c->bhsd, d.heads_q, d.seqlen_q, D, c->row_pad);

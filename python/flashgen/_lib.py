@@ -15,7 +15,7 @@ FG_ERR_UNSUPPORTED = 2
 FG_ERR_NO_DRIVER = 3
 FG_ERR_NO_DEVICE = 4
 FG_ERR_BAD_LAYOUT = 10
-FG_FP16, FG_BF16 = 0, 1
+FG_FP16, FG_BF16, FG_E4M3 = 0, 1, 2
 FG_CAUSAL_NONE, FG_CAUSAL_BOTTOM_RIGHT, FG_CAUSAL_TOP_LEFT = 0, 1, 2
 FG_PATH_AUTO, FG_PATH_MMA, FG_PATH_WGMMA = 0, 1, 2
 FG_MASK_TEXT, FG_MASK_CUDA, FG_MASK_PYTHON = 0, 1, 2
@@ -66,6 +66,10 @@ class fg_attention_desc(C.Structure):
         ("window_left", C.c_int), ("window_right", C.c_int),
         ("sinks", C.c_void_p),
         ("score", C.c_void_p),
+        # FP8 (FG_E4M3 only): output dtype, device fp32 descales
+        ("out_dtype", C.c_int),
+        ("q_descale", C.c_void_p), ("k_descale", C.c_void_p), ("v_descale", C.c_void_p),
+        ("descale_per_head", C.c_int),
     ]
 
 

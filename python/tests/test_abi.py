@@ -32,7 +32,7 @@ _lib = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_lib)
 
 STRUCTS = (_lib.fg_attention_desc, _lib.fg_block_layout_desc)
-ENUMS = ("FG_OK", "FG_ERR_UNSUPPORTED", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE", "FG_ERR_BAD_LAYOUT", "FG_FP16", "FG_BF16", "FG_CAUSAL_NONE",
+ENUMS = ("FG_OK", "FG_ERR_UNSUPPORTED", "FG_ERR_NO_DRIVER", "FG_ERR_NO_DEVICE", "FG_ERR_BAD_LAYOUT", "FG_FP16", "FG_BF16", "FG_E4M3", "FG_CAUSAL_NONE",
          "FG_CAUSAL_BOTTOM_RIGHT", "FG_CAUSAL_TOP_LEFT", "FG_PATH_AUTO", "FG_PATH_MMA", "FG_PATH_WGMMA")
 
 
