@@ -4,7 +4,7 @@
  * lengths (neither multiple of the 128-row tiles, sq < sk and sq > sk),
  * batch 2, descales per tensor and per (batch, kv head) and NULL, fp16 and
  * bf16 outputs.  Inputs N(0,1) quantised with the scale max|x| / 448 of
- * their group; outputs poisoned with NaN first.  A negative control (the
+ * their group (NULL descales: scale 1); outputs poisoned with NaN first.  A negative control (the
  * device v_descale doubled) must fail the same tolerance.
  * Tolerance: P is rounded to e4m3 in the kernel (3 mantissa bits) while the
  * reference keeps it exact, so o is compared by rel_l2 < 4e-2 and
@@ -27,10 +27,15 @@ typedef struct fp8_case {
 } fp8_case;
 
 /* x ~ N(0,1) quantised per group of `group` consecutive (b, kv head)
- * slices: scale[g] = max |x| / 448, x8 = e4m3(x / scale). */
+ * slices: scale[g] = max |x| / 448, x8 = e4m3(x / scale).  per_head < 0
+ * (the NULL-descale cases): scale 1, x8 = e4m3(x), inputs as a caller
+ * without scales has them (scaled to 448 and read with descale 1, the
+ * logits would be ~1e4: an argmax that the accumulator's rounding flips). */
 static void quantise(uint8_t *x8, float *scale, int B, int S, int H, int D, int hk_of_h, int per_head, fg_rng *r) {
     const size_t n = (size_t)B * S * H * D;
     float *x = malloc(n * sizeof *x);
+    const int unit = per_head < 0;
+    if (unit) per_head = 0;
     const int groups = per_head ? B * (H / hk_of_h) : 1;
     for (int g = 0; g < groups; ++g) scale[g] = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -39,6 +44,7 @@ static void quantise(uint8_t *x8, float *scale, int B, int S, int H, int D, int 
         const int g = per_head ? b * (H / hk_of_h) + h / hk_of_h : 0;
         scale[g] = fmaxf(scale[g], fabsf(x[i]) / 448.f);
     }
+    if (unit) scale[0] = 1.f;
     for (size_t i = 0; i < n; ++i) {
         const int h = (int)(i / D % H), b = (int)(i / ((size_t)D * H * S));
         const int g = per_head ? b * (H / hk_of_h) + h / hk_of_h : 0;
@@ -72,11 +78,10 @@ static int run(fg_context *ctx, const fp8_case *c, float v_scale_bias, uint64_t 
     const size_t nl = (size_t)c->b * c->hq * c->sq, ns = (size_t)c->b * c->hk;
     uint8_t *q8 = malloc(nq), *k8 = malloc(nk), *v8 = malloc(nv);
     float *qs = malloc(ns * 4), *ks = malloc(ns * 4), *vs = malloc(ns * 4), *vs_dev = malloc(ns * 4);
-    const int ph = c->per_head > 0;
+    const int ph = c->per_head > 0 ? 1 : c->per_head < 0 ? -1 : 0;
     quantise(q8, qs, c->b, c->sq, c->hq, c->d, c->hq / c->hk, ph, &r);
     quantise(k8, ks, c->b, c->sk, c->hk, c->d, 1, ph, &r);
     quantise(v8, vs, c->b, c->sk, c->hk, c->dv, 1, ph, &r);
-    if (c->per_head < 0) qs[0] = ks[0] = vs[0] = 1.f; /* NULL: 1.0 on both sides */
     for (size_t i = 0; i < ns; ++i) vs_dev[i] = vs[i] * v_scale_bias;
     double *ref = malloc(no * 8), *lref = malloc(nl * 8);
     fg_reference_forward_fp8(&d, q8, k8, v8, qs, ks, vs, ref, lref);
