@@ -60,7 +60,8 @@ return function(p)
   else
     wgmma.rs(out, "wgmma_dk", ty, p.head_dim)
   end
-  wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
+  -- dQ: N = head_dim split over the two warpgroups at 128 (fg_bwd_wgmma.cuh)
+  wgmma.ss(out, "wgmma_dq", ty, p.head_dim < 128 and p.head_dim or p.head_dim // 2, 1, 1)
   out:line("} // namespace fg")
   out:line("")
   out:line('#include "fg_bwd_wgmma.cuh"')

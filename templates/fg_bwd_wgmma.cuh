@@ -16,11 +16,13 @@
 //   dV  += P^T dO       wgmma m64n{DV}k16, RS: P^T straight from the
 //                       accumulator registers, dO MN-major
 //   dK  += dS^T Q       wgmma m64n{D}k16, RS
-//   dQ_w = dS_w K_w     wgmma m64n{D}k16, SS, both MN-major: dS^T stored to
-//                       shared memory as [key][query] is dS MN-major
-//   dq_accum += dQ_w    red.global.add.v2.f32; each warpgroup adds the
-//                       share of its 64 keys, so the warpgroups never wait
-//                       for each other inside a block
+//   dQ   = dS K         wgmma m64n{N}k16, SS, both MN-major: dS^T stored to
+//                       shared memory as [key][query] is dS MN-major;
+//                       D = 64: warpgroup w takes its own 64 keys (N = 64,
+//                       no wait for the other warpgroup); D = 128: columns
+//                       64w .. 64w + 63 over all 128 keys (N = 64, half the
+//                       atomics; both warpgroups' dS^T rows first)
+//   dq_accum += dQ      red.global.add.v2.f32
 //
 // The next block's Q, dO, lse and D load (cp.async into the 128-byte
 // swizzled layout; lse and D through registers) while this one computes;
@@ -30,7 +32,7 @@
 // mma.sync kernel (select/bwd_config.c).
 //
 // The generated source provides wgmma_st (m64n64, SS), wgmma_dv (RS,
-// N = DV), wgmma_dk (RS, N = D) and wgmma_dq (SS, transposed, N = D) with
+// N = DV), wgmma_dk (RS, N = D) and wgmma_dq (SS, transposed, N = D or D/2) with
 // their exact register lists (templates/bwd_wgmma.lua).
 #pragma once
 #include "fg_bwd_kernel.cuh"
@@ -48,6 +50,12 @@ template <class K> struct BwgShape {
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES,
                          DS_OFF = DO_OFF + 2 * DO_BYTES, L_OFF = DS_OFF + DS_BYTES;
     static constexpr int SMEM = 1024 + L_OFF + 4 * BM * 4;
+    // dQ = dS K: D = 64 splits the keys (each warpgroup adds the share of
+    // its 64 keys, N = D); D = 128 splits the columns (warpgroup w adds
+    // columns 64w.., N = 64, over all BN keys: half the atomics, but it
+    // reads the other warpgroup's dS^T rows)
+    static constexpr bool KSPLIT = D < 128;
+    static constexpr int DQ_N = KSPLIT ? D : D / 2;
     static_assert(BM == 64 && BN == 128 && K::WARPS == 8, "two warpgroups of 64 keys, 64-row query blocks");
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
 };
@@ -186,19 +194,28 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         pack_a<K::BF16>(pa, acc_s);
         pack_a<K::BF16>(dsa, acc_dp);
         fence_proxy_async();
-        named_bar_sync(1 + w, 128); // this warpgroup's dS^T rows are in place
+        // the dS^T rows dQ reads are in place: this warpgroup's (KSPLIT) or both
+        if (S::KSPLIT) named_bar_sync(1 + w, 128);
+        else named_bar_sync(1, 256);
 
-        // ---- dV += P^T dO, dK += dS^T Q, dQ_w = dS_w K_w
-        float acc_dq[D / 8][4];
+        // ---- dV += P^T dO, dK += dS^T Q, dQ share of this warpgroup
+        float acc_dq[S::DQ_N / 8][4];
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
+        if (S::KSPLIT) { // dQ (every column) over this warpgroup's 64 keys
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-            wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
-                     make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
+            for (int kk = 0; kk < 4; ++kk)
+                wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
+                         make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
+        } else {         // dQ columns 64w .. 64w + 63 over all BN keys
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk)
+                wgmma_dq(acc_dq, make_desc(ds_s + kk * 2048, BM * 128, 1024),
+                         make_desc(k_s + w * BN * 128 + kk * 2048, BN * 128, 1024), kk > 0);
+        }
         wgmma_commit();
         wgmma_wait<0>();
         reg_fence(acc_dv);
@@ -210,9 +227,9 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         for (int r = 0; r < 2; ++r) {
             const int row = m0 + wq * 16 + g + 8 * r;
             if (row >= p.seqlen_q) continue;
-            float *dst = p.dq_accum + (bh * p.seqlen_q + row) * D + 2 * c;
+            float *dst = p.dq_accum + (bh * p.seqlen_q + row) * D + (S::KSPLIT ? 0 : w * S::DQ_N) + 2 * c;
 #pragma unroll
-            for (int j = 0; j < D / 8; ++j) red_add_v2(dst + 8 * j, acc_dq[j][2 * r], acc_dq[j][2 * r + 1]);
+            for (int j = 0; j < S::DQ_N / 8; ++j) red_add_v2(dst + 8 * j, acc_dq[j][2 * r], acc_dq[j][2 * r + 1]);
         }
 
         cp_async_wait<0>(); // block it + 1 landed
