@@ -526,7 +526,10 @@ fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const voi
  * are then head_dim_v wide, dq and dk head_dim), causal modes and strides,
  * block-sparse layouts and patterns (desc->layout, the forward's, whose
  * transposed lists are built when it is created), on the portable mma.sync
- * path (FG_PATH_AUTO or FG_PATH_MMA), on sm_80 and later.  deterministic
+ * kernel (sm_80 and later; FG_PATH_MMA) and, on sm_90a, the Hopper wgmma
+ * kernel, which FG_PATH_AUTO takes for dense fp16/bf16 calls with head_dim
+ * and head_dim_v each 64 or 128 unless deterministic (FG_PATH_WGMMA asks
+ * for it; FG_PATH_TMA is refused).  deterministic runs on mma.sync and
  * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  Block sizes:
  * desc->block_m (query tile, 32 or 64), block_n (key block, 32/64/128,
  * dividing a layout's block_k) and warps, else the built-in heuristic (not
