@@ -15,7 +15,10 @@ void fg_bwd_workspace_layout(const fg_attention_desc *d, fg_bwd_workspace *w) {
     const size_t rows = (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seqlen_q;
     const size_t locks = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 15) / 16);
     w->dq_accum = 0;
-    w->dsum = align256(rows * (size_t)d->head_dim * sizeof(float));
+    /* the dQ accumulator: rows padded to whole 64-row blocks per (batch,
+     * head), the Hopper kernel's chunk layout (fg_bwd_wgmma.cuh) */
+    const size_t acc_rows = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 63) / 64 * 64);
+    w->dsum = align256(acc_rows * (size_t)d->head_dim * sizeof(float));
     w->lock = w->dsum + align256(rows * sizeof(float));
     w->total = w->lock + align256(locks * sizeof(int));
 }

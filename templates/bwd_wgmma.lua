@@ -34,7 +34,7 @@ end
 -- the smem formula of BwgShape (fg_bwd_wgmma.cuh), which the source asserts
 local function smem_bytes(p)
   local bm, bn, d, dv = p.block_m, p.block_n, p.head_dim, p.head_dim_v
-  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 4 * bm * 4
+  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * 4096 * 4 + 4 * bm * 4
 end
 
 return function(p)
@@ -72,6 +72,7 @@ return function(p)
   out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
   out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = false;", tostring(p.dtype == "bf16"),
            tostring(p.causal))
+  out:line("    static constexpr bool DQ_FRAG = true;   // dQ accumulator in chunk order (fg::dq_index)")
   out:line("};")
   out:line("static_assert(fg::BwgShape<Traits>::SMEM == %d, \"smem formula\");", smem)
   out:line("")

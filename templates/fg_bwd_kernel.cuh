@@ -79,6 +79,28 @@ __device__ __forceinline__ void bwd_load(u16 *s, const char *g, long long row_by
     }
 }
 
+// Where element (row, col) of one (batch, head)'s dQ sits in the fp32
+// accumulator, from the head's start.  Row-major [seqlen_q][D], or, for
+// kernels whose traits set DQ_FRAG (the Hopper backward), per 64-row query
+// block and 64-column slice a 4096-float chunk in the order of the m64n64
+// wgmma accumulator registers, so that a warpgroup stages its share in
+// shared memory without bank conflicts and adds it with one bulk reduction
+// (fg_bwd_wgmma.cuh): row 16wq + g + 8r, column 8j + 2c + e of a chunk is
+// float ((wq * 8 + j) * 2 + r) * 64 + (4g + c) * 2 + e.  The chunks of the
+// last query block are whole: the accumulator holds ceil(seqlen_q / 64) * 64
+// rows (fg_bwd_workspace_layout).
+template <class K, class = int> struct DqFrag { static constexpr bool value = false; };
+template <class K> struct DqFrag<K, decltype((void)K::DQ_FRAG, 0)> { static constexpr bool value = K::DQ_FRAG; };
+template <class K> __device__ __forceinline__ long long dq_index(int row, int col) {
+    if constexpr (DqFrag<K>::value) {
+        const int lr = row & 63, lc = col & 63;
+        const int wq = lr >> 4, g = lr & 7, r = (lr >> 3) & 1, j = lc >> 3, c = (lc >> 1) & 3, e = lc & 1;
+        return ((long long)(row >> 6) * (K::D / 64) + (col >> 6)) * 4096 + ((wq * 8 + j) * 2 + r) * 64 + (4 * g + c) * 2 + e;
+    } else {
+        return (long long)row * K::D + col;
+    }
+}
+
 __device__ __forceinline__ float bf_or_h_to_float(u16 x, bool bf16) {
     if (bf16) return __uint_as_float((u32)x << 16);
     float f;
@@ -100,7 +122,7 @@ __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_param
         if (row >= p.seqlen_q) break;
         const u16 *o = (const u16 *)p.o + b * p.o_s[0] + h * p.o_s[1] + row * p.o_s[2];
         const u16 *d = (const u16 *)p.dout + b * p.do_s[0] + h * p.do_s[1] + row * p.do_s[2];
-        float *acc = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D;
+        float *acc = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D; // row-major accumulator only
         float sum = 0.f;
         for (int c = lane * 8; c < WIDE; c += 32 * 8) {
             if (c < DV) {
@@ -112,7 +134,7 @@ __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_param
                     sum += bf_or_h_to_float((u16)(ow[e] >> 16), K::BF16) * bf_or_h_to_float((u16)(dw[e] >> 16), K::BF16);
                 }
             }
-            if (c < K::D) {
+            if (!DqFrag<K>::value && c < K::D) {
                 *(float4 *)(acc + c) = make_float4(0.f, 0.f, 0.f, 0.f);
                 *(float4 *)(acc + c + 4) = make_float4(0.f, 0.f, 0.f, 0.f);
             }
@@ -120,6 +142,13 @@ __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_param
 #pragma unroll
         for (int m = 16; m; m >>= 1) sum += warp_xor(sum, m);
         if (lane == 0) p.dsum[(long long)bh * p.seqlen_q + row] = sum;
+    }
+    if constexpr (DqFrag<K>::value) { // whole 64-row chunks: this CTA's 16 rows' worth, the last CTA the rest
+        const long long per_bh = (long long)((p.seqlen_q + 63) / 64) * 64 * K::D;
+        const long long lo = (long long)blockIdx.x * 16 * K::D;
+        const long long hi = blockIdx.x == gridDim.x - 1 ? per_bh : lo + 16 * K::D;
+        float4 *acc = (float4 *)(p.dq_accum + bh * per_bh);
+        for (long long i = lo / 4 + threadIdx.x; i < hi / 4; i += blockDim.x) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
     }
 }
 
@@ -131,8 +160,18 @@ __device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &
     for (int c = threadIdx.x; c < 16 * CH; c += blockDim.x) {
         const int row = blockIdx.x * 16 + c / CH, col = (c % CH) * 8;
         if (row >= p.seqlen_q) break;
-        const float *a = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D + col;
-        const float4 x = *(const float4 *)a, y = *(const float4 *)(a + 4);
+        float4 x, y;
+        if constexpr (DqFrag<K>::value) { // pairs of columns are adjacent in the chunk order
+            const float *a = p.dq_accum + (long long)bh * ((p.seqlen_q + 63) / 64) * 64 * K::D;
+            const float2 v0 = *(const float2 *)(a + dq_index<K>(row, col)), v1 = *(const float2 *)(a + dq_index<K>(row, col + 2));
+            const float2 v2 = *(const float2 *)(a + dq_index<K>(row, col + 4)), v3 = *(const float2 *)(a + dq_index<K>(row, col + 6));
+            x = make_float4(v0.x, v0.y, v1.x, v1.y);
+            y = make_float4(v2.x, v2.y, v3.x, v3.y);
+        } else {
+            const float *a = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D + col;
+            x = *(const float4 *)a;
+            y = *(const float4 *)(a + 4);
+        }
         uint4 out;
         out.x = pack2<K::BF16>(x.x * p.scale, x.y * p.scale);
         out.y = pack2<K::BF16>(x.z * p.scale, x.w * p.scale);

@@ -22,7 +22,11 @@
 //                       no wait for the other warpgroup); D = 128: columns
 //                       64w .. 64w + 63 over all 128 keys (N = 64, half the
 //                       atomics; both warpgroups' dS^T rows first)
-//   dq_accum += dQ      red.global.add.v2.f32
+//   dq_accum += dQ      staged in shared memory in the accumulator
+//                       registers' order, added by one bulk reduction
+//                       (cp.reduce.async.bulk .add.f32) per warpgroup: the
+//                       accumulator is chunked to match (dq_index,
+//                       fg_bwd_kernel.cuh)
 //
 // The next block's Q, dO, lse and D load (cp.async into the 128-byte
 // swizzled layout; lse and D through registers) while this one computes;
@@ -48,7 +52,8 @@ template <class K> struct BwgShape {
     static constexpr int K_BYTES = BN * D * 2, V_BYTES = BN * DV * 2, DS_BYTES = BN * BM * 2;
     // [align 1024] K | V | Q x2 | dO x2 | dS^T | lse x2 | D x2 (every tile 1024-aligned)
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES,
-                         DS_OFF = DO_OFF + 2 * DO_BYTES, L_OFF = DS_OFF + DS_BYTES;
+                         DS_OFF = DO_OFF + 2 * DO_BYTES, ST_OFF = DS_OFF + DS_BYTES, L_OFF = ST_OFF + 2 * 4096 * 4;
+    // + the dQ staging chunk of each warpgroup (64 x 64 fp32) and lse, D
     static constexpr int SMEM = 1024 + L_OFF + 4 * BM * 4;
     // dQ = dS K: D = 64 splits the keys (each warpgroup adds the share of
     // its 64 keys, N = D); D = 128 splits the columns (warpgroup w adds
@@ -58,11 +63,17 @@ template <class K> struct BwgShape {
     static constexpr int DQ_N = KSPLIT ? D : D / 2;
     static_assert(BM == 64 && BN == 128 && K::WARPS == 8, "two warpgroups of 64 keys, 64-row query blocks");
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
+    static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
 };
 
-__device__ __forceinline__ void red_add_v2(float *a, float x, float y) {
-    asm volatile("red.relaxed.gpu.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(a), "f"(x), "f"(y) : "memory");
+// Bulk reduction (the TMA unit adds bytes of fp32 from shared memory into
+// global memory, asynchronously; one thread issues it) and its waits.
+__device__ __forceinline__ void bulk_reduce_add_f32(float *dst, u32 src, u32 bytes) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 "cp.async.bulk.commit_group;\n" ::"l"(dst), "r"(src), "r"(bytes) : "memory");
 }
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // Accumulator fragments (rows g, g + 8; columns 8j + 2c, +1) as the register
 // A operand of four k16 steps.
@@ -194,6 +205,8 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         pack_a<K::BF16>(pa, acc_s);
         pack_a<K::BF16>(dsa, acc_dp);
         fence_proxy_async();
+        // this warpgroup's dQ staging chunk: the last block's bulk reduction has read it
+        if ((tid & 127) == 0) bulk_wait_read();
         // the dS^T rows dQ reads are in place: this warpgroup's (KSPLIT) or both
         if (S::KSPLIT) named_bar_sync(1 + w, 128);
         else named_bar_sync(1, 256);
@@ -222,20 +235,31 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         reg_fence(acc_dk);
         reg_fence(acc_dq);
 
-        const long long bh = (long long)b * p.heads_q + h;
+        // dQ share: staged in the accumulator's chunk order (dq_index), then
+        // one bulk reduction into the chunk (rows past seqlen_q add zeros
+        // into the whole last chunk)
+        const u32 st = base + S::ST_OFF + w * 4096 * 4;
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int row = m0 + wq * 16 + g + 8 * r;
-            if (row >= p.seqlen_q) continue;
-            float *dst = p.dq_accum + (bh * p.seqlen_q + row) * D + (S::KSPLIT ? 0 : w * S::DQ_N) + 2 * c;
+        for (int j = 0; j < 8; ++j)
 #pragma unroll
-            for (int j = 0; j < S::DQ_N / 8; ++j) red_add_v2(dst + 8 * j, acc_dq[j][2 * r], acc_dq[j][2 * r + 1]);
+            for (int r = 0; r < 2; ++r)
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(st + (((wq * 8 + j) * 2 + r) * 64 + lane * 2) * 4),
+                             "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
+                             : "memory");
+        fence_proxy_async();
+        named_bar_sync(3 + w, 128);
+        if ((tid & 127) == 0) {
+            const long long bh = (long long)b * p.heads_q + h;
+            float *chunk = p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D + (S::KSPLIT ? 0 : w) * 4096;
+            bulk_reduce_add_f32(chunk, st, 4096 * 4);
         }
 
         cp_async_wait<0>(); // block it + 1 landed
         fence_proxy_async();
         __syncthreads();    // ... for every thread, and nobody reads buf any more
     }
+
+    if ((tid & 127) == 0) bulk_wait_all(); // the staging chunks are read before the CTA's shared memory goes
 
     // ---- dK (scaled) and dV of this warpgroup's 64 keys
 #pragma unroll

@@ -108,6 +108,42 @@ int main(int argc, char **argv) {
             }
         }
     printf("%d backward variants rendered, %d of them over every (head_dim, head_dim_v) pair\n", rendered + pairs, pairs);
+    /* the Hopper backward: exactly dense fp16/bf16 with head dims 64/128
+     * each; its one configuration renders with the smem the formula says,
+     * and the check refuses it elsewhere with a reason */
+    int hopper = 0;
+    for (int d = 8; d <= 256; d += 8)
+        for (int dv = 8; dv <= 256; dv += 8)
+            for (int sparse = 0; sparse < 2; ++sparse) {
+                fg_variant v;
+                spec_of(&v, d, dv, (d + dv) % 16 ? FG_FP16 : FG_BF16, (d / 8) & 1);
+                v.spec.sparse = sparse;
+                const int want = (d == 64 || d == 128) && (dv == 64 || dv == 128) && !sparse;
+                const int got = fg_bwd_wgmma_config(&v.spec, &v.cfg);
+                CHECK(got == want, "hdim %d hdim_v %d sparse %d: Hopper backward %s", d, dv, sparse, got ? "offered" : "missing");
+                if (!got) {
+                    fg_config c = {0};
+                    fg_config_unset(&c);
+                    c.block_m = 64; c.block_n = 128; c.warps = 8; c.wgmma = 1;
+                    CHECK(fg_bwd_config_check(&v.spec, &c, 232448, &e) == FG_ERR_UNSUPPORTED && e.msg && strstr(e.msg, "wgmma=1"),
+                          "hdim %d hdim_v %d sparse %d: wgmma=1 not refused with a reason", d, dv, sparse);
+                    fg_error_clear(&e);
+                    continue;
+                }
+                CHECK(fg_bwd_config_check(&v.spec, &v.cfg, 232448, &e) == FG_OK, "hdim %d hdim_v %d: %s", d, dv, e.msg ? e.msg : "");
+                fg_error_clear(&e);
+                fg_rendered r;
+                fg_status st = fg_render_forward(&g_src, &v, "k", &r, &e);
+                CHECK(st == FG_OK, "hdim %d hdim_v %d wgmma: %s", d, dv, e.msg ? e.msg : "");
+                if (st != FG_OK) { fg_error_clear(&e); continue; }
+                CHECK(r.smem_bytes == fg_bwd_smem_bytes(&v.spec, &v.cfg), "hdim %d hdim_v %d wgmma smem %d vs %d", d, dv,
+                      r.smem_bytes, fg_bwd_smem_bytes(&v.spec, &v.cfg));
+                CHECK(r.threads == 256, "wgmma threads %d", r.threads);
+                CHECK_CONTAINS(r.source, "attention_backward_wgmma");
+                fg_rendered_free(&r);
+                ++hopper;
+            }
+    CHECK(hopper == 4, "%d Hopper backward variants, want 4 (the pairs of 64 and 128)", hopper);
     /* 2. forward and backward keys differ; the forward key has no kind */
     {
         fg_variant f, b;
@@ -212,6 +248,22 @@ int main(int argc, char **argv) {
             CHECK(ok, "%s: every sparse candidate spills", arch);
             fg_pattern_destroy(pp);
         }
+    /* the Hopper backward compiles for sm_90a without spills, with HGMMA */
+    for (int i = 0; i < 8; ++i) {
+        static const int hd[4][2] = {{64, 64}, {128, 128}, {128, 64}, {64, 128}};
+        if (quick && i >= 4) break;
+        fg_variant v;
+        spec_of(&v, hd[i & 3][0], hd[i & 3][1], i & 4 ? FG_FP16 : FG_BF16, (i >> 1) & 1);
+        CHECK(fg_bwd_wgmma_config(&v.spec, &v.cfg), "no Hopper config");
+        fg_kernel_stats st = {0};
+        const fg_status rc = compile(&v, "sm_90a", &st, &e);
+        CHECK(rc == FG_OK, "Hopper backward %d/%d: %s", hd[i & 3][0], hd[i & 3][1], e.msg ? e.msg : "");
+        fg_error_clear(&e);
+        const int ok = rc == FG_OK && !st.spill_stores && !st.spill_loads && !st.stack_frame;
+        printf("sm_90a  wgmma  hdim=%d hdim_v=%d %s causal=%d regs=%3d spill=%d/%d stack=%d\n", hd[i & 3][0], hd[i & 3][1],
+               i & 4 ? "fp16" : "bf16", (i >> 1) & 1, st.registers, st.spill_stores, st.spill_loads, st.stack_frame);
+        CHECK(ok, "Hopper backward %d/%d spills", hd[i & 3][0], hd[i & 3][1]);
+    }
     fg_context_destroy(ctx);
     fg_sources_free(&g_src);
     return test_summary("test_bwd_compile");
