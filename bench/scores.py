@@ -12,8 +12,7 @@ square) and not.  Modifications (flashgen.attention's arguments):
   alibi       alibi_slopes[h] = 2^(-8 (h + 1) / 16): logit -= slope |i - j|
   win256      window_size=(256, 256): key j visible iff i - 256 <= j <= i + 256
   win1024_0   window_size=(1024, 0)
-  sinks       sinks[h] = ln(seqlen) + N(0, 1) (a sink the size of a row's
-              own sum, so that a wrong sink shows in the check)
+  sinks       sinks[h] = ln(seqlen) + N(0, 1) (weighs like a row's keys)
   all         softcap + alibi + window (256, 256) + sinks
 flashgen runs FG_PATH_AUTO (the Hopper TMA kernel on H100/H200).
 
@@ -24,8 +23,7 @@ window is held against the dense time of the tiles it keeps: tile_frac =
 window (and causal) / those under plain attention (all of them, or the
 causal triangle), counted exactly; fg/kept = fg_ms / (plain_ms * tile_frac).
 fg/flex = flex_ms / fg_ms (target >= 1.3), fg/fa4 = fa4_ms / fg_ms (target
->= 1, where FA4 has the modification: softcap, window, learnable_sink; not
-ALiBi, so not alibi or all).
+>= 1, where FA4 has the modification: softcap, window, learnable_sink).
 
 FlexAttention: flex_attention under torch.compile(dynamic=False) (dynamo's
 cache limits raised), score_mod = the logit's formula, mask_mod = causal
@@ -41,8 +39,9 @@ failing implementation is not timed and its row says why.  Timing: one
 warm-up call (compiles), then triton.testing.do_bench(warmup=25, rep=--rep,
 return_mode="median") (CUDA events, L2 cleared before each call).  Plain is
 timed again at the end of each (seqlen, causal) group: plain_end_ms and the
-drift in the printout show how far the clock moved.  No row starts after
---time-limit seconds.  Prints a table as it goes; rewrites OUT/scores.csv
+drift show how far the clock moved.  fg_host_us: host time per flashgen
+call (20 enqueued back to back); near fg_ms, a row times the host.  No row
+starts after --time-limit seconds.  Prints a table as it goes; rewrites OUT/scores.csv
 and OUT/scores.json after each row.  Exit status 1 if flashgen is wrong.
 
   python3 bench/scores.py --out out/scores [--quick] [--peers flex,fa4] [--mods ...]
@@ -64,8 +63,9 @@ MODS = {"plain": {}, "softcap": {"softcap": CAP}, "alibi": {"alibi": True}, "win
         "all": {"softcap": CAP, "alibi": True, "window": (256, 256), "sinks": True}}
 FA4_LACKS = "FA4 has no ALiBi built-in"
 PEERS = ["flex", "fa4"]
-COLS = ["seqlen", "batch", "heads", "causal", "mod", "check", "rel_l2", "fg_ms", "fg_tflops", "plain_end_ms",
-        "fg/plain", "tile_frac", "fg/kept", "flex_check", "flex_ms", "fg/flex", "fa4_check", "fa4_ms", "fg/fa4"]
+COLS = ["seqlen", "batch", "heads", "causal", "mod", "check", "rel_l2", "fg_ms", "fg_host_us", "fg_tflops",
+        "plain_end_ms", "fg/plain", "tile_frac", "fg/kept"] + [f"{p}_{c}" for p in PEERS for c in ("check", "ms")] + \
+       [f"fg/{p}" for p in PEERS]
 
 
 def parse_args(argv):
@@ -82,12 +82,10 @@ def parse_args(argv):
     a.seqlens = a.seqlens or ([16384] if a.quick else [4096, 16384])
     a.mods = ["plain"] + [m for m in a.mods.split(",") if m and m != "plain"]
     a.peers = [p for p in a.peers.split(",") if p]
-    for m in a.mods:
-        if m not in MODS:
-            ap.error(f"--mods: {m!r} is not one of {','.join(MODS)}")
-    for p in a.peers:
-        if p not in PEERS:
-            ap.error(f"--peers: {p!r} is not one of {','.join(PEERS)}")
+    for opt, got, known in (("--mods", a.mods, list(MODS)), ("--peers", a.peers, PEERS)):
+        for x in got:
+            if x not in known:
+                ap.error(f"{opt}: {x!r} is not one of {','.join(known)}")
     for s in a.seqlens:
         if TOKENS % s or s % TILE:
             ap.error(f"--seqlens: {s} must divide {TOKENS} tokens and be a multiple of {TILE}")
@@ -149,8 +147,8 @@ def mod_fns(torch, spec, causal, slopes):
 def reference_rows(torch, q, k, v, rows, score_mod, mask_mod, sinks):
     """float32 o [len(rows), heads, d] of sequence 0 at these query rows."""
     s, h, d = k.shape[1], q.shape[2], q.shape[3]
-    qi, kj, hh = rows.view(1, -1, 1), torch.arange(s, device=q.device).view(1, 1, -1), \
-        torch.arange(h, device=q.device).view(-1, 1, 1)
+    kj, hh = torch.arange(s, device=q.device).view(1, 1, -1), torch.arange(h, device=q.device).view(-1, 1, 1)
+    qi = rows.view(1, -1, 1)
     x = torch.einsum("rhd,shd->hrs", q[0, rows].float(), k[0].float()) / math.sqrt(d)
     if score_mod is not None:
         x = score_mod(x, 0, hh, qi, kj)
@@ -166,7 +164,7 @@ class Peers:
     """FlexAttention (compiled) and FlashAttention-4, when they are there."""
 
     def __init__(self, torch, peers):
-        self.torch, self.flex, self.fa4, self.why = torch, None, None, {}
+        self.flex, self.fa4, self.why = None, None, {}
         if "flex" in peers:
             try:
                 from torch.nn.attention import flex_attention as fx
@@ -176,17 +174,13 @@ class Peers:
                 raise_dynamo_limits(torch)
                 self.create_block_mask = fx.create_block_mask
                 aux = getattr(fx, "AuxRequest", None)  # return_lse is deprecated where AuxRequest exists
+                lse_kw = {"return_aux": aux(lse=True)} if aux else {"return_lse": True}
 
                 def flex_fn(q, k, v, score_mod, block_mask, sinks):
                     if sinks is None:
                         return fx.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask)
-                    if aux is not None:
-                        o, got = fx.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask,
-                                                   return_aux=aux(lse=True))
-                        lse = got.lse
-                    else:
-                        o, lse = fx.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask,
-                                                   return_lse=True)
+                    o, lse = fx.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, **lse_kw)
+                    lse = lse.lse if aux else lse
                     # softmax with the sink: o * sum / (sum + e^sink) = o * sigmoid(lse - sink)
                     return (o.float() * torch.sigmoid(lse - sinks.view(1, -1, 1)).unsqueeze(-1)).to(o.dtype)
                 self.flex = torch.compile(flex_fn, dynamic=False)
@@ -206,8 +200,6 @@ class Peers:
         return lambda: self.flex(qh, kh, vh, score_mod, bm, sk).transpose(1, 2)
 
     def fa4_call(self, q, k, v, spec, causal, sinks):
-        if spec.get("alibi"):
-            raise NotImplementedError(FA4_LACKS)
         kw = {"causal": causal}
         if spec.get("softcap"):
             kw["softcap"] = spec["softcap"]
@@ -217,6 +209,8 @@ class Peers:
             kw["learnable_sink"] = sinks
 
         def fa4():
+            if spec.get("alibi"):
+                raise NotImplementedError(FA4_LACKS)
             r = self.fa4(q, k, v, **kw)
             return r[0] if isinstance(r, tuple) else r  # (out, lse)
         return fa4
@@ -239,7 +233,7 @@ def measure(torch, do_bench, rep, r, key, fn, ref=None):
                 return None
         ms = do_bench(fn, warmup=25, rep=rep, return_mode="median")
     except Exception as e:  # a peer may refuse a modification, or fail to compile
-        r[ck] = one_line(e)
+        r[ck] = f"unsupported: {e}" if isinstance(e, NotImplementedError) else one_line(e)
         return None
     r[f"{key}_ms"] = round(ms, 5)
     r.setdefault(ck, "ok")
@@ -252,8 +246,7 @@ def run_row(torch, do_bench, flashgen, peers, a, t, name, causal, plain_ms):
     r = {"seqlen": s, "batch": b, "heads": h, "causal": int(causal), "mod": name}
     kw = {"softcap": spec.get("softcap"), "alibi_slopes": t["slopes"] if spec.get("alibi") else None,
           "window_size": spec.get("window"), "sinks": t["sinks"] if spec.get("sinks") else None}
-    out = torch.empty_like(t["q"])
-    fg = lambda: flashgen.attention(t["q"], t["k"], t["v"], causal=causal and "top_left", out=out, **kw)
+    fg, out = flashgen_fn(torch, flashgen, t, causal, **kw)
     try:
         fg()  # compiles the variant
         ref = reference_rows(torch, t["q"], t["k"], t["v"], t["rows"], *fns, kw["sinks"])
@@ -265,6 +258,13 @@ def run_row(torch, do_bench, flashgen, peers, a, t, name, causal, plain_ms):
         return r
     measure(torch, do_bench, a.rep, r, "fg", fg)
     o_fg = out.clone()
+    if r.get("fg_ms"):  # host time per call: 20 calls enqueued without waiting (the mods skip the descriptor cache)
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        for _ in range(20):
+            fg()
+        r["fg_host_us"] = round((time.perf_counter() - t1) / 20 * 1e6, 1)
+        torch.cuda.synchronize()
     if r.get("fg_ms") and name == "plain":
         r["fg_tflops"] = round(attn_flops(b, h, s, s, HDIM, causal=causal) / (r["fg_ms"] * 1e-3) / 1e12, 1)
     if r.get("fg_ms") and plain_ms:
@@ -272,21 +272,23 @@ def run_row(torch, do_bench, flashgen, peers, a, t, name, causal, plain_ms):
         if spec.get("window"):
             r["tile_frac"] = round(tiles_kept(s, spec["window"], causal) / tiles_kept(s, None, causal), 5)
             r["fg/kept"] = round(r["fg_ms"] / (plain_ms * r["tile_frac"]), 3)
+    peer = lambda p, fn: measure(torch, do_bench, a.rep, r, p, fn, o_fg)  # checked against flashgen, then timed
     for p in PEERS:
         if p == "flex" and peers.flex is not None:
-            measure(torch, do_bench, a.rep, r, p, peers.flex_call(t["qh"], t["kh"], t["vh"], spec, fns, t["sinks"]),
-                    o_fg)
+            peer(p, peers.flex_call(t["qh"], t["kh"], t["vh"], spec, fns, t["sinks"]))
         elif p == "fa4" and peers.fa4 is not None:
-            if spec.get("alibi"):
-                r["fa4_check"] = f"n/a: {FA4_LACKS}"
-            else:
-                measure(torch, do_bench, a.rep, r, p, peers.fa4_call(t["q"], t["k"], t["v"], spec, causal, t["sinks"]),
-                        o_fg)
+            peer(p, peers.fa4_call(t["q"], t["k"], t["v"], spec, causal, t["sinks"]))
         else:
             r[f"{p}_check"] = f"n/a: {peers.why.get(p)}"
         if r.get("fg_ms") and r.get(f"{p}_ms"):
             r[f"fg/{p}"] = round(r[f"{p}_ms"] / r["fg_ms"], 3)
     return r
+
+
+def flashgen_fn(torch, flashgen, t, causal, **kw):
+    """(a call of flashgen.attention on t's tensors writing into out, out)."""
+    out = torch.empty_like(t["q"])
+    return lambda: flashgen.attention(t["q"], t["k"], t["v"], causal=causal and "top_left", out=out, **kw), out
 
 
 def inputs(torch, s):
@@ -300,20 +302,21 @@ def inputs(torch, s):
             "vh": v.transpose(1, 2).contiguous()}
 
 
-HEADER = (f"{'seqlen':>6s} {'causal':>6s} {'mod':>9s} | {'fg ms':>7s} {'flex ms':>7s} {'fa4 ms':>7s} | "
+HEADER = (f"{'seqlen':>6s} {'causal':>6s} {'mod':>9s} | {'fg ms':>7s} {'host us':>7s} {'flex ms':>7s} {'fa4 ms':>7s} | "
           f"{'fg/plain':>8s} {'tiles':>6s} {'fg/kept':>7s} {'fg/flex':>7s} {'fg/fa4':>6s}")
 
 
 def print_row(r):
     t = [fmt(r.get(c), ".3f") for c in ("fg_ms", "flex_ms", "fa4_ms", "fg/plain", "tile_frac", "fg/kept",
                                          "fg/flex", "fg/fa4")]
-    line = (f"{r['seqlen']:6d} {'yes' if r['causal'] else 'no':>6s} {r['mod']:>9s} | {t[0]:>7s} {t[1]:>7s} "
-            f"{t[2]:>7s} | {t[3]:>8s} {t[4]:>6s} {t[5]:>7s} {t[6]:>7s} {t[7]:>6s}")
+    line = (f"{r['seqlen']:6d} {'yes' if r['causal'] else 'no':>6s} {r['mod']:>9s} | {t[0]:>7s} "
+            f"{fmt(r.get('fg_host_us'), '.0f'):>7s} {t[1]:>7s} {t[2]:>7s} | {t[3]:>8s} {t[4]:>6s} {t[5]:>7s} "
+            f"{t[6]:>7s} {t[7]:>6s}")
     if r["check"] != "ok":
         line += f"   flashgen WRONG or failing: {r['check']}"
     for p in PEERS:
         c = r.get(f"{p}_check")
-        if c not in (None, "ok") and not str(c).startswith("n/a: not asked"):
+        if c not in (None, "ok") and not str(c).startswith("n/a"):  # n/a: said once, at the start
             line += f"   {p}: {c}"
     print(line, flush=True)
 
@@ -328,8 +331,8 @@ def summary(rows):
             lines.append(f"{what}: no row measured")
             return
         x, r = pick(xs, key=lambda t: t[0])
-        lines.append(f"{what}: worst {x:.3f} ({r['mod']}, seqlen {r['seqlen']}, "
-                     f"{'causal' if r['causal'] else 'non-causal'}) over {len(xs)} rows: {'met' if ok(x) else 'MISSED'}")
+        where = f"{r['mod']}, seqlen {r['seqlen']}, {'causal' if r['causal'] else 'non-causal'}"
+        lines.append(f"{what}: worst {x:.3f} ({where}) over {len(xs)} rows: {'met' if ok(x) else 'MISSED'}")
     worst("softcap/ALiBi cost, fg/plain (target <= 1.05)", "fg/plain", max, lambda x: x <= 1.05,
           lambda r: r["mod"] in ("softcap", "alibi"))
     worst("window cost against its kept tiles, fg/kept (target <= 1.05)", "fg/kept", max, lambda x: x <= 1.05,
@@ -370,9 +373,8 @@ def run(a):
                     print_row(r)
                     write_results(a.out, "scores", COLS, meta, rows)
                 if plain and plain.get("fg_ms") and len(a.mods) > 1 and time.time() - t0 <= a.time_limit:
-                    out = torch.empty_like(t["q"])
-                    ms = do_bench(lambda: flashgen.attention(t["q"], t["k"], t["v"], causal=causal and "top_left",
-                                                             out=out), warmup=25, rep=a.rep, return_mode="median")
+                    ms = do_bench(flashgen_fn(torch, flashgen, t, causal)[0], warmup=25, rep=a.rep,
+                                  return_mode="median")
                     plain["plain_end_ms"] = round(ms, 5)
                     print(f"{'':6s} {'':6s} {'plain':>9s}   re-timed after the group: {ms:.3f} ms "
                           f"({100 * (ms / plain['fg_ms'] - 1):+.1f}%)", flush=True)
