@@ -302,16 +302,16 @@ def inputs(torch, s):
             "vh": v.transpose(1, 2).contiguous()}
 
 
-HEADER = (f"{'seqlen':>6s} {'causal':>6s} {'mod':>9s} | {'fg ms':>7s} {'host us':>7s} {'flex ms':>7s} {'fa4 ms':>7s} | "
-          f"{'fg/plain':>8s} {'tiles':>6s} {'fg/kept':>7s} {'fg/flex':>7s} {'fg/fa4':>6s}")
+SHOW = [("seqlen", "seqlen", "d", 6), ("causal", "causal", None, 6), ("mod", "mod", None, 9),
+        ("fg ms", "fg_ms", ".3f", 7), ("host us", "fg_host_us", ".0f", 7), ("flex ms", "flex_ms", ".3f", 7), ("fa4 ms", "fa4_ms", ".3f", 7),
+        ("fg/plain", "fg/plain", ".3f", 8), ("tiles", "tile_frac", ".3f", 6), ("fg/kept", "fg/kept", ".3f", 7),
+        ("fg/flex", "fg/flex", ".3f", 7), ("fg/fa4", "fg/fa4", ".3f", 6)]  # (title, column, format, width)
+HEADER = " ".join(f"{title:>{w}s}" for title, _, _, w in SHOW)
 
 
 def print_row(r):
-    t = [fmt(r.get(c), ".3f") for c in ("fg_ms", "flex_ms", "fa4_ms", "fg/plain", "tile_frac", "fg/kept",
-                                         "fg/flex", "fg/fa4")]
-    line = (f"{r['seqlen']:6d} {'yes' if r['causal'] else 'no':>6s} {r['mod']:>9s} | {t[0]:>7s} "
-            f"{fmt(r.get('fg_host_us'), '.0f'):>7s} {t[1]:>7s} {t[2]:>7s} | {t[3]:>8s} {t[4]:>6s} {t[5]:>7s} "
-            f"{t[6]:>7s} {t[7]:>6s}")
+    cell = lambda c, spec: ("yes" if r[c] else "no") if c == "causal" else r[c] if spec is None else fmt(r.get(c), spec)
+    line = " ".join(f"{cell(c, spec):>{w}s}" for _, c, spec, w in SHOW)
     if r["check"] != "ok":
         line += f"   flashgen WRONG or failing: {r['check']}"
     for p in PEERS:
