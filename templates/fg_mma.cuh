@@ -62,6 +62,13 @@ __device__ __forceinline__ float fast_exp2(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
     return r;
 }
+// One MUFU.TANH (sm_75+): absolute error below 2^-10.9 (PTX ISA), what
+// FlashAttention's softcap uses; tanhf costs ~20 instructions and an exp.
+__device__ __forceinline__ float fast_tanh(float x) {
+    float r;
+    asm("tanh.approx.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+    return r;
+}
 __device__ __forceinline__ float fast_log2(float x) {
     float r;
     asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));

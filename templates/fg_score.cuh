@@ -57,7 +57,7 @@ template <class K, int MT, int NT_S>
 __device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int b,
                                                  int h, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
-        if constexpr (HasSoftcap<K>::value) x = p.softcap * tanhf(x * p.softcap_scale);
+        if constexpr (HasSoftcap<K>::value) x = p.softcap * fast_tanh(x * p.softcap_scale);
         else x *= p.scale;
         if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + p.mod_offset - col);
         if constexpr (HasScoreMod<K>::value) x = K::score_mod(p, x, b, h, row, col);
