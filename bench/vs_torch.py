@@ -264,8 +264,7 @@ class Runner:
 
 
 def check(torch, o, ref, dtype, tol=None):
-    """(ok, rel L2 error, message); tol: the largest relative L2 error that
-    passes (default 1e-2 for bf16, 2e-3 for fp16)."""
+    """(ok, rel L2 error, message); tol None: 1e-2 (bf16) / 2e-3 (fp16)."""
     o64, r64 = o.double(), ref.double()
     nan = int(torch.isnan(o64).sum())
     rel = float((o64 - r64).norm() / r64.norm().clamp_min(1e-30))
@@ -311,14 +310,15 @@ def print_row(r):
     print(line, flush=True)
 
 
-def summary(rows):
-    """Geomean and lowest flashgen / best peer over the shapes that have both."""
-    ratios = [(r["fg/best"], r) for r in rows if r.get("fg/best")]
+def summary(rows, col="fg/best", what="best peer (faster of cuDNN and FlashAttention-4)"):
+    """Geomean and lowest flashgen / a peer (the rows' col, flashgen / what)
+    over the shapes that have both."""
+    ratios = [(r[col], r) for r in rows if r.get(col)]
     if not ratios:
-        return "flashgen / best peer (faster of cuDNN and FlashAttention-4): no shape has both"
+        return f"flashgen / {what}: no shape has both"
     geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
     low, r = min(ratios, key=lambda t: t[0])
-    return (f"flashgen / best peer (faster of cuDNN and FlashAttention-4) over {len(ratios)} shapes: geomean "
+    return (f"flashgen / {what} over {len(ratios)} shapes: geomean "
             f"{geo:.3f}, lowest {low:.3f} ({r['dtype']} hdim {dims_label(r['hdim'], r.get('hdim_v', r['hdim']))} "
             f"{'causal' if r['causal'] else 'non-causal'} "
             f"seqlen {r['seqlen']})")
@@ -417,14 +417,19 @@ COLORS = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "
 
 def plot(out):
     """OUT/tflops_<dtype>.png from OUT/results.json."""
-    got = chart_input(out, "results")
+    plot_dtypes(out, "results", IMPLS, "forward", lambda dtn: f"tflops_{dtn}.png")
+
+
+def plot_dtypes(out, stem, impls, what, png):
+    """A draw_bars chart per dtype of OUT/<stem>.json, at OUT/png(dtype)."""
+    got = chart_input(out, stem)
     if got is None:
         return
     plt, meta, rows = got
     for dtn in sorted({r["dtype"] for r in rows}):
-        draw_bars(plt, [r for r in rows if r["dtype"] == dtn], IMPLS,
-                  f"Attention forward, {dtn}, {meta.get('gpu', '?')}, {meta.get('date', '?')[:10]} "
-                  f"(torch {meta.get('torch', '?')})", os.path.join(out, f"tflops_{dtn}.png"))
+        draw_bars(plt, [r for r in rows if r["dtype"] == dtn], impls,
+                  f"Attention {what}, {dtn}, {meta.get('gpu', '?')}, {meta.get('date', '?')[:10]} "
+                  f"(torch {meta.get('torch', '?')})", os.path.join(out, png(dtn)))
 
 
 def draw_bars(plt, rs, impls, title, path):
@@ -469,6 +474,22 @@ def save_chart(plt, fig, path):
     fig.savefig(path, dpi=80)
     plt.close(fig)
     print(f"chart: {path}")
+
+
+def within(items, time_limit, meta, fields):
+    """The items of a run while time_limit seconds since the first have not
+    passed; then meta gets "seconds" and "not_run" (the items left, with a
+    line naming them: fields says what their tuples hold)."""
+    t0, left = time.time(), []
+    for x in items:
+        if time.time() - t0 > time_limit:
+            left.append(x)
+        else:
+            yield x
+    meta["seconds"] = round(time.time() - t0, 1)
+    if left:
+        meta["not_run"] = [list(x) for x in left]
+        print(f"time limit ({time_limit:.0f} s) reached: {len(left)} shapes not run ({fields}): {left}")
 
 
 def bench_main(argv, parse_args, run, plot):
