@@ -51,7 +51,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from vs_torch import (bench_main, chart_input, check, fmt, import_fa4, int_list, run_meta,  # noqa: E402  (shared
-                      save_chart, write_results)  # with the dense benchmark)
+                      save_chart, within, write_results)  # with the dense benchmark)
 
 BATCHES, LENS, HEADS = [1, 4, 16, 64, 128], [1024, 4096, 16384, 65536], [(32, 8), (32, 32)]
 EXTRA = [(64, 16, 4096), (64, 64, 16384), (256, 16, 4096), (256, 64, 16384)]  # (d, batch, kv_len) at 32/8 heads
@@ -321,19 +321,12 @@ def run(a):
                     timing="median of 10-100 calls between CUDA events, each after a 512 MiB memset (L2 evicted)",
                     gbps="K+V bytes (2*b*kv_len*heads_kv*d*2) / time; copy: read + write bytes / time")
     print(HEADER, flush=True)
-    rows, contig_of, t0, left = [], {}, time.time(), []
-    for s in shapes(a):
-        if time.time() - t0 > a.time_limit:
-            left.append(s)
-            continue
+    rows, contig_of = [], {}
+    for s in within(shapes(a), a.time_limit, meta, "d, hq, hk, batch, kv"):
         for r in run_shape(torch, peers, timer, a, *s, contig_of):
             rows.append(r)
             print_row(r)
         write(a.out, meta, rows)
-    meta["seconds"] = round(time.time() - t0, 1)
-    if left:
-        meta["not_run"] = [list(s) for s in left]
-        print(f"time limit ({a.time_limit:.0f} s) reached: {len(left)} shapes not run (d, hq, hk, batch, kv): {left}")
     write(a.out, meta, rows)
     wrong = [r for r in rows if r.get("check") not in ("ok", None) and not str(r.get("check")).startswith("skipped")]
     print(f"{len(rows)} rows in {meta['seconds']} s; flashgen wrong or failing on {len(wrong)}; results in {a.out}")

@@ -313,14 +313,15 @@ def print_row(r):
     print(line, flush=True)
 
 
-def summary(rows):
-    """Geomean and lowest flashgen / best peer over the shapes that have both."""
-    ratios = [(r["fg/best"], r) for r in rows if r.get("fg/best")]
+def summary(rows, col="fg/best", what="best peer (faster of cuDNN and FlashAttention-4)"):
+    """Geomean and lowest flashgen / a peer (the rows' col, flashgen / what)
+    over the shapes that have both."""
+    ratios = [(r[col], r) for r in rows if r.get(col)]
     if not ratios:
-        return "flashgen / best peer (faster of cuDNN and FlashAttention-4): no shape has both"
+        return f"flashgen / {what}: no shape has both"
     geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
     low, r = min(ratios, key=lambda t: t[0])
-    return (f"flashgen / best peer (faster of cuDNN and FlashAttention-4) over {len(ratios)} shapes: geomean "
+    return (f"flashgen / {what} over {len(ratios)} shapes: geomean "
             f"{geo:.3f}, lowest {low:.3f} ({r['dtype']} hdim {dims_label(r['hdim'], r.get('hdim_v', r['hdim']))} "
             f"{'causal' if r['causal'] else 'non-causal'} "
             f"seqlen {r['seqlen']})")
@@ -414,54 +415,84 @@ def run(a):
     return 1 if wrong else 0
 
 
+COLORS = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "#ff7f0e", "fa4": "#9467bd"}
+
+
 def plot(out):
     """OUT/tflops_<dtype>.png from OUT/results.json."""
-    got = chart_input(out, "results")
+    plot_dtypes(out, "results", IMPLS, "forward", lambda dtn: f"tflops_{dtn}.png")
+
+
+def plot_dtypes(out, stem, impls, what, png):
+    """A draw_bars chart per dtype of OUT/<stem>.json, at OUT/png(dtype)."""
+    got = chart_input(out, stem)
     if got is None:
         return
     plt, meta, rows = got
-    colors = {"flashgen": "#d62728", "fa2": "#1f77b4", "cudnn": "#2ca02c", "flex": "#ff7f0e", "fa4": "#9467bd"}
     for dtn in sorted({r["dtype"] for r in rows}):
-        rs = [r for r in rows if r["dtype"] == dtn]
-        hdims = sorted({(r["hdim"], r.get("hdim_v", r["hdim"])) for r in rs})
-        causals = sorted({r["causal"] for r in rs})
-        impls = [(i, n) for i, n in IMPLS if any(r.get(f"{i}_tflops") for r in rs)]
-        fig, axes = plt.subplots(len(hdims), len(causals), figsize=(6.5 * len(causals), 3.6 * len(hdims)),
-                                 squeeze=False)
-        for yi, d in enumerate(hdims):
-            for xi, c in enumerate(causals):
-                ax = axes[yi][xi]
-                cell = sorted((r for r in rs if (r["hdim"], r.get("hdim_v", r["hdim"])) == d and r["causal"] == c),
-                              key=lambda r: r["seqlen"])
-                w = 0.8 / max(len(impls), 1)
-                for j, (impl, label) in enumerate(impls):
-                    xs = [i + (j - (len(impls) - 1) / 2) * w for i in range(len(cell))]
-                    ys = [r.get(f"{impl}_tflops") or 0 for r in cell]
-                    bars = ax.bar(xs, ys, w, label=label, color=colors[impl])
-                    for bar, y in zip(bars, ys):
-                        if y:
-                            ax.text(bar.get_x() + bar.get_width() / 2, y, f"{y:.0f}", ha="center", va="bottom",
-                                    fontsize=6)
-                ax.set_xticks(range(len(cell)))
-                ax.set_xticklabels([str(r["seqlen"]) for r in cell])
-                ax.set_title(f"head dim {dims_label(*d)}, {'causal' if c else 'non-causal'}", fontsize=10)
-                ax.set_xlabel("sequence length", fontsize=8)
-                ax.set_ylabel("TFLOP/s", fontsize=8)
-                ax.tick_params(labelsize=8)
-                ymax = max([r.get(f"{i}_tflops") or 0 for r in cell for i, _ in impls] + [1])
-                ax.set_ylim(0, ymax * 1.15)
-                if yi == 0 and xi == 0:
-                    ax.legend(fontsize=8, loc="upper left")
-        fig.suptitle(f"Attention forward, {dtn}, {meta.get('gpu', '?')}, {meta.get('date', '?')[:10]} "
-                     f"(torch {meta.get('torch', '?')})", fontsize=11)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))
-        save_chart(plt, fig, os.path.join(out, f"tflops_{dtn}.png"))
+        draw_bars(plt, [r for r in rows if r["dtype"] == dtn], impls,
+                  f"Attention {what}, {dtn}, {meta.get('gpu', '?')}, {meta.get('date', '?')[:10]} "
+                  f"(torch {meta.get('torch', '?')})", os.path.join(out, png(dtn)))
+
+
+def draw_bars(plt, rs, impls, title, path):
+    """A chart at path: one panel per head dim x causal of rows rs (one
+    dtype), grouped bars per seqlen, the TFLOP/s (<impl>_tflops) of impls
+    [(key, label)] that have any, colours from COLORS."""
+    hdims = sorted({(r["hdim"], r.get("hdim_v", r["hdim"])) for r in rs})
+    causals = sorted({r["causal"] for r in rs})
+    impls = [(i, n) for i, n in impls if any(r.get(f"{i}_tflops") for r in rs)]
+    fig, axes = plt.subplots(len(hdims), len(causals), figsize=(6.5 * len(causals), 3.6 * len(hdims)),
+                             squeeze=False)
+    for yi, d in enumerate(hdims):
+        for xi, c in enumerate(causals):
+            ax = axes[yi][xi]
+            cell = sorted((r for r in rs if (r["hdim"], r.get("hdim_v", r["hdim"])) == d and r["causal"] == c),
+                          key=lambda r: r["seqlen"])
+            w = 0.8 / max(len(impls), 1)
+            for j, (impl, label) in enumerate(impls):
+                xs = [i + (j - (len(impls) - 1) / 2) * w for i in range(len(cell))]
+                ys = [r.get(f"{impl}_tflops") or 0 for r in cell]
+                bars = ax.bar(xs, ys, w, label=label, color=COLORS[impl])
+                for bar, y in zip(bars, ys):
+                    if y:
+                        ax.text(bar.get_x() + bar.get_width() / 2, y, f"{y:.0f}", ha="center", va="bottom",
+                                fontsize=6)
+            ax.set_xticks(range(len(cell)))
+            ax.set_xticklabels([str(r["seqlen"]) for r in cell])
+            ax.set_title(f"head dim {dims_label(*d)}, {'causal' if c else 'non-causal'}", fontsize=10)
+            ax.set_xlabel("sequence length", fontsize=8)
+            ax.set_ylabel("TFLOP/s", fontsize=8)
+            ax.tick_params(labelsize=8)
+            ymax = max([r.get(f"{i}_tflops") or 0 for r in cell for i, _ in impls] + [1])
+            ax.set_ylim(0, ymax * 1.15)
+            if yi == 0 and xi == 0:
+                ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    save_chart(plt, fig, path)
 
 
 def save_chart(plt, fig, path):
     fig.savefig(path, dpi=80)
     plt.close(fig)
     print(f"chart: {path}")
+
+
+def within(items, time_limit, meta, fields):
+    """The items of a run while time_limit seconds since the first have not
+    passed; then meta gets "seconds" and "not_run" (the items left, with a
+    line naming them: fields says what their tuples hold)."""
+    t0, left = time.time(), []
+    for x in items:
+        if time.time() - t0 > time_limit:
+            left.append(x)
+        else:
+            yield x
+    meta["seconds"] = round(time.time() - t0, 1)
+    if left:
+        meta["not_run"] = [list(x) for x in left]
+        print(f"time limit ({time_limit:.0f} s) reached: {len(left)} shapes not run ({fields}): {left}")
 
 
 def bench_main(argv, parse_args, run, plot):
