@@ -23,7 +23,7 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
     if (c->wgmma == 1) /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh) */
         return 1024 + (c->block_n + 2 * c->block_m) * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + c->block_n * c->block_m * 2 +
-               2 * 4096 * 4 + 4 * c->block_m * 4;
+               2 * c->block_m * s->head_dim * 4 + 4 * c->block_m * 4 + 32;
     const int lds = pad16(s->head_dim) + 8, lds_v = pad16(fg_spec_head_dim_v(s)) + 8, ldp = c->block_m + 8;
     return ((c->block_n + c->block_m) * (lds + lds_v) + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;
 }

@@ -34,7 +34,7 @@ end
 -- the smem formula of BwgShape (fg_bwd_wgmma.cuh), which the source asserts
 local function smem_bytes(p)
   local bm, bn, d, dv = p.block_m, p.block_n, p.head_dim, p.head_dim_v
-  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * 4096 * 4 + 4 * bm * 4
+  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * bm * d * 4 + 4 * bm * 4 + 32
 end
 
 return function(p)
@@ -60,8 +60,8 @@ return function(p)
   else
     wgmma.rs(out, "wgmma_dk", ty, p.head_dim)
   end
-  -- dQ: N = head_dim split over the two warpgroups at 128 (fg_bwd_wgmma.cuh)
-  wgmma.ss(out, "wgmma_dq", ty, p.head_dim < 128 and p.head_dim or p.head_dim // 2, 1, 1)
+  -- dQ: each warpgroup its own keys' share, N = head_dim (fg_bwd_wgmma.cuh)
+  wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
   out:line("} // namespace fg")
   out:line("")
   out:line('#include "fg_bwd_wgmma.cuh"')
@@ -73,6 +73,7 @@ return function(p)
   out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = false;", tostring(p.dtype == "bf16"),
            tostring(p.causal))
   out:line("    static constexpr bool DQ_FRAG = true;   // dQ accumulator in chunk order (fg::dq_index)")
+  out:line("    static constexpr bool PINGPONG = %s;", tostring(p.pingpong ~= false))
   out:line("};")
   out:line("static_assert(fg::BwgShape<Traits>::SMEM == %d, \"smem formula\");", smem)
   out:line("")

@@ -50,17 +50,15 @@ template <class K> struct BwgShape {
     static constexpr int BM = K::BM, BN = K::BN, THREADS = 256;
     static constexpr int Q_BYTES = BM * D * 2, DO_BYTES = BM * DV * 2;
     static constexpr int K_BYTES = BN * D * 2, V_BYTES = BN * DV * 2, DS_BYTES = BN * BM * 2;
-    // [align 1024] K | V | Q x2 | dO x2 | dS^T | lse x2 | D x2 (every tile 1024-aligned)
+    static constexpr int ST_BYTES = BM * D * 4; // a warpgroup's dQ share, fp32, chunk order
+    // [align 1024] K | V | Q x2 | dO x2 | dS^T | dQ staging x2 | lse x2 | D x2 | full x2, empty x2
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES,
-                         DS_OFF = DO_OFF + 2 * DO_BYTES, ST_OFF = DS_OFF + DS_BYTES, L_OFF = ST_OFF + 2 * 4096 * 4;
-    // + the dQ staging chunk of each warpgroup (64 x 64 fp32) and lse, D
-    static constexpr int SMEM = 1024 + L_OFF + 4 * BM * 4;
-    // dQ = dS K: D = 64 splits the keys (each warpgroup adds the share of
-    // its 64 keys, N = D); D = 128 splits the columns (warpgroup w adds
-    // columns 64w.., N = 64, over all BN keys: half the atomics, but it
-    // reads the other warpgroup's dS^T rows)
-    static constexpr bool KSPLIT = D < 128;
-    static constexpr int DQ_N = KSPLIT ? D : D / 2;
+                         DS_OFF = DO_OFF + 2 * DO_BYTES, ST_OFF = DS_OFF + DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
+                         BAR_OFF = L_OFF + 4 * BM * 4;
+    static constexpr int SMEM = 1024 + BAR_OFF + 4 * 8;
+    // head dims 128/128 with ping-pong: dV, dK waited for before dQ is
+    // issued (else 255 registers and a spill)
+    static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::PINGPONG;
     static_assert(BM == 64 && BN == 128 && K::WARPS == 8, "two warpgroups of 64 keys, 64-row query blocks");
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
     static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
@@ -74,6 +72,14 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, u32 src, u32 byt
 }
 __device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// 4-byte copy (src_bytes 0: a zero) and the barrier arrival that fires when
+// every earlier cp.async of this thread has landed
+__device__ __forceinline__ void cp_async4(u32 dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_arrive(u32 bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 
 // Accumulator fragments (rows g, g + 8; columns 8j + 2c, +1) as the register
 // A operand of four k16 steps.
@@ -88,24 +94,47 @@ __device__ __forceinline__ void pack_a(u32 (&pa)[4][4], const float (&s)[8][4]) 
     }
 }
 
+// Ping-pong: the warpgroups take turns to issue their GEMMs (named barrier
+// 5 + w: the other warpgroup's arrival opens this one's turn), so that one's
+// elementwise step runs while the tensor cores work for the other.
+template <class K> __device__ __forceinline__ void bwd_turn_begin(int w) {
+    if (K::PINGPONG) named_bar_sync(5 + w, 256);
+}
+template <class K> __device__ __forceinline__ void bwd_turn_end(int w) {
+    if (K::PINGPONG) named_bar_arrive(5 + (w ^ 1), 256);
+}
+
 template <class K>
 __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p, char *smem_raw) {
     typedef BwgShape<K> S;
     constexpr int BM = S::BM, BN = S::BN, D = S::D, DV = S::DV;
     const float LOG2E = 1.4426950408889634f;
     const u32 raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u; // the swizzle uses absolute address bits
-    float *sL = (float *)(smem_raw + (base - raw) + S::L_OFF), *sD = sL + 2 * BM;
+    const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = sL + 2 * BM;
+    const u32 l_s = base + S::L_OFF, d_s = l_s + 2 * BM * 4;
+    const u32 full0 = base + S::BAR_OFF, empty0 = full0 + 16; // stage s: full0 + 8s, empty0 + 8s
     const int tid = threadIdx.x;
     const int w = __shfl_sync(0xffffffffu, tid >> 7, 0); // warp-uniform for ptxas (C7520)
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
+    const bool elected = (tid & 127) == 0;
     const int hk = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * BN;
-    const u32 k_s = base, v_s = base + S::V_OFF, ds_s = base + S::DS_OFF;
+    const u32 k_s = base, v_s = base + S::V_OFF, ds_s = base + S::DS_OFF, st = base + S::ST_OFF + w * S::ST_BYTES;
 
+    if (tid == 0) {
+        for (int s = 0; s < 2; ++s) {
+            mbar_init(full0 + 8 * s, S::THREADS); // every thread's copies of the stage have landed
+            mbar_init(empty0 + 8 * s, 2);         // both warpgroups are done reading it
+        }
+        mbar_init_fence();
+    }
+    __syncthreads();
+
+    // K and V, then (below) the first query block: the first arrival on
+    // full[0] covers both
     cp_async_tile_swz<BN, D, S::THREADS>(k_s, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]),
                                          2 * p.k_s[2], p.seqlen_k - n0);
     cp_async_tile_swz<BN, DV, S::THREADS>(v_s, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]),
                                           2 * p.v_s[2], p.seqlen_k - n0);
-    cp_async_commit();
 
     // Query blocks that see this key block (causal: rows i >= n0 - offset),
     // for each head of the group: block `it` is head it / per_head.
@@ -117,27 +146,24 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     }
     const int per_head = m_end - m_first, total = per_head * p.group;
 
-    auto load = [&](int it, int buf) {
+    // Stage s of block it: Q, dO (swizzled), lse and D rows (zeros past the
+    // end; read back with a row check), then this thread's arrival on full[s].
+    auto load = [&](int it, int s) {
         const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
-        cp_async_tile_swz<BM, D, S::THREADS>(base + S::Q_OFF + buf * S::Q_BYTES,
+        cp_async_tile_swz<BM, D, S::THREADS>(base + S::Q_OFF + s * S::Q_BYTES,
                                              (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
                                              2 * p.q_s[2], p.seqlen_q - m0);
-        cp_async_tile_swz<BM, DV, S::THREADS>(base + S::DO_OFF + buf * S::DO_BYTES,
+        cp_async_tile_swz<BM, DV, S::THREADS>(base + S::DO_OFF + s * S::DO_BYTES,
                                               (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
                                               2 * p.do_s[2], p.seqlen_q - m0);
-        cp_async_commit();
-        const long long bh = (long long)b * p.heads_q + h;
-        for (int i = tid; i < BM; i += S::THREADS) {
-            const int row = m0 + i;
-            float l = __int_as_float(0x7f800000), dd = 0.f; // +inf: P = 0 for rows past the end
-            if (row < p.seqlen_q) {
-                const float x = p.lse[bh * p.seqlen_q + row];
-                if (x != neg_inf()) l = x * LOG2E; // a row that sees no key: P = 0
-                dd = p.dsum[bh * p.seqlen_q + row];
-            }
-            sL[buf * BM + i] = l;
-            sD[buf * BM + i] = dd;
+        const long long row0 = ((long long)b * p.heads_q + h) * p.seqlen_q + m0;
+        if (tid < 2 * BM) {
+            const int i = tid & (BM - 1);
+            const float *src = tid < BM ? p.lse : p.dsum;
+            const bool ok = m0 + i < p.seqlen_q;
+            cp_async4((tid < BM ? l_s : d_s) + (s * BM + i) * 4, ok ? src + row0 + i : src, ok ? 4 : 0);
         }
+        cp_async_arrive(full0 + 8 * s);
     };
 
     float acc_dv[DV / 8][4], acc_dk[D / 8][4];
@@ -151,19 +177,24 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         for (int e = 0; e < 4; ++e) acc_dk[j][e] = 0.f;
 
     if (total > 0) load(0, 0);
-    cp_async_wait<0>();
-    fence_proxy_async();
-    __syncthreads();
+    else cp_async_wait<0>(); // K and V land before the CTA exits
+    if (K::PINGPONG && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
 
     for (int it = 0; it < total; ++it) {
-        const int buf = it & 1;
-        if (it + 1 < total) load(it + 1, buf ^ 1); // buf ^ 1 was last read before the barrier that ended block it - 1
+        const int s = it & 1;
+        if (it + 1 < total) { // stage s ^ 1 was read by block it - 1: both warpgroups are done with it
+            if (it >= 1) mbar_wait(empty0 + 8 * (s ^ 1), ((it - 1) >> 1) & 1);
+            load(it + 1, s ^ 1);
+        }
+        mbar_wait(full0 + 8 * s, (it >> 1) & 1);
+        fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
         const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
-        const u32 q_s = base + S::Q_OFF + buf * S::Q_BYTES, do_s = base + S::DO_OFF + buf * S::DO_BYTES;
-        const float *L = sL + buf * BM, *Dd = sD + buf * BM;
+        const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES, do_s = base + S::DO_OFF + s * S::DO_BYTES;
+        const float *L = sL + s * BM, *Dd = sD + s * BM;
 
         // ---- S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 64 queries each)
         float acc_s[8][4], acc_dp[8][4];
+        bwd_turn_begin<K>(w);
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
@@ -174,6 +205,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             wgmma_st(acc_dp, make_desc(v_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
                      make_desc(do_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
         wgmma_commit();
+        bwd_turn_end<K>(w);
         wgmma_wait<0>();
         reg_fence(acc_s);
         reg_fence(acc_dp);
@@ -181,22 +213,31 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         // ---- P^T and dS^T; dS^T also to shared memory, [key][query] swizzled
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int kr = w * 64 + wq * 16 + g + 8 * r; // key row in the block
+        for (int j = 0; j < 8; ++j)
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
+            for (int e = 0; e < 2; ++e) {
+                const int qc = 8 * j + 2 * c + e; // query column in the block
+                const float lse = L[qc], dd = Dd[qc];
+                // +inf for rows past the end and rows that saw no key: P = 0
+                const float l = m0 + qc < p.seqlen_q && lse != neg_inf() ? lse * LOG2E : __int_as_float(0x7f800000);
 #pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const int qc = 8 * j + 2 * c + e; // query column in the block
-                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -L[qc]));
+                for (int r = 0; r < 2; ++r) {
+                    const int kr = w * 64 + wq * 16 + g + 8 * r; // key row in the block
+                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -l));
                     if (need_mask) {
                         bool vis = n0 + kr < p.seqlen_k;
                         if (K::CAUSAL) vis = vis && n0 + kr <= m0 + qc + p.causal_offset;
                         if (!vis) x = 0.f;
                     }
                     acc_s[j][2 * r + e] = x;
-                    acc_dp[j][2 * r + e] = x * (acc_dp[j][2 * r + e] - Dd[qc]);
+                    acc_dp[j][2 * r + e] = x * (acc_dp[j][2 * r + e] - dd);
                 }
+            }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int kr = w * 64 + wq * 16 + g + 8 * r;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
                 const u32 v = pack2<K::BF16>(acc_dp[j][2 * r], acc_dp[j][2 * r + 1]);
                 asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_s + kr * 128 + ((j ^ g) << 4) + 4 * c), "r"(v) : "memory");
             }
@@ -205,61 +246,57 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         pack_a<K::BF16>(pa, acc_s);
         pack_a<K::BF16>(dsa, acc_dp);
         fence_proxy_async();
-        // this warpgroup's dQ staging chunk: the last block's bulk reduction has read it
-        if ((tid & 127) == 0) bulk_wait_read();
-        // the dS^T rows dQ reads are in place: this warpgroup's (KSPLIT) or both
-        if (S::KSPLIT) named_bar_sync(1 + w, 128);
-        else named_bar_sync(1, 256);
+        if (elected) bulk_wait_read(); // the staging buffer: the last block's reduction has read it
+        named_bar_sync(1 + w, 128);    // this warpgroup's dS^T rows are in place, the staging is free
 
-        // ---- dV += P^T dO, dK += dS^T Q, dQ share of this warpgroup
-        float acc_dq[S::DQ_N / 8][4];
+        // ---- dV += P^T dO, dK += dS^T Q, dQ share of this warpgroup's 64 keys
+        float acc_dq[D / 8][4];
+        bwd_turn_begin<K>(w);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
-        if (S::KSPLIT) { // dQ (every column) over this warpgroup's 64 keys
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk)
-                wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
-                         make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
-        } else {         // dQ columns 64w .. 64w + 63 over all BN keys
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; ++kk)
-                wgmma_dq(acc_dq, make_desc(ds_s + kk * 2048, BM * 128, 1024),
-                         make_desc(k_s + w * BN * 128 + kk * 2048, BN * 128, 1024), kk > 0);
+        if (S::SPLIT_B) { // P^T and dS^T registers free before the dQ accumulator is live
+            wgmma_commit();
+            wgmma_wait<0>();
+            reg_fence(acc_dv);
+            reg_fence(acc_dk);
+            wgmma_fence();
         }
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+            wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
+                     make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
         wgmma_commit();
+        bwd_turn_end<K>(w);
         wgmma_wait<0>();
         reg_fence(acc_dv);
         reg_fence(acc_dk);
         reg_fence(acc_dq);
+        if (elected) mbar_arrive(empty0 + 8 * s); // Q, dO, lse, D of stage s: read by every thread of this warpgroup
 
-        // dQ share: staged in the accumulator's chunk order (dq_index), then
-        // one bulk reduction into the chunk (rows past seqlen_q add zeros
-        // into the whole last chunk)
-        const u32 st = base + S::ST_OFF + w * 4096 * 4;
+        // dQ share, staged in the accumulator's chunk order (dq_index: 64-column
+        // slices of 4096 floats, this warpgroup's all D columns), then one bulk
+        // reduction into the block's chunk, which the other warpgroup's share
+        // also adds to (rows past seqlen_q add zeros)
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
+        for (int j = 0; j < D / 8; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
-                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(st + (((wq * 8 + j) * 2 + r) * 64 + lane * 2) * 4),
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
+                                 st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
                              "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
                              : "memory");
         fence_proxy_async();
         named_bar_sync(3 + w, 128);
-        if ((tid & 127) == 0) {
+        if (elected) {
             const long long bh = (long long)b * p.heads_q + h;
-            float *chunk = p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D + (S::KSPLIT ? 0 : w) * 4096;
-            bulk_reduce_add_f32(chunk, st, 4096 * 4);
+            bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D, st, S::ST_BYTES);
         }
-
-        cp_async_wait<0>(); // block it + 1 landed
-        fence_proxy_async();
-        __syncthreads();    // ... for every thread, and nobody reads buf any more
     }
-
-    if ((tid & 127) == 0) bulk_wait_all(); // the staging chunks are read before the CTA's shared memory goes
+    if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes
+    if (K::PINGPONG && w == 0) named_bar_sync(5, 256); // matches warpgroup 1's last arrival
 
     // ---- dK (scaled) and dV of this warpgroup's 64 keys
 #pragma unroll
