@@ -14,6 +14,7 @@ import torch
 from . import _fp8
 
 E4M3_MAX = 448.0  # the largest finite float8_e4m3fn
+TINY = torch.finfo(torch.float32).tiny  # the descale of an all-zero group
 _signs_cache = {}  # (seed, d, device) -> float32 [d] of +-1
 
 
@@ -122,11 +123,11 @@ def quantize_fp8(x, per_head=False, hadamard=False, seed=0, *, heads_kv=None, la
         amax = g.abs().amax(dim=dims) if g.numel() else g.abs().sum(dim=dims)  # (0 for an empty x)
         bshape = [1] * 5
         bshape[0], bshape[hd] = x.shape[0], groups
-        scale = (amax / E4M3_MAX).clamp_min(torch.finfo(torch.float32).tiny)
+        scale = (amax / E4M3_MAX).clamp_min(TINY)
         x8 = (g / scale.view(bshape)).clamp(-E4M3_MAX, E4M3_MAX).to(_fp8.E4M3).reshape(x.shape)
     else:
         if heads_kv is not None:
             raise ValueError("heads_kv is for per_head=True")
-        scale = ((xf.abs().amax() if xf.numel() else xf.abs().sum()) / E4M3_MAX).clamp_min(torch.finfo(torch.float32).tiny)
+        scale = ((xf.abs().amax() if xf.numel() else xf.abs().sum()) / E4M3_MAX).clamp_min(TINY)
         x8 = (xf / scale).clamp(-E4M3_MAX, E4M3_MAX).to(_fp8.E4M3)
     return x8, scale

@@ -19,14 +19,13 @@ not sm_90 (the FP8 kernel is Hopper's).
 
   python3 python/tests/test_fp8_gpu.py [--seed S]
 """
-import argparse
 import math
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _testenv import require_torch  # noqa: E402
+from _testenv import gpu_main, refusals, require_torch  # noqa: E402
 
 torch = require_torch("test_fp8_gpu", cuda=True)
 if torch.cuda.get_device_capability() != (9, 0) or not hasattr(torch, "float8_e4m3fn"):
@@ -177,30 +176,13 @@ def test_errors():
            (dict(v_descale=vd.view(-1)), ValueError), (dict(q_descale=qd[:, :1].contiguous()), ValueError),
            (dict(q_descale=qd, k_descale=kd[0, 0]), ValueError), (dict(out_dtype=torch.float32), TypeError),
            (dict(out=torch.empty(1, 64, 2, 64, device=DEV, dtype=torch.float16)), ValueError),
-           (dict(softcap=20.0), NotImplementedError)]
-    fails = []
-    for kw, exc in bad:
-        try:
-            with torch.no_grad():
-                flashgen.attention(q8, k8, v8, **kw)
-            fails.append(f"{list(kw)}: no {exc.__name__}")
-        except exc as e:
-            print(f"ok   refused {list(kw)}: {e}")
-    try:
-        flashgen.attention(q8, k8, v8.to(torch.bfloat16))
-        fails.append("mixed dtypes: no TypeError")
-    except TypeError as e:
-        print(f"ok   refused mixed dtypes: {e}")
-    return fails
+           (dict(softcap=20.0), NotImplementedError), (dict(v=v8.to(torch.bfloat16)), TypeError)]
+    with torch.no_grad():
+        return refusals(lambda v=v8, **kw: flashgen.attention(q8, k8, v, **kw), bad)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.manual_seed(args.seed)
-    print(f"GPU: {torch.cuda.get_device_name()}  torch {torch.__version__}  library {flashgen.library_path()}")
+    gpu_main(torch, flashgen, __doc__)
     fails, n = test_errors() + test_quantize_hadamard() + test_descales_per_call(), 0
     for name, kw in cases():
         if not run_case(name, **kw):
