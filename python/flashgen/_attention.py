@@ -5,11 +5,12 @@ import math
 
 import torch
 
-from . import _autograd, _blockmask, _device, _lib, _pattern, _scores
+from . import _autograd, _blockmask, _device, _fp8, _lib, _pattern, _scores
 
 # torch.compile traces attention() through the flashgen::attention operator (flashgen._ops; torch < 2.3: never)
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
 _DTYPES = {torch.float16: _lib.FG_FP16, torch.bfloat16: _lib.FG_BF16}
+_FWD_DTYPES = _DTYPES if _fp8.E4M3 is None else {**_DTYPES, _fp8.E4M3: _lib.FG_E4M3}  # the dense forward's
 _CAUSAL = {False: _lib.FG_CAUSAL_NONE, None: _lib.FG_CAUSAL_NONE, "none": _lib.FG_CAUSAL_NONE,
            "bottom_right": _lib.FG_CAUSAL_BOTTOM_RIGHT, "top_left": _lib.FG_CAUSAL_TOP_LEFT}
 
@@ -29,12 +30,19 @@ def _causal_mode(causal, seqlen_q, seqlen_k):
 def _check_types(**named):
     """Every tensor a torch.Tensor of q's dtype, float16 or bfloat16; the
     first one named is q."""
+    _check_dtypes(named, _DTYPES)
+
+
+def _check_dtypes(named, dtypes):
+    """_check_types with the dtypes allowed ({dtype: fg_dtype})."""
     for name, t in named.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, not {type(t).__name__}")
     (qname, q), *rest = named.items()
-    if q.dtype not in _DTYPES:
-        raise TypeError(f"{qname} has dtype {q.dtype}; flashgen supports torch.float16 and torch.bfloat16")
+    if q.dtype not in dtypes:
+        raise TypeError(f"{qname} has dtype {q.dtype}; flashgen supports torch.float16 and torch.bfloat16" +
+                        (" here (torch.float8_e4m3fn: flashgen.attention's dense forward only)"
+                         if q.dtype == _fp8.E4M3 else ""))
     for name, t in rest:
         if t.dtype != q.dtype:
             raise TypeError(f"{name} has dtype {t.dtype} but {qname} has {q.dtype}; all must match")
@@ -56,9 +64,9 @@ def _check_unit_stride(**named):
                              f"{t.stride()} (call .contiguous())")
 
 
-def _check_inputs(q, k, v, layout):
+def _check_inputs(q, k, v, layout, dtypes=_DTYPES):
     """Shapes as (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim, head_dim_v)."""
-    _check_types(q=q, k=k, v=v)
+    _check_dtypes(dict(q=q, k=k, v=v), dtypes)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 4:
             raise ValueError(f"{name} must be 4-D [batch, seqlen, heads, head_dim] (layout='bshd') or "
@@ -99,11 +107,13 @@ def _check_device(**named):
                          f"{', '.join(str(t.device) for t in named.values())}")
 
 
-def _check_out(out, q, shape):
+def _check_out(out, q, shape, dtype=None):
+    """out (o's dtype: q's unless given) checked."""
+    dtype = dtype or q.dtype
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out must be a torch.Tensor, not {type(out).__name__}")
-    if tuple(out.shape) != shape or out.dtype != q.dtype or out.device != q.device:
-        raise ValueError(f"out must have shape {shape} (q's, with v's last dim), {q.dtype}, {q.device}; got shape "
+    if tuple(out.shape) != shape or out.dtype != dtype or out.device != q.device:
+        raise ValueError(f"out must have shape {shape} (q's, with v's last dim), {dtype}, {q.device}; got shape "
                          f"{tuple(out.shape)}, {out.dtype}, {out.device}")
     if out.stride(-1) != 1 and out.shape[-1] > 1:
         raise ValueError(f"out must have a unit stride in its last dimension; its strides are {out.stride()}")
@@ -129,7 +139,8 @@ def _strides(t, layout):
 
 def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None,
               deterministic=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
-              seqused_k=None, softcap=None, alibi_slopes=None, window_size=None, sinks=None):
+              seqused_k=None, softcap=None, alibi_slopes=None, window_size=None, sinks=None, q_descale=None,
+              k_descale=None, v_descale=None, out_dtype=None):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
     q: [batch, seqlen_q, heads_q, head_dim]; k: [batch, seqlen_k,
@@ -190,6 +201,18 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       With q, k or v requiring grad they raise NotImplementedError (the
       backward does not support them yet).
 
+    FP8 (docs/FP8-WIRING.md; the Hopper TMA kernel, sm_90a): q, k and v
+      torch.float8_e4m3fn (same layouts; head_dim a multiple of 32, head_dim_v
+      of 16, batch/head/row strides multiples of 16 elements), fp32
+      accumulation; softmax(scale * qd * kd * q k^T) v * vd.
+      q_descale, k_descale, v_descale: float32 tensors on q's device, shape
+        [] or [1] (per tensor) or all [batch, heads_kv] (per (batch, kv
+        head)); None means 1.  They stay on the device (no sync):
+        flashgen.quantize_fp8 makes them.
+      out_dtype: o's dtype, torch.bfloat16 (default) or torch.float16.
+      Dense forward only: score modifications, block_mask, variable lengths,
+      requires_grad and torch.compile raise NotImplementedError.
+
     Returns o in q's logical layout with v's last dim (a new contiguous
     tensor, or `out`), or
     (o, lse).
@@ -205,14 +228,17 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     """
     mods = _scores.NONE if softcap is None and alibi_slopes is None and window_size is None and sinks is None \
         else _scores.Scores(softcap, alibi_slopes, window_size, sinks)  # (the plain call's host time unchanged)
+    fp8 = None if q_descale is None and k_descale is None and v_descale is None and out_dtype is None and \
+        getattr(q, "dtype", None) in _DTYPES else _fp8.options(q, (q_descale, k_descale, v_descale), out_dtype)
+    if fp8 is not None:
+        _refuse_fp8(q, k, v, mods, block_mask, (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k))
     if any(x is not None for x in (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)):
         mods.refuse("with variable lengths (cu_seqlens, seqused_k) are not supported yet")
         from . import _inference
         return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
                                  causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,
                                  block_mask=block_mask, deterministic=deterministic)
-    if _compiling() or \
-            torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
+    if _compiling() or _needs_grad(q, k, v):
         mods.refuse("have no backward yet (and no torch.compile operator): call under torch.no_grad() or "
                     "detach q, k and v")
         return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic)
@@ -223,16 +249,24 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
             and (out is None or type(out) is torch.Tensor):
         key = (q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(), q.dtype, k.dtype, v.dtype, q.device, k.device,
                v.device, causal if isinstance(causal, (bool, str)) or causal is None else id(causal), scale, layout,
-               return_lse, None if out is None else (out.shape, out.stride(), out.dtype, out.device))
+               return_lse, None if out is None else (out.shape, out.stride(), out.dtype, out.device),
+               None if fp8 is None else fp8.key)
         hit = _desc_cache.get(key)
         if hit is not None:
-            desc, index, lse_shape, o_shape = hit
-            o = out if out is not None else torch.empty(o_shape, dtype=q.dtype, device=q.device)
+            desc, index, lse_shape, o_shape, o_dtype, b_hk = hit
+            if fp8 is not None:  # this call's descales, on a copy (another thread may use the cached one)
+                fp8.check_tensors(*b_hk, q.device)
+                desc = type(desc).from_buffer_copy(desc)
+                fp8.apply(desc)
+            o = out if out is not None else torch.empty(o_shape, dtype=o_dtype, device=q.device)
             lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
             return _launch(desc, index, q, k, v, o, lse, None, return_lse)
 
-    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
-    o_shape = _out_shape(q, v)
+    dtypes = _DTYPES if fp8 is None else _FWD_DTYPES
+    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout, dtypes)
+    if fp8 is not None:
+        _fp8.check_shapes(d, dv, {n: _strides(t, layout) for n, t in (("q", q), ("k", k), ("v", v))})
+    o_shape, o_dtype = _out_shape(q, v), q.dtype if fp8 is None else fp8.out_dtype
     _causal_mode(causal, sq, sk)
     _scale_value(scale)
     if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
@@ -241,7 +275,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         mods.refuse("with a block_mask are not supported yet")
     _check_device(q=q, k=k, v=v)
     mods.check_tensors(b, hq, q.device)
-    o = _check_out(out, q, o_shape) if out is not None else torch.empty(o_shape, dtype=q.dtype, device=q.device)
+    if fp8 is not None:
+        fp8.check_tensors(b, hk, q.device)
+    o = _check_out(out, q, o_shape, o_dtype) if out is not None else torch.empty(o_shape, dtype=o_dtype, device=q.device)
     lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
     if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf
         o.zero_()
@@ -250,17 +286,36 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         return (o, lse) if return_lse else o
 
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    desc = _describe(q, k, v, o, causal, scale, layout)
+    desc = _describe(q, k, v, o, causal, scale, layout, dtypes)
     mods.apply(desc)
+    if fp8 is not None:
+        fp8.apply(desc)
     if key is not None and (out is not None or o.is_contiguous()):
         # out's strides are in the key; a new o of a later call is contiguous too
         if len(_desc_cache) >= 64:
             _desc_cache.clear()
-        _desc_cache[key] = (desc, index, (b, hq, sq), o_shape)
+        _desc_cache[key] = (desc, index, (b, hq, sq), o_shape, o_dtype, (b, hk))
     return _launch(desc, index, q, k, v, o, lse, block_mask, return_lse)
 
 
 _desc_cache = {}
+
+
+def _needs_grad(q, k, v):
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v))
+
+
+def _refuse_fp8(q, k, v, mods, block_mask, varlen):
+    """NotImplementedError for what the FP8 forward does not take (runtime/fp8.c refuses them too)."""
+    if mods.used:
+        _fp8.refuse(f"take no score modifications ({', '.join(mods.names())}) yet")
+    if any(x is not None for x in varlen):
+        _fp8.refuse("take no variable lengths (cu_seqlens_q/k, max_seqlen_q/k, seqused_k) yet")
+    if block_mask is not None:
+        _fp8.refuse("are dense only: no block_mask yet")
+    if _compiling() or _needs_grad(q, k, v):
+        _fp8.refuse("have no backward (and no torch.compile operator): call under torch.no_grad() or detach q, k "
+                    "and v")
 
 
 def _scale_value(scale):
@@ -272,9 +327,9 @@ def _scale_value(scale):
     return v
 
 
-def _describe(q, k, v, o, causal, scale, layout):
+def _describe(q, k, v, o, causal, scale, layout, dtypes=_DTYPES):
     """The fg_attention_desc of checked tensors (the forward's and the backward's)."""
-    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
+    b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout, dtypes)
     return _new_desc(q.dtype, (b, hq, hk, sq, sk, d, dv), [_strides(t, layout) for t in (q, k, v, o)],
                      _causal_mode(causal, sq, sk), _scale_value(scale))
 
@@ -284,7 +339,7 @@ def _new_desc(dtype, sizes, strides, causal_mode, scale_value):
     seqlen_k, head_dim, head_dim_v), strides of q, k, v and o."""
     b, hq, hk, sq, sk, d, dv = sizes
     desc = _lib.fg_attention_desc()
-    _lib.load().fg_attention_desc_init(C.byref(desc), _DTYPES[dtype], d, b, hq, hk, sq, sk)
+    _lib.load().fg_attention_desc_init(C.byref(desc), _FWD_DTYPES[dtype], d, b, hq, hk, sq, sk)
     desc.head_dim_v = dv  # the strides below are v's and o's own
     desc.q_strides[:], desc.k_strides[:], desc.v_strides[:], desc.o_strides[:] = strides
     desc.softmax_scale = scale_value
