@@ -74,7 +74,7 @@ extern "C" {
  * max_pages, num_splits), then the score modifications (softcap,
  * alibi_slopes, alibi_batch_stride, window_left, window_right, sinks,
  * score), whose window pair is off at -1, not 0 (see there), then the FP8
- * fields (out_dtype, q/k/v_descale, descale_per_head). */
+ * fields (out_dtype, q/k/v_descale, descale_per_head), then dsinks. */
 
 typedef enum fg_status {
     FG_OK = 0,
@@ -373,9 +373,12 @@ typedef struct fg_attention_desc {
     /* ---- score modifications (appended; docs/SCORE-WIRING.md).  Forward,
      * mma.sync and TMA paths, dense (no layout) and not with the inference
      * fields, 16-bit inputs: elsewhere (a layout, the inference fields,
-     * FG_PATH_WGMMA, FG_E4M3 inputs, the backward) a call that sets one
+     * FG_PATH_WGMMA, FG_E4M3 inputs) a call that sets one
      * returns FG_ERR_UNSUPPORTED naming it
-     * (FG_PATH_AUTO takes the TMA kernel on Hopper, else mma.sync).  The logit of query i
+     * (FG_PATH_AUTO takes the TMA kernel on Hopper, else mma.sync).  The
+     * backward (fg_attention_backward) differentiates the four built-ins on
+     * the mma.sync path (FG_PATH_AUTO or FG_PATH_MMA; the sinks' own
+     * gradient: dsinks, at the end), not a user score expression.  The logit of query i
      * and key j is built in this order, as FlashAttention-2 does:
      *   x = softmax_scale * q_i . k_j
      *   x = softcap * tanh(x / softcap)                    (softcap > 0)
@@ -425,6 +428,14 @@ typedef struct fg_attention_desc {
     fg_dtype out_dtype;
     const float *q_descale, *k_descale, *v_descale;
     int descale_per_head;
+    /* ---- backward of the attention sinks (appended; read by
+     * fg_attention_backward only) ----
+     * NULL: not wanted.  Else device fp32 [heads_q], 4-byte aligned, with
+     * sinks set: the call overwrites it with d loss / d sinks[h] =
+     * -sum over batches and rows i of exp(sinks[h] - lse_i) * D_i, D_i =
+     * dout_i . o_i (summed with fp32 atomics, so not bitwise repeatable:
+     * refused with deterministic). */
+    float *dsinks;
 } fg_attention_desc;
 
 /* Fills d with the given sizes, BSHD contiguous strides, default scale,

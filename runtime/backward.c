@@ -68,7 +68,9 @@ static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, co
             return st;
     }
     const int64_t lse_strides[3] = {(int64_t)d->heads_q * d->seqlen_q, d->seqlen_q, 1};
-    return fg_check_tensor(cu, names[8], t[8], 4, fg_tensor_bytes(lse_strides, d->batch, d->heads_q, d->seqlen_q, 1, 4), e);
+    if ((st = fg_check_tensor(cu, names[8], t[8], 4, fg_tensor_bytes(lse_strides, d->batch, d->heads_q, d->seqlen_q, 1, 4), e)))
+        return st;
+    return d->dsinks ? fg_check_tensor(cu, "dsinks", d->dsinks, 4, (int64_t)d->heads_q * 4, e) : FG_OK;
 }
 
 static fg_status launch(fg_context *ctx, const fg_kernel *k, CUfunction fn, const char *what, unsigned gx, unsigned gy,

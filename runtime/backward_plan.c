@@ -1,6 +1,7 @@
 /* backward_plan.c: a backward call's checks, variant and kernel arguments
  * (backward.h).  The forward's plan does the common checks; this adds what
  * only the backward reads. */
+#include <stdint.h>
 #include <string.h>
 
 #include "runtime/attention.h"
@@ -29,6 +30,30 @@ static void resolve(int64_t dst[3], const int64_t from[3]) {
     if (all_zero(dst)) memcpy(dst, from, 3 * sizeof *dst);
 }
 
+/* What the backward adds to the forward's checks of the score
+ * modifications (fg_score_check): no user expression, the mma.sync path,
+ * and dsinks. */
+static fg_status bwd_mods_check(const fg_attention_desc *d, fg_error *err) {
+    const int mods = fg_desc_score_mods(d);
+    if (mods & FG_MOD_SCORE)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the backward pass does not differentiate user score expressions (fg_attention_desc.score): only "
+                       "the built-ins softcap, alibi_slopes, window_left/window_right and sinks");
+    if (mods && d->path == FG_PATH_WGMMA)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the Hopper backward (FG_PATH_WGMMA) does not implement score modifications: use FG_PATH_AUTO or "
+                       "FG_PATH_MMA");
+    if (d->dsinks && !d->sinks)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "dsinks is set but sinks is NULL: there is no sink to differentiate");
+    if ((uintptr_t)d->dsinks % 4)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "dsinks must be a 4-byte aligned fp32 device array [heads_q]");
+    if (d->dsinks && d->deterministic)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "dsinks is summed with fp32 atomics, which the deterministic mode does not allow: leave dsinks "
+                       "NULL or deterministic 0");
+    return FG_OK;
+}
+
 fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_attention_desc *dd, fg_variant *v,
                            fg_bwd_params *p, fg_error *err) {
     fg_status st = fg_desc_read(desc, dd, err);
@@ -36,10 +61,7 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     if (dd->layout && dd->deterministic)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the deterministic backward is dense only: with a block-sparse layout dq is summed with atomics");
-    if (fg_desc_score_mods(dd))
-        return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "the backward pass does not support score modifications yet (softcap, alibi_slopes, window_left/"
-                       "window_right, sinks): only the forward (fg_attention_forward) applies them");
+    if ((st = bwd_mods_check(dd, err)) != FG_OK) return st;
     if (dd->dtype == FG_E4M3)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass takes FG_FP16 or FG_BF16 (FG_E4M3 is forward only)");
     if (dd->path == FG_PATH_TMA)
@@ -107,6 +129,17 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     p->scale = fp.scale;
     p->scale_log2 = fp.scale_log2;
     p->deterministic = d->deterministic != 0;
+    /* the score modifications as the forward's plan turned them into its
+     * parameters (fg_score_params): the same fields by the same names */
+    p->alibi_slopes = fp.alibi_slopes;
+    p->alibi_batch_stride = fp.alibi_batch_stride;
+    p->sinks = fp.sinks;
+    p->softcap = fp.softcap;
+    p->softcap_scale = fp.softcap_scale;
+    p->mod_offset = fp.mod_offset;
+    p->window_left = fp.window_left;
+    p->window_right = fp.window_right;
+    p->dsinks = d->dsinks;
     p->lock_blocks = (d->seqlen_q + 15) / 16;
     if (L) {
         p->sp_full_num = L->t_full_num; p->sp_full_idx = L->t_full_idx;

@@ -25,40 +25,50 @@ static size_t vi(const fg_attention_desc *d, int b, int j, int h) {
     return (((size_t)b * d->seqlen_k + j) * d->heads_kv + h) * fg_desc_head_dim_v(d);
 }
 
-/* p[j] = softmax row i of (b, h) (0 where masked); returns 0 for a row
- * that sees no key (p all zero). */
-static int prob_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m, const double *q,
-                    const double *k, int b, int h, int i, double *p) {
+/* p[j] = softmax row i of (b, h) (0 where masked), with the score
+ * modifications of mods (NULL: none; d->softcap and the window are read
+ * from d): dx[j] = d logit / d (scaled score) (softcap: 1 - tanh^2, else
+ * 1), *psink = the sink's share of the row (0 without one).  Returns 0 for
+ * a row that sees no key (p all zero). */
+static int prob_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                    const fg_ref_mods *mods, const double *q, const double *k, int b, int h, int i, double *p, double *dx,
+                    double *psink) {
     const int D = d->head_dim, hk = h / (d->heads_q / d->heads_kv);
-    const double scale = scale_of(d);
+    const double scale = scale_of(d), cap = d->softcap;
     double mx = -INFINITY;
     for (int j = 0; j < d->seqlen_k; ++j) {
         p[j] = -INFINITY;
+        dx[j] = 1;
         if (!fg_ref_visible_mask(d, L, m, b, h, i, j)) continue;
         double s = 0;
         for (int x = 0; x < D; ++x) s += q[qi(d, b, i, h) + x] * k[ki(d, b, j, hk) + x];
-        p[j] = s * scale;
+        p[j] = fg_ref_logit(d, mods, b, h, i, j, s * scale);
+        if (cap > 0) dx[j] = 1 - tanh(s * scale / cap) * tanh(s * scale / cap);
         if (p[j] > mx) mx = p[j];
     }
+    *psink = 0;
     if (mx == -INFINITY) {
         for (int j = 0; j < d->seqlen_k; ++j) p[j] = 0;
         return 0;
     }
-    double sum = 0;
-    for (int j = 0; j < d->seqlen_k; ++j) sum += p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx);
+    const double sink = mods && mods->sinks ? mods->sinks[h] : -INFINITY, M = sink > mx ? sink : mx;
+    double sum = sink > -INFINITY ? exp(sink - M) : 0;
+    for (int j = 0; j < d->seqlen_k; ++j) sum += p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - M);
     for (int j = 0; j < d->seqlen_k; ++j) p[j] /= sum;
+    if (sink > -INFINITY) *psink = exp(sink - M) / sum;
     return 1;
 }
 
-int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
-                             const double *q, const double *k, const double *v, double *o) {
-    double *p = malloc(sizeof(double) * (size_t)d->seqlen_k);
+int fg_reference_forward_mods_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                                  const fg_ref_mods *mods, const double *q, const double *k, const double *v, double *o) {
+    if (mods && mods->score) return 0; /* user expressions: not differentiated */
+    double *p = malloc(sizeof(double) * 2 * (size_t)d->seqlen_k), psink;
     if (!p) return 0;
     const int DV = fg_desc_head_dim_v(d), g = d->heads_q / d->heads_kv;
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i) {
-                prob_row(d, L, m, q, k, b, h, i, p);
+                prob_row(d, L, m, mods, q, k, b, h, i, p, p + d->seqlen_k, &psink);
                 double *orow = o + oi(d, b, i, h);
                 for (int x = 0; x < DV; ++x) orow[x] = 0;
                 for (int j = 0; j < d->seqlen_k; ++j)
@@ -69,23 +79,30 @@ int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_d
     return 1;
 }
 
-int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
-                              const double *q, const double *k, const double *v, const double *dout, double *dq,
-                              double *dk, double *dv) {
+int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                             const double *q, const double *k, const double *v, double *o) {
+    return fg_reference_forward_mods_f64(d, L, m, NULL, q, k, v, o);
+}
+
+int fg_reference_backward_mods_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                                   const fg_ref_mods *mods, const double *q, const double *k, const double *v,
+                                   const double *dout, double *dq, double *dk, double *dv, double *dsinks) {
+    if (mods && mods->score) return 0; /* user expressions: not differentiated */
     const int D = d->head_dim, DV = fg_desc_head_dim_v(d), g = d->heads_q / d->heads_kv, sk = d->seqlen_k;
     const double scale = scale_of(d);
-    double *p = malloc(sizeof(double) * 2 * (size_t)sk);
+    double *p = malloc(sizeof(double) * 3 * (size_t)sk), psink;
     if (!p) return 0;
-    double *dp = p + sk;
+    double *dp = p + sk, *dx = dp + sk;
     memset(dq, 0, sizeof(double) * qi(d, d->batch, 0, 0));
     memset(dk, 0, sizeof(double) * ki(d, d->batch, 0, 0));
     memset(dv, 0, sizeof(double) * vi(d, d->batch, 0, 0));
+    if (dsinks) memset(dsinks, 0, sizeof(double) * (size_t)d->heads_q);
     for (int b = 0; b < d->batch; ++b)
         for (int h = 0; h < d->heads_q; ++h)
             for (int i = 0; i < d->seqlen_q; ++i) {
-                if (!prob_row(d, L, m, q, k, b, h, i, p)) continue;
+                if (!prob_row(d, L, m, mods, q, k, b, h, i, p, dx, &psink)) continue;
                 const double *qr = q + qi(d, b, i, h), *dor = dout + oi(d, b, i, h);
-                double Di = 0;
+                double Di = 0; /* dout . o: o = sum_j p_j v_j, the sink's share multiplies no value */
                 for (int j = 0; j < sk; ++j) {
                     dp[j] = 0;
                     if (p[j] == 0) continue;
@@ -93,10 +110,12 @@ int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_
                     for (int x = 0; x < DV; ++x) dp[j] += dor[x] * vr[x];
                     Di += p[j] * dp[j];
                 }
+                /* lse grows with the sink: d o / d sink = -psink * o */
+                if (dsinks) dsinks[h] -= psink * Di;
                 double *dqr = dq + qi(d, b, i, h);
                 for (int j = 0; j < sk; ++j) {
                     if (p[j] == 0) continue;
-                    const double ds = p[j] * (dp[j] - Di);
+                    const double ds = p[j] * (dp[j] - Di) * dx[j];
                     const double *kr = k + ki(d, b, j, h / g);
                     double *dkr = dk + ki(d, b, j, h / g), *dvr = dv + vi(d, b, j, h / g);
                     for (int x = 0; x < D; ++x) {
@@ -108,6 +127,12 @@ int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_
             }
     free(p);
     return 1;
+}
+
+int fg_reference_backward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                              const double *q, const double *k, const double *v, const double *dout, double *dq,
+                              double *dk, double *dv) {
+    return fg_reference_backward_mods_f64(d, L, m, NULL, q, k, v, dout, dq, dk, dv, NULL);
 }
 
 /* A strided 16-bit tensor [batch, seqlen, heads, D] as contiguous float64. */
@@ -123,17 +148,23 @@ static double *widen(const fg_attention_desc *d, const uint16_t *t, const int64_
     return out;
 }
 
-int fg_reference_backward(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
-                          const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, double *dq,
-                          double *dk, double *dv) {
+int fg_reference_backward_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                               const fg_ref_mods *mods, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                               const uint16_t *dout, double *dq, double *dk, double *dv, double *dsinks) {
     const int64_t *dos = d->do_strides[0] || d->do_strides[1] || d->do_strides[2] ? d->do_strides : d->o_strides;
     const int D = d->head_dim, DV = fg_desc_head_dim_v(d);
     double *Q = widen(d, q, d->q_strides, d->heads_q, d->seqlen_q, D), *K = widen(d, k, d->k_strides, d->heads_kv, d->seqlen_k, D);
     double *V = widen(d, v, d->v_strides, d->heads_kv, d->seqlen_k, DV), *dO = widen(d, dout, dos, d->heads_q, d->seqlen_q, DV);
-    const int ok = Q && K && V && dO && fg_reference_backward_f64(d, L, m, Q, K, V, dO, dq, dk, dv);
+    const int ok = Q && K && V && dO && fg_reference_backward_mods_f64(d, L, m, mods, Q, K, V, dO, dq, dk, dv, dsinks);
     free(Q);
     free(K);
     free(V);
     free(dO);
     return ok;
+}
+
+int fg_reference_backward(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                          const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *dout, double *dq,
+                          double *dk, double *dv) {
+    return fg_reference_backward_mods(d, L, m, NULL, q, k, v, dout, dq, dk, dv, NULL);
 }

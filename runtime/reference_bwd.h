@@ -29,4 +29,20 @@ int fg_reference_backward(const fg_attention_desc *d, const fg_block_layout_desc
  * finite-difference self-test of the reference differentiates it). */
 int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                              const double *q, const double *k, const double *v, double *o);
+
+/* With the score modifications (runtime/reference.h's fg_ref_mods: slopes
+ * and sinks as host copies; softcap and the window from d; a user score
+ * expression is refused: returns 0):
+ *   dS = P * (dP - D) * dlogit, dlogit = 1 - tanh^2 of softcap (else 1),
+ *   D_i = dout_i . o_i still (the sink's share multiplies no value), and
+ *   dsinks[h] = -sum_{b, i} exp(sink_h - lse_{b,h,i}) D_{b,h,i}
+ * (dsinks [heads_q] float64, may be NULL). */
+int fg_reference_backward_mods_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                                   const fg_ref_mods *mods, const double *q, const double *k, const double *v,
+                                   const double *dout, double *dq, double *dk, double *dv, double *dsinks);
+int fg_reference_backward_mods(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                               const fg_ref_mods *mods, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                               const uint16_t *dout, double *dq, double *dk, double *dv, double *dsinks);
+int fg_reference_forward_mods_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
+                                  const fg_ref_mods *mods, const double *q, const double *k, const double *v, double *o);
 #endif

@@ -6,8 +6,9 @@ static int pad16(int x) { return (x + 15) / 16 * 16; }
 
 int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
     const int d = s->head_dim, dv = fg_spec_head_dim_v(s);
-    if ((d != 64 && d != 128) || (dv != 64 && dv != 128) || s->sparse || fg_mask_hash_set(&s->mask_hash) ||
-        (s->dtype != FG_FP16 && s->dtype != FG_BF16))
+    /* score modifications run on the mma.sync backward only */
+    if ((d != 64 && d != 128) || (dv != 64 && dv != 128) || s->sparse || fg_mask_hash_set(&s->mask_hash) || s->mods ||
+        fg_mask_hash_set(&s->score_hash) || (s->dtype != FG_FP16 && s->dtype != FG_BF16))
         return 0;
     fg_config_unset(c);
     c->block_m = 64;
@@ -33,8 +34,10 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
         fg_config w;
         if (!fg_bwd_wgmma_config(s, &w))
             return fg_fail(err, FG_ERR_UNSUPPORTED,
-                           "the Hopper backward (wgmma=1) takes dense fp16/bf16 variants with head dims 64 or 128 (got %d and %d%s)",
-                           s->head_dim, fg_spec_head_dim_v(s), s->sparse ? ", block-sparse" : "");
+                           "the Hopper backward (wgmma=1) takes dense fp16/bf16 variants with head dims 64 or 128 and no "
+                           "score modification (got %d and %d%s%s)",
+                           s->head_dim, fg_spec_head_dim_v(s), s->sparse ? ", block-sparse" : "",
+                           s->mods ? ", score modifications" : "");
         if (c->block_m != w.block_m || c->block_n != w.block_n || c->warps != w.warps || c->stages > 1 || c->q_in_regs > 0 ||
             c->min_blocks > 1)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=1) runs block_m=64 block_n=128 warps=8 only");

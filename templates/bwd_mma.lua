@@ -9,7 +9,9 @@
 --         reduction of dP^T = V dO^T and the N of dV += P^T dO follow it),
 --         dtype ('fp16'|'bf16'), causal (bool), sparse (bool),
 --         mask (optional C++ element mask of partial blocks), block_m (query tile, 32 or 64), block_n (key block, 16..128,
---         a multiple of 16), warps (block_n/16 or twice that), key, spec
+--         a multiple of 16), warps (block_n/16 or twice that), key, spec,
+--         softcap, alibi, window, sink (true or absent: the built-in score
+--         modifications, dense only; a user score expression is refused)
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded }
 --
 -- Shared memory: K and Q rows of padded head_dim + 8 elements, V and dO
@@ -23,7 +25,7 @@ local function check(p)
   util.expect_head_dim(p, "head_dim", 8, 8, "the backward pass")
   if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
   util.expect_head_dim(p, "head_dim_v", 8, 8, "the backward pass")
-  util.expect_variant(p)
+  util.expect_variant(p, "builtin")
   util.expect_enum(p, "block_m", { 32, 64 })
   util.expect_enum(p, "block_n", { 32, 64, 128 })
   local wn = p.block_n // 16
@@ -59,6 +61,7 @@ return function(p)
            p.block_m, p.block_n, p.warps, p.block_n // 16, ws)
   out:line("// threads=%d dynamic_smem=%d bytes", threads, smem)
   util.mask_banner(out, p)
+  util.mod_banner(out, p)
   out:line('#include "fg_bwd_kernel.cuh"')
   out:line("")
   out:line("struct Traits {")
@@ -68,6 +71,7 @@ return function(p)
   out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(p.dtype == "bf16"),
            tostring(p.causal), tostring(p.sparse))
   util.mask_traits(out, p, "fg_bwd_params")
+  util.mod_traits(out, p)
   out:line("};")
   out:line("static_assert(fg::BwdShape<Traits>::SMEM_ELEMS * 2 + 2 * Traits::BM * 4 == %d, \"smem formula\");", smem)
   out:line("")

@@ -32,6 +32,7 @@
 #include "fg_bwd_params.h"
 #include "fg_mma.cuh"
 #include "fg_mask.cuh"   // HasMaskMod and the mx_* helpers a pattern's mask_mod calls
+#include "fg_score.cuh"  // the score modifications (traits SOFTCAP, ALIBI, WINDOW, SINK)
 
 namespace fg {
 
@@ -117,6 +118,8 @@ __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_param
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads_q + h;
     if (threadIdx.x == 0) p.dq_lock[(long long)bh * p.lock_blocks + blockIdx.x] = 0;
+    if constexpr (HasSink<K>::value)   // summed by the conversion, which runs after this kernel
+        if (p.dsinks && threadIdx.x == 0 && blockIdx.x == 0 && b == 0) p.dsinks[h] = 0.f;
     for (int r = warp; r < 16; r += blockDim.x >> 5) {
         const int row = blockIdx.x * 16 + r;
         if (row >= p.seqlen_q) break;
@@ -152,6 +155,26 @@ __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_param
     }
 }
 
+// d loss / d sink of head h, this CTA's 16 rows: the sink's probability in
+// row i is exp(sink - lse_i), and o_i = sum_j P_ij v_j scales with
+// 1 - that mass, so d o_i / d sink = -exp(sink - lse_i) o_i and the rows add
+// -exp(sink - lse_i) * D_i (D_i = dO_i . o_i, the preprocess's sum).  One
+// atomic per CTA into dsinks[h], which the preprocess zeroed.
+template <class K>
+__device__ __forceinline__ void bwd_dsink(const fg_bwd_params &p, int b, int h) {
+    if (!p.dsinks || threadIdx.x >= 32) return;
+    const long long bh = (long long)b * p.heads_q + h;
+    const int row = blockIdx.x * 16 + threadIdx.x;
+    float g = 0.f;
+    if (threadIdx.x < 16 && row < p.seqlen_q) {
+        const float lse = p.lse[bh * p.seqlen_q + row];
+        if (lse != neg_inf()) g = -expf(__ldg(p.sinks + h) - lse) * p.dsum[bh * p.seqlen_q + row];
+    }
+#pragma unroll
+    for (int m = 16; m; m >>= 1) g += warp_xor(g, m);
+    if (threadIdx.x == 0) atomicAdd(p.dsinks + h, g);
+}
+
 // dQ = accumulator * scale, 16 rows per CTA, 16-byte stores.
 template <class K>
 __device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &p) {
@@ -179,6 +202,7 @@ __device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &
         out.w = pack2<K::BF16>(y.z * p.scale, y.w * p.scale);
         *(uint4 *)((u16 *)p.dq + b * p.dq_s[0] + h * p.dq_s[1] + row * p.dq_s[2] + col) = out;
     }
+    if constexpr (HasSink<K>::value) bwd_dsink<K>(p, b, h);
 }
 
 // Row r (of the two each thread holds) of a warp's dK or dV accumulator:
@@ -241,11 +265,17 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
     cp_async_commit();
 
     // Query blocks that see this key block: causal rows i >= n0 - offset.
-    const int m_end = (p.seqlen_q + BM - 1) / BM;
+    int m_end = (p.seqlen_q + BM - 1) / BM;
     int m_first = 0;
     if (K::CAUSAL) {
         const int first_row = n0 - p.causal_offset;
         m_first = first_row > p.seqlen_q - 1 ? m_end : (first_row < 0 ? 0 : first_row / BM);
+    }
+    if constexpr (HasWindow<K>::value) {   // and whose rows' windows meet it
+        int first, end;
+        window_query_tiles<BM>(p, n0, n0 + BN - 1, m_end, first, end);
+        m_first = max(m_first, first);
+        m_end = end;
     }
 
     // ldmatrix lane offsets (fg_mma.cuh layouts): a_* for A operands and
@@ -315,8 +345,11 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
                 }
             }
         }
-        const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && partial && n0 + BN - 1 > m0 + p.causal_offset) ||
-                               (HasMaskMod<K>::value && partial);
+        bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && partial && n0 + BN - 1 > m0 + p.causal_offset) ||
+                         (HasMaskMod<K>::value && partial);
+        if constexpr (HasWindow<K>::value) need_mask = need_mask || window_cuts<BN>(p, n_block, m0, m0 + BM - 1);
+        float slope = 0.f;
+        if constexpr (HasAlibi<K>::value) slope = __ldg(p.alibi_slopes + b * p.alibi_batch_stride + h);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int kr = wn * 16 + g + 8 * r;   // local key row
@@ -326,16 +359,24 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                     const int qc = q_off + j * 8 + 2 * c + e;   // local query column
-                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -sL[qc]));
+                    float x, dx = 1.f;   // dx: d logit / d (scaled score) of softcap
+                    if constexpr (LogitMods<K>::value) {
+                        const float lg = logit_mod<K>(acc_s[j][2 * r + e], p, slope, b, h, m0 + qc, n0 + kr, dx);
+                        x = fast_exp2(fmaf(lg, LOG2E, -sL[qc]));
+                    } else {
+                        x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -sL[qc]));
+                    }
                     if (need_mask) {
                         bool vis = n0 + kr < p.seqlen_k;
                         if (K::CAUSAL && partial) vis = vis && n0 + kr <= m0 + qc + p.causal_offset;
                         if constexpr (HasMaskMod<K>::value)
                             if (partial) vis = vis && K::mask_mod(p, b, h, m0 + qc, n0 + kr);
+                        if constexpr (HasWindow<K>::value) vis = vis && window_visible(p, m0 + qc, n0 + kr);
                         if (!vis) x = 0.f;
                     }
                     pv[e] = x;
                     ds[e] = x * (acc_dp[j][2 * r + e] - sD[qc]);
+                    if constexpr (HasSoftcap<K>::value) ds[e] *= dx;
                 }
                 const int col = q_off + j * 8 + 2 * c;
                 *(u32 *)(sP + kr * LDP + col) = pack2<K::BF16>(pv[0], pv[1]);

@@ -35,6 +35,21 @@ typedef struct fg_bwd_params {
     int sp_block_q, sp_block_k;   /* layout block, in elements */
     /* constants of a pattern's element mask (the generated mask_mod reads p.mask_c[i]) */
     long long mask_c[16];
+
+    /* Score modifications (variant mods=..., templates/fg_score.cuh): the
+     * forward's fields of fg_params.h under the same names, so that
+     * fg_score.cuh's helpers read either block. */
+    const float *alibi_slopes;    /* slope of (b, h): [b * alibi_batch_stride + h] */
+    long long alibi_batch_stride;
+    const float *sinks;           /* [heads_q], logits                           */
+    float softcap;                /* cap                                         */
+    float softcap_scale;          /* scale / cap: tanh's argument is S * this    */
+    int mod_offset;               /* key aligned with query i: i + mod_offset    */
+    int window_left, window_right; /* -1: unbounded                              */
+    int pad2_;
+    /* d loss / d sinks, [heads_q] fp32 (NULL: not wanted): zeroed by the
+     * preprocess, summed by the dQ conversion (fg_bwd_kernel.cuh). */
+    float *dsinks;
 } fg_bwd_params;
 
 #endif

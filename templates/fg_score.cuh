@@ -1,11 +1,13 @@
-// fg_score.cuh: the built-in score modifications of the forward kernel
-// (fg_fwd_kernel.cuh, mma.sync, and fg_fwd_ws.cuh, TMA; dense): softcap, ALiBi, a local window
+// fg_score.cuh: the built-in score modifications of the forward kernels
+// (fg_fwd_kernel.cuh, mma.sync, and fg_fwd_ws.cuh, TMA; dense) and of the
+// mma.sync backward (fg_bwd_kernel.cuh): softcap, ALiBi, a local window
 // and attention sinks (include/flashgen.h, docs/SCORE-WIRING.md).
 //
 // Each is a trait the template emits only when the variant uses it
 // (Traits::SOFTCAP, ALIBI, WINDOW, SINK), detected here like HasMaskMod, so
 // variants without them compile exactly as before.  Their values are kernel
-// parameters (fg_params.h).
+// parameters (fg_params.h; the backward's fg_bwd_params.h has the same
+// fields under the same names, so the helpers below take either as P).
 //
 // Logit domain.  The softmax of the plain kernel works on raw scores and
 // folds the scale into exp2.  With softcap or ALiBi the scores are turned
@@ -51,16 +53,35 @@ __device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0
                 for (int e = 0; e < 2; ++e) f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
 }
 
-// S (raw Q K^T) to logits: softcap or the scale, then the ALiBi bias, then
-// the user's score expression (b, h: the call's batch and query head).
+// The logit of one element from its raw score x (row: the query, col: the
+// key): softcap or the scale, then the ALiBi bias, then the user's score
+// expression (b, h: the call's batch and query head).  The backward
+// recomputes its logits with it, element by element.
+// dx: d logit / d (scaled score), what the backward multiplies dS by:
+// 1 - tanh^2 with softcap, else 1 (ALiBi adds a constant; user expressions
+// are not differentiated here).
+template <class K, class P>
+__device__ __forceinline__ float logit_mod(float x, const P &p, float slope, int b, int h, int row, int col, float &dx) {
+    dx = 1.f;
+    if constexpr (HasSoftcap<K>::value) {
+        const float t = fast_tanh(x * p.softcap_scale);
+        x = p.softcap * t;
+        dx = fmaf(-t, t, 1.f);
+    } else {
+        x *= p.scale;
+    }
+    if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + p.mod_offset - col);
+    if constexpr (HasScoreMod<K>::value) x = K::score_mod(p, x, b, h, row, col);
+    return x;
+}
+
+// S (raw Q K^T) to logits, on a warp's S fragment.
 template <class K, int MT, int NT_S>
 __device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int b,
                                                  int h, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
-        if constexpr (HasSoftcap<K>::value) x = p.softcap * fast_tanh(x * p.softcap_scale);
-        else x *= p.scale;
-        if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + p.mod_offset - col);
-        if constexpr (HasScoreMod<K>::value) x = K::score_mod(p, x, b, h, row, col);
+        float dx_unused;
+        x = logit_mod<K>(x, p, slope, b, h, row, col, dx_unused);
     });
 }
 
@@ -70,24 +91,27 @@ __device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const 
 // These and the two below are constexpr and host-callable, so that a
 // compile-time probe checks them against the definition (tests/).
 #define FG_WIN __host__ __device__ __forceinline__ constexpr
-FG_WIN int window_lo(const fg_fwd_params &p, int row) {
+template <class P> FG_WIN int window_lo(const P &p, int row) {
     return p.window_left < 0 ? 0 : row + p.mod_offset - p.window_left;
 }
-FG_WIN int window_hi(const fg_fwd_params &p, int row) {
+template <class P> FG_WIN int window_hi(const P &p, int row) {
     return p.window_right < 0 ? 0x7fffffff : row + p.mod_offset + p.window_right;
+}
+template <class P> FG_WIN bool window_visible(const P &p, int row, int col) {
+    return col >= window_lo(p, row) && col <= window_hi(p, row);
 }
 
 // Whether key tile t (columns t*BC .. t*BC+BC-1) cuts the window of a row in
 // m0 .. row_last (the schedule visits only tiles that meet some row's window).
-template <int BC>
-FG_WIN bool window_cuts(const fg_fwd_params &p, int t, int m0, int row_last) {
+template <int BC, class P>
+FG_WIN bool window_cuts(const P &p, int t, int m0, int row_last) {
     return t * BC < window_lo(p, row_last) || t * BC + BC - 1 > window_hi(p, m0);
 }
 
 template <int MT, int NT_S>
 __device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_fwd_params &p, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
-        if (col < window_lo(p, row) || col > window_hi(p, row)) x = neg_inf();
+        if (!window_visible(p, row, col)) x = neg_inf();
     });
 }
 
@@ -98,6 +122,18 @@ FG_WIN void window_tiles(const fg_fwd_params &p, int m0, int row_last, int n, in
     const int lo = window_lo(p, m0), hi = window_hi(p, row_last);
     first = lo <= 0 ? 0 : lo / BC;
     end = hi < 0 ? 0 : (n < hi / BC + 1 ? n : hi / BC + 1);
+}
+
+// The backward's transpose of window_tiles: the query tiles [first, end)
+// (end <= m, the tiles the schedule had) holding a row whose window meets
+// keys n0 .. key_last.  Row i sees some of them iff lo(i) <= key_last and
+// hi(i) >= n0, i.e. n0 - off - right <= i <= key_last - off + left.
+template <int BM, class P>
+FG_WIN void window_query_tiles(const P &p, int n0, int key_last, int m, int &first, int &end) {
+    const int lo = p.window_right < 0 ? 0 : n0 - p.mod_offset - p.window_right;
+    const int hi = p.window_left < 0 ? 0x7fffffff : key_last - p.mod_offset + p.window_left;
+    first = lo <= 0 ? 0 : lo / BM;
+    end = hi < 0 ? 0 : (m < hi / BM + 1 ? m : hi / BM + 1);
 }
 #undef FG_WIN
 

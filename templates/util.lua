@@ -42,8 +42,10 @@ function M.expect_head_dim(p, name, lo, mult, what)
   end
 end
 
--- The parameters every forward template shares: dtype, causal, sparse, mask,
--- and the score modifications, which only templates passing takes_mods build.
+-- The parameters every template shares: dtype, causal, sparse, mask, and
+-- the score modifications, which only templates passing takes_mods build
+-- (true: the built-ins and a user score expression; "builtin": the
+-- built-ins only, as the mma.sync backward).
 function M.expect_variant(p, takes_mods)
   M.expect_enum(p, "dtype", { "fp16", "bf16" })
   M.expect_bool(p, "causal")
@@ -59,13 +61,13 @@ local mod_order = { "softcap", "alibi", "window", "sink" }
 function M.check_mods(p, takes_mods)
   if p.score ~= nil then
     if type(p.score) ~= "string" or p.score == "" then M.fail("parameter 'score' must be a non-empty string") end
-    if not takes_mods then M.fail("a score expression is not implemented by this kernel family (the mma.sync and TMA forwards have it)") end
+    if takes_mods ~= true then M.fail("a score expression is not implemented by this kernel family (the mma.sync and TMA forwards have it)") end
     if p.sparse or p.infer then M.fail("a score expression is built for dense, non-inference variants only") end
   end
   for _, name in ipairs(mod_order) do
     if p[name] ~= nil then
       if p[name] ~= true then M.fail("parameter '%s' must be true or absent", name) end
-      if not takes_mods then M.fail("score modification '%s' is not implemented by this kernel family (the mma.sync and TMA forwards have it)", name) end
+      if not takes_mods then M.fail("score modification '%s' is not implemented by this kernel family (the mma.sync and TMA forwards and the mma.sync backward have it)", name) end
       if p.sparse or p.infer then M.fail("score modification '%s' is built for dense, non-inference variants only", name) end
     end
   end

@@ -111,15 +111,16 @@ static void test_checks(void) {
     d.alibi_slopes = DEV(0x1000);
     d.layout = (const fg_block_layout *)(uintptr_t)0x3000; /* refused before it is read */
     expect(d, FG_ERR_UNSUPPORTED, "'alibi' with a block-sparse layout", "layout");
-    /* the backward refuses them all */
+    /* the backward takes them on the mma.sync path only (tests/test_bwd_mods_cpu.c) */
     d = base();
     d.window_right = 0;
+    d.path = FG_PATH_WGMMA;
     fg_attention_desc dd;
     fg_variant v;
     fg_bwd_params bp;
     fg_error e = {0};
-    CHECK(fg_backward_plan(&d, H100_SMEM, &dd, &v, &bp, &e) == FG_ERR_UNSUPPORTED, "backward refuses a window");
-    CHECK_CONTAINS(e.msg, "does not support score modifications");
+    CHECK(fg_backward_plan(&d, H100_SMEM, &dd, &v, &bp, &e) == FG_ERR_UNSUPPORTED, "Hopper backward refuses a window");
+    CHECK_CONTAINS(e.msg, "does not implement score modifications");
     fg_error_clear(&e);
 }
 

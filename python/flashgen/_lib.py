@@ -70,6 +70,8 @@ class fg_attention_desc(C.Structure):
         ("out_dtype", C.c_int),
         ("q_descale", C.c_void_p), ("k_descale", C.c_void_p), ("v_descale", C.c_void_p),
         ("descale_per_head", C.c_int),
+        # read by fg_attention_backward only: device fp32 [heads_q], d loss / d sinks
+        ("dsinks", C.c_void_p),
     ]
 
 
