@@ -11,15 +11,19 @@
  * block included) and patterns with an element mask.  A value head dim of
  * its own (v, o, dout, dv head_dim_v wide): 192/128, 256/128, 128/64,
  * 64/128, 40/72, 8/256 with odd lengths, both causal alignments, GQA/MQA,
- * BHSD, deterministic and block-sparse.  Arguments select groups (head
- * dims, "det", "sparse", "dv"; "bench" times).  Exit 77 (skipped) without a
- * GPU. */
+ * BHSD, deterministic and block-sparse.  Score modifications (group
+ * "mods"): softcap, ALiBi ([heads] and [batch, heads] slopes), windows
+ * (rows left empty included) and sinks with their gradient dsinks, each
+ * alone and all together, on the mma.sync backward.  Arguments select
+ * groups (head dims, "det", "sparse", "dv", "wgmma", "mma", "mods"; "bench"
+ * times).  Exit 77 (skipped) without a GPU. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "runtime/cuda_api.h"
+#include "runtime/attention.h"
 #include "runtime/internal.h"
 #include "runtime/pattern.h"
 #include "runtime/reference.h"
@@ -42,7 +46,15 @@ typedef struct bcase {
     fg_kernel_path path; /* of the backward call (the forward runs AUTO) */
 } bcase;
 
-typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws; } dev;
+/* Score modifications: softcap (0 off); alibi 0 off, 1 [heads_q], 2
+ * [batch, heads_q] slopes; win 1: the window (wl, wr); sink 1: sinks and dsinks. */
+typedef struct bmods {
+    float softcap;
+    int alibi, win, wl, wr, sink;
+} bmods;
+typedef struct mcase { bcase c; bmods m; } mcase;
+
+typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws, slopes, sinks, dsinks; } dev;
 
 static const fg_cuda *cu;
 static int g_dead; /* a kernel fault: the CUDA context is unusable, stop */
@@ -104,13 +116,68 @@ static int backward(fg_context *ctx, const fg_attention_desc *d, const dev *m, s
     return 1;
 }
 
-static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
+/* dsinks against the float64 reference (ref) and against the same sum
+ * evaluated in float64 from the kernels' own o and lse (which isolates the
+ * kernel's sum from the 16-bit rounding of o): each error over the mass
+ * A_h = sum_{b,i} |exp(sink - lse_i) D_i| of its head, the worst of the two
+ * tests (the second at a hundredth of the tolerance's scale: fp32 atomics). */
+static double dsinks_error(const bcase *c, const fg_attention_desc *d, const dev *m, const uint16_t *hdo, const double *ref,
+                           const float *sinks) {
+    const int dv = fg_desc_head_dim_v(d);
+    const size_t no = (size_t)c->b * c->hq * c->sq * dv, nl = (size_t)c->b * c->hq * c->sq;
+    uint16_t *o = malloc(no * 2), *dob = malloc(no * 2), *ob = malloc(no * 2);
+    float *lse = malloc(nl * 4), got[16];
+    double worst = INFINITY;
+    if (o && dob && ob && lse && !cu->MemcpyDtoH(o, m->o, no * 2) && !cu->MemcpyDtoH(lse, m->lse, nl * 4) &&
+        !cu->MemcpyDtoH(got, m->dsinks, (size_t)c->hq * 4)) {
+        gather(ob, o, d->o_strides, c->b, c->sq, c->hq, dv);
+        gather(dob, hdo, d->o_strides, c->b, c->sq, c->hq, dv);
+        worst = 0;
+        for (int h = 0; h < c->hq; ++h) {
+            double own = 0, mass = 0;
+            for (int b = 0; b < c->b; ++b)
+                for (int i = 0; i < c->sq; ++i) {
+                    const double l = lse[((size_t)b * c->hq + h) * c->sq + i];
+                    if (l == -INFINITY) continue;
+                    double D = 0;
+                    const size_t row = (((size_t)b * c->sq + i) * c->hq + h) * dv;
+                    for (int x = 0; x < dv; ++x) D += fg_half_to_float(ob[row + x], c->dt) * fg_half_to_float(dob[row + x], c->dt);
+                    own -= exp(sinks[h] - l) * D;
+                    mass += fabs(exp(sinks[h] - l) * D);
+                }
+            mass = fmax(mass, 1e-3);
+            const double e1 = fabs(got[h] - ref[h]) / mass, e2 = 100 * fabs(got[h] - own) / mass;
+            worst = fmax(worst, fmax(e1, e2));
+            if (isnan(got[h])) worst = INFINITY;
+            if (e1 > 1e-3 || e2 > 1e-3)
+                printf("     dsinks[%d] %.6g, reference %.6g, from the kernel's o and lse %.6g (mass %.3g)\n", h, (double)got[h],
+                       ref[h], own, mass);
+        }
+    }
+    free(o); free(dob); free(ob); free(lse);
+    return worst;
+}
+
+static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passed, int *failed) {
+    static const bmods none = {0};
+    if (!md) md = &none;
     fg_attention_desc d;
     fg_attention_desc_init(&d, c->dt, c->d, c->b, c->hq, c->hkv, c->sq, c->sk);
     const int dv = c->dv ? c->dv : c->d;
     CHECK(fg_attention_desc_set_head_dim_v(&d, dv) == FG_OK, "set head_dim_v");
     d.causal = c->causal;
     d.deterministic = c->deterministic;
+    /* score modifications: slopes powers of 2 from 1/2 to 1/256, sinks from 6 down */
+    const int mods = md->softcap > 0 || md->alibi || md->win || md->sink;
+    float slopes[64], sinks[16];
+    const int slope_stride = md->alibi == 2 ? c->hq + 1 : 0; /* [batch, heads_q] with a row pitch past heads_q */
+    for (int i = 0; i < 64; ++i) slopes[i] = ldexpf(1.f, -1 - (i / (slope_stride ? slope_stride : 1) + i) % 8);
+    for (int i = 0; i < 16; ++i) sinks[i] = 6.f - 2.5f * (float)i;
+    fg_ref_mods rmods = {md->alibi ? slopes : NULL, md->sink ? sinks : NULL, NULL, NULL, NULL, NULL};
+    if (mods) d.softmax_scale = 0.25f; /* logits of a few units: softcap bends them, sinks compete */
+    d.softcap = md->softcap;
+    d.alibi_batch_stride = slope_stride;
+    if (md->win) { d.window_left = md->wl; d.window_right = md->wr; }
     if (c->bhsd) {
         bhsd(d.q_strides, c->hq, c->sq, c->d);
         bhsd(d.o_strides, c->hq, c->sq, dv);
@@ -177,6 +244,14 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     if (!e) e = cu->MemAlloc(&m.dk, nk * 2 + 4);
     if (!e) e = cu->MemAlloc(&m.dv, nv * 2 + 4);
     if (!e) e = cu->MemAlloc(&m.ws, wsb);
+    if (!e && md->alibi) e = cu->MemAlloc(&m.slopes, 64 * 4);
+    if (!e && md->alibi) e = cu->MemcpyHtoD(m.slopes, slopes, 64 * 4);
+    if (!e && md->sink) e = cu->MemAlloc(&m.sinks, 16 * 4);
+    if (!e && md->sink) e = cu->MemcpyHtoD(m.sinks, sinks, 16 * 4);
+    if (!e && md->sink) e = cu->MemAlloc(&m.dsinks, 16 * 4);
+    if (!e && md->sink) e = cu->MemsetD32(m.dsinks, 0x7fc00000u, 16); /* NaN: the call overwrites it */
+    d.alibi_slopes = (const float *)m.slopes;
+    d.sinks = (const float *)m.sinks;
     /* the host arrays are in the descriptor's layout: BSHD, or BHSD (same bytes, other order) */
     if (!e) e = cu->MemcpyHtoD(m.q, hq, nq * 2);
     if (!e) e = cu->MemcpyHtoD(m.k, hk, nk * 2);
@@ -188,16 +263,19 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
         fg_status st = fg_attention_forward(ctx, &d, (void *)m.q, (void *)m.k, (void *)m.v, (void *)m.o, (float *)m.lse, NULL);
         CHECK(st == FG_OK, "forward: %s", fg_errmsg(ctx));
         d.path = c->path;
+        d.dsinks = (float *)m.dsinks;
         ok = st == FG_OK && backward(ctx, &d, &m, wsb, nq, nk, nv, gdq, gdk, gdv, tmp);
     }
     double eq = 0, ek = 0, ev = 0;
     size_t nan = 0, zero_bad = 0;
     char worst[512] = "";
     int repeat_ok = 1;
+    double rds[16], eds = 0;
     if (ok) {
-        ok = fg_reference_backward(&d, host_layout, &mask, hq, hk, hv, hdo, rdq, rdk, rdv);
+        ok = fg_reference_backward_mods(&d, host_layout, &mask, &rmods, hq, hk, hv, hdo, rdq, rdk, rdv, rds);
         CHECK(ok, "reference out of memory");
     }
+    if (ok && md->sink) eds = dsinks_error(c, &d, &m, hdo, rds, sinks);
     if (ok) {
         size_t wq = 0, wk = 0, wv = 0;
         eq = rel_l2(gdq, rdq, nq, c->dt, &nan, &wq);
@@ -232,7 +310,11 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     /* the forward's relative L2 tolerance (runtime/check.c); measured on H200:
      * at most 2.9e-3 (bf16) and 3.4e-4 (fp16) */
     const double tol = c->dt == FG_BF16 ? 1e-2 : 2e-3;
-    const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok;
+    const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok && eds <= tol;
+    if (mods)
+        printf("     mods: softcap %g, alibi %s, window %s (%d, %d), sinks %s; dsinks error %.2e (tol %.0e)\n",
+               (double)md->softcap, md->alibi == 2 ? "[b, h]" : md->alibi ? "[h]" : "off", md->win ? "on" : "off", md->wl, md->wr,
+               md->sink ? "on" : "off", eds, tol);
     printf("%-4s %s d=%3d dv=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
            "nonzero-where-0 %zu%s\n%s",
            good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, dv, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
@@ -242,7 +324,7 @@ static int run_case(fg_context *ctx, const bcase *c, int *passed, int *failed) {
     fflush(stdout);
     CHECK(good, "case failed (see the line above)");
     if (good) ++*passed; else ++*failed;
-    CUdeviceptr all[] = {m.q, m.k, m.v, m.o, m.dout, m.lse, m.dq, m.dk, m.dv, m.ws};
+    CUdeviceptr all[] = {m.q, m.k, m.v, m.o, m.dout, m.lse, m.dq, m.dk, m.dv, m.ws, m.slopes, m.sinks, m.dsinks};
     for (unsigned i = 0; i < sizeof all / sizeof all[0]; ++i)
         if (all[i]) cu->MemFree(all[i]);
     free(hq); free(hk); free(hv); free(hdo); free(gdq); free(gdk); free(gdv); free(tmp);
@@ -320,7 +402,7 @@ static void run_group(fg_context *ctx, const bcase *cases, unsigned n, uint64_t 
     for (unsigned i = 0; i < n && !g_dead && want; ++i) {
         bcase c = cases[i];
         c.seed = seed + i;
-        run_case(ctx, &c, passed, failed);
+        run_case(ctx, &c, NULL, passed, failed);
     }
 }
 
@@ -358,13 +440,13 @@ int main(int argc, char **argv) {
                 const int *s = shapes[k % 6];
                 bcase c = {.dt = dt ? FG_FP16 : FG_BF16, .d = dims[di], .b = s[0], .hq = s[1], .hkv = s[2], .sq = s[3],
                            .sk = s[4], .causal = (fg_causal)causal, .bhsd = k % 4 == 3, .seed = seed + (uint64_t)k};
-                run_case(ctx, &c, &passed, &failed);
+                run_case(ctx, &c, NULL, &passed, &failed);
             }
     /* deterministic mode: many key blocks add into each dQ row */
     for (int i = 0; i < 4 && !g_dead && wanted(argc, argv, "det"); ++i) {
         bcase c = {.dt = i & 1 ? FG_FP16 : FG_BF16, .d = i < 2 ? 64 : 128, .b = 1, .hq = 4, .hkv = 2, .sq = 700, .sk = 1000,
                    .causal = i & 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE, .deterministic = 1, .seed = seed + 100 + (uint64_t)i};
-        run_case(ctx, &c, &passed, &failed);
+        run_case(ctx, &c, NULL, &passed, &failed);
     }
     /* block-sparse: random layouts (one with every row empty) and patterns
      * whose element mask applies to partial blocks */
@@ -429,6 +511,35 @@ int main(int argc, char **argv) {
     if (!hopper && wanted(argc, argv, "wgmma")) printf("(no sm_90a: the FG_PATH_WGMMA cases are not run)\n");
     run_group(ctx, pw, sizeof pw / sizeof pw[0], seed + 400, hopper && wanted(argc, argv, "wgmma"), &passed, &failed);
     run_group(ctx, pm, sizeof pm / sizeof pm[0], seed + 500, wanted(argc, argv, "mma"), &passed, &failed);
+    /* score modifications on the mma.sync backward (AUTO: the Hopper kernel
+     * is never taken for them): each alone, all together, both causal
+     * alignments, GQA/MQA, odd lengths, windows that leave rows empty
+     * (bottom-right with sq > sk, and a window ahead of the keys) */
+#define MODS(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_)                              \
+    {{.dt = dt_, .d = d_, .b = b_, .hq = hq_, .hkv = hkv_, .sq = sq_, .sk = sk_, .causal = causal_},                   \
+     {.softcap = cap_, .alibi = alibi_, .win = win_, .wl = wl_, .wr = wr_, .sink = sink_}}
+    static const mcase mc[] = {
+        MODS(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 2.f, 0, 0, 0, 0, 0),               /* softcap */
+        MODS(FG_FP16, 64, 1, 4, 1, 300, 300, FG_CAUSAL_BOTTOM_RIGHT, 2.f, 0, 0, 0, 0, 0),
+        MODS(FG_FP16, 128, 2, 4, 2, 257, 389, FG_CAUSAL_BOTTOM_RIGHT, 0.f, 1, 0, 0, 0, 0),       /* ALiBi [h] */
+        MODS(FG_BF16, 64, 3, 2, 2, 200, 150, FG_CAUSAL_TOP_LEFT, 0.f, 2, 0, 0, 0, 0),            /* ALiBi [b, h] */
+        MODS(FG_BF16, 128, 1, 4, 2, 500, 500, FG_CAUSAL_NONE, 0.f, 0, 1, 100, 37, 0),           /* window */
+        MODS(FG_FP16, 64, 2, 2, 1, 400, 333, FG_CAUSAL_BOTTOM_RIGHT, 0.f, 0, 1, 64, 0, 0),
+        MODS(FG_BF16, 64, 1, 3, 1, 300, 100, FG_CAUSAL_NONE, 0.f, 0, 1, 10, 0, 0),              /* rows i < 190 empty */
+        MODS(FG_FP16, 128, 1, 2, 2, 300, 100, FG_CAUSAL_TOP_LEFT, 0.f, 0, 1, 0, 5, 0),          /* rows i > 104 empty */
+        MODS(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 0.f, 0, 0, 0, 0, 1),      /* sinks */
+        MODS(FG_FP16, 64, 1, 8, 1, 129, 257, FG_CAUSAL_NONE, 0.f, 0, 0, 0, 0, 1),
+        MODS(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 2.f, 2, 1, 128, 16, 1),   /* all four */
+        MODS(FG_FP16, 128, 1, 4, 1, 700, 1000, FG_CAUSAL_NONE, 1.5f, 1, 1, 200, 200, 1),
+        MODS(FG_BF16, 64, 2, 2, 2, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 3.f, 1, 1, 20, 0, 1),      /* empty rows + sink */
+        MODS(FG_FP16, 64, 1, 4, 2, 257, 130, FG_CAUSAL_TOP_LEFT, 2.5f, 2, 1, 33, 3, 1),
+    };
+#undef MODS
+    for (unsigned i = 0; i < sizeof mc / sizeof mc[0] && !g_dead && wanted(argc, argv, "mods"); ++i) {
+        bcase c = mc[i].c;
+        c.seed = seed + 600 + i;
+        run_case(ctx, &c, &mc[i].m, &passed, &failed);
+    }
     fg_context_destroy(ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return test_summary("test_gpu_backward");
