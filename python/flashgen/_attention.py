@@ -187,8 +187,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       only.  The tables stay on the device: nothing synchronises, and entries
       out of range are skipped and recorded (flashgen.check_tables).
 
-    Score modifications (FlashAttention-2's conventions; forward only, dense,
-      no block_mask or variable lengths yet: docs/SCORE-WIRING.md):
+    Score modifications (FlashAttention-2's conventions; dense, no
+      block_mask or variable lengths yet: docs/SCORE-WIRING.md):
       softcap: logits cap * tanh(scale * q.k / cap) (Gemma 2); None or 0: off.
       alibi_slopes: float32 [heads_q] or [batch, heads_q] on q's device; the
         logit gets - slope * |i + seqlen_k - seqlen_q - j| (offset 0 with
@@ -198,8 +198,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       sinks: float32 [heads_q], a logit per head in the softmax denominator
         only (gpt-oss); lse includes it, and a row that sees no key has o = 0
         and lse = the sink.
-      With q, k or v requiring grad they raise NotImplementedError (the
-      backward does not support them yet).
+      Differentiable like the plain call (the mma.sync backward): q, k, v
+      and, when sinks requires grad, sinks (not with deterministic=True);
+      alibi_slopes requiring grad raises NotImplementedError.
 
     FP8 (docs/FP8-WIRING.md; the Hopper TMA kernel, sm_90a): q, k and v
       torch.float8_e4m3fn (same layouts; head_dim a multiple of 32, head_dim_v
@@ -238,10 +239,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
                                  causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,
                                  block_mask=block_mask, deterministic=deterministic)
-    if _compiling() or _needs_grad(q, k, v):
-        mods.refuse("have no backward yet (and no torch.compile operator): call under torch.no_grad() or "
-                    "detach q, k and v")
-        return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic)
+    if _compiling() or _needs_grad(q, k, v, mods.alibi_slopes, mods.sinks):
+        return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic,
+                                             mods)
     # Fast path: a call whose tensor metadata and options were seen before
     # reuses the validated descriptor (host time per call: bench/host_overhead.py).
     key = None
@@ -301,8 +301,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
 _desc_cache = {}
 
 
-def _needs_grad(q, k, v):
-    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v))
+def _needs_grad(*tensors):
+    """Whether grad mode is on and a tensor among them (None allowed) requires grad."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
 
 
 def _refuse_fp8(q, k, v, mods, block_mask, varlen):

@@ -7,24 +7,32 @@ import warnings
 
 import torch
 
-from . import _device, _lib
+from . import _device, _lib, _scores
 
 
 def _grad_strides_ok(t):
     return t.stride(3) == 1 and all(s % 8 == 0 for s in t.stride()[:3]) and t.data_ptr() % 16 == 0
 
 
-def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, deterministic, block_mask=None):
+def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, deterministic, block_mask=None,
+                       mods=_scores.NONE, dsinks=None):
     """(dq, dk, dv) for o = attention(q, k, v, ...) and dout = dL/do.  The
     gradients are new tensors shaped like q, k and v (contiguous in the
     layout's order; v, o, dout and dv may have a value head dim of their
-    own); with GQA/MQA dk and dv are summed over each group."""
+    own); with GQA/MQA dk and dv are summed over each group.  mods: the
+    forward's score modifications (_scores.Scores); dsinks: fp32 like
+    mods.sinks, overwritten with d loss / d sinks (None: not computed)."""
     from ._attention import _check_inputs, _describe, _strides, _with_layout
     b, sq, sk, hq, hk, d, dv_dim = _check_inputs(q, k, v, layout)
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    if dsinks is not None and (mods.sinks is None or dsinks.shape != mods.sinks.shape or dsinks.dtype != torch.float32
+                               or not dsinks.is_contiguous() or dsinks.device != q.device):
+        raise ValueError("dsinks must be a contiguous float32 tensor shaped like sinks, on q's device")
     if q.numel() == 0 or sk == 0:
+        if dsinks is not None:
+            dsinks.zero_()  # no row, or rows that see no key: o = 0 whatever the sink
         return dq.zero_(), dk.zero_(), dv.zero_()
     if dout.dtype != q.dtype:
         dout = dout.to(q.dtype)
@@ -36,6 +44,9 @@ def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, determin
     desc.dk_strides[:] = _strides(dk, layout)
     desc.dv_strides[:] = _strides(dv, layout)
     desc.deterministic = 1 if deterministic else 0
+    mods.apply(desc)
+    if dsinks is not None:
+        desc.dsinks = dsinks.data_ptr()
     lib = _lib.load()
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
     stream = torch.cuda.current_stream(q.device).cuda_stream
@@ -52,21 +63,31 @@ def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, determin
     return dq, dk, dv
 
 
-def attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic):
+def attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic, mods=_scores.NONE):
     """attention() through the flashgen::attention operator (flashgen._ops),
-    whose gradient formula calls attention_backward: when q, k or v
-    requires grad, and under torch.compile (where out= is written by a copy)."""
+    whose gradient formula calls attention_backward: when q, k, v (or the
+    sinks) require grad, and under torch.compile (where out= is written by
+    a copy)."""
     from . import _ops
-    if out is not None and torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (q, k, v)):
-        raise RuntimeError("out= cannot be used when q, k or v requires grad (autograd needs its own output)")
+    from ._attention import _needs_grad
+    if out is not None and _needs_grad(q, k, v, mods.sinks):
+        raise RuntimeError("out= cannot be used when q, k, v or sinks require grad (autograd needs its own output)")
+    if _needs_grad(mods.alibi_slopes):
+        raise NotImplementedError("flashgen.attention: alibi_slopes get no gradient: pass them detached")
+    sink_grad = _needs_grad(mods.sinks)
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
         if deterministic and block_mask is not None and torch.is_deterministic_algorithms_warn_only_enabled():
             warnings.warn("flashgen's block-sparse backward is not deterministic (dq is summed with atomics)")
             deterministic = False
+        if deterministic and sink_grad and torch.is_deterministic_algorithms_warn_only_enabled():
+            warnings.warn("flashgen's gradient of sinks is not deterministic (summed with atomics)")
+            deterministic = False
     if deterministic and block_mask is not None:
         raise ValueError("deterministic=True is dense only: the block-sparse backward sums dq with atomics")
-    o, lse = _ops.call(q, k, v, causal, scale, block_mask, layout, deterministic)
+    if deterministic and sink_grad:
+        raise ValueError("deterministic=True cannot give the gradient of sinks (summed with atomics): detach sinks")
+    o, lse = _ops.call(q, k, v, causal, scale, block_mask, layout, deterministic, mods)
     if out is not None:
         from ._attention import _check_out
         o = _check_out(out, q, tuple(o.shape)).copy_(o)

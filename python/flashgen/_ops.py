@@ -4,6 +4,7 @@ into one graph, without a graph break:
 
   flashgen::attention(q, k, v, ...) -> (o, lse)                  the forward
   flashgen::attention_backward(q, k, v, o, lse, do, ...) -> (dq, dk, dv)
+                                 (and d loss / d sinks into its dsinks argument)
 
 Each has a fake (meta) implementation that gives the outputs' shapes,
 dtypes and strides without running anything (what torch.compile traces
@@ -26,6 +27,13 @@ tensors, numbers, strings and lists of them, so it crosses as:
   must outlive the backward (keep it on the module, as a model does): a
   backward whose pattern was freed raises RuntimeError.
 
+The score modifications (softcap, alibi_slopes, window, sinks) are trailing
+arguments of both operators, with defaults that mean none (so calls written
+before them still match); the sinks' gradient is written into the backward
+operator's optional `dsinks` argument (declared mutated), so that its
+outputs stay (dq, dk, dv).  alibi_slopes get no gradient (attention()
+refuses slopes that require grad).
+
 Needs torch >= 2.4 (torch.library.custom_op); importing this module with
 an older torch raises ImportError saying so (attention() without gradients
 does not import it).
@@ -34,7 +42,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from . import _autograd, _blockmask, _lib
+from . import _autograd, _blockmask, _lib, _scores
 from . import _pattern as patterns
 from ._blockmask import BlockLayout
 
@@ -67,49 +75,67 @@ def _mask_args(block_mask):
     return num, idx, fnum, fidx, bq, bk, 0
 
 
-def _forward(q, k, v, causal, scale, layout, block_mask):
+def _mods(softcap, alibi_slopes, window_left, window_right, sinks):
+    """The score modifications of the operators' arguments (_scores.NONE: none)."""
+    if not softcap and alibi_slopes is None and (window_left, window_right) == (-1, -1) and sinks is None:
+        return _scores.NONE
+    return _scores.Scores(softcap, alibi_slopes, (window_left, window_right), sinks)
+
+
+def _forward(q, k, v, causal, scale, layout, block_mask, mods=_scores.NONE):
     """(o, lse) from the library (the forward operator's body)."""
     from ._attention import attention
+    kw = {} if not mods.used else dict(softcap=mods.softcap, alibi_slopes=mods.alibi_slopes, window_size=mods.window,
+                                       sinks=mods.sinks)
     with torch.no_grad():  # attention() itself, not this operator again
-        return attention(q, k, v, causal=causal, scale=scale, layout=layout, block_mask=block_mask, return_lse=True)
+        return attention(q, k, v, causal=causal, scale=scale, layout=layout, block_mask=block_mask, return_lse=True,
+                         **kw)
 
 
-def _backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, block_mask):
-    """(dq, dk, dv) from the library (the backward operator's body)."""
+def _backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, block_mask, mods=_scores.NONE, dsinks=None):
+    """(dq, dk, dv) from the library (the backward operator's body); d loss /
+    d sinks into dsinks when given."""
     return _autograd.attention_backward(q, k, v, o, lse, dout, causal=causal, scale=scale, layout=layout,
-                                        deterministic=deterministic, block_mask=block_mask)
+                                        deterministic=deterministic, block_mask=block_mask, mods=mods, dsinks=dsinks)
 
 
 @torch.library.custom_op("flashgen::attention", mutates_args=())
 def attention_op(q: Tensor, k: Tensor, v: Tensor, causal: str, scale: Optional[float], layout: str,
                  deterministic: bool, kv_num_blocks: Optional[Tensor], kv_indices: Optional[Tensor],
                  full_kv_num_blocks: Optional[Tensor], full_kv_indices: Optional[Tensor], block_q: int, block_k: int,
-                 pattern: int) -> Tuple[Tensor, Tensor]:
+                 pattern: int, softcap: float = 0.0, alibi_slopes: Optional[Tensor] = None, window_left: int = -1,
+                 window_right: int = -1, sinks: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """(o, lse) of flashgen.attention; `deterministic` is the backward's.
     causal: 'none', 'bottom_right' or 'top_left'; the block mask as the
-    module docstring says (no tensors and pattern 0: dense)."""
+    module docstring says (no tensors and pattern 0: dense); the score
+    modifications as attention()'s arguments (window_size split in two)."""
     mask = _mask(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, block_q, block_k, pattern)
-    return _forward(q, k, v, causal, scale, layout, mask)
+    return _forward(q, k, v, causal, scale, layout, mask, _mods(softcap, alibi_slopes, window_left, window_right, sinks))
 
 
 @attention_op.register_fake
 def _attention_fake(q, k, v, causal, scale, layout, deterministic, kv_num_blocks, kv_indices, full_kv_num_blocks,
-                    full_kv_indices, block_q, block_k, pattern):
+                    full_kv_indices, block_q, block_k, pattern, softcap=0.0, alibi_slopes=None, window_left=-1,
+                    window_right=-1, sinks=None):
     from ._attention import _check_inputs, _out_shape
     b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
     return q.new_empty(_out_shape(q, v)), q.new_empty((b, hq, sq), dtype=torch.float32)
 
 
-@torch.library.custom_op("flashgen::attention_backward", mutates_args=())
+@torch.library.custom_op("flashgen::attention_backward", mutates_args=("dsinks",))
 def attention_backward_op(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, dout: Tensor, causal: str,
                           scale: Optional[float], layout: str, deterministic: bool, kv_num_blocks: Optional[Tensor],
                           kv_indices: Optional[Tensor], full_kv_num_blocks: Optional[Tensor],
                           full_kv_indices: Optional[Tensor], block_q: int, block_k: int,
-                          pattern: int) -> Tuple[Tensor, Tensor, Tensor]:
+                          pattern: int, softcap: float = 0.0, alibi_slopes: Optional[Tensor] = None,
+                          window_left: int = -1, window_right: int = -1, sinks: Optional[Tensor] = None,
+                          dsinks: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """(dq, dk, dv) of flashgen::attention for dout = dL/do: new tensors
-    shaped like q, k and v (contiguous)."""
+    shaped like q, k and v (contiguous); with sinks and dsinks (fp32 like
+    sinks), d loss / d sinks is written into dsinks."""
     mask = _mask(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, block_q, block_k, pattern)
-    return _backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, mask)
+    return _backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, mask,
+                     _mods(softcap, alibi_slopes, window_left, window_right, sinks), dsinks)
 
 
 @attention_backward_op.register_fake
@@ -118,27 +144,34 @@ def _attention_backward_fake(q, k, v, o, lse, dout, *args):
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, causal, scale, layout, deterministic, num, idx, fnum, fidx, block_q, block_k, pattern = inputs
+    q, k, v, causal, scale, layout, deterministic, num, idx, fnum, fidx, block_q, block_k, pattern = inputs[:14]
+    softcap, slopes, window_left, window_right, sinks = inputs[14:] + (0.0, None, -1, -1, None)[len(inputs) - 14:]
     o, lse = output
-    ctx.save_for_backward(q, k, v, o, lse, num, idx, fnum, fidx)
+    ctx.save_for_backward(q, k, v, o, lse, num, idx, fnum, fidx, slopes, sinks)
     ctx.opts = (causal, scale, layout, deterministic, block_q, block_k, pattern)
+    ctx.mod_opts = (softcap, window_left, window_right)
+    ctx.n_inputs = len(inputs)  # the dispatcher may or may not have filled the defaults in
     # the pattern alive until the backward (eager mode; a traced number may be symbolic)
     ctx.pattern = patterns.by_number(pattern) if isinstance(pattern, int) and pattern else None
     ctx.mark_non_differentiable(lse)
 
 
 def _attention_grad(ctx, dout, _dlse):
-    q, k, v, o, lse, num, idx, fnum, fidx = ctx.saved_tensors
+    q, k, v, o, lse, num, idx, fnum, fidx, slopes, sinks = ctx.saved_tensors
     causal, scale, layout, deterministic, block_q, block_k, pattern = ctx.opts
+    softcap, window_left, window_right = ctx.mod_opts
+    # the sinks' gradient only where it is wanted (input 18 of flashgen::attention)
+    dsinks = torch.empty_like(sinks) if sinks is not None and ctx.needs_input_grad[18] else None
     dq, dk, dv = attention_backward_op(q, k, v, o, lse, dout, causal, scale, layout, deterministic, num, idx, fnum,
-                                       fidx, block_q, block_k, pattern)
-    return (dq, dk, dv) + (None,) * 11
+                                       fidx, block_q, block_k, pattern, softcap, slopes, window_left, window_right,
+                                       sinks, dsinks)
+    return ((dq, dk, dv) + (None,) * 15 + (dsinks,))[:ctx.n_inputs]
 
 
 attention_op.register_autograd(_attention_grad, setup_context=_setup_context)
 
 
-def call(q, k, v, causal, scale, block_mask, layout, deterministic):
+def call(q, k, v, causal, scale, block_mask, layout, deterministic, mods=_scores.NONE):
     """(o, lse) through flashgen::attention, the arguments checked as
     attention() checks them (same exceptions, same messages) and turned
     into the operator's."""
@@ -146,4 +179,10 @@ def call(q, k, v, causal, scale, block_mask, layout, deterministic):
     b, sq, sk, hq, hk, d, dv = _check_inputs(q, k, v, layout)
     causal = _CAUSAL_NAMES[_causal_mode(causal, sq, sk)]
     scale = None if scale is None else _scale_value(scale)
-    return attention_op(q, k, v, causal, scale, layout, bool(deterministic), *_mask_args(block_mask))
+    args = (q, k, v, causal, scale, layout, bool(deterministic)) + _mask_args(block_mask)
+    if not mods.used:  # the operator's arguments as before the score modifications
+        return attention_op(*args)
+    if block_mask is not None:
+        mods.refuse("with a block_mask are not supported yet")
+    mods.check_tensors(b, hq, q.device)
+    return attention_op(*args, mods.softcap, mods.alibi_slopes, mods.window[0], mods.window[1], mods.sinks)

@@ -53,14 +53,16 @@ def math_attention(q, k, v, causal, scale, layout):
     return bhsd(torch.softmax(s, -1) @ v, layout), s.logsumexp(-1)
 
 
-def cpu_forward(q, k, v, causal, scale, layout, block_mask):
+def cpu_forward(q, k, v, causal, scale, layout, block_mask, mods=None):
+    assert mods is None or not mods.used, "score modifications are not emulated here"
     calls.append(("forward", block_mask, None))
     o, lse = math_attention(q, k, v, causal, scale, layout)
     return o.to(q.dtype).contiguous(), lse.contiguous()
 
 
-def cpu_backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, block_mask):
+def cpu_backward(q, k, v, o, lse, dout, causal, scale, layout, deterministic, block_mask, mods=None, dsinks=None):
     """The gradients by the formula (autograd does not run inside an operator)."""
+    assert (mods is None or not mods.used) and dsinks is None, "score modifications are not emulated here"
     calls.append(("backward", block_mask, deterministic))
     hk = k.shape[2 if layout == "bshd" else 1]
     qf, kf, vf, s, scale = probabilities(q, k, v, causal, scale, layout)

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""flashgen.attention's score modifications on the GPU (issue 13, forward):
+"""flashgen.attention's score modifications on the GPU (issue 13):
 softcap=, alibi_slopes=, window_size=, sinks= against a float64 reference
 written here from their definitions (include/flashgen.h,
 docs/SCORE-WIRING.md), each alone and combined, causal both alignments,
 GQA, seqlen_q != seqlen_k, odd lengths, windows that leave rows empty.
 Outputs poisoned (out= NaN, a NaN block left for lse).  Criterion:
-test_attention_gpu.compare (FlashAttention's).  Also: bad arguments raise
-ValueError/TypeError, and requires_grad raises NotImplementedError (no
-backward yet).
+test_attention_gpu.compare (FlashAttention's).  Autograd (the backward):
+dq, dk, dv and the sinks' gradient against PyTorch autograd of the same
+reference in float64, each within max(2 x the error of that reference run
+in the inputs' dtype + 1e-3, 1e-2 bf16 / 2e-3 fp16) (FlashAttention's
+criterion, as test_backward_gpu.py).  Also: bad arguments raise
+ValueError/TypeError, alibi_slopes requiring grad NotImplementedError,
+deterministic=True with sinks requiring grad ValueError.
 
 Exit 77 (skipped) without torch or without a CUDA GPU.
 
@@ -28,14 +32,16 @@ from test_attention_gpu import compare, poison_lse_pool  # noqa: E402  (the one 
 DEV = "cuda"
 
 
-def reference(q, k, v, causal, softcap, slopes, window, sinks):
-    """float64, bshd: o [b, sq, hq, dv], lse [b, hq, sq]."""
+def reference(q, k, v, causal, softcap, slopes, window, sinks, dt=torch.float64):
+    """In dt (float64 unless said), bshd: o [b, sq, hq, dv], lse [b, hq, sq];
+    differentiable (rows that see no key: their scores stay unmasked and
+    their probabilities are multiplied by 0, so no NaN reaches a gradient)."""
     b, sq, hq, d = q.shape
     sk, hk = k.shape[1], k.shape[2]
     g = hq // hk
-    qf = q.double().transpose(1, 2)
-    kf = k.double().transpose(1, 2).repeat_interleave(g, 1)
-    vf = v.double().transpose(1, 2).repeat_interleave(g, 1)
+    qf = q.to(dt).transpose(1, 2)
+    kf = k.to(dt).transpose(1, 2).repeat_interleave(g, 1)
+    vf = v.to(dt).transpose(1, 2).repeat_interleave(g, 1)
     s = (qf @ kf.transpose(2, 3)) / math.sqrt(d)
     if softcap:
         s = softcap * torch.tanh(s / softcap)
@@ -43,8 +49,8 @@ def reference(q, k, v, causal, softcap, slopes, window, sinks):
     i = torch.arange(sq, device=DEV).view(-1, 1)
     j = torch.arange(sk, device=DEV).view(1, -1)
     if slopes is not None:
-        sl = slopes.double().view(-1, hq, 1, 1) if slopes.dim() == 2 else slopes.double().view(1, hq, 1, 1)
-        s = s - sl * (i + off - j).abs().double()
+        sl = slopes.to(dt).view(-1, hq, 1, 1) if slopes.dim() == 2 else slopes.to(dt).view(1, hq, 1, 1)
+        s = s - sl * (i + off - j).abs().to(dt)
     vis = torch.ones(sq, sk, dtype=torch.bool, device=DEV)
     if causal:
         vis &= j <= i + (0 if causal == "top_left" else sk - sq)
@@ -52,15 +58,17 @@ def reference(q, k, v, causal, softcap, slopes, window, sinks):
         vis &= j >= i + off - window[0]
     if window[1] >= 0:
         vis &= j <= i + off + window[1]
-    s = s.masked_fill(~vis, -math.inf)
     if sinks is not None:
-        sk_col = sinks.double().view(1, hq, 1, 1).expand(b, hq, sq, 1)
+        s = s.masked_fill(~vis, -math.inf)
+        sk_col = sinks.to(dt).view(1, hq, 1, 1).expand(b, hq, sq, 1)
         full = torch.cat([s, sk_col], dim=-1)
         lse = torch.logsumexp(full, dim=-1)
         p = torch.exp(s - lse.unsqueeze(-1))
     else:
-        lse = torch.logsumexp(s, dim=-1)
-        p = torch.exp(s - lse.unsqueeze(-1)).nan_to_num(0.0)
+        seen = vis.any(-1, keepdim=True)
+        s = s.masked_fill(~(vis | ~seen), -math.inf)
+        lse = torch.logsumexp(s, dim=-1).masked_fill(~seen.view(sq), -math.inf)
+        p = torch.softmax(s, dim=-1) * seen
     o = (p @ vf).transpose(1, 2)
     return o, lse
 
@@ -110,6 +118,68 @@ def cases():
                                                 softcap=50.0, alibi=True, slopes2d=True, window=(33, 77), sinks=True)
 
 
+def rel(a, b):
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp_min(1e-3 * b.numel() ** 0.5)).item()
+
+
+def grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=False, alibi=False, window=None,
+              sinks=False):
+    """Autograd through flashgen.attention with the modifications against
+    autograd of reference() (FlashAttention's criterion)."""
+    q = torch.randn(b, sq, hq, d, device=DEV, dtype=dtype, requires_grad=True)
+    k = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype, requires_grad=True)
+    v = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype, requires_grad=True)
+    slopes = None
+    if alibi:
+        slopes = (torch.rand(b, hq, device=DEV) if slopes2d else torch.rand(hq, device=DEV)) * 0.5 + 0.01
+    snk = (torch.randn(hq, device=DEV) + 3).requires_grad_() if sinks else None
+    g = torch.randn(b, sq, hq, d, device=DEV, dtype=dtype)
+    o = flashgen.attention(q, k, v, causal=causal, softcap=softcap, alibi_slopes=slopes, window_size=window, sinks=snk)
+    o.backward(g)
+    got = [q.grad, k.grad, v.grad] + ([snk.grad] if sinks else [])
+    refs = {}
+    for dt in (torch.float64, dtype):
+        leaves = [t.detach().to(dt).requires_grad_() for t in (q, k, v)]
+        ls = snk.detach().to(dt).requires_grad_() if sinks else None
+        ro, _ = reference(*leaves, causal, softcap, slopes, window or (-1, -1), ls, dt=dt)
+        (ro * g.to(dt)).sum().backward()
+        refs[dt] = [t.grad for t in leaves] + ([ls.grad] if sinks else [])
+    floor = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    errs, line = [], []
+    for what, x, r64, rlow in zip(("dq", "dk", "dv", "dsinks"), got, refs[torch.float64], refs[dtype]):
+        if x is None or torch.isnan(x).any():
+            errs.append(f"{what} is missing or has NaN")
+            continue
+        e, e_low = rel(x, r64), rel(rlow, r64)
+        tol = max(2 * e_low + 1e-3, floor)
+        line.append(f"{what} {e:.2e} (tol {tol:.1e})")
+        if not e <= tol:
+            errs.append(f"{what} rel L2 {e:.3g} > {tol:.3g}")
+    print(f"{'FAIL' if errs else 'ok  '} grad {name:60s} {' '.join(line)}", flush=True)
+    return [f"grad {name}: {e}" for e in errs]
+
+
+def grad_cases():
+    BF, FP = torch.bfloat16, torch.float16
+    yield "softcap 2", dict(b=2, sq=300, sk=300, hq=4, hk=2, d=128, dtype=BF, causal=False, softcap=2.0)
+    yield "softcap 5 causal br", dict(b=1, sq=257, sk=511, hq=4, hk=2, d=64, dtype=FP, causal="bottom_right",
+                                       softcap=5.0)
+    yield "alibi [h]", dict(b=2, sq=200, sk=333, hq=4, hk=2, d=128, dtype=FP, causal=False, alibi=True)
+    yield "alibi [b,h] top_left", dict(b=3, sq=129, sk=100, hq=4, hk=4, d=64, dtype=BF, causal="top_left",
+                                       alibi=True, slopes2d=True)
+    yield "window (64, 0)", dict(b=1, sq=500, sk=500, hq=4, hk=4, d=128, dtype=BF, causal=False, window=(64, 0))
+    yield "window (5, -1) sq>sk empty rows", dict(b=1, sq=400, sk=100, hq=2, hk=1, d=64, dtype=FP,
+                                                   causal="bottom_right", window=(5, -1))
+    yield "sinks", dict(b=2, sq=300, sk=300, hq=4, hk=4, d=128, dtype=BF, causal=False, sinks=True)
+    yield "sinks causal sq>sk", dict(b=1, sq=300, sk=100, hq=4, hk=1, d=64, dtype=FP, causal="bottom_right",
+                                     sinks=True)
+    yield "all four causal GQA odd", dict(b=2, sq=517, sk=1031, hq=8, hk=2, d=128, dtype=BF, causal="bottom_right",
+                                          softcap=3.0, alibi=True, window=(100, 50), sinks=True)
+    yield "all four top_left [b,h]", dict(b=1, sq=333, sk=257, hq=4, hk=2, d=64, dtype=FP, causal="top_left",
+                                          softcap=4.0, alibi=True, slopes2d=True, window=(33, 7), sinks=True)
+
+
 def test_errors():
     q = torch.randn(1, 64, 2, 64, device=DEV, dtype=torch.bfloat16)
     bad = [(dict(softcap=-1.0), ValueError), (dict(softcap=math.nan), ValueError),
@@ -120,11 +190,15 @@ def test_errors():
     with torch.no_grad():
         fails = refusals(lambda **kw: flashgen.attention(q, q, q, **kw), bad)
     qg = q.clone().requires_grad_()
-    try:
-        flashgen.attention(qg, q, q, softcap=10.0)
-        fails.append("requires_grad with softcap: no NotImplementedError")
-    except NotImplementedError as e:
-        print(f"ok   autograd refused: {e}")
+    for kw, exc, what in ((dict(alibi_slopes=torch.ones(2, device=DEV, requires_grad=True)), NotImplementedError,
+                           "alibi_slopes requiring grad"),
+                          (dict(sinks=torch.ones(2, device=DEV, requires_grad=True), deterministic=True), ValueError,
+                           "deterministic with sinks requiring grad")):
+        try:
+            flashgen.attention(qg, q, q, **kw)
+            fails.append(f"{what}: no {exc.__name__}")
+        except exc as e:
+            print(f"ok   refused {what}: {e}")
     return fails
 
 
@@ -133,6 +207,9 @@ def main():
     fails, n = test_errors(), 0
     for name, kw in cases():
         fails += run_case(name, **kw)
+        n += 1
+    for name, kw in grad_cases():
+        fails += grad_case(name, **kw)
         n += 1
     for f in fails:
         print("FAIL", f)
