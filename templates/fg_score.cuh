@@ -111,7 +111,7 @@ FG_WIN bool window_cuts(const P &p, int t, int m0, int row_last) {
 template <int MT, int NT_S>
 __device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_fwd_params &p, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
-        if (!window_visible(p, row, col)) x = neg_inf();
+        if (col < window_lo(p, row) || col > window_hi(p, row)) x = neg_inf();
     });
 }
 
