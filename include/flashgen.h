@@ -541,7 +541,11 @@ fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const voi
  * kernel, which FG_PATH_AUTO takes for dense fp16/bf16 calls with head_dim
  * and head_dim_v each 64 or 128 unless deterministic (FG_PATH_WGMMA asks
  * for it; FG_PATH_TMA is refused).  deterministic runs on mma.sync and
- * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  Block sizes:
+ * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  The score
+ * modifications softcap, alibi_slopes, the window and sinks are
+ * differentiated on the mma.sync kernel (FG_PATH_AUTO takes it for them;
+ * FG_PATH_WGMMA is refused), with the sinks' gradient in desc->dsinks; a
+ * user score expression (desc->score) is refused.  Block sizes:
  * desc->block_m (query tile, 32 or 64), block_n (key block, 32/64/128,
  * dividing a layout's block_k) and warps, else the built-in heuristic (not
  * tuned yet).
