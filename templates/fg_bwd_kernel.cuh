@@ -15,8 +15,13 @@
 //                                           atomicAdd into the fp32 accumulator; in the
 //                                           deterministic mode under a per-query-block turn
 //                                           taken in key-block order
-//   bwd_convert     dQ = accumulator * scale, to fp16/bf16
-// dK is scaled once at the end.  Fully masked query blocks are never
+//   bwd_convert     dQ = accumulator * scale, to fp16/bf16; with SINK and p.dsinks,
+//                   d loss / d sink += -sum of exp(sink - lse) * D over its rows
+// dK is scaled once at the end.  Score modifications (traits SOFTCAP, ALIBI,
+// WINDOW, SINK; fg_score.cuh, dense only): S^T becomes the forward's logits
+// (logit_mod) before the exp, softcap's dS^T is multiplied by 1 - tanh^2,
+// the window masks like causal and narrows the query blocks visited; the
+// sink is in the saved lse already, so P, D and dS need nothing more.  Fully masked query blocks are never
 // visited (causal); a key block that no query sees writes zeros.
 // Block-sparse variants walk the transposed layout instead: the full, then
 // the partial query blocks of this key block's layout column.  Full blocks
