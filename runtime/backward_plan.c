@@ -119,26 +119,16 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     long long *dst[8] = {p->q_s, p->k_s, p->v_s, p->o_s, p->do_s, p->dq_s, p->dk_s, p->dv_s};
     for (int t = 0; t < 8; ++t)
         for (int i = 0; i < 3; ++i) dst[t][i] = src[t][i];
-    p->batch = fp.batch;
-    p->heads_q = fp.heads_q;
-    p->heads_kv = fp.heads_kv;
-    p->group = fp.group;
-    p->seqlen_q = fp.seqlen_q;
-    p->seqlen_k = fp.seqlen_k;
-    p->causal_offset = fp.causal_offset;
-    p->scale = fp.scale;
-    p->scale_log2 = fp.scale_log2;
+    /* sizes, scale and the score modifications as the forward's plan
+     * turned them into its parameters (fg_score_params): the same fields
+     * by the same names */
+#define FROM_FWD(f) p->f = fp.f;
+    FROM_FWD(batch) FROM_FWD(heads_q) FROM_FWD(heads_kv) FROM_FWD(group) FROM_FWD(seqlen_q) FROM_FWD(seqlen_k)
+    FROM_FWD(causal_offset) FROM_FWD(scale) FROM_FWD(scale_log2)
+    FROM_FWD(alibi_slopes) FROM_FWD(alibi_batch_stride) FROM_FWD(sinks) FROM_FWD(softcap) FROM_FWD(softcap_scale)
+    FROM_FWD(mod_offset) FROM_FWD(window_left) FROM_FWD(window_right)
+#undef FROM_FWD
     p->deterministic = d->deterministic != 0;
-    /* the score modifications as the forward's plan turned them into its
-     * parameters (fg_score_params): the same fields by the same names */
-    p->alibi_slopes = fp.alibi_slopes;
-    p->alibi_batch_stride = fp.alibi_batch_stride;
-    p->sinks = fp.sinks;
-    p->softcap = fp.softcap;
-    p->softcap_scale = fp.softcap_scale;
-    p->mod_offset = fp.mod_offset;
-    p->window_left = fp.window_left;
-    p->window_right = fp.window_right;
     p->dsinks = d->dsinks;
     p->lock_blocks = (d->seqlen_q + 15) / 16;
     if (L) {

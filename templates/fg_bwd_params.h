@@ -5,6 +5,7 @@
  * kernels of a backward module (preprocess, main, dQ conversion). */
 #ifndef FG_BWD_PARAMS_H
 #define FG_BWD_PARAMS_H
+#include "fg_mod_params.h"
 
 typedef struct fg_bwd_params {
     const void *q, *k, *v, *o, *dout;   /* inputs, 16-byte aligned          */
@@ -37,16 +38,8 @@ typedef struct fg_bwd_params {
     long long mask_c[16];
 
     /* Score modifications (variant mods=..., templates/fg_score.cuh): the
-     * forward's fields of fg_params.h under the same names, so that
-     * fg_score.cuh's helpers read either block. */
-    const float *alibi_slopes;    /* slope of (b, h): [b * alibi_batch_stride + h] */
-    long long alibi_batch_stride;
-    const float *sinks;           /* [heads_q], logits                           */
-    float softcap;                /* cap                                         */
-    float softcap_scale;          /* scale / cap: tanh's argument is S * this    */
-    int mod_offset;               /* key aligned with query i: i + mod_offset    */
-    int window_left, window_right; /* -1: unbounded                              */
-    int pad2_;
+     * forward's fields (fg_mod_params.h) */
+    FG_MOD_PARAMS
     /* d loss / d sinks, [heads_q] fp32 (NULL: not wanted): zeroed by the
      * preprocess, summed by the dQ conversion (fg_bwd_kernel.cuh). */
     float *dsinks;

@@ -6,6 +6,7 @@
  * host compiler on LP64.  Passed by value as a __grid_constant__ parameter. */
 #ifndef FG_PARAMS_H
 #define FG_PARAMS_H
+#include "fg_mod_params.h"
 
 typedef struct fg_fwd_params {
     const void *q, *k, *v;   /* device pointers, 16-byte aligned          */
@@ -60,14 +61,7 @@ typedef struct fg_fwd_params {
     /* Score modifications (variants with Traits::SOFTCAP / ALIBI / WINDOW /
      * SINK, templates/fg_score.cuh; docs/SCORE-WIRING.md).  Appended, so
      * kernels compiled before read the fields above at the same offsets. */
-    const float *alibi_slopes;    /* slope of (b, h): [b * alibi_batch_stride + h] */
-    long long alibi_batch_stride;
-    const float *sinks;           /* [heads_q], logits                           */
-    float softcap;                /* cap                                         */
-    float softcap_scale;          /* scale / cap: tanh's argument is S * this    */
-    int mod_offset;               /* key aligned with query i: i + mod_offset    */
-    int window_left, window_right; /* -1: unbounded                              */
-    int pad2_;
+    FG_MOD_PARAMS  /* fg_mod_params.h */
     /* A user score expression (Traits::score_mod, rendered by
      * gen/score_render.c): its constants, tables and table lengths. */
     long long score_ci[16];

@@ -73,15 +73,20 @@ def reference(q, k, v, causal, softcap, slopes, window, sinks, dt=torch.float64)
     return o, lse
 
 
-def run_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=False, alibi=False, window=None,
-             sinks=False):
-    q = torch.randn(b, sq, hq, d, device=DEV, dtype=dtype)
-    k = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype)
-    v = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype)
+def inputs(b, sq, sk, hq, hk, d, dtype, alibi, slopes2d, sinks, grad=False):
+    """q, k, v (requiring grad if grad), ALiBi slopes and sinks (requiring grad if grad) or None."""
+    q, k, v = (torch.randn(b, s, h, d, device=DEV, dtype=dtype, requires_grad=grad)
+               for s, h in ((sq, hq), (sk, hk), (sk, hk)))
     slopes = None
     if alibi:
         slopes = (torch.rand(b, hq, device=DEV) if slopes2d else torch.rand(hq, device=DEV)) * 0.5 + 0.01
-    snk = torch.randn(hq, device=DEV) * 2 if sinks else None
+    snk = (torch.randn(hq, device=DEV) * 2).requires_grad_(grad) if sinks else None
+    return q, k, v, slopes, snk
+
+
+def run_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=False, alibi=False, window=None,
+             sinks=False):
+    q, k, v, slopes, snk = inputs(b, sq, sk, hq, hk, d, dtype, alibi, slopes2d, sinks)
     out = torch.full((b, sq, hq, d), math.nan, device=DEV, dtype=dtype)
     poison_lse_pool((b, hq, sq))
     with torch.no_grad():
@@ -127,13 +132,7 @@ def grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=
               sinks=False):
     """Autograd through flashgen.attention with the modifications against
     autograd of reference() (FlashAttention's criterion)."""
-    q = torch.randn(b, sq, hq, d, device=DEV, dtype=dtype, requires_grad=True)
-    k = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype, requires_grad=True)
-    v = torch.randn(b, sk, hk, d, device=DEV, dtype=dtype, requires_grad=True)
-    slopes = None
-    if alibi:
-        slopes = (torch.rand(b, hq, device=DEV) if slopes2d else torch.rand(hq, device=DEV)) * 0.5 + 0.01
-    snk = (torch.randn(hq, device=DEV) + 3).requires_grad_() if sinks else None
+    q, k, v, slopes, snk = inputs(b, sq, sk, hq, hk, d, dtype, alibi, slopes2d, sinks, grad=True)
     g = torch.randn(b, sq, hq, d, device=DEV, dtype=dtype)
     o = flashgen.attention(q, k, v, causal=causal, softcap=softcap, alibi_slopes=slopes, window_size=window, sinks=snk)
     o.backward(g)
