@@ -150,7 +150,6 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(q, k, v, o, lse, num, idx, fnum, fidx, slopes, sinks)
     ctx.opts = (causal, scale, layout, deterministic, block_q, block_k, pattern)
     ctx.mod_opts = (softcap, window_left, window_right)
-    ctx.n_inputs = len(inputs)  # the dispatcher may or may not have filled the defaults in
     # the pattern alive until the backward (eager mode; a traced number may be symbolic)
     ctx.pattern = patterns.by_number(pattern) if isinstance(pattern, int) and pattern else None
     ctx.mark_non_differentiable(lse)
@@ -160,12 +159,16 @@ def _attention_grad(ctx, dout, _dlse):
     q, k, v, o, lse, num, idx, fnum, fidx, slopes, sinks = ctx.saved_tensors
     causal, scale, layout, deterministic, block_q, block_k, pattern = ctx.opts
     softcap, window_left, window_right = ctx.mod_opts
+    # One gradient per input the autograd node has: the dispatcher drops
+    # trailing arguments equal to their defaults (a call without score
+    # modifications has 14), while setup_context sees them filled in.
+    n = len(ctx.needs_input_grad)
     # the sinks' gradient only where it is wanted (input 18 of flashgen::attention)
-    dsinks = torch.empty_like(sinks) if sinks is not None and ctx.needs_input_grad[18] else None
+    dsinks = torch.empty_like(sinks) if sinks is not None and n > 18 and ctx.needs_input_grad[18] else None
     dq, dk, dv = attention_backward_op(q, k, v, o, lse, dout, causal, scale, layout, deterministic, num, idx, fnum,
                                        fidx, block_q, block_k, pattern, softcap, slopes, window_left, window_right,
                                        sinks, dsinks)
-    return ((dq, dk, dv) + (None,) * 15 + (dsinks,))[:ctx.n_inputs]
+    return ((dq, dk, dv) + (None,) * 15 + (dsinks,))[:n]
 
 
 attention_op.register_autograd(_attention_grad, setup_context=_setup_context)
