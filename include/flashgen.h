@@ -373,12 +373,9 @@ typedef struct fg_attention_desc {
     /* ---- score modifications (appended; docs/SCORE-WIRING.md).  Forward,
      * mma.sync and TMA paths, dense (no layout) and not with the inference
      * fields, 16-bit inputs: elsewhere (a layout, the inference fields,
-     * FG_PATH_WGMMA, FG_E4M3 inputs) a call that sets one
-     * returns FG_ERR_UNSUPPORTED naming it
-     * (FG_PATH_AUTO takes the TMA kernel on Hopper, else mma.sync).  The
-     * backward (fg_attention_backward) differentiates the four built-ins on
-     * the mma.sync path (FG_PATH_AUTO or FG_PATH_MMA; the sinks' own
-     * gradient: dsinks, at the end), not a user score expression.  The logit of query i
+     * FG_PATH_WGMMA, FG_E4M3 inputs) a call that sets one returns
+     * FG_ERR_UNSUPPORTED naming it (FG_PATH_AUTO takes the TMA kernel on
+     * Hopper, else mma.sync; the backward: see there).  The logit of query i
      * and key j is built in this order, as FlashAttention-2 does:
      *   x = softmax_scale * q_i . k_j
      *   x = softcap * tanh(x / softcap)                    (softcap > 0)
@@ -428,13 +425,8 @@ typedef struct fg_attention_desc {
     fg_dtype out_dtype;
     const float *q_descale, *k_descale, *v_descale;
     int descale_per_head;
-    /* ---- backward of the attention sinks (appended; read by
-     * fg_attention_backward only) ----
-     * NULL: not wanted.  Else device fp32 [heads_q], 4-byte aligned, with
-     * sinks set: the call overwrites it with d loss / d sinks[h] =
-     * -sum over batches and rows i of exp(sinks[h] - lse_i) * D_i, D_i =
-     * dout_i . o_i (summed with fp32 atomics, so not bitwise repeatable:
-     * refused with deterministic). */
+    /* appended, for fg_attention_backward: NULL, or device fp32 [heads_q]
+     * overwritten with d loss / d sinks (fp32 atomics: not deterministic) */
     float *dsinks;
 } fg_attention_desc;
 
@@ -541,14 +533,10 @@ fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const voi
  * kernel, which FG_PATH_AUTO takes for dense fp16/bf16 calls with head_dim
  * and head_dim_v each 64 or 128 unless deterministic (FG_PATH_WGMMA asks
  * for it; FG_PATH_TMA is refused).  deterministic runs on mma.sync and
- * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  The score
- * modifications softcap, alibi_slopes, the window and sinks are
- * differentiated on the mma.sync kernel (FG_PATH_AUTO takes it for them;
- * FG_PATH_WGMMA is refused), with the sinks' gradient in desc->dsinks; a
- * user score expression (desc->score) is refused.  Block sizes:
- * desc->block_m (query tile, 32 or 64), block_n (key block, 32/64/128,
- * dividing a layout's block_k) and warps, else the built-in heuristic (not
- * tuned yet).
+ * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  Score
+ * modifications: the built-ins on mma.sync only (dsinks), not desc->score.
+ * Block sizes: desc->block_m (query tile, 32 or 64), block_n (key block,
+ * 32/64/128, dividing a layout's block_k) and warps, else the heuristic.
  *
  * workspace: device memory of at least fg_attention_backward_workspace()
  * bytes, 16-byte aligned, used by this call only (one workspace per stream
