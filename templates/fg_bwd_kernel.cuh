@@ -21,8 +21,9 @@
 // WINDOW, SINK; fg_score.cuh, dense only): S^T becomes the forward's logits
 // (logit_mod) before the exp, softcap's dS^T is multiplied by 1 - tanh^2,
 // the window masks like causal and narrows the query blocks visited; the
-// sink is in the saved lse already, so P, D and dS need nothing more.  Fully masked query blocks are never
-// visited (causal); a key block that no query sees writes zeros.
+// sink is in the saved lse already, so P, D and dS need nothing more.
+// Fully masked query blocks are never visited (causal); a key block that
+// no query sees writes zeros.
 // Block-sparse variants walk the transposed layout instead: the full, then
 // the partial query blocks of this key block's layout column.  Full blocks
 // get no element mask (bounds only); partial ones the causal mask and, with
