@@ -274,7 +274,6 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         reg_fence(acc_dv);
         reg_fence(acc_dk);
         reg_fence(acc_dq);
-        if (elected) mbar_arrive(empty0 + 8 * s); // Q, dO, lse, D of stage s: read by every thread of this warpgroup
 
         // dQ share, staged in the accumulator's chunk order (dq_index: 64-column
         // slices of 4096 floats, this warpgroup's all D columns), then one bulk
@@ -290,6 +289,9 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
                              : "memory");
         fence_proxy_async();
         named_bar_sync(3 + w, 128);
+        // every thread of this warpgroup is past its reads of stage s (lse
+        // and D by ld.shared, Q and dO by its waited GEMMs): it may refill
+        if (elected) mbar_arrive(empty0 + 8 * s);
         if (elected) {
             const long long bh = (long long)b * p.heads_q + h;
             bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D, st, S::ST_BYTES);
