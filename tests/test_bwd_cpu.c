@@ -165,11 +165,12 @@ static void test_plan(void) {
     CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "head_dim 12 accepted");
     fg_error_clear(&e);
 
-    /* workspace: fp32 dQ rows, D, counters, each 256-aligned */
+    /* workspace: fp32 dQ rows (padded to whole 64-row blocks per head: the
+     * Hopper kernel's chunks), D, counters, each 256-aligned */
     fg_attention_desc_init(&d, FG_BF16, 64, 2, 3, 3, 100, 50);
     fg_bwd_workspace w;
     fg_bwd_workspace_layout(&d, &w);
-    CHECK(w.dsum == 2 * 3 * 100 * 64 * 4 && w.lock == w.dsum + 2560 && w.total == w.lock + 256 && w.total % 256 == 0,
+    CHECK(w.dsum == 2 * 3 * 128 * 64 * 4 && w.lock == w.dsum + 2560 && w.total == w.lock + 256 && w.total % 256 == 0,
           "workspace %zu %zu %zu", w.dsum, w.lock, w.total);
 }
 
