@@ -176,8 +176,12 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc_dk[j][e] = 0.f;
 
-    if (total > 0) load(0, 0);
-    else cp_async_wait<0>(); // K and V land before the CTA exits
+    if (total > 0) {
+        load(0, 0);
+    } else { // K and V land before the CTA exits: they were never committed to a
+        cp_async_commit(); // group, and cp.async.wait_group waits for committed groups only
+        cp_async_wait<0>();
+    }
     if (K::PINGPONG && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
 
     for (int it = 0; it < total; ++it) {

@@ -73,5 +73,28 @@ check "hdim=128,dtype=e4m3,out=bf16,wgmma=2,causal=1"
 check "hdim=128,dtype=e4m3,wgmma=2,block_m=64,block_n=128"
 check "hdim=64,dtype=e4m3,wgmma=2,block_m=128,block_n=128,stages=3"
 check "hdim=192,hdim_v=128,dtype=e4m3,wgmma=2"
+# The Hopper backward (bwd_wgmma, fg_bwd_wgmma.cuh), its main kernel
+# flashgen_bwd: HGMMA, mbarriers (SYNCS), the dQ bulk reduction (UBLKRED),
+# no local memory, and LDGDEPBAR: the K and V copies committed to a group
+# before the group wait of a CTA that visits no query block (causal), since
+# cp.async.wait_group waits for committed groups only.
+check_bwd() {
+  local spec="$1" f="$tmp/b.cubin" log="$tmp/blog" sass="$tmp/bsass"
+  n=$((n + 1))
+  if ! "$fg" compile "$spec" --arch sm_90a --cubin "$f" --log >"$log" 2>&1; then
+    echo "FAIL $spec: does not compile"; sed 's/^/    /' "$log" | tail -20; fail=$((fail + 1)); return
+  fi
+  grep -q "bwd_wgmma:" "$log" || { echo "FAIL $spec: not the Hopper backward"; fail=$((fail + 1)); return; }
+  "$cuobjdump" -sass "$f" 2>&1 | awk '/Function :/ { on = ($3 == "flashgen_bwd") } on' >"$sass"
+  local bad=""
+  for need in HGMMA SYNCS UBLKRED LDGDEPBAR; do grep -q "$need" "$sass" || bad="$bad no-$need"; done
+  grep -qE '\b(LDL|STL)\b' "$sass" && bad="$bad local-memory"
+  grep -qE 'Performance Loss' "$log" && bad="$bad serialised-wgmma"
+  if [ -n "$bad" ]; then echo "FAIL $spec:$bad"; fail=$((fail + 1)); else echo "ok   $spec"; fi
+}
+for h in 64 128; do
+  for c in 0 1; do check_bwd "hdim=$h,kind=bwd,wgmma=1,causal=$c"; done
+done
+check_bwd "hdim=128,dtype=fp16,kind=bwd,wgmma=1,causal=1"
 echo "hopper_sass: $n variants, $fail failed"
 [ "$fail" -eq 0 ]
