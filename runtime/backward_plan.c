@@ -51,6 +51,17 @@ static fg_status bwd_mods_check(const fg_attention_desc *d, fg_error *err) {
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "dsinks is summed with fp32 atomics, which the deterministic mode does not allow: leave dsinks "
                        "NULL or deterministic 0");
+    /* The deterministic turns (fg_bwd_kernel.cuh, bwd_turn_wait) let key
+     * block n add to a query block's dQ once n earlier key blocks have: with
+     * a left bound the first key block that sees a query block may be past
+     * 0, and it would wait forever.  A side of max(seqlen_q, seqlen_k) or
+     * more is as unbounded as -1. */
+    const int longest = d->seqlen_q > d->seqlen_k ? d->seqlen_q : d->seqlen_k;
+    if (d->deterministic && d->window_left >= 0 && d->window_left < longest)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the deterministic backward does not take a window with a left bound (window_left = %d): its "
+                       "dQ turns start at key block 0; use window_left -1 or deterministic 0",
+                       d->window_left);
     return FG_OK;
 }
 

@@ -250,6 +250,13 @@ static void test_plan(void) {
     x.deterministic = 1;
     expect_refused(&x, FG_ERR_UNSUPPORTED, "deterministic", "dsinks deterministic");
     x.dsinks = NULL;
+    /* a left window bound: the first key block of a query block's dQ turns
+     * would not be 0 (a hang); a side as long as the sequences is unbounded */
+    x.window_left = 64;
+    expect_refused(&x, FG_ERR_UNSUPPORTED, "window with a left bound", "deterministic window_left");
+    x.window_left = x.seqlen_q > x.seqlen_k ? x.seqlen_q : x.seqlen_k;
+    CHECK(bplan(&x, &v, &p, &e) == FG_OK && p.deterministic, "deterministic, unbounded window_left: %s", e.msg);
+    x.window_left = -1;
     CHECK(bplan(&x, &v, &p, &e) == FG_OK && p.deterministic, "deterministic with sinks, no dsinks: %s", e.msg);
     /* the forward's checks hold: a layout, a bad softcap */
     x = d;
