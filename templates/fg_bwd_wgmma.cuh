@@ -16,12 +16,10 @@
 //   dV  += P^T dO       wgmma m64n{DV}k16, RS: P^T straight from the
 //                       accumulator registers, dO MN-major
 //   dK  += dS^T Q       wgmma m64n{D}k16, RS
-//   dQ   = dS K         wgmma m64n{N}k16, SS, both MN-major: dS^T stored to
+//   dQ   = dS K         wgmma m64n{D}k16, SS, both MN-major: dS^T stored to
 //                       shared memory as [key][query] is dS MN-major;
-//                       D = 64: warpgroup w takes its own 64 keys (N = 64,
-//                       no wait for the other warpgroup); D = 128: columns
-//                       64w .. 64w + 63 over all 128 keys (N = 64, half the
-//                       atomics; both warpgroups' dS^T rows first)
+//                       warpgroup w takes its own 64 keys, all D columns
+//                       (no wait for the other warpgroup's dS^T rows)
 //   dq_accum += dQ      staged in shared memory in the accumulator
 //                       registers' order, added by one bulk reduction
 //                       (cp.reduce.async.bulk .add.f32) per warpgroup: the
@@ -29,14 +27,16 @@
 //                       fg_bwd_kernel.cuh)
 //
 // The next block's Q, dO, lse and D load (cp.async into the 128-byte
-// swizzled layout; lse and D through registers) while this one computes;
-// one __syncthreads per block publishes them and frees the buffer just read.
+// swizzled layout, two stages) while this one computes: full[s] (one
+// cp.async.mbarrier.arrive.noinc per thread) publishes a stage, empty[s]
+// (one arrival per warpgroup, after its barrier 3 + w) frees it; the
+// warpgroups take ping-pong turns for their GEMMs (bwd_turn_begin).
 // Dense variants, head dims 64 and 128 (each of D and DV); the runtime
 // sends block-sparse, pattern, deterministic and other head dims to the
 // mma.sync kernel (select/bwd_config.c).
 //
 // The generated source provides wgmma_st (m64n64, SS), wgmma_dv (RS,
-// N = DV), wgmma_dk (RS, N = D) and wgmma_dq (SS, transposed, N = D or D/2) with
+// N = DV), wgmma_dk (RS, N = D) and wgmma_dq (SS, transposed, N = D) with
 // their exact register lists (templates/bwd_wgmma.lua).
 #pragma once
 #include "fg_bwd_kernel.cuh"
