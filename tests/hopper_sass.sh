@@ -32,20 +32,32 @@ fi
 export PATH="$(dirname "$nvdisasm"):$PATH"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0; n=0
-check() {
-  local spec="$1" f="$tmp/k.cubin" log="$tmp/log" sass="$tmp/sass"
+# Compiles SPEC (expected in template FAMILY) into $tmp/log and its SASS
+# into $tmp/sass; prints FAIL and counts it otherwise.
+sass_of() {
+  local spec="$1" family="$2" f="$tmp/k.cubin"
   n=$((n + 1))
-  if ! "$fg" compile "$spec" --arch sm_90a --cubin "$f" --log >"$log" 2>&1; then
-    echo "FAIL $spec: does not compile"; sed 's/^/    /' "$log" | tail -20; fail=$((fail + 1)); return
+  if ! "$fg" compile "$spec" --arch sm_90a --cubin "$f" --log >"$tmp/log" 2>&1; then
+    echo "FAIL $spec: does not compile"; sed 's/^/    /' "$tmp/log" | tail -20; fail=$((fail + 1)); return 1
   fi
-  grep -q "fwd_ws:" "$log" || { echo "FAIL $spec: not the TMA family"; fail=$((fail + 1)); return; }
-  "$cuobjdump" -sass "$f" >"$sass" 2>&1 || { echo "FAIL $spec: cuobjdump"; cat "$sass"; fail=$((fail + 1)); return; }
+  grep -q "$family:" "$tmp/log" || { echo "FAIL $spec: not the $family family"; fail=$((fail + 1)); return 1; }
+  "$cuobjdump" -sass "$f" >"$tmp/sass" 2>&1 || { echo "FAIL $spec: cuobjdump"; cat "$tmp/sass"; fail=$((fail + 1)); return 1; }
+}
+# Reports SPEC against what SASS file $3 lacks of the instructions $2 (and
+# local memory in it).
+verdict() {
+  local spec="$1" bad="$4" need
+  for need in $2; do grep -q "$need" "$3" || bad="$bad no-$need"; done
+  grep -qE '\b(LDL|STL)\b' "$3" && bad="$bad local-memory"
+  if [ -n "$bad" ]; then echo "FAIL $spec:$bad"; fail=$((fail + 1)); else echo "ok   $spec"; fi
+}
+check() {
+  local spec="$1" log="$tmp/log" sass="$tmp/sass"
+  sass_of "$spec" fwd_ws || return
   local bad="" mma=HGMMA
   case "$spec" in *dtype=e4m3*) mma=QGMMA; grep -q HGMMA "$sass" && bad="$bad HGMMA-in-fp8";; esac
-  for need in $mma UTMALDG USETMAXREG SYNCS; do grep -q "$need" "$sass" || bad="$bad no-$need"; done
-  grep -qE '\b(LDL|STL)\b' "$sass" && bad="$bad local-memory"
   grep -qE 'C7508|Performance Loss' "$log" && bad="$bad $(grep -oE 'C75[0-9][0-9]\) [A-Za-z ]*' "$log" | grep -E 'C7508|Potential' | sort -u | tr '\n' ' ')"
-  if [ -n "$bad" ]; then echo "FAIL $spec:$bad"; fail=$((fail + 1)); else echo "ok   $spec"; fi
+  verdict "$spec" "$mma UTMALDG USETMAXREG SYNCS" "$sass" "$bad"
 }
 for h in 64 96 128 192 256; do
   for c in 0 1; do
@@ -79,18 +91,11 @@ check "hdim=192,hdim_v=128,dtype=e4m3,wgmma=2"
 # before the group wait of a CTA that visits no query block (causal), since
 # cp.async.wait_group waits for committed groups only.
 check_bwd() {
-  local spec="$1" f="$tmp/b.cubin" log="$tmp/blog" sass="$tmp/bsass"
-  n=$((n + 1))
-  if ! "$fg" compile "$spec" --arch sm_90a --cubin "$f" --log >"$log" 2>&1; then
-    echo "FAIL $spec: does not compile"; sed 's/^/    /' "$log" | tail -20; fail=$((fail + 1)); return
-  fi
-  grep -q "bwd_wgmma:" "$log" || { echo "FAIL $spec: not the Hopper backward"; fail=$((fail + 1)); return; }
-  "$cuobjdump" -sass "$f" 2>&1 | awk '/Function :/ { on = ($3 == "flashgen_bwd") } on' >"$sass"
-  local bad=""
-  for need in HGMMA SYNCS UBLKRED LDGDEPBAR; do grep -q "$need" "$sass" || bad="$bad no-$need"; done
-  grep -qE '\b(LDL|STL)\b' "$sass" && bad="$bad local-memory"
-  grep -qE 'Performance Loss' "$log" && bad="$bad serialised-wgmma"
-  if [ -n "$bad" ]; then echo "FAIL $spec:$bad"; fail=$((fail + 1)); else echo "ok   $spec"; fi
+  local spec="$1" bad=""
+  sass_of "$spec" bwd_wgmma || return
+  awk '/Function :/ { on = ($3 == "flashgen_bwd") } on' "$tmp/sass" >"$tmp/bsass"
+  grep -qE 'Performance Loss' "$tmp/log" && bad=" serialised-wgmma"
+  verdict "$spec" "HGMMA SYNCS UBLKRED LDGDEPBAR" "$tmp/bsass" "$bad"
 }
 for h in 64 128; do
   for c in 0 1; do check_bwd "hdim=$h,kind=bwd,wgmma=1,causal=$c"; done
