@@ -213,6 +213,20 @@ __device__ __forceinline__ void bwd_turn_pass(int *lock, int turn) {
     if (threadIdx.x == 0) *(volatile int *)lock = turn + 1;
 }
 
+// The query blocks of BM rows that see key block n0: m_first .. the
+// returned end (causal: rows i >= n0 - offset; m_first = end when none
+// does), for both backward main kernels.
+template <bool CAUSAL, int BM>
+__device__ __forceinline__ int bwd_query_blocks(const fg_bwd_params &p, int n0, int &m_first) {
+    const int m_end = (p.seqlen_q + BM - 1) / BM;
+    m_first = 0;
+    if (CAUSAL) {
+        const int first_row = n0 - p.causal_offset;
+        m_first = first_row > p.seqlen_q - 1 ? m_end : (first_row < 0 ? 0 : first_row / BM);
+    }
+    return m_end;
+}
+
 template <class K>
 __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char *smem) {
     typedef BwdShape<K> S;
@@ -240,13 +254,8 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
                     p.seqlen_k - n0);
     cp_async_commit();
 
-    // Query blocks that see this key block: causal rows i >= n0 - offset.
-    const int m_end = (p.seqlen_q + BM - 1) / BM;
-    int m_first = 0;
-    if (K::CAUSAL) {
-        const int first_row = n0 - p.causal_offset;
-        m_first = first_row > p.seqlen_q - 1 ? m_end : (first_row < 0 ? 0 : first_row / BM);
-    }
+    int m_first;
+    const int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
 
     // ldmatrix lane offsets (fg_mma.cuh layouts): a_* for A operands and
     // transposed B operands, b_* for B operands and transposed A operands.
