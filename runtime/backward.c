@@ -39,9 +39,7 @@ static fg_status choose(fg_context *ctx, fg_variant *v, const fg_attention_desc 
     if (v->cfg.wgmma == 1 && !hopper)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: the Hopper backward needs sm_90a; this device is %s (%s)",
                        ctx->dev_info.arch, ctx->dev_info.name);
-    /* AUTO on sm_90a: the Hopper kernel where it applies, except for the
-     * deterministic mode (its ordered dQ sum is the mma.sync kernel's) */
-    if (!v->cfg.block_m && hopper && !d->deterministic && d->path == FG_PATH_AUTO && fg_bwd_wgmma_config(&v->spec, &v->cfg))
+    if (!v->cfg.block_m && d->path == FG_PATH_AUTO && fg_bwd_auto_config(&v->spec, hopper, d->deterministic, &v->cfg))
         return fg_ctx_kernel(ctx, v, out, err);
     if (!v->cfg.block_m) {
         const fg_choice_key key = {v->spec, block_q, block_k, -1, 0, 0, 0};

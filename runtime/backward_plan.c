@@ -107,19 +107,16 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     v->spec.kind = FG_KIND_BWD;
     fg_config_unset(&v->cfg);
     const fg_block_layout *L = d->layout;
-    if (d->path == FG_PATH_WGMMA) {
-        /* the Hopper kernel's one configuration; the device's arch is
-         * checked where the kernel is chosen (backward.c) */
-        if (!fg_bwd_wgmma_config(&v->spec, &v->cfg)) fg_config_unset(&v->cfg);
-        v->cfg.wgmma = 1;
-        if ((st = fg_bwd_config_check(&v->spec, &v->cfg, smem_limit, err)) != FG_OK) return st;
-    } else if (d->block_m || d->block_n || d->warps || d->stages) {
-        /* explicit: completed and checked, never replaced by the heuristic */
+    if (d->path == FG_PATH_WGMMA || d->block_m || d->block_n || d->warps || d->stages) {
+        /* explicit (FG_PATH_WGMMA names the Hopper kernel's configuration):
+         * completed and checked, never replaced by the heuristic; the
+         * device's arch is checked where the kernel is chosen (backward.c) */
         v->cfg.block_m = d->block_m;
         v->cfg.block_n = d->block_n;
         v->cfg.warps = d->warps;
         v->cfg.stages = d->stages;
         if (d->path == FG_PATH_MMA) v->cfg.wgmma = 0;
+        if (d->path == FG_PATH_WGMMA) v->cfg.wgmma = 1;
         if ((st = fg_bwd_config_complete(&v->spec, &v->cfg, smem_limit, L ? L->block_q : 0, L ? L->block_k : 0, err)) != FG_OK)
             return st;
     }

@@ -21,6 +21,10 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
     return 1;
 }
 
+int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, fg_config *c) {
+    return hopper && !deterministic && fg_bwd_wgmma_config(s, c);
+}
+
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
     if (c->wgmma == 1) /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh) */
         return 1024 + (c->block_n + 2 * c->block_m) * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + c->block_n * c->block_m * 2 +
@@ -107,7 +111,7 @@ fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit,
         return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d head_dim_v %d", s->head_dim,
                        fg_spec_head_dim_v(s));
     fg_config b = cand[0];
-    if (c->wgmma == 1 && !fg_bwd_wgmma_config(s, &b)) b = cand[0]; /* the check below says why */
+    if (c->wgmma == 1) fg_bwd_wgmma_config(s, &b); /* not offered: b stays cand[0], the check below says why */
     for (int i = n - 1; i >= 0 && c->wgmma != 1; --i)
         if ((!c->block_m || cand[i].block_m == c->block_m) && (!c->block_n || cand[i].block_n == c->block_n)) b = cand[i];
     if (c->block_m > 0) b.block_m = c->block_m;

@@ -75,17 +75,7 @@ return function(p)
   out:line("};")
   out:line("static_assert(fg::BwdShape<Traits>::SMEM_ELEMS * 2 + 2 * Traits::BM * 4 == %d, \"smem formula\");", smem)
   out:line("")
-  out:line('extern "C" __global__ void __launch_bounds__(128)')
-  out:line("flashgen_bwd_pre(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_preprocess<Traits>(p); }")
-  out:line("")
-  out:line('extern "C" __global__ void __launch_bounds__(%d, 1)', threads)
-  out:line("flashgen_bwd(const __grid_constant__ fg_bwd_params p) {")
-  out:line("    extern __shared__ __align__(16) char smem[];")
-  out:line("    fg::attention_backward<Traits>(p, smem);")
-  out:line("}")
-  out:line("")
-  out:line('extern "C" __global__ void __launch_bounds__(128)')
-  out:line("flashgen_bwd_dq(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_convert<Traits>(p); }")
+  util.bwd_entries(out, threads, 16, "fg::attention_backward<Traits>")
 
   return {
     source = out:text(),

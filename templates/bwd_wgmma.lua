@@ -77,17 +77,7 @@ return function(p)
   out:line("};")
   out:line("static_assert(fg::BwgShape<Traits>::SMEM == %d, \"smem formula\");", smem)
   out:line("")
-  out:line('extern "C" __global__ void __launch_bounds__(128)')
-  out:line("flashgen_bwd_pre(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_preprocess<Traits>(p); }")
-  out:line("")
-  out:line('extern "C" __global__ void __launch_bounds__(256, 1)')
-  out:line("flashgen_bwd(const __grid_constant__ fg_bwd_params p) {")
-  out:line("    extern __shared__ __align__(1024) char smem[];")
-  out:line("    fg::attention_backward_wgmma<Traits>(p, smem);")
-  out:line("}")
-  out:line("")
-  out:line('extern "C" __global__ void __launch_bounds__(128)')
-  out:line("flashgen_bwd_dq(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_convert<Traits>(p); }")
+  util.bwd_entries(out, 256, 1024, "fg::attention_backward_wgmma<Traits>")
 
   return {
     source = out:text(),

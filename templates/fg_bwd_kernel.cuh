@@ -243,6 +243,20 @@ __device__ __forceinline__ void bwd_turn_pass(int *lock, int turn) {
     if (threadIdx.x == 0) *(volatile int *)lock = turn + 1;
 }
 
+// The query blocks of BM rows that see key block n0: m_first .. the
+// returned end (causal: rows i >= n0 - offset; m_first = end when none
+// does), for both backward main kernels.
+template <bool CAUSAL, int BM>
+__device__ __forceinline__ int bwd_query_blocks(const fg_bwd_params &p, int n0, int &m_first) {
+    const int m_end = (p.seqlen_q + BM - 1) / BM;
+    m_first = 0;
+    if (CAUSAL) {
+        const int first_row = n0 - p.causal_offset;
+        m_first = first_row > p.seqlen_q - 1 ? m_end : (first_row < 0 ? 0 : first_row / BM);
+    }
+    return m_end;
+}
+
 template <class K>
 __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char *smem) {
     typedef BwdShape<K> S;
@@ -270,14 +284,10 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
                     p.seqlen_k - n0);
     cp_async_commit();
 
-    // Query blocks that see this key block: causal rows i >= n0 - offset.
-    int m_end = (p.seqlen_q + BM - 1) / BM;
-    int m_first = 0;
-    if (K::CAUSAL) {
-        const int first_row = n0 - p.causal_offset;
-        m_first = first_row > p.seqlen_q - 1 ? m_end : (first_row < 0 ? 0 : first_row / BM);
-    }
-    if constexpr (HasWindow<K>::value) {   // and whose rows' windows meet it
+    // Query blocks that see this key block (causal), and whose rows' windows meet it.
+    int m_first;
+    int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
+    if constexpr (HasWindow<K>::value) {
         int first, end;
         window_query_tiles<BM>(p, n0, n0 + BN - 1, m_end, first, end);
         m_first = max(m_first, first);

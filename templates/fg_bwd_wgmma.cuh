@@ -138,12 +138,8 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
     // Query blocks that see this key block (causal: rows i >= n0 - offset),
     // for each head of the group: block `it` is head it / per_head.
-    const int m_end = (p.seqlen_q + BM - 1) / BM;
-    int m_first = 0;
-    if (K::CAUSAL) {
-        const int first_row = n0 - p.causal_offset;
-        m_first = first_row > p.seqlen_q - 1 ? m_end : (first_row < 0 ? 0 : first_row / BM);
-    }
+    int m_first;
+    const int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
     const int per_head = m_end - m_first, total = per_head * p.group;
 
     // Stage s of block it: Q, dO (swizzled), lse and D rows (zeros past the

@@ -121,6 +121,20 @@ static void test_plan(void) {
     memset(d.do_strides, 0, sizeof d.do_strides);
     d.path = FG_PATH_TMA;
     CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "TMA backward accepted");
+    /* FG_PATH_WGMMA: the Hopper kernel's configuration, or a reason */
+    d.path = FG_PATH_WGMMA;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "deterministic FG_PATH_WGMMA accepted");
+    d.deterministic = 0;
+    CHECK(plan(&d, &v, &p, &e) == FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA at head dim 96 accepted");
+    CHECK_CONTAINS(e.msg, "wgmma=1");
+    fg_attention_desc h = d;
+    fg_attention_desc_init(&h, FG_BF16, 128, 2, 6, 2, 300, 500);
+    h.path = FG_PATH_WGMMA;
+    CHECK(plan(&h, &v, &p, &e) == FG_OK && v.cfg.wgmma == 1 && v.cfg.block_m == 64 && v.cfg.block_n == 128 && v.cfg.warps == 8,
+          "FG_PATH_WGMMA at head dim 128: %s", e.msg ? e.msg : "");
+    h.block_m = 32;
+    CHECK(plan(&h, &v, &p, &e) == FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA with block_m 32 accepted");
+    d.deterministic = 1;
     d.path = FG_PATH_MMA;
     /* block-sparse: the transposed lists reach the kernel arguments; no deterministic mode */
     struct fg_block_layout L;
