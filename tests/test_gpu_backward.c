@@ -176,7 +176,6 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     fg_ref_mods rmods = {md->alibi ? slopes : NULL, md->sink ? sinks : NULL, NULL, NULL, NULL, NULL};
     if (mods) d.softmax_scale = 0.25f; /* logits of a few units: softcap bends them, sinks compete */
     d.softcap = md->softcap;
-    d.alibi_batch_stride = slope_stride;
     if (md->win) { d.window_left = md->wl; d.window_right = md->wr; }
     if (c->bhsd) {
         bhsd(d.q_strides, c->hq, c->sq, c->d);
@@ -217,8 +216,6 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
         return 0;
     }
     d.layout = layout;
-    size_t wsb = 0;
-    CHECK(fg_attention_backward_workspace(ctx, &d, &wsb) == FG_OK, "%s", fg_errmsg(ctx));
     uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nv * 2), *hdo = malloc(no * 2);
     uint16_t *gdq = malloc(nq * 2), *gdk = malloc(nk * 2), *gdv = malloc(nv * 2), *tmp = malloc(nmax * 2);
     uint16_t *gdq2 = malloc(nq * 2), *gdk2 = malloc(nk * 2), *gdv2 = malloc(nv * 2);
@@ -243,7 +240,6 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     if (!e) e = cu->MemAlloc(&m.dq, nq * 2 + 4);
     if (!e) e = cu->MemAlloc(&m.dk, nk * 2 + 4);
     if (!e) e = cu->MemAlloc(&m.dv, nv * 2 + 4);
-    if (!e) e = cu->MemAlloc(&m.ws, wsb);
     if (!e && md->alibi) e = cu->MemAlloc(&m.slopes, 64 * 4);
     if (!e && md->alibi) e = cu->MemcpyHtoD(m.slopes, slopes, 64 * 4);
     if (!e && md->sink) e = cu->MemAlloc(&m.sinks, 16 * 4);
@@ -251,7 +247,12 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     if (!e && md->sink) e = cu->MemAlloc(&m.dsinks, 16 * 4);
     if (!e && md->sink) e = cu->MemsetD32(m.dsinks, 0x7fc00000u, 16); /* NaN: the call overwrites it */
     d.alibi_slopes = (const float *)m.slopes;
+    d.alibi_batch_stride = slope_stride; /* only with slopes (fg_score_check) */
     d.sinks = (const float *)m.sinks;
+    /* the workspace of the full descriptor: the score modifications pick the kernel */
+    size_t wsb = 0;
+    if (!e) CHECK(fg_attention_backward_workspace(ctx, &d, &wsb) == FG_OK, "%s", fg_errmsg(ctx));
+    if (!e) e = cu->MemAlloc(&m.ws, wsb);
     /* the host arrays are in the descriptor's layout: BSHD, or BHSD (same bytes, other order) */
     if (!e) e = cu->MemcpyHtoD(m.q, hq, nq * 2);
     if (!e) e = cu->MemcpyHtoD(m.k, hk, nk * 2);

@@ -28,10 +28,13 @@ tensors, numbers, strings and lists of them, so it crosses as:
   backward whose pattern was freed raises RuntimeError.
 
 The score modifications (softcap, alibi_slopes, window, sinks) are trailing
-arguments of both operators, with defaults that mean none (so calls written
-before them still match); the sinks' gradient is written into the backward
-operator's optional `dsinks` argument (declared mutated), so that its
-outputs stay (dq, dk, dv).  alibi_slopes get no gradient (attention()
+arguments of both operators.  The forward's have defaults that mean none (so
+graphs traced before them still match).  The sinks' gradient is written into
+the backward operator's `dsinks` argument (declared mutated, None when not
+wanted), so that its outputs stay (dq, dk, dv); the backward's arguments have
+no defaults: the dispatcher drops trailing arguments equal to their defaults,
+and torch <= 2.11's in-place bookkeeping then indexes past the end for a
+mutated argument left out (IndexError).  alibi_slopes get no gradient (attention()
 refuses slopes that require grad).
 
 Needs torch >= 2.4 (torch.library.custom_op); importing this module with
@@ -127,9 +130,9 @@ def attention_backward_op(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tenso
                           scale: Optional[float], layout: str, deterministic: bool, kv_num_blocks: Optional[Tensor],
                           kv_indices: Optional[Tensor], full_kv_num_blocks: Optional[Tensor],
                           full_kv_indices: Optional[Tensor], block_q: int, block_k: int,
-                          pattern: int, softcap: float = 0.0, alibi_slopes: Optional[Tensor] = None,
-                          window_left: int = -1, window_right: int = -1, sinks: Optional[Tensor] = None,
-                          dsinks: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+                          pattern: int, softcap: float, alibi_slopes: Optional[Tensor], window_left: int,
+                          window_right: int, sinks: Optional[Tensor],
+                          dsinks: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """(dq, dk, dv) of flashgen::attention for dout = dL/do: new tensors
     shaped like q, k and v (contiguous); with sinks and dsinks (fp32 like
     sinks), d loss / d sinks is written into dsinks."""

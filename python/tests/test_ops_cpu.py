@@ -176,7 +176,7 @@ class Errors(unittest.TestCase):
         q, k, v = inputs(grad=False)
         with self.assertRaisesRegex(RuntimeError, f"Pattern #{number} was freed before a flashgen operator"):
             torch.ops.flashgen.attention_backward(q, k, v, q, q, q, "none", None, "bshd", False, None, None, None,
-                                                  None, 128, 128, number)
+                                                  None, 128, 128, number, 0.0, None, -1, -1, None, None)
 
 
 class Block(torch.nn.Module):
@@ -259,7 +259,8 @@ class Compiled(Patched):
                 fq, fk, fv = (mode.from_tensor(t) for t in (q, k, v))
                 o, lse = _ops.call(fq, fk, fv, False, None, None, layout, False)
                 dq, dk, dv = torch.ops.flashgen.attention_backward(fq, fk, fv, o, lse, o, "none", None, layout, False,
-                                                                   None, None, None, None, 0, 0, 0)
+                                                                   None, None, None, None, 0, 0, 0, 0.0, None, -1, -1, None,
+                                                                   None)
             self.assertEqual(tuple(o.shape), flashgen._attention._out_shape(q, v))
             self.assertTrue(o.is_contiguous())
             self.assertEqual((tuple(lse.shape), lse.dtype), ((2, 4, 24), torch.float32))
@@ -274,7 +275,7 @@ class Compiled(Patched):
             torch.library.opcheck(torch.ops.flashgen.attention.default, args)
             o, lse = (t.detach() for t in torch.ops.flashgen.attention(*args))
             dout = torch.randn(o.shape).to(o.dtype)
-            bargs = (q.detach(), k.detach(), v.detach(), o, lse, dout) + args[3:]
+            bargs = (q.detach(), k.detach(), v.detach(), o, lse, dout) + args[3:] + (0.0, None, -1, -1, None, None)
             torch.library.opcheck(torch.ops.flashgen.attention_backward.default, bargs)
 
 
