@@ -147,9 +147,18 @@ def opcheck():
             torch.library.opcheck(torch.ops.flashgen.attention.default, args)
             o, lse = (t.detach() for t in torch.ops.flashgen.attention(*args))
             dout = torch.randn(o.shape, device=DEV, dtype=o.dtype, generator=g)
-            bargs = tuple(t.detach() for t in (q, k, v)) + (o, lse, dout) + args[3:]
+            # the backward's score-modification arguments have no defaults (flashgen/_ops.py)
+            bargs = tuple(t.detach() for t in (q, k, v)) + (o, lse, dout) + args[3:] + (0.0, None, -1, -1, None, None)
             torch.library.opcheck(torch.ops.flashgen.attention_backward.default, bargs)
             report(True, f"opcheck flashgen::attention and flashgen::attention_backward, {layout}, dv={dv}")
+            # with sinks and the mutated dsinks argument
+            sinks = torch.randn(4, device=DEV, generator=g)
+            margs = args[:6] + (False,) + args[7:] + (0.0, None, -1, -1, sinks)  # deterministic: no dsinks
+            torch.library.opcheck(torch.ops.flashgen.attention.default, margs)
+            o, lse = (t.detach() for t in torch.ops.flashgen.attention(*margs))
+            bargs = tuple(t.detach() for t in (q, k, v)) + (o, lse, dout) + margs[3:] + (torch.empty_like(sinks),)
+            torch.library.opcheck(torch.ops.flashgen.attention_backward.default, bargs)
+            report(True, f"opcheck of both with sinks and dsinks, {layout}, dv={dv}")
         except Exception as e:
             report(False, f"opcheck {layout} dv={dv}: {type(e).__name__}: {str(e)[:2000]}")
 

@@ -48,7 +48,9 @@ def expand(ds, b, hk, h):
 
 
 def reference(q8, k8, v8, qd, kd, vd, causal):
-    """float64 of the dequantised bshd inputs: o [b, sq, hq, dv], lse [b, hq, sq]."""
+    """float64 of the dequantised bshd inputs: o [b, sq, hq, dv], lse [b, hq, sq],
+    and mag [b, hq, sq]: per row, the largest scale * sum_d |q_d k_d| over its
+    keys (the size of the logit sums the tensor cores accumulate)."""
     b, sq, hq, d = q8.shape
     sk, hk = k8.shape[1], k8.shape[2]
     g = hq // hk
@@ -56,27 +58,45 @@ def reference(q8, k8, v8, qd, kd, vd, causal):
     kf = (k8.double().transpose(1, 2) * expand(kd, b, hk, hk)).repeat_interleave(g, 1)
     vf = (v8.double().transpose(1, 2) * expand(vd, b, hk, hk)).repeat_interleave(g, 1)
     s = (qf @ kf.transpose(2, 3)) / math.sqrt(d)
+    mag = (qf.abs() @ kf.abs().transpose(2, 3)) / math.sqrt(d)
     if causal:
         i = torch.arange(sq, device=DEV).view(-1, 1)
         j = torch.arange(sk, device=DEV).view(1, -1)
-        s = s.masked_fill(j > i + (0 if causal == "top_left" else sk - sq), -math.inf)
+        hidden = j > i + (0 if causal == "top_left" else sk - sq)
+        s = s.masked_fill(hidden, -math.inf)
+        mag = mag.masked_fill(hidden, 0.0)
     lse = torch.logsumexp(s, dim=-1)
     p = torch.exp(s - lse.unsqueeze(-1)).nan_to_num(0.0)
-    return (p @ vf).transpose(1, 2), lse
+    return (p @ vf).transpose(1, 2), lse, mag.amax(dim=-1)
 
 
-def within(o, lse, ro, rl):
-    """(ok, line): the C test's tolerance."""
+# The lse tolerance grows with the logits' magnitude: FP8 wgmma adds its
+# products in an accumulator of about 14 significant bits (DeepSeek-V3
+# report, 3.3.2), so a logit is off by up to ~2^-14 per k32 step of
+# scale * sum_d |q_d k_d|.  The C test (N(0, 1) inputs: magnitudes < 1)
+# holds 1e-3 absolute; these inputs have per-head scales up to 5x, logit
+# sums of hundreds, and lse errors of 1e-2 that are the hardware's.  A wrong
+# descale or mask moves lse by O(1) of the logits, far past this bound.
+LSE_REL = 2.0 ** -9
+
+
+def within(o, lse, ro, rl, mag):
+    """(ok, line): the C test's tolerance for o; lse within 1e-3 + LSE_REL * mag per row."""
     o64 = o.double()
     nan = int(torch.isnan(o64).sum()) + int(torch.isnan(lse).sum())
     diff = (o64 - ro).nan_to_num(nan=math.inf)
     rel = float(diff.norm() / ro.norm().clamp_min(1e-30))
     max_err = float(diff.abs().max())
     fin = ~torch.isneginf(rl)
-    lerr = float((lse[fin].double() - rl[fin]).abs().max()) if fin.any() else 0.0
+    lerr, lratio = 0.0, 0.0
+    if fin.any():
+        e = (lse[fin].double() - rl[fin]).abs().nan_to_num(nan=math.inf)
+        lerr = float(e.max())
+        lratio = float(((e - 1e-3).clamp_min(0) / mag[fin].clamp_min(1e-30)).max())
     same_inf = torch.equal(torch.isneginf(rl), torch.isneginf(lse))
-    ok = not nan and same_inf and rel < 4e-2 and max_err < 0.1 * max(1.0, float(ro.abs().max())) and lerr < 1e-3
-    return ok, f"rel_l2={rel:.2e} max_err={max_err:.2e} lse_err={lerr:.2e} nan={nan}"
+    ok = not nan and same_inf and rel < 4e-2 and max_err < 0.1 * max(1.0, float(ro.abs().max())) and lratio <= LSE_REL
+    return ok, (f"rel_l2={rel:.2e} max_err={max_err:.2e} lse_err={lerr:.2e} (past 1e-3: {lratio:.1e} x magnitude, "
+                f"tol {LSE_REL:.1e}) nan={nan}")
 
 
 def inputs(b, sq, sk, hq, hk, d, dv, descale):
@@ -97,7 +117,7 @@ def run_case(name, b, sq, sk, hq, hk, d, causal, descale, dv=None, out_dtype=tor
              v_bias=1.0):
     dv = dv or d
     q8, k8, v8, qd, kd, vd = inputs(b, sq, sk, hq, hk, d, dv, descale)
-    ro, rl = reference(q8, k8, v8, qd, kd, vd, causal)
+    ro, rl, mag = reference(q8, k8, v8, qd, kd, vd, causal)
     args = (q8, k8, v8)
     shape = (b, sq, hq, dv)
     if layout == "bhsd":
@@ -111,7 +131,7 @@ def run_case(name, b, sq, sk, hq, hk, d, causal, descale, dv=None, out_dtype=tor
                                     out_dtype=out_dtype, return_lse=True, out=out, layout=layout)
     if layout == "bhsd":
         o = o.transpose(1, 2)
-    ok, line = within(o, lse, ro, rl)
+    ok, line = within(o, lse, ro, rl, mag)
     print(f"{'ok' if ok else 'bad':4s} {name}: {line}", flush=True)
     return ok
 
