@@ -5,8 +5,13 @@ plan/run calls (include/flashgen.h).
 
 Nothing here synchronises with the GPU or copies between host and device:
 lengths and page tables stay device tensors that only the kernels read, and
-the workspace comes from PyTorch's caching allocator on the current stream
-(zeroed: split-KV counts its splits there).
+the workspace of a split plan comes from PyTorch's caching allocator on the
+current stream, zeroed once (split-KV counts its splits there, and every run
+leaves the counts zero again): _workspaces keeps it per (plan, stream) for
+the next call, so that a decode step is one launch, not a memset and a
+launch.  Under stream capture a call takes a fresh zeroed workspace (the
+memset is captured with the run), so that a graph never shares its
+workspace with eager calls or with another graph.
 So a decode step can be captured in a torch.cuda.CUDAGraph and replayed with
 new contents in the same length and table tensors.  The first call of a
 shape compiles its kernels and creates its plan (and the first inference call
@@ -38,6 +43,8 @@ _MAX_SPECS, _MAX_PLANS = 64, 256
 _specs = {}
 _plans = collections.OrderedDict()  # (device index, bytes of the descriptor) -> _Plan
 _lock = threading.RLock()  # held from the plan look-up to the launch: no eviction in between
+_MAX_WORKSPACE_BYTES = 256 << 20
+_workspaces = collections.OrderedDict()  # (plan handle, stream) -> zeroed uint8 tensor, at most _MAX_WORKSPACE_BYTES
 _PLAN_CALLS = ("fg_attention_plan_create", "fg_attention_plan_workspace", "fg_attention_plan_splits",
                "fg_attention_run", "fg_attention_plan_destroy")
 _last = threading.local()
@@ -391,15 +398,43 @@ def _forward(spec, q, k, v, o, lse, **tables):
             plan = _create_plan(lib, ctx, d, key)
         else:
             _plans.move_to_end(key)
-        # split plans: the workspace must start zero (its split counters;
-        # every run leaves them zero again, include/flashgen.h); torch.zeros
-        # is one memset on this stream, captured with the run in a graph
-        ws = torch.zeros(plan.workspace, dtype=torch.uint8, device=q.device) if plan.workspace else None
+        ws = _workspace(plan, stream, q.device) if plan.workspace else None
         st = lib.fg_attention_run(plan.handle, q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
                                   lse.data_ptr() if lse is not None else None,
                                   ws.data_ptr() if ws is not None else None, plan.workspace, stream)
+        if st != _lib.FG_OK:
+            _forget_workspaces(plan.handle)  # its counts may not be zero any more
         _lib.check(ctx, "fg_attention_run", st)
         _last.plan = plan
+
+
+def _workspace(plan, stream, device):
+    """A zeroed workspace for a run of plan on stream (the library's runs
+    leave its split counts zero, include/flashgen.h): kept per (plan,
+    stream) outside stream capture, fresh under it."""
+    if _capturing(device):
+        return torch.zeros(plan.workspace, dtype=torch.uint8, device=device)
+    key = (plan.handle, stream)
+    ws = _workspaces.get(key)
+    if ws is not None:
+        _workspaces.move_to_end(key)
+        return ws
+    ws = torch.zeros(plan.workspace, dtype=torch.uint8, device=device)
+    if plan.workspace <= _MAX_WORKSPACE_BYTES:
+        _workspaces[key] = ws
+        total = sum(t.numel() for t in _workspaces.values())
+        while total > _MAX_WORKSPACE_BYTES:
+            total -= _workspaces.popitem(last=False)[1].numel()
+    return ws
+
+
+def _capturing(device):
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def _forget_workspaces(handle):
+    for key in [k for k in _workspaces if k[0] == handle]:
+        del _workspaces[key]
 
 
 def _create_plan(lib, ctx, d, key):
@@ -412,7 +447,9 @@ def _create_plan(lib, ctx, d, key):
     plan = _Plan(h.value, lib.fg_attention_plan_workspace(h.value), lib.fg_attention_plan_splits(h.value))
     _plans[key] = plan
     while len(_plans) > _MAX_PLANS:
-        lib.fg_attention_plan_destroy(_plans.popitem(last=False)[1].handle)
+        old = _plans.popitem(last=False)[1].handle
+        _forget_workspaces(old)  # a later plan may get the same handle
+        lib.fg_attention_plan_destroy(old)
     return plan
 
 
@@ -427,6 +464,7 @@ def clear_plans():
     """Destroys every cached plan (flashgen.clear_cache calls it)."""
     with _lock:
         _specs.clear()
+        _workspaces.clear()
         if _plans:
             lib = _lib.inference("fg_attention_plan_destroy")
             while _plans:

@@ -363,8 +363,10 @@ class CallPath(unittest.TestCase):
         self.patches.enter_context(mock.patch.object(_lib, "inference", lambda *need: self.fake))
         _inference._specs.clear()
         _inference._plans.clear()
+        _inference._workspaces.clear()
 
     def tearDown(self):
+        _inference._workspaces.clear()
         _inference._plans.clear()
         _inference._specs.clear()
         self.patches.close()
@@ -384,10 +386,18 @@ class CallPath(unittest.TestCase):
         self.assertEqual(runs[-1][2]["nbytes"], 4096)
         self.assertTrue(runs[-1][2]["ws"])
         self.assertEqual(runs[-1][2]["stream"], 7)
+        # one zeroed workspace for the plan and stream, reused by every step (no memset per call)
+        self.assertEqual({r[2]["ws"] for r in runs}, {runs[0][2]["ws"]})
+        self.assertEqual(len(_inference._workspaces), 1)
         self.assertEqual(runs[-1][2]["o"], out.data_ptr())
         self.assertEqual(_inference.last_plan(), (3, 4096))
         flashgen.attention_with_kvcache(q, kc, kc, cache_seqlens=i32(1, 2))  # another length tensor: a new plan
         self.assertEqual(len(self.fake.of("create")), 2)
+        self.assertEqual(len(_inference._workspaces), 2)
+        with mock.patch.object(_inference, "_capturing", lambda device: True):  # under capture: a fresh one
+            flashgen.attention_with_kvcache(q, kc, kc, cache_seqlens=lens, out=out)
+        self.assertNotEqual(self.fake.of("run")[-1][2]["ws"], runs[0][2]["ws"])
+        self.assertEqual(len(_inference._workspaces), 2)
         flashgen.attention_with_kvcache(q, kc, kc, cache_seqlens=lens, num_splits=1)  # another descriptor
         self.assertEqual(len(self.fake.of("create")), 3)
 
@@ -435,10 +445,12 @@ class CallPath(unittest.TestCase):
             for lens in tables:
                 flashgen.attention_with_kvcache(q, kc, kc, cache_seqlens=lens)
             self.assertEqual([c[1] for c in self.fake.of("destroy")], [101, 102])
+            self.assertEqual({h for h, _ in _inference._workspaces}, {103, 104})  # evicted plans' workspaces go too
             flashgen.attention_with_kvcache(q, kc, kc, cache_seqlens=tables[3])  # still cached
             self.assertEqual(len(self.fake.of("create")), 4)
             _inference.clear_plans()
             self.assertEqual(self.fake.plans, {})
+            self.assertEqual(len(_inference._workspaces), 0)
 
 
 class Library(unittest.TestCase):

@@ -240,6 +240,49 @@ def splits_cases():
     return fails
 
 
+def workspace_reuse():
+    """One split plan run 12 times with new lengths (written on the device
+    into the same tensor) on the current stream, then on a side stream: each
+    result against the reference; the zeroed workspace is made once per
+    (plan, stream) and reused (the runs leave its split counts zero)."""
+    name = "split workspace reused across calls and streams"
+    b, cap, hq, hk, d = 3, 4096, 32, 8, 128
+    gen = torch.Generator().manual_seed(5)
+    cache = Cache([cap] * b, cap, hk, d, BF, page=64, gen=gen)
+    q = torch.randn(b, 1, hq, d, device=DEV, dtype=BF)
+    lens = torch.zeros(b, dtype=torch.int32, device=DEV)
+
+    def run():
+        fails, seen = [], {}
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        for i in range(16):
+            stream = side if i >= 12 else torch.cuda.current_stream()
+            with torch.cuda.stream(stream):
+                want = [int(x) for x in torch.randint(0, cap + 1, (b,), generator=gen)]
+                lens.copy_(torch.tensor(want, dtype=torch.int32), non_blocking=False)
+                o = flashgen.attention_with_kvcache(q, cache.k, cache.v, cache_seqlens=lens, block_table=cache.table,
+                                                    num_splits=7)
+                plan = _inference.last_plan()
+                key = [k for k in _inference._workspaces if k[1] == stream.cuda_stream]
+                ptr = _inference._workspaces[key[0]].data_ptr() if len(key) == 1 else None
+            stream.synchronize()
+            if plan is None or plan[0] < 2 or ptr is None:
+                return [f"{name}: call {i}: plan {plan}, cached workspaces for this stream {len(key)} (want a split "
+                        "plan and one)"]
+            if seen.setdefault(stream.cuda_stream, ptr) != ptr:
+                fails.append(f"{name}: call {i}: a new workspace for the same plan and stream")
+            ro = [ref_seq(q[s], cache.flat("k")[cache.rows(s, want[s])], cache.flat("v")[cache.rows(s, want[s])],
+                          1 / math.sqrt(d), False)[0] for s in range(b)]  # a length 0: o = 0
+            fails += compare(f"{name}, call {i} lens {want}", o, None, torch.stack(ro), None, BF)
+        if len(seen) != 2:
+            fails.append(f"{name}: {len(seen)} workspaces for 2 streams")
+        if not fails:
+            print(f"ok   {name}: 16 calls, {len(seen)} workspaces", flush=True)
+        return fails
+    return guarded(name, run)
+
+
 def paged_equals_contiguous():
     """The same data in a contiguous and in a paged cache: identical o and lse."""
     lens, cap, hk, d = [700, 1, 0, 1500], 2048, 8, 128
@@ -413,6 +456,7 @@ def main():
                        "(this library has no fg_kv_append)")
 
     add(splits_cases())
+    add(workspace_reuse())
     add(paged_equals_contiguous())
     try:
         flashgen.check_tables()
