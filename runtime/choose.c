@@ -134,12 +134,14 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
     int path = (int)d->path;
     if (v->spec.infer) {
         /* the portable kernel; 64-row tiles when a head's queries (decode)
-         * fill less than that; key tiles within one page for pages under
-         * 64 keys or of other than power-of-two sizes (tiles spanning whole
-         * pages work, FG_PATH_MMA with block_n, but measured slower) */
+         * fill less than that; key tiles within one page for pages of other
+         * than power-of-two sizes.  Power-of-two pages under the tile (16,
+         * 32) take tiles spanning several pages: with the page arithmetic
+         * stepped instead of divided per row they measured 1.44x the 16-key
+         * one-page tiles at page 16 (H200, b=16 kv 32k, docs/PERF.md v8) */
         path = FG_PATH_MMA;
         if (d->seqlen_q < FG_DECODE_ROWS) bq = FG_DECODE_ROWS;
-        if (d->block_table && (d->page_size < 64 || (d->page_size & (d->page_size - 1)))) bk = d->page_size;
+        if (d->block_table && (d->page_size & (d->page_size - 1))) bk = d->page_size;
     }
     const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {

@@ -178,7 +178,8 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         if (!paged || i >= n) return 0;
         bool part;
         const int t = sch.tile(first + i, part);
-        const int first_page = page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC, p.table_err);
+        const int slot = t * BC / p.page_size; // the one division: the tile's other pages follow in the row
+        const int first_page = page_in_slot(p.block_table, p.max_pages, p.num_pages, b, slot, p.table_err);
         // the tile's other pages (page_size >= 16): unrolled, so the look-ups
         // are in flight together rather than one after another
         bool bad = first_page < 0;
@@ -186,7 +187,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         for (int k = 1; k < BC / 16; ++k) {
             const int j = k * p.page_size;
             if (j < BC && t * BC + j < seq.sk)
-                bad |= page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, t * BC + j, p.table_err) < 0;
+                bad |= page_in_slot(p.block_table, p.max_pages, p.num_pages, b, slot + k, p.table_err) < 0;
         }
         return bad ? -1 : first_page;
     };

@@ -20,17 +20,23 @@ __device__ __forceinline__ void table_error(int *err, int kind, int b, int index
     }
 }
 
-// Physical page of key position j of sequence b, or -1 (recorded) when the
-// table entry is out of range.  j is below max_pages * page_size.
-__device__ __forceinline__ int page_of(const int *block_table, int max_pages, int num_pages, int page_size, int b,
-                                       int j, int *err) {
-    const int slot = j / page_size;
+// Physical page in entry `slot` of sequence b's block table row, or -1
+// (recorded) when the entry is out of range.  slot is below max_pages.
+__device__ __forceinline__ int page_in_slot(const int *block_table, int max_pages, int num_pages, int b, int slot,
+                                            int *err) {
     const int page = __ldg(block_table + (long long)b * max_pages + slot);
     if ((unsigned)page >= (unsigned)num_pages) {
         table_error(err, FG_TE_BLOCK_TABLE, b, slot, page);
         return -1;
     }
     return page;
+}
+
+// Physical page of key position j of sequence b, or -1 (recorded) when the
+// table entry is out of range.  j is below max_pages * page_size.
+__device__ __forceinline__ int page_of(const int *block_table, int max_pages, int num_pages, int page_size, int b,
+                                       int j, int *err) {
+    return page_in_slot(block_table, max_pages, num_pages, b, j / page_size, err);
 }
 
 } // namespace fg

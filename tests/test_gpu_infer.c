@@ -39,6 +39,8 @@ typedef struct icase {
     int splits;       /* desc.num_splits */
     int lens_q[8], lens_k[8];
     uint64_t seed;
+    int block_n;      /* non-zero: explicit key tiles of block_n (FG_PATH_MMA, 64 x block_n, 4 warps, 2 stages);
+                         larger than the page: tiles spanning pages */
 } icase;
 
 static const fg_cuda *cu;
@@ -92,6 +94,13 @@ static int run_case(fg_context *ctx, const icase *c) {
     fg_attention_desc_set_head_dim_v(&d, DV);
     d.causal = c->causal;
     d.num_splits = c->splits;
+    if (c->block_n) {
+        d.path = FG_PATH_MMA;
+        d.block_m = 64;
+        d.warps = 4;
+        d.block_n = c->block_n;
+        d.stages = 2;
+    }
 
     /* q and o: packed [totq, H, *] (varlen) or [B, maxq, H, *] */
     const int varq = c->sq == 0;
@@ -408,16 +417,23 @@ static void host_cost(fg_context *ctx) {
 /* Decode bandwidth (not a test: "bench" prints it): GB/s of K+V read per
  * decode step, 32 query heads / 8 KV heads, head dim 128, bf16, contiguous
  * and paged (64), planned with automatic splits.  bench/decode.py runs the
- * full grid against the peers. */
-static void decode_bench(fg_context *ctx, int configs) {
+ * full grid against the peers.  "bench-configs": explicit block_m, warps,
+ * block_n, stages instead of the heuristic's; "bench-page16": pages of 16
+ * at b=16, kv 32k, the heuristic's one-page tiles against tiles spanning
+ * pages (FG_BENCH_PROFILE=1: one warm-up and one timed launch each, for
+ * ncu). */
+static void decode_bench(fg_context *ctx, int configs, int page) {
     static const int batches[] = {1, 16, 64}, lens[] = {4096, 32768};
-    /* "bench-configs": explicit block_m, warps, block_n, stages instead of the heuristic's */
     static const int cfgs[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {128, 8, 64, 2}, {128, 8, 32, 3}, {128, 8, 128, 2}, {64, 4, 128, 2}};
-    const int Hq = 32, Hk = 8, D = 128, page = 64;
-    for (int ci = 0; ci < (configs ? 6 : 1); ++ci)
-    for (int bi = 0; bi < 3; ++bi)
-        for (int li = configs ? 1 : 0; li < 2; ++li)
+    static const int cfgs16[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {64, 4, 128, 2}, {64, 4, 32, 3}};
+    const int Hq = 32, Hk = 8, D = 128, p16 = page == 16;
+    const int ncfg = p16 ? 4 : configs ? 6 : 1, profile = getenv("FG_BENCH_PROFILE") != NULL;
+    for (int ci = 0; ci < ncfg; ++ci)
+    for (int bi = p16 ? 1 : 0; bi < (p16 ? 2 : 3); ++bi)
+        for (int li = configs || p16 ? 1 : 0; li < 2; ++li)
             for (int paged = 0; paged < (configs ? 2 : 3); ++paged) { /* contiguous, scattered pages, pages in order */
+                const int *cf = p16 ? cfgs16[ci] : cfgs[ci];
+                if (p16 && paged == 0 && ci) continue; /* contiguous: the heuristic's only */
                 const int B = batches[bi], L = lens[li], maxpages = L / page;
                 const size_t kvb = 2 * (size_t)B * L * Hk * D;
                 CUdeviceptr q = dalloc(2 * (size_t)B * Hq * D), o = dalloc(2 * (size_t)B * Hq * D), k = dalloc(kvb), v = dalloc(kvb);
@@ -442,11 +458,11 @@ static void decode_bench(fg_context *ctx, int configs) {
                     d.num_pages = B * maxpages;
                     d.max_pages = maxpages;
                 }
-                if (cfgs[ci][0]) {
-                    d.block_m = cfgs[ci][0];
-                    d.warps = cfgs[ci][1];
-                    d.block_n = cfgs[ci][2];
-                    d.stages = cfgs[ci][3];
+                if (cf[0]) {
+                    d.block_m = cf[0];
+                    d.warps = cf[1];
+                    d.block_n = cf[2];
+                    d.stages = cf[3];
                     d.path = FG_PATH_MMA;
                 }
                 fg_attention_plan *plan = NULL;
@@ -459,7 +475,7 @@ static void decode_bench(fg_context *ctx, int configs) {
                     cu->EventCreate(&e1, 0);
                     for (int rep = 0; rep < 2 && st == FG_OK; ++rep) {
                         cu->EventRecord(e0, NULL);
-                        for (int i = 0; i < (rep ? 20 : 3) && st == FG_OK; ++i)
+                        for (int i = 0; i < (profile ? 1 : rep ? 20 : 3) && st == FG_OK; ++i)
                             st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v,
                                                   (void *)(uintptr_t)o, NULL, (void *)(uintptr_t)ws, 1u << 26, NULL);
                         cu->EventRecord(e1, NULL);
@@ -468,12 +484,13 @@ static void decode_bench(fg_context *ctx, int configs) {
                     }
                     cu->EventDestroy(e0);
                     cu->EventDestroy(e1);
-                    ms /= 20;
+                    ms /= profile ? 1 : 20;
                 }
                 char label[32] = "heuristic";
-                if (ci) snprintf(label, sizeof label, "%dx%d/%dw/%dst", cfgs[ci][0], cfgs[ci][2], cfgs[ci][1], cfgs[ci][3]);
-                printf("bench decode %-10s b=%-3d kv=%-6d %-18s splits=%-3d %8.1f us %7.0f GB/s%s%s\n", label, B, L,
-                       paged == 2 ? "paged 64 in order" : paged ? "paged 64 scattered" : "contiguous",
+                if (ci) snprintf(label, sizeof label, "%dx%d/%dw/%dst", cf[0], cf[2], cf[1], cf[3]);
+                char kind[32] = "contiguous";
+                if (paged) snprintf(kind, sizeof kind, "paged %d %s", page, paged == 2 ? "in order" : "scattered");
+                printf("bench decode %-10s b=%-3d kv=%-6d %-18s splits=%-3d %8.1f us %7.0f GB/s%s%s\n", label, B, L, kind,
                        plan ? fg_attention_plan_splits(plan) : 0, ms * 1e3, st == FG_OK ? 2.0 * kvb / (ms * 1e-3) / 1e9 : 0.0,
                        st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
                 fg_attention_plan_destroy(plan);
@@ -489,24 +506,30 @@ int main(int argc, char **argv) {
     const int san = only && !strcmp(only, "san");
     if (san) only = NULL;
     static const icase cases[] = {
-        /* name                          dt     d   dv  b  hq hkv sq cap page vk sl causal split lens_q lens_k seed */
-        {"decode gqa contiguous",       FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {700, 1, 333}, 1},
-        {"decode gqa split 7",          FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 333}, 2},
-        {"decode gqa no split",         FG_FP16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 65, 333}, 3},
-        {"decode mha fp16 hd64",        FG_FP16, 64, 0, 2, 4, 4, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {1999, 17}, 4},
-        {"decode mqa hd256",            FG_BF16, 256, 0, 2, 8, 1, 1, 530, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {530, 129}, 5},
-        {"decode paged 16",             FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 6},
-        {"decode paged 64 shared page", FG_BF16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {640, 200}, 7},
-        {"decode paged 64 split 7",     FG_FP16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {600, 65}, 8},
-        {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9},
-        {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10},
-        {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11},
-        {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12},
-        {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13},
-        {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14},
-        {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15},
-        {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16},
-        {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17},
+        /* name                          dt     d   dv  b  hq hkv sq cap page vk sl causal split lens_q lens_k seed block_n */
+        {"decode gqa contiguous",       FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {700, 1, 333}, 1, 0},
+        {"decode gqa split 7",          FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 333}, 2, 0},
+        {"decode gqa no split",         FG_FP16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 65, 333}, 3, 0},
+        {"decode mha fp16 hd64",        FG_FP16, 64, 0, 2, 4, 4, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {1999, 17}, 4, 0},
+        {"decode mqa hd256",            FG_BF16, 256, 0, 2, 8, 1, 1, 530, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {530, 129}, 5, 0},
+        {"decode paged 16",             FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 6, 0},
+        {"decode paged 64 shared page", FG_BF16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {640, 200}, 7, 0},
+        {"decode paged 64 split 7",     FG_FP16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {600, 65}, 8, 0},
+        {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9, 0},
+        {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10, 0},
+        {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11, 0},
+        {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12, 0},
+        {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13, 0},
+        {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14, 0},
+        {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15, 0},
+        {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16, 0},
+        {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17, 0},
+        /* key tiles spanning several pages (load_tile_paged's stepped slots and offsets) */
+        {"span paged 16 x64",           FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 18, 64},
+        {"span paged 16 x128 split 5",  FG_FP16, 128, 0, 3, 8, 2, 1, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 1, 130}, 19, 128},
+        {"span paged 32 x64 sq4",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 20, 64},
+        {"span paged 16 x128 hd64",     FG_BF16, 64, 0, 2, 4, 4, 1, 300, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 45}, 21, 128},
+        {"span paged 16 x64 hd256",     FG_BF16, 256, 0, 2, 8, 1, 1, 200, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 17}, 22, 64},
     };
     int n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
@@ -517,8 +540,9 @@ int main(int argc, char **argv) {
     }
     if (!only || !strcmp(only, "tables")) bad_tables(ctx);
     if ((!only && !san) || (only && !strcmp(only, "host"))) host_cost(ctx);
-    if (only && !strcmp(only, "bench")) decode_bench(ctx, 0);
-    if (only && !strcmp(only, "bench-configs")) decode_bench(ctx, 1);
+    if (only && !strcmp(only, "bench")) decode_bench(ctx, 0, 64);
+    if (only && !strcmp(only, "bench-configs")) decode_bench(ctx, 1, 64);
+    if (only && !strcmp(only, "bench-page16")) decode_bench(ctx, 0, 16);
     printf("%d cases\n", n);
     fg_context_destroy(ctx);
     return test_summary("test_gpu_infer");

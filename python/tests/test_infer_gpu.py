@@ -264,12 +264,11 @@ def workspace_reuse():
                 o = flashgen.attention_with_kvcache(q, cache.k, cache.v, cache_seqlens=lens, block_table=cache.table,
                                                     num_splits=7)
                 plan = _inference.last_plan()
-                key = [k for k in _inference._workspaces if k[1] == stream.cuda_stream]
-                ptr = _inference._workspaces[key[0]].data_ptr() if len(key) == 1 else None
+                ws = _inference._workspaces.get((_inference._last.plan.handle, stream.cuda_stream))
+                ptr = ws.data_ptr() if ws is not None else None
             stream.synchronize()
             if plan is None or plan[0] < 2 or ptr is None:
-                return [f"{name}: call {i}: plan {plan}, cached workspaces for this stream {len(key)} (want a split "
-                        "plan and one)"]
+                return [f"{name}: call {i}: plan {plan}, cached workspace {ptr} (want a split plan and one)"]
             if seen.setdefault(stream.cuda_stream, ptr) != ptr:
                 fails.append(f"{name}: call {i}: a new workspace for the same plan and stream")
             ro = [ref_seq(q[s], cache.flat("k")[cache.rows(s, want[s])], cache.flat("v")[cache.rows(s, want[s])],
