@@ -31,8 +31,17 @@ void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
 
 int fg_tuned_config_fits(const fg_spec *s, const fg_config *c, int smem_limit, int bq, int bk, int wgmma_ok, fg_error *err) {
     const fg_status st = s->kind == FG_KIND_BWD ? fg_bwd_config_check(s, c, smem_limit, err) : fg_config_check(s, c, smem_limit, err);
-    return st == FG_OK && !(bq && bq % c->block_m) && !(bk && bk % c->block_n) && !(c->wgmma == 1 && !wgmma_ok) &&
-           !(c->wgmma == 2 && wgmma_ok < 2);
+    if (st != FG_OK) return 0;
+    if ((bq && bq % c->block_m) || (bk && bk % c->block_n)) {
+        fg_fail(err, FG_ERR_UNSUPPORTED, "block_m=%d x block_n=%d do not divide the layout block %d x %d", c->block_m,
+                c->block_n, bq, bk);
+        return 0;
+    }
+    if ((c->wgmma == 1 && !wgmma_ok) || (c->wgmma == 2 && wgmma_ok < 2)) {
+        fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma=%d: this device or call cannot take that Hopper path", c->wgmma);
+        return 0;
+    }
+    return 1;
 }
 
 int fg_tuned_config(fg_store *store, const char *gpu, const fg_spec *s, int path, int bq, int bk, int seqlen_q,
