@@ -270,7 +270,8 @@ static int default_threads(void) {
     return n < 1 ? 1 : n > 32 ? 32 : (int)n;
 }
 
-fg_status fg_tune_args_read(const fg_attention_desc *shp, const fg_tune_options *opt_in, fg_tune_args *a, fg_error *e) {
+static fg_status tune_begin(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_options *opt_in, fg_tune_args *a,
+                        fg_error *e) {
     memset(a, 0, sizeof *a);
     if (opt_in && fg_struct_read(opt_in, sizeof a->opt, FG_TUNE_OPTIONS_MIN_SIZE, &a->opt, "fg_tune_options", e) != FG_OK)
         return e->status;
@@ -297,10 +298,14 @@ fg_status fg_tune_args_read(const fg_attention_desc *shp, const fg_tune_options 
                 return fg_fail(e, FG_ERR_INVALID_ARGUMENT, "fg_tune: seqlens %d and %d fall in the same bucket (%d)",
                                seqlens[j], seqlens[i], fg_bucket_len(seqlens[i]));
     }
-    return FG_OK;
+    fg_attention_desc_init(&a->probe, a->shape.dtype, a->shape.head_dim, 1, 1, 1, 128, 128);
+    fg_attention_desc_set_head_dim_v(&a->probe, a->shape.head_dim_v);
+    a->probe.causal = a->shape.causal;
+    a->probe.path = a->shape.path;
+    return fg_ctx_device(ctx, e);
 }
 
-fg_status fg_tune_run(fg_context *ctx, const fg_tune_pass *pass, const fg_tune_args *a, const fg_spec *spec,
+static fg_status tune_run(fg_context *ctx, const fg_tune_pass *pass, const fg_tune_args *a, const fg_spec *spec,
                       const fg_config *cfgs, int n, const fg_config *heur, fg_error *err) {
     const fg_tune_options *opt = &a->opt;
     const int *seqlens = a->seqlens, nb = a->nb, top_k = a->top_k;
@@ -409,4 +414,18 @@ done:
     fg_error_clear(&t.fail_err);
     pthread_mutex_destroy(&t.mu);
     return st;
+}
+
+fg_status fg_tune_pass_run(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt,
+                           const fg_tune_pass *pass) {
+    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
+    fg_error e = {0};
+    fg_tune_args a;
+    fg_spec spec;
+    fg_config cfgs[FG_TUNE_MAX_CAND], heur;
+    int n = 0;
+    fg_status st = tune_begin(ctx, shape, opt, &a, &e);
+    if (st == FG_OK) st = pass->setup(ctx, &a, &spec, cfgs, FG_TUNE_MAX_CAND, &n, &heur, &e);
+    if (st == FG_OK) st = tune_run(ctx, pass, &a, &spec, cfgs, n, &heur, &e);
+    return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
 }

@@ -26,8 +26,6 @@
 #include "select/bwd_config.h"
 #include "select/heuristic.h"
 
-#define MAX_CAND 16
-
 /* The check's shape: batch 2, 4 query heads over 2 kv heads, 257 rows
  * (no tile divides it). */
 #define CHECK_BATCH 2
@@ -135,42 +133,30 @@ static int verify_bwd(fg_tuner *t, fg_tune_cand *c, const fg_tune_shape *sh, fg_
     return ok;
 }
 
-static const fg_tune_pass BWD = {1, 2.5, time_bwd, verify_bwd};
-
-fg_status fg_tune_backward(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_options *opt) {
-    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
-    fg_error e = {0};
-    fg_tune_args a;
-    fg_status st = fg_tune_args_read(shp, opt, &a, &e);
-    if (st != FG_OK) return fg_ctx_fail(ctx, &e);
-    shp = &a.shape;
-    if (shp->deterministic) {
-        fg_fail(&e, FG_ERR_UNSUPPORTED, "fg_tune_backward tunes the default (atomic dQ) backward; deterministic calls "
-                "use the built-in heuristic: leave deterministic 0");
-        return fg_ctx_fail(ctx, &e);
-    }
-    if (shp->path == FG_PATH_WGMMA) {
-        fg_fail(&e, FG_ERR_UNSUPPORTED, "fg_tune_backward: FG_PATH_WGMMA names the Hopper backward's one configuration, "
-                "which such calls take without tuning; tune FG_PATH_AUTO (it times that one against the mma.sync "
-                "configurations) or FG_PATH_MMA");
-        return fg_ctx_fail(ctx, &e);
-    }
+static fg_status setup_bwd(fg_context *ctx, const fg_tune_args *a, fg_spec *spec, fg_config *cfgs, int max, int *n,
+                           fg_config *heur, fg_error *err) {
+    if (a->shape.deterministic)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "fg_tune_backward tunes the default (atomic dQ) backward; deterministic "
+                       "calls use the built-in heuristic: leave deterministic 0");
+    if (a->shape.path == FG_PATH_WGMMA)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "fg_tune_backward: FG_PATH_WGMMA names the Hopper backward's one "
+                       "configuration, which such calls take without tuning; tune FG_PATH_AUTO (it times that one "
+                       "against the mma.sync configurations) or FG_PATH_MMA");
     /* validates dtype, head dims, causal and path the way a call would */
-    fg_attention_desc probe, pd;
-    fg_attention_desc_init(&probe, shp->dtype, shp->head_dim, 1, 1, 1, 128, 128);
-    fg_attention_desc_set_head_dim_v(&probe, shp->head_dim_v);
-    probe.causal = shp->causal;
-    probe.path = shp->path;
+    fg_attention_desc pd;
     fg_variant pv;
     fg_bwd_params pp;
-    st = fg_ctx_device(ctx, &e);
-    if (st == FG_OK) st = fg_backward_plan(&probe, ctx->dev_info.smem_per_block_optin, &pd, &pv, &pp, &e);
-    fg_config cfgs[MAX_CAND], heur;
-    if (st == FG_OK) st = fg_ctx_bwd_heuristic(ctx, &pv.spec, 0, 0, (int)shp->path, 0, &heur, &e);
-    if (st == FG_OK) {
-        const int n = fg_tune_bwd_candidates(&pv.spec, ctx->dev_info.smem_per_block_optin,
-                                             fg_arch_has_wgmma(ctx->dev_info.arch), (int)shp->path, cfgs, MAX_CAND);
-        st = fg_tune_run(ctx, &BWD, &a, &pv.spec, cfgs, n, &heur, &e);
-    }
-    return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+    fg_status st = fg_backward_plan(&a->probe, ctx->dev_info.smem_per_block_optin, &pd, &pv, &pp, err);
+    if (st != FG_OK) return st;
+    *spec = pv.spec;
+    const int path = (int)a->shape.path;
+    *n = fg_tune_bwd_candidates(spec, ctx->dev_info.smem_per_block_optin, fg_arch_has_wgmma(ctx->dev_info.arch), path,
+                                cfgs, max);
+    return fg_ctx_bwd_heuristic(ctx, spec, 0, 0, path, 0, heur, err);
+}
+
+static const fg_tune_pass BWD = {1, 2.5, setup_bwd, time_bwd, verify_bwd};
+
+fg_status fg_tune_backward(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt) {
+    return fg_tune_pass_run(ctx, shape, opt, &BWD);
 }

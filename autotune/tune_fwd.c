@@ -15,8 +15,6 @@
 #include "runtime/timing.h"
 #include "select/heuristic.h"
 
-#define MAX_CAND 512
-
 typedef struct launch_ud {
     fg_context *ctx;
     const fg_kernel *k;
@@ -78,34 +76,24 @@ static int verify_fwd(fg_tuner *t, fg_tune_cand *c, const fg_tune_shape *sh, fg_
     return 0;
 }
 
-static const fg_tune_pass FWD = {0, 1.0, time_fwd, verify_fwd};
-
-fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shp, const fg_tune_options *opt) {
-    if (!ctx) return FG_ERR_INVALID_ARGUMENT;
-    fg_error e = {0};
-    fg_tune_args a;
-    fg_status st = fg_tune_args_read(shp, opt, &a, &e);
-    if (st != FG_OK) return fg_ctx_fail(ctx, &e);
-    shp = &a.shape;
+static fg_status setup_fwd(fg_context *ctx, const fg_tune_args *a, fg_spec *spec, fg_config *cfgs, int max, int *n,
+                           fg_config *heur, fg_error *err) {
     /* validates dtype, head dim, causal and path the way a call would */
-    fg_attention_desc probe;
-    fg_attention_desc_init(&probe, shp->dtype, shp->head_dim, 1, 1, 1, 128, 128);
-    fg_attention_desc_set_head_dim_v(&probe, shp->head_dim_v);
-    probe.causal = shp->causal;
-    probe.path = shp->path;
     fg_variant pv;
     fg_fwd_params pp;
-    st = fg_ctx_device(ctx, &e);
-    if (st == FG_OK) st = fg_desc_plan(&probe, ctx->dev_info.smem_per_block_optin, &pv, &pp, &e);
-    if (st == FG_OK && shp->dtype == FG_E4M3) /* its inputs, timing and check are 16-bit only so far */
-        st = fg_fail(&e, FG_ERR_UNSUPPORTED, "fg_tune: FG_E4M3 (FP8) is not tuned yet; calls use the built-in heuristic");
-    fg_config cfgs[MAX_CAND], heur;
-    int n = 0;
-    if (st == FG_OK) {
-        n = fg_tune_candidates(&pv.spec, ctx->dev_info.smem_per_block_optin, 0, 0, fg_arch_has_wgmma(ctx->dev_info.arch),
-                               (int)shp->path, cfgs, MAX_CAND);
-        st = fg_ctx_heuristic(ctx, &pv.spec, 0, 0, (int)shp->path, 1, &heur, &e);
-    }
-    if (st == FG_OK) st = fg_tune_run(ctx, &FWD, &a, &pv.spec, cfgs, n, &heur, &e);
-    return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+    fg_status st = fg_desc_plan(&a->probe, ctx->dev_info.smem_per_block_optin, &pv, &pp, err);
+    if (st != FG_OK) return st;
+    if (a->shape.dtype == FG_E4M3) /* its inputs, timing and check are 16-bit only so far */
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "fg_tune: FG_E4M3 (FP8) is not tuned yet; calls use the built-in heuristic");
+    *spec = pv.spec;
+    const int path = (int)a->shape.path;
+    *n = fg_tune_candidates(spec, ctx->dev_info.smem_per_block_optin, 0, 0, fg_arch_has_wgmma(ctx->dev_info.arch), path,
+                            cfgs, max);
+    return fg_ctx_heuristic(ctx, spec, 0, 0, path, 1, heur, err);
+}
+
+static const fg_tune_pass FWD = {0, 1.0, setup_fwd, time_fwd, verify_fwd};
+
+fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt) {
+    return fg_tune_pass_run(ctx, shape, opt, &FWD);
 }

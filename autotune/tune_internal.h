@@ -41,10 +41,27 @@ typedef struct fg_tune_shape {
     double flops; /* of the pass */
 } fg_tune_shape;
 
+/* fg_tune's and fg_tune_backward's arguments, read and checked: dense, no
+ * score modification, 1..32 seqlens in distinct buckets. */
+typedef struct fg_tune_args {
+    fg_tune_options opt;
+    fg_attention_desc shape;
+    fg_attention_desc probe; /* 1 x 1 x 128 of shape's dtype, head dims, causal and path: the pass's plan checks it */
+    const int *seqlens;
+    int nb, top_k;
+} fg_tune_args;
+
+#define FG_TUNE_MAX_CAND 512
+
 struct fg_tuner;
 typedef struct fg_tune_pass {
     int backward;       /* the buffers include dout, lse, the gradients and the workspace */
     double flops_scale; /* of fg_attention_flops: 1 forward, 2.5 backward (BENCHMARK.md) */
+    /* The pass's own checks of a (the device is bound), its spec, its
+     * candidates (at most max, in cfgs, count in *n) and the configuration
+     * its calls take without a tuned result (*heur). */
+    fg_status (*setup)(fg_context *ctx, const fg_tune_args *a, fg_spec *spec, fg_config *cfgs, int max, int *n,
+                       fg_config *heur, fg_error *err);
     /* Median ms of reps launches of c on sh (one warm-up); < 0 with c->note
      * on failure. */
     double (*time)(struct fg_tuner *t, fg_tune_cand *c, const fg_tune_shape *sh, fg_tune_bufs *b, int reps,
@@ -52,14 +69,6 @@ typedef struct fg_tune_pass {
     /* 1 when c's result agrees with the float64 reference, else 0 with c->note. */
     int (*verify)(struct fg_tuner *t, fg_tune_cand *c, const fg_tune_shape *sh, fg_tune_bufs *b, fg_error *err);
 } fg_tune_pass;
-
-/* fg_tune's and fg_tune_backward's arguments, read and checked. */
-typedef struct fg_tune_args {
-    fg_tune_options opt;
-    fg_attention_desc shape;
-    const int *seqlens;
-    int nb, top_k;
-} fg_tune_args;
 
 typedef struct fg_tuner {
     fg_context *ctx;
@@ -80,15 +89,13 @@ typedef struct fg_tuner {
     fg_error fail_err;
 } fg_tuner;
 
-/* Reads opt_in (NULL: defaults) and shape and checks what both passes
- * require: dense, no score modification, 1..32 seqlens in distinct buckets. */
-fg_status fg_tune_args_read(const fg_attention_desc *shape, const fg_tune_options *opt_in, fg_tune_args *a,
-                            fg_error *err);
-/* Steps 2-5 for spec s (its kind picks the tuning spec text) with
- * candidates cfgs[0..n) and the untuned choice heur (added when it is not
- * among them): compile, first pass, per bucket time, verify, store. */
-fg_status fg_tune_run(fg_context *ctx, const fg_tune_pass *pass, const fg_tune_args *a, const fg_spec *s,
-                      const fg_config *cfgs, int n, const fg_config *heur, fg_error *err);
+/* fg_tune and fg_tune_backward: reads opt (NULL: defaults) and shape,
+ * binds the device, then the pass's setup and steps 2-5 (compile, first
+ * pass, per bucket time, verify, store) under the tuning spec text of the
+ * pass's spec; the untuned choice joins the candidates when it is not
+ * among them.  Errors go to the context (fg_errmsg). */
+fg_status fg_tune_pass_run(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt,
+                           const fg_tune_pass *pass);
 /* The representative shape of a bucket: batch FG_TUNE_TOKENS / seqlen, heads
  * FG_TUNE_WIDTH / head_dim (q and kv alike), causal bottom-right. */
 void fg_tune_shape_of(const fg_tuner *t, int seqlen, fg_tune_shape *sh);

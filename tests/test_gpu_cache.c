@@ -152,6 +152,29 @@ static void on_progress(const fg_tune_progress *p, void *ud) {
                p->best_tflops, p->heuristic_tflops, p->elapsed_s);
 }
 
+/* A short tuning run of hdim 64 bf16 into cache: n buckets, top_k
+ * candidates in each, 5 launches; the forward's or the backward's. */
+static void tune_into(const char *cache, int backward, fg_causal causal, const int *seqlens, int n, int top_k) {
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    fg_context_set_cache(ctx, cache);
+    fg_attention_desc shape;
+    fg_attention_desc_init(&shape, FG_BF16, 64, 1, 1, 1, 1, 1);
+    shape.causal = causal;
+    fg_tune_options opt = {.struct_size = sizeof opt};
+    opt.seqlens = seqlens;
+    opt.num_seqlens = n;
+    opt.top_k = top_k;
+    opt.reps = 5;
+    opt.progress = on_progress;
+    const double t0 = now_ms();
+    fg_status st = backward ? fg_tune_backward(ctx, &shape, &opt) : fg_tune(ctx, &shape, &opt);
+    CHECK(st == FG_OK, "%s: %s", backward ? "fg_tune_backward" : "fg_tune", fg_errmsg(ctx));
+    printf("%s hdim=64 bf16%s, %d bucket(s): %.1f s\n", backward ? "fg_tune_backward" : "fg_tune", causal ? " causal" : "", n,
+           (now_ms() - t0) / 1e3);
+    fg_context_destroy(ctx);
+}
+
 static void count_bwd_tuning(const char *gpu, const char *spec, const char *bucket, const fg_tuning *t, void *ud) {
     (void)gpu;
     printf("  tuned %s %s: %s %.4f ms (heuristic %.4f ms)\n", spec, bucket, t->config, t->ms, t->heuristic_ms);
@@ -160,24 +183,10 @@ static void count_bwd_tuning(const char *gpu, const char *spec, const char *buck
 
 /* 4. the backward's tuning: one bucket, then a call of that bucket uses it. */
 static void tune_backward_then_use(const char *cache) {
-    fg_context *ctx;
-    fg_context_create(&ctx);
-    fg_context_set_cache(ctx, cache);
-    fg_attention_desc shape;
-    fg_attention_desc_init(&shape, FG_BF16, 64, 1, 1, 1, 1, 1);
-    shape.causal = FG_CAUSAL_BOTTOM_RIGHT;
     const int seqlens[] = {512};
-    fg_tune_options opt = {.struct_size = sizeof opt};
-    opt.seqlens = seqlens;
-    opt.num_seqlens = 1;
-    opt.top_k = 2;
-    opt.reps = 5;
-    opt.progress = on_progress;
-    const double t0 = now_ms();
-    fg_status st = fg_tune_backward(ctx, &shape, &opt);
-    CHECK(st == FG_OK, "fg_tune_backward: %s", fg_errmsg(ctx));
-    printf("fg_tune_backward hdim=64 bf16 causal, 1 bucket: %.1f s\n", (now_ms() - t0) / 1e3);
-    fg_context_destroy(ctx);
+    tune_into(cache, 1, FG_CAUSAL_BOTTOM_RIGHT, seqlens, 1, 2);
+    fg_context *ctx;
+    fg_status st;
     fg_store *s;
     fg_error e = {0};
     int nbwd = 0;
@@ -325,23 +334,9 @@ int main(int argc, char **argv) {
           imp2.compiled, imp2.from_cache);
 
     /* 3. tune two buckets, then use them */
-    fg_context *ctx;
-    fg_context_create(&ctx);
-    fg_context_set_cache(ctx, cache2);
-    fg_attention_desc shape;
-    fg_attention_desc_init(&shape, FG_BF16, 64, 1, 1, 1, 1, 1);
     const int seqlens[] = {512, 2048};
-    fg_tune_options opt = {.struct_size = sizeof opt};
-    opt.seqlens = seqlens;
-    opt.num_seqlens = 2;
-    opt.top_k = 3;
-    opt.reps = 5;
-    opt.progress = on_progress;
-    const double t0 = now_ms();
-    fg_status st = fg_tune(ctx, &shape, &opt);
-    CHECK(st == FG_OK, "fg_tune: %s", fg_errmsg(ctx));
-    printf("fg_tune hdim=64 bf16, 2 buckets: %.1f s\n", (now_ms() - t0) / 1e3);
-    fg_context_destroy(ctx);
+    tune_into(cache2, 0, FG_CAUSAL_NONE, seqlens, 2, 3);
+    fg_context *ctx;
     fg_store *s;
     int ntun = 0;
     if (fg_store_open_strict(cache2, FG_STORE_READ_ONLY, &s, &e) == FG_OK) {
