@@ -10,7 +10,8 @@
  *    64/128/256, fp16/bf16, causal 0/1, with and without the Hopper kernel;
  *  - the gradient check the tuner applies (fg_check_grad) passes a rounded
  *    reference and fails a wrong one or a NaN;
- *  - `flashgen cache show` marks the backward's rows "bwd". */
+ *  - `flashgen cache show` marks the backward's rows "bwd", and `cache
+ *    import` checks them by the backward's rules. */
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -156,6 +157,36 @@ static void test_lookup(void) {
     CHECK(bwd_rows == 5 && fwd_rows == 0, "cache show --spec kind=bwd: %d bwd rows (want 5), %d fwd rows", bwd_rows, fwd_rows);
 }
 
+/* `flashgen cache import` checks a backward row by the backward's rules:
+ * the Hopper kernel's configuration and an mma.sync one come in, a
+ * forward-only shape does not. */
+static void test_import(void) {
+    const char *bin = getenv("FLASHGEN_BIN");
+    if (!bin) { printf("  (FLASHGEN_BIN unset: cache import not run)\n"); return; }
+    char src[128], dst[128];
+    snprintf(src, sizeof src, "%s/ship.db", g_dir);
+    snprintf(dst, sizeof dst, "%s/fleet.db", g_dir);
+    fg_store *s;
+    fg_error e = {0};
+    CHECK(fg_store_open_strict(src, FG_STORE_CREATE, &s, &e) == FG_OK, "open: %s", e.msg);
+    fg_error_clear(&e);
+    if (!s) return;
+    fg_spec f, b;
+    specs_of(FG_BF16, 128, 1, &f, &b);
+    put(s, &b, FG_PATH_AUTO, 0, 0, "sq1024,sk1024", "wgmma=1,block_m=64,block_n=128,warps=8,stages=1,q_in_regs=0,min_blocks=1");
+    put(s, &b, FG_PATH_AUTO, 0, 0, "sq2048,sk2048", "wgmma=0,block_m=64,block_n=64,warps=8,stages=1,q_in_regs=0,min_blocks=1");
+    put(s, &b, FG_PATH_AUTO, 0, 0, "sq4096,sk4096", "wgmma=0,block_m=128,block_n=64,warps=4,stages=2,q_in_regs=0,min_blocks=1");
+    /* path=mma takes mma.sync configurations only */
+    put(s, &b, FG_PATH_MMA, 0, 0, "sq1024,sk1024", "wgmma=1,block_m=64,block_n=128,warps=8,stages=1,q_in_regs=0,min_blocks=1");
+    fg_store_close(s);
+    char cmd[512], line[1024], out[4096] = "";
+    snprintf(cmd, sizeof cmd, "'%s' cache import '%s' --cache '%s' 2>&1", bin, src, dst);
+    FILE *p = popen(cmd, "r");
+    while (p && fgets(line, sizeof line, p)) strncat(out, line, sizeof out - strlen(out) - 1);
+    CHECK(p && pclose(p) == 0, "%s failed: %s", cmd, out);
+    CHECK(strstr(out, "tuning results 2 added") && strstr(out, "2 rejected"), "import: %s", out);
+}
+
 static void test_candidates(void) {
     static const int smems[] = {SMEM_H100, 166912, 101376};
     for (int t = 0; t < 2; ++t)
@@ -216,6 +247,7 @@ int main(void) {
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     test_spec_text();
     test_lookup();
+    test_import();
     test_candidates();
     test_grad_check();
     char cmd[128];
