@@ -36,7 +36,7 @@ static const char *HELP_TUNE =
     "stored under its own spec (\",kind=bwd\"); deterministic calls keep the heuristic.\n"
     "\n"
     "SPEC: hdim=N[,hdim_v=N][,dtype=bf16|fp16][,causal=0|1][,kind=fwd|bwd]\n"
-    "      [,wgmma=0|1|2 (restricts the path: mma, wgmma, tma; kind=bwd: wgmma=0 only)]\n"
+    "      [,wgmma=0|1|2 (restricts the path: mma, wgmma, tma; kind=bwd takes wgmma=0)]\n"
     "--all: hdim 64, 128, 256 x causal 0, 1 x --dtype (default both) x --kind.\n"
     "options:\n"
     "  --seqlens 512,1024,...    buckets to tune (512,1024,2048,4096,8192,16384)\n"
