@@ -155,7 +155,7 @@ static fg_status bufs_alloc(const fg_tuner *t, const int *seqlens, int nb, fg_tu
     uint16_t *host[] = {b->hq, b->hk, b->hv, b->hdo};
     CUdeviceptr *dev[] = {&b->q, &b->k, &b->v, &b->dout, &b->o, &b->dq, &b->dk, &b->dv, &b->lse, &b->ws};
     const size_t size[] = {bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes, rows * 4, b->ws_bytes};
-    const int ndev = bwd ? 10 : 5; /* q, k, v, (dout,) o: dout's slot is o's size when forward */
+    const int ndev = bwd ? 10 : 5; /* forward: q, k, v, o (dout skipped); backward: all ten */
     CUresult rc = CUDA_SUCCESS;
     for (int i = 0; i < ndev && !rc; ++i) {
         if (!bwd && i == 3) continue;
