@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "autotune/candidates.h"
+#include "select/bwd_config.h"
 #include "select/heuristic.h"
 
 static int add(const fg_spec *s, fg_config *c, int smem_limit, int block_q, int block_k, fg_config *out, int n,
@@ -83,5 +84,29 @@ int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_
                                 n = add(s, &c, smem_limit, block_q, block_k, out, n, max);
                             }
     }
+    return n;
+}
+
+int fg_tune_bwd_candidates(const fg_spec *s, int smem_limit, int hopper, int path, fg_config *out, int max) {
+    int n = 0;
+    fg_config c;
+    if (hopper && path != FG_PATH_MMA && n < max && fg_bwd_wgmma_config(s, &c) &&
+        fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK)
+        out[n++] = c;
+    if (path == FG_PATH_WGMMA) return n;
+    static const int bm[] = {32, 64}, bn[] = {32, 64, 128};
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+            for (int ws = 1; ws <= 2 && n < max; ++ws) {
+                fg_config_unset(&c);
+                c.block_m = bm[i];
+                c.block_n = bn[j];
+                c.warps = bn[j] / 16 * ws;
+                c.stages = 1;
+                c.q_in_regs = 0;
+                c.min_blocks = 1;
+                c.wgmma = 0;
+                if (fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK) out[n++] = c;
+            }
     return n;
 }

@@ -592,6 +592,17 @@ typedef struct fg_tune_options {
  * not: each bucket has its own representative shape); dense only.  opt NULL:
  * every default. */
 fg_status fg_tune(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt);
+/* The same for the backward pass (fg_attention_backward): its own
+ * candidates (on sm_90a the Hopper kernel's configuration, and every
+ * mma.sync one), timed as the three backward kernels on the same shapes
+ * (TFLOP/s at 2.5x the forward's FLOPs), the winner's dq, dk and dv
+ * checked against the float64 backward reference on a small GQA shape, and
+ * stored per seqlen bucket under a spec of its own (",kind=bwd"), so
+ * forward results are untouched.  fg_attention_backward then takes the
+ * bucket's result.  shape: as fg_tune; FG_PATH_AUTO or FG_PATH_MMA (not
+ * FG_PATH_WGMMA: one configuration); deterministic 0 (deterministic calls
+ * keep the built-in heuristic). */
+fg_status fg_tune_backward(fg_context *ctx, const fg_attention_desc *shape, const fg_tune_options *opt);
 
 #ifdef __cplusplus
 }

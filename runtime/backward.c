@@ -10,6 +10,7 @@
 #include "runtime/internal.h"
 #include "select/bwd_config.h"
 #include "select/heuristic.h"
+#include "select/tuned.h"
 
 fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_desc *desc, size_t *bytes) {
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
@@ -29,24 +30,50 @@ fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_de
     return FG_OK;
 }
 
-/* The kernel of v: its explicit configuration, else the heuristic's first
- * candidate without spills (fg_bwd_pick_config), remembered in the
- * context's memo so that later calls neither walk the candidates nor look
- * up their kernels, compiled through the kernel cache. */
+/* The tuned configuration of the cache file for this call's spec, path
+ * and seqlen bucket (fg_tune_backward's result), if one is stored and
+ * still fits; deterministic calls keep the heuristic (the tuner times the
+ * atomic dQ sum). */
+static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int bq, int bk, int hopper, fg_config *c) {
+    fg_store *store;
+    const char *gpu;
+    fg_error e = {0};
+    if (ctx->ignore_tuned || d->deterministic || fg_spec_has_mods(s)) return 0;
+    if (fg_ctx_store(ctx, &store, &gpu, &e) != FG_OK) { fg_error_clear(&e); return 0; }
+    return fg_tuned_config(store, gpu, s, (int)d->path, bq, bk, d->seqlen_q, d->seqlen_k,
+                           ctx->dev_info.smem_per_block_optin, hopper && d->path != FG_PATH_MMA, c);
+}
+
+fg_status fg_ctx_bwd_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int deterministic,
+                               fg_config *out, fg_error *err) {
+    if (path == FG_PATH_AUTO && fg_bwd_auto_config(s, fg_arch_has_wgmma(ctx->dev_info.arch), deterministic, out)) return FG_OK;
+    return fg_bwd_pick_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k, fg_ctx_try_compile, ctx, out, err);
+}
+
+/* The kernel of v: its explicit configuration, else the tuned one of the
+ * call's bucket, else FG_PATH_AUTO's Hopper kernel, else the heuristic's
+ * first candidate without spills (fg_bwd_pick_config); the choice is
+ * remembered in the context's memo per (spec, layout block, path,
+ * deterministic, bucket) so that later calls neither walk the candidates
+ * nor look up their kernels, compiled through the kernel cache. */
 static fg_status choose(fg_context *ctx, fg_variant *v, const fg_attention_desc *d, fg_kernel **out, fg_error *err) {
     const int block_q = d->layout ? d->layout->block_q : 0, block_k = d->layout ? d->layout->block_k : 0;
     const int hopper = fg_arch_has_wgmma(ctx->dev_info.arch);
     if (v->cfg.wgmma == 1 && !hopper)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: the Hopper backward needs sm_90a; this device is %s (%s)",
                        ctx->dev_info.arch, ctx->dev_info.name);
-    if (!v->cfg.block_m && d->path == FG_PATH_AUTO && fg_bwd_auto_config(&v->spec, hopper, d->deterministic, &v->cfg))
-        return fg_ctx_kernel(ctx, v, out, err);
     if (!v->cfg.block_m) {
-        const fg_choice_key key = {v->spec, block_q, block_k, -1, 0, 0, 0};
+        /* the backward has no TMA path: the key's tma_ok holds the deterministic flag */
+        const fg_choice_key key = {v->spec, block_q, block_k, (int)d->path, d->deterministic != 0,
+                                   fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
         if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
-            fg_status st = fg_bwd_pick_config(&v->spec, ctx->dev_info.smem_per_block_optin, block_q, block_k,
-                                              fg_ctx_try_compile, ctx, &v->cfg, err);
-            if (st != FG_OK) return st;
+            if (tuned(ctx, d, &v->spec, block_q, block_k, hopper, &v->cfg)) {
+                fg_ctx_count(ctx, &ctx->stats.configs_tuned);
+            } else {
+                fg_status st = fg_ctx_bwd_heuristic(ctx, &v->spec, block_q, block_k, (int)d->path, d->deterministic, &v->cfg, err);
+                if (st != FG_OK) return st;
+                fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
+            }
             fg_ctx_memo_put(ctx, &key, &v->cfg);
         }
     }
@@ -107,16 +134,22 @@ fg_status fg_attention_backward(fg_context *ctx, const fg_attention_desc *desc, 
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
     p.q = q; p.k = k; p.v = v; p.o = o; p.dout = dout; p.lse = lse;
     p.dq = dq; p.dk = dk; p.dv = dv;
-    char *ws = workspace;
-    p.dq_accum = (float *)(ws + w.dq_accum);
-    p.dsum = (float *)(ws + w.dsum);
-    p.dq_lock = (int *)(ws + w.lock);
-    const unsigned qb = (unsigned)p.lock_blocks, hq = (unsigned)p.heads_q, bt = (unsigned)p.batch;
-    const unsigned kb = (unsigned)((p.seqlen_k + var.cfg.block_n - 1) / var.cfg.block_n);
-    st = launch(ctx, kern, kern->fn_pre, "preprocess", qb, hq, bt, 128, 0, &p, stream, &e);
-    if (st == FG_OK)
-        st = launch(ctx, kern, kern->fn, "main", kb, (unsigned)p.heads_kv, bt, (unsigned)kern->threads,
-                    (unsigned)kern->smem_bytes, &p, stream, &e);
-    if (st == FG_OK) st = launch(ctx, kern, kern->fn_dq, "dq conversion", qb, hq, bt, 128, 0, &p, stream, &e);
+    st = fg_ctx_bwd_launch(ctx, kern, &var, &p, workspace, &w, stream, &e);
     return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+}
+
+fg_status fg_ctx_bwd_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant *var, fg_bwd_params *p,
+                            void *workspace, const fg_bwd_workspace *w, void *stream, fg_error *e) {
+    char *ws = workspace;
+    p->dq_accum = (float *)(ws + w->dq_accum);
+    p->dsum = (float *)(ws + w->dsum);
+    p->dq_lock = (int *)(ws + w->lock);
+    const unsigned qb = (unsigned)p->lock_blocks, hq = (unsigned)p->heads_q, bt = (unsigned)p->batch;
+    const unsigned kb = (unsigned)((p->seqlen_k + var->cfg.block_n - 1) / var->cfg.block_n);
+    fg_status st = launch(ctx, kern, kern->fn_pre, "preprocess", qb, hq, bt, 128, 0, p, stream, e);
+    if (st == FG_OK)
+        st = launch(ctx, kern, kern->fn, "main", kb, (unsigned)p->heads_kv, bt, (unsigned)kern->threads,
+                    (unsigned)kern->smem_bytes, p, stream, e);
+    if (st == FG_OK) st = launch(ctx, kern, kern->fn_dq, "dq conversion", qb, hq, bt, 128, 0, p, stream, e);
+    return st;
 }

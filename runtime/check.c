@@ -35,12 +35,15 @@ void fg_check_row(fg_check *c, const uint16_t *got, const double *ref, int d, in
     }
 }
 
+/* The relative L2 tolerance of a dtype, outputs and gradients alike. */
+static double rel_tol(fg_dtype dt) { return dt == FG_BF16 ? 1e-2 : 2e-3; }
+
 int fg_check_done(fg_check *c) {
     c->o.rel_l2 = c->sq_ref_ > 0 ? sqrt(c->sq_err_ / c->sq_ref_) : sqrt(c->sq_err_);
     c->lse.rel_l2 = c->lse_sq_ref_ > 0 ? sqrt(c->lse_sq_err_ / c->lse_sq_ref_) : sqrt(c->lse_sq_err_);
     const double eps = c->dtype == FG_BF16 ? 1.0 / 256 : 1.0 / 2048;
     c->tol_abs = 4 * eps * (c->ref_max > 1 ? c->ref_max : 1);
-    c->tol_rel = c->dtype == FG_BF16 ? 1e-2 : 2e-3;
+    c->tol_rel = rel_tol(c->dtype);
     c->tol_lse = 5e-3;
     return c->o.nan_count == 0 && c->lse.nan_count == 0 && c->o.max_abs <= c->tol_abs && c->o.rel_l2 <= c->tol_rel &&
            c->lse.max_abs <= c->tol_lse;
@@ -52,4 +55,18 @@ void fg_check_describe(const fg_check *c, char *buf, size_t n) {
     if (c->lse.n && w > 0 && (size_t)w < n)
         snprintf(buf + w, n - (size_t)w, "; lse max|err| %.3g (tol %.3g), NaN %zu", c->lse.max_abs, c->tol_lse,
                  c->lse.nan_count);
+}
+
+int fg_check_grad(const uint16_t *got, const double *ref, size_t n, fg_dtype dtype, double *rel) {
+    double e = 0, r = 0;
+    size_t nans = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double g = fg_half_to_float(got[i], dtype);
+        if (isnan(g)) { ++nans; continue; }
+        e += (g - ref[i]) * (g - ref[i]);
+        r += ref[i] * ref[i];
+    }
+    const double floor = 1e-2 * (double)n;
+    *rel = nans ? INFINITY : sqrt(e / (r > floor ? r : floor));
+    return !nans && *rel <= rel_tol(dtype);
 }

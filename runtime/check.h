@@ -30,4 +30,10 @@ void fg_check_row(fg_check *c, const uint16_t *got, const double *ref, int d, in
 int fg_check_done(fg_check *c);
 /* "o max|err| 0.0039 (tol 0.0156), rel L2 ... ; lse max|err| ..." */
 void fg_check_describe(const fg_check *c, char *buf, size_t n);
+/* A gradient of the backward pass (n elements as the kernel wrote them)
+ * against its float64 reference: 1 when nothing is NaN and the relative L2
+ * error, with a floor of RMS 0.1 per element (where the exact gradient is
+ * ~0 the error of D is all there is), is within the outputs' tol_rel;
+ * *rel receives the error (infinity with a NaN). */
+int fg_check_grad(const uint16_t *got, const double *ref, size_t n, fg_dtype dtype, double *rel);
 #endif

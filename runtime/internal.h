@@ -148,6 +148,18 @@ fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, f
  * this call's tensors (fg_tma_strides_ok). */
 fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int tma_ok,
                            fg_config *out, fg_error *err);
+/* The backward's configuration without a tuned result: FG_PATH_AUTO's
+ * Hopper kernel (fg_bwd_auto_config), else fg_bwd_pick_config compiling
+ * through this context (runtime/backward.c; the tuner's baseline). */
+fg_status fg_ctx_bwd_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int deterministic,
+                               fg_config *out, fg_error *err);
+struct fg_bwd_params;
+struct fg_bwd_workspace;
+/* The backward's three launches (preprocess, main, dQ conversion) of
+ * kernel k, variant v, on stream: p has its tensor pointers set; the
+ * workspace parts are set here from workspace and its layout w. */
+fg_status fg_ctx_bwd_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_bwd_params *p,
+                            void *workspace, const struct fg_bwd_workspace *w, void *stream, fg_error *err);
 /* Launches kernel k of variant v with params p (tensor pointers set). */
 fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p, void *stream,
                         fg_error *err);

@@ -2,7 +2,12 @@
  * (templates/bwd_mma.lua; wgmma=1: bwd_wgmma.lua): block_m is the query
  * tile, block_n the key block one CTA owns, warps block_n/16 key-row groups
  * times 1 or 2 column splits (Hopper: 64 x 128, two warpgroups).
- * Heuristic only for now: `flashgen tune` does not time backward variants. */
+ * These are the heuristic's rules and the checks every configuration
+ * passes.  fg_attention_backward first takes `flashgen tune kind=bwd`'s
+ * result for the call's bucket (fg_tune_backward, autotune/tune_bwd.c,
+ * over fg_tune_bwd_candidates; looked up by fg_tuned_config under the
+ * ",kind=bwd" spec text), except for deterministic calls; without one,
+ * fg_bwd_auto_config, then fg_bwd_pick_config. */
 #ifndef FG_BWD_CONFIG_H
 #define FG_BWD_CONFIG_H
 #include "gen/spec.h"

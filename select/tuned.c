@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "select/bwd_config.h"
 #include "select/heuristic.h"
 
 void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, char *buf, size_t n) {
@@ -11,6 +12,8 @@ void fg_tuning_spec_text(const fg_spec *s, int path, int block_q, int block_k, c
     fg_spec_head_dim_v_item(s, dv, sizeof dv); /* "" when equal: existing entries keep their text */
     int w = snprintf(buf, n, "hdim=%d%s,dtype=%s,causal=%d,sparse=%d,path=%s", s->head_dim, dv, fg_dtype_name(s->dtype),
                      s->causal, s->sparse, paths[path >= 0 && path <= 3 ? path : 0]);
+    /* the backward's own entries; forward entries keep their text */
+    if (s->kind == FG_KIND_BWD && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",kind=bwd");
     if (s->sparse && w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, ",layout=%dx%d", block_q, block_k);
     /* a pattern's element mask changes the kernel (registers): its own tuning entry */
     if (w > 0 && (size_t)w < n) fg_mask_hash_format(&s->mask_hash, buf + w, n - (size_t)w);
@@ -26,6 +29,21 @@ void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
     snprintf(buf, n, "sq%d,sk%d", fg_bucket_len(seqlen_q), fg_bucket_len(seqlen_k));
 }
 
+int fg_tuned_config_fits(const fg_spec *s, const fg_config *c, int smem_limit, int bq, int bk, int wgmma_ok, fg_error *err) {
+    const fg_status st = s->kind == FG_KIND_BWD ? fg_bwd_config_check(s, c, smem_limit, err) : fg_config_check(s, c, smem_limit, err);
+    if (st != FG_OK) return 0;
+    if ((bq && bq % c->block_m) || (bk && bk % c->block_n)) {
+        fg_fail(err, FG_ERR_UNSUPPORTED, "block_m=%d x block_n=%d do not divide the layout block %d x %d", c->block_m,
+                c->block_n, bq, bk);
+        return 0;
+    }
+    if ((c->wgmma == 1 && !wgmma_ok) || (c->wgmma == 2 && wgmma_ok < 2)) {
+        fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma=%d: this device or call cannot take that Hopper path", c->wgmma);
+        return 0;
+    }
+    return 1;
+}
+
 int fg_tuned_config(fg_store *store, const char *gpu, const fg_spec *s, int path, int bq, int bk, int seqlen_q,
                     int seqlen_k, int smem_limit, int wgmma_ok, fg_config *c) {
     char spec[192], bucket[32];
@@ -37,9 +55,7 @@ int fg_tuned_config(fg_store *store, const char *gpu, const fg_spec *s, int path
     fg_store_get_tuning(store, gpu, spec, bucket, &t, &found, &e);
     fg_error_clear(&e);
     if (!found) return 0;
-    if (fg_config_parse(t.config, c, &e) == FG_OK && fg_config_check(s, c, smem_limit, &e) == FG_OK &&
-        !(bq && bq % c->block_m) && !(bk && bk % c->block_n) && !(c->wgmma == 1 && !wgmma_ok) && !(c->wgmma == 2 && wgmma_ok < 2))
-        return 1;
+    if (fg_config_parse(t.config, c, &e) == FG_OK && fg_tuned_config_fits(s, c, smem_limit, bq, bk, wgmma_ok, &e)) return 1;
     fprintf(stderr, "flashgen: warning: ignoring the tuned configuration '%s' of %s %s: %s\n", t.config, spec, bucket,
             e.msg ? e.msg : "it does not fit this call");
     fg_error_clear(&e);

@@ -10,8 +10,14 @@ expect q_in_regs 0 'Q_IN_REGS = true' -- "$fg" gen 'hdim=64,q_in_regs=1'
 expect q_in_regs-key 0 'variant: fwd_mma:.*q_in_regs=1,' -- "$fg" gen 'hdim=64,q_in_regs=1'
 expect min_blocks 0 '__launch_bounds__\(128, 2\)' -- "$fg" gen 'hdim=64,min_blocks=2'
 expect wgmma-q_in_regs 2 'q_in_regs=1 is a knob of the mma.sync path' -- "$fg" gen 'hdim=64,wgmma=1,q_in_regs=1'
-expect tune-min_blocks 2 'SPEC takes hdim, hdim_v, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,min_blocks=2'
-expect tune-q_in_regs 2 'SPEC takes hdim, hdim_v, dtype, causal and wgmma only' -- "$fg" tune 'hdim=64,q_in_regs=0'
+expect tune-min_blocks 2 'SPEC takes hdim, hdim_v, dtype, causal, kind=fwd\|bwd and wgmma only' -- "$fg" tune 'hdim=64,min_blocks=2'
+expect tune-q_in_regs 2 'SPEC takes hdim, hdim_v, dtype, causal, kind=fwd\|bwd and wgmma only' -- "$fg" tune 'hdim=64,q_in_regs=0'
+# the backward has its own tuning (kind=bwd); score modifications and inference are not tuned
+expect tune-infer 2 'SPEC takes hdim, hdim_v, dtype, causal, kind=fwd\|bwd' -- "$fg" tune 'hdim=64,infer=1'
+expect tune-mods 2 'score-modification calls use the heuristic' -- "$fg" tune 'hdim=64,mods=softcap'
+expect tune-kind-spec 2 '--kind goes with --all' -- "$fg" tune 'hdim=64,kind=bwd' --kind bwd
+expect tune-kind-bad 2 '--kind must be fwd, bwd or both' -- "$fg" tune --all --kind sideways
+expect help-tune-bwd 0 'kind=bwd tunes the backward pass' -- "$fg" help tune
 # a value head dim of its own: hdim_v in the SPEC, --head-dim-v for run
 expect hdim_v-gen 0 'static constexpr int DV = 128;' -- "$fg" gen 'hdim=192,hdim_v=128,wgmma=0' --arch sm_80
 expect hdim_v-key 0 'variant: fwd_ws:hdim=192,hdim_v=128,' -- "$fg" gen 'hdim=192,hdim_v=128'

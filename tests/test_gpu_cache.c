@@ -9,7 +9,10 @@
  *     and no shared memory still runs right; an imported (unverified)
  *     kernel is compiled here once, then used (docs/CACHE.md);
  *  3. fg_tune on two buckets stores results that the next context uses, and
- *     the tuned kernel passes the reference check on an odd shape.
+ *     the tuned kernel passes the reference check on an odd shape;
+ *  4. fg_tune_backward on one bucket (top 2) stores a ",kind=bwd" row that
+ *     fg_attention_backward of the next context takes (configs_tuned), and
+ *     its dq, dk, dv pass the float64 reference on a GQA shape of that bucket.
  * Exit 77 (skipped) without a GPU. */
 #include <sqlite3.h>
 #include <math.h>
@@ -21,7 +24,9 @@
 
 #include "cache/store.h"
 #include "runtime/cuda_api.h"
+#include "runtime/check.h"
 #include "runtime/reference.h"
+#include "runtime/reference_bwd.h"
 #include "test_util.h"
 #include "tools/harness.h"
 
@@ -147,6 +152,121 @@ static void on_progress(const fg_tune_progress *p, void *ud) {
                p->best_tflops, p->heuristic_tflops, p->elapsed_s);
 }
 
+/* A short tuning run of hdim 64 bf16 into cache: n buckets, top_k
+ * candidates in each, 5 launches; the forward's or the backward's. */
+static void tune_into(const char *cache, int backward, fg_causal causal, const int *seqlens, int n, int top_k) {
+    fg_context *ctx;
+    fg_context_create(&ctx);
+    fg_context_set_cache(ctx, cache);
+    fg_attention_desc shape;
+    fg_attention_desc_init(&shape, FG_BF16, 64, 1, 1, 1, 1, 1);
+    shape.causal = causal;
+    fg_tune_options opt = {.struct_size = sizeof opt};
+    opt.seqlens = seqlens;
+    opt.num_seqlens = n;
+    opt.top_k = top_k;
+    opt.reps = 5;
+    opt.progress = on_progress;
+    const double t0 = now_ms();
+    fg_status st = backward ? fg_tune_backward(ctx, &shape, &opt) : fg_tune(ctx, &shape, &opt);
+    CHECK(st == FG_OK, "%s: %s", backward ? "fg_tune_backward" : "fg_tune", fg_errmsg(ctx));
+    printf("%s hdim=64 bf16%s, %d bucket(s): %.1f s\n", backward ? "fg_tune_backward" : "fg_tune", causal ? " causal" : "", n,
+           (now_ms() - t0) / 1e3);
+    fg_context_destroy(ctx);
+}
+
+static void count_bwd_tuning(const char *gpu, const char *spec, const char *bucket, const fg_tuning *t, void *ud) {
+    (void)gpu;
+    printf("  tuned %s %s: %s %.4f ms (heuristic %.4f ms)\n", spec, bucket, t->config, t->ms, t->heuristic_ms);
+    if (strstr(spec, ",kind=bwd") && !strcmp(bucket, "sq512,sk512")) ++*(int *)ud;
+}
+
+/* 4. the backward's tuning: one bucket, then a call of that bucket uses it. */
+static void tune_backward_then_use(const char *cache) {
+    const int seqlens[] = {512};
+    tune_into(cache, 1, FG_CAUSAL_BOTTOM_RIGHT, seqlens, 1, 2);
+    fg_context *ctx;
+    fg_status st;
+    fg_store *s;
+    fg_error e = {0};
+    int nbwd = 0;
+    if (fg_store_open_strict(cache, FG_STORE_READ_ONLY, &s, &e) == FG_OK) {
+        fg_store_each_tuning(s, NULL, count_bwd_tuning, &nbwd, &e);
+        fg_store_close(s);
+    }
+    fg_error_clear(&e);
+    CHECK(nbwd == 1, "expected 1 backward tuning row in sq512,sk512, found %d", nbwd);
+
+    /* a fresh context: GQA, odd lengths in the bucket sq512,sk512 */
+    fg_context_create(&ctx);
+    fg_context_set_cache(ctx, cache);
+    const int B = 2, HQ = 4, HKV = 2, S = 450, D = 64;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, D, B, HQ, HKV, S, S);
+    d.causal = FG_CAUSAL_BOTTOM_RIGHT;
+    const size_t nq = (size_t)B * S * HQ * D, nk = (size_t)B * S * HKV * D, nl = (size_t)B * HQ * S;
+    uint16_t *hq = malloc(nq * 2), *hk = malloc(nk * 2), *hv = malloc(nk * 2), *hdo = malloc(nq * 2);
+    uint16_t *got[3] = {malloc(nq * 2), malloc(nk * 2), malloc(nk * 2)};
+    double *ref[3] = {malloc(nq * 8), malloc(nk * 8), malloc(nk * 8)};
+    fg_rng r;
+    fg_rng_seed(&r, (uint64_t)time(NULL));
+    fg_fill_normal(hq, nq, FG_BF16, &r);
+    fg_fill_normal(hk, nk, FG_BF16, &r);
+    fg_fill_normal(hv, nk, FG_BF16, &r);
+    fg_fill_normal(hdo, nq, FG_BF16, &r);
+    const fg_cuda *cu;
+    fg_cuda_get(&cu, &e);
+    CUdeviceptr q = 0, k = 0, v = 0, o = 0, dout = 0, lse = 0, g[3] = {0, 0, 0}, ws = 0;
+    size_t wsb = 0;
+    CUresult rc = fg_attention_prepare(ctx, &d) == FG_OK ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+    if (!rc) rc = fg_attention_backward_workspace(ctx, &d, &wsb) == FG_OK ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    const size_t sz[] = {nq, nk, nk, nq, nq};
+    CUdeviceptr *in[] = {&q, &k, &v, &dout, &o};
+    uint16_t *host[] = {hq, hk, hv, hdo};
+    for (int i = 0; i < 5 && !rc; ++i) {
+        rc = cu->MemAlloc(in[i], sz[i] * 2);
+        if (!rc && i < 4) rc = cu->MemcpyHtoD(*in[i], host[i], sz[i] * 2);
+    }
+    for (int i = 0; i < 3 && !rc; ++i) rc = cu->MemAlloc(&g[i], (i ? nk : nq) * 2);
+    if (!rc) rc = cu->MemAlloc(&lse, nl * 4);
+    if (!rc) rc = cu->MemAlloc(&ws, wsb);
+    CHECK(!rc, "device setup (%d): %s", (int)rc, fg_errmsg(ctx));
+    if (!rc) {
+        st = fg_attention_forward(ctx, &d, (void *)q, (void *)k, (void *)v, (void *)o, (float *)lse, NULL);
+        CHECK(st == FG_OK, "forward: %s", fg_errmsg(ctx));
+        fg_context_stats before = {.struct_size = sizeof before}, after = {.struct_size = sizeof after};
+        fg_context_get_stats(ctx, &before);
+        for (int i = 0; i < 3; ++i) cu->MemsetD32(g[i], 0x7fc07fc0u, (i ? nk : nq) / 2); /* NaN poison */
+        if (st == FG_OK)
+            st = fg_attention_backward(ctx, &d, (void *)q, (void *)k, (void *)v, (void *)o, (void *)dout, (float *)lse,
+                                       (void *)g[0], (void *)g[1], (void *)g[2], (void *)ws, wsb, NULL);
+        CHECK(st == FG_OK, "backward: %s", fg_errmsg(ctx));
+        CHECK(cu->CtxSynchronize() == CUDA_SUCCESS, "backward kernels failed");
+        fg_context_get_stats(ctx, &after);
+        CHECK(after.configs_tuned - before.configs_tuned == 1 && after.configs_heuristic == before.configs_heuristic,
+              "the backward did not take its tuned configuration (tuned +%ld, heuristic +%ld)",
+              after.configs_tuned - before.configs_tuned, after.configs_heuristic - before.configs_heuristic);
+        printf("backward with the tuned configuration: kernels compiled %ld (the tuner stored them)\n",
+               after.kernels_compiled - before.kernels_compiled);
+        const int ok = fg_reference_backward(&d, NULL, NULL, hq, hk, hv, hdo, ref[0], ref[1], ref[2]);
+        CHECK(ok, "reference out of memory");
+        static const char *names[] = {"dq", "dk", "dv"};
+        for (int i = 0; ok && i < 3; ++i) {
+            double rel = 0;
+            cu->MemcpyDtoH(got[i], g[i], (i ? nk : nq) * 2);
+            CHECK(fg_check_grad(got[i], ref[i], i ? nk : nq, FG_BF16, &rel), "%s rel L2 %.3g", names[i], rel);
+            printf("  tuned backward %s rel L2 %.2e\n", names[i], rel);
+        }
+    }
+    CUdeviceptr all[] = {q, k, v, o, dout, lse, g[0], g[1], g[2], ws};
+    for (int i = 0; i < 10; ++i)
+        if (all[i]) cu->MemFree(all[i]);
+    free(hq); free(hk); free(hv); free(hdo);
+    for (int i = 0; i < 3; ++i) { free(got[i]); free(ref[i]); }
+    fg_error_clear(&e);
+    fg_context_destroy(ctx);
+}
+
 int main(int argc, char **argv) {
     const double t_start = now_ms();
     if (argc == 3 && !strcmp(argv[1], "--first-launch")) return first_launch(argv[2], t_start);
@@ -214,23 +334,9 @@ int main(int argc, char **argv) {
           imp2.compiled, imp2.from_cache);
 
     /* 3. tune two buckets, then use them */
-    fg_context *ctx;
-    fg_context_create(&ctx);
-    fg_context_set_cache(ctx, cache2);
-    fg_attention_desc shape;
-    fg_attention_desc_init(&shape, FG_BF16, 64, 1, 1, 1, 1, 1);
     const int seqlens[] = {512, 2048};
-    fg_tune_options opt = {.struct_size = sizeof opt};
-    opt.seqlens = seqlens;
-    opt.num_seqlens = 2;
-    opt.top_k = 3;
-    opt.reps = 5;
-    opt.progress = on_progress;
-    const double t0 = now_ms();
-    fg_status st = fg_tune(ctx, &shape, &opt);
-    CHECK(st == FG_OK, "fg_tune: %s", fg_errmsg(ctx));
-    printf("fg_tune hdim=64 bf16, 2 buckets: %.1f s\n", (now_ms() - t0) / 1e3);
-    fg_context_destroy(ctx);
+    tune_into(cache2, 0, FG_CAUSAL_NONE, seqlens, 2, 3);
+    fg_context *ctx;
     fg_store *s;
     int ntun = 0;
     if (fg_store_open_strict(cache2, FG_STORE_READ_ONLY, &s, &e) == FG_OK) {
@@ -258,6 +364,11 @@ int main(int argc, char **argv) {
     CHECK(strstr(cs.gpu_identity, "|driver=") != NULL, "identity: %s", cs.gpu_identity);
     printf("identity: %s\n", cs.gpu_identity);
     fg_context_destroy(ctx);
+
+    /* 4. the backward's tuning, in a file of its own (the forward there is untuned) */
+    char cache3[256];
+    snprintf(cache3, sizeof cache3, "%s/tuned_bwd.db", dir);
+    tune_backward_then_use(cache3);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (!t_failures && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

@@ -12,6 +12,7 @@
 #include "cache/store.h"
 #include "runtime/internal.h"
 #include "select/heuristic.h"
+#include "select/tuned.h"
 #include "tools/cli.h"
 
 static const char *HELP_TUNE =
@@ -28,11 +29,19 @@ static const char *HELP_TUNE =
     "choice stays unless another configuration is more than 1% faster.\n"
     "Ctrl-C stops after the current candidate; finished buckets stay stored.\n"
     "\n"
-    "SPEC: hdim=N[,dtype=bf16|fp16][,causal=0|1][,wgmma=0|1|2 (restricts the path: mma, wgmma, tma)]\n"
-    "--all: hdim 64, 128, 256 x causal 0, 1 x --dtype (default both).\n"
+    "kind=bwd tunes the backward pass (fg_attention_backward) instead: on sm_90a\n"
+    "the Hopper kernel's configuration and every mma.sync one, timed as the three\n"
+    "backward kernels (TFLOP/s at 2.5x the forward's FLOPs), the winner's dq, dk,\n"
+    "dv checked against the float64 backward reference on a small GQA shape, and\n"
+    "stored under its own spec (\",kind=bwd\"); deterministic calls keep the heuristic.\n"
+    "\n"
+    "SPEC: hdim=N[,hdim_v=N][,dtype=bf16|fp16][,causal=0|1][,kind=fwd|bwd]\n"
+    "      [,wgmma=0|1|2 (restricts the path: mma, wgmma, tma; kind=bwd takes wgmma=0)]\n"
+    "--all: hdim 64, 128, 256 x causal 0, 1 x --dtype (default both) x --kind.\n"
     "options:\n"
     "  --seqlens 512,1024,...    buckets to tune (512,1024,2048,4096,8192,16384)\n"
     "  --dtype bf16|fp16|both    with --all (both)\n"
+    "  --kind fwd|bwd|both       with --all: forward, backward or both (fwd)\n"
     "  --threads N               compile threads (number of CPUs)\n"
     "  --reps N                  timed launches per candidate and bucket (10)\n"
     "  --top N                   candidates timed in every bucket (6)\n"
@@ -50,8 +59,9 @@ static const char *HELP_CACHE =
     "  path              print the cache file's location\n"
     "  ls                per GPU identity: kernels, their size, tuning results\n"
     "  show [--gpu S] [--spec S] [--candidates]\n"
-    "                    tuning results (config, time, speedup over the\n"
-    "                    heuristic); --candidates adds every candidate's time\n"
+    "                    tuning results (pass fwd/bwd, config, time, speedup\n"
+    "                    over the heuristic); --candidates adds every\n"
+    "                    candidate's time; --spec kind=bwd: the backward's only\n"
     "  export FILE       write a consistent copy (to ship to machines of the same\n"
     "                    GPU model); FILE must not exist\n"
     "  import FILE [--trust-kernels]\n"
@@ -177,8 +187,9 @@ int fg_cmd_tune(int argc, char **argv) {
     opt.progress = on_progress;
 
     /* the specs */
-    fg_attention_desc specs[16];
-    char labels[16][96];
+    fg_attention_desc specs[32];
+    char labels[32][96];
+    int backward[32] = {0};
     int ns = 0;
     if (all) {
         const char *dt = fg_cli_opt(argc, argv, "--dtype");
@@ -187,17 +198,28 @@ int fg_cmd_tune(int argc, char **argv) {
             fprintf(stderr, "flashgen tune: --dtype must be bf16, fp16 or both\n");
             return 2;
         }
+        const char *kind = fg_cli_opt(argc, argv, "--kind");
+        if (!kind) kind = "fwd";
+        if (strcmp(kind, "both") && strcmp(kind, "fwd") && strcmp(kind, "bwd")) {
+            fprintf(stderr, "flashgen tune: --kind must be fwd, bwd or both\n");
+            return 2;
+        }
         const int hd[] = {64, 128, 256};
-        for (int t = 0; t < 2; ++t) {
-            const fg_dtype d = t ? FG_FP16 : FG_BF16;
-            if (strcmp(dt, "both") && strcmp(dt, fg_dtype_name(d))) continue;
-            for (int h = 0; h < 3; ++h)
-                for (int c = 0; c < 2; ++c) {
-                    fg_attention_desc_init(&specs[ns], d, hd[h], 1, 1, 1, 1, 1);
-                    specs[ns].causal = c ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
-                    snprintf(labels[ns], sizeof labels[ns], "hdim=%d %s%s", hd[h], fg_dtype_name(d), c ? " causal" : "");
-                    ++ns;
-                }
+        for (int k = 0; k < 2; ++k) {
+            if (strcmp(kind, "both") && strcmp(kind, k ? "bwd" : "fwd")) continue;
+            for (int t = 0; t < 2; ++t) {
+                const fg_dtype d = t ? FG_FP16 : FG_BF16;
+                if (strcmp(dt, "both") && strcmp(dt, fg_dtype_name(d))) continue;
+                for (int h = 0; h < 3; ++h)
+                    for (int c = 0; c < 2; ++c) {
+                        fg_attention_desc_init(&specs[ns], d, hd[h], 1, 1, 1, 1, 1);
+                        specs[ns].causal = c ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
+                        backward[ns] = k;
+                        snprintf(labels[ns], sizeof labels[ns], "hdim=%d %s%s%s", hd[h], fg_dtype_name(d),
+                                 c ? " causal" : "", k ? " bwd" : "");
+                        ++ns;
+                    }
+            }
         }
     } else {
         fg_variant v;
@@ -210,19 +232,24 @@ int fg_cmd_tune(int argc, char **argv) {
         }
         fg_config blocks = v.cfg;
         blocks.wgmma = -1; /* wgmma=0|1|2 restricts the path; every other configuration field is the tuner's */
-        if (v.spec.sparse || fg_config_is_explicit(&blocks)) {
-            fprintf(stderr, "flashgen tune: SPEC takes hdim, hdim_v, dtype, causal and wgmma only (the tuner picks the blocks; "
-                            "block-sparse calls use the heuristic)\n");
+        if (v.spec.sparse || fg_config_is_explicit(&blocks) || v.spec.infer || v.spec.mods) {
+            fprintf(stderr, "flashgen tune: SPEC takes hdim, hdim_v, dtype, causal, kind=fwd|bwd and wgmma only (the tuner "
+                            "picks the blocks; block-sparse, inference and score-modification calls use the heuristic)\n");
             return 2;
         }
+        if (fg_cli_opt(argc, argv, "--kind")) {
+            fprintf(stderr, "flashgen tune: --kind goes with --all; a SPEC names its pass with kind=fwd|bwd\n");
+            return 2;
+        }
+        backward[0] = v.spec.kind == FG_KIND_BWD;
         fg_attention_desc_init(&specs[0], v.spec.dtype, v.spec.head_dim, 1, 1, 1, 1, 1);
         fg_attention_desc_set_head_dim_v(&specs[0], fg_spec_head_dim_v(&v.spec));
         specs[0].causal = cz;
         specs[0].path = (fg_kernel_path)fg_config_path(&v.cfg);
         char dv[32];
         fg_spec_head_dim_v_item(&v.spec, dv, sizeof dv);
-        snprintf(labels[0], sizeof labels[0], "hdim=%d%s %s%s", v.spec.head_dim, dv, fg_dtype_name(v.spec.dtype),
-                 cz ? " causal" : "");
+        snprintf(labels[0], sizeof labels[0], "hdim=%d%s %s%s%s", v.spec.head_dim, dv, fg_dtype_name(v.spec.dtype),
+                 cz ? " causal" : "", backward[0] ? " bwd" : "");
         ns = 1;
     }
 
@@ -247,7 +274,7 @@ int fg_cmd_tune(int argc, char **argv) {
         b.last_pct = -10;
         snprintf(b.label, sizeof b.label, "%.90s", labels[i]);
         const double t0 = now_s();
-        fg_status st = fg_tune(ctx, &specs[i], &opt);
+        fg_status st = backward[i] ? fg_tune_backward(ctx, &specs[i], &opt) : fg_tune(ctx, &specs[i], &opt);
         if (b.tty) fprintf(stderr, "\r\033[K");
         b.specs_done_s += now_s() - t0;
         if (st == FG_ERR_CANCELLED) { rc = 130; break; }
@@ -278,13 +305,14 @@ static void print_tuning(const char *gpu, const char *spec, const char *bucket, 
     static char last_gpu[256];
     if (strcmp(last_gpu, gpu)) {
         printf("%s%s\n", *last_gpu ? "\n" : "", gpu);
-        printf("  %-44s %-12s %-30s %9s %9s %7s\n", "spec", "bucket", "config", "ms", "heur ms", "speedup");
+        printf("  %-4s %-53s %-12s %-30s %9s %9s %7s\n", "pass", "spec", "bucket", "config", "ms", "heur ms", "speedup");
         snprintf(last_gpu, sizeof last_gpu, "%s", gpu);
     }
     char cfg[64];
     short_cfg(t->config, cfg, sizeof cfg);
-    printf("  %-44s %-12s %-30s %9.4f %9.4f %6.2fx\n", spec, bucket, cfg, t->ms, t->heuristic_ms,
-           t->heuristic_ms > 0 ? t->heuristic_ms / t->ms : NAN);
+    /* the backward's spec texts carry ",kind=bwd" (select/tuned.c) */
+    printf("  %-4s %-53s %-12s %-30s %9.4f %9.4f %6.2fx\n", strstr(spec, ",kind=bwd") ? "bwd" : "fwd", spec, bucket, cfg,
+           t->ms, t->heuristic_ms, t->heuristic_ms > 0 ? t->heuristic_ms / t->ms : NAN);
 }
 
 typedef struct show_ud { fg_store *s; const char *filt[2]; int candidates; } show_ud;
@@ -321,10 +349,10 @@ static int import_config_ok(const char *spec, const char *config, void *ud) {
     fg_causal cz;
     fg_config c;
     fg_error e = {0};
+    /* kind=bwd stays in base: the backward's configurations are checked by its own rules */
     int ok = fg_spec_parse(base, &v, &cz, &e) == FG_OK && fg_config_parse(config, &c, &e) == FG_OK &&
-             fg_config_check(&v.spec, &c, 1 << 30, &e) == FG_OK;
-    ok = ok && !(path == 1 && c.wgmma != 0) && !(path == 2 && c.wgmma != 1) && !(path == 3 && c.wgmma != 2) && !(bq > 0 && bq % c.block_m) &&
-         !(bk > 0 && bk % c.block_n);
+             fg_tuned_config_fits(&v.spec, &c, 1 << 30, bq, bk, 2, &e);
+    ok = ok && !(path == 1 && c.wgmma != 0) && !(path == 2 && c.wgmma != 1) && !(path == 3 && c.wgmma != 2);
     fg_error_clear(&e);
     return ok;
 }
