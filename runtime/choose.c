@@ -86,7 +86,9 @@ static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, 
  * 64: 64 x 128 tiles in two stages (16 KB of keys per tile, against 8 KB
  * in the heuristic's 64 x 64: 3881 against 3012 GB/s at b=64, kv 16k,
  * H200, docs/PERF.md v8), when that compiles without spills here and the
- * pages hold whole tiles; else 0 (the heuristic decides). */
+ * pages hold whole tiles or are a power of two; else 0 (the heuristic
+ * decides). */
+static int fits_clean(fg_context *ctx, const fg_spec *s, const fg_config *c, fg_config *out);
 static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, fg_config *out) {
     /* above head dim 64 the heuristic's tiles measured as fast or faster
      * (head dim 256: one stage, two CTAs per SM, 4180 GB/s against 3433
@@ -101,17 +103,36 @@ static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_s
     c.stages = 2;
     c.q_in_regs = 0;
     c.min_blocks = 1;
-    /* pages smaller than the tile: the heuristic's one-page tiles measured
-     * faster than tiles spanning pages (H200, docs/PERF.md v8) */
-    if (d->block_table && d->page_size % c.block_n) return 0;
+    /* pages smaller than the tile: spanning tiles for power-of-two pages
+     * (load_tile_paged steps their rows' pages); other sizes keep the
+     * heuristic's one-page tiles */
+    if (d->block_table && d->page_size % c.block_n && (d->page_size & (d->page_size - 1))) return 0;
+    return fits_clean(ctx, s, &c, out);
+}
+
+/* Whether c fits this device and compiles without spills or stack (then
+ * copied to *out): the check of a configuration chosen outside the
+ * heuristic's candidate walk. */
+static int fits_clean(fg_context *ctx, const fg_spec *s, const fg_config *c, fg_config *out) {
     fg_error e = {0};
     fg_kernel_stats st;
-    const int ok = fg_config_check(s, &c, ctx->dev_info.smem_per_block_optin, NULL) == FG_OK &&
-                   fg_ctx_try_compile(ctx, s, &c, &st, &e) == FG_OK && !st.spill_stores && !st.spill_loads &&
+    const int ok = fg_config_check(s, c, ctx->dev_info.smem_per_block_optin, NULL) == FG_OK &&
+                   fg_ctx_try_compile(ctx, s, c, &st, &e) == FG_OK && !st.spill_stores && !st.spill_loads &&
                    !st.stack_frame;
     fg_error_clear(&e);
-    if (ok) *out = c;
+    if (ok) *out = *c;
     return ok;
+}
+
+/* Short causal calls on the TMA family (FG_PATH_AUTO or FG_PATH_TMA, dense):
+ * the measured tile of fg_heuristic_short_causal, when it fits. */
+static int short_causal_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int path, int tma_ok,
+                               fg_config *out) {
+    fg_config c;
+    if ((path != FG_PATH_AUTO && path != FG_PATH_TMA) || hopper_level(ctx, tma_ok) < 2 ||
+        !fg_heuristic_short_causal(s, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k), &c))
+        return 0;
+    return fits_clean(ctx, s, &c, out);
 }
 
 fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
@@ -149,6 +170,8 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
         } else if (v->spec.infer && d->seqlen_q < FG_DECODE_ROWS && decode_config(ctx, d, &v->spec, &cfg)) {
+            fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
+        } else if (!v->spec.infer && !bq && !bk && short_causal_config(ctx, d, &v->spec, path, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
         } else {
             fg_status st = fg_ctx_heuristic(ctx, &v->spec, bq, bk, path, tma_ok, &cfg, err);

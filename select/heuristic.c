@@ -285,6 +285,36 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
     return n;
 }
 
+int fg_heuristic_short_causal(const fg_spec *s, int bucket_q, int bucket_k, fg_config *c) {
+    /* hdim, bucket (max of q and k), block_m, block_n, stages, persistent;
+     * flashgen tune, bf16, H200, 2026-11-30: time against the candidate
+     * order's first in the same process (only the >= 1.07x winners) */
+    static const int table[][6] = {
+        {64, 512, 128, 128, 2, 1},  /* 1.09x (192 x 128 first) */
+        {64, 1024, 128, 128, 3, 1}, /* 1.10x */
+        {64, 2048, 192, 128, 3, 1}, /* 1.08x (three stages) */
+        {128, 2048, 192, 80, 3, 1}, /* 1.10x (128 x 128 first) */
+        {256, 512, 128, 64, 2, 0},  /* 1.07x (128 x 80, persistent, first) */
+    };
+    if (!s->causal || s->sparse || s->infer || fg_spec_has_mods(s) || s->dtype == FG_E4M3 ||
+        fg_spec_head_dim_v(s) != s->head_dim)
+        return 0;
+    const int bucket = bucket_q > bucket_k ? bucket_q : bucket_k;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; ++i)
+        if (table[i][0] == s->head_dim && table[i][1] == bucket) {
+            memset(c, 0, sizeof *c);
+            c->wgmma = 2;
+            c->block_m = table[i][2];
+            c->warps = 4 * (1 + c->block_m / 64);
+            c->block_n = table[i][3];
+            c->stages = table[i][4];
+            c->ws_off = table[i][5] ? 0 : FG_WS_NO_PERSISTENT;
+            c->min_blocks = 1;
+            return 1;
+        }
+    return 0;
+}
+
 fg_status fg_pick_config(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_try_compile fn,
                          void *ud, fg_config *out, fg_error *err) {
     fg_config cand[16];

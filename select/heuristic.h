@@ -37,6 +37,13 @@ int fg_heuristic_families(int hopper, int path);
 #define FG_FAMILY_ONLY 0x10
 int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int block_k, int wgmma_ok, fg_config *out,
                             int max);
+/* Causal calls of up to 2048 query and key rows on the TMA family: the
+ * tile that `flashgen tune` measured >= 1.07x the candidate order's first
+ * there (H200, docs/PERF.md v7), in *c, for a dense 16-bit spec without
+ * score modifications and equal head dims of 64, 128 or 256 whose seqlen
+ * buckets (fg_bucket_len) have one; else 0.  The caller compiles it and
+ * falls back to the candidates when it spills. */
+int fg_heuristic_short_causal(const fg_spec *s, int bucket_q, int bucket_k, fg_config *c);
 /* Whether the Hopper wgmma path can run on arch ("sm_90a" only). */
 int fg_arch_has_wgmma(const char *arch);
 

@@ -478,8 +478,38 @@ static void test_cubin_stats(void) {
     fg_sources_free(&src);
 }
 
+/* The short-causal table: its configurations for causal dense 16-bit specs
+ * of the measured head dims and buckets (valid, TMA), nothing elsewhere. */
+static void test_short_causal(void) {
+    static const struct { const char *spec; int bq, bk, want; } t[] = {
+        {"hdim=64,causal=1", 512, 512, 1},           {"hdim=64,dtype=fp16,causal=1", 1024, 256, 1},
+        {"hdim=64,causal=1", 2048, 2048, 1},         {"hdim=128,causal=1", 2048, 1024, 1},
+        {"hdim=256,causal=1", 512, 512, 1},          {"hdim=128,causal=1", 1024, 1024, 0},
+        {"hdim=64,causal=1", 4096, 4096, 0},         {"hdim=64,causal=0", 512, 512, 0},
+        {"hdim=64,causal=1,sparse=1", 512, 512, 0},  {"hdim=64,causal=1,mods=softcap", 512, 512, 0},
+        {"hdim=128,hdim_v=64,causal=1", 2048, 2048, 0}, {"hdim=64,causal=1,infer=1", 512, 512, 0},
+        {"hdim=64,dtype=e4m3,causal=1", 512, 512, 0},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; ++i) {
+        fg_variant v;
+        fg_causal causal;
+        fg_error e = {0};
+        CHECK(fg_spec_parse(t[i].spec, &v, &causal, &e) == FG_OK, "%s: %s", t[i].spec, e.msg);
+        fg_error_clear(&e);
+        fg_config c;
+        const int got = fg_heuristic_short_causal(&v.spec, t[i].bq, t[i].bk, &c);
+        CHECK(got == t[i].want, "%s sq%d sk%d: %d, want %d", t[i].spec, t[i].bq, t[i].bk, got, t[i].want);
+        if (got) {
+            CHECK(c.wgmma == 2 && c.warps == 4 * (1 + c.block_m / 64), "%s: not a TMA configuration", t[i].spec);
+            CHECK(fg_config_check(&v.spec, &c, 232448, &e) == FG_OK, "%s: %s", t[i].spec, e.msg ? e.msg : "");
+            fg_error_clear(&e);
+        }
+    }
+}
+
 int main(void) {
     test_spec();
+    test_short_causal();
     test_render_matrix();
     test_template_errors_and_sandbox();
     test_conversions();

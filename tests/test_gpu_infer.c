@@ -529,6 +529,8 @@ int main(int argc, char **argv) {
         {"span paged 16 x128 split 5",  FG_FP16, 128, 0, 3, 8, 2, 1, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 1, 130}, 19, 128},
         {"span paged 32 x64 sq4",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 20, 64},
         {"span paged 16 x128 hd64",     FG_BF16, 64, 0, 2, 4, 4, 1, 300, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 45}, 21, 128},
+        {"span paged 16 hd64 auto",     FG_FP16, 64, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {700, 129, 1}, 23, 0},
+        {"span paged 64 hd64 split 4",  FG_BF16, 64, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 4, {0}, {640, 63}, 24, 0},
         {"span paged 16 x64 hd256",     FG_BF16, 256, 0, 2, 8, 1, 1, 200, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 17}, 22, 64},
     };
     int n = 0;
