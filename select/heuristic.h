@@ -39,7 +39,7 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
                             int max);
 /* Causal calls of up to 2048 query and key rows on the TMA family: the
  * tile that `flashgen tune` measured >= 1.07x the candidate order's first
- * there (H200, docs/PERF.md v7), in *c, for a dense 16-bit spec without
+ * there and bench/vs_torch.py confirmed (H200, docs/PERF.md v7), in *c, for a dense 16-bit spec without
  * score modifications and equal head dims of 64, 128 or 256 whose seqlen
  * buckets (fg_bucket_len) have one; else 0.  The caller compiles it and
  * falls back to the candidates when it spills. */
