@@ -37,28 +37,13 @@ template <class K> struct LogitMods {
     static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value || HasScoreMod<K>::value;
 };
 
-// f(x, i, r, col) on every element x of a warp's S fragment (the mma C
-// layout of fg_mask.cuh's apply_mask): x is in row g + r * 8 of m-tile i
-// (g = lane / 4) and column col (col0: the tile's first key index).
-template <int MT, int NT_S, class F>
-__device__ __forceinline__ void for_each_score_at(float (&s)[MT][NT_S][4], int col0, F f) {
-    const int c = threadIdx.x & 3;
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-            for (int n = 0; n < NT_S; ++n)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) f(s[i][n][2 * r + e], i, r, col0 + n * 8 + 2 * c + e);
-}
-
-// f(x, row, col) on every element; row0: absolute query index of the
-// warp's first row.  Its own loop, not for_each_score_at's: written through
-// that one, the TMA kernel's SASS changed (cuobjdump), so the dense kernels
-// keep this form.
-template <int MT, int NT_S, class F>
-__device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
+// f on every element x of a warp's S fragment (the mma C layout of
+// fg_mask.cuh's apply_mask), x in row g + r * 8 of m-tile i (g = lane / 4)
+// and key column col (col0: the tile's first): f(x, row, col) with row the
+// absolute query index (row0: the warp's first row's), or, AT, f(x, i, r,
+// col).  One loop for both, so that the dense kernels' code stays as it was.
+template <bool AT, int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score_as(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
     const int lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
@@ -68,7 +53,18 @@ __device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0
 #pragma unroll
             for (int n = 0; n < NT_S; ++n)
 #pragma unroll
-                for (int e = 0; e < 2; ++e) f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
+                for (int e = 0; e < 2; ++e) {
+                    if constexpr (AT) f(s[i][n][2 * r + e], i, r, col0 + n * 8 + 2 * c + e);
+                    else f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
+                }
+}
+template <int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
+    for_each_score_as<false>(s, row0, col0, f);
+}
+template <int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score_at(float (&s)[MT][NT_S][4], int col0, F f) {
+    for_each_score_as<true>(s, 0, col0, f);
 }
 
 // The logit of one element from its raw score x (row: the query, col: the
