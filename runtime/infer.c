@@ -122,6 +122,27 @@ static long long tiles_of(const fg_attention_desc *d, int block_m, int pack) {
     return ((int64_t)d->seqlen_q * pack + block_m - 1) / block_m * (d->heads_q / pack) * d->batch;
 }
 
+/* Keys a query tile can see at most: all seqlen_k, or fewer under a window
+ * with a left bound (the kernel visits only the key tiles a row's window
+ * meets, fg_score.cuh window_tiles): left + seqlen_q + right, where an
+ * unbounded right side adds nothing past the last key with the bottom-right
+ * alignment and all the keys with the top-left one.  Only the split choice
+ * reads it. */
+static int keys_seen(const fg_attention_desc *d) {
+    if (d->window_left < 0) return d->seqlen_k;
+    const long long right = d->window_right >= 0 ? d->window_right : d->causal == FG_CAUSAL_TOP_LEFT ? d->seqlen_k : 0;
+    const long long span = (long long)d->window_left + d->seqlen_q + right;
+    return span < d->seqlen_k ? (int)span : d->seqlen_k;
+}
+
+/* Key tiles of block_n keys a query tile visits at most (a window's span may
+ * start mid-tile: one more). */
+static int key_tiles_seen(const fg_attention_desc *d, int block_n) {
+    const int all = (int)(((int64_t)d->seqlen_k + block_n - 1) / block_n);
+    const int seen = keys_seen(d) / block_n + 2;
+    return seen < all ? seen : all;
+}
+
 int fg_infer_auto(const fg_context *ctx, const fg_attention_desc *d) {
     if (d->layout || (d->path != FG_PATH_AUTO && d->path != FG_PATH_MMA)) return 0;
     if (d->path == FG_PATH_AUTO && (d->block_m || d->block_n || d->warps || d->stages)) return 0;
@@ -131,7 +152,7 @@ int fg_infer_auto(const fg_context *ctx, const fg_attention_desc *d) {
     if (d->num_splits == 1) return 0;
     /* estimated with 64-key decode tiles, two per SM */
     const int slots = ctx->dev_info.sm_count * 2;
-    return fg_infer_splits(tiles_of(d, FG_DECODE_ROWS, 1), (d->seqlen_k + 63) / 64, slots, FG_MAX_SPLITS) > 1;
+    return fg_infer_splits(tiles_of(d, FG_DECODE_ROWS, 1), key_tiles_seen(d, 64), slots, FG_MAX_SPLITS) > 1;
 }
 
 void fg_infer_apply(const fg_context *ctx, const fg_attention_desc *d, const fg_kernel *k, const fg_variant *v,
@@ -142,7 +163,7 @@ void fg_infer_apply(const fg_context *ctx, const fg_attention_desc *d, const fg_
     int s = 1;
     if (d->num_splits > 1) s = d->num_splits < key_tiles ? d->num_splits : key_tiles;
     else if (d->num_splits == 0)
-        s = fg_infer_splits(tiles_of(d, bm, p->pack), key_tiles,
+        s = fg_infer_splits(tiles_of(d, bm, p->pack), key_tiles_seen(d, bn),
                             ctx->dev_info.sm_count * ctas_per_sm(&ctx->dev_info, k->smem_bytes, k->threads), FG_MAX_SPLITS);
     p->num_splits = s < 1 ? 1 : s;
 }

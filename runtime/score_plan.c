@@ -54,11 +54,12 @@ fg_status fg_score_check(const fg_attention_desc *d, fg_error *err) {
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "score modification '%s' with a block-sparse layout is not built yet (dense calls only)",
                        first_mod(mods));
-    if (fg_desc_has_infer(d))
+    /* the built-ins run on the inference kernel too (fg_fwd_kernel.cuh with
+     * fg_infer.cuh); user expressions do not yet */
+    if ((mods & FG_MOD_SCORE) && fg_desc_has_infer(d))
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "score modification '%s' with the inference fields (cu_seqlens, seqlens_k, block_table, "
-                       "num_splits > 1) is not built yet",
-                       first_mod(mods));
+                       "score modification 'score' (a user score expression) with the inference fields (cu_seqlens, "
+                       "seqlens_k, block_table, num_splits > 1) is not built yet (softcap, ALiBi, window and sinks are)");
     if (d->dtype == FG_E4M3)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "score modification '%s' with FG_E4M3 (FP8) inputs is not built yet (FG_FP16 and FG_BF16 only)",

@@ -124,6 +124,12 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     else { seq.q_row0 = seq.k_row0 = 0; seq.sq = p.seqlen_q; seq.sk = p.seqlen_k; seq.offset = p.causal_offset; }
     const int rows = seq.sq * G;      // packed rows of this (sequence, head group)
     if (INF && m0 >= rows) return;    // past this sequence's end: uniform over the CTA
+    // The alignment of ALiBi and the window (fg_score.cuh): the call's, or
+    // (inference) this sequence's as a dense call of it alone would have:
+    // 0 top-left causal (a causal variant without bottom_right), else sk - sq.
+    int mod_off = p.mod_offset;
+    if constexpr (INF) mod_off = K::CAUSAL && !p.bottom_right ? 0 : seq.sk - seq.sq;
+    const ModAlign wa = mod_align(p, mod_off);
 
     u16 *sQ = (u16 *)smem;
     u16 *sK = sQ + S::SMEM_Q;
@@ -150,9 +156,16 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     if constexpr (INF) {
         // query index of the first and last valid packed row of the tile
         sch.init_rows(m0 / G, (min(m0 + K::BR, rows) - 1) / G, seq.sk, seq.offset);
-        const int per = (sch.count + splits - 1) / splits;
-        first = split * per;
-        n = max(0, min(sch.count, first + per) - first);
+        // the key tiles [lo, hi) to visit (a window narrows them), shared
+        // out among the splits
+        int lo = 0, hi = sch.count;
+        if constexpr (HasWindow<K>::value) {
+            window_tiles<BC>(wa, sch.m0, sch.row_last, sch.count, lo, hi);
+            hi = max(lo, hi);
+        }
+        const int per = (hi - lo + splits - 1) / splits;
+        first = lo + split * per;
+        n = max(0, min(hi, first + per) - first);
     } else {
         sch.init(p, m0, b, h);
         n = sch.count;
@@ -257,7 +270,10 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     // score modifications (fg_score.cuh): the softmax then sees logits
     constexpr bool LOGITS = LogitMods<K>::value;
     float slope = 0.f;
-    if constexpr (HasAlibi<K>::value) slope = __ldg(p.alibi_slopes + b * p.alibi_batch_stride + h);
+    if constexpr (HasAlibi<K>::value && !INF) slope = __ldg(p.alibi_slopes + b * p.alibi_batch_stride + h);
+    // inference: each row's query index, head, slope (GQA packing)
+    PackedRows<K, MT> pr;
+    if constexpr (INF && (LOGITS || HasWindow<K>::value || HasSink<K>::value)) pr.init(p, m0 + wrow, G, h, b);
     u32 qreg[K::Q_IN_REGS ? MT : 1][K::Q_IN_REGS ? S::KS_QK : 1][4];
 
     for (int i = 0; i < n; ++i) {
@@ -312,11 +328,16 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                     }
                 }
             }
-            if constexpr (LOGITS) apply_logit_mods<K, MT, NT_S>(acc_s, p, slope, b, h, m0 + wrow, t * BC);
+            if constexpr (LOGITS && INF) apply_logit_mods_packed<K>(acc_s, p, pr, mod_off, b, t * BC);
+            else if constexpr (LOGITS) apply_logit_mods<K, MT, NT_S>(acc_s, p, slope, b, h, m0 + wrow, t * BC);
             if (sch.needs_mask(t, part))
                 apply_mask<MT, NT_S, K::CAUSAL>(acc_s, m0 + wrow, t * BC, seq.sk, seq.offset, part, G);
             if constexpr (HasWindow<K>::value)
-                if (window_cuts<BC>(p, t, m0, sch.row_last)) apply_window<MT, NT_S>(acc_s, p, m0 + wrow, t * BC);
+                if constexpr (INF) {
+                    if (window_cuts<BC>(wa, t, sch.m0, sch.row_last)) apply_window_packed<K>(acc_s, wa, pr, t * BC);
+                } else if (window_cuts<BC>(p, t, m0, sch.row_last)) {
+                    apply_window<MT, NT_S>(acc_s, p, m0 + wrow, t * BC);
+                }
             if constexpr (HasMaskMod<K>::value)
                 if (part) apply_mask_mod<K, MT, NT_S>(acc_s, p, b, h, m0 + wrow, t * BC);
         }
@@ -368,8 +389,19 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     // Epilogue: normalise, stage this warp's rows in its own part of sQ,
     // then write 16-byte vectors of the valid rows and columns.
     float inv[MT][2], lse[MT][2];
-    if constexpr (HasSink<K>::value) sm.template finish<true>(LOGITS ? 1.f : p.scale, inv, lse, __ldg(p.sinks + h));
-    else sm.finish(LOGITS ? 1.f : p.scale, inv, lse);
+    if constexpr (HasSink<K>::value && INF) {
+        // each row's head's sink; a split's share leaves it out (combine_row adds it once)
+        float sinks[MT][2];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) sinks[mt][r] = splits > 1 ? neg_inf() : __ldg(p.sinks + pr.h[mt][r]);
+        sm.template finish<true>(LOGITS ? 1.f : p.scale, inv, lse, sinks);
+    } else if constexpr (HasSink<K>::value) {
+        sm.template finish<true>(LOGITS ? 1.f : p.scale, inv, lse, __ldg(p.sinks + h));
+    } else {
+        sm.finish(LOGITS ? 1.f : p.scale, inv, lse);
+    }
     const int g = lane >> 2, c = lane & 3;
     if constexpr (INF) {
         if (splits > 1) {   // this split's share, normalised, fp32, straight from registers
@@ -396,7 +428,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
                 const int nrows = min(K::BR, rows - m0);
                 for (int r = warp; r < nrows; r += K::WARPS) {
                     const int R = m0 + r;
-                    combine_row<K, S::DV>(p, seq, b, h + R % G, R / G);
+                    combine_row<K, S::DV, HasSink<K>::value>(p, seq, b, h + R % G, R / G);
                 }
                 __syncthreads();
                 if (tid == 0) p.split_count[tile_id] = 0;   // the workspace stays zero between runs

@@ -205,10 +205,14 @@ __device__ __forceinline__ bool last_split(const fg_fwd_params &p, int tile_id, 
 // no key have lse_s = -inf and weigh 0; a row no split saw gets o = 0 and
 // lse = -inf, like the unsplit kernel.  The partials are read past L1
 // (__ldcg): other SMs wrote them.
-template <class K, int DV>
+// SINK (attention sinks): the splits' shares leave the sink out, and it
+// joins the denominator here, once: lse = log(exp(sink) + sum_s exp(lse_s)),
+// so a row no split saw gets o = 0 and lse = sink, as the unsplit kernel.
+template <class K, int DV, bool SINK>
 __device__ __forceinline__ void combine_row(const fg_fwd_params &p, const SeqInfo &s, int b, int h, int qi) {
     const int lane = threadIdx.x & 31, ns = p.num_splits;
-    float mx = neg_inf();
+    const float sink = SINK ? __ldg(p.sinks + h) : neg_inf();
+    float mx = sink;
     for (int i = lane; i < ns; i += 32) mx = fmaxf(mx, __ldcg(p.part_lse + part_index(p, i, b, h, qi)));
 #pragma unroll
     for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -218,6 +222,7 @@ __device__ __forceinline__ void combine_row(const fg_fwd_params &p, const SeqInf
     for (int i = lane; i < ns; i += 32) sum += exp2f((__ldcg(p.part_lse + part_index(p, i, b, h, qi)) - m) * LOG2E);
 #pragma unroll
     for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (SINK) sum += exp2f((sink - m) * LOG2E);
     const bool empty = !(sum > 0.f);
     const float lse = empty ? neg_inf() : m + logf(sum);
     char *og = (char *)p.o + 2 * row_offset(p, p.o_batch_stride, p.o_head_stride, p.o_row_stride, s, b, h, qi);

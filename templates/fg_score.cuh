@@ -1,5 +1,6 @@
 // fg_score.cuh: the built-in score modifications of the forward kernels
-// (fg_fwd_kernel.cuh, mma.sync, and fg_fwd_ws.cuh, TMA; dense) and of the
+// (fg_fwd_kernel.cuh, mma.sync, dense and inference variants, and
+// fg_fwd_ws.cuh, TMA, dense) and of the
 // mma.sync backward (fg_bwd_kernel.cuh): softcap, ALiBi, a local window
 // and attention sinks (include/flashgen.h, docs/SCORE-WIRING.md).
 //
@@ -36,11 +37,13 @@ template <class K> struct LogitMods {
     static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value || HasScoreMod<K>::value;
 };
 
-// f(x, row, col) on every element x of a warp's S fragment (the mma C
-// layout of fg_mask.cuh's apply_mask); row0/col0: absolute query and key
-// index of the warp's first row and the tile's first column.
-template <int MT, int NT_S, class F>
-__device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
+// f on every element x of a warp's S fragment (the mma C layout of
+// fg_mask.cuh's apply_mask), x in row g + r * 8 of m-tile i (g = lane / 4)
+// and key column col (col0: the tile's first): f(x, row, col) with row the
+// absolute query index (row0: the warp's first row's), or, AT, f(x, i, r,
+// col).  One loop for both, so that the dense kernels' code stays as it was.
+template <bool AT, int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score_as(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
     const int lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
 #pragma unroll
@@ -50,7 +53,18 @@ __device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0
 #pragma unroll
             for (int n = 0; n < NT_S; ++n)
 #pragma unroll
-                for (int e = 0; e < 2; ++e) f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
+                for (int e = 0; e < 2; ++e) {
+                    if constexpr (AT) f(s[i][n][2 * r + e], i, r, col0 + n * 8 + 2 * c + e);
+                    else f(s[i][n][2 * r + e], row0 + i * 16 + g + r * 8, col0 + n * 8 + 2 * c + e);
+                }
+}
+template <int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0, int col0, F f) {
+    for_each_score_as<false>(s, row0, col0, f);
+}
+template <int MT, int NT_S, class F>
+__device__ __forceinline__ void for_each_score_at(float (&s)[MT][NT_S][4], int col0, F f) {
+    for_each_score_as<true>(s, 0, col0, f);
 }
 
 // The logit of one element from its raw score x (row: the query, col: the
@@ -60,8 +74,11 @@ __device__ __forceinline__ void for_each_score(float (&s)[MT][NT_S][4], int row0
 // dx: d logit / d (scaled score), what the backward multiplies dS by:
 // 1 - tanh^2 with softcap, else 1 (ALiBi adds a constant; user expressions
 // are not differentiated here).
+// off: the alignment of ALiBi (logit_mod: the call's p.mod_offset; the
+// inference kernel passes each sequence's own).
 template <class K, class P>
-__device__ __forceinline__ float logit_mod(float x, const P &p, float slope, int b, int h, int row, int col, float &dx) {
+__device__ __forceinline__ float logit_mod_at(float x, const P &p, float slope, int off, int b, int h, int row, int col,
+                                              float &dx) {
     dx = 1.f;
     if constexpr (HasSoftcap<K>::value) {
         const float y = x * p.softcap_scale, t = fast_tanh(y);
@@ -74,9 +91,14 @@ __device__ __forceinline__ float logit_mod(float x, const P &p, float slope, int
     } else {
         x *= p.scale;
     }
-    if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + p.mod_offset - col);
+    if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + off - col);
     if constexpr (HasScoreMod<K>::value) x = K::score_mod(p, x, b, h, row, col);
     return x;
+}
+
+template <class K, class P>
+__device__ __forceinline__ float logit_mod(float x, const P &p, float slope, int b, int h, int row, int col, float &dx) {
+    return logit_mod_at<K>(x, p, slope, p.mod_offset, b, h, row, col, dx);
 }
 
 // S (raw Q K^T) to logits, on a warp's S fragment.
@@ -112,8 +134,8 @@ FG_WIN bool window_cuts(const P &p, int t, int m0, int row_last) {
     return t * BC < window_lo(p, row_last) || t * BC + BC - 1 > window_hi(p, m0);
 }
 
-template <int MT, int NT_S>
-__device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_fwd_params &p, int row0, int col0) {
+template <int MT, int NT_S, class P>
+__device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const P &p, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
         if (col < window_lo(p, row) || col > window_hi(p, row)) x = neg_inf();
     });
@@ -121,8 +143,8 @@ __device__ __forceinline__ void apply_window(float (&s)[MT][NT_S][4], const fg_f
 
 // The key tiles [first, end) that the window lets rows m0 .. row_last see
 // (end <= n, the tiles the schedule had); first >= end: none.
-template <int BC>
-FG_WIN void window_tiles(const fg_fwd_params &p, int m0, int row_last, int n, int &first, int &end) {
+template <int BC, class P>
+FG_WIN void window_tiles(const P &p, int m0, int row_last, int n, int &first, int &end) {
     const int lo = window_lo(p, m0), hi = window_hi(p, row_last);
     first = lo <= 0 ? 0 : lo / BC;
     end = hi < 0 ? 0 : (n < hi / BC + 1 ? n : hi / BC + 1);
@@ -140,6 +162,61 @@ FG_WIN void window_query_tiles(const P &p, int n0, int key_last, int m, int &fir
     end = hi < 0 ? 0 : (m < hi / BM + 1 ? m : hi / BM + 1);
 }
 #undef FG_WIN
+
+// The alignment of ALiBi and the window for one sequence: the window's
+// helpers above read these three fields (of fg_fwd_params, fg_bwd_params or
+// this).  The inference kernel makes one per CTA with its sequence's own
+// offset (a varlen or paged call equals a dense call per sequence).
+struct ModAlign {
+    int mod_offset, window_left, window_right;
+};
+__device__ __forceinline__ ModAlign mod_align(const fg_fwd_params &p, int off) {
+    return ModAlign{off, p.window_left, p.window_right};
+}
+
+// The rows of one thread in an inference tile (GQA packing: packed row R is
+// query R / G of head h0 + R % G, fg_infer.cuh): per row its query index,
+// head (whose sink the epilogue reads) and ALiBi slope, fixed for the CTA,
+// so worked out once.
+template <class K, int MT> struct PackedRows {
+    int q[MT][2], h[MT][2];
+    float slope[MT][2];
+
+    // row0: the warp's first packed row; G: heads per tile; h0: the first head.
+    __device__ __forceinline__ void init(const fg_fwd_params &p, int row0, int G, int h0, int b) {
+        const int g = (threadIdx.x & 31) >> 2;
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int R = row0 + i * 16 + g + r * 8;
+                q[i][r] = R / G;
+                h[i][r] = h0 + R % G;
+                slope[i][r] = 0.f;
+                if constexpr (HasAlibi<K>::value) slope[i][r] = __ldg(p.alibi_slopes + b * p.alibi_batch_stride + h[i][r]);
+            }
+    }
+};
+
+// apply_logit_mods of an inference tile: each row with its own query index,
+// head and slope, aligned by off (the sequence's).
+template <class K, int MT, int NT_S>
+__device__ __forceinline__ void apply_logit_mods_packed(float (&s)[MT][NT_S][4], const fg_fwd_params &p,
+                                                        const PackedRows<K, MT> &pr, int off, int b, int col0) {
+    for_each_score_at(s, col0, [&](float &x, int i, int r, int col) {
+        float dx_unused;
+        x = logit_mod_at<K>(x, p, pr.slope[i][r], off, b, pr.h[i][r], pr.q[i][r], col, dx_unused);
+    });
+}
+
+// apply_window of an inference tile: rows by their query index.
+template <class K, int MT, int NT_S>
+__device__ __forceinline__ void apply_window_packed(float (&s)[MT][NT_S][4], const ModAlign &a,
+                                                    const PackedRows<K, MT> &pr, int col0) {
+    for_each_score_at(s, col0, [&](float &x, int i, int r, int col) {
+        if (!window_visible(a, pr.q[i][r], col)) x = neg_inf();
+    });
+}
 
 // A dense schedule narrowed to the window's key tiles (the TMA kernel's
 // producer and consumers each call it, so they walk the same entries):

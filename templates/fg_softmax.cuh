@@ -90,9 +90,15 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
     // M = max(mx, sink): den = l exp(mx - M) + exp(sink - M), o = acc *
     // exp(mx - M) / den, lse = M + log(den).  A row that saw no key has
     // o = 0 and lse = sink (its softmax holds the sink alone; -inf when the
-    // sink is -inf).
-    template <bool SINK = false>
-    __device__ __forceinline__ void finish(float scale, float (&inv)[MT][2], float (&lse)[MT][2], float sink = 0.f) {
+    // sink is -inf).  sink: one for every row, or one per row (float[MT][2]:
+    // the inference kernel's packed rows belong to several heads; a split-KV
+    // share passes -inf, and the merge adds the sink).
+    __device__ __forceinline__ static float sink_at(float s, int, int) { return s; }
+    __device__ __forceinline__ static float sink_at(const float (&s)[MT][2], int i, int r) { return s[i][r]; }
+
+    template <bool SINK = false, class Sink = float>
+    __device__ __forceinline__ void finish(float scale, float (&inv)[MT][2], float (&lse)[MT][2],
+                                           const Sink &sink = Sink()) {
         const float LN2 = 0.69314718055994530942f, LOG2E = 1.44269504088896340736f;
 #pragma unroll
         for (int i = 0; i < MT; ++i)
@@ -106,11 +112,12 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
                     inv[i][r] = empty ? 0.f : 1.f / t;
                     lse[i][r] = empty ? neg_inf() : m[i][r] * scale + fast_log2(t) * LN2;
                 } else {
-                    const float mx = empty ? sink : m[i][r] * scale;
-                    const float M = fmaxf(mx, sink);
+                    const float sk = sink_at(sink, i, r);
+                    const float mx = empty ? sk : m[i][r] * scale;
+                    const float M = fmaxf(mx, sk);
                     if (M == neg_inf()) { inv[i][r] = 0.f; lse[i][r] = neg_inf(); continue; }
                     const float a = empty ? 0.f : fast_exp2((mx - M) * LOG2E);
-                    const float den = t * a + fast_exp2((sink - M) * LOG2E);
+                    const float den = t * a + fast_exp2((sk - M) * LOG2E);
                     inv[i][r] = a / den;
                     lse[i][r] = M + fast_log2(den) * LN2;
                 }

@@ -14,7 +14,7 @@
 --         infer (bool, optional: the inference variant of templates/fg_infer.cuh,
 --         dense only: per-sequence lengths, GQA packing, paged K/V, split-KV),
 --         softcap, alibi, window, sink (true or absent: score modifications,
---         dense non-inference variants only, templates/fg_score.cuh),
+--         dense variants, inference ones included, templates/fg_score.cuh),
 --         key (string, for the banner)
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded, rows_per_warp }
 --

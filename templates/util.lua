@@ -68,7 +68,7 @@ function M.check_mods(p, takes_mods)
     if p[name] ~= nil then
       if p[name] ~= true then M.fail("parameter '%s' must be true or absent", name) end
       if not takes_mods then M.fail("score modification '%s' is not implemented by this kernel family (the mma.sync and TMA forwards and the mma.sync backward have it)", name) end
-      if p.sparse or p.infer then M.fail("score modification '%s' is built for dense, non-inference variants only", name) end
+      if p.sparse then M.fail("score modification '%s' is built for dense variants only (not block-sparse)", name) end
     end
   end
 end

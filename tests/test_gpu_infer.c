@@ -10,7 +10,11 @@
  *            longer than a tile, causal both alignments, GQA, head_dim_v;
  *   tables   out-of-range entries: reported by fg_attention_table_error,
  *            never a fault (the context stays usable);
- *   split    split and unsplit plans agree within the tolerance.
+ *   split    split and unsplit plans agree within the tolerance;
+ *   mods     score modifications (softcap, ALiBi [h] and [b, h], windows
+ *            one- and two-sided, sinks, gpt-oss's sinks + window, all four)
+ *            on decode (GQA packed), paged 16/64, split 7/auto/none and
+ *            varlen prefill with lengths 0 and 1 (tests/infer_case.h).
  * Each case runs through a plan (fg_attention_plan_create/fg_attention_run)
  * and, when it does not split, also through fg_attention_forward.
  * Exit 77 (skipped) without a GPU. */
@@ -25,23 +29,6 @@
 #include "runtime/reference.h"
 #include "test_gpu_util.h"
 #include "test_util.h"
-
-typedef struct icase {
-    const char *name;
-    fg_dtype dt;
-    int d, dv, b, hq, hkv;
-    int sq;           /* fixed seqlen_q (0: varlen, from lens_q) */
-    int cap;          /* contiguous cache capacity, or seqlen_k of a plain call */
-    int page;         /* paged cache page size (0: contiguous) */
-    int varlen_k;     /* k/v packed with cu_seqlens_k */
-    int use_seqlens;  /* seqlens_k given */
-    fg_causal causal;
-    int splits;       /* desc.num_splits */
-    int lens_q[8], lens_k[8];
-    uint64_t seed;
-    int block_n;      /* non-zero: explicit key tiles of block_n (FG_PATH_MMA, 64 x block_n, 4 warps, 2 stages);
-                         larger than the page: tiles spanning pages */
-} icase;
 
 static const fg_cuda *cu;
 
@@ -60,217 +47,7 @@ static void set_pages(fg_attention_desc *d, CUdeviceptr tabs, int page, int num_
     d->max_pages = max_pages;
 }
 
-/* Host tensors of one case: per sequence contiguous [len, heads, dim]. */
-typedef struct seqdata { uint16_t *q, *k, *v; } seqdata;
-
-static int run_case(fg_context *ctx, const icase *c) {
-    fg_rng rng;
-    fg_rng_seed(&rng, c->seed);
-    const int B = c->b, Hq = c->hq, Hk = c->hkv, D = c->d, DV = c->dv ? c->dv : c->d;
-    int sq[8], sk[8], maxq = 0, maxk = 0, totq = 0, totk = 0;
-    for (int i = 0; i < B; ++i) {
-        sq[i] = c->sq ? c->sq : c->lens_q[i];
-        sk[i] = c->lens_k[i];
-        if (sq[i] > maxq) maxq = sq[i];
-        if (sk[i] > maxk) maxk = sk[i];
-        totq += sq[i];
-        totk += sk[i];
-    }
-    if (maxq < 1) maxq = 1;
-    const int cap = c->cap ? c->cap : (maxk > 0 ? maxk : 1);
-    /* random data per sequence */
-    seqdata s[8];
-    for (int i = 0; i < B; ++i) {
-        s[i].q = malloc(2 * (size_t)(sq[i] + 1) * Hq * D);
-        s[i].k = malloc(2 * (size_t)(sk[i] + 1) * Hk * D);
-        s[i].v = malloc(2 * (size_t)(sk[i] + 1) * Hk * DV);
-        fg_fill_normal(s[i].q, (size_t)sq[i] * Hq * D, c->dt, &rng);
-        fg_fill_normal(s[i].k, (size_t)sk[i] * Hk * D, c->dt, &rng);
-        fg_fill_normal(s[i].v, (size_t)sk[i] * Hk * DV, c->dt, &rng);
-    }
-
-    fg_attention_desc d;
-    fg_attention_desc_init(&d, c->dt, D, B, Hq, Hk, maxq, cap);
-    fg_attention_desc_set_head_dim_v(&d, DV);
-    d.causal = c->causal;
-    d.num_splits = c->splits;
-    if (c->block_n) {
-        d.path = FG_PATH_MMA;
-        d.block_m = 64;
-        d.warps = 4;
-        d.block_n = c->block_n;
-        d.stages = 2;
-    }
-
-    /* q and o: packed [totq, H, *] (varlen) or [B, maxq, H, *] */
-    const int varq = c->sq == 0;
-    const size_t qrows = varq ? (size_t)(totq ? totq : 1) : (size_t)B * maxq;
-    uint16_t *hq = calloc(qrows * Hq * D, 2);
-    int32_t cuq[9] = {0}, cuk[9] = {0}, lens[8];
-    for (int i = 0, r = 0; i < B; ++i) {
-        for (int j = 0; j < sq[i]; ++j)
-            memcpy(hq + ((size_t)(varq ? r + j : i * maxq + j)) * Hq * D, s[i].q + (size_t)j * Hq * D, 2 * (size_t)Hq * D);
-        r += sq[i];
-        cuq[i + 1] = r;
-        lens[i] = sk[i];
-    }
-    /* k and v: packed [totk, Hk, *], paged [pages, page, Hk, *] or [B, cap, Hk, *] */
-    size_t krows;
-    int npages = 0, maxpages = 0;
-    int32_t *table = NULL;
-    if (c->page) {
-        maxpages = (cap + c->page - 1) / c->page;
-        npages = B * maxpages + 1;
-        table = malloc(sizeof(int32_t) * (size_t)B * maxpages);
-        /* a shuffled permutation of the pages; sequence 1 shares sequence 0's first page when both read it only */
-        int *perm = malloc(sizeof(int) * (size_t)npages);
-        for (int i = 0; i < npages; ++i) perm[i] = i;
-        for (int i = npages - 1; i > 0; --i) {
-            const int j = (int)(fg_rng_uniform(&rng) * (i + 1));
-            const int t = perm[i]; perm[i] = perm[j]; perm[j] = t;
-        }
-        for (int i = 0; i < B * maxpages; ++i) table[i] = perm[i];
-        free(perm);
-        krows = (size_t)npages * c->page;
-    } else if (c->varlen_k) {
-        krows = (size_t)(totk ? totk : 1);
-    } else {
-        krows = (size_t)B * cap;
-    }
-    /* shared page: when sequences 0 and 1 hold the same data in their first page */
-    int share = c->page && B > 1 && sk[0] >= c->page && sk[1] >= c->page;
-    if (share) {
-        memcpy(s[1].k, s[0].k, 2 * (size_t)c->page * Hk * D);
-        memcpy(s[1].v, s[0].v, 2 * (size_t)c->page * Hk * DV);
-        table[maxpages] = table[0];
-    }
-    uint16_t *hk = malloc(krows * Hk * D * 2), *hv = malloc(krows * Hk * DV * 2);
-    fg_fill_normal(hk, krows * Hk * D, c->dt, &rng); /* rows no sequence names: noise */
-    fg_fill_normal(hv, krows * Hk * DV, c->dt, &rng);
-    for (int i = 0, r = 0; i < B; ++i) {
-        for (int j = 0; j < sk[i]; ++j) {
-            size_t row;
-            if (c->page) row = (size_t)table[i * maxpages + j / c->page] * c->page + j % c->page;
-            else if (c->varlen_k) row = (size_t)r + j;
-            else row = (size_t)i * cap + j;
-            memcpy(hk + row * Hk * D, s[i].k + (size_t)j * Hk * D, 2 * (size_t)Hk * D);
-            memcpy(hv + row * Hk * DV, s[i].v + (size_t)j * Hk * DV, 2 * (size_t)Hk * DV);
-        }
-        r += sk[i];
-        cuk[i + 1] = r;
-    }
-    /* strides */
-    const int64_t qs[3] = {(int64_t)maxq * Hq * D, D, (int64_t)Hq * D}, os[3] = {(int64_t)maxq * Hq * DV, DV, (int64_t)Hq * DV};
-    memcpy(d.q_strides, qs, sizeof qs);
-    memcpy(d.o_strides, os, sizeof os);
-    const int kl = c->page ? c->page : cap;
-    const int64_t ks[3] = {(int64_t)kl * Hk * D, D, (int64_t)Hk * D}, vs[3] = {(int64_t)kl * Hk * DV, DV, (int64_t)Hk * DV};
-    memcpy(d.k_strides, ks, sizeof ks);
-    memcpy(d.v_strides, vs, sizeof vs);
-
-    CUdeviceptr q = dalloc(qrows * Hq * D * 2), k = dalloc(krows * Hk * D * 2), v = dalloc(krows * Hk * DV * 2);
-    CUdeviceptr o = dalloc(qrows * Hq * DV * 2), lse = dalloc(qrows * Hq * 4), tabs = dalloc(4096);
-    up(q, hq, qrows * Hq * D * 2);
-    up(k, hk, krows * Hk * D * 2);
-    up(v, hv, krows * Hk * DV * 2);
-    up(tabs, cuq, sizeof cuq);
-    up(tabs + 64, cuk, sizeof cuk);
-    up(tabs + 128, lens, sizeof lens);
-    if (table) up(tabs + 256, table, sizeof(int32_t) * (size_t)B * maxpages);
-    if (varq) {
-        d.cu_seqlens_q = (const int32_t *)(uintptr_t)tabs;
-        d.total_q = totq;
-    }
-    if (c->varlen_k) {
-        d.cu_seqlens_k = (const int32_t *)(uintptr_t)(tabs + 64);
-        d.total_k = totk;
-        d.seqlen_k = maxk > 0 ? maxk : 1;
-    }
-    if (c->use_seqlens || c->page) d.seqlens_k = (const int32_t *)(uintptr_t)(tabs + 128);
-    if (c->page) {
-        d.block_table = (const int32_t *)(uintptr_t)(tabs + 256);
-        d.page_size = c->page;
-        d.num_pages = npages;
-        d.max_pages = maxpages;
-    }
-
-    int ok = 1;
-    fg_attention_plan *plan = NULL;
-    fg_status st = fg_attention_plan_create(ctx, &d, &plan);
-    CHECK(st == FG_OK, "%s: plan: %s", c->name, fg_errmsg(ctx));
-    if (st != FG_OK) ok = 0;
-    for (int pass = 0; ok && pass < 2; ++pass) {
-        /* pass 0: the plan; pass 1: fg_attention_forward (unsplit calls only) */
-        if (pass == 1 && c->splits > 1) break;
-        const size_t wsb = fg_attention_plan_workspace(plan);
-        CUdeviceptr ws = wsb ? dalloc(wsb) : 0;
-        if (ws) cu->MemsetD32(ws, 0, wsb / 4); /* zero once; runs leave it zero */
-        cu->MemsetD32(o, 0xFFFFFFFFu, qrows * Hq * DV / 2);
-        cu->MemsetD32(lse, 0xFFFFFFFFu, qrows * Hq);
-        if (pass == 0) /* twice on one workspace: the first run must leave its split counters zero */
-            for (int rep = 0; rep < 2 && st == FG_OK; ++rep)
-                st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v, (void *)(uintptr_t)o,
-                                      (float *)(uintptr_t)lse, (void *)(uintptr_t)ws, wsb, NULL);
-        else {
-            fg_attention_desc d1 = d;
-            if (d1.num_splits == 0) d1.num_splits = 1;
-            st = fg_attention_forward(ctx, &d1, (void *)(uintptr_t)q, (void *)(uintptr_t)k, (void *)(uintptr_t)v, (void *)(uintptr_t)o,
-                                      (float *)(uintptr_t)lse, NULL);
-        }
-        CHECK(st == FG_OK, "%s pass %d: %s", c->name, pass, fg_errmsg(ctx));
-        CUresult r = cu->CtxSynchronize();
-        CHECK(r == CUDA_SUCCESS, "%s pass %d: kernel fault %d", c->name, pass, (int)r);
-        if (st != FG_OK || r != CUDA_SUCCESS) { ok = 0; break; }
-        char msg[256];
-        st = fg_attention_table_error(ctx, msg, sizeof msg, NULL);
-        CHECK(st == FG_OK, "%s: table error reported on good tables: %s", c->name, msg);
-        uint16_t *ho = malloc(qrows * Hq * DV * 2);
-        float *hl = malloc(qrows * Hq * 4);
-        cu->MemcpyDtoH(ho, o, qrows * Hq * DV * 2);
-        cu->MemcpyDtoH(hl, lse, qrows * Hq * 4);
-        fg_check chk;
-        fg_check_init(&chk, c->dt);
-        for (int i = 0, r0 = 0; i < B; ++i) {
-            /* the reference of sequence i alone: batch 1, its own lengths */
-            if (sq[i] > 0 && sk[i] >= 0) {
-                fg_attention_desc ds;
-                fg_attention_desc_init(&ds, c->dt, D, 1, Hq, Hk, sq[i], sk[i] > 0 ? sk[i] : 1);
-                fg_attention_desc_set_head_dim_v(&ds, DV);
-                ds.causal = c->causal;
-                double *ro = malloc(sizeof(double) * (size_t)sq[i] * Hq * DV), *rl = malloc(sizeof(double) * (size_t)sq[i] * Hq);
-                if (sk[i] > 0) fg_reference_forward(&ds, NULL, s[i].q, s[i].k, s[i].v, ro, rl);
-                else { /* no key: o = 0, lse = -inf */
-                    for (size_t x = 0; x < (size_t)sq[i] * Hq * DV; ++x) ro[x] = 0;
-                    for (size_t x = 0; x < (size_t)sq[i] * Hq; ++x) rl[x] = -INFINITY;
-                }
-                for (int j = 0; j < sq[i]; ++j)
-                    for (int h = 0; h < Hq; ++h) {
-                        const size_t row = varq ? (size_t)r0 + j : (size_t)i * maxq + j;
-                        const double gl = varq ? hl[(size_t)h * totq + r0 + j] : hl[((size_t)i * Hq + h) * maxq + j];
-                        fg_check_row(&chk, ho + (row * Hq + h) * DV, ro + ((size_t)j * Hq + h) * DV, DV, 1, gl,
-                                     rl[(size_t)h * sq[i] + j]);
-                    }
-                free(ro);
-                free(rl);
-            }
-            r0 += sq[i];
-        }
-        const int good = fg_check_done(&chk);
-        char desc[256];
-        fg_check_describe(&chk, desc, sizeof desc);
-        CHECK(good, "%s pass %d (%d splits): %s", c->name, pass, fg_attention_plan_splits(plan), desc);
-        if (good) printf("ok   %-34s %s, %d splits: %s\n", c->name, pass ? "forward" : "plan   ", pass ? 1 : fg_attention_plan_splits(plan), desc);
-        ok &= good;
-        free(ho);
-        free(hl);
-        if (ws) cu->MemFree(ws);
-    }
-    fg_attention_plan_destroy(plan);
-    cu->MemFree(q); cu->MemFree(k); cu->MemFree(v); cu->MemFree(o); cu->MemFree(lse); cu->MemFree(tabs);
-    for (int i = 0; i < B; ++i) { free(s[i].q); free(s[i].k); free(s[i].v); }
-    free(hq); free(hk); free(hv); free(table);
-    return ok;
-}
+#include "infer_case.h"
 
 /* Out-of-range tables: a recorded error, no fault, and the context usable. */
 static void bad_tables(fg_context *ctx) {
@@ -507,31 +284,52 @@ int main(int argc, char **argv) {
     if (san) only = NULL;
     static const icase cases[] = {
         /* name                          dt     d   dv  b  hq hkv sq cap page vk sl causal split lens_q lens_k seed block_n */
-        {"decode gqa contiguous",       FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {700, 1, 333}, 1, 0},
-        {"decode gqa split 7",          FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 333}, 2, 0},
-        {"decode gqa no split",         FG_FP16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 65, 333}, 3, 0},
-        {"decode mha fp16 hd64",        FG_FP16, 64, 0, 2, 4, 4, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {1999, 17}, 4, 0},
-        {"decode mqa hd256",            FG_BF16, 256, 0, 2, 8, 1, 1, 530, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {530, 129}, 5, 0},
-        {"decode paged 16",             FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 6, 0},
-        {"decode paged 64 shared page", FG_BF16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {640, 200}, 7, 0},
-        {"decode paged 64 split 7",     FG_FP16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {600, 65}, 8, 0},
-        {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9, 0},
-        {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10, 0},
-        {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11, 0},
-        {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12, 0},
-        {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13, 0},
-        {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14, 0},
-        {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15, 0},
-        {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16, 0},
-        {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17, 0},
+        {"decode gqa contiguous",       FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {700, 1, 333}, 1, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode gqa split 7",          FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 333}, 2, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode gqa no split",         FG_FP16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 65, 333}, 3, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode mha fp16 hd64",        FG_FP16, 64, 0, 2, 4, 4, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {1999, 17}, 4, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode mqa hd256",            FG_BF16, 256, 0, 2, 8, 1, 1, 530, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {530, 129}, 5, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode paged 16",             FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 6, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode paged 64 shared page", FG_BF16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {640, 200}, 7, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode paged 64 split 7",     FG_FP16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {600, 65}, 8, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17, 0, {0.f, 0, 0, 0, 0, 0}},
         /* key tiles spanning several pages (load_tile_paged's stepped slots and offsets) */
-        {"span paged 16 x64",           FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 18, 64},
-        {"span paged 16 x128 split 5",  FG_FP16, 128, 0, 3, 8, 2, 1, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 1, 130}, 19, 128},
-        {"span paged 32 x64 sq4",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 20, 64},
-        {"span paged 16 x128 hd64",     FG_BF16, 64, 0, 2, 4, 4, 1, 300, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 45}, 21, 128},
-        {"span paged 16 hd64 auto",     FG_FP16, 64, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {700, 129, 1}, 23, 0},
-        {"span paged 64 hd64 split 4",  FG_BF16, 64, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 4, {0}, {640, 63}, 24, 0},
-        {"span paged 16 x64 hd256",     FG_BF16, 256, 0, 2, 8, 1, 1, 200, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 17}, 22, 64},
+        {"span paged 16 x64",           FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 18, 64, {0.f, 0, 0, 0, 0, 0}},
+        {"span paged 16 x128 split 5",  FG_FP16, 128, 0, 3, 8, 2, 1, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 1, 130}, 19, 128, {0.f, 0, 0, 0, 0, 0}},
+        {"span paged 32 x64 sq4",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 20, 64, {0.f, 0, 0, 0, 0, 0}},
+        {"span paged 16 x128 hd64",     FG_BF16, 64, 0, 2, 4, 4, 1, 300, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 45}, 21, 128, {0.f, 0, 0, 0, 0, 0}},
+        {"span paged 16 hd64 auto",     FG_FP16, 64, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {700, 129, 1}, 23, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"span paged 64 hd64 split 4",  FG_BF16, 64, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 4, {0}, {640, 63}, 24, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"span paged 16 x64 hd256",     FG_BF16, 256, 0, 2, 8, 1, 1, 200, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 17}, 22, 64, {0.f, 0, 0, 0, 0, 0}},
+        /* score modifications (issue 13): each against dense references of its sequences alone; m = {softcap,
+           alibi (1 [h], 2 [b, h]), window on, left, right, sinks} */
+        {"mods softcap decode gqa4",    FG_BF16, 128, 0, 4, 16, 4, 1, 900, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {900, 1, 0, 333}, 30, 0, {30.f, 0, 0, 0, 0, 0}},
+        {"mods softcap paged 16 split 7", FG_FP16, 128, 0, 3, 16, 4, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {700, 17, 0}, 31, 0, {5.f, 0, 0, 0, 0, 0}},
+        {"mods alibi [h] decode gqa",   FG_BF16, 128, 0, 3, 8, 2, 1, 600, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {600, 5, 333}, 32, 0, {0.f, 1, 0, 0, 0, 0}},
+        {"mods alibi [b,h] paged 64",   FG_BF16, 64, 0, 3, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {640, 65, 1}, 33, 0, {0.f, 2, 0, 0, 0, 0}},
+        {"mods window 64/0 split 7",    FG_BF16, 128, 0, 3, 8, 2, 1, 3000, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {3000, 1500, 70}, 34, 0, {0.f, 0, 1, 64, 0, 0}},
+        {"mods window 64/0 auto",       FG_BF16, 128, 0, 3, 8, 2, 1, 3000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {3000, 1500, 70}, 35, 0, {0.f, 0, 1, 64, 0, 0}},
+        {"mods window 64/0 paged 16 split 7", FG_FP16, 128, 0, 2, 8, 2, 1, 2048, 16, 0, 1, FG_CAUSAL_NONE, 7, {0}, {2048, 63}, 36, 0, {0.f, 0, 1, 64, 0, 0}},
+        {"mods window both sq4 paged 64 split 7", FG_BF16, 128, 0, 2, 8, 2, 4, 2000, 64, 0, 1, FG_CAUSAL_NONE, 7, {0}, {2000, 90}, 37, 0, {0.f, 0, 1, 100, 2, 0}},
+        {"mods window both top-left sq4 auto", FG_BF16, 128, 0, 2, 8, 2, 4, 2000, 0, 0, 1, FG_CAUSAL_TOP_LEFT, 0, {0}, {2000, 3}, 38, 0, {0.f, 0, 1, 50, 20, 0}},
+        {"mods sinks decode no split",  FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 0, 333}, 39, 0, {0.f, 0, 0, 0, 0, 1}},
+        {"mods sinks paged 16 split 7", FG_BF16, 128, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 40}, 40, 0, {0.f, 0, 0, 0, 0, 1}},
+        {"mods sinks+window paged 64 auto", FG_BF16, 64, 0, 3, 16, 2, 1, 2000, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {2000, 130, 0}, 41, 0, {0.f, 0, 1, 128, 0, 1}},
+        {"mods sinks+window split 7",   FG_BF16, 64, 0, 3, 16, 2, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {2000, 130, 0}, 42, 0, {0.f, 0, 1, 128, 0, 1}},
+        {"mods sinks+window no split",  FG_FP16, 64, 0, 3, 16, 2, 1, 2000, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 1, {0}, {2000, 130, 0}, 43, 0, {0.f, 0, 1, 128, 0, 1}},
+        {"mods varlen causal window alibi", FG_BF16, 128, 0, 5, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 0, 1}, {50, 200, 1, 0, 0}, 44, 0, {0.f, 1, 1, 32, 0, 0}},
+        {"mods varlen top-left packed all", FG_FP16, 64, 0, 4, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {5, 1, 0, 20}, {40, 0, 3, 100}, 45, 0, {20.f, 2, 1, 8, 3, 1}},
+        {"mods varlen split 3 all",     FG_BF16, 128, 0, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 46, 0, {30.f, 1, 1, 40, 40, 1}},
+        {"mods all span 16 x64 sq4 split 5", FG_BF16, 128, 0, 2, 8, 2, 4, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 9}, 47, 64, {30.f, 2, 1, 100, 0, 1}},
+        {"mods all hd256 mqa split 7",  FG_BF16, 256, 0, 2, 8, 1, 1, 1000, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {1000, 129}, 48, 0, {50.f, 1, 1, 300, 0, 1}},
     };
     int n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {

@@ -4,7 +4,7 @@
  * heads] slopes), local windows and attention sinks, each alone and
  * combined; causal both alignments, GQA and MQA, odd lengths, seqlen_q !=
  * seqlen_k both ways, windows that leave rows empty (o = 0, lse = -inf or
- * the sink), a decode shape (which must not take the inference kernel),
+ * the sink), a decode shape (which takes the inference kernel),
  * head dims 64 / 128 / 256, fp16 and bf16; user score expressions (a
  * relative-position bias table, where/tanh/int tables) alone and with all
  * four.  Outputs are NaN-poisoned first.
@@ -117,11 +117,12 @@ static int run(fg_context *ctx, const scase *c, fg_kernel_path path, uint64_t se
     fg_status st = fg_attention_kernel_name(ctx, &d, name, sizeof name);
     CHECK(st == FG_OK, "%s: kernel name: %s", c->name, fg_errmsg(ctx));
     /* FG_PATH_MMA: the mma.sync kernel; AUTO: the TMA kernel on sm_90a (every
-     * head dim here is a multiple of 16), else mma.sync; never wgmma or inference */
-    const int hopper = strstr(name, "arch=sm_90a") != NULL;
-    const char *want = path == FG_PATH_AUTO && hopper ? "fwd_ws:" : "fwd_mma:";
-    CHECK(!strncmp(name, want, strlen(want)) && strstr(name, mods_item(c)) && !strstr(name, "infer=1"),
-          "%s: ran %s, want %s with %s", c->name, name, want, mods_item(c));
+     * head dim here is a multiple of 16), else mma.sync; never wgmma.  A
+     * decode shape (GQA packing) takes the inference kernel with its mods */
+    const int hopper = strstr(name, "arch=sm_90a") != NULL, decode = strstr(c->name, "decode") != NULL;
+    const char *want = path == FG_PATH_AUTO && hopper && !decode ? "fwd_ws:" : "fwd_mma:";
+    CHECK(!strncmp(name, want, strlen(want)) && strstr(name, mods_item(c)) && !strstr(name, "infer=1") == !decode,
+          "%s: ran %s, want %s with %s%s", c->name, name, want, mods_item(c), decode ? " and infer=1" : "");
     st = fg_attention_forward(ctx, &d, (void *)(uintptr_t)dq, (void *)(uintptr_t)dk, (void *)(uintptr_t)dv,
                               (void *)(uintptr_t)dout, (float *)(uintptr_t)dl, NULL);
     CHECK(st == FG_OK, "%s: forward: %s", c->name, fg_errmsg(ctx));
@@ -184,7 +185,7 @@ int main(int argc, char **argv) {
     CASE("window 300/-1 long",                FG_BF16, 128, 1, 2, 1, 2049, 4097, BR, 0.f, 0, 300, -1, 0, 0);
     CASE("sinks",                             FG_BF16, 128, 2, 4, 4, 300, 300, NO, 0.f, 0, -1, -1, 1, 0);
     CASE("sinks causal sq > sk (lse = sink)", FG_FP16, 64, 1, 4, 1, 300, 100, BR, 0.f, 0, -1, -1, 1, 0);
-    CASE("sinks decode GQA (not infer)",      FG_BF16, 128, 4, 8, 2, 1, 1500, NO, 0.f, 0, -1, -1, 1, 0);
+    CASE("sinks decode GQA (infer)",           FG_BF16, 128, 4, 8, 2, 1, 1500, NO, 0.f, 0, -1, -1, 1, 0);
     CASE("all four causal GQA odd",           FG_BF16, 128, 2, 8, 2, 517, 1031, BR, 20.f, 1, 100, 50, 1, 0);
     CASE("all four top-heavy",                FG_FP16, 64, 1, 4, 4, 1031, 517, NO, 50.f, 2, 33, 77, 1, 0);
     CASE("all four top-left hd256",           FG_BF16, 256, 1, 4, 2, 333, 333, TL, 30.f, 1, 64, -1, 1, 0);

@@ -154,53 +154,65 @@ static void test_choices(void) {
     CHECK(fg_infer_workspace_bytes(3, 1, 1, 1, 8, 1) == 256 + 256 + 256, "rounded to 256 per part");
 }
 
-/* Every inference variant family compiles without spills. */
+/* The inference variant of (head dims, causal, score modifications)
+ * compiles without spills on sm_80 and sm_90a, choosing as the runtime does
+ * (fg_pick_config): the first decode candidate that compiles without spills. */
+static void compile_infer(const fg_sources *src, int d, int dv, int causal, int mods) {
+    static const char *archs[] = {"sm_80", "sm_90a"};
+    fg_spec s;
+    memset(&s, 0, sizeof s);
+    s.head_dim = d;
+    s.head_dim_v = dv;
+    s.dtype = causal ? FG_FP16 : FG_BF16;
+    s.causal = causal;
+    s.infer = 1;
+    s.mods = mods;
+    fg_config cand[16];
+    const int n = fg_heuristic_candidates(&s, H100_SMEM, 64, 0, 0, cand, 16);
+    CHECK(n > 0, "no decode candidate for %d/%d", d, dv);
+    for (int a = 0; a < 2 && n > 0; ++a) {
+        int found = 0;
+        for (int c = 0; c < n && !found; ++c) {
+            fg_variant v = {s, cand[c]};
+            fg_rendered r;
+            fg_error e = {0};
+            if (fg_render_forward(src, &v, "test", &r, &e) != FG_OK) {
+                CHECK(0, "render %d/%d mods %d: %s", d, dv, mods, e.msg);
+                fg_error_clear(&e);
+                return;
+            }
+            CHECK(strstr(r.source, "INFER = true") != NULL, "render is the inference variant");
+            for (int m = 0; m < 4; ++m) {
+                static const char *const traits[4] = {"SOFTCAP = true", "ALIBI = true", "WINDOW = true", "SINK = true"};
+                CHECK(!strstr(r.source, traits[m]) == !(mods & (1 << m)), "mods %d: trait %s present iff used", mods, traits[m]);
+            }
+            fg_cubin cb;
+            const fg_status st = fg_compile_cubin(src, r.source, archs[a], "test", &cb, &e);
+            fg_rendered_free(&r);
+            CHECK(st == FG_OK, "compile %d/%d causal=%d mods=%d %s: %s", d, dv, causal, mods, archs[a], e.msg);
+            if (st != FG_OK) { fg_error_clear(&e); return; }
+            found = cb.stats.spill_stores == 0 && cb.stats.spill_loads == 0 && cb.stats.stack_frame == 0;
+            printf("  infer %3d/%-3d causal=%d mods=%2d %-6s block %dx%d: %d registers, %d stack%s\n", d, dv, causal, mods,
+                   archs[a], v.cfg.block_m, v.cfg.block_n, cb.stats.registers, cb.stats.stack_frame,
+                   found ? "" : " (spills: next candidate)");
+            fg_cubin_free(&cb);
+        }
+        CHECK(found, "%d/%d causal=%d mods=%d %s: every decode candidate spills", d, dv, causal, mods, archs[a]);
+    }
+}
+
+/* Every inference variant family compiles without spills; with the score
+ * modifications (each alone, all four) too. */
 static void test_compile(void) {
     fg_sources src;
     if (nvrtc_sources_or_skip(&src)) { CHECK(0, "sources"); return; }
     static const int dims[][2] = {{64, 64}, {128, 128}, {256, 256}, {192, 128}, {128, 64}, {40, 72}};
-    static const char *archs[] = {"sm_80", "sm_90a"};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; ++i)
-        for (int causal = 0; causal < 2; ++causal) {
-            fg_spec s;
-            memset(&s, 0, sizeof s);
-            s.head_dim = dims[i][0];
-            s.head_dim_v = dims[i][1];
-            s.dtype = causal ? FG_FP16 : FG_BF16;
-            s.causal = causal;
-            s.infer = 1;
-            fg_config cand[16];
-            const int n = fg_heuristic_candidates(&s, H100_SMEM, 64, 0, 0, cand, 16);
-            CHECK(n > 0, "no decode candidate for %d/%d", dims[i][0], dims[i][1]);
-            if (n <= 0) continue;
-            /* as the runtime chooses (fg_pick_config): the first candidate
-             * that compiles without spills, on each arch */
-            for (int a = 0; a < 2; ++a) {
-                int found = 0;
-                for (int c = 0; c < n && !found; ++c) {
-                    fg_variant v = {s, cand[c]};
-                    fg_rendered r;
-                    fg_error e = {0};
-                    if (fg_render_forward(&src, &v, "test", &r, &e) != FG_OK) {
-                        CHECK(0, "render %d/%d: %s", dims[i][0], dims[i][1], e.msg);
-                        fg_error_clear(&e);
-                        break;
-                    }
-                    CHECK(strstr(r.source, "INFER = true") != NULL, "render is the inference variant");
-                    fg_cubin cb;
-                    const fg_status st = fg_compile_cubin(&src, r.source, archs[a], "test", &cb, &e);
-                    fg_rendered_free(&r);
-                    CHECK(st == FG_OK, "compile %d/%d causal=%d %s: %s", dims[i][0], dims[i][1], causal, archs[a], e.msg);
-                    if (st != FG_OK) { fg_error_clear(&e); break; }
-                    found = cb.stats.spill_stores == 0 && cb.stats.spill_loads == 0 && cb.stats.stack_frame == 0;
-                    printf("  infer %3d/%-3d causal=%d %-6s block %dx%d: %d registers, %d stack%s\n", dims[i][0], dims[i][1],
-                           causal, archs[a], v.cfg.block_m, v.cfg.block_n, cb.stats.registers, cb.stats.stack_frame,
-                           found ? "" : " (spills: next candidate)");
-                    fg_cubin_free(&cb);
-                }
-                CHECK(found, "%d/%d causal=%d %s: every decode candidate spills", dims[i][0], dims[i][1], causal, archs[a]);
-            }
-        }
+        for (int causal = 0; causal < 2; ++causal) compile_infer(&src, dims[i][0], dims[i][1], causal, 0);
+    static const int mod_dims[] = {64, 128, 256};
+    for (int i = 0; i < 3; ++i) compile_infer(&src, mod_dims[i], mod_dims[i], 0, FG_MOD_ALL);
+    compile_infer(&src, 128, 128, 1, FG_MOD_ALL);
+    for (int m = 0; m < 4; ++m) compile_infer(&src, 128, 128, 1, 1 << m);
     /* sparse inference variants do not exist: the template says so */
     fg_variant v;
     memset(&v, 0, sizeof v);

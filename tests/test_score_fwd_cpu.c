@@ -103,10 +103,39 @@ static void test_checks(void) {
     expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA does not implement score modification 'window'", "wgmma path");
     d.path = FG_PATH_TMA;
     expect(d, FG_OK, NULL, "the TMA path takes a window");
+    /* the built-ins on the inference path: planned as infer=1 variants with
+     * their bits; each combination with each inference field */
+    static const int mods[] = {FG_MOD_SOFTCAP, FG_MOD_ALIBI, FG_MOD_WINDOW, FG_MOD_SINK, FG_MOD_ALL};
+    for (int m = 0; m < 5; ++m)
+        for (int f = 0; f < 4; ++f) {
+            d = base();
+            if (mods[m] & FG_MOD_SOFTCAP) d.softcap = 30.f;
+            if (mods[m] & FG_MOD_ALIBI) { d.alibi_slopes = DEV(0x1000); d.alibi_batch_stride = 8; }
+            if (mods[m] & FG_MOD_WINDOW) { d.window_left = 128; d.window_right = 0; }
+            if (mods[m] & FG_MOD_SINK) d.sinks = DEV(0x1100);
+            if (f == 0) d.seqlens_k = (const int32_t *)(uintptr_t)0x2000;
+            if (f == 1) { d.cu_seqlens_q = d.cu_seqlens_k = (const int32_t *)(uintptr_t)0x2000; d.total_q = d.total_k = 900; }
+            if (f == 2) {
+                d.seqlens_k = (const int32_t *)(uintptr_t)0x2000;
+                d.block_table = (const int32_t *)(uintptr_t)0x3000;
+                d.k_strides[0] = d.v_strides[0] = 16 * 2 * 128;
+                d.page_size = 16;
+                d.num_pages = 100;
+                d.max_pages = 32;
+            }
+            if (f == 3) d.num_splits = 7;
+            fg_variant v;
+            fg_fwd_params p;
+            fg_error e = {0};
+            CHECK(plan(&d, &v, &p, &e) == FG_OK && v.spec.infer == 1 && v.spec.mods == mods[m] && v.cfg.wgmma == 0,
+                  "mods %d with inference field %d: %s", mods[m], f, e.msg);
+            fg_error_clear(&e);
+        }
     d = base();
-    d.sinks = DEV(0x1000);
+    d.window_left = 3;
     d.seqlens_k = (const int32_t *)(uintptr_t)0x2000;
-    expect(d, FG_ERR_UNSUPPORTED, "'sink' with the inference fields", "inference fields");
+    d.path = FG_PATH_TMA;
+    expect(d, FG_ERR_UNSUPPORTED, "run on FG_PATH_MMA", "inference with a window on the TMA path");
     d = base();
     d.alibi_slopes = DEV(0x1000);
     d.layout = (const fg_block_layout *)(uintptr_t)0x3000; /* refused before it is read */
@@ -213,7 +242,7 @@ static void test_render(const fg_sources *src) {
     v.cfg = (fg_config){128, 64, 8, 2, 0, 1, 0, 0};
     v.spec.sparse = 1;
     CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "sparse with a sink refused");
-    CHECK_CONTAINS(e.msg, "dense, non-inference variants only");
+    CHECK_CONTAINS(e.msg, "dense variants only");
     fg_error_clear(&e);
 }
 
@@ -445,6 +474,12 @@ static void test_user_plan(fg_context *ctx, const fg_sources *src) {
     d.layout = (const fg_block_layout *)(uintptr_t)0x3000;
     expect(d, FG_ERR_UNSUPPORTED, "'score' with a block-sparse layout", "layout");
     d.layout = NULL;
+    d.seqlens_k = (const int32_t *)(uintptr_t)0x2000; /* the built-ins run on the inference path, a score does not */
+    expect(d, FG_ERR_UNSUPPORTED, "'score' (a user score expression) with the inference fields", "score, inference");
+    d.softcap = 10.f;
+    expect(d, FG_ERR_UNSUPPORTED, "'score' (a user score expression) with the inference fields", "score + softcap, inference");
+    d.softcap = 0.f;
+    d.seqlens_k = NULL;
     fg_attention_desc dd;
     fg_bwd_params bp;
     CHECK(fg_backward_plan(&d, H100_SMEM, &dd, &v2, &bp, &e) == FG_ERR_UNSUPPORTED, "backward refuses a score");

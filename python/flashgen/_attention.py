@@ -187,8 +187,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       only.  The tables stay on the device: nothing synchronises, and entries
       out of range are skipped and recorded (flashgen.check_tables).
 
-    Score modifications (FlashAttention-2's conventions; dense, no
-      block_mask or variable lengths yet: docs/SCORE-WIRING.md):
+    Score modifications (FlashAttention-2's conventions; dense and variable
+      lengths, no block_mask yet: docs/SCORE-WIRING.md; with variable lengths
+      each sequence is aligned by its own lengths, forward only):
       softcap: logits cap * tanh(scale * q.k / cap) (Gemma 2); None or 0: off.
       alibi_slopes: float32 [heads_q] or [batch, heads_q] on q's device; the
         logit gets - slope * |i + seqlen_k - seqlen_q - j| (offset 0 with
@@ -227,18 +228,16 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
-    mods = _scores.NONE if softcap is None and alibi_slopes is None and window_size is None and sinks is None \
-        else _scores.Scores(softcap, alibi_slopes, window_size, sinks)  # (the plain call's host time unchanged)
+    mods = _scores.scores(softcap, alibi_slopes, window_size, sinks)
     fp8 = None if q_descale is None and k_descale is None and v_descale is None and out_dtype is None and \
         getattr(q, "dtype", None) in _DTYPES else _fp8.options(q, (q_descale, k_descale, v_descale), out_dtype)
     if fp8 is not None:
         _refuse_fp8(q, k, v, mods, block_mask, (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k))
     if any(x is not None for x in (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)):
-        mods.refuse("with variable lengths (cu_seqlens, seqused_k) are not supported yet")
         from . import _inference
         return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
                                  causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,
-                                 block_mask=block_mask, deterministic=deterministic)
+                                 block_mask=block_mask, deterministic=deterministic, mods=mods)
     if _compiling() or _needs_grad(q, k, v, mods.alibi_slopes, mods.sinks):
         return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic,
                                              mods)

@@ -37,7 +37,7 @@ import threading
 import torch
 
 from . import _attention as A
-from . import _device, _lib
+from . import _device, _lib, _scores
 
 _MAX_SPECS, _MAX_PLANS = 64, 256
 _specs = {}
@@ -128,20 +128,21 @@ def _no_grad_only(what, *ts):
 
 
 def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k, *, causal, scale, return_lse,
-           out, layout, block_mask, deterministic):
-    """flashgen.attention with cu_seqlens_q / cu_seqlens_k / seqused_k (its docstring)."""
+           out, layout, block_mask, deterministic, mods=_scores.NONE):
+    """flashgen.attention with cu_seqlens_q / cu_seqlens_k / seqused_k (its
+    docstring); mods: its checked score modifications (_scores.scores)."""
     if block_mask is not None:
         raise ValueError("block_mask is not supported with cu_seqlens_q / cu_seqlens_k / seqused_k")
     if layout != "bshd":
         raise ValueError(f"variable lengths take layout='bshd' (packed [total, heads, head_dim]), not {layout!r}")
-    _no_grad_only("variable-length attention", q, k, v)
+    _no_grad_only("variable-length attention", q, k, v, mods.alibi_slopes, mods.sinks)
     key = ("varlen", _meta(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, out), max_seqlen_q, max_seqlen_k,
-           causal, scale, cu_seqlens_q is cu_seqlens_k)
+           causal, scale, cu_seqlens_q is cu_seqlens_k, mods.key())
     spec = _cached(key, lambda: _varlen_spec(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                                             seqused_k, causal, scale, out))
+                                             seqused_k, causal, scale, out, mods))
     o = out if out is not None else torch.empty(spec.o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(spec.lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
-    _forward(spec, q, k, v, o, lse, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, seqlens_k=seqused_k)
+    _forward(spec, q, k, v, o, lse, mods, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, seqlens_k=seqused_k)
     return (o, lse) if return_lse else o
 
 
@@ -170,7 +171,7 @@ def _causal(causal, square, what):
     return A._causal_mode(causal, 0, 0)
 
 
-def _varlen_spec(q, k, v, cu_q, cu_k, max_q, max_k, used_k, causal, scale, out):
+def _varlen_spec(q, k, v, cu_q, cu_k, max_q, max_k, used_k, causal, scale, out, mods=_scores.NONE):
     A._check_types(q=q, k=k, v=v)
     pq, pk = cu_q is not None, cu_k is not None
     for name, t, packed, table in (("q", q, pq, "cu_seqlens_q"), ("k", k, pk, "cu_seqlens_k"),
@@ -201,6 +202,7 @@ def _varlen_spec(q, k, v, cu_q, cu_k, max_q, max_k, used_k, causal, scale, out):
     if dk != d:
         raise ValueError(f"q has head dim {d} but k has {dk}")
     A._check_heads_dims(hq, hk, d, dv)
+    mods.check_tensors(b, hq, q.device)
     A._check_unit_stride(q=q, k=k, v=v)
     sq = _max_len("max_seqlen_q", max_q, "cu_seqlens_q", q.shape[0] if pq else None, None if pq else q.shape[1])
     sk = _max_len("max_seqlen_k", max_k, "cu_seqlens_k", k.shape[0] if pk else None, None if pk else k.shape[1])
@@ -218,6 +220,7 @@ def _varlen_spec(q, k, v, cu_q, cu_k, max_q, max_k, used_k, causal, scale, out):
     spec.desc = A._new_desc(q.dtype, (b, hq, hk, sq, sk, d, dv), strides, mode, scale_value)
     spec.desc.total_q = q.shape[0] if pq else 0
     spec.desc.total_k = k.shape[0] if pk else 0
+    mods.apply(spec.desc)  # the slopes' and sinks' addresses are set again per call (_forward)
     spec.append_desc = spec.knew = spec.vnew = None
     spec.o_shape, spec.lse_shape = o_shape, ((hq, q.shape[0]) if pq else (b, hq, sq))
     spec.index = _index(q)
@@ -226,7 +229,8 @@ def _varlen_spec(q, k, v, cu_q, cu_k, max_q, max_k, used_k, causal, scale, out):
 
 
 def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None, causal=False,
-                           softmax_scale=None, num_splits=0, return_lse=False, out=None):
+                           softmax_scale=None, num_splits=0, return_lse=False, out=None, softcap=None,
+                           alibi_slopes=None, window_size=None, sinks=None):
     """Attention of new queries over a KV cache, after appending new keys
     and values to it; in the spirit of FlashAttention's flash_attn_with_kvcache.
 
@@ -255,6 +259,14 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
       from the SM count and the sizes, 1 never splits.
     return_lse: also return lse, fp32 [batch, heads_q, seqlen_q].
     out: write o [batch, seqlen_q, heads_q, head_dim_v] into this tensor.
+    softcap, alibi_slopes, window_size, sinks: score modifications, as
+      flashgen.attention takes them (FlashAttention-2's conventions), each
+      sequence aligned by its own lengths: query i of a sequence with n keys
+      has the offset n - seqlen_q (0 with causal='top_left') in the window
+      and the ALiBi distance; alibi_slopes float32 [heads_q] or [batch,
+      heads_q], sinks float32 [heads_q] (lse includes the sink; a row that
+      sees no key has o = 0 and lse = the sink).  Gemma 2's decode:
+      softcap=30; gpt-oss: sinks=..., window_size=(127, 0).
 
     float16/bfloat16 CUDA tensors on one device with unit last strides; the
     int tensors int32, contiguous, on that device.  Nothing synchronises or
@@ -265,11 +277,12 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     one, which flashgen.check_tables() reports.  Forward only.
     Returns o, or (o, lse).
     """
-    _no_grad_only("attention_with_kvcache", q, k_cache, v_cache, k, v)
+    mods = _scores.scores(softcap, alibi_slopes, window_size, sinks)
+    _no_grad_only("attention_with_kvcache", q, k_cache, v_cache, k, v, mods.alibi_slopes, mods.sinks)
     key = ("kv", _meta(q, k_cache, v_cache, k, v, cache_seqlens, block_table, out), causal, softmax_scale,
-           num_splits)
+           num_splits, mods.key())
     spec = _cached(key, lambda: _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
-                                              softmax_scale, num_splits, out))
+                                              softmax_scale, num_splits, out, mods))
     o = out if out is not None else torch.empty(spec.o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(spec.lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
     lens = cache_seqlens if isinstance(cache_seqlens, torch.Tensor) else None  # an int is in the descriptor
@@ -279,11 +292,12 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
         _append(spec, old, block_table, k, v, k_cache, v_cache)
         if lens is not None:
             lens = lens + k.shape[1]  # a new tensor: the caller's cache_seqlens stays as it was
-    _forward(spec, q, k_cache, v_cache, o, lse, seqlens_k=lens, block_table=block_table)
+    _forward(spec, q, k_cache, v_cache, o, lse, mods, seqlens_k=lens, block_table=block_table)
     return (o, lse) if return_lse else o
 
 
-def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal, scale, num_splits, out):
+def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal, scale, num_splits, out,
+                  mods=_scores.NONE):
     if (k is None) != (v is None):
         raise ValueError("k and v (the new keys and values to append) must both be given or both be None")
     named = dict(q=q, k_cache=k_cache, v_cache=v_cache, **({} if k is None else dict(k=k, v=v)))
@@ -303,6 +317,7 @@ def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
     if dk != d:
         raise ValueError(f"q has head dim {d} but k_cache has {dk}")
     A._check_heads_dims(hq, hk, d, dv)
+    mods.check_tensors(b, hq, q.device)
     if block_table is not None:
         _check_table("block_table", block_table, (b, None))
         capacity = block_table.shape[1] * n1
@@ -349,6 +364,7 @@ def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
     if block_table is not None:
         spec.desc.page_size, spec.desc.num_pages, spec.desc.max_pages = n1, n0, block_table.shape[1]
     spec.desc.num_splits = splits
+    mods.apply(spec.desc)  # the slopes' and sinks' addresses are set again per call (_forward)
     spec.append_desc = spec.knew = spec.vnew = None
     if seqlen_new:
         spec.append_desc = _lib.fg_attention_desc.from_buffer_copy(spec.desc)
@@ -375,17 +391,18 @@ def _append(spec, lens, block_table, k, v, k_cache, v_cache):
         _lib.check(ctx, "fg_kv_append", st)
 
 
-def _forward(spec, q, k, v, o, lse, **tables):
-    """Runs spec's plan with these table tensors (field name -> tensor or None)."""
+def _forward(spec, q, k, v, o, lse, mods, **tables):
+    """Runs spec's plan with these table tensors (field name -> tensor or
+    None) and mods' (its score modifications' device arrays)."""
     if spec.action == "none":
         return
     if spec.action == "zero":  # no key anywhere: the library's convention for a row that sees none
         o.zero_()
         if lse is not None:
-            lse.fill_(-math.inf)
+            mods.empty_lse(lse)
         return
     d = _lib.fg_attention_desc.from_buffer_copy(spec.desc)
-    for field, t in tables.items():
+    for field, t in dict(tables, **mods.tables()).items():
         if t is not None:
             setattr(d, field, t.data_ptr())
     key = (spec.index, bytes(d))

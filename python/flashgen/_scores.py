@@ -36,16 +36,36 @@ class Scores:
         if self.sinks is not None:
             desc.sinks = self.sinks.data_ptr()
 
+    def key(self):
+        """What a cached call plan depends on: the values, and the tensors'
+        shapes and devices (not their addresses)."""
+        return (self.softcap, self.window) + tuple(
+            (tuple(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) else t  # a non-tensor: refused later
+            for t in (self.alibi_slopes, self.sinks))
+
+    def tables(self):
+        """The device arrays of a call, by descriptor field."""
+        return {"alibi_slopes": self.alibi_slopes, "sinks": self.sinks}
+
     def empty_lse(self, lse):
-        """lse of rows that see no key: the sink, or -inf."""
+        """lse of rows that see no key: the sink, or -inf.  lse is [batch,
+        heads_q, seqlen_q] or (variable lengths) [heads_q, total_q]."""
         if self.sinks is None:
             lse.fill_(-math.inf)
         else:
-            lse.copy_(self.sinks.view(1, -1, 1).expand_as(lse))
+            lse.copy_(self.sinks.view(-1, 1).expand_as(lse))
 
     def refuse(self, what):
         if self.used:
             raise NotImplementedError(f"flashgen.attention: {', '.join(self.names())} {what}")
+
+
+def scores(softcap=None, alibi_slopes=None, window_size=None, sinks=None):
+    """The checked modifications of a call's arguments (NONE when all are
+    None, so that a plain call's host time stays as it was)."""
+    if softcap is None and alibi_slopes is None and window_size is None and sinks is None:
+        return NONE
+    return Scores(softcap, alibi_slopes, window_size, sinks)
 
 
 def _softcap(x):

@@ -28,7 +28,7 @@ from _testenv import require_torch  # noqa: E402
 
 torch = require_torch("test_infer_cpu", cuda=False)
 import flashgen  # noqa: E402
-from flashgen import _attention, _device, _inference, _lib  # noqa: E402
+from flashgen import _attention, _device, _inference, _lib, _scores  # noqa: E402
 
 BF = torch.bfloat16
 
@@ -177,6 +177,19 @@ class KVCacheValidation(Raises):
         self.raises(ValueError, "out must have shape (3, 1, 8, 64)", self.call, out=t(3, 8, 1, 64))
         self.raises(RuntimeError, "forward only", self.call, q=self.q.clone().requires_grad_())
 
+    def test_score_modifications(self):
+        """The dense path's argument checks (flashgen._scores), forward only."""
+        self.raises(ValueError, "softcap must be 0 (off) or positive", self.call, softcap=-1.0)
+        self.raises(ValueError, "window_size must be a pair", self.call, window_size=5)
+        self.raises(ValueError, "window_size left must be an int >= -1", self.call, window_size=(-2, 0))
+        self.raises(ValueError, "alibi_slopes has shape (3,)", self.call, alibi_slopes=torch.zeros(3))
+        self.raises(TypeError, "sinks must be float32", self.call, sinks=torch.zeros(8, dtype=BF))
+        self.raises(RuntimeError, "forward only", self.call, sinks=torch.zeros(8, requires_grad=True))
+        self.raises(RuntimeError, "forward only", self.call, alibi_slopes=torch.zeros(8, requires_grad=True))
+        for kw in (dict(softcap=30.0), dict(alibi_slopes=torch.zeros(3, 8)), dict(window_size=(127, 0)),
+                   dict(sinks=torch.zeros(8))):
+            self.raises(ValueError, "flashgen runs on CUDA tensors", self.call, **kw)
+
 
 @contextlib.contextmanager
 def on_cpu():
@@ -251,6 +264,24 @@ class Descriptors(unittest.TestCase):
         self.assertEqual(s.action, "zero")  # max_seqlen_k = 0
 
 
+class ModDescriptors(unittest.TestCase):
+    def test_kvcache_and_varlen(self):
+        """The score modifications on the descriptor: values, the slopes'
+        batch stride, the arrays' addresses."""
+        q, pages, bt = t(3, 1, 8, 64), t(10, 16, 2, 64), torch.zeros(3, 5, dtype=torch.int32)
+        slopes, sinks = torch.zeros(3, 8), torch.zeros(8)
+        mods = _scores.scores(softcap=30.0, alibi_slopes=slopes, window_size=(127, 0), sinks=sinks)
+        s = desc_of(_inference._kvcache_spec, q, pages, pages, None, None, i32(1, 2, 3), bt, True, None, 0, None,
+                    mods)
+        d = s.desc
+        self.assertEqual((d.softcap, d.window_left, d.window_right, d.alibi_batch_stride), (30.0, 127, 0, 8))
+        self.assertEqual((d.alibi_slopes, d.sinks), (slopes.data_ptr(), sinks.data_ptr()))
+        s = desc_of(_inference._varlen_spec, t(10, 8, 64), t(12, 2, 64), t(12, 2, 64), i32(0, 3, 10),
+                    i32(0, 5, 12), 7, 7, None, "top_left", None, None, _scores.scores(alibi_slopes=torch.zeros(8)))
+        self.assertEqual((s.desc.softcap, s.desc.window_left, s.desc.alibi_batch_stride), (0.0, -1, 0))
+        self.assertEqual(_scores.NONE.tables(), {"alibi_slopes": None, "sinks": None})
+
+
 class LibraryChecks(unittest.TestCase):
     """The descriptors the binding builds pass the library's own descriptor
     check (fg_desc_plan: sizes, strides, the inference fields; no GPU), which
@@ -287,6 +318,12 @@ class LibraryChecks(unittest.TestCase):
         kc, kn = t(3, 1000, 8, 128), t(3, 2, 8, 128)
         spec = desc_of(_inference._kvcache_spec, q, kc, kc, kn, kn, 500, None, True, None, 0, None)
         self.assertEqual(self.plan(spec), (0, ""))  # an int length: no table
+        # the score modifications on the inference fields: accepted by the library's plan
+        mods = _scores.scores(softcap=30.0, alibi_slopes=torch.zeros(32), window_size=(127, 0),
+                              sinks=torch.zeros(32))
+        cache, bt = t(64, 16, 8, 128), torch.zeros(3, 20, dtype=torch.int32)
+        spec = desc_of(_inference._kvcache_spec, q, cache, cache, None, None, lens, bt, True, None, 7, None, mods)
+        self.assertEqual(self.plan(spec, seqlens_k=lens, block_table=bt), (0, ""))
         odd = t(8, 24, 8, 128)  # the page size is the library's to check
         spec = desc_of(_inference._kvcache_spec, q, odd, odd, None, None, lens, torch.zeros(3, 4, dtype=torch.int32),
                        True, None, 0, None)

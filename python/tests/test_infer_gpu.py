@@ -13,6 +13,8 @@ in test_attention_gpu.py (FlashAttention's): relative L2 error of o <= 1e-2
 (bf16) / 2e-3 (fp16), max |error| <= 4 units of the dtype's rounding of the
 largest output, lse within 5e-3 and -inf exactly on rows that see no key.
 
+Score modifications (softcap, ALiBi, windows, sinks) on caches: mods_cases.
+
 Cases: varlen with lengths 0 and 1 in the batch, causal both alignments and
 True where every sequence is square, GQA, q packed with k batched, seqused_k;
 caches contiguous and paged (page 16 and 64, pages shuffled, one page shared
@@ -49,9 +51,12 @@ BF, FP = torch.bfloat16, torch.float16
 NONE, BR, TL = False, "bottom_right", "top_left"
 
 
-def ref_seq(q, k, v, scale, causal):
+def ref_seq(q, k, v, scale, causal, softcap=None, alibi_slopes=None, window_size=None, sinks=None):
     """One sequence in float64: q [sq, hq, d], k [sk, hk, d], v [sk, hk, dv]
-    -> o [sq, hq, dv], lse [hq, sq] (o = 0, lse = -inf where no key is seen)."""
+    -> o [sq, hq, dv], lse [hq, sq] (o = 0, lse = -inf where no key is seen).
+    Score modifications as flashgen.attention's dense ones (FlashAttention-2's
+    order: softcap, ALiBi, then the masks; alibi_slopes [hq] of this
+    sequence, sinks [hq] in the denominator: lse = the sink on an empty row)."""
     sq, hq, sk, hk = q.shape[0], q.shape[1], k.shape[0], k.shape[1]
     g = hq // hk
     qf = q.double().transpose(0, 1)
@@ -60,9 +65,21 @@ def ref_seq(q, k, v, scale, causal):
     s = (qf @ kf.transpose(1, 2)) * scale
     i = torch.arange(sq, device=DEV)[:, None]
     j = torch.arange(sk, device=DEV)[None, :]
+    off = 0 if causal == TL else sk - sq  # the alignment of ALiBi and the window
+    if softcap:
+        s = softcap * torch.tanh(s / softcap)
+    if alibi_slopes is not None:
+        s = s - alibi_slopes.double().view(-1, 1, 1) * (i + off - j).abs()
     allowed = j <= i + (sk - sq) if causal in (BR, True) else j <= i if causal == TL else torch.ones_like(i == j)
+    if window_size is not None:
+        left, right = window_size
+        allowed = allowed & ((j >= i + off - left) if left >= 0 else True) & ((j <= i + off + right) if right >= 0 else True)
     s = s.masked_fill(~allowed, -math.inf)
-    lse = torch.logsumexp(s, -1)
+    if sinks is not None:
+        sink = sinks.double().view(-1, 1, 1).expand(hq, sq, 1)
+        lse = torch.logsumexp(torch.cat([s, sink], -1), -1)
+    else:
+        lse = torch.logsumexp(s, -1)
     p = torch.exp(s - lse[..., None]).nan_to_num(0.0)
     return (p @ vf).transpose(0, 1), lse
 
@@ -184,10 +201,13 @@ class Cache:
         return x.view(-1, x.shape[-2], x.shape[-1])
 
 
-def kv_case(name, lens, cap, sq, hq, hk, d, dtype, causal, page=None, share=False, new=0, splits=(0,), gen=None):
+def kv_case(name, lens, cap, sq, hq, hk, d, dtype, causal, page=None, share=False, new=0, splits=(0,), gen=None,
+            mods=None):
     """One cache and one set of inputs, run with each num_splits in `splits`:
     each result against the reference, and (several splits) against each
-    other, the first as reference."""
+    other, the first as reference.  mods: score modifications (keyword
+    arguments of attention_with_kvcache; alibi_slopes [b, hq] or [hq])."""
+    mods = mods or {}
     cache = Cache(lens, cap, hk, d, dtype, page, share, gen)
     cache.unused_to_minus_one(new)
     b = len(lens)
@@ -203,7 +223,7 @@ def kv_case(name, lens, cap, sq, hq, hk, d, dtype, causal, page=None, share=Fals
             with no_sync():
                 o, lse = flashgen.attention_with_kvcache(q, cache.k, cache.v, k=kn, v=vn, cache_seqlens=lens_t,
                                                          block_table=cache.table, causal=causal, num_splits=ns,
-                                                         return_lse=True, out=out)
+                                                         return_lse=True, out=out, **mods)
             plan = _inference.last_plan()
             if o is not out:
                 fails.append(f"{label}: o is not out=")
@@ -217,7 +237,10 @@ def kv_case(name, lens, cap, sq, hq, hk, d, dtype, causal, page=None, share=Fals
                     r = cache.rows(i, lens[i] + new, lens[i])
                     if not (torch.equal(cache.flat("k")[r], kn[i]) and torch.equal(cache.flat("v")[r], vn[i])):
                         fails.append(f"{label}: the appended rows of sequence {i} are not in the cache")
-                o_i, l_i = ref_seq(q[i], ks, vs, 1 / math.sqrt(d), causal)
+                m = dict(mods)
+                if m.get("alibi_slopes") is not None and m["alibi_slopes"].dim() == 2:
+                    m["alibi_slopes"] = m["alibi_slopes"][i]
+                o_i, l_i = ref_seq(q[i], ks, vs, 1 / math.sqrt(d), causal, **m)
                 ro.append(o_i)
                 rl.append(l_i)
             fails += compare(f"{label} plan(splits, ws)={plan}", o, lse, torch.stack(ro), torch.stack(rl), dtype)
@@ -228,6 +251,39 @@ def kv_case(name, lens, cap, sq, hq, hk, d, dtype, causal, page=None, share=Fals
             fails += compare(f"{name}: num_splits {got[0][0]} vs {ns}", o, lse, got[0][1], got[0][2], dtype)
         return fails
     return guarded(name, run)
+
+
+def mods_cases(gen):
+    """Score modifications on caches (issue 13): Gemma 2's softcap on GQA
+    decode, gpt-oss's sinks + window (127, 0), ALiBi [hq] and [b, hq], a
+    two-sided window with 4 queries, each contiguous and paged (16, 64), with
+    num_splits 1, automatic and 7 (agreeing with the reference and each
+    other); lengths 0 and 1 in the batch; and the refusal of gradients."""
+    fails = []
+    lens, hq, hk = [2000, 1, 0, 700], 32, 8
+    slopes = torch.rand(hq, device=DEV) * 0.5 + 0.01
+    slopes_b = torch.rand(len(lens), hq, device=DEV) * 0.5 + 0.01
+    sinks = torch.randn(hq, device=DEV) * 2
+    for page in (None, 16, 64):
+        for label, sq, causal, mods in (
+                ("softcap 30", 1, NONE, dict(softcap=30.0)),
+                ("sinks + window (127, 0)", 1, BR, dict(sinks=sinks, window_size=(127, 0))),
+                ("sinks", 1, NONE, dict(sinks=sinks)),
+                ("alibi [hq]", 1, BR, dict(alibi_slopes=slopes)),
+                ("alibi [b, hq] + window (64, 0)", 1, NONE, dict(alibi_slopes=slopes_b, window_size=(64, 0))),
+                ("window (100, 2) sq=4 + softcap", 4, NONE, dict(window_size=(100, 2), softcap=5.0)),
+                ("all four top-left sq=4", 4, TL, dict(softcap=20.0, alibi_slopes=slopes, window_size=(50, 20),
+                                                       sinks=sinks))):
+            fails += kv_case(f"mods {label} page={page}", lens, 2048, sq, hq, hk, 128, BF, causal, page=page,
+                             splits=(1, 0, 7), gen=gen, mods=mods)
+    q = torch.randn(1, 1, hq, 128, device=DEV, dtype=BF)
+    kc = torch.randn(1, 64, hk, 128, device=DEV, dtype=BF)
+    try:
+        flashgen.attention_with_kvcache(q, kc, kc, sinks=sinks.clone().requires_grad_())
+        fails.append("mods: sinks that require grad were accepted (the inference path has no backward)")
+    except RuntimeError as e:
+        print(f"ok   mods: sinks requiring grad refused: {e}", flush=True)
+    return fails
 
 
 def splits_cases():
@@ -455,6 +511,7 @@ def main():
                        "(this library has no fg_kv_append)")
 
     add(splits_cases())
+    add(mods_cases(gen))
     add(workspace_reuse())
     add(paged_equals_contiguous())
     try:
