@@ -30,18 +30,12 @@ fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_de
     return FG_OK;
 }
 
-/* The tuned configuration of the cache file for this call's spec, path
- * and seqlen bucket (fg_tune_backward's result), if one is stored and
- * still fits; deterministic calls keep the heuristic (the tuner times the
- * atomic dQ sum). */
+/* The tuned configuration of the call's bucket (fg_tune_backward's result;
+ * fg_ctx_tuned); deterministic calls and score modifications keep the
+ * heuristic (the tuner times the atomic dQ sum, plain specs). */
 static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int bq, int bk, int hopper, fg_config *c) {
-    fg_store *store;
-    const char *gpu;
-    fg_error e = {0};
-    if (ctx->ignore_tuned || d->deterministic || fg_spec_has_mods(s)) return 0;
-    if (fg_ctx_store(ctx, &store, &gpu, &e) != FG_OK) { fg_error_clear(&e); return 0; }
-    return fg_tuned_config(store, gpu, s, (int)d->path, bq, bk, d->seqlen_q, d->seqlen_k,
-                           ctx->dev_info.smem_per_block_optin, hopper && d->path != FG_PATH_MMA, c);
+    if (d->deterministic || fg_spec_has_mods(s)) return 0;
+    return fg_ctx_tuned(ctx, d, s, bq, bk, hopper && d->path != FG_PATH_MMA, c);
 }
 
 fg_status fg_ctx_bwd_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int deterministic,
@@ -63,9 +57,9 @@ static fg_status choose(fg_context *ctx, fg_variant *v, const fg_attention_desc 
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: the Hopper backward needs sm_90a; this device is %s (%s)",
                        ctx->dev_info.arch, ctx->dev_info.name);
     if (!v->cfg.block_m) {
-        /* the backward has no TMA path: the key's tma_ok holds the deterministic flag */
-        const fg_choice_key key = {v->spec, block_q, block_k, (int)d->path, d->deterministic != 0,
-                                   fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
+        const fg_choice_key key = {.spec = v->spec, .block_q = block_q, .block_k = block_k, .path = (int)d->path,
+                                   .bucket_q = fg_bucket_len(d->seqlen_q), .bucket_k = fg_bucket_len(d->seqlen_k),
+                                   .deterministic = d->deterministic != 0};
         if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
             if (tuned(ctx, d, &v->spec, block_q, block_k, hopper, &v->cfg)) {
                 fg_ctx_count(ctx, &ctx->stats.configs_tuned);

@@ -23,7 +23,8 @@ typedef struct fg_choice {
 
 static int key_equal(const fg_choice_key *a, const fg_choice_key *b) {
     return fg_spec_equal(&a->spec, &b->spec) && a->block_q == b->block_q && a->block_k == b->block_k &&
-           a->path == b->path && a->tma_ok == b->tma_ok && a->bucket_q == b->bucket_q && a->bucket_k == b->bucket_k;
+           a->path == b->path && a->tma_ok == b->tma_ok && a->bucket_q == b->bucket_q && a->bucket_k == b->bucket_k &&
+           a->deterministic == b->deterministic;
 }
 
 int fg_ctx_memo_get(fg_context *ctx, const fg_choice_key *k, fg_config *cfg) {
@@ -69,17 +70,35 @@ fg_status fg_ctx_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int b
                                fg_ctx_try_compile, ctx, out, err);
 }
 
-/* The tuned configuration of the cache file, if there is one that is still
- * valid here. */
-static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int bq, int bk, int tma_ok,
+int fg_ctx_tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int block_q, int block_k, int wgmma_ok,
                  fg_config *c) {
     fg_store *store;
     const char *gpu;
     fg_error e = {0};
     if (ctx->ignore_tuned) return 0;
     if (fg_ctx_store(ctx, &store, &gpu, &e) != FG_OK) { fg_error_clear(&e); return 0; }
-    return fg_tuned_config(store, gpu, s, (int)d->path, bq, bk, d->seqlen_q, d->seqlen_k,
-                           ctx->dev_info.smem_per_block_optin, hopper_level(ctx, tma_ok), c);
+    return fg_tuned_config(store, gpu, s, (int)d->path, block_q, block_k, d->seqlen_q, d->seqlen_k,
+                           ctx->dev_info.smem_per_block_optin, wgmma_ok, c);
+}
+
+/* Whether c fits this device and compiles without spills or stack (then
+ * copied to *out): the check of a configuration chosen outside the
+ * heuristic's candidate walk. */
+static int fits_clean(fg_context *ctx, const fg_spec *s, const fg_config *c, fg_config *out) {
+    fg_error e = {0};
+    fg_kernel_stats st;
+    const int ok = fg_config_check(s, c, ctx->dev_info.smem_per_block_optin, NULL) == FG_OK &&
+                   fg_ctx_try_compile(ctx, s, c, &st, &e) == FG_OK && !st.spill_stores && !st.spill_loads &&
+                   !st.stack_frame;
+    fg_error_clear(&e);
+    if (ok) *out = *c;
+    return ok;
+}
+
+/* Whether d's key tiles may span several pages (load_tile_paged): pages
+ * of a power-of-two size; other sizes take tiles within one page. */
+static int pages_spannable(const fg_attention_desc *d) {
+    return !(d->page_size & (d->page_size - 1));
 }
 
 /* Decode (a head's queries fill less than a 64-row tile) up to head dim
@@ -88,7 +107,6 @@ static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, 
  * H200, docs/PERF.md v8), when that compiles without spills here and the
  * pages hold whole tiles or are a power of two; else 0 (the heuristic
  * decides). */
-static int fits_clean(fg_context *ctx, const fg_spec *s, const fg_config *c, fg_config *out);
 static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, fg_config *out) {
     /* above head dim 64 the heuristic's tiles measured as fast or faster
      * (head dim 256: one stage, two CTAs per SM, 4180 GB/s against 3433
@@ -106,22 +124,8 @@ static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_s
     /* pages smaller than the tile: spanning tiles for power-of-two pages
      * (load_tile_paged steps their rows' pages); other sizes keep the
      * heuristic's one-page tiles */
-    if (d->block_table && d->page_size % c.block_n && (d->page_size & (d->page_size - 1))) return 0;
+    if (d->block_table && d->page_size % c.block_n && !pages_spannable(d)) return 0;
     return fits_clean(ctx, s, &c, out);
-}
-
-/* Whether c fits this device and compiles without spills or stack (then
- * copied to *out): the check of a configuration chosen outside the
- * heuristic's candidate walk. */
-static int fits_clean(fg_context *ctx, const fg_spec *s, const fg_config *c, fg_config *out) {
-    fg_error e = {0};
-    fg_kernel_stats st;
-    const int ok = fg_config_check(s, c, ctx->dev_info.smem_per_block_optin, NULL) == FG_OK &&
-                   fg_ctx_try_compile(ctx, s, c, &st, &e) == FG_OK && !st.spill_stores && !st.spill_loads &&
-                   !st.stack_frame;
-    fg_error_clear(&e);
-    if (ok) *out = *c;
-    return ok;
 }
 
 /* Short causal calls on the TMA family (FG_PATH_AUTO or FG_PATH_TMA, dense):
@@ -162,12 +166,12 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
          * one-page tiles at page 16 (H200, b=16 kv 32k, docs/PERF.md v8) */
         path = FG_PATH_MMA;
         if (d->seqlen_q < FG_DECODE_ROWS) bq = FG_DECODE_ROWS;
-        if (d->block_table && (d->page_size & (d->page_size - 1))) bk = d->page_size;
+        if (d->block_table && !pages_spannable(d)) bk = d->page_size;
     }
-    const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k)};
+    const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k), 0};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
         fg_config cfg;
-        if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && tuned(ctx, d, &v->spec, bq, bk, tma_ok, &cfg)) {
+        if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && fg_ctx_tuned(ctx, d, &v->spec, bq, bk, hopper_level(ctx, tma_ok), &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
         } else if (v->spec.infer && d->seqlen_q < FG_DECODE_ROWS && decode_config(ctx, d, &v->spec, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_heuristic);

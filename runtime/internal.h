@@ -131,6 +131,7 @@ typedef struct fg_choice_key {
     fg_spec spec;
     int block_q, block_k, path, tma_ok;
     int bucket_q, bucket_k;
+    int deterministic; /* the backward's mode (the forward leaves it 0) */
 } fg_choice_key;
 int fg_ctx_memo_get(fg_context *ctx, const fg_choice_key *k, fg_config *cfg);
 void fg_ctx_memo_put(fg_context *ctx, const fg_choice_key *k, const fg_config *cfg);
@@ -143,6 +144,12 @@ void fg_choices_reset(fg_context *ctx);
 /* The store, opened on first use (after fg_ctx_device); never NULL after
  * FG_OK.  *identity: this device's identity string (store.h). */
 fg_status fg_ctx_store(fg_context *ctx, fg_store **out, const char **identity, fg_error *err);
+/* The tuned configuration of the cache file for spec s and d's path and
+ * seqlen bucket (fg_tuned_config; wgmma_ok as fg_heuristic_candidates takes
+ * it), when one is stored and still fits; 0 under FLASHGEN_TUNED=0 or
+ * without a store.  The forward's and the backward's look-up. */
+int fg_ctx_tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int block_q, int block_k, int wgmma_ok,
+                 fg_config *c);
 /* fg_heuristic_config for this context's device, compiling candidates
  * through fg_ctx_kernel; path is an fg_kernel_path; tma_ok: TMA can describe
  * this call's tensors (fg_tma_strides_ok). */
