@@ -23,7 +23,9 @@ Element-wise operations understood: + - * / unary -, abs, comparisons,
 & | ~ on conditions, torch.where, torch.minimum / maximum / clamp (and the
 methods), tanh, exp2, exp, log2, log, sigmoid.
 """
+import ctypes as C
 import math
+import threading
 import types
 
 import torch
@@ -330,3 +332,99 @@ def _filled(cell):
 def _names(text, name):
     import re
     return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_\[])", text) is not None
+
+
+class Score:
+    """A user score modification for flashgen.attention(score_mod=...): the
+    score language's text (docs/SCORES.md) with its tables and constants, or
+    a FlexAttention-style function translated by translate().
+
+        Score("score + bias[h * 127 + min(max(kv_idx - q_idx, -63), 63) + 63]",
+              tables={"bias": bias})            # int32 / float32, any shape (read flat)
+        Score(lambda score, b, h, q_idx, kv_idx: score + bias[h, kv_idx % 1])  # TranslationError: '%'
+
+    tables: name -> tensor (int32 or float32; others converted as translate()
+    does), copied to the call's device once and kept alive here; consts:
+    name -> int or float.  The expression is checked now (FlashgenError with
+    the column of an error); .text is the library's canonical form."""
+
+    def __init__(self, expr, tables=None, consts=None):
+        if callable(expr):
+            tr = translate(expr)
+            expr, tables, consts = tr.text, {**tr.tables, **(tables or {})}, {**tr.consts, **(consts or {})}
+        if not isinstance(expr, str):
+            raise TypeError(f"Score takes the expression text or a score_mod function, not {type(expr).__name__}")
+        self._lock = threading.Lock()
+        self.expr = expr
+        self.tables = {str(n): _table_data(str(n), t) for n, t in (tables or {}).items()}
+        self.consts = {}
+        for n, v in (consts or {}).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"constant {n} must be an int or a float, not {type(v).__name__}")
+            self.consts[str(n)] = v
+        self._handles = {}   # context -> (fg_score*, the tables it points to)
+        from ._pattern import _host_ctx
+        self.text = _lib().fg_score_text(self._handle(_host_ctx(), None)).decode()
+
+    def _handle(self, ctx, device):
+        """This score's fg_score in context ctx, its tables on device (None:
+        where they are; host checks only)."""
+        with self._lock:
+            h = self._handles.get(ctx)
+            if h is not None:
+                return h[0]
+            tabs = {n: t if device is None else t.to(device) for n, t in self.tables.items()}
+            args = (_lib_mod().fg_score_arg * max(1, len(tabs) + len(self.consts)))()
+            keep = []
+            for i, (n, v) in enumerate(list(self.consts.items()) + list(tabs.items())):
+                a = args[i]
+                keep.append(n.encode())
+                a.name = keep[-1]
+                if isinstance(v, torch.Tensor):
+                    a.kind = _lib_mod().FG_SCORE_TABLE_INT32 if v.dtype == torch.int32 else _lib_mod().FG_SCORE_TABLE_FLOAT
+                    a.data, a.n = v.data_ptr(), v.numel()
+                elif isinstance(v, int):
+                    a.kind, a.i = _lib_mod().FG_SCORE_CONST_INT, v
+                else:
+                    a.kind, a.f = _lib_mod().FG_SCORE_CONST_FLOAT, v
+            out = C.c_void_p()
+            st = _lib().fg_score_create(ctx, self.expr.encode(), args, len(tabs) + len(self.consts), C.byref(out))
+            _lib_mod().check(ctx, "fg_score_create", st)
+            self._handles[ctx] = (out.value, tabs)
+            return out.value
+
+    def handle(self, index):
+        """The fg_score* for a call on CUDA device `index` (made once)."""
+        from . import _device
+        return self._handle(_device.context(index), torch.device("cuda", index))
+
+    def close(self):
+        with self._lock:
+            for h, _ in self._handles.values():
+                _lib().fg_score_destroy(h)
+            self._handles.clear()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone
+            pass
+
+    def __repr__(self):
+        return f"flashgen.Score({self.text!r}, tables={sorted(self.tables)}, consts={self.consts})"
+
+
+def as_score(score_mod):
+    """score_mod= of flashgen.attention as a Score (None stays None)."""
+    if score_mod is None or isinstance(score_mod, Score):
+        return score_mod
+    return Score(score_mod)
+
+
+def _lib_mod():
+    from . import _lib as lib_mod
+    return lib_mod
+
+
+def _lib():
+    return _lib_mod().load()

@@ -140,6 +140,49 @@ class Translate(unittest.TestCase):
             translate("score + 1.0")
 
 
+class WithLibrary(unittest.TestCase):
+    """flashgen.Score through the library's parser (a host context: no GPU)."""
+
+    def setUp(self):
+        try:
+            from flashgen import _lib
+            _lib.load()
+        except Exception as e:  # noqa: BLE001 (any load failure: skipped)
+            self.skipTest(f"libflashgen not loadable: {e}")
+
+    def test_translations_parse_and_round_trip(self):
+        import flashgen
+        bias, slopes = torch.randn(4, 127), torch.rand(4)
+        for fn in (lambda s, b, h, q, k: s + bias[h, (k - q).clamp(-63, 63) + 63],
+                   lambda s, b, h, q, k: s - slopes[h] * abs(q - k),
+                   lambda s, b, h, q, k: torch.where((q >= k) & ~(h == 2), torch.tanh(s * 0.1) * 10.0, s - 1e30),
+                   lambda s, b, h, q, k: torch.sigmoid(s) + torch.exp(s * 0.001) + torch.log(abs(s) + 1.0) + q / 7):
+            sc = flashgen.Score(fn)
+            self.assertTrue(sc.text)
+            self.assertEqual(flashgen.Score(sc.text, tables=sc.tables, consts=sc.consts).text, sc.text)
+
+    def test_errors(self):
+        import flashgen
+        with self.assertRaisesRegex(flashgen.FlashgenError, "column 7"):
+            flashgen.Score("score % 2")
+        with self.assertRaisesRegex(flashgen.FlashgenError, "unknown name 'nope'"):
+            flashgen.Score("score + nope[h]")
+        with self.assertRaises(TypeError):
+            flashgen.Score(3)
+        with self.assertRaises(TypeError):
+            flashgen.Score("score * c", consts={"c": "2"})
+        with self.assertRaisesRegex(TranslationError, "dtype torch.float64"):
+            flashgen.Score("score + t[h]", tables={"t": torch.zeros(2, dtype=torch.float64)})
+
+    def test_attention_refuses_gradients_and_varlen(self):
+        import flashgen
+        q = torch.randn(1, 16, 2, 64, dtype=torch.bfloat16, requires_grad=True)
+        with self.assertRaisesRegex(NotImplementedError, "score_mod is forward only"):
+            flashgen.attention(q, q, q, score_mod=lambda s, b, h, qi, ki: s * 2.0)
+        with torch.no_grad(), self.assertRaisesRegex(NotImplementedError, "score_mod with variable lengths"):
+            flashgen.attention(q, q, q, score_mod="score * 2.0", cu_seqlens_q=torch.zeros(2, dtype=torch.int32))
+
+
 GLOBAL_BIAS = torch.randn(4)
 
 if __name__ == "__main__":
