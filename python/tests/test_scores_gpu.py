@@ -36,17 +36,22 @@ from test_attention_gpu import compare, poison_lse_pool  # noqa: E402  (the one 
 DEV = "cuda"
 
 
+def logits(q, k, v, dt):
+    """The scaled scores [b, hq, sq, sk] and v [b, hq, sk, dv] in dt (GQA heads repeated)."""
+    g = q.shape[2] // k.shape[2]
+    qf = q.to(dt).transpose(1, 2)
+    kf = k.to(dt).transpose(1, 2).repeat_interleave(g, 1)
+    vf = v.to(dt).transpose(1, 2).repeat_interleave(g, 1)
+    return (qf @ kf.transpose(2, 3)) / math.sqrt(q.shape[3]), vf
+
+
 def reference(q, k, v, causal, softcap, slopes, window, sinks, dt=torch.float64):
     """In dt (float64 unless said), bshd: o [b, sq, hq, dv], lse [b, hq, sq];
     differentiable (rows that see no key: their scores stay unmasked and
     their probabilities are multiplied by 0, so no NaN reaches a gradient)."""
     b, sq, hq, d = q.shape
-    sk, hk = k.shape[1], k.shape[2]
-    g = hq // hk
-    qf = q.to(dt).transpose(1, 2)
-    kf = k.to(dt).transpose(1, 2).repeat_interleave(g, 1)
-    vf = v.to(dt).transpose(1, 2).repeat_interleave(g, 1)
-    s = (qf @ kf.transpose(2, 3)) / math.sqrt(d)
+    sk = k.shape[1]
+    s, vf = logits(q, k, v, dt)
     if softcap:
         s = softcap * torch.tanh(s / softcap)
     off = 0 if causal == "top_left" else sk - sq
@@ -131,11 +136,8 @@ def reference_mod(q, k, v, causal, softcap, fn):
     """float64: the scaled logits, softcap, then the user's score_mod fn run on
     float64 tensors with broadcast (b, h, q_idx, kv_idx) index grids."""
     b, sq, hq, d = q.shape
-    sk, hk = k.shape[1], k.shape[2]
-    qf = q.double().transpose(1, 2)
-    kf = k.double().transpose(1, 2).repeat_interleave(hq // hk, 1)
-    vf = v.double().transpose(1, 2).repeat_interleave(hq // hk, 1)
-    s = (qf @ kf.transpose(2, 3)) / math.sqrt(d)
+    sk = k.shape[1]
+    s, vf = logits(q, k, v, torch.float64)
     if softcap:
         s = softcap * torch.tanh(s / softcap)
     grid = (torch.arange(b, device=DEV).view(-1, 1, 1, 1), torch.arange(hq, device=DEV).view(1, -1, 1, 1),
