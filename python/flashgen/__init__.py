@@ -14,17 +14,19 @@ which one loaded.  `python -m flashgen` runs the flashgen CLI.
 
 Importing the package needs no torch; the names that work on tensors
 (attention, attention_with_kvcache, check_tables, Pattern, BlockLayout,
-clear_cache, quantize_fp8, hadamard) import it on first use.
+clear_cache, quantize_fp8, hadamard, Score, TranslationError) import it on
+first use.
 """
 from ._lib import FlashgenError, LibraryNotFound, library_path
 
 __version__ = "0.1.0"
 __all__ = ["attention", "attention_with_kvcache", "check_tables", "BlockLayout", "Pattern", "FlashgenError",
-           "LibraryNotFound", "library_path", "clear_cache", "quantize_fp8", "hadamard"]
+           "LibraryNotFound", "library_path", "clear_cache", "quantize_fp8", "hadamard", "Score", "TranslationError"]
 
 _LAZY = {"attention": "_attention", "attention_with_kvcache": "_inference", "check_tables": "_inference",
          "BlockLayout": "_blockmask", "clear_cache": "_blockmask", "Pattern": "_pattern",
-         "quantize_fp8": "_quantize", "hadamard": "_quantize"}
+         "quantize_fp8": "_quantize", "hadamard": "_quantize", "Score": "_score_mod",
+         "TranslationError": "_score_mod"}
 
 
 def __getattr__(name):

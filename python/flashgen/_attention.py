@@ -140,7 +140,7 @@ def _strides(t, layout):
 def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None,
               deterministic=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
               seqused_k=None, softcap=None, alibi_slopes=None, window_size=None, sinks=None, q_descale=None,
-              k_descale=None, v_descale=None, out_dtype=None):
+              k_descale=None, v_descale=None, out_dtype=None, score_mod=None):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
     q: [batch, seqlen_q, heads_q, head_dim]; k: [batch, seqlen_k,
@@ -196,6 +196,13 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         causal='top_left').
       window_size: (left, right), key j visible from query i iff
         i + off - left <= j <= i + off + right, -1 unbounded on that side.
+      score_mod: a user score modification (docs/SCORES.md): a
+        flashgen.Score (the score language's text with tables and
+        constants) or a FlexAttention-style function of (score, b, h, q_idx,
+        kv_idx), translated once (flashgen.TranslationError where the
+        language cannot express it); applied after softcap and ALiBi.
+        Dense forward only: requires_grad, torch.compile, block_mask,
+        variable lengths and FP8 raise NotImplementedError.
       sinks: float32 [heads_q], a logit per head in the softmax denominator
         only (gpt-oss); lse includes it, and a row that sees no key has o = 0
         and lse = the sink.
@@ -228,16 +235,23 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
-    mods = _scores.scores(softcap, alibi_slopes, window_size, sinks)
+    mods = _scores.scores(softcap, alibi_slopes, window_size, sinks, score_mod)
     fp8 = None if q_descale is None and k_descale is None and v_descale is None and out_dtype is None and \
         getattr(q, "dtype", None) in _DTYPES else _fp8.options(q, (q_descale, k_descale, v_descale), out_dtype)
     if fp8 is not None:
         _refuse_fp8(q, k, v, mods, block_mask, (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k))
     if any(x is not None for x in (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)):
+        if mods.score is not None:
+            raise NotImplementedError("flashgen.attention: score_mod with variable lengths is not built yet (the "
+                                      "inference kernels take softcap, alibi_slopes, window_size and sinks)")
         from . import _inference
         return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
                                  causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,
                                  block_mask=block_mask, deterministic=deterministic, mods=mods)
+    if mods.score is not None and (_compiling() or _needs_grad(q, k, v)):
+        raise NotImplementedError("flashgen.attention: score_mod is forward only (user score expressions are not "
+                                  "differentiated) and not traced by torch.compile yet: call it under torch.no_grad "
+                                  "or with inputs that do not require grad, outside torch.compile")
     if _compiling() or _needs_grad(q, k, v, mods.alibi_slopes, mods.sinks):
         return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic,
                                              mods)
@@ -287,6 +301,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
     desc = _describe(q, k, v, o, causal, scale, layout, dtypes)
     mods.apply(desc)
+    if mods.score is not None:
+        desc.score = mods.score.handle(index)  # made once per device; the Score keeps its tables alive
     if fp8 is not None:
         fp8.apply(desc)
     if key is not None and (out is not None or o.is_contiguous()):

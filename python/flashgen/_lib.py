@@ -75,6 +75,15 @@ class fg_attention_desc(C.Structure):
     ]
 
 
+class fg_score_arg(C.Structure):
+    """include/flashgen.h's fg_score_arg (frozen: no struct_size)."""
+    _fields_ = [("name", C.c_char_p), ("kind", C.c_int), ("i", C.c_int64), ("f", C.c_double), ("data", C.c_void_p),
+                ("n", C.c_int64)]
+
+
+FG_SCORE_CONST_INT, FG_SCORE_CONST_FLOAT, FG_SCORE_TABLE_INT32, FG_SCORE_TABLE_FLOAT = 0, 1, 2, 3
+
+
 class FlashgenError(RuntimeError):
     """A call into the library failed.  .status is the fg_status code,
     .status_name its name (FG_ERR_...), and the message is fg_errmsg's."""
@@ -161,6 +170,9 @@ SIGNATURES = {
     "fg_pattern_eval": (C.c_int, [_P, _P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int,
                                   C.POINTER(fg_block_layout_desc)]),
     "fg_pattern_layout": (C.c_int, [_P, _P, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.c_int, C.POINTER(_P)]),
+    "fg_score_create": (C.c_int, [_P, C.c_char_p, C.POINTER(fg_score_arg), C.c_int, C.POINTER(_P)]),
+    "fg_score_destroy": (None, [_P]),
+    "fg_score_text": (C.c_char_p, [_P]),
 }
 
 # The inference calls (plan/run, fg_kv_append, the table error word): declared

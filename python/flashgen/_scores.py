@@ -9,16 +9,19 @@ import torch
 class Scores:
     """Checked score modifications of one call; .used is False when none is."""
 
-    def __init__(self, softcap=None, alibi_slopes=None, window_size=None, sinks=None):
+    def __init__(self, softcap=None, alibi_slopes=None, window_size=None, sinks=None, score=None):
         self.softcap = _softcap(softcap)
         self.window = _window(window_size)
         self.alibi_slopes, self.sinks = alibi_slopes, sinks
-        self.used = self.softcap > 0 or self.window != (-1, -1) or alibi_slopes is not None or sinks is not None
+        self.score = score  # a flashgen.Score (user expression) or None
+        self.used = self.softcap > 0 or self.window != (-1, -1) or alibi_slopes is not None or sinks is not None or \
+            score is not None
 
     def names(self):
         """The modifications used, by their argument names."""
         return [n for n, on in (("softcap", self.softcap > 0), ("alibi_slopes", self.alibi_slopes is not None),
-                                ("window_size", self.window != (-1, -1)), ("sinks", self.sinks is not None)) if on]
+                                ("window_size", self.window != (-1, -1)), ("sinks", self.sinks is not None),
+                                ("score_mod", self.score is not None)) if on]
 
     def check_tensors(self, batch, heads_q, device):
         if self.alibi_slopes is not None:
@@ -39,7 +42,7 @@ class Scores:
     def key(self):
         """What a cached call plan depends on: the values, and the tensors'
         shapes and devices (not their addresses)."""
-        return (self.softcap, self.window) + tuple(
+        return (self.softcap, self.window, id(self.score)) + tuple(
             (tuple(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) else t  # a non-tensor: refused later
             for t in (self.alibi_slopes, self.sinks))
 
@@ -60,12 +63,14 @@ class Scores:
             raise NotImplementedError(f"flashgen.attention: {', '.join(self.names())} {what}")
 
 
-def scores(softcap=None, alibi_slopes=None, window_size=None, sinks=None):
+def scores(softcap=None, alibi_slopes=None, window_size=None, sinks=None, score_mod=None):
     """The checked modifications of a call's arguments (NONE when all are
-    None, so that a plain call's host time stays as it was)."""
-    if softcap is None and alibi_slopes is None and window_size is None and sinks is None:
+    None, so that a plain call's host time stays as it was); score_mod: a
+    flashgen.Score or a function translate() takes."""
+    if softcap is None and alibi_slopes is None and window_size is None and sinks is None and score_mod is None:
         return NONE
-    return Scores(softcap, alibi_slopes, window_size, sinks)
+    from ._score_mod import as_score
+    return Scores(softcap, alibi_slopes, window_size, sinks, as_score(score_mod))
 
 
 def _softcap(x):

@@ -11,7 +11,11 @@ reference in float64, each within max(2 x the error of that reference run
 in the inputs' dtype + 1e-3, 1e-2 bf16 / 2e-3 fp16) (FlashAttention's
 criterion, as test_backward_gpu.py).  Also: bad arguments raise
 ValueError/TypeError, alibi_slopes requiring grad NotImplementedError,
-deterministic=True with sinks requiring grad ValueError.
+deterministic=True with sinks requiring grad ValueError.  score_mod= (a
+flashgen.Score, or a FlexAttention-style function translated) against a
+float64 reference that runs the function itself on the logits; its
+refusals (TranslationError, FlashgenError with the column, variable
+lengths).
 
 Exit 77 (skipped) without torch or without a CUDA GPU.
 
@@ -32,17 +36,22 @@ from test_attention_gpu import compare, poison_lse_pool  # noqa: E402  (the one 
 DEV = "cuda"
 
 
+def logits(q, k, v, dt):
+    """The scaled scores [b, hq, sq, sk] and v [b, hq, sk, dv] in dt (GQA heads repeated)."""
+    g = q.shape[2] // k.shape[2]
+    qf = q.to(dt).transpose(1, 2)
+    kf = k.to(dt).transpose(1, 2).repeat_interleave(g, 1)
+    vf = v.to(dt).transpose(1, 2).repeat_interleave(g, 1)
+    return (qf @ kf.transpose(2, 3)) / math.sqrt(q.shape[3]), vf
+
+
 def reference(q, k, v, causal, softcap, slopes, window, sinks, dt=torch.float64):
     """In dt (float64 unless said), bshd: o [b, sq, hq, dv], lse [b, hq, sq];
     differentiable (rows that see no key: their scores stay unmasked and
     their probabilities are multiplied by 0, so no NaN reaches a gradient)."""
     b, sq, hq, d = q.shape
-    sk, hk = k.shape[1], k.shape[2]
-    g = hq // hk
-    qf = q.to(dt).transpose(1, 2)
-    kf = k.to(dt).transpose(1, 2).repeat_interleave(g, 1)
-    vf = v.to(dt).transpose(1, 2).repeat_interleave(g, 1)
-    s = (qf @ kf.transpose(2, 3)) / math.sqrt(d)
+    sk = k.shape[1]
+    s, vf = logits(q, k, v, dt)
     if softcap:
         s = softcap * torch.tanh(s / softcap)
     off = 0 if causal == "top_left" else sk - sq
@@ -123,6 +132,54 @@ def cases():
                                                 softcap=50.0, alibi=True, slopes2d=True, window=(33, 77), sinks=True)
 
 
+def reference_mod(q, k, v, causal, softcap, fn):
+    """float64: the scaled logits, softcap, then the user's score_mod fn run on
+    float64 tensors with broadcast (b, h, q_idx, kv_idx) index grids."""
+    b, sq, hq, d = q.shape
+    sk = k.shape[1]
+    s, vf = logits(q, k, v, torch.float64)
+    if softcap:
+        s = softcap * torch.tanh(s / softcap)
+    grid = (torch.arange(b, device=DEV).view(-1, 1, 1, 1), torch.arange(hq, device=DEV).view(1, -1, 1, 1),
+            torch.arange(sq, device=DEV).view(1, 1, -1, 1), torch.arange(sk, device=DEV).view(1, 1, 1, -1))
+    s = torch.as_tensor(fn(s, *grid)).double().expand(b, hq, sq, sk)
+    if causal:
+        i, j = grid[2], grid[3]
+        s = s.masked_fill(j > i + (0 if causal == "top_left" else sk - sq), -math.inf)
+    lse = torch.logsumexp(s, dim=-1)
+    p = torch.exp(s - lse.unsqueeze(-1)).nan_to_num(0.0)
+    return (p @ vf).transpose(1, 2), lse
+
+
+def score_mod_cases():
+    """score_mod= (a flashgen.Score, or a function translated) against reference_mod."""
+    BF, FP = torch.bfloat16, torch.float16
+    bias = torch.randn(8, 127, device=DEV)
+    tab = torch.randn(4, device=DEV)
+    rel_bias = lambda score, b, h, q_idx, kv_idx: score + bias[h, (kv_idx - q_idx).clamp(-63, 63) + 63]  # noqa: E731
+    soft_mask = lambda score, b, h, q_idx, kv_idx: torch.where(kv_idx <= q_idx + 5, score, score - 1e4)  # noqa: E731
+    per_batch = lambda score, b, h, q_idx, kv_idx: score * 0.5 + tab[h] + b * 0.25  # noqa: E731
+    yield "score_mod relative bias [8, 127] GQA", dict(b=2, sq=300, sk=517, hq=8, hk=2, d=128, dtype=BF,
+                                                        causal=False, fn=rel_bias, mod=rel_bias)
+    text = flashgen.Score("score * c + t[h] + (b + 0.0) * w", tables={"t": tab}, consts={"c": 0.5, "w": 0.25})
+    yield "Score text, constants and a table, causal", dict(b=3, sq=129, sk=200, hq=4, hk=4, d=64, dtype=FP,
+                                                            causal="bottom_right", fn=per_batch, mod=text)
+    yield "score_mod after softcap", dict(b=1, sq=257, sk=257, hq=8, hk=8, d=128, dtype=BF, causal="top_left",
+                                          softcap=20.0, fn=rel_bias, mod=rel_bias)
+    yield "score_mod where (a soft band)", dict(b=2, sq=200, sk=200, hq=4, hk=1, d=256, dtype=BF, causal=False,
+                                                fn=soft_mask, mod=soft_mask)
+
+
+def run_score_mod_case(name, b, sq, sk, hq, hk, d, dtype, causal, fn, mod, softcap=None):
+    q, k, v = (torch.randn(b, s_, h, d, device=DEV, dtype=dtype) for s_, h in ((sq, hq), (sk, hk), (sk, hk)))
+    out = torch.full((b, sq, hq, d), math.nan, device=DEV, dtype=dtype)
+    poison_lse_pool((b, hq, sq))
+    with torch.no_grad():
+        o, lse = flashgen.attention(q, k, v, causal=causal, softcap=softcap, score_mod=mod, return_lse=True, out=out)
+    ro, rl = reference_mod(q, k, v, causal, softcap, fn)
+    return compare(name, o, lse, ro, rl, dtype)
+
+
 def rel(a, b):
     a, b = a.double(), b.double()
     return ((a - b).norm() / b.norm().clamp_min(1e-3 * b.numel() ** 0.5)).item()
@@ -192,7 +249,13 @@ def test_errors():
     qg = q.clone().requires_grad_()
     grad_bad = [(dict(alibi_slopes=torch.ones(2, device=DEV, requires_grad=True)), NotImplementedError),
                 (dict(sinks=torch.ones(2, device=DEV, requires_grad=True), deterministic=True), ValueError)]
-    return fails + refusals(lambda **kw: flashgen.attention(qg, q, q, **kw), grad_bad)
+    fails += refusals(lambda **kw: flashgen.attention(qg, q, q, **kw), grad_bad)
+    with torch.no_grad():
+        return fails + refusals(lambda **kw: flashgen.attention(q, q, q, **kw), [
+            (dict(score_mod=lambda s, b, h, qi, ki: s if qi > ki else s * 0), flashgen.TranslationError),
+            (dict(score_mod="score + nope[h]"), flashgen.FlashgenError),
+            (dict(score_mod=flashgen.Score("score * 2.0"), cu_seqlens_q=torch.zeros(2, dtype=torch.int32, device=DEV)),
+             NotImplementedError)])
 
 
 def main():
@@ -200,6 +263,9 @@ def main():
     fails, n = test_errors(), 0
     for name, kw in cases():
         fails += run_case(name, **kw)
+        n += 1
+    for name, kw in score_mod_cases():
+        fails += run_score_mod_case(name, **kw)
         n += 1
     for name, kw in grad_cases():
         fails += grad_case(name, **kw)
