@@ -4,15 +4,19 @@
 
 static int pad16(int x) { return (x + 15) / 16 * 16; }
 
+/* head dims 256/256: the column-split kernel (templates/fg_bwd_wgmma_cols.cuh) */
+static int wgmma_cols(const fg_spec *s) { return s->head_dim == 256 && fg_spec_head_dim_v(s) == 256; }
+
 int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
     const int d = s->head_dim, dv = fg_spec_head_dim_v(s);
+    const int dims = ((d == 64 || d == 128) && (dv == 64 || dv == 128)) || wgmma_cols(s);
     /* score modifications run on the mma.sync backward only */
-    if ((d != 64 && d != 128) || (dv != 64 && dv != 128) || s->sparse || fg_mask_hash_set(&s->mask_hash) || s->mods ||
-        fg_mask_hash_set(&s->score_hash) || (s->dtype != FG_FP16 && s->dtype != FG_BF16))
+    if (!dims || s->sparse || fg_mask_hash_set(&s->mask_hash) || s->mods || fg_mask_hash_set(&s->score_hash) ||
+        (s->dtype != FG_FP16 && s->dtype != FG_BF16))
         return 0;
     fg_config_unset(c);
     c->block_m = 64;
-    c->block_n = 128;
+    c->block_n = wgmma_cols(s) ? 64 : 128;
     c->warps = 8;
     c->stages = 1;
     c->q_in_regs = 0;
@@ -26,6 +30,8 @@ int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, fg_confi
 }
 
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
+    if (c->wgmma == 1 && wgmma_cols(s)) /* BwcShape::SMEM (templates/fg_bwd_wgmma_cols.cuh) */
+        return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 24;
     if (c->wgmma == 1) /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh) */
         return 1024 + (c->block_n + 2 * c->block_m) * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + c->block_n * c->block_m * 2 +
                2 * c->block_m * s->head_dim * 4 + 4 * c->block_m * 4 + 32;
@@ -38,13 +44,14 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
         fg_config w;
         if (!fg_bwd_wgmma_config(s, &w))
             return fg_fail(err, FG_ERR_UNSUPPORTED,
-                           "the Hopper backward (wgmma=1) takes dense fp16/bf16 variants with head dims 64 or 128 and no "
-                           "score modification (got %d and %d%s%s)",
+                           "the Hopper backward (wgmma=1) takes dense fp16/bf16 variants with head dims 64 or 128 (or "
+                           "256/256) and no score modification (got %d and %d%s%s)",
                            s->head_dim, fg_spec_head_dim_v(s), s->sparse ? ", block-sparse" : "",
                            s->mods ? ", score modifications" : "");
         if (c->block_m != w.block_m || c->block_n != w.block_n || c->warps != w.warps || c->stages > 1 || c->q_in_regs > 0 ||
             c->min_blocks > 1)
-            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=1) runs block_m=64 block_n=128 warps=8 only");
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=1) runs block_m=64 block_n=%d warps=8 only",
+                           w.block_n);
         const int smem = fg_bwd_smem_bytes(s, c);
         if (smem > smem_limit)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward needs %d bytes of shared memory; the device has %d", smem,

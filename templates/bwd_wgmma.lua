@@ -7,34 +7,73 @@
 -- (N = head_dim) with the A operand in registers, dQ = dS K (N = head_dim,
 -- both operands transposed).
 --
--- params: head_dim and head_dim_v (64 or 128 each), dtype ('fp16'|'bf16'),
+-- params: head_dim and head_dim_v (64 or 128 each, or 256/256: fg_bwd_wgmma_cols.cuh), dtype ('fp16'|'bf16'),
 --         causal (bool), sparse (false: block-sparse variants take the
 --         mma.sync path), block_m = 64 (query block), block_n = 128 (key
---         block: two warpgroups of 64 keys), warps = 8, key, spec
+--         block: two warpgroups of 64 keys; 64 at head dim 256), warps = 8, key, spec
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded }
 
 local util = import("util")
 local wgmma = import("wgmma")
 
+-- head dims 256/256 take the column-split kernel (fg_bwd_wgmma_cols.cuh)
+local function cols_variant(p)
+  return p.head_dim == 256 and (p.head_dim_v == nil or p.head_dim_v == 0 or p.head_dim_v == 256)
+end
+
 local function check(p)
-  util.expect_head_dim(p, "head_dim", 64, 64, "the Hopper backward")
   if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
-  util.expect_head_dim(p, "head_dim_v", 64, 64, "the Hopper backward")
-  if p.head_dim > 128 or p.head_dim_v > 128 then
-    util.fail("the Hopper backward takes head dims 64 and 128 (got %d and %d): dK and dV of 64 keys stay in registers",
-              p.head_dim, p.head_dim_v)
-  end
   util.expect_variant(p)
   if p.sparse or p.mask then util.fail("the Hopper backward is dense only; block-sparse variants take the mma.sync path") end
   util.expect_enum(p, "block_m", { 64 })
-  util.expect_enum(p, "block_n", { 128 })
   util.expect_enum(p, "warps", { 8 })
+  if cols_variant(p) then
+    util.expect_enum(p, "block_n", { 64 })
+    return
+  end
+  util.expect_head_dim(p, "head_dim", 64, 64, "the Hopper backward")
+  util.expect_head_dim(p, "head_dim_v", 64, 64, "the Hopper backward")
+  if p.head_dim > 128 or p.head_dim_v > 128 then
+    util.fail("the Hopper backward takes head dims 64, 128 (each of head_dim and head_dim_v) or 256/256 (got %d and %d)",
+              p.head_dim, p.head_dim_v)
+  end
+  util.expect_enum(p, "block_n", { 128 })
 end
 
--- the smem formula of BwgShape (fg_bwd_wgmma.cuh), which the source asserts
+-- the smem formulas of BwgShape (fg_bwd_wgmma.cuh) and BwcShape
+-- (fg_bwd_wgmma_cols.cuh), which the source asserts
 local function smem_bytes(p)
   local bm, bn, d, dv = p.block_m, p.block_n, p.head_dim, p.head_dim_v
+  if cols_variant(p) then
+    return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 24
+  end
   return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * bm * d * 4 + 4 * bm * 4 + 32
+end
+
+-- head dim 256: dK, dV and dQ split by columns over the two warpgroups
+local function render_cols(p, out, ty, smem)
+  out:line("// block_m=%d (query block) block_n=%d (key block; the warpgroups split the columns) threads=256 dynamic_smem=%d bytes",
+           p.block_m, p.block_n, smem)
+  out:line('#include "fg_wgmma.cuh"')
+  out:line("")
+  out:line("namespace fg {")
+  wgmma.ss(out, "wgmma_st", ty, 32, 0, 0)
+  wgmma.ss(out, "wgmma_kv", ty, p.head_dim // 2, 0, 1)
+  wgmma.ss(out, "wgmma_dq", ty, p.head_dim // 2, 1, 1)
+  out:line("} // namespace fg")
+  out:line("")
+  out:line('#include "fg_bwd_wgmma_cols.cuh"')
+  out:line("")
+  out:line("struct Traits {")
+  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
+  out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = false;", tostring(p.dtype == "bf16"),
+           tostring(p.causal))
+  out:line("    static constexpr bool DQ_FRAG = true;   // dQ accumulator in chunk order (fg::dq_index)")
+  out:line("};")
+  out:line("static_assert(fg::BwcShape<Traits>::SMEM == %d, \"smem formula\");", smem)
+  out:line("")
+  util.bwd_entries(out, 256, 1024, "fg::attention_backward_wgmma_cols<Traits>")
 end
 
 return function(p)
@@ -48,6 +87,10 @@ return function(p)
   out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
   out:line("// variant: %s", p.key or "(none)")
   out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s", p.head_dim, p.head_dim_v, p.dtype, tostring(p.causal))
+  if cols_variant(p) then
+    render_cols(p, out, ty, smem)
+    return { source = out:text(), kernel = "flashgen_bwd", threads = 256, smem_bytes = smem, head_dim_padded = p.head_dim }
+  end
   out:line("// block_m=%d (query block) block_n=%d (key block, 2 warpgroups) threads=256 dynamic_smem=%d bytes",
            p.block_m, p.block_n, smem)
   out:line('#include "fg_wgmma.cuh"')

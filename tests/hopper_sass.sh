@@ -85,7 +85,8 @@ check "hdim=128,dtype=e4m3,out=bf16,wgmma=2,causal=1"
 check "hdim=128,dtype=e4m3,wgmma=2,block_m=64,block_n=128"
 check "hdim=64,dtype=e4m3,wgmma=2,block_m=128,block_n=128,stages=3"
 check "hdim=192,hdim_v=128,dtype=e4m3,wgmma=2"
-# The Hopper backward (bwd_wgmma, fg_bwd_wgmma.cuh), its main kernel
+# The Hopper backward (bwd_wgmma, fg_bwd_wgmma.cuh; fg_bwd_wgmma_cols.cuh at
+# head dim 256), its main kernel
 # flashgen_bwd: HGMMA, mbarriers (SYNCS), the dQ bulk reduction (UBLKRED),
 # no local memory, and LDGDEPBAR: the K and V copies committed to a group
 # before the group wait of a CTA that visits no query block (causal), since
@@ -97,7 +98,7 @@ check_bwd() {
   grep -qE 'Performance Loss' "$tmp/log" && bad=" serialised-wgmma"
   verdict "$spec" "HGMMA SYNCS UBLKRED LDGDEPBAR" "$tmp/bsass" "$bad"
 }
-for h in 64 128; do
+for h in 64 128 256; do
   for c in 0 1; do check_bwd "hdim=$h,kind=bwd,wgmma=1,causal=$c"; done
 done
 check_bwd "hdim=128,dtype=fp16,kind=bwd,wgmma=1,causal=1"

@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
                 fg_variant v;
                 spec_of(&v, d, dv, (d + dv) % 16 ? FG_FP16 : FG_BF16, (d / 8) & 1);
                 v.spec.sparse = sparse;
-                const int want = (d == 64 || d == 128) && (dv == 64 || dv == 128) && !sparse;
+                const int want = (((d == 64 || d == 128) && (dv == 64 || dv == 128)) || (d == 256 && dv == 256)) && !sparse;
                 const int got = fg_bwd_wgmma_config(&v.spec, &v.cfg);
                 CHECK(got == want, "hdim %d hdim_v %d sparse %d: Hopper backward %s", d, dv, sparse, got ? "offered" : "missing");
                 if (!got) {
@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
                 fg_rendered_free(&r);
                 ++hopper;
             }
-    CHECK(hopper == 4, "%d Hopper backward variants, want 4 (the pairs of 64 and 128)", hopper);
+    CHECK(hopper == 5, "%d Hopper backward variants, want 5 (the pairs of 64 and 128, and 256/256)", hopper);
     /* 2. forward and backward keys differ; the forward key has no kind */
     {
         fg_variant f, b;
@@ -249,20 +249,20 @@ int main(int argc, char **argv) {
             fg_pattern_destroy(pp);
         }
     /* the Hopper backward compiles for sm_90a without spills, with HGMMA */
-    for (int i = 0; i < 8; ++i) {
-        static const int hd[4][2] = {{64, 64}, {128, 128}, {128, 64}, {64, 128}};
-        if (quick && i >= 4) break;
+    for (int i = 0; i < 10; ++i) {
+        static const int hd[5][2] = {{64, 64}, {128, 128}, {128, 64}, {64, 128}, {256, 256}};
+        if (quick && i >= 5) break;
         fg_variant v;
-        spec_of(&v, hd[i & 3][0], hd[i & 3][1], i & 4 ? FG_FP16 : FG_BF16, (i >> 1) & 1);
+        spec_of(&v, hd[i % 5][0], hd[i % 5][1], i >= 5 ? FG_FP16 : FG_BF16, ((i >> 1) ^ (i / 5)) & 1);
         CHECK(fg_bwd_wgmma_config(&v.spec, &v.cfg), "no Hopper config");
         fg_kernel_stats st = {0};
         const fg_status rc = compile(&v, "sm_90a", &st, &e);
-        CHECK(rc == FG_OK, "Hopper backward %d/%d: %s", hd[i & 3][0], hd[i & 3][1], e.msg ? e.msg : "");
+        CHECK(rc == FG_OK, "Hopper backward %d/%d: %s", hd[i % 5][0], hd[i % 5][1], e.msg ? e.msg : "");
         fg_error_clear(&e);
         const int ok = rc == FG_OK && !st.spill_stores && !st.spill_loads && !st.stack_frame;
-        printf("sm_90a  wgmma  hdim=%d hdim_v=%d %s causal=%d regs=%3d spill=%d/%d stack=%d\n", hd[i & 3][0], hd[i & 3][1],
-               i & 4 ? "fp16" : "bf16", (i >> 1) & 1, st.registers, st.spill_stores, st.spill_loads, st.stack_frame);
-        CHECK(ok, "Hopper backward %d/%d spills", hd[i & 3][0], hd[i & 3][1]);
+        printf("sm_90a  wgmma  hdim=%d hdim_v=%d %s causal=%d regs=%3d spill=%d/%d stack=%d\n", hd[i % 5][0], hd[i % 5][1],
+               i >= 5 ? "fp16" : "bf16", ((i >> 1) ^ (i / 5)) & 1, st.registers, st.spill_stores, st.spill_loads, st.stack_frame);
+        CHECK(ok, "Hopper backward %d/%d spills", hd[i % 5][0], hd[i % 5][1]);
     }
     fg_context_destroy(ctx);
     fg_sources_free(&g_src);

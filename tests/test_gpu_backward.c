@@ -340,7 +340,7 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
  * 16k tokens, heads * head_dim = 2048, atomics and deterministic; random
  * inputs, not checked (the other cases check). */
 static void bench(fg_context *ctx) {
-    for (int d = 64; d <= 128; d += 64)
+    for (int d = 64; d <= 256; d *= 2)
         for (int causal = 0; causal < 2; ++causal) {
             const int b = 4, h = 2048 / d, s = 4096;
             fg_attention_desc desc;
@@ -499,6 +499,13 @@ int main(int argc, char **argv) {
         {FG_BF16, 128, 1, 4, 2, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64, 0},
         {FG_FP16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0},
         {FG_BF16, 128, 1, 2, 2, 2048, 2048, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        /* head dim 256: the column-split Hopper kernel (fg_bwd_wgmma_cols.cuh) */
+        {FG_BF16, 256, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_FP16, 256, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_FP16, 256, 1, 2, 2, 1, 300, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 256, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 256, 1, 2, 1, 1100, 1300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
     };
     bcase pw[sizeof pc / sizeof pc[0]], pm[sizeof pc / sizeof pc[0]];
     for (unsigned i = 0; i < sizeof pc / sizeof pc[0]; ++i) {

@@ -1,0 +1,276 @@
+// fg_bwd_wgmma_cols.cuh: FlashAttention backward, Hopper path (sm_90a), for
+// head dim 256: the main kernel with dK and dV split across the two
+// warpgroups by columns.  fg_bwd_wgmma.cuh gives each warpgroup 64 keys and
+// all columns of their dK and dV; at 256 columns that is 256 fp32 registers
+// per thread for the two accumulators alone, so here the CTA owns BN = 64
+// keys and warpgroup w owns columns 128w .. 128w + 127 of dK, dV and dQ.
+// The preprocess and the dQ conversion are fg_bwd_kernel.cuh's (same
+// workspace, dQ accumulator in chunk order).
+//
+// Per query block of BM = 64 rows that sees the key block, in lockstep:
+//
+//   phase 1   S^T  = K Q_w^T    wgmma m64n32k16 SS, both K-major: warpgroup w
+//             dP^T = V dO_w^T   takes queries 32w .. 32w + 31, all 64 keys
+//             P^T = exp2(S^T * scale*log2e - lse*log2e), masked;
+//             dS^T = P^T * (dP^T - D); both to shared memory [key][query]
+//             (each warpgroup its 32 query columns), barrier
+//   phase 2   dV_w += P^T dO_w  wgmma m64n128k16 SS: A = P^T K-major,
+//             dK_w += dS^T Q_w  B = the warpgroup's 128 columns MN-major
+//             dQ_w  = dS K_w    wgmma m64n128k16 SS, both MN-major
+//             barrier; dQ_w staged in the accumulator's chunk order and
+//             added by one bulk reduction (cp.reduce.async.bulk .add.f32)
+//
+// Shared memory (227 KB at most): K, V (32 KB each), Q in two stages (the
+// next block's loads while this one computes), dO in one (reloaded after
+// phase 2 and the dQ staging, covered by the next block's S^T GEMM), and one 64 KB
+// region that holds P^T and dS^T in phase 2 and the two warpgroups' dQ
+// staging after it (the P^T writes of the next block wait until the last
+// reduction has read the staging).  No empty barriers: every load is issued
+// by all threads after a barrier that follows the last read of its buffer.
+//
+// The generated source provides wgmma_st (m64n32, SS), wgmma_kv (m64n128,
+// SS, B transposed) and wgmma_dq (m64n128, SS, both transposed)
+// (templates/bwd_wgmma.lua).
+#pragma once
+#include "fg_bwd_kernel.cuh"
+#include "fg_bwd_wgmma.cuh" // bulk reductions, cp_async4, cp_async_arrive
+#include "fg_wgmma.cuh"
+
+namespace fg {
+
+template <class K> struct BwcShape {
+    static constexpr int D = K::D, DV = ValueDim<K>::value, HALF = D / 2;
+    static constexpr int BM = K::BM, BN = K::BN, THREADS = 256;
+    static constexpr int Q_BYTES = BM * D * 2, DO_BYTES = BM * DV * 2, K_BYTES = BN * D * 2, V_BYTES = BN * DV * 2;
+    static constexpr int PS_BYTES = BN * BM * 2;     // P^T or dS^T, [key][query]
+    static constexpr int ST_BYTES = BM * HALF * 4;   // a warpgroup's dQ columns, fp32, chunk order
+    // [align 1024] K | V | Q x2 | dO | P^T, dS^T / dQ staging x2 | lse x2 | D | fullq x2, fulldo
+    static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES, A_OFF = DO_OFF + DO_BYTES,
+                         L_OFF = A_OFF + 2 * ST_BYTES, D_OFF = L_OFF + 2 * BM * 4, BAR_OFF = D_OFF + BM * 4;
+    static constexpr int SMEM = 1024 + BAR_OFF + 3 * 8;
+    static_assert(D == 256 && DV == 256, "head dims 256 (fg_bwd_wgmma.cuh takes 64 and 128)");
+    static_assert(BM == 64 && BN == 64 && K::WARPS == 8, "two warpgroups, 64 keys, 64-row query blocks");
+    static_assert(2 * PS_BYTES <= 2 * ST_BYTES, "P^T and dS^T inside the staging region");
+    static_assert(SMEM <= 232448, "227 KB of shared memory per block");
+    static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
+};
+
+// cp.async of a ROWS x 256 tile into the swizzled layout (swz_offset) by 256
+// threads, rows at or past rows_valid zeros: thread t copies 16-byte chunk
+// t % 32 of rows t / 32 + 8i.  The loop stays rolled so that its addresses
+// are two induction variables, not eight pointers that ptxas hoists out of
+// the block loop and spills next to the 192 accumulator registers.
+template <int ROWS>
+__device__ __forceinline__ void cp_async_tile256(u32 base, const char *g, long long row_bytes, int rows_valid) {
+    const int j = threadIdx.x & 31, r0 = threadIdx.x >> 5;
+    u32 dst = base + swz_offset<ROWS>(r0, j);
+    const char *src = g + r0 * row_bytes + j * 16;
+#pragma unroll 1
+    for (int r = r0; r < ROWS; r += 8, dst += 1024, src += 8 * row_bytes) {
+        const bool ok = r < rows_valid;
+        cp_async16(dst, ok ? src : g, ok ? 16 : 0);
+    }
+}
+
+template <class K>
+__device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_params &p, char *smem_raw) {
+    typedef BwcShape<K> S;
+    constexpr int BM = S::BM, BN = S::BN, D = S::D, DV = S::DV, HALF = S::HALF;
+    const float LOG2E = 1.4426950408889634f;
+    const u32 raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u; // the swizzle uses absolute address bits
+    const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = (const float *)(smem_raw + (base - raw) + S::D_OFF);
+    const u32 l_s = base + S::L_OFF, d_s = base + S::D_OFF;
+    const u32 fullq0 = base + S::BAR_OFF, fulldo = fullq0 + 16; // Q stage s: fullq0 + 8s
+    const int tid = threadIdx.x;
+    const int w = __shfl_sync(0xffffffffu, tid >> 7, 0); // warp-uniform for ptxas (C7520)
+    const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
+    const bool elected = (tid & 127) == 0;
+    const int hk = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * BN;
+    const u32 k_s = base, v_s = base + S::V_OFF, do_s = base + S::DO_OFF;
+    const u32 pt_s = base + S::A_OFF, ds_s = pt_s + S::PS_BYTES, st = base + S::A_OFF + w * S::ST_BYTES;
+
+    if (tid == 0) {
+        for (int s = 0; s < 3; ++s) mbar_init(fullq0 + 8 * s, S::THREADS); // every thread's copies have landed
+        mbar_init_fence();
+    }
+    __syncthreads();
+
+    // K and V; the first arrivals on fullq[0] and fulldo cover them
+    cp_async_tile_swz<BN, D, S::THREADS>(k_s, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]),
+                                         2 * p.k_s[2], p.seqlen_k - n0);
+    cp_async_tile_swz<BN, DV, S::THREADS>(v_s, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]),
+                                          2 * p.v_s[2], p.seqlen_k - n0);
+
+    int m_first;
+    const int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
+    const int per_head = m_end - m_first, total = per_head * p.group;
+    auto head_of = [&](int it) { return hk * p.group + it / per_head; };
+    auto row_of = [&](int it) { return (m_first + it % per_head) * BM; };
+    // one 4-byte row value (lse or D; zero past the end) per thread of the first 64
+    auto load_rows = [&](u32 dst, const float *src, int it) {
+        if (tid < BM) {
+            const int m0 = row_of(it);
+            const long long row0 = ((long long)b * p.heads_q + head_of(it)) * p.seqlen_q + m0;
+            const bool ok = m0 + tid < p.seqlen_q;
+            cp_async4(dst + tid * 4, ok ? src + row0 + tid : src, ok ? 4 : 0);
+        }
+    };
+    auto load_q = [&](int it, int s) {
+        const int h = head_of(it), m0 = row_of(it);
+        cp_async_tile256<BM>(base + S::Q_OFF + s * S::Q_BYTES,
+                                             (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
+                                             2 * p.q_s[2], p.seqlen_q - m0);
+        load_rows(l_s + s * BM * 4, p.lse, it);
+        cp_async_arrive(fullq0 + 8 * s);
+    };
+    auto load_do = [&](int it) {
+        const int h = head_of(it), m0 = row_of(it);
+        cp_async_tile256<BM>(do_s, (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
+                                              2 * p.do_s[2], p.seqlen_q - m0);
+        load_rows(d_s, p.dsum, it);
+        cp_async_arrive(fulldo);
+    };
+
+    float acc_dv[HALF / 8][4], acc_dk[HALF / 8][4];
+#pragma unroll
+    for (int j = 0; j < HALF / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc_dv[j][e] = acc_dk[j][e] = 0.f;
+
+    if (total > 0) {
+        load_q(0, 0);
+        load_do(0);
+    } else { // K and V land before the CTA exits (cp.async.wait_group waits for committed groups only)
+        cp_async_commit();
+        cp_async_wait<0>();
+    }
+
+    for (int it = 0; it < total; ++it) {
+        const int s = it & 1;
+        // stage s ^ 1 was last read by block it - 1, which every thread has
+        // finished (the barrier after its phase 2)
+        if (it + 1 < total) load_q(it + 1, s ^ 1);
+        mbar_wait(fullq0 + 8 * s, (it >> 1) & 1);
+        mbar_wait(fulldo, it & 1);
+        fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
+        const int h = head_of(it), m0 = row_of(it);
+        const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES;
+        const float *L = sL + s * BM;
+
+        // ---- phase 1: S^T and dP^T, 64 keys x this warpgroup's 32 queries
+        float acc_s[4][4], acc_dp[4][4];
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ++ks)
+            wgmma_st(acc_s, make_desc(k_s + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
+                     make_desc(q_s + (ks >> 2) * BM * 128 + w * 32 * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+#pragma unroll
+        for (int ks = 0; ks < DV / 16; ++ks)
+            wgmma_st(acc_dp, make_desc(v_s + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
+                     make_desc(do_s + (ks >> 2) * BM * 128 + w * 32 * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+        wgmma_commit();
+        wgmma_wait<0>();
+        reg_fence(acc_s);
+        reg_fence(acc_dp);
+
+        const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int qc = 32 * w + 8 * j + 2 * c + e; // query column in the block
+                const float lse = L[qc], dd = sD[qc];
+                // +inf for rows past the end and rows that saw no key: P = 0
+                const float l = m0 + qc < p.seqlen_q && lse != neg_inf() ? lse * LOG2E : __int_as_float(0x7f800000);
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int kr = wq * 16 + g + 8 * r; // key row in the block
+                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -l));
+                    if (need_mask) {
+                        bool vis = n0 + kr < p.seqlen_k;
+                        if (K::CAUSAL) vis = vis && n0 + kr <= m0 + qc + p.causal_offset;
+                        if (!vis) x = 0.f;
+                    }
+                    acc_s[j][2 * r + e] = x;
+                    acc_dp[j][2 * r + e] = x * (acc_dp[j][2 * r + e] - dd);
+                }
+            }
+        // the staging region: the last block's reductions have read it
+        if (elected) bulk_wait_read();
+        named_bar_sync(1, 256);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int kr = wq * 16 + g + 8 * r;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const u32 off = kr * 128 + (((4 * w + j) ^ g) << 4) + 4 * c; // 128-byte swizzle, kr & 7 == g
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pt_s + off), "r"(pack2<K::BF16>(acc_s[j][2 * r], acc_s[j][2 * r + 1]))
+                             : "memory");
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_s + off), "r"(pack2<K::BF16>(acc_dp[j][2 * r], acc_dp[j][2 * r + 1]))
+                             : "memory");
+            }
+        }
+        fence_proxy_async();
+        named_bar_sync(1, 256); // all 64 query columns of P^T and dS^T are in place
+
+        // ---- phase 2: this warpgroup's 128 columns of dV, dK and dQ
+        float acc_dq[HALF / 8][4];
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+            wgmma_kv(acc_dv, make_desc(pt_s + kk * 32, 16, 1024), make_desc(do_s + 2 * w * BM * 128 + kk * 2048, BM * 128, 1024), 1);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+            wgmma_kv(acc_dk, make_desc(ds_s + kk * 32, 16, 1024), make_desc(q_s + 2 * w * BM * 128 + kk * 2048, BM * 128, 1024), 1);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+            wgmma_dq(acc_dq, make_desc(ds_s + kk * 2048, BM * 128, 1024),
+                     make_desc(k_s + 2 * w * BN * 128 + kk * 2048, BN * 128, 1024), kk > 0);
+        wgmma_commit();
+        wgmma_wait<0>();
+        reg_fence(acc_dv);
+        reg_fence(acc_dk);
+        reg_fence(acc_dq);
+        // both warpgroups are past their reads of P^T, dS^T, dO and Q stage s
+        named_bar_sync(1, 256);
+
+        // dQ columns 128w.., staged in chunk order (dq_index: 64-column slices
+        // of 4096 floats; this warpgroup's are slices 2w and 2w + 1 of the
+        // block), then one bulk reduction (rows past seqlen_q add zeros)
+#pragma unroll
+        for (int j = 0; j < HALF / 8; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
+                                 st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
+                             "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
+                             : "memory");
+        // the next dO after the staging: its address arithmetic needs the
+        // registers that acc_dq held
+        if (it + 1 < total) load_do(it + 1);
+        fence_proxy_async();
+        named_bar_sync(2 + w, 128);
+        if (elected) {
+            const long long bh = (long long)b * p.heads_q + h;
+            bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D + 2 * w * 4096, st,
+                                S::ST_BYTES);
+        }
+    }
+    if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes
+
+    // ---- dK (scaled) and dV: 64 keys, this warpgroup's 128 columns
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = n0 + wq * 16 + g + 8 * r;
+        if (row >= p.seqlen_k) continue;
+        u16 *dk = (u16 *)p.dk + b * p.dk_s[0] + hk * p.dk_s[1] + (long long)row * p.dk_s[2] + HALF * w + 2 * c;
+        u16 *dv = (u16 *)p.dv + b * p.dv_s[0] + hk * p.dv_s[1] + (long long)row * p.dv_s[2] + HALF * w + 2 * c;
+#pragma unroll
+        for (int j = 0; j < HALF / 8; ++j) {
+            *(u32 *)(dk + 8 * j) = pack2<K::BF16>(acc_dk[j][2 * r] * p.scale, acc_dk[j][2 * r + 1] * p.scale);
+            *(u32 *)(dv + 8 * j) = pack2<K::BF16>(acc_dv[j][2 * r], acc_dv[j][2 * r + 1]);
+        }
+    }
+}
+
+} // namespace fg
