@@ -220,7 +220,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
             u16 *dst = sK + (i % K::STAGES) * BC * LDS;
             if (!sch.visible(t, part) || (paged && page < 0)) {
             } else if (paged && p.page_size < BC) {
-                load_tile_paged<S::THREADS, BC, K::D, K::DP>(dst, kg, 2 * p.k_batch_stride, krs, p, b, t * BC, seq.sk - t * BC);
+                load_tile_spanning<S::THREADS, BC, K::D, K::DP>(dst, kg, 2 * p.k_batch_stride, krs, p, b, t * BC, seq.sk - t * BC);
             } else {
                 load_tile<K, BC, K::D, K::DP>(dst, kv_tile(kg, krs, p.k_batch_stride, t, page), krs, seq.sk - t * BC);
             }
@@ -234,7 +234,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
             u16 *dst = sV + (i % K::STAGES) * BC * LDS_V;
             if (!sch.visible(t, part) || (paged && page < 0)) {
             } else if (paged && p.page_size < BC) {
-                load_tile_paged<S::THREADS, BC, S::DV, S::DVP>(dst, vg, 2 * p.v_batch_stride, vrs, p, b, t * BC, seq.sk - t * BC);
+                load_tile_spanning<S::THREADS, BC, S::DV, S::DVP>(dst, vg, 2 * p.v_batch_stride, vrs, p, b, t * BC, seq.sk - t * BC);
             } else {
                 load_tile<K, BC, S::DV, S::DVP>(dst, kv_tile(vg, vrs, p.v_batch_stride, t, page), vrs, seq.sk - t * BC);
             }
