@@ -42,6 +42,9 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
     if (fg_mask_hash_set(&v->spec.score_hash)) {
         lua_pushstring(L, v->spec.score_cuda ? v->spec.score_cuda : ""); lua_setfield(L, -2, "score");
         lua_pushstring(L, v->spec.score_text ? v->spec.score_text : ""); lua_setfield(L, -2, "score_text");
+        if (v->spec.kind == FG_KIND_BWD && v->spec.score_cuda_d) { /* the forward renders as before */
+            lua_pushstring(L, v->spec.score_cuda_d); lua_setfield(L, -2, "score_d");
+        }
     }
     if (fg_mask_hash_set(&v->spec.mask_hash)) {
         lua_pushstring(L, v->spec.mask_cuda ? v->spec.mask_cuda : ""); lua_setfield(L, -2, "mask");

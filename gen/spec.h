@@ -61,6 +61,11 @@ typedef struct fg_spec {
     /* FP8 (dtype FG_E4M3) only: o's 16-bit type, FG_FP16 (0) or FG_BF16;
      * keys and SPEC text name it (",out=bf16") only for e4m3 variants. */
     fg_dtype out_dtype;
+    /* The CUDA form of the score expression's derivative with respect to
+     * score (the backward's; owned by the fg_score), NULL where
+     * fg_score_expr_derivative refused it.  A function of the expression,
+     * so not in the key; last, so positional initialisers stay whole. */
+    const char *score_cuda_d;
 } fg_spec;
 #define FG_MOD_SOFTCAP 1
 #define FG_MOD_ALIBI 2

@@ -31,14 +31,14 @@ static void resolve(int64_t dst[3], const int64_t from[3]) {
 }
 
 /* What the backward adds to the forward's checks of the score
- * modifications (fg_score_check): no user expression, the mma.sync path,
- * and dsinks. */
+ * modifications (fg_score_check): a user expression with a derivative,
+ * the mma.sync path, and dsinks. */
 static fg_status bwd_mods_check(const fg_attention_desc *d, fg_error *err) {
     const int mods = fg_desc_score_mods(d);
-    if (mods & FG_MOD_SCORE)
+    if ((mods & FG_MOD_SCORE) && !d->score->cuda_d)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "the backward pass does not differentiate user score expressions (fg_attention_desc.score): only "
-                       "the built-ins softcap, alibi_slopes, window_left/window_right and sinks");
+                       "the backward pass cannot differentiate this score expression (fg_attention_desc.score): %s",
+                       d->score->deriv_err);
     if (mods && d->path == FG_PATH_WGMMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the Hopper backward (FG_PATH_WGMMA) does not implement score modifications: use FG_PATH_AUTO or "
@@ -136,6 +136,11 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     FROM_FWD(alibi_slopes) FROM_FWD(alibi_batch_stride) FROM_FWD(sinks) FROM_FWD(softcap) FROM_FWD(softcap_scale)
     FROM_FWD(mod_offset) FROM_FWD(window_left) FROM_FWD(window_right)
 #undef FROM_FWD
+    memcpy(p->score_ci, fp.score_ci, sizeof p->score_ci);
+    memcpy(p->score_cf, fp.score_cf, sizeof p->score_cf);
+    memcpy(p->score_ti, fp.score_ti, sizeof p->score_ti);
+    memcpy(p->score_tf, fp.score_tf, sizeof p->score_tf);
+    memcpy(p->score_tn, fp.score_tn, sizeof p->score_tn);
     p->deterministic = d->deterministic != 0;
     p->dsinks = d->dsinks;
     p->lock_blocks = (d->seqlen_q + 15) / 16;

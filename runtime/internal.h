@@ -88,6 +88,11 @@ struct fg_score_expr;
 struct fg_score {
     struct fg_score_expr *expr;
     char *cuda, *text;
+    /* the derivative with respect to score (the backward's): its
+     * expression and CUDA form, or NULL and deriv_err (the reason) */
+    struct fg_score_expr *deriv;
+    char *cuda_d;
+    char deriv_err[160];
     fg_mask_hash hash;
     long long ci[16];
     float cf[16];

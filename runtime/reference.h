@@ -56,6 +56,10 @@ typedef struct fg_ref_mods {
     const int64_t *score_ci;
     const float *score_cf;
     const struct fg_score_table *score_tables;
+    /* its derivative with respect to score (fg_score_expr_derivative), the
+     * backward's; NULL: the backward reference refuses a score expression.
+     * Last, so that positional initialisers keep their meaning. */
+    const struct fg_score_expr *score_d;
 } fg_ref_mods;
 /* The alignment of ALiBi and the window: 0 for FG_CAUSAL_TOP_LEFT, else
  * seqlen_k - seqlen_q (FlashAttention-2's). */

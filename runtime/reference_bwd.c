@@ -1,6 +1,7 @@
 #include "runtime/reference_bwd.h"
 #include "runtime/attention.h"
 #include "runtime/reference.h"
+#include "gen/score_expr.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,8 +29,9 @@ static size_t vi(const fg_attention_desc *d, int b, int j, int h) {
 /* p[j] = softmax row i of (b, h) (0 where masked), with the score
  * modifications of mods (NULL: none; d->softcap and the window are read
  * from d): dx[j] = d logit / d (scaled score) (softcap: 1 - tanh^2, else
- * 1), *psink = the sink's share of the row (0 without one).  Returns 0 for
- * a row that sees no key (p all zero). */
+ * 1; times the score expression's derivative at its argument, mods->score_d,
+ * evaluated in fp32 as the device does), *psink = the sink's share of the
+ * row (0 without one).  Returns 0 for a row that sees no key (p all zero). */
 static int prob_row(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                     const fg_ref_mods *mods, const double *q, const double *k, int b, int h, int i, double *p, double *dx,
                     double *psink) {
@@ -42,8 +44,17 @@ static int prob_row(const fg_attention_desc *d, const fg_block_layout_desc *L, c
         if (!fg_ref_visible_mask(d, L, m, b, h, i, j)) continue;
         double s = 0;
         for (int x = 0; x < D; ++x) s += q[qi(d, b, i, h) + x] * k[ki(d, b, j, hk) + x];
-        p[j] = fg_ref_logit(d, mods, b, h, i, j, s * scale);
-        if (cap > 0) dx[j] = 1 - tanh(s * scale / cap) * tanh(s * scale / cap);
+        if (mods && mods->score_d) { /* the expression's argument: the logit of the built-ins */
+            fg_ref_mods built_in = *mods;
+            built_in.score = NULL;
+            const double x = fg_ref_logit(d, &built_in, b, h, i, j, s * scale);
+            const fg_score_env env = {(float)x, b, h, i, j, mods->score_ci, mods->score_cf, mods->score_tables};
+            p[j] = fg_score_expr_eval(mods->score, &env);
+            dx[j] = fg_score_expr_eval(mods->score_d, &env);
+        } else {
+            p[j] = fg_ref_logit(d, mods, b, h, i, j, s * scale);
+        }
+        if (cap > 0) dx[j] *= 1 - tanh(s * scale / cap) * tanh(s * scale / cap);
         if (p[j] > mx) mx = p[j];
     }
     *psink = 0;
@@ -61,7 +72,7 @@ static int prob_row(const fg_attention_desc *d, const fg_block_layout_desc *L, c
 
 int fg_reference_forward_mods_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                                   const fg_ref_mods *mods, const double *q, const double *k, const double *v, double *o) {
-    if (mods && mods->score) return 0; /* user expressions: not differentiated */
+    if (mods && mods->score && !mods->score_d) return 0; /* a score expression without its derivative */
     double *p = malloc(sizeof(double) * 2 * (size_t)d->seqlen_k), psink;
     if (!p) return 0;
     const int DV = fg_desc_head_dim_v(d), g = d->heads_q / d->heads_kv;
@@ -87,7 +98,7 @@ int fg_reference_forward_f64(const fg_attention_desc *d, const fg_block_layout_d
 int fg_reference_backward_mods_f64(const fg_attention_desc *d, const fg_block_layout_desc *L, const fg_ref_mask *m,
                                    const fg_ref_mods *mods, const double *q, const double *k, const double *v,
                                    const double *dout, double *dq, double *dk, double *dv, double *dsinks) {
-    if (mods && mods->score) return 0; /* user expressions: not differentiated */
+    if (mods && mods->score && !mods->score_d) return 0; /* a score expression without its derivative */
     const int D = d->head_dim, DV = fg_desc_head_dim_v(d), g = d->heads_q / d->heads_kv, sk = d->seqlen_k;
     const double scale = scale_of(d);
     double *p = malloc(sizeof(double) * 3 * (size_t)sk), psink;

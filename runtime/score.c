@@ -3,6 +3,7 @@
  * checked, its CUDA form rendered with the int constants' values and named
  * by its SHA-256, once, on the host. */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,17 @@ static fg_status build(fg_score *s, const char *expr, const fg_score_arg *args, 
     s->text = fg_score_expr_render(s->expr, FG_SCORE_RENDER_TEXT, NULL);
     if (!s->cuda || !s->text) return fg_fail(e, FG_ERR_OUT_OF_MEMORY, "out of memory rendering a score expression");
     s->hash = fg_mask_hash_of(s->cuda);
+    /* the derivative, for the backward; an expression whose derivative is
+     * too long still runs forward, and the backward says why it cannot */
+    fg_error de = {0};
+    if (fg_score_expr_derivative(s->expr, &s->deriv, &de) == FG_OK) {
+        s->cuda_d = fg_score_expr_render(s->deriv, FG_SCORE_RENDER_CUDA, ci);
+        if (!s->cuda_d) return fg_fail(e, FG_ERR_OUT_OF_MEMORY, "out of memory rendering a score derivative");
+    } else {
+        snprintf(s->deriv_err, sizeof s->deriv_err, "%s", de.msg ? de.msg : "no derivative");
+        if (de.status == FG_ERR_OUT_OF_MEMORY) { fg_error_clear(&de); return fg_fail(e, FG_ERR_OUT_OF_MEMORY, "out of memory"); }
+    }
+    fg_error_clear(&de);
     return FG_OK;
 }
 
@@ -84,6 +96,8 @@ fg_status fg_score_create(fg_context *ctx, const char *expr, const fg_score_arg 
 void fg_score_destroy(fg_score *s) {
     if (!s) return;
     fg_score_expr_free(s->expr);
+    fg_score_expr_free(s->deriv);
+    free(s->cuda_d);
     free(s->cuda);
     free(s->text);
     free(s);

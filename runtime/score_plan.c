@@ -81,6 +81,7 @@ static void score_expr_params(const fg_score *sc, fg_spec *s, fg_fwd_params *p) 
     s->score_hash = sc->hash;
     s->score_cuda = sc->cuda;
     s->score_text = sc->text;
+    s->score_cuda_d = sc->cuda_d;
     memcpy(p->score_ci, sc->ci, sizeof p->score_ci);
     memcpy(p->score_cf, sc->cf, sizeof p->score_cf);
     for (int k = 0; k < sc->ntables; ++k) {

@@ -11,7 +11,8 @@
 --         mask (optional C++ element mask of partial blocks), block_m (query tile, 32 or 64), block_n (key block, 16..128,
 --         a multiple of 16), warps (block_n/16 or twice that), key, spec,
 --         softcap, alibi, window, sink (true or absent: the built-in score
---         modifications, dense only; a user score expression is refused)
+--         modifications, dense only), score and score_d (a user score
+--         expression and its derivative, CUDA forms, dense only)
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded }
 --
 -- Shared memory: K and Q rows of padded head_dim + 8 elements, V and dO
@@ -25,7 +26,7 @@ local function check(p)
   util.expect_head_dim(p, "head_dim", 8, 8, "the backward pass")
   if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
   util.expect_head_dim(p, "head_dim_v", 8, 8, "the backward pass")
-  util.expect_variant(p, "builtin")
+  util.expect_variant(p, "bwd")
   util.expect_enum(p, "block_m", { 32, 64 })
   util.expect_enum(p, "block_n", { 32, 64, 128 })
   local wn = p.block_n // 16

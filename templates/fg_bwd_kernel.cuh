@@ -18,8 +18,9 @@
 //   bwd_convert     dQ = accumulator * scale, to fp16/bf16; with SINK and p.dsinks,
 //                   d loss / d sink += -sum of exp(sink - lse) * D over its rows
 // dK is scaled once at the end.  Score modifications (traits SOFTCAP, ALIBI,
-// WINDOW, SINK; fg_score.cuh, dense only): S^T becomes the forward's logits
-// (logit_mod) before the exp, softcap's dS^T is multiplied by 1 - tanh^2,
+// WINDOW, SINK, SCORE_MOD; fg_score.cuh, dense only): S^T becomes the
+// forward's logits (logit_mod) before the exp, dS^T is multiplied by
+// softcap's 1 - tanh^2 and a user expression's derivative (SCORE_MOD_D),
 // the window masks like causal and narrows the query blocks visited; the
 // sink is in the saved lse already, so P, D and dS need nothing more.
 // Fully masked query blocks are never visited (causal); a key block that
@@ -375,7 +376,7 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                     const int qc = q_off + j * 8 + 2 * c + e;   // local query column
-                    float x, dx = 1.f;   // dx: d logit / d (scaled score) of softcap
+                    float x, dx = 1.f;   // dx: d logit / d (scaled score) (softcap, score_mod_d)
                     if constexpr (LogitMods<K>::value) {
                         const float lg = logit_mod<K>(acc_s[j][2 * r + e], p, slope, b, h, m0 + qc, n0 + kr, dx);
                         x = fast_exp2(fmaf(lg, LOG2E, -sL[qc]));
@@ -392,7 +393,10 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
                     }
                     pv[e] = x;
                     ds[e] = x * (acc_dp[j][2 * r + e] - sD[qc]);
-                    if constexpr (HasSoftcap<K>::value) ds[e] *= dx;
+                    // x == 0 (masked, or underflowed): no gradient, whatever
+                    // an expression's derivative is there (0 * inf is NaN)
+                    if constexpr (HasScoreModD<K>::value) ds[e] = x == 0.f ? 0.f : ds[e] * dx;
+                    else if constexpr (HasSoftcap<K>::value) ds[e] *= dx;
                 }
                 const int col = q_off + j * 8 + 2 * c;
                 *(u32 *)(sP + kr * LDP + col) = pack2<K::BF16>(pv[0], pv[1]);

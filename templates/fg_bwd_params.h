@@ -43,6 +43,9 @@ typedef struct fg_bwd_params {
     /* d loss / d sinks, [heads_q] fp32 (NULL: not wanted): zeroed by the
      * preprocess, summed by the dQ conversion (fg_bwd_kernel.cuh). */
     float *dsinks;
+    /* A user score expression and its derivative (Traits::score_mod and
+     * score_mod_d): the forward's fields */
+    FG_SCORE_PARAMS
 } fg_bwd_params;
 
 #endif

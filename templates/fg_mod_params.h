@@ -16,4 +16,14 @@
     int window_left, window_right; /* -1: unbounded                               */   \
     int pad2_;
 
+/* A user score expression (Traits::score_mod, rendered by
+ * gen/score_render.c): its constants, tables and table lengths; one list
+ * for the forward's block and the backward's. */
+#define FG_SCORE_PARAMS          \
+    long long score_ci[16];      \
+    float score_cf[16];          \
+    const int *score_ti[8];      \
+    const float *score_tf[8];    \
+    long long score_tn[8];
+
 #endif

@@ -62,13 +62,7 @@ typedef struct fg_fwd_params {
      * SINK, templates/fg_score.cuh; docs/SCORE-WIRING.md).  Appended, so
      * kernels compiled before read the fields above at the same offsets. */
     FG_MOD_PARAMS  /* fg_mod_params.h */
-    /* A user score expression (Traits::score_mod, rendered by
-     * gen/score_render.c): its constants, tables and table lengths. */
-    long long score_ci[16];
-    float score_cf[16];
-    const int *score_ti[8];
-    const float *score_tf[8];
-    long long score_tn[8];
+    FG_SCORE_PARAMS /* a user score expression (fg_mod_params.h) */
     /* FP8 (e4m3 variants): device fp32 descales, NULL = 1; one float each,
      * or [batch, heads_kv] with descale_per_head (include/flashgen.h).
      * After the score fields, in the order fg_attention_desc has them. */

@@ -30,6 +30,7 @@ FG_SCORE_TRAIT(HasAlibi, ALIBI)
 FG_SCORE_TRAIT(HasWindow, WINDOW)
 FG_SCORE_TRAIT(HasSink, SINK)
 FG_SCORE_TRAIT(HasScoreMod, SCORE_MOD)   // a user score expression: K::score_mod(p, s, b, h, q_idx, kv_idx)
+FG_SCORE_TRAIT(HasScoreModD, SCORE_MOD_D) // its derivative in the backward: K::score_mod_d(p, s, b, h, q_idx, kv_idx)
 #undef FG_SCORE_TRAIT
 
 // Whether the scores are turned into logits before the softmax.
@@ -72,8 +73,9 @@ __device__ __forceinline__ void for_each_score_at(float (&s)[MT][NT_S][4], int c
 // expression (b, h: the call's batch and query head).  The backward
 // recomputes its logits with it, element by element.
 // dx: d logit / d (scaled score), what the backward multiplies dS by:
-// 1 - tanh^2 with softcap, else 1 (ALiBi adds a constant; user expressions
-// are not differentiated here).
+// 1 - tanh^2 with softcap, else 1 (ALiBi adds a constant), times the user
+// expression's derivative at its argument where the backward has it
+// (SCORE_MOD_D).
 // off: the alignment of ALiBi (logit_mod: the call's p.mod_offset; the
 // inference kernel passes each sequence's own).
 template <class K, class P>
@@ -92,7 +94,10 @@ __device__ __forceinline__ float logit_mod_at(float x, const P &p, float slope, 
         x *= p.scale;
     }
     if constexpr (HasAlibi<K>::value) x -= slope * (float)abs(row + off - col);
-    if constexpr (HasScoreMod<K>::value) x = K::score_mod(p, x, b, h, row, col);
+    if constexpr (HasScoreMod<K>::value) {
+        if constexpr (HasScoreModD<K>::value) dx *= K::score_mod_d(p, x, b, h, row, col);
+        x = K::score_mod(p, x, b, h, row, col);
+    }
     return x;
 }
 

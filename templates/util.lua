@@ -44,8 +44,9 @@ end
 
 -- The parameters every template shares: dtype, causal, sparse, mask, and
 -- the score modifications, which only templates passing takes_mods build
--- (true: the built-ins and a user score expression; "builtin": the
--- built-ins only, as the mma.sync backward).
+-- (true: the built-ins and a user score expression; "bwd": the built-ins
+-- and a user score expression with its derivative score_d, as the mma.sync
+-- backward).
 function M.expect_variant(p, takes_mods)
   M.expect_enum(p, "dtype", { "fp16", "bf16" })
   M.expect_bool(p, "causal")
@@ -61,7 +62,10 @@ local mod_order = { "softcap", "alibi", "window", "sink" }
 function M.check_mods(p, takes_mods)
   if p.score ~= nil then
     if type(p.score) ~= "string" or p.score == "" then M.fail("parameter 'score' must be a non-empty string") end
-    if takes_mods ~= true then M.fail("a score expression is not implemented by this kernel family (the mma.sync and TMA forwards have it)") end
+    if takes_mods ~= true and takes_mods ~= "bwd" then M.fail("a score expression is not implemented by this kernel family (the mma.sync and TMA forwards and the mma.sync backward have it)") end
+    if takes_mods == "bwd" and (type(p.score_d) ~= "string" or p.score_d == "") then
+      M.fail("the backward of a score expression needs its derivative (parameter 'score_d', gen/score_deriv.c)")
+    end
     if p.sparse or p.infer then M.fail("a score expression is built for dense, non-inference variants only") end
   end
   for _, name in ipairs(mod_order) do
@@ -79,11 +83,19 @@ function M.mod_traits(out, p)
   for _, name in ipairs(mod_order) do
     if p[name] then out:line("    static constexpr bool %s = true;", M.mods[name]) end
   end
-  if p.score then  -- a user score expression (gen/score_render.c's CUDA form)
+  if p.score then  -- a user score expression (gen/score_render.c's CUDA form); P: the forward's or backward's params
     out:line("    static constexpr bool SCORE_MOD = true;")
-    out:line("    static __device__ __forceinline__ float score_mod(const fg_fwd_params &p, float s, int b, int h, int q_idx, int kv_idx) {")
+    out:line("    template <class P>")
+    out:line("    static __device__ __forceinline__ float score_mod(const P &p, float s, int b, int h, int q_idx, int kv_idx) {")
     out:line("        return %s;", p.score)
     out:line("    }")
+    if p.score_d then  -- the backward: d score_mod / d s (gen/score_deriv.c)
+      out:line("    static constexpr bool SCORE_MOD_D = true;")
+      out:line("    template <class P>")
+      out:line("    static __device__ __forceinline__ float score_mod_d(const P &p, float s, int b, int h, int q_idx, int kv_idx) {")
+      out:line("        return %s;", p.score_d)
+      out:line("    }")
+    end
   end
 end
 
@@ -94,6 +106,7 @@ function M.mod_banner(out, p)
   end
   if #used > 0 then out:line("// score modifications: %s (fg_score.cuh)", table.concat(used, " ")) end
   if p.score then out:line("// score expression: %s", (p.score_text or p.score):gsub("\n", " ")) end
+  if p.score_d then out:line("// its derivative: %s", (p.score_d:gsub("\n", " "))) end
 end
 
 -- expect_variant for the FP8 forward (fwd_ws.lua): e4m3 inputs, a 16-bit

@@ -280,7 +280,7 @@ static void test_explicit_config(void) {
     fg_config_unset(&c);
     c.wgmma = 0;
     CHECK(!fg_config_is_explicit(&c), "wgmma=0 (a path restriction) made explicit");
-    fg_spec s = {64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0};
+    fg_spec s = {64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
     fg_error e = {0};
     fg_config_unset(&c);
     c.q_in_regs = 1;

@@ -5,12 +5,13 @@
  *   alone and all together, every causal mode, GQA, windows with empty
  *   rows; its forward against the forward's reference (runtime/reference.c,
  *   itself checked against the formula in test_score_fwd_cpu);
- * - the plan: the modifications reach fg_bwd_params, a user expression,
- *   FG_PATH_WGMMA and bad dsinks are refused, the Hopper kernel is never
+ * - the plan: the modifications reach fg_bwd_params, FG_PATH_WGMMA and
+ *   bad dsinks are refused, the Hopper kernel is never
  *   offered for a variant with modifications;
  * - the backward's window tile range (window_query_tiles) checked against
  *   the definition at compile time by an NVRTC probe;
- * - renders (the traits present iff used; bwd_wgmma and a score refused)
+ * - renders (the traits present iff used; bwd_wgmma, and a score without
+ *   its derivative, refused)
  *   and NVRTC compiles for sm_80 and sm_90a without spills. */
 #include <math.h>
 #include <stdlib.h>
@@ -153,7 +154,8 @@ static void test_finite_differences(void) {
     fg_rng rng;
     fg_rng_seed(&rng, 13);
     for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; ++i) fd_one(&cases[i], &rng);
-    /* a user expression is not differentiated: the reference says so */
+    /* a user expression without its derivative: the reference refuses it
+     * (test_bwd_score_cpu differentiates expressions) */
     fg_attention_desc d;
     fg_attention_desc_init(&d, FG_BF16, 8, 1, 1, 1, 2, 2);
     fg_ref_mods m = {0};
@@ -237,9 +239,6 @@ static void test_plan(void) {
     CHECK(bplan(&x, &v, &p, &e) == FG_OK, "FG_PATH_MMA: %s", e.msg);
     x.path = FG_PATH_TMA;
     expect_refused(&x, FG_ERR_UNSUPPORTED, "no TMA path", "tma path");
-    x = d;
-    x.score = (const fg_score *)(uintptr_t)0x4000; /* refused before it is read */
-    expect_refused(&x, FG_ERR_UNSUPPORTED, "does not differentiate user score expressions", "score");
     x = d;
     x.sinks = NULL;
     expect_refused(&x, FG_ERR_INVALID_ARGUMENT, "sinks is NULL", "dsinks without sinks");
@@ -351,7 +350,8 @@ static void test_render(const fg_sources *src) {
             fg_error_clear(&e);
         }
     }
-    /* a user expression: refused by the backward template */
+    /* a user expression without its derivative: refused by the backward
+     * template (the plan gives it one: test_bwd_score_cpu) */
     fg_variant v;
     spec_of(&v.spec, 64, 0, 0);
     v.spec.score_hash = fg_mask_hash_of("s * 2.0f");
@@ -360,8 +360,8 @@ static void test_render(const fg_sources *src) {
     fg_bwd_candidates(&v.spec, H100_SMEM, 0, 0, c, 8);
     v.cfg = c[0];
     fg_rendered r;
-    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "a score expression rendered in the backward");
-    CHECK_CONTAINS(e.msg, "score expression");
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "a score expression without score_d rendered");
+    CHECK_CONTAINS(e.msg, "needs its derivative");
     fg_error_clear(&e);
 }
 

@@ -209,7 +209,7 @@ static void test_candidates(void) {
                             }
                             /* the Hopper kernel first, where it runs and the path allows it */
                             fg_config w;
-                            const int want_wg = hopper && path == FG_PATH_AUTO && hd <= 128 && fg_bwd_wgmma_config(&b, &w) &&
+                            const int want_wg = hopper && path == FG_PATH_AUTO && fg_bwd_wgmma_config(&b, &w) &&
                                                 fg_bwd_smem_bytes(&b, &w) <= smems[m];
                             CHECK(wg == want_wg && (!want_wg || c[0].wgmma == 1), "hd %d hopper %d path %d: %d wgmma", hd,
                                   hopper, path, wg);

@@ -344,7 +344,7 @@ static void test_candidates_by_sram(void) {
     const int A100 = 163 * 1024, H100 = 227 * 1024, SMALL = 99 * 1024;
     const int hds[] = {64, 128, 256};
     for (int h = 0; h < 3; ++h) {
-        fg_spec s = {hds[h], FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0};
+        fg_spec s = {hds[h], FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
         static fg_config a[512], b[512], c[512], hw[512];
         const int na = fg_tune_candidates(&s, A100, 0, 0, 0, 0, a, 512);
         const int nb = fg_tune_candidates(&s, H100, 0, 0, 0, 0, b, 512);
@@ -370,7 +370,7 @@ static void test_candidates_by_sram(void) {
         }
     }
     /* a known case each way */
-    fg_spec s256 = {256, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0}, s128 = {128, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0};
+    fg_spec s256 = {256, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, s128 = {128, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
     fg_config k1 = {128, 64, 8, 2, 0, 1, 0, 0}; /* 202752 B at hdim 256 */
     static fg_config x[512];
     int n = fg_tune_candidates(&s256, H100, 0, 0, 0, 0, x, 512);
@@ -395,7 +395,7 @@ static void test_candidates_render(void) {
     for (int h = 0; h < 4; ++h)
         for (int dt = 0; dt < 2; ++dt)
             for (int causal = 0; causal < 2; ++causal) {
-                fg_spec s = {hds[h], dt ? FG_BF16 : FG_FP16, causal, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0};
+                fg_spec s = {hds[h], dt ? FG_BF16 : FG_FP16, causal, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
                 static fg_config c[512];
                 const int n = fg_tune_candidates(&s, 227 * 1024, 0, 0, 1, 0, c, 512);
                 for (int i = 0; i < n; ++i) {
@@ -425,7 +425,7 @@ static void test_keys(void) {
     CHECK(!strcmp(b, "sq128,sk16384"), "%s", b);
     fg_shape_bucket(512, 512, b, sizeof b);
     CHECK(!strcmp(b, "sq512,sk512"), "%s", b);
-    fg_spec s = {128, FG_BF16, 1, 1, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0};
+    fg_spec s = {128, FG_BF16, 1, 1, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
     char t[160];
     fg_tuning_spec_text(&s, FG_PATH_MMA, 128, 64, t, sizeof t);
     CHECK(!strcmp(t, "hdim=128,dtype=bf16,causal=1,sparse=1,path=mma,layout=128x64"), "%s", t);

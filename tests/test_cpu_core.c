@@ -90,7 +90,7 @@ static void test_render_matrix(void) {
         for (int dt = 0; dt < 2; ++dt)
             for (int causal = 0; causal < 2; ++causal)
                 for (int sparse = 0; sparse < 2; ++sparse) {
-                    fg_spec s = {d, dt ? FG_FP16 : FG_BF16, causal, sparse, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0};
+                    fg_spec s = {d, dt ? FG_FP16 : FG_BF16, causal, sparse, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
                     fg_config c[16];
                     const int n = fg_heuristic_candidates(&s, 232448, sparse ? 128 : 0, sparse ? 128 : 0, 1, c, 16);
                     CHECK(n > 0, "no candidate for hdim=%d", d);
@@ -118,15 +118,15 @@ static void test_render_matrix(void) {
                 }
     printf("rendered %d variants\n", rendered);
     /* the template checks its own parameters */
-    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0}, {128, 64, 5, 2, 0, 1, 0, 0}};
+    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, {128, 64, 5, 2, 0, 1, 0, 0}};
     fg_rendered r;
     CHECK(fg_render_forward(&src, &bad, "k", &r, &e) == FG_ERR_TEMPLATE, "warps=5 accepted");
     CHECK_CONTAINS(e.msg, "'warps'");
     CHECK_CONTAINS(e.msg, "fwd_mma.lua:");
-    fg_variant badm = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0}, {96, 64, 4, 2, 0, 1, 0, 0}};
+    fg_variant badm = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, {96, 64, 4, 2, 0, 1, 0, 0}};
     CHECK(fg_render_forward(&src, &badm, "k", &r, &e) == FG_ERR_TEMPLATE, "block_m=96 accepted");
     CHECK_CONTAINS(e.msg, "block_m");
-    fg_variant badw = {{96, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0}, {128, 64, 8, 2, 0, 1, 1, 0}};
+    fg_variant badw = {{96, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, {128, 64, 8, 2, 0, 1, 1, 0}};
     CHECK(fg_render_forward(&src, &badw, "k", &r, &e) == FG_ERR_TEMPLATE, "wgmma with hdim 96 accepted");
     CHECK_CONTAINS(e.msg, "multiples of 64");
     CHECK(fg_render_forward(&src, &badm, "k", &r, &e) == FG_ERR_TEMPLATE, "block_m=96 accepted");
@@ -154,7 +154,7 @@ static fg_status render_override(const char *text, fg_error *e, uint64_t *hash) 
     unsetenv("FLASHGEN_TEMPLATE_DIR");
     if (st != FG_OK) return st;
     if (hash) *hash = src.hash;
-    fg_variant v = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0}, {128, 64, 4, 2, 0, 1, 0, 0}};
+    fg_variant v = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, {128, 64, 4, 2, 0, 1, 0, 0}};
     fg_rendered r;
     st = fg_render_forward(&src, &v, "test-key", &r, e);
     if (st == FG_OK) fg_rendered_free(&r);

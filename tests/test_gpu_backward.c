@@ -28,6 +28,7 @@
 #include "runtime/pattern.h"
 #include "runtime/reference.h"
 #include "runtime/reference_bwd.h"
+#include "gen/score_expr.h"
 #include "select/heuristic.h"
 #include "test_util.h"
 
@@ -47,14 +48,17 @@ typedef struct bcase {
 } bcase;
 
 /* Score modifications: softcap (0 off); alibi 0 off, 1 [heads_q], 2
- * [batch, heads_q] slopes; win 1: the window (wl, wr); sink 1: sinks and dsinks. */
+ * [batch, heads_q] slopes; win 1: the window (wl, wr); sink 1: sinks and
+ * dsinks; score: a user expression over a float constant w = 0.75 and a
+ * float table tb[16] (NULL: none). */
 typedef struct bmods {
     float softcap;
     int alibi, win, wl, wr, sink;
+    const char *score;
 } bmods;
 typedef struct mcase { bcase c; bmods m; } mcase;
 
-typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws, slopes, sinks, dsinks; } dev;
+typedef struct dev { CUdeviceptr q, k, v, o, lse, dout, dq, dk, dv, ws, slopes, sinks, dsinks, tb; } dev;
 
 static const fg_cuda *cu;
 static int g_dead; /* a kernel fault: the CUDA context is unusable, stop */
@@ -168,12 +172,12 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     d.causal = c->causal;
     d.deterministic = c->deterministic;
     /* score modifications: slopes powers of 2 from 1/2 to 1/256, sinks from 6 down */
-    const int mods = md->softcap > 0 || md->alibi || md->win || md->sink;
+    const int mods = md->softcap > 0 || md->alibi || md->win || md->sink || md->score;
     float slopes[64], sinks[16];
     const int slope_stride = md->alibi == 2 ? c->hq + 1 : 0; /* [batch, heads_q] with a row pitch past heads_q */
     for (int i = 0; i < 64; ++i) slopes[i] = ldexpf(1.f, -1 - (i / (slope_stride ? slope_stride : 1) + i) % 8);
     for (int i = 0; i < 16; ++i) sinks[i] = 6.f - 2.5f * (float)i;
-    fg_ref_mods rmods = {md->alibi ? slopes : NULL, md->sink ? sinks : NULL, NULL, NULL, NULL, NULL};
+    fg_ref_mods rmods = {md->alibi ? slopes : NULL, md->sink ? sinks : NULL, NULL, NULL, NULL, NULL, NULL};
     if (mods) d.softmax_scale = 0.25f; /* logits of a few units: softcap bends them, sinks compete */
     d.softcap = md->softcap;
     if (md->win) { d.window_left = md->wl; d.window_right = md->wr; }
@@ -246,6 +250,26 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     if (!e && md->sink) e = cu->MemcpyHtoD(m.sinks, sinks, 16 * 4);
     if (!e && md->sink) e = cu->MemAlloc(&m.dsinks, 16 * 4);
     if (!e && md->sink) e = cu->MemsetD32(m.dsinks, 0x7fc00000u, 16); /* NaN: the call overwrites it */
+    /* a user expression: its table on the device, the reference's host copy */
+    float tb[16];
+    for (int i = 0; i < 16; ++i) tb[i] = 0.5f * (float)(i % 5) - 1.f;
+    const fg_score_table rtables[1] = {{tb, 16}};
+    fg_score *score = NULL;
+    if (!e && md->score) e = cu->MemAlloc(&m.tb, 16 * 4);
+    if (!e && md->score) e = cu->MemcpyHtoD(m.tb, tb, 16 * 4);
+    if (!e && md->score) {
+        const fg_score_arg args[2] = {{"w", FG_SCORE_CONST_FLOAT, 0, 0.75, NULL, 0}, {"tb", FG_SCORE_TABLE_FLOAT, 0, 0, (const void *)m.tb, 16}};
+        CHECK(fg_score_create(ctx, md->score, args, 2, &score) == FG_OK, "fg_score_create: %s", fg_errmsg(ctx));
+        if (!score) e = CUDA_ERROR_INVALID_VALUE;
+    }
+    if (score) {
+        d.score = score;
+        rmods.score = score->expr;
+        rmods.score_d = score->deriv;
+        rmods.score_ci = (const int64_t *)score->ci;
+        rmods.score_cf = score->cf;
+        rmods.score_tables = rtables;
+    }
     d.alibi_slopes = (const float *)m.slopes;
     d.alibi_batch_stride = slope_stride; /* only with slopes (fg_score_check) */
     d.sinks = (const float *)m.sinks;
@@ -313,9 +337,9 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     const double tol = c->dt == FG_BF16 ? 1e-2 : 2e-3;
     const int good = ok && !nan && !zero_bad && eq <= tol && ek <= tol && ev <= tol && repeat_ok && eds <= tol;
     if (mods)
-        printf("     mods: softcap %g, alibi %s, window %s (%d, %d), sinks %s; dsinks error %.2e (tol %.0e)\n",
+        printf("     mods: softcap %g, alibi %s, window %s (%d, %d), sinks %s%s%s; dsinks error %.2e (tol %.0e)\n",
                (double)md->softcap, md->alibi == 2 ? "[b, h]" : md->alibi ? "[h]" : "off", md->win ? "on" : "off", md->wl, md->wr,
-               md->sink ? "on" : "off", eds, tol);
+               md->sink ? "on" : "off", md->score ? ", score " : "", md->score ? md->score : "", eds, tol);
     printf("%-4s %s d=%3d dv=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
            "nonzero-where-0 %zu%s\n%s",
            good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, dv, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
@@ -325,7 +349,8 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     fflush(stdout);
     CHECK(good, "case failed (see the line above)");
     if (good) ++*passed; else ++*failed;
-    CUdeviceptr all[] = {m.q, m.k, m.v, m.o, m.dout, m.lse, m.dq, m.dk, m.dv, m.ws, m.slopes, m.sinks, m.dsinks};
+    CUdeviceptr all[] = {m.q, m.k, m.v, m.o, m.dout, m.lse, m.dq, m.dk, m.dv, m.ws, m.slopes, m.sinks, m.dsinks, m.tb};
+    fg_score_destroy(score);
     for (unsigned i = 0; i < sizeof all / sizeof all[0]; ++i)
         if (all[i]) cu->MemFree(all[i]);
     free(hq); free(hk); free(hv); free(hdo); free(gdq); free(gdk); free(gdv); free(tmp);
@@ -523,9 +548,11 @@ int main(int argc, char **argv) {
      * is never taken for them): each alone, all together, both causal
      * alignments, GQA/MQA, odd lengths, windows that leave rows empty
      * (bottom-right with sq > sk, and a window ahead of the keys) */
-#define MODS(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_)                              \
+#define MODS_S(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_, score_)                    \
     {{.dt = dt_, .d = d_, .b = b_, .hq = hq_, .hkv = hkv_, .sq = sq_, .sk = sk_, .causal = causal_},                   \
-     {.softcap = cap_, .alibi = alibi_, .win = win_, .wl = wl_, .wr = wr_, .sink = sink_}}
+     {.softcap = cap_, .alibi = alibi_, .win = win_, .wl = wl_, .wr = wr_, .sink = sink_, .score = score_}}
+#define MODS(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_)                              \
+    MODS_S(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_, NULL)
     static const mcase mc[] = {
         MODS(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 2.f, 0, 0, 0, 0, 0),               /* softcap */
         MODS(FG_FP16, 64, 1, 4, 1, 300, 300, FG_CAUSAL_BOTTOM_RIGHT, 2.f, 0, 0, 0, 0, 0),
@@ -541,8 +568,21 @@ int main(int argc, char **argv) {
         MODS(FG_FP16, 128, 1, 4, 1, 700, 1000, FG_CAUSAL_NONE, 1.5f, 1, 1, 200, 200, 1),
         MODS(FG_BF16, 64, 2, 2, 2, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 3.f, 1, 1, 20, 0, 1),      /* empty rows + sink */
         MODS(FG_FP16, 64, 1, 4, 2, 257, 130, FG_CAUSAL_TOP_LEFT, 2.5f, 2, 1, 33, 3, 1),
+        /* user score expressions (backward through their derivative,
+         * gen/score_deriv.c): a kink, tables by head and by distance, tanh,
+         * exp2, min/max, alone and under the built-ins */
+        MODS_S(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0.f, 0, 0, 0, 0, 0,
+               "where(score > 1.0, 1.0 + (score - 1.0) * w, score) + tb[h]"),
+        MODS_S(FG_FP16, 64, 1, 4, 1, 300, 300, FG_CAUSAL_BOTTOM_RIGHT, 0.f, 0, 0, 0, 0, 0,
+               "score * w + tb[abs(q_idx - kv_idx) % 16] * tanh(score)"),
+        MODS_S(FG_BF16, 96, 1, 2, 2, 200, 150, FG_CAUSAL_TOP_LEFT, 0.f, 0, 0, 0, 0, 0,
+               "max(score, -2.0) * 0.5 + 0.25 * exp2(min(score, 2.0) * w)"),
+        MODS_S(FG_FP16, 128, 2, 4, 2, 257, 389, FG_CAUSAL_BOTTOM_RIGHT, 2.f, 1, 1, 100, 20, 1,
+               "score - tb[(q_idx * 7 + kv_idx) % 16] * 0.125"),
+        MODS_S(FG_BF16, 256, 1, 2, 1, 130, 190, FG_CAUSAL_NONE, 0.f, 0, 0, 0, 0, 0, "log2(exp2(score) + 1.0)"),
     };
 #undef MODS
+#undef MODS_S
     for (unsigned i = 0; i < sizeof mc / sizeof mc[0] && !g_dead && wanted(argc, argv, "mods"); ++i) {
         bcase c = mc[i].c;
         c.seed = seed + 600 + i;

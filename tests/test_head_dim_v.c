@@ -167,7 +167,7 @@ static int has_family(const fg_config *c, int n, int wgmma) {
 static void test_heuristic(void) {
     fg_error e = {0};
     fg_config c[16];
-    fg_spec s = {192, FG_BF16, 0, 0, {{0}}, NULL, NULL, 128, 0, 0, 0, {{0}}, NULL, NULL, 0};
+    fg_spec s = {192, FG_BF16, 0, 0, {{0}}, NULL, NULL, 128, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
     int n = fg_heuristic_candidates(&s, H100_SMEM, 0, 0, 2, c, 16);
     CHECK(n > 0 && c[0].wgmma == 2 && c[0].block_n == 112, "192/128: TMA first with the hd-192 tiles (got wgmma=%d bn=%d)",
           n ? c[0].wgmma : -1, n ? c[0].block_n : -1);
@@ -200,7 +200,7 @@ static void test_heuristic(void) {
     CHECK(fg_config_check(&s, &t, H100_SMEM, &e) == FG_ERR_UNSUPPORTED, "TMA config 128/72");
 
     /* sizes follow head_dim_v: O accumulators (registers) and the V tile */
-    fg_spec narrow = {64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0}, wide = narrow;
+    fg_spec narrow = {64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, wide = narrow;
     wide.head_dim_v = 256;
     fg_config m = {128, 64, 8, 2, 0, 1, 0, 0};
     CHECK(fg_config_reg_estimate(&wide, &m) == fg_config_reg_estimate(&narrow, &m) + (256 - 64) / 8 * 4,
@@ -221,7 +221,7 @@ static void test_render_mma(const fg_sources *src) {
     int rendered = 0;
     for (int d = 8; d <= 256; d += 8)
         for (int dv = 8; dv <= 256; dv += 8) {
-            fg_spec s = {d, FG_BF16, (d + dv) % 16 == 0, 0, {{0}}, NULL, NULL, dv, 0, 0, 0, {{0}}, NULL, NULL, 0};
+            fg_spec s = {d, FG_BF16, (d + dv) % 16 == 0, 0, {{0}}, NULL, NULL, dv, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
             fg_config c[16];
             const int n = fg_heuristic_candidates(&s, A100_SMEM, 0, 0, 0, c, 16);
             CHECK(n > 0, "no mma.sync configuration for %d/%d", d, dv);
@@ -254,12 +254,12 @@ static void test_render_mma(const fg_sources *src) {
         }
     printf("mma.sync: rendered %d head-dim pairs\n", rendered);
     /* the template checks the value itself */
-    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 12, 0, 0, 0, {{0}}, NULL, NULL, 0}, {128, 64, 4, 2, 0, 1, 0, 0}};
+    fg_variant bad = {{64, FG_BF16, 0, 0, {{0}}, NULL, NULL, 12, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, {128, 64, 4, 2, 0, 1, 0, 0}};
     fg_rendered r;
     CHECK(fg_render_forward(src, &bad, "k", &r, &e) == FG_ERR_TEMPLATE, "head_dim_v 12 rendered");
     CHECK_CONTAINS(e.msg, "head_dim_v");
     /* wgmma=1: equal dims only */
-    fg_variant w = {{128, FG_BF16, 0, 0, {{0}}, NULL, NULL, 64, 0, 0, 0, {{0}}, NULL, NULL, 0}, {128, 64, 8, 1, 0, 1, 1, 0}};
+    fg_variant w = {{128, FG_BF16, 0, 0, {{0}}, NULL, NULL, 64, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL}, {128, 64, 8, 1, 0, 1, 1, 0}};
     CHECK(fg_render_forward(src, &w, "k", &r, &e) == FG_ERR_TEMPLATE, "wgmma 128/64 rendered");
     CHECK_CONTAINS(e.msg, "head_dim_v == head_dim");
     CHECK_CONTAINS(e.msg, "fwd_wgmma.lua");
@@ -279,7 +279,7 @@ static void test_render_tma(const fg_sources *src) {
             for (int m = 0; m < 3; ++m)
                 for (int k = 0; k < 5; ++k) {
                     const int stages = 1 + (i + j + k) % 3;
-                    fg_spec s = {dims[i], FG_BF16, 1, 0, {{0}}, NULL, NULL, dvs[j], 0, 0, 0, {{0}}, NULL, NULL, 0};
+                    fg_spec s = {dims[i], FG_BF16, 1, 0, {{0}}, NULL, NULL, dvs[j], 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
                     fg_config c = {bms[m], bns[k], 4 * (1 + bms[m] / 64), stages, 0, 1, 2, 0};
                     fg_variant v = {s, c};
                     fg_rendered r;

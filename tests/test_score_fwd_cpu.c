@@ -482,7 +482,9 @@ static void test_user_plan(fg_context *ctx, const fg_sources *src) {
     d.seqlens_k = NULL;
     fg_attention_desc dd;
     fg_bwd_params bp;
-    CHECK(fg_backward_plan(&d, H100_SMEM, &dd, &v2, &bp, &e) == FG_ERR_UNSUPPORTED, "backward refuses a score");
+    /* the backward differentiates it (test_bwd_score_cpu) */
+    CHECK(fg_backward_plan(&d, H100_SMEM, &dd, &v2, &bp, &e) == FG_OK && v2.spec.score_cuda_d, "backward plan of a score: %s",
+          e.msg ? e.msg : "");
     fg_error_clear(&e);
     /* render: the expression in Traits::score_mod; sparse refused */
     v.cfg = (fg_config){128, 64, 8, 2, 0, 1, 0, 0};
@@ -534,7 +536,7 @@ static void test_user_reference(fg_context *ctx) {
     fg_fill_normal(v, nk, d.dtype, &rng);
     const fg_score_table tab = {bias, 20};
     int64_t ci[16] = {0};
-    const fg_ref_mods rm = {NULL, NULL, s->expr, ci, s->cf, &tab};
+    const fg_ref_mods rm = {NULL, NULL, s->expr, ci, s->cf, &tab, NULL};
     double *o = malloc(sizeof(double) * nq), *lse = malloc(sizeof(double) * B * H * sq), worst = 0;
     fg_reference_forward_mods(&d, NULL, &rm, q, k, v, o, lse);
     for (int b = 0; b < B; ++b)

@@ -201,7 +201,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         constants) or a FlexAttention-style function of (score, b, h, q_idx,
         kv_idx), translated once (flashgen.TranslationError where the
         language cannot express it); applied after softcap and ALiBi.
-        Dense forward only: requires_grad, torch.compile, block_mask,
+        Dense calls; differentiated in eager mode through the expression's
+        derivative (the mma.sync backward); torch.compile, block_mask,
         variable lengths and FP8 raise NotImplementedError.
       sinks: float32 [heads_q], a logit per head in the softmax denominator
         only (gpt-oss); lse includes it, and a row that sees no key has o = 0
@@ -248,10 +249,13 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
                                  causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,
                                  block_mask=block_mask, deterministic=deterministic, mods=mods)
-    if mods.score is not None and (_compiling() or _needs_grad(q, k, v)):
-        raise NotImplementedError("flashgen.attention: score_mod is forward only (user score expressions are not "
-                                  "differentiated) and not traced by torch.compile yet: call it under torch.no_grad "
-                                  "or with inputs that do not require grad, outside torch.compile")
+    if mods.score is not None and _compiling():
+        raise NotImplementedError("flashgen.attention: score_mod is not traced by torch.compile yet: call it outside "
+                                  "torch.compile (eager calls differentiate it)")
+    if mods.score is not None and _needs_grad(q, k, v, mods.alibi_slopes, mods.sinks):
+        if block_mask is not None:
+            mods.refuse("with a block_mask are not supported yet")
+        return _autograd.score_mod_with_grad(q, k, v, causal, scale, return_lse, layout, out, deterministic, mods)
     if _compiling() or _needs_grad(q, k, v, mods.alibi_slopes, mods.sinks):
         return _autograd.attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic,
                                              mods)

@@ -49,6 +49,8 @@ def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, determin
         desc.dsinks = dsinks.data_ptr()
     lib = _lib.load()
     index = q.device.index if q.device.index is not None else torch.cuda.current_device()
+    if mods.score is not None:  # differentiated through its derivative (gen/score_deriv.c)
+        desc.score = mods.score.handle(index)
     stream = torch.cuda.current_stream(q.device).cuda_stream
     with _device.current(index):
         ctx = _device.context(index)
@@ -61,6 +63,50 @@ def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, determin
                                            ws.data_ptr(), nbytes.value, stream)
         _lib.check(ctx, "fg_attention_backward", st)
     return dq, dk, dv
+
+
+class _ScoreModAttention(torch.autograd.Function):
+    """attention() with a user score expression (score_mod=), eager: the
+    forward and fg_attention_backward with the expression's derivative;
+    the sinks' gradient too when they require it."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, sinks, opts):
+        from ._attention import attention
+        causal, scale, layout, deterministic, mods = opts
+        with torch.no_grad():
+            o, lse = attention(q, k, v, causal=causal, scale=scale, layout=layout, return_lse=True, softcap=mods.softcap,
+                               alibi_slopes=mods.alibi_slopes, window_size=mods.window, sinks=sinks, score_mod=mods.score)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.opts = opts
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    def backward(ctx, dout, _dlse):
+        q, k, v, o, lse = ctx.saved_tensors
+        causal, scale, layout, deterministic, mods = ctx.opts
+        dsinks = torch.empty_like(mods.sinks) if mods.sinks is not None and ctx.needs_input_grad[3] else None
+        dq, dk, dv = attention_backward(q, k, v, o, lse, dout.contiguous() if not _grad_strides_ok(dout) else dout,
+                                        causal=causal, scale=scale, layout=layout, deterministic=deterministic, mods=mods,
+                                        dsinks=dsinks)
+        return dq, dk, dv, dsinks, None
+
+
+def score_mod_with_grad(q, k, v, causal, scale, return_lse, layout, out, deterministic, mods):
+    """attention() with score_mod= when q, k, v or the sinks require grad
+    (eager; torch.compile is refused by the caller)."""
+    from ._attention import _needs_grad
+    if out is not None:
+        raise RuntimeError("out= cannot be used when q, k, v or sinks require grad (autograd needs its own output)")
+    if _needs_grad(mods.alibi_slopes):
+        raise NotImplementedError("flashgen.attention: alibi_slopes get no gradient: pass them detached")
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled() and not _needs_grad(mods.sinks)
+    if deterministic and _needs_grad(mods.sinks):
+        raise ValueError("deterministic=True cannot give the gradient of sinks (summed with atomics): detach sinks")
+    o, lse = _ScoreModAttention.apply(q, k, v, mods.sinks, (causal, scale, layout, bool(deterministic), mods))
+    return (o, lse) if return_lse else o
 
 
 def attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, out, deterministic, mods=_scores.NONE):

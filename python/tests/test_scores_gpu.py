@@ -132,17 +132,18 @@ def cases():
                                                 softcap=50.0, alibi=True, slopes2d=True, window=(33, 77), sinks=True)
 
 
-def reference_mod(q, k, v, causal, softcap, fn):
-    """float64: the scaled logits, softcap, then the user's score_mod fn run on
-    float64 tensors with broadcast (b, h, q_idx, kv_idx) index grids."""
+def reference_mod(q, k, v, causal, softcap, fn, dt=torch.float64):
+    """In dt (float64 by default): the scaled logits, softcap, then the
+    user's score_mod fn run on dt tensors with broadcast (b, h, q_idx,
+    kv_idx) index grids; differentiable."""
     b, sq, hq, d = q.shape
     sk = k.shape[1]
-    s, vf = logits(q, k, v, torch.float64)
+    s, vf = logits(q, k, v, dt)
     if softcap:
         s = softcap * torch.tanh(s / softcap)
     grid = (torch.arange(b, device=DEV).view(-1, 1, 1, 1), torch.arange(hq, device=DEV).view(1, -1, 1, 1),
             torch.arange(sq, device=DEV).view(1, 1, -1, 1), torch.arange(sk, device=DEV).view(1, 1, 1, -1))
-    s = torch.as_tensor(fn(s, *grid)).double().expand(b, hq, sq, sk)
+    s = torch.as_tensor(fn(s, *grid)).to(dt).expand(b, hq, sq, sk)
     if causal:
         i, j = grid[2], grid[3]
         s = s.masked_fill(j > i + (0 if causal == "top_left" else sk - sq), -math.inf)
@@ -216,6 +217,51 @@ def grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=
     return [f"grad {name}: {e}" for e in errs]
 
 
+def score_mod_grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, fn, mod, softcap=None):
+    """Autograd through flashgen.attention(score_mod=) (the backward of the
+    expression's derivative) against autograd of reference_mod running fn
+    itself (FlashAttention's criterion)."""
+    q, k, v = (torch.randn(b, s_, h, d, device=DEV, dtype=dtype, requires_grad=True)
+               for s_, h in ((sq, hq), (sk, hk), (sk, hk)))
+    g = torch.randn(b, sq, hq, d, device=DEV, dtype=dtype)
+    flashgen.attention(q, k, v, causal=causal, softcap=softcap, score_mod=mod).backward(g)
+    refs = {}
+    for dt in (torch.float64, dtype):
+        leaves = [t.detach().to(dt).requires_grad_() for t in (q, k, v)]
+        ro, _ = reference_mod(*leaves, causal, softcap, fn, dt=dt)
+        (ro.nan_to_num(0.0) * g.to(dt)).sum().backward()
+        refs[dt] = [t.grad for t in leaves]
+    floor = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    errs, line = [], []
+    for what, x, r64, rlow in zip(("dq", "dk", "dv"), (q.grad, k.grad, v.grad), refs[torch.float64], refs[dtype]):
+        if x is None or torch.isnan(x).any():
+            errs.append(f"{what} is missing or has NaN")
+            continue
+        e, e_low = rel(x, r64), rel(rlow, r64)
+        tol = max(2 * e_low + 1e-3, floor)
+        line.append(f"{what} {e:.2e} (tol {tol:.1e})")
+        if not e <= tol:
+            errs.append(f"{what} rel L2 {e:.3g} > {tol:.3g}")
+    print(f"{'FAIL' if errs else 'ok  '} grad {name:60s} {' '.join(line)}", flush=True)
+    return [f"grad {name}: {e}" for e in errs]
+
+
+def score_mod_grad_cases():
+    BF, FP = torch.bfloat16, torch.float16
+    bias = torch.randn(8, 127, device=DEV)
+    rel_bias = lambda score, b, h, q_idx, kv_idx: score + bias[h, (kv_idx - q_idx).clamp(-63, 63) + 63]  # noqa: E731
+    smooth = lambda score, b, h, q_idx, kv_idx: score * 0.75 + torch.tanh(score) * 0.5  # noqa: E731
+    kink = lambda score, b, h, q_idx, kv_idx: torch.where(score > 1.0, 1.0 + (score - 1.0) * 0.25, score)  # noqa: E731
+    yield "score_mod relative bias GQA", dict(b=2, sq=300, sk=517, hq=8, hk=2, d=128, dtype=BF, causal=False,
+                                              fn=rel_bias, mod=rel_bias)
+    yield "score_mod tanh causal", dict(b=1, sq=257, sk=300, hq=4, hk=4, d=64, dtype=FP, causal="bottom_right",
+                                        fn=smooth, mod=smooth)
+    yield "score_mod kink after softcap top_left", dict(b=2, sq=200, sk=150, hq=4, hk=1, d=128, dtype=BF,
+                                                        causal="top_left", softcap=10.0, fn=kink, mod=kink)
+    yield "Score text, hd256", dict(b=1, sq=129, sk=200, hq=2, hk=2, d=256, dtype=BF, causal=False, fn=smooth,
+                                    mod=flashgen.Score("score * 0.75 + tanh(score) * 0.5"))
+
+
 def grad_cases():
     BF, FP = torch.bfloat16, torch.float16
     yield "softcap 2", dict(b=2, sq=300, sk=300, hq=4, hk=2, d=128, dtype=BF, causal=False, softcap=2.0)
@@ -269,6 +315,9 @@ def main():
         n += 1
     for name, kw in grad_cases():
         fails += grad_case(name, **kw)
+        n += 1
+    for name, kw in score_mod_grad_cases():
+        fails += score_mod_grad_case(name, **kw)
         n += 1
     for f in fails:
         print("FAIL", f)
