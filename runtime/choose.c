@@ -192,10 +192,10 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
 fg_status fg_ctx_resolve(fg_context *ctx, const fg_attention_desc *d, fg_variant *v, fg_fwd_params *p, fg_error *err) {
     fg_status st = fg_desc_plan(d, ctx->dev_info.smem_per_block_optin, v, p, err);
     if (st != FG_OK) return st;
-    /* decode-shaped: GQA packing or split-KV; the built-in score
-     * modifications come along, a user score expression does not */
-    if (!v->spec.infer && !fg_mask_hash_set(&v->spec.score_hash) && v->spec.dtype != FG_E4M3 &&
-        fg_infer_auto(ctx, d)) {
+    /* decode-shaped: GQA packing or split-KV; the score modifications come
+     * along (the inference kernel gives each packed row its own head and
+     * query index) */
+    if (!v->spec.infer && v->spec.dtype != FG_E4M3 && fg_infer_auto(ctx, d)) {
         v->spec.infer = 1;
         v->cfg.wgmma = 0;
     }

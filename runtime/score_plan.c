@@ -50,16 +50,8 @@ fg_status fg_score_check(const fg_attention_desc *d, fg_error *err) {
                        d->window_left, d->window_right);
     const int mods = fg_desc_score_mods(d);
     if (!mods) return FG_OK;
-    if (d->layout)
-        return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "score modification '%s' with a block-sparse layout is not built yet (dense calls only)",
-                       first_mod(mods));
-    /* the built-ins run on the inference kernel too (fg_fwd_kernel.cuh with
-     * fg_infer.cuh); user expressions do not yet */
-    if ((mods & FG_MOD_SCORE) && fg_desc_has_infer(d))
-        return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "score modification 'score' (a user score expression) with the inference fields (cu_seqlens, "
-                       "seqlens_k, block_table, num_splits > 1) is not built yet (softcap, ALiBi, window and sinks are)");
+    /* block-sparse layouts and the inference kernel (fg_fwd_kernel.cuh with
+     * fg_infer.cuh: each sequence's own b, q_idx and kv_idx) take them all */
     if (d->dtype == FG_E4M3)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "score modification '%s' with FG_E4M3 (FP8) inputs is not built yet (FG_FP16 and FG_BF16 only)",

@@ -50,6 +50,23 @@ local function smem_bytes(p)
   return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * bm * d * 4 + 4 * bm * 4 + 32
 end
 
+-- The Traits fields both kernels read; then `extra` lines, the static
+-- assert of the shape's smem formula, and the entry points calling `fn`.
+local function traits(out, p, smem, shape, fn, extra)
+  out:line("struct Traits {")
+  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
+  if p.head_dim_v ~= p.head_dim then out:line("    static constexpr int DV = %d;", p.head_dim_v) end
+  out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
+  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = false;", tostring(p.dtype == "bf16"),
+           tostring(p.causal))
+  out:line("    static constexpr bool DQ_FRAG = true;   // dQ accumulator in chunk order (fg::dq_index)")
+  for _, l in ipairs(extra) do out:line("    %s", l) end
+  out:line("};")
+  out:line("static_assert(fg::%s<Traits>::SMEM == %d, \"smem formula\");", shape, smem)
+  out:line("")
+  util.bwd_entries(out, 256, 1024, fn)
+end
+
 -- head dim 256: dK, dV and dQ split by columns over the two warpgroups
 local function render_cols(p, out, ty, smem)
   out:line("// block_m=%d (query block) block_n=%d (key block; the warpgroups split the columns) threads=256 dynamic_smem=%d bytes",
@@ -64,33 +81,11 @@ local function render_cols(p, out, ty, smem)
   out:line("")
   out:line('#include "fg_bwd_wgmma_cols.cuh"')
   out:line("")
-  out:line("struct Traits {")
-  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
-  out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
-  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = false;", tostring(p.dtype == "bf16"),
-           tostring(p.causal))
-  out:line("    static constexpr bool DQ_FRAG = true;   // dQ accumulator in chunk order (fg::dq_index)")
-  out:line("};")
-  out:line("static_assert(fg::BwcShape<Traits>::SMEM == %d, \"smem formula\");", smem)
-  out:line("")
-  util.bwd_entries(out, 256, 1024, "fg::attention_backward_wgmma_cols<Traits>")
+  traits(out, p, smem, "BwcShape", "fg::attention_backward_wgmma_cols<Traits>", {})
 end
 
-return function(p)
-  check(p)
-  local ty = p.dtype == "bf16" and "bf16" or "f16"
-  local smem = smem_bytes(p)
-  local same = p.head_dim_v == p.head_dim
-
-  local out = util.buffer()
-  out:line("// flashgen generated kernel: Hopper backward (wgmma, sm_90a).")
-  out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
-  out:line("// variant: %s", p.key or "(none)")
-  out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s", p.head_dim, p.head_dim_v, p.dtype, tostring(p.causal))
-  if cols_variant(p) then
-    render_cols(p, out, ty, smem)
-    return { source = out:text(), kernel = "flashgen_bwd", threads = 256, smem_bytes = smem, head_dim_padded = p.head_dim }
-  end
+-- head dims 64/128: each warpgroup 64 keys and every column (fg_bwd_wgmma.cuh)
+local function render_rows(p, out, ty, smem, same)
   out:line("// block_m=%d (query block) block_n=%d (key block, 2 warpgroups) threads=256 dynamic_smem=%d bytes",
            p.block_m, p.block_n, smem)
   out:line('#include "fg_wgmma.cuh"')
@@ -109,19 +104,26 @@ return function(p)
   out:line("")
   out:line('#include "fg_bwd_wgmma.cuh"')
   out:line("")
-  out:line("struct Traits {")
-  out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
-  if not same then out:line("    static constexpr int DV = %d;", p.head_dim_v) end
-  out:line("    static constexpr int BM = %d, BN = %d, WARPS = %d;", p.block_m, p.block_n, p.warps)
-  out:line("    static constexpr bool BF16 = %s, CAUSAL = %s, SPARSE = false;", tostring(p.dtype == "bf16"),
-           tostring(p.causal))
-  out:line("    static constexpr bool DQ_FRAG = true;   // dQ accumulator in chunk order (fg::dq_index)")
-  out:line("    static constexpr bool PINGPONG = %s;", tostring(p.pingpong ~= false))
-  out:line("};")
-  out:line("static_assert(fg::BwgShape<Traits>::SMEM == %d, \"smem formula\");", smem)
-  out:line("")
-  util.bwd_entries(out, 256, 1024, "fg::attention_backward_wgmma<Traits>")
+  traits(out, p, smem, "BwgShape", "fg::attention_backward_wgmma<Traits>",
+         { string.format("static constexpr bool PINGPONG = %s;", tostring(p.pingpong ~= false)) })
+end
 
+return function(p)
+  check(p)
+  local ty = p.dtype == "bf16" and "bf16" or "f16"
+  local smem = smem_bytes(p)
+  local same = p.head_dim_v == p.head_dim
+
+  local out = util.buffer()
+  out:line("// flashgen generated kernel: Hopper backward (wgmma, sm_90a).")
+  out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
+  out:line("// variant: %s", p.key or "(none)")
+  out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s", p.head_dim, p.head_dim_v, p.dtype, tostring(p.causal))
+  if cols_variant(p) then
+    render_cols(p, out, ty, smem)
+  else
+    render_rows(p, out, ty, smem, same)
+  end
   return {
     source = out:text(),
     kernel = "flashgen_bwd",

@@ -94,6 +94,58 @@ __device__ __forceinline__ void pack_a(u32 (&pa)[4][4], const float (&s)[8][4]) 
     }
 }
 
+// K and V of the CTA's key block (BN rows from n0) into the swizzled
+// layout, by all THREADS threads; rows past seqlen_k are zeros.
+template <int BN, int D, int DV, int THREADS>
+__device__ __forceinline__ void bwd_load_kv_swz(const fg_bwd_params &p, u32 k_s, u32 v_s, int b, int hk, int n0) {
+    cp_async_tile_swz<BN, D, THREADS>(k_s, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]),
+                                      2 * p.k_s[2], p.seqlen_k - n0);
+    cp_async_tile_swz<BN, DV, THREADS>(v_s, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]),
+                                       2 * p.v_s[2], p.seqlen_k - n0);
+}
+
+// lse * log2(e) of query row `row`, or +inf (P = 0) for a row past the end
+// or one that saw no key (lse = -inf).
+__device__ __forceinline__ float bwd_row_lse2(const fg_bwd_params &p, float lse, int row) {
+    return row < p.seqlen_q && lse != neg_inf() ? lse * 1.4426950408889634f : __int_as_float(0x7f800000);
+}
+
+// One element of S^T and dP^T (key `key`, query `query`) to P^T and dS^T:
+// P = exp2(S * scale*log2e - l2), 0 where masked; dS = P (dP - D).
+template <class K>
+__device__ __forceinline__ void bwd_p_ds(float &s, float &dp, float l2, float dd, const fg_bwd_params &p, bool need_mask,
+                                         int key, int query) {
+    float x = fast_exp2(fmaf(s, p.scale_log2, -l2));
+    if (need_mask) {
+        bool vis = key < p.seqlen_k;
+        if (K::CAUSAL) vis = vis && key <= query + p.causal_offset;
+        if (!vis) x = 0.f;
+    }
+    s = x;
+    dp = x * (dp - dd);
+}
+
+// dK (scaled) and dV of this thread's two key rows (m64 accumulator
+// layout, warp wq of the warpgroup, rows n0 + row0 + wq*16 + g + 8r),
+// columns col0 + 8j + 2c: NK column groups of dK, NV of dV.
+template <class K, int NK, int NV>
+__device__ __forceinline__ void bwd_store_dkdv(const fg_bwd_params &p, const float (&acc_dk)[NK][4], const float (&acc_dv)[NV][4],
+                                               int b, int hk, int n0, int row0, int col0) {
+    const int lane = threadIdx.x & 31, wq = (threadIdx.x >> 5) & 3, g = lane >> 2, c = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = n0 + row0 + wq * 16 + g + 8 * r;
+        if (row >= p.seqlen_k) continue;
+        u16 *dk = (u16 *)p.dk + b * p.dk_s[0] + hk * p.dk_s[1] + (long long)row * p.dk_s[2] + col0 + 2 * c;
+        u16 *dv = (u16 *)p.dv + b * p.dv_s[0] + hk * p.dv_s[1] + (long long)row * p.dv_s[2] + col0 + 2 * c;
+#pragma unroll
+        for (int j = 0; j < NK; ++j)
+            *(u32 *)(dk + 8 * j) = pack2<K::BF16>(acc_dk[j][2 * r] * p.scale, acc_dk[j][2 * r + 1] * p.scale);
+#pragma unroll
+        for (int j = 0; j < NV; ++j) *(u32 *)(dv + 8 * j) = pack2<K::BF16>(acc_dv[j][2 * r], acc_dv[j][2 * r + 1]);
+    }
+}
+
 // Ping-pong: the warpgroups take turns to issue their GEMMs (named barrier
 // 5 + w: the other warpgroup's arrival opens this one's turn), so that one's
 // elementwise step runs while the tensor cores work for the other.
@@ -108,7 +160,6 @@ template <class K>
 __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p, char *smem_raw) {
     typedef BwgShape<K> S;
     constexpr int BM = S::BM, BN = S::BN, D = S::D, DV = S::DV;
-    const float LOG2E = 1.4426950408889634f;
     const u32 raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u; // the swizzle uses absolute address bits
     const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = sL + 2 * BM;
     const u32 l_s = base + S::L_OFF, d_s = l_s + 2 * BM * 4;
@@ -131,10 +182,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
     // K and V, then (below) the first query block: the first arrival on
     // full[0] covers both
-    cp_async_tile_swz<BN, D, S::THREADS>(k_s, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]),
-                                         2 * p.k_s[2], p.seqlen_k - n0);
-    cp_async_tile_swz<BN, DV, S::THREADS>(v_s, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]),
-                                          2 * p.v_s[2], p.seqlen_k - n0);
+    bwd_load_kv_swz<BN, D, DV, S::THREADS>(p, k_s, v_s, b, hk, n0);
 
     // Query blocks that see this key block (causal: rows i >= n0 - offset),
     // for each head of the group: block `it` is head it / per_head.
@@ -217,21 +265,11 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 const int qc = 8 * j + 2 * c + e; // query column in the block
-                const float lse = L[qc], dd = Dd[qc];
-                // +inf for rows past the end and rows that saw no key: P = 0
-                const float l = m0 + qc < p.seqlen_q && lse != neg_inf() ? lse * LOG2E : __int_as_float(0x7f800000);
+                const float l2 = bwd_row_lse2(p, L[qc], m0 + qc), dd = Dd[qc];
 #pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const int kr = w * 64 + wq * 16 + g + 8 * r; // key row in the block
-                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -l));
-                    if (need_mask) {
-                        bool vis = n0 + kr < p.seqlen_k;
-                        if (K::CAUSAL) vis = vis && n0 + kr <= m0 + qc + p.causal_offset;
-                        if (!vis) x = 0.f;
-                    }
-                    acc_s[j][2 * r + e] = x;
-                    acc_dp[j][2 * r + e] = x * (acc_dp[j][2 * r + e] - dd);
-                }
+                for (int r = 0; r < 2; ++r) // key row w * 64 + wq * 16 + g + 8r of the block
+                    bwd_p_ds<K>(acc_s[j][2 * r + e], acc_dp[j][2 * r + e], l2, dd, p, need_mask, n0 + w * 64 + wq * 16 + g + 8 * r,
+                                m0 + qc);
             }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -301,18 +339,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     if (K::PINGPONG && w == 0) named_bar_sync(5, 256); // matches warpgroup 1's last arrival
 
     // ---- dK (scaled) and dV of this warpgroup's 64 keys
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int row = n0 + w * 64 + wq * 16 + g + 8 * r;
-        if (row >= p.seqlen_k) continue;
-        u16 *dk = (u16 *)p.dk + b * p.dk_s[0] + hk * p.dk_s[1] + (long long)row * p.dk_s[2] + 2 * c;
-        u16 *dv = (u16 *)p.dv + b * p.dv_s[0] + hk * p.dv_s[1] + (long long)row * p.dv_s[2] + 2 * c;
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j)
-            *(u32 *)(dk + 8 * j) = pack2<K::BF16>(acc_dk[j][2 * r] * p.scale, acc_dk[j][2 * r + 1] * p.scale);
-#pragma unroll
-        for (int j = 0; j < DV / 8; ++j) *(u32 *)(dv + 8 * j) = pack2<K::BF16>(acc_dv[j][2 * r], acc_dv[j][2 * r + 1]);
-    }
+    bwd_store_dkdv<K>(p, acc_dk, acc_dv, b, hk, n0, w * 64, 0);
 }
 
 } // namespace fg

@@ -76,7 +76,6 @@ template <class K>
 __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_params &p, char *smem_raw) {
     typedef BwcShape<K> S;
     constexpr int BM = S::BM, BN = S::BN, D = S::D, DV = S::DV, HALF = S::HALF;
-    const float LOG2E = 1.4426950408889634f;
     const u32 raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u; // the swizzle uses absolute address bits
     const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = (const float *)(smem_raw + (base - raw) + S::D_OFF);
     const u32 l_s = base + S::L_OFF, d_s = base + S::D_OFF;
@@ -96,10 +95,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
     __syncthreads();
 
     // K and V; the first arrivals on fullq[0] and fulldo cover them
-    cp_async_tile_swz<BN, D, S::THREADS>(k_s, (const char *)p.k + 2 * (b * p.k_s[0] + hk * p.k_s[1] + (long long)n0 * p.k_s[2]),
-                                         2 * p.k_s[2], p.seqlen_k - n0);
-    cp_async_tile_swz<BN, DV, S::THREADS>(v_s, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]),
-                                          2 * p.v_s[2], p.seqlen_k - n0);
+    bwd_load_kv_swz<BN, D, DV, S::THREADS>(p, k_s, v_s, b, hk, n0);
 
     int m_first;
     const int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
@@ -179,21 +175,10 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 const int qc = 32 * w + 8 * j + 2 * c + e; // query column in the block
-                const float lse = L[qc], dd = sD[qc];
-                // +inf for rows past the end and rows that saw no key: P = 0
-                const float l = m0 + qc < p.seqlen_q && lse != neg_inf() ? lse * LOG2E : __int_as_float(0x7f800000);
+                const float l2 = bwd_row_lse2(p, L[qc], m0 + qc), dd = sD[qc];
 #pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const int kr = wq * 16 + g + 8 * r; // key row in the block
-                    float x = fast_exp2(fmaf(acc_s[j][2 * r + e], p.scale_log2, -l));
-                    if (need_mask) {
-                        bool vis = n0 + kr < p.seqlen_k;
-                        if (K::CAUSAL) vis = vis && n0 + kr <= m0 + qc + p.causal_offset;
-                        if (!vis) x = 0.f;
-                    }
-                    acc_s[j][2 * r + e] = x;
-                    acc_dp[j][2 * r + e] = x * (acc_dp[j][2 * r + e] - dd);
-                }
+                for (int r = 0; r < 2; ++r) // key row wq * 16 + g + 8r of the block
+                    bwd_p_ds<K>(acc_s[j][2 * r + e], acc_dp[j][2 * r + e], l2, dd, p, need_mask, n0 + wq * 16 + g + 8 * r, m0 + qc);
             }
         // the staging region: the last block's reductions have read it
         if (elected) bulk_wait_read();
@@ -259,18 +244,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
     if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes
 
     // ---- dK (scaled) and dV: 64 keys, this warpgroup's 128 columns
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int row = n0 + wq * 16 + g + 8 * r;
-        if (row >= p.seqlen_k) continue;
-        u16 *dk = (u16 *)p.dk + b * p.dk_s[0] + hk * p.dk_s[1] + (long long)row * p.dk_s[2] + HALF * w + 2 * c;
-        u16 *dv = (u16 *)p.dv + b * p.dv_s[0] + hk * p.dv_s[1] + (long long)row * p.dv_s[2] + HALF * w + 2 * c;
-#pragma unroll
-        for (int j = 0; j < HALF / 8; ++j) {
-            *(u32 *)(dk + 8 * j) = pack2<K::BF16>(acc_dk[j][2 * r] * p.scale, acc_dk[j][2 * r + 1] * p.scale);
-            *(u32 *)(dv + 8 * j) = pack2<K::BF16>(acc_dv[j][2 * r], acc_dv[j][2 * r + 1]);
-        }
-    }
+    bwd_store_dkdv<K>(p, acc_dk, acc_dv, b, hk, n0, 0, HALF * w);
 }
 
 } // namespace fg

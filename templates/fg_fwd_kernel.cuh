@@ -169,7 +169,8 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     } else {
         sch.init(p, m0, b, h);
         n = sch.count;
-        if constexpr (HasWindow<K>::value) {   // only the key tiles some row's window meets
+        if constexpr (HasWindow<K>::value && !K::SPARSE) {   // only the key tiles some row's window meets (a
+                                                               // sparse schedule's entries are not tiles: masked instead)
             int end;
             window_tiles<BC>(p, m0, sch.row_last, sch.count, first, end);
             n = max(0, end - first);

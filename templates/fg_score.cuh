@@ -225,11 +225,12 @@ __device__ __forceinline__ void apply_window_packed(float (&s)[MT][NT_S][4], con
 
 // A dense schedule narrowed to the window's key tiles (the TMA kernel's
 // producer and consumers each call it, so they walk the same entries):
-// sch.count becomes the end, the first entry is returned.  Without a window:
-// 0, and sch unchanged.
+// sch.count becomes the end, the first entry is returned.  Without a
+// window, and for a block-sparse schedule (its entries index the layout's
+// lists, not tiles: the window masks them instead): 0, and sch unchanged.
 template <class K, class Sched>
 __device__ __forceinline__ int window_clip(const fg_fwd_params &p, Sched &sch) {
-    if constexpr (!HasWindow<K>::value) return 0;
+    if constexpr (!HasWindow<K>::value || K::SPARSE) return 0;
     else {
         int first, end;
         window_tiles<K::BC>(p, sch.m0, sch.row_last, sch.count, first, end);

@@ -66,13 +66,11 @@ function M.check_mods(p, takes_mods)
     if takes_mods == "bwd" and (type(p.score_d) ~= "string" or p.score_d == "") then
       M.fail("the backward of a score expression needs its derivative (parameter 'score_d', gen/score_deriv.c)")
     end
-    if p.sparse or p.infer then M.fail("a score expression is built for dense, non-inference variants only") end
   end
   for _, name in ipairs(mod_order) do
     if p[name] ~= nil then
       if p[name] ~= true then M.fail("parameter '%s' must be true or absent", name) end
       if not takes_mods then M.fail("score modification '%s' is not implemented by this kernel family (the mma.sync and TMA forwards and the mma.sync backward have it)", name) end
-      if p.sparse then M.fail("score modification '%s' is built for dense variants only (not block-sparse)", name) end
     end
   end
 end

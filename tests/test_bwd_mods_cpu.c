@@ -372,32 +372,10 @@ static void compile_one(const fg_sources *src, int hd, int causal, int mods) {
     for (int a = 0; a < 2; ++a) {
         fg_variant v;
         spec_of(&v.spec, hd, causal, mods);
-        fg_config c[8];
-        const int n = fg_bwd_candidates(&v.spec, smem[a], 0, 0, c, 8);
-        int found = 0;
-        for (int i = 0; i < n && !found; ++i) {
-            v.cfg = c[i];
-            char key[512];
-            fg_variant_key(&v, src->hash_hex, 0, 0, archs[a], key, sizeof key);
-            fg_rendered r;
-            fg_error e = {0};
-            if (fg_render_forward(src, &v, key, &r, &e) != FG_OK) {
-                CHECK(0, "render hd %d mods %d: %s", hd, mods, e.msg);
-                fg_error_clear(&e);
-                return;
-            }
-            fg_cubin cb;
-            const fg_status st = fg_compile_cubin(src, r.source, archs[a], key, &cb, &e);
-            fg_rendered_free(&r);
-            CHECK(st == FG_OK, "compile hd %d causal %d mods %d %s: %s", hd, causal, mods, archs[a], e.msg);
-            if (st != FG_OK) { fg_error_clear(&e); return; }
-            found = !cb.stats.spill_stores && !cb.stats.spill_loads && !cb.stats.stack_frame;
-            printf("  hd %3d causal=%d mods=%2d %-6s block %dx%d warps %d: %d registers%s\n", hd, causal, mods, archs[a],
-                   c[i].block_m, c[i].block_n, c[i].warps, cb.stats.registers, found ? "" : " (spills: next candidate)");
-            fflush(stdout);
-            fg_cubin_free(&cb);
-        }
-        CHECK(found, "hd %d causal %d mods %d %s: every backward candidate spills", hd, causal, mods, archs[a]);
+        char what[64];
+        snprintf(what, sizeof what, "hd %3d causal=%d mods=%2d", hd, causal, mods);
+        CHECK(bwd_compile_clean(src, &v, archs[a], smem[a], NULL, what), "%s %s: every backward candidate spills", what,
+              archs[a]);
     }
 }
 

@@ -226,35 +226,8 @@ static void test_plan(fg_context *ctx, const fg_sources *src) {
     CHECK(v.spec.score_cuda_d && fg_mask_hash_set(&v.spec.score_hash), "the variant carries the derivative");
     CHECK(p.score_cf[0] == 0.5f && p.score_tf[0] == DEV(0x1000) && p.score_tn[0] == 16, "constants and tables reach fg_bwd_params");
     /* renders with the derivative and compiles without spills */
-    static const char *archs[] = {"sm_80", "sm_90a"};
-    static const int smem[] = {166912, H100_SMEM};
-    for (int a = 0; a < 2; ++a) {
-        fg_config c[8];
-        const int n = fg_bwd_candidates(&v.spec, smem[a], 0, 0, c, 8);
-        int found = 0;
-        for (int i = 0; i < n && !found; ++i) {
-            v.cfg = c[i];
-            char key[512];
-            fg_variant_key(&v, src->hash_hex, 0, 0, archs[a], key, sizeof key);
-            fg_rendered r;
-            if (fg_render_forward(src, &v, key, &r, &e) != FG_OK) {
-                CHECK(0, "render: %s", e.msg);
-                fg_error_clear(&e);
-                break;
-            }
-            CHECK(strstr(r.source, "SCORE_MOD_D = true") && strstr(r.source, "score_mod_d("), "the source has the derivative");
-            fg_cubin cb;
-            const fg_status st = fg_compile_cubin(src, r.source, archs[a], key, &cb, &e);
-            fg_rendered_free(&r);
-            CHECK(st == FG_OK, "compile %s: %s", archs[a], e.msg);
-            if (st != FG_OK) { fg_error_clear(&e); break; }
-            found = !cb.stats.spill_stores && !cb.stats.spill_loads && !cb.stats.stack_frame;
-            printf("  %-6s block %dx%d warps %d: %d registers%s\n", archs[a], c[i].block_m, c[i].block_n, c[i].warps,
-                   cb.stats.registers, found ? "" : " (spills: next candidate)");
-            fg_cubin_free(&cb);
-        }
-        CHECK(found, "%s: every backward candidate spills", archs[a]);
-    }
+    CHECK(bwd_compile_clean(src, &v, "sm_80", 166912, "score_mod_d(", "score"), "sm_80: every candidate spills");
+    CHECK(bwd_compile_clean(src, &v, "sm_90a", H100_SMEM, "SCORE_MOD_D = true", "score"), "sm_90a: every candidate spills");
     /* the Hopper kernel has no score modifications */
     d.path = FG_PATH_WGMMA;
     CHECK(fg_backward_plan(&d, H100_SMEM, &dd, &v, &p, &e) == FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA with a score expression");

@@ -255,8 +255,7 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     for (int i = 0; i < 16; ++i) tb[i] = 0.5f * (float)(i % 5) - 1.f;
     const fg_score_table rtables[1] = {{tb, 16}};
     fg_score *score = NULL;
-    if (!e && md->score) e = cu->MemAlloc(&m.tb, 16 * 4);
-    if (!e && md->score) e = cu->MemcpyHtoD(m.tb, tb, 16 * 4);
+    if (!e && md->score && !(e = cu->MemAlloc(&m.tb, 16 * 4))) e = cu->MemcpyHtoD(m.tb, tb, 16 * 4);
     if (!e && md->score) {
         const fg_score_arg args[2] = {{"w", FG_SCORE_CONST_FLOAT, 0, 0.75, NULL, 0}, {"tb", FG_SCORE_TABLE_FLOAT, 0, 0, (const void *)m.tb, 16}};
         CHECK(fg_score_create(ctx, md->score, args, 2, &score) == FG_OK, "fg_score_create: %s", fg_errmsg(ctx));
@@ -264,11 +263,8 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
     }
     if (score) {
         d.score = score;
-        rmods.score = score->expr;
-        rmods.score_d = score->deriv;
-        rmods.score_ci = (const int64_t *)score->ci;
-        rmods.score_cf = score->cf;
-        rmods.score_tables = rtables;
+        rmods.score = score->expr, rmods.score_d = score->deriv;
+        rmods.score_ci = (const int64_t *)score->ci, rmods.score_cf = score->cf, rmods.score_tables = rtables;
     }
     d.alibi_slopes = (const float *)m.slopes;
     d.alibi_batch_stride = slope_stride; /* only with slopes (fg_score_check) */
@@ -553,6 +549,9 @@ int main(int argc, char **argv) {
      {.softcap = cap_, .alibi = alibi_, .win = win_, .wl = wl_, .wr = wr_, .sink = sink_, .score = score_}}
 #define MODS(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_)                              \
     MODS_S(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_, NULL)
+#define MODS_SP(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, density_, block_, cap_, alibi_, win_, wl_, wr_, sink_, score_)   \
+    {{dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, 0, 0, 0, density_, block_, NULL, NULL, 0, 0},                            \
+     {cap_, alibi_, win_, wl_, wr_, sink_, score_}}
     static const mcase mc[] = {
         MODS(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 2.f, 0, 0, 0, 0, 0),               /* softcap */
         MODS(FG_FP16, 64, 1, 4, 1, 300, 300, FG_CAUSAL_BOTTOM_RIGHT, 2.f, 0, 0, 0, 0, 0),
@@ -580,9 +579,15 @@ int main(int argc, char **argv) {
         MODS_S(FG_FP16, 128, 2, 4, 2, 257, 389, FG_CAUSAL_BOTTOM_RIGHT, 2.f, 1, 1, 100, 20, 1,
                "score - tb[(q_idx * 7 + kv_idx) % 16] * 0.125"),
         MODS_S(FG_BF16, 256, 1, 2, 1, 130, 190, FG_CAUSAL_NONE, 0.f, 0, 0, 0, 0, 0, "log2(exp2(score) + 1.0)"),
+        /* block-sparse layouts (random; rows with no block get no gradient) */
+        MODS_SP(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0.5, 128, 2.f, 1, 0, 0, 0, 0, NULL),
+        MODS_SP(FG_FP16, 64, 1, 4, 4, 400, 400, FG_CAUSAL_BOTTOM_RIGHT, 0.6, 64, 0.f, 0, 1, 90, 10, 1, NULL),
+        MODS_SP(FG_BF16, 128, 2, 4, 1, 300, 260, FG_CAUSAL_TOP_LEFT, 0.5, 128, 0.f, 0, 0, 0, 0, 0,
+                "score * w + tb[abs(q_idx - kv_idx) % 16] * tanh(score)"),
     };
 #undef MODS
 #undef MODS_S
+#undef MODS_SP
     for (unsigned i = 0; i < sizeof mc / sizeof mc[0] && !g_dead && wanted(argc, argv, "mods"); ++i) {
         bcase c = mc[i].c;
         c.seed = seed + 600 + i;

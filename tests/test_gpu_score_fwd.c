@@ -39,6 +39,7 @@ typedef struct scase {
     int wl, wr;  /* window, -1 unbounded */
     int sinks;
     int user;    /* a score expression: 0 none, 1 relative-position bias table, 2 tanh / where / int table */
+    double density; /* > 0: a random block-sparse layout of 128 x 128 blocks with this density */
 } scase;
 
 /* The score expressions of the cases (tables of 4 * 9 floats and 64 ints). */
@@ -105,6 +106,13 @@ static int run(fg_context *ctx, const scase *c, fg_kernel_path path, uint64_t se
         CHECK(fg_score_create(ctx, user_exprs[c->user], args, 3, &score) == FG_OK, "%s: %s", c->name, fg_errmsg(ctx));
         d.score = score;
     }
+    fg_host_layout hl = {0};
+    fg_block_layout *layout = NULL;
+    if (c->density > 0) {
+        CHECK(fg_host_layout_random(&hl, c->b, c->hq, c->sq, c->sk, 128, 128, c->density, &rng), "out of memory");
+        CHECK(fg_block_layout_create(ctx, &hl.desc, &layout) == FG_OK, "%s: layout: %s", c->name, fg_errmsg(ctx));
+        d.layout = layout;
+    }
     cu->MemsetD32(dout, 0x7fff7fffu, nq / 2); /* NaN in fp16 and bf16 */
     cu->MemsetD32(dl, 0x7fc00000u, nl);
     if (c->alibi) {
@@ -121,7 +129,9 @@ static int run(fg_context *ctx, const scase *c, fg_kernel_path path, uint64_t se
      * decode shape (GQA packing) takes the inference kernel with its mods */
     const int hopper = strstr(name, "arch=sm_90a") != NULL, decode = strstr(c->name, "decode") != NULL;
     const char *want = path == FG_PATH_AUTO && hopper && !decode ? "fwd_ws:" : "fwd_mma:";
-    CHECK(!strncmp(name, want, strlen(want)) && strstr(name, mods_item(c)) && !strstr(name, "infer=1") == !decode,
+    if (c->density > 0 && path == FG_PATH_AUTO) want = ""; /* block-sparse: whichever family the heuristic picks */
+    CHECK(!strncmp(name, want, strlen(want)) && strstr(name, mods_item(c)) && !strstr(name, "infer=1") == !decode &&
+              !strstr(name, "sparse=1") == !(c->density > 0),
           "%s: ran %s, want %s with %s%s", c->name, name, want, mods_item(c), decode ? " and infer=1" : "");
     st = fg_attention_forward(ctx, &d, (void *)(uintptr_t)dq, (void *)(uintptr_t)dk, (void *)(uintptr_t)dv,
                               (void *)(uintptr_t)dout, (float *)(uintptr_t)dl, NULL);
@@ -133,7 +143,7 @@ static int run(fg_context *ctx, const scase *c, fg_kernel_path path, uint64_t se
     const fg_ref_mods rm = {.alibi_slopes = c->alibi ? slopes : NULL, .sinks = c->sinks ? sinks : NULL,
                             .score = score ? score->expr : NULL, .score_ci = score ? (const int64_t *)score->ci : NULL,
                             .score_cf = score ? score->cf : NULL, .score_tables = tabs};
-    fg_reference_forward_mods(&d, NULL, &rm, q, k, v, ro, rl);
+    fg_reference_forward_mods(&d, layout ? &hl.desc : NULL, &rm, q, k, v, ro, rl);
     double num = 0, den = 0, max_abs = 0, ref_max = 0, lse_err = 0;
     size_t nan = 0, inf_mismatch = 0;
     for (size_t i = 0; i < nq; ++i) {
@@ -160,6 +170,8 @@ static int run(fg_context *ctx, const scase *c, fg_kernel_path path, uint64_t se
     CUdeviceptr all[] = {dq, dk, dv, dout, dl, dsl, dsk, dbias, dbucket};
     for (int i = 0; i < 9; ++i) cu->MemFree(all[i]);
     fg_score_destroy(score);
+    fg_block_layout_destroy(ctx, layout);
+    fg_host_layout_free(&hl);
     free(q); free(k); free(v); free(o); free(slopes); free(sinks); free(lse); free(ro); free(rl);
     return bad;
 }
@@ -172,28 +184,36 @@ int main(int argc, char **argv) {
     int n = 0;
 #define CASE(...) cases[n++] = (scase){__VA_ARGS__}
     /*   name                                 dt       d    b  hq hkv  sq    sk  causal cap  alibi wl  wr  sinks user */
-    CASE("softcap 30",                        FG_BF16, 128, 2, 4, 4, 300, 300, NO, 30.f, 0, -1, -1, 0, 0);
-    CASE("softcap 2 saturating causal",       FG_FP16, 64, 1, 4, 2, 257, 511, BR, 2.f, 0, -1, -1, 0, 0);
-    CASE("alibi heads",                       FG_BF16, 128, 2, 8, 2, 200, 333, NO, 0.f, 1, -1, -1, 0, 0);
-    CASE("alibi batch x heads causal",        FG_FP16, 64, 3, 4, 4, 129, 129, BR, 0.f, 2, -1, -1, 0, 0);
-    CASE("alibi top-left sq > sk",            FG_BF16, 256, 1, 4, 1, 300, 190, TL, 0.f, 1, -1, -1, 0, 0);
-    CASE("window 64/0",                       FG_BF16, 128, 2, 4, 4, 1000, 1000, NO, 0.f, 0, 64, 0, 0, 0);
-    CASE("window 17/9 causal GQA",            FG_FP16, 64, 1, 6, 3, 333, 777, BR, 0.f, 0, 17, 9, 0, 0);
-    CASE("window 5/- causal sq > sk (empty)", FG_BF16, 128, 1, 2, 2, 400, 100, BR, 0.f, 0, 5, -1, 0, 0);
-    CASE("window -/3 top-left",               FG_BF16, 256, 2, 4, 2, 250, 500, TL, 0.f, 0, -1, 3, 0, 0);
-    CASE("window 0/0 sq > sk (empty)",        FG_FP16, 64, 1, 2, 2, 300, 130, NO, 0.f, 0, 0, 0, 0, 0);
-    CASE("window 300/-1 long",                FG_BF16, 128, 1, 2, 1, 2049, 4097, BR, 0.f, 0, 300, -1, 0, 0);
-    CASE("sinks",                             FG_BF16, 128, 2, 4, 4, 300, 300, NO, 0.f, 0, -1, -1, 1, 0);
-    CASE("sinks causal sq > sk (lse = sink)", FG_FP16, 64, 1, 4, 1, 300, 100, BR, 0.f, 0, -1, -1, 1, 0);
-    CASE("sinks decode GQA (infer)",           FG_BF16, 128, 4, 8, 2, 1, 1500, NO, 0.f, 0, -1, -1, 1, 0);
-    CASE("all four causal GQA odd",           FG_BF16, 128, 2, 8, 2, 517, 1031, BR, 20.f, 1, 100, 50, 1, 0);
-    CASE("all four top-heavy",                FG_FP16, 64, 1, 4, 4, 1031, 517, NO, 50.f, 2, 33, 77, 1, 0);
-    CASE("all four top-left hd256",           FG_BF16, 256, 1, 4, 2, 333, 333, TL, 30.f, 1, 64, -1, 1, 0);
-    CASE("softcap + window empty rows",       FG_FP16, 128, 2, 2, 2, 200, 77, NO, 10.f, 0, 0, 0, 1, 0);
-    CASE("user rel-bias table",               FG_BF16, 128, 2, 4, 2, 333, 517, NO, 0.f, 0, -1, -1, 0, 1);
-    CASE("user rel-bias causal top-left",     FG_FP16, 64, 1, 4, 4, 300, 200, TL, 0.f, 0, -1, -1, 0, 1);
-    CASE("user where/tanh/int table",         FG_BF16, 64, 2, 4, 1, 257, 257, BR, 0.f, 0, -1, -1, 0, 2);
-    CASE("user + all four",                   FG_BF16, 128, 1, 4, 2, 400, 700, BR, 30.f, 1, 128, -1, 1, 2);
+    CASE("softcap 30",                        FG_BF16, 128, 2, 4, 4, 300, 300, NO, 30.f, 0, -1, -1, 0, 0, 0.0);
+    CASE("softcap 2 saturating causal",       FG_FP16, 64, 1, 4, 2, 257, 511, BR, 2.f, 0, -1, -1, 0, 0, 0.0);
+    CASE("alibi heads",                       FG_BF16, 128, 2, 8, 2, 200, 333, NO, 0.f, 1, -1, -1, 0, 0, 0.0);
+    CASE("alibi batch x heads causal",        FG_FP16, 64, 3, 4, 4, 129, 129, BR, 0.f, 2, -1, -1, 0, 0, 0.0);
+    CASE("alibi top-left sq > sk",            FG_BF16, 256, 1, 4, 1, 300, 190, TL, 0.f, 1, -1, -1, 0, 0, 0.0);
+    CASE("window 64/0",                       FG_BF16, 128, 2, 4, 4, 1000, 1000, NO, 0.f, 0, 64, 0, 0, 0, 0.0);
+    CASE("window 17/9 causal GQA",            FG_FP16, 64, 1, 6, 3, 333, 777, BR, 0.f, 0, 17, 9, 0, 0, 0.0);
+    CASE("window 5/- causal sq > sk (empty)", FG_BF16, 128, 1, 2, 2, 400, 100, BR, 0.f, 0, 5, -1, 0, 0, 0.0);
+    CASE("window -/3 top-left",               FG_BF16, 256, 2, 4, 2, 250, 500, TL, 0.f, 0, -1, 3, 0, 0, 0.0);
+    CASE("window 0/0 sq > sk (empty)",        FG_FP16, 64, 1, 2, 2, 300, 130, NO, 0.f, 0, 0, 0, 0, 0, 0.0);
+    CASE("window 300/-1 long",                FG_BF16, 128, 1, 2, 1, 2049, 4097, BR, 0.f, 0, 300, -1, 0, 0, 0.0);
+    CASE("sinks",                             FG_BF16, 128, 2, 4, 4, 300, 300, NO, 0.f, 0, -1, -1, 1, 0, 0.0);
+    CASE("sinks causal sq > sk (lse = sink)", FG_FP16, 64, 1, 4, 1, 300, 100, BR, 0.f, 0, -1, -1, 1, 0, 0.0);
+    CASE("sinks decode GQA (infer)",           FG_BF16, 128, 4, 8, 2, 1, 1500, NO, 0.f, 0, -1, -1, 1, 0, 0.0);
+    CASE("all four causal GQA odd",           FG_BF16, 128, 2, 8, 2, 517, 1031, BR, 20.f, 1, 100, 50, 1, 0, 0.0);
+    CASE("all four top-heavy",                FG_FP16, 64, 1, 4, 4, 1031, 517, NO, 50.f, 2, 33, 77, 1, 0, 0.0);
+    CASE("all four top-left hd256",           FG_BF16, 256, 1, 4, 2, 333, 333, TL, 30.f, 1, 64, -1, 1, 0, 0.0);
+    CASE("softcap + window empty rows",       FG_FP16, 128, 2, 2, 2, 200, 77, NO, 10.f, 0, 0, 0, 1, 0, 0.0);
+    CASE("user rel-bias table",               FG_BF16, 128, 2, 4, 2, 333, 517, NO, 0.f, 0, -1, -1, 0, 1, 0.0);
+    CASE("user rel-bias causal top-left",     FG_FP16, 64, 1, 4, 4, 300, 200, TL, 0.f, 0, -1, -1, 0, 1, 0.0);
+    CASE("user where/tanh/int table",         FG_BF16, 64, 2, 4, 1, 257, 257, BR, 0.f, 0, -1, -1, 0, 2, 0.0);
+    CASE("user + all four",                   FG_BF16, 128, 1, 4, 2, 400, 700, BR, 30.f, 1, 128, -1, 1, 2, 0.0);
+    /* the inference kernel (GQA packing: each row's own head and query index) */
+    CASE("user rel-bias decode GQA (infer)",  FG_BF16, 128, 3, 8, 2, 1, 1300, NO, 0.f, 0, -1, -1, 0, 1, 0.0);
+    CASE("user + softcap + sinks decode",     FG_FP16, 64, 2, 8, 1, 2, 700, BR, 20.f, 0, 64, -1, 1, 2, 0.0);
+    /* block-sparse layouts (random, 128 x 128 blocks; rows with no block are empty) */
+    CASE("sparse softcap + alibi",            FG_BF16, 128, 2, 4, 2, 500, 700, NO, 20.f, 1, -1, -1, 0, 0, 0.5);
+    CASE("sparse window + sinks causal",      FG_FP16, 64, 1, 4, 4, 600, 600, BR, 0.f, 0, 100, 20, 1, 0, 0.6);
+    CASE("sparse user where/tanh top-left",   FG_BF16, 128, 2, 4, 1, 400, 300, TL, 0.f, 0, -1, -1, 0, 2, 0.5);
+    CASE("sparse all four + user",            FG_FP16, 128, 1, 8, 2, 517, 1031, BR, 30.f, 2, 200, -1, 1, 1, 0.4);
 #undef CASE
     int failed = 0, ran = 0;
     for (int i = 0; i < n; ++i) {

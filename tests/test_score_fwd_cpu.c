@@ -136,10 +136,8 @@ static void test_checks(void) {
     d.seqlens_k = (const int32_t *)(uintptr_t)0x2000;
     d.path = FG_PATH_TMA;
     expect(d, FG_ERR_UNSUPPORTED, "run on FG_PATH_MMA", "inference with a window on the TMA path");
-    d = base();
-    d.alibi_slopes = DEV(0x1000);
-    d.layout = (const fg_block_layout *)(uintptr_t)0x3000; /* refused before it is read */
-    expect(d, FG_ERR_UNSUPPORTED, "'alibi' with a block-sparse layout", "layout");
+    /* with a block-sparse layout they are planned too (a real layout needs
+     * a device: test_gpu_backward's sparse cases with modifications) */
     /* the backward takes them on the mma.sync path only (tests/test_bwd_mods_cpu.c) */
     d = base();
     d.window_right = 0;
@@ -240,9 +238,12 @@ static void test_render(const fg_sources *src) {
     CHECK_CONTAINS(e.msg, "score modification 'window' is not implemented by this kernel family");
     fg_error_clear(&e);
     v.cfg = (fg_config){128, 64, 8, 2, 0, 1, 0, 0};
-    v.spec.sparse = 1;
-    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE, "sparse with a sink refused");
-    CHECK_CONTAINS(e.msg, "dense variants only");
+    v.spec.sparse = 1; /* block-sparse variants take them too */
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_OK, "sparse with a sink: %s", e.msg);
+    if (r.source) {
+        CHECK(strstr(r.source, "SINK = true") && strstr(r.source, "SPARSE = true"), "sparse traits");
+        fg_rendered_free(&r);
+    }
     fg_error_clear(&e);
 }
 
@@ -471,13 +472,13 @@ static void test_user_plan(fg_context *ctx, const fg_sources *src) {
     d.softcap = 0.f;
     expect(d, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA does not implement score modification 'score'", "wgmma, score alone");
     d.path = FG_PATH_AUTO;
-    d.layout = (const fg_block_layout *)(uintptr_t)0x3000;
-    expect(d, FG_ERR_UNSUPPORTED, "'score' with a block-sparse layout", "layout");
-    d.layout = NULL;
-    d.seqlens_k = (const int32_t *)(uintptr_t)0x2000; /* the built-ins run on the inference path, a score does not */
-    expect(d, FG_ERR_UNSUPPORTED, "'score' (a user score expression) with the inference fields", "score, inference");
-    d.softcap = 10.f;
-    expect(d, FG_ERR_UNSUPPORTED, "'score' (a user score expression) with the inference fields", "score + softcap, inference");
+    d.seqlens_k = (const int32_t *)(uintptr_t)0x2000; /* the inference kernel takes a score expression too */
+    for (int cap = 0; cap < 2; ++cap) {
+        d.softcap = cap ? 10.f : 0.f;
+        CHECK(plan(&d, &v2, &p2, &e) == FG_OK && v2.spec.infer && fg_mask_hash_set(&v2.spec.score_hash) &&
+                  p2.score_cf[0] == 0.25f, "score%s with the inference fields: %s", cap ? " + softcap" : "", e.msg ? e.msg : "");
+        fg_error_clear(&e);
+    }
     d.softcap = 0.f;
     d.seqlens_k = NULL;
     fg_attention_desc dd;
@@ -495,10 +496,16 @@ static void test_user_plan(fg_context *ctx, const fg_sources *src) {
               "score_mod in the source");
         fg_rendered_free(&r);
     }
-    v.spec.sparse = 1;
-    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_ERR_TEMPLATE && strstr(e.msg, "a score expression is built for dense"),
-          "sparse score refused: %s", e.msg);
+    v.spec.sparse = 1; /* block-sparse and inference variants take a score expression */
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_OK, "sparse score: %s", e.msg);
+    if (r.source) fg_rendered_free(&r);
     fg_error_clear(&e);
+    v.spec.sparse = 0;
+    v.spec.infer = 1;
+    CHECK(fg_render_forward(src, &v, "k", &r, &e) == FG_OK, "inference score: %s", e.msg);
+    if (r.source) fg_rendered_free(&r);
+    fg_error_clear(&e);
+    v.spec.infer = 0;
     compile_one(src, 128, 1, 0, s);
     compile_one(src, 64, 0, FG_MOD_ALL, s);
     /* int tables, where, tanh, integer % (the GPU test's second expression) */

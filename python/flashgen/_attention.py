@@ -201,9 +201,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         constants) or a FlexAttention-style function of (score, b, h, q_idx,
         kv_idx), translated once (flashgen.TranslationError where the
         language cannot express it); applied after softcap and ALiBi.
-        Dense calls; differentiated in eager mode through the expression's
-        derivative (the mma.sync backward); torch.compile, block_mask,
-        variable lengths and FP8 raise NotImplementedError.
+        Differentiated in eager mode through the expression's derivative
+        (the mma.sync backward); with variable lengths forward only;
+        torch.compile, block_mask and FP8 raise NotImplementedError.
       sinks: float32 [heads_q], a logit per head in the softmax denominator
         only (gpt-oss); lse includes it, and a row that sees no key has o = 0
         and lse = the sink.
@@ -242,9 +242,6 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     if fp8 is not None:
         _refuse_fp8(q, k, v, mods, block_mask, (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k))
     if any(x is not None for x in (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k)):
-        if mods.score is not None:
-            raise NotImplementedError("flashgen.attention: score_mod with variable lengths is not built yet (the "
-                                      "inference kernels take softcap, alibi_slopes, window_size and sinks)")
         from . import _inference
         return _inference.varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k,
                                  causal=causal, scale=scale, return_lse=return_lse, out=out, layout=layout,

@@ -51,17 +51,20 @@ _last = threading.local()
 
 
 class _Plan:
-    __slots__ = ("handle", "workspace", "splits")
+    """A library plan; `keep`: the call's flashgen.Score (or None), alive as
+    long as the plan, so that the fg_score address in the plan's key names
+    that expression only."""
+    __slots__ = ("handle", "workspace", "splits", "keep")
 
-    def __init__(self, handle, workspace, splits):
-        self.handle, self.workspace, self.splits = handle, workspace, splits
+    def __init__(self, handle, workspace, splits, keep=None):
+        self.handle, self.workspace, self.splits, self.keep = handle, workspace, splits, keep
 
 
 class _Spec:
     """A checked call: desc (table pointers unset), the append's descriptor
     and new-row strides, o's and lse's shapes, the device index, and what to
     do: 'run', 'zero' (no key: o = 0, lse = -inf) or 'none' (o is empty)."""
-    __slots__ = ("desc", "append_desc", "knew", "vnew", "o_shape", "lse_shape", "index", "action")
+    __slots__ = ("desc", "append_desc", "knew", "vnew", "o_shape", "lse_shape", "index", "action", "score")
 
 
 def _as_int(name, x):
@@ -225,12 +228,21 @@ def _varlen_spec(q, k, v, cu_q, cu_k, max_q, max_k, used_k, causal, scale, out, 
     spec.o_shape, spec.lse_shape = o_shape, ((hq, q.shape[0]) if pq else (b, hq, sq))
     spec.index = _index(q)
     spec.action = "none" if math.prod(o_shape) == 0 or b == 0 or sq == 0 else "zero" if sk == 0 else "run"
+    _set_score(spec, mods)
     return spec
+
+
+def _set_score(spec, mods):
+    """A user score expression (score_mod=) on the call's descriptor (not on
+    the append's); the spec keeps the Score, and with it its fg_score, alive."""
+    spec.score = mods.score
+    if mods.score is not None:
+        spec.desc.score = mods.score.handle(spec.index)
 
 
 def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None, causal=False,
                            softmax_scale=None, num_splits=0, return_lse=False, out=None, softcap=None,
-                           alibi_slopes=None, window_size=None, sinks=None):
+                           alibi_slopes=None, window_size=None, sinks=None, score_mod=None):
     """Attention of new queries over a KV cache, after appending new keys
     and values to it; in the spirit of FlashAttention's flash_attn_with_kvcache.
 
@@ -267,6 +279,10 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
       heads_q], sinks float32 [heads_q] (lse includes the sink; a row that
       sees no key has o = 0 and lse = the sink).  Gemma 2's decode:
       softcap=30; gpt-oss: sinks=..., window_size=(127, 0).
+    score_mod: a user score modification, as flashgen.attention takes it
+      (a flashgen.Score or a FlexAttention-style function); b is the
+      sequence, q_idx the query's row in q, kv_idx the key's position in
+      the cache.
 
     float16/bfloat16 CUDA tensors on one device with unit last strides; the
     int tensors int32, contiguous, on that device.  Nothing synchronises or
@@ -277,7 +293,7 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     one, which flashgen.check_tables() reports.  Forward only.
     Returns o, or (o, lse).
     """
-    mods = _scores.scores(softcap, alibi_slopes, window_size, sinks)
+    mods = _scores.scores(softcap, alibi_slopes, window_size, sinks, score_mod)
     _no_grad_only("attention_with_kvcache", q, k_cache, v_cache, k, v, mods.alibi_slopes, mods.sinks)
     key = ("kv", _meta(q, k_cache, v_cache, k, v, cache_seqlens, block_table, out), causal, softmax_scale,
            num_splits, mods.key())
@@ -374,6 +390,7 @@ def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
     spec.o_shape, spec.lse_shape = o_shape, (b, hq, sq)
     spec.index = _index(q)
     spec.action = "none" if math.prod(o_shape) == 0 else "zero" if seqlen_k == 0 else "run"
+    _set_score(spec, mods)
     return spec
 
 
@@ -412,7 +429,7 @@ def _forward(spec, q, k, v, o, lse, mods, **tables):
         ctx = _device.context(spec.index)
         plan = _plans.get(key)
         if plan is None:
-            plan = _create_plan(lib, ctx, d, key)
+            plan = _create_plan(lib, ctx, d, key, spec.score)
         else:
             _plans.move_to_end(key)
         ws = _workspace(plan, stream, q.device) if plan.workspace else None
@@ -454,14 +471,14 @@ def _forget_workspaces(handle):
         del _workspaces[key]
 
 
-def _create_plan(lib, ctx, d, key):
+def _create_plan(lib, ctx, d, key, keep=None):
     h = C.c_void_p()
     st = lib.fg_attention_plan_create(ctx, C.byref(d), C.byref(h))
     if st != _lib.FG_OK:
         if h.value:
             lib.fg_attention_plan_destroy(h.value)
         _lib.check(ctx, "fg_attention_plan_create", st)
-    plan = _Plan(h.value, lib.fg_attention_plan_workspace(h.value), lib.fg_attention_plan_splits(h.value))
+    plan = _Plan(h.value, lib.fg_attention_plan_workspace(h.value), lib.fg_attention_plan_splits(h.value), keep)
     _plans[key] = plan
     while len(_plans) > _MAX_PLANS:
         old = _plans.popitem(last=False)[1].handle

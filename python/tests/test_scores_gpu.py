@@ -186,6 +186,25 @@ def rel(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-3 * b.numel() ** 0.5)).item()
 
 
+def grad_errors(name, got, refs, dtype):
+    """FlashAttention's criterion on each gradient (dq, dk, dv, then dsinks
+    where given): rel L2 against float64 within 2x the same-dtype
+    reference's own error + 1e-3, floored at the forward's tolerance."""
+    floor = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    errs, line = [], []
+    for what, x, r64, rlow in zip(("dq", "dk", "dv", "dsinks"), got, refs[torch.float64], refs[dtype]):
+        if x is None or torch.isnan(x).any():
+            errs.append(f"{what} is missing or has NaN")
+            continue
+        e, e_low = rel(x, r64), rel(rlow, r64)
+        tol = max(2 * e_low + 1e-3, floor)
+        line.append(f"{what} {e:.2e} (tol {tol:.1e})")
+        if not e <= tol:
+            errs.append(f"{what} rel L2 {e:.3g} > {tol:.3g}")
+    print(f"{'FAIL' if errs else 'ok  '} grad {name:60s} {' '.join(line)}", flush=True)
+    return [f"grad {name}: {e}" for e in errs]
+
+
 def grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=False, alibi=False, window=None,
               sinks=False):
     """Autograd through flashgen.attention with the modifications against
@@ -202,19 +221,58 @@ def grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, softcap=None, slopes2d=
         ro, _ = reference(*leaves, causal, softcap, slopes, window or (-1, -1), ls, dt=dt)
         (ro * g.to(dt)).sum().backward()
         refs[dt] = [t.grad for t in leaves] + ([ls.grad] if sinks else [])
-    floor = 1e-2 if dtype == torch.bfloat16 else 2e-3
-    errs, line = [], []
-    for what, x, r64, rlow in zip(("dq", "dk", "dv", "dsinks"), got, refs[torch.float64], refs[dtype]):
-        if x is None or torch.isnan(x).any():
-            errs.append(f"{what} is missing or has NaN")
-            continue
-        e, e_low = rel(x, r64), rel(rlow, r64)
-        tol = max(2 * e_low + 1e-3, floor)
-        line.append(f"{what} {e:.2e} (tol {tol:.1e})")
-        if not e <= tol:
-            errs.append(f"{what} rel L2 {e:.3g} > {tol:.3g}")
-    print(f"{'FAIL' if errs else 'ok  '} grad {name:60s} {' '.join(line)}", flush=True)
-    return [f"grad {name}: {e}" for e in errs]
+    return grad_errors(name, got, refs, dtype)
+
+
+def inference_score_mod_cases():
+    """score_mod= on the inference kernel: a KV cache (contiguous and paged,
+    decode with GQA packing and a 3-token step) and variable lengths, each
+    sequence against reference_mod on its own rows and keys (an expression
+    without b, which is the sequence there and 0 in a per-sequence call)."""
+    fails = []
+    BF = torch.bfloat16
+    bias = torch.randn(4, 127, device=DEV)
+    rel = lambda score, b, h, q_idx, kv_idx: score + bias[h, (kv_idx - q_idx).clamp(-63, 63) + 63]  # noqa: E731
+    smooth = flashgen.Score("score * 0.75 + tanh(score) * 0.5")
+    fsmooth = lambda score, b, h, q_idx, kv_idx: score * 0.75 + torch.tanh(score) * 0.5  # noqa: E731
+    torch.manual_seed(7)
+    for name, sq, paged, fn, mod, cap in (("kvcache decode rel-bias GQA", 1, False, rel, rel, None),
+                                          ("kvcache paged 16 step of 3 + softcap", 3, True, fsmooth, smooth, 20.0)):
+        b, hq, hk, d, capn = 3, 4, 1, 128, 640
+        lens = torch.tensor([600, 37, 333], dtype=torch.int32, device=DEV)
+        q = torch.randn(b, sq, hq, d, device=DEV, dtype=BF)
+        kc, vc = (torch.randn(b, capn, hk, d, device=DEV, dtype=BF) for _ in range(2))
+        kw = dict(cache_seqlens=lens, causal=True, softcap=cap, score_mod=mod, return_lse=True)
+        with torch.no_grad():
+            if paged:  # the same rows in pages of 16, the pages shuffled
+                npg = capn // 16
+                perm = torch.randperm(b * npg, device=DEV)
+                kp, vp = (torch.empty(b * npg, 16, hk, d, device=DEV, dtype=BF) for _ in range(2))
+                kp[perm] = kc.reshape(b * npg, 16, hk, d)
+                vp[perm] = vc.reshape(b * npg, 16, hk, d)
+                o, lse = flashgen.attention_with_kvcache(q, kp, vp, block_table=perm.view(b, npg).int(), **kw)
+            else:
+                o, lse = flashgen.attention_with_kvcache(q, kc, vc, **kw)
+        ro, rl = zip(*(reference_mod(q[i:i + 1], kc[i:i + 1, :lens[i]], vc[i:i + 1, :lens[i]], "bottom_right", cap, fn)
+                       for i in range(b)))
+        fails += compare(name, o, lse, torch.cat(ro), torch.cat(rl), BF)
+    # variable lengths: packed sequences
+    seq = [(130, 200), (1, 77), (257, 257)]
+    cq = torch.tensor([0, 130, 131, 388], dtype=torch.int32, device=DEV)
+    ck = torch.tensor([0, 200, 277, 534], dtype=torch.int32, device=DEV)
+    q = torch.randn(388, 4, 64, device=DEV, dtype=BF)
+    k, v = (torch.randn(534, 2, 64, device=DEV, dtype=BF) for _ in range(2))
+    with torch.no_grad():
+        o, lse = flashgen.attention(q, k, v, cu_seqlens_q=cq, cu_seqlens_k=ck, max_seqlen_q=257, max_seqlen_k=257,
+                                    causal="bottom_right", score_mod=rel, return_lse=True)
+    ro, rl = [], []
+    for i, (a, c) in enumerate(seq):
+        x, y = reference_mod(q[cq[i]:cq[i + 1]][None], k[ck[i]:ck[i + 1]][None], v[ck[i]:ck[i + 1]][None],
+                             "bottom_right", None, rel)
+        ro.append(x[0])
+        rl.append(y[0])
+    fails += compare("varlen rel-bias causal", o, lse, torch.cat(ro), torch.cat(rl, 1), BF)
+    return fails
 
 
 def score_mod_grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, fn, mod, softcap=None):
@@ -231,19 +289,7 @@ def score_mod_grad_case(name, b, sq, sk, hq, hk, d, dtype, causal, fn, mod, soft
         ro, _ = reference_mod(*leaves, causal, softcap, fn, dt=dt)
         (ro.nan_to_num(0.0) * g.to(dt)).sum().backward()
         refs[dt] = [t.grad for t in leaves]
-    floor = 1e-2 if dtype == torch.bfloat16 else 2e-3
-    errs, line = [], []
-    for what, x, r64, rlow in zip(("dq", "dk", "dv"), (q.grad, k.grad, v.grad), refs[torch.float64], refs[dtype]):
-        if x is None or torch.isnan(x).any():
-            errs.append(f"{what} is missing or has NaN")
-            continue
-        e, e_low = rel(x, r64), rel(rlow, r64)
-        tol = max(2 * e_low + 1e-3, floor)
-        line.append(f"{what} {e:.2e} (tol {tol:.1e})")
-        if not e <= tol:
-            errs.append(f"{what} rel L2 {e:.3g} > {tol:.3g}")
-    print(f"{'FAIL' if errs else 'ok  '} grad {name:60s} {' '.join(line)}", flush=True)
-    return [f"grad {name}: {e}" for e in errs]
+    return grad_errors(name, (q.grad, k.grad, v.grad), refs, dtype)
 
 
 def score_mod_grad_cases():
@@ -299,9 +345,7 @@ def test_errors():
     with torch.no_grad():
         return fails + refusals(lambda **kw: flashgen.attention(q, q, q, **kw), [
             (dict(score_mod=lambda s, b, h, qi, ki: s if qi > ki else s * 0), flashgen.TranslationError),
-            (dict(score_mod="score + nope[h]"), flashgen.FlashgenError),
-            (dict(score_mod=flashgen.Score("score * 2.0"), cu_seqlens_q=torch.zeros(2, dtype=torch.int32, device=DEV)),
-             NotImplementedError)])
+            (dict(score_mod="score + nope[h]"), flashgen.FlashgenError)])
 
 
 def main():
@@ -319,6 +363,8 @@ def main():
     for name, kw in score_mod_grad_cases():
         fails += score_mod_grad_case(name, **kw)
         n += 1
+    fails += inference_score_mod_cases()
+    n += 3
     for f in fails:
         print("FAIL", f)
     print(f"test_scores_gpu: {n} cases, {len(fails)} failures")
