@@ -2,7 +2,8 @@
  *
  * Everything the kernel families take as a compile-time parameter:
  *   TMA (sm_90a, head dim a multiple of 16): block_m 128/192 (two or three
- *     consumer warpgroups), block_n every multiple of 16 in 64..192, K/V
+ *     consumer warpgroups; FP8 64/128 with block_n 128, fg_config_check's
+ *     rules), block_n every multiple of 16 in 64..192, K/V
  *     stages 2..3, a persistent grid or one CTA per tile (ping-pong and
  *     overlap stay on: switched off they lost 3-22% at every measured
  *     shape, docs/PERF.md v7);
@@ -34,7 +35,7 @@ int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_
     int n = 0;
     fg_config c;
     if (wgmma_ok && (path == FG_PATH_AUTO || path == FG_PATH_TMA) && s->head_dim % 16 == 0) {
-        for (int bm = 128; bm <= 192; bm += 64)
+        for (int bm = s->dtype == FG_E4M3 ? 64 : 128; bm <= 192; bm += 64) /* FP8: 64 or 128 rows */
             for (int bn = 64; bn <= 192; bn += 16)
                 for (int st = 2; st <= 3; ++st)
                   for (int pers = 0; pers <= 1; ++pers) {

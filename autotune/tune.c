@@ -108,6 +108,7 @@ void fg_tune_shape_of(const fg_tuner *t, int seqlen, fg_tune_shape *sh) {
     fg_attention_desc_init(&sh->d, s->dtype, s->head_dim, batch, heads, heads, seqlen, seqlen);
     fg_attention_desc_set_head_dim_v(&sh->d, fg_spec_head_dim_v(s));
     sh->d.causal = s->causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
+    if (s->dtype == FG_E4M3) sh->d.out_dtype = fg_spec_out_dtype(s); /* no descales: 1 */
     sh->flops = t->pass->flops_scale *
                 fg_attention_flops(batch, heads, seqlen, seqlen, s->head_dim, fg_spec_head_dim_v(s), s->causal);
 }
@@ -161,7 +162,12 @@ static fg_status bufs_alloc(const fg_tuner *t, const int *seqlens, int nb, fg_tu
         if (!bwd && i == 3) continue;
         rc = cu->MemAlloc(dev[i], size[i]);
         if (!rc && i < 4) {
-            fg_fill_normal(host[i], b->elems, s->dtype, &r);
+            if (s->dtype == FG_E4M3) { /* one byte an element, N(0, 1) rounded to e4m3 */
+                uint8_t *x = (uint8_t *)host[i];
+                for (size_t e = 0; e < b->elems; ++e) x[e] = fg_float_to_e4m3((float)fg_rng_normal(&r));
+            } else {
+                fg_fill_normal(host[i], b->elems, s->dtype, &r);
+            }
             rc = cu->MemcpyHtoD(*dev[i], host[i], bytes);
         }
     }

@@ -8,7 +8,8 @@
 #include "runtime/reference.h"
 
 typedef struct fg_check {
-    fg_dtype dtype;
+    fg_dtype dtype;         /* of o (FP8 calls: their 16-bit output type) */
+    int fp8;                /* e4m3 inputs: FP8's tolerance (fg_check_init_fp8) */
     fg_compare o, lse;      /* o: every element of the rows given; lse: the rows given with one */
     double ref_max;         /* largest |reference o| seen */
     long rows;
@@ -20,6 +21,11 @@ typedef struct fg_check {
 } fg_check;
 
 void fg_check_init(fg_check *c, fg_dtype dtype);
+/* For an FP8 (e4m3) call whose o is out (FG_FP16 or FG_BF16), against the
+ * reference of the dequantised inputs: P and V meet in e4m3 on the tensor
+ * cores, so o is held to relative L2 4e-2 and max |error| 0.1 of the
+ * largest output (at least 1), as tests/test_gpu_fp8.c holds it. */
+void fg_check_init_fp8(fg_check *c, fg_dtype out);
 /* One query row: got[0..d) as the kernel wrote it (dtype), ref its float64
  * reference; with has_lse, also the row's lse and its reference (-inf for a
  * row that sees no key). */

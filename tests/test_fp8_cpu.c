@@ -6,9 +6,11 @@
 #include <stdlib.h>
 
 #include "fg_fp8_map.h"
+#include "autotune/candidates.h"
 #include "gen/render.h"
 #include "runtime/attention.h"
 #include "runtime/backward.h"
+#include "runtime/check.h"
 #include "runtime/internal.h"
 #include "runtime/reference.h"
 #include "select/heuristic.h"
@@ -388,6 +390,44 @@ static void test_score_mods_refused(void) {
     fg_error_clear(&e);
 }
 
+/* Tuning (fg_tune): an e4m3 spec's candidates are the TMA kernel's FP8
+ * configurations (64 or 128 rows, 128 keys, 2-3 stages, persistent or
+ * not), each passing fg_config_check; the winner's check holds o to FP8's
+ * tolerance (rel L2 4e-2), not the 16-bit one. */
+static void test_tuning(void) {
+    for (int hd = 64; hd <= 256; hd *= 2) {
+        fg_spec s;
+        memset(&s, 0, sizeof s);
+        s.head_dim = hd;
+        s.dtype = FG_E4M3;
+        fg_config c[64];
+        const int n = fg_tune_candidates(&s, 232448, 0, 0, 1, FG_PATH_AUTO, c, 64);
+        int rows64 = 0, rows128 = 0;
+        for (int i = 0; i < n; ++i) {
+            CHECK(c[i].wgmma == 2 && c[i].block_n == 128 && fg_config_check(&s, &c[i], 232448, NULL) == FG_OK,
+                  "hd %d candidate %d: wgmma %d block_n %d", hd, i, c[i].wgmma, c[i].block_n);
+            rows64 += c[i].block_m == 64;
+            rows128 += c[i].block_m == 128;
+        }
+        printf("e4m3 hd %d: %d tuning candidates (%d of 64 rows, %d of 128)\n", hd, n, rows64, rows128);
+        CHECK(rows64 > 0 && n == rows64 + rows128 && (hd == 256 || rows128 > 0), "hd %d: FP8 candidates", hd);
+        CHECK(fg_tune_candidates(&s, 232448, 0, 0, 1, FG_PATH_MMA, c, 64) == 0, "hd %d: FP8 has no mma.sync candidate", hd);
+    }
+    for (int k = 0; k < 3; ++k) { /* 3% off passes FP8's check, 6% does not; 3% fails bf16's */
+        fg_check chk;
+        if (k < 2) fg_check_init_fp8(&chk, FG_BF16);
+        else fg_check_init(&chk, FG_BF16);
+        uint16_t row[16];
+        double ref[16];
+        for (int x = 0; x < 16; ++x) {
+            ref[x] = 1.0 + 0.25 * x;
+            row[x] = fg_float_to_half((float)(ref[x] * (k == 1 ? 1.06 : 1.03)), FG_BF16);
+        }
+        fg_check_row(&chk, row, ref, 16, 0, 0, 0);
+        CHECK(fg_check_done(&chk) == (k == 0), "check %d: rel %g (tol %g)", k, chk.o.rel_l2, chk.tol_rel);
+    }
+}
+
 int main(void) {
     test_decode();
     test_encode();
@@ -396,5 +436,6 @@ int main(void) {
     test_checks();
     test_variants();
     test_score_mods_refused();
+    test_tuning();
     return test_summary("test_fp8_cpu");
 }

@@ -34,8 +34,10 @@ static const char *HELP_TUNE =
     "backward kernels (TFLOP/s at 2.5x the forward's FLOPs), the winner's dq, dk,\n"
     "dv checked against the float64 backward reference on a small GQA shape, and\n"
     "stored under its own spec (\",kind=bwd\"); deterministic calls keep the heuristic.\n"
+    "dtype=e4m3 tunes the FP8 forward (the TMA kernel's 64- and 128-row tiles),\n"
+    "its winner checked at FP8's tolerance against the dequantised inputs.\n"
     "\n"
-    "SPEC: hdim=N[,hdim_v=N][,dtype=bf16|fp16][,causal=0|1][,kind=fwd|bwd]\n"
+    "SPEC: hdim=N[,hdim_v=N][,dtype=bf16|fp16|e4m3[,out=fp16|bf16]][,causal=0|1][,kind=fwd|bwd]\n"
     "      [,wgmma=0|1|2 (restricts the path: mma, wgmma, tma; kind=bwd takes wgmma=0)]\n"
     "--all: hdim 64, 128, 256 x causal 0, 1 x --dtype (default both) x --kind.\n"
     "options:\n"
@@ -114,11 +116,14 @@ static void fmt_time(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%d:%02d", x / 60, x % 60);
 }
 
-/* "64x128 wg s1" for a config text */
+/* "64x128 wgmma s1", "128x128 tma w12 s2", "64x64 mma w4 s2" for a config text */
 static void short_cfg(const char *text, char *buf, size_t n) {
     fg_config c;
     if (!text || fg_config_parse(text, &c, NULL) != FG_OK) { snprintf(buf, n, "-"); return; }
-    if (c.wgmma == 1) snprintf(buf, n, "%dx%d wgmma s%d%s", c.block_m, c.block_n, c.stages, c.min_blocks > 1 ? " mb2" : "");
+    if (c.wgmma == 2)
+        snprintf(buf, n, "%dx%d tma w%d s%d%s", c.block_m, c.block_n, c.warps, c.stages,
+                 c.ws_off & FG_WS_NO_PERSISTENT ? " grid" : "");
+    else if (c.wgmma == 1) snprintf(buf, n, "%dx%d wgmma s%d%s", c.block_m, c.block_n, c.stages, c.min_blocks > 1 ? " mb2" : "");
     else snprintf(buf, n, "%dx%d mma w%d s%d%s%s", c.block_m, c.block_n, c.warps, c.stages, c.q_in_regs ? " qreg" : "",
                   c.min_blocks > 1 ? " mb2" : "");
 }
