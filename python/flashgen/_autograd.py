@@ -102,7 +102,10 @@ def score_mod_with_grad(q, k, v, causal, scale, return_lse, layout, out, determi
     if _needs_grad(mods.alibi_slopes):
         raise NotImplementedError("flashgen.attention: alibi_slopes get no gradient: pass them detached")
     if deterministic is None:
-        deterministic = torch.are_deterministic_algorithms_enabled() and not _needs_grad(mods.sinks)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        if deterministic and _needs_grad(mods.sinks) and torch.is_deterministic_algorithms_warn_only_enabled():
+            warnings.warn("flashgen's gradient of sinks is not deterministic (summed with atomics)")
+            deterministic = False
     if deterministic and _needs_grad(mods.sinks):
         raise ValueError("deterministic=True cannot give the gradient of sinks (summed with atomics): detach sinks")
     o, lse = _ScoreModAttention.apply(q, k, v, mods.sinks, (causal, scale, layout, bool(deterministic), mods))

@@ -506,6 +506,24 @@ def clear_plans():
         _last.plan = None
 
 
+def forget_score(score):
+    """Drops the cached specs and plans made with `score` (a flashgen.Score
+    about to destroy its fg_score handles), so that none is run again with
+    a freed handle, or matched by a new handle at the same address."""
+    with _lock:
+        for key in [k for k, sp in _specs.items() if getattr(sp, "score", None) is score]:
+            del _specs[key]
+        stale = [k for k, pl in _plans.items() if pl.keep is score]
+        if stale:
+            lib = _lib.inference("fg_attention_plan_destroy")
+            for key in stale:
+                plan = _plans.pop(key)
+                _forget_workspaces(plan.handle)
+                lib.fg_attention_plan_destroy(plan.handle)
+        if getattr(_last, "plan", None) is not None and _last.plan.keep is score:
+            _last.plan = None
+
+
 def check_tables(device=None):
     """Raises flashgen.FlashgenError (FG_ERR_BAD_LAYOUT) describing the first
     out-of-range cu_seqlens, seqlens, block_table entry or append position that

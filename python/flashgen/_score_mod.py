@@ -23,6 +23,7 @@ Element-wise operations understood: + - * / unary -, abs, comparisons,
 & | ~ on conditions, torch.where, torch.minimum / maximum / clamp (and the
 methods), tanh, exp2, exp, log2, log, sigmoid.
 """
+import collections
 import ctypes as C
 import math
 import threading
@@ -217,7 +218,7 @@ class _Table:
     def __init__(self, name, tensor):
         if not isinstance(tensor, torch.Tensor):
             raise TranslationError(f"{name}: not a tensor")
-        self.name, self.shape = name, tuple(tensor.shape)
+        self.name, self.shape, self.source = name, tuple(tensor.shape), tensor
         self.data = _table_data(name, tensor)
         self.kind = "i" if self.data.dtype == torch.int32 else "f"
 
@@ -269,10 +270,11 @@ def _table_data(name, t):
 
 class Translated:
     """A translated score_mod: .text (the score language), .tables (name ->
-    flat int32/float32 tensor) and .consts (name -> int or float)."""
+    flat int32/float32 tensor), .consts (name -> int or float) and .sources
+    (name -> the captured tensor a table was read from)."""
 
-    def __init__(self, text, tables, consts):
-        self.text, self.tables, self.consts = text, tables, consts
+    def __init__(self, text, tables, consts, sources=None):
+        self.text, self.tables, self.consts, self.sources = text, tables, consts, sources or {}
 
     def __repr__(self):
         return f"Translated({self.text!r}, tables={sorted(self.tables)}, consts={self.consts})"
@@ -318,7 +320,8 @@ def translate(fn):
     used = {n: t.data for n, t in tables.items() if f"{n}[" in out.t}
     if len(used) > 8 or len(consts) > 16:
         raise TranslationError(f"{len(used)} tables and {len(consts)} constants (at most 8 and 16)")
-    return Translated(out.t, used, {n: v for n, v in consts.items() if _names(out.t, n)})
+    return Translated(out.t, used, {n: v for n, v in consts.items() if _names(out.t, n)},
+                      {n: tables[n].source for n in used})
 
 
 def _filled(cell):
@@ -399,6 +402,14 @@ class Score:
         return self._handle(_device.context(index), torch.device("cuda", index))
 
     def close(self):
+        """Destroys this score's fg_score handles (made again on a later
+        call); the inference caches' specs and plans made with it go first."""
+        if self._handles:
+            from . import _inference
+            _inference.forget_score(self)
+        with _memo_lock:
+            for key in [k for k, (s, _) in _memo.items() if s is self]:
+                del _memo[key]
         with self._lock:
             for h, _ in self._handles.values():
                 _lib().fg_score_destroy(h)
@@ -414,11 +425,38 @@ class Score:
         return f"flashgen.Score({self.text!r}, tables={sorted(self.tables)}, consts={self.consts})"
 
 
+# Translated functions -> their Score, so that a loop calling attention with
+# the same score_mod (even a new lambda each time) reuses one Score, its
+# device tables and the plans made with it.  Keyed by what the translation
+# read: the text, the constants, and each table's tensor (by identity, so
+# the entry also holds it) and version (an in-place change makes a new
+# Score, as FlexAttention reads captured tensors at call time).
+_memo = collections.OrderedDict()
+_memo_lock = threading.Lock()
+_MAX_MEMO = 64
+
+
 def as_score(score_mod):
     """score_mod= of flashgen.attention as a Score (None stays None)."""
     if score_mod is None or isinstance(score_mod, Score):
         return score_mod
-    return Score(score_mod)
+    if isinstance(score_mod, str):  # the language's text, without tables or constants
+        tr = Translated(score_mod, {}, {})
+    else:
+        tr = translate(score_mod)
+    key = (tr.text, tuple(sorted((n, type(v).__name__, v) for n, v in tr.consts.items())),
+           tuple(sorted((n, id(t), t._version) for n, t in tr.sources.items())))
+    with _memo_lock:
+        hit = _memo.get(key)
+        if hit is not None and all(hit[1][n] is t for n, t in tr.sources.items()):
+            _memo.move_to_end(key)
+            return hit[0]
+    s = Score(tr.text, tables=tr.tables, consts=tr.consts)
+    with _memo_lock:
+        _memo[key] = (s, dict(tr.sources))
+        while len(_memo) > _MAX_MEMO:
+            _memo.popitem(last=False)
+    return s
 
 
 def _lib_mod():

@@ -174,6 +174,31 @@ class WithLibrary(unittest.TestCase):
         with self.assertRaisesRegex(TranslationError, "dtype torch.float64"):
             flashgen.Score("score + t[h]", tables={"t": torch.zeros(2, dtype=torch.float64)})
 
+    def test_translations_are_reused(self):
+        """as_score: one Score per translation (the same text, constants and
+        captured tensors at the same version), new lambdas included; an
+        in-place change of a captured tensor or another constant makes a new
+        one; close() drops the memo's and the inference caches' entries."""
+        from flashgen import _inference
+        bias = torch.randn(4)
+
+        def make(c):
+            return lambda score, b, h, q_idx, kv_idx: score * c + bias[h]
+        s1, s2 = _score_mod.as_score(make(0.5)), _score_mod.as_score(make(0.5))
+        self.assertIs(s1, s2)
+        self.assertIsNot(_score_mod.as_score(make(0.25)), s1)
+        bias.add_(1.0)  # FlexAttention reads captured tensors at call time
+        s3 = _score_mod.as_score(make(0.5))
+        self.assertIsNot(s3, s1)
+        self.assertIs(_score_mod.as_score(make(0.5)), s3)
+
+        class _FakeSpec:
+            score = s3
+        _inference._specs["test-key"] = _FakeSpec()
+        s3.close()
+        self.assertNotIn("test-key", _inference._specs)
+        self.assertIsNot(_score_mod.as_score(make(0.5)), s3)
+
     def test_attention_refuses_out_with_gradients_and_varlen_gradients(self):
         import flashgen
         q = torch.randn(1, 16, 2, 64, dtype=torch.bfloat16, requires_grad=True)
