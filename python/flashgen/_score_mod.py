@@ -219,8 +219,10 @@ class _Table:
         if not isinstance(tensor, torch.Tensor):
             raise TranslationError(f"{name}: not a tensor")
         self.name, self.shape, self.source = name, tuple(tensor.shape), tensor
-        self.data = _table_data(name, tensor)
-        self.kind = "i" if self.data.dtype == torch.int32 else "f"
+        # the element type the table will have (_table_data converts it when
+        # a Score is made: as_score translates every call, and that copy, and
+        # int64's range check with its host sync, happen only for a new Score)
+        self.kind = "i" if _table_kind(name, tensor) == torch.int32 else "f"
 
     def __getitem__(self, idx):
         idx = idx if isinstance(idx, tuple) else (idx,)
@@ -248,6 +250,19 @@ class _Table:
         raise TranslationError(f"{self.name}.{attr}: a captured tensor is read element by element (name[index]) only")
 
 
+def _table_kind(name, t):
+    """The dtype _table_data gives t (int32 or float32); TranslationError for
+    a size or dtype no table takes."""
+    if t.numel() < 1 or t.numel() >= 1 << 31:
+        raise TranslationError(f"{name}: a table holds 1 .. 2^31 - 1 elements, not {t.numel()}")
+    if t.dtype in (torch.int32, torch.int8, torch.int16, torch.uint8, torch.bool, torch.int64):
+        return torch.int32
+    if t.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return torch.float32
+    raise TranslationError(f"{name}: dtype {t.dtype} (int32 or float32 tables; int8/16, int64 in range, "
+                           "float16 and bfloat16 are converted)")
+
+
 def _table_data(name, t):
     """t as a flat contiguous int32 or float32 tensor on its device, when
     that copy keeps its values."""
@@ -270,11 +285,19 @@ def _table_data(name, t):
 
 class Translated:
     """A translated score_mod: .text (the score language), .tables (name ->
-    flat int32/float32 tensor), .consts (name -> int or float) and .sources
-    (name -> the captured tensor a table was read from)."""
+    flat int32/float32 tensor, converted on first use), .consts (name -> int
+    or float) and .sources (name -> the captured tensor a table is read
+    from)."""
 
-    def __init__(self, text, tables, consts, sources=None):
-        self.text, self.tables, self.consts, self.sources = text, tables, consts, sources or {}
+    def __init__(self, text, sources, consts):
+        self.text, self.sources, self.consts = text, sources, consts
+        self._tables = None
+
+    @property
+    def tables(self):
+        if self._tables is None:
+            self._tables = {n: _table_data(n, t) for n, t in self.sources.items()}
+        return self._tables
 
     def __repr__(self):
         return f"Translated({self.text!r}, tables={sorted(self.tables)}, consts={self.consts})"
@@ -283,6 +306,14 @@ class Translated:
 def translate(fn):
     """The score language form of fn(score, b, h, q_idx, kv_idx) (FlexAttention's
     score_mod signature); TranslationError where there is none."""
+    tr = _trace(fn)
+    tr.tables  # converted and checked now (int64 tables: their range)
+    return tr
+
+
+def _trace(fn):
+    """translate() without converting the tables (as_score's key needs only
+    the text, the constants and the captured tensors)."""
     if not callable(fn):
         raise TypeError(f"score_mod must be a function of (score, b, h, q_idx, kv_idx), not {type(fn).__name__}")
     code = getattr(fn, "__code__", None)
@@ -317,11 +348,10 @@ def translate(fn):
     out = _lit(traced(_E("score", "f"), _E("b", "i"), _E("h", "i"), _E("q_idx", "i"), _E("kv_idx", "i")))
     if out.k != "f":
         out = _float(out)
-    used = {n: t.data for n, t in tables.items() if f"{n}[" in out.t}
+    used = {n: t.source for n, t in tables.items() if f"{n}[" in out.t}
     if len(used) > 8 or len(consts) > 16:
         raise TranslationError(f"{len(used)} tables and {len(consts)} constants (at most 8 and 16)")
-    return Translated(out.t, used, {n: v for n, v in consts.items() if _names(out.t, n)},
-                      {n: tables[n].source for n in used})
+    return Translated(out.t, used, {n: v for n, v in consts.items() if _names(out.t, n)})
 
 
 def _filled(cell):
@@ -443,7 +473,7 @@ def as_score(score_mod):
     if isinstance(score_mod, str):  # the language's text, without tables or constants
         tr = Translated(score_mod, {}, {})
     else:
-        tr = translate(score_mod)
+        tr = _trace(score_mod)
     key = (tr.text, tuple(sorted((n, type(v).__name__, v) for n, v in tr.consts.items())),
            tuple(sorted((n, id(t), t._version) for n, t in tr.sources.items())))
     with _memo_lock:
