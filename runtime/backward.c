@@ -40,10 +40,8 @@ static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, 
 
 fg_status fg_ctx_bwd_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int deterministic,
                                fg_config *out, fg_error *err) {
-    /* the Hopper kernel where the device's shared memory holds it (231192
-     * bytes at head dim 256, of sm_90's 232448; a smaller limit falls back) */
-    if (path == FG_PATH_AUTO && fg_bwd_auto_config(s, fg_arch_has_wgmma(ctx->dev_info.arch), deterministic, out) &&
-        fg_bwd_smem_bytes(s, out) <= ctx->dev_info.smem_per_block_optin)
+    if (path == FG_PATH_AUTO && fg_bwd_auto_config(s, fg_arch_has_wgmma(ctx->dev_info.arch), deterministic,
+                                                   ctx->dev_info.smem_per_block_optin, out))
         return FG_OK;
     return fg_bwd_pick_config(s, ctx->dev_info.smem_per_block_optin, block_q, block_k, fg_ctx_try_compile, ctx, out, err);
 }

@@ -25,8 +25,11 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
     return 1;
 }
 
-int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, fg_config *c) {
-    return hopper && !deterministic && fg_bwd_wgmma_config(s, c);
+int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, int smem_limit, fg_config *c) {
+    fg_config w;
+    if (!hopper || deterministic || !fg_bwd_wgmma_config(s, &w) || fg_bwd_smem_bytes(s, &w) > smem_limit) return 0;
+    *c = w;
+    return 1;
 }
 
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {

@@ -19,10 +19,11 @@
 int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c);
 /* FG_PATH_AUTO's rule, for the runtime and the CLI alike: the Hopper
  * kernel (its configuration in *c, returns 1) on a device with wgmma
- * (`hopper`) where fg_bwd_wgmma_config offers it, unless the call is
+ * (`hopper`) where fg_bwd_wgmma_config offers it and its shared memory
+ * fits smem_limit (head dim 256 takes 231192 bytes), unless the call is
  * deterministic (the ordered dQ sum is the mma.sync kernel's); else 0 and
  * the mma.sync candidates decide. */
-int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, fg_config *c);
+int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, int smem_limit, fg_config *c);
 /* Dynamic shared memory of a backward configuration (the formula
  * bwd_mma.lua returns and its generated source static_asserts). */
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c);
