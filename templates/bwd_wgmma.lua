@@ -67,63 +67,60 @@ local function traits(out, p, smem, shape, fn, extra)
   util.bwd_entries(out, 256, 1024, fn)
 end
 
--- head dim 256: dK, dV and dQ split by columns over the two warpgroups
-local function render_cols(p, out, ty, smem)
-  out:line("// block_m=%d (query block) block_n=%d (key block; the warpgroups split the columns) threads=256 dynamic_smem=%d bytes",
-           p.block_m, p.block_n, smem)
-  out:line('#include "fg_wgmma.cuh"')
-  out:line("")
-  out:line("namespace fg {")
-  wgmma.ss(out, "wgmma_st", ty, 32, 0, 0)
-  wgmma.ss(out, "wgmma_kv", ty, p.head_dim // 2, 0, 1)
-  wgmma.ss(out, "wgmma_dq", ty, p.head_dim // 2, 1, 1)
-  out:line("} // namespace fg")
-  out:line("")
-  out:line('#include "fg_bwd_wgmma_cols.cuh"')
-  out:line("")
-  traits(out, p, smem, "BwcShape", "fg::attention_backward_wgmma_cols<Traits>", {})
-end
-
--- head dims 64/128: each warpgroup 64 keys and every column (fg_bwd_wgmma.cuh)
-local function render_rows(p, out, ty, smem, same)
-  out:line("// block_m=%d (query block) block_n=%d (key block, 2 warpgroups) threads=256 dynamic_smem=%d bytes",
-           p.block_m, p.block_n, smem)
-  out:line('#include "fg_wgmma.cuh"')
-  out:line("")
-  out:line("namespace fg {")
-  wgmma.ss(out, "wgmma_st", ty, 64, 0, 0)
-  wgmma.rs(out, "wgmma_dv", ty, p.head_dim_v)
-  if same then
-    out:line("#define wgmma_dk wgmma_dv")
-  else
-    wgmma.rs(out, "wgmma_dk", ty, p.head_dim)
-  end
-  -- dQ: each warpgroup its own keys' share, N = head_dim (fg_bwd_wgmma.cuh)
-  wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
-  out:line("} // namespace fg")
-  out:line("")
-  out:line('#include "fg_bwd_wgmma.cuh"')
-  out:line("")
-  traits(out, p, smem, "BwgShape", "fg::attention_backward_wgmma<Traits>",
-         { string.format("static constexpr bool PINGPONG = %s;", tostring(p.pingpong ~= false)) })
-end
+-- The two kernels: the wgmma instructions each needs (Lua writes their
+-- register lists), its device header, shape and entry point.
+local KERNELS = {
+  -- head dim 256: dK, dV and dQ split by columns over the two warpgroups
+  cols = {
+    what = "key block; the warpgroups split the columns", header = "fg_bwd_wgmma_cols.cuh", shape = "BwcShape",
+    fn = "fg::attention_backward_wgmma_cols<Traits>",
+    wgmma = function(out, p, ty)
+      wgmma.ss(out, "wgmma_st", ty, 32, 0, 0)
+      wgmma.ss(out, "wgmma_kv", ty, p.head_dim // 2, 0, 1)
+      wgmma.ss(out, "wgmma_dq", ty, p.head_dim // 2, 1, 1)
+    end,
+    extra = function(p) return {} end,
+  },
+  -- head dims 64/128: each warpgroup 64 keys and every column
+  rows = {
+    what = "key block, 2 warpgroups", header = "fg_bwd_wgmma.cuh", shape = "BwgShape",
+    fn = "fg::attention_backward_wgmma<Traits>",
+    wgmma = function(out, p, ty)
+      wgmma.ss(out, "wgmma_st", ty, 64, 0, 0)
+      wgmma.rs(out, "wgmma_dv", ty, p.head_dim_v)
+      if p.head_dim_v == p.head_dim then
+        out:line("#define wgmma_dk wgmma_dv")
+      else
+        wgmma.rs(out, "wgmma_dk", ty, p.head_dim)
+      end
+      -- dQ: each warpgroup its own keys' share, N = head_dim (fg_bwd_wgmma.cuh)
+      wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
+    end,
+    extra = function(p) return { string.format("static constexpr bool PINGPONG = %s;", tostring(p.pingpong ~= false)) } end,
+  },
+}
 
 return function(p)
   check(p)
   local ty = p.dtype == "bf16" and "bf16" or "f16"
   local smem = smem_bytes(p)
-  local same = p.head_dim_v == p.head_dim
 
   local out = util.buffer()
   out:line("// flashgen generated kernel: Hopper backward (wgmma, sm_90a).")
   out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
   out:line("// variant: %s", p.key or "(none)")
   out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s", p.head_dim, p.head_dim_v, p.dtype, tostring(p.causal))
-  if cols_variant(p) then
-    render_cols(p, out, ty, smem)
-  else
-    render_rows(p, out, ty, smem, same)
-  end
+  local k = cols_variant(p) and KERNELS.cols or KERNELS.rows
+  out:line("// block_m=%d (query block) block_n=%d (%s) threads=256 dynamic_smem=%d bytes", p.block_m, p.block_n, k.what, smem)
+  out:line('#include "fg_wgmma.cuh"')
+  out:line("")
+  out:line("namespace fg {")
+  k.wgmma(out, p, ty)
+  out:line("} // namespace fg")
+  out:line("")
+  out:line('#include "%s"', k.header)
+  out:line("")
+  traits(out, p, smem, k.shape, k.fn, k.extra(p))
   return {
     source = out:text(),
     kernel = "flashgen_bwd",

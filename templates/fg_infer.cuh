@@ -125,12 +125,9 @@ template <int THREADS, int ROWS, int D, int DP>
 __device__ __forceinline__ void load_tile_paged(u16 *s, const char *g, long long page_bytes, long long rs_bytes,
                                                 const fg_fwd_params &p, int b, int j0, int rows_valid) {
     constexpr int CH = DP / 8, DCH = D / 8, LDS = DP + 8;
-    const int *row = p.block_table + (long long)b * p.max_pages;
     // the page of row r, or -1 (not copied: zeros)
     auto page_of_row = [&](int r) -> int {
-        if (r >= rows_valid) return -1;
-        const int page = __ldg(row + (j0 + r) / p.page_size);
-        return (unsigned)page < (unsigned)p.num_pages ? page : -1;
+        return r < rows_valid ? page_in_slot(p.block_table, p.max_pages, p.num_pages, b, (j0 + r) / p.page_size, NULL) : -1;
     };
     if constexpr (THREADS % CH == 0) {
         // Each thread keeps one column chunk and steps down the rows; all

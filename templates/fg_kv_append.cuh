@@ -47,7 +47,7 @@ __device__ __forceinline__ bool append_pages_ok(const fg_append_params &p, int b
     const int first = s / p.page_size, last = (s + p.seqlen_new - 1) / p.page_size;
     bool ok = true;
     for (int slot = first + start; slot <= last; slot += step)
-        ok &= page_of(p.block_table, p.max_pages, p.num_pages, p.page_size, b, slot * p.page_size, err) >= 0;
+        ok &= page_in_slot(p.block_table, p.max_pages, p.num_pages, b, slot, err) >= 0;
     return ok;
 }
 

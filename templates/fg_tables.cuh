@@ -32,11 +32,4 @@ __device__ __forceinline__ int page_in_slot(const int *block_table, int max_page
     return page;
 }
 
-// Physical page of key position j of sequence b, or -1 (recorded) when the
-// table entry is out of range.  j is below max_pages * page_size.
-__device__ __forceinline__ int page_of(const int *block_table, int max_pages, int num_pages, int page_size, int b,
-                                       int j, int *err) {
-    return page_in_slot(block_table, max_pages, num_pages, b, j / page_size, err);
-}
-
 } // namespace fg

@@ -301,7 +301,7 @@ int main(int argc, char **argv) {
         {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15, 0, {0.f, 0, 0, 0, 0, 0}},
         {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16, 0, {0.f, 0, 0, 0, 0, 0}},
         {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17, 0, {0.f, 0, 0, 0, 0, 0}},
-        /* key tiles spanning several pages (load_tile_paged's stepped slots and offsets) */
+        /* key tiles spanning several pages (load_tile_spanning: load_tile_pages for these page sizes and warps) */
         {"span paged 16 x64",           FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 18, 64, {0.f, 0, 0, 0, 0, 0}},
         {"span paged 16 x128 split 5",  FG_FP16, 128, 0, 3, 8, 2, 1, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 1, 130}, 19, 128, {0.f, 0, 0, 0, 0, 0}},
         {"span paged 32 x64 sq4",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 20, 64, {0.f, 0, 0, 0, 0, 0}},

@@ -65,6 +65,32 @@ def attention_backward(q, k, v, o, lse, dout, *, causal, scale, layout, determin
     return dq, dk, dv
 
 
+def _grad_options(q, k, v, block_mask, out, deterministic, mods):
+    """The checks of a call with gradients (out=, alibi_slopes, what the
+    deterministic mode cannot do) and its deterministic flag: the caller's,
+    else torch.are_deterministic_algorithms_enabled() (warn-only mode warns
+    and gives up where the backward sums with atomics)."""
+    from ._attention import _needs_grad
+    if out is not None and _needs_grad(q, k, v, mods.sinks):
+        raise RuntimeError("out= cannot be used when q, k, v or sinks require grad (autograd needs its own output)")
+    if _needs_grad(mods.alibi_slopes):
+        raise NotImplementedError("flashgen.attention: alibi_slopes get no gradient: pass them detached")
+    sink_grad = _needs_grad(mods.sinks)
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        if deterministic and block_mask is not None and torch.is_deterministic_algorithms_warn_only_enabled():
+            warnings.warn("flashgen's block-sparse backward is not deterministic (dq is summed with atomics)")
+            deterministic = False
+        if deterministic and sink_grad and torch.is_deterministic_algorithms_warn_only_enabled():
+            warnings.warn("flashgen's gradient of sinks is not deterministic (summed with atomics)")
+            deterministic = False
+    if deterministic and block_mask is not None:
+        raise ValueError("deterministic=True is dense only: the block-sparse backward sums dq with atomics")
+    if deterministic and sink_grad:
+        raise ValueError("deterministic=True cannot give the gradient of sinks (summed with atomics): detach sinks")
+    return bool(deterministic)
+
+
 class _ScoreModAttention(torch.autograd.Function):
     """attention() with a user score expression (score_mod=), eager: the
     forward and fg_attention_backward with the expression's derivative;
@@ -87,28 +113,16 @@ class _ScoreModAttention(torch.autograd.Function):
         q, k, v, o, lse = ctx.saved_tensors
         causal, scale, layout, deterministic, mods = ctx.opts
         dsinks = torch.empty_like(mods.sinks) if mods.sinks is not None and ctx.needs_input_grad[3] else None
-        dq, dk, dv = attention_backward(q, k, v, o, lse, dout.contiguous() if not _grad_strides_ok(dout) else dout,
-                                        causal=causal, scale=scale, layout=layout, deterministic=deterministic, mods=mods,
-                                        dsinks=dsinks)
+        dq, dk, dv = attention_backward(q, k, v, o, lse, dout, causal=causal, scale=scale, layout=layout,
+                                        deterministic=deterministic, mods=mods, dsinks=dsinks)
         return dq, dk, dv, dsinks, None
 
 
 def score_mod_with_grad(q, k, v, causal, scale, return_lse, layout, out, deterministic, mods):
     """attention() with score_mod= when q, k, v or the sinks require grad
     (eager; torch.compile is refused by the caller)."""
-    from ._attention import _needs_grad
-    if out is not None:
-        raise RuntimeError("out= cannot be used when q, k, v or sinks require grad (autograd needs its own output)")
-    if _needs_grad(mods.alibi_slopes):
-        raise NotImplementedError("flashgen.attention: alibi_slopes get no gradient: pass them detached")
-    if deterministic is None:
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        if deterministic and _needs_grad(mods.sinks) and torch.is_deterministic_algorithms_warn_only_enabled():
-            warnings.warn("flashgen's gradient of sinks is not deterministic (summed with atomics)")
-            deterministic = False
-    if deterministic and _needs_grad(mods.sinks):
-        raise ValueError("deterministic=True cannot give the gradient of sinks (summed with atomics): detach sinks")
-    o, lse = _ScoreModAttention.apply(q, k, v, mods.sinks, (causal, scale, layout, bool(deterministic), mods))
+    deterministic = _grad_options(q, k, v, None, out, deterministic, mods)
+    o, lse = _ScoreModAttention.apply(q, k, v, mods.sinks, (causal, scale, layout, deterministic, mods))
     return (o, lse) if return_lse else o
 
 
@@ -118,24 +132,7 @@ def attention_with_grad(q, k, v, causal, scale, block_mask, return_lse, layout, 
     sinks) require grad, and under torch.compile (where out= is written by
     a copy)."""
     from . import _ops
-    from ._attention import _needs_grad
-    if out is not None and _needs_grad(q, k, v, mods.sinks):
-        raise RuntimeError("out= cannot be used when q, k, v or sinks require grad (autograd needs its own output)")
-    if _needs_grad(mods.alibi_slopes):
-        raise NotImplementedError("flashgen.attention: alibi_slopes get no gradient: pass them detached")
-    sink_grad = _needs_grad(mods.sinks)
-    if deterministic is None:
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        if deterministic and block_mask is not None and torch.is_deterministic_algorithms_warn_only_enabled():
-            warnings.warn("flashgen's block-sparse backward is not deterministic (dq is summed with atomics)")
-            deterministic = False
-        if deterministic and sink_grad and torch.is_deterministic_algorithms_warn_only_enabled():
-            warnings.warn("flashgen's gradient of sinks is not deterministic (summed with atomics)")
-            deterministic = False
-    if deterministic and block_mask is not None:
-        raise ValueError("deterministic=True is dense only: the block-sparse backward sums dq with atomics")
-    if deterministic and sink_grad:
-        raise ValueError("deterministic=True cannot give the gradient of sinks (summed with atomics): detach sinks")
+    deterministic = _grad_options(q, k, v, block_mask, out, deterministic, mods)
     o, lse = _ops.call(q, k, v, causal, scale, block_mask, layout, deterministic, mods)
     if out is not None:
         from ._attention import _check_out
