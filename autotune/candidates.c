@@ -92,9 +92,13 @@ int fg_tune_bwd_candidates(const fg_spec *s, int smem_limit, int hopper, int pat
     int n = 0;
     fg_config c;
     if (hopper && path != FG_PATH_MMA && n < max && fg_bwd_wgmma_config(s, &c) &&
-        fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK)
+        fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK) {
+        /* timed with the loads the runtime gives contiguous tensors (TMA
+         * where the kernel has it) unless the path names cp.async */
+        if (path != FG_PATH_WGMMA) fg_bwd_set_loads(s, &c, 1);
         out[n++] = c;
-    if (path == FG_PATH_WGMMA) return n;
+    }
+    if (path == FG_PATH_WGMMA || path == FG_PATH_TMA) return n;
     static const int bm[] = {32, 64}, bn[] = {32, 64, 128};
     for (int i = 0; i < 2; ++i)
         for (int j = 0; j < 3; ++j)

@@ -138,10 +138,11 @@ static fg_status setup_bwd(fg_context *ctx, const fg_tune_args *a, fg_spec *spec
     if (a->shape.deterministic)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "fg_tune_backward tunes the default (atomic dQ) backward; deterministic "
                        "calls use the built-in heuristic: leave deterministic 0");
-    if (a->shape.path == FG_PATH_WGMMA)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "fg_tune_backward: FG_PATH_WGMMA names the Hopper backward's one "
+    if (a->shape.path == FG_PATH_WGMMA || a->shape.path == FG_PATH_TMA)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "fg_tune_backward: %s names the Hopper backward's one "
                        "configuration, which such calls take without tuning; tune FG_PATH_AUTO (it times that one "
-                       "against the mma.sync configurations) or FG_PATH_MMA");
+                       "against the mma.sync configurations) or FG_PATH_MMA",
+                       a->shape.path == FG_PATH_TMA ? "FG_PATH_TMA" : "FG_PATH_WGMMA");
     /* validates dtype, head dims, causal and path the way a call would */
     fg_attention_desc pd;
     fg_variant pv;

@@ -37,6 +37,8 @@ static void push_params(lua_State *L, const fg_variant *v, const char *key) {
      * otherwise (no ping-pong with one consumer warpgroup) */
     if (v->cfg.ws_off & FG_WS_NO_PINGPONG) { lua_pushboolean(L, 0); lua_setfield(L, -2, "pingpong"); }
     if (v->cfg.ws_off & FG_WS_NO_OVERLAP) { lua_pushboolean(L, 0); lua_setfield(L, -2, "overlap"); }
+    /* the Hopper backward: wgmma=2 loads by TMA, wgmma=1 by cp.async */
+    if (v->spec.kind == FG_KIND_BWD && v->cfg.wgmma == 2) { lua_pushboolean(L, 1); lua_setfield(L, -2, "tma"); }
     lua_pushstring(L, key ? key : "");      lua_setfield(L, -2, "key");
     lua_pushstring(L, spec);                lua_setfield(L, -2, "spec");
     if (fg_mask_hash_set(&v->spec.score_hash)) {

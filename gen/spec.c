@@ -245,7 +245,7 @@ int fg_spec_mods_parse(const char *text, int *mods) {
 }
 
 const char *fg_variant_template(const fg_variant *v) {
-    if (v->spec.kind == FG_KIND_BWD) return v->cfg.wgmma == 1 ? "bwd_wgmma" : "bwd_mma";
+    if (v->spec.kind == FG_KIND_BWD) return v->cfg.wgmma >= 1 ? "bwd_wgmma" : "bwd_mma";
     if (v->spec.kind == FG_KIND_APPEND) return "kv_append";
     return v->cfg.wgmma == 2 ? "fwd_ws" : v->cfg.wgmma == 1 ? "fwd_wgmma" : "fwd_mma";
 }

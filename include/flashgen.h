@@ -531,8 +531,11 @@ fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const voi
  * transposed lists are built when it is created), on the portable mma.sync
  * kernel (sm_80 and later; FG_PATH_MMA) and, on sm_90a, the Hopper wgmma
  * kernel, which FG_PATH_AUTO takes for dense fp16/bf16 calls with head_dim
- * and head_dim_v each 64 or 128 unless deterministic (FG_PATH_WGMMA asks
- * for it; FG_PATH_TMA is refused).  deterministic runs on mma.sync and
+ * and head_dim_v each 64 or 128 (or both 256) unless deterministic, with TMA
+ * loads where q, k, v and dout have strides a tensor map can describe
+ * (every stride of a dim longer than 1 a multiple of 16 bytes) and
+ * cp.async loads otherwise (FG_PATH_TMA and FG_PATH_WGMMA ask
+ * for one of the two).  deterministic runs on mma.sync and
  * needs a dense call (FG_ERR_UNSUPPORTED with a layout).  Score
  * modifications: the built-ins on mma.sync only (dsinks), not desc->score.
  * Block sizes: desc->block_m (query tile, 32 or 64), block_n (key block,
@@ -541,7 +544,8 @@ fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const voi
  * workspace: device memory of at least fg_attention_backward_workspace()
  * bytes, 16-byte aligned, used by this call only (one workspace per stream
  * at a time): the fp32 dQ accumulator [batch, heads_q, seqlen_q, head_dim],
- * D = rowsum(dout * o) [batch, heads_q, seqlen_q] and the deterministic
+ * D = rowsum(dout * o) and lse * log2(e), each [batch, heads_q, seqlen_q
+ * rounded up to 64], and the deterministic
  * mode's counters [batch, heads_q, ceil(seqlen_q / 16)]: O(seqlen) extra
  * memory, none of it O(seqlen^2).  The call neither allocates nor
  * synchronises, so a training step that calls it can be captured in a CUDA

@@ -11,6 +11,7 @@
 #include "select/bwd_config.h"
 #include "select/heuristic.h"
 #include "select/tuned.h"
+#include "runtime/tensor_map.h"
 
 fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_desc *desc, size_t *bytes) {
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
@@ -55,13 +56,22 @@ fg_status fg_ctx_bwd_heuristic(fg_context *ctx, const fg_spec *s, int block_q, i
 static fg_status choose(fg_context *ctx, fg_variant *v, const fg_attention_desc *d, fg_kernel **out, fg_error *err) {
     const int block_q = d->layout ? d->layout->block_q : 0, block_k = d->layout ? d->layout->block_k : 0;
     const int hopper = fg_arch_has_wgmma(ctx->dev_info.arch);
-    if (v->cfg.wgmma == 1 && !hopper)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_PATH_WGMMA: the Hopper backward needs sm_90a; this device is %s (%s)",
-                       ctx->dev_info.arch, ctx->dev_info.name);
+    if (v->cfg.wgmma >= 1 && !hopper)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "%s: the Hopper backward needs sm_90a; this device is %s (%s)",
+                       v->cfg.wgmma == 2 ? "FG_PATH_TMA" : "FG_PATH_WGMMA", ctx->dev_info.arch, ctx->dev_info.name);
+    /* TMA loads (wgmma=2) need strides a tensor map can describe */
+    const int tma_ok = fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
+                       fg_tma_strides_ok(d->do_strides, d->batch, d->heads_q, d->seqlen_q) &&
+                       fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
+                       fg_tma_strides_ok(d->v_strides, d->batch, d->heads_kv, d->seqlen_k);
+    if (v->cfg.wgmma == 2 && !tma_ok)
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "FG_PATH_TMA: a stride of q, k, v or dout is not a multiple of 16 bytes (or is 0, or past 2^40 "
+                       "bytes) in a dim longer than 1; TMA cannot load it (FG_PATH_WGMMA and FG_PATH_MMA can)");
     if (!v->cfg.block_m) {
         const fg_choice_key key = {.spec = v->spec, .block_q = block_q, .block_k = block_k, .path = (int)d->path,
-                                   .bucket_q = fg_bucket_len(d->seqlen_q), .bucket_k = fg_bucket_len(d->seqlen_k),
-                                   .deterministic = d->deterministic != 0};
+                                   .tma_ok = tma_ok, .bucket_q = fg_bucket_len(d->seqlen_q),
+                                   .bucket_k = fg_bucket_len(d->seqlen_k), .deterministic = d->deterministic != 0};
         if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
             if (tuned(ctx, d, &v->spec, block_q, block_k, hopper, &v->cfg)) {
                 fg_ctx_count(ctx, &ctx->stats.configs_tuned);
@@ -70,6 +80,7 @@ static fg_status choose(fg_context *ctx, fg_variant *v, const fg_attention_desc 
                 if (st != FG_OK) return st;
                 fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
             }
+            if (d->path == FG_PATH_AUTO) fg_bwd_set_loads(&v->spec, &v->cfg, tma_ok);
             fg_ctx_memo_put(ctx, &key, &v->cfg);
         }
     }
@@ -95,8 +106,9 @@ static fg_status check_tensors(const fg_cuda *cu, const fg_attention_desc *d, co
 }
 
 static fg_status launch(fg_context *ctx, const fg_kernel *k, CUfunction fn, const char *what, unsigned gx, unsigned gy,
-                        unsigned gz, unsigned threads, unsigned smem, fg_bwd_params *p, void *stream, fg_error *err) {
-    void *args[] = {p};
+                        unsigned gz, unsigned threads, unsigned smem, fg_bwd_params *p, fg_bwd_tma_params *tm, void *stream,
+                        fg_error *err) {
+    void *args[] = {p, tm}; /* tm: the TMA main kernel's second parameter, else not read */
     CUresult r = ctx->cu->LaunchKernel(fn, gx, gy, gz, threads, 1, 1, smem, (CUstream)stream, args, NULL);
     if (r == CUDA_SUCCESS) return FG_OK;
     char b[256];
@@ -139,13 +151,16 @@ fg_status fg_ctx_bwd_launch(fg_context *ctx, const fg_kernel *kern, const fg_var
     char *ws = workspace;
     p->dq_accum = (float *)(ws + w->dq_accum);
     p->dsum = (float *)(ws + w->dsum);
+    p->lse2 = (float *)(ws + w->lse2);
     p->dq_lock = (int *)(ws + w->lock);
     const unsigned qb = (unsigned)p->lock_blocks, hq = (unsigned)p->heads_q, bt = (unsigned)p->batch;
     const unsigned kb = (unsigned)((p->seqlen_k + var->cfg.block_n - 1) / var->cfg.block_n);
-    fg_status st = launch(ctx, kern, kern->fn_pre, "preprocess", qb, hq, bt, 128, 0, p, stream, e);
+    fg_bwd_tma_params tm;
+    fg_status st = var->cfg.wgmma == 2 ? fg_tma_encode_bwd(ctx->cu, var, p, &tm, e) : FG_OK;
+    if (st == FG_OK) st = launch(ctx, kern, kern->fn_pre, "preprocess", qb, hq, bt, 128, 0, p, NULL, stream, e);
     if (st == FG_OK)
         st = launch(ctx, kern, kern->fn, "main", kb, (unsigned)p->heads_kv, bt, (unsigned)kern->threads,
-                    (unsigned)kern->smem_bytes, p, stream, e);
-    if (st == FG_OK) st = launch(ctx, kern, kern->fn_dq, "dq conversion", qb, hq, bt, 128, 0, p, stream, e);
+                    (unsigned)kern->smem_bytes, p, &tm, stream, e);
+    if (st == FG_OK) st = launch(ctx, kern, kern->fn_dq, "dq conversion", qb, hq, bt, 128, 0, p, NULL, stream, e);
     return st;
 }

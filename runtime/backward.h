@@ -10,7 +10,7 @@
 
 /* Byte offsets of the workspace parts, each 256-byte aligned. */
 typedef struct fg_bwd_workspace {
-    size_t dq_accum, dsum, lock, total;
+    size_t dq_accum, dsum, lse2, lock, total;
 } fg_bwd_workspace;
 void fg_bwd_workspace_layout(const fg_attention_desc *d, fg_bwd_workspace *w);
 

@@ -13,14 +13,16 @@
 static size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
 void fg_bwd_workspace_layout(const fg_attention_desc *d, fg_bwd_workspace *w) {
-    const size_t rows = (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seqlen_q;
     const size_t locks = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 15) / 16);
     w->dq_accum = 0;
     /* the dQ accumulator: rows padded to whole 64-row blocks per (batch,
      * head), the Hopper kernel's chunk layout (fg_bwd_wgmma.cuh) */
     const size_t acc_rows = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 63) / 64 * 64);
     w->dsum = align256(acc_rows * (size_t)d->head_dim * sizeof(float));
-    w->lock = w->dsum + align256(rows * sizeof(float));
+    /* D and lse * log2(e) per row, in the same padded rows (the Hopper
+     * kernel loads 64 rows of each as one 256-byte bulk copy) */
+    w->lse2 = w->dsum + align256(acc_rows * sizeof(float));
+    w->lock = w->lse2 + align256(acc_rows * sizeof(float));
     w->total = w->lock + align256(locks * sizeof(int));
 }
 
@@ -39,10 +41,10 @@ static fg_status bwd_mods_check(const fg_attention_desc *d, fg_error *err) {
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the backward pass cannot differentiate this score expression (fg_attention_desc.score): %s",
                        d->score->deriv_err);
-    if (mods && d->path == FG_PATH_WGMMA)
+    if (mods && (d->path == FG_PATH_WGMMA || d->path == FG_PATH_TMA))
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "the Hopper backward (FG_PATH_WGMMA) does not implement score modifications: use FG_PATH_AUTO or "
-                       "FG_PATH_MMA");
+                       "the Hopper backward (%s) does not implement score modifications: use FG_PATH_AUTO or "
+                       "FG_PATH_MMA", d->path == FG_PATH_TMA ? "FG_PATH_TMA" : "FG_PATH_WGMMA");
     if (d->dsinks && !d->sinks)
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "dsinks is set but sinks is NULL: there is no sink to differentiate");
     if ((uintptr_t)d->dsinks % 4)
@@ -75,12 +77,10 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     if ((st = bwd_mods_check(dd, err)) != FG_OK) return st;
     if (dd->dtype == FG_E4M3)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "the backward pass takes FG_FP16 or FG_BF16 (FG_E4M3 is forward only)");
-    if (dd->path == FG_PATH_TMA)
+    if ((dd->path == FG_PATH_WGMMA || dd->path == FG_PATH_TMA) && dd->deterministic)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "the backward pass has no TMA path: FG_PATH_WGMMA (Hopper), FG_PATH_MMA or FG_PATH_AUTO");
-    if (dd->path == FG_PATH_WGMMA && dd->deterministic)
-        return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "the deterministic backward runs on the mma.sync path (FG_PATH_MMA or FG_PATH_AUTO), not FG_PATH_WGMMA");
+                       "the deterministic backward runs on the mma.sync path (FG_PATH_MMA or FG_PATH_AUTO), not %s",
+                       dd->path == FG_PATH_TMA ? "FG_PATH_TMA" : "FG_PATH_WGMMA");
     /* the forward's checks of sizes, dtype, scale and the q/k/v/o strides;
      * its block fields mean forward tiles, so they are checked here instead */
     fg_attention_desc fwd = *dd;
@@ -107,8 +107,9 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     v->spec.kind = FG_KIND_BWD;
     fg_config_unset(&v->cfg);
     const fg_block_layout *L = d->layout;
-    if (d->path == FG_PATH_WGMMA || d->block_m || d->block_n || d->warps || d->stages) {
-        /* explicit (FG_PATH_WGMMA names the Hopper kernel's configuration):
+    if (d->path == FG_PATH_WGMMA || d->path == FG_PATH_TMA || d->block_m || d->block_n || d->warps || d->stages) {
+        /* explicit (FG_PATH_WGMMA names the Hopper kernel's configuration
+         * with cp.async loads, FG_PATH_TMA with TMA loads):
          * completed and checked, never replaced by the heuristic; the
          * device's arch is checked where the kernel is chosen (backward.c) */
         v->cfg.block_m = d->block_m;
@@ -117,6 +118,7 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
         v->cfg.stages = d->stages;
         if (d->path == FG_PATH_MMA) v->cfg.wgmma = 0;
         if (d->path == FG_PATH_WGMMA) v->cfg.wgmma = 1;
+        if (d->path == FG_PATH_TMA) v->cfg.wgmma = 2;
         if ((st = fg_bwd_config_complete(&v->spec, &v->cfg, smem_limit, L ? L->block_q : 0, L ? L->block_k : 0, err)) != FG_OK)
             return st;
     }
@@ -144,6 +146,7 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     p->deterministic = d->deterministic != 0;
     p->dsinks = d->dsinks;
     p->lock_blocks = (d->seqlen_q + 15) / 16;
+    p->rows_pad = (d->seqlen_q + 63) / 64 * 64;
     if (L) {
         p->sp_full_num = L->t_full_num; p->sp_full_idx = L->t_full_idx;
         p->sp_part_num = L->t_part_num; p->sp_part_idx = L->t_part_idx;

@@ -64,3 +64,24 @@ fg_status fg_tma_encode(const fg_cuda *cu, const fg_variant *v, const fg_fwd_par
         return st;
     return FG_OK;
 }
+
+fg_status fg_tma_encode_bwd(const fg_cuda *cu, const fg_variant *v, const fg_bwd_params *p, fg_bwd_tma_params *out,
+                            fg_error *err) {
+    _Static_assert(sizeof(fg_tmap) == sizeof(CUtensorMap), "fg_tmap mirrors CUtensorMap");
+    if (!cu->TensorMapEncodeTiled)
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "the CUDA driver has no cuTensorMapEncodeTiled (TMA needs CUDA 12+)");
+    memset(out, 0, sizeof *out);
+    const CUtensorMapDataType ty = v->spec.dtype == FG_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    const int d = v->spec.head_dim, dv = fg_spec_head_dim_v(&v->spec), bm = v->cfg.block_m, bn = v->cfg.block_n;
+    fg_status st;
+    if ((st = encode(cu, (CUtensorMap *)&out->q, ty, 2, p->q, d, p->seqlen_q, p->heads_q, p->batch, p->q_s[2], p->q_s[1],
+                     p->q_s[0], bm, "q", err)) ||
+        (st = encode(cu, (CUtensorMap *)&out->dout, ty, 2, p->dout, dv, p->seqlen_q, p->heads_q, p->batch, p->do_s[2],
+                     p->do_s[1], p->do_s[0], bm, "dout", err)) ||
+        (st = encode(cu, (CUtensorMap *)&out->k, ty, 2, p->k, d, p->seqlen_k, p->heads_kv, p->batch, p->k_s[2], p->k_s[1],
+                     p->k_s[0], bn, "k", err)) ||
+        (st = encode(cu, (CUtensorMap *)&out->v, ty, 2, p->v, dv, p->seqlen_k, p->heads_kv, p->batch, p->v_s[2], p->v_s[1],
+                     p->v_s[0], bn, "v", err)))
+        return st;
+    return FG_OK;
+}

@@ -22,4 +22,9 @@ int fg_tma_tiles_ok(int batch, int heads_q, int seqlen_q);
  * block_m (q) or block_n (k, v) rows, 128-byte swizzle, zero fill. */
 fg_status fg_tma_encode(const fg_cuda *cu, const fg_variant *v, const fg_fwd_params *p, fg_tma_params *out,
                         fg_error *err);
+/* The same for the Hopper backward with TMA loads (wgmma=2): q and dout in
+ * boxes of block_m rows, k and v of block_n (p's strides and sizes). */
+#include "fg_bwd_params.h"
+fg_status fg_tma_encode_bwd(const fg_cuda *cu, const fg_variant *v, const fg_bwd_params *p, fg_bwd_tma_params *out,
+                            fg_error *err);
 #endif

@@ -25,6 +25,11 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
     return 1;
 }
 
+void fg_bwd_set_loads(const fg_spec *s, fg_config *c, int tma_ok) {
+    (void)s;
+    if (c->wgmma >= 1) c->wgmma = tma_ok ? 2 : 1;
+}
+
 int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, int smem_limit, fg_config *c) {
     fg_config w;
     if (!hopper || deterministic || !fg_bwd_wgmma_config(s, &w) || fg_bwd_smem_bytes(s, &w) > smem_limit) return 0;
@@ -33,17 +38,17 @@ int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, int smem
 }
 
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
-    if (c->wgmma == 1 && wgmma_cols(s)) /* BwcShape::SMEM (templates/fg_bwd_wgmma_cols.cuh) */
-        return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 24;
-    if (c->wgmma == 1) /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh) */
+    if (c->wgmma >= 1 && wgmma_cols(s)) /* BwcShape::SMEM (templates/fg_bwd_wgmma_cols.cuh) */
+        return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 32;
+    if (c->wgmma >= 1) /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh) */
         return 1024 + (c->block_n + 2 * c->block_m) * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + c->block_n * c->block_m * 2 +
-               2 * c->block_m * s->head_dim * 4 + 4 * c->block_m * 4 + 32;
+               2 * c->block_m * s->head_dim * 4 + 4 * c->block_m * 4 + 40;
     const int lds = pad16(s->head_dim) + 8, lds_v = pad16(fg_spec_head_dim_v(s)) + 8, ldp = c->block_m + 8;
     return ((c->block_n + c->block_m) * (lds + lds_v) + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;
 }
 
 fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_limit, fg_error *err) {
-    if (c->wgmma == 1) {
+    if (c->wgmma >= 1) {
         fg_config w;
         if (!fg_bwd_wgmma_config(s, &w))
             return fg_fail(err, FG_ERR_UNSUPPORTED,
@@ -73,7 +78,7 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
         return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m=%d does not split over %d warps", c->block_m, c->warps);
     if (c->wgmma > 1 || c->stages > 1 || c->q_in_regs > 0 || c->min_blocks > 1)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
-                       "the backward pass takes wgmma=0 (mma.sync) or 1 (Hopper), with stages=1 q_in_regs=0 min_blocks=1");
+                       "the backward pass takes wgmma=0 (mma.sync), 1 or 2 (Hopper), with stages=1 q_in_regs=0 min_blocks=1");
     const int smem = fg_bwd_smem_bytes(s, c);
     if (smem > smem_limit)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "backward block_m=%d block_n=%d needs %d bytes of shared memory; the device has %d",
@@ -121,8 +126,8 @@ fg_status fg_bwd_config_complete(const fg_spec *s, fg_config *c, int smem_limit,
         return fg_fail(err, FG_ERR_UNSUPPORTED, "no backward configuration for head_dim %d head_dim_v %d", s->head_dim,
                        fg_spec_head_dim_v(s));
     fg_config b = cand[0];
-    if (c->wgmma == 1) fg_bwd_wgmma_config(s, &b); /* not offered: b stays cand[0], the check below says why */
-    for (int i = n - 1; i >= 0 && c->wgmma != 1; --i)
+    if (c->wgmma >= 1) fg_bwd_wgmma_config(s, &b); /* not offered: b stays cand[0], the check below says why */
+    for (int i = n - 1; i >= 0 && c->wgmma < 1; --i)
         if ((!c->block_m || cand[i].block_m == c->block_m) && (!c->block_n || cand[i].block_n == c->block_n)) b = cand[i];
     if (c->block_m > 0) b.block_m = c->block_m;
     if (c->block_n > 0) b.block_n = c->block_n;

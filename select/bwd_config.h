@@ -12,7 +12,8 @@
 #define FG_BWD_CONFIG_H
 #include "gen/spec.h"
 
-/* The Hopper backward (templates/bwd_wgmma.lua, wgmma=1) for s: 1 and its
+/* The Hopper backward (templates/bwd_wgmma.lua, wgmma=1: cp.async loads;
+ * fg_bwd_set_loads makes it 2, TMA loads) for s: 1 and its
  * one configuration in *c when s is dense fp16/bf16 with head dims 64 or
  * 128 each, else 0.  The runtime takes it on sm_90a unless the call is
  * deterministic or names another path. */
@@ -20,10 +21,15 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c);
 /* FG_PATH_AUTO's rule, for the runtime and the CLI alike: the Hopper
  * kernel (its configuration in *c, returns 1) on a device with wgmma
  * (`hopper`) where fg_bwd_wgmma_config offers it and its shared memory
- * fits smem_limit (head dim 256 takes 231192 bytes), unless the call is
+ * fits smem_limit (head dim 256 takes 231200 bytes), unless the call is
  * deterministic (the ordered dQ sum is the mma.sync kernel's); else 0 and
  * the mma.sync candidates decide. */
 int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, int smem_limit, fg_config *c);
+/* How a Hopper configuration (wgmma >= 1) loads: by TMA (wgmma = 2) where
+ * the call's strides allow it (tma_ok: fg_tma_strides_ok of q, k, v and
+ * dout), else by cp.async (wgmma = 1).  FG_PATH_AUTO's rule, after the configuration is
+ * chosen (tuned or heuristic); other configurations are left alone. */
+void fg_bwd_set_loads(const fg_spec *s, fg_config *c, int tma_ok);
 /* Dynamic shared memory of a backward configuration (the formula
  * bwd_mma.lua returns and its generated source static_asserts). */
 int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c);

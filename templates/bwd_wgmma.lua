@@ -8,6 +8,8 @@
 -- both operands transposed).
 --
 -- params: head_dim and head_dim_v (64 or 128 each, or 256/256: fg_bwd_wgmma_cols.cuh), dtype ('fp16'|'bf16'),
+--         tma (loads by TMA, the kernel's second parameter
+--         fg_bwd_tma_params; else cp.async by every thread),
 --         causal (bool), sparse (false: block-sparse variants take the
 --         mma.sync path), block_m = 64 (query block), block_n = 128 (key
 --         block: two warpgroups of 64 keys; 64 at head dim 256), warps = 8, key, spec
@@ -45,14 +47,14 @@ end
 local function smem_bytes(p)
   local bm, bn, d, dv = p.block_m, p.block_n, p.head_dim, p.head_dim_v
   if cols_variant(p) then
-    return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 24
+    return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 32
   end
-  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * bm * d * 4 + 4 * bm * 4 + 32
+  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * bm * d * 4 + 4 * bm * 4 + 40
 end
 
 -- The Traits fields both kernels read; then `extra` lines, the static
 -- assert of the shape's smem formula, and the entry points calling `fn`.
-local function traits(out, p, smem, shape, fn, extra)
+local function traits(out, p, smem, shape, fn, extra, args)
   out:line("struct Traits {")
   out:line("    static constexpr int D = %d, DP = %d;", p.head_dim, p.head_dim)
   if p.head_dim_v ~= p.head_dim then out:line("    static constexpr int DV = %d;", p.head_dim_v) end
@@ -64,7 +66,7 @@ local function traits(out, p, smem, shape, fn, extra)
   out:line("};")
   out:line("static_assert(fg::%s<Traits>::SMEM == %d, \"smem formula\");", shape, smem)
   out:line("")
-  util.bwd_entries(out, 256, 1024, fn)
+  util.bwd_entries(out, 256, 1024, fn, args, p.tma)
 end
 
 -- The two kernels: the wgmma instructions each needs (Lua writes their
@@ -79,7 +81,8 @@ local KERNELS = {
       wgmma.ss(out, "wgmma_kv", ty, p.head_dim // 2, 0, 1)
       wgmma.ss(out, "wgmma_dq", ty, p.head_dim // 2, 1, 1)
     end,
-    extra = function(p) return {} end,
+    extra = function(p) return { string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) } end,
+    args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,
   },
   -- head dims 64/128: each warpgroup 64 keys and every column
   rows = {
@@ -96,7 +99,10 @@ local KERNELS = {
       -- dQ: each warpgroup its own keys' share, N = head_dim (fg_bwd_wgmma.cuh)
       wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
     end,
-    extra = function(p) return { string.format("static constexpr bool PINGPONG = %s;", tostring(p.pingpong ~= false)) } end,
+    extra = function(p)
+      return { string.format("static constexpr bool PINGPONG = %s, TMA = %s;", tostring(p.pingpong ~= false), tostring(p.tma == true)) }
+    end,
+    args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,
   },
 }
 
@@ -109,7 +115,8 @@ return function(p)
   out:line("// flashgen generated kernel: Hopper backward (wgmma, sm_90a).")
   out:line("// Do not edit; print it again with: flashgen gen '%s'", p.spec or "")
   out:line("// variant: %s", p.key or "(none)")
-  out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s", p.head_dim, p.head_dim_v, p.dtype, tostring(p.causal))
+  out:line("// head_dim=%d head_dim_v=%d dtype=%s causal=%s loads=%s", p.head_dim, p.head_dim_v, p.dtype, tostring(p.causal),
+           p.tma and "TMA" or "cp.async")
   local k = cols_variant(p) and KERNELS.cols or KERNELS.rows
   out:line("// block_m=%d (query block) block_n=%d (%s) threads=256 dynamic_smem=%d bytes", p.block_m, p.block_n, k.what, smem)
   out:line('#include "fg_wgmma.cuh"')
@@ -120,7 +127,7 @@ return function(p)
   out:line("")
   out:line('#include "%s"', k.header)
   out:line("")
-  traits(out, p, smem, k.shape, k.fn, k.extra(p))
+  traits(out, p, smem, k.shape, k.fn, k.extra(p), k.args(p))
   return {
     source = out:text(),
     kernel = "flashgen_bwd",

@@ -1,7 +1,9 @@
 // fg_bwd_kernel.cuh: FlashAttention backward, portable tensor-core path.
 //
 // Three kernels per variant, launched in order on one stream:
-//   bwd_preprocess  D = rowsum(dO * O) per query row; zeroes the fp32 dQ
+//   bwd_preprocess  D = rowsum(dO * O) and lse2 = lse * log2(e) (+inf for
+//                   a row that saw no key) per query row, rows padded to
+//                   a multiple of 64 (D 0, lse2 +inf); zeroes the fp32 dQ
 //                   accumulator and the deterministic-mode turn counters
 //   bwd_main        one CTA per (key block, kv head, batch): K and V stay in
 //                   shared memory, dK and dV in registers; for each query
@@ -151,8 +153,18 @@ __device__ __forceinline__ void attention_backward_preprocess(const fg_bwd_param
         }
 #pragma unroll
         for (int m = 16; m; m >>= 1) sum += warp_xor(sum, m);
-        if (lane == 0) p.dsum[(long long)bh * p.seqlen_q + row] = sum;
+        if (lane == 0) {
+            const float lse = p.lse[(long long)bh * p.seqlen_q + row];
+            p.dsum[(long long)bh * p.rows_pad + row] = sum;
+            // +inf for a row that saw no key: exp2(s - inf) = 0, P = 0
+            p.lse2[(long long)bh * p.rows_pad + row] = lse != neg_inf() ? lse * 1.4426950408889634f : __int_as_float(0x7f800000);
+        }
     }
+    if (blockIdx.x == gridDim.x - 1) // the padding rows up to rows_pad: P = 0, D = 0
+        for (int row = p.seqlen_q + threadIdx.x; row < p.rows_pad; row += blockDim.x) {
+            p.dsum[(long long)bh * p.rows_pad + row] = 0.f;
+            p.lse2[(long long)bh * p.rows_pad + row] = __int_as_float(0x7f800000);
+        }
     if constexpr (DqFrag<K>::value) { // whole 64-row chunks: this CTA's 16 rows' worth, the last CTA the rest
         const long long per_bh = (long long)((p.seqlen_q + 63) / 64) * 64 * K::D;
         const long long lo = (long long)blockIdx.x * 16 * K::D;
@@ -175,7 +187,7 @@ __device__ __forceinline__ void bwd_dsink(const fg_bwd_params &p, int b, int h) 
     float g = 0.f;
     if (threadIdx.x < 16 && row < p.seqlen_q) {
         const float lse = p.lse[bh * p.seqlen_q + row];
-        if (lse != neg_inf()) g = -expf(__ldg(p.sinks + h) - lse) * p.dsum[bh * p.seqlen_q + row];
+        if (lse != neg_inf()) g = -expf(__ldg(p.sinks + h) - lse) * p.dsum[bh * p.rows_pad + row];
     }
 #pragma unroll
     for (int m = 16; m; m >>= 1) g += warp_xor(g, m);
@@ -322,14 +334,9 @@ __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char 
         cp_async_commit();
         for (int i = tid; i < BM; i += S::THREADS) {
             const int row = m0 + i;
-            float l = __int_as_float(0x7f800000), dd = 0.f;   // +inf: P = 0 for rows past the end
-            if (row < p.seqlen_q) {
-                const float x = p.lse[(long long)bh * p.seqlen_q + row];
-                if (x != neg_inf()) l = x * LOG2E;                    // a row that sees no key: P = 0
-                dd = p.dsum[(long long)bh * p.seqlen_q + row];
-            }
-            sL[i] = l;
-            sD[i] = dd;
+            // padded rows (m0 + BM <= rows_pad): +inf and 0 past the end
+            sL[i] = p.lse2[(long long)bh * p.rows_pad + row];
+            sD[i] = p.dsum[(long long)bh * p.rows_pad + row];
         }
         cp_async_wait<0>();
         __syncthreads();

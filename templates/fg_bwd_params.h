@@ -6,6 +6,7 @@
 #ifndef FG_BWD_PARAMS_H
 #define FG_BWD_PARAMS_H
 #include "fg_mod_params.h"
+#include "fg_params.h" /* fg_tmap */
 
 typedef struct fg_bwd_params {
     const void *q, *k, *v, *o, *dout;   /* inputs, 16-byte aligned          */
@@ -13,7 +14,11 @@ typedef struct fg_bwd_params {
     void *dq, *dk, *dv;                  /* outputs                          */
     /* workspace (fg_attention_backward_workspace) */
     float *dq_accum;  /* [batch, heads_q, seqlen_q, head_dim] fp32, zeroed by the preprocess */
-    float *dsum;      /* [batch, heads_q, seqlen_q]: D = rowsum(dO * O)     */
+    /* per query row, [batch * heads_q, rows_pad] (rows past seqlen_q up to
+     * rows_pad: D 0, lse2 +inf, so that P = 0 there), written by the
+     * preprocess: */
+    float *dsum;      /* D = rowsum(dO * O)                                    */
+    float *lse2;      /* lse * log2(e), +inf where lse = -inf (no key seen)    */
     int *dq_lock;     /* [batch, heads_q, lock_blocks]: deterministic turn   */
 
     /* element strides (batch, head, row); the last dimension is contiguous */
@@ -25,7 +30,7 @@ typedef struct fg_bwd_params {
     float scale, scale_log2;
     int deterministic;     /* dQ added in key-block order (no race in the sum) */
     int lock_blocks;       /* ceil(seqlen_q / 16): lock entries per (batch, head) */
-    int pad_;
+    int rows_pad;          /* seqlen_q rounded up to 64: the row pitch of dsum, lse2 */
 
     /* Block-sparse (variant sparse=1): the transposed layout
      * (runtime/layout_t.h).  Column c = (bi * sp_heads + hi) *
@@ -47,5 +52,13 @@ typedef struct fg_bwd_params {
      * score_mod_d): the forward's fields */
     FG_SCORE_PARAMS
 } fg_bwd_params;
+
+/* The second kernel parameter of the Hopper backward with TMA loads
+ * (wgmma=2, templates/fg_bwd_wgmma.cuh): rank-4 maps (head dim, seqlen,
+ * heads, batch), boxes of 64 columns by block_m (q, dout) or block_n (k, v)
+ * rows, 128-byte swizzle (runtime/tensor_map.c). */
+typedef struct fg_bwd_tma_params {
+    fg_tmap q, k, v, dout;
+} fg_bwd_tma_params;
 
 #endif

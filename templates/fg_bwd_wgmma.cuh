@@ -26,11 +26,25 @@
 //                       accumulator is chunked to match (dq_index,
 //                       fg_bwd_kernel.cuh)
 //
-// The next block's Q, dO, lse and D load (cp.async into the 128-byte
-// swizzled layout, two stages) while this one computes: full[s] (one
-// cp.async.mbarrier.arrive.noinc per thread) publishes a stage, empty[s]
-// (one arrival per warpgroup, after its barrier 3 + w) frees it; the
-// warpgroups take ping-pong turns for their GEMMs (bwd_turn_begin).
+// Q, dO, lse2 and D of a query block go through two stages, the next
+// block's loads in flight while this one computes: full[s] publishes a
+// stage, empty[s] (one arrival per warpgroup, after its barrier 3 + w)
+// frees it.  Two ways to load (Traits::TMA):
+//   TMA (wgmma=2)  one thread issues every load: K and V once (tensor maps,
+//                  fg_bwd_tma_params, rows past the end zero-filled), per
+//                  block the Q and dO boxes and a 256-byte bulk copy each of
+//                  lse2 and D (padded rows, fg_bwd_params), all completing
+//                  full[s] by their byte count.  The first two blocks load
+//                  in the prologue; warpgroup 1's elected thread, the later
+//                  of the two under ping-pong, refills stage s with block
+//                  it + 2 once both have released it.  The consumer threads
+//                  issue nothing: no address arithmetic, no LDGSTS holding
+//                  registers, no per-thread barrier arrivals (ncu, hd128:
+//                  these were 16% of the warps' stall samples).
+//   cp.async (wgmma=1, strides TMA cannot describe)  every thread copies
+//                  16-byte chunks into the swizzled layout and arrives on
+//                  full[s] (cp.async.mbarrier.arrive.noinc) when they land.
+// The warpgroups take ping-pong turns for their GEMMs (bwd_turn_begin).
 // Dense variants, head dims 64 and 128 (each of D and DV); the runtime
 // sends block-sparse, pattern, deterministic and other head dims to the
 // mma.sync kernel (select/bwd_config.c).
@@ -51,11 +65,11 @@ template <class K> struct BwgShape {
     static constexpr int Q_BYTES = BM * D * 2, DO_BYTES = BM * DV * 2;
     static constexpr int K_BYTES = BN * D * 2, V_BYTES = BN * DV * 2, DS_BYTES = BN * BM * 2;
     static constexpr int ST_BYTES = BM * D * 4; // a warpgroup's dQ share, fp32, chunk order
-    // [align 1024] K | V | Q x2 | dO x2 | dS^T | dQ staging x2 | lse x2 | D x2 | full x2, empty x2
+    // [align 1024] K | V | Q x2 | dO x2 | dS^T | dQ staging x2 | lse2 x2 | D x2 | full x2, empty x2, kv
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES,
                          DS_OFF = DO_OFF + 2 * DO_BYTES, ST_OFF = DS_OFF + DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
                          BAR_OFF = L_OFF + 4 * BM * 4;
-    static constexpr int SMEM = 1024 + BAR_OFF + 4 * 8;
+    static constexpr int SMEM = 1024 + BAR_OFF + 5 * 8;
     // head dims 128/128 with ping-pong: dV, dK waited for before dQ is
     // issued (else 255 registers and a spill)
     static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::PINGPONG;
@@ -63,6 +77,13 @@ template <class K> struct BwgShape {
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
     static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
 };
+
+// Bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned)
+// from global to shared memory, completing `bar` by its byte count.
+__device__ __forceinline__ void bulk_load(u32 dst, const void *src, u32 bytes, u32 bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+                 ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
 
 // Bulk reduction (the TMA unit adds bytes of fp32 from shared memory into
 // global memory, asynchronously; one thread issues it) and its waits.
@@ -102,12 +123,6 @@ __device__ __forceinline__ void bwd_load_kv_swz(const fg_bwd_params &p, u32 k_s,
                                       2 * p.k_s[2], p.seqlen_k - n0);
     cp_async_tile_swz<BN, DV, THREADS>(v_s, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]),
                                        2 * p.v_s[2], p.seqlen_k - n0);
-}
-
-// lse * log2(e) of query row `row`, or +inf (P = 0) for a row past the end
-// or one that saw no key (lse = -inf).
-__device__ __forceinline__ float bwd_row_lse2(const fg_bwd_params &p, float lse, int row) {
-    return row < p.seqlen_q && lse != neg_inf() ? lse * 1.4426950408889634f : __int_as_float(0x7f800000);
 }
 
 // One element of S^T and dP^T (key `key`, query `query`) to P^T and dS^T:
@@ -157,13 +172,13 @@ template <class K> __device__ __forceinline__ void bwd_turn_end(int w) {
 }
 
 template <class K>
-__device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p, char *smem_raw) {
+__device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p, const fg_bwd_tma_params *tm, char *smem_raw) {
     typedef BwgShape<K> S;
     constexpr int BM = S::BM, BN = S::BN, D = S::D, DV = S::DV;
     const u32 raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u; // the swizzle uses absolute address bits
     const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = sL + 2 * BM;
     const u32 l_s = base + S::L_OFF, d_s = l_s + 2 * BM * 4;
-    const u32 full0 = base + S::BAR_OFF, empty0 = full0 + 16; // stage s: full0 + 8s, empty0 + 8s
+    const u32 full0 = base + S::BAR_OFF, empty0 = full0 + 16, kv_bar = full0 + 32; // stage s: full0 + 8s, empty0 + 8s
     const int tid = threadIdx.x;
     const int w = __shfl_sync(0xffffffffu, tid >> 7, 0); // warp-uniform for ptxas (C7520)
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
@@ -173,16 +188,15 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
     if (tid == 0) {
         for (int s = 0; s < 2; ++s) {
-            mbar_init(full0 + 8 * s, S::THREADS); // every thread's copies of the stage have landed
-            mbar_init(empty0 + 8 * s, 2);         // both warpgroups are done reading it
+            // TMA: the issuing thread's arrival and the bytes; cp.async:
+            // every thread's copies of the stage have landed
+            mbar_init(full0 + 8 * s, K::TMA ? 1 : S::THREADS);
+            mbar_init(empty0 + 8 * s, 2); // both warpgroups are done reading it
         }
+        mbar_init(kv_bar, 1);
         mbar_init_fence();
     }
     __syncthreads();
-
-    // K and V, then (below) the first query block: the first arrival on
-    // full[0] covers both
-    bwd_load_kv_swz<BN, D, DV, S::THREADS>(p, k_s, v_s, b, hk, n0);
 
     // Query blocks that see this key block (causal: rows i >= n0 - offset),
     // for each head of the group: block `it` is head it / per_head.
@@ -190,8 +204,23 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     const int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
     const int per_head = m_end - m_first, total = per_head * p.group;
 
-    // Stage s of block it: Q, dO (swizzled), lse and D rows (zeros past the
-    // end; read back with a row check), then this thread's arrival on full[s].
+    // Stage s of block it, TMA: Q and dO boxes (rows past the end zeros),
+    // lse2 and D rows (padded), all on full[s]; one thread.
+    auto load_tma = [&](int it, int s) {
+        const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
+        const u32 bar = full0 + 8 * s;
+        mbar_arrive_expect_tx(bar, S::Q_BYTES + S::DO_BYTES + 2 * BM * 4);
+#pragma unroll
+        for (int cb = 0; cb < D / 64; ++cb)
+            tma_load_4d(base + S::Q_OFF + s * S::Q_BYTES + cb * BM * 128, &tm->q, bar, cb * 64, m0, h, b);
+#pragma unroll
+        for (int cb = 0; cb < DV / 64; ++cb)
+            tma_load_4d(base + S::DO_OFF + s * S::DO_BYTES + cb * BM * 128, &tm->dout, bar, cb * 64, m0, h, b);
+        const long long r0 = ((long long)b * p.heads_q + h) * p.rows_pad + m0;
+        bulk_load(l_s + s * BM * 4, p.lse2 + r0, BM * 4, bar);
+        bulk_load(d_s + s * BM * 4, p.dsum + r0, BM * 4, bar);
+    };
+    // The same by cp.async: every thread its chunks, then its arrival on full[s].
     auto load = [&](int it, int s) {
         const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
         cp_async_tile_swz<BM, D, S::THREADS>(base + S::Q_OFF + s * S::Q_BYTES,
@@ -200,12 +229,10 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         cp_async_tile_swz<BM, DV, S::THREADS>(base + S::DO_OFF + s * S::DO_BYTES,
                                               (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
                                               2 * p.do_s[2], p.seqlen_q - m0);
-        const long long row0 = ((long long)b * p.heads_q + h) * p.seqlen_q + m0;
+        const long long row0 = ((long long)b * p.heads_q + h) * p.rows_pad + m0;
         if (tid < 2 * BM) {
             const int i = tid & (BM - 1);
-            const float *src = tid < BM ? p.lse : p.dsum;
-            const bool ok = m0 + i < p.seqlen_q;
-            cp_async4((tid < BM ? l_s : d_s) + (s * BM + i) * 4, ok ? src + row0 + i : src, ok ? 4 : 0);
+            cp_async4((tid < BM ? l_s : d_s) + (s * BM + i) * 4, (tid < BM ? p.lse2 : p.dsum) + row0 + i, 4);
         }
         cp_async_arrive(full0 + 8 * s);
     };
@@ -220,22 +247,40 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc_dk[j][e] = 0.f;
 
-    if (total > 0) {
-        load(0, 0);
-    } else { // K and V land before the CTA exits: they were never committed to a
-        cp_async_commit(); // group, and cp.async.wait_group waits for committed groups only
-        cp_async_wait<0>();
+    if constexpr (K::TMA) {
+        // nothing is loaded for a key block no query block sees (its dK and
+        // dV are zeros): no copy is left in flight when the CTA exits
+        if (total > 0 && tid == 0) {
+            mbar_arrive_expect_tx(kv_bar, S::K_BYTES + S::V_BYTES);
+#pragma unroll
+            for (int cb = 0; cb < D / 64; ++cb) tma_load_4d(k_s + cb * BN * 128, &tm->k, kv_bar, cb * 64, n0, hk, b);
+#pragma unroll
+            for (int cb = 0; cb < DV / 64; ++cb) tma_load_4d(v_s + cb * BN * 128, &tm->v, kv_bar, cb * 64, n0, hk, b);
+            load_tma(0, 0);
+            if (total > 1) load_tma(1, 1);
+        }
+        if (total > 0) mbar_wait(kv_bar, 0);
+    } else {
+        // K and V, then the first query block: the first arrival on full[0]
+        // covers both
+        bwd_load_kv_swz<BN, D, DV, S::THREADS>(p, k_s, v_s, b, hk, n0);
+        if (total > 0) {
+            load(0, 0);
+        } else { // K and V land before the CTA exits: they were never committed to a
+            cp_async_commit(); // group, and cp.async.wait_group waits for committed groups only
+            cp_async_wait<0>();
+        }
     }
     if (K::PINGPONG && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
 
     for (int it = 0; it < total; ++it) {
         const int s = it & 1;
-        if (it + 1 < total) { // stage s ^ 1 was read by block it - 1: both warpgroups are done with it
+        if (!K::TMA && it + 1 < total) { // stage s ^ 1 was read by block it - 1: both warpgroups are done with it
             if (it >= 1) mbar_wait(empty0 + 8 * (s ^ 1), ((it - 1) >> 1) & 1);
             load(it + 1, s ^ 1);
         }
         mbar_wait(full0 + 8 * s, (it >> 1) & 1);
-        fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
+        if (!K::TMA) fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
         const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
         const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES, do_s = base + S::DO_OFF + s * S::DO_BYTES;
         const float *L = sL + s * BM, *Dd = sD + s * BM;
@@ -265,7 +310,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 const int qc = 8 * j + 2 * c + e; // query column in the block
-                const float l2 = bwd_row_lse2(p, L[qc], m0 + qc), dd = Dd[qc];
+                const float l2 = L[qc], dd = Dd[qc];
 #pragma unroll
                 for (int r = 0; r < 2; ++r) // key row w * 64 + wq * 16 + g + 8r of the block
                     bwd_p_ds<K>(acc_s[j][2 * r + e], acc_dp[j][2 * r + e], l2, dd, p, need_mask, n0 + w * 64 + wq * 16 + g + 8 * r,
@@ -333,6 +378,11 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         if (elected) {
             const long long bh = (long long)b * p.heads_q + h;
             bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D, st, S::ST_BYTES);
+        }
+        // TMA: stage s takes block it + 2 once both warpgroups released it
+        if (K::TMA && w == 1 && elected && it + 2 < total) {
+            mbar_wait(empty0 + 8 * s, (it >> 1) & 1);
+            load_tma(it + 2, s);
         }
     }
     if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes

@@ -26,7 +26,10 @@
 // region that holds P^T and dS^T in phase 2 and the two warpgroups' dQ
 // staging after it (the P^T writes of the next block wait until the last
 // reduction has read the staging).  No empty barriers: every load is issued
-// by all threads after a barrier that follows the last read of its buffer.
+// after a barrier that follows the last read of its buffer.  Two ways to
+// load (Traits::TMA, as fg_bwd_wgmma.cuh): TMA (wgmma=2) by one thread,
+// boxes of the tensor maps and 256-byte bulk copies of the padded lse2 and
+// D rows; cp.async (wgmma=1) by every thread.
 //
 // The generated source provides wgmma_st (m64n32, SS), wgmma_kv (m64n128,
 // SS, B transposed) and wgmma_dq (m64n128, SS, both transposed)
@@ -47,7 +50,7 @@ template <class K> struct BwcShape {
     // [align 1024] K | V | Q x2 | dO | P^T, dS^T / dQ staging x2 | lse x2 | D | fullq x2, fulldo
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES, A_OFF = DO_OFF + DO_BYTES,
                          L_OFF = A_OFF + 2 * ST_BYTES, D_OFF = L_OFF + 2 * BM * 4, BAR_OFF = D_OFF + BM * 4;
-    static constexpr int SMEM = 1024 + BAR_OFF + 3 * 8;
+    static constexpr int SMEM = 1024 + BAR_OFF + 4 * 8; // fullq x2, fulldo, kv
     static_assert(D == 256 && DV == 256, "head dims 256 (fg_bwd_wgmma.cuh takes 64 and 128)");
     static_assert(BM == 64 && BN == 64 && K::WARPS == 8, "two warpgroups, 64 keys, 64-row query blocks");
     static_assert(2 * PS_BYTES <= 2 * ST_BYTES, "P^T and dS^T inside the staging region");
@@ -73,13 +76,14 @@ __device__ __forceinline__ void cp_async_tile256(u32 base, const char *g, long l
 }
 
 template <class K>
-__device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_params &p, char *smem_raw) {
+__device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_params &p, const fg_bwd_tma_params *tm,
+                                                              char *smem_raw) {
     typedef BwcShape<K> S;
     constexpr int BM = S::BM, BN = S::BN, D = S::D, DV = S::DV, HALF = S::HALF;
     const u32 raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u; // the swizzle uses absolute address bits
     const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = (const float *)(smem_raw + (base - raw) + S::D_OFF);
     const u32 l_s = base + S::L_OFF, d_s = base + S::D_OFF;
-    const u32 fullq0 = base + S::BAR_OFF, fulldo = fullq0 + 16; // Q stage s: fullq0 + 8s
+    const u32 fullq0 = base + S::BAR_OFF, fulldo = fullq0 + 16, kv_bar = fullq0 + 24; // Q stage s: fullq0 + 8s
     const int tid = threadIdx.x;
     const int w = __shfl_sync(0xffffffffu, tid >> 7, 0); // warp-uniform for ptxas (C7520)
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
@@ -89,37 +93,49 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
     const u32 pt_s = base + S::A_OFF, ds_s = pt_s + S::PS_BYTES, st = base + S::A_OFF + w * S::ST_BYTES;
 
     if (tid == 0) {
-        for (int s = 0; s < 3; ++s) mbar_init(fullq0 + 8 * s, S::THREADS); // every thread's copies have landed
+        // TMA: the issuing thread's arrival and the bytes; cp.async: every
+        // thread's copies have landed
+        for (int s = 0; s < 3; ++s) mbar_init(fullq0 + 8 * s, K::TMA ? 1 : S::THREADS);
+        mbar_init(kv_bar, 1);
         mbar_init_fence();
     }
     __syncthreads();
-
-    // K and V; the first arrivals on fullq[0] and fulldo cover them
-    bwd_load_kv_swz<BN, D, DV, S::THREADS>(p, k_s, v_s, b, hk, n0);
 
     int m_first;
     const int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
     const int per_head = m_end - m_first, total = per_head * p.group;
     auto head_of = [&](int it) { return hk * p.group + it / per_head; };
     auto row_of = [&](int it) { return (m_first + it % per_head) * BM; };
-    // one 4-byte row value (lse or D; zero past the end) per thread of the first 64
+    // one 4-byte row value (lse2 or D, padded rows) per thread of the first 64
     auto load_rows = [&](u32 dst, const float *src, int it) {
-        if (tid < BM) {
-            const int m0 = row_of(it);
-            const long long row0 = ((long long)b * p.heads_q + head_of(it)) * p.seqlen_q + m0;
-            const bool ok = m0 + tid < p.seqlen_q;
-            cp_async4(dst + tid * 4, ok ? src + row0 + tid : src, ok ? 4 : 0);
-        }
+        if (tid < BM) cp_async4(dst + tid * 4, src + ((long long)b * p.heads_q + head_of(it)) * p.rows_pad + row_of(it) + tid, 4);
+    };
+    // TMA: a tile of 64 rows by the tensor map (4 boxes of 64 columns) and
+    // its 64 row values, on one barrier; thread 0 only
+    auto tma_rows = [&](u32 dst, const fg_tmap *map, u32 rows_dst, const float *rows, int it, u32 bar) {
+        const int h = head_of(it), m0 = row_of(it);
+        mbar_arrive_expect_tx(bar, S::Q_BYTES + BM * 4);
+#pragma unroll
+        for (int cb = 0; cb < D / 64; ++cb) tma_load_4d(dst + cb * BM * 128, map, bar, cb * 64, m0, h, b);
+        bulk_load(rows_dst, rows + ((long long)b * p.heads_q + h) * p.rows_pad + m0, BM * 4, bar);
     };
     auto load_q = [&](int it, int s) {
+        if constexpr (K::TMA) {
+            if (tid == 0) tma_rows(base + S::Q_OFF + s * S::Q_BYTES, &tm->q, l_s + s * BM * 4, p.lse2, it, fullq0 + 8 * s);
+            return;
+        }
         const int h = head_of(it), m0 = row_of(it);
         cp_async_tile256<BM>(base + S::Q_OFF + s * S::Q_BYTES,
                                              (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
                                              2 * p.q_s[2], p.seqlen_q - m0);
-        load_rows(l_s + s * BM * 4, p.lse, it);
+        load_rows(l_s + s * BM * 4, p.lse2, it);
         cp_async_arrive(fullq0 + 8 * s);
     };
     auto load_do = [&](int it) {
+        if constexpr (K::TMA) {
+            if (tid == 0) tma_rows(do_s, &tm->dout, d_s, p.dsum, it, fulldo);
+            return;
+        }
         const int h = head_of(it), m0 = row_of(it);
         cp_async_tile256<BM>(do_s, (const char *)p.dout + 2 * (b * p.do_s[0] + h * p.do_s[1] + (long long)m0 * p.do_s[2]),
                                               2 * p.do_s[2], p.seqlen_q - m0);
@@ -133,12 +149,31 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc_dv[j][e] = acc_dk[j][e] = 0.f;
 
-    if (total > 0) {
-        load_q(0, 0);
-        load_do(0);
-    } else { // K and V land before the CTA exits (cp.async.wait_group waits for committed groups only)
-        cp_async_commit();
-        cp_async_wait<0>();
+    if constexpr (K::TMA) {
+        // nothing is loaded for a key block no query block sees: no copy is
+        // left in flight when the CTA exits
+        if (total > 0 && tid == 0) {
+            mbar_arrive_expect_tx(kv_bar, S::K_BYTES + S::V_BYTES);
+#pragma unroll
+            for (int cb = 0; cb < D / 64; ++cb) tma_load_4d(k_s + cb * BN * 128, &tm->k, kv_bar, cb * 64, n0, hk, b);
+#pragma unroll
+            for (int cb = 0; cb < DV / 64; ++cb) tma_load_4d(v_s + cb * BN * 128, &tm->v, kv_bar, cb * 64, n0, hk, b);
+        }
+        if (total > 0) {
+            load_q(0, 0);
+            load_do(0);
+            mbar_wait(kv_bar, 0);
+        }
+    } else {
+        // K and V; the first arrivals on fullq[0] and fulldo cover them
+        bwd_load_kv_swz<BN, D, DV, S::THREADS>(p, k_s, v_s, b, hk, n0);
+        if (total > 0) {
+            load_q(0, 0);
+            load_do(0);
+        } else { // K and V land before the CTA exits (cp.async.wait_group waits for committed groups only)
+            cp_async_commit();
+            cp_async_wait<0>();
+        }
     }
 
     for (int it = 0; it < total; ++it) {
@@ -148,7 +183,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         if (it + 1 < total) load_q(it + 1, s ^ 1);
         mbar_wait(fullq0 + 8 * s, (it >> 1) & 1);
         mbar_wait(fulldo, it & 1);
-        fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
+        if (!K::TMA) fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
         const int h = head_of(it), m0 = row_of(it);
         const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES;
         const float *L = sL + s * BM;
@@ -175,7 +210,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 const int qc = 32 * w + 8 * j + 2 * c + e; // query column in the block
-                const float l2 = bwd_row_lse2(p, L[qc], m0 + qc), dd = sD[qc];
+                const float l2 = L[qc], dd = sD[qc];
 #pragma unroll
                 for (int r = 0; r < 2; ++r) // key row wq * 16 + g + 8r of the block
                     bwd_p_ds<K>(acc_s[j][2 * r + e], acc_dp[j][2 * r + e], l2, dd, p, need_mask, n0 + wq * 16 + g + 8 * r, m0 + qc);

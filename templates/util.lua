@@ -164,15 +164,21 @@ end
 -- The three entry points of a backward module (bwd_mma.lua, bwd_wgmma.lua):
 -- flashgen_bwd_pre (D = rowsum(dO * O)), flashgen_bwd (the main kernel,
 -- `threads` threads, one CTA per SM, dynamic shared memory aligned to
--- `align` bytes, body `call(p, smem)`) and flashgen_bwd_dq (the conversion).
-function M.bwd_entries(out, threads, align, call)
+-- `align` bytes, body `call(args)`, args "p, smem" unless given; with
+-- `tma` the kernel takes the tensor maps as a second parameter, `tm`) and
+-- flashgen_bwd_dq (the conversion).
+function M.bwd_entries(out, threads, align, call, args, tma)
   out:line('extern "C" __global__ void __launch_bounds__(128)')
   out:line("flashgen_bwd_pre(const __grid_constant__ fg_bwd_params p) { fg::attention_backward_preprocess<Traits>(p); }")
   out:line("")
   out:line('extern "C" __global__ void __launch_bounds__(%d, 1)', threads)
-  out:line("flashgen_bwd(const __grid_constant__ fg_bwd_params p) {")
+  if tma then
+    out:line("flashgen_bwd(const __grid_constant__ fg_bwd_params p, const __grid_constant__ fg_bwd_tma_params tm) {")
+  else
+    out:line("flashgen_bwd(const __grid_constant__ fg_bwd_params p) {")
+  end
   out:line("    extern __shared__ __align__(%d) char smem[];", align)
-  out:line("    %s(p, smem);", call)
+  out:line("    %s(%s);", call, args or "p, smem")
   out:line("}")
   out:line("")
   out:line('extern "C" __global__ void __launch_bounds__(128)')

@@ -91,16 +91,23 @@ check "hdim=192,hdim_v=128,dtype=e4m3,wgmma=2"
 # no local memory, and LDGDEPBAR: the K and V copies committed to a group
 # before the group wait of a CTA that visits no query block (causal), since
 # cp.async.wait_group waits for committed groups only.
+# wgmma=2 (TMA loads): UTMALDG for Q, dO, K, V, UBLKCP for the lse2 and D
+# rows, and no LDGSTS: no thread copies anything itself.
 check_bwd() {
-  local spec="$1" bad=""
+  local spec="$1" need="$2" bad=""
   sass_of "$spec" bwd_wgmma || return
   awk '/Function :/ { on = ($3 == "flashgen_bwd") } on' "$tmp/sass" >"$tmp/bsass"
   grep -qE 'Performance Loss' "$tmp/log" && bad=" serialised-wgmma"
-  verdict "$spec" "HGMMA SYNCS UBLKRED LDGDEPBAR" "$tmp/bsass" "$bad"
+  case "$spec" in *wgmma=2*) grep -q LDGSTS "$tmp/bsass" && bad="$bad LDGSTS-with-TMA";; esac
+  verdict "$spec" "$need" "$tmp/bsass" "$bad"
 }
 for h in 64 128 256; do
-  for c in 0 1; do check_bwd "hdim=$h,kind=bwd,wgmma=1,causal=$c"; done
+  for c in 0 1; do check_bwd "hdim=$h,kind=bwd,wgmma=1,causal=$c" "HGMMA SYNCS UBLKRED LDGDEPBAR"; done
 done
-check_bwd "hdim=128,dtype=fp16,kind=bwd,wgmma=1,causal=1"
+check_bwd "hdim=128,dtype=fp16,kind=bwd,wgmma=1,causal=1" "HGMMA SYNCS UBLKRED LDGDEPBAR"
+for p in 64,64 128,128 128,64 64,128 256,256; do
+  for c in 0 1; do check_bwd "hdim=${p%,*},hdim_v=${p#*,},kind=bwd,wgmma=2,causal=$c" "HGMMA SYNCS UBLKRED UTMALDG UBLKCP"; done
+done
+check_bwd "hdim=128,dtype=fp16,kind=bwd,wgmma=2" "HGMMA SYNCS UBLKRED UTMALDG UBLKCP"
 echo "hopper_sass: $n variants, $fail failed"
 [ "$fail" -eq 0 ]

@@ -180,12 +180,34 @@ static void test_plan(void) {
     fg_error_clear(&e);
 
     /* workspace: fp32 dQ rows (padded to whole 64-row blocks per head: the
-     * Hopper kernel's chunks), D, counters, each 256-aligned */
+     * Hopper kernel's chunks), D and lse2 in the same padded rows (128 per
+     * head here), counters, each 256-aligned */
     fg_attention_desc_init(&d, FG_BF16, 64, 2, 3, 3, 100, 50);
     fg_bwd_workspace w;
     fg_bwd_workspace_layout(&d, &w);
-    CHECK(w.dsum == 2 * 3 * 128 * 64 * 4 && w.lock == w.dsum + 2560 && w.total == w.lock + 256 && w.total % 256 == 0,
-          "workspace %zu %zu %zu", w.dsum, w.lock, w.total);
+    CHECK(w.dsum == 2 * 3 * 128 * 64 * 4 && w.lse2 == w.dsum + 3072 && w.lock == w.lse2 + 3072 && w.total == w.lock + 256 &&
+              w.total % 256 == 0,
+          "workspace %zu %zu %zu %zu", w.dsum, w.lse2, w.lock, w.total);
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && p.rows_pad == 128, "rows_pad %d", p.rows_pad);
+    fg_error_clear(&e);
+
+    /* AUTO's loads for a Hopper configuration: TMA where the strides allow
+     * it, else cp.async; the mma.sync configurations are left alone */
+    for (int hd = 64; hd <= 256; hd *= 2)
+        for (int ok = 0; ok < 2; ++ok) {
+            fg_spec sp = v.spec;
+            sp.head_dim = hd;
+            sp.head_dim_v = hd;
+            fg_config c;
+            CHECK(fg_bwd_wgmma_config(&sp, &c) && c.wgmma == 1, "hd %d: no Hopper configuration", hd);
+            fg_bwd_set_loads(&sp, &c, ok);
+            CHECK(c.wgmma == (ok ? 2 : 1), "hd %d tma_ok %d: wgmma=%d", hd, ok, c.wgmma);
+            fg_bwd_set_loads(&sp, &c, !ok); /* and back */
+            CHECK(c.wgmma == (!ok ? 2 : 1), "hd %d tma_ok %d: wgmma=%d", hd, !ok, c.wgmma);
+            c.wgmma = 0;
+            fg_bwd_set_loads(&sp, &c, ok);
+            CHECK(c.wgmma == 0, "mma.sync configuration changed");
+        }
 }
 
 /* A value head dim of its own: every pair of head dims the mma.sync forward

@@ -205,14 +205,16 @@ static void test_candidates(void) {
                                 fg_error e = {0};
                                 CHECK(fg_bwd_config_check(&b, &c[i], smems[m], &e) == FG_OK, "hd %d: %s", hd, e.msg);
                                 fg_error_clear(&e);
-                                wg += c[i].wgmma == 1;
+                                wg += c[i].wgmma >= 1;
                             }
-                            /* the Hopper kernel first, where it runs and the path allows it */
+                            /* the Hopper kernel first, where it runs and the path allows it, with
+                             * the loads AUTO gives contiguous tensors: TMA */
                             fg_config w;
                             const int want_wg = hopper && path == FG_PATH_AUTO && fg_bwd_wgmma_config(&b, &w) &&
                                                 fg_bwd_smem_bytes(&b, &w) <= smems[m];
-                            CHECK(wg == want_wg && (!want_wg || c[0].wgmma == 1), "hd %d hopper %d path %d: %d wgmma", hd,
-                                  hopper, path, wg);
+                            const int want_loads = 2;
+                            CHECK(wg == want_wg && (!want_wg || c[0].wgmma == want_loads), "hd %d hopper %d path %d: %d wgmma",
+                                  hd, hopper, path, wg);
                             /* every heuristic candidate is among them */
                             const int nh = fg_bwd_candidates(&b, smems[m], 0, 0, h, 8);
                             for (int j = 0; j < nh; ++j) {

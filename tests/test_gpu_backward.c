@@ -15,7 +15,7 @@
  * "mods"): softcap, ALiBi ([heads] and [batch, heads] slopes), windows
  * (rows left empty included) and sinks with their gradient dsinks, each
  * alone and all together, on the mma.sync backward.  Arguments select
- * groups (head dims, "det", "sparse", "dv", "wgmma", "mma", "mods"; "bench"
+ * groups (head dims, "det", "sparse", "dv", "wgmma", "tma", "mma", "mods"; "bench"
  * times).  Exit 77 (skipped) without a GPU. */
 #include <math.h>
 #include <stdint.h>
@@ -340,7 +340,7 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
            "nonzero-where-0 %zu%s\n%s",
            good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, dv, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
            c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", c->pattern ? " pattern" : sparse ? " sparse" : "",
-           c->path == FG_PATH_WGMMA ? " wgmma" : c->path == FG_PATH_MMA ? " mma" : "", eq, ek, ev, tol, nan, zero_bad,
+           c->path == FG_PATH_WGMMA ? " wgmma" : c->path == FG_PATH_TMA ? " tma" : c->path == FG_PATH_MMA ? " mma" : "", eq, ek, ev, tol, nan, zero_bad,
            c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "", good ? "" : worst);
     fflush(stdout);
     CHECK(good, "case failed (see the line above)");
@@ -378,12 +378,14 @@ static void bench(fg_context *ctx) {
             if (!e) e = cu->MemAlloc(&ws, wsb);
             for (int i = 0; i < 8 && !e; ++i) e = cu->MemsetD32(t[i], 0x3c003c00u, n / 2); /* 1.0 fp16 pattern: finite */
             fg_status st = e ? FG_ERR_CUDA : fg_attention_forward(ctx, &desc, (void *)t[0], (void *)t[1], (void *)t[2], (void *)t[3], (float *)lse, NULL);
-            /* AUTO (the Hopper kernel on sm_90a at these head dims), the
+            /* AUTO (the Hopper kernel on sm_90a at these head dims, TMA
+             * loads at 64/128), the Hopper kernel with cp.async loads, the
              * mma.sync kernel, and the deterministic mode (mma.sync) */
-            static const char *const mode_name[3] = {"auto", "mma", "det"};
-            for (int mode = 0; mode < 3 && st == FG_OK; ++mode) {
-                desc.deterministic = mode == 2;
-                desc.path = mode == 1 ? FG_PATH_MMA : FG_PATH_AUTO;
+            static const char *const mode_name[4] = {"auto", "wgmma", "mma", "det"};
+            static const fg_kernel_path mode_path[4] = {FG_PATH_AUTO, FG_PATH_WGMMA, FG_PATH_MMA, FG_PATH_AUTO};
+            for (int mode = 0; mode < 4 && st == FG_OK; ++mode) {
+                desc.deterministic = mode == 3;
+                desc.path = mode_path[mode];
                 CUevent e0, e1;
                 cu->EventCreate(&e0, 0);
                 cu->EventCreate(&e1, 0);
@@ -398,7 +400,7 @@ static void bench(fg_context *ctx) {
                     cu->EventElapsedTime(&ms, e0, e1);
                 }
                 const double flops = 2.5 * fg_attention_flops(b, h, s, s, d, d, causal);
-                printf("bench bwd hd=%d causal=%d seqlen=%d %-4s: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, mode_name[mode], ms / 5,
+                printf("bench bwd hd=%d causal=%d seqlen=%d %-5s: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, mode_name[mode], ms / 5,
                        flops / (ms / 5 * 1e-3) / 1e12, st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
                 cu->EventDestroy(e0);
                 cu->EventDestroy(e1);
@@ -528,17 +530,21 @@ int main(int argc, char **argv) {
         {FG_BF16, 256, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
         {FG_BF16, 256, 1, 2, 1, 1100, 1300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
     };
-    bcase pw[sizeof pc / sizeof pc[0]], pm[sizeof pc / sizeof pc[0]];
+    /* FG_PATH_WGMMA: the Hopper kernels with cp.async loads; FG_PATH_TMA:
+     * with TMA loads (AUTO's choice for these strides) */
+    bcase pw[sizeof pc / sizeof pc[0]], pm[sizeof pc / sizeof pc[0]], pt[sizeof pc / sizeof pc[0]];
     for (unsigned i = 0; i < sizeof pc / sizeof pc[0]; ++i) {
-        pw[i] = pm[i] = pc[i];
+        pw[i] = pm[i] = pt[i] = pc[i];
         pw[i].path = FG_PATH_WGMMA;
         pm[i].path = FG_PATH_MMA;
+        pt[i].path = FG_PATH_TMA;
     }
     fg_error he = {0};
     const int hopper = fg_ctx_device(ctx, &he) == FG_OK && fg_arch_has_wgmma(ctx->dev_info.arch);
     fg_error_clear(&he);
     if (!hopper && wanted(argc, argv, "wgmma")) printf("(no sm_90a: the FG_PATH_WGMMA cases are not run)\n");
     run_group(ctx, pw, sizeof pw / sizeof pw[0], seed + 400, hopper && wanted(argc, argv, "wgmma"), &passed, &failed);
+    run_group(ctx, pt, sizeof pt / sizeof pt[0], seed + 450, hopper && wanted(argc, argv, "tma"), &passed, &failed);
     run_group(ctx, pm, sizeof pm / sizeof pm[0], seed + 500, wanted(argc, argv, "mma"), &passed, &failed);
     /* score modifications on the mma.sync backward (AUTO: the Hopper kernel
      * is never taken for them): each alone, all together, both causal

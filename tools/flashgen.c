@@ -209,9 +209,10 @@ static int render_spec(const char *specstr, const char *arch, fg_sources *src, f
         pick_ud ud = {src, arch};
         fg_config c[8];
         const int hopper = fg_arch_has_wgmma(arch);
-        st = v->cfg.wgmma == 1 && !hopper ? fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=1 needs --arch sm_90a (got %s)", arch)
-             : fg_config_is_explicit(&v->cfg) || v->cfg.wgmma == 1 ? fg_bwd_config_complete(&v->spec, &v->cfg, smem, blk, blk, &e)
-             : v->cfg.wgmma < 0 && fg_bwd_auto_config(&v->spec, hopper, 0, smem, &v->cfg) ? FG_OK /* the runtime's AUTO */
+        st = v->cfg.wgmma >= 1 && !hopper ? fg_fail(&e, FG_ERR_UNSUPPORTED, "wgmma=%d needs --arch sm_90a (got %s)", v->cfg.wgmma, arch)
+             : fg_config_is_explicit(&v->cfg) || v->cfg.wgmma >= 1 ? fg_bwd_config_complete(&v->spec, &v->cfg, smem, blk, blk, &e)
+             /* the runtime's AUTO on contiguous tensors */
+             : v->cfg.wgmma < 0 && fg_bwd_auto_config(&v->spec, hopper, 0, smem, &v->cfg) ? (fg_bwd_set_loads(&v->spec, &v->cfg, 1), FG_OK)
              : have_nvrtc                    ? fg_bwd_pick_config(&v->spec, smem, blk, blk, pick_compile, &ud, &v->cfg, &e)
              : fg_bwd_candidates(&v->spec, smem, blk, blk, c, 8) > 0 ? (v->cfg = c[0], FG_OK)
                                                            : fg_fail(&e, FG_ERR_UNSUPPORTED, "no backward configuration fits %s", arch);
