@@ -69,6 +69,23 @@ local function traits(out, p, smem, shape, fn, extra, args)
   util.bwd_entries(out, 256, 1024, fn, args, p.tma)
 end
 
+-- The ping-pong turns of the head dim 64/128 kernel (Traits::TURNS, bit 1:
+-- the S^T/dP^T GEMMs, bit 2: the dV/dK/dQ GEMMs), from test_gpu_backward
+-- bench (H200, seqlen 4096, TMA loads, two runs each, docs/PERF.md v11):
+-- head dims 64: no turns (376 / 280 TFLOP/s non-causal / causal, against 356
+-- / 270 with both phases); 128 non-causal: the second phase only (439
+-- against 402), 128 causal: both (350; the second only 314).  Other pairs
+-- keep both phases, as do the cp.async loads (v9: both phases 1.02-1.08x
+-- none; with ping-pong off they measured 301 against 329 at head dim 64).
+-- pingpong = false: none.
+local function turns(p)
+  if p.pingpong == false then return 0 end
+  if not p.tma then return 3 end
+  if p.head_dim == 64 and p.head_dim_v == 64 then return 0 end
+  if p.head_dim == 128 and p.head_dim_v == 128 and not p.causal then return 2 end
+  return 3
+end
+
 -- The two kernels: the wgmma instructions each needs (Lua writes their
 -- register lists), its device header, shape and entry point.
 local KERNELS = {
@@ -100,7 +117,8 @@ local KERNELS = {
       wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
     end,
     extra = function(p)
-      return { string.format("static constexpr bool PINGPONG = %s, TMA = %s;", tostring(p.pingpong ~= false), tostring(p.tma == true)) }
+      return { string.format("static constexpr int TURNS = %d;", turns(p)),
+               string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,
   },

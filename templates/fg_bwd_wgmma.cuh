@@ -72,7 +72,7 @@ template <class K> struct BwgShape {
     static constexpr int SMEM = 1024 + BAR_OFF + 5 * 8;
     // head dims 128/128 with ping-pong: dV, dK waited for before dQ is
     // issued (else 255 registers and a spill)
-    static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::PINGPONG;
+    static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::TURNS != 0;
     static_assert(BM == 64 && BN == 128 && K::WARPS == 8, "two warpgroups of 64 keys, 64-row query blocks");
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
     static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
@@ -83,6 +83,17 @@ template <class K> struct BwgShape {
 __device__ __forceinline__ void bulk_load(u32 dst, const void *src, u32 bytes, u32 bar) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
                  ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+
+// K and V of a key block (BN rows from n0) by TMA, 64-column boxes, on
+// `bar` by byte count; one thread.
+template <int BN, int D, int DV>
+__device__ __forceinline__ void bwd_tma_kv(const fg_bwd_tma_params *tm, u32 k_s, u32 v_s, u32 bar, int n0, int hk, int b) {
+    mbar_arrive_expect_tx(bar, BN * (D + DV) * 2);
+#pragma unroll
+    for (int cb = 0; cb < D / 64; ++cb) tma_load_4d(k_s + cb * BN * 128, &tm->k, bar, cb * 64, n0, hk, b);
+#pragma unroll
+    for (int cb = 0; cb < DV / 64; ++cb) tma_load_4d(v_s + cb * BN * 128, &tm->v, bar, cb * 64, n0, hk, b);
 }
 
 // Bulk reduction (the TMA unit adds bytes of fp32 from shared memory into
@@ -164,11 +175,14 @@ __device__ __forceinline__ void bwd_store_dkdv(const fg_bwd_params &p, const flo
 // Ping-pong: the warpgroups take turns to issue their GEMMs (named barrier
 // 5 + w: the other warpgroup's arrival opens this one's turn), so that one's
 // elementwise step runs while the tensor cores work for the other.
-template <class K> __device__ __forceinline__ void bwd_turn_begin(int w) {
-    if (K::PINGPONG) named_bar_sync(5 + w, 256);
+// Traits::TURNS says which GEMM phases take turns: bit 1 S^T/dP^T (G = 1),
+// bit 2 dV/dK/dQ (G = 2); 0 lets both warpgroups issue freely.  Which is
+// fastest depends on the variant (bwd_wgmma.lua, docs/PERF.md v11).
+template <class K, int G> __device__ __forceinline__ void bwd_turn_begin(int w) {
+    if (K::TURNS & G) named_bar_sync(5 + w, 256);
 }
-template <class K> __device__ __forceinline__ void bwd_turn_end(int w) {
-    if (K::PINGPONG) named_bar_arrive(5 + (w ^ 1), 256);
+template <class K, int G> __device__ __forceinline__ void bwd_turn_end(int w) {
+    if (K::TURNS & G) named_bar_arrive(5 + (w ^ 1), 256);
 }
 
 template <class K>
@@ -251,11 +265,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         // nothing is loaded for a key block no query block sees (its dK and
         // dV are zeros): no copy is left in flight when the CTA exits
         if (total > 0 && tid == 0) {
-            mbar_arrive_expect_tx(kv_bar, S::K_BYTES + S::V_BYTES);
-#pragma unroll
-            for (int cb = 0; cb < D / 64; ++cb) tma_load_4d(k_s + cb * BN * 128, &tm->k, kv_bar, cb * 64, n0, hk, b);
-#pragma unroll
-            for (int cb = 0; cb < DV / 64; ++cb) tma_load_4d(v_s + cb * BN * 128, &tm->v, kv_bar, cb * 64, n0, hk, b);
+            bwd_tma_kv<BN, D, DV>(tm, k_s, v_s, kv_bar, n0, hk, b);
             load_tma(0, 0);
             if (total > 1) load_tma(1, 1);
         }
@@ -271,7 +281,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             cp_async_wait<0>();
         }
     }
-    if (K::PINGPONG && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
+    if (K::TURNS && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
 
     for (int it = 0; it < total; ++it) {
         const int s = it & 1;
@@ -287,7 +297,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
         // ---- S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 64 queries each)
         float acc_s[8][4], acc_dp[8][4];
-        bwd_turn_begin<K>(w);
+        bwd_turn_begin<K, 1>(w);
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
@@ -298,7 +308,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             wgmma_st(acc_dp, make_desc(v_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
                      make_desc(do_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
         wgmma_commit();
-        bwd_turn_end<K>(w);
+        bwd_turn_end<K, 1>(w);
         wgmma_wait<0>();
         reg_fence(acc_s);
         reg_fence(acc_dp);
@@ -334,7 +344,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
         // ---- dV += P^T dO, dK += dS^T Q, dQ share of this warpgroup's 64 keys
         float acc_dq[D / 8][4];
-        bwd_turn_begin<K>(w);
+        bwd_turn_begin<K, 2>(w);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
@@ -352,7 +362,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
                      make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
         wgmma_commit();
-        bwd_turn_end<K>(w);
+        bwd_turn_end<K, 2>(w);
         wgmma_wait<0>();
         reg_fence(acc_dv);
         reg_fence(acc_dk);
@@ -386,7 +396,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         }
     }
     if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes
-    if (K::PINGPONG && w == 0) named_bar_sync(5, 256); // matches warpgroup 1's last arrival
+    if (K::TURNS && w == 0) named_bar_sync(5, 256); // matches warpgroup 1's last arrival
 
     // ---- dK (scaled) and dV of this warpgroup's 64 keys
     bwd_store_dkdv<K>(p, acc_dk, acc_dv, b, hk, n0, w * 64, 0);

@@ -152,13 +152,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
     if constexpr (K::TMA) {
         // nothing is loaded for a key block no query block sees: no copy is
         // left in flight when the CTA exits
-        if (total > 0 && tid == 0) {
-            mbar_arrive_expect_tx(kv_bar, S::K_BYTES + S::V_BYTES);
-#pragma unroll
-            for (int cb = 0; cb < D / 64; ++cb) tma_load_4d(k_s + cb * BN * 128, &tm->k, kv_bar, cb * 64, n0, hk, b);
-#pragma unroll
-            for (int cb = 0; cb < DV / 64; ++cb) tma_load_4d(v_s + cb * BN * 128, &tm->v, kv_bar, cb * 64, n0, hk, b);
-        }
+        if (total > 0 && tid == 0) bwd_tma_kv<BN, D, DV>(tm, k_s, v_s, kv_bar, n0, hk, b);
         if (total > 0) {
             load_q(0, 0);
             load_do(0);
