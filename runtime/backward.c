@@ -60,10 +60,7 @@ static fg_status choose(fg_context *ctx, fg_variant *v, const fg_attention_desc 
         return fg_fail(err, FG_ERR_UNSUPPORTED, "%s: the Hopper backward needs sm_90a; this device is %s (%s)",
                        v->cfg.wgmma == 2 ? "FG_PATH_TMA" : "FG_PATH_WGMMA", ctx->dev_info.arch, ctx->dev_info.name);
     /* TMA loads (wgmma=2) need strides a tensor map can describe */
-    const int tma_ok = fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
-                       fg_tma_strides_ok(d->do_strides, d->batch, d->heads_q, d->seqlen_q) &&
-                       fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
-                       fg_tma_strides_ok(d->v_strides, d->batch, d->heads_kv, d->seqlen_k);
+    const int tma_ok = fg_tma_qkv_ok(d) && fg_tma_strides_ok(d->do_strides, d->batch, d->heads_q, d->seqlen_q);
     if (v->cfg.wgmma == 2 && !tma_ok)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "FG_PATH_TMA: a stride of q, k, v or dout is not a multiple of 16 bytes (or is 0, or past 2^40 "

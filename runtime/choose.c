@@ -146,10 +146,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
                        : v->cfg.wgmma == 2      ? "FG_PATH_TMA"
                                                 : "FG_PATH_WGMMA",
                        ctx->dev_info.arch, ctx->dev_info.name);
-    const int tma_ok = fg_tma_tiles_ok(d->batch, d->heads_q, d->seqlen_q) &&
-                       fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
-                       fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
-                       fg_tma_strides_ok(d->v_strides, d->batch, d->heads_kv, d->seqlen_k);
+    const int tma_ok = fg_tma_tiles_ok(d->batch, d->heads_q, d->seqlen_q) && fg_tma_qkv_ok(d);
     if (v->cfg.wgmma == 2 && !tma_ok)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "FG_PATH_TMA: a stride of q, k or v is 0 (or past 2^40 bytes) in a dim longer than 1, or the call "

@@ -13,6 +13,12 @@ int fg_tma_strides_ok(const int64_t s[3], int batch, int heads, int seqlen) {
     return 1;
 }
 
+int fg_tma_qkv_ok(const fg_attention_desc *d) {
+    return fg_tma_strides_ok(d->q_strides, d->batch, d->heads_q, d->seqlen_q) &&
+           fg_tma_strides_ok(d->k_strides, d->batch, d->heads_kv, d->seqlen_k) &&
+           fg_tma_strides_ok(d->v_strides, d->batch, d->heads_kv, d->seqlen_k);
+}
+
 int fg_tma_tiles_ok(int batch, int heads_q, int seqlen_q) {
     const long long tiles = (long long)((seqlen_q + 63) / 64) * heads_q * batch;
     return batch >= 1 && heads_q >= 1 && seqlen_q >= 1 && tiles <= (1ll << 30);

@@ -11,6 +11,11 @@
  * non-zero, a multiple of 16 bytes and under 2^40 bytes. */
 int fg_tma_strides_ok(const int64_t s[3], int batch, int heads, int seqlen);
 
+/* fg_tma_strides_ok of q, k and v of a call (the forward's and the
+ * backward's TMA kernels both load the three). */
+#include "flashgen.h"
+int fg_tma_qkv_ok(const fg_attention_desc *d);
+
 /* Whether the TMA kernels' tile index (int, fg_tile_scheduler.cuh) holds
  * every (query block, head, batch) tile of this call with room for one more
  * round of the grid: ceil(seqlen_q / 64) * heads_q * batch <= 2^30 (64 is
