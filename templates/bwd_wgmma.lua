@@ -42,6 +42,14 @@ local function check(p)
   util.expect_enum(p, "block_n", { 128 })
 end
 
+-- dQ split by columns over the two warpgroups (Traits::DQ_COLS,
+-- fg_bwd_wgmma.cuh) at head dim 128; dq_cols = false keeps each
+-- warpgroup's keys' share of every column.
+local function dq_cols(p)
+  if p.dq_cols == false then return false end
+  return p.head_dim == 128
+end
+
 -- the smem formulas of BwgShape (fg_bwd_wgmma.cuh) and BwcShape
 -- (fg_bwd_wgmma_cols.cuh), which the source asserts
 local function smem_bytes(p)
@@ -49,7 +57,9 @@ local function smem_bytes(p)
   if cols_variant(p) then
     return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 32
   end
-  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + bn * bm * 2 + 2 * bm * d * 4 + 4 * bm * 4 + 40
+  local cols = dq_cols(p)
+  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + (cols and 2 or 1) * bn * bm * 2 +
+         2 * bm * (cols and d // 2 or d) * 4 + 4 * bm * 4 + 40
 end
 
 -- The Traits fields both kernels read; then `extra` lines, the static
@@ -77,12 +87,16 @@ end
 -- against 402), 128 causal: both (350; the second only 314).  Other pairs
 -- keep both phases, as do the cp.async loads (v9: both phases 1.02-1.08x
 -- none; with ping-pong off they measured 301 against 329 at head dim 64).
+-- With dQ by columns (head dim 128, v12: a barrier of both warpgroups
+-- before dQ), TMA loads, two runs each, non-causal / causal:
+-- both phases 473 / 408, none 478 / 414, first phase only 481 / 413,
+-- second only 478 / 412; kept: the first phase non-causal, none causal.
 -- pingpong = false: none.
 local function turns(p)
   if p.pingpong == false then return 0 end
   if not p.tma then return 3 end
   if p.head_dim == 64 and p.head_dim_v == 64 then return 0 end
-  if p.head_dim == 128 and p.head_dim_v == 128 and not p.causal then return 2 end
+  if dq_cols(p) and p.head_dim_v == 128 then return p.causal and 0 or 1 end
   return 3
 end
 
@@ -113,11 +127,12 @@ local KERNELS = {
       else
         wgmma.rs(out, "wgmma_dk", ty, p.head_dim)
       end
-      -- dQ: each warpgroup its own keys' share, N = head_dim (fg_bwd_wgmma.cuh)
-      wgmma.ss(out, "wgmma_dq", ty, p.head_dim, 1, 1)
+      -- dQ: N = head_dim / 2 by columns (DQ_COLS), else head_dim (fg_bwd_wgmma.cuh)
+      wgmma.ss(out, "wgmma_dq", ty, dq_cols(p) and p.head_dim // 2 or p.head_dim, 1, 1)
     end,
     extra = function(p)
       return { string.format("static constexpr int TURNS = %d;", turns(p)),
+               string.format("static constexpr bool DQ_COLS = %s;", tostring(dq_cols(p))),
                string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,

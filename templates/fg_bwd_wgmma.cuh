@@ -16,10 +16,15 @@
 //   dV  += P^T dO       wgmma m64n{DV}k16, RS: P^T straight from the
 //                       accumulator registers, dO MN-major
 //   dK  += dS^T Q       wgmma m64n{D}k16, RS
-//   dQ   = dS K         wgmma m64n{D}k16, SS, both MN-major: dS^T stored to
-//                       shared memory as [key][query] is dS MN-major;
-//                       warpgroup w takes its own 64 keys, all D columns
-//                       (no wait for the other warpgroup's dS^T rows)
+//   dQ   = dS K         wgmma SS, both MN-major: dS^T stored to shared
+//                       memory as [key][query] is dS MN-major.  Head dim
+//                       128 (Traits::DQ_COLS): warpgroup w takes dQ columns
+//                       64w .. 64w + 63 over all 128 keys (m64n64, after a
+//                       barrier of both warpgroups, dS^T double buffered):
+//                       half the accumulator registers and one reduction
+//                       per block, not two.  Else warpgroup w takes its own
+//                       64 keys, all D columns (m64n{D}, no wait for the
+//                       other warpgroup's dS^T rows)
 //   dq_accum += dQ      staged in shared memory in the accumulator
 //                       registers' order, added by one bulk reduction
 //                       (cp.reduce.async.bulk .add.f32) per warpgroup: the
@@ -64,15 +69,21 @@ template <class K> struct BwgShape {
     static constexpr int BM = K::BM, BN = K::BN, THREADS = 256;
     static constexpr int Q_BYTES = BM * D * 2, DO_BYTES = BM * DV * 2;
     static constexpr int K_BYTES = BN * D * 2, V_BYTES = BN * DV * 2, DS_BYTES = BN * BM * 2;
-    static constexpr int ST_BYTES = BM * D * 4; // a warpgroup's dQ share, fp32, chunk order
-    // [align 1024] K | V | Q x2 | dO x2 | dS^T | dQ staging x2 | lse2 x2 | D x2 | full x2, empty x2, kv
+    // Traits::DQ_COLS (head dim 128): warpgroup w computes dQ columns
+    // 64w .. 64w + 63 over all BN keys (dS^T of both warpgroups, double
+    // buffered); else its own 64 keys' share of every column
+    static constexpr bool DQ_COLS = K::DQ_COLS;
+    static constexpr int DQ_N = DQ_COLS ? D / 2 : D, DS_STAGES = DQ_COLS ? 2 : 1;
+    static constexpr int ST_BYTES = BM * DQ_N * 4; // a warpgroup's dQ share, fp32, chunk order
+    // [align 1024] K | V | Q x2 | dO x2 | dS^T x DS_STAGES | dQ staging x2 | lse2 x2 | D x2 | full x2, empty x2, kv
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES,
-                         DS_OFF = DO_OFF + 2 * DO_BYTES, ST_OFF = DS_OFF + DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
+                         DS_OFF = DO_OFF + 2 * DO_BYTES, ST_OFF = DS_OFF + DS_STAGES * DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
                          BAR_OFF = L_OFF + 4 * BM * 4;
     static constexpr int SMEM = 1024 + BAR_OFF + 5 * 8;
-    // head dims 128/128 with ping-pong: dV, dK waited for before dQ is
-    // issued (else 255 registers and a spill)
-    static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::TURNS != 0;
+    // head dims 128/128 with ping-pong and every dQ column: dV, dK waited
+    // for before dQ is issued (else 255 registers and a spill)
+    static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::TURNS != 0 && !DQ_COLS;
+    static_assert(!DQ_COLS || D == 128, "dQ by columns: one 64-column box per warpgroup");
     static_assert(BM == 64 && BN == 128 && K::WARPS == 8, "two warpgroups of 64 keys, 64-row query blocks");
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
     static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
@@ -198,7 +209,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const bool elected = (tid & 127) == 0;
     const int hk = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * BN;
-    const u32 k_s = base, v_s = base + S::V_OFF, ds_s = base + S::DS_OFF, st = base + S::ST_OFF + w * S::ST_BYTES;
+    const u32 k_s = base, v_s = base + S::V_OFF, st = base + S::ST_OFF + w * S::ST_BYTES;
 
     if (tid == 0) {
         for (int s = 0; s < 2; ++s) {
@@ -314,6 +325,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         reg_fence(acc_dp);
 
         // ---- P^T and dS^T; dS^T also to shared memory, [key][query] swizzled
+        const u32 ds_s = base + S::DS_OFF + (S::DS_STAGES > 1 ? s : 0) * S::DS_BYTES;
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
 #pragma unroll
         for (int j = 0; j < 8; ++j)
@@ -340,10 +352,12 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         pack_a<K::BF16>(dsa, acc_dp);
         fence_proxy_async();
         if (elected) bulk_wait_read(); // the staging buffer: the last block's reduction has read it
-        named_bar_sync(1 + w, 128);    // this warpgroup's dS^T rows are in place, the staging is free
+        // this warpgroup's dS^T rows are in place, the staging is free
+        // (DQ_COLS: the barrier of both warpgroups below does both)
+        if (!S::DQ_COLS) named_bar_sync(1 + w, 128);
 
-        // ---- dV += P^T dO, dK += dS^T Q, dQ share of this warpgroup's 64 keys
-        float acc_dq[D / 8][4];
+        // ---- dV += P^T dO, dK += dS^T Q, then this warpgroup's dQ share
+        float acc_dq[S::DQ_N / 8][4];
         bwd_turn_begin<K, 2>(w);
         wgmma_fence();
 #pragma unroll
@@ -357,23 +371,40 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             reg_fence(acc_dk);
             wgmma_fence();
         }
+        if constexpr (S::DQ_COLS) {
+            // dQ columns 64w.. over all BN keys: the other warpgroup's dS^T
+            // rows too.  dV and dK are in flight while this waits (the turn
+            // ends before it: the other warpgroup's turn comes before its
+            // arrival here); the other warpgroup rewrites this dS^T stage
+            // two blocks later, after this barrier of the next block, which
+            // this warpgroup reaches only after waiting for this GEMM
+            wgmma_commit();
+            bwd_turn_end<K, 2>(w);
+            named_bar_sync(1, 256);
+            wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-            wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
-                     make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
+            for (int kk = 0; kk < BN / 16; ++kk)
+                wgmma_dq(acc_dq, make_desc(ds_s + kk * 16 * 128, BM * 128, 1024),
+                         make_desc(k_s + w * BN * 128 + kk * 16 * 128, BN * 128, 1024), kk > 0);
+        } else {
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk)
+                wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
+                         make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
+        }
         wgmma_commit();
-        bwd_turn_end<K, 2>(w);
+        if (!S::DQ_COLS) bwd_turn_end<K, 2>(w);
         wgmma_wait<0>();
         reg_fence(acc_dv);
         reg_fence(acc_dk);
         reg_fence(acc_dq);
 
         // dQ share, staged in the accumulator's chunk order (dq_index: 64-column
-        // slices of 4096 floats, this warpgroup's all D columns), then one bulk
-        // reduction into the block's chunk, which the other warpgroup's share
-        // also adds to (rows past seqlen_q add zeros)
+        // slices of 4096 floats; DQ_COLS: this warpgroup's slice w, else all
+        // D columns of its keys), then one bulk reduction into the block's
+        // chunk (rows past seqlen_q add zeros)
 #pragma unroll
-        for (int j = 0; j < D / 8; ++j)
+        for (int j = 0; j < S::DQ_N / 8; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
                 asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
@@ -387,7 +418,8 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         if (elected) mbar_arrive(empty0 + 8 * s);
         if (elected) {
             const long long bh = (long long)b * p.heads_q + h;
-            bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D, st, S::ST_BYTES);
+            bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D + (S::DQ_COLS ? w * 4096 : 0),
+                                st, S::ST_BYTES);
         }
         // TMA: stage s takes block it + 2 once both warpgroups released it
         if (K::TMA && w == 1 && elected && it + 2 < total) {

@@ -359,10 +359,24 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
 
 /* "bench": backward TFLOP/s (2.5x the forward's FLOPs, BENCHMARK.md) at
  * 16k tokens, heads * head_dim = 2048, atomics and deterministic; random
- * inputs, not checked (the other cases check). */
-static void bench(fg_context *ctx) {
+ * inputs, not checked (the other cases check).  Later arguments pick head
+ * dims ("128") and modes ("auto", "wgmma", "mma", "det"); none: all. */
+static int bench_wants(int argc, char **argv, const char *what, int numeric) {
+    int any = 0;
+    for (int i = 2; i < argc; ++i) {
+        const int is_num = argv[i][0] >= '0' && argv[i][0] <= '9';
+        if (is_num != numeric) continue;
+        any = 1;
+        if (!strcmp(argv[i], what)) return 1;
+    }
+    return !any;
+}
+static void bench(fg_context *ctx, int argc, char **argv) {
     for (int d = 64; d <= 256; d *= 2)
         for (int causal = 0; causal < 2; ++causal) {
+            char dn[8];
+            snprintf(dn, sizeof dn, "%d", d);
+            if (!bench_wants(argc, argv, dn, 1)) continue;
             const int b = 4, h = 2048 / d, s = 4096;
             fg_attention_desc desc;
             fg_attention_desc_init(&desc, FG_BF16, d, b, h, h, s, s);
@@ -384,6 +398,7 @@ static void bench(fg_context *ctx) {
             static const char *const mode_name[4] = {"auto", "wgmma", "mma", "det"};
             static const fg_kernel_path mode_path[4] = {FG_PATH_AUTO, FG_PATH_WGMMA, FG_PATH_MMA, FG_PATH_AUTO};
             for (int mode = 0; mode < 4 && st == FG_OK; ++mode) {
+                if (!bench_wants(argc, argv, mode_name[mode], 0)) continue;
                 desc.deterministic = mode == 3;
                 desc.path = mode_path[mode];
                 CUevent e0, e1;
@@ -439,7 +454,7 @@ int main(int argc, char **argv) {
     fg_context *ctx;
     fg_context_create(&ctx);
     if (argc > 1 && !strcmp(argv[1], "bench")) {
-        bench(ctx);
+        bench(ctx, argc, argv);
         fg_context_destroy(ctx);
         return 0;
     }
