@@ -100,6 +100,16 @@ local function turns(p)
   return 3
 end
 
+-- P^T computed while dP^T is in flight (Traits::P_FIRST, fg_bwd_wgmma.cuh),
+-- from test_gpu_backward bench (H200, seqlen 4096, TMA loads, two runs
+-- each, docs/PERF.md v12): head dim 64 380 / 350 TFLOP/s non-causal /
+-- causal (378 / 279 after both land); 128 481 / 334 (480 / 414).  p_first
+-- = true/false overrides.
+local function p_first(p)
+  if p.p_first ~= nil then return p.p_first == true end
+  return p.head_dim == 64
+end
+
 -- The two kernels: the wgmma instructions each needs (Lua writes their
 -- register lists), its device header, shape and entry point.
 local KERNELS = {
@@ -133,6 +143,7 @@ local KERNELS = {
     extra = function(p)
       return { string.format("static constexpr int TURNS = %d;", turns(p)),
                string.format("static constexpr bool DQ_COLS = %s;", tostring(dq_cols(p))),
+               string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
                string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,

@@ -84,6 +84,9 @@ template <class K> struct BwgShape {
     // for before dQ is issued (else 255 registers and a spill)
     static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::TURNS != 0 && !DQ_COLS;
     static_assert(!DQ_COLS || D == 128, "dQ by columns: one 64-column box per warpgroup");
+    // P^T computed while dP^T is still in flight (S^T committed as its own
+    // group), else after both land: measured per head dim (bwd_wgmma.lua)
+    static constexpr bool P_FIRST = K::P_FIRST;
     static_assert(BM == 64 && BN == 128 && K::WARPS == 8, "two warpgroups of 64 keys, 64-row query blocks");
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
     static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
@@ -145,6 +148,45 @@ __device__ __forceinline__ void bwd_load_kv_swz(const fg_bwd_params &p, u32 k_s,
                                       2 * p.k_s[2], p.seqlen_k - n0);
     cp_async_tile_swz<BN, DV, THREADS>(v_s, (const char *)p.v + 2 * (b * p.v_s[0] + hk * p.v_s[1] + (long long)n0 * p.v_s[2]),
                                        2 * p.v_s[2], p.seqlen_k - n0);
+}
+
+// P^T of the accumulator `acc` (S^T, this thread's fragments: key rows
+// key0 + g + 8r, query columns 8j + 2c + e of the block at m0) in place,
+// then dS^T = P^T (dP^T - D) into `dp` (two steps, so that P^T can go to
+// the dV GEMM while dP^T is still in flight).
+template <class K>
+__device__ __forceinline__ void bwd_p_rows(float (&acc)[8][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
+                                           int m0) {
+    const int c = threadIdx.x & 3, g = (threadIdx.x >> 2) & 7;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int qc = 8 * j + 2 * c + e;
+            const float l2 = L[qc];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float x = fast_exp2(fmaf(acc[j][2 * r + e], p.scale_log2, -l2));
+                if (need_mask) {
+                    const int key = key0 + g + 8 * r;
+                    bool vis = key < p.seqlen_k;
+                    if (K::CAUSAL) vis = vis && key <= m0 + qc + p.causal_offset;
+                    if (!vis) x = 0.f;
+                }
+                acc[j][2 * r + e] = x;
+            }
+        }
+}
+__device__ __forceinline__ void bwd_ds_rows(float (&dp)[8][4], const float (&pt)[8][4], const float *Dd) {
+    const int c = threadIdx.x & 3;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const float dd = Dd[8 * j + 2 * c + e];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) dp[j][2 * r + e] = pt[j][2 * r + e] * (dp[j][2 * r + e] - dd);
+        }
 }
 
 // One element of S^T and dP^T (key `key`, query `query`) to P^T and dS^T:
@@ -314,30 +356,25 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         for (int ks = 0; ks < D / 16; ++ks)
             wgmma_st(acc_s, make_desc(k_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
                      make_desc(q_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+        wgmma_commit(); // S^T its own group: P^T is computed while dP^T is in flight
 #pragma unroll
         for (int ks = 0; ks < DV / 16; ++ks)
             wgmma_st(acc_dp, make_desc(v_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
                      make_desc(do_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
         wgmma_commit();
         bwd_turn_end<K, 1>(w);
-        wgmma_wait<0>();
-        reg_fence(acc_s);
-        reg_fence(acc_dp);
 
-        // ---- P^T and dS^T; dS^T also to shared memory, [key][query] swizzled
+        // ---- P^T (P_FIRST: while dP^T is in flight), then dS^T; dS^T also
+        // to shared memory, [key][query] swizzled
         const u32 ds_s = base + S::DS_OFF + (S::DS_STAGES > 1 ? s : 0) * S::DS_BYTES;
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int qc = 8 * j + 2 * c + e; // query column in the block
-                const float l2 = L[qc], dd = Dd[qc];
-#pragma unroll
-                for (int r = 0; r < 2; ++r) // key row w * 64 + wq * 16 + g + 8r of the block
-                    bwd_p_ds<K>(acc_s[j][2 * r + e], acc_dp[j][2 * r + e], l2, dd, p, need_mask, n0 + w * 64 + wq * 16 + g + 8 * r,
-                                m0 + qc);
-            }
+        if (S::P_FIRST) wgmma_wait<1>(); // S^T has landed; dP^T may still run
+        else wgmma_wait<0>();
+        reg_fence(acc_s);
+        bwd_p_rows<K>(acc_s, L, p, need_mask, n0 + w * 64 + wq * 16, m0);
+        if (S::P_FIRST) wgmma_wait<0>();
+        reg_fence(acc_dp);
+        bwd_ds_rows(acc_dp, acc_s, Dd);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int kr = w * 64 + wq * 16 + g + 8 * r;
