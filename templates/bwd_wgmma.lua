@@ -43,11 +43,17 @@ local function check(p)
 end
 
 -- dQ split by columns over the two warpgroups (Traits::DQ_COLS,
--- fg_bwd_wgmma.cuh) at head dim 128; dq_cols = false keeps each
+-- fg_bwd_wgmma.cuh) at head dim 128; other head dims keep each
 -- warpgroup's keys' share of every column.
 local function dq_cols(p)
-  if p.dq_cols == false then return false end
   return p.head_dim == 128
+end
+
+-- Stages of Q, dO, lse2 and D in the head dim 64/128 kernel
+-- (Traits::STAGES): NS - 1 blocks load ahead of the one computed.  Two;
+-- 3 and 4 at head dim 64 measured no faster (docs/PERF.md v12).
+local function stages(p)
+  return 2
 end
 
 -- the smem formulas of BwgShape (fg_bwd_wgmma.cuh) and BwcShape
@@ -57,9 +63,9 @@ local function smem_bytes(p)
   if cols_variant(p) then
     return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 32
   end
-  local cols = dq_cols(p)
-  return 1024 + bn * (d + dv) * 2 + 2 * bm * (d + dv) * 2 + (cols and 2 or 1) * bn * bm * 2 +
-         2 * bm * (cols and d // 2 or d) * 4 + 4 * bm * 4 + 40
+  local cols, ns = dq_cols(p), stages(p)
+  return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (cols and 2 or 1) * bn * bm * 2 +
+         2 * bm * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1) * 8
 end
 
 -- The Traits fields both kernels read; then `extra` lines, the static
@@ -103,11 +109,10 @@ end
 -- P^T computed while dP^T is in flight (Traits::P_FIRST, fg_bwd_wgmma.cuh),
 -- from test_gpu_backward bench (H200, seqlen 4096, TMA loads, two runs
 -- each, docs/PERF.md v12): head dim 64 380 / 350 TFLOP/s non-causal /
--- causal (378 / 279 after both land); 128 481 / 334 (480 / 414).  p_first
--- = true/false overrides.
+-- causal (378 / 279 after both land); 128 481 / 334 (480 / 414); 256 (the
+-- column kernel) 330 / 306 (329 / 303).
 local function p_first(p)
-  if p.p_first ~= nil then return p.p_first == true end
-  return p.head_dim == 64
+  return p.head_dim == 64 or p.head_dim == 256
 end
 
 -- The two kernels: the wgmma instructions each needs (Lua writes their
@@ -122,7 +127,10 @@ local KERNELS = {
       wgmma.ss(out, "wgmma_kv", ty, p.head_dim // 2, 0, 1)
       wgmma.ss(out, "wgmma_dq", ty, p.head_dim // 2, 1, 1)
     end,
-    extra = function(p) return { string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) } end,
+    extra = function(p)
+      return { string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)),
+               string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))) }
+    end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,
   },
   -- head dims 64/128: each warpgroup 64 keys and every column
@@ -144,6 +152,7 @@ local KERNELS = {
       return { string.format("static constexpr int TURNS = %d;", turns(p)),
                string.format("static constexpr bool DQ_COLS = %s;", tostring(dq_cols(p))),
                string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
+               string.format("static constexpr int STAGES = %d;", stages(p)),
                string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,

@@ -31,18 +31,18 @@
 //                       accumulator is chunked to match (dq_index,
 //                       fg_bwd_kernel.cuh)
 //
-// Q, dO, lse2 and D of a query block go through two stages, the next
-// block's loads in flight while this one computes: full[s] publishes a
+// Q, dO, lse2 and D of a query block go through Traits::STAGES stages (NS),
+// later blocks' loads in flight while this one computes: full[s] publishes a
 // stage, empty[s] (one arrival per warpgroup, after its barrier 3 + w)
 // frees it.  Two ways to load (Traits::TMA):
 //   TMA (wgmma=2)  one thread issues every load: K and V once (tensor maps,
 //                  fg_bwd_tma_params, rows past the end zero-filled), per
 //                  block the Q and dO boxes and a 256-byte bulk copy each of
 //                  lse2 and D (padded rows, fg_bwd_params), all completing
-//                  full[s] by their byte count.  The first two blocks load
+//                  full[s] by their byte count.  The first NS blocks load
 //                  in the prologue; warpgroup 1's elected thread, the later
 //                  of the two under ping-pong, refills stage s with block
-//                  it + 2 once both have released it.  The consumer threads
+//                  it + NS once both have released it.  The consumer threads
 //                  issue nothing: no address arithmetic, no LDGSTS holding
 //                  registers, no per-thread barrier arrivals (ncu, hd128:
 //                  these were 16% of the warps' stall samples).
@@ -75,11 +75,14 @@ template <class K> struct BwgShape {
     static constexpr bool DQ_COLS = K::DQ_COLS;
     static constexpr int DQ_N = DQ_COLS ? D / 2 : D, DS_STAGES = DQ_COLS ? 2 : 1;
     static constexpr int ST_BYTES = BM * DQ_N * 4; // a warpgroup's dQ share, fp32, chunk order
-    // [align 1024] K | V | Q x2 | dO x2 | dS^T x DS_STAGES | dQ staging x2 | lse2 x2 | D x2 | full x2, empty x2, kv
-    static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + 2 * Q_BYTES,
-                         DS_OFF = DO_OFF + 2 * DO_BYTES, ST_OFF = DS_OFF + DS_STAGES * DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
-                         BAR_OFF = L_OFF + 4 * BM * 4;
-    static constexpr int SMEM = 1024 + BAR_OFF + 5 * 8;
+    // NS stages of Q, dO, lse2 and D (Traits::STAGES: loads NS - 1 blocks ahead)
+    static constexpr int NS = K::STAGES;
+    // [align 1024] K | V | Q x NS | dO x NS | dS^T x DS_STAGES | dQ staging x2 | lse2 x NS | D x NS | full x NS, empty x NS, kv
+    static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + NS * Q_BYTES,
+                         DS_OFF = DO_OFF + NS * DO_BYTES, ST_OFF = DS_OFF + DS_STAGES * DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
+                         BAR_OFF = L_OFF + 2 * NS * BM * 4;
+    static constexpr int SMEM = 1024 + BAR_OFF + (2 * NS + 1) * 8;
+    static_assert(NS >= 2 && NS <= 4, "2 to 4 stages");
     // head dims 128/128 with ping-pong and every dQ column: dV, dK waited
     // for before dQ is issued (else 255 registers and a spill)
     static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::TURNS != 0 && !DQ_COLS;
@@ -151,18 +154,19 @@ __device__ __forceinline__ void bwd_load_kv_swz(const fg_bwd_params &p, u32 k_s,
 }
 
 // P^T of the accumulator `acc` (S^T, this thread's fragments: key rows
-// key0 + g + 8r, query columns 8j + 2c + e of the block at m0) in place,
-// then dS^T = P^T (dP^T - D) into `dp` (two steps, so that P^T can go to
-// the dV GEMM while dP^T is still in flight).
-template <class K>
-__device__ __forceinline__ void bwd_p_rows(float (&acc)[8][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
-                                           int m0) {
+// key0 + g + 8r, query columns qc0 + 8j + 2c + e of the block at m0) in
+// place, then dS^T = P^T (dP^T - D) into `dp` (two steps, so that P^T can be
+// computed while dP^T is still in flight).  P = exp2(S * scale*log2e - l2),
+// 0 where masked.
+template <class K, int NJ>
+__device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
+                                           int m0, int qc0) {
     const int c = threadIdx.x & 3, g = (threadIdx.x >> 2) & 7;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+    for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-            const int qc = 8 * j + 2 * c + e;
+            const int qc = qc0 + 8 * j + 2 * c + e;
             const float l2 = L[qc];
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
@@ -177,31 +181,17 @@ __device__ __forceinline__ void bwd_p_rows(float (&acc)[8][4], const float *L, c
             }
         }
 }
-__device__ __forceinline__ void bwd_ds_rows(float (&dp)[8][4], const float (&pt)[8][4], const float *Dd) {
+template <int NJ>
+__device__ __forceinline__ void bwd_ds_rows(float (&dp)[NJ][4], const float (&pt)[NJ][4], const float *Dd, int qc0) {
     const int c = threadIdx.x & 3;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+    for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-            const float dd = Dd[8 * j + 2 * c + e];
+            const float dd = Dd[qc0 + 8 * j + 2 * c + e];
 #pragma unroll
             for (int r = 0; r < 2; ++r) dp[j][2 * r + e] = pt[j][2 * r + e] * (dp[j][2 * r + e] - dd);
         }
-}
-
-// One element of S^T and dP^T (key `key`, query `query`) to P^T and dS^T:
-// P = exp2(S * scale*log2e - l2), 0 where masked; dS = P (dP - D).
-template <class K>
-__device__ __forceinline__ void bwd_p_ds(float &s, float &dp, float l2, float dd, const fg_bwd_params &p, bool need_mask,
-                                         int key, int query) {
-    float x = fast_exp2(fmaf(s, p.scale_log2, -l2));
-    if (need_mask) {
-        bool vis = key < p.seqlen_k;
-        if (K::CAUSAL) vis = vis && key <= query + p.causal_offset;
-        if (!vis) x = 0.f;
-    }
-    s = x;
-    dp = x * (dp - dd);
 }
 
 // dK (scaled) and dV of this thread's two key rows (m64 accumulator
@@ -243,9 +233,10 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     typedef BwgShape<K> S;
     constexpr int BM = S::BM, BN = S::BN, D = S::D, DV = S::DV;
     const u32 raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u; // the swizzle uses absolute address bits
-    const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = sL + 2 * BM;
-    const u32 l_s = base + S::L_OFF, d_s = l_s + 2 * BM * 4;
-    const u32 full0 = base + S::BAR_OFF, empty0 = full0 + 16, kv_bar = full0 + 32; // stage s: full0 + 8s, empty0 + 8s
+    constexpr int NS = S::NS;
+    const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = sL + NS * BM;
+    const u32 l_s = base + S::L_OFF, d_s = l_s + NS * BM * 4;
+    const u32 full0 = base + S::BAR_OFF, empty0 = full0 + 8 * NS, kv_bar = empty0 + 8 * NS; // stage s: full0 + 8s, empty0 + 8s
     const int tid = threadIdx.x;
     const int w = __shfl_sync(0xffffffffu, tid >> 7, 0); // warp-uniform for ptxas (C7520)
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
@@ -254,7 +245,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     const u32 k_s = base, v_s = base + S::V_OFF, st = base + S::ST_OFF + w * S::ST_BYTES;
 
     if (tid == 0) {
-        for (int s = 0; s < 2; ++s) {
+        for (int s = 0; s < NS; ++s) {
             // TMA: the issuing thread's arrival and the bytes; cp.async:
             // every thread's copies of the stage have landed
             mbar_init(full0 + 8 * s, K::TMA ? 1 : S::THREADS);
@@ -319,8 +310,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         // dV are zeros): no copy is left in flight when the CTA exits
         if (total > 0 && tid == 0) {
             bwd_tma_kv<BN, D, DV>(tm, k_s, v_s, kv_bar, n0, hk, b);
-            load_tma(0, 0);
-            if (total > 1) load_tma(1, 1);
+            for (int i = 0; i < NS && i < total; ++i) load_tma(i, i);
         }
         if (total > 0) mbar_wait(kv_bar, 0);
     } else {
@@ -337,12 +327,13 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     if (K::TURNS && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
 
     for (int it = 0; it < total; ++it) {
-        const int s = it & 1;
-        if (!K::TMA && it + 1 < total) { // stage s ^ 1 was read by block it - 1: both warpgroups are done with it
-            if (it >= 1) mbar_wait(empty0 + 8 * (s ^ 1), ((it - 1) >> 1) & 1);
-            load(it + 1, s ^ 1);
+        const int s = it % NS, ph = (it / NS) & 1;
+        if (!K::TMA && it + 1 < total) { // block it + 1's stage was last read by block it + 1 - NS
+            const int s1 = (it + 1) % NS;
+            if (it + 1 >= NS) mbar_wait(empty0 + 8 * s1, ((it + 1 - NS) / NS) & 1);
+            load(it + 1, s1);
         }
-        mbar_wait(full0 + 8 * s, (it >> 1) & 1);
+        mbar_wait(full0 + 8 * s, ph);
         if (!K::TMA) fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
         const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
         const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES, do_s = base + S::DO_OFF + s * S::DO_BYTES;
@@ -371,10 +362,10 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         if (S::P_FIRST) wgmma_wait<1>(); // S^T has landed; dP^T may still run
         else wgmma_wait<0>();
         reg_fence(acc_s);
-        bwd_p_rows<K>(acc_s, L, p, need_mask, n0 + w * 64 + wq * 16, m0);
+        bwd_p_rows<K>(acc_s, L, p, need_mask, n0 + w * 64 + wq * 16, m0, 0);
         if (S::P_FIRST) wgmma_wait<0>();
         reg_fence(acc_dp);
-        bwd_ds_rows(acc_dp, acc_s, Dd);
+        bwd_ds_rows(acc_dp, acc_s, Dd, 0);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int kr = w * 64 + wq * 16 + g + 8 * r;
@@ -458,10 +449,10 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D + (S::DQ_COLS ? w * 4096 : 0),
                                 st, S::ST_BYTES);
         }
-        // TMA: stage s takes block it + 2 once both warpgroups released it
-        if (K::TMA && w == 1 && elected && it + 2 < total) {
-            mbar_wait(empty0 + 8 * s, (it >> 1) & 1);
-            load_tma(it + 2, s);
+        // TMA: stage s takes block it + NS once both warpgroups released it
+        if (K::TMA && w == 1 && elected && it + NS < total) {
+            mbar_wait(empty0 + 8 * s, ph);
+            load_tma(it + NS, s);
         }
     }
     if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes

@@ -189,26 +189,22 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         for (int ks = 0; ks < D / 16; ++ks)
             wgmma_st(acc_s, make_desc(k_s + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
                      make_desc(q_s + (ks >> 2) * BM * 128 + w * 32 * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+        wgmma_commit(); // S^T its own group (P_FIRST)
 #pragma unroll
         for (int ks = 0; ks < DV / 16; ++ks)
             wgmma_st(acc_dp, make_desc(v_s + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
                      make_desc(do_s + (ks >> 2) * BM * 128 + w * 32 * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
         wgmma_commit();
-        wgmma_wait<0>();
-        reg_fence(acc_s);
-        reg_fence(acc_dp);
 
+        // P^T (P_FIRST: while dP^T is in flight), then dS^T
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int qc = 32 * w + 8 * j + 2 * c + e; // query column in the block
-                const float l2 = L[qc], dd = sD[qc];
-#pragma unroll
-                for (int r = 0; r < 2; ++r) // key row wq * 16 + g + 8r of the block
-                    bwd_p_ds<K>(acc_s[j][2 * r + e], acc_dp[j][2 * r + e], l2, dd, p, need_mask, n0 + wq * 16 + g + 8 * r, m0 + qc);
-            }
+        if (K::P_FIRST) wgmma_wait<1>();
+        else wgmma_wait<0>();
+        reg_fence(acc_s);
+        bwd_p_rows<K>(acc_s, L, p, need_mask, n0 + wq * 16, m0, 32 * w);
+        if (K::P_FIRST) wgmma_wait<0>();
+        reg_fence(acc_dp);
+        bwd_ds_rows(acc_dp, acc_s, sD, 32 * w);
         // the staging region: the last block's reductions have read it
         if (elected) bulk_wait_read();
         named_bar_sync(1, 256);
