@@ -41,7 +41,7 @@ int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
     if (c->wgmma >= 1 && wgmma_cols(s)) /* BwcShape::SMEM (templates/fg_bwd_wgmma_cols.cuh) */
         return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 32;
     if (c->wgmma >= 1) { /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh, bwd_wgmma.lua): head dim 128 splits dQ by
-                            columns (DQ_COLS); 2 stages of Q and dO (STAGES) */
+                            columns (DQ_COLS); 2 stages of Q and dO (NS) */
         const int cols = s->head_dim == 128, ns = 2;
         return 1024 + c->block_n * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
                ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + (cols ? 2 : 1) * c->block_n * c->block_m * 2 +

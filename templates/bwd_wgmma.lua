@@ -49,13 +49,6 @@ local function dq_cols(p)
   return p.head_dim == 128
 end
 
--- Stages of Q, dO, lse2 and D in the head dim 64/128 kernel
--- (Traits::STAGES): NS - 1 blocks load ahead of the one computed.  Two;
--- 3 and 4 at head dim 64 measured no faster (docs/PERF.md v12).
-local function stages(p)
-  return 2
-end
-
 -- the smem formulas of BwgShape (fg_bwd_wgmma.cuh) and BwcShape
 -- (fg_bwd_wgmma_cols.cuh), which the source asserts
 local function smem_bytes(p)
@@ -63,7 +56,7 @@ local function smem_bytes(p)
   if cols_variant(p) then
     return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 32
   end
-  local cols, ns = dq_cols(p), stages(p)
+  local cols, ns = dq_cols(p), 2 -- stages of Q and dO (BwgShape::NS)
   return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (cols and 2 or 1) * bn * bm * 2 +
          2 * bm * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1) * 8
 end
@@ -152,7 +145,6 @@ local KERNELS = {
       return { string.format("static constexpr int TURNS = %d;", turns(p)),
                string.format("static constexpr bool DQ_COLS = %s;", tostring(dq_cols(p))),
                string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
-               string.format("static constexpr int STAGES = %d;", stages(p)),
                string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,

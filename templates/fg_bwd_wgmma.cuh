@@ -31,18 +31,18 @@
 //                       accumulator is chunked to match (dq_index,
 //                       fg_bwd_kernel.cuh)
 //
-// Q, dO, lse2 and D of a query block go through Traits::STAGES stages (NS),
-// later blocks' loads in flight while this one computes: full[s] publishes a
+// Q, dO, lse2 and D of a query block go through two stages, the next
+// block's loads in flight while this one computes: full[s] publishes a
 // stage, empty[s] (one arrival per warpgroup, after its barrier 3 + w)
 // frees it.  Two ways to load (Traits::TMA):
 //   TMA (wgmma=2)  one thread issues every load: K and V once (tensor maps,
 //                  fg_bwd_tma_params, rows past the end zero-filled), per
 //                  block the Q and dO boxes and a 256-byte bulk copy each of
 //                  lse2 and D (padded rows, fg_bwd_params), all completing
-//                  full[s] by their byte count.  The first NS blocks load
+//                  full[s] by their byte count.  The first two blocks load
 //                  in the prologue; warpgroup 1's elected thread, the later
 //                  of the two under ping-pong, refills stage s with block
-//                  it + NS once both have released it.  The consumer threads
+//                  it + 2 once both have released it.  The consumer threads
 //                  issue nothing: no address arithmetic, no LDGSTS holding
 //                  registers, no per-thread barrier arrivals (ncu, hd128:
 //                  these were 16% of the warps' stall samples).
@@ -75,14 +75,14 @@ template <class K> struct BwgShape {
     static constexpr bool DQ_COLS = K::DQ_COLS;
     static constexpr int DQ_N = DQ_COLS ? D / 2 : D, DS_STAGES = DQ_COLS ? 2 : 1;
     static constexpr int ST_BYTES = BM * DQ_N * 4; // a warpgroup's dQ share, fp32, chunk order
-    // NS stages of Q, dO, lse2 and D (Traits::STAGES: loads NS - 1 blocks ahead)
-    static constexpr int NS = K::STAGES;
+    // two stages of Q, dO, lse2 and D: the next block loads while one computes
+    // (3 and 4 measured no faster at head dim 64, docs/PERF.md v12)
+    static constexpr int NS = 2;
     // [align 1024] K | V | Q x NS | dO x NS | dS^T x DS_STAGES | dQ staging x2 | lse2 x NS | D x NS | full x NS, empty x NS, kv
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + NS * Q_BYTES,
                          DS_OFF = DO_OFF + NS * DO_BYTES, ST_OFF = DS_OFF + DS_STAGES * DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
                          BAR_OFF = L_OFF + 2 * NS * BM * 4;
     static constexpr int SMEM = 1024 + BAR_OFF + (2 * NS + 1) * 8;
-    static_assert(NS >= 2 && NS <= 4, "2 to 4 stages");
     // head dims 128/128 with ping-pong and every dQ column: dV, dK waited
     // for before dQ is issued (else 255 registers and a spill)
     static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::TURNS != 0 && !DQ_COLS;
@@ -310,7 +310,8 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         // dV are zeros): no copy is left in flight when the CTA exits
         if (total > 0 && tid == 0) {
             bwd_tma_kv<BN, D, DV>(tm, k_s, v_s, kv_bar, n0, hk, b);
-            for (int i = 0; i < NS && i < total; ++i) load_tma(i, i);
+            load_tma(0, 0);
+            if (total > 1) load_tma(1, 1);
         }
         if (total > 0) mbar_wait(kv_bar, 0);
     } else {
@@ -327,7 +328,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     if (K::TURNS && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
 
     for (int it = 0; it < total; ++it) {
-        const int s = it % NS, ph = (it / NS) & 1;
+        const int s = it & 1, ph = (it >> 1) & 1; // not it % NS: 4% slower at head dim 64 (v12)
         if (!K::TMA && it + 1 < total) { // block it + 1's stage was last read by block it + 1 - NS
             const int s1 = (it + 1) % NS;
             if (it + 1 >= NS) mbar_wait(empty0 + 8 * s1, ((it + 1 - NS) / NS) & 1);
