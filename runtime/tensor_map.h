@@ -5,6 +5,7 @@
 #include "gen/spec.h"
 #include "runtime/cuda_api.h"
 #include "fg_params.h"
+#include "flashgen.h"
 
 /* Whether TMA can describe these strides (elements; the dims of size 1 are
  * never stepped over, so their strides do not matter): every other stride
@@ -13,7 +14,6 @@ int fg_tma_strides_ok(const int64_t s[3], int batch, int heads, int seqlen);
 
 /* fg_tma_strides_ok of q, k and v of a call (the forward's and the
  * backward's TMA kernels both load the three). */
-#include "flashgen.h"
 int fg_tma_qkv_ok(const fg_attention_desc *d);
 
 /* Whether the TMA kernels' tile index (int, fg_tile_scheduler.cuh) holds

@@ -83,9 +83,6 @@ template <class K> struct BwgShape {
                          DS_OFF = DO_OFF + NS * DO_BYTES, ST_OFF = DS_OFF + DS_STAGES * DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
                          BAR_OFF = L_OFF + 2 * NS * BM * 4;
     static constexpr int SMEM = 1024 + BAR_OFF + (2 * NS + 1) * 8;
-    // head dims 128/128 with ping-pong and every dQ column: dV, dK waited
-    // for before dQ is issued (else 255 registers and a spill)
-    static constexpr bool SPLIT_B = D == 128 && DV == 128 && K::TURNS != 0 && !DQ_COLS;
     static_assert(!DQ_COLS || D == 128, "dQ by columns: one 64-column box per warpgroup");
     // P^T computed while dP^T is still in flight (S^T committed as its own
     // group), else after both land: measured per head dim (bwd_wgmma.lua)
@@ -329,10 +326,9 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
     for (int it = 0; it < total; ++it) {
         const int s = it & 1, ph = (it >> 1) & 1; // not it % NS: 4% slower at head dim 64 (v12)
-        if (!K::TMA && it + 1 < total) { // block it + 1's stage was last read by block it + 1 - NS
-            const int s1 = (it + 1) % NS;
-            if (it + 1 >= NS) mbar_wait(empty0 + 8 * s1, ((it + 1 - NS) / NS) & 1);
-            load(it + 1, s1);
+        if (!K::TMA && it + 1 < total) { // stage s ^ 1 was read by block it - 1: both warpgroups are done with it
+            if (it >= 1) mbar_wait(empty0 + 8 * (s ^ 1), ((it - 1) >> 1) & 1);
+            load(it + 1, s ^ 1);
         }
         mbar_wait(full0 + 8 * s, ph);
         if (!K::TMA) fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
@@ -393,13 +389,6 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         for (int kk = 0; kk < 4; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
-        if (S::SPLIT_B) { // P^T and dS^T registers free before the dQ accumulator is live
-            wgmma_commit();
-            wgmma_wait<0>();
-            reg_fence(acc_dv);
-            reg_fence(acc_dk);
-            wgmma_fence();
-        }
         if constexpr (S::DQ_COLS) {
             // dQ columns 64w.. over all BN keys: the other warpgroup's dS^T
             // rows too.  dV and dK are in flight while this waits (the turn
@@ -450,10 +439,10 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D + (S::DQ_COLS ? w * 4096 : 0),
                                 st, S::ST_BYTES);
         }
-        // TMA: stage s takes block it + NS once both warpgroups released it
-        if (K::TMA && w == 1 && elected && it + NS < total) {
+        // TMA: stage s takes block it + 2 once both warpgroups released it
+        if (K::TMA && w == 1 && elected && it + 2 < total) {
             mbar_wait(empty0 + 8 * s, ph);
-            load_tma(it + NS, s);
+            load_tma(it + 2, s);
         }
     }
     if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes
