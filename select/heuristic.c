@@ -8,12 +8,12 @@ static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 /* FP8 (e4m3) TMA kernel: must agree with WsShape::SMEM in fg_fwd_ws.cuh and
  * fwd_ws.lua: 128-byte rows of one-byte elements, the Q buffer as wide as
- * the 16-bit O tile, the V ring and the ring of transposed V tiles. */
+ * Q (the 16-bit O tile goes out through it in column slices), the V ring,
+ * the ring of transposed V tiles and the loads' end mark (16 bytes). */
 static int smem_bytes_fp8(const fg_spec *s, const fg_config *c) {
     const int dv = fg_spec_head_dim_v(s), dp = round_up(s->head_dim, 128), dvp = round_up(dv, 128);
-    const int o_row = round_up(dv, 64) * 2;
-    const int qbuf = c->block_m * (dp > o_row ? dp : o_row);
-    const int rest = 1024 + c->stages * (c->block_n * (dp + dvp) + dv * c->block_n) + 48 * c->stages;
+    const int qbuf = c->block_m * dp;
+    const int rest = 1024 + c->stages * (c->block_n * (dp + dvp) + dv * c->block_n) + 48 * c->stages + 16;
     return rest + 2 * qbuf + 32 <= 232448 ? rest + 2 * qbuf + 32 : rest + qbuf + 16;
 }
 
@@ -95,7 +95,7 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d stages=%d needs %d bytes of shared memory; the device allows %d",
                            c->block_m, c->block_n, c->stages, smem, smem_limit);
         const int regs = fg_config_reg_estimate(s, c),
-                  cap = c->block_m == 192 ? 160 : s->dtype == FG_E4M3 && c->block_m == 128 ? 232 : 240;
+                  cap = c->block_m == 192 ? 160 : 240;
         if (regs > cap)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "TMA block_m=%d block_n=%d needs ~%d registers per consumer thread; the cap is %d",
                            c->block_m, c->block_n, regs, cap);
@@ -159,7 +159,7 @@ fg_status fg_config_complete(const fg_spec *s, fg_config *c, int smem_limit, fg_
     if (c->wgmma < 0) c->wgmma = s->dtype == FG_E4M3 ? 2 : 0;
     if (c->wgmma == 2 && s->dtype == FG_E4M3) {
         /* 128 x 128 tiles, two stages; one consumer warpgroup where two
-         * would not fit in shared memory (head dim 256: the 16-bit O tile) */
+         * would not fit in shared memory */
         if (!c->block_n) c->block_n = 128;
         if (!c->stages) c->stages = 2;
         if (!c->block_m) {

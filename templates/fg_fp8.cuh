@@ -54,18 +54,19 @@ __device__ __forceinline__ void pack_p_e4m3(u32 (&pa)[KS][4], const float (&s)[1
 // keys, in the permuted order), 128-byte swizzle, which is the K-major B
 // operand of O += P V (rows 8 apart = 1024 bytes, k32 step = 32 bytes).
 //
-// Run by the 128 threads of the producer warpgroup.  A unit (fp8_unit) is
-// 4 keys x 4 values: keys k, k+1, k+8, k+9 (k = 16G + 2q), which become
-// the 4 consecutive A-columns 16G + 4q .. +3, so each unit is four 32-bit
-// loads, a 4x4 byte transpose (eight byte permutes) and four 32-bit stores.
-// The loop is not unrolled: unrolled, the producer's 40 registers spill.
-template <int BC, int DV>
+// Run by NT threads (tid 0..NT-1) of the producer warpgroup.  A unit
+// (fp8_unit) is 4 keys x 4 values: keys k, k+1, k+8, k+9 (k = 16G + 2q),
+// which become the 4 consecutive A-columns 16G + 4q .. +3, so each unit is
+// four 32-bit loads, a 4x4 byte transpose (eight byte permutes) and four
+// 32-bit stores.  The loop is not unrolled: the producer runs in 24
+// registers.
+template <int BC, int DV, int NT>
 __device__ __forceinline__ void transpose_v(u32 src, u32 dst, int tid) {
     static_assert(BC == 128, "one 128-byte V^T row per value dim");
-    static_assert(DV % 16 == 0, "whole units per thread");
+    static_assert(DV % 16 == 0, "whole units");
     constexpr int UNITS = BC * DV / 16;
 #pragma unroll 1
-    for (int u = tid; u < UNITS; u += 128) {
+    for (int u = tid; u < UNITS; u += NT) {
         int k0, n0, a0;
         fp8_unit(u, &k0, &n0, &a0);
         u32 w[4], out[4];

@@ -60,124 +60,154 @@ template <class K> struct WsShape {
     static constexpr int DP = (K::D + COLS - 1) / COLS * COLS, DVP = (K::DV + COLS - 1) / COLS * COLS;
     static constexpr int NT_S = K::BC / 8, NT_O = K::DV / 8;
     static constexpr int KS_QK = K::D / KSTEP, KS_PV = K::BC / KSTEP;
-    // A Q buffer also stages the 16-bit O tile of the epilogue, so it is as
-    // wide as the wider of the two; Q_TX is what the TMA load of Q brings.
+    // A Q buffer also stages the 16-bit O tile of the epilogue.  16-bit
+    // inputs: it is as wide as the wider of the two.  FP8: only as wide as
+    // Q (whose rows are half as wide as O's), and O goes out in O_PASSES
+    // column slices of Q_ROW bytes, so that head dim 256 fits two consumer
+    // warpgroups in 227 KiB.  Q_TX is what the TMA load of Q brings.
     static constexpr int O_ROW = (K::DV + 63) / 64 * 128;
-    static constexpr int Q_BUF = K::BR * (DP * EB > O_ROW ? DP * EB : O_ROW), Q_TX = K::BR * DP * EB;
+    static constexpr int Q_ROW = K::FP8 || DP * EB > O_ROW ? DP * EB : O_ROW, O_PASSES = (O_ROW + Q_ROW - 1) / Q_ROW;
+    static constexpr int Q_BUF = K::BR * Q_ROW, Q_TX = K::BR * DP * EB;
     static constexpr int K_BYTES = K::BC * DP * EB, VIN_BYTES = K::BC * DVP * EB;
     // V as the consumers read it: the TMA'd tile, or (FP8) its transpose
     static constexpr int V_BYTES = K::FP8 ? K::DV * K::BC : VIN_BYTES;
     static constexpr int VT_RING = K::FP8 ? 1 : 0;
+    // FP8: the threads that transpose V (warps 1-3 of the producer warpgroup)
+    static constexpr int TRANSPOSERS = 96;
     // smem: [align 1024] Q ring | K ring | V ring | (FP8: V^T ring) | barriers
     // (Q ring, K ring, V ring, V^T ring)
     static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * (K_BYTES + VIN_BYTES + VT_RING * V_BYTES) +
-                                Ring<K::Q_STAGES>::BYTES + (2 + VT_RING) * Ring<K::STAGES>::BYTES;
-    static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::D % 32 == 0 && K::DV % 16 == 0),
-                  "FP8: 128-key tiles, two stages or more, head dims multiples of 32 / 16");
+                                Ring<K::Q_STAGES>::BYTES + (2 + VT_RING) * Ring<K::STAGES>::BYTES + 16 * VT_RING;
+    static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::STAGES <= 4 && K::D % 32 == 0 && K::DV % 16 == 0),
+                  "FP8: 128-key tiles, two to four stages (one end-mark word each), head dims multiples of 32 / 16");
     static_assert(K::BR == 64 * NC, "64 query rows per consumer warpgroup");
     static_assert(K::D % 16 == 0 && K::DV % 8 == 0 && K::DV <= 256, "head dims");
     static_assert(K::BC % 16 == 0 && K::BC <= 256, "key tile");
 };
 
-// Shared-memory addresses of one CTA's buffers and barriers.
+// Shared-memory addresses of one CTA's buffers and barriers: one register
+// (the aligned base), every other address an immediate offset from it.
 template <class K> struct WsSmem {
     typedef WsShape<K> S;
-    // v, vr: the V tiles the consumers read; vin, vir: where TMA loads V
-    // (the same unless FP8, whose producer transposes vin into v)
-    u32 q, k, v, vin;
-    Ring<K::Q_STAGES> qr;
-    Ring<K::STAGES> kr, vr, vir;
+    static constexpr u32 K_OFF = K::Q_STAGES * S::Q_BUF, VIN_OFF = K_OFF + K::STAGES * S::K_BYTES,
+                         V_OFF = K::FP8 ? VIN_OFF + K::STAGES * S::VIN_BYTES : VIN_OFF,
+                         QR_OFF = V_OFF + K::STAGES * S::V_BYTES, KR_OFF = QR_OFF + Ring<K::Q_STAGES>::BYTES,
+                         VR_OFF = KR_OFF + Ring<K::STAGES>::BYTES,
+                         VIR_OFF = K::FP8 ? VR_OFF + Ring<K::STAGES>::BYTES : VR_OFF,
+                         VDONE_OFF = VIR_OFF + Ring<K::STAGES>::BYTES;
+    u32 q;
     __device__ __forceinline__ void init(char *raw) {
         q = (smem_addr(raw) + 1023u) & ~1023u;  // the swizzle uses absolute address bits
-        k = q + K::Q_STAGES * S::Q_BUF;
-        vin = k + K::STAGES * S::K_BYTES;
-        v = K::FP8 ? vin + K::STAGES * S::VIN_BYTES : vin;
-        qr.bars = v + K::STAGES * S::V_BYTES;
-        kr.bars = qr.bars + Ring<K::Q_STAGES>::BYTES;
-        vr.bars = kr.bars + Ring<K::STAGES>::BYTES;
-        vir.bars = K::FP8 ? vr.bars + Ring<K::STAGES>::BYTES : vr.bars;
     }
+    // v, vr: the V tiles the consumers read; vin, vir: where TMA loads V
+    // (the same unless FP8, whose producer transposes vin into v)
+    __device__ __forceinline__ u32 k() const { return q + K_OFF; }
+    __device__ __forceinline__ u32 vin() const { return q + VIN_OFF; }
+    __device__ __forceinline__ u32 v() const { return q + V_OFF; }
+    __device__ __forceinline__ Ring<K::Q_STAGES> qr() const { return Ring<K::Q_STAGES>{q + QR_OFF}; }
+    __device__ __forceinline__ Ring<K::STAGES> kr() const { return Ring<K::STAGES>{q + KR_OFF}; }
+    __device__ __forceinline__ Ring<K::STAGES> vr() const { return Ring<K::STAGES>{q + VR_OFF}; }
+    __device__ __forceinline__ Ring<K::STAGES> vir() const { return Ring<K::STAGES>{q + VIR_OFF}; }
     __device__ __forceinline__ u32 qbuf(int stage) const { return q + stage * S::Q_BUF; }
+    // FP8: the loads' end mark for the transposing warps, one word per
+    // stage of the V ring (16 bytes kept: four stages at most)
+    __device__ __forceinline__ u32 vdone(int stage) const { return q + VDONE_OFF + 4u * stage; }
 };
 
 // ---------------------------------------------------------------- producer
-// FP8: the producer warpgroup transposes the V tile of (stage, phase) once
-// TMA has brought it and the consumers have freed the V^T stage, then hands
-// the V^T stage to the consumers and the V stage back to TMA.
-template <class K>
-__device__ __forceinline__ void ws_transpose(const WsSmem<K> &sm, int stage, u32 phase) {
-    typedef WsShape<K> S;
-    mbar_wait(sm.vir.full(stage), phase);
-    mbar_wait(sm.vr.empty(stage), phase ^ 1u);
-    transpose_v<K::BC, K::DV>(sm.vin + stage * S::VIN_BYTES, sm.v + stage * S::V_BYTES, threadIdx.x & 127);
-    fence_proxy_async();   // generic-proxy stores, read by wgmma (async proxy)
-    __syncwarp();
-    mbar_arrive_if(sm.vr.full(stage), (threadIdx.x & 31) == 0);
-    mbar_arrive_if(sm.vir.empty(stage), (threadIdx.x & 31) == 0);
-}
-
-// One thread issues every load (lead); with FP8 all 128 threads of the
-// warpgroup run this loop, the others only to transpose V.
-template <class K>
-__device__ __forceinline__ void ws_producer(const fg_fwd_params &p, const fg_tma_params &tm, const WsSmem<K> &sm) {
-    typedef WsShape<K> S;
-    const bool lead = threadIdx.x == 0;
-    tma_prefetch_map(&tm.q);
-    tma_prefetch_map(&tm.k);
-    tma_prefetch_map(&tm.v);
+// The loads walk the CTA's schedule as the consumers do: tile_begin(qs,
+// m0, h, b) once per work tile, key_tile(ps, t, b, hk) once per visible key
+// tile, with the stage and phase of each ring; the ring's state at the end
+// is returned.
+template <class K, class TileBegin, class KeyTile>
+__device__ __forceinline__ PipeState<K::STAGES> ws_walk(const fg_fwd_params &p, TileBegin tile_begin, KeyTile key_tile) {
     TileScheduler<K::BR, K::CAUSAL> ts;
     ts.init(p);
     PipeState<K::STAGES> ps;
     ps.reset();
-    PipeState<K::Q_STAGES> qs;
-    qs.reset();
-    for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total; ++k) {
+    for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total(); ++k) {
         int mb, h, b;
         ts.decode(tile, p.heads_q, mb, h, b);
         const int m0 = mb * K::BR, hk = h / p.group;
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
         const int first = window_clip<K>(p, sch);
-
-        // with two Q buffers this tile's Q loads while the last tile computes
-        if (lead) {
-            sm.qr.acquire(qs, S::Q_TX);
-#pragma unroll
-            for (int cb = 0; cb < S::DP / S::COLS; ++cb)
-                tma_load_4d(sm.qbuf(qs.stage) + cb * K::BR * 128, &tm.q, sm.qr.full(qs.stage), cb * S::COLS, m0, h, b);
-        }
-        qs.advance();
-
-        // FP8: the V tile loaded last, transposed after the next loads are issued
-        int pend = -1;
-        u32 pend_phase = 0;
+        // the Q stage from the tile count: no register carried across tiles
+        tile_begin(PipeState<K::Q_STAGES>::at(k), m0, h, b);
         for (int i = first; i < sch.count; ++i) {
             bool part;
             const int t = sch.tile(i, part);
             if (!sch.visible(t, part)) continue;
-            if (lead) {
-                sm.kr.acquire(ps, S::K_BYTES);
-                const u32 kd = sm.k + ps.stage * S::K_BYTES;
-#pragma unroll
-                for (int cb = 0; cb < S::DP / S::COLS; ++cb)
-                    tma_load_4d(kd + cb * K::BC * 128, &tm.k, sm.kr.full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
-                sm.vir.acquire(ps, S::VIN_BYTES);
-                const u32 vd = sm.vin + ps.stage * S::VIN_BYTES;
-#pragma unroll
-                for (int cb = 0; cb < S::DVP / S::COLS; ++cb)
-                    tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir.full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
-            }
-            if constexpr (K::FP8) {
-                if (pend >= 0) ws_transpose<K>(sm, pend, pend_phase);
-                pend = ps.stage;
-                pend_phase = ps.phase;
-            }
+            key_tile(ps, t, b, hk);
             ps.advance();
         }
-        // the last V of the tile before the next tile's Q (whose buffer the
-        // consumers free only after their last P V)
-        if constexpr (K::FP8)
-            if (pend >= 0) ws_transpose<K>(sm, pend, pend_phase);
+    }
+    return ps;
+}
+
+// One thread issues every load: Q once per work tile (with two Q buffers
+// the next tile's Q loads while this one computes), K and V per key tile.
+// FP8: then the V ring's next stage carries no tile but the end mark.
+template <class K>
+__device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_params &tm, const WsSmem<K> &sm) {
+    typedef WsShape<K> S;
+    tma_prefetch_map(&tm.q);
+    tma_prefetch_map(&tm.k);
+    tma_prefetch_map(&tm.v);
+    const PipeState<K::STAGES> end = ws_walk<K>(
+        p,
+        [&](const PipeState<K::Q_STAGES> &qs, int m0, int h, int b) {
+            sm.qr().acquire(qs, S::Q_TX);
+#pragma unroll
+            for (int cb = 0; cb < S::DP / S::COLS; ++cb)
+                tma_load_4d(sm.qbuf(qs.stage) + cb * K::BR * 128, &tm.q, sm.qr().full(qs.stage), cb * S::COLS, m0, h, b);
+        },
+        [&](const PipeState<K::STAGES> &ps, int t, int b, int hk) {
+            sm.kr().acquire(ps, S::K_BYTES);
+            const u32 kd = sm.k() + ps.stage * S::K_BYTES;
+#pragma unroll
+            for (int cb = 0; cb < S::DP / S::COLS; ++cb)
+                tma_load_4d(kd + cb * K::BC * 128, &tm.k, sm.kr().full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
+            sm.vir().acquire(ps, S::VIN_BYTES);
+            const u32 vd = sm.vin() + ps.stage * S::VIN_BYTES;
+#pragma unroll
+            for (int cb = 0; cb < S::DVP / S::COLS; ++cb)
+                tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir().full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
+        });
+    if constexpr (K::FP8) {
+        // the mark is written before the arrival (release), read after the
+        // wait (acquire).  A word of this stage only: the transposers may
+        // still be waking for the last tile, in another stage, whose word
+        // must still read 0.
+        mbar_wait(sm.vir().empty(end.stage), end.phase ^ 1u);
+        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sm.vdone(end.stage)), "r"(1u) : "memory");
+        mbar_arrive(sm.vir().full(end.stage));
+    }
+}
+
+// FP8: warps 1-3 of the producer warpgroup transpose each V tile once TMA
+// has brought it and the consumers have freed its V^T stage, then hand the
+// V^T stage to the consumers and the V stage back to TMA.  They follow the
+// V ring alone, not the schedule, until the loads' end mark: with the
+// schedule walk in both roles the producer spilled in its 24 registers.
+template <class K>
+__device__ __forceinline__ void ws_transposes(const WsSmem<K> &sm) {
+    typedef WsShape<K> S;
+    const int tid = (int)(threadIdx.x & 127) - 32;
+    PipeState<K::STAGES> ps;
+    ps.reset();
+    for (;;) {
+        mbar_wait(sm.vir().full(ps.stage), ps.phase);
+        u32 done;
+        asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(done) : "r"(sm.vdone(ps.stage)) : "memory");
+        if (done) break;
+        mbar_wait(sm.vr().empty(ps.stage), ps.phase ^ 1u);
+        transpose_v<K::BC, K::DV, S::TRANSPOSERS>(sm.vin() + ps.stage * S::VIN_BYTES, sm.v() + ps.stage * S::V_BYTES, tid);
+        fence_proxy_async(); // generic-proxy stores, read by wgmma (async proxy)
+        __syncwarp();
+        mbar_arrive_if(sm.vr().full(ps.stage), (threadIdx.x & 31) == 0);
+        mbar_arrive_if(sm.vir().empty(ps.stage), (threadIdx.x & 31) == 0);
+        ps.advance();
     }
 }
 
@@ -243,7 +273,7 @@ template <class K> struct WsConsumer {
         PipeState<K::Q_STAGES> qs;
         qs.reset();
         if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
-        for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total; ++k) {
+        for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total(); ++k) {
             int mb, h, b;
             ts.decode(tile, p.heads_q, mb, h, b);
             one_tile(mb * K::BR, h, b, ps, qs);
@@ -273,21 +303,21 @@ template <class K> struct WsConsumer {
     __device__ __forceinline__ void s_tile(const Sched &sch, float (&acc_s)[1][NT_S][4], int t, bool part, int row0, int b,
                                            int h, u32 qst, const PipeState<K::STAGES> &ps, float (&acc_o)[1][NT_O][4],
                                            const u32 (&pa)[S::KS_PV][4], int prev_stage, u32 prev_phase) {
-        sm.kr.wait_full(ps);
+        sm.kr().wait_full(ps);
         turn_begin();
         wgmma_fence();
-        issue_s(acc_s, qst, sm.k + ps.stage * S::K_BYTES);
+        issue_s(acc_s, qst, sm.k() + ps.stage * S::K_BYTES);
         wgmma_commit();
         if (WITH_PV) {
-            mbar_wait(sm.vr.full(prev_stage), prev_phase);
-            issue_o(acc_o, pa, sm.v + prev_stage * S::V_BYTES);
+            mbar_wait(sm.vr().full(prev_stage), prev_phase);
+            issue_o(acc_o, pa, sm.v() + prev_stage * S::V_BYTES);
             wgmma_commit();
         }
         turn_end();
         if (WITH_PV) wgmma_wait<1>();
         else wgmma_wait<0>();
         reg_fence(acc_s[0]);
-        sm.kr.release(ps.stage);
+        sm.kr().release(ps.stage);
         if constexpr (LogitMods<K>::value) apply_logit_mods<K, 1, NT_S>(acc_s, p, slope, b, h, row0, t * K::BC);
         if (sch.needs_mask(t, part))
             apply_mask<1, NT_S, K::CAUSAL>(acc_s, row0, t * K::BC, p.seqlen_k, p.causal_offset, part);
@@ -299,15 +329,15 @@ template <class K> struct WsConsumer {
 
     // O += P V of the stage at (stage, phase), waited for and released.
     __device__ __forceinline__ void pv_now(float (&acc_o)[1][NT_O][4], const u32 (&pa)[S::KS_PV][4], int stage, u32 phase) {
-        mbar_wait(sm.vr.full(stage), phase);
+        mbar_wait(sm.vr().full(stage), phase);
         turn_begin();
         wgmma_fence();
-        issue_o(acc_o, pa, sm.v + stage * S::V_BYTES);
+        issue_o(acc_o, pa, sm.v() + stage * S::V_BYTES);
         wgmma_commit();
         turn_end();
         wgmma_wait<0>();
         reg_fence(acc_o[0]);
-        sm.vr.release(stage);
+        sm.vr().release(stage);
     }
 
     __device__ __forceinline__ void one_tile(int m0, int h, int b, PipeState<K::STAGES> &ps, const PipeState<K::Q_STAGES> &qs) {
@@ -339,7 +369,7 @@ template <class K> struct WsConsumer {
             o_scale = descale_at(p.v_descale, p.descale_per_head, b, p.heads_kv, hk);
         }
 
-        sm.qr.wait_full(qs);
+        sm.qr().wait_full(qs);
 
         // The first visible tile is peeled off, so that inside the loop a
         // P V product is always in flight: a wgmma issued on a condition
@@ -363,7 +393,7 @@ template <class K> struct WsConsumer {
                 if (K::OVERLAP) {
                     wgmma_wait<0>();
                     reg_fence(acc_o[0]);
-                    sm.vr.release(prev_stage);
+                    sm.vr().release(prev_stage);
                 }
                 OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
                 pack_p(pa, acc_s);
@@ -378,13 +408,14 @@ template <class K> struct WsConsumer {
         // Q and the staged O are no longer read: the buffer may take the Q
         // of a later tile
         fence_proxy_async();
-        sm.qr.release(qs.stage);
+        sm.qr().release(qs.stage);
     }
 
     // Normalise O into this warpgroup's rows of the Q buffer (128-byte
     // swizzle, conflict-free: the 8 rows of a store land in 8 different
     // 16-byte columns), then copy it out in coalesced 16-byte stores; lse
-    // once per row.
+    // once per row.  O_PASSES > 1 (FP8): one column slice of Q_ROW bytes a
+    // pass, the buffer reused once every thread has copied the last slice.
     // scale: the softmax scale of S (lse); o_scale multiplies O (FP8: v's descale).
     __device__ __forceinline__ void epilogue(float (&acc_o)[1][NT_O][4], OnlineSoftmax<1, NT_S, NT_O> &smx, int m0, int h,
                                              int b, u32 qst, float scale, float o_scale) const {
@@ -395,36 +426,46 @@ template <class K> struct WsConsumer {
         inv[0][1] *= o_scale;
         const int g = lane >> 2, cq = lane & 3;
         const u32 slice = qst + c * 64 * 128;
+        const int rows = p.seqlen_q - (m0 + c * 64);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int rr = wq * 16 + g + r * 8;
-#pragma unroll
-            for (int j = 0; j < NT_O; ++j) {
-                // column 8j + 2cq: 16-byte chunk j, 4 bytes at 4cq inside it
-                const u32 addr = slice + (j >> 3) * K::BR * 128 + rr * 128 + ((((u32)j & 7u) ^ ((u32)rr & 7u)) << 4) + 4 * cq;
-                const u32 v = pack2<K::BF16>(acc_o[0][j][2 * r] * inv[0][r], acc_o[0][j][2 * r + 1] * inv[0][r]);
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-            }
-            const int row = m0 + c * 64 + rr;
+            const int row = m0 + c * 64 + wq * 16 + g + r * 8;
             if (p.lse && cq == 0 && row < p.seqlen_q) p.lse[((long long)b * p.heads_q + h) * p.seqlen_q + row] = lse[0][r];
         }
-        named_bar_sync(1 + S::NC + c, 128);
-        constexpr int CH = K::DV / 8, TOTAL = 64 * CH;
         char *og = (char *)p.o + 2 * (b * p.o_batch_stride + h * p.o_head_stride + (long long)(m0 + c * 64) * p.o_row_stride);
         const long long ors = 2 * p.o_row_stride;
-        const int rows = p.seqlen_q - (m0 + c * 64);
         const int t = threadIdx.x & 127;
+        constexpr int JP = S::Q_ROW / 16; // 16-byte chunks (8 values) of a row a pass
+#pragma unroll
+        for (int pass = 0; pass < S::O_PASSES; ++pass) {
+            if (pass > 0) named_bar_sync(1 + S::NC + c, 128); // the last slice is copied out
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int rr = wq * 16 + g + r * 8;
+#pragma unroll
+                for (int j = pass * JP; j < NT_O && j < (pass + 1) * JP; ++j) {
+                    // column 8j + 2cq: 16-byte chunk j, 4 bytes at 4cq inside it
+                    const int jl = j - pass * JP;
+                    const u32 addr = slice + (jl >> 3) * K::BR * 128 + rr * 128 + ((((u32)jl & 7u) ^ ((u32)rr & 7u)) << 4) + 4 * cq;
+                    const u32 v = pack2<K::BF16>(acc_o[0][j][2 * r] * inv[0][r], acc_o[0][j][2 * r + 1] * inv[0][r]);
+                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+                }
+            }
+            named_bar_sync(1 + S::NC + c, 128);
+            constexpr int CH_ALL = K::DV / 8;
+            const int j0 = pass * JP, ch = CH_ALL - j0 < JP ? CH_ALL - j0 : JP, total = 64 * ch;
 #pragma unroll 4
-        for (int it = 0; it < (TOTAL + 127) / 128; ++it) {
-            const int id = t + it * 128;
-            const int rr = id / CH, j = id - rr * CH;
-            if ((TOTAL % 128 == 0 || id < TOTAL) && rr < rows) {
-                const u32 addr = slice + (j >> 3) * K::BR * 128 + rr * 128 + ((((u32)j & 7u) ^ ((u32)rr & 7u)) << 4);
-                u32 x0, x1, x2, x3;
-                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr) : "memory");
-                uint4 v4 = make_uint4(x0, x1, x2, x3);
-                *(uint4 *)(og + rr * ors + j * 16) = v4;
+            for (int it = 0; it < (total + 127) / 128; ++it) {
+                const int id = t + it * 128;
+                const int rr = id / ch, jl = id - rr * ch;
+                if ((total % 128 == 0 || id < total) && rr < rows) {
+                    const u32 addr = slice + (jl >> 3) * K::BR * 128 + rr * 128 + ((((u32)jl & 7u) ^ ((u32)rr & 7u)) << 4);
+                    u32 x0, x1, x2, x3;
+                    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                                 : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr) : "memory");
+                    uint4 v4 = make_uint4(x0, x1, x2, x3);
+                    *(uint4 *)(og + rr * ors + (j0 + jl) * 16) = v4;
+                }
             }
         }
     }
@@ -436,12 +477,17 @@ __device__ __forceinline__ void attention_forward_ws(const fg_fwd_params &p, con
     WsSmem<K> sm;
     sm.init(smem_raw);
     if (threadIdx.x == 0) {
-        sm.qr.init(4 * S::NC);
-        sm.kr.init(4 * S::NC);
-        // FP8: V^T stages are filled by the 4 producer warps, V stages
+        sm.qr().init(4 * S::NC);
+        sm.kr().init(4 * S::NC);
+        // FP8: V^T stages are filled by the transposing warps, V stages
         // emptied by them
-        sm.vr.init(4 * S::NC, K::FP8 ? 4 : 1);
-        if (K::FP8) sm.vir.init(4);
+        sm.vr().init(4 * S::NC, K::FP8 ? S::TRANSPOSERS / 32 : 1);
+        if (K::FP8) {
+            sm.vir().init(S::TRANSPOSERS / 32);
+#pragma unroll
+            for (int s = 0; s < K::STAGES; ++s)
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sm.vdone(s)), "r"(0u) : "memory");
+        }
         mbar_init_fence();
     }
     __syncthreads();
@@ -450,7 +496,14 @@ __device__ __forceinline__ void attention_forward_ws(const fg_fwd_params &p, con
     const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
     if (wg == 0) {
         setmaxnreg_dec<K::PRODUCER_REGS>();
-        if (K::FP8 || threadIdx.x == 0) ws_producer<K>(p, tm, sm);
+        // the roles by warp, warp-uniform (split by thread, ptxas kept the
+        // loads' registers apart badly and spilled in 24)
+        const int pw = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0);
+        if (pw == 0) {
+            if (threadIdx.x == 0) ws_loads<K>(p, tm, sm);
+        } else {
+            if constexpr (K::FP8) ws_transposes<K>(sm);
+        }
     } else {
         setmaxnreg_inc<K::CONSUMER_REGS>();
         WsConsumer<K> cons(p, sm, wg - 1);

@@ -17,6 +17,13 @@ template <int STAGES> struct PipeState {
     int stage;
     u32 phase;
     __device__ __forceinline__ void reset() { stage = 0; phase = 0; }
+    // the state after n advances (no register carried across a loop)
+    __device__ __forceinline__ static PipeState at(int n) {
+        PipeState st;
+        st.stage = n % STAGES;
+        st.phase = (u32)(n / STAGES) & 1u;
+        return st;
+    }
     __device__ __forceinline__ void advance() {
         if (++stage == STAGES) { stage = 0; phase ^= 1u; }
     }

@@ -55,23 +55,25 @@ end
 -- Registers per thread after setmaxnreg: the producer keeps few, the
 -- consumers take the rest of the 64K (multiples of 8).
 local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
--- FP8: the whole producer warpgroup transposes V, so it keeps more
--- (2 consumers: 40 * 128 + 232 * 256 = 64512 of the 65536).
-local REGS_FP8 = { [1] = { 40, 240 }, [2] = { 40, 232 } }
+-- FP8: the whole producer warpgroup transposes V; with one consumer it
+-- keeps 40, with two the consumers need 240 at head dim 256 (O 128, S 64,
+-- P 16 registers), so the producer runs its transpose loop in 24.
+local REGS_FP8 = { [1] = { 40, 240 }, [2] = { 24, 240 } }
 
 -- Shared memory: Q buffers (each also stages the O tile of the epilogue, so
 -- as wide as the wider head dim), the K and V rings, 16 bytes of barriers
 -- per stage of each ring.  Two Q buffers (the next tile's Q loads during
 -- this one) where they fit in Hopper's 227 KiB, else one.
 local HOPPER_SMEM = 232448
--- FP8: rows of 128 one-byte elements, the Q buffer still as wide as the
--- 16-bit O tile, plus the ring of transposed V tiles and its barriers.
+-- FP8: rows of 128 one-byte elements, the Q buffer as wide as Q alone (the
+-- 16-bit O tile goes through it in column slices), plus the ring of
+-- transposed V tiles, its barriers and the loads' end mark (16 bytes).
 local function smem_bytes(p, q_stages)
   if p.dtype == "e4m3" then
     local dp, dvp = util.round_up(p.head_dim, 128), util.round_up(p.head_dim_v, 128)
-    local qbuf = p.block_m * math.max(dp, util.round_up(p.head_dim_v, 64) * 2)
+    local qbuf = p.block_m * dp
     return 1024 + q_stages * qbuf + p.stages * (p.block_n * (dp + dvp) + p.head_dim_v * p.block_n) + 16 * q_stages +
-           3 * 16 * p.stages
+           3 * 16 * p.stages + 16
   end
   local dp, dvp = util.round_up(p.head_dim, 64), util.round_up(p.head_dim_v, 64)
   local qbuf = p.block_m * math.max(dp, dvp) * 2

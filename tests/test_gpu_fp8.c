@@ -142,7 +142,12 @@ static int run(fg_context *ctx, const fp8_case *c, float v_scale_bias, uint64_t 
             lse_err = fmax(lse_err, isnan(lse[i]) ? INFINITY : fabs(lse[i] - lref[i]));
         }
         const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-        ok = !nan && rel < 4e-2 && max_err < 0.1 * fmax(1.0, max_ref) && lse_err < 1e-3;
+        /* lse: 4e-3.  The scores come from the e4m3 tensor cores, whose
+         * accumulator keeps fewer bits than fp32 (about 14, as reported for
+         * Hopper's FP8 GEMMs), so lse errors of 1e-4 to 1.6e-3 are seen at
+         * every head dim on these inputs (H200, 2026-12-01), where a wrong
+         * descale or a dropped key tile costs 1e-1 or more. */
+        ok = !nan && rel < 4e-2 && max_err < 0.1 * fmax(1.0, max_ref) && lse_err < 4e-3;
         printf("%-4s %s%s rel_l2=%.2e max_err=%.2e lse_err=%.2e nan=%zu\n", ok ? "ok" : "bad", what,
                v_scale_bias != 1.f ? " [control]" : "", rel, max_err, lse_err, nan);
     }
@@ -181,6 +186,7 @@ int main(void) {
         {1, 3, 1, 300, 100}, /* MQA, sq > sk: bottom-right leaves early rows empty */
         {2, 2, 2, 128, 128}, /* exact tiles */
         {1, 2, 2, 1, 200},   /* one query */
+        {8, 16, 4, 300, 130}, /* 384 work tiles: each CTA of the persistent grid runs several (Q ring, V^T end mark) */
     };
     int k = 0;
     for (size_t di = 0; di < sizeof dims / sizeof *dims; ++di)

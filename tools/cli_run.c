@@ -45,7 +45,8 @@ static const char *HELP_BENCH =
     "median of --iters.  FLOPs = 2 b h s s (d + d), halved for causal.\n"
     "\n"
     "options:\n"
-    "  --dtype bf16|fp16           (bf16)\n"
+    "  --dtype bf16|fp16|e4m3      (bf16); e4m3: FP8 q, k, v (N(0,1) rounded,\n"
+    "                              descales 1), bf16 o, FP8's tolerance\n"
     "  --hdims 64,128,256          head dims\n"
     "  --seqlens 512,...,16384     sequence lengths\n"
     "  --causal both|0|1           (both)\n"
@@ -184,10 +185,10 @@ int fg_cmd_bench(int argc, char **argv) {
     const char *csvpath = fg_cli_opt(argc, argv, "--csv");
     const char *paths = fg_cli_opt(argc, argv, "--path");
     if (nh <= 0 || ns <= 0 || iters < 1 || iters > 1024 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
-        (dts && strcmp(dts, "bf16") && strcmp(dts, "fp16")) ||
+        (dts && strcmp(dts, "bf16") && strcmp(dts, "fp16") && strcmp(dts, "e4m3")) ||
         (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma") && strcmp(paths, "tma"))) {
         fprintf(stderr, "flashgen bench: bad option value (--hdims/--seqlens take positive integers, --iters 1..1024, "
-                        "--causal both|0|1, --dtype bf16|fp16, --path auto|mma|wgmma|tma)\n");
+                        "--causal both|0|1, --dtype bf16|fp16|e4m3, --path auto|mma|wgmma|tma)\n");
         return 2;
     }
     for (int i = 0; i < nh; ++i)
@@ -195,7 +196,8 @@ int fg_cmd_bench(int argc, char **argv) {
     for (int i = 0; i < ns; ++i)
         if (seqlens[i] > 16384 || 16384 % seqlens[i]) { fprintf(stderr, "flashgen bench: seqlen %d does not divide 16384 tokens\n", seqlens[i]); return 2; }
     const int c0 = cs && !strcmp(cs, "1") ? 1 : 0, c1 = cs && !strcmp(cs, "0") ? 0 : 1;
-    const fg_dtype dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : FG_BF16;
+    const fg_dtype dt = dts && !strcmp(dts, "fp16") ? FG_FP16 : dts && !strcmp(dts, "e4m3") ? FG_E4M3 : FG_BF16;
+    const size_t eb = dt == FG_E4M3 ? 1 : 2; /* bytes per input element; o is 16-bit (bf16 for e4m3) */
     const fg_kernel_path path = !paths || !strcmp(paths, "auto") ? FG_PATH_AUTO : !strcmp(paths, "mma") ? FG_PATH_MMA
                                 : !strcmp(paths, "tma") ? FG_PATH_TMA : FG_PATH_WGMMA;
     const char *impl = path == FG_PATH_AUTO ? "flashgen" : path == FG_PATH_MMA ? "flashgen_mma"
@@ -237,18 +239,24 @@ int fg_cmd_bench(int argc, char **argv) {
     if (!hq || !hk || !hv || !ho || !hlse || !orow) { fprintf(stderr, "flashgen bench: out of memory\n"); rc = 1; goto done; }
     fg_rng rng;
     fg_rng_seed(&rng, 1234);
-    fg_fill_normal(hq, n, dt, &rng);
-    fg_fill_normal(hk, n, dt, &rng);
-    fg_fill_normal(hv, n, dt, &rng);
-    if (!r) r = cu->MemAlloc(&dq, n * 2);
-    if (!r) r = cu->MemAlloc(&dk, n * 2);
-    if (!r) r = cu->MemAlloc(&dv, n * 2);
+    if (dt == FG_E4M3) { /* N(0, 1) rounded to e4m3, per-tensor descales 1 */
+        uint16_t *in[3] = {hq, hk, hv};
+        for (int t = 0; t < 3; ++t)
+            for (size_t i = 0; i < n; ++i) ((uint8_t *)in[t])[i] = fg_float_to_e4m3((float)fg_rng_normal(&rng));
+    } else {
+        fg_fill_normal(hq, n, dt, &rng);
+        fg_fill_normal(hk, n, dt, &rng);
+        fg_fill_normal(hv, n, dt, &rng);
+    }
+    if (!r) r = cu->MemAlloc(&dq, n * eb);
+    if (!r) r = cu->MemAlloc(&dk, n * eb);
+    if (!r) r = cu->MemAlloc(&dv, n * eb);
     if (!r) r = cu->MemAlloc(&dout, n * 2);
     if (!r) r = cu->MemAlloc(&dlse, tokens * 128 * 4);
     if (!r) r = cu->MemAlloc(&flush, flush_bytes);
-    if (!r) r = cu->MemcpyHtoD(dq, hq, n * 2);
-    if (!r) r = cu->MemcpyHtoD(dk, hk, n * 2);
-    if (!r) r = cu->MemcpyHtoD(dv, hv, n * 2);
+    if (!r) r = cu->MemcpyHtoD(dq, hq, n * eb);
+    if (!r) r = cu->MemcpyHtoD(dk, hk, n * eb);
+    if (!r) r = cu->MemcpyHtoD(dv, hv, n * eb);
     if (r) { char b[256]; fprintf(stderr, "flashgen bench: %s\n", fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
     if (csvpath) {
         csv = fopen(csvpath, "w");
@@ -265,6 +273,7 @@ int fg_cmd_bench(int argc, char **argv) {
                 fg_attention_desc_init(&desc, dt, d, batch, heads, heads, s, s);
                 desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
                 desc.path = path;
+                if (dt == FG_E4M3) desc.out_dtype = FG_BF16;
                 void *q = (void *)(uintptr_t)dq, *k = (void *)(uintptr_t)dk, *v = (void *)(uintptr_t)dv, *o = (void *)(uintptr_t)dout;
                 float *lse = (float *)(uintptr_t)dlse;
                 if (fg_attention_forward(ctx, &desc, q, k, v, o, lse, NULL) != FG_OK) {
@@ -277,7 +286,8 @@ int fg_cmd_bench(int argc, char **argv) {
                 if (r) { char b[256]; printf("%5d %6d %6d: kernel failed: %s\n", d, causal, s, fg_cuda_errstr(cu, r, b, sizeof b)); rc = 1; goto done; }
                 /* check 64 sampled rows across the first and last (b, h) */
                 fg_check chk;
-                fg_check_init(&chk, dt);
+                if (dt == FG_E4M3) fg_check_init_fp8(&chk, FG_BF16); /* against the e4m3 inputs' reference */
+                else fg_check_init(&chk, dt);
                 for (int t = 0; t < 64; ++t) {
                     const int b = t < 32 ? 0 : batch - 1, h = t < 32 ? 0 : heads - 1;
                     const int i = (int)((long)(t % 32) * (s - 1) / 31);
