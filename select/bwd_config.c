@@ -15,7 +15,7 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
         (s->dtype != FG_FP16 && s->dtype != FG_BF16))
         return 0;
     fg_config_unset(c);
-    c->block_m = 64;
+    c->block_m = d == 64 && dv == 64 ? 128 : 64; /* 128-row query blocks at 64/64 (DQ_ROWS, fg_bwd_wgmma.cuh) */
     c->block_n = wgmma_cols(s) ? 64 : 128;
     c->warps = 8;
     c->stages = 1;
@@ -42,10 +42,10 @@ int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
         return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 32;
     if (c->wgmma >= 1) { /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh, bwd_wgmma.lua): head dim 128 splits dQ by
                             columns (DQ_COLS); 2 stages of Q and dO (NS) */
-        const int cols = s->head_dim == 128, ns = 2;
+        const int cols = s->head_dim == 128, ns = 2, shared = cols || c->block_m == 128;
         return 1024 + c->block_n * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
-               ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + (cols ? 2 : 1) * c->block_n * c->block_m * 2 +
-               2 * c->block_m * (cols ? s->head_dim / 2 : s->head_dim) * 4 + 2 * ns * c->block_m * 4 + (2 * ns + 1) * 8;
+               ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + (shared ? 2 : 1) * c->block_n * c->block_m * 2 +
+               2 * 64 * (cols ? s->head_dim / 2 : s->head_dim) * 4 + 2 * ns * c->block_m * 4 + (2 * ns + 1) * 8;
     }
     const int lds = pad16(s->head_dim) + 8, lds_v = pad16(fg_spec_head_dim_v(s)) + 8, ldp = c->block_m + 8;
     return ((c->block_n + c->block_m) * (lds + lds_v) + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;
@@ -62,8 +62,8 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
                            s->mods ? ", score modifications" : "");
         if (c->block_m != w.block_m || c->block_n != w.block_n || c->warps != w.warps || c->stages > 1 || c->q_in_regs > 0 ||
             c->min_blocks > 1)
-            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=1) runs block_m=64 block_n=%d warps=8 only",
-                           w.block_n);
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=1) runs block_m=%d block_n=%d warps=8 only",
+                           w.block_m, w.block_n);
         const int smem = fg_bwd_smem_bytes(s, c);
         if (smem > smem_limit)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward needs %d bytes of shared memory; the device has %d", smem,

@@ -27,11 +27,16 @@ local function check(p)
   if p.head_dim_v == nil or p.head_dim_v == 0 then p.head_dim_v = p.head_dim end
   util.expect_variant(p)
   if p.sparse or p.mask then util.fail("the Hopper backward is dense only; block-sparse variants take the mma.sync path") end
-  util.expect_enum(p, "block_m", { 64 })
   util.expect_enum(p, "warps", { 8 })
   if cols_variant(p) then
+    util.expect_enum(p, "block_m", { 64 })
     util.expect_enum(p, "block_n", { 64 })
     return
+  end
+  util.expect_enum(p, "block_m", { 64, 128 })
+  if p.block_m == 128 and (p.head_dim ~= 64 or p.head_dim_v ~= 64) then
+    util.fail("the Hopper backward takes 128-row query blocks at head dims 64/64 only (got %d and %d)", p.head_dim,
+              p.head_dim_v)
   end
   util.expect_head_dim(p, "head_dim", 64, 64, "the Hopper backward")
   util.expect_head_dim(p, "head_dim_v", 64, 64, "the Hopper backward")
@@ -57,8 +62,9 @@ local function smem_bytes(p)
     return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 32
   end
   local cols, ns = dq_cols(p), 2 -- stages of Q and dO (BwgShape::NS)
-  return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (cols and 2 or 1) * bn * bm * 2 +
-         2 * bm * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1) * 8
+  local shared = cols or bm == 128  -- dS^T double buffered (DQ_SHARED)
+  return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (shared and 2 or 1) * bn * bm * 2 +
+         2 * 64 * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1) * 8
 end
 
 -- The Traits fields both kernels read; then `extra` lines, the static
@@ -131,7 +137,7 @@ local KERNELS = {
     what = "key block, 2 warpgroups", header = "fg_bwd_wgmma.cuh", shape = "BwgShape",
     fn = "fg::attention_backward_wgmma<Traits>",
     wgmma = function(out, p, ty)
-      wgmma.ss(out, "wgmma_st", ty, 64, 0, 0)
+      wgmma.ss(out, "wgmma_st", ty, p.block_m, 0, 0)
       wgmma.rs(out, "wgmma_dv", ty, p.head_dim_v)
       if p.head_dim_v == p.head_dim then
         out:line("#define wgmma_dk wgmma_dv")

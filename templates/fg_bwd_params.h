@@ -30,7 +30,7 @@ typedef struct fg_bwd_params {
     float scale, scale_log2;
     int deterministic;     /* dQ added in key-block order (no race in the sum) */
     int lock_blocks;       /* ceil(seqlen_q / 16): lock entries per (batch, head) */
-    int rows_pad;          /* seqlen_q rounded up to 64: the row pitch of dsum, lse2 */
+    int rows_pad;          /* seqlen_q rounded up to 128: the row pitch of dsum, lse2 */
 
     /* Block-sparse (variant sparse=1): the transposed layout
      * (runtime/layout_t.h).  Column c = (bi * sp_heads + hi) *

@@ -72,9 +72,13 @@ template <class K> struct BwgShape {
     // Traits::DQ_COLS (head dim 128): warpgroup w computes dQ columns
     // 64w .. 64w + 63 over all BN keys (dS^T of both warpgroups, double
     // buffered); else its own 64 keys' share of every column
-    static constexpr bool DQ_COLS = K::DQ_COLS;
-    static constexpr int DQ_N = DQ_COLS ? D / 2 : D, DS_STAGES = DQ_COLS ? 2 : 1;
-    static constexpr int ST_BYTES = BM * DQ_N * 4; // a warpgroup's dQ share, fp32, chunk order
+    // BM = 128 (head dim 64, DQ_ROWS): warpgroup w computes dQ rows
+    // 64w .. 64w + 63 of the query block over all BN keys.  Both read the
+    // other warpgroup's dS^T rows (DQ_SHARED): dS^T double buffered, a
+    // barrier of both warpgroups before dQ
+    static constexpr bool DQ_COLS = K::DQ_COLS, DQ_ROWS = BM == 128, DQ_SHARED = DQ_COLS || DQ_ROWS;
+    static constexpr int DQ_N = DQ_COLS ? D / 2 : D, DS_STAGES = DQ_SHARED ? 2 : 1;
+    static constexpr int ST_BYTES = 64 * DQ_N * 4; // a warpgroup's dQ share (64 rows), fp32, chunk order
     // two stages of Q, dO, lse2 and D: the next block loads while one computes
     // (3 and 4 measured no faster at head dim 64, docs/PERF.md v12)
     static constexpr int NS = 2;
@@ -83,11 +87,12 @@ template <class K> struct BwgShape {
                          DS_OFF = DO_OFF + NS * DO_BYTES, ST_OFF = DS_OFF + DS_STAGES * DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
                          BAR_OFF = L_OFF + 2 * NS * BM * 4;
     static constexpr int SMEM = 1024 + BAR_OFF + (2 * NS + 1) * 8;
-    static_assert(!DQ_COLS || D == 128, "dQ by columns: one 64-column box per warpgroup");
+    static_assert(!DQ_COLS || (D == 128 && BM == 64), "dQ by columns: one 64-column box per warpgroup");
     // P^T computed while dP^T is still in flight (S^T committed as its own
     // group), else after both land: measured per head dim (bwd_wgmma.lua)
     static constexpr bool P_FIRST = K::P_FIRST;
-    static_assert(BM == 64 && BN == 128 && K::WARPS == 8, "two warpgroups of 64 keys, 64-row query blocks");
+    static_assert((BM == 64 || (BM == 128 && D == 64 && DV == 64)) && BN == 128 && K::WARPS == 8,
+                  "two warpgroups of 64 keys, 64-row query blocks (128 at head dims 64/64)");
     static_assert(D % 64 == 0 && DV % 64 == 0 && D <= 128 && DV <= 128, "head dims 64 or 128");
     static_assert(DqFrag<K>::value, "the accumulator in chunk order (K::DQ_FRAG)");
 };
@@ -128,11 +133,11 @@ __device__ __forceinline__ void cp_async_arrive(u32 bar) {
 }
 
 // Accumulator fragments (rows g, g + 8; columns 8j + 2c, +1) as the register
-// A operand of four k16 steps.
-template <bool BF16>
-__device__ __forceinline__ void pack_a(u32 (&pa)[4][4], const float (&s)[8][4]) {
+// A operand of NK k16 steps.
+template <bool BF16, int NK>
+__device__ __forceinline__ void pack_a(u32 (&pa)[NK][4], const float (&s)[2 * NK][4]) {
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
+    for (int kk = 0; kk < NK; ++kk) {
         pa[kk][0] = pack2<BF16>(s[2 * kk][0], s[2 * kk][1]);
         pa[kk][1] = pack2<BF16>(s[2 * kk][2], s[2 * kk][3]);
         pa[kk][2] = pack2<BF16>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
@@ -336,8 +341,8 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES, do_s = base + S::DO_OFF + s * S::DO_BYTES;
         const float *L = sL + s * BM, *Dd = sD + s * BM;
 
-        // ---- S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x 64 queries each)
-        float acc_s[8][4], acc_dp[8][4];
+        // ---- S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x BM queries each)
+        float acc_s[BM / 8][4], acc_dp[BM / 8][4];
         bwd_turn_begin<K, 1>(w);
         wgmma_fence();
 #pragma unroll
@@ -354,7 +359,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
         // ---- P^T (P_FIRST: while dP^T is in flight), then dS^T; dS^T also
         // to shared memory, [key][query] swizzled
-        const u32 ds_s = base + S::DS_OFF + (S::DS_STAGES > 1 ? s : 0) * S::DS_BYTES;
+        const u32 ds_s = base + S::DS_OFF + (S::DS_STAGES > 1 ? it & 1 : 0) * S::DS_BYTES;
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
         if (S::P_FIRST) wgmma_wait<1>(); // S^T has landed; dP^T may still run
         else wgmma_wait<0>();
@@ -367,29 +372,31 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         for (int r = 0; r < 2; ++r) {
             const int kr = w * 64 + wq * 16 + g + 8 * r;
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
+            for (int j = 0; j < BM / 8; ++j) { // [64-query box][key][query]
                 const u32 v = pack2<K::BF16>(acc_dp[j][2 * r], acc_dp[j][2 * r + 1]);
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_s + kr * 128 + ((j ^ g) << 4) + 4 * c), "r"(v) : "memory");
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_s + (j >> 3) * BN * 128 + kr * 128 + (((j & 7) ^ g) << 4) + 4 * c),
+                             "r"(v)
+                             : "memory");
             }
         }
-        u32 pa[4][4], dsa[4][4];
+        u32 pa[BM / 16][4], dsa[BM / 16][4];
         pack_a<K::BF16>(pa, acc_s);
         pack_a<K::BF16>(dsa, acc_dp);
         fence_proxy_async();
         if (elected) bulk_wait_read(); // the staging buffer: the last block's reduction has read it
         // this warpgroup's dS^T rows are in place, the staging is free
         // (DQ_COLS: the barrier of both warpgroups below does both)
-        if (!S::DQ_COLS) named_bar_sync(1 + w, 128);
+        if (!S::DQ_SHARED) named_bar_sync(1 + w, 128);
 
         // ---- dV += P^T dO, dK += dS^T Q, then this warpgroup's dQ share
         float acc_dq[S::DQ_N / 8][4];
         bwd_turn_begin<K, 2>(w);
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
+        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
-        if constexpr (S::DQ_COLS) {
+        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
+        if constexpr (S::DQ_SHARED) {
             // dQ columns 64w.. over all BN keys: the other warpgroup's dS^T
             // rows too.  dV and dK are in flight while this waits (the turn
             // ends before it: the other warpgroup's turn comes before its
@@ -401,9 +408,9 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             named_bar_sync(1, 256);
             wgmma_fence();
 #pragma unroll
-            for (int kk = 0; kk < BN / 16; ++kk)
-                wgmma_dq(acc_dq, make_desc(ds_s + kk * 16 * 128, BM * 128, 1024),
-                         make_desc(k_s + w * BN * 128 + kk * 16 * 128, BN * 128, 1024), kk > 0);
+            for (int kk = 0; kk < BN / 16; ++kk) // DQ_COLS: all queries, K box w; DQ_ROWS: query box w, all of K
+                wgmma_dq(acc_dq, make_desc(ds_s + (S::DQ_ROWS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024),
+                         make_desc(k_s + (S::DQ_COLS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024), kk > 0);
         } else {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk)
@@ -411,7 +418,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
                          make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
         }
         wgmma_commit();
-        if (!S::DQ_COLS) bwd_turn_end<K, 2>(w);
+        if (!S::DQ_SHARED) bwd_turn_end<K, 2>(w);
         wgmma_wait<0>();
         reg_fence(acc_dv);
         reg_fence(acc_dk);
@@ -434,10 +441,13 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         // every thread of this warpgroup is past its reads of stage s (lse
         // and D by ld.shared, Q and dO by its waited GEMMs): it may refill
         if (elected) mbar_arrive(empty0 + 8 * s);
-        if (elected) {
-            const long long bh = (long long)b * p.heads_q + h;
-            bulk_reduce_add_f32(p.dq_accum + (bh * ((p.seqlen_q + BM - 1) / BM) + m0 / BM) * BM * D + (S::DQ_COLS ? w * 4096 : 0),
-                                st, S::ST_BYTES);
+        // the accumulator's 64-row chunk: DQ_ROWS, rows 64w.. of the block
+        // (none when they are all past seqlen_q: the chunk would be the next
+        // head's); DQ_COLS, its 64-column slice w
+        const int dq_row = m0 + (S::DQ_ROWS ? 64 * w : 0);
+        if (elected && dq_row < p.seqlen_q) {
+            const long long chunk = ((long long)b * p.heads_q + h) * ((p.seqlen_q + 63) / 64) + dq_row / 64;
+            bulk_reduce_add_f32(p.dq_accum + chunk * 64 * D + (S::DQ_COLS ? w * 4096 : 0), st, S::ST_BYTES);
         }
         // TMA: stage s takes block it + 2 once both warpgroups released it
         if (K::TMA && w == 1 && elected && it + 2 < total) {
