@@ -161,8 +161,9 @@ static void test_maps(void) {
     int seen[32] = {0};
     for (int a = 0; a < 32; ++a) ++seen[fp8_key_of_col(a)];
     for (int k = 0; k < 32; ++k) CHECK(seen[k] == 1, "key %d at %d columns", k, seen[k]);
-    /* transpose_v's work, run on a byte array: 128 threads, units u = tid,
-     * tid + 128, ... as the kernel loops; V(key, n) = a hash of both */
+    /* transpose_v's work, run on a byte array: 96 threads (WsShape::
+     * TRANSPOSERS, producer warps 1-3), units u = tid, tid + 96, ... as the
+     * kernel loops; V(key, n) = a hash of both */
     for (int dv = 64; dv <= 256; dv += 64) {
         const int BC = 128, dvp = (dv + 127) / 128 * 128;
         unsigned char *src = calloc((size_t)BC * dvp, 1), *dst = calloc((size_t)dv * BC, 1);
@@ -170,8 +171,8 @@ static void test_maps(void) {
 #define VAL(key, n) ((unsigned char)((key) * 7 + (n) * 13 + ((key) >> 3) * 5 + 1))
         for (int key = 0; key < BC; ++key)
             for (int n = 0; n < dv; ++n) src[fp8_swz(BC, key, n)] = VAL(key, n);
-        for (int tid = 0; tid < 128; ++tid)
-            for (int u = tid; u < BC * dv / 16; u += 128) {
+        for (int tid = 0; tid < 96; ++tid)
+            for (int u = tid; u < BC * dv / 16; u += 96) {
                 int k0, n0, a0;
                 fp8_unit(u, &k0, &n0, &a0);
                 unsigned w[4], out[4];

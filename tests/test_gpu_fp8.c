@@ -161,7 +161,11 @@ done:
     return ok;
 }
 
-int main(void) {
+/* `test_gpu_fp8 san`: three cases only (for compute-sanitizer): head dim
+ * 256 on the persistent grid with several work tiles a CTA, 128 causal,
+ * 64 with one query. */
+int main(int argc, char **argv) {
+    const int san = argc > 1 && !strcmp(argv[1], "san");
     gpu_or_skip();
     fg_context *ctx;
     fg_context_create(&ctx);
@@ -192,6 +196,9 @@ int main(void) {
     for (size_t di = 0; di < sizeof dims / sizeof *dims; ++di)
         for (int causal = 0; causal < 3; ++causal)
             for (size_t si = 0; si < sizeof shapes / sizeof *shapes; ++si, ++k) {
+                if (san && !((dims[di][0] == 256 && causal == 0 && si == 4) || (dims[di][0] == 128 && causal == 1 && si == 0) ||
+                             (dims[di][0] == 64 && causal == 2 && si == 3)))
+                    continue;
                 const fp8_case c = {dims[di][0], dims[di][1], shapes[si].b, shapes[si].hq, shapes[si].hk, shapes[si].sq,
                                     shapes[si].sk, (fg_causal)causal, k % 3 == 2 ? -1 : k % 3, k % 2 ? FG_BF16 : FG_FP16};
                 CHECK(run(ctx, &c, 1.f, 1000 + (uint64_t)k), "case %d", k);
