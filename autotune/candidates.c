@@ -97,6 +97,9 @@ int fg_tune_bwd_candidates(const fg_spec *s, int smem_limit, int hopper, int pat
          * where the kernel has it) unless the path names cp.async */
         if (path != FG_PATH_WGMMA) fg_bwd_set_loads(s, &c, 1);
         out[n++] = c;
+        /* head dims 64/64: the other query block height too (64 or 128 rows) */
+        c.block_m = c.block_m == 128 ? 64 : 128;
+        if (n < max && fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK) out[n++] = c;
     }
     if (path == FG_PATH_WGMMA || path == FG_PATH_TMA) return n;
     static const int bm[] = {32, 64}, bn[] = {32, 64, 128};

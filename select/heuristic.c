@@ -63,7 +63,7 @@ static fg_status check_fp8(const fg_spec *s, const fg_config *c, fg_error *err) 
     if (c->block_n != 128)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 block_n=%d: must be 128 (one 128-byte V^T row per value dim)", c->block_n);
     if (c->stages < 2)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 stages=%d: must be 2 or more (V is transposed one tile behind its load)",
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 stages=%d: must be 2 or more (the next V tile lands while the last is transposed)",
                        c->stages);
     return FG_OK;
 }

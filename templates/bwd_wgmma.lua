@@ -2,7 +2,7 @@
 -- the same three entry points as bwd_mma.lua (flashgen_bwd_pre,
 -- flashgen_bwd, flashgen_bwd_dq), with the main kernel on wgmma
 -- (templates/fg_bwd_wgmma.cuh).  Lua writes the wgmma instructions with
--- their exact register lists: S^T and dP^T (m64n64, both operands from
+-- their exact register lists: S^T and dP^T (m64n{block_m}, both operands from
 -- shared memory), dV += P^T dO (N = head_dim_v) and dK += dS^T Q
 -- (N = head_dim) with the A operand in registers, dQ = dS K (N = head_dim,
 -- both operands transposed).
@@ -11,7 +11,7 @@
 --         tma (loads by TMA, the kernel's second parameter
 --         fg_bwd_tma_params; else cp.async by every thread),
 --         causal (bool), sparse (false: block-sparse variants take the
---         mma.sync path), block_m = 64 (query block), block_n = 128 (key
+--         mma.sync path), block_m = 64 or 128 (query block; 128 at head dims 64/64 only), block_n = 128 (key
 --         block: two warpgroups of 64 keys; 64 at head dim 256), warps = 8, key, spec
 -- returns: { source, kernel, threads, smem_bytes, head_dim_padded }
 

@@ -7,10 +7,11 @@
 // warpgroup w owns keys 64w .. 64w + 63 of the block.  K and V stay in
 // shared memory, dK and dV of the warpgroup's 64 keys in its registers (the
 // m64 accumulator layout).  For each query head of the GQA group and each
-// query block of BM = 64 rows that sees the key block:
+// query block of BM rows (64; 128 at head dims 64/64 non-causal by default,
+// DQ_ROWS) that sees the key block:
 //
-//   S^T  = K_w Q^T      wgmma m64n64k16, SS, both K-major
-//   dP^T = V_w dO^T     wgmma m64n64k16, SS, both K-major
+//   S^T  = K_w Q^T      wgmma m64n{BM}k16, SS, both K-major
+//   dP^T = V_w dO^T     wgmma m64n{BM}k16, SS, both K-major
 //   P^T  = exp2(S^T * scale*log2e - lse*log2e), masked (lse = -inf -> 0)
 //   dS^T = P^T * (dP^T - D)
 //   dV  += P^T dO       wgmma m64n{DV}k16, RS: P^T straight from the
@@ -22,14 +23,17 @@
 //                       64w .. 64w + 63 over all 128 keys (m64n64, after a
 //                       barrier of both warpgroups, dS^T double buffered):
 //                       half the accumulator registers and one reduction
-//                       per block, not two.  Else warpgroup w takes its own
-//                       64 keys, all D columns (m64n{D}, no wait for the
-//                       other warpgroup's dS^T rows)
+//                       per block, not two.  BM = 128 (Traits DQ_ROWS):
+//                       warpgroup w takes query rows 64w .. 64w + 63, all
+//                       D columns, over all 128 keys (the same barrier and
+//                       double buffer, DQ_SHARED).  Else warpgroup w takes
+//                       its own 64 keys, all D columns (m64n{D}, no wait
+//                       for the other warpgroup's dS^T rows)
 //   dq_accum += dQ      staged in shared memory in the accumulator
 //                       registers' order, added by one bulk reduction
 //                       (cp.reduce.async.bulk .add.f32) per warpgroup: the
-//                       accumulator is chunked to match (dq_index,
-//                       fg_bwd_kernel.cuh)
+//                       accumulator is chunked by 64 rows to match
+//                       (dq_index, fg_bwd_kernel.cuh)
 //
 // Q, dO, lse2 and D of a query block go through two stages, the next
 // block's loads in flight while this one computes: full[s] publishes a
@@ -37,8 +41,8 @@
 // frees it.  Two ways to load (Traits::TMA):
 //   TMA (wgmma=2)  one thread issues every load: K and V once (tensor maps,
 //                  fg_bwd_tma_params, rows past the end zero-filled), per
-//                  block the Q and dO boxes and a 256-byte bulk copy each of
-//                  lse2 and D (padded rows, fg_bwd_params), all completing
+//                  block the Q and dO boxes and a BM * 4-byte bulk copy each
+//                  of lse2 and D (padded rows, fg_bwd_params), all completing
 //                  full[s] by their byte count.  The first two blocks load
 //                  in the prologue; warpgroup 1's elected thread, the later
 //                  of the two under ping-pong, refills stage s with block
@@ -54,7 +58,7 @@
 // sends block-sparse, pattern, deterministic and other head dims to the
 // mma.sync kernel (select/bwd_config.c).
 //
-// The generated source provides wgmma_st (m64n64, SS), wgmma_dv (RS,
+// The generated source provides wgmma_st (m64n{BM}, SS), wgmma_dv (RS,
 // N = DV), wgmma_dk (RS, N = D) and wgmma_dq (SS, transposed, N = D) with
 // their exact register lists (templates/bwd_wgmma.lua).
 #pragma once
@@ -385,7 +389,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         fence_proxy_async();
         if (elected) bulk_wait_read(); // the staging buffer: the last block's reduction has read it
         // this warpgroup's dS^T rows are in place, the staging is free
-        // (DQ_COLS: the barrier of both warpgroups below does both)
+        // (DQ_SHARED: the barrier of both warpgroups below does both)
         if (!S::DQ_SHARED) named_bar_sync(1 + w, 128);
 
         // ---- dV += P^T dO, dK += dS^T Q, then this warpgroup's dQ share
@@ -397,8 +401,8 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 #pragma unroll
         for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
         if constexpr (S::DQ_SHARED) {
-            // dQ columns 64w.. over all BN keys: the other warpgroup's dS^T
-            // rows too.  dV and dK are in flight while this waits (the turn
+            // dQ columns 64w.. (DQ_COLS) or query rows 64w.. (DQ_ROWS) over
+            // all BN keys: the other warpgroup's dS^T rows too.  dV and dK are in flight while this waits (the turn
             // ends before it: the other warpgroup's turn comes before its
             // arrival here); the other warpgroup rewrites this dS^T stage
             // two blocks later, after this barrier of the next block, which
@@ -425,8 +429,9 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         reg_fence(acc_dq);
 
         // dQ share, staged in the accumulator's chunk order (dq_index: 64-column
-        // slices of 4096 floats; DQ_COLS: this warpgroup's slice w, else all
-        // D columns of its keys), then one bulk reduction into the block's
+        // slices of 4096 floats; DQ_COLS: this warpgroup's slice w; DQ_ROWS:
+        // all D columns of its 64 query rows over all keys; else all D
+        // columns of its keys), then one bulk reduction into the 64-row
         // chunk (rows past seqlen_q add zeros)
 #pragma unroll
         for (int j = 0; j < S::DQ_N / 8; ++j)

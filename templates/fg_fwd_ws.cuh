@@ -30,10 +30,11 @@
 //
 // FP8 (K::FP8, e4m3 q, k, v): tiles have 128 one-byte elements per
 // 128-byte row, the GEMMs step 32 keys (k32), and V is transposed: TMA
-// loads V into its own ring (vin, vir), the whole producer warpgroup
-// transposes each tile into the V^T ring (v, vr, which the consumers read
-// exactly as they read V otherwise) one tile behind the loads, and P is
-// packed to e4m3 (fg_fp8.cuh).  q_descale * k_descale scale S, v_descale O.
+// loads V into its own ring (vin, vir), producer warps 1-3 transpose each
+// tile as it lands into the V^T ring (v, vr, which the consumers read
+// exactly as they read V otherwise) until the loads thread's end mark, and
+// P is packed to e4m3 (fg_fp8.cuh).  The Q buffer is as wide as Q; the
+// 16-bit O tile leaves through it in column slices (O_PASSES).  q_descale * k_descale scale S, v_descale O.
 // Score modifications (fg_score.cuh) are built for 16-bit variants only:
 // apply_logit_mods scales S by p.scale / p.softcap_scale, which carry no
 // descale, so fwd_ws.lua and the runtime (fg_score_check) refuse FP8 with
@@ -75,7 +76,7 @@ template <class K> struct WsShape {
     // FP8: the threads that transpose V (warps 1-3 of the producer warpgroup)
     static constexpr int TRANSPOSERS = 96;
     // smem: [align 1024] Q ring | K ring | V ring | (FP8: V^T ring) | barriers
-    // (Q ring, K ring, V ring, V^T ring)
+    // (Q ring, K ring, V ring, V^T ring) | (FP8: end mark, a word per stage)
     static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * (K_BYTES + VIN_BYTES + VT_RING * V_BYTES) +
                                 Ring<K::Q_STAGES>::BYTES + (2 + VT_RING) * Ring<K::STAGES>::BYTES + 16 * VT_RING;
     static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::STAGES <= 4 && K::D % 32 == 0 && K::DV % 16 == 0),

@@ -30,7 +30,7 @@ local function check(p)
   if fp8 then
     util.expect_variant_fp8(p)
     if p.block_n ~= 128 then util.fail("FP8 block_n = %s: must be 128 (the transposed V tile is one 128-byte row per value dim)", tostring(p.block_n)) end
-    if (p.stages or 0) < 2 then util.fail("FP8 stages = %s: must be 2 or more (the producer transposes one V tile behind its loads)", tostring(p.stages)) end
+    if (p.stages or 0) < 2 then util.fail("FP8 stages = %s: must be 2 or more (the next V tile lands while the last is transposed)", tostring(p.stages)) end
     if p.block_m == 192 then util.fail("FP8 block_m = 192: must be 64 or 128") end
   else
     util.expect_variant(p, true)
@@ -55,9 +55,9 @@ end
 -- Registers per thread after setmaxnreg: the producer keeps few, the
 -- consumers take the rest of the 64K (multiples of 8).
 local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
--- FP8: the whole producer warpgroup transposes V; with one consumer it
+-- FP8: producer warps 1-3 transpose V; with one consumer the producer
 -- keeps 40, with two the consumers need 240 at head dim 256 (O 128, S 64,
--- P 16 registers), so the producer runs its transpose loop in 24.
+-- P 16 registers), so the producer runs its loads and transposes in 24.
 local REGS_FP8 = { [1] = { 40, 240 }, [2] = { 24, 240 } }
 
 -- Shared memory: Q buffers (each also stages the O tile of the epilogue, so

@@ -9,6 +9,7 @@
  * run) when NVRTC is missing. */
 #include <stdlib.h>
 
+#include "autotune/candidates.h"
 #include "gen/compile.h"
 #include "gen/render.h"
 #include "runtime/pattern.h"
@@ -144,6 +145,43 @@ int main(int argc, char **argv) {
                 ++hopper;
             }
     CHECK(hopper == 5, "%d Hopper backward variants, want 5 (the pairs of 64 and 128, and 256/256)", hopper);
+    /* 1b. the query block height: the heuristic takes 128 rows at 64/64
+     * non-causal only; 64 and 128 are both accepted there (a caller's
+     * block_m, an older tuned result) and render with the formula's smem;
+     * 128 is refused elsewhere; the tuner offers both at 64/64 */
+    for (int d = 64; d <= 128; d += 64)
+        for (int causal = 0; causal < 2; ++causal) {
+            fg_variant v;
+            spec_of(&v, d, 0, FG_BF16, causal);
+            CHECK(fg_bwd_wgmma_config(&v.spec, &v.cfg), "hdim %d: no Hopper backward", d);
+            CHECK(v.cfg.block_m == (d == 64 && !causal ? 128 : 64), "hdim %d causal %d: heuristic block_m %d", d, causal,
+                  v.cfg.block_m);
+            for (int bm = 64; bm <= 128; bm += 64) {
+                v.cfg.block_m = bm;
+                const fg_status st = fg_bwd_config_check(&v.spec, &v.cfg, 232448, &e);
+                CHECK((st == FG_OK) == (d == 64 || bm == 64), "hdim %d causal %d block_m %d: check %d (%s)", d, causal, bm,
+                      (int)st, e.msg ? e.msg : "");
+                fg_error_clear(&e);
+                if (st != FG_OK) continue;
+                fg_rendered r;
+                const fg_status rs = fg_render_forward(&g_src, &v, "k", &r, &e);
+                CHECK(rs == FG_OK, "hdim %d causal %d block_m %d: %s", d, causal, bm, e.msg ? e.msg : "");
+                fg_error_clear(&e);
+                if (rs != FG_OK) continue;
+                CHECK(r.smem_bytes == fg_bwd_smem_bytes(&v.spec, &v.cfg), "hdim %d block_m %d smem %d vs %d", d, bm,
+                      r.smem_bytes, fg_bwd_smem_bytes(&v.spec, &v.cfg));
+                fg_rendered_free(&r);
+            }
+            fg_config cand[32];
+            const int n = fg_tune_bwd_candidates(&v.spec, 232448, 1, FG_PATH_AUTO, cand, 32);
+            int has64 = 0, has128 = 0;
+            for (int i = 0; i < n; ++i) {
+                has64 |= cand[i].wgmma >= 1 && cand[i].block_m == 64;
+                has128 |= cand[i].wgmma >= 1 && cand[i].block_m == 128;
+            }
+            CHECK(has64 && has128 == (d == 64), "hdim %d causal %d: tuner offers Hopper block_m 64 %d, 128 %d", d, causal, has64,
+                  has128);
+        }
     /* 2. forward and backward keys differ; the forward key has no kind */
     {
         fg_variant f, b;

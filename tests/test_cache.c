@@ -385,34 +385,45 @@ static void test_candidates_by_sram(void) {
 }
 
 /* Every candidate the tuner may compile renders, and the template's shared
- * memory agrees with the C formula the SRAM pruning uses. */
+ * memory agrees with the C formula the SRAM pruning uses: fp16, bf16 and
+ * e4m3 (FP8's own formula, smem_bytes_fp8), value head dims equal and
+ * narrower. */
 static void test_candidates_render(void) {
     fg_sources src;
     fg_error e = {0};
     CHECK(fg_sources_load(&src, &e) == FG_OK, "%s", e.msg);
     int rendered = 0;
     const int hds[] = {64, 128, 256, 96};
+    const fg_dtype dts[] = {FG_FP16, FG_BF16, FG_E4M3};
     for (int h = 0; h < 4; ++h)
-        for (int dt = 0; dt < 2; ++dt)
-            for (int causal = 0; causal < 2; ++causal) {
-                fg_spec s = {hds[h], dt ? FG_BF16 : FG_FP16, causal, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
-                static fg_config c[512];
-                const int n = fg_tune_candidates(&s, 227 * 1024, 0, 0, 1, 0, c, 512);
-                for (int i = 0; i < n; ++i) {
-                    fg_variant v = {s, c[i]};
-                    fg_rendered r;
-                    char txt[256];
-                    fg_variant_format(&v, txt, sizeof txt);
-                    fg_status st = fg_render_forward(&src, &v, "k", &r, &e);
-                    CHECK(st == FG_OK, "%s: %s", txt, e.msg);
-                    fg_error_clear(&e);
-                    if (st != FG_OK) continue;
-                    CHECK(r.smem_bytes == fg_config_smem_bytes(&s, &c[i]), "%s: template %d B, C %d B", txt, r.smem_bytes,
-                          fg_config_smem_bytes(&s, &c[i]));
-                    fg_rendered_free(&r);
-                    ++rendered;
+        for (int dt = 0; dt < 3; ++dt)
+            for (int causal = 0; causal < 2; ++causal)
+                for (int narrow = 0; narrow < 2; ++narrow) {
+                    if (narrow && dts[dt] != FG_E4M3) continue; /* 16-bit head_dim_v pairs: test_head_dim_v */
+                    fg_spec s = {hds[h], dts[dt], causal, 0, {{0}}, NULL, NULL, 0, 0, 0, 0, {{0}}, NULL, NULL, 0, NULL};
+                    if (dts[dt] == FG_E4M3) {
+                        s.out_dtype = FG_BF16;
+                        if (narrow) s.head_dim_v = hds[h] / 2; /* a multiple of 16 */
+                    }
+                    static fg_config c[512];
+                    /* wgmma_ok 2 (sm_90a): the TMA family too, FP8's only one */
+                    const int n = fg_tune_candidates(&s, 227 * 1024, 0, 0, 2, 0, c, 512);
+                    CHECK(dts[dt] != FG_E4M3 || n > 0, "hdim %d e4m3: no candidates", hds[h]);
+                    for (int i = 0; i < n; ++i) {
+                        fg_variant v = {s, c[i]};
+                        fg_rendered r;
+                        char txt[256];
+                        fg_variant_format(&v, txt, sizeof txt);
+                        fg_status st = fg_render_forward(&src, &v, "k", &r, &e);
+                        CHECK(st == FG_OK, "%s: %s", txt, e.msg);
+                        fg_error_clear(&e);
+                        if (st != FG_OK) continue;
+                        CHECK(r.smem_bytes == fg_config_smem_bytes(&s, &c[i]), "%s: template %d B, C %d B", txt,
+                              r.smem_bytes, fg_config_smem_bytes(&s, &c[i]));
+                        fg_rendered_free(&r);
+                        ++rendered;
+                    }
                 }
-            }
     printf("rendered %d tuning candidates\n", rendered);
     fg_sources_free(&src);
 }
