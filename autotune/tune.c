@@ -162,12 +162,7 @@ static fg_status bufs_alloc(const fg_tuner *t, const int *seqlens, int nb, fg_tu
         if (!bwd && i == 3) continue;
         rc = cu->MemAlloc(dev[i], size[i]);
         if (!rc && i < 4) {
-            if (s->dtype == FG_E4M3) { /* one byte an element, N(0, 1) rounded to e4m3 */
-                uint8_t *x = (uint8_t *)host[i];
-                for (size_t e = 0; e < b->elems; ++e) x[e] = fg_float_to_e4m3((float)fg_rng_normal(&r));
-            } else {
-                fg_fill_normal(host[i], b->elems, s->dtype, &r);
-            }
+            fg_fill_normal(host[i], b->elems, s->dtype, &r); /* e4m3: a byte an element */
             rc = cu->MemcpyHtoD(*dev[i], host[i], bytes);
         }
     }

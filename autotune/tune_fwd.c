@@ -54,8 +54,7 @@ static int verify_fwd(fg_tuner *t, fg_tune_cand *c, const fg_tune_shape *sh, fg_
     const fg_attention_desc *d = &sh->d;
     const int D = fg_desc_head_dim_v(d); /* o rows */
     fg_check chk;
-    if (d->dtype == FG_E4M3) fg_check_init_fp8(&chk, d->out_dtype); /* o in its 16-bit type */
-    else fg_check_init(&chk, d->dtype);
+    fg_check_init_desc(&chk, d); /* FP8: o in its 16-bit type, FP8's tolerance */
     uint16_t row[256];
     double ref[256], lse;
     fg_rng r;

@@ -15,6 +15,11 @@ void fg_check_init_fp8(fg_check *c, fg_dtype out) {
     c->fp8 = 1;
 }
 
+void fg_check_init_desc(fg_check *c, const fg_attention_desc *d) {
+    if (d->dtype == FG_E4M3) fg_check_init_fp8(c, d->out_dtype);
+    else fg_check_init(c, d->dtype);
+}
+
 void fg_check_row(fg_check *c, const uint16_t *got, const double *ref, int d, int has_lse, double got_lse,
                   double ref_lse) {
     for (int x = 0; x < d; ++x) {

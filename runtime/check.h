@@ -26,6 +26,9 @@ void fg_check_init(fg_check *c, fg_dtype dtype);
  * cores, so o is held to relative L2 4e-2 and max |error| 0.1 of the
  * largest output (at least 1), as tests/test_gpu_fp8.c holds it. */
 void fg_check_init_fp8(fg_check *c, fg_dtype out);
+/* The check of a call: fg_check_init_fp8 with d's out_dtype for FG_E4M3
+ * inputs, else fg_check_init with d's dtype. */
+void fg_check_init_desc(fg_check *c, const fg_attention_desc *d);
 /* One query row: got[0..d) as the kernel wrote it (dtype), ref its float64
  * reference; with has_lse, also the row's lse and its reference (-inf for a
  * row that sees no key). */

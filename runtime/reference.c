@@ -75,6 +75,11 @@ double fg_rng_normal(fg_rng *r) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 void fg_fill_normal(uint16_t *x, size_t n, fg_dtype dt, fg_rng *r) {
+    if (dt == FG_E4M3) { /* one byte an element */
+        uint8_t *b = (uint8_t *)x;
+        for (size_t i = 0; i < n; ++i) b[i] = fg_float_to_e4m3((float)fg_rng_normal(r));
+        return;
+    }
     for (size_t i = 0; i < n; ++i) x[i] = fg_float_to_half((float)fg_rng_normal(r), dt);
 }
 

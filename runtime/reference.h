@@ -20,6 +20,7 @@ typedef struct fg_rng { uint64_t s; } fg_rng;
 void fg_rng_seed(fg_rng *r, uint64_t seed);
 double fg_rng_uniform(fg_rng *r); /* [0, 1) */
 double fg_rng_normal(fg_rng *r);
+/* n elements N(0, 1) rounded to dt: 16-bit, or (FG_E4M3) a byte each */
 void fg_fill_normal(uint16_t *x, size_t n, fg_dtype dt, fg_rng *r);
 
 /* Whether key j is visible from query i of (b, h) under d and the host
