@@ -128,9 +128,14 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
          * persistent=0 in the configuration asks for one CTA per tile */
         fg_status st = fg_tma_encode(ctx->cu, var, p, &tm, err);
         if (st != FG_OK) return st;
-        const long long tiles = (long long)grid_x * grid_y * grid_z;
+        const long long tiles = (long long)grid_x * grid_y * grid_z, sms = ctx->dev_info.sm_count;
         int persistent = !var->spec.sparse && !(var->cfg.ws_off & FG_WS_NO_PERSISTENT);
-        grid_x = (unsigned)(persistent && tiles > ctx->dev_info.sm_count ? ctx->dev_info.sm_count : tiles);
+        /* causal, persistent: a CTA takes tiles in pairs of equal cost,
+         * heads in order, so that a round shares K and V in L2
+         * (fg_tile_scheduler.cuh) */
+        p->tile_pairs = persistent && var->spec.causal;
+        const long long work = p->tile_pairs ? (tiles + 1) / 2 : tiles;
+        grid_x = (unsigned)(persistent && work > sms ? sms : work);
         grid_y = grid_z = 1;
     }
     CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, grid_y, grid_z, (unsigned)kern->threads, 1, 1,

@@ -126,9 +126,9 @@ __device__ __forceinline__ PipeState<K::STAGES> ws_walk(const fg_fwd_params &p, 
     ts.init(p);
     PipeState<K::STAGES> ps;
     ps.reset();
-    for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total(); ++k) {
+    for (int k = 0, tile; (tile = ts.tile_at(p, k)) < ts.total(p); ++k) {
         int mb, h, b;
-        ts.decode(tile, p.heads_q, mb, h, b);
+        ts.decode(p, tile, mb, h, b);
         const int m0 = mb * K::BR, hk = h / p.group;
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
@@ -274,9 +274,9 @@ template <class K> struct WsConsumer {
         PipeState<K::Q_STAGES> qs;
         qs.reset();
         if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
-        for (int k = 0, tile; (tile = ts.tile_at(k)) < ts.total(); ++k) {
+        for (int k = 0, tile; (tile = ts.tile_at(p, k)) < ts.total(p); ++k) {
             int mb, h, b;
-            ts.decode(tile, p.heads_q, mb, h, b);
+            ts.decode(p, tile, mb, h, b);
             one_tile(mb * K::BR, h, b, ps, qs);
             qs.advance();
         }

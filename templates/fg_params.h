@@ -35,7 +35,11 @@ typedef struct fg_fwd_params {
     int sp_batch, sp_heads, sp_num_q_blocks, sp_num_kv_blocks;
     int sp_block_q, sp_block_k;   /* layout block, in elements              */
     int sp_sub;                   /* kernel key tiles per layout block      */
-    int pad_;
+    /* TMA family, causal, persistent grid: 1 = tiles in pairs of equal cost,
+     * heads in order (fg_tile_scheduler.cuh); 0 = longest first over all
+     * heads.  Set at launch (runtime/attention.c); was padding, so kernels
+     * compiled before read the fields around it at the same offsets. */
+    int tile_pairs;
 
     /* Constants of the element mask of partial blocks (variants with a
      * mask expression; the generated mask_mod reads p.mask_c[i]). */

@@ -1,41 +1,63 @@
 // fg_tile_scheduler.cuh: which (query block, head, batch) tiles a CTA runs.
 //
-// A static persistent schedule in rounds of gridDim.x tiles: in round k CTA
-// b runs tile k * G + b, or k * G + G - 1 - b in odd rounds (a snake, so
-// that with tiles sorted by falling cost every CTA gets a long and a short
-// one in turn).  The runtime launches min(tiles, CTAs that fit on the GPU)
-// blocks, or one block per tile (then each CTA runs exactly one).  The tile
-// order:
+// A static persistent schedule: the runtime launches min(work, CTAs that
+// fit on the GPU) blocks, or one block per tile (then each CTA runs exactly
+// one).  Tiles get a linear index; tile_at(k) is the index of the k-th
+// tile of this CTA (rounds only grow, so `>= total()` ends the loop) and
+// decode() turns an index into (query block, head, batch).
+//
 //   non-causal: query block fastest, then head, then batch: the query
 //               blocks of one head, and the heads of one KV group, run side
-//               by side, so their K and V stay in L2;
-//   causal:     the query block decides the cost, so the longest tiles
-//               (last query blocks) go first, over all heads and batches,
-//               which balances a persistent grid.
+//               by side, so their K and V stay in L2.  Round k gives CTA b
+//               tile k * G + b, or k * G + G - 1 - b in odd rounds (a snake).
+//   causal:     heads in order, and inside a head the query blocks as
+//               last, first, second-last, second, ...  With a persistent
+//               grid (p.tile_pairs = 1) CTA b takes the pair of tiles
+//               2u, 2u + 1 with u = (k / 2) * G + b: a pair's causal costs
+//               add up to the same for every pair of a head (m + 1 and
+//               num_m - m key tiles), so rounds balance without sorting, and
+//               a round touches the K and V of only 2G / num_m heads.  (The
+//               order before, longest tiles first over all heads, touched G
+//               heads a round: at short sequences more than L2 holds, so K
+//               and V came from DRAM again for every query block; ncu, hd128
+//               causal 1k: 710 MB read for 256 MB of inputs, docs/PERF.md.)
+//               One CTA per tile (p.tile_pairs = 0): tile b.
 #pragma once
 #include "fg_params.h"
 
 namespace fg {
 
 template <int BR, bool CAUSAL> struct TileScheduler {
-    int num_m, num_bh;
-    __device__ __forceinline__ void init(const fg_fwd_params &p) {
-        num_m = (p.seqlen_q + BR - 1) / BR;
-        num_bh = p.heads_q * p.batch;
-    }
-    // a product, not a member: one register fewer in the FP8 producer
-    __device__ __forceinline__ int total() const { return num_m * num_bh; }
-    // The tile of round k (>= total: this CTA is done; rounds only grow).
-    __device__ __forceinline__ int tile_at(int k) const {
+    // No members: the counts are recomputed from p (constant bank) where
+    // they are needed, so the producer's walk keeps no register for them
+    // (24 registers after setmaxnreg).
+    __device__ __forceinline__ void init(const fg_fwd_params &) {}
+    __device__ __forceinline__ static int num_m(const fg_fwd_params &p) { return (p.seqlen_q + BR - 1) / BR; }
+    __device__ __forceinline__ int total(const fg_fwd_params &p) const { return num_m(p) * p.heads_q * p.batch; }
+    // The tile of this CTA's k-th step (>= total: this CTA is done).
+    // Causal: p.tile_pairs (0 or 1) is the log2 of the tiles a CTA takes
+    // at a time.
+    __device__ __forceinline__ int tile_at(const fg_fwd_params &p, int k) const {
         const int g = (int)gridDim.x, b = (int)blockIdx.x;
+        if (CAUSAL) {
+            const int s = p.tile_pairs;
+            return (((k >> s) * g + b) << s) + (k & s);
+        }
         return k * g + ((k & 1) ? g - 1 - b : b);
     }
-    __device__ __forceinline__ void decode(int t, int heads_q, int &m_block, int &h, int &b) const {
+    __device__ __forceinline__ void decode(const fg_fwd_params &p, int t, int &m_block, int &h, int &b) const {
+        const int nm = num_m(p);
         int bh;
-        if (CAUSAL) { m_block = num_m - 1 - t / num_bh; bh = t - (t / num_bh) * num_bh; }
-        else        { m_block = t % num_m; bh = t / num_m; }
-        h = bh % heads_q;
-        b = bh / heads_q;
+        if (CAUSAL) {   // inside a head: last, first, second-last, second, ...
+            bh = t / nm;
+            const int i = t - bh * nm;
+            m_block = (i & 1) ? i >> 1 : nm - 1 - (i >> 1);
+        } else {
+            m_block = t % nm;
+            bh = t / nm;
+        }
+        h = bh % p.heads_q;
+        b = bh / p.heads_q;
     }
 };
 
