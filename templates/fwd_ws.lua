@@ -29,6 +29,9 @@ local function check(p)
   util.expect_head_dim(p, "head_dim_v", fp8 and 16 or 8, fp8 and 16 or 8, "the TMA path")
   if fp8 then
     util.expect_variant_fp8(p)
+    if p.block_m == 192 and (p.head_dim > 64 or (p.head_dim_v or p.head_dim) > 96) then
+      util.fail("FP8 block_m = 192 takes head_dim <= 64 and head_dim_v <= 96 (three consumers in 160 registers)")
+    end
     if p.block_n ~= 128 then util.fail("FP8 block_n = %s: must be 128 (the transposed V tile is one 128-byte row per value dim)", tostring(p.block_n)) end
     if (p.stages or 0) < 2 then util.fail("FP8 stages = %s: must be 2 or more (the next V tile lands while the last is transposed)", tostring(p.stages)) end
   else

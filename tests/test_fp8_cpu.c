@@ -417,6 +417,21 @@ static void test_tuning(void) {
               hd);
         CHECK(fg_tune_candidates(&s, 232448, 0, 0, 1, FG_PATH_MMA, c, 64) == 0, "hd %d: FP8 has no mma.sync candidate", hd);
     }
+    { /* 192 rows: head_dim <= 64 and head_dim_v <= 96 (64/112 spilled) */
+        fg_spec s;
+        memset(&s, 0, sizeof s);
+        s.dtype = FG_E4M3;
+        fg_config c;
+        memset(&c, 0, sizeof c);
+        c.wgmma = 2; c.block_m = 192; c.block_n = 128; c.warps = 16; c.stages = 2; c.min_blocks = 1;
+        const int pairs[][3] = {{64, 96, 1}, {64, 112, 0}, {96, 96, 0}, {32, 64, 1}};
+        for (int i = 0; i < 4; ++i) {
+            s.head_dim = pairs[i][0];
+            s.head_dim_v = pairs[i][1];
+            CHECK((fg_config_check(&s, &c, 232448, NULL) == FG_OK) == pairs[i][2], "FP8 block_m 192 at %d/%d", pairs[i][0],
+                  pairs[i][1]);
+        }
+    }
     for (int k = 0; k < 3; ++k) { /* 3% off passes FP8's check, 6% does not; 3% fails bf16's */
         fg_check chk;
         if (k < 2) fg_check_init_fp8(&chk, FG_BF16);
