@@ -35,7 +35,7 @@ int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_
     int n = 0;
     fg_config c;
     if (wgmma_ok && (path == FG_PATH_AUTO || path == FG_PATH_TMA) && s->head_dim % 16 == 0) {
-        for (int bm = s->dtype == FG_E4M3 ? 64 : 128; bm <= 192; bm += 64) /* FP8: 64 or 128 rows */
+        for (int bm = s->dtype == FG_E4M3 ? 64 : 128; bm <= 192; bm += 64) /* FP8 from 64 rows */
             for (int bn = 64; bn <= 192; bn += 16)
                 for (int st = 2; st <= 3; ++st)
                   for (int pers = 0; pers <= 1; ++pers) {

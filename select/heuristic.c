@@ -58,13 +58,16 @@ static fg_status check_fp8(const fg_spec *s, const fg_config *c, fg_error *err) 
                        s->head_dim, dv);
     if (s->sparse || s->infer)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 (e4m3) is dense only: no block-sparse layout, no inference fields");
-    if (c->block_m != 64 && c->block_m != 128)
-        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 block_m=%d: must be 64 or 128", c->block_m);
     if (c->block_n != 128)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 block_n=%d: must be 128 (one 128-byte V^T row per value dim)", c->block_n);
     if (c->stages < 2)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 stages=%d: must be 2 or more (the next V tile lands while the last is transposed)",
                        c->stages);
+    /* three consumer warpgroups in 160 registers: 64/112 spilled, so head
+     * dims to 64 as the 16-bit table, value head dims to 96 */
+    if (c->block_m == 192 && (s->head_dim > 64 || dv > 96))
+        return fg_fail(err, FG_ERR_UNSUPPORTED, "FP8 block_m=192 takes head_dim <= 64 and head_dim_v <= 96 (got %d, %d)",
+                       s->head_dim, dv);
     return FG_OK;
 }
 
@@ -255,10 +258,14 @@ int fg_heuristic_candidates(const fg_spec *s, int smem_limit, int block_q, int b
         lens[1] = tabs[1] == hopper_128 ? 4 : 3;
     }
     /* FP8: the TMA family alone (fwd_ws.lua's FP8 rules) */
-    static const int tma_fp8[][6] = {{2, 128, 12, 128, 2, 0}, {2, 64, 8, 128, 2, 0}, {2, 128, 12, 128, 3, 0}};
+    /* 192 rows (three consumer warpgroups) first where check_fp8 lets them
+     * (head_dim <= 64, head_dim_v <= 96): not yet measured (branch
+     * wip/fp8-bm192) */
+    static const int tma_fp8[][6] = {{2, 192, 16, 128, 2, 0}, {2, 128, 12, 128, 2, 0}, {2, 64, 8, 128, 2, 0},
+                                     {2, 128, 12, 128, 3, 0}};
     if (s->dtype == FG_E4M3) {
         tabs[0] = wgmma_ok >= 2 ? tma_fp8 : NULL;
-        lens[0] = tabs[0] ? 3 : 0;
+        lens[0] = tabs[0] ? 4 : 0;
         tabs[1] = tabs[2] = NULL;
         lens[1] = lens[2] = 0;
     }

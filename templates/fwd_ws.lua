@@ -29,9 +29,11 @@ local function check(p)
   util.expect_head_dim(p, "head_dim_v", fp8 and 16 or 8, fp8 and 16 or 8, "the TMA path")
   if fp8 then
     util.expect_variant_fp8(p)
+    if p.block_m == 192 and (p.head_dim > 64 or (p.head_dim_v or p.head_dim) > 96) then
+      util.fail("FP8 block_m = 192 takes head_dim <= 64 and head_dim_v <= 96 (three consumers in 160 registers)")
+    end
     if p.block_n ~= 128 then util.fail("FP8 block_n = %s: must be 128 (the transposed V tile is one 128-byte row per value dim)", tostring(p.block_n)) end
     if (p.stages or 0) < 2 then util.fail("FP8 stages = %s: must be 2 or more (the next V tile lands while the last is transposed)", tostring(p.stages)) end
-    if p.block_m == 192 then util.fail("FP8 block_m = 192: must be 64 or 128") end
   else
     util.expect_variant(p, true)
   end
@@ -57,8 +59,9 @@ end
 local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
 -- FP8: producer warps 1-3 transpose V; with one consumer the producer
 -- keeps 40, with two the consumers need 240 at head dim 256 (O 128, S 64,
--- P 16 registers), so the producer runs its loads and transposes in 24.
-local REGS_FP8 = { [1] = { 40, 240 }, [2] = { 24, 240 } }
+-- P 16 registers), so the producer runs its loads and transposes in 24;
+-- with three, 32 and 160 as the 16-bit kernel (32 * 128 + 160 * 384).
+local REGS_FP8 = { [1] = { 40, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
 
 -- Shared memory: Q buffers (each also stages the O tile of the epilogue, so
 -- as wide as the wider head dim), the K and V rings, 16 bytes of barriers

@@ -392,8 +392,9 @@ static void test_score_mods_refused(void) {
 }
 
 /* Tuning (fg_tune): an e4m3 spec's candidates are the TMA kernel's FP8
- * configurations (64 or 128 rows, 128 keys, 2-3 stages, persistent or
- * not), each passing fg_config_check; the winner's check holds o to FP8's
+ * configurations (64, 128 or, where the 160-register cap of three
+ * consumers allows, 192 rows; 128 keys, 2-3 stages, persistent or not),
+ * each passing fg_config_check; the winner's check holds o to FP8's
  * tolerance (rel L2 4e-2), not the 16-bit one. */
 static void test_tuning(void) {
     for (int hd = 64; hd <= 256; hd *= 2) {
@@ -403,16 +404,33 @@ static void test_tuning(void) {
         s.dtype = FG_E4M3;
         fg_config c[64];
         const int n = fg_tune_candidates(&s, 232448, 0, 0, 1, FG_PATH_AUTO, c, 64);
-        int rows64 = 0, rows128 = 0;
+        int rows64 = 0, rows128 = 0, rows192 = 0;
         for (int i = 0; i < n; ++i) {
             CHECK(c[i].wgmma == 2 && c[i].block_n == 128 && fg_config_check(&s, &c[i], 232448, NULL) == FG_OK,
                   "hd %d candidate %d: wgmma %d block_n %d", hd, i, c[i].wgmma, c[i].block_n);
             rows64 += c[i].block_m == 64;
             rows128 += c[i].block_m == 128;
+            rows192 += c[i].block_m == 192;
         }
-        printf("e4m3 hd %d: %d tuning candidates (%d of 64 rows, %d of 128)\n", hd, n, rows64, rows128);
-        CHECK(rows64 > 0 && n == rows64 + rows128 && (hd == 256 || rows128 > 0), "hd %d: FP8 candidates", hd);
+        printf("e4m3 hd %d: %d tuning candidates (%d of 64 rows, %d of 128, %d of 192)\n", hd, n, rows64, rows128, rows192);
+        CHECK(rows64 > 0 && rows128 > 0 && n == rows64 + rows128 + rows192 && (rows192 > 0) == (hd == 64), "hd %d: FP8 candidates",
+              hd);
         CHECK(fg_tune_candidates(&s, 232448, 0, 0, 1, FG_PATH_MMA, c, 64) == 0, "hd %d: FP8 has no mma.sync candidate", hd);
+    }
+    { /* 192 rows: head_dim <= 64 and head_dim_v <= 96 (64/112 spilled) */
+        fg_spec s;
+        memset(&s, 0, sizeof s);
+        s.dtype = FG_E4M3;
+        fg_config c;
+        memset(&c, 0, sizeof c);
+        c.wgmma = 2; c.block_m = 192; c.block_n = 128; c.warps = 16; c.stages = 2; c.min_blocks = 1;
+        const int pairs[][3] = {{64, 96, 1}, {64, 112, 0}, {96, 96, 0}, {32, 64, 1}};
+        for (int i = 0; i < 4; ++i) {
+            s.head_dim = pairs[i][0];
+            s.head_dim_v = pairs[i][1];
+            CHECK((fg_config_check(&s, &c, 232448, NULL) == FG_OK) == pairs[i][2], "FP8 block_m 192 at %d/%d", pairs[i][0],
+                  pairs[i][1]);
+        }
     }
     for (int k = 0; k < 3; ++k) { /* 3% off passes FP8's check, 6% does not; 3% fails bf16's */
         fg_check chk;
