@@ -299,11 +299,13 @@ int fg_heuristic_short_causal(const fg_spec *s, int bucket_q, int bucket_k, fg_c
      * where bench/vs_torch.py agreed afterwards (/ cuDNN: hd64 512 0.86 ->
      * 0.91, 1024 0.82 -> 0.90, hd128 2048 0.89 -> 0.93, hd256 512 0.73 ->
      * 0.79; hd64 2048's 192 x 128 in three stages, 1.08x in the tuner,
-     * measured 0.93 -> 0.89 there and is not taken) */
+     * measured 0.93 -> 0.89 there and is not taken).  hd128 2048's 192 x 80
+     * in three stages (1.10x then) is gone: with causal tiles in pairs
+     * (fg_tile_scheduler.cuh) the tuner found 128 x 128 first again,
+     * 578 against 492 TFLOP/s (flashgen bench, H200, 2026-12-01) */
     static const int table[][6] = {
         {64, 512, 128, 128, 2, 1},  /* 1.09x (192 x 128 first) */
         {64, 1024, 128, 128, 3, 1}, /* 1.10x */
-        {128, 2048, 192, 80, 3, 1}, /* 1.10x (128 x 128 first) */
         {256, 512, 128, 64, 2, 0},  /* 1.07x (128 x 80, persistent, first) */
     };
     if (!s->causal || s->sparse || s->infer || fg_spec_has_mods(s) || s->dtype == FG_E4M3 ||
