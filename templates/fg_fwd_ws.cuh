@@ -182,8 +182,7 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
         // must still read 0.  Atomics on both sides: the order comes from
         // the mbarriers, which compute-sanitizer's racecheck does not see.
         mbar_wait(sm.vir().empty(end.stage), end.phase ^ 1u);
-        u32 old;
-        asm volatile("atom.shared.exch.b32 %0, [%1], %2;\n" : "=r"(old) : "r"(sm.vdone(end.stage)), "r"(1u) : "memory");
+        asm volatile("{\n.reg .b32 old;\natom.shared.exch.b32 old, [%0], %1;\n}\n" ::"r"(sm.vdone(end.stage)), "r"(1u) : "memory");
         mbar_arrive(sm.vir().full(end.stage));
     }
 }
