@@ -179,9 +179,10 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
         // the mark is written before the arrival (release), read after the
         // wait (acquire).  A word of this stage only: the transposers may
         // still be waking for the last tile, in another stage, whose word
-        // must still read 0.
+        // must still read 0.  Atomics on both sides: the order comes from
+        // the mbarriers, which compute-sanitizer's racecheck does not see.
         mbar_wait(sm.vir().empty(end.stage), end.phase ^ 1u);
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sm.vdone(end.stage)), "r"(1u) : "memory");
+        asm volatile("{\n.reg .b32 old;\natom.shared.exch.b32 old, [%0], %1;\n}\n" ::"r"(sm.vdone(end.stage)), "r"(1u) : "memory");
         mbar_arrive(sm.vir().full(end.stage));
     }
 }
@@ -199,9 +200,10 @@ __device__ __forceinline__ void ws_transposes(const WsSmem<K> &sm) {
     ps.reset();
     for (;;) {
         mbar_wait(sm.vir().full(ps.stage), ps.phase);
-        u32 done;
-        asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(done) : "r"(sm.vdone(ps.stage)) : "memory");
-        if (done) break;
+        u32 done = 0; // lane 0 reads the end mark (an atomic: see ws_loads), the warp follows
+        if ((threadIdx.x & 31) == 0)
+            asm volatile("atom.shared.or.b32 %0, [%1], 0;\n" : "=r"(done) : "r"(sm.vdone(ps.stage)) : "memory");
+        if (__shfl_sync(0xffffffffu, done, 0)) break;
         mbar_wait(sm.vr().empty(ps.stage), ps.phase ^ 1u);
         transpose_v<K::BC, K::DV, S::TRANSPOSERS>(sm.vin() + ps.stage * S::VIN_BYTES, sm.v() + ps.stage * S::V_BYTES, tid);
         fence_proxy_async(); // generic-proxy stores, read by wgmma (async proxy)
