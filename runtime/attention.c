@@ -121,7 +121,7 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
     if (var->cfg.wgmma == 2) {
         /* one linear tile index (fg_tile_scheduler.cuh).  A persistent grid
          * of one CTA per SM (with two Q buffers the next tile's loads overlap
-         * this one's epilogue; snake rounds balance causal tiles), except for sparse
+         * this one's epilogue; causal tiles go in pairs of equal cost), except for sparse
          * layouts, whose rows differ in cost unpredictably: one CTA per tile
          * there, balanced by the hardware (H200, docs/PERF.md v7: causal
          * 64/128/256 at 512..4096 persistent 0.99-1.30x one-per-tile);
