@@ -392,13 +392,16 @@ template <class K> struct WsConsumer {
             for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
                 s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, prev_phase);
                 float alpha[1][2];
-                smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : scale_log2, alpha);
+                const float sl2 = LogitMods<K>::value ? 1.44269504088896340736f : scale_log2;
+                bool moved = true;
+                if constexpr (K::LAZY > 0) moved = smx.template step_p_lazy<K::LAZY>(acc_s, sl2, alpha);
+                else smx.step_p(acc_s, sl2, alpha);
                 if (K::OVERLAP) {
                     wgmma_wait<0>();
                     reg_fence(acc_o[0]);
                     sm.vr().release(prev_stage);
                 }
-                OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
+                if (moved) OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
                 pack_p(pa, acc_s);
                 if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
                 prev_stage = ps.stage;

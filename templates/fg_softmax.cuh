@@ -58,6 +58,53 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
         }
     }
 
+    // step_p with a lazy maximum: the reference m of a row moves only when
+    // some row of the warp would otherwise see exp2 arguments above LAZY
+    // (P up to 2^LAZY; m, l and O stay consistent, so the result is the
+    // same up to rounding, and 2^8 is far inside the range of fp32 and of
+    // bf16/fp16 P).  Returns whether m moved (warp-uniform): only then must
+    // the output accumulators be rescaled by alpha.  After the first key
+    // tiles the maximum rarely grows by that much, so most tiles skip the
+    // rescale and alpha's exp2.
+    template <int LAZY>
+    __device__ __forceinline__ bool step_p_lazy(float (&s)[MT][NT_S][4], float scale_log2, float (&alpha)[MT][2]) {
+        float mx[MT][2];
+        bool need = false;
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float x = m[i][r];
+#pragma unroll
+                for (int n = 0; n < NT_S; ++n) x = fmaxf(x, fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]));
+                x = fmaxf(x, warp_xor(x, 1));
+                x = fmaxf(x, warp_xor(x, 2));
+                mx[i][r] = x;
+                need |= x > m[i][r] && (m[i][r] == neg_inf() || (x - m[i][r]) * scale_log2 > (float)LAZY);
+            }
+        const bool moved = __any_sync(0xffffffffu, need);
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                if (moved) {
+                    const float base = (mx[i][r] == neg_inf()) ? 0.f : mx[i][r] * scale_log2;
+                    alpha[i][r] = fast_exp2(m[i][r] * scale_log2 - base);
+                    m[i][r] = mx[i][r];
+                }
+                const float base = (m[i][r] == neg_inf()) ? 0.f : m[i][r] * scale_log2;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < NT_S; ++n) {
+                    s[i][n][2 * r]     = fast_exp2(fmaf(s[i][n][2 * r], scale_log2, -base));
+                    s[i][n][2 * r + 1] = fast_exp2(fmaf(s[i][n][2 * r + 1], scale_log2, -base));
+                    sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
+                }
+                l[i][r] = moved ? l[i][r] * alpha[i][r] + sum : l[i][r] + sum;
+            }
+        return moved;
+    }
+
     __device__ __forceinline__ static void rescale(float (&o)[MT][NT_O][4], const float (&alpha)[MT][2]) {
 #pragma unroll
         for (int i = 0; i < MT; ++i)

@@ -56,6 +56,9 @@ end
 
 -- Registers per thread after setmaxnreg: the producer keeps few, the
 -- consumers take the rest of the 64K (multiples of 8).
+-- log2 of the largest P before the softmax's reference maximum moves
+-- (OnlineSoftmax::step_p_lazy)
+local LAZY_LOG2 = 8
 local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
 -- FP8: producer warps 1-3 transpose V; with one consumer the producer
 -- keeps 40, with two the consumers need 240 at head dim 256 (O 128, S 64,
@@ -123,6 +126,13 @@ return function(p)
   out:line("    static constexpr bool FP8 = %s, BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(fp8), tostring(bf16),
            tostring(p.causal), tostring(p.sparse))
   out:line("    static constexpr bool PINGPONG = %s, OVERLAP = %s;", tostring(p.pingpong), tostring(p.overlap))
+  -- the softmax's reference maximum moves only when P would pass 2^LAZY
+  -- (OnlineSoftmax::step_p_lazy); 0 = every tile.  Measured (docs/PERF.md
+  -- v14): +3-5% at head_dim_v 256, where skipping the rescale saves 128
+  -- multiplies a thread a tile; -1% at 128 and -7..-11% at 64 (192-row
+  -- tiles), where the vote and the branch cost more than the 32-64 saved.
+  -- FP8 packs P to e4m3 (448 at most): kept every tile there.
+  out:line("    static constexpr int LAZY = %d;", (not fp8 and p.head_dim_v >= 256) and LAZY_LOG2 or 0)
   util.mask_traits(out, p)
   util.mod_traits(out, p)
   out:line("};")
