@@ -40,9 +40,14 @@ static const char *HELP_BENCH =
     "Forward TFLOP/s on the ../shared/BENCHMARK.md grid: 16384 tokens (batch =\n"
     "16384 / seqlen), model width 2048 (heads = 2048 / hdim), bf16 by default.\n"
     "Each shape is checked against the CPU reference on sampled rows before it\n"
-    "is timed; a wrong result is reported, not timed.  Timing: CUDA events, 3\n"
-    "warm-up launches, L2 flushed (256 MiB memset) before each timed launch,\n"
-    "median of --iters.  FLOPs = 2 b h s s (d + d), halved for causal.\n"
+    "is timed; a wrong result is reported, not timed.  Timing: CUDA events, L2\n"
+    "flushed (256 MiB memset) before each launch, median of --iters, after\n"
+    "--heat milliseconds of untimed launches of the same shape: an H200 runs\n"
+    "short bursts at its boost clock (1980 MHz) and settles at about 1600-1700\n"
+    "MHz under its 700 W cap after about a second of load, which takes 10-12%\n"
+    "off the TFLOP/s (docs/PERF.md v14).  Peers timed in a Python process\n"
+    "(bench/vs_torch.py) run at the sustained clock; --heat 0 gives burst\n"
+    "figures.  FLOPs = 2 b h s s (d + d), halved for causal.\n"
     "\n"
     "options:\n"
     "  --dtype bf16|fp16|e4m3      (bf16); e4m3: FP8 q, k, v (N(0,1) rounded,\n"
@@ -51,6 +56,7 @@ static const char *HELP_BENCH =
     "  --seqlens 512,...,16384     sequence lengths\n"
     "  --causal both|0|1           (both)\n"
     "  --iters N                   timed launches per shape (30)\n"
+    "  --heat MS                   untimed launches before them, in ms (1000)\n"
     "  --path auto|mma|wgmma|tma   kernel family (auto)\n"
     "  --csv FILE                  also write the rows as CSV\n"
     "  --cache FILE                cache file (tuning results, kernels)\n"
@@ -159,14 +165,20 @@ int fg_cmd_run(int argc, char **argv) {
 }
 
 
-/* Median ms of iters launches after 3 warm-ups, L2 flushed before each;
+/* Median ms of iters launches, L2 flushed before each, after about
+ * heat_ms of untimed ones (at least 3; the count from one timed launch);
  * -1 on error (printed). */
 static double time_forward(const fg_cuda *cu, fg_context *ctx, const fg_attention_desc *desc, void *q, void *k, void *v, void *o, float *lse,
-                           CUdeviceptr flush, size_t flush_bytes, int iters) {
+                           CUdeviceptr flush, size_t flush_bytes, int iters, int heat_ms) {
     fg_forward_call u = {ctx, desc, q, k, v, o, lse};
     fg_error e = {0};
-    double ms = -1;
-    if (fg_time_median(cu, fg_forward_launch, &u, 3, iters, flush, flush_bytes, &ms, &e) != FG_OK) {
+    double ms = -1, once = 0;
+    int warmup = 3;
+    if (heat_ms > 0 && fg_time_median(cu, fg_forward_launch, &u, 1, 1, flush, flush_bytes, &once, &e) == FG_OK && once > 0) {
+        const double n = heat_ms / (once + 0.05); /* + the flush, about 50 us */
+        warmup = n > 20000 ? 20000 : n < 3 ? 3 : (int)n;
+    }
+    if (e.msg || fg_time_median(cu, fg_forward_launch, &u, warmup, iters, flush, flush_bytes, &ms, &e) != FG_OK) {
         printf("error while timing: %s\n", e.msg);
         fg_error_clear(&e);
         return -1;
@@ -181,13 +193,13 @@ int fg_cmd_bench(int argc, char **argv) {
     int ns = fg_cli_parse_list(fg_cli_opt(argc, argv, "--seqlens") ? fg_cli_opt(argc, argv, "--seqlens") : "512,1024,2048,4096,8192,16384", seqlens, 16);
     const char *cs = fg_cli_opt(argc, argv, "--causal");
     const char *dts = fg_cli_opt(argc, argv, "--dtype");
-    const int iters = fg_cli_int(argc, argv, "--iters", 30);
+    const int iters = fg_cli_int(argc, argv, "--iters", 30), heat = fg_cli_int(argc, argv, "--heat", 1000);
     const char *csvpath = fg_cli_opt(argc, argv, "--csv");
     const char *paths = fg_cli_opt(argc, argv, "--path");
-    if (nh <= 0 || ns <= 0 || iters < 1 || iters > 1024 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
+    if (nh <= 0 || ns <= 0 || iters < 1 || iters > 1024 || heat < 0 || heat > 60000 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
         (dts && strcmp(dts, "bf16") && strcmp(dts, "fp16") && strcmp(dts, "e4m3")) ||
         (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma") && strcmp(paths, "tma"))) {
-        fprintf(stderr, "flashgen bench: bad option value (--hdims/--seqlens take positive integers, --iters 1..1024, "
+        fprintf(stderr, "flashgen bench: bad option value (--hdims/--seqlens take positive integers, --iters 1..1024, --heat 0..60000, "
                         "--causal both|0|1, --dtype bf16|fp16|e4m3, --path auto|mma|wgmma|tma)\n");
         return 2;
     }
@@ -297,13 +309,13 @@ int fg_cmd_bench(int argc, char **argv) {
                     rc = 1;
                     continue;
                 }
-                double ms = time_forward(cu, ctx, &desc, q, k, v, o, lse, flush, flush_bytes, iters);
+                double ms = time_forward(cu, ctx, &desc, q, k, v, o, lse, flush, flush_bytes, iters, heat);
                 if (ms < 0) { rc = 1; goto done; }
                 const double flops = fg_attention_flops(batch, heads, s, s, d, d, causal);
                 const double tf = flops / (ms * 1e-3) / 1e12;
                 double htf = 0;
                 if (hctx) {
-                    const double hms = time_forward(cu, hctx, &desc, q, k, v, o, lse, flush, flush_bytes, iters);
+                    const double hms = time_forward(cu, hctx, &desc, q, k, v, o, lse, flush, flush_bytes, iters, heat);
                     if (hms < 0) { rc = 1; goto done; }
                     htf = flops / (hms * 1e-3) / 1e12;
                 }
