@@ -29,7 +29,11 @@ backend, else cuDNN, else the default) on the same inputs: relative L2
 error <= 1e-2 (bf16) / 2e-3 (fp16) and no NaN.  A wrong result is reported
 and not timed.  A peer that fails on a shape is recorded as n/a.  "best"
 is the faster of cuDNN and FlashAttention-4 at each shape (issue 10's bar);
-the summary gives the geomean and the lowest flashgen / best.
+the summary gives the geomean and the lowest flashgen / best.  While each
+implementation is timed, NVML (through the driver's libnvidia-ml) samples
+the SM clock and the power: <impl>_mhz and <impl>_watts in the results, and
+their means in the summary (an H200 under load settles at its 700 W cap
+and 1600-1700 MHz, so TFLOP/s follow energy per FLOP there).
 
 Prints a table (TFLOP/s and flashgen / peer) as it goes, and rewrites
 OUT/results.csv and OUT/results.json after each shape (so a run cut short
@@ -188,6 +192,47 @@ def raise_dynamo_limits(torch):
             setattr(cfg, name, 4096)
 
 
+class GpuSampler:
+    """SM clock (MHz) and power (W) of GPU 0, sampled every 5 ms on a thread
+    through NVML (libnvidia-ml.so.1 by ctypes: it ships with the driver, so
+    no package is needed).  An H200 runs short bursts at its boost clock and
+    a second of load at its power cap, 10-12% slower (docs/PERF.md v14):
+    recorded per implementation and shape, so that a ratio can be read
+    against the clock and the energy each ran at.  mean(t0, t1) -> (MHz, W)
+    over the samples in a window, (None, None) without NVML."""
+
+    def __init__(self):
+        import ctypes
+        import threading
+        self.samples, self.ok = [], False
+        try:
+            nv = ctypes.CDLL("libnvidia-ml.so.1")
+            handle = ctypes.c_void_p()
+            if nv.nvmlInit_v2() or nv.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(handle)):
+                return
+        except (OSError, AttributeError):
+            return
+        self.ok = True
+        mhz, mw = ctypes.c_uint(), ctypes.c_uint()
+
+        def loop():
+            while self.ok:
+                if not nv.nvmlDeviceGetClockInfo(handle, 1, ctypes.byref(mhz)) and \
+                        not nv.nvmlDeviceGetPowerUsage(handle, ctypes.byref(mw)):  # 1: NVML_CLOCK_SM
+                    self.samples.append((time.time(), mhz.value, mw.value / 1000.0))
+                    if len(self.samples) > 200000:
+                        del self.samples[:100000]
+                time.sleep(0.005)
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def mean(self, t0, t1):
+        w = [x for x in self.samples[-5000:] if t0 <= x[0] <= t1]
+        if not w:
+            return None, None
+        return round(sum(x[1] for x in w) / len(w)), round(sum(x[2] for x in w) / len(w), 1)
+
+
 class Runner:
     """The implementations on one shape; each returns o in [b, s, h, d]."""
 
@@ -285,7 +330,8 @@ def fmt(x, spec):
 
 CHECKED = ["fa4"]  # peers whose output is checked against the reference before they are timed
 COLS = ["dtype", "hdim", "hdim_v", "causal", "seqlen", "batch", "heads", "check", "rel_l2"] + [f"{p}_check" for p in CHECKED] + \
-       [f"{i}_ms" for i, _ in IMPLS] + [f"{i}_tflops" for i, _ in IMPLS] + [f"fg/{p}" for p in PEERS] + ["fg/best"]
+       [f"{i}_ms" for i, _ in IMPLS] + [f"{i}_tflops" for i, _ in IMPLS] + [f"fg/{p}" for p in PEERS] + ["fg/best"] + \
+       [f"{i}_mhz" for i, _ in IMPLS] + [f"{i}_watts" for i, _ in IMPLS]
 
 
 def write(out, meta, rows):
@@ -333,6 +379,7 @@ def run(a):
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(0)
     runner = Runner(torch, a.peers)
+    gpu = GpuSampler()
     meta = run_meta(torch, runner.flashgen,
                     timing="triton.testing.do_bench(warmup=25, rep=100, return_mode='median') after one warm-up call",
                     flops="2*b*h*sq*sk*(d+dv), dv = d, halved for causal", peers=a.peers, fa4=bool(runner.fa4))
@@ -384,7 +431,9 @@ def run(a):
                         try:
                             fn = runner.fn(impl)
                             fn()  # warm-up; compiles Flex's graph for this shape
+                            t_begin = time.time()
                             ms = do_bench(fn, warmup=25, rep=100, return_mode="median")
+                            r[f"{impl}_mhz"], r[f"{impl}_watts"] = gpu.mean(t_begin, time.time())
                         except Exception as e:  # a backend may refuse a shape
                             print(f"  {impl} d={dims_label(d, dv)} causal={int(causal)} s={s}: {type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr, flush=True)
@@ -411,6 +460,15 @@ def run(a):
     else:
         print("FlashAttention-4: not importable, not timed")
     print(summary(rows))
+    if gpu.ok:
+        for impl, label in IMPLS:
+            got = [(r[f"{impl}_mhz"], r[f"{impl}_watts"]) for r in rows if r.get(f"{impl}_mhz")]
+            if got:
+                print(f"{label} while timed: SM clock {sum(x for x, _ in got) / len(got):.0f} MHz, "
+                      f"{sum(w for _, w in got) / len(got):.0f} W (means over {len(got)} shapes; NVML)")
+        gpu.ok = False
+    else:
+        print("NVML not available: no clock or power recorded")
     plot(a.out)
     return 1 if wrong else 0
 
