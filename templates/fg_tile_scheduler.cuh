@@ -4,7 +4,8 @@
 // fit on the GPU) blocks, or one block per tile (then each CTA runs exactly
 // one).  Tiles get a linear index; tile_at(k) is the index of the k-th
 // tile of this CTA (rounds only grow, so `>= total()` ends the loop) and
-// decode() turns an index into (query block, head, batch).
+// decode() turns an index into (query block, head, batch); both are
+// fg_tile_order.h's, which the host test runs too.
 //
 //   non-causal: query block fastest, then head, then batch: the query
 //               blocks of one head, and the heads of one KV group, run side
@@ -25,6 +26,7 @@
 //               One CTA per tile (p.tile_pairs = 0): tile b.
 #pragma once
 #include "fg_params.h"
+#include "fg_tile_order.h"
 
 namespace fg {
 
@@ -36,46 +38,12 @@ template <int BR, bool CAUSAL> struct TileScheduler {
     __device__ __forceinline__ static int num_m(const fg_fwd_params &p) { return (p.seqlen_q + BR - 1) / BR; }
     __device__ __forceinline__ int total(const fg_fwd_params &p) const { return num_m(p) * p.heads_q * p.batch; }
     // The tile of this CTA's k-th step (>= total: this CTA is done).
-    // Causal: p.tile_pairs (0 or 1) is the log2 of the tiles a CTA takes
-    // at a time.
     __device__ __forceinline__ int tile_at(const fg_fwd_params &p, int k) const {
-        const int g = (int)gridDim.x, b = (int)blockIdx.x;
-        if (CAUSAL) {
-            const int s = p.tile_pairs;
-            return (((k >> s) * g + b) << s) + (k & s);
-        }
-        return k * g + ((k & 1) ? g - 1 - b : b);
+        return fg_tile_at(CAUSAL, CAUSAL ? p.tile_pairs : 0, (int)gridDim.x, (int)blockIdx.x, k);
     }
     __device__ __forceinline__ void decode(const fg_fwd_params &p, int t, int &m_block, int &h, int &b) const {
-        const int nm = num_m(p);
         int bh;
-        if (CAUSAL) {
-            // inside a head: last, first, second-last, second, ...  An odd
-            // count leaves the middle tile without a partner: then heads go
-            // in groups of two, their paired tiles first and the two middle
-            // tiles last, so that no pair straddles two heads (a pair of
-            // the last tile of one head and the first of the next measured
-            // up to 24% slower, hd128 causal 2k, 11 tiles of 192 rows)
-            int i;
-            if (!(nm & 1)) {
-                bh = t / nm;
-                i = t - bh * nm;
-            } else {
-                const int pr = nm - 1, grp = t / (2 * nm), r = t - grp * 2 * nm;
-                const int nbh = p.heads_q * p.batch, paired = (nbh - 2 * grp >= 2 ? 2 : 1) * pr;
-                if (r < paired) {
-                    bh = 2 * grp + r / pr;
-                    i = r - (r / pr) * pr;
-                } else {
-                    bh = 2 * grp + (r - paired);
-                    i = pr; // the middle: nm - 1 - pr / 2 below
-                }
-            }
-            m_block = (i & 1) ? i >> 1 : nm - 1 - (i >> 1);
-        } else {
-            m_block = t % nm;
-            bh = t / nm;
-        }
+        m_block = fg_tile_decode(CAUSAL, num_m(p), p.heads_q * p.batch, t, &bh);
         h = bh % p.heads_q;
         b = bh / p.heads_q;
     }

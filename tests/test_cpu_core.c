@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fg_tile_order.h"
 #include "select/heuristic.h"
 #include "gen/render.h"
 #include "runtime/attention.h"
@@ -507,9 +508,68 @@ static void test_short_causal(void) {
     }
 }
 
+/* The persistent grid's tile order (templates/fg_tile_order.h, the
+ * functions the kernel runs): every tile is run exactly once, by a CTA
+ * whose indices only grow, for every grid the runtime launches (persistent:
+ * min(work, SMs) CTAs, work = pairs of causal tiles; one CTA per tile); a
+ * causal pair costs at most num_m + 1 key tiles (128 x 128 tiles), and the
+ * CTAs' loads differ by at most one pair. */
+static void test_tile_order(void) {
+    static const int grids[] = {1, 2, 3, 7, 64, 132, 200};
+    int *seen = malloc(sizeof(int) * 40 * 13);
+    for (int causal = 0; causal <= 1; ++causal)
+        for (int nm = 1; nm <= 40; ++nm)
+            for (int nbh = 1; nbh <= 13; ++nbh)
+                for (size_t gi = 0; gi <= sizeof grids / sizeof *grids; ++gi) {
+                    const int total = nm * nbh, persistent = gi < sizeof grids / sizeof *grids;
+                    const int pairs = causal && persistent, work = pairs ? (total + 1) / 2 : total;
+                    const int g = persistent ? (work < grids[gi] ? work : grids[gi]) : total;
+                    memset(seen, 0, sizeof(int) * (size_t)total);
+                    int bad = 0, lo = 1 << 30, hi = 0;
+                    for (int b = 0; b < g && !bad; ++b) {
+                        int last = -1, load = 0, steps = 0;
+                        for (int k = 0;; ++k) {
+                            const int t = fg_tile_at(causal, pairs, g, b, k);
+                            if (t >= total) break;
+                            if (t <= last || t < 0) { bad = 1; break; }
+                            last = t;
+                            seen[t]++;
+                            int bh;
+                            const int m = fg_tile_decode(causal, nm, nbh, t, &bh);
+                            if (m < 0 || m >= nm || bh < 0 || bh >= nbh) { bad = 2; break; }
+                            load += m + 1;
+                            ++steps;
+                        }
+                        if (steps) { lo = load < lo ? load : lo; hi = load > hi ? load : hi; }
+                    }
+                    for (int t = 0; t < total && !bad; ++t)
+                        if (seen[t] != 1) bad = 3;
+                    /* every (query block, head) once: decode is a bijection */
+                    memset(seen, 0, sizeof(int) * (size_t)total);
+                    for (int t = 0; t < total && !bad; ++t) {
+                        int bh;
+                        const int m = fg_tile_decode(causal, nm, nbh, t, &bh);
+                        if (seen[bh * nm + m]++) bad = 4;
+                    }
+                    if (!bad && pairs) {
+                        for (int u = 0; 2 * u < total && !bad; ++u) {
+                            int bh, c = fg_tile_decode(1, nm, nbh, 2 * u, &bh) + 1;
+                            if (2 * u + 1 < total) c += fg_tile_decode(1, nm, nbh, 2 * u + 1, &bh) + 1;
+                            if (c > nm + 1) bad = 5;
+                        }
+                        /* full rounds: loads within one pair of each other */
+                        if (!bad && work % g == 0 && hi - lo > nm + 1) bad = 6;
+                    }
+                    CHECK(!bad, "tile order causal=%d num_m=%d heads*batch=%d grid=%d (%s): failure %d", causal, nm, nbh, g,
+                          persistent ? "persistent" : "one CTA a tile", bad);
+                }
+    free(seen);
+}
+
 int main(void) {
     test_spec();
     test_short_causal();
+    test_tile_order();
     test_render_matrix();
     test_template_errors_and_sandbox();
     test_conversions();
