@@ -28,7 +28,7 @@ FG_TO_FN int fg_tile_at(int causal, int pairs, int g, int b, int k) {
 FG_TO_FN int fg_tile_decode(int causal, int nm, int nbh, int t, int *bh) {
     if (!causal) {
         *bh = t / nm;
-        return t - *bh * nm;
+        return t % nm;
     }
     /* inside a head: last, first, second-last, second, ...  An odd count
      * leaves the middle tile without a partner: then heads go in groups of
