@@ -28,6 +28,26 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
             for (int r = 0; r < 2; ++r) { m[i][r] = neg_inf(); l[i][r] = 0.f; }
     }
 
+    // The quad's maximum of row (i, r) of s and of m.
+    __device__ __forceinline__ float row_max(const float (&s)[MT][NT_S][4], int i, int r) const {
+        float mx = m[i][r];
+#pragma unroll
+        for (int n = 0; n < NT_S; ++n) mx = fmaxf(mx, fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]));
+        mx = fmaxf(mx, warp_xor(mx, 1));
+        return fmaxf(mx, warp_xor(mx, 2));
+    }
+    // Row (i, r) of s becomes exp2(s * scale_log2 - base); returns its sum.
+    __device__ __forceinline__ static float exp_row(float (&s)[MT][NT_S][4], int i, int r, float scale_log2, float base) {
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < NT_S; ++n) {
+            s[i][n][2 * r]     = fast_exp2(fmaf(s[i][n][2 * r], scale_log2, -base));
+            s[i][n][2 * r + 1] = fast_exp2(fmaf(s[i][n][2 * r + 1], scale_log2, -base));
+            sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
+        }
+        return sum;
+    }
+
     // s: scores of this tile (masked entries = -inf), overwritten with P;
     // m and l updated.  alpha: the factor the output accumulators must be
     // rescaled by before P * V is added (rescale()), returned rather than
@@ -38,22 +58,11 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
         for (int i = 0; i < MT; ++i) {
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                float mx = m[i][r];
-#pragma unroll
-                for (int n = 0; n < NT_S; ++n) mx = fmaxf(mx, fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]));
-                mx = fmaxf(mx, warp_xor(mx, 1));
-                mx = fmaxf(mx, warp_xor(mx, 2));
+                const float mx = row_max(s, i, r);
                 const float base = (mx == neg_inf()) ? 0.f : mx * scale_log2;
                 alpha[i][r] = fast_exp2(m[i][r] * scale_log2 - base);
                 m[i][r] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int n = 0; n < NT_S; ++n) {
-                    s[i][n][2 * r]     = fast_exp2(fmaf(s[i][n][2 * r], scale_log2, -base));
-                    s[i][n][2 * r + 1] = fast_exp2(fmaf(s[i][n][2 * r + 1], scale_log2, -base));
-                    sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
-                }
-                l[i][r] = l[i][r] * alpha[i][r] + sum;
+                l[i][r] = l[i][r] * alpha[i][r] + exp_row(s, i, r, scale_log2, base);
             }
         }
     }
@@ -74,11 +83,7 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
         for (int i = 0; i < MT; ++i)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                float x = m[i][r];
-#pragma unroll
-                for (int n = 0; n < NT_S; ++n) x = fmaxf(x, fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]));
-                x = fmaxf(x, warp_xor(x, 1));
-                x = fmaxf(x, warp_xor(x, 2));
+                const float x = row_max(s, i, r);
                 mx[i][r] = x;
                 need |= x > m[i][r] && (m[i][r] == neg_inf() || (x - m[i][r]) * scale_log2 > (float)LAZY);
             }
@@ -93,13 +98,7 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
                     m[i][r] = mx[i][r];
                 }
                 const float base = (m[i][r] == neg_inf()) ? 0.f : m[i][r] * scale_log2;
-                float sum = 0.f;
-#pragma unroll
-                for (int n = 0; n < NT_S; ++n) {
-                    s[i][n][2 * r]     = fast_exp2(fmaf(s[i][n][2 * r], scale_log2, -base));
-                    s[i][n][2 * r + 1] = fast_exp2(fmaf(s[i][n][2 * r + 1], scale_log2, -base));
-                    sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
-                }
+                const float sum = exp_row(s, i, r, scale_log2, base);
                 l[i][r] = moved ? l[i][r] * alpha[i][r] + sum : l[i][r] + sum;
             }
         return moved;
