@@ -39,6 +39,22 @@ static double now_s(void) {
 
 static int cancelled(const fg_tuner *t) { return t->opt->cancel && *t->opt->cancel; }
 
+/* Launches candidate c on sh, untimed, for about opt->heat_ms (0: 500 ms,
+ * < 0: none), so that the candidates timed next all meet the GPU at its
+ * sustained clock rather than the first few at its boost clock
+ * (docs/PERF.md v14).  A candidate that fails ends it. */
+static void heat(fg_tuner *t, fg_tune_cand *c, const fg_tune_shape *sh, fg_tune_bufs *b) {
+    const int ms = t->opt->heat_ms == 0 ? 500 : t->opt->heat_ms;
+    if (ms < 0) return;
+    const double end = now_s() + ms * 1e-3;
+    while (now_s() < end && !cancelled(t)) {
+        fg_error e = {0};
+        const double one = t->pass->time(t, c, sh, b, 16, &e);
+        fg_error_clear(&e);
+        if (one <= 0) break;
+    }
+}
+
 /* Reports one finished unit (t->mu held by the caller or single-threaded). */
 static void report(fg_tuner *t, const char *phase, const char *config, double heur_tflops, int kept) {
     t->done++;
@@ -199,6 +215,7 @@ static fg_status tune_bucket(fg_tuner *t, int seqlen, const int *sel, int nsel, 
     if (!ms || !rows || !order) { free(ms); free(rows); free(order); return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory"); }
     for (int i = 0; i < t->n; ++i) ms[i] = -1;
     int heur = -1;
+    if (nsel > 0) heat(t, &t->c[sel[0]], &sh, b);
     for (int s = 0; s < nsel; ++s) {
         if (cancelled(t)) break;
         fg_tune_cand *c = &t->c[sel[s]];
@@ -372,6 +389,8 @@ static fg_status tune_run(fg_context *ctx, const fg_tune_pass *pass, const fg_tu
     fg_shape_bucket(mid, mid, midb, sizeof midb);
     t.bucket = midb;
     int m = 0;
+    for (int i = 0; i < n; ++i)
+        if (t.c[i].usable) { heat(&t, &t.c[i], &sh, &b); break; }
     for (int i = 0; i < n; ++i) {
         if (cancelled(&t)) break;
         fg_tune_cand *c = &t.c[i];

@@ -590,6 +590,10 @@ typedef struct fg_tune_options {
                                  candidate and returns FG_ERR_CANCELLED (finished buckets stay stored) */
     void (*progress)(const fg_tune_progress *p, void *ud);
     void *ud;
+    int heat_ms;              /* untimed launches before each bucket is timed, so that every
+                                 candidate runs at the GPU's sustained clock (an H200 runs short
+                                 bursts at 1980 MHz, a second of load at its 700 W cap and about
+                                 1650 MHz); 0: 500 ms, < 0: none */
 } fg_tune_options;
 
 /* shape: dtype, head_dim, head_dim_v, causal and path are used (sizes and strides are

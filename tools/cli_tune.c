@@ -47,6 +47,9 @@ static const char *HELP_TUNE =
     "  --threads N               compile threads (number of CPUs)\n"
     "  --reps N                  timed launches per candidate and bucket (10)\n"
     "  --top N                   candidates timed in every bucket (6)\n"
+    "  --heat MS                 untimed launches before each bucket is timed, so every\n"
+    "                            candidate meets the GPU at its sustained clock (500;\n"
+    "                            0: none)\n"
     "  --cache FILE              cache file (default: $FLASHGEN_CACHE, else\n"
     "                            $XDG_CACHE_HOME/flashgen/cache.db or ~/.cache/...)\n"
     "exit status: 0 done, 1 error, 2 usage, 130 interrupted.\n";
@@ -184,8 +187,10 @@ int fg_cmd_tune(int argc, char **argv) {
     opt.threads = fg_cli_int(argc, argv, "--threads", 0);
     opt.reps = fg_cli_int(argc, argv, "--reps", 0);
     opt.top_k = fg_cli_int(argc, argv, "--top", 0);
-    if (opt.threads < 0 || opt.reps < 0 || opt.reps > 64 || opt.top_k < 0) {
-        fprintf(stderr, "flashgen tune: --threads, --reps (<= 64) and --top must be positive\n");
+    const int heat = fg_cli_int(argc, argv, "--heat", 500);
+    opt.heat_ms = heat > 0 ? heat : -1;
+    if (opt.threads < 0 || opt.reps < 0 || opt.reps > 64 || opt.top_k < 0 || heat < 0 || heat > 60000) {
+        fprintf(stderr, "flashgen tune: --threads, --reps (<= 64) and --top must be positive, --heat 0..60000\n");
         return 2;
     }
     opt.cancel = &g_cancel;
