@@ -193,44 +193,60 @@ def raise_dynamo_limits(torch):
 
 
 class GpuSampler:
-    """SM clock (MHz) and power (W) of GPU 0, sampled every 5 ms on a thread
-    through NVML (libnvidia-ml.so.1 by ctypes: it ships with the driver, so
-    no package is needed).  An H200 runs short bursts at its boost clock and
-    a second of load at its power cap, 10-12% slower (docs/PERF.md v14):
-    recorded per implementation and shape, so that a ratio can be read
-    against the clock and the energy each ran at.  mean(t0, t1) -> (MHz, W)
-    over the samples in a window, (None, None) without NVML."""
+    """SM clock (MHz) and power (W) of the GPU torch runs on, through NVML
+    (libnvidia-ml.so.1 by ctypes: it ships with the driver, so no package is
+    needed).  An H200 runs short bursts at its boost clock and a second of
+    load at its power cap, 10-12% slower (docs/PERF.md v14): recorded per
+    implementation and shape, so that a ratio can be read against the clock
+    and the energy each ran at.  The clock is sampled every 5 ms on a
+    thread; the power is the energy counter's difference over the window
+    (NVML's power reading averages over a second, longer than a timing).
+    mean(t0, t1) -> (MHz, W) for a window of time.time(), (None, None)
+    without NVML."""
 
-    def __init__(self):
+    def __init__(self, torch):
         import ctypes
         import threading
-        self.samples, self.ok = [], False
+        self.samples, self.ok, self.energy = [], False, []
         try:
             nv = ctypes.CDLL("libnvidia-ml.so.1")
             handle = ctypes.c_void_p()
-            if nv.nvmlInit_v2() or nv.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(handle)):
+            if nv.nvmlInit_v2():
                 return
-        except (OSError, AttributeError):
+            # the device torch uses (NVML counts GPUs in its own order and
+            # ignores CUDA_VISIBLE_DEVICES): by UUID
+            uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+            uuid = uuid if uuid.startswith("GPU-") else "GPU-" + uuid
+            if nv.nvmlDeviceGetHandleByUUID(uuid.encode(), ctypes.byref(handle)):
+                return
+        except (OSError, AttributeError, RuntimeError):
             return
         self.ok = True
-        mhz, mw = ctypes.c_uint(), ctypes.c_uint()
+        mhz, mj = ctypes.c_uint(), ctypes.c_ulonglong()
 
         def loop():
             while self.ok:
-                if not nv.nvmlDeviceGetClockInfo(handle, 1, ctypes.byref(mhz)) and \
-                        not nv.nvmlDeviceGetPowerUsage(handle, ctypes.byref(mw)):  # 1: NVML_CLOCK_SM
-                    self.samples.append((time.time(), mhz.value, mw.value / 1000.0))
-                    if len(self.samples) > 200000:
-                        del self.samples[:100000]
+                now = time.time()
+                if not nv.nvmlDeviceGetClockInfo(handle, 1, ctypes.byref(mhz)):  # 1: NVML_CLOCK_SM
+                    self.samples.append((now, mhz.value))
+                if not nv.nvmlDeviceGetTotalEnergyConsumption(handle, ctypes.byref(mj)):  # mJ since load
+                    self.energy.append((now, mj.value))
+                if len(self.samples) > 200000:
+                    del self.samples[:100000]
+                if len(self.energy) > 200000:
+                    del self.energy[:100000]
                 time.sleep(0.005)
 
         threading.Thread(target=loop, daemon=True).start()
 
     def mean(self, t0, t1):
-        w = [x for x in self.samples[-5000:] if t0 <= x[0] <= t1]
-        if not w:
-            return None, None
-        return round(sum(x[1] for x in w) / len(w)), round(sum(x[2] for x in w) / len(w), 1)
+        c = [x[1] for x in self.samples[-5000:] if t0 <= x[0] <= t1]
+        e = [x for x in self.energy[-5000:] if t0 <= x[0] <= t1]
+        mhz = round(sum(c) / len(c)) if c else None
+        watts = None
+        if len(e) >= 2 and e[-1][0] > e[0][0]:
+            watts = round((e[-1][1] - e[0][1]) / 1000.0 / (e[-1][0] - e[0][0]), 1)
+        return mhz, watts
 
 
 class Runner:
@@ -379,7 +395,7 @@ def run(a):
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(0)
     runner = Runner(torch, a.peers)
-    gpu = GpuSampler()
+    gpu = GpuSampler(torch)
     meta = run_meta(torch, runner.flashgen,
                     timing="triton.testing.do_bench(warmup=25, rep=100, return_mode='median') after one warm-up call",
                     flops="2*b*h*sq*sk*(d+dv), dv = d, halved for causal", peers=a.peers, fa4=bool(runner.fa4))
@@ -462,10 +478,12 @@ def run(a):
     print(summary(rows))
     if gpu.ok:
         for impl, label in IMPLS:
-            got = [(r[f"{impl}_mhz"], r[f"{impl}_watts"]) for r in rows if r.get(f"{impl}_mhz")]
-            if got:
-                print(f"{label} while timed: SM clock {sum(x for x, _ in got) / len(got):.0f} MHz, "
-                      f"{sum(w for _, w in got) / len(got):.0f} W (means over {len(got)} shapes; NVML)")
+            mhz = [r[f"{impl}_mhz"] for r in rows if r.get(f"{impl}_mhz")]
+            watts = [r[f"{impl}_watts"] for r in rows if r.get(f"{impl}_watts")]
+            if mhz or watts:
+                print(f"{label} while timed (NVML, means over shapes): SM clock "
+                      f"{f'{sum(mhz) / len(mhz):.0f} MHz' if mhz else 'n/a'}, "
+                      f"power {f'{sum(watts) / len(watts):.0f} W' if watts else 'n/a'}")
         gpu.ok = False
     else:
         print("NVML not available: no clock or power recorded")

@@ -594,6 +594,8 @@ typedef struct fg_tune_options {
                                  candidate runs at the GPU's sustained clock (an H200 runs short
                                  bursts at 1980 MHz, a second of load at its 700 W cap and about
                                  1650 MHz); 0: 500 ms, < 0: none */
+    int reserved_;            /* 0; named so that the struct's tail is no padding whose bytes
+                                 an older library would read as a field it lacks */
 } fg_tune_options;
 
 /* shape: dtype, head_dim, head_dim_v, causal and path are used (sizes and strides are

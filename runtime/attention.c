@@ -10,6 +10,7 @@
 #include "runtime/internal.h"
 #include "runtime/tensor_map.h"
 #include "runtime/structs.h"
+#include "fg_tile_order.h"
 
 /* The tensor must be device memory holding the `need` bytes the shape and
  * strides reach (fg_tensor_bytes; 0 means that count overflows). */
@@ -133,9 +134,7 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
         /* causal, persistent: a CTA takes tiles in pairs of equal cost,
          * heads in order, so that a round shares K and V in L2
          * (fg_tile_scheduler.cuh) */
-        p->tile_pairs = persistent && var->spec.causal;
-        const long long work = p->tile_pairs ? (tiles + 1) / 2 : tiles;
-        grid_x = (unsigned)(persistent && work > sms ? sms : work);
+        grid_x = (unsigned)fg_tile_grid(var->spec.causal, persistent, tiles, sms, &p->tile_pairs);
         grid_y = grid_z = 1;
     }
     CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, grid_y, grid_z, (unsigned)kern->threads, 1, 1,

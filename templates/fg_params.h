@@ -35,9 +35,9 @@ typedef struct fg_fwd_params {
     int sp_batch, sp_heads, sp_num_q_blocks, sp_num_kv_blocks;
     int sp_block_q, sp_block_k;   /* layout block, in elements              */
     int sp_sub;                   /* kernel key tiles per layout block      */
-    /* TMA family, causal, persistent grid: 1 = tiles in pairs of equal cost,
-     * heads in order (fg_tile_scheduler.cuh); 0 = longest first over all
-     * heads.  Set at launch (runtime/attention.c); was padding, so kernels
+    /* TMA family, causal: 1 = a CTA of the persistent grid takes tiles in
+     * pairs of equal cost (fg_tile_order.h); 0 = one tile (one CTA per
+     * tile).  Set at launch (runtime/attention.c); was padding, so kernels
      * compiled before read the fields around it at the same offsets. */
     int tile_pairs;
 

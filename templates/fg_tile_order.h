@@ -16,6 +16,15 @@
 #define FG_TO_FN static inline
 #endif
 
+/* The grid the runtime launches for `tiles` tiles on `sms` SMs: persistent
+ * (at most one CTA per SM; causal: *pairs = 1, a CTA takes two tiles at a
+ * time) or one CTA per tile (*pairs = 0). */
+FG_TO_FN long long fg_tile_grid(int causal, int persistent, long long tiles, long long sms, int *pairs) {
+    *pairs = persistent && causal;
+    const long long work = *pairs ? (tiles + 1) / 2 : tiles;
+    return persistent && work > sms ? sms : work;
+}
+
 /* causal: pairs (0 or 1) is the log2 of the tiles a CTA takes at a time;
  * non-causal: snake rounds */
 FG_TO_FN int fg_tile_at(int causal, int pairs, int g, int b, int k) {

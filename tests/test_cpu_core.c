@@ -522,8 +522,9 @@ static void test_tile_order(void) {
             for (int nbh = 1; nbh <= 13; ++nbh)
                 for (size_t gi = 0; gi <= sizeof grids / sizeof *grids; ++gi) {
                     const int total = nm * nbh, persistent = gi < sizeof grids / sizeof *grids;
-                    const int pairs = causal && persistent, work = pairs ? (total + 1) / 2 : total;
-                    const int g = persistent ? (work < grids[gi] ? work : grids[gi]) : total;
+                    int pairs;
+                    const int g = (int)fg_tile_grid(causal, persistent, total, persistent ? grids[gi] : 1, &pairs);
+                    const int work = pairs ? (total + 1) / 2 : total;
                     memset(seen, 0, sizeof(int) * (size_t)total);
                     int bad = 0, lo = 1 << 30, hi = 0;
                     for (int b = 0; b < g && !bad; ++b) {
