@@ -269,7 +269,8 @@ int fg_cmd_bench(int argc, char **argv) {
         if (!csv) { perror(csvpath); rc = 1; goto done; }
         fprintf(csv, "impl,dtype,hdim,causal,seqlen,batch,heads,ms,tflops,max_abs_err,config,heuristic_tflops\n");
     }
-    printf("GPU: %s (%s), %d SMs\n", ctx->dev_info.name, ctx->dev_info.arch, ctx->dev_info.sm_count);
+    printf("GPU: %s (%s), %d SMs; each shape: %d ms of untimed launches (--heat), then the median of %d\n",
+           ctx->dev_info.name, ctx->dev_info.arch, ctx->dev_info.sm_count, heat, iters);
     printf("%5s %6s %6s %5s %5s %9s %9s %10s  %s\n", "hdim", "causal", "seqlen", "batch", "heads", "ms", "TFLOP/s", "max|err|", "config");
     for (int hi = 0; hi < nh; ++hi)
         for (int causal = c0; causal <= c1; ++causal)
