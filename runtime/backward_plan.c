@@ -12,17 +12,20 @@
 
 static size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
+/* n rounded up to a multiple of m */
+static size_t pad_to(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
 void fg_bwd_workspace_layout(const fg_attention_desc *d, fg_bwd_workspace *w) {
     const size_t locks = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 15) / 16);
     w->dq_accum = 0;
     /* the dQ accumulator: rows padded to whole 64-row blocks per (batch,
      * head), the Hopper kernel's chunk layout (fg_bwd_wgmma.cuh) */
-    const size_t acc_rows = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 63) / 64 * 64);
+    const size_t acc_rows = (size_t)d->batch * (size_t)d->heads_q * pad_to((size_t)d->seqlen_q, 64);
     w->dsum = align256(acc_rows * (size_t)d->head_dim * sizeof(float));
     /* D and lse * log2(e) per row, in rows padded to 128 (fg_bwd_params
      * rows_pad: the Hopper kernel loads a query block's rows of each, up to
      * 128, as one bulk copy) */
-    const size_t pad_rows = (size_t)d->batch * (size_t)d->heads_q * (((size_t)d->seqlen_q + 127) / 128 * 128);
+    const size_t pad_rows = (size_t)d->batch * (size_t)d->heads_q * pad_to((size_t)d->seqlen_q, 128);
     w->lse2 = w->dsum + align256(pad_rows * sizeof(float));
     w->lock = w->lse2 + align256(pad_rows * sizeof(float));
     w->total = w->lock + align256(locks * sizeof(int));
@@ -148,7 +151,7 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
     p->deterministic = d->deterministic != 0;
     p->dsinks = d->dsinks;
     p->lock_blocks = (d->seqlen_q + 15) / 16;
-    p->rows_pad = (d->seqlen_q + 127) / 128 * 128;
+    p->rows_pad = (int)pad_to((size_t)d->seqlen_q, 128); /* as the workspace's lse2 and D rows */
     if (L) {
         p->sp_full_num = L->t_full_num; p->sp_full_idx = L->t_full_idx;
         p->sp_part_num = L->t_part_num; p->sp_part_idx = L->t_part_idx;

@@ -63,12 +63,11 @@ fg_status fg_bwd_config_check(const fg_spec *s, const fg_config *c, int smem_lim
                            s->head_dim, fg_spec_head_dim_v(s), s->sparse ? ", block-sparse" : "",
                            s->mods ? ", score modifications" : "");
         /* block_m: the heuristic's, or at head dims 64/64 either query block (64, or 128: DQ_ROWS) */
-        const int bm_ok = c->block_m == w.block_m ||
-                          (s->head_dim == 64 && fg_spec_head_dim_v(s) == 64 && (c->block_m == 64 || c->block_m == 128));
+        const int rows128 = s->head_dim == 64 && fg_spec_head_dim_v(s) == 64;
+        const int bm_ok = c->block_m == w.block_m || (rows128 && (c->block_m == 64 || c->block_m == 128));
         if (!bm_ok || c->block_n != w.block_n || c->warps != w.warps || c->stages > 1 || c->q_in_regs > 0 || c->min_blocks > 1)
-            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=%d) runs block_m=%d%s block_n=%d warps=8 only",
-                           c->wgmma, w.block_m, s->head_dim == 64 && fg_spec_head_dim_v(s) == 64 ? " (or 64 or 128)" : "",
-                           w.block_n);
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward (wgmma=%d) runs block_m=%s block_n=%d warps=8 only",
+                           c->wgmma, rows128 ? "64 or 128" : w.block_m == 128 ? "128" : "64", w.block_n);
         const int smem = fg_bwd_smem_bytes(s, c);
         if (smem > smem_limit)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "the Hopper backward needs %d bytes of shared memory; the device has %d", smem,

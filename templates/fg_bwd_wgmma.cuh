@@ -363,7 +363,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
         // ---- P^T (P_FIRST: while dP^T is in flight), then dS^T; dS^T also
         // to shared memory, [key][query] swizzled
-        const u32 ds_s = base + S::DS_OFF + (S::DS_STAGES > 1 ? it & 1 : 0) * S::DS_BYTES;
+        const u32 ds_s = base + S::DS_OFF + (S::DS_STAGES > 1 ? s : 0) * S::DS_BYTES;
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
         if (S::P_FIRST) wgmma_wait<1>(); // S^T has landed; dP^T may still run
         else wgmma_wait<0>();

@@ -63,7 +63,7 @@ template <class K> struct WsShape {
     static constexpr int KS_QK = K::D / KSTEP, KS_PV = K::BC / KSTEP;
     // A Q buffer also stages the 16-bit O tile of the epilogue.  16-bit
     // inputs: it is as wide as the wider of the two.  FP8: only as wide as
-    // Q (whose rows are half as wide as O's), and O goes out in O_PASSES
+    // Q (one byte an element against O's two), and O goes out in O_PASSES
     // column slices of Q_ROW bytes, so that head dim 256 fits two consumer
     // warpgroups in 227 KiB.  Q_TX is what the TMA load of Q brings.
     static constexpr int O_ROW = (K::DV + 63) / 64 * 128;
@@ -122,13 +122,12 @@ template <class K> struct WsSmem {
 // is returned.
 template <class K, class TileBegin, class KeyTile>
 __device__ __forceinline__ PipeState<K::STAGES> ws_walk(const fg_fwd_params &p, TileBegin tile_begin, KeyTile key_tile) {
-    TileScheduler<K::BR, K::CAUSAL> ts;
-    ts.init(p);
+    typedef TileScheduler<K::BR, K::CAUSAL> TS;
     PipeState<K::STAGES> ps;
     ps.reset();
-    for (int k = 0, tile; (tile = ts.tile_at(p, k)) < ts.total(p); ++k) {
+    for (int k = 0, tile; (tile = TS::tile_at(p, k)) < TS::total(p); ++k) {
         int mb, h, b;
-        ts.decode(p, tile, mb, h, b);
+        TS::decode(p, tile, mb, h, b);
         const int m0 = mb * K::BR, hk = h / p.group;
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
@@ -269,16 +268,15 @@ template <class K> struct WsConsumer {
     }
 
     __device__ __forceinline__ void run() {
-        TileScheduler<K::BR, K::CAUSAL> ts;
-        ts.init(p);
+        typedef TileScheduler<K::BR, K::CAUSAL> TS;
         PipeState<K::STAGES> ps;
         ps.reset();
         PipeState<K::Q_STAGES> qs;
         qs.reset();
         if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
-        for (int k = 0, tile; (tile = ts.tile_at(p, k)) < ts.total(p); ++k) {
+        for (int k = 0, tile; (tile = TS::tile_at(p, k)) < TS::total(p); ++k) {
             int mb, h, b;
-            ts.decode(p, tile, mb, h, b);
+            TS::decode(p, tile, mb, h, b);
             one_tile(mb * K::BR, h, b, ps, qs);
             qs.advance();
         }
@@ -377,13 +375,15 @@ template <class K> struct WsConsumer {
         // The first visible tile is peeled off, so that inside the loop a
         // P V product is always in flight: a wgmma issued on a condition
         // makes ptxas serialise the pipeline (C7514).
+        // the log2-domain softmax scale (score modifications scale S themselves)
+        const float sl2 = LogitMods<K>::value ? 1.44269504088896340736f : scale_log2;
         bool part;
         int t;
         int i = next_visible(sch, first, t, part);
         if (i < sch.count) {
             float acc_s[1][NT_S][4];
             s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, 0);
-            smx.step_p(acc_s, LogitMods<K>::value ? 1.44269504088896340736f : scale_log2, alpha_unused_);
+            smx.step_p(acc_s, sl2, alpha_unused_);
             pack_p(pa, acc_s);
             if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
             int prev_stage = ps.stage;
@@ -392,7 +392,6 @@ template <class K> struct WsConsumer {
             for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
                 s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, prev_phase);
                 float alpha[1][2];
-                const float sl2 = LogitMods<K>::value ? 1.44269504088896340736f : scale_log2;
                 bool moved = true;
                 if constexpr (K::LAZY > 0) moved = smx.template step_p_lazy<K::LAZY>(acc_s, sl2, alpha);
                 else smx.step_p(acc_s, sl2, alpha);

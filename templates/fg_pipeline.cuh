@@ -1,13 +1,15 @@
-// fg_pipeline.cuh: a ring of shared-memory stages between one producer
-// thread (TMA) and the consumer warpgroups, one full and one empty mbarrier
-// per stage.
+// fg_pipeline.cuh: a ring of shared-memory stages between a producer (one
+// TMA thread; FP8's V^T ring: the three transposing warps) and its
+// consumers, one full and one empty mbarrier per stage.
 //
 //   producer:  wait empty[s] (parity phase ^ 1)  -> expect_tx full[s] -> TMA
 //   consumer:  wait full[s]  (parity phase)      -> use -> arrive empty[s]
 //
-// The empty barriers count one arrival per consumer warp (after the warp's
-// wgmma that read the stage has completed).  Producer and consumers walk
-// the same sequence of loads, so each keeps its own copy of the position.
+// Ring::init sets how many arrivals each side's barrier counts (the
+// consumer side: one per consumer warp, after the warp's wgmma that read the
+// stage has completed).  Producer and consumers walk the same sequence of
+// loads, so each keeps its own position (PipeState), or computes it from a
+// count (PipeState::at).
 #pragma once
 #include "fg_tma.cuh"
 

@@ -30,18 +30,17 @@
 
 namespace fg {
 
+// No state: the counts are recomputed from p (constant bank) where they are
+// needed, so the producer's walk keeps no register for them (24 registers
+// after setmaxnreg).
 template <int BR, bool CAUSAL> struct TileScheduler {
-    // No members: the counts are recomputed from p (constant bank) where
-    // they are needed, so the producer's walk keeps no register for them
-    // (24 registers after setmaxnreg).
-    __device__ __forceinline__ void init(const fg_fwd_params &) {}
     __device__ __forceinline__ static int num_m(const fg_fwd_params &p) { return (p.seqlen_q + BR - 1) / BR; }
-    __device__ __forceinline__ int total(const fg_fwd_params &p) const { return num_m(p) * p.heads_q * p.batch; }
+    __device__ __forceinline__ static int total(const fg_fwd_params &p) { return num_m(p) * p.heads_q * p.batch; }
     // The tile of this CTA's k-th step (>= total: this CTA is done).
-    __device__ __forceinline__ int tile_at(const fg_fwd_params &p, int k) const {
+    __device__ __forceinline__ static int tile_at(const fg_fwd_params &p, int k) {
         return fg_tile_at(CAUSAL, CAUSAL ? p.tile_pairs : 0, (int)gridDim.x, (int)blockIdx.x, k);
     }
-    __device__ __forceinline__ void decode(const fg_fwd_params &p, int t, int &m_block, int &h, int &b) const {
+    __device__ __forceinline__ static void decode(const fg_fwd_params &p, int t, int &m_block, int &h, int &b) {
         int bh;
         m_block = fg_tile_decode(CAUSAL, num_m(p), p.heads_q * p.batch, t, &bh);
         h = bh % p.heads_q;

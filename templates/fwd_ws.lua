@@ -54,17 +54,18 @@ local function check(p)
   if p.pingpong and nc < 2 then util.fail("pingpong needs two or more consumer warpgroups (block_m >= 128)") end
 end
 
--- Registers per thread after setmaxnreg: the producer keeps few, the
--- consumers take the rest of the 64K (multiples of 8).
 -- log2 of the largest P before the softmax's reference maximum moves
 -- (OnlineSoftmax::step_p_lazy)
 local LAZY_LOG2 = 8
+
+-- Registers per thread after setmaxnreg: the producer keeps few, the
+-- consumers take the rest of the 64K (multiples of 8).
 local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
 -- FP8: producer warps 1-3 transpose V; with one consumer the producer
--- keeps 40, with two the consumers need 240 at head dim 256 (O 128, S 64,
+-- keeps 40; with two the consumers need 240 at head dim 256 (O 128, S 64,
 -- P 16 registers), so the producer runs its loads and transposes in 24;
--- with three, 32 and 160 as the 16-bit kernel (32 * 128 + 160 * 384).
-local REGS_FP8 = { [1] = { 40, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
+-- with three, 32 and 160: the 16-bit kernel's split from two consumers on.
+local REGS_FP8_ONE = { 40, 240 }
 
 -- Shared memory: Q buffers (each also stages the O tile of the epilogue, so
 -- as wide as the wider head dim), the K and V rings, 16 bytes of barriers
@@ -94,7 +95,7 @@ return function(p)
   local smem = smem_bytes(p, q_stages)
   local fp8 = p.dtype == "e4m3"
   local ty = fp8 and "e4m3" or p.dtype == "bf16" and "bf16" or "f16"
-  local regs = (fp8 and REGS_FP8 or REGS)[nc]
+  local regs = (fp8 and nc == 1) and REGS_FP8_ONE or REGS[nc]
   -- the 16-bit type: of q, k, v and o, or of o alone (FP8)
   local bf16 = (fp8 and p.out_dtype or p.dtype) == "bf16"
 
