@@ -33,10 +33,15 @@ fg_status fg_attention_backward_workspace(fg_context *ctx, const fg_attention_de
 
 /* The tuned configuration of the call's bucket (fg_tune_backward's result;
  * fg_ctx_tuned); deterministic calls and score modifications keep the
- * heuristic (the tuner times the atomic dQ sum, plain specs). */
+ * heuristic (the tuner times the atomic dQ sum, plain specs).  On Hopper
+ * AUTO and FG_PATH_TMA take wgmma=2 (wgmma_ok 2): the tuner stores the TMA
+ * kernel's wgmma=2, which FG_PATH_AUTO turns into cp.async loads where
+ * TMA cannot take the strides (fg_bwd_set_loads), and which FG_PATH_TMA
+ * reaches only with strides TMA takes (checked by choose before). */
 static int tuned(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int bq, int bk, int hopper, fg_config *c) {
     if (d->deterministic || fg_spec_has_mods(s)) return 0;
-    return fg_ctx_tuned(ctx, d, s, bq, bk, hopper && d->path != FG_PATH_MMA, c);
+    const int level = !hopper || d->path == FG_PATH_MMA ? 0 : d->path == FG_PATH_WGMMA ? 1 : 2;
+    return fg_ctx_tuned(ctx, d, s, bq, bk, level, c);
 }
 
 fg_status fg_ctx_bwd_heuristic(fg_context *ctx, const fg_spec *s, int block_q, int block_k, int path, int deterministic,

@@ -187,13 +187,13 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
-            wgmma_st(acc_s, make_desc(k_s + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
-                     make_desc(q_s + (ks >> 2) * BM * 128 + w * 32 * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+            wgmma_st(acc_s, desc_add(make_desc(k_s, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
+                     desc_add(make_desc(q_s + w * 32 * 128, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
         wgmma_commit(); // S^T its own group (P_FIRST)
 #pragma unroll
         for (int ks = 0; ks < DV / 16; ++ks)
-            wgmma_st(acc_dp, make_desc(v_s + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
-                     make_desc(do_s + (ks >> 2) * BM * 128 + w * 32 * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+            wgmma_st(acc_dp, desc_add(make_desc(v_s, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
+                     desc_add(make_desc(do_s + w * 32 * 128, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
         wgmma_commit();
 
         // P^T (P_FIRST: while dP^T is in flight), then dS^T
@@ -228,14 +228,14 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
-            wgmma_kv(acc_dv, make_desc(pt_s + kk * 32, 16, 1024), make_desc(do_s + 2 * w * BM * 128 + kk * 2048, BM * 128, 1024), 1);
+            wgmma_kv(acc_dv, desc_add(make_desc(pt_s, 16, 1024), kk * 32), desc_add(make_desc(do_s + 2 * w * BM * 128, BM * 128, 1024), kk * 2048), 1);
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
-            wgmma_kv(acc_dk, make_desc(ds_s + kk * 32, 16, 1024), make_desc(q_s + 2 * w * BM * 128 + kk * 2048, BM * 128, 1024), 1);
+            wgmma_kv(acc_dk, desc_add(make_desc(ds_s, 16, 1024), kk * 32), desc_add(make_desc(q_s + 2 * w * BM * 128, BM * 128, 1024), kk * 2048), 1);
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
-            wgmma_dq(acc_dq, make_desc(ds_s + kk * 2048, BM * 128, 1024),
-                     make_desc(k_s + 2 * w * BN * 128 + kk * 2048, BN * 128, 1024), kk > 0);
+            wgmma_dq(acc_dq, desc_add(make_desc(ds_s, BM * 128, 1024), kk * 2048),
+                     desc_add(make_desc(k_s + 2 * w * BN * 128, BN * 128, 1024), kk * 2048), kk > 0);
         wgmma_commit();
         wgmma_wait<0>();
         reg_fence(acc_dv);

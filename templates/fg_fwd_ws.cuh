@@ -180,7 +180,7 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
         // still be waking for the last tile, in another stage, whose word
         // must still read 0.  Atomics on both sides: the order comes from
         // the mbarriers, which compute-sanitizer's racecheck does not see.
-        mbar_wait(sm.vir().empty(end.stage), end.phase ^ 1u);
+        mbar_wait_sleep(sm.vir().empty(end.stage), end.phase ^ 1u);
         asm volatile("{\n.reg .b32 old;\natom.shared.exch.b32 old, [%0], %1;\n}\n" ::"r"(sm.vdone(end.stage)), "r"(1u) : "memory");
         mbar_arrive(sm.vir().full(end.stage));
     }
@@ -198,12 +198,12 @@ __device__ __forceinline__ void ws_transposes(const WsSmem<K> &sm) {
     PipeState<K::STAGES> ps;
     ps.reset();
     for (;;) {
-        mbar_wait(sm.vir().full(ps.stage), ps.phase);
+        mbar_wait_sleep(sm.vir().full(ps.stage), ps.phase);
         u32 done = 0; // lane 0 reads the end mark (an atomic: see ws_loads), the warp follows
         if ((threadIdx.x & 31) == 0)
             asm volatile("atom.shared.or.b32 %0, [%1], 0;\n" : "=r"(done) : "r"(sm.vdone(ps.stage)) : "memory");
         if (__shfl_sync(0xffffffffu, done, 0)) break;
-        mbar_wait(sm.vr().empty(ps.stage), ps.phase ^ 1u);
+        mbar_wait_sleep(sm.vr().empty(ps.stage), ps.phase ^ 1u);
         transpose_v<K::BC, K::DV, S::TRANSPOSERS>(sm.vin() + ps.stage * S::VIN_BYTES, sm.v() + ps.stage * S::V_BYTES, tid);
         fence_proxy_async(); // generic-proxy stores, read by wgmma (async proxy)
         __syncwarp();
@@ -237,21 +237,19 @@ template <class K> struct WsConsumer {
     }
 
     __device__ __forceinline__ void issue_s(float (&acc_s)[1][NT_S][4], u32 qst, u32 kst) const {
-        const u32 q_wg = qst + c * 64 * 128;
+        const u64 qd = make_desc(qst + c * 64 * 128, 16, 1024), kd = make_desc(kst, 16, 1024);
 #pragma unroll
-        for (int ks = 0; ks < S::KS_QK; ++ks) {
-            const u64 da = make_desc(q_wg + (ks >> 2) * K::BR * 128 + (ks & 3) * 32, 16, 1024);
-            const u64 db = make_desc(kst + (ks >> 2) * K::BC * 128 + (ks & 3) * 32, 16, 1024);
-            wgmma_s(acc_s[0], da, db, ks > 0);
-        }
+        for (int ks = 0; ks < S::KS_QK; ++ks)
+            wgmma_s(acc_s[0], desc_add(qd, (ks >> 2) * K::BR * 128 + (ks & 3) * 32),
+                    desc_add(kd, (ks >> 2) * K::BC * 128 + (ks & 3) * 32), ks > 0);
     }
     // V is MN-major here: a k16 step is 16 key rows (2048 bytes), the
     // 64-column blocks of the value dim are BC * 128 bytes apart.  FP8: V^T
     // is K-major like K, a k32 step is 32 bytes of its 128-byte rows.
     __device__ __forceinline__ void issue_o(float (&acc_o)[1][NT_O][4], const u32 (&pa)[S::KS_PV][4], u32 vst) const {
+        const u64 vd = K::FP8 ? make_desc(vst, 16, 1024) : make_desc(vst, K::BC * 128, 1024);
 #pragma unroll
-        for (int kk = 0; kk < S::KS_PV; ++kk)
-            wgmma_o(acc_o[0], pa[kk], K::FP8 ? make_desc(vst + kk * 32, 16, 1024) : make_desc(vst + kk * 2048, K::BC * 128, 1024));
+        for (int kk = 0; kk < S::KS_PV; ++kk) wgmma_o(acc_o[0], pa[kk], desc_add(vd, K::FP8 ? kk * 32 : kk * 2048));
     }
     __device__ __forceinline__ static void pack_p(u32 (&pa)[S::KS_PV][4], const float (&s)[1][NT_S][4]) {
         if constexpr (K::FP8) {
@@ -298,19 +296,24 @@ template <class K> struct WsConsumer {
 
 
 
-    // S = Q K(t)^T for the stage at ps, masked.  With WITH_PV, O += P V of
-    // the previous stage is issued behind it and left in flight.
+    // S = Q K(t)^T for the stage at ps, masked.  With WITH_PV, O is rescaled
+    // by the previous softmax's alpha (where it moved) while that GEMM runs,
+    // then O += P V of the previous stage is issued behind it and left in
+    // flight (FlashAttention-3's order: the rescale off the path between
+    // one P V and the next S).
     template <bool WITH_PV>
     __device__ __forceinline__ void s_tile(const Sched &sch, float (&acc_s)[1][NT_S][4], int t, bool part, int row0, int b,
                                            int h, u32 qst, const PipeState<K::STAGES> &ps, float (&acc_o)[1][NT_O][4],
-                                           const u32 (&pa)[S::KS_PV][4], int prev_stage, u32 prev_phase) {
+                                           const u32 (&pa)[S::KS_PV][4], int prev_stage, const float (&alpha)[1][2],
+                                           bool moved) {
         sm.kr().wait_full(ps);
         turn_begin();
         wgmma_fence();
         issue_s(acc_s, qst, sm.k() + ps.stage * S::K_BYTES);
         wgmma_commit();
-        if (WITH_PV) {
-            mbar_wait(sm.vr().full(prev_stage), prev_phase);
+        if (WITH_PV) { // V(prev_stage) waited for by the caller, after the softmax
+            if (moved) OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
+            wgmma_fence(); // the rescaled O, to the wgmma that accumulates into it
             issue_o(acc_o, pa, sm.v() + prev_stage * S::V_BYTES);
             wgmma_commit();
         }
@@ -382,32 +385,45 @@ template <class K> struct WsConsumer {
         int i = next_visible(sch, first, t, part);
         if (i < sch.count) {
             float acc_s[1][NT_S][4];
-            s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, 0);
+            float alpha[1][2];
+            bool moved = false; // O is zero: nothing to rescale before the first P V
+            s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, alpha, moved);
             smx.step_p(acc_s, sl2, alpha_unused_);
             pack_p(pa, acc_s);
-            if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
+            if (K::OVERLAP) mbar_wait(sm.vr().full(ps.stage), ps.phase); // for the loop's first P V
+            else pv_now(acc_o, pa, ps.stage, ps.phase);
             int prev_stage = ps.stage;
             u32 prev_phase = ps.phase;
             ps.advance();
             for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
-                s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, prev_phase);
-                float alpha[1][2];
-                bool moved = true;
+                s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, alpha, moved);
+                moved = true;
                 if constexpr (K::LAZY > 0) moved = smx.template step_p_lazy<K::LAZY>(acc_s, sl2, alpha);
                 else smx.step_p(acc_s, sl2, alpha);
                 if (K::OVERLAP) {
+                    // V(j) for the next P V, then P V(j-1) waited for.  The
+                    // mbarrier wait's spin loop is a basic-block boundary,
+                    // which ptxas does not hoist the wgmma wait above: in
+                    // one block it moved the wait to the top, above the
+                    // softmax, which then ran after P V(j-1) instead of
+                    // under it (ncu, hd128 non-causal 16k: 12% of the stall
+                    // samples on that wait)
+                    mbar_wait(sm.vr().full(ps.stage), ps.phase);
                     wgmma_wait<0>();
                     reg_fence(acc_o[0]);
                     sm.vr().release(prev_stage);
                 }
-                if (moved) OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
+                if (!K::OVERLAP && moved) OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
                 pack_p(pa, acc_s);
                 if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
                 prev_stage = ps.stage;
                 prev_phase = ps.phase;
                 ps.advance();
             }
-            if (K::OVERLAP) pv_now(acc_o, pa, prev_stage, prev_phase);
+            if (K::OVERLAP) {
+                if (moved) OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
+                pv_now(acc_o, pa, prev_stage, prev_phase);
+            }
         }
         epilogue(acc_o, smx, m0, h, b, qst, scale, o_scale);
         // Q and the staged O are no longer read: the buffer may take the Q

@@ -44,7 +44,7 @@ template <int STAGES> struct Ring {
     }
     // Producer: claim stage st, announce `bytes` of TMA traffic on its full barrier.
     __device__ __forceinline__ void acquire(const PipeState<STAGES> &st, u32 bytes) const {
-        mbar_wait(empty(st.stage), st.phase ^ 1u);
+        mbar_wait_sleep(empty(st.stage), st.phase ^ 1u);
         mbar_arrive_expect_tx(full(st.stage), bytes);
     }
     __device__ __forceinline__ void wait_full(const PipeState<STAGES> &st) const { mbar_wait(full(st.stage), st.phase); }

@@ -39,6 +39,16 @@ __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
     asm volatile("{\n.reg .pred p;\nWAIT_%=:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra WAIT_%=;\n}\n"
                  ::"r"(bar), "r"(parity) : "memory");
 }
+// The same wait for a thread with nothing else to do (the producer, FP8's V
+// transposers): try_wait with a suspend-time hint, which ptxas turns into
+// NANOSLEEP.SYNCS, a sleep that ends when the barrier changes (or after
+// the hint, 10 ms).  Without it the TMA thread spun ~200 times a key tile
+// (ncu, hd128 non-causal 16k: ~106M of the kernel's 1.2G instructions),
+// issue slots taken from the consumer warps of its SM sub-partition.
+__device__ __forceinline__ void mbar_wait_sleep(u32 bar, u32 parity) {
+    asm volatile("{\n.reg .pred p;\nWAIT_%=:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1, %2;\n@!p bra WAIT_%=;\n}\n"
+                 ::"r"(bar), "r"(parity), "r"(10000000u) : "memory");
+}
 // mbar_arrive from the threads where `pred` holds, without a branch.
 __device__ __forceinline__ void mbar_arrive_if(u32 bar, bool pred) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.u32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n"

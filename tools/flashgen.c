@@ -57,7 +57,7 @@ static int is_value_opt(const char *a) {
     static const char *vals[] = {"--arch", "--cubin", "--batch", "--heads", "--heads-q", "--heads-kv", "--seqlen",
                                  "--seqlen-q", "--seqlen-k", "--layout", "--seed", "--iters", "--hdims", "--seqlens",
                                  "--dtype", "--csv", "--causal", "--block", "--density", "--path", "--threads", "--reps",
-                                 "--top", "--cache", "--param", "--png", "--block-k", "--hdim", "--head-dim-v", "--kind", "--heat", NULL};
+                                 "--top", "--cache", "--param", "--png", "--block-k", "--hdim", "--head-dim-v", "--kind", "--heat", "--config", NULL};
     for (int i = 0; vals[i]; ++i)
         if (!strcmp(a, vals[i])) return 1;
     return 0;
