@@ -3,7 +3,9 @@
 # compiles for sm_90a with NVRTC, and its SASS has what the design needs:
 # HGMMA (wgmma; QGMMA and no HGMMA for the FP8 e4m3 variants; score
 # modifications in 16-bit variants only), UTMALDG (TMA loads), USETMAXREG (setmaxnreg), SYNCS
-# (mbarriers), no local-memory traffic (LDL/STL), and ptxas neither ignored
+# (mbarriers), NANOSLEEP.SYNCS (the producer sleeps on its mbarriers), the
+# softmax's exponentials before the wait for the previous P V (the overlap
+# ptxas can undo), no local-memory traffic (LDL/STL), and ptxas neither ignored
 # setmaxnreg (C7508) nor serialised the wgmma pipeline ("Potential
 # Performance Loss", C7510..C7520; C7519, an injected warpgroup.arrive, is
 # informational).
@@ -61,7 +63,17 @@ check() {
   [ -n "$want" ] && ! grep -q "[:,]$want," "$log" && bad="$bad not-$want($(grep -o 'block_m=[0-9]*' "$log" | head -1))"
   case "$spec" in *dtype=e4m3*) mma=QGMMA; grep -q HGMMA "$sass" && bad="$bad HGMMA-in-fp8";; esac
   grep -qE 'C7508|Performance Loss' "$log" && bad="$bad $(grep -oE 'C75[0-9][0-9]\) [A-Za-z ]*' "$log" | grep -E 'C7508|Potential' | sort -u | tr '\n' ' ')"
-  verdict "$spec" "$mma UTMALDG USETMAXREG SYNCS" "$sass" "$bad"
+  # the key-tile loop: after the wait for S (DEPBAR.LE gsb0, 0x1) the
+  # softmax's exponentials come before the wait for the previous P V
+  # (DEPBAR.LE gsb0, 0x0), so that P V runs under the softmax; ptxas hoists
+  # that wait to the top of its basic block when nothing stops it
+  # (docs/PERF.md v15)
+  local under
+  under=$(awk '/DEPBAR.LE gsb0, 0x1/ && !seen { seen = 1; on = 1; next }
+               on && /DEPBAR.LE gsb0, 0x0/ { print n + 0; exit }
+               on && /MUFU.EX2/ { n++ }' "$sass")
+  [ "${under:-0}" -ge 16 ] || bad="$bad P-V-not-under-softmax(${under:-none})"
+  verdict "$spec" "$mma UTMALDG USETMAXREG SYNCS NANOSLEEP.SYNCS" "$sass" "$bad"
 }
 for h in 64 96 128 192 256; do
   for c in 0 1; do
