@@ -199,8 +199,9 @@ class GpuSampler:
     load at its power cap, 10-12% slower (docs/PERF.md v14): recorded per
     implementation and shape, so that a ratio can be read against the clock
     and the energy each ran at.  The clock is sampled every 5 ms on a
-    thread; the power is the energy counter's difference over the window
-    (NVML's power reading averages over a second, longer than a timing).
+    thread; the power comes from the energy counter's steps inside the window
+    (power_from_energy; NVML's power reading averages over a second, longer
+    than a timing).
     mean(t0, t1) -> (MHz, W) for a window of time.time(), (None, None)
     without NVML."""
 
@@ -243,10 +244,21 @@ class GpuSampler:
         c = [x[1] for x in self.samples[-5000:] if t0 <= x[0] <= t1]
         e = [x for x in self.energy[-5000:] if t0 <= x[0] <= t1]
         mhz = round(sum(c) / len(c)) if c else None
-        watts = None
-        if len(e) >= 2 and e[-1][0] > e[0][0]:
-            watts = round((e[-1][1] - e[0][1]) / 1000.0 / (e[-1][0] - e[0][0]), 1)
-        return mhz, watts
+        return mhz, power_from_energy(e)
+
+
+def power_from_energy(e, min_span=0.05):
+    """Mean watts from (time s, energy mJ) samples of NVML's energy counter,
+    or None.  The counter moves in steps tens of milliseconds apart, so the
+    difference between the first and last sample of a 100 ms window mixes
+    whole steps with fractions of the window (session 8's grid read 0 W and
+    1400 W for single shapes that way).  This takes the energy between the
+    first and the last step seen in the window over the time between them,
+    and gives None unless those steps are at least min_span apart."""
+    steps = [e[i] for i in range(1, len(e)) if e[i][1] != e[i - 1][1]]
+    if len(steps) < 2 or steps[-1][0] - steps[0][0] < min_span:
+        return None
+    return round((steps[-1][1] - steps[0][1]) / 1000.0 / (steps[-1][0] - steps[0][0]), 1)
 
 
 class Runner:
