@@ -401,13 +401,16 @@ template <class K> struct WsConsumer {
                 if constexpr (K::LAZY > 0) moved = smx.template step_p_lazy<K::LAZY>(acc_s, sl2, alpha);
                 else smx.step_p(acc_s, sl2, alpha);
                 if (K::OVERLAP) {
-                    // V(j) for the next P V, then P V(j-1) waited for.  The
-                    // mbarrier wait's spin loop is a basic-block boundary,
-                    // which ptxas does not hoist the wgmma wait above: in
-                    // one block it moved the wait to the top, above the
-                    // softmax, which then ran after P V(j-1) instead of
-                    // under it (ncu, hd128 non-causal 16k: 12% of the stall
-                    // samples on that wait)
+                    // V(j) for the next P V, then P V(j-1) waited for.  With
+                    // the softmax and the wgmma wait in one basic block,
+                    // ptxas hoisted the wait to its top, and the softmax ran
+                    // after P V(j-1) instead of under it (ncu, hd128
+                    // non-causal 16k: 12% of the stall samples on that
+                    // wait).  The mbarrier wait's spin loop splits the
+                    // block; that ptxas then keeps the softmax above it is
+                    // its choice, not a rule (in the backward it moved work
+                    // down across such a wait), so tests/hopper_sass.sh
+                    // checks the order in every forward variant's SASS.
                     mbar_wait(sm.vr().full(ps.stage), ps.phase);
                     wgmma_wait<0>();
                     reg_fence(acc_o[0]);
