@@ -120,6 +120,12 @@ check_bwd() {
   grep -qE 'Performance Loss' "$tmp/log" && bad=" serialised-wgmma"
   case "$spec" in *wgmma=2*) grep -q LDGSTS "$tmp/bsass" && bad="$bad LDGSTS-with-TMA";; esac
   verdict "$spec" "$need" "$tmp/bsass" "$bad"
+  # not a check yet (docs/PERF.md v15): how many of P^T's exponentials stay
+  # under the dP^T GEMM (P_FIRST) before ptxas's wait for it
+  awk '/DEPBAR.LE gsb0, 0x1/ && !seen { seen = 1; on = 1; next }
+       on && /DEPBAR.LE gsb0, 0x0/ { under = n + 0; on = 0 }
+       /MUFU.EX2/ { if (on) n++; all++ }
+       END { if (seen) printf "     info: %d of %d exponentials before the wait for dP^T\n", under, all }' "$tmp/bsass"
 }
 for h in 64 128 256; do
   for c in 0 1; do check_bwd "hdim=$h,kind=bwd,wgmma=1,causal=$c" "HGMMA SYNCS UBLKRED LDGDEPBAR"; done
