@@ -360,7 +360,6 @@ template <class K> struct WsConsumer {
         OnlineSoftmax<1, NT_S, NT_O> smx;
         smx.init();
         u32 pa[S::KS_PV][4];
-        float alpha_unused_[1][2];
         // FP8: the descales of q and k fold into the softmax scale, v's into
         // the epilogue's normalisation
         float scale = p.scale, scale_log2 = p.scale_log2, o_scale = 1.f;
@@ -388,7 +387,7 @@ template <class K> struct WsConsumer {
             float alpha[1][2];
             bool moved = false; // O is zero: nothing to rescale before the first P V
             s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, alpha, moved);
-            smx.step_p(acc_s, sl2, alpha_unused_);
+            smx.step_p(acc_s, sl2, alpha); // (not applied: see moved)
             pack_p(pa, acc_s);
             if (K::OVERLAP) mbar_wait(sm.vr().full(ps.stage), ps.phase); // for the loop's first P V
             else pv_now(acc_o, pa, ps.stage, ps.phase);

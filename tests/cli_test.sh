@@ -31,11 +31,13 @@ expect_not arch-no-include '^#include "/etc/passwd"' -- "$fg" gen 'hdim=64,block
 expect arch-option 2 'not a GPU architecture' -- "$fg" compile 'hdim=64,block_m=128' --arch 'sm_90a --device-debug'
 expect arch-short 2 'not a GPU architecture' -- "$fg" gen 'hdim=64,block_m=128' --arch sm_9
 expect arch-ok 0 'arch=sm_80' -- "$fg" gen 'hdim=64,block_m=128' --arch sm_80
-# bench --config: KEY=N pairs of the block keys, refused before any GPU work
-expect bench-config-key 2 "expected KEY=N pairs.*block_m, block_n, warps, stages" -- "$fg" bench --config 'block_m=128,pingpong=0'
-expect bench-config-value 2 "expected KEY=N pairs" -- "$fg" bench --config 'block_n=17x'
-expect bench-config-empty 2 "expected KEY=N pairs" -- "$fg" bench --config 'block_n='
-expect help-bench-config 0 'block_m=128,block_n=176,stages=2' -- "$fg" help bench
+# bench --config: a SPEC's configuration keys, the rest refused before any GPU work
+expect bench-config-key 2 "takes block_m, block_n, warps, stages and wgmma only" -- "$fg" bench --config 'block_m=128,pingpong=0'
+expect bench-config-variant 2 "takes block_m, block_n, warps, stages and wgmma only" -- "$fg" bench --config 'dtype=fp16'
+expect bench-config-value 2 "bad value '17x' for SPEC key 'block_n'" -- "$fg" bench --config 'block_n=17x'
+expect bench-config-empty 2 "bad value '' for SPEC key 'block_n'" -- "$fg" bench --config 'block_n='
+expect bench-config-path 2 "give the kernel family once" -- "$fg" bench --config 'wgmma=2' --path tma
+expect help-bench-config 0 'wgmma=2,block_m=128,block_n=176' -- "$fg" help bench
 # help texts are printed as they are written (fputs, not printf)
 expect help-tune 0 'more than 1% faster' -- "$fg" help tune
 expect_not help-tune-percent '%%' -- "$fg" help tune

@@ -58,9 +58,9 @@ static const char *HELP_BENCH =
     "  --iters N                   timed launches per shape (30)\n"
     "  --heat MS                   untimed launches before them, in ms (1000)\n"
     "  --path auto|mma|wgmma|tma   kernel family (auto)\n"
-    "  --config KEYS               block sizes for every shape, e.g.\n"
-    "                              block_m=128,block_n=176,stages=2 (keys block_m,\n"
-    "                              block_n, warps, stages; default: tuned or heuristic)\n"
+    "  --config KEYS               one configuration for every shape, SPEC syntax,\n"
+    "                              e.g. wgmma=2,block_m=128,block_n=176 (keys block_m,\n"
+    "                              block_n, warps, stages, wgmma; default: tuned or heuristic)\n"
     "  --csv FILE                  also write the rows as CSV\n"
     "  --cache FILE                cache file (tuning results, kernels)\n"
     "  --compare-heuristic         also time the built-in heuristic's configuration\n"
@@ -189,28 +189,34 @@ static double time_forward(const fg_cuda *cu, fg_context *ctx, const fg_attentio
     return ms;
 }
 
-/* --config "block_m=N,block_n=N,warps=N,stages=N" (any subset): 0 on
- * success; prints the problem and returns -1 otherwise. */
-static int parse_config(const char *str, int out[4]) {
-    static const char *keys[4] = {"block_m", "block_n", "warps", "stages"};
+/* --config: the configuration keys of a SPEC (block_m, block_n, warps,
+ * stages, wgmma), parsed by fg_spec_parse as `flashgen run` parses them;
+ * keys that make another variant (dtype, causal, ...) or that a call cannot
+ * set (q_in_regs, min_blocks, pingpong, overlap, persistent) are refused.
+ * 0 on success (*out unset where no --config); prints the problem and
+ * returns -1 otherwise. */
+static int parse_config(const char *str, fg_config *out) {
+    fg_config_unset(out);
     if (!str) return 0;
-    const char *p = str;
-    while (*p) {
-        const char *eq = strchr(p, '='), *end = strchr(p, ',');
-        if (!end) end = p + strlen(p);
-        int k = -1;
-        for (int i = 0; i < 4 && eq && eq < end; ++i)
-            if ((size_t)(eq - p) == strlen(keys[i]) && !strncmp(p, keys[i], (size_t)(eq - p))) k = i;
-        char *stop = NULL;
-        const long v = k >= 0 ? strtol(eq + 1, &stop, 10) : 0;
-        if (k < 0 || stop != end || v < 1 || v > 1024) {
-            fprintf(stderr, "flashgen bench: --config '%s': expected KEY=N pairs separated by commas, KEY one of "
-                            "block_m, block_n, warps, stages, N in 1..1024\n", str);
-            return -1;
-        }
-        out[k] = (int)v;
-        p = *end ? end + 1 : end;
+    char *text = fg_strdupf("hdim=64,%s", str);
+    fg_variant v, base;
+    fg_causal cm, base_cm;
+    fg_error e = {0};
+    const fg_status st = text ? fg_spec_parse(text, &v, &cm, &e) : FG_ERR_OUT_OF_MEMORY;
+    free(text);
+    if (st != FG_OK) {
+        fprintf(stderr, "flashgen bench: --config '%s': %s\n", str, e.msg ? e.msg : "out of memory");
+        fg_error_clear(&e);
+        return -1;
     }
+    fg_spec_parse("hdim=64", &base, &base_cm, NULL);
+    if (memcmp(&v.spec, &base.spec, sizeof v.spec) || cm != base_cm || v.cfg.q_in_regs >= 0 || v.cfg.min_blocks ||
+        v.cfg.ws_off) {
+        fprintf(stderr, "flashgen bench: --config '%s': takes block_m, block_n, warps, stages and wgmma only "
+                        "(the other SPEC keys make another variant, or are not a call's to set)\n", str);
+        return -1;
+    }
+    *out = v.cfg;
     return 0;
 }
 
@@ -224,8 +230,12 @@ int fg_cmd_bench(int argc, char **argv) {
     const int iters = fg_cli_int(argc, argv, "--iters", 30), heat = fg_cli_int(argc, argv, "--heat", 1000);
     const char *csvpath = fg_cli_opt(argc, argv, "--csv");
     const char *paths = fg_cli_opt(argc, argv, "--path");
-    int cfg_set[4] = {0, 0, 0, 0}; /* block_m, block_n, warps, stages */
-    if (parse_config(fg_cli_opt(argc, argv, "--config"), cfg_set) != 0) return 2;
+    fg_config cfg; /* --config: block sizes and the family for every shape */
+    if (parse_config(fg_cli_opt(argc, argv, "--config"), &cfg) != 0) return 2;
+    if (cfg.wgmma >= 0 && paths) {
+        fprintf(stderr, "flashgen bench: give the kernel family once: --path or wgmma= in --config\n");
+        return 2;
+    }
     if (nh <= 0 || ns <= 0 || iters < 1 || iters > 1024 || heat < 0 || heat > 60000 || (cs && strcmp(cs, "both") && strcmp(cs, "0") && strcmp(cs, "1")) ||
         (dts && strcmp(dts, "bf16") && strcmp(dts, "fp16") && strcmp(dts, "e4m3")) ||
         (paths && strcmp(paths, "auto") && strcmp(paths, "mma") && strcmp(paths, "wgmma") && strcmp(paths, "tma"))) {
@@ -309,9 +319,9 @@ int fg_cmd_bench(int argc, char **argv) {
                 fg_attention_desc desc;
                 fg_attention_desc_init(&desc, dt, d, batch, heads, heads, s, s);
                 desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
-                desc.path = path;
-                desc.block_m = cfg_set[0]; desc.block_n = cfg_set[1];
-                desc.warps = cfg_set[2]; desc.stages = cfg_set[3];
+                desc.path = cfg.wgmma >= 0 ? (fg_kernel_path)fg_config_path(&cfg) : path;
+                desc.block_m = cfg.block_m; desc.block_n = cfg.block_n;
+                desc.warps = cfg.warps; desc.stages = cfg.stages;
                 if (dt == FG_E4M3) desc.out_dtype = FG_BF16;
                 void *q = (void *)(uintptr_t)dq, *k = (void *)(uintptr_t)dk, *v = (void *)(uintptr_t)dv, *o = (void *)(uintptr_t)dout;
                 float *lse = (float *)(uintptr_t)dlse;
