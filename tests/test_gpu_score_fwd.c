@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
     fg_context *ctx = gpu_context(&cu);
     const char *only = argc > 1 ? argv[1] : NULL;
     const fg_causal NO = FG_CAUSAL_NONE, BR = FG_CAUSAL_BOTTOM_RIGHT, TL = FG_CAUSAL_TOP_LEFT;
-    static scase cases[32];
+    static scase cases[40];
     int n = 0;
 #define CASE(...) cases[n++] = (scase){__VA_ARGS__}
     /*   name                                 dt       d    b  hq hkv  sq    sk  causal cap  alibi wl  wr  sinks user */
@@ -214,6 +214,12 @@ int main(int argc, char **argv) {
     CASE("sparse window + sinks causal",      FG_FP16, 64, 1, 4, 4, 600, 600, BR, 0.f, 0, 100, 20, 1, 0, 0.6);
     CASE("sparse user where/tanh top-left",   FG_BF16, 128, 2, 4, 1, 400, 300, TL, 0.f, 0, -1, -1, 0, 2, 0.5);
     CASE("sparse all four + user",            FG_FP16, 128, 1, 8, 2, 517, 1031, BR, 30.f, 2, 200, -1, 1, 1, 0.4);
+    /* several work tiles per CTA of the persistent grid, which runs from
+     * one tile into the next (fg_fwd_ws.cuh, XTILE): each tile's own ALiBi
+     * slope and sink; windows leaving whole tiles empty between others */
+    CASE("alibi + sinks, many tiles",         FG_BF16, 128, 2, 40, 8, 600, 500, NO, 0.f, 2, -1, -1, 1, 0, 0.0);
+    CASE("softcap + alibi causal, many tiles", FG_FP16, 64, 2, 40, 8, 600, 600, BR, 15.f, 1, -1, -1, 1, 0, 0.0);
+    CASE("window 0/0 sq > sk, many tiles",    FG_BF16, 128, 2, 24, 6, 900, 300, NO, 0.f, 0, 0, 0, 0, 0, 0.0);
 #undef CASE
     int failed = 0, ran = 0;
     for (int i = 0; i < n; ++i) {

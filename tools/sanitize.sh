@@ -13,6 +13,9 @@ cases=(
   "hdim=128,wgmma=2,causal=bottom_right --batch 2 --heads-q 4 --heads-kv 2 --seqlen-q 700 --seqlen-k 333"
   "hdim=64,wgmma=2,causal=top_left,sparse=1 --batch 2 --heads-q 2 --seqlen-q 300 --seqlen-k 333 --density 0.5"
   "hdim=256,wgmma=2,causal=none --batch 1 --heads-q 2 --heads-kv 1 --seqlen-q 1 --seqlen-k 200"
+  # more work tiles than CTAs: the persistent grid runs from one tile into the next (XTILE)
+  "hdim=128,wgmma=2,causal=none --batch 2 --heads-q 40 --heads-kv 8 --seqlen-q 300 --seqlen-k 400"
+  "hdim=64,wgmma=2,causal=bottom_right --batch 2 --heads-q 40 --heads-kv 8 --seqlen-q 700 --seqlen-k 300"
   "hdim=96,wgmma=0,causal=none --batch 2 --heads-q 4 --heads-kv 2 --seqlen-q 333 --seqlen-k 517"
   "hdim=40,causal=bottom_right --batch 1 --heads-q 3 --heads-kv 1 --seqlen-q 300 --seqlen-k 100"
   "hdim=96,wgmma=0,causal=top_left,sparse=1 --batch 2 --heads-q 2 --seqlen-q 300 --seqlen-k 333 --density 0.5"
