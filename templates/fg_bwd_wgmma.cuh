@@ -346,18 +346,21 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         const float *L = sL + s * BM, *Dd = sD + s * BM;
 
         // ---- S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x BM queries each)
+        // (descriptors by make_desc per k-step, not desc_add as in the
+        // forward: with desc_add the head dim 128 causal variant ran 337
+        // TFLOP/s against 413, docs/PERF.md v16)
         float acc_s[BM / 8][4], acc_dp[BM / 8][4];
         bwd_turn_begin<K, 1>(w);
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
-            wgmma_st(acc_s, desc_add(make_desc(k_s + w * 64 * 128, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
-                     desc_add(make_desc(q_s, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
+            wgmma_st(acc_s, make_desc(k_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
+                     make_desc(q_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
         wgmma_commit(); // S^T its own group: P^T is computed while dP^T is in flight
 #pragma unroll
         for (int ks = 0; ks < DV / 16; ++ks)
-            wgmma_st(acc_dp, desc_add(make_desc(v_s + w * 64 * 128, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
-                     desc_add(make_desc(do_s, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
+            wgmma_st(acc_dp, make_desc(v_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
+                     make_desc(do_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
         wgmma_commit();
         bwd_turn_end<K, 1>(w);
 
@@ -397,9 +400,9 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         bwd_turn_begin<K, 2>(w);
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dv(acc_dv, pa[kk], desc_add(make_desc(do_s, BM * 128, 1024), kk * 2048));
+        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
 #pragma unroll
-        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], desc_add(make_desc(q_s, BM * 128, 1024), kk * 2048));
+        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
         if constexpr (S::DQ_SHARED) {
             // dQ columns 64w.. (DQ_COLS) or query rows 64w.. (DQ_ROWS) over
             // all BN keys: the other warpgroup's dS^T rows too.  dV and dK are in flight while this waits (the turn
@@ -413,13 +416,13 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < BN / 16; ++kk) // DQ_COLS: all queries, K box w; DQ_ROWS: query box w, all of K
-                wgmma_dq(acc_dq, desc_add(make_desc(ds_s + (S::DQ_ROWS ? w * BN * 128 : 0), BN * 128, 1024), kk * 16 * 128),
-                         desc_add(make_desc(k_s + (S::DQ_COLS ? w * BN * 128 : 0), BN * 128, 1024), kk * 16 * 128), kk > 0);
+                wgmma_dq(acc_dq, make_desc(ds_s + (S::DQ_ROWS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024),
+                         make_desc(k_s + (S::DQ_COLS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024), kk > 0);
         } else {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk)
-                wgmma_dq(acc_dq, desc_add(make_desc(ds_s + w * 64 * 128, BM * 128, 1024), kk * 16 * 128),
-                         desc_add(make_desc(k_s + w * 64 * 128, BN * 128, 1024), kk * 16 * 128), kk > 0);
+                wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
+                         make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
         }
         wgmma_commit();
         if (!S::DQ_SHARED) bwd_turn_end<K, 2>(w);
