@@ -337,6 +337,12 @@ typedef struct fg_attention_desc {
      * replays of a CUDA graph) without a new plan.  Entries out of range
      * never cause an out-of-bounds access: the kernels clamp them, skip what
      * they name and record the first bad entry (fg_attention_table_error).
+     * The tables themselves must be device memory of the current context,
+     * 4-byte aligned and as long as the descriptor says (cu_seqlens
+     * batch + 1 entries, seqlens_k batch, block_table batch * max_pages):
+     * each call checks their allocations without a sync
+     * (FG_ERR_INVALID_ARGUMENT).  The backward pass takes none of these
+     * fields (FG_ERR_UNSUPPORTED).
      *
      * Variable lengths (FlashAttention's varlen): cu_seqlens_q, int32
      * [batch + 1], non-decreasing from 0: sequence b's queries are rows

@@ -46,6 +46,27 @@ fg_status fg_check_call_tensors(const fg_cuda *cu, const fg_attention_desc *d, c
                                        fg_tensor_bytes(t->strides, t->batch, t->heads, t->seqlen, t->dim, t->elem_bytes), e);
         if (st != FG_OK) return st;
     }
+    /* The device tables the kernel reads besides the tensors: each must be
+     * device memory of this context, as long as the descriptor says (a
+     * host pointer or a short table would fault on the GPU and poison the
+     * context).  Their entries are the kernel's to check. */
+    const int64_t B = d->batch, per_kv = d->descale_per_head ? B * d->heads_kv * 4 : 4;
+    const struct { const char *name; const void *p; int64_t bytes; } tab[] = {
+        {"cu_seqlens_q", d->cu_seqlens_q, (B + 1) * 4},
+        {"cu_seqlens_k", d->cu_seqlens_k, (B + 1) * 4},
+        {"seqlens_k", d->seqlens_k, B * 4},
+        {"block_table", d->block_table, B * d->max_pages * 4},
+        {"sinks", d->sinks, (int64_t)d->heads_q * 4},
+        {"alibi_slopes", d->alibi_slopes, ((B - 1) * d->alibi_batch_stride + d->heads_q) * 4},
+        {"q_descale", d->dtype == FG_E4M3 ? d->q_descale : NULL, per_kv},
+        {"k_descale", d->dtype == FG_E4M3 ? d->k_descale : NULL, per_kv},
+        {"v_descale", d->dtype == FG_E4M3 ? d->v_descale : NULL, per_kv},
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; ++i) {
+        if (!tab[i].p) continue;
+        fg_status st = fg_check_tensor(cu, tab[i].name, tab[i].p, 4, tab[i].bytes, e);
+        if (st != FG_OK) return st;
+    }
     return FG_OK;
 }
 

@@ -76,6 +76,13 @@ fg_status fg_backward_plan(const fg_attention_desc *desc, int smem_limit, fg_att
                            fg_bwd_params *p, fg_error *err) {
     fg_status st = fg_desc_read(desc, dd, err);
     if (st != FG_OK) return st;
+    /* the backward kernels take dense batches: with these fields they would
+     * walk seqlen_k keys of contiguous k and v for every sequence, and give
+     * wrong gradients without a word */
+    if (fg_desc_has_infer(dd))
+        return fg_fail(err, FG_ERR_UNSUPPORTED,
+                       "the backward pass takes no inference fields: variable lengths (cu_seqlens_q/k), KV-cache "
+                       "lengths (seqlens_k), paged K/V (block_table) and split-KV (num_splits > 1) are forward only");
     if (dd->layout && dd->deterministic)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the deterministic backward is dense only: with a block-sparse layout dq is summed with atomics");

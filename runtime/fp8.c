@@ -30,6 +30,10 @@ fg_status fg_fp8_check(const fg_attention_desc *d, fg_error *err) {
                        dv);
     if (d->layout)
         return fg_fail(err, FG_ERR_UNSUPPORTED, "FG_E4M3 is dense only: no block-sparse layout");
+    const struct { const char *name; const float *p; } ds[3] = {{"q", d->q_descale}, {"k", d->k_descale}, {"v", d->v_descale}};
+    for (int i = 0; i < 3; ++i)
+        if ((uintptr_t)ds[i].p % 4)
+            return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "%s_descale must be a 4-byte aligned fp32 device pointer", ds[i].name);
     if (fg_desc_has_infer(d))
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "FG_E4M3 takes no inference fields (cu_seqlens, seqlens_k, block_table, num_splits > 1)");

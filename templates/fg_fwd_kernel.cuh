@@ -89,7 +89,7 @@ __device__ __forceinline__ void load_tile(u16 *s, const char *g, long long row_b
             if (TOTAL % T == 0 || c < TOTAL) {
                 const int r = c / CH, ch = c - r * CH;
                 const bool ok = r < rows_valid && ch < DCH;
-                const char *src = ok ? g + (r * (int)row_bytes + ch * 16) : g;
+                const char *src = ok ? g + ((long long)r * row_bytes + ch * 16) : g;
                 cp_async16(smem_addr(s + r * LDS + ch * 8), src, ok ? 16 : 0);
             }
         }
@@ -211,7 +211,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
     // The source of key tile t in k (or v) at kg (vg): contiguous, or in
     // page `page` (a valid one) when the tile lies within one page.
     auto kv_tile = [&](const char *g, long long rs, long long page_stride, int t, int page) -> const char * {
-        if (paged) return g + 2 * page * page_stride + (long long)(t * BC % p.page_size) * rs;
+        if (paged) return g + 2LL * page * page_stride + (long long)(t * BC % p.page_size) * rs;
         return g + (long long)t * BC * rs;
     };
     auto issue_k = [&](int i, int page) {

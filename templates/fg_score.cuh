@@ -161,10 +161,13 @@ FG_WIN void window_tiles(const P &p, int m0, int row_last, int n, int &first, in
 // hi(i) >= n0, i.e. n0 - off - right <= i <= key_last - off + left.
 template <int BM, class P>
 FG_WIN void window_query_tiles(const P &p, int n0, int key_last, int m, int &first, int &end) {
+    // hi in 64 bits: key_last (up to a block past seqlen_k) - offset (up to
+    // seqlen_q) + left (up to max(seqlen_q, seqlen_k)) passes 2^31 when
+    // seqlen_q nears 2^30, and the last key block's dK and dV came out zero
     const int lo = p.window_right < 0 ? 0 : n0 - p.mod_offset - p.window_right;
-    const int hi = p.window_left < 0 ? 0x7fffffff : key_last - p.mod_offset + p.window_left;
+    const long long hi = p.window_left < 0 ? 0x7fffffffLL : (long long)key_last - p.mod_offset + p.window_left;
     first = lo <= 0 ? 0 : lo / BM;
-    end = hi < 0 ? 0 : (m < hi / BM + 1 ? m : hi / BM + 1);
+    end = hi < 0 ? 0 : ((long long)m < hi / BM + 1 ? m : (int)(hi / BM) + 1);
 }
 #undef FG_WIN
 

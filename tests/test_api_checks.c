@@ -10,6 +10,7 @@
 
 #include "gen/compile.h"
 #include "runtime/attention.h"
+#include "runtime/backward.h"
 #include "runtime/check.h"
 #include "runtime/internal.h"
 #include "runtime/layout.h"
@@ -141,6 +142,11 @@ static void test_struct_size(void) {
     buf[sizeof d + 5] = 1;
     CHECK(plan((fg_attention_desc *)buf, &e) == FG_ERR_UNSUPPORTED, "newer caller using an unknown field accepted");
     CHECK_CONTAINS(e.msg, "newer flashgen header");
+    /* garbage far past any header's struct: refused before it is scanned
+     * (a scan of 4 GiB of the caller's memory for zeros would fault) */
+    ((fg_attention_desc *)buf)->struct_size = 0xFFFFFFF0u;
+    CHECK(plan((fg_attention_desc *)buf, &e) == FG_ERR_INVALID_ARGUMENT, "struct_size 0xFFFFFFF0 accepted");
+    CHECK_CONTAINS(e.msg, "beyond this library");
 
     /* the same protocol on the context's stats (written) and fg_tune's options (read) */
     fg_context *ctx = NULL;
@@ -293,6 +299,38 @@ static void test_explicit_config(void) {
     fg_error_clear(&e);
 }
 
+/* A review's findings (session 9): inputs the planners accepted and the
+ * kernels would have used wrongly. */
+static void test_review_inputs(void) {
+    fg_error e = {0};
+    fg_attention_desc d, dd;
+    fg_variant v;
+    fg_bwd_params bp;
+    fg_fwd_params fp;
+    /* the backward with inference fields: it would walk seqlen_k keys of
+     * contiguous k and v and give wrong gradients */
+    static const int32_t table[4] __attribute__((aligned(16))) = {0};
+    for (int f = 0; f < 4; ++f) {
+        fg_attention_desc_init(&d, FG_BF16, 128, 1, 8, 8, 256, 1024);
+        if (f == 0) d.seqlens_k = table;
+        if (f == 1) { d.cu_seqlens_q = d.cu_seqlens_k = table; d.total_q = 256; d.total_k = 1024; }
+        if (f == 2) { d.block_table = table; d.page_size = 256; d.num_pages = 4; d.max_pages = 4; }
+        if (f == 3) d.num_splits = 4;
+        CHECK(plan(&d, &e) == FG_OK || f == 2, "forward plan %d: %s", f, e.msg); /* paged needs page strides */
+        const fg_status st = fg_backward_plan(&d, 232448, &dd, &v, &bp, &e);
+        CHECK(st == FG_ERR_UNSUPPORTED, "backward with inference field %d: %s", f, fg_status_name(st));
+        CHECK_CONTAINS(e.msg, "inference fields");
+        fg_error_clear(&e);
+    }
+    /* FP8 descales are fp32: a misaligned pointer faults in the kernel */
+    fg_attention_desc_init(&d, FG_E4M3, 128, 1, 2, 2, 128, 128);
+    CHECK(fg_desc_plan(&d, 232448, &v, &fp, &e) == FG_OK, "e4m3: %s", e.msg);
+    d.k_descale = (const float *)(uintptr_t)0x10001;
+    CHECK(fg_desc_plan(&d, 232448, &v, &fp, &e) == FG_ERR_INVALID_ARGUMENT, "misaligned k_descale accepted");
+    CHECK_CONTAINS(e.msg, "k_descale");
+    fg_error_clear(&e);
+}
+
 int main(void) {
     test_newer_header_init();
     test_tma_tiles();
@@ -304,5 +342,6 @@ int main(void) {
     test_flops();
     test_arch_names();
     test_explicit_config();
+    test_review_inputs();
     return test_summary("test_api_checks");
 }

@@ -303,7 +303,18 @@ static const char *const BWD_WINDOW_PROBE =
     "  static_assert(all<BM, BN>(SQ, SK, 0) && all<BM, BN>(SQ, SK, 1), \"backward window tiles \" #BM \"x\" #BN);\n"
     "FG_PROBE(16, 16, 37, 23) FG_PROBE(16, 16, 23, 37) FG_PROBE(16, 16, 30, 30)\n"
     "FG_PROBE(32, 16, 37, 23) FG_PROBE(32, 16, 23, 37) FG_PROBE(32, 16, 30, 30)\n"
-    "FG_PROBE(16, 32, 37, 23) FG_PROBE(16, 32, 23, 37) FG_PROBE(16, 32, 30, 30)\n";
+    "FG_PROBE(16, 32, 37, 23) FG_PROBE(16, 32, 23, 37) FG_PROBE(16, 32, 30, 30)\n"
+    /* near 2^31 (seqlen_q 2^30, seqlen_k 1000, bottom-right, a left side
+     * just under seqlen_q): key_last - offset + left is 2^31, which
+     * overflowed an int and dropped the last key block's query tiles */
+    "__host__ __device__ constexpr bool big() {\n"
+    "  fg_bwd_params p{};\n"
+    "  p.mod_offset = 1000 - (1 << 30); p.window_left = (1 << 30) - 23; p.window_right = -1;\n"
+    "  int first = -1, end = -1;\n"
+    "  fg::window_query_tiles<64>(p, 960, 1023, (1 << 30) / 64, first, end);\n"
+    "  return first == 0 && end == (1 << 30) / 64;\n"
+    "}\n"
+    "static_assert(big(), \"backward window tiles near 2^31\");\n";
 
 static void test_window_probe(const fg_sources *src) {
     nvrtc_probe(src, "bwd_window_probe", BWD_WINDOW_PROBE, "&& !kept) return false;", "&&  kept) return false;",

@@ -366,6 +366,13 @@ static void test_ranges(fg_context *ctx) {
     d.seqlens_k = (const int32_t *)(uintptr_t)lens;
     CHECK(fg_kv_append(ctx, &d, p, p, NULL, NULL, 1, p, p, 0, NULL) == FG_ERR_INVALID_ARGUMENT, "seqlens_k too short");
     CHECK_CONTAINS(fg_errmsg(ctx), "seqlens_k");
+    /* the forward checks its tables the same way (q 80 bytes, k and v 640,
+     * o 80, apart in `small`; seqlens_k needs 20 bytes of lens's 16) */
+    char *sb = (char *)p;
+    CHECK(fg_attention_forward(ctx, &d, sb, sb + 1024, sb + 1024, sb + 2048, NULL, NULL) == FG_ERR_INVALID_ARGUMENT,
+          "forward: seqlens_k too short");
+    CHECK_CONTAINS(fg_errmsg(ctx), "seqlens_k");
+    CHECK_CONTAINS(fg_errmsg(ctx), "allocation ends");
     fg_attention_desc_init(&d, FG_BF16, 8, 2, 1, 1, 1, 64);
     d.seqlens_k = (const int32_t *)(uintptr_t)lens;
     d.block_table = (const int32_t *)(uintptr_t)lens; /* 2 x 4 entries in 16 bytes: 2 too many */
