@@ -117,7 +117,36 @@ def _check_out(out, q, shape, dtype=None):
                          f"{tuple(out.shape)}, {out.dtype}, {out.device}")
     if out.stride(-1) != 1 and out.shape[-1] > 1:
         raise ValueError(f"out must have a unit stride in its last dimension; its strides are {out.stride()}")
+    if any(st == 0 and n > 1 for st, n in zip(out.stride(), out.shape)):
+        raise ValueError(f"out has a stride of 0 (an expanded tensor: its rows share memory); strides {out.stride()}")
     return out
+
+
+def _byte_extent(t):
+    """The bytes from a tensor's first element to past its last (non-negative
+    strides; 0 when empty): fixed by its shape, strides and dtype."""
+    if t.numel() == 0:
+        return 0
+    return (sum((n - 1) * st for n, st in zip(t.shape, t.stride())) + 1) * t.element_size()
+
+
+def _apart_by_extent(out, extents, **inputs):
+    a0 = out.data_ptr()
+    a1 = a0 + extents["out"]
+    for name, t in inputs.items():
+        n = extents.get(name, 0)
+        b0 = t.data_ptr()
+        if n and extents["out"] and a0 < b0 + n and b0 < a1:
+            raise ValueError(f"out overlaps {name} in memory; flashgen writes o while it still reads {name}: pass a "
+                             "separate out tensor")
+
+
+def _check_out_apart(out, **inputs):
+    """out may not share memory with an input (its byte range meets theirs):
+    the kernels read every row of k and v, and q's rows tile by tile, while
+    other blocks write o."""
+    ts = {n: t for n, t in inputs.items() if isinstance(t, torch.Tensor)}
+    _apart_by_extent(out, {"out": _byte_extent(out), **{n: _byte_extent(t) for n, t in ts.items()}}, **ts)
 
 
 def _strides_of(shape, stride, layout):
@@ -267,7 +296,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
                None if fp8 is None else fp8.key)
         hit = _desc_cache.get(key)
         if hit is not None:
-            desc, index, lse_shape, o_shape, o_dtype, b_hk = hit
+            desc, index, lse_shape, o_shape, o_dtype, b_hk, extents = hit
+            if out is not None:  # the extents are the key's; the addresses are this call's
+                _apart_by_extent(out, extents, q=q, k=k, v=v)
             if fp8 is not None:  # this call's descales, on a copy (another thread may use the cached one)
                 fp8.check_tensors(*b_hk, q.device)
                 desc = type(desc).from_buffer_copy(desc)
@@ -292,6 +323,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     if fp8 is not None:
         fp8.check_tensors(b, hk, q.device)
     o = _check_out(out, q, o_shape, o_dtype) if out is not None else torch.empty(o_shape, dtype=o_dtype, device=q.device)
+    if out is not None:
+        _check_out_apart(out, q=q, k=k, v=v)
     lse = torch.empty((b, hq, sq), dtype=torch.float32, device=q.device) if return_lse else None
     if o.numel() == 0 or sk == 0:  # nothing to launch; an empty key set gives o = 0, lse = -inf
         o.zero_()
@@ -310,7 +343,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         # out's strides are in the key; a new o of a later call is contiguous too
         if len(_desc_cache) >= 64:
             _desc_cache.clear()
-        _desc_cache[key] = (desc, index, (b, hq, sq), o_shape, o_dtype, (b, hk))
+        extents = {n: _byte_extent(t) for n, t in (("out", out), ("q", q), ("k", k), ("v", v)) if t is not None}
+        _desc_cache[key] = (desc, index, (b, hq, sq), o_shape, o_dtype, (b, hk), extents)
     return _launch(desc, index, q, k, v, o, lse, block_mask, return_lse)
 
 
@@ -351,10 +385,19 @@ def _describe(q, k, v, o, causal, scale, layout, dtypes=_DTYPES):
                      _causal_mode(causal, sq, sk), _scale_value(scale))
 
 
+def _c_int(name, x):
+    """x for a C int field of the descriptor: ctypes would wrap 2^32 + 64 to
+    64 without a word, and the library would then see a smaller tensor."""
+    if not -2 ** 31 <= x < 2 ** 31:
+        raise ValueError(f"{name} = {x} does not fit the library's 32-bit int")
+    return x
+
+
 def _new_desc(dtype, sizes, strides, causal_mode, scale_value):
     """An fg_attention_desc: sizes (batch, heads_q, heads_kv, seqlen_q,
     seqlen_k, head_dim, head_dim_v), strides of q, k, v and o."""
-    b, hq, hk, sq, sk, d, dv = sizes
+    b, hq, hk, sq, sk, d, dv = [_c_int(n, x) for n, x in zip(
+        ("batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim", "head_dim_v"), sizes)]
     desc = _lib.fg_attention_desc()
     _lib.load().fg_attention_desc_init(C.byref(desc), _FWD_DTYPES[dtype], d, b, hq, hk, sq, sk)
     desc.head_dim_v = dv  # the strides below are v's and o's own

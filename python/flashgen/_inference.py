@@ -143,6 +143,8 @@ def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, sequ
            causal, scale, cu_seqlens_q is cu_seqlens_k, mods.key())
     spec = _cached(key, lambda: _varlen_spec(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                                              seqused_k, causal, scale, out, mods))
+    if out is not None:  # per call: the cached spec knows out's strides, not its address
+        A._check_out_apart(out, q=q, k=k, v=v)
     o = out if out is not None else torch.empty(spec.o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(spec.lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
     _forward(spec, q, k, v, o, lse, mods, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, seqlens_k=seqused_k)
@@ -162,6 +164,12 @@ def _max_len(name, value, table, packed_rows, batched_len):
     n = _as_int(name, value)
     if not 0 <= n <= packed_rows:
         raise ValueError(f"{name} = {n} must lie in [0, {packed_rows}] (the rows of the packed tensor)")
+    if n == 0 and packed_rows > 0:
+        # 0 would skip the kernel (nothing to run), which then could not
+        # see sequences that do have rows: o would be left unwritten or
+        # zero, silently, with no bad table entry recorded
+        raise ValueError(f"{name} = 0, but the packed tensor has {packed_rows} rows: give the longest sequence's "
+                         f"length in {table} (at least 1)")
     return n
 
 
@@ -221,8 +229,8 @@ def _varlen_spec(q, k, v, cu_q, cu_k, max_q, max_k, used_k, causal, scale, out, 
     strides = [A._strides(q, lq), A._strides(k, lk), A._strides(v, lk), A._strides_of(o_shape, o_stride, lq)]
     spec = _Spec()
     spec.desc = A._new_desc(q.dtype, (b, hq, hk, sq, sk, d, dv), strides, mode, scale_value)
-    spec.desc.total_q = q.shape[0] if pq else 0
-    spec.desc.total_k = k.shape[0] if pk else 0
+    spec.desc.total_q = A._c_int("total_q (q's packed rows)", q.shape[0] if pq else 0)
+    spec.desc.total_k = A._c_int("total_k (k's packed rows)", k.shape[0] if pk else 0)
     mods.apply(spec.desc)  # the slopes' and sinks' addresses are set again per call (_forward)
     spec.append_desc = spec.knew = spec.vnew = None
     spec.o_shape, spec.lse_shape = o_shape, ((hq, q.shape[0]) if pq else (b, hq, sq))
@@ -299,6 +307,8 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
            num_splits, mods.key())
     spec = _cached(key, lambda: _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
                                               softmax_scale, num_splits, out, mods))
+    if out is not None:  # per call: the cached spec knows out's strides, not its address
+        A._check_out_apart(out, q=q, k_cache=k_cache, v_cache=v_cache, k=k, v=v)
     o = out if out is not None else torch.empty(spec.o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(spec.lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
     lens = cache_seqlens if isinstance(cache_seqlens, torch.Tensor) else None  # an int is in the descriptor
@@ -378,8 +388,9 @@ def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
     spec = _Spec()
     spec.desc = A._new_desc(q.dtype, (b, hq, hk, sq, seqlen_k, d, dv), strides, mode, scale_value)
     if block_table is not None:
-        spec.desc.page_size, spec.desc.num_pages, spec.desc.max_pages = n1, n0, block_table.shape[1]
-    spec.desc.num_splits = splits
+        spec.desc.page_size, spec.desc.num_pages, spec.desc.max_pages = (
+            A._c_int("page_size", n1), A._c_int("num_pages", n0), A._c_int("max_pages", block_table.shape[1]))
+    spec.desc.num_splits = A._c_int("num_splits", splits)
     mods.apply(spec.desc)  # the slopes' and sinks' addresses are set again per call (_forward)
     spec.append_desc = spec.knew = spec.vnew = None
     if seqlen_new:

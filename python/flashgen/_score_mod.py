@@ -382,6 +382,7 @@ class Score:
     the column of an error); .text is the library's canonical form."""
 
     def __init__(self, expr, tables=None, consts=None):
+        expr_in = expr
         if callable(expr):
             tr = translate(expr)
             expr, tables, consts = tr.text, {**tr.tables, **(tables or {})}, {**tr.consts, **(consts or {})}
@@ -390,6 +391,11 @@ class Score:
         self._lock = threading.Lock()
         self.expr = expr
         self.tables = {str(n): _table_data(str(n), t) for n, t in (tables or {}).items()}
+        # the caller's tensors (the tables above are detached copies or
+        # views): whether one requires grad is read at each call (_scores.py)
+        self.sources = {str(n): t for n, t in (tables or {}).items()}
+        if callable(expr_in):
+            self.sources.update(tr.sources)
         self.consts = {}
         for n, v in (consts or {}).items():
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -482,6 +488,7 @@ def as_score(score_mod):
             _memo.move_to_end(key)
             return hit[0]
     s = Score(tr.text, tables=tr.tables, consts=tr.consts)
+    s.sources = dict(tr.sources)
     with _memo_lock:
         _memo[key] = (s, dict(tr.sources))
         while len(_memo) > _MAX_MEMO:

@@ -14,6 +14,12 @@ class Scores:
         self.window = _window(window_size)
         self.alibi_slopes, self.sinks = alibi_slopes, sinks
         self.score = score  # a flashgen.Score (user expression) or None
+        if score is not None and torch.is_grad_enabled():
+            grads = sorted(n for n, t in score.sources.items() if isinstance(t, torch.Tensor) and t.requires_grad)
+            if grads:  # its tables are read as constants: a learned bias would silently never train
+                raise NotImplementedError(
+                    f"flashgen.attention: score_mod table(s) {', '.join(grads)} require grad, and flashgen does not "
+                    "differentiate score tables; detach them, or call under torch.no_grad()")
         self.used = self.softcap > 0 or self.window != (-1, -1) or alibi_slopes is not None or sinks is not None or \
             score is not None
 
@@ -41,9 +47,11 @@ class Scores:
 
     def key(self):
         """What a cached call plan depends on: the values, and the tensors'
-        shapes and devices (not their addresses)."""
+        shapes, strides and devices (not their addresses: a cached plan
+        skips check_tensors, so a strided view must not hit a contiguous
+        tensor's entry)."""
         return (self.softcap, self.window, id(self.score)) + tuple(
-            (tuple(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) else t  # a non-tensor: refused later
+            (tuple(t.shape), t.stride(), t.dtype, t.device) if isinstance(t, torch.Tensor) else t  # a non-tensor: refused later
             for t in (self.alibi_slopes, self.sinks))
 
     def tables(self):
@@ -90,8 +98,8 @@ def _window(w):
     except (TypeError, ValueError):
         raise ValueError(f"window_size must be a pair (left, right), not {w!r}") from None
     for name, x in (("left", left), ("right", right)):
-        if isinstance(x, bool) or not isinstance(x, int) or x < -1:
-            raise ValueError(f"window_size {name} must be an int >= -1 (-1: unbounded), not {x!r}")
+        if isinstance(x, bool) or not isinstance(x, int) or x < -1 or x >= 2 ** 31:
+            raise ValueError(f"window_size {name} must be an int in -1 .. 2^31 - 1 (-1: unbounded), not {x!r}")
     return (left, right)
 
 

@@ -181,7 +181,8 @@ class KVCacheValidation(Raises):
         """The dense path's argument checks (flashgen._scores), forward only."""
         self.raises(ValueError, "softcap must be 0 (off) or positive", self.call, softcap=-1.0)
         self.raises(ValueError, "window_size must be a pair", self.call, window_size=5)
-        self.raises(ValueError, "window_size left must be an int >= -1", self.call, window_size=(-2, 0))
+        self.raises(ValueError, "window_size left must be an int in -1 .. 2^31 - 1", self.call, window_size=(-2, 0))
+        self.raises(ValueError, "window_size left must be an int in -1 .. 2^31 - 1", self.call, window_size=(2 ** 32, 0))
         self.raises(ValueError, "alibi_slopes has shape (3,)", self.call, alibi_slopes=torch.zeros(3))
         self.raises(TypeError, "sinks must be float32", self.call, sinks=torch.zeros(8, dtype=BF))
         self.raises(RuntimeError, "forward only", self.call, sinks=torch.zeros(8, requires_grad=True))
@@ -259,9 +260,19 @@ class Descriptors(unittest.TestCase):
         self.assertEqual(tuple(d.o_strides), (0, 64, 4 * 64))
         self.assertEqual(s.lse_shape, (4, 10))  # FlashAttention-2's varlen lse: [heads, total_q]
         out = torch.zeros(10, 8, 64, dtype=BF)[:, ::2]  # a strided out
-        s = desc_of(_inference._varlen_spec, q, k, k, i32(0, 3, 10), i32(0, 5, 12), 7, 0, None, False, None, out)
+        s = desc_of(_inference._varlen_spec, q, k, k, i32(0, 3, 10), i32(0, 5, 12), 7, 7, None, False, None, out)
         self.assertEqual(tuple(s.desc.o_strides), (0, 128, 8 * 64))
-        self.assertEqual(s.action, "zero")  # max_seqlen_k = 0
+        self.assertEqual(s.action, "run")
+        # max_seqlen_k = 0 with packed keys: the kernel would be skipped and o
+        # zeroed though cu_seqlens_k gives lengths 5 and 7 (a review found it)
+        with self.assertRaisesRegex(ValueError, "max_seqlen_k = 0, but the packed tensor has 12 rows"):
+            desc_of(_inference._varlen_spec, q, k, k, i32(0, 3, 10), i32(0, 5, 12), 7, 0, None, False, None, out)
+        with self.assertRaisesRegex(ValueError, "max_seqlen_q = 0, but the packed tensor has 10 rows"):
+            desc_of(_inference._varlen_spec, q, k, k, i32(0, 3, 10), i32(0, 5, 12), 0, 7, None, False, None, out)
+        # no packed keys at all: nothing to attend to, o = 0
+        k0 = t(0, 2, 64)
+        s = desc_of(_inference._varlen_spec, q, k0, k0, i32(0, 3, 10), i32(0, 0, 0), 7, 0, None, False, None, out)
+        self.assertEqual(s.action, "zero")
 
 
 class ModDescriptors(unittest.TestCase):

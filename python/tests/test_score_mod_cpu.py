@@ -21,7 +21,8 @@ sys.path.insert(0, HERE)
 from _testenv import require_torch  # noqa: E402
 
 torch = require_torch("test_score_mod_cpu", cuda=False)
-from flashgen import _score_mod  # noqa: E402
+from flashgen import _score_mod, _scores  # noqa: E402
+from flashgen._score_mod import Score  # noqa: E402
 from flashgen._score_mod import TranslationError, translate  # noqa: E402
 
 
@@ -208,6 +209,21 @@ class WithLibrary(unittest.TestCase):
             flashgen.attention(q, q, q, score_mod="score * 2.0", alibi_slopes=torch.ones(2, requires_grad=True))
         with self.assertRaisesRegex(RuntimeError, "is forward only"):
             flashgen.attention(q, q, q, score_mod="score * 2.0", cu_seqlens_q=torch.zeros(2, dtype=torch.int32))
+
+    def test_tables_that_require_grad_are_refused(self):
+        """A captured table that requires grad would get no gradient (the
+        kernel reads a detached copy): refused while grad mode is on, for a
+        translated function and for Score(..., tables=)."""
+        bias = torch.randn(4, requires_grad=True)
+        fn = lambda s, b, h, qi, ki: s + bias[h]  # noqa: E731
+        with self.assertRaisesRegex(NotImplementedError, "bias require grad"):
+            _scores.scores(score_mod=fn)
+        with self.assertRaisesRegex(NotImplementedError, "t require grad"):
+            _scores.scores(score_mod=Score("score + t[h]", tables={"t": bias}))
+        with torch.no_grad():
+            self.assertIsNotNone(_scores.scores(score_mod=fn).score)
+        fixed = bias.detach()
+        self.assertIsNotNone(_scores.scores(score_mod=lambda s, b, h, qi, ki: s + fixed[h]).score)
 
 
 GLOBAL_BIAS = torch.randn(4)

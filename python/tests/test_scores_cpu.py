@@ -46,6 +46,31 @@ class ScoresTest(unittest.TestCase):
             with self.assertRaises(exc, msg=str(kw)):
                 _scores.Scores(**kw).check_tensors(2, 4, CPU)
 
+    def test_key_has_strides(self):
+        """A cached plan skips check_tensors: a strided view must not share a
+        contiguous tensor's key (the kernel would read the wrong slopes)."""
+        x = torch.arange(16.0)
+        a = _scores.Scores(sinks=x[:8]).key()
+        b = _scores.Scores(sinks=x[::2]).key()
+        self.assertNotEqual(a, b)
+
+    def test_out_apart_from_inputs(self):
+        """out= may not share memory with q, k or v, nor be expanded."""
+        from flashgen import _attention as A
+        buf = torch.zeros(2, 64, 4, 64)
+        q, k, v = torch.zeros(2, 64, 4, 64), torch.zeros(2, 64, 4, 64), torch.zeros(2, 64, 4, 64)
+        A._check_out_apart(buf, q=q, k=k, v=v)
+        with self.assertRaisesRegex(ValueError, "out overlaps v"):
+            A._check_out_apart(v, q=q, k=k, v=v)
+        with self.assertRaisesRegex(ValueError, "out overlaps k"):
+            A._check_out_apart(k[:, 10:20], q=q, k=k, v=v)
+        qkv = torch.zeros(2, 64, 3, 4, 64)  # interleaved views of one buffer, out apart from all
+        A._check_out_apart(buf, q=qkv[:, :, 0], k=qkv[:, :, 1], v=qkv[:, :, 2])
+        with self.assertRaisesRegex(ValueError, "stride of 0"):
+            A._check_out(torch.zeros(2, 1, 4, 64).expand(2, 64, 4, 64), q, (2, 64, 4, 64))
+        with self.assertRaisesRegex(ValueError, "32-bit"):
+            A._c_int("seqlen_q", 2 ** 32 + 64)
+
     def test_descriptor(self):
         d = _lib.fg_attention_desc()
         d.heads_q = 4
