@@ -157,8 +157,22 @@ static int move_aside(const char *path, char *aside, size_t n) {
     return 0;
 }
 
+/* Whether the file at path starts as every SQLite database does.  Only
+ * such a file is moved aside when SQLite finds it corrupt: any other file
+ * (a mistyped FLASHGEN_CACHE naming a user's file) is not flashgen's to
+ * move, and is left as it is. */
+static int looks_like_sqlite(const char *path) {
+    static const char magic[16] = "SQLite format 3";
+    char head[16];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return n == sizeof head && !memcmp(head, magic, sizeof head);
+}
+
 /* Opens s->path (corrupt_rc: it was just found corrupt), moving a corrupt
- * file aside once, else memory + one warning. */
+ * SQLite file aside once, else memory + one warning. */
 static void open_or_fallback(fg_store *s, int corrupt_rc) {
     const char *why = NULL;
     char reason[4600];
@@ -171,7 +185,12 @@ static void open_or_fallback(fg_store *s, int corrupt_rc) {
             goto memory;
         }
         if (rc == SQLITE_OK) rc = connect(s, s->path, 0, FG_STORE_SCHEMA_VERSION, &why);
-        if (fgs_is_corrupt(rc)) {
+        if (fgs_is_corrupt(rc) && !looks_like_sqlite(s->path)) {
+            fgs_finalize_all(s);
+            snprintf(reason, sizeof reason, "it is not a SQLite database (%s), so not a flashgen cache; it is left as "
+                     "it is", sqlite3_errstr(rc));
+            why = reason;
+        } else if (fgs_is_corrupt(rc)) {
             char aside[4200];
             fgs_finalize_all(s);
             const int errn = move_aside(s->path, aside, sizeof aside);

@@ -146,8 +146,9 @@ const char *fg_errmsg(const fg_context *ctx);
  * (see the top of this file), "off" for memory only.  Call it before the
  * first call that compiles; afterwards it returns FG_ERR_INVALID_ARGUMENT.
  * A file that cannot be created or written, or is corrupt, never fails a
- * call: a corrupt file is moved aside and rebuilt, an unwritable location
- * falls back to memory; both print one warning on stderr. */
+ * call: a corrupt SQLite file is moved aside and rebuilt; a file that is not
+ * a SQLite database, or an unwritable location, falls back to memory; each
+ * prints one warning on stderr. */
 fg_status fg_context_set_cache(fg_context *ctx, const char *path);
 
 /* What a context did so far (monotonic counters). */

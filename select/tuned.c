@@ -29,7 +29,18 @@ void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n) {
     snprintf(buf, n, "sq%d,sk%d", fg_bucket_len(seqlen_q), fg_bucket_len(seqlen_k));
 }
 
-int fg_tuned_config_fits(const fg_spec *s, const fg_config *c, int smem_limit, int bq, int bk, int wgmma_ok, fg_error *err) {
+int fg_tuned_config_fits(const fg_spec *s, const fg_config *c, int path, int smem_limit, int bq, int bk, int wgmma_ok,
+                         fg_error *err) {
+    /* an entry of a path names a kernel of that family (the tuner writes
+     * them so; a hand-edited or foreign row may not, and would run another
+     * family than the caller asked for) */
+    static const char *const fam[] = {"mma.sync (wgmma=0)", "wgmma (wgmma=1)", "TMA (wgmma=2)"};
+    const int want = path == FG_PATH_MMA ? 0 : path == FG_PATH_WGMMA ? 1 : path == FG_PATH_TMA ? 2 : -1;
+    if (want >= 0 && c->wgmma != want) {
+        fg_fail(err, FG_ERR_UNSUPPORTED, "an entry for the %s path names a configuration of another kernel family (wgmma=%d)",
+                fam[want], c->wgmma);
+        return 0;
+    }
     const fg_status st = s->kind == FG_KIND_BWD ? fg_bwd_config_check(s, c, smem_limit, err) : fg_config_check(s, c, smem_limit, err);
     if (st != FG_OK) return 0;
     if ((bq && bq % c->block_m) || (bk && bk % c->block_n)) {
@@ -55,7 +66,7 @@ int fg_tuned_config(fg_store *store, const char *gpu, const fg_spec *s, int path
     fg_store_get_tuning(store, gpu, spec, bucket, &t, &found, &e);
     fg_error_clear(&e);
     if (!found) return 0;
-    if (fg_config_parse(t.config, c, &e) == FG_OK && fg_tuned_config_fits(s, c, smem_limit, bq, bk, wgmma_ok, &e)) return 1;
+    if (fg_config_parse(t.config, c, &e) == FG_OK && fg_tuned_config_fits(s, c, path, smem_limit, bq, bk, wgmma_ok, &e)) return 1;
     fprintf(stderr, "flashgen: warning: ignoring the tuned configuration '%s' of %s %s: %s\n", t.config, spec, bucket,
             e.msg ? e.msg : "it does not fit this call");
     fg_error_clear(&e);

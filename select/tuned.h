@@ -17,12 +17,14 @@ void fg_shape_bucket(int seqlen_q, int seqlen_k, char *buf, size_t n);
 /* The bucket of one seqlen: the next power of two, clamped to 128..16384. */
 int fg_bucket_len(int seqlen);
 
-/* Whether a stored configuration c can run spec s here: the forward's
- * fg_config_check or, for a backward spec, fg_bwd_config_check against
- * smem_limit; dividing the layout block (block_q/block_k non-zero); wgmma=1
- * only where wgmma_ok >= 1, wgmma=2 only where it is 2.  err: why not. */
-int fg_tuned_config_fits(const fg_spec *s, const fg_config *c, int smem_limit, int block_q, int block_k, int wgmma_ok,
-                         fg_error *err);
+/* Whether a stored configuration c can run spec s here on path (an
+ * fg_kernel_path: FG_PATH_MMA, _WGMMA and _TMA take only their own family,
+ * wgmma=0, 1 and 2; FG_PATH_AUTO any): the forward's fg_config_check or,
+ * for a backward spec, fg_bwd_config_check against smem_limit; dividing the
+ * layout block (block_q/block_k non-zero); wgmma=1 only where wgmma_ok >= 1,
+ * wgmma=2 only where it is 2.  err: why not. */
+int fg_tuned_config_fits(const fg_spec *s, const fg_config *c, int path, int smem_limit, int block_q, int block_k,
+                         int wgmma_ok, fg_error *err);
 /* The tuned configuration stored under gpu (the store's GPU identity) for
  * spec s, path (fg_kernel_path), layout block (0 x 0: dense) and the bucket
  * of the seqlens.  Returns 1 and fills *out only when a stored configuration

@@ -130,6 +130,15 @@ static void test_lookup(void) {
     CHECK(fg_tuned_config(s, GPU, &b, FG_PATH_AUTO, 0, 0, 1024, 1024, SMEM_H100, 1, &c) == 1 && same(&c, 64, 128, 8, 1),
           "the wgmma entry on sm_90a");
     CHECK(!fg_tuned_config(s, GPU, &b, FG_PATH_AUTO, 0, 0, 1024, 1024, SMEM_H100, 0, &c), "wgmma taken without wgmma");
+    /* an entry of an explicit path that names another family (a hand-edited
+     * or foreign row): FG_PATH_MMA would have run the wgmma kernel */
+    put(s, &f, FG_PATH_MMA, 0, 0, "sq1024,sk1024", "wgmma=1,block_m=64,block_n=128,warps=4,stages=1,q_in_regs=0,min_blocks=1");
+    CHECK(!fg_tuned_config(s, GPU, &f, FG_PATH_MMA, 0, 0, 1024, 1024, SMEM_H100, 2, &c), "FG_PATH_MMA took a wgmma=1 entry");
+    put(s, &f, FG_PATH_TMA, 0, 0, "sq1024,sk1024", fwd_cfg);
+    CHECK(!fg_tuned_config(s, GPU, &f, FG_PATH_TMA, 0, 0, 1024, 1024, SMEM_H100, 2, &c), "FG_PATH_TMA took a wgmma=0 entry");
+    put(s, &f, FG_PATH_MMA, 0, 0, "sq2048,sk2048", fwd_cfg);
+    CHECK(fg_tuned_config(s, GPU, &f, FG_PATH_MMA, 0, 0, 2048, 2048, SMEM_H100, 2, &c) == 1 && same(&c, 128, 64, 4, 0),
+          "FG_PATH_MMA's own family not found");
     /* a layout block the tiles do not divide (a sparse spec's own entry) */
     fg_spec bs = b;
     bs.sparse = 1;
@@ -137,9 +146,9 @@ static void test_lookup(void) {
     CHECK(!fg_tuned_config(s, GPU, &bs, FG_PATH_AUTO, 32, 32, 2048, 2048, SMEM_H100, 1, &c), "block_n 64 taken for 32x32 blocks");
     /* the check itself, directly */
     CHECK(fg_config_parse(bwd_cfg, &c, &e) == FG_OK, "parse");
-    CHECK(fg_tuned_config_fits(&b, &c, SMEM_H100, 0, 0, 0, &e), "fits: %s", e.msg);
+    CHECK(fg_tuned_config_fits(&b, &c, FG_PATH_AUTO, SMEM_H100, 0, 0, 0, &e), "fits: %s", e.msg);
     fg_error_clear(&e);
-    CHECK(!fg_tuned_config_fits(&b, &c, SMEM_H100, 64, 32, 0, NULL), "layout 64 x 32 taken by block_n 64");
+    CHECK(!fg_tuned_config_fits(&b, &c, FG_PATH_AUTO, SMEM_H100, 64, 32, 0, NULL), "layout 64 x 32 taken by block_n 64");
     fg_store_close(s);
 
     /* flashgen cache show: the backward's rows read "bwd" */

@@ -178,13 +178,30 @@ static void test_migration(void) {
 
 static void test_bad_files(void) {
     fg_error e = {0};
-    /* random bytes */
-    const char *p = file("corrupt.db");
+    /* random bytes: not a SQLite file at all (a mistyped FLASHGEN_CACHE
+     * naming someone's file), so not flashgen's to move: left as it is */
+    const char *p = file("notdb.db");
     FILE *f = fopen(p, "wb");
     for (int i = 0; i < 20000; ++i) fputc((i * 131 + 17) % 256, f);
     fclose(f);
     reset_warn();
     fg_store *s = open_ok(p);
+    CHECK(nwarn == 1, "expected one warning, got %d: %s", nwarn, warnings);
+    CHECK_CONTAINS(warn_text(), "not a SQLite database");
+    CHECK(count_aside("notdb.db") == 0, "a file that is not a database was moved aside");
+    CHECK(fg_store_in_memory(s), "a file that is not a database was used");
+    struct stat nb;
+    CHECK(stat(p, &nb) == 0 && nb.st_size == 20000, "the file was changed");
+    fg_store_close(s);
+
+    /* a SQLite header followed by random bytes: a corrupt database, moved aside */
+    p = file("corrupt.db");
+    f = fopen(p, "wb");
+    fwrite("SQLite format 3", 1, 16, f);
+    for (int i = 16; i < 20000; ++i) fputc((i * 131 + 17) % 256, f);
+    fclose(f);
+    reset_warn();
+    s = open_ok(p);
     CHECK(nwarn == 1, "expected one warning, got %d: %s", nwarn, warnings);
     CHECK_CONTAINS(warn_text(), "corrupt");
     CHECK(count_aside("corrupt.db") == 1, "corrupt file not moved aside");

@@ -361,8 +361,7 @@ static int import_config_ok(const char *spec, const char *config, void *ud) {
     fg_error e = {0};
     /* kind=bwd stays in base: the backward's configurations are checked by its own rules */
     int ok = fg_spec_parse(base, &v, &cz, &e) == FG_OK && fg_config_parse(config, &c, &e) == FG_OK &&
-             fg_tuned_config_fits(&v.spec, &c, 1 << 30, bq, bk, 2, &e);
-    ok = ok && !(path == 1 && c.wgmma != 0) && !(path == 2 && c.wgmma != 1) && !(path == 3 && c.wgmma != 2);
+             fg_tuned_config_fits(&v.spec, &c, path, 1 << 30, bq, bk, 2, &e);
     fg_error_clear(&e);
     return ok;
 }
