@@ -3,6 +3,7 @@
 #include "cache/store_internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* Schema migrations: entry i takes user_version i to i + 1.  Never edit a
  * released entry; append a new one and bump FG_STORE_SCHEMA_VERSION. */
@@ -50,6 +51,35 @@ static const char *SQL[ST_COUNT] = {
     "INSERT OR REPLACE INTO tuning_candidates(gpu, spec, bucket, config, ms, note) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
+/* The lookups read one row per key and the writes replace by key: that
+ * holds only with the tables' UNIQUE constraints.  A file without them
+ * (edited by hand, or rebuilt by another tool) passes integrity_check, but
+ * its new rows would be appended behind old ones that reads keep
+ * returning, and an import could not tell its rows apart: not ours. */
+static int check_unique_keys(sqlite3 *db, int ver, const char **why) {
+    static const char *const want[3][2] = {{"kernels", "gpu,key"},
+                                           {"tunings", "gpu,spec,bucket"},
+                                           {"tuning_candidates", "gpu,spec,bucket,config"}};
+    for (int i = 0; i < (ver >= 2 ? 3 : 2); ++i) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "SELECT group_concat(name) FROM (SELECT name FROM pragma_index_info('sqlite_autoindex_%s_1')"
+                                  " ORDER BY seqno)", want[i][0]);
+        sqlite3_stmt *q;
+        int rc = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+        if (rc != SQLITE_OK) return rc;
+        rc = sqlite3_step(q);
+        const unsigned char *cols = rc == SQLITE_ROW ? sqlite3_column_text(q, 0) : NULL;
+        const int same = cols && !strcmp((const char *)cols, want[i][1]);
+        sqlite3_finalize(q);
+        if (rc != SQLITE_ROW) return rc;
+        if (!same) {
+            *why = "its tables lack flashgen's unique keys (a file edited by hand or rebuilt by another tool)";
+            return SQLITE_MISMATCH;
+        }
+    }
+    return SQLITE_OK;
+}
+
 int fgs_check_identity(sqlite3 *db, const char **why) {
     /* one statement, so one snapshot: read apart, another process's first
      * migration could show up between the reads as "no id, but tables" */
@@ -75,7 +105,7 @@ int fgs_check_identity(sqlite3 *db, const char **why) {
         *why = "it was written by a newer flashgen (schema version higher than this build's)";
         return SQLITE_MISMATCH;
     }
-    return SQLITE_OK;
+    return ver >= 1 ? check_unique_keys(db, ver, why) : SQLITE_OK;
 }
 
 int fgs_migrate(sqlite3 *db, int upto, const char **why) {

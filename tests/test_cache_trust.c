@@ -384,9 +384,9 @@ static void test_null_columns(void) {
     snprintf(sql, sizeof sql,
              "PRAGMA application_id = 1179075377; PRAGMA user_version = %d;" /* 0x46474331, "FGC1" */
              "CREATE TABLE kernels(gpu, key, cubin, checksum, entry, threads, smem, registers, spill_stores, spill_loads,"
-             " stack, static_smem, compile_s, log, created, last_used, verified);"
-             "CREATE TABLE tunings(gpu, spec, bucket, config, ms, heuristic_ms, shape, created);"
-             "CREATE TABLE tuning_candidates(gpu, spec, bucket, config, ms, note);"
+             " stack, static_smem, compile_s, log, created, last_used, verified, UNIQUE(gpu, key));"
+             "CREATE TABLE tunings(gpu, spec, bucket, config, ms, heuristic_ms, shape, created, UNIQUE(gpu, spec, bucket));"
+             "CREATE TABLE tuning_candidates(gpu, spec, bucket, config, ms, note, UNIQUE(gpu, spec, bucket, config));"
              "INSERT INTO tunings VALUES(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);"
              "INSERT INTO tuning_candidates VALUES(NULL, NULL, NULL, NULL, NULL, NULL);"
              "INSERT INTO kernels(gpu, key, cubin, checksum) VALUES(NULL, NULL, NULL, NULL);",
@@ -394,6 +394,23 @@ static void test_null_columns(void) {
     CHECK(raw_exec(p, sql) == SQLITE_OK, "forge: %s", sql);
     fg_store *s = NULL;
     fg_error e = {0};
+    /* the same tables without their UNIQUE keys: rows could repeat a key,
+     * reads would return the first and writes append behind it (stale
+     * forever), so the file is not taken as flashgen's */
+    const char *pu = file("nounique.db");
+    char sqlu[1024];
+    snprintf(sqlu, sizeof sqlu,
+             "PRAGMA application_id = 1179075377; PRAGMA user_version = %d;"
+             "CREATE TABLE kernels(gpu, key, cubin, checksum, entry, threads, smem, registers, spill_stores, spill_loads,"
+             " stack, static_smem, compile_s, log, created, last_used, verified);"
+             "CREATE TABLE tunings(gpu, spec, bucket, config, ms, heuristic_ms, shape, created);"
+             "CREATE TABLE tuning_candidates(gpu, spec, bucket, config, ms, note);",
+             FG_STORE_SCHEMA_VERSION);
+    CHECK(raw_exec(pu, sqlu) == SQLITE_OK, "forge: %s", sqlu);
+    CHECK(fg_store_open_strict(pu, FG_STORE_READ_ONLY, &s, &e) != FG_OK, "a file without unique keys was opened");
+    CHECK_CONTAINS(e.msg ? e.msg : "", "unique keys");
+    fg_error_clear(&e);
+    s = NULL;
     CHECK(fg_store_open_strict(p, FG_STORE_READ_ONLY, &s, &e) == FG_OK, "open: %s", e.msg);
     fg_error_clear(&e);
     if (!s) return;
