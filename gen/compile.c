@@ -230,7 +230,7 @@ fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char
     char archopt[64];
     snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
     char incopt[sizeof g_nv.info.include_dir + 16];
-    const char *opts[5] = {archopt, "-std=c++17", "--ptxas-options=-v", "-DNDEBUG"};
+    const char *opts[5] = {archopt, FG_NVRTC_STD, "--ptxas-options=-v", FG_NVRTC_DEFINES};
     int nopt = 4;
     if (g_nv.info.include_dir[0]) { /* for templates that include CUDA headers (none does today) */
         snprintf(incopt, sizeof incopt, "--include-path=%s", g_nv.info.include_dir);

@@ -70,6 +70,7 @@ fg_status fg_sources_load(fg_sources *s, fg_error *err) {
         h = fg_hash64(h, f->name, strlen(f->name) + 1);
         h = fg_hash64(h, f->data, f->len);
     }
+    h = fg_hash64(h, FG_NVRTC_OPTIONS_ID, sizeof FG_NVRTC_OPTIONS_ID);
     s->hash = h;
     snprintf(s->hash_hex, sizeof s->hash_hex, "%016llx", (unsigned long long)h);
     return FG_OK;

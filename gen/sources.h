@@ -6,6 +6,14 @@
  * an edited template never reuses a stale kernel. */
 #ifndef FG_SOURCES_H
 #define FG_SOURCES_H
+/* NVRTC's options besides the architecture (gen/compile.c).  They shape
+ * every cubin but live outside templates/, so the sources' hash, which
+ * keys compiled kernels and names the cache's build identity, covers them
+ * too: a flashgen that changes them does not reuse cubins built with the
+ * old ones. */
+#define FG_NVRTC_STD "-std=c++17"
+#define FG_NVRTC_DEFINES "-DNDEBUG"
+#define FG_NVRTC_OPTIONS_ID FG_NVRTC_STD " " FG_NVRTC_DEFINES
 #include <stddef.h>
 #include <stdint.h>
 #include "gen/error.h"

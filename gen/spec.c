@@ -202,8 +202,26 @@ void fg_variant_format(const fg_variant *v, char *buf, size_t n) {
     char mods[64];
     fg_spec_mods_item(v->spec.mods, mods, sizeof mods);
     fg_strlcat(buf, mods, n);
+    /* a backward variant's kernel also inlines the derivative, which
+     * flashgen's generator (not the templates) derives: folded into the
+     * hash, so that a flashgen whose derivation changed does not reuse a
+     * cached kernel built from the old one (same key length) */
+    fg_mask_hash sh = v->spec.score_hash;
+    if (v->spec.kind == FG_KIND_BWD && v->spec.score_cuda_d && fg_mask_hash_set(&sh)) {
+        const size_t nd = strlen(v->spec.score_cuda_d);
+        uint8_t *both = malloc(32 + nd);
+        if (both) {
+            memcpy(both, sh.sha256, 32);
+            memcpy(both + 32, v->spec.score_cuda_d, nd);
+            fg_sha256(both, 32 + nd, sh.sha256);
+            free(both);
+            if (!fg_mask_hash_set(&sh)) sh.sha256[31] = 1;
+        } else {
+            memset(&sh, 0xff, sizeof sh); /* no memory: a key no kernel has, never another variant's */
+        }
+    }
     char score[80];
-    fg_score_hash_format(&v->spec.score_hash, score, sizeof score);
+    fg_score_hash_format(&sh, score, sizeof score);
     fg_strlcat(buf, score, n);
     if (v->spec.kind == FG_KIND_APPEND) fg_strlcat(buf, ",kind=append", n);
     if (v->spec.dtype == FG_E4M3) fg_strlcat(buf, fg_spec_out_dtype(&v->spec) == FG_BF16 ? ",out=bf16" : ",out=fp16", n);

@@ -63,8 +63,10 @@ typedef struct fg_spec {
     fg_dtype out_dtype;
     /* The CUDA form of the score expression's derivative with respect to
      * score (the backward's; owned by the fg_score), NULL where
-     * fg_score_expr_derivative refused it.  A function of the expression,
-     * so not in the key; last, so positional initialisers stay whole. */
+     * fg_score_expr_derivative refused it.  Made by flashgen's generator,
+     * not by the templates, so a backward variant's key folds it into the
+     * score hash (fg_variant_format); last, so positional initialisers
+     * stay whole. */
     const char *score_cuda_d;
 } fg_spec;
 #define FG_MOD_SOFTCAP 1

@@ -244,6 +244,27 @@ static void test_value_dim(void) {
     CHECK(plan(&d, &v, &p, &e) == FG_OK, "%s", e.msg);
     fg_variant_key(&v, "h", 13, 0, "sm_90a", key, sizeof key);
     CHECK(!strstr(key, "hdim_v"), "equal dims name hdim_v: %s", key);
+    /* a score expression's backward key covers the derivative the generator
+     * made (it is not in the templates' hash); the forward's key does not
+     * change with it */
+    {
+        fg_variant a = v, b2 = v, f = v;
+        memset(a.spec.score_hash.sha256, 7, 32);
+        a.spec.score_cuda = a.spec.score_text = "s";
+        a.spec.score_cuda_d = "1.0f";
+        b2.spec = a.spec;
+        b2.spec.score_cuda_d = "2.0f * s";
+        f.spec = a.spec;
+        f.spec.kind = FG_KIND_FWD;
+        char ka[512], kb[512], kf1[512], kf2[512];
+        fg_variant_key(&a, "h", 13, 0, "sm_90a", ka, sizeof ka);
+        fg_variant_key(&b2, "h", 13, 0, "sm_90a", kb, sizeof kb);
+        CHECK(strstr(ka, ",score=") && strcmp(ka, kb), "backward keys ignore the derivative: %s", ka);
+        fg_variant_key(&f, "h", 13, 0, "sm_90a", kf1, sizeof kf1);
+        f.spec.score_cuda_d = "2.0f * s";
+        fg_variant_key(&f, "h", 13, 0, "sm_90a", kf2, sizeof kf2);
+        CHECK(!strcmp(kf1, kf2) && strstr(kf1, ",score=0707070707"), "forward key changed with the derivative: %s", kf1);
+    }
     /* dv rows narrower than the head dim: contiguous at 64 wide is fine, at 128 it would overlap */
     fg_attention_desc_init(&d, FG_FP16, 128, 1, 2, 2, 64, 64);
     fg_attention_desc_set_head_dim_v(&d, 64);
