@@ -118,6 +118,13 @@ def layout(mask, seqlen_q, seqlen_k, index):
     it, so that no other thread evicts (frees) the layout in between; the
     device's primary context must be current."""
     num, idx, fnum, fidx, bq, bk = check(mask)
+    # A FlexAttention BlockMask knows the lengths it was made for; Flex
+    # refuses a longer call (its blocks past them would be read as empty,
+    # and those keys silently never attended), and so does flashgen.
+    lens = getattr(mask, "seq_lengths", None)
+    if lens is not None and len(lens) == 2 and (int(lens[0]) < seqlen_q or int(lens[1]) < seqlen_k):
+        raise ValueError(f"block_mask was created for seq_lengths {(int(lens[0]), int(lens[1]))}, shorter than this "
+                         f"call's ({seqlen_q}, {seqlen_k}): create it for these lengths")
     nq, nk = -(-seqlen_q // bq), -(-seqlen_k // bk)
     tensors = (num, idx, fnum, fidx)
     key = _key(tensors, bq, bk, nq, nk, index)

@@ -195,6 +195,20 @@ class BlockMasks(unittest.TestCase):
         self.assertTrue(torch.equal(got[0, 0], want), f"\n{got[0, 0].int()}\n{want.int()}")
         self.assertFalse((dense_blocks(pn, pi, nk) & dense_blocks(fn, fi, nk)).any())
 
+    def test_flex_block_mask_shorter_than_call(self):
+        """A BlockMask made for shorter sequences is refused, as FlexAttention
+        refuses it (its missing blocks would read as empty: keys never
+        attended), before any device work."""
+        try:
+            from torch.nn.attention.flex_attention import create_block_mask
+        except ImportError:
+            self.skipTest("no FlexAttention in this torch")
+        bm = create_block_mask(lambda b, h, q, k: q >= k, None, None, 256, 256, device="cpu")
+        with self.assertRaisesRegex(ValueError, "created for seq_lengths"):
+            _blockmask.layout(bm, 256, 512, 0)
+        with self.assertRaisesRegex(ValueError, "created for seq_lengths"):
+            _blockmask.layout(bm, 512, 256, 0)
+
     def test_pattern_eval(self):
         # block classes of a sliding window against brute force over elements
         pat = flashgen.Pattern("sliding_window", window=300, block_q=64, block_k=64)
