@@ -122,11 +122,17 @@ static int connect(fg_store *s, const char *path, int readonly, int upto, const 
         }
     } else {
         if (path) {
-            for (int tries = 0; tries < 100; ++tries) {
+            /* Switching a rollback-journal file to WAL needs it to itself:
+             * a short busy wait a try (under the store's FGS_BUSY_MS each of
+             * 100 tries could wait ~50 minutes without a word), about 15 s
+             * in all, then SQLite's BUSY, which the caller reports. */
+            sqlite3_busy_timeout(s->db, 100);
+            for (int tries = 0; tries < 120; ++tries) {
                 rc = fgs_exec(s->db, "PRAGMA journal_mode = WAL");
                 if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
                 usleep(20000);
             }
+            sqlite3_busy_timeout(s->db, FGS_BUSY_MS);
             if (rc != SQLITE_OK) return rc;
             fgs_exec(s->db, "PRAGMA synchronous = NORMAL");
         }

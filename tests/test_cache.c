@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "autotune/candidates.h"
@@ -469,6 +470,30 @@ static void test_keys(void) {
     fg_error_clear(&e);
 }
 
+/* A rollback-journal file that another connection keeps reading: the
+ * switch to WAL waits about 15 s in all, then the store falls back to
+ * memory with a warning (it once retried 100 times under a 30 s busy
+ * timeout each: ~50 minutes without a word). */
+static void test_busy_wal_switch(void) {
+    const char *p = file("rollback.db");
+    fg_store *s = open_ok(p);
+    fg_store_close(s);
+    CHECK(raw_exec(p, "PRAGMA journal_mode = DELETE") == SQLITE_OK, "to rollback mode");
+    sqlite3 *reader = NULL;
+    CHECK(sqlite3_open(p, &reader) == SQLITE_OK, "reader");
+    CHECK(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM kernels;", NULL, NULL, NULL) == SQLITE_OK, "read lock");
+    reset_warn();
+    const time_t t0 = time(NULL);
+    s = open_ok(p);
+    const long took = (long)(time(NULL) - t0);
+    CHECK(took < 40, "opening waited %ld s", took);
+    CHECK(s && fg_store_in_memory(s) && nwarn == 1, "in memory with one warning (%d: %s)", nwarn, warnings);
+    fg_store_close(s);
+    sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(reader);
+    printf("busy WAL switch: gave up after %ld s\n", took);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/fg_test_cache_XXXXXX");
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
@@ -481,5 +506,6 @@ int main(void) {
     test_two_processes();
     test_candidates_by_sram();
     test_candidates_render();
+    test_busy_wal_switch();
     return cache_test_finish("test_cache");
 }
