@@ -33,20 +33,45 @@ fg_status fg_store_summarise(fg_store *s, fg_store_summary *out, int max, int *n
     return st;
 }
 
+/* The copy is written beside FILE and appears under its name only when
+ * whole (a failure, a full disk, leaves no partial FILE that a retry would
+ * find "already exists" and an import would read as an empty cache).  Its
+ * kernels are marked unverified: a file shipped to other machines and put
+ * in place as their cache, rather than imported, then has each cubin
+ * compiled once more there and compared before it runs, as an import does
+ * (import --trust-kernels vouches for them instead). */
 fg_status fg_store_export(fg_store *s, const char *file, fg_error *err) {
     struct stat sb;
     if (!stat(file, &sb)) return fg_fail(err, FG_ERR_CACHE, "export: %s already exists (not overwritten)", file);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", file, (long)getpid());
+    unlink(tmp);
     pthread_mutex_lock(&s->mu);
     sqlite3_stmt *q = NULL;
     int rc = s->db ? sqlite3_prepare_v2(s->db, "VACUUM INTO ?1", -1, &q, NULL) : SQLITE_MISUSE;
     if (rc == SQLITE_OK) {
-        fgs_bind_text(q, 1, file);
+        fgs_bind_text(q, 1, tmp);
         rc = sqlite3_step(q);
         if (rc == SQLITE_DONE) rc = SQLITE_OK;
     }
     fg_status st = rc == SQLITE_OK ? FG_OK : fgs_fail(err, s->db, rc, "export");
     sqlite3_finalize(q);
     pthread_mutex_unlock(&s->mu);
+    if (st == FG_OK) {
+        sqlite3 *db = NULL;
+        rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(db, "UPDATE kernels SET verified = 0", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) st = fg_fail(err, FG_ERR_CACHE, "export: marking the copy's kernels: %s", sqlite3_errstr(rc));
+        if (sqlite3_close(db) != SQLITE_OK && st == FG_OK) st = fg_fail(err, FG_ERR_CACHE, "export: closing the copy");
+    }
+    /* link, not rename: a FILE made meanwhile is not replaced (rename where
+     * the file system has no hard links) */
+    if (st == FG_OK && link(tmp, file) != 0) {
+        const int e1 = errno;
+        if (e1 == EEXIST || !stat(file, &sb) || rename(tmp, file) != 0)
+            st = fg_fail(err, FG_ERR_CACHE, "export: cannot create %s: %s", file, strerror(e1 == EEXIST ? e1 : errno));
+    }
+    unlink(tmp);
     return st;
 }
 
@@ -118,7 +143,7 @@ static int merge_locked(sqlite3 *db, const fg_import_opts *o, fg_import_stats *s
              "INSERT OR IGNORE INTO main.kernels(gpu, key, cubin, checksum, entry, threads, smem, registers,"
              " spill_stores, spill_loads, stack, static_smem, compile_s, log, created, last_used, verified)"
              " SELECT gpu, key, cubin, checksum, entry, threads, smem, registers, spill_stores, spill_loads,"
-             " stack, static_smem, compile_s, log, created, last_used, %d FROM src.kernels;",
+             " stack, static_smem, compile_s, log, created, CAST(strftime('%%s', 'now') AS INTEGER), %d FROM src.kernels;",
              o->trust_kernels ? 1 : 0);
     /* candidates follow their winner: replaced where the winner is */
     if ((rc = fgs_exec(db,

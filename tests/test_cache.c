@@ -116,6 +116,17 @@ static void test_export_import(void) {
     fg_error_clear(&e);
     CHECK(fg_store_export(a, x, &e) == FG_ERR_CACHE, "export overwrote an existing file");
     fg_error_clear(&e);
+    /* the copy appears whole under its name, no temporary beside it, and
+     * its kernels unverified (put in place as a cache, each is compiled
+     * once more there before it runs) */
+    char tmpname[4200];
+    snprintf(tmpname, sizeof tmpname, "%s.tmp-%ld", x, (long)getpid());
+    struct stat tsb;
+    CHECK(stat(tmpname, &tsb) != 0, "export left %s", tmpname);
+    CHECK(raw_int(x, "SELECT count(*) FROM kernels") == 2 && raw_int(x, "SELECT count(*) FROM kernels WHERE verified") == 0,
+          "exported kernels: %d, verified %d", raw_int(x, "SELECT count(*) FROM kernels"),
+          raw_int(x, "SELECT count(*) FROM kernels WHERE verified"));
+    CHECK(raw_exec(x, "UPDATE kernels SET last_used = 1000") == SQLITE_OK, "age the export");
     fg_import_stats st;
     const fg_import_opts trust = {1, NULL, NULL}; /* kernels used as they are (test_cache_trust: without) */
     CHECK(fg_store_import(b, x, &trust, &st, &e) == FG_OK, "import: %s", e.msg);
@@ -136,6 +147,10 @@ static void test_export_import(void) {
     fg_store_get_kernel(b, "G", "k2", &gk, &found, &e);
     CHECK(found && gk.cubin_size == 4000, "imported kernel missing");
     fg_stored_kernel_free(&gk);
+    /* imported rows count as used now, not when the exporter last used
+     * them: a prune right after an import keeps them */
+    const int age = raw_int(file("b.db"), "SELECT strftime('%s', 'now') - last_used FROM kernels WHERE key = 'k2'");
+    CHECK(age >= 0 && age < 600, "imported kernel's last use %d s ago", age);
     /* importing garbage: an error, and ours is untouched */
     FILE *f = fopen(file("garbage.db"), "wb");
     for (int i = 0; i < 9000; ++i) fputc(i * 7 % 251, f);
