@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gen/render.h"
+#include "runtime/cubin.h"
 #include "runtime/internal.h"
 #include "select/bwd_config.h"
 #include "select/heuristic.h"
@@ -54,8 +55,10 @@ static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const c
  * only cubins compiled here or vouched for (docs/CACHE.md); the launch
  * parameters (threads, dynamic shared memory) come from the variant, never
  * from the row: the templates' own formulas, checked equal by test_cpu_core.
- * A stored cubin the driver refuses is evicted (the caller then compiles it
- * again). */
+ * A stored cubin that is not a whole CUDA ELF image (fg_cubin_sane), or
+ * whose image the driver refuses, is evicted (the caller then compiles it
+ * again); one that fails to load for another reason (out of memory) is
+ * kept. */
 static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const fg_variant *v, const char *key,
                        fg_kernel *k) {
     fg_stored_kernel sk;
@@ -65,6 +68,15 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
     fg_error_clear(&e);
     if (!found) return 0;
     char b[256];
+    if (!fg_cubin_sane(sk.cubin, sk.cubin_size)) { /* the driver would read past it: never handed over */
+        fprintf(stderr, "flashgen: warning: the cached cubin of %s is not a whole CUDA ELF image (%zu bytes); evicted, "
+                        "compiling it again\n", key, sk.cubin_size);
+        fg_store_evict_kernel(store, gpu, key, &e);
+        fg_error_clear(&e);
+        fg_ctx_count(ctx, &ctx->stats.kernels_evicted);
+        fg_stored_kernel_free(&sk);
+        return 0;
+    }
     const int smem_bytes = v->spec.kind == FG_KIND_BWD      ? fg_bwd_smem_bytes(&v->spec, &v->cfg)
                            : v->spec.kind == FG_KIND_APPEND ? 0 /* kv_append.lua: no shared memory */
                                                             : fg_config_smem_bytes(&v->spec, &v->cfg);
@@ -74,12 +86,17 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
         k->smem_bytes = smem_bytes;
         k->stats = sk.stats;
         fg_ctx_count(ctx, &ctx->stats.kernels_from_cache);
-    } else {
+    } else if (res == CUDA_ERROR_INVALID_IMAGE || res == CUDA_ERROR_NO_BINARY_FOR_GPU || res == CUDA_ERROR_NOT_FOUND ||
+               res == CUDA_ERROR_INVALID_PTX || res == CUDA_ERROR_UNSUPPORTED_PTX_VERSION ||
+               res == CUDA_ERROR_SHARED_OBJECT_INIT_FAILED) { /* the image itself: it will never load */
         fprintf(stderr, "flashgen: warning: the cached cubin of %s does not load (%s); evicted, compiling it again\n", key,
                 fg_cuda_errstr(ctx->cu, res, b, sizeof b));
         fg_store_evict_kernel(store, gpu, key, &e);
         fg_error_clear(&e);
         fg_ctx_count(ctx, &ctx->stats.kernels_evicted);
+    } else { /* out of memory, a busy device: the row stays for later */
+        fprintf(stderr, "flashgen: warning: the cached cubin of %s does not load now (%s); kept, compiling it instead\n",
+                key, fg_cuda_errstr(ctx->cu, res, b, sizeof b));
     }
     fg_stored_kernel_free(&sk);
     return res == CUDA_SUCCESS;

@@ -12,6 +12,7 @@
 #include "runtime/attention.h"
 #include "runtime/backward.h"
 #include "runtime/check.h"
+#include "runtime/cubin.h"
 #include "runtime/internal.h"
 #include "runtime/layout.h"
 #include "runtime/structs.h"
@@ -331,6 +332,39 @@ static void test_review_inputs(void) {
     fg_error_clear(&e);
 }
 
+/* A cubin from the cache file reaches the driver only whole: the driver
+ * sizes the image from its own headers, so a truncated or damaged one would
+ * be read past its buffer (fg_cubin_sane, runtime/kernel_cache.c). */
+static void test_cubin_sane(void) {
+    fg_error e = {0};
+    fg_sources src;
+    if (fg_sources_load(&src, &e) != FG_OK) { CHECK(0, "sources: %s", e.msg); return; }
+    fg_cubin cb;
+    const fg_status st = fg_compile_cubin(&src, "extern \"C\" __global__ void k(float *x) { x[threadIdx.x] = 1.f; }\n",
+                                          "sm_90a", "k", &cb, &e);
+    if (st == FG_ERR_NVRTC) { printf("no NVRTC: cubin checks skipped\n"); fg_sources_free(&src); return; }
+    CHECK(st == FG_OK, "compile: %s", e.msg);
+    fg_error_clear(&e);
+    if (st != FG_OK) { fg_sources_free(&src); return; }
+    CHECK(fg_cubin_sane(cb.data, cb.size), "a fresh cubin of %zu bytes is not sane", cb.size);
+    int cut_ok = 0;
+    for (size_t n = 0; n < cb.size; n += 1 + cb.size / 97) cut_ok += fg_cubin_sane(cb.data, n);
+    CHECK(cut_ok == 0, "%d truncations passed", cut_ok);
+    unsigned char *copy = malloc(cb.size);
+    memcpy(copy, cb.data, cb.size);
+    copy[18] = 62; /* e_machine: x86-64 */
+    CHECK(!fg_cubin_sane(copy, cb.size), "another machine's ELF passed");
+    memcpy(copy, cb.data, cb.size);
+    memset(copy + 40, 0xff, 8); /* e_shoff far past the end */
+    CHECK(!fg_cubin_sane(copy, cb.size), "section headers past the end passed");
+    memcpy(copy, cb.data, cb.size);
+    copy[0] = 0;
+    CHECK(!fg_cubin_sane(copy, cb.size) && !fg_cubin_sane(NULL, 100), "a non-ELF passed");
+    free(copy);
+    fg_cubin_free(&cb);
+    fg_sources_free(&src);
+}
+
 int main(void) {
     test_newer_header_init();
     test_tma_tiles();
@@ -343,5 +377,6 @@ int main(void) {
     test_arch_names();
     test_explicit_config();
     test_review_inputs();
+    test_cubin_sane();
     return test_summary("test_api_checks");
 }
