@@ -192,12 +192,17 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     block_mask: a FlexAttention BlockMask or a flashgen.BlockLayout (full
       blocks unmasked, partial blocks get only the causal mask given by
       `causal`), or a flashgen.Pattern, whose element mask (mask_mod) also
-      applies to its partial blocks.
+      applies to its partial blocks.  A BlockMask made for shorter lengths
+      than the call's is refused (as FlexAttention refuses it).  Its device
+      layout is cached (16 masks, and 16 sizes a Pattern): a CUDA graph that
+      captured a call reads that layout when it replays, so keep the graph's
+      masks and sizes among the cached ones while it is replayed.
     return_lse: also return the log-sum-exp, fp32 [batch, heads_q, seqlen_q],
       natural log.
     layout: 'bshd' (default) or 'bhsd': how to read the four dimensions.
     out: write o into this tensor (q's shape with v's last dim, q's dtype and
-      device; unit last stride; its rows must not overlap) instead of a new one.
+      device; unit last stride; its rows must not overlap, nor its memory
+      q's, k's or v's) instead of a new one.
 
     deterministic: for the backward pass, dq bitwise identical from run to
       run (ordered accumulation); None follows
@@ -414,12 +419,15 @@ def _with_layout(desc, block_mask, index):
     if block_mask is None:
         yield
     elif isinstance(block_mask, _pattern.Pattern):
-        # the layout of this size carries the pattern's element mask; kept by the pattern
-        desc.layout = block_mask._device_layout(index, desc.batch, desc.heads_q, desc.seqlen_q, desc.seqlen_k)
-        try:
-            yield
-        finally:
-            desc.layout = None
+        # the layout of this size carries the pattern's element mask; kept by
+        # the pattern, whose lock (re-entrant) is held through the launch so
+        # that another thread's new size cannot evict and free it in between
+        with block_mask._lock:
+            desc.layout = block_mask._device_layout(index, desc.batch, desc.heads_q, desc.seqlen_q, desc.seqlen_k)
+            try:
+                yield
+            finally:
+                desc.layout = None
     else:
         with _blockmask.lock:
             desc.layout = _blockmask.layout(block_mask, desc.seqlen_q, desc.seqlen_k, index)
