@@ -93,9 +93,15 @@ static fg_status copy_checked(const char *file, const char *tmp, fg_error *err) 
         }
     }
     fg_status st = FG_OK;
-    if (rc != SQLITE_OK)
-        st = fg_fail(err, FG_ERR_CACHE, "cannot read it: %s", fgs_is_corrupt(rc) ? "it is corrupt or not a flashgen cache"
-                                                                               : sqlite3_errmsg(from ? from : to));
+    if (rc != SQLITE_OK) {
+        /* the side that failed: reading the file, or writing the private
+         * copy (a full disk, a file-size limit) */
+        const char *msg = fgs_is_corrupt(rc)                                   ? "it is corrupt or not a flashgen cache"
+                          : from && sqlite3_errcode(from) != SQLITE_OK         ? sqlite3_errmsg(from)
+                          : to && sqlite3_errcode(to) != SQLITE_OK             ? sqlite3_errmsg(to)
+                                                                               : sqlite3_errstr(rc);
+        st = fg_fail(err, FG_ERR_CACHE, "cannot read it into a private copy: %s (SQLite %d)", msg, rc);
+    }
     sqlite3_close_v2(from);
     sqlite3_close_v2(to);
     fg_store *src = NULL;
@@ -118,8 +124,9 @@ static void tuning_ok_sql(sqlite3_context *c, int argc, sqlite3_value **v) {
     sqlite3_result_int(c, ok);
 }
 
-/* Merges the attached copy "src" into main in one transaction. */
-static int merge_locked(sqlite3 *db, const fg_import_opts *o, fg_import_stats *stt) {
+/* Merges the attached copy "src" into main in one transaction.  On failure
+ * *why holds SQLite's message, saved before the rollback clears it. */
+static int merge_locked(sqlite3 *db, const fg_import_opts *o, fg_import_stats *stt, char *why, size_t nwhy) {
     int rc = sqlite3_create_function(db, "fg_tuning_ok", 5, SQLITE_UTF8, (void *)o, tuning_ok_sql, NULL, NULL);
     if (rc != SQLITE_OK || (rc = fgs_exec(db, "BEGIN IMMEDIATE")) != SQLITE_OK) return rc;
     /* per imported winner: may it compete (ok), do we have one (have), does it win */
@@ -163,6 +170,7 @@ static int merge_locked(sqlite3 *db, const fg_import_opts *o, fg_import_stats *s
     sqlite3_create_function(db, "fg_tuning_ok", 5, SQLITE_UTF8, NULL, NULL, NULL, NULL);
     return SQLITE_OK;
 fail:
+    snprintf(why, nwhy, "%s", sqlite3_errmsg(db));
     fgs_exec(db, "ROLLBACK");
     fgs_exec(db, "DROP TABLE IF EXISTS temp.imp");
     sqlite3_create_function(db, "fg_tuning_ok", 5, SQLITE_UTF8, NULL, NULL, NULL, NULL);
@@ -211,7 +219,9 @@ fg_status fg_store_import(fg_store *s, const char *file, const fg_import_opts *o
     if (rc != SQLITE_OK) {
         st = fgs_fail(err, db, rc, "import: attach");
     } else {
-        if ((rc = merge_locked(db, o, stt)) != SQLITE_OK) st = fgs_fail(err, db, rc, "import");
+        char why[512] = "";
+        if ((rc = merge_locked(db, o, stt, why, sizeof why)) != SQLITE_OK)
+            st = fg_fail(err, FG_ERR_CACHE, "cache: import: %s (SQLite %d, %s)", why, rc, sqlite3_errstr(rc));
         fgs_exec(db, "DETACH DATABASE src");
     }
     pthread_mutex_unlock(&s->mu);
