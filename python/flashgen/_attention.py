@@ -169,7 +169,7 @@ def _strides(t, layout):
 def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=False, layout="bshd", out=None,
               deterministic=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
               seqused_k=None, softcap=None, alibi_slopes=None, window_size=None, sinks=None, q_descale=None,
-              k_descale=None, v_descale=None, out_dtype=None, score_mod=None):
+              k_descale=None, v_descale=None, out_dtype=None, score_mod=None, softmax_scale=None, dropout_p=0.0):
     """Attention forward: softmax(q k^T * scale + mask) v.
 
     q: [batch, seqlen_q, heads_q, head_dim]; k: [batch, seqlen_k,
@@ -188,7 +188,9 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
       j <= i + seqlen_k - seqlen_q, FlashAttention's convention);
       'top_left' (j <= i, PyTorch's is_causal); True when seqlen_q ==
       seqlen_k (where the two agree).
-    scale: softmax scale; None means 1/sqrt(head_dim).
+    scale: softmax scale; None means 1/sqrt(head_dim).  softmax_scale=
+      (FlashAttention's name) is the same argument.  dropout_p: 0.0 only
+      (flashgen has no dropout; other values raise NotImplementedError).
     block_mask: a FlexAttention BlockMask or a flashgen.BlockLayout (full
       blocks unmasked, partial blocks get only the causal mask given by
       `causal`), or a flashgen.Pattern, whose element mask (mask_mod) also
@@ -270,7 +272,15 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     Raises TypeError/ValueError for bad inputs and flashgen.FlashgenError,
     with the library's message, when the library fails.
     """
+    scale = _scale_alias(scale, softmax_scale)
+    if dropout_p:
+        raise NotImplementedError(f"flashgen.attention has no dropout (dropout_p = {dropout_p}): pass 0.0")
     mods = _scores.scores(softcap, alibi_slopes, window_size, sinks, score_mod)
+    if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
+        _blockmask.warn_mask_mod(block_mask)
+        if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and q.dim() == 4 and k.dim() == 4:
+            ax = 2 if layout == "bhsd" else 1
+            _blockmask.check_lengths(block_mask, q.shape[ax], k.shape[ax])
     fp8 = None if q_descale is None and k_descale is None and v_descale is None and out_dtype is None and \
         getattr(q, "dtype", None) in _DTYPES else _fp8.options(q, (q_descale, k_descale, v_descale), out_dtype)
     if fp8 is not None:
@@ -354,6 +364,15 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
 
 
 _desc_cache = {}
+
+
+def _scale_alias(scale, softmax_scale):
+    """scale=, or FlashAttention's name for it, softmax_scale= (not both)."""
+    if softmax_scale is None:
+        return scale
+    if scale is not None:
+        raise TypeError("give scale= or softmax_scale= (FlashAttention's name for it), not both")
+    return softmax_scale
 
 
 def _needs_grad(*tensors):

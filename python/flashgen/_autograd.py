@@ -76,6 +76,10 @@ def _grad_options(q, k, v, block_mask, out, deterministic, mods):
     if _needs_grad(mods.alibi_slopes):
         raise NotImplementedError("flashgen.attention: alibi_slopes get no gradient: pass them detached")
     sink_grad = _needs_grad(mods.sinks)
+    if not _needs_grad(q, k, v, mods.sinks):
+        # no backward will run (torch.compile traces inference calls through
+        # this operator too): as in eager, the flag changes nothing
+        return bool(deterministic)
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
         if deterministic and block_mask is not None and torch.is_deterministic_algorithms_warn_only_enabled():

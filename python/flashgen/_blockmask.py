@@ -86,6 +86,35 @@ def check(mask):
     return num, idx, fnum, fidx, bq, bk
 
 
+def check_lengths(mask, seqlen_q, seqlen_k):
+    """A FlexAttention BlockMask knows the lengths it was made for; Flex
+    refuses a longer call (its blocks past them would be read as empty, and
+    those keys silently never attended), and so does flashgen, on every path
+    (attention() checks it before the autograd operator, whose BlockLayout
+    no longer carries the lengths)."""
+    lens = getattr(mask, "seq_lengths", None)
+    if lens is not None and len(lens) == 2 and (int(lens[0]) < seqlen_q or int(lens[1]) < seqlen_k):
+        raise ValueError(f"block_mask was created for seq_lengths {(int(lens[0]), int(lens[1]))}, shorter than this "
+                         f"call's ({seqlen_q}, {seqlen_k}): create it for these lengths")
+
+
+_warned_mask_mod = False
+
+
+def warn_mask_mod(mask):
+    """Once a process: a FlexAttention BlockMask's mask_mod is not applied
+    (its partial blocks get only causal=), where Flex applies it."""
+    global _warned_mask_mod
+    mm = getattr(mask, "mask_mod", None)
+    if _warned_mask_mod or mm is None or getattr(mm, "__name__", "") == "noop_mask":
+        return
+    _warned_mask_mod = True
+    import warnings
+    warnings.warn("flashgen.attention uses a FlexAttention BlockMask's blocks only: its mask_mod is not applied to "
+                  "partial blocks (they get only the causal= mask), where FlexAttention applies it; use "
+                  "flashgen.Pattern for an element mask", stacklevel=3)
+
+
 def _fit(num, idx, nq, nk, what):
     """num [B,H,Q], idx [B,H,Q,n] -> int32 host tensors [B,H,nq], [B,H,nq,nk]
     holding, per row, the listed blocks below nk in their listed order."""
@@ -118,13 +147,7 @@ def layout(mask, seqlen_q, seqlen_k, index):
     it, so that no other thread evicts (frees) the layout in between; the
     device's primary context must be current."""
     num, idx, fnum, fidx, bq, bk = check(mask)
-    # A FlexAttention BlockMask knows the lengths it was made for; Flex
-    # refuses a longer call (its blocks past them would be read as empty,
-    # and those keys silently never attended), and so does flashgen.
-    lens = getattr(mask, "seq_lengths", None)
-    if lens is not None and len(lens) == 2 and (int(lens[0]) < seqlen_q or int(lens[1]) < seqlen_k):
-        raise ValueError(f"block_mask was created for seq_lengths {(int(lens[0]), int(lens[1]))}, shorter than this "
-                         f"call's ({seqlen_q}, {seqlen_k}): create it for these lengths")
+    check_lengths(mask, seqlen_q, seqlen_k)
     nq, nk = -(-seqlen_q // bq), -(-seqlen_k // bk)
     tensors = (num, idx, fnum, fidx)
     key = _key(tensors, bq, bk, nq, nk, index)

@@ -250,7 +250,7 @@ def _set_score(spec, mods):
 
 def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None, causal=False,
                            softmax_scale=None, num_splits=0, return_lse=False, out=None, softcap=None,
-                           alibi_slopes=None, window_size=None, sinks=None, score_mod=None):
+                           alibi_slopes=None, window_size=None, sinks=None, score_mod=None, return_softmax_lse=None):
     """Attention of new queries over a KV cache, after appending new keys
     and values to it; in the spirit of FlashAttention's flash_attn_with_kvcache.
 
@@ -277,7 +277,8 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     num_splits: split-KV (flash-decoding): the key range of each query tile is
       split over up to this many CTAs, merged by their logsumexp; 0 chooses
       from the SM count and the sizes, 1 never splits.
-    return_lse: also return lse, fp32 [batch, heads_q, seqlen_q].
+    return_lse: also return lse, fp32 [batch, heads_q, seqlen_q]
+      (return_softmax_lse=, FlashAttention's name, is the same argument).
     out: write o [batch, seqlen_q, heads_q, head_dim_v] into this tensor.
     softcap, alibi_slopes, window_size, sinks: score modifications, as
       flashgen.attention takes them (FlashAttention-2's conventions), each
@@ -301,6 +302,8 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     one, which flashgen.check_tables() reports.  Forward only.
     Returns o, or (o, lse).
     """
+    if return_softmax_lse is not None:
+        return_lse = bool(return_softmax_lse)
     mods = _scores.scores(softcap, alibi_slopes, window_size, sinks, score_mod)
     _no_grad_only("attention_with_kvcache", q, k_cache, v_cache, k, v, mods.alibi_slopes, mods.sinks)
     key = ("kv", _meta(q, k_cache, v_cache, k, v, cache_seqlens, block_table, out), causal, softmax_scale,

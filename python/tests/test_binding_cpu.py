@@ -208,6 +208,21 @@ class BlockMasks(unittest.TestCase):
             _blockmask.layout(bm, 256, 512, 0)
         with self.assertRaisesRegex(ValueError, "created for seq_lengths"):
             _blockmask.layout(bm, 512, 256, 0)
+        # also on the autograd operator's path, whose BlockLayout does not
+        # carry the lengths (and the mask_mod it ignores is said, once)
+        q = torch.randn(1, 256, 2, 64, dtype=torch.bfloat16, requires_grad=True)
+        k = torch.randn(1, 512, 2, 64, dtype=torch.bfloat16)
+        _blockmask._warned_mask_mod = False
+        with self.assertWarnsRegex(UserWarning, "mask_mod is not applied"):
+            with self.assertRaisesRegex(ValueError, "created for seq_lengths"):
+                flashgen.attention(q, k, k, block_mask=bm)
+
+    def test_flashattention_argument_names(self):
+        q = torch.randn(1, 16, 2, 64, dtype=torch.bfloat16)
+        with self.assertRaisesRegex(NotImplementedError, "no dropout"):
+            flashgen.attention(q, q, q, dropout_p=0.1)
+        with self.assertRaisesRegex(TypeError, "not both"):
+            flashgen.attention(q, q, q, scale=0.1, softmax_scale=0.1)
 
     def test_pattern_eval(self):
         # block classes of a sliding window against brute force over elements
