@@ -53,15 +53,26 @@ void fg_context_destroy(fg_context *c) {
     free(c);
 }
 
+/* A number for the calling thread that no other thread of the process
+ * ever gets (glibc reuses a dead thread's pthread_t, and a new thread then
+ * read the dead one's message where the header promises ""). */
+static unsigned long long fg_thread_serial(void) {
+    static unsigned long long next = 0;
+    static _Thread_local unsigned long long mine = 0;
+    if (!mine) mine = __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED);
+    return mine;
+}
+
 /* Messages are kept per calling thread, so that a failure in one thread
  * never frees the message another thread is reading. */
 const char *fg_errmsg(const fg_context *cc) {
     if (!cc) return "fg_context is NULL (fg_context_create failed or was not called)";
     fg_context *c = (fg_context *)cc;
     const char *m = "";
+    const unsigned long long self = fg_thread_serial();
     pthread_mutex_lock(&c->mu);
     for (fg_thread_msg *t = c->msgs; t; t = t->next)
-        if (pthread_equal(t->thread, pthread_self())) { m = t->msg ? t->msg : ""; break; }
+        if (t->thread == self) { m = t->msg ? t->msg : ""; break; }
     pthread_mutex_unlock(&c->mu);
     return m;
 }
@@ -69,11 +80,12 @@ const char *fg_errmsg(const fg_context *cc) {
 fg_status fg_ctx_fail(fg_context *ctx, fg_error *e) {
     fg_status s = e->status;
     if (ctx) {
+        const unsigned long long self = fg_thread_serial();
         pthread_mutex_lock(&ctx->mu);
         fg_thread_msg *t = ctx->msgs;
-        while (t && !pthread_equal(t->thread, pthread_self())) t = t->next;
+        while (t && t->thread != self) t = t->next;
         if (!t && (t = calloc(1, sizeof *t))) {
-            t->thread = pthread_self();
+            t->thread = self;
             t->next = ctx->msgs;
             ctx->msgs = t;
         }

@@ -28,7 +28,7 @@ typedef struct fg_kernel {
 
 /* The last error message of one thread on one context. */
 typedef struct fg_thread_msg {
-    pthread_t thread;
+    unsigned long long thread; /* fg_thread_serial(): never reused, as a dead thread's pthread_t is */
     char *msg;
     struct fg_thread_msg *next;
 } fg_thread_msg;

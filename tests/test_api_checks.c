@@ -4,6 +4,7 @@
  * SPEC fields make a configuration explicit.  No GPU: everything here runs
  * before a launch would. */
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -365,6 +366,33 @@ static void test_cubin_sane(void) {
     fg_sources_free(&src);
 }
 
+/* fg_errmsg is per thread: a new thread sees "" before its own first
+ * failure, even when it reuses an exited thread's pthread_t (glibc does),
+ * whose message it used to be handed. */
+static fg_context *g_msg_ctx;
+static void *fail_once(void *arg) {
+    (void)arg;
+    fg_attention_forward(g_msg_ctx, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    return (void *)(uintptr_t)(fg_errmsg(g_msg_ctx)[0] != 0);
+}
+static void *read_msg(void *arg) {
+    *(pthread_t *)arg = pthread_self();
+    return (void *)(uintptr_t)(fg_errmsg(g_msg_ctx)[0] != 0);
+}
+static void test_errmsg_per_thread(void) {
+    fg_context_create(&g_msg_ctx);
+    pthread_t a, b, b_self;
+    void *ra = NULL, *rb = NULL;
+    pthread_create(&a, NULL, fail_once, NULL);
+    pthread_join(a, &ra);
+    CHECK(ra != NULL, "the failing thread has no message");
+    pthread_create(&b, NULL, read_msg, &b_self);
+    pthread_join(b, &rb);
+    CHECK(rb == NULL, "a new thread%s read an exited thread's message: '%s'",
+          pthread_equal(a, b_self) ? " (same pthread_t)" : "", "(see fail_once)");
+    fg_context_destroy(g_msg_ctx);
+}
+
 int main(void) {
     test_newer_header_init();
     test_tma_tiles();
@@ -378,5 +406,6 @@ int main(void) {
     test_explicit_config();
     test_review_inputs();
     test_cubin_sane();
+    test_errmsg_per_thread();
     return test_summary("test_api_checks");
 }
