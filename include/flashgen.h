@@ -515,7 +515,9 @@ fg_status fg_attention_table_error(fg_context *ctx, char *buf, size_t n, void *s
  * negative or past the capacity, seqlens_k[b] + seqlen_new past it, or a
  * page of its new rows out of range) is left as it was, nothing written and
  * not advanced, and the first bad entry is recorded like the forward's
- * table errors (fg_attention_table_error).  seqlen_new 0 does nothing;
+ * table errors (fg_attention_table_error).  seqlen_new 0 writes nothing
+ * on the device (it still compiles the kernel and makes the table error
+ * word on a first call, so it serves as the warm-up below);
  * cu_seqlens_k is not taken (FG_ERR_UNSUPPORTED).  No allocation (but the
  * context's table error word, once), no synchronisation: a decode step that
  * calls it can be captured in a CUDA graph after a first call outside the

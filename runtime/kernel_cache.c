@@ -140,6 +140,8 @@ static fg_status build(fg_context *ctx, const fg_variant *v, const char *key, fg
     return st;
 }
 
+static fg_status build_or_wait(fg_context *ctx, const fg_variant *v, fg_kernel **out, fg_error *err);
+
 fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, fg_error *err) {
     /* The per-call path: a ready kernel of this variant, found without
      * formatting the key (template hash, NVRTC and arch are fixed per context). */
@@ -151,6 +153,18 @@ fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, f
             return FG_OK;
         }
     pthread_mutex_unlock(&ctx->mu);
+    /* From here a thread may build, or wait for another's build: it is not
+     * cancelled in between (a cancelled waiter would exit holding ctx->mu,
+     * a cancelled builder would leave the entry "compiling" forever, and
+     * every later call on the context would hang). */
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    fg_status st = build_or_wait(ctx, v, out, err);
+    pthread_setcancelstate(cancel_state, NULL);
+    return st;
+}
+
+static fg_status build_or_wait(fg_context *ctx, const fg_variant *v, fg_kernel **out, fg_error *err) {
     const fg_sources *src;
     fg_status st = fg_ctx_sources(ctx, &src, err);
     if (st != FG_OK) return st;

@@ -191,11 +191,15 @@ fg_status fg_kv_append(fg_context *ctx, const fg_attention_desc *desc, const voi
     CUdeviceptr err_word = 0;
     fg_status st = fg_kv_append_plan(desc, &a, &d, &var, &p, &e);
     if (st == FG_OK) st = fg_ctx_device(ctx, &e);
-    if (st == FG_OK && seqlen_new == 0) return FG_OK; /* nothing to copy, nothing to advance */
-    if (st == FG_OK) st = check_tensors(ctx->cu, &d, &p, &e);
+    if (st == FG_OK && seqlen_new > 0) st = check_tensors(ctx->cu, &d, &p, &e);
     if (st == FG_OK) st = fg_ctx_table_err(ctx, &err_word, &e);
     if (st == FG_OK) st = fg_ctx_kernel(ctx, &var, &kern, &e);
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
+    /* Nothing to copy, nothing to advance; the kernel and the table-error
+     * word are ready all the same, so that an empty first step is the
+     * warm-up a captured decode step needs (no compile, allocation or sync
+     * inside the capture). */
+    if (seqlen_new == 0) return FG_OK;
     p.err = (int *)(uintptr_t)err_word;
     const unsigned chunks = (unsigned)((seqlen_new + p.rows_per_cta - 1) / p.rows_per_cta);
     st = launch(ctx, kern, kern->fn, "copy", chunks, (unsigned)p.batch, &p, stream, &e);
