@@ -192,6 +192,10 @@ typedef struct fg_block_layout_desc {
  * layout.  Returns FG_ERR_BAD_LAYOUT with the first bad entry named. */
 fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *desc,
                                  fg_block_layout **layout);
+/* Frees the layout's device memory (in ctx's CUDA context, whatever is
+ * current on the calling thread).  The layout must outlive the work that
+ * reads it: launched calls still running, plans made with it, and CUDA
+ * graphs that captured a call with it. */
 void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *layout);
 
 /* ---- Block-sparse patterns ------------------------------------------------

@@ -27,11 +27,28 @@ fg_status fg_context_create(fg_context **out) {
     return FG_OK;
 }
 
+int fg_ctx_enter(const fg_context *c, CUcontext *prev) {
+    *prev = NULL;
+    return c && c->cu && c->cuctx && c->cu->CtxGetCurrent(prev) == CUDA_SUCCESS && *prev != c->cuctx &&
+           c->cu->CtxSetCurrent(c->cuctx) == CUDA_SUCCESS;
+}
+
+void fg_ctx_leave(const fg_context *c, int entered, CUcontext prev) {
+    if (entered) c->cu->CtxSetCurrent(prev);
+}
+
 void fg_context_destroy(fg_context *c) {
     if (!c) return;
+    /* modules and device buffers are freed in the context they belong to,
+     * whatever is current on the destroying thread (a finalizer, a worker
+     * with none current: the driver refused the frees, and they leaked);
+     * the thread's own current context is restored after */
+    CUcontext prev = NULL;
+    const int switched = fg_ctx_enter(c, &prev);
     fg_kernels_free(c);
     fg_choices_free(c);
     fg_ctx_infer_free(c);
+    fg_ctx_leave(c, switched, prev);
     fg_store_close(c->store);
     free(c->store_path);
     if (c->retained_primary && c->cu) {

@@ -119,6 +119,11 @@ fg_status fg_ctx_sources(fg_context *ctx, const fg_sources **out, fg_error *err)
 /* Binds the context to a CUDA context (the current one, else device 0's
  * primary) and makes it current on this thread. */
 fg_status fg_ctx_device(fg_context *ctx, fg_error *err);
+/* Makes ctx's CUDA context current on this thread for a free of its
+ * resources when another (or none) is: returns whether it did, *prev the
+ * one to give back with fg_ctx_leave. */
+int fg_ctx_enter(const fg_context *ctx, CUcontext *prev);
+void fg_ctx_leave(const fg_context *ctx, int entered, CUcontext prev);
 /* Finds or compiles (once per process per key) the kernel of variant v. */
 fg_status fg_ctx_kernel(fg_context *ctx, const fg_variant *v, fg_kernel **out, fg_error *err);
 void fg_kernels_free(fg_context *ctx);

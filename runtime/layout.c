@@ -135,7 +135,12 @@ fg_status fg_block_layout_create(fg_context *ctx, const fg_block_layout_desc *d,
 
 void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *L) {
     if (!L) return;
-    if (ctx && ctx->cu && L->buf) ctx->cu->MemFree(L->buf);
+    if (ctx && ctx->cu && L->buf) {
+        CUcontext prev;
+        const int entered = fg_ctx_enter(ctx, &prev); /* freed in its own context (fg_context_destroy) */
+        ctx->cu->MemFree(L->buf);
+        fg_ctx_leave(ctx, entered, prev);
+    }
     free(L->mask_cuda);
     free(L->mask_text);
     free(L);
