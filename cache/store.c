@@ -302,6 +302,11 @@ void fg_store_close(fg_store *s) {
 
 const char *fg_store_path(const fg_store *s) { return s->path ? s->path : ":memory:"; }
 int fg_store_in_memory(const fg_store *s) { return s->path == NULL; }
+void fg_store_path_copy(fg_store *s, char *buf, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    snprintf(buf, n, "%s", fg_store_path(s));
+    pthread_mutex_unlock(&s->mu);
+}
 
 /* An SQLite error in the middle of use.  Corruption: the file is moved
  * aside and a fresh one opened (the caller's operation is then a miss, or

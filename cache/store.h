@@ -64,6 +64,10 @@ fg_status fg_store_open_strict(const char *path, int mode, fg_store **out, fg_er
 void fg_store_close(fg_store *s);
 /* The file in use, or ":memory:". */
 const char *fg_store_path(const fg_store *s);
+/* The same, copied into buf under the store's lock: for callers outside a
+ * store operation (a store found corrupt mid-use may free its path as it
+ * falls back to memory, under that lock). */
+void fg_store_path_copy(fg_store *s, char *buf, size_t n);
 int fg_store_in_memory(const fg_store *s);
 /* The default file location (for --help texts); buf gets "" if unknown. */
 void fg_store_default_path(char *buf, size_t n);

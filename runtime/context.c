@@ -192,8 +192,10 @@ fg_status fg_context_set_cache(fg_context *ctx, const char *path) {
     pthread_mutex_lock(&ctx->mu);
     if (ctx->store_ready) {
         pthread_mutex_unlock(&ctx->mu);
+        char path[4096];
+        fg_store_path_copy(ctx->store, path, sizeof path);
         fg_fail(&e, FG_ERR_INVALID_ARGUMENT, "fg_context_set_cache: the cache (%s) is already open; call it before the "
-                "first call that compiles", fg_store_path(ctx->store));
+                "first call that compiles", path);
         return fg_ctx_fail(ctx, &e);
     }
     free(ctx->store_path);
@@ -213,7 +215,7 @@ fg_status fg_context_get_stats(fg_context *ctx, fg_context_stats *out) {
     fg_context_stats s;
     pthread_mutex_lock(&ctx->mu);
     s = ctx->stats;
-    if (ctx->store) snprintf(s.cache_path, sizeof s.cache_path, "%s", fg_store_path(ctx->store));
+    if (ctx->store) fg_store_path_copy(ctx->store, s.cache_path, sizeof s.cache_path);
     snprintf(s.gpu_identity, sizeof s.gpu_identity, "%s", ctx->identity);
     pthread_mutex_unlock(&ctx->mu);
     fg_error e = {0};
