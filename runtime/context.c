@@ -29,7 +29,8 @@ fg_status fg_context_create(fg_context **out) {
 
 int fg_ctx_enter(const fg_context *c, CUcontext *prev) {
     *prev = NULL;
-    return c && c->cu && c->cuctx && c->cu->CtxGetCurrent(prev) == CUDA_SUCCESS && *prev != c->cuctx &&
+    return c && c->cu && c->cuctx && c->cu->CtxGetCurrent && c->cu->CtxSetCurrent &&
+           c->cu->CtxGetCurrent(prev) == CUDA_SUCCESS && *prev != c->cuctx &&
            c->cu->CtxSetCurrent(c->cuctx) == CUDA_SUCCESS;
 }
 

@@ -5,6 +5,7 @@
  * (issue 16 item 8).  A row not verified (imported without --trust-kernels)
  * is never loaded: the variant is compiled here (NVRTC, when present) and
  * the local cubin is what the driver gets. */
+#include <elf.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -13,11 +14,12 @@
 #include "test_cache_util.h"
 
 /* ---- a driver that records what it is given ---- */
-static unsigned char loaded_first[4];
+static unsigned char loaded_first[4], loaded_mark[4];
 static int loads, smem_attr = -1;
 
 static CUresult f_load(CUmodule *m, const void *image) {
     memcpy(loaded_first, image, sizeof loaded_first);
+    memcpy(loaded_mark, (const unsigned char *)image + 64, sizeof loaded_mark); /* a stored row's "FAKE", below */
     ++loads;
     *m = (CUmodule)(uintptr_t)0x1000;
     return CUDA_SUCCESS;
@@ -75,7 +77,11 @@ static void variant(const char *text, fg_variant *v) {
 }
 
 /* Stores a fake cubin for v under the fake context's identity and key. */
+static void store_row_as(fg_context *ctx, const char *path, const fg_variant *v, int verified, int elf);
 static void store_row(fg_context *ctx, const char *path, const fg_variant *v, int verified) {
+    store_row_as(ctx, path, v, verified, 1);
+}
+static void store_row_as(fg_context *ctx, const char *path, const fg_variant *v, int verified, int elf) {
     const fg_sources *src;
     fg_error e = {0};
     CHECK(fg_ctx_sources(ctx, &src, &e) == FG_OK, "%s", e.msg);
@@ -86,6 +92,17 @@ static void store_row(fg_context *ctx, const char *path, const fg_variant *v, in
                       ctx->nvrtc.minor, src->hash_hex, gpu, sizeof gpu);
     fg_store *s = open_ok(path);
     fg_stored_kernel k = fake_kernel(0xAB, 4096);
+    /* a CUDA ELF header with no sections (the library hands the driver only
+     * whole images, fg_cubin_sane), and "FAKE" after it to tell it apart */
+    Elf64_Ehdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.e_ident, ELFMAG, SELFMAG);
+    h.e_ident[EI_CLASS] = ELFCLASS64;
+    h.e_ident[EI_DATA] = ELFDATA2LSB;
+    h.e_machine = 190; /* EM_CUDA */
+    h.e_ehsize = sizeof h;
+    if (elf) memcpy(k.cubin, &h, sizeof h);
+    memcpy((unsigned char *)k.cubin + 64, "FAKE", 4);
     k.threads = 32; /* what a forged row claims */
     k.smem_bytes = 7;
     snprintf(k.entry, sizeof k.entry, "flashgen_fwd");
@@ -107,7 +124,7 @@ static void test_launch_params_from_variant(void) {
     fg_error_clear(&e);
     const fg_context_stats cs = stats_of(ctx);
     const int smem = fg_config_smem_bytes(&v.spec, &v.cfg);
-    CHECK(cs.kernels_from_cache == 1 && cs.kernels_compiled == 0 && loaded_first[0] == 0xAB,
+    CHECK(cs.kernels_from_cache == 1 && cs.kernels_compiled == 0 && !memcmp(loaded_mark, "FAKE", 4),
           "the stored kernel was not loaded (from cache %ld, compiled %ld)", cs.kernels_from_cache, cs.kernels_compiled);
     if (k) {
         CHECK(k->threads == v.cfg.warps * 32, "launch threads %d come from the row (the variant has %d)", k->threads,
@@ -131,10 +148,11 @@ static void test_unverified_row_not_loaded(void) {
     fg_error_clear(&e);
     loads = 0;
     memset(loaded_first, 0, sizeof loaded_first);
+    memset(loaded_mark, 0, sizeof loaded_mark);
     fg_kernel *k = NULL;
     const fg_status st = fg_ctx_kernel(ctx, &v, &k, &e);
     const fg_context_stats cs = stats_of(ctx);
-    CHECK(cs.kernels_from_cache == 0 && !(loads && loaded_first[0] == 0xAB),
+    CHECK(cs.kernels_from_cache == 0 && !(loads && !memcmp(loaded_mark, "FAKE", 4)),
           "an imported, unverified cubin was given to the driver");
     if (with_nvrtc) {
         CHECK(st == FG_OK && cs.kernels_compiled == 1, "not compiled here: %s", e.msg);
@@ -148,10 +166,32 @@ static void test_unverified_row_not_loaded(void) {
     fg_context_destroy(ctx);
 }
 
+/* A verified row whose bytes are not a whole CUDA ELF image (damaged, or
+ * put there by hand): never given to the driver (it sizes the image from
+ * its own headers and would read past the row), evicted, compiled here. */
+static void test_damaged_row_not_loaded(void) {
+    fg_context *ctx = fake_context(file("damaged.db"));
+    fg_variant v;
+    variant("hdim=64,dtype=bf16,block_m=64,block_n=64,warps=4,stages=2,q_in_regs=0,min_blocks=1,wgmma=0", &v);
+    store_row_as(ctx, file("damaged.db"), &v, 1, 0);
+    loads = 0;
+    memset(loaded_mark, 0, sizeof loaded_mark);
+    fg_kernel *k = NULL;
+    fg_error e = {0};
+    fg_ctx_kernel(ctx, &v, &k, &e);
+    fg_error_clear(&e);
+    const fg_context_stats cs = stats_of(ctx);
+    CHECK(!(loads && !memcmp(loaded_mark, "FAKE", 4)) && cs.kernels_from_cache == 0 && cs.kernels_evicted == 1,
+          "a damaged row reached the driver or stayed (from cache %ld, evicted %ld)", cs.kernels_from_cache,
+          cs.kernels_evicted);
+    fg_context_destroy(ctx);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/fg_test_cache_launch_XXXXXX");
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     test_launch_params_from_variant();
     test_unverified_row_not_loaded();
+    test_damaged_row_not_loaded();
     return cache_test_finish("test_cache_launch");
 }
