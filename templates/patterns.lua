@@ -182,7 +182,8 @@ M.uniform = uniform
 builtin("random", "each block kept (as a full block) with probability density; per_head=1 draws per (batch, head)",
         "density=0.25 seed=1 per_head=0", function(p)
   local a = args("random", p, { density = 0.25, seed = 1, per_head = 0 }, { density = "number" })
-  if a.density < 0 or a.density > 1 then error("random: parameter 'density' must be in [0, 1]", 2) end
+  -- written so that NaN (0/0 from an expression) is refused too
+  if not (a.density >= 0 and a.density <= 1) then error("random: parameter 'density' must be in [0, 1]", 2) end
   local ph = a.per_head ~= 0
   return {
     name = "random",
@@ -203,6 +204,12 @@ builtin("document", "block-diagonal: tokens see the tokens of their own document
   local total = 0
   for i, n in ipairs(a.lengths) do
     if n < 1 then error(string.format("document: lengths[%d] = %d must be >= 1", i, n), 2) end
+    -- sequences are at most 2^30 long: a larger sum adds nothing, and an
+    -- unbounded one wrapped around (ends no longer increasing: the blocks
+    -- called one document while the mask kept them apart)
+    if n > 2 ^ 31 or total + n > 2 ^ 31 then
+      error(string.format("document: lengths[%d] = %s makes the total pass 2^31 (sequences are at most 2^30)", i, tostring(n)), 2)
+    end
     total = total + n
     ends[i] = total
     consts["end" .. i] = total

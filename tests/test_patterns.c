@@ -284,6 +284,19 @@ static void test_builtins(void) {
     CHECK(fg_pattern_mask(r1, FG_MASK_TEXT) == NULL, "random is block level");
     fg_pattern_destroy(r1); fg_pattern_destroy(r2); fg_pattern_destroy(r3);
 
+    /* parameters a review found accepted and then wrong: document lengths
+     * whose sum wrapped (the blocks called one document, the mask kept them
+     * apart), and a NaN density (the random part silently never fired) */
+    p = NULL;
+    CHECK(fg_pattern_create(g_ctx, "document", "lengths=100,9223372036854775757,100", &p) != FG_OK,
+          "document lengths past 2^63 accepted");
+    CHECK_CONTAINS(fg_errmsg(g_ctx), "2^31");
+    fg_pattern_destroy(p);
+    p = NULL;
+    CHECK(fg_pattern_create(g_ctx, "random{density=0/0}", NULL, &p) != FG_OK, "a NaN density accepted");
+    CHECK_CONTAINS(fg_errmsg(g_ctx), "density");
+    fg_pattern_destroy(p);
+
     /* bad evaluation sizes */
     CHECK(fg_pattern_create(g_ctx, "causal", NULL, &p) == FG_OK, "%s", fg_errmsg(g_ctx));
     fg_block_layout_desc d;
