@@ -7,6 +7,13 @@
 static const fg_ival ANY = {INT64_MIN, INT64_MAX};
 static const fg_ival BOOL01 = {0, 1};
 
+/* Whether node i is a float (skipped by the caller's types, or an
+ * operation that is float in any expression). */
+static int floaty(const fg_xtree *t, int i, const unsigned char *skip) {
+    const int op = t->n[i].op;
+    return (skip && skip[i]) || op == XN_FLT || op == XN_TANH || op == XN_EXP2 || op == XN_LOG2;
+}
+
 static fg_ival iv_const(int64_t v) { fg_ival r = {v, v}; return r; }
 static int definitely_zero(fg_ival a) { return a.lo == 0 && a.hi == 0; }
 static int definitely_nonzero(fg_ival a) { return a.lo > 0 || a.hi < 0; }
@@ -96,6 +103,16 @@ fg_ival fg_xinterval(const fg_xtree *t, int i, const fg_ival *vars, const int64_
         }
         r.lo = -(c - 1); r.hi = c - 1; return r;
     }
+    case XN_LT: case XN_LE: case XN_GT: case XN_GE: case XN_EQ: case XN_NE:
+        /* a float operand (a score, a float table, tanh/exp2/log2, a skipped
+         * node) is not an int64 in [lo, hi]: it may be +-inf, NaN or past
+         * 2^63, so no comparison with it is settled (a float > INT64_MAX
+         * compare once came out 0 here and its region went to 32 bits) */
+        if (floaty(t, x->a, skip) || floaty(t, x->b, skip)) return BOOL01;
+        break;
+    default: break;
+    }
+    switch (x->op) {
     case XN_LT: return a.hi < b.lo ? iv_const(1) : a.lo >= b.hi ? iv_const(0) : BOOL01;
     case XN_LE: return a.hi <= b.lo ? iv_const(1) : a.lo > b.hi ? iv_const(0) : BOOL01;
     case XN_GT: return a.lo > b.hi ? iv_const(1) : a.hi <= b.lo ? iv_const(0) : BOOL01;

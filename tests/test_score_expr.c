@@ -93,6 +93,23 @@ static void test_text_and_errors(void) {
     fg_error_clear(&err);
 }
 
+/* A float compared with an int of exactly 2^63 - 1 (or -2^63) is not
+ * settled by the intervals: a float may be past it (or inf, NaN).  The
+ * comparison once came out a constant 0 there, the region went to 32 bits
+ * and the product below wrapped in the kernel (a review's fuzzer). */
+static void test_float_compare_width(void) {
+    fg_score_expr *e = parse_ok("where((score * 1e30 > 4611686018427387903 * 2 + 1) * 2147483647 + 1 > 0, 1.0, 2.0)");
+    if (!e) return;
+    char *c = fg_score_expr_render(e, FG_SCORE_RENDER_CUDA, NULL);
+    CHECK(c && !strstr(c, "* 2147483647) + 1)"), "the product of a float comparison is 32-bit: %s", c ? c : "(null)");
+    fg_score_env env;
+    memset(&env, 0, sizeof env);
+    env.score = 1.0f;
+    CHECK(fg_score_expr_eval(e, &env) == 1.0f, "host value %g", (double)fg_score_expr_eval(e, &env));
+    free(c);
+    fg_score_expr_free(e);
+}
+
 /* Widths: 32-bit only where the intervals allow, per region. */
 static void test_cuda_widths(void) {
     fg_score_expr *e = parse_ok("score + tf[kv_idx - q_idx + n] * (q_idx * 4611686018427387904 > 0)");
@@ -420,6 +437,7 @@ int main(void) {
     sg_seed(s ? strtoull(s, NULL, 10) : 13);
     test_text_and_errors();
     test_cuda_widths();
+    test_float_compare_width();
     test_builtins();
     test_min_max_zeros();
     test_doc_examples();
