@@ -19,6 +19,7 @@ typedef struct parser {
     int depth;
     fg_error *err;
     int failed;
+    unsigned char nd[FG_X_MAX_NODES]; /* each node's depth in the tree */
 } parser;
 
 static int fail_at(parser *p, size_t col, const char *what) {
@@ -46,6 +47,20 @@ static int accept(parser *p, const char *tok) {
 static int add_node(parser *p, int op, int a, int b, int c, int64_t v, size_t col) {
     if (p->failed) return -1;
     if (p->t->count >= FG_X_MAX_NODES) return fail_at(p, p->pos, "expression too large");
+    /* The tree's depth is bounded, not only the text's nesting: a flat
+     * "a + b + c + ..." nests one level a term in its canonical text, which
+     * must parse back (fg_score_expr_derivative re-parses pieces of it; a
+     * 100-term sum once parsed, and its derivative was refused as "nested
+     * too deeply" at a column the user never wrote).  Each tree level costs
+     * at most two levels of that text (a parenthesis and a unary sign). */
+    int d = 1;
+    const int ch[3] = {a, b, c};
+    for (int i = 0; i < 3; ++i)
+        if (ch[i] >= 0 && p->nd[ch[i]] + 1 > d) d = p->nd[ch[i]] + 1;
+    if (d > FG_X_MAX_TREE_DEPTH)
+        return fail_at(p, col, "expression nested too deeply (more than " FG_X_STR(FG_X_MAX_TREE_DEPTH)
+                               " operations deep; its canonical form could not be read back)");
+    p->nd[p->t->count] = (unsigned char)d;
     fg_xnode *x = &p->t->n[p->t->count];
     x->op = op; x->a = a; x->b = b; x->c = c; x->v = v; x->f = 0; x->col = (int)col;
     return p->t->count++;
@@ -192,15 +207,20 @@ static int parse_primary(parser *p) {
     return fail_at(p, start, m);
 }
 
+/* The text's nesting (the recursion's depth) counts once per parenthesis,
+ * ?: and argument list (parse_expr) and once per unary sign. */
 static int parse_unary(parser *p) {
-    if (++p->depth > FG_X_MAX_DEPTH) return fail_at(p, p->pos, "expression nested too deeply");
     skip_ws(p);
     const size_t col = p->pos;
     int r;
-    if (accept(p, "-")) { r = parse_unary(p); r = r < 0 ? r : add_node(p, XN_NEG, r, -1, -1, 0, col); }
-    else if (accept(p, "!")) { r = parse_unary(p); r = r < 0 ? r : add_node(p, XN_NOT, r, -1, -1, 0, col); }
-    else if (accept(p, "+")) r = parse_unary(p);
-    else r = parse_primary(p);
+    const char *const signs[3] = {"-", "!", "+"};
+    int sign = -1;
+    for (int i = 0; i < 3 && sign < 0; ++i)
+        if (accept(p, signs[i])) sign = i;
+    if (sign < 0) return parse_primary(p);
+    if (++p->depth > FG_X_MAX_DEPTH) return fail_at(p, p->pos, "expression nested too deeply");
+    r = parse_unary(p);
+    if (r >= 0 && sign < 2) r = add_node(p, sign == 0 ? XN_NEG : XN_NOT, r, -1, -1, 0, col);
     p->depth--;
     return r;
 }
@@ -266,7 +286,7 @@ fg_status fg_xparse(const char *text, size_t max_text, const fg_xlang *L, fg_xtr
     if (!text) return fg_fail(err, FG_ERR_PATTERN, "%s is NULL", L->what);
     if (strlen(text) > max_text) return fg_fail(err, FG_ERR_PATTERN, "%s is %zu characters; the limit is %zu", L->what, strlen(text), max_text);
     if (!(t->n = malloc(sizeof(fg_xnode) * FG_X_MAX_NODES))) return fg_fail(err, FG_ERR_OUT_OF_MEMORY, "out of memory");
-    parser p = {text, 0, t, L, 0, err, 0};
+    parser p = {text, 0, t, L, 0, err, 0, {0}};
     t->root = parse_expr(&p);
     if (t->root >= 0) {
         skip_ws(&p);

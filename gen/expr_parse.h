@@ -16,6 +16,10 @@
 
 #define FG_X_MAX_NODES 2048
 #define FG_X_MAX_DEPTH 200
+/* the tree's depth: its canonical text nests at most twice that, plus one */
+#define FG_X_MAX_TREE_DEPTH 99
+#define FG_X_STR_(x) #x
+#define FG_X_STR(x) FG_X_STR_(x)
 #define FG_X_MAX_NAME 64
 
 /* Node operators.  XN_SEL is c ? x : y (and the score language's where). */

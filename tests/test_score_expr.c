@@ -110,6 +110,34 @@ static void test_float_compare_width(void) {
     fg_score_expr_free(e);
 }
 
+/* Every expression that parses has a canonical text that parses back (the
+ * derivative is built from pieces of it): a flat sum nests one level a
+ * term there, so the tree's depth is bounded at parse time.  A 111-term
+ * sum once parsed, and its backward was refused "nested too deeply" at a
+ * column of text the user never wrote. */
+static void test_canonical_reparse(void) {
+    char text[4096] = "score * (score";
+    for (int i = 0; i < 95; ++i) strcat(text, " + score");
+    strcat(text, ")");
+    fg_score_expr *e = parse_ok(text), *d = NULL, *again = NULL;
+    if (!e) return;
+    char *t = fg_score_expr_render(e, FG_SCORE_RENDER_TEXT, NULL);
+    fg_error err = {0};
+    CHECK(t && fg_score_expr_parse(t, g_consts, 2, g_tables, 2, &again, &err) == FG_OK, "canonical text refused: %s",
+          err.msg);
+    fg_error_clear(&err);
+    CHECK(fg_score_expr_derivative(e, &d, &err) == FG_OK, "derivative of a 97-term expression: %s", err.msg);
+    fg_error_clear(&err);
+    free(t);
+    fg_score_expr_free(e);
+    fg_score_expr_free(d);
+    fg_score_expr_free(again);
+    strcpy(text, "score * (score");
+    for (int i = 0; i < 110; ++i) strcat(text, " + score");
+    strcat(text, ")");
+    expect_error(text, "more than 99 operations deep");
+}
+
 /* Widths: 32-bit only where the intervals allow, per region. */
 static void test_cuda_widths(void) {
     fg_score_expr *e = parse_ok("score + tf[kv_idx - q_idx + n] * (q_idx * 4611686018427387904 > 0)");
@@ -438,6 +466,7 @@ int main(void) {
     test_text_and_errors();
     test_cuda_widths();
     test_float_compare_width();
+    test_canonical_reparse();
     test_builtins();
     test_min_max_zeros();
     test_doc_examples();
