@@ -43,9 +43,9 @@ def helpers(torch):
         return r if y != 0 else 0 * r
 
     def sel(c, x, y):
-        if isinstance(c, T) or isinstance(x, T) or isinstance(y, T):
-            return torch.where(nz(c), x, y)
-        return x if c else y
+        if not isinstance(c, T):  # a condition of seqlens and literals only: plain Python truth
+            return x if c else y
+        return torch.where(nz(c), x, y)
 
     def mn(x, y):
         return torch.where(x < y, x, y) if isinstance(x, T) or isinstance(y, T) else min(x, y)
@@ -82,7 +82,12 @@ def mask_mod(torch, text, consts, seqlen_q, seqlen_k, device, what):
     env = helpers(torch)
     # the text is the library's rendering of a validated expression: helper
     # calls, the index names, integers and operators only
-    env.update({"_c": tensors, "seqlen_q": seqlen_q, "seqlen_k": seqlen_k})
+    # the sequence lengths as 0-d int64 tensors too: arithmetic on them then
+    # wraps at 64 bits as the kernel's does (as Python ints, seqlen_k *
+    # 2^62 grew without bound, compared differently and overflowed when it
+    # met a tensor)
+    lens = [torch.tensor(v, dtype=torch.int64, device=device) for v in (seqlen_q, seqlen_k)]
+    env.update({"_c": tensors, "seqlen_q": lens[0], "seqlen_k": lens[1]})
     src = f"def mask_mod(b, h, q_idx, kv_idx):\n    return {text} != 0\n"
     exec(compile(src, f"<flashgen mask of {what}>", "exec"), env)
     _cache[key] = (env["mask_mod"], tensors)

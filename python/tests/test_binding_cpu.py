@@ -262,6 +262,16 @@ class BlockMasks(unittest.TestCase):
         self.assertTrue(torch.equal(mm(z, z, i, j), (i - j >= 0) & (i - j <= 7)))
         self.assertIsNone(flashgen.Pattern("random", density=0.3).mask_mod(sq, sk, device="cpu"))  # block-level
         pat.close()
+        # a condition of the lengths alone (a Python-int condition once met
+        # torch.where and raised), and lengths times a huge constant, which
+        # wraps at 64 bits as in the kernel (as Python ints they did not)
+        e = flashgen.Pattern("{ mask = 'seqlen_q > 100 ? q_idx >= kv_idx : kv_idx == 0' }")
+        self.assertTrue(torch.equal(e.mask_mod(sq, sk, device="cpu")(z, z, i, j), i >= j))
+        w = flashgen.Pattern("{ mask = '(seqlen_k * 4611686018427387904) + q_idx < kv_idx' }")
+        # 257 * 2^62 wraps to 2^62 (mod 2^64): q_idx + 2^62 < kv_idx never holds
+        self.assertFalse(bool(w.mask_mod(sq, sk, device="cpu")(z, z, i, j).any()))
+        e.close()
+        w.close()
 
     def test_pattern_errors(self):
         with self.assertRaisesRegex(flashgen.FlashgenError, "unknown pattern"):
