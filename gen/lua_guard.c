@@ -48,6 +48,7 @@ static double pattern_steps(const char *p, size_t pl, double n, int anchor) {
     while (i < pl) {
         double a = 1, b = 1;
         int single = 0;
+        const size_t start = i;
         const char c = p[i];
         if (c == '(' || c == ')' || (c == '$' && i + 1 == pl)) {
             ++i;
@@ -83,7 +84,11 @@ static double pattern_steps(const char *p, size_t pl, double n, int anchor) {
             if (p[i] == '?') { b = 2; ++i; }
             else if (p[i] == '*' || p[i] == '+' || p[i] == '-') { a = b = n + 1; ++i; }
         }
-        A += B * a;
+        /* each visit of the item reads its text (Lua's classEnd), and each
+         * character test scans a set from '[' to ']': steps times the
+         * item's length (a 1 MB set was charged as one step a character
+         * and ran for minutes inside the time limit) */
+        A += B * a * (double)(i > start ? i - start : 1);
         B *= b;
     }
     return starts * (A + B);
@@ -103,7 +108,18 @@ static void charge_match(lua_State *L, const char *fn, int anchor, int plain_arg
 static int g_find(lua_State *L) { charge_match(L, "string.find", 1, 4); return call_original(L); }
 static int g_match(lua_State *L) { charge_match(L, "string.match", 1, 0); return call_original(L); }
 static int g_gmatch(lua_State *L) { charge_match(L, "string.gmatch", 0, 0); return call_original(L); }
-static int g_gsub(lua_State *L) { charge_match(L, "string.gsub", 1, 0); return call_original(L); }
+static int g_gsub(lua_State *L) {
+    charge_match(L, "string.gsub", 1, 0);
+    /* a replacement string is walked once a match, even when it expands to
+     * nothing ("%0" of empty matches): (n + 1) matches at most */
+    if (lua_type(L, 3) == LUA_TSTRING) {
+        size_t n, r;
+        luaL_checklstring(L, 1, &n);
+        lua_tolstring(L, 3, &r);
+        fg_lua_charge(L, ((double)n + 1) * ((double)r + 1) / 16, "string.gsub (its replacement)");
+    }
+    return call_original(L);
+}
 
 static int g_rep(lua_State *L) {
     size_t l, ls = 0;
@@ -147,7 +163,33 @@ static int g_concat(lua_State *L) { fg_lua_charge(L, plain_table(L, 1, "table.co
 
 static int g_sort(lua_State *L) {
     const double n = plain_table(L, 1, "table.sort");
-    fg_lua_charge(L, n * (log2(n + 1) + 1), "table.sort");
+    /* the default comparison of strings reads them (strcoll): the longest
+     * element scales every comparison (a million copies of a 16 MiB string
+     * were charged as cheap comparisons and sorted for hours) */
+    double per = 1;
+    if (lua_isnoneornil(L, 2)) {
+        size_t longest = 0;
+        const lua_Integer len = (lua_Integer)n;
+        fg_lua_charge(L, n, "table.sort (its strings' lengths)");
+        for (lua_Integer k = 1; k <= len; ++k) {
+            if (lua_rawgeti(L, 1, k) == LUA_TSTRING) {
+                size_t l;
+                lua_tolstring(L, -1, &l);
+                if (l > longest) longest = l;
+            }
+            lua_pop(L, 1);
+        }
+        per = 1 + (double)longest / 16;
+    }
+    fg_lua_charge(L, n * (log2(n + 1) + 1) * per, "table.sort");
+    return call_original(L);
+}
+
+static int g_unpack(lua_State *L) {
+    const double n = plain_table(L, 1, "table.unpack");
+    const lua_Integer f = luaL_optinteger(L, 2, 1);
+    const lua_Integer e = lua_isnoneornil(L, 3) ? (lua_Integer)n : luaL_checkinteger(L, 3);
+    fg_lua_charge(L, e >= f ? (double)e - (double)f + 1 : 0, "table.unpack");
     return call_original(L);
 }
 
@@ -184,7 +226,8 @@ void fg_lua_install_guards(lua_State *L) {
         {"string", "find", g_find},     {"string", "match", g_match},   {"string", "gmatch", g_gmatch},
         {"string", "gsub", g_gsub},     {"string", "rep", g_rep},       {"table", "insert", g_insert},
         {"table", "remove", g_remove},  {"table", "concat", g_concat},  {"table", "sort", g_sort},
-        {"table", "move", g_move},      {"utf8", "len", g_utf8_scan},   {"utf8", "offset", g_utf8_scan},
+        {"table", "move", g_move},      {"table", "unpack", g_unpack},  {"utf8", "len", g_utf8_scan},
+        {"utf8", "offset", g_utf8_scan},
         {NULL, "setmetatable", g_setmetatable},
     };
     for (size_t i = 0; i < sizeof guards / sizeof guards[0]; ++i) {

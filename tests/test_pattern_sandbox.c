@@ -119,6 +119,19 @@ static void test_budget_holds(void) {
     expect_refused("rep_loop.lua", "for i = 1, 1000 do\n  local s = ('x'):rep(10000000)\nend\n", "rep_loop.lua:2:", "string.rep could take");
     expect_refused("rep_big.lua", "local s = string.rep('ab', 1 << 40)\n", "rep_big.lua:1:", "more than the memory limit");
     expect_refused("move.lua", "table.move({}, 1, math.maxinteger - 1, 1)\n", "table.move", "instruction budget");
+    /* work inside C calls that their charge once missed (a review ran each
+     * for minutes to hours inside the time limit): a long set scanned per
+     * character, a replacement walked per empty match, the default sort
+     * comparing long strings, unpack of a large range */
+    expect_refused("set.lua", "local set = '[' .. ('a'):rep(1000000) .. ']'\nlocal s = ('b'):rep(100000)\ns:find(set)\n",
+                   "set.lua:3:", "instruction budget");
+    expect_refused("gsub_repl.lua", "local s = ('b'):rep(100000)\nlocal r = ('%0'):rep(5000000)\ns:gsub('', r)\n",
+                   "gsub_repl.lua:3:", "instruction budget");
+    expect_refused("sort_strings.lua",
+                   "local s = ('a'):rep(16 * 2^20)\nlocal t = {}\nfor i = 1, 1000000 do t[i] = s end\ntable.sort(t)\n",
+                   "sort_strings.lua:4:", "instruction budget");
+    expect_refused("unpack.lua", "local t = {}\nwhile true do table.unpack(t, 1, 900000) end\n", "unpack.lua:2:",
+                   "instruction budget");
     expect_refused("insert_len.lua",
                    "local t = setmetatable({}, { __len = function() return math.maxinteger - 1 end })\ntable.insert(t, 1, 0)\n",
                    "insert_len.lua:2:", "__len metamethod");
