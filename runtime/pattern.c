@@ -59,6 +59,10 @@ static int read_pattern(lua_State *L, fg_pattern *P, const char *what) {
     const int tname = fg_lua_raw_field(L, t, "name");
     P->name = fg_strdupf("%s", tname == LUA_TSTRING ? lua_tostring(L, -1) : what);
     if (!P->name) return luaL_error(L, "out of memory");
+    /* the name reaches terminals (explore, errors): control bytes (escape
+     * sequences that could clear a screen or fake a message) become '?' */
+    for (char *c = P->name; *c; ++c)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     const int tblock = fg_lua_raw_field(L, t, "block"), tmask = fg_lua_raw_field(L, t, "mask"), tconsts = fg_lua_raw_field(L, t, "consts");
     if (tblock != LUA_TNIL && tblock != LUA_TFUNCTION) return luaL_error(L, "pattern %s: 'block' must be a function", P->name);
     if (tmask != LUA_TNIL && tmask != LUA_TSTRING)

@@ -140,6 +140,18 @@ static void test_budget_holds(void) {
     expect_refused("gc.lua", "setmetatable({}, { __gc = function() while true do end end })\nreturn sliding_window{window = 128}\n",
                    "gc.lua:1:", "__gc");
     char msg[8192];
+    /* a pattern's name reaches terminals: its control bytes (escape
+     * sequences) are replaced */
+    {
+        fg_pattern *np = NULL;
+        CHECK(fg_pattern_create(g_ctx, "{ name = '\\27[2J\\27[31mFAKE OK\\7', mask = 'q_idx >= kv_idx' }", NULL, &np) == FG_OK,
+              "%s", fg_errmsg(g_ctx));
+        if (np) {
+            const char *nm = fg_pattern_name(np);
+            CHECK(nm && !strchr(nm, 27) && !strchr(nm, 7) && strstr(nm, "?[2J?[31mFAKE OK?"), "name '%s'", nm ? nm : "(null)");
+            fg_pattern_destroy(np);
+        }
+    }
     /* string.rep of nothing returns at once */
     CHECK(try_file("rep_empty.lua", "return { name = string.rep('', math.maxinteger) .. 'x', mask = 'q_idx >= kv_idx' }\n", NULL, msg,
                    sizeof msg) == FG_OK, "%s", msg);
