@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <elf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,9 +140,41 @@ void fg_parse_ptxas_log(const char *log, fg_kernel_stats *st) {
  * value}).  NVRTC can answer a repeated compile from a cache without a
  * ptxas log (seen on the GPU machine), so the log alone is not enough to
  * detect spills: spilled registers always live in the stack frame. */
+#ifndef EM_CUDA
+#define EM_CUDA 190
+#endif
+
+/* [off, off + len) inside [0, n), without overflow */
+static int inside(uint64_t off, uint64_t len, size_t n) { return off <= n && len <= n - off; }
+
+int fg_cubin_sane(const void *p, size_t n) {
+    const unsigned char *b = p;
+    Elf64_Ehdr h;
+    if (!p || n < sizeof h) return 0;
+    memcpy(&h, b, sizeof h);
+    if (memcmp(h.e_ident, ELFMAG, SELFMAG) || h.e_ident[EI_CLASS] != ELFCLASS64 || h.e_ident[EI_DATA] != ELFDATA2LSB ||
+        h.e_machine != EM_CUDA || h.e_ehsize != sizeof h)
+        return 0;
+    if (h.e_shnum && (h.e_shentsize != sizeof(Elf64_Shdr) || !inside(h.e_shoff, (uint64_t)h.e_shnum * sizeof(Elf64_Shdr), n)))
+        return 0;
+    if (h.e_phnum && (h.e_phentsize != sizeof(Elf64_Phdr) || !inside(h.e_phoff, (uint64_t)h.e_phnum * sizeof(Elf64_Phdr), n)))
+        return 0;
+    for (unsigned i = 0; i < h.e_shnum; ++i) {
+        Elf64_Shdr s;
+        memcpy(&s, b + h.e_shoff + (uint64_t)i * sizeof s, sizeof s);
+        if (s.sh_type != SHT_NOBITS && s.sh_type != SHT_NULL && !inside(s.sh_offset, s.sh_size, n)) return 0;
+    }
+    for (unsigned i = 0; i < h.e_phnum; ++i) {
+        Elf64_Phdr ph;
+        memcpy(&ph, b + h.e_phoff + (uint64_t)i * sizeof ph, sizeof ph);
+        if (!inside(ph.p_offset, ph.p_filesz, n)) return 0;
+    }
+    return 1;
+}
+
 void fg_cubin_read_stats(const void *cubin, size_t size, fg_kernel_stats *st) {
     const unsigned char *d = cubin;
-    if (size < 64 || memcmp(d, "\177ELF", 4) || d[4] != 2) return; /* ELF64 only */
+    if (!fg_cubin_sane(cubin, size)) return;
     uint64_t shoff;
     uint16_t shentsize, shnum, shstrndx;
     memcpy(&shoff, d + 0x28, 8);

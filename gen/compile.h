@@ -46,6 +46,12 @@ fg_status fg_arch_check(const char *arch, fg_error *err);
 fg_status fg_compile_cubin(const fg_sources *src, const char *source, const char *arch,
                            const char *variant_key, fg_cubin *out, fg_error *err);
 void fg_cubin_free(fg_cubin *c);
+/* Whether the n bytes at p hold a whole CUDA ELF image: ELF64 little
+ * endian, machine EM_CUDA (190), and its section and program header
+ * tables and every section's bytes inside the n.  cuModuleLoadData takes no
+ * length (it sizes the image from these headers), so a truncated or
+ * damaged cubin from the cache file would be read past its buffer. */
+int fg_cubin_sane(const void *p, size_t n);
 /* Registers and stack frame from the cubin's .nv.info (always present). */
 void fg_cubin_read_stats(const void *cubin, size_t size, fg_kernel_stats *st);
 /* Parses ptxas -v lines of a log into stats (exposed for tests). */

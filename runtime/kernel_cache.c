@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "gen/render.h"
-#include "runtime/cubin.h"
 #include "runtime/internal.h"
 #include "select/bwd_config.h"
 #include "select/heuristic.h"

@@ -13,7 +13,6 @@
 #include "runtime/attention.h"
 #include "runtime/backward.h"
 #include "runtime/check.h"
-#include "runtime/cubin.h"
 #include "runtime/internal.h"
 #include "runtime/layout.h"
 #include "runtime/structs.h"
