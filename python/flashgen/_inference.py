@@ -64,7 +64,7 @@ class _Spec:
     """A checked call: desc (table pointers unset), the append's descriptor
     and new-row strides, o's and lse's shapes, the device index, and what to
     do: 'run', 'zero' (no key: o = 0, lse = -inf) or 'none' (o is empty)."""
-    __slots__ = ("desc", "append_desc", "knew", "vnew", "o_shape", "lse_shape", "index", "action", "score")
+    __slots__ = ("desc", "append_desc", "knew", "vnew", "o_shape", "lse_shape", "index", "action", "score", "extents")
 
 
 def _as_int(name, x):
@@ -144,11 +144,22 @@ def varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, sequ
     spec = _cached(key, lambda: _varlen_spec(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                                              seqused_k, causal, scale, out, mods))
     if out is not None:  # per call: the cached spec knows out's strides, not its address
-        A._check_out_apart(out, q=q, k=k, v=v)
+        _apart(spec, out, q=q, k=k, v=v)
     o = out if out is not None else torch.empty(spec.o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(spec.lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
     _forward(spec, q, k, v, o, lse, mods, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, seqlens_k=seqused_k)
     return (o, lse) if return_lse else o
+
+
+def _apart(spec, out, **inputs):
+    """out apart from the inputs in memory (_attention._check_out_apart), with
+    the byte extents computed once per cached spec (its key fixes shapes and
+    strides): only the addresses are this call's."""
+    ts = {n: t for n, t in inputs.items() if isinstance(t, torch.Tensor)}
+    ext = getattr(spec, "extents", None)
+    if ext is None:
+        ext = spec.extents = {"out": A._byte_extent(out), **{n: A._byte_extent(t) for n, t in ts.items()}}
+    A._apart_by_extent(out, ext, **ts)
 
 
 def _max_len(name, value, table, packed_rows, batched_len):
@@ -311,7 +322,7 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     spec = _cached(key, lambda: _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
                                               softmax_scale, num_splits, out, mods))
     if out is not None:  # per call: the cached spec knows out's strides, not its address
-        A._check_out_apart(out, q=q, k_cache=k_cache, v_cache=v_cache, k=k, v=v)
+        _apart(spec, out, q=q, k_cache=k_cache, v_cache=v_cache, k=k, v=v)
     o = out if out is not None else torch.empty(spec.o_shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(spec.lse_shape, dtype=torch.float32, device=q.device) if return_lse else None
     lens = cache_seqlens if isinstance(cache_seqlens, torch.Tensor) else None  # an int is in the descriptor
