@@ -9,6 +9,8 @@
 # Run from the repository root with build/ built (FLASHGEN_BIN,
 # FLASHGEN_LIBRARY to override); FlashAttention-4 from bench/fa4_peer.sh
 # (/tmp/fa4/env.sh), skipped without it.  docs/PERF.md v15 is its first use.
+# DTYPE=e4m3 profiles flashgen's FP8 kernel (FlashAttention-4 has no FP8
+# sm90 path: skipped); CAUSAL=1 the causal kernels.
 #   OUT=out HDIMS="128 64" bench/profile_fwd.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,18 +23,20 @@ ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 [ -n "$ncu" ] || { echo "profile_fwd: ncu not found" >&2; exit 1; }
 t=$(mktemp -d)
 mkdir -p "$OUT"
+dt=${DTYPE:-bf16}
+causal=${CAUSAL:-0}
 for d in ${HDIMS:-128}; do
   # flashgen bench checks the shape once (the first launch), then times it
   timeout 200 "$ncu" -k flashgen_fwd -c 1 --set full -f -o "$t/fg$d" \
-    "$fg" bench --hdims "$d" --seqlens 16384 --causal 0 --heat 0 --iters 1 > "$t/fg$d.log" 2>&1
+    "$fg" bench --dtype "$dt" --hdims "$d" --seqlens 16384 --causal "$causal" --heat 0 --iters 1 > "$t/fg$d.log" 2>&1
   reps="fg$d"
-  if python3 -c "import flash_attn.cute" 2>/dev/null; then
+  if [ "$dt" = bf16 ] && python3 -c "import flash_attn.cute" 2>/dev/null; then
     cat > "$t/fa4.py" <<PY
 import torch
 from flash_attn.cute import flash_attn_func
 q, k, v = (torch.randn(1, 16384, 2048 // $d, $d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
 for _ in range(3):
-    flash_attn_func(q, k, v, causal=False)
+    flash_attn_func(q, k, v, causal=bool($causal))
 torch.cuda.synchronize()
 PY
     # the first two launches compile (CuTe DSL JIT) and warm up

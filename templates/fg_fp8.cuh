@@ -54,29 +54,46 @@ __device__ __forceinline__ void pack_p_e4m3(u32 (&pa)[KS][4], const float (&s)[1
 // keys, in the permuted order), 128-byte swizzle, which is the K-major B
 // operand of O += P V (rows 8 apart = 1024 bytes, k32 step = 32 bytes).
 //
-// Run by NT threads (tid 0..NT-1) of the producer warpgroup.  A unit
-// (fp8_unit) is 4 keys x 4 values: keys k, k+1, k+8, k+9 (k = 16G + 2q),
-// which become the 4 consecutive A-columns 16G + 4q .. +3, so each unit is
-// four 32-bit loads, a 4x4 byte transpose (eight byte permutes) and four
-// 32-bit stores.  The loop is not unrolled: the producer runs in 24
-// registers.
-template <int BC, int DV, int NT>
-__device__ __forceinline__ void transpose_v(u32 src, u32 dst, int tid) {
+// Run by NW warps (warp 0..NW-1 of the transposers).  An item (32 keys x
+// 16 values, fg_fp8_map.h) is one ldmatrix.x4.trans, four byte permutes and
+// one stmatrix.x4, conflict-free.  A warp takes the 16-value columns m =
+// warp, warp + NW, ... and in each the four 32-key items, unrolled: they
+// load 4096 bytes apart (the same swizzle) and store at (the first's
+// address) ^ (jp << 5) (fp8_tr_dst's chunk is (2 jp + h) ^ (row & 7), and
+// the row part of a lane's address has no bits 5-6 but its own), so an
+// item costs the load, four permutes, the store and one XOR; computed per
+// item, the addresses were two thirds of the transposers' instructions, and
+// the transposers were busy 90% of the time, the consumers waiting on them
+// (ncu, docs/PERF.md v17).
+__device__ __forceinline__ void ldsm_x4_trans(u32 (&r)[4], u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
+}
+// The two 16-key groups of an item, permuted (fp8_tr_sel) and stored.
+__device__ __forceinline__ void stsm_item(u32 addr, const u32 (&r)[4], u32 s0) {
+    const u32 s1 = s0 ^ 0x1111u; // 0x6420 <-> 0x7531
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+                 "r"(__byte_perm(r[0], r[1], s0)), "r"(__byte_perm(r[0], r[1], s1)), "r"(__byte_perm(r[2], r[3], s0)),
+                 "r"(__byte_perm(r[2], r[3], s1)) : "memory");
+}
+template <int BC, int DV, int NW>
+__device__ __forceinline__ void transpose_v(u32 src, u32 dst, int warp, int lane) {
     static_assert(BC == 128, "one 128-byte V^T row per value dim");
-    static_assert(DV % 16 == 0, "whole units");
-    constexpr int UNITS = BC * DV / 16;
+    static_assert(DV % 16 == 0, "whole items");
+    const u32 s0 = fp8_tr_sel(0, lane);
+    const u32 dl = dst + fp8_tr_dst(DV, 0, lane); // column 0, item 0
+    const u32 sl = src + (u32)lane * 128u;
 #pragma unroll 1
-    for (int u = tid; u < UNITS; u += NT) {
-        int k0, n0, a0;
-        fp8_unit(u, &k0, &n0, &a0);
-        u32 w[4], out[4];
+    for (int m = warp; m < DV / 16; m += NW) {
+        // fp8_tr_src(BC, 4 m, lane) and fp8_tr_dst(DV, 4 m, lane)
+        const u32 sa = sl + (u32)(m >> 3) * (BC * 128u) + ((((u32)m ^ (u32)lane) & 7u) << 4);
+        const u32 da = dl + (u32)m * 2048u;
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
-            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(w[i]) : "r"(src + fp8_swz(BC, fp8_unit_row(k0, i), n0)) : "memory");
-        fp8_transpose4(w, out);
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(dst + fp8_swz(DV, n0 + j, a0)), "r"(out[j]) : "memory");
+        for (int jp = 0; jp < 4; ++jp) {
+            u32 a[4];
+            ldsm_x4_trans(a, sa + 4096u * jp);
+            stsm_item(da ^ (32u * jp), a, s0);
+        }
     }
 }
 

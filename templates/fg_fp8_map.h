@@ -2,7 +2,7 @@
  * that the host test (tests/test_fp8_cpu.c) runs the very functions the
  * kernel uses: which key each A-operand column of P holds, where
  * pack_p_e4m3 takes each byte from, the swizzled byte offsets of the V and
- * V^T tiles, the transpose units and the 4x4 byte transpose.
+ * V^T tiles and the lanes' rows and byte permutes of the V transpose.
  *
  * The key permutation (see fg_fp8.cuh): inside a 32-key step, A-column
  * 16h + 4q + i holds key 16h + 2q + (i & 1) + 8 (i >> 1). */
@@ -38,25 +38,44 @@ FG_FP8_FN unsigned fp8_swz(int rows, int r, int c) {
     return (unsigned)((c >> 7) * rows * 128 + r * 128 + ((((c & 127) >> 4) ^ (r & 7)) << 4) + (c & 15));
 }
 
-/* Transpose unit u of a 128-key tile: keys k0, k0+1, k0+8, k0+9 (which
- * become A-columns a0 .. a0+3) by values n0 .. n0+3. */
-FG_FP8_FN void fp8_unit(int u, int *k0, int *n0, int *a0) {
-    const int q = u & 3, grp = (u >> 2) & 7;
-    *k0 = 16 * grp + 2 * q;
-    *n0 = (u >> 5) * 4;
-    *a0 = 16 * grp + 4 * q;
+/* The V transpose, by warps: an item is 32 keys (two 16-key groups) x 16
+ * values of a 128-key tile, item = 4 m + jp for values 16m..16m+15 and keys
+ * 32jp..32jp+31; DV / 4 items a tile.  A warp moves an item with
+ *
+ *   ldmatrix.m8n8.x4.trans.b16: matrix i = keys 32jp + 8i .. +7 (16-byte
+ *     rows of values 16m..), lane l gives the address of key 32jp + l.
+ *     Transposed, thread (g = lane / 4, q = lane % 4) gets of matrix i the
+ *     bytes V(k, 2g), V(k, 2g+1), V(k+1, 2g), V(k+1, 2g+1) with
+ *     k = 32jp + 8i + 2q (values relative to 16m);
+ *   two byte permutes per 16-key group: keys 2q, 2q+1, 2q+8, 2q+9 of one
+ *     value are A-columns 4q..4q+3 (the key order above), so value 2g's word
+ *     is bytes 0, 2, 4, 6 of (matrix 2h, matrix 2h+1), value 2g+1's bytes
+ *     1, 3, 5, 7;
+ *   stmatrix.m8n8.x4.b16: matrix 2h + x holds, for 16-key group 2jp + h,
+ *     the value rows fp8_tr_row(x, g); lane l gives the address of row l % 8
+ *     of matrix l / 8.
+ *
+ * Rows 2g for g < 4 and 2g + 1 for g >= 4 in one matrix (and the rest in
+ * the other) have eight different (row & 7): the eight 16-byte stores of a
+ * matrix hit eight different swizzled chunks, as the eight loads do (keys
+ * 32jp + 8i .. + 7).  Conflict-free both ways; the 4-byte unit transpose
+ * before this one ran with 10-way conflicts on its loads (ncu, docs/PERF.md
+ * v17). */
+FG_FP8_FN int fp8_tr_row(int x, int g) { return 2 * g + ((g >= 4) ^ x); }
+/* Byte offset in the V tile (fp8_swz layout, bc key rows) of lane's
+ * ldmatrix row for item it. */
+FG_FP8_FN unsigned fp8_tr_src(int bc, int it, int lane) {
+    const int m = it >> 2, jp = it & 3;
+    return fp8_swz(bc, 32 * jp + lane, 16 * m);
 }
-/* The source row of word i of a unit. */
-FG_FP8_FN int fp8_unit_row(int k0, int i) { return k0 + (i & 1) + 8 * (i >> 1); }
-
-/* 4x4 byte transpose: w[i] byte j -> out[j] byte i. */
-FG_FP8_FN void fp8_transpose4(const unsigned w[4], unsigned out[4]) {
-    const unsigned t0 = FG_FP8_PERM(w[0], w[1], 0x5140), t1 = FG_FP8_PERM(w[0], w[1], 0x7362);
-    const unsigned t2 = FG_FP8_PERM(w[2], w[3], 0x5140), t3 = FG_FP8_PERM(w[2], w[3], 0x7362);
-    out[0] = FG_FP8_PERM(t0, t2, 0x5410);
-    out[1] = FG_FP8_PERM(t0, t2, 0x7632);
-    out[2] = FG_FP8_PERM(t1, t3, 0x5410);
-    out[3] = FG_FP8_PERM(t1, t3, 0x7632);
+/* Byte offset in V^T (dv rows of 128 bytes) of lane's stmatrix row for item it. */
+FG_FP8_FN unsigned fp8_tr_dst(int dv, int it, int lane) {
+    const int m = it >> 2, jp = it & 3, mi = lane >> 3;
+    return fp8_swz(dv, 16 * m + fp8_tr_row(mi & 1, lane & 7), 16 * (2 * jp + (mi >> 1)));
 }
+/* The byte-permute selector of thread `lane` for stmatrix register x of a
+ * group (row fp8_tr_row(x, lane / 4) of the pair it holds: even 0x6420,
+ * odd 0x7531). */
+FG_FP8_FN unsigned fp8_tr_sel(int x, int lane) { return (fp8_tr_row(x, lane >> 2) & 1) ? 0x7531u : 0x6420u; }
 
 #endif

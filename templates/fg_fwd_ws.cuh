@@ -96,6 +96,8 @@ template <class K> struct WsSmem {
                          VR_OFF = KR_OFF + Ring<K::STAGES>::BYTES,
                          VIR_OFF = K::FP8 ? VR_OFF + Ring<K::STAGES>::BYTES : VR_OFF,
                          VDONE_OFF = VIR_OFF + Ring<K::STAGES>::BYTES;
+    // transpose_v addresses V^T stages by XOR on bits 4-6
+    static_assert(V_OFF % 1024 == 0 && S::V_BYTES % 1024 == 0, "V^T stages 1024-byte aligned");
     u32 q;
     __device__ __forceinline__ void init(char *raw) {
         q = (smem_addr(raw) + 1023u) & ~1023u;  // the swizzle uses absolute address bits
@@ -194,7 +196,7 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
 template <class K>
 __device__ __forceinline__ void ws_transposes(const WsSmem<K> &sm) {
     typedef WsShape<K> S;
-    const int tid = (int)(threadIdx.x & 127) - 32;
+    const int warp = (int)((threadIdx.x & 127) >> 5) - 1, lane = (int)(threadIdx.x & 31);
     PipeState<K::STAGES> ps;
     ps.reset();
     for (;;) {
@@ -204,7 +206,7 @@ __device__ __forceinline__ void ws_transposes(const WsSmem<K> &sm) {
             asm volatile("atom.shared.or.b32 %0, [%1], 0;\n" : "=r"(done) : "r"(sm.vdone(ps.stage)) : "memory");
         if (__shfl_sync(0xffffffffu, done, 0)) break;
         mbar_wait_sleep(sm.vr().empty(ps.stage), ps.phase ^ 1u);
-        transpose_v<K::BC, K::DV, S::TRANSPOSERS>(sm.vin() + ps.stage * S::VIN_BYTES, sm.v() + ps.stage * S::V_BYTES, tid);
+        transpose_v<K::BC, K::DV, S::TRANSPOSERS / 32>(sm.vin() + ps.stage * S::VIN_BYTES, sm.v() + ps.stage * S::V_BYTES, warp, lane);
         fence_proxy_async(); // generic-proxy stores, read by wgmma (async proxy)
         __syncwarp();
         mbar_arrive_if(sm.vr().full(ps.stage), (threadIdx.x & 31) == 0);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU test (no GPU): every Hopper TMA variant the heuristic starts from
 # compiles for sm_90a with NVRTC, and its SASS has what the design needs:
-# HGMMA (wgmma; QGMMA and no HGMMA for the FP8 e4m3 variants; score
+# HGMMA (wgmma; QGMMA, LDSM and STSM and no HGMMA for the FP8 e4m3 variants; score
 # modifications in 16-bit variants only), UTMALDG (TMA loads), USETMAXREG (setmaxnreg), SYNCS
 # (mbarriers), NANOSLEEP.SYNCS (the producer sleeps on its mbarriers), the
 # softmax's exponentials before the wait for the previous P V (the overlap
@@ -61,7 +61,9 @@ check() {
   sass_of "$spec" fwd_ws || return
   local bad="" mma=HGMMA
   [ -n "$want" ] && ! grep -q "[:,]$want," "$log" && bad="$bad not-$want($(grep -o 'block_m=[0-9]*' "$log" | head -1))"
-  case "$spec" in *dtype=e4m3*) mma=QGMMA; grep -q HGMMA "$sass" && bad="$bad HGMMA-in-fp8";; esac
+  # FP8: the V transpose moves 32 x 16-byte items by ldmatrix.trans and
+  # stmatrix (fg_fp8.cuh)
+  case "$spec" in *dtype=e4m3*) mma="QGMMA LDSM STSM"; grep -q HGMMA "$sass" && bad="$bad HGMMA-in-fp8";; esac
   grep -qE 'C7508|Performance Loss' "$log" && bad="$bad $(grep -oE 'C75[0-9][0-9]\) [A-Za-z ]*' "$log" | grep -E 'C7508|Potential' | sort -u | tr '\n' ' ')"
   # the key-tile loop: after the wait for S (DEPBAR.LE gsb0, 0x1) the
   # softmax's exponentials come before the wait for the previous P V

@@ -161,27 +161,66 @@ static void test_maps(void) {
     int seen[32] = {0};
     for (int a = 0; a < 32; ++a) ++seen[fp8_key_of_col(a)];
     for (int k = 0; k < 32; ++k) CHECK(seen[k] == 1, "key %d at %d columns", k, seen[k]);
-    /* transpose_v's work, run on a byte array: 96 threads (WsShape::
-     * TRANSPOSERS, producer warps 1-3), units u = tid, tid + 96, ... as the
-     * kernel loops; V(key, n) = a hash of both */
-    for (int dv = 64; dv <= 256; dv += 64) {
+    /* transpose_v's work, run on a byte array: warps 0-2 of the
+     * transposers (WsShape::TRANSPOSERS / 32), columns m = warp, warp + 3,
+     * ... of four items each as the kernel loops, with ldmatrix .trans and stmatrix as the PTX
+     * ISA defines them (b16 elements: without .trans thread t holds row
+     * t / 4, elements 2 (t % 4) and 2 (t % 4) + 1, the first in the low
+     * half; .trans gives the transposed matrix that layout); V(key, n) = a
+     * hash of both.  Every value dim the FP8 kernel takes (multiples of 16). */
+    for (int dv = 16; dv <= 256; dv += 16) {
         const int BC = 128, dvp = (dv + 127) / 128 * 128;
         unsigned char *src = calloc((size_t)BC * dvp, 1), *dst = calloc((size_t)dv * BC, 1);
         int *writes = calloc((size_t)dv * BC, sizeof *writes);
 #define VAL(key, n) ((unsigned char)((key) * 7 + (n) * 13 + ((key) >> 3) * 5 + 1))
         for (int key = 0; key < BC; ++key)
             for (int n = 0; n < dv; ++n) src[fp8_swz(BC, key, n)] = VAL(key, n);
-        for (int tid = 0; tid < 96; ++tid)
-            for (int u = tid; u < BC * dv / 16; u += 96) {
-                int k0, n0, a0;
-                fp8_unit(u, &k0, &n0, &a0);
-                unsigned w[4], out[4];
-                for (int i = 0; i < 4; ++i) memcpy(&w[i], src + fp8_swz(BC, fp8_unit_row(k0, i), n0), 4);
-                fp8_transpose4(w, out);
-                for (int jj = 0; jj < 4; ++jj) {
-                    const unsigned off = fp8_swz(dv, n0 + jj, a0);
-                    memcpy(dst + off, &out[jj], 4);
-                    for (int b = 0; b < 4; ++b) ++writes[off + b];
+        /* transpose_v's addresses: column m's from column 0's, the items
+         * of a column from its first (4096 bytes apart, ^ (jp << 5)) */
+        for (int lane = 0; lane < 32; ++lane)
+            for (int m = 0; m < dv / 16; ++m)
+                for (int jp = 0; jp < 4; ++jp) {
+                    const unsigned sa = (unsigned)lane * 128u + (unsigned)(m >> 3) * (BC * 128u) + ((((unsigned)m ^ (unsigned)lane) & 7u) << 4);
+                    const unsigned da = fp8_tr_dst(dv, 0, lane) + (unsigned)m * 2048u;
+                    CHECK(fp8_tr_src(BC, 4 * m + jp, lane) == sa + 4096u * (unsigned)jp, "dv %d lane %d m %d jp %d: source address", dv, lane, m, jp);
+                    CHECK(fp8_tr_dst(dv, 4 * m + jp, lane) == (da ^ ((unsigned)jp << 5)), "dv %d lane %d m %d jp %d: store address", dv, lane, m, jp);
+                }
+        for (int warp = 0; warp < 3; ++warp)
+            for (int it0 = 4 * warp; it0 < dv / 4; it0 += 12)
+                for (int it = it0; it < it0 + 4; ++it) {
+                /* conflict-free: the eight 16-byte rows of each matrix in
+                 * eight different bank groups ((offset / 16) % 8), loads
+                 * and stores */
+                for (int i = 0; i < 4; ++i) {
+                    int ls = 0, ss = 0;
+                    for (int r = 0; r < 8; ++r) {
+                        ls |= 1 << ((fp8_tr_src(BC, it, 8 * i + r) >> 4) & 7);
+                        ss |= 1 << ((fp8_tr_dst(dv, it, 8 * i + r) >> 4) & 7);
+                    }
+                    CHECK(ls == 0xff && ss == 0xff, "dv %d item %d matrix %d: bank conflicts (load groups %#x, store %#x)", dv, it,
+                          i, ls, ss);
+                }
+                unsigned char rows[4][8][16]; /* ldmatrix: matrix i, row r from lane 8i + r's address */
+                for (int l = 0; l < 32; ++l) memcpy(rows[l / 8][l % 8], src + fp8_tr_src(BC, it, l), 16);
+                unsigned reg[32][4];
+                for (int t = 0; t < 32; ++t) {
+                    const int g = t / 4, q = t % 4;
+                    unsigned r[4];
+                    for (int i = 0; i < 4; ++i) /* transposed: column g (bytes 2g, 2g+1) of rows 2q, 2q+1 */
+                        r[i] = (unsigned)rows[i][2 * q][2 * g] | (unsigned)rows[i][2 * q][2 * g + 1] << 8 |
+                               (unsigned)rows[i][2 * q + 1][2 * g] << 16 | (unsigned)rows[i][2 * q + 1][2 * g + 1] << 24;
+                    reg[t][0] = FG_FP8_PERM(r[0], r[1], fp8_tr_sel(0, t));
+                    reg[t][1] = FG_FP8_PERM(r[0], r[1], fp8_tr_sel(1, t));
+                    reg[t][2] = FG_FP8_PERM(r[2], r[3], fp8_tr_sel(0, t));
+                    reg[t][3] = FG_FP8_PERM(r[2], r[3], fp8_tr_sel(1, t));
+                }
+                for (int l = 0; l < 32; ++l) { /* stmatrix: row l % 8 of matrix l / 8 at lane l's address */
+                    const int i = l / 8, r = l % 8;
+                    const unsigned off = fp8_tr_dst(dv, it, l);
+                    CHECK(off + 16 <= (unsigned)(dv * BC), "dv %d item %d lane %d: store at %u past V^T", dv, it, l, off);
+                    if (off + 16 > (unsigned)(dv * BC)) continue;
+                    for (int c = 0; c < 4; ++c) memcpy(dst + off + 4 * c, &reg[4 * r + c][i], 4);
+                    for (int b = 0; b < 16; ++b) ++writes[off + b];
                 }
             }
         int bad = 0, twice = 0;
