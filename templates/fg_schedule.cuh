@@ -69,7 +69,12 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
     // Key tile of entry i, and whether its layout block is partial.
     __device__ __forceinline__ int tile(int i, bool &partial) const {
         if (!SPARSE) { partial = CAUSAL; return i; }
-        const int e = i / sub, t = i - e * sub;
+        // sub is 1 when the layout's key block is the kernel's (the usual
+        // 128 / 128): no division then; else an unsigned one (i >= 0, sub
+        // >= 1), shorter than the signed sequence (ncu, hd128 random 50%:
+        // the signed division was ~5% of the consumers' stall samples,
+        // docs/PERF.md v17)
+        const int e = sub == 1 ? i : (int)((unsigned)i / (unsigned)sub), t = i - e * sub;
         partial = e >= nf;
         const int blk = partial ? __ldg(part_idx + (e - nf)) : __ldg(full_idx + e);
         return blk * sub + t;

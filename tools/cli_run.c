@@ -106,6 +106,9 @@ int fg_cmd_run(int argc, char **argv) {
     if (v.cfg.q_in_regs >= 0 || v.cfg.min_blocks)
         fprintf(stderr, "flashgen run: note: q_in_regs and min_blocks are compile-time knobs of `flashgen compile`; "
                         "the library chooses them for a call\n");
+    if (v.cfg.ws_off)
+        fprintf(stderr, "flashgen run: note: pingpong=0, overlap=0 and persistent=0 are not a call's to set: the "
+                        "library takes them from `flashgen tune`'s results or its heuristic, not from SPEC\n");
     const char *layout = fg_cli_opt(argc, argv, "--layout");
     if (layout && strcmp(layout, "bshd") && strcmp(layout, "bhsd")) {
         fprintf(stderr, "flashgen run: --layout must be bshd or bhsd\n");
