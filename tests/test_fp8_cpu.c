@@ -328,6 +328,37 @@ static void test_variants(void) {
 
     fg_sources src;
     CHECK(fg_sources_load(&src, &e) == FG_OK, "%s", e.msg);
+    /* Lua's and C's shared-memory sizes agree on every configuration the
+     * FP8 rules take (the ring sizes: two Q buffers or one, V stages from
+     * the K ring's count down to one), not only the default ones */
+    {
+        static const int sweep[][2] = {{32, 32},  {64, 64},   {64, 96},   {64, 256}, {96, 96},   {128, 128}, {128, 64},
+                                       {128, 80}, {160, 160}, {192, 128}, {192, 192}, {224, 224}, {256, 256}, {256, 128}};
+        int tried = 0;
+        for (size_t i = 0; i < sizeof sweep / sizeof *sweep; ++i)
+            for (int bm = 64; bm <= 192; bm += 64)
+                for (int st = 2; st <= 4; ++st) {
+                    fg_spec s = {0};
+                    s.head_dim = sweep[i][0];
+                    s.head_dim_v = sweep[i][1];
+                    s.dtype = FG_E4M3;
+                    fg_config c;
+                    fg_config_unset(&c);
+                    c.wgmma = 2; c.block_m = bm; c.block_n = 128; c.stages = st; c.warps = 4 * (1 + bm / 64);
+                    c.q_in_regs = 0; c.min_blocks = 1;
+                    if (fg_config_check(&s, &c, H100_SMEM, NULL) != FG_OK) continue;
+                    fg_variant fv = {s, c};
+                    fg_rendered r;
+                    const fg_status rs = fg_render_forward(&src, &fv, "k", &r, &e);
+                    CHECK(rs == FG_OK, "FP8 %d/%d block_m %d stages %d: %s", sweep[i][0], sweep[i][1], bm, st, e.msg);
+                    if (rs != FG_OK) continue;
+                    ++tried;
+                    CHECK(r.smem_bytes == fg_config_smem_bytes(&s, &c), "FP8 %d/%d block_m %d stages %d: Lua %d bytes, C %d",
+                          sweep[i][0], sweep[i][1], bm, st, r.smem_bytes, fg_config_smem_bytes(&s, &c));
+                    fg_rendered_free(&r);
+                }
+        CHECK(tried >= 40, "only %d FP8 configurations swept", tried);
+    }
     const int dims[][2] = {{64, 64}, {128, 128}, {256, 256}, {192, 128}, {128, 64}};
     for (size_t i = 0; i < sizeof dims / sizeof *dims; ++i) {
         fg_spec s = {0};
