@@ -139,6 +139,15 @@ static void test_reference(void) {
     }
 }
 
+/* An FP8 spec of head dims d / dv, every other field zero. */
+static fg_spec fp8_spec(int d, int dv) {
+    fg_spec s = {0};
+    s.head_dim = d;
+    s.head_dim_v = dv;
+    s.dtype = FG_E4M3;
+    return s;
+}
+
 /* The kernel's index maps (templates/fg_fp8_map.h) against the hardware
  * layouts, written from the PTX ISA:
  *   fp32 accumulator, n8 block j, element e: row g + 8 (e >> 1), column
@@ -338,10 +347,7 @@ static void test_variants(void) {
         for (size_t i = 0; i < sizeof sweep / sizeof *sweep; ++i)
             for (int bm = 64; bm <= 192; bm += 64)
                 for (int st = 2; st <= 4; ++st) {
-                    fg_spec s = {0};
-                    s.head_dim = sweep[i][0];
-                    s.head_dim_v = sweep[i][1];
-                    s.dtype = FG_E4M3;
+                    const fg_spec s = fp8_spec(sweep[i][0], sweep[i][1]);
                     fg_config c;
                     fg_config_unset(&c);
                     c.wgmma = 2; c.block_m = bm; c.block_n = 128; c.stages = st; c.warps = 4 * (1 + bm / 64);
@@ -361,10 +367,7 @@ static void test_variants(void) {
     }
     const int dims[][2] = {{64, 64}, {128, 128}, {256, 256}, {192, 128}, {128, 64}};
     for (size_t i = 0; i < sizeof dims / sizeof *dims; ++i) {
-        fg_spec s = {0};
-        s.head_dim = dims[i][0];
-        s.head_dim_v = dims[i][1];
-        s.dtype = FG_E4M3;
+        fg_spec s = fp8_spec(dims[i][0], dims[i][1]);
         fg_config c;
         fg_config_unset(&c);
         CHECK(fg_config_complete(&s, &c, H100_SMEM, &e) == FG_OK, "hdim %d/%d: %s", dims[i][0], dims[i][1], e.msg);
