@@ -50,6 +50,16 @@ static CUresult load(const fg_cuda *cu, fg_kernel *k, const void *cubin, const c
     return res;
 }
 
+/* A stored cubin that can never load: removed from the cache file, with a
+ * warning saying why (the caller compiles it again). */
+static void evict_stored(fg_context *ctx, fg_store *store, const char *gpu, const char *key, const char *why) {
+    fprintf(stderr, "flashgen: warning: the cached cubin of %s %s; evicted, compiling it again\n", key, why);
+    fg_error e = {0};
+    fg_store_evict_kernel(store, gpu, key, &e);
+    fg_error_clear(&e);
+    fg_ctx_count(ctx, &ctx->stats.kernels_evicted);
+}
+
 /* The cache file's copy of key, loaded; 0 on a miss.  The store hands out
  * only cubins compiled here or vouched for (docs/CACHE.md); the launch
  * parameters (threads, dynamic shared memory) come from the variant, never
@@ -66,13 +76,10 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
     fg_store_get_kernel(store, gpu, key, &sk, &found, &e);
     fg_error_clear(&e);
     if (!found) return 0;
-    char b[256];
+    char b[256], why[320];
     if (!fg_cubin_sane(sk.cubin, sk.cubin_size)) { /* the driver would read past it: never handed over */
-        fprintf(stderr, "flashgen: warning: the cached cubin of %s is not a whole CUDA ELF image (%zu bytes); evicted, "
-                        "compiling it again\n", key, sk.cubin_size);
-        fg_store_evict_kernel(store, gpu, key, &e);
-        fg_error_clear(&e);
-        fg_ctx_count(ctx, &ctx->stats.kernels_evicted);
+        snprintf(why, sizeof why, "is not a whole CUDA ELF image (%zu bytes)", sk.cubin_size);
+        evict_stored(ctx, store, gpu, key, why);
         fg_stored_kernel_free(&sk);
         return 0;
     }
@@ -88,11 +95,8 @@ static int load_stored(fg_context *ctx, fg_store *store, const char *gpu, const 
     } else if (res == CUDA_ERROR_INVALID_IMAGE || res == CUDA_ERROR_NO_BINARY_FOR_GPU || res == CUDA_ERROR_NOT_FOUND ||
                res == CUDA_ERROR_INVALID_PTX || res == CUDA_ERROR_UNSUPPORTED_PTX_VERSION ||
                res == CUDA_ERROR_SHARED_OBJECT_INIT_FAILED) { /* the image itself: it will never load */
-        fprintf(stderr, "flashgen: warning: the cached cubin of %s does not load (%s); evicted, compiling it again\n", key,
-                fg_cuda_errstr(ctx->cu, res, b, sizeof b));
-        fg_store_evict_kernel(store, gpu, key, &e);
-        fg_error_clear(&e);
-        fg_ctx_count(ctx, &ctx->stats.kernels_evicted);
+        snprintf(why, sizeof why, "does not load (%s)", fg_cuda_errstr(ctx->cu, res, b, sizeof b));
+        evict_stored(ctx, store, gpu, key, why);
     } else { /* out of memory, a busy device: the row stays for later */
         fprintf(stderr, "flashgen: warning: the cached cubin of %s does not load now (%s); kept, compiling it instead\n",
                 key, fg_cuda_errstr(ctx->cu, res, b, sizeof b));
