@@ -20,11 +20,12 @@ typedef struct launch_ud {
     const fg_kernel *k;
     const fg_variant *v;
     fg_fwd_params *p;
+    const fg_block_layout *layout; /* the shape's, or NULL */
 } launch_ud;
 
 static fg_status launch_cand(void *ud, fg_error *err) {
     launch_ud *u = ud;
-    return fg_ctx_launch(u->ctx, u->k, u->v, u->p, NULL, err);
+    return fg_ctx_launch(u->ctx, u->k, u->v, u->p, u->layout, NULL, err);
 }
 
 /* Median time in ms of reps launches of candidate c on sh (one warm-up);
@@ -37,7 +38,7 @@ static double time_fwd(fg_tuner *t, fg_tune_cand *c, const fg_tune_shape *sh, fg
     v.cfg = c->cfg;
     p.q = (const void *)(uintptr_t)b->q; p.k = (const void *)(uintptr_t)b->k;
     p.v = (const void *)(uintptr_t)b->v; p.o = (void *)(uintptr_t)b->o; p.lse = NULL;
-    launch_ud u = {ctx, c->k, &v, &p};
+    launch_ud u = {ctx, c->k, &v, &p, sh->d.layout};
     double ms = -1;
     if (fg_time_median(ctx->cu, launch_cand, &u, 1, reps, 0, 0, &ms, err) != FG_OK) {
         snprintf(c->note, sizeof c->note, "launch failed: %s", err->msg ? err->msg : "?");

@@ -464,7 +464,12 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
                                const void *k, const void *v, void *o, float *lse, void *stream);
 
 /* Compiles (or finds compiled) the kernel that fg_attention_forward would
- * launch for desc, without launching it. */
+ * launch for desc, without launching it.  With a block-sparse layout on the
+ * Hopper TMA kernel it also builds the layout's tile list for this call
+ * shape (the persistent grid's assignment of query tiles to CTAs, kept with
+ * the layout): otherwise the first call builds it (a small allocation and
+ * a synchronous copy), and a call inside a CUDA graph capture never does
+ * (it then runs one CTA per tile; fg_attention_plan_create builds it too). */
 fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
 /* Which kernel fg_attention_forward runs for desc on this context's GPU:
  * its variant key, "<family>:<spec and block configuration>:tpl=...", where

@@ -10,6 +10,7 @@
 #include "runtime/internal.h"
 #include "runtime/tensor_map.h"
 #include "runtime/structs.h"
+#include "runtime/layout.h"
 #include "fg_tile_order.h"
 
 /* The tensor must be device memory holding the `need` bytes the shape and
@@ -97,8 +98,16 @@ static fg_status kernel_of(fg_context *ctx, const fg_attention_desc *desc, fg_ke
 fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc) {
     if (!ctx) return FG_ERR_INVALID_ARGUMENT;
     fg_error e = {0};
+    fg_attention_desc d;
+    fg_variant v;
+    fg_fwd_params p;
     fg_kernel *k;
-    return kernel_of(ctx, desc, &k, &e) == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
+    if (prepare(ctx, desc, &d, &v, &p, &k, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
+    /* a sparse layout's tile list too (runtime/sparse_sched.h), built
+     * here, outside any capture, rather than by the first call */
+    fg_sparse_sched_key key;
+    if (d.layout && fg_ctx_sparse_key(ctx, &v, &p, &key)) (void)fg_layout_sched(ctx, d.layout, &key, NULL);
+    return FG_OK;
 }
 
 fg_status fg_attention_kernel_name(fg_context *ctx, const fg_attention_desc *desc, char *buf, size_t n) {
@@ -125,12 +134,21 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
     if (st == FG_OK) st = fg_check_call_tensors(ctx->cu, &d, q, k, v, o, lse, &e);
     if (st != FG_OK) return fg_ctx_fail(ctx, &e);
     p.q = q; p.k = k; p.v = v; p.o = o; p.lse = lse;
-    st = fg_ctx_launch(ctx, kern, &var, &p, stream, &e);
+    st = fg_ctx_launch(ctx, kern, &var, &p, d.layout, stream, &e);
     return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
 }
 
-fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant *var, fg_fwd_params *p, void *stream,
-                        fg_error *err) {
+int fg_ctx_sparse_key(const fg_context *ctx, const fg_variant *var, const fg_fwd_params *p, fg_sparse_sched_key *key) {
+    if (var->cfg.wgmma != 2 || !var->spec.sparse || var->spec.infer || (var->cfg.ws_off & FG_WS_NO_PERSISTENT)) return 0;
+    const long long tiles = (long long)((p->seqlen_q + var->cfg.block_m - 1) / var->cfg.block_m) * p->heads_q * p->batch,
+                    sms = ctx->dev_info.sm_count;
+    const fg_sparse_sched_key k = {p->batch, p->heads_q, p->seqlen_q, var->cfg.block_m, p->sp_sub, (int)(tiles < sms ? tiles : sms)};
+    *key = k;
+    return fg_sparse_sched_ints(key) > 0;
+}
+
+fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant *var, fg_fwd_params *p,
+                        const fg_block_layout *layout, void *stream, fg_error *err) {
     unsigned grid_x = (unsigned)((p->seqlen_q + var->cfg.block_m - 1) / var->cfg.block_m);
     unsigned grid_y = (unsigned)p->heads_q, grid_z = (unsigned)p->batch;
     fg_tma_params tm;
@@ -143,19 +161,29 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
     if (var->cfg.wgmma == 2) {
         /* one linear tile index (fg_tile_scheduler.cuh).  A persistent grid
          * of one CTA per SM (with two Q buffers the next tile's loads overlap
-         * this one's epilogue; causal tiles go in pairs of equal cost), except for sparse
-         * layouts, whose rows differ in cost unpredictably: one CTA per tile
-         * there, balanced by the hardware (H200, docs/PERF.md v7: causal
-         * 64/128/256 at 512..4096 persistent 0.99-1.30x one-per-tile);
-         * persistent=0 in the configuration asks for one CTA per tile */
+         * this one's epilogue; causal tiles go in pairs of equal cost;
+         * H200, docs/PERF.md v7: causal 64/128/256 at 512..4096 persistent
+         * 0.99-1.30x one-per-tile).  Sparse layouts, whose rows differ in
+         * cost, follow a list built on the host from the layout's row costs
+         * (runtime/sparse_sched.h), or without one (a capture, no room) run
+         * one CTA per tile, balanced by the hardware.  persistent=0 in the
+         * configuration asks for one CTA per tile */
         fg_status st = fg_tma_encode(ctx->cu, var, p, &tm, err);
         if (st != FG_OK) return st;
         const long long tiles = (long long)grid_x * grid_y * grid_z, sms = ctx->dev_info.sm_count;
-        int persistent = !var->spec.sparse && !(var->cfg.ws_off & FG_WS_NO_PERSISTENT);
-        /* causal, persistent: a CTA takes tiles in pairs of equal cost,
-         * heads in order, so that a round shares K and V in L2
-         * (fg_tile_scheduler.cuh) */
-        grid_x = (unsigned)fg_tile_grid(var->spec.causal, persistent, tiles, sms, &p->tile_pairs);
+        const int persistent = !(var->cfg.ws_off & FG_WS_NO_PERSISTENT);
+        p->sp_sched = NULL;
+        if (var->spec.sparse) {
+            fg_sparse_sched_key key;
+            if (layout && fg_ctx_sparse_key(ctx, var, p, &key)) p->sp_sched = fg_layout_sched(ctx, layout, &key, stream);
+            p->tile_pairs = 0;
+            grid_x = (unsigned)(p->sp_sched ? key.ctas : tiles);
+        } else {
+            /* causal, persistent: a CTA takes tiles in pairs of equal cost,
+             * heads in order, so that a round shares K and V in L2
+             * (fg_tile_scheduler.cuh) */
+            grid_x = (unsigned)fg_tile_grid(var->spec.causal, persistent, tiles, sms, &p->tile_pairs);
+        }
         grid_y = grid_z = 1;
     }
     CUresult r = ctx->cu->LaunchKernel(kern->fn, grid_x, grid_y, grid_z, (unsigned)kern->threads, 1, 1,

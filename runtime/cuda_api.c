@@ -68,6 +68,7 @@ static void load_once(void) {
     SYM(EventDestroy, "cuEventDestroy_v2");
     SYM(MemGetAddressRange, "cuMemGetAddressRange_v2");
     *(void **)&g_cuda.TensorMapEncodeTiled = dlsym(g_cuda.lib, "cuTensorMapEncodeTiled");
+    *(void **)&g_cuda.StreamIsCapturing = dlsym(g_cuda.lib, "cuStreamIsCapturing");
     CUresult r = g_cuda.Init(0);
     if (r != CUDA_SUCCESS) {
         char b[256];

@@ -9,6 +9,7 @@
 
 #include "runtime/attention.h"
 #include "runtime/internal.h"
+#include "runtime/layout.h"
 #include "runtime/structs.h"
 #include "select/infer.h"
 
@@ -207,6 +208,10 @@ fg_status fg_attention_plan_create(fg_context *ctx, const fg_attention_desc *des
         free(pl);
         return fg_ctx_fail(ctx, &e);
     }
+    /* a sparse layout's tile list (runtime/sparse_sched.h): built with the
+     * plan, outside any capture, so that runs never build one */
+    fg_sparse_sched_key key;
+    if (pl->d.layout && fg_ctx_sparse_key(ctx, &pl->var, &pl->p, &key)) (void)fg_layout_sched(ctx, pl->d.layout, &key, NULL);
     if (pl->var.spec.infer) {
         unsigned g[3];
         fg_infer_grid(&pl->var, &pl->p, g);
@@ -253,6 +258,6 @@ fg_status fg_attention_run(const fg_attention_plan *plan, const void *q, const v
         p.part_lse = (float *)((char *)workspace + lse_at);
         p.split_count = (int *)((char *)workspace + count_at);
     }
-    st = fg_ctx_launch(ctx, plan->kern, &plan->var, &p, stream, &e);
+    st = fg_ctx_launch(ctx, plan->kern, &plan->var, &p, plan->d.layout, stream, &e);
     return st == FG_OK ? FG_OK : fg_ctx_fail(ctx, &e);
 }

@@ -9,6 +9,11 @@
 #include "gen/spec.h"
 #include "gen/compile.h"
 #include "runtime/cuda_api.h"
+#include "runtime/sparse_sched.h"
+
+/* tile lists kept per layout (call shapes, tile heights); a further shape
+ * runs one CTA per tile */
+#define FG_LAYOUT_SCHEDS 8
 
 /* One compiled, loaded kernel. */
 typedef struct fg_kernel {
@@ -80,6 +85,16 @@ struct fg_block_layout {
     fg_mask_hash mask_hash;
     char *mask_cuda, *mask_text;
     long long mask_c[16];
+    /* The TMA forward's persistent tile lists (runtime/sparse_sched.h),
+     * built on first need (fg_layout_sched) and kept until the layout is
+     * destroyed: a launched call or a captured graph may still read one. */
+    int *row_cost; /* host: full + partial blocks of each row */
+    pthread_mutex_t sched_mu;
+    int n_sched;
+    struct {
+        fg_sparse_sched_key key;
+        CUdeviceptr buf;
+    } sched[FG_LAYOUT_SCHEDS];
 };
 /* A user score expression (runtime/score.c): parsed, rendered and named
  * once; fg_score_params copies its constants and tables into the kernel
@@ -177,9 +192,15 @@ struct fg_bwd_workspace;
  * workspace parts are set here from workspace and its layout w. */
 fg_status fg_ctx_bwd_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_bwd_params *p,
                             void *workspace, const struct fg_bwd_workspace *w, void *stream, fg_error *err);
-/* Launches kernel k of variant v with params p (tensor pointers set). */
-fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p, void *stream,
-                        fg_error *err);
+/* The tile-list key (runtime/sparse_sched.h) of a call of variant v with
+ * params p: 1 when the call runs a sparse layout on the TMA family's
+ * persistent grid, else 0. */
+int fg_ctx_sparse_key(const fg_context *ctx, const fg_variant *v, const struct fg_fwd_params *p, fg_sparse_sched_key *key);
+/* Launches kernel k of variant v with params p (tensor pointers set);
+ * layout: the call's block-sparse layout or NULL (its persistent tile list
+ * is found or built here, runtime/layout.h). */
+fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *k, const fg_variant *v, struct fg_fwd_params *p,
+                        const fg_block_layout *layout, void *stream, fg_error *err);
 /* A forward call's host work: fg_ctx_resolve, the kernel (compiled or
  * found), and for inference variants the packing, the splits and the table
  * error word.  Everything but the tensor pointers of *p is set. */

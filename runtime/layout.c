@@ -83,13 +83,18 @@ fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_bl
     const size_t n_fwd = 2 * rows + 2 * rows * nk, n_int = n_fwd + fg_layout_t_entries(d);
     int32_t *host = calloc(n_int, sizeof *host);
     fg_block_layout *L = calloc(1, sizeof *L);
-    if (!host || !L) { free(host); free(L); return fg_fail(e, FG_ERR_OUT_OF_MEMORY, "out of memory"); }
+    int *row_cost = malloc(rows * sizeof *row_cost);
+    if (!host || !L || !row_cost) {
+        free(host); free(L); free(row_cost);
+        return fg_fail(e, FG_ERR_OUT_OF_MEMORY, "out of memory");
+    }
     int32_t *full_num = host, *part_num = host + rows, *full_idx = host + 2 * rows, *part_idx = full_idx + rows * nk;
     for (size_t r = 0; r < rows; ++r) {
         full_num[r] = d->full_kv_num_blocks ? d->full_kv_num_blocks[r] : 0;
         part_num[r] = d->kv_num_blocks[r];
         for (int i = 0; i < full_num[r]; ++i) full_idx[r * nk + i] = d->full_kv_indices[r * nk + i];
         for (int i = 0; i < part_num[r]; ++i) part_idx[r * nk + i] = d->kv_indices[r * nk + i];
+        row_cost[r] = full_num[r] + part_num[r];
     }
     fg_layout_transpose(d, host + n_fwd);
     const fg_cuda *cu = ctx->cu;
@@ -104,9 +109,12 @@ fg_status fg_layout_upload(fg_context *ctx, const fg_block_layout_desc *d, fg_bl
     if (res != CUDA_SUCCESS) {
         if (L->buf) cu->MemFree(L->buf);
         free(L);
+        free(row_cost);
         return fg_fail(e, res == CUDA_ERROR_OUT_OF_MEMORY ? FG_ERR_OUT_OF_MEMORY : FG_ERR_CUDA, "uploading the layout: %s",
                        fg_cuda_errstr(cu, res, b, sizeof b));
     }
+    L->row_cost = row_cost;
+    pthread_mutex_init(&L->sched_mu, NULL);
     L->batch = d->batch; L->heads = d->heads;
     L->num_q_blocks = d->num_q_blocks; L->num_kv_blocks = d->num_kv_blocks;
     L->block_q = d->block_q ? d->block_q : 128;
@@ -139,9 +147,49 @@ void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *L) {
         CUcontext prev;
         const int entered = fg_ctx_enter(ctx, &prev); /* freed in its own context (fg_context_destroy) */
         ctx->cu->MemFree(L->buf);
+        for (int i = 0; i < L->n_sched; ++i) ctx->cu->MemFree(L->sched[i].buf);
         fg_ctx_leave(ctx, entered, prev);
     }
+    pthread_mutex_destroy(&L->sched_mu);
+    free(L->row_cost);
     free(L->mask_cuda);
     free(L->mask_text);
     free(L);
+}
+
+const int *fg_layout_sched(fg_context *ctx, const fg_block_layout *layout, const fg_sparse_sched_key *key, void *stream) {
+    fg_block_layout *L = (fg_block_layout *)layout; /* the list cache is the only state a call changes */
+    const fg_cuda *cu = ctx->cu;
+    const int *found = NULL;
+    pthread_mutex_lock(&L->sched_mu);
+    for (int i = 0; i < L->n_sched && !found; ++i)
+        if (!memcmp(&L->sched[i].key, key, sizeof *key)) found = (const int *)(uintptr_t)L->sched[i].buf;
+    if (found || L->n_sched == FG_LAYOUT_SCHEDS) goto done;
+    /* not while the stream is being captured (the allocation and the
+     * synchronous copy would break the capture): that call runs one CTA
+     * per tile, and so do calls on drivers without cuStreamIsCapturing */
+    CUstreamCaptureStatus cap = CU_STREAM_CAPTURE_STATUS_ACTIVE;
+    if (!cu->StreamIsCapturing || cu->StreamIsCapturing((CUstream)stream, &cap) != CUDA_SUCCESS ||
+        cap != CU_STREAM_CAPTURE_STATUS_NONE)
+        goto done;
+    const long long ints = fg_sparse_sched_ints(key);
+    int *host = ints > 0 ? malloc((size_t)ints * sizeof *host) : NULL;
+    const fg_sparse_sched_layout sl = {L->batch, L->heads, L->num_q_blocks, L->block_q, L->row_cost};
+    CUdeviceptr buf = 0;
+    if (host && fg_sparse_sched_build(key, &sl, host) == 0 && cu->MemAlloc(&buf, (size_t)ints * sizeof *host) == CUDA_SUCCESS) {
+        /* complete on the device before any stream's kernel reads it (a
+         * pageable copy may return before its DMA lands) */
+        if (cu->MemcpyHtoD(buf, host, (size_t)ints * sizeof *host) == CUDA_SUCCESS && cu->StreamSynchronize(NULL) == CUDA_SUCCESS) {
+            L->sched[L->n_sched].key = *key;
+            L->sched[L->n_sched].buf = buf;
+            ++L->n_sched;
+            found = (const int *)(uintptr_t)buf;
+        } else {
+            cu->MemFree(buf);
+        }
+    }
+    free(host);
+done:
+    pthread_mutex_unlock(&L->sched_mu);
+    return found;
 }

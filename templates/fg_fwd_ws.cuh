@@ -124,10 +124,10 @@ template <class K> struct WsSmem {
 // is returned.
 template <class K, class TileBegin, class KeyTile>
 __device__ __forceinline__ PipeState<K::STAGES> ws_walk(const fg_fwd_params &p, TileBegin tile_begin, KeyTile key_tile) {
-    typedef TileScheduler<K::BR, K::CAUSAL> TS;
+    typedef TileScheduler<K::BR, K::CAUSAL, K::SPARSE> TS;
     PipeState<K::STAGES> ps;
     ps.reset();
-    for (int k = 0, tile; (tile = TS::tile_at(p, k)) < TS::total(p); ++k) {
+    for (int k = 0, tile; !TS::done(p, tile = TS::tile_at(p, k)); ++k) {
         int mb, h, b;
         TS::decode(p, tile, mb, h, b);
         const int m0 = mb * K::BR, hk = h / p.group;
@@ -138,7 +138,7 @@ __device__ __forceinline__ PipeState<K::STAGES> ws_walk(const fg_fwd_params &p, 
         tile_begin(PipeState<K::Q_STAGES>::at(k), m0, h, b);
         for (int i = first; i < sch.count; ++i) {
             bool part;
-            const int t = sch.tile(i, part);
+            const int t = sch.tile(p, i, part);
             if (!sch.visible(t, part)) continue;
             key_tile(ps, t, b, hk);
             ps.advance();
@@ -268,13 +268,13 @@ template <class K> struct WsConsumer {
     }
 
     __device__ __forceinline__ void run() {
-        typedef TileScheduler<K::BR, K::CAUSAL> TS;
+        typedef TileScheduler<K::BR, K::CAUSAL, K::SPARSE> TS;
         PipeState<K::STAGES> ps;
         ps.reset();
         PipeState<K::Q_STAGES> qs;
         qs.reset();
         if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
-        for (int k = 0, tile; (tile = TS::tile_at(p, k)) < TS::total(p); ++k) {
+        for (int k = 0, tile; !TS::done(p, tile = TS::tile_at(p, k)); ++k) {
             int mb, h, b;
             TS::decode(p, tile, mb, h, b);
             one_tile(mb * K::BR, h, b, ps, qs);
@@ -288,9 +288,9 @@ template <class K> struct WsConsumer {
     typedef Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> Sched;
 
     // First entry >= i of the schedule whose key tile is visible (count if none).
-    __device__ __forceinline__ static int next_visible(const Sched &sch, int i, int &t, bool &part) {
+    __device__ __forceinline__ int next_visible(const Sched &sch, int i, int &t, bool &part) const {
         for (; i < sch.count; ++i) {
-            t = sch.tile(i, part);
+            t = sch.tile(p, i, part);
             if (sch.visible(t, part)) break;
         }
         return i;

@@ -73,6 +73,12 @@ typedef struct fg_fwd_params {
     const float *q_descale, *k_descale, *v_descale;
     int descale_per_head;
     int pad3_;
+    /* Block-sparse on the TMA family's persistent grid (runtime/
+     * sparse_sched.c): CTA b runs the tiles sp_sched[sp_sched[b]],
+     * sp_sched[sp_sched[b] + 1], ... up to INT_MAX (linear indices in the
+     * non-causal order of fg_tile_order.h), a list built on the host from
+     * the layout's row costs.  NULL: one CTA per tile. */
+    const int *sp_sched;
 } fg_fwd_params;
 
 /* A TMA tensor map (the driver's CUtensorMap: 128 opaque bytes, 64-byte

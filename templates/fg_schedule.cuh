@@ -21,7 +21,7 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
     int m0, row_last;   // first and last valid query row of the tile
     int offset, seqlen_k;
     const int *full_idx, *part_idx;
-    int nf, sub;
+    int nf, sub, row;
 
     __device__ __forceinline__ void init(const fg_fwd_params &p, int m0_, int b, int h) {
         m0 = m0_;
@@ -35,11 +35,11 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
                 n = last_col < 0 ? 0 : min(n, last_col / BC + 1);
             }
             count = n;
-            full_idx = part_idx = 0; nf = 0; sub = 1;
+            full_idx = part_idx = 0; nf = 0; sub = 1; row = 0;
         } else {
             const int bi = p.sp_batch == 1 ? 0 : b;
             const int hi = p.sp_heads == 1 ? 0 : h;
-            const int row = (bi * p.sp_heads + hi) * p.sp_num_q_blocks + m0 / p.sp_block_q;
+            row = (bi * p.sp_heads + hi) * p.sp_num_q_blocks + m0 / p.sp_block_q;
             nf = p.sp_full_num[row];
             const int np = p.sp_part_num[row];
             full_idx = p.sp_full_idx + (long long)row * p.sp_num_kv_blocks;
@@ -63,7 +63,7 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
             n = last_col < 0 ? 0 : min(n, last_col / BC + 1);
         }
         count = n;
-        full_idx = part_idx = 0; nf = 0; sub = 1;
+        full_idx = part_idx = 0; nf = 0; sub = 1; row = 0;
     }
 
     // Key tile of entry i, and whether its layout block is partial.
@@ -78,6 +78,17 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
         partial = e >= nf;
         const int blk = partial ? __ldg(part_idx + (e - nf)) : __ldg(full_idx + e);
         return blk * sub + t;
+    }
+
+    // The same, with the row's lists found from p at each use instead of
+    // the two pointers kept since init (three registers fewer: the TMA
+    // kernel's producer walks this in 24, beside its tile list)
+    __device__ __forceinline__ int tile(const fg_fwd_params &p, int i, bool &partial) const {
+        if (!SPARSE) { partial = CAUSAL; return i; }
+        const int e = sub == 1 ? i : (int)((unsigned)i / (unsigned)sub), t = i - e * sub;
+        partial = e >= nf;
+        const int *list = (partial ? p.sp_part_idx : p.sp_full_idx) + (long long)row * p.sp_num_kv_blocks;
+        return __ldg(list + (partial ? e - nf : e)) * sub + t;
     }
 
     __device__ __forceinline__ bool visible(int t, bool partial) const {

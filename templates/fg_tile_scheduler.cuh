@@ -24,6 +24,11 @@
 //               and V came from DRAM again for every query block; ncu, hd128
 //               causal 1k: 710 MB read for 256 MB of inputs, docs/PERF.md.)
 //               One CTA per tile (p.tile_pairs = 0): tile b.
+//   sparse:     with p.sp_sched, CTA b runs the tiles of its list (ended by
+//               INT_MAX; built on the host, runtime/sparse_sched.c: each
+//               head's tiles longest first, each given to the CTA that frees
+//               first); without, one CTA per tile, tile b.  Indices in the
+//               non-causal order, causal or not.
 #pragma once
 #include "fg_params.h"
 #include "fg_tile_order.h"
@@ -33,16 +38,27 @@ namespace fg {
 // No state: the counts are recomputed from p (constant bank) where they are
 // needed, so the producer's walk keeps no register for them (24 registers
 // after setmaxnreg).
-template <int BR, bool CAUSAL> struct TileScheduler {
+template <int BR, bool CAUSAL, bool SPARSE = false> struct TileScheduler {
     __device__ __forceinline__ static int num_m(const fg_fwd_params &p) { return (p.seqlen_q + BR - 1) / BR; }
     __device__ __forceinline__ static int total(const fg_fwd_params &p) { return num_m(p) * p.heads_q * p.batch; }
-    // The tile of this CTA's k-th step (>= total: this CTA is done).
+    // The tile of this CTA's k-th step (done(): this CTA has no more).
     __device__ __forceinline__ static int tile_at(const fg_fwd_params &p, int k) {
+        if constexpr (SPARSE) {
+            if (p.sp_sched) return __ldg(p.sp_sched + __ldg(p.sp_sched + blockIdx.x) + k); // ends with INT_MAX
+            return k == 0 ? (int)blockIdx.x : 0x7fffffff;                                  // one CTA a tile
+        }
         return fg_tile_at(CAUSAL, CAUSAL ? p.tile_pairs : 0, (int)gridDim.x, (int)blockIdx.x, k);
     }
+    // Sparse: the end mark (a constant: the producer keeps no register for
+    // the tile count); dense: past the last tile.
+    __device__ __forceinline__ static bool done(const fg_fwd_params &p, int t) {
+        if constexpr (SPARSE) return t == 0x7fffffff;
+        return t >= total(p);
+    }
+    // Sparse variants number tiles in the non-causal order either way.
     __device__ __forceinline__ static void decode(const fg_fwd_params &p, int t, int &m_block, int &h, int &b) {
         int bh;
-        m_block = fg_tile_decode(CAUSAL, num_m(p), p.heads_q * p.batch, t, &bh);
+        m_block = fg_tile_decode(CAUSAL && !SPARSE, num_m(p), p.heads_q * p.batch, t, &bh);
         h = bh % p.heads_q;
         b = bh / p.heads_q;
     }

@@ -66,6 +66,10 @@ local REGS = { [1] = { 24, 240 }, [2] = { 24, 240 }, [3] = { 32, 160 } }
 -- P 16 registers), so the producer runs its loads and transposes in 24;
 -- with three, 32 and 160: the 16-bit kernel's split from two consumers on.
 local REGS_FP8_ONE = { 40, 240 }
+-- Sparse layouts, two consumers: the producer walks the CTA's tile list
+-- and each row's key-block lists, which spilled in 24 registers; the
+-- consumers give 8 back (128 x 32 + 256 x 232 <= the 64512 of the launch)
+local REGS_SPARSE_TWO = { 32, 232 }
 
 -- Shared memory: Q buffers (each also stages the O tile of the epilogue, so
 -- as wide as the wider head dim), the K and V rings, 16 bytes of barriers
@@ -95,7 +99,7 @@ return function(p)
   local smem = smem_bytes(p, q_stages)
   local fp8 = p.dtype == "e4m3"
   local ty = fp8 and "e4m3" or p.dtype == "bf16" and "bf16" or "f16"
-  local regs = (fp8 and nc == 1) and REGS_FP8_ONE or REGS[nc]
+  local regs = (fp8 and nc == 1) and REGS_FP8_ONE or (p.sparse and nc == 2) and REGS_SPARSE_TWO or REGS[nc]
   -- the 16-bit type: of q, k, v and o, or of o alone (FP8)
   local bf16 = (fp8 and p.out_dtype or p.dtype) == "bf16"
 

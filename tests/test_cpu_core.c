@@ -17,6 +17,7 @@
 #include "runtime/internal.h"
 #include "runtime/layout.h"
 #include "runtime/reference.h"
+#include "runtime/sparse_sched.h"
 #include "test_util.h"
 
 /* The TMA family's options: text round trip, key, rendering, checks. */
@@ -567,10 +568,75 @@ static void test_tile_order(void) {
     free(seen);
 }
 
+/* The persistent grid's tile lists for sparse layouts (runtime/
+ * sparse_sched.c) on random shapes and row costs: every tile once, offsets
+ * in order, each CTA's tiles through the (batch, head) groups in order, a
+ * group's tiles longest first on one CTA, and the greedy's balance (no CTA
+ * ends later than the earliest plus the longest tile). */
+static void test_sparse_sched(void) {
+    unsigned rng = 12345;
+#define RND(n) ((int)((rng = rng * 1103515245u + 12345u) >> 8) % (n))
+    static const int bms[] = {64, 128, 192};
+    for (int it = 0; it < 400; ++it) {
+        const int bm = bms[RND(3)], bq = bm * (1 + RND(3));
+        const int batch = 1 + RND(3), heads = 1 + RND(5), seqlen_q = 1 + RND(3000);
+        const int lb = RND(2) ? 1 : batch, lh = RND(2) ? 1 : heads, nq = (seqlen_q + bq - 1) / bq;
+        const int nm = (seqlen_q + bm - 1) / bm, tiles = nm * heads * batch;
+        const int sms[] = {1, 3, 132, tiles};
+        int ctas = sms[RND(4)];
+        if (ctas > tiles) ctas = tiles;
+        const fg_sparse_sched_key key = {batch, heads, seqlen_q, bm, 1 + RND(3), ctas};
+        int *cost = malloc(sizeof(int) * (size_t)(lb * lh * nq));
+        const int density = 1 + RND(100), nk = 1 + RND(64);
+        for (int r = 0; r < lb * lh * nq; ++r) cost[r] = RND(100) < density ? RND(nk + 1) : 0;
+        const fg_sparse_sched_layout L = {lb, lh, nq, bq, cost};
+        const long long ints = fg_sparse_sched_ints(&key);
+        int *out = ints > 0 ? malloc(sizeof(int) * (size_t)ints) : NULL, *seen = calloc((size_t)tiles, sizeof(int));
+        int bad = !out || ints != 2LL * ctas + tiles || fg_sparse_sched_build(&key, &L, out) != 0;
+        long long lo = -1, hi = 0, longest = 0, listed = 0;
+        for (int c = 0; c < ctas && !bad; ++c) {
+            if (out[c] < ctas || out[c] >= ints) { bad = 2; break; }
+            long long load = 0, prev_cost = -1;
+            int prev_g = -1;
+            for (long long i = out[c];; ++i) {
+                if (i >= ints) { bad = 2; break; }
+                const int t = out[i];
+                if (t == FG_SPARSE_SCHED_END) break;
+                if (t < 0 || t >= tiles || seen[t]++) { bad = 3; break; }
+                ++listed;
+                int bh;
+                const int m = fg_tile_decode(0, nm, heads * batch, t, &bh);
+                const int b = bh / heads, h = bh % heads, bi = lb == 1 ? 0 : b, hi2 = lh == 1 ? 0 : h;
+                const long long tc = (long long)cost[(bi * lh + hi2) * nq + m * bm / bq] * key.sub + FG_SPARSE_SCHED_TILE_COST;
+                if (bh < prev_g) bad = 4;
+                if (bh == prev_g && tc > prev_cost) bad = 5; /* one CTA: longest first inside a group */
+                prev_g = bh;
+                prev_cost = tc;
+                load += tc;
+                longest = tc > longest ? tc : longest;
+            }
+            lo = lo < 0 || load < lo ? load : lo;
+            hi = load > hi ? load : hi;
+        }
+        if (!bad && listed != tiles) bad = 6;
+        for (int t = 0; t < tiles && !bad; ++t)
+            if (seen[t] != 1) bad = 6;
+        if (!bad && hi > lo + longest) bad = 7;
+        CHECK(!bad, "sparse schedule batch=%d heads=%d seqlen_q=%d block_m=%d block_q=%d layout %dx%d ctas=%d: failure %d", batch,
+              heads, seqlen_q, bm, bq, lb, lh, ctas, bad);
+        free(out); free(seen); free(cost);
+    }
+#undef RND
+    /* out of range: refused, not wrapped */
+    const fg_sparse_sched_key huge = {65536, 65536, 1 << 20, 64, 1, 132};
+    CHECK(fg_sparse_sched_ints(&huge) == -1, "a list past 2^31 ints is refused");
+}
+
 int main(void) {
     test_spec();
     test_short_causal();
     test_tile_order();
+    test_sparse_sched();
     test_render_matrix();
     test_template_errors_and_sandbox();
     test_conversions();

@@ -8,7 +8,9 @@
  * the automatic path (TMA on Hopper where both are multiples of 16) and
  * mma.sync.
  * Exit 77 (skipped) without a GPU. */
+#include <dlfcn.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "runtime/cuda_api.h"
@@ -29,6 +31,102 @@ static int run_case(fg_context *ctx, fg_case *c, int *passed, int *failed) {
     if (bad) ++*failed; else ++*passed;
     CHECK(!bad, "%s: %s", desc, r.msg);
     return bad;
+}
+
+/* A sparse call captured in a CUDA graph: inside the capture the layout's
+ * tile list (runtime/sparse_sched.c) is not built, so the captured call
+ * runs one CTA per tile; the uncaptured call after it builds the list and
+ * runs the persistent grid.  Each query tile is computed by one CTA either
+ * way, so the two outputs must be equal bit for bit; and the graph, replayed
+ * after the list exists, still gives the same. */
+static void sparse_capture_case(fg_context *ctx, uint64_t seed) {
+    const fg_cuda *cu = NULL;
+    fg_error e = {0};
+    if (fg_cuda_get(&cu, &e) != FG_OK) { CHECK(0, "no driver: %s", e.msg); return; }
+    struct {
+        CUresult (*StreamCreate)(CUstream *, unsigned);
+        CUresult (*StreamDestroy)(CUstream);
+        CUresult (*BeginCapture)(CUstream, CUstreamCaptureMode);
+        CUresult (*EndCapture)(CUstream, CUgraph *);
+        CUresult (*Instantiate)(CUgraphExec *, CUgraph, unsigned long long);
+        CUresult (*Launch)(CUgraphExec, CUstream);
+        CUresult (*ExecDestroy)(CUgraphExec);
+        CUresult (*Destroy)(CUgraph);
+    } g;
+    static const char *const names[] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
+                                        "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
+                                        "cuGraphExecDestroy", "cuGraphDestroy"};
+    for (int i = 0; i < 8; ++i)
+        if (!(((void **)&g)[i] = dlsym(cu->lib, names[i]))) { CHECK(0, "the driver lacks %s", names[i]); return; }
+    /* 3 x 8 heads x 9 query tiles of 128 = 216 tiles: several a CTA */
+    const int B = 3, HQ = 8, HK = 2, SQ = 1100, SK = 900, D = 128, BQ = 128, NQ = (SQ + BQ - 1) / BQ, NK = (SK + BQ - 1) / BQ;
+    fg_attention_desc d;
+    fg_attention_desc_init(&d, FG_BF16, D, B, HQ, HK, SQ, SK);
+    /* a random layout per (batch, head): rows of different cost, some empty */
+    const int rows = B * HQ * NQ;
+    int32_t *num = calloc((size_t)rows, 4), *idx = calloc((size_t)rows * NK, 4);
+    uint64_t r = seed;
+    for (int i = 0; i < rows; ++i) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        const int keep = (int)((r >> 33) % (NK + 1));
+        for (int j = 0; j < NK; ++j)
+            if (num[i] < keep && ((r >> (j % 30)) & 1 || NK - j <= keep - num[i])) idx[(size_t)i * NK + num[i]++] = j;
+    }
+    fg_block_layout_desc ld = {B, HQ, NQ, NK, BQ, BQ, num, idx, NULL, NULL};
+    fg_block_layout *L = NULL;
+    CHECK(fg_block_layout_create(ctx, &ld, &L) == FG_OK, "layout: %s", fg_errmsg(ctx));
+    d.layout = L;
+    const size_t nq = (size_t)B * SQ * HQ * D, nk = (size_t)B * SK * HK * D;
+    uint16_t *h = malloc(2 * (nq + 2 * nk));
+    for (size_t i = 0; i < nq + 2 * nk; ++i) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        h[i] = (uint16_t)(0x3c00 | ((r >> 40) & 0x3ff) | ((r >> 20) & 0x8000)); /* bf16 in +-[1, 2) scaled below */
+        h[i] = (uint16_t)((h[i] & 0x807f) | 0x3e00); /* +-[0.125, 0.25) */
+    }
+    CUdeviceptr q = 0, k = 0, v = 0, o1 = 0, o2 = 0;
+    CUstream s = NULL;
+    CUgraph graph = NULL;
+    CUgraphExec exec = NULL;
+    uint16_t *a = malloc(2 * nq), *b = malloc(2 * nq);
+    int ok = L && h && a && b && !cu->MemAlloc(&q, 2 * nq) && !cu->MemAlloc(&k, 2 * nk) && !cu->MemAlloc(&v, 2 * nk) &&
+             !cu->MemAlloc(&o1, 2 * nq) && !cu->MemAlloc(&o2, 2 * nq) && !cu->MemcpyHtoD(q, h, 2 * nq) &&
+             !cu->MemcpyHtoD(k, h + nq, 2 * nk) && !cu->MemcpyHtoD(v, h + nq + nk, 2 * nk) && !cu->MemsetD32(o1, 0x7fc07fc0u, nq / 2) &&
+             !cu->MemsetD32(o2, 0x7fc07fc0u, nq / 2) && !g.StreamCreate(&s, 1 /* non-blocking */);
+    CHECK(ok, "sparse capture: setup");
+    if (ok) {
+        const void *qp = (const void *)(uintptr_t)q, *kp = (const void *)(uintptr_t)k, *vp = (const void *)(uintptr_t)v;
+        /* compile outside the capture (fg_attention_prepare would also build the list: not called) */
+        char name[512];
+        ok = fg_attention_kernel_name(ctx, &d, name, sizeof name) == FG_OK;
+        CHECK(ok, "kernel: %s", fg_errmsg(ctx));
+        ok = ok && !g.BeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL);
+        const fg_status st = ok ? fg_attention_forward(ctx, &d, qp, kp, vp, (void *)(uintptr_t)o1, NULL, s) : FG_ERR_CUDA;
+        ok = ok && !g.EndCapture(s, &graph) && st == FG_OK && !g.Instantiate(&exec, graph, 0) && !g.Launch(exec, s) &&
+             !cu->StreamSynchronize(s);
+        CHECK(ok, "sparse capture: capture and replay (%s): %s", name, fg_errmsg(ctx));
+        ok = ok && fg_attention_forward(ctx, &d, qp, kp, vp, (void *)(uintptr_t)o2, NULL, s) == FG_OK && !cu->StreamSynchronize(s) &&
+             !cu->MemcpyDtoH(a, o1, 2 * nq) && !cu->MemcpyDtoH(b, o2, 2 * nq);
+        CHECK(ok, "sparse capture: uncaptured call: %s", fg_errmsg(ctx));
+        size_t diff = 0, nan = 0;
+        for (size_t i = 0; ok && i < nq; ++i) {
+            diff += a[i] != b[i];
+            nan += (b[i] & 0x7f80) == 0x7f80 && (b[i] & 0x7f);
+        }
+        CHECK(ok && !diff && !nan, "sparse capture (%s): %zu of %zu outputs differ between one CTA a tile and the tile list, %zu NaN",
+              name, diff, nq, nan);
+        /* the graph again, the list now built: unchanged */
+        ok = ok && !cu->MemsetD32(o1, 0x7fc07fc0u, nq / 2) && !g.Launch(exec, s) && !cu->StreamSynchronize(s) && !cu->MemcpyDtoH(a, o1, 2 * nq);
+        CHECK(ok && !memcmp(a, b, 2 * nq), "sparse capture: the graph replayed after the list was built differs");
+        printf("%-4s sparse call captured in a graph (one CTA a tile) and uncaptured (tile list): equal\n", ok ? "ok" : "FAIL");
+    }
+    if (exec) g.ExecDestroy(exec);
+    if (graph) g.Destroy(graph);
+    if (s) g.StreamDestroy(s);
+    CUdeviceptr all[] = {q, k, v, o1, o2};
+    for (int i = 0; i < 5; ++i)
+        if (all[i]) cu->MemFree(all[i]);
+    fg_block_layout_destroy(ctx, L);
+    free(num); free(idx); free(h); free(a); free(b);
 }
 
 int main(int argc, char **argv) {
@@ -165,6 +263,21 @@ int main(int argc, char **argv) {
             c.check_rows_max = 400;
             run_case(ctx, &c, &passed, &failed);
         }
+    /* block-sparse with more tiles than SMs: the persistent grid follows
+     * the layout's tile list (runtime/sparse_sched.c), several tiles a
+     * CTA, rows of different cost; every causal mode, GQA 4:1 */
+    for (int causal = 0; causal < 3; ++causal) {
+        fg_case c;
+        memset(&c, 0, sizeof c);
+        fg_attention_desc_init(&c.desc, causal == 1 ? FG_FP16 : FG_BF16, 128, 4, 8, 2, 1100, 900);
+        c.desc.causal = (fg_causal)causal;
+        c.density = 0.3;
+        c.block = 128;
+        c.seed = seed + 5000 + (uint64_t)causal;
+        c.check_rows_max = 400;
+        run_case(ctx, &c, &passed, &failed);
+    }
+    sparse_capture_case(ctx, seed + 6000);
     /* head_dim_v != head_dim on several tiles per row (the TMA pipeline's
      * steady state on Hopper) */
     for (int i = 0; i < 2; ++i)
