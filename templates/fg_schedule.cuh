@@ -81,8 +81,8 @@ template <int BR, int BC, bool CAUSAL, bool SPARSE> struct Schedule {
     }
 
     // The same, with the row's lists found from p at each use instead of
-    // the two pointers kept since init (three registers fewer: the TMA
-    // kernel's producer walks this in 24, beside its tile list)
+    // the two pointers kept since init (registers fewer in the TMA kernel's
+    // producer, which walks this beside its tile list)
     __device__ __forceinline__ int tile(const fg_fwd_params &p, int i, bool &partial) const {
         if (!SPARSE) { partial = CAUSAL; return i; }
         const int e = sub == 1 ? i : (int)((unsigned)i / (unsigned)sub), t = i - e * sub;
