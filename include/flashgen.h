@@ -74,7 +74,8 @@ extern "C" {
  * max_pages, num_splits), then the score modifications (softcap,
  * alibi_slopes, alibi_batch_stride, window_left, window_right, sinks,
  * score), whose window pair is off at -1, not 0 (see there), then the FP8
- * fields (out_dtype, q/k/v_descale, descale_per_head), then dsinks. */
+ * fields (out_dtype, q/k/v_descale, descale_per_head), then dsinks;
+ * fg_context_stats: sparse_lists_built and sparse_list_launches. */
 
 typedef enum fg_status {
     FG_OK = 0,
@@ -161,6 +162,12 @@ typedef struct fg_context_stats {
     long configs_heuristic;   /* ... from the built-in heuristic             */
     char cache_path[1024];    /* the cache file in use, ":memory:", or "" before first use */
     char gpu_identity[512];   /* the identity cache rows are keyed by, "" before first use */
+    /* block-sparse layouts on the Hopper TMA kernel: the persistent grid's
+     * tile lists built (one per layout and call shape, kept with the
+     * layout), and the launches that followed one (the others ran one CTA
+     * per query tile) */
+    long sparse_lists_built;
+    long sparse_list_launches;
 } fg_context_stats;
 /* Fills the first out->struct_size bytes of *out. */
 fg_status fg_context_get_stats(fg_context *ctx, fg_context_stats *out);
@@ -467,9 +474,10 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
  * launch for desc, without launching it.  With a block-sparse layout on the
  * Hopper TMA kernel it also builds the layout's tile list for this call
  * shape (the persistent grid's assignment of query tiles to CTAs, kept with
- * the layout): otherwise the first call builds it (a small allocation and
- * a synchronous copy), and a call inside a CUDA graph capture never does
- * (it then runs one CTA per tile; fg_attention_plan_create builds it too). */
+ * the layout until it is destroyed; fg_attention_plan_create builds it
+ * too): otherwise the first call does, with a small allocation and a copy
+ * on a private stream, which leaves a CUDA graph capture in progress
+ * intact (the calling thread is in relaxed capture mode meanwhile). */
 fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
 /* Which kernel fg_attention_forward runs for desc on this context's GPU:
  * its variant key, "<family>:<spec and block configuration>:tpl=...", where

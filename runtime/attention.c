@@ -104,9 +104,9 @@ fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc) {
     fg_kernel *k;
     if (prepare(ctx, desc, &d, &v, &p, &k, &e) != FG_OK) return fg_ctx_fail(ctx, &e);
     /* a sparse layout's tile list too (runtime/sparse_sched.h), built
-     * here, outside any capture, rather than by the first call */
+     * here rather than by the first call */
     fg_sparse_sched_key key;
-    if (d.layout && fg_ctx_sparse_key(ctx, &v, &p, &key)) (void)fg_layout_sched(ctx, d.layout, &key, NULL);
+    if (d.layout && fg_ctx_sparse_key(ctx, &v, &p, &key)) (void)fg_layout_sched(ctx, d.layout, &key);
     return FG_OK;
 }
 
@@ -175,7 +175,8 @@ fg_status fg_ctx_launch(fg_context *ctx, const fg_kernel *kern, const fg_variant
         p->sp_sched = NULL;
         if (var->spec.sparse) {
             fg_sparse_sched_key key;
-            if (layout && fg_ctx_sparse_key(ctx, var, p, &key)) p->sp_sched = fg_layout_sched(ctx, layout, &key, stream);
+            if (layout && fg_ctx_sparse_key(ctx, var, p, &key)) p->sp_sched = fg_layout_sched(ctx, layout, &key);
+            if (p->sp_sched) fg_ctx_count(ctx, &ctx->stats.sparse_list_launches);
             p->tile_pairs = 0;
             grid_x = (unsigned)(p->sp_sched ? key.ctas : tiles);
         } else {

@@ -68,7 +68,10 @@ static void load_once(void) {
     SYM(EventDestroy, "cuEventDestroy_v2");
     SYM(MemGetAddressRange, "cuMemGetAddressRange_v2");
     *(void **)&g_cuda.TensorMapEncodeTiled = dlsym(g_cuda.lib, "cuTensorMapEncodeTiled");
-    *(void **)&g_cuda.StreamIsCapturing = dlsym(g_cuda.lib, "cuStreamIsCapturing");
+    *(void **)&g_cuda.ThreadExchangeStreamCaptureMode = dlsym(g_cuda.lib, "cuThreadExchangeStreamCaptureMode");
+    *(void **)&g_cuda.StreamCreate = dlsym(g_cuda.lib, "cuStreamCreate");
+    *(void **)&g_cuda.StreamDestroy = dlsym(g_cuda.lib, "cuStreamDestroy_v2");
+    *(void **)&g_cuda.MemcpyHtoDAsync = dlsym(g_cuda.lib, "cuMemcpyHtoDAsync_v2");
     CUresult r = g_cuda.Init(0);
     if (r != CUDA_SUCCESS) {
         char b[256];

@@ -43,9 +43,14 @@ typedef struct fg_cuda {
     CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
     CUresult (*EventDestroy)(CUevent);
     CUresult (*MemGetAddressRange)(CUdeviceptr *, size_t *, CUdeviceptr);
-    /* optional (NULL when the driver lacks it): a stream's capture status
-     * (runtime/layout.c builds sparse tile lists only outside a capture) */
-    CUresult (*StreamIsCapturing)(CUstream, CUstreamCaptureStatus *);
+    /* optional (NULL when the driver lacks them): what runtime/layout.c
+     * needs to build a sparse tile list without disturbing a CUDA graph
+     * capture in progress on any stream (relaxed capture mode for this
+     * thread, an upload on a private non-blocking stream) */
+    CUresult (*ThreadExchangeStreamCaptureMode)(CUstreamCaptureMode *);
+    CUresult (*StreamCreate)(CUstream *, unsigned);
+    CUresult (*StreamDestroy)(CUstream);
+    CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
     /* optional (NULL when the driver lacks it): TMA tensor maps */
     CUresult (*TensorMapEncodeTiled)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
                                      const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,

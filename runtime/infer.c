@@ -209,9 +209,9 @@ fg_status fg_attention_plan_create(fg_context *ctx, const fg_attention_desc *des
         return fg_ctx_fail(ctx, &e);
     }
     /* a sparse layout's tile list (runtime/sparse_sched.h): built with the
-     * plan, outside any capture, so that runs never build one */
+     * plan, so that its runs never build one */
     fg_sparse_sched_key key;
-    if (pl->d.layout && fg_ctx_sparse_key(ctx, &pl->var, &pl->p, &key)) (void)fg_layout_sched(ctx, pl->d.layout, &key, NULL);
+    if (pl->d.layout && fg_ctx_sparse_key(ctx, &pl->var, &pl->p, &key)) (void)fg_layout_sched(ctx, pl->d.layout, &key);
     if (pl->var.spec.infer) {
         unsigned g[3];
         fg_infer_grid(&pl->var, &pl->p, g);

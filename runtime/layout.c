@@ -147,7 +147,8 @@ void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *L) {
         CUcontext prev;
         const int entered = fg_ctx_enter(ctx, &prev); /* freed in its own context (fg_context_destroy) */
         ctx->cu->MemFree(L->buf);
-        for (int i = 0; i < L->n_sched; ++i) ctx->cu->MemFree(L->sched[i].buf);
+        for (int i = 0; i < L->n_sched; ++i)
+            if (L->sched[i].buf) ctx->cu->MemFree(L->sched[i].buf);
         fg_ctx_leave(ctx, entered, prev);
     }
     pthread_mutex_destroy(&L->sched_mu);
@@ -157,39 +158,60 @@ void fg_block_layout_destroy(fg_context *ctx, fg_block_layout *L) {
     free(L);
 }
 
-const int *fg_layout_sched(fg_context *ctx, const fg_block_layout *layout, const fg_sparse_sched_key *key, void *stream) {
-    fg_block_layout *L = (fg_block_layout *)layout; /* the list cache is the only state a call changes */
-    const fg_cuda *cu = ctx->cu;
-    const int *found = NULL;
-    pthread_mutex_lock(&L->sched_mu);
-    for (int i = 0; i < L->n_sched && !found; ++i)
-        if (!memcmp(&L->sched[i].key, key, sizeof *key)) found = (const int *)(uintptr_t)L->sched[i].buf;
-    if (found || L->n_sched == FG_LAYOUT_SCHEDS) goto done;
-    /* not while the stream is being captured (the allocation and the
-     * synchronous copy would break the capture): that call runs one CTA
-     * per tile, and so do calls on drivers without cuStreamIsCapturing */
-    CUstreamCaptureStatus cap = CU_STREAM_CAPTURE_STATUS_ACTIVE;
-    if (!cu->StreamIsCapturing || cu->StreamIsCapturing((CUstream)stream, &cap) != CUDA_SUCCESS ||
-        cap != CU_STREAM_CAPTURE_STATUS_NONE)
-        goto done;
+/* Builds and uploads the list for key; 0 when it cannot (out of memory, a
+ * driver error, a driver without the calls below).  The calling thread
+ * switches to relaxed capture mode for the allocation (which a global-mode
+ * capture on any stream would otherwise forbid, and be invalidated by), and
+ * the copy goes through a private non-blocking stream, synchronised alone:
+ * nothing here joins or waits for a stream that is being captured, the
+ * call's own included. */
+static CUdeviceptr build_list(const fg_cuda *cu, const fg_block_layout *L, const fg_sparse_sched_key *key) {
+    if (!cu->ThreadExchangeStreamCaptureMode || !cu->StreamCreate || !cu->StreamDestroy || !cu->MemcpyHtoDAsync) return 0;
     const long long ints = fg_sparse_sched_ints(key);
     int *host = ints > 0 ? malloc((size_t)ints * sizeof *host) : NULL;
     const fg_sparse_sched_layout sl = {L->batch, L->heads, L->num_q_blocks, L->block_q, L->row_cost};
     CUdeviceptr buf = 0;
-    if (host && fg_sparse_sched_build(key, &sl, host) == 0 && cu->MemAlloc(&buf, (size_t)ints * sizeof *host) == CUDA_SUCCESS) {
-        /* complete on the device before any stream's kernel reads it (a
-         * pageable copy may return before its DMA lands) */
-        if (cu->MemcpyHtoD(buf, host, (size_t)ints * sizeof *host) == CUDA_SUCCESS && cu->StreamSynchronize(NULL) == CUDA_SUCCESS) {
-            L->sched[L->n_sched].key = *key;
-            L->sched[L->n_sched].buf = buf;
-            ++L->n_sched;
-            found = (const int *)(uintptr_t)buf;
-        } else {
-            cu->MemFree(buf);
-        }
+    if (!host || fg_sparse_sched_build(key, &sl, host) != 0) {
+        free(host);
+        return 0;
     }
+    CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+    if (cu->ThreadExchangeStreamCaptureMode(&mode) != CUDA_SUCCESS) {
+        free(host);
+        return 0;
+    }
+    CUstream s = NULL;
+    const size_t bytes = (size_t)ints * sizeof *host;
+    int ok = cu->StreamCreate(&s, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS && cu->MemAlloc(&buf, bytes) == CUDA_SUCCESS &&
+             cu->MemcpyHtoDAsync(buf, host, bytes, s) == CUDA_SUCCESS && cu->StreamSynchronize(s) == CUDA_SUCCESS;
+    if (!ok && buf) {
+        cu->MemFree(buf);
+        buf = 0;
+    }
+    if (s) cu->StreamDestroy(s);
+    cu->ThreadExchangeStreamCaptureMode(&mode); /* back to the caller's mode */
     free(host);
-done:
+    return buf;
+}
+
+const int *fg_layout_sched(fg_context *ctx, const fg_block_layout *layout, const fg_sparse_sched_key *key) {
+    fg_block_layout *L = (fg_block_layout *)layout; /* the list cache is the only state a call changes */
+    const int *found = NULL;
+    int built = 0;
+    pthread_mutex_lock(&L->sched_mu);
+    int i = 0;
+    while (i < L->n_sched && memcmp(&L->sched[i].key, key, sizeof *key)) ++i;
+    if (i < L->n_sched) {
+        found = (const int *)(uintptr_t)L->sched[i].buf; /* NULL: it failed before; not tried again */
+    } else if (L->n_sched < FG_LAYOUT_SCHEDS) {
+        const CUdeviceptr buf = build_list(ctx->cu, L, key);
+        L->sched[L->n_sched].key = *key;
+        L->sched[L->n_sched].buf = buf;
+        ++L->n_sched;
+        found = (const int *)(uintptr_t)buf;
+        built = buf != 0;
+    }
     pthread_mutex_unlock(&L->sched_mu);
+    if (built) fg_ctx_count(ctx, &ctx->stats.sparse_lists_built);
     return found;
 }

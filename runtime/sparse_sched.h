@@ -17,6 +17,8 @@
 
 #include <stddef.h>
 
+#include "fg_tile_order.h"
+
 /* What a list depends on. */
 typedef struct fg_sparse_sched_key {
     int batch, heads, seqlen_q; /* the call (heads: query heads) */
@@ -47,7 +49,8 @@ int fg_sparse_sched_build(const fg_sparse_sched_key *key, const fg_sparse_sched_
 /* The cost model's per-tile term, in key tiles (what a tile costs beyond
  * its key tiles on the persistent grid; bench/sparse_sched_sim.py). */
 #define FG_SPARSE_SCHED_TILE_COST 1
-/* A list's end: past every tile index (the kernel's loop ends at >= total). */
-#define FG_SPARSE_SCHED_END 0x7fffffff
+/* A list's end: past every tile index (templates/fg_tile_order.h, which
+ * the kernel's tile scheduler reads too). */
+#define FG_SPARSE_SCHED_END FG_TILE_END
 
 #endif

@@ -75,7 +75,7 @@ typedef struct fg_fwd_params {
     int pad3_;
     /* Block-sparse on the TMA family's persistent grid (runtime/
      * sparse_sched.c): CTA b runs the tiles sp_sched[sp_sched[b]],
-     * sp_sched[sp_sched[b] + 1], ... up to INT_MAX (linear indices in the
+     * sp_sched[sp_sched[b] + 1], ... up to FG_TILE_END (linear indices in the
      * non-causal order of fg_tile_order.h), a list built on the host from
      * the layout's row costs.  NULL: one CTA per tile. */
     const int *sp_sched;

@@ -10,6 +10,10 @@
 #ifndef FG_TILE_ORDER_H
 #define FG_TILE_ORDER_H
 
+/* The end of a sparse layout's tile list (runtime/sparse_sched.h), past
+ * every tile index. */
+#define FG_TILE_END 0x7fffffff
+
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FG_TO_FN __host__ __device__ __forceinline__
 #else

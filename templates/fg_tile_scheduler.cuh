@@ -25,7 +25,7 @@
 //               causal 1k: 710 MB read for 256 MB of inputs, docs/PERF.md.)
 //               One CTA per tile (p.tile_pairs = 0): tile b.
 //   sparse:     with p.sp_sched, CTA b runs the tiles of its list (ended by
-//               INT_MAX; built on the host, runtime/sparse_sched.c: each
+//               FG_TILE_END; built on the host, runtime/sparse_sched.c: each
 //               head's tiles longest first, each given to the CTA that frees
 //               first); without, one CTA per tile, tile b.  Indices in the
 //               non-causal order, causal or not.
@@ -44,15 +44,15 @@ template <int BR, bool CAUSAL, bool SPARSE = false> struct TileScheduler {
     // The tile of this CTA's k-th step (done(): this CTA has no more).
     __device__ __forceinline__ static int tile_at(const fg_fwd_params &p, int k) {
         if constexpr (SPARSE) {
-            if (p.sp_sched) return __ldg(p.sp_sched + __ldg(p.sp_sched + blockIdx.x) + k); // ends with INT_MAX
-            return k == 0 ? (int)blockIdx.x : 0x7fffffff;                                  // one CTA a tile
+            if (p.sp_sched) return __ldg(p.sp_sched + __ldg(p.sp_sched + blockIdx.x) + k); // ends with FG_TILE_END
+            return k == 0 ? (int)blockIdx.x : FG_TILE_END;                                 // one CTA a tile
         }
         return fg_tile_at(CAUSAL, CAUSAL ? p.tile_pairs : 0, (int)gridDim.x, (int)blockIdx.x, k);
     }
     // Sparse: the end mark (a constant: the producer keeps no register for
     // the tile count); dense: past the last tile.
     __device__ __forceinline__ static bool done(const fg_fwd_params &p, int t) {
-        if constexpr (SPARSE) return t == 0x7fffffff;
+        if constexpr (SPARSE) return t == FG_TILE_END;
         return t >= total(p);
     }
     // Sparse variants number tiles in the non-causal order either way.

@@ -33,12 +33,13 @@ static int run_case(fg_context *ctx, fg_case *c, int *passed, int *failed) {
     return bad;
 }
 
-/* A sparse call captured in a CUDA graph: inside the capture the layout's
- * tile list (runtime/sparse_sched.c) is not built, so the captured call
- * runs one CTA per tile; the uncaptured call after it builds the list and
- * runs the persistent grid.  Each query tile is computed by one CTA either
- * way, so the two outputs must be equal bit for bit; and the graph, replayed
- * after the list exists, still gives the same. */
+/* A sparse call captured in a CUDA graph (global mode, a non-blocking
+ * stream) as the layout's first: the tile list (runtime/sparse_sched.c) is
+ * built inside the capture without breaking it (relaxed mode, a private
+ * stream), and the captured launch follows it.  The graph's replay and an
+ * uncaptured call (the list reused, not rebuilt) must agree bit for bit,
+ * with no NaN left of the poison; on Hopper the context's counters must
+ * show one list built and two launches on it. */
 static void sparse_capture_case(fg_context *ctx, uint64_t seed) {
     const fg_cuda *cu = NULL;
     fg_error e = {0};
@@ -93,6 +94,8 @@ static void sparse_capture_case(fg_context *ctx, uint64_t seed) {
              !cu->MemcpyHtoD(k, h + nq, 2 * nk) && !cu->MemcpyHtoD(v, h + nq + nk, 2 * nk) && !cu->MemsetD32(o1, 0x7fc07fc0u, nq / 2) &&
              !cu->MemsetD32(o2, 0x7fc07fc0u, nq / 2) && !g.StreamCreate(&s, 1 /* non-blocking */);
     CHECK(ok, "sparse capture: setup");
+    fg_context_stats st0 = {.struct_size = sizeof st0}, st1 = {.struct_size = sizeof st1};
+    fg_context_get_stats(ctx, &st0);
     if (ok) {
         const void *qp = (const void *)(uintptr_t)q, *kp = (const void *)(uintptr_t)k, *vp = (const void *)(uintptr_t)v;
         /* compile outside the capture (fg_attention_prepare would also build the list: not called) */
@@ -112,12 +115,17 @@ static void sparse_capture_case(fg_context *ctx, uint64_t seed) {
             diff += a[i] != b[i];
             nan += (b[i] & 0x7f80) == 0x7f80 && (b[i] & 0x7f);
         }
-        CHECK(ok && !diff && !nan, "sparse capture (%s): %zu of %zu outputs differ between one CTA a tile and the tile list, %zu NaN",
+        CHECK(ok && !diff && !nan, "sparse capture (%s): %zu of %zu outputs differ between the graph and the uncaptured call, %zu NaN",
               name, diff, nq, nan);
+        fg_context_get_stats(ctx, &st1);
+        if (!strncmp(name, "fwd_ws:", 7))
+            CHECK(st1.sparse_lists_built - st0.sparse_lists_built == 1 && st1.sparse_list_launches - st0.sparse_list_launches == 2,
+                  "sparse capture: %ld lists built, %ld launches on one (want 1 and 2)", st1.sparse_lists_built - st0.sparse_lists_built,
+                  st1.sparse_list_launches - st0.sparse_list_launches);
         /* the graph again, the list now built: unchanged */
         ok = ok && !cu->MemsetD32(o1, 0x7fc07fc0u, nq / 2) && !g.Launch(exec, s) && !cu->StreamSynchronize(s) && !cu->MemcpyDtoH(a, o1, 2 * nq);
-        CHECK(ok && !memcmp(a, b, 2 * nq), "sparse capture: the graph replayed after the list was built differs");
-        printf("%-4s sparse call captured in a graph (one CTA a tile) and uncaptured (tile list): equal\n", ok ? "ok" : "FAIL");
+        CHECK(ok && !memcmp(a, b, 2 * nq), "sparse capture: the graph replayed a second time differs");
+        printf("%-4s sparse call captured in a graph as the layout's first, and uncaptured: equal\n", ok ? "ok" : "FAIL");
     }
     if (exec) g.ExecDestroy(exec);
     if (graph) g.Destroy(graph);
@@ -266,6 +274,8 @@ int main(int argc, char **argv) {
     /* block-sparse with more tiles than SMs: the persistent grid follows
      * the layout's tile list (runtime/sparse_sched.c), several tiles a
      * CTA, rows of different cost; every causal mode, GQA 4:1 */
+    fg_context_stats sp0 = {.struct_size = sizeof sp0}, sp1 = {.struct_size = sizeof sp1};
+    fg_context_get_stats(ctx, &sp0);
     for (int causal = 0; causal < 3; ++causal) {
         fg_case c;
         memset(&c, 0, sizeof c);
@@ -277,6 +287,10 @@ int main(int argc, char **argv) {
         c.check_rows_max = 400;
         run_case(ctx, &c, &passed, &failed);
     }
+    fg_context_get_stats(ctx, &sp1);
+    if (strstr(sp1.gpu_identity, "sm_90")) /* the TMA kernel: each case's layout got its list */
+        CHECK(sp1.sparse_list_launches - sp0.sparse_list_launches >= 3, "many-tile sparse cases: %ld launches on a tile list",
+              sp1.sparse_list_launches - sp0.sparse_list_launches);
     sparse_capture_case(ctx, seed + 6000);
     /* head_dim_v != head_dim on several tiles per row (the TMA pipeline's
      * steady state on Hopper) */
