@@ -8,13 +8,26 @@ static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 /* FP8 (e4m3) TMA kernel: must agree with WsShape::SMEM in fg_fwd_ws.cuh and
  * fwd_ws.lua: 128-byte rows of one-byte elements, the Q buffer as wide as
- * Q (the 16-bit O tile goes out through it in column slices), the V ring,
- * the ring of transposed V tiles and the loads' end mark (16 bytes). */
-static int smem_bytes_fp8(const fg_spec *s, const fg_config *c) {
+ * Q (the 16-bit O tile goes out through it in column slices), the TMA'd V
+ * ring (vin stages), the ring of transposed V tiles (one stage more than
+ * the K ring), 16 bytes of barriers a stage of each ring and the loads' end
+ * mark (16 bytes).  Two Q buffers and as many V stages as K stages where
+ * they fit, else one Q buffer, else one V stage too (fwd_ws.lua's
+ * ring_sizes). */
+static int smem_bytes_fp8_rings(const fg_spec *s, const fg_config *c, int q_stages, int vin_stages) {
     const int dv = fg_spec_head_dim_v(s), dp = round_up(s->head_dim, 128), dvp = round_up(dv, 128);
-    const int qbuf = c->block_m * dp;
-    const int rest = 1024 + c->stages * (c->block_n * (dp + dvp) + dv * c->block_n) + 48 * c->stages + 16;
-    return rest + 2 * qbuf + 32 <= 232448 ? rest + 2 * qbuf + 32 : rest + qbuf + 16;
+    const int vt_stages = c->stages + 1;
+    return 1024 + q_stages * c->block_m * dp + c->stages * c->block_n * dp + vin_stages * c->block_n * dvp +
+           vt_stages * dv * c->block_n + 16 * (q_stages + c->stages + vt_stages + vin_stages) + 16;
+}
+static int smem_bytes_fp8(const fg_spec *s, const fg_config *c) {
+    static const int rings[][2] = {{2, 0}, {1, 0}, {1, 1}}; /* q stages, vin stages (0: the K ring's) */
+    int bytes = 0;
+    for (size_t i = 0; i < sizeof rings / sizeof rings[0]; ++i) {
+        bytes = smem_bytes_fp8_rings(s, c, rings[i][0], rings[i][1] ? rings[i][1] : c->stages);
+        if (bytes <= 232448) break;
+    }
+    return bytes;
 }
 
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {
