@@ -12,8 +12,8 @@ static int round_up(int x, int m) { return (x + m - 1) / m * m; }
  * ring (vin stages), the ring of transposed V tiles (one stage more than
  * the K ring), 16 bytes of barriers a stage of each ring and the loads' end
  * mark (16 bytes).  Two Q buffers and as many V stages as K stages where
- * they fit, else one Q buffer, else one V stage too (fwd_ws.lua's
- * ring_sizes). */
+ * they fit, else one Q buffer and as many V stages as fit, at least one
+ * (fwd_ws.lua's ring_sizes). */
 static int smem_bytes_fp8_rings(const fg_spec *s, const fg_config *c, int q_stages, int vin_stages) {
     const int dv = fg_spec_head_dim_v(s), dp = round_up(s->head_dim, 128), dvp = round_up(dv, 128);
     const int vt_stages = c->stages + 1;
@@ -21,12 +21,10 @@ static int smem_bytes_fp8_rings(const fg_spec *s, const fg_config *c, int q_stag
            vt_stages * dv * c->block_n + 16 * (q_stages + c->stages + vt_stages + vin_stages) + 16;
 }
 static int smem_bytes_fp8(const fg_spec *s, const fg_config *c) {
-    static const int rings[][2] = {{2, 0}, {1, 0}, {1, 1}}; /* q stages, vin stages (0: the K ring's) */
-    int bytes = 0;
-    for (size_t i = 0; i < sizeof rings / sizeof rings[0]; ++i) {
-        bytes = smem_bytes_fp8_rings(s, c, rings[i][0], rings[i][1] ? rings[i][1] : c->stages);
-        if (bytes <= 232448) break;
-    }
+    int bytes = smem_bytes_fp8_rings(s, c, 2, c->stages);
+    if (bytes <= 232448) return bytes;
+    for (int vin = c->stages; vin >= 1; --vin) /* one Q buffer, as many V stages as fit */
+        if ((bytes = smem_bytes_fp8_rings(s, c, 1, vin)) <= 232448 || vin == 1) return bytes;
     return bytes;
 }
 

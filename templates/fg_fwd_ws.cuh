@@ -192,7 +192,7 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
             for (int cb = 0; cb < S::DVP / S::COLS; ++cb)
                 tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir().full(vs.stage), cb * S::COLS, t * K::BC, hk, b);
         });
-    (void)nv;
+    (void)nv; // unused by 16-bit variants
     if constexpr (K::FP8) {
         const PipeState<S::VIN_STAGES> end = PipeState<S::VIN_STAGES>::at(nv);
         // the mark is written before the arrival (release), read after the

@@ -92,13 +92,15 @@ end
 
 -- Q buffers and TMA'd V stages: two Q buffers (the next tile's Q loads
 -- during this one) and as many V stages as K stages where they fit in
--- Hopper's 227 KiB, else one Q buffer, else (FP8) one V stage too.
+-- Hopper's 227 KiB, else one Q buffer, else (FP8) as many V stages as fit
+-- (at least one).  select/heuristic.c's smem_bytes_fp8 makes the same choice.
 local function ring_sizes(p)
-  for _, qv in ipairs({ { 2, p.stages }, { 1, p.stages }, { 1, 1 } }) do
-    if smem_bytes(p, qv[1], qv[2]) <= HOPPER_SMEM then return qv[1], qv[2] end
-    if p.dtype ~= "e4m3" and qv[1] == 1 then break end
+  if smem_bytes(p, 2, p.stages) <= HOPPER_SMEM then return 2, p.stages end
+  if p.dtype ~= "e4m3" then return 1, p.stages end
+  for vin = p.stages, 2, -1 do
+    if smem_bytes(p, 1, vin) <= HOPPER_SMEM then return 1, vin end
   end
-  return 1, p.dtype == "e4m3" and 1 or p.stages
+  return 1, 1
 end
 
 return function(p)
