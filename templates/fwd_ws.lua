@@ -74,14 +74,12 @@ local REGS_FP8_ONE = { 40, 240 }
 local HOPPER_SMEM = 232448
 -- FP8: rows of 128 one-byte elements, the Q buffer as wide as Q alone (the
 -- 16-bit O tile goes through it in column slices), the TMA'd V ring
--- (vin_stages), the ring of transposed V tiles (one stage more than the K
--- ring: fg_fwd_ws.cuh, WsShape), their barriers and the loads' end mark (16
--- bytes).
-local function smem_bytes(p, q_stages, vin_stages)
+-- (vin_stages), the ring of transposed V tiles (vt_stages: fg_fwd_ws.cuh,
+-- WsShape), their barriers and the loads' end mark (16 bytes).
+local function smem_bytes(p, q_stages, vin_stages, vt_stages)
   if p.dtype == "e4m3" then
     local dp, dvp = util.round_up(p.head_dim, 128), util.round_up(p.head_dim_v, 128)
     local qbuf = p.block_m * dp
-    local vt_stages = p.stages + 1
     return 1024 + q_stages * qbuf + p.stages * p.block_n * dp + vin_stages * p.block_n * dvp +
            vt_stages * p.head_dim_v * p.block_n + 16 * q_stages + 16 * p.stages + 16 * vt_stages + 16 * vin_stages + 16
   end
@@ -90,25 +88,30 @@ local function smem_bytes(p, q_stages, vin_stages)
   return 1024 + q_stages * qbuf + p.stages * p.block_n * (dp + dvp) * 2 + 16 * q_stages + 2 * 16 * p.stages
 end
 
--- Q buffers and TMA'd V stages: two Q buffers (the next tile's Q loads
--- during this one) and as many V stages as K stages where they fit in
--- Hopper's 227 KiB, else one Q buffer, else (FP8) as many V stages as fit
--- (at least one).  select/heuristic.c's smem_bytes_fp8 makes the same choice.
+-- Ring sizes: Q buffers (two where they fit: the next tile's Q loads during
+-- this one, else one), the TMA'd V ring (as many stages as the K ring) and,
+-- FP8, the V^T ring: one stage more than the K ring where that fits beside
+-- a full V ring (the transposers run half an iteration further ahead), else
+-- as many as the K ring (a V ring cut to one stage to make room lost 6% at
+-- hd256 causal, docs/PERF.md v18).  select/heuristic.c's smem_bytes_fp8
+-- makes the same choice.
 local function ring_sizes(p)
-  if smem_bytes(p, 2, p.stages) <= HOPPER_SMEM then return 2, p.stages end
-  if p.dtype ~= "e4m3" then return 1, p.stages end
-  for vin = p.stages, 2, -1 do
-    if smem_bytes(p, 1, vin) <= HOPPER_SMEM then return 1, vin end
+  local fit = function(q, vt) return smem_bytes(p, q, p.stages, vt) <= HOPPER_SMEM end
+  if p.dtype == "e4m3" then
+    local vt = p.stages + 1
+    if fit(2, vt) then return 2, p.stages, vt end
+    if fit(1, vt) then return 1, p.stages, vt end
+    return fit(2, p.stages) and 2 or 1, p.stages, p.stages
   end
-  return 1, 1
+  return fit(2, p.stages) and 2 or 1, p.stages, p.stages
 end
 
 return function(p)
   check(p)
   local nc = p.block_m // 64
   local threads = (nc + 1) * 128
-  local q_stages, vin_stages = ring_sizes(p)
-  local smem = smem_bytes(p, q_stages, vin_stages)
+  local q_stages, vin_stages, vt_stages = ring_sizes(p)
+  local smem = smem_bytes(p, q_stages, vin_stages, vt_stages)
   local fp8 = p.dtype == "e4m3"
   local ty = fp8 and "e4m3" or p.dtype == "bf16" and "bf16" or "f16"
   local regs = (fp8 and nc == 1) and REGS_FP8_ONE or REGS[nc]
@@ -125,7 +128,7 @@ return function(p)
            p.block_m, nc, p.block_n, p.stages, q_stages, tostring(p.pingpong), tostring(p.overlap))
   if fp8 then
     out:line("// FP8: V ring %d stage(s) (TMA), V^T ring %d stages (transposed by producer warps 1-3)", vin_stages,
-             p.stages + 1)
+             vt_stages)
   end
   out:line("// threads=%d dynamic_smem=%d bytes registers: producer %d, consumers %d", threads, smem,
            regs[1], regs[2])
@@ -144,8 +147,7 @@ return function(p)
   out:line("    static constexpr int BR = %d, BC = %d, NC = %d, STAGES = %d, Q_STAGES = %d;", p.block_m, p.block_n, nc,
            p.stages, q_stages)
   -- FP8: the TMA'd V ring and the V^T ring the consumers read (WsShape)
-  out:line("    static constexpr int VIN_STAGES = %d, VT_STAGES = %d;", fp8 and vin_stages or p.stages,
-           fp8 and p.stages + 1 or p.stages)
+  out:line("    static constexpr int VIN_STAGES = %d, VT_STAGES = %d;", vin_stages, vt_stages)
   out:line("    static constexpr int PRODUCER_REGS = %d, CONSUMER_REGS = %d;", regs[1], regs[2])
   out:line("    static constexpr bool FP8 = %s, BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(fp8), tostring(bf16),
            tostring(p.causal), tostring(p.sparse))
