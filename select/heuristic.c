@@ -8,13 +8,22 @@ static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 /* FP8 (e4m3) TMA kernel: must agree with WsShape::SMEM in fg_fwd_ws.cuh and
  * fwd_ws.lua: 128-byte rows of one-byte elements, the Q buffer as wide as
- * Q (the 16-bit O tile goes out through it in column slices), the V ring,
- * the ring of transposed V tiles and the loads' end mark (16 bytes). */
-static int smem_bytes_fp8(const fg_spec *s, const fg_config *c) {
+ * Q (the 16-bit O tile goes out through it in column slices), the TMA'd V
+ * ring, the ring of transposed V tiles, 16 bytes of barriers a stage of
+ * each ring and the loads' end mark (16 bytes). */
+static int smem_bytes_fp8_rings(const fg_spec *s, const fg_config *c, int q_stages, int vt_stages) {
     const int dv = fg_spec_head_dim_v(s), dp = round_up(s->head_dim, 128), dvp = round_up(dv, 128);
-    const int qbuf = c->block_m * dp;
-    const int rest = 1024 + c->stages * (c->block_n * (dp + dvp) + dv * c->block_n) + 48 * c->stages + 16;
-    return rest + 2 * qbuf + 32 <= 232448 ? rest + 2 * qbuf + 32 : rest + qbuf + 16;
+    return 1024 + q_stages * c->block_m * dp + c->stages * c->block_n * (dp + dvp) + vt_stages * dv * c->block_n +
+           16 * (q_stages + 2 * c->stages + vt_stages) + 16;
+}
+/* fwd_ws.lua's ring_sizes: a V^T ring one stage longer than the K ring
+ * where it fits (two Q buffers, else one), else as long as it. */
+static int smem_bytes_fp8(const fg_spec *s, const fg_config *c) {
+    const int fits[4][2] = {{2, c->stages + 1}, {1, c->stages + 1}, {2, c->stages}, {1, c->stages}};
+    int bytes = 0;
+    for (int i = 0; i < 4; ++i)
+        if ((bytes = smem_bytes_fp8_rings(s, c, fits[i][0], fits[i][1])) <= 232448) return bytes;
+    return bytes;
 }
 
 int fg_config_smem_bytes(const fg_spec *s, const fg_config *c) {

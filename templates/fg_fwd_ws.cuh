@@ -73,14 +73,26 @@ template <class K> struct WsShape {
     // V as the consumers read it: the TMA'd tile, or (FP8) its transpose
     static constexpr int V_BYTES = K::FP8 ? K::DV * K::BC : VIN_BYTES;
     static constexpr int VT_RING = K::FP8 ? 1 : 0;
+    // Stage counts: K ring STAGES; the TMA'd V ring VIN_STAGES and the ring
+    // the consumers read V from V_STAGES.  16-bit: both are the K ring's
+    // count (one ring).  FP8: the V^T ring has one stage more than the K
+    // ring, so that the transposers can run up to two tiles ahead: with as
+    // many stages, tile j + 1 could be transposed only once both consumer
+    // warpgroups had freed tile j - 1, half an iteration before the first
+    // needed it (ncu, hd256: the consumers waited ~19% of their time on
+    // V^T, the transposers on the consumers; docs/PERF.md v17).  The TMA'd
+    // V ring then has as many stages as fit (one at head dim 256).
+    static constexpr int VIN_STAGES = K::FP8 ? K::VIN_STAGES : K::STAGES, V_STAGES = K::FP8 ? K::VT_STAGES : K::STAGES;
     // FP8: the threads that transpose V (warps 1-3 of the producer warpgroup)
     static constexpr int TRANSPOSERS = 96;
     // smem: [align 1024] Q ring | K ring | V ring | (FP8: V^T ring) | barriers
-    // (Q ring, K ring, V ring, V^T ring) | (FP8: end mark, a word per stage)
-    static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * (K_BYTES + VIN_BYTES + VT_RING * V_BYTES) +
-                                Ring<K::Q_STAGES>::BYTES + (2 + VT_RING) * Ring<K::STAGES>::BYTES + 16 * VT_RING;
-    static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::STAGES <= 4 && K::D % 32 == 0 && K::DV % 16 == 0),
-                  "FP8: 128-key tiles, two to four stages (one end-mark word each), head dims multiples of 32 / 16");
+    // (Q ring, K ring, V^T or V ring, FP8: V ring) | (FP8: end mark, a word per V stage)
+    static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * K_BYTES + VIN_STAGES * VIN_BYTES +
+                                VT_RING * V_STAGES * V_BYTES + Ring<K::Q_STAGES>::BYTES + Ring<K::STAGES>::BYTES +
+                                Ring<V_STAGES>::BYTES + VT_RING * (Ring<VIN_STAGES>::BYTES + 16);
+    static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::VIN_STAGES >= 1 && K::VIN_STAGES <= 4 &&
+                              K::VT_STAGES >= 2 && K::D % 32 == 0 && K::DV % 16 == 0),
+                  "FP8: 128-key tiles, two or more stages, one to four of V (one end-mark word each), head dims multiples of 32 / 16");
     static_assert(K::BR == 64 * NC, "64 query rows per consumer warpgroup");
     static_assert(K::D % 16 == 0 && K::DV % 8 == 0 && K::DV <= 256, "head dims");
     static_assert(K::BC % 16 == 0 && K::BC <= 256, "key tile");
@@ -91,11 +103,11 @@ template <class K> struct WsShape {
 template <class K> struct WsSmem {
     typedef WsShape<K> S;
     static constexpr u32 K_OFF = K::Q_STAGES * S::Q_BUF, VIN_OFF = K_OFF + K::STAGES * S::K_BYTES,
-                         V_OFF = K::FP8 ? VIN_OFF + K::STAGES * S::VIN_BYTES : VIN_OFF,
-                         QR_OFF = V_OFF + K::STAGES * S::V_BYTES, KR_OFF = QR_OFF + Ring<K::Q_STAGES>::BYTES,
+                         V_OFF = K::FP8 ? VIN_OFF + S::VIN_STAGES * S::VIN_BYTES : VIN_OFF,
+                         QR_OFF = V_OFF + S::V_STAGES * S::V_BYTES, KR_OFF = QR_OFF + Ring<K::Q_STAGES>::BYTES,
                          VR_OFF = KR_OFF + Ring<K::STAGES>::BYTES,
-                         VIR_OFF = K::FP8 ? VR_OFF + Ring<K::STAGES>::BYTES : VR_OFF,
-                         VDONE_OFF = VIR_OFF + Ring<K::STAGES>::BYTES;
+                         VIR_OFF = K::FP8 ? VR_OFF + Ring<S::V_STAGES>::BYTES : VR_OFF,
+                         VDONE_OFF = VIR_OFF + Ring<S::VIN_STAGES>::BYTES;
     // transpose_v addresses V^T stages by XOR on bits 4-6
     static_assert(V_OFF % 1024 == 0 && S::V_BYTES % 1024 == 0, "V^T stages 1024-byte aligned");
     u32 q;
@@ -109,11 +121,11 @@ template <class K> struct WsSmem {
     __device__ __forceinline__ u32 v() const { return q + V_OFF; }
     __device__ __forceinline__ Ring<K::Q_STAGES> qr() const { return Ring<K::Q_STAGES>{q + QR_OFF}; }
     __device__ __forceinline__ Ring<K::STAGES> kr() const { return Ring<K::STAGES>{q + KR_OFF}; }
-    __device__ __forceinline__ Ring<K::STAGES> vr() const { return Ring<K::STAGES>{q + VR_OFF}; }
-    __device__ __forceinline__ Ring<K::STAGES> vir() const { return Ring<K::STAGES>{q + VIR_OFF}; }
+    __device__ __forceinline__ Ring<S::V_STAGES> vr() const { return Ring<S::V_STAGES>{q + VR_OFF}; }
+    __device__ __forceinline__ Ring<S::VIN_STAGES> vir() const { return Ring<S::VIN_STAGES>{q + VIR_OFF}; }
     __device__ __forceinline__ u32 qbuf(int stage) const { return q + stage * S::Q_BUF; }
     // FP8: the loads' end mark for the transposing warps, one word per
-    // stage of the V ring (16 bytes kept: four stages at most)
+    // stage of the TMA'd V ring (16 bytes kept: four stages at most)
     __device__ __forceinline__ u32 vdone(int stage) const { return q + VDONE_OFF + 4u * stage; }
 };
 
@@ -156,7 +168,8 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
     tma_prefetch_map(&tm.q);
     tma_prefetch_map(&tm.k);
     tma_prefetch_map(&tm.v);
-    const PipeState<K::STAGES> end = ws_walk<K>(
+    int nv = 0; // V tiles loaded (FP8: the V ring's own count of stages)
+    ws_walk<K>(
         p,
         [&](const PipeState<K::Q_STAGES> &qs, int m0, int h, int b) {
             sm.qr().acquire(qs, S::Q_TX);
@@ -170,13 +183,18 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
 #pragma unroll
             for (int cb = 0; cb < S::DP / S::COLS; ++cb)
                 tma_load_4d(kd + cb * K::BC * 128, &tm.k, sm.kr().full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
-            sm.vir().acquire(ps, S::VIN_BYTES);
-            const u32 vd = sm.vin() + ps.stage * S::VIN_BYTES;
+            PipeState<S::VIN_STAGES> vs;
+            if constexpr (K::FP8) vs = PipeState<S::VIN_STAGES>::at(nv++);
+            else vs = ps;
+            sm.vir().acquire(vs, S::VIN_BYTES);
+            const u32 vd = sm.vin() + vs.stage * S::VIN_BYTES;
 #pragma unroll
             for (int cb = 0; cb < S::DVP / S::COLS; ++cb)
-                tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir().full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
+                tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir().full(vs.stage), cb * S::COLS, t * K::BC, hk, b);
         });
+    (void)nv; // unused by 16-bit variants
     if constexpr (K::FP8) {
+        const PipeState<S::VIN_STAGES> end = PipeState<S::VIN_STAGES>::at(nv);
         // the mark is written before the arrival (release), read after the
         // wait (acquire).  A word of this stage only: the transposers may
         // still be waking for the last tile, in another stage, whose word
@@ -197,21 +215,21 @@ template <class K>
 __device__ __forceinline__ void ws_transposes(const WsSmem<K> &sm) {
     typedef WsShape<K> S;
     const int warp = (int)((threadIdx.x & 127) >> 5) - 1, lane = (int)(threadIdx.x & 31);
-    PipeState<K::STAGES> ps;
-    ps.reset();
-    for (;;) {
+    // one count for both rings (their stage counts differ)
+    for (int n = 0;; ++n) {
+        const PipeState<S::VIN_STAGES> ps = PipeState<S::VIN_STAGES>::at(n);
+        const PipeState<S::V_STAGES> ts = PipeState<S::V_STAGES>::at(n);
         mbar_wait_sleep(sm.vir().full(ps.stage), ps.phase);
         u32 done = 0; // lane 0 reads the end mark (an atomic: see ws_loads), the warp follows
         if ((threadIdx.x & 31) == 0)
             asm volatile("atom.shared.or.b32 %0, [%1], 0;\n" : "=r"(done) : "r"(sm.vdone(ps.stage)) : "memory");
         if (__shfl_sync(0xffffffffu, done, 0)) break;
-        mbar_wait_sleep(sm.vr().empty(ps.stage), ps.phase ^ 1u);
-        transpose_v<K::BC, K::DV, S::TRANSPOSERS / 32>(sm.vin() + ps.stage * S::VIN_BYTES, sm.v() + ps.stage * S::V_BYTES, warp, lane);
+        mbar_wait_sleep(sm.vr().empty(ts.stage), ts.phase ^ 1u);
+        transpose_v<K::BC, K::DV, S::TRANSPOSERS / 32>(sm.vin() + ps.stage * S::VIN_BYTES, sm.v() + ts.stage * S::V_BYTES, warp, lane);
         fence_proxy_async(); // generic-proxy stores, read by wgmma (async proxy)
         __syncwarp();
-        mbar_arrive_if(sm.vr().full(ps.stage), (threadIdx.x & 31) == 0);
+        mbar_arrive_if(sm.vr().full(ts.stage), (threadIdx.x & 31) == 0);
         mbar_arrive_if(sm.vir().empty(ps.stage), (threadIdx.x & 31) == 0);
-        ps.advance();
     }
 }
 
@@ -267,17 +285,28 @@ template <class K> struct WsConsumer {
         }
     }
 
+    // The V ring's position: FP8's V^T ring has its own stage count; the
+    // 16-bit kernel's V ring is the K ring's twin, its position ps itself.
+    typedef PipeState<S::V_STAGES> VState;
+    __device__ __forceinline__ static VState &v_state(PipeState<K::STAGES> &ps, VState &own) {
+        if constexpr (K::FP8) return own;
+        else return ps;
+    }
+
     __device__ __forceinline__ void run() {
         typedef TileScheduler<K::BR, K::CAUSAL, K::SPARSE> TS;
         PipeState<K::STAGES> ps;
         ps.reset();
+        VState v_own;
+        v_own.reset();
+        VState &vs = v_state(ps, v_own);
         PipeState<K::Q_STAGES> qs;
         qs.reset();
         if (K::PINGPONG && c == S::NC - 1) named_bar_arrive(1, SCHED_THREADS);
         for (int k = 0, tile; !TS::done(p, tile = TS::tile_at(p, k)); ++k) {
             int mb, h, b;
             TS::decode(p, tile, mb, h, b);
-            one_tile(mb * K::BR, h, b, ps, qs);
+            one_tile(mb * K::BR, h, b, ps, vs, qs);
             qs.advance();
         }
         // close the ring of turns: the last warpgroup's final arrive on
@@ -346,7 +375,9 @@ template <class K> struct WsConsumer {
         sm.vr().release(stage);
     }
 
-    __device__ __forceinline__ void one_tile(int m0, int h, int b, PipeState<K::STAGES> &ps, const PipeState<K::Q_STAGES> &qs) {
+    // ps: the K ring's position, vs: the V ring's (the same object unless FP8)
+    __device__ __forceinline__ void one_tile(int m0, int h, int b, PipeState<K::STAGES> &ps, VState &vs,
+                                             const PipeState<K::Q_STAGES> &qs) {
         const u32 qst = sm.qbuf(qs.stage);
         Schedule<K::BR, K::BC, K::CAUSAL, K::SPARSE> sch;
         sch.init(p, m0, b, h);
@@ -391,11 +422,12 @@ template <class K> struct WsConsumer {
             s_tile<false>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, 0, alpha, moved);
             smx.step_p(acc_s, sl2, alpha); // (not applied: see moved)
             pack_p(pa, acc_s);
-            if (K::OVERLAP) mbar_wait(sm.vr().full(ps.stage), ps.phase); // for the loop's first P V
-            else pv_now(acc_o, pa, ps.stage, ps.phase);
-            int prev_stage = ps.stage;
-            u32 prev_phase = ps.phase;
+            if (K::OVERLAP) mbar_wait(sm.vr().full(vs.stage), vs.phase); // for the loop's first P V
+            else pv_now(acc_o, pa, vs.stage, vs.phase);
+            int prev_stage = vs.stage;
+            u32 prev_phase = vs.phase;
             ps.advance();
+            if constexpr (K::FP8) vs.advance();
             for (i = next_visible(sch, i + 1, t, part); i < sch.count; i = next_visible(sch, i + 1, t, part)) {
                 s_tile<K::OVERLAP>(sch, acc_s, t, part, row0, b, h, qst, ps, acc_o, pa, prev_stage, alpha, moved);
                 moved = true;
@@ -412,17 +444,18 @@ template <class K> struct WsConsumer {
                     // its choice, not a rule (in the backward it moved work
                     // down across such a wait), so tests/hopper_sass.sh
                     // checks the order in every forward variant's SASS.
-                    mbar_wait(sm.vr().full(ps.stage), ps.phase);
+                    mbar_wait(sm.vr().full(vs.stage), vs.phase);
                     wgmma_wait<0>();
                     reg_fence(acc_o[0]);
                     sm.vr().release(prev_stage);
                 }
                 if (!K::OVERLAP && moved) OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
                 pack_p(pa, acc_s);
-                if (!K::OVERLAP) pv_now(acc_o, pa, ps.stage, ps.phase);
-                prev_stage = ps.stage;
-                prev_phase = ps.phase;
+                if (!K::OVERLAP) pv_now(acc_o, pa, vs.stage, vs.phase);
+                prev_stage = vs.stage;
+                prev_phase = vs.phase;
                 ps.advance();
+                if constexpr (K::FP8) vs.advance();
             }
             if (K::OVERLAP) {
                 if (moved) OnlineSoftmax<1, NT_S, NT_O>::rescale(acc_o, alpha);
@@ -510,7 +543,7 @@ __device__ __forceinline__ void attention_forward_ws(const fg_fwd_params &p, con
         if (K::FP8) {
             sm.vir().init(S::TRANSPOSERS / 32);
 #pragma unroll
-            for (int s = 0; s < K::STAGES; ++s)
+            for (int s = 0; s < S::VIN_STAGES; ++s)
                 asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sm.vdone(s)), "r"(0u) : "memory");
         }
         mbar_init_fence();
