@@ -28,24 +28,39 @@ template <int MT, int NT_S, int NT_O> struct OnlineSoftmax {
             for (int r = 0; r < 2; ++r) { m[i][r] = neg_inf(); l[i][r] = 0.f; }
     }
 
-    // The quad's maximum of row (i, r) of s and of m.
-    __device__ __forceinline__ float row_max(const float (&s)[MT][NT_S][4], int i, int r) const {
-        float mx = m[i][r];
+    // Pairwise (tree) reductions of t[0..NT_S): depth log2(NT_S) instead
+    // of a chain of NT_S dependent instructions (ncu, FP8 hd128: the
+    // consumers' top stall reason was a fixed-latency wait, much of it in
+    // the row maximum's and row sum's chains, docs/PERF.md v17).
+    template <class Op> __device__ __forceinline__ static float tree(float (&t)[NT_S], Op op) {
 #pragma unroll
-        for (int n = 0; n < NT_S; ++n) mx = fmaxf(mx, fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]));
+        for (int step = 1; step < NT_S; step *= 2)
+#pragma unroll
+            for (int n = 0; n + step < NT_S; n += 2 * step) t[n] = op(t[n], t[n + step]);
+        return t[0];
+    }
+
+    // The quad's maximum of row (i, r) of s and of m (exact in any order).
+    __device__ __forceinline__ float row_max(const float (&s)[MT][NT_S][4], int i, int r) const {
+        float t[NT_S];
+#pragma unroll
+        for (int n = 0; n < NT_S; ++n) t[n] = fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]);
+        float mx = fmaxf(m[i][r], tree(t, [](float a, float b) { return fmaxf(a, b); }));
         mx = fmaxf(mx, warp_xor(mx, 1));
         return fmaxf(mx, warp_xor(mx, 2));
     }
-    // Row (i, r) of s becomes exp2(s * scale_log2 - base); returns its sum.
+    // Row (i, r) of s becomes exp2(s * scale_log2 - base); returns its sum
+    // (summed pairwise: a fixed order, so the result is the same from run
+    // to run).
     __device__ __forceinline__ static float exp_row(float (&s)[MT][NT_S][4], int i, int r, float scale_log2, float base) {
-        float sum = 0.f;
+        float t[NT_S];
 #pragma unroll
         for (int n = 0; n < NT_S; ++n) {
             s[i][n][2 * r]     = fast_exp2(fmaf(s[i][n][2 * r], scale_log2, -base));
             s[i][n][2 * r + 1] = fast_exp2(fmaf(s[i][n][2 * r + 1], scale_log2, -base));
-            sum += s[i][n][2 * r] + s[i][n][2 * r + 1];
+            t[n] = s[i][n][2 * r] + s[i][n][2 * r + 1];
         }
-        return sum;
+        return tree(t, [](float a, float b) { return a + b; });
     }
 
     // s: scores of this tile (masked entries = -inf), overwritten with P;
