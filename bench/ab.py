@@ -76,6 +76,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=2, help="runs of each variant, alternated (2)")
     ap.add_argument("--out", help="directory for the CSV files (default: a temporary one)")
+    ap.add_argument("--no-warm", action="store_true",
+                    help="skip the first pass that compiles every variant's kernels in parallel "
+                         "(one `bench --iters 1 --heat 0` per variant, results discarded)")
     ap.add_argument("variants", nargs="+", help="NAME=BUILD_DIR[:TEMPLATE_DIR]")
     a = ap.parse_args(argv)
     vs = [parse_variant(t) for t in a.variants]
@@ -84,6 +87,20 @@ def main():
     out = a.out or tempfile.mkdtemp(prefix="ab-")
     os.makedirs(out, exist_ok=True)
     results = {v["name"]: [] for v in vs}
+    if not a.no_warm:
+        # NVRTC is CPU-bound and each variant has its own cache: compile them
+        # all at once, so the timed rounds start with warm caches.
+        import concurrent.futures as cf
+        warm = [x for x in bench_args]
+        for flag, val in (("--iters", "1"), ("--heat", "0")):
+            if flag in warm:
+                warm[warm.index(flag) + 1] = val
+            else:
+                warm += [flag, val]
+        with cf.ThreadPoolExecutor(len(vs)) as ex:
+            list(ex.map(lambda v: run(v, warm, os.path.join(out, f"{v['name']}.warm.csv"),
+                                      os.path.join(out, f"{v['name']}.db")), vs))
+        print("warm-up: every variant's kernels compiled", flush=True)
     for r in range(a.rounds):
         for v in vs:
             path = os.path.join(out, f"{v['name']}.{r}.csv")
