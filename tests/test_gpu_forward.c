@@ -8,7 +8,6 @@
  * the automatic path (TMA on Hopper where both are multiples of 16) and
  * mma.sync.
  * Exit 77 (skipped) without a GPU. */
-#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -44,21 +43,9 @@ static void sparse_capture_case(fg_context *ctx, uint64_t seed) {
     const fg_cuda *cu = NULL;
     fg_error e = {0};
     if (fg_cuda_get(&cu, &e) != FG_OK) { CHECK(0, "no driver: %s", e.msg); return; }
-    struct {
-        CUresult (*StreamCreate)(CUstream *, unsigned);
-        CUresult (*StreamDestroy)(CUstream);
-        CUresult (*BeginCapture)(CUstream, CUstreamCaptureMode);
-        CUresult (*EndCapture)(CUstream, CUgraph *);
-        CUresult (*Instantiate)(CUgraphExec *, CUgraph, unsigned long long);
-        CUresult (*Launch)(CUgraphExec, CUstream);
-        CUresult (*ExecDestroy)(CUgraphExec);
-        CUresult (*Destroy)(CUgraph);
-    } g;
-    static const char *const names[] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
-                                        "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
-                                        "cuGraphExecDestroy", "cuGraphDestroy"};
-    for (int i = 0; i < 8; ++i)
-        if (!(((void **)&g)[i] = dlsym(cu->lib, names[i]))) { CHECK(0, "the driver lacks %s", names[i]); return; }
+    gpu_graph_api g;
+    const char *missing = gpu_graph_api_load(cu, &g);
+    if (missing) { CHECK(0, "the driver lacks %s", missing); return; }
     /* 3 x 8 heads x 9 query tiles of 128 = 216 tiles: several a CTA */
     const int B = 3, HQ = 8, HK = 2, SQ = 1100, SK = 900, D = 128, BQ = 128, NQ = (SQ + BQ - 1) / BQ, NK = (SK + BQ - 1) / BQ;
     fg_attention_desc d;

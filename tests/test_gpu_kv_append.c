@@ -17,7 +17,6 @@
  * reported by fg_attention_table_error with the entry named, then cleared.
  * Device ranges too small for the strides are refused before launch.
  * Exit 77 (skipped) without a GPU. */
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -99,29 +98,12 @@ static int compare(const char *name, const acase *c, const tensor *t, uint16_t *
     return 1;
 }
 
-/* The driver's graph calls (not in fg_cuda: only this test needs them). */
-typedef struct graph_api {
-    CUresult (*StreamCreate)(CUstream *, unsigned);
-    CUresult (*StreamDestroy)(CUstream);
-    CUresult (*BeginCapture)(CUstream, CUstreamCaptureMode);
-    CUresult (*EndCapture)(CUstream, CUgraph *);
-    CUresult (*Instantiate)(CUgraphExec *, CUgraph, unsigned long long);
-    CUresult (*Launch)(CUgraphExec, CUstream);
-    CUresult (*ExecDestroy)(CUgraphExec);
-    CUresult (*Destroy)(CUgraph);
-} graph_api;
+typedef gpu_graph_api graph_api;
 
 static int graph_api_load(graph_api *g) {
-    static const char *const names[] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
-                                        "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
-                                        "cuGraphExecDestroy", "cuGraphDestroy"};
-    void **f = (void **)g;
-    for (int i = 0; i < 8; ++i)
-        if (!(f[i] = dlsym(cu->lib, names[i]))) {
-            CHECK(0, "the driver lacks %s", names[i]);
-            return 0;
-        }
-    return 1;
+    const char *missing = gpu_graph_api_load(cu, g);
+    if (missing) CHECK(0, "the driver lacks %s", missing);
+    return !missing;
 }
 
 /* One fg_kv_append of case c on stream s; from step 1 of a graph case, a

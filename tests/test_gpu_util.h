@@ -2,6 +2,7 @@
  * CTest reports as SKIPPED) on a machine without a usable driver. */
 #ifndef FG_TEST_GPU_UTIL_H
 #define FG_TEST_GPU_UTIL_H
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -38,5 +39,28 @@ static inline CUdeviceptr gpu_dalloc(const fg_cuda *cu, size_t bytes) {
         exit(1);
     }
     return p;
+}
+
+/* The driver's graph calls (not in fg_cuda: only the tests capture). */
+typedef struct gpu_graph_api {
+    CUresult (*StreamCreate)(CUstream *, unsigned);
+    CUresult (*StreamDestroy)(CUstream);
+    CUresult (*BeginCapture)(CUstream, CUstreamCaptureMode);
+    CUresult (*EndCapture)(CUstream, CUgraph *);
+    CUresult (*Instantiate)(CUgraphExec *, CUgraph, unsigned long long);
+    CUresult (*Launch)(CUgraphExec, CUstream);
+    CUresult (*ExecDestroy)(CUgraphExec);
+    CUresult (*Destroy)(CUgraph);
+} gpu_graph_api;
+
+/* Fills g from the driver; NULL, else the name of the first call missing. */
+static inline const char *gpu_graph_api_load(const fg_cuda *cu, gpu_graph_api *g) {
+    static const char *const names[] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamBeginCapture_v2",
+                                        "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
+                                        "cuGraphExecDestroy", "cuGraphDestroy"};
+    void **f = (void **)g;
+    for (int i = 0; i < 8; ++i)
+        if (!(f[i] = dlsym(cu->lib, names[i]))) return names[i];
+    return NULL;
 }
 #endif
