@@ -477,7 +477,13 @@ fg_status fg_attention_forward(fg_context *ctx, const fg_attention_desc *desc, c
  * the layout until it is destroyed; fg_attention_plan_create builds it
  * too): otherwise the first call does, with a small allocation and a copy
  * on a private stream, which leaves a CUDA graph capture in progress
- * intact (the calling thread is in relaxed capture mode meanwhile). */
+ * intact (the calling thread is in relaxed capture mode meanwhile).  A
+ * layout keeps the lists of its first 8 call shapes (batch, heads,
+ * seqlen_q, tile height, grid): calls of other shapes, and of a shape
+ * whose list could not be built (out of memory), run one CTA per query
+ * tile, correct but slower on uneven layouts.  fg_context_stats'
+ * sparse_list_launches counts the launches that had a list; a layout per
+ * shape keeps every one on it. */
 fg_status fg_attention_prepare(fg_context *ctx, const fg_attention_desc *desc);
 /* Which kernel fg_attention_forward runs for desc on this context's GPU:
  * its variant key, "<family>:<spec and block configuration>:tpl=...", where

@@ -70,6 +70,10 @@ local REGS_FP8_ONE = { 40, 240 }
 -- and each row's key-block lists, which spilled in 24 registers; the
 -- consumers give 8 back (128 x 32 + 256 x 232 <= the 64512 of the launch)
 local REGS_SPARSE_TWO = { 32, 232 }
+-- one consumer: the same producer, the consumers keep 240 (128 x 32 + 128 x
+-- 240 is half the register file); in 24 registers the producer spilled
+-- 8-32 bytes at every head dim (a review of the tile list, session 11)
+local REGS_SPARSE_ONE = { 32, 240 }
 
 -- Shared memory: Q buffers (each also stages the O tile of the epilogue, so
 -- as wide as the wider head dim), the K and V rings, 16 bytes of barriers
@@ -118,7 +122,8 @@ return function(p)
   local smem = smem_bytes(p, q_stages, vin_stages, vt_stages)
   local fp8 = p.dtype == "e4m3"
   local ty = fp8 and "e4m3" or p.dtype == "bf16" and "bf16" or "f16"
-  local regs = (fp8 and nc == 1) and REGS_FP8_ONE or (p.sparse and nc == 2) and REGS_SPARSE_TWO or REGS[nc]
+  local regs = (fp8 and nc == 1) and REGS_FP8_ONE or (p.sparse and nc == 2) and REGS_SPARSE_TWO
+               or (p.sparse and nc == 1) and REGS_SPARSE_ONE or REGS[nc]
   -- the 16-bit type: of q, k, v and o, or of o alone (FP8)
   local bf16 = (fp8 and p.out_dtype or p.dtype) == "bf16"
 
