@@ -124,6 +124,89 @@ static void sparse_capture_case(fg_context *ctx, uint64_t seed) {
     free(num); free(idx); free(h); free(a); free(b);
 }
 
+/* The tile list against its absence, bit for bit: a layout broadcast over
+ * batch and heads serves calls of batch 1..9; once its 8 lists are taken
+ * (fg_attention_prepare of batch 1..8), a batch-9 call runs one CTA per
+ * query tile (no list: fg_context_stats shows no list launch) and must
+ * give exactly the output of the same call on a fresh layout (a list),
+ * with no NaN left of the poison; each causal mode. */
+static void sparse_no_list_case(fg_context *ctx, uint64_t seed) {
+    const fg_cuda *cu = NULL;
+    fg_error e = {0};
+    if (fg_cuda_get(&cu, &e) != FG_OK) { CHECK(0, "no driver: %s", e.msg); return; }
+    enum { BMAX = 9, HQ = 8, HK = 2, SQ = 1100, SK = 900, D = 128, BQ = 128, NQ = (SQ + BQ - 1) / BQ, NK = (SK + BQ - 1) / BQ };
+    int32_t num[NQ] = {0}, idx[NQ * NK];
+    uint64_t r = seed;
+    for (int i = 0; i < NQ; ++i) /* rows of different cost; row 3 empty */
+        for (int j = 0; j < NK; ++j) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            if (i != 3 && (int)((r >> 33) % 3) < 1 + i % 3) idx[i * NK + num[i]++] = j;
+        }
+    fg_block_layout_desc ld = {1, 1, NQ, NK, BQ, BQ, num, idx, NULL, NULL};
+    fg_block_layout *full = NULL, *fresh = NULL;
+    const size_t nq = (size_t)BMAX * SQ * HQ * D, nk = (size_t)BMAX * SK * HK * D;
+    uint16_t *h = malloc(2 * (nq + 2 * nk)), *a = malloc(2 * nq), *b = malloc(2 * nq);
+    CUdeviceptr q = 0, k = 0, v = 0, o = 0;
+    int ok = h && a && b && fg_block_layout_create(ctx, &ld, &full) == FG_OK && fg_block_layout_create(ctx, &ld, &fresh) == FG_OK;
+    for (size_t i = 0; ok && i < nq + 2 * nk; ++i) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        h[i] = (uint16_t)(0x3e00 | ((r >> 40) & 0x7f) | ((r >> 20) & 0x8000)); /* bf16 +-[0.125, 0.25) */
+    }
+    ok = ok && !cu->MemAlloc(&q, 2 * nq) && !cu->MemAlloc(&k, 2 * nk) && !cu->MemAlloc(&v, 2 * nk) && !cu->MemAlloc(&o, 2 * nq) &&
+         !cu->MemcpyHtoD(q, h, 2 * nq) && !cu->MemcpyHtoD(k, h + nq, 2 * nk) && !cu->MemcpyHtoD(v, h + nq + nk, 2 * nk);
+    CHECK(ok, "sparse without a list: setup: %s", fg_errmsg(ctx));
+    fg_attention_desc d;
+    for (int bt = 1; ok && bt < BMAX; ++bt) { /* the first layout's 8 lists */
+        fg_attention_desc_init(&d, FG_BF16, D, bt, HQ, HK, SQ, SK);
+        d.layout = full;
+        ok = fg_attention_prepare(ctx, &d) == FG_OK;
+        CHECK(ok, "sparse without a list: prepare batch %d: %s", bt, fg_errmsg(ctx));
+    }
+    for (int causal = 0; ok && causal < 3; ++causal) {
+        fg_attention_desc_init(&d, FG_BF16, D, BMAX, HQ, HK, SQ, SK);
+        d.causal = causal == 0 ? FG_CAUSAL_NONE : causal == 1 ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_TOP_LEFT;
+        char name[512] = "";
+        d.layout = fresh;
+        ok = fg_attention_kernel_name(ctx, &d, name, sizeof name) == FG_OK;
+        long launches[3];
+        uint16_t *out[2] = {a, b};
+        for (int pass = 0; ok && pass < 2; ++pass) { /* 0: the full layout (no list), 1: the fresh one */
+            fg_context_stats st = {.struct_size = sizeof st};
+            fg_context_get_stats(ctx, &st);
+            launches[pass] = st.sparse_list_launches;
+            d.layout = pass ? fresh : full;
+            ok = !cu->MemsetD32(o, 0x7fc07fc0u, nq / 2) &&
+                 fg_attention_forward(ctx, &d, (const void *)(uintptr_t)q, (const void *)(uintptr_t)k, (const void *)(uintptr_t)v,
+                                      (void *)(uintptr_t)o, NULL, NULL) == FG_OK &&
+                 !cu->CtxSynchronize() && !cu->MemcpyDtoH(out[pass], o, 2 * nq);
+            CHECK(ok, "sparse without a list: causal %d pass %d: %s", causal, pass, fg_errmsg(ctx));
+        }
+        if (!ok) break;
+        fg_context_stats st = {.struct_size = sizeof st};
+        fg_context_get_stats(ctx, &st);
+        launches[2] = st.sparse_list_launches;
+        size_t diff = 0, nan = 0;
+        for (size_t i = 0; i < nq; ++i) {
+            diff += a[i] != b[i];
+            nan += (a[i] & 0x7f80) == 0x7f80 && (a[i] & 0x7f);
+        }
+        CHECK(!diff && !nan, "sparse without a list (%s), causal %d: %zu of %zu outputs differ from the list's, %zu NaN", name,
+              causal, diff, nq, nan);
+        if (!strncmp(name, "fwd_ws:", 7))
+            CHECK(launches[1] == launches[0] && launches[2] == launches[1] + 1,
+                  "sparse without a list, causal %d: %ld list launches without, %ld with (want 0 and 1)", causal,
+                  launches[1] - launches[0], launches[2] - launches[1]);
+        printf("%-4s sparse call past a layout's 8 lists (one CTA per tile) against a list, causal %d: equal\n",
+               !diff && !nan ? "ok" : "FAIL", causal);
+    }
+    CUdeviceptr all[] = {q, k, v, o};
+    for (int i = 0; i < 4; ++i)
+        if (all[i]) cu->MemFree(all[i]);
+    fg_block_layout_destroy(ctx, full);
+    fg_block_layout_destroy(ctx, fresh);
+    free(h); free(a); free(b);
+}
+
 int main(int argc, char **argv) {
     gpu_or_skip();
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
@@ -279,6 +362,7 @@ int main(int argc, char **argv) {
         CHECK(sp1.sparse_list_launches - sp0.sparse_list_launches >= 3, "many-tile sparse cases: %ld launches on a tile list",
               sp1.sparse_list_launches - sp0.sparse_list_launches);
     sparse_capture_case(ctx, seed + 6000);
+    sparse_no_list_case(ctx, seed + 7000);
     /* head_dim_v != head_dim on several tiles per row (the TMA pipeline's
      * steady state on Hopper) */
     for (int i = 0; i < 2; ++i)
