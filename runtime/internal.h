@@ -89,8 +89,8 @@ struct fg_block_layout {
      * built on first need (fg_layout_sched) and kept until the layout is
      * destroyed: a launched call or a captured graph may still read one. */
     int *row_cost; /* host: full + partial blocks of each row */
-    pthread_mutex_t sched_mu;
-    int n_sched;
+    pthread_mutex_t sched_mu; /* taken to build and add an entry */
+    int n_sched;              /* entries published (atomic: read without the mutex) */
     struct {
         fg_sparse_sched_key key;
         CUdeviceptr buf;

@@ -194,20 +194,33 @@ static CUdeviceptr build_list(const fg_cuda *cu, const fg_block_layout *L, const
     return buf;
 }
 
+/* Entry i < n of L's lists whose key is key, or -1. */
+static int sched_find(const fg_block_layout *L, int n, const fg_sparse_sched_key *key) {
+    for (int i = 0; i < n; ++i)
+        if (!memcmp(&L->sched[i].key, key, sizeof *key)) return i;
+    return -1;
+}
+
+/* Entries are written once and published by a release store of n_sched,
+ * so a lookup of a built list (every planned run's) takes no lock and
+ * never waits for another thread's build; only a missing key takes the
+ * mutex, looks again and builds. */
 const int *fg_layout_sched(fg_context *ctx, const fg_block_layout *layout, const fg_sparse_sched_key *key) {
     fg_block_layout *L = (fg_block_layout *)layout; /* the list cache is the only state a call changes */
+    int i = sched_find(L, __atomic_load_n(&L->n_sched, __ATOMIC_ACQUIRE), key);
+    if (i >= 0) return (const int *)(uintptr_t)L->sched[i].buf; /* NULL: it failed before; not tried again */
     const int *found = NULL;
     int built = 0;
     pthread_mutex_lock(&L->sched_mu);
-    int i = 0;
-    while (i < L->n_sched && memcmp(&L->sched[i].key, key, sizeof *key)) ++i;
-    if (i < L->n_sched) {
-        found = (const int *)(uintptr_t)L->sched[i].buf; /* NULL: it failed before; not tried again */
-    } else if (L->n_sched < FG_LAYOUT_SCHEDS) {
+    const int n = L->n_sched;
+    i = sched_find(L, n, key);
+    if (i >= 0) {
+        found = (const int *)(uintptr_t)L->sched[i].buf;
+    } else if (n < FG_LAYOUT_SCHEDS) {
         const CUdeviceptr buf = build_list(ctx->cu, L, key);
-        L->sched[L->n_sched].key = *key;
-        L->sched[L->n_sched].buf = buf;
-        ++L->n_sched;
+        L->sched[n].key = *key;
+        L->sched[n].buf = buf;
+        __atomic_store_n(&L->n_sched, n + 1, __ATOMIC_RELEASE);
         found = (const int *)(uintptr_t)buf;
         built = buf != 0;
     }
