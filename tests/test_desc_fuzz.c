@@ -14,7 +14,9 @@
  * tables are never dereferenced on the host: dummy pointers stand in.
  * The same descriptors, with random gradient strides and the deterministic
  * flag, go through fg_backward_plan: a status with a message, or accepted
- * with the same invariants. */
+ * with the same invariants.  Block-sparse layout descriptors (small, with
+ * counts and indices at random around their bounds, full lists or not):
+ * fg_layout_validate's verdict must equal an independent check's. */
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -25,6 +27,7 @@
 #include "runtime/attention.h"
 #include "runtime/backward.h"
 #include "runtime/internal.h"
+#include "runtime/layout.h"
 #include "runtime/structs.h"
 #include "test_util.h"
 
@@ -149,6 +152,70 @@ static void fill(fg_attention_desc *d) {
     }
 }
 
+/* The layout rules, independently: counts in [0, nk], indices in [0, nk),
+ * no block twice in a row over the full and partial lists. */
+static int layout_ok(const fg_block_layout_desc *d) {
+    const int rows = d->batch * d->heads * d->num_q_blocks, nk = d->num_kv_blocks;
+    for (int r = 0; r < rows; ++r) {
+        int seen[16] = {0};
+        for (int pass = 0; pass < 2; ++pass) {
+            const int32_t *num = pass ? d->kv_num_blocks : d->full_kv_num_blocks;
+            const int32_t *idx = pass ? d->kv_indices : d->full_kv_indices;
+            if (!num) continue;
+            if (num[r] < 0 || num[r] > nk) return 0;
+            for (int i = 0; i < num[r]; ++i) {
+                const int j = idx[r * nk + i];
+                if (j < 0 || j >= nk || seen[j]++) return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static void layout_fuzz(long *ok, long *bad) {
+    for (int it = 0; it < 20000; ++it) {
+        int32_t num[3 * 3 * 6], idx[3 * 3 * 6 * 6], fnum[3 * 3 * 6], fidx[3 * 3 * 6 * 6];
+        fg_block_layout_desc d = {1 + pick(3), 1 + pick(3), 1 + pick(6), 1 + pick(6), 64 * (1 + pick(3)), 16 * (1 + pick(8)),
+                                  num, idx, pick(2) ? fnum : NULL, NULL};
+        d.full_kv_indices = d.full_kv_num_blocks ? fidx : NULL;
+        const int rows = d.batch * d.heads * d.num_q_blocks, nk = d.num_kv_blocks, noisy = pick(3) == 0;
+        for (int r = 0; r < rows; ++r) {
+            /* a permutation of the blocks, split between full and partial */
+            int perm[6];
+            for (int j = 0; j < nk; ++j) perm[j] = j;
+            for (int j = nk - 1; j > 0; --j) {
+                const int k = pick(j + 1), t = perm[j];
+                perm[j] = perm[k];
+                perm[k] = t;
+            }
+            const int nf = d.full_kv_num_blocks ? pick(nk + 1) : 0, np = pick(nk - nf + 1);
+            fnum[r] = nf;
+            num[r] = np;
+            for (int i = 0; i < nk; ++i) {
+                fidx[r * nk + i] = i < nf ? perm[i] : -7;
+                idx[r * nk + i] = i < np ? perm[nf + i] : -7;
+            }
+            if (noisy && pick(4) == 0) { /* one entry off its bounds, or a block twice */
+                switch (pick(4)) {
+                case 0: num[r] = pick(2) ? -1 : nk + 1; break;
+                case 1: if (np) idx[r * nk + pick(np)] = pick(2) ? -1 : nk; break;
+                case 2: if (np && nf) idx[r * nk + pick(np)] = fidx[r * nk + pick(nf)]; break;
+                default: if (np > 1) idx[r * nk + 1] = idx[r * nk]; break;
+                }
+            }
+        }
+        fg_error e = {0};
+        const fg_status st = fg_layout_validate(&d, &e);
+        const int want = layout_ok(&d);
+        CHECK((st == FG_OK) == want, "layout %dx%dx%dx%d: validate says %s (%s), the rules say %s", d.batch, d.heads,
+              d.num_q_blocks, nk, fg_status_name(st), e.msg ? e.msg : "", want ? "valid" : "invalid");
+        if (st != FG_OK) CHECK(st == FG_ERR_BAD_LAYOUT && e.msg && e.msg[0], "layout refused with %s", fg_status_name(st));
+        *ok += want;
+        *bad += !want;
+        fg_error_clear(&e);
+    }
+}
+
 int main(void) {
     long accepted = 0, refused = 0, bwd_accepted = 0;
     const clock_t t0 = clock();
@@ -225,6 +292,10 @@ int main(void) {
         }
         fg_error_clear(&e);
     }
+    long lay_ok = 0, lay_bad = 0;
+    layout_fuzz(&lay_ok, &lay_bad);
+    printf("layouts: %ld valid, %ld invalid, each verdict as the independent check's\n", lay_ok, lay_bad);
+    CHECK(lay_ok > 1000 && lay_bad > 1000, "the layout mix should hold both (%ld / %ld)", lay_ok, lay_bad);
     printf("test_desc_fuzz: %ld descriptors accepted, %ld refused with a message; the backward accepted %ld\n", accepted,
            refused, bwd_accepted);
     CHECK(accepted > 1000 && refused > 1000, "the mix should both accept and refuse (%ld / %ld)", accepted, refused);
