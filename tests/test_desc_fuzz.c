@@ -16,7 +16,10 @@
  * flag, go through fg_backward_plan: a status with a message, or accepted
  * with the same invariants.  Block-sparse layout descriptors (small, with
  * counts and indices at random around their bounds, full lists or not):
- * fg_layout_validate's verdict must equal an independent check's. */
+ * fg_layout_validate's verdict must equal an independent check's.  And
+ * fg_kv_append_plan of the descriptors with random new rows (pointers NULL,
+ * aligned or not, strides NULL or at random, seqlen_new around its edges):
+ * a status with a message, or accepted. */
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -27,6 +30,7 @@
 #include "runtime/attention.h"
 #include "runtime/backward.h"
 #include "runtime/internal.h"
+#include "runtime/kv_append.h"
 #include "runtime/layout.h"
 #include "runtime/structs.h"
 #include "test_util.h"
@@ -217,7 +221,7 @@ static void layout_fuzz(long *ok, long *bad) {
 }
 
 int main(void) {
-    long accepted = 0, refused = 0, bwd_accepted = 0;
+    long accepted = 0, refused = 0, bwd_accepted = 0, append_accepted = 0;
     const clock_t t0 = clock();
     const uint64_t seed = (uint64_t)time(NULL);
     rng ^= seed * 0x2545F4914F6CDD1DULL;
@@ -262,6 +266,27 @@ int main(void) {
             bwd_accepted += bs == FG_OK;
             fg_error_clear(&be);
         }
+        { /* fg_kv_append's plan of the same descriptor (dummy device pointers, never read) */
+            static char buf[256] __attribute__((aligned(64)));
+            void *ptrs[4] = {NULL, buf, buf + 16, buf + 3};
+            int64_t ks[3], vs[3];
+            const int64_t *nat = d.k_strides;
+            for (int i = 0; i < 3; ++i) {
+                ks[i] = any_stride(nat[i]);
+                vs[i] = any_stride(d.v_strides[i]);
+            }
+            const int sn[] = {0, 1, 2, 17, 64, INT_MAX, -1, INT_MIN};
+            fg_append_args a = {ptrs[pick(4) ? 1 : pick(4)], ptrs[pick(4) ? 2 : pick(4)], pick(2) ? NULL : ks,
+                                pick(2) ? NULL : vs, sn[pick(8)], ptrs[pick(4) ? 1 : pick(4)], ptrs[pick(4) ? 2 : pick(4)]};
+            fg_attention_desc ad;
+            fg_variant av;
+            fg_append_params ap;
+            fg_error ae = {0};
+            const fg_status as = fg_kv_append_plan(&d, &a, &ad, &av, &ap, &ae);
+            if (as != FG_OK) CHECK(ae.msg && ae.msg[0], "kv_append: status %s without a message", fg_status_name(as));
+            append_accepted += as == FG_OK;
+            fg_error_clear(&ae);
+        }
         if (st != FG_OK) {
             ++refused;
             CHECK(e.msg && e.msg[0], "status %s without a message (head_dim %d, batch %d, heads %d/%d, seqlens %d/%d)",
@@ -296,8 +321,8 @@ int main(void) {
     layout_fuzz(&lay_ok, &lay_bad);
     printf("layouts: %ld valid, %ld invalid, each verdict as the independent check's\n", lay_ok, lay_bad);
     CHECK(lay_ok > 1000 && lay_bad > 1000, "the layout mix should hold both (%ld / %ld)", lay_ok, lay_bad);
-    printf("test_desc_fuzz: %ld descriptors accepted, %ld refused with a message; the backward accepted %ld\n", accepted,
-           refused, bwd_accepted);
+    printf("test_desc_fuzz: %ld descriptors accepted, %ld refused with a message; the backward accepted %ld, "
+           "kv_append %ld\n", accepted, refused, bwd_accepted, append_accepted);
     CHECK(accepted > 1000 && refused > 1000, "the mix should both accept and refuse (%ld / %ld)", accepted, refused);
     return test_summary("test_desc_fuzz");
 }
