@@ -80,8 +80,10 @@ template <class K> struct WsShape {
     // many stages, tile j + 1 could be transposed only once both consumer
     // warpgroups had freed tile j - 1, half an iteration before the first
     // needed it (ncu, hd256: the consumers waited ~19% of their time on
-    // V^T, the transposers on the consumers; docs/PERF.md v17).  The TMA'd
-    // V ring then has as many stages as fit (one at head dim 256).
+    // V^T, the transposers on the consumers; docs/PERF.md v17).  Only where
+    // that extra stage fits beside a TMA'd V ring of the K ring's count
+    // (fwd_ws.lua ring_sizes; at head dim 256 it does not, and cutting the V
+    // ring to one stage lost 6% causal, v18): else V^T has the K ring's count.
     static constexpr int VIN_STAGES = K::FP8 ? K::VIN_STAGES : K::STAGES, V_STAGES = K::FP8 ? K::VT_STAGES : K::STAGES;
     // FP8: the threads that transpose V (warps 1-3 of the producer warpgroup)
     static constexpr int TRANSPOSERS = 96;
