@@ -24,7 +24,7 @@ typedef struct fg_choice {
 static int key_equal(const fg_choice_key *a, const fg_choice_key *b) {
     return fg_spec_equal(&a->spec, &b->spec) && a->block_q == b->block_q && a->block_k == b->block_k &&
            a->path == b->path && a->tma_ok == b->tma_ok && a->bucket_q == b->bucket_q && a->bucket_k == b->bucket_k &&
-           a->deterministic == b->deterministic;
+           a->deterministic == b->deterministic && a->decode_rows == b->decode_rows;
 }
 
 int fg_ctx_memo_get(fg_context *ctx, const fg_choice_key *k, fg_config *cfg) {
@@ -101,31 +101,56 @@ static int pages_spannable(const fg_attention_desc *d) {
     return !(d->page_size & (d->page_size - 1));
 }
 
-/* Decode (a head's queries fill less than a 64-row tile) up to head dim
- * 64: 64 x 128 tiles in two stages (16 KB of keys per tile, against 8 KB
- * in the heuristic's 64 x 64: 3881 against 3012 GB/s at b=64, kv 16k,
- * H200, docs/PERF.md v8), when that compiles without spills here and the
- * pages hold whole tiles or are a power of two; else 0 (the heuristic
- * decides). */
+/* Decode (a head's queries fill less than a 64-row tile).
+ *
+ * When the packed rows of a (sequence, KV head) fit in 16 or 32 (decode
+ * with a GQA group up to 16 or 32 and up to head dim 128): tiles of that
+ * many rows on one warp per 16 rows.  A 64-row tile of four warps held 4
+ * valid rows at group 4, and its three other warps only helped load: the
+ * one warp with rows ran every GEMM while they waited at the tile's
+ * barriers, and the 17 KB Q tile kept two CTAs per SM.  A one-warp CTA of
+ * 16 x 64 tiles in two stages needs 74 KB at head dim 128 (three per SM),
+ * each warp computing its own sequence and head, its loads overlapping the
+ * other CTAs' math.  Not yet measured (branch wip/decode-warp1).
+ *
+ * Otherwise up to head dim 64: 64 x 128 tiles in two stages (16 KB of keys
+ * per tile, against 8 KB in the heuristic's 64 x 64: 3881 against 3012 GB/s
+ * at b=64, kv 16k, H200, docs/PERF.md v8).
+ *
+ * Either when it compiles without spills here and the pages hold whole
+ * tiles or are a power of two; else 0 (the heuristic decides). */
+static int decode_rows(const fg_attention_desc *d) {
+    const long long rows = (long long)d->seqlen_q * (d->heads_q / d->heads_kv);
+    return rows <= 16 ? 16 : rows <= 32 ? 32 : FG_DECODE_ROWS;
+}
+
 static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, fg_config *out) {
+    const int hd = s->head_dim > fg_spec_head_dim_v(s) ? s->head_dim : fg_spec_head_dim_v(s), rows = decode_rows(d);
+    const int small = hd <= 128 && rows <= 32;
     /* above head dim 64 the heuristic's tiles measured as fast or faster
      * (head dim 256: one stage, two CTAs per SM, 4180 GB/s against 3433
      * with two stages; docs/PERF.md v8) */
-    if (s->head_dim > 64 || fg_spec_head_dim_v(s) > 64) return 0;
-    fg_config c;
-    fg_config_unset(&c);
-    c.wgmma = 0;
-    c.block_m = FG_DECODE_ROWS;
-    c.warps = 4;
-    c.block_n = 128;
-    c.stages = 2;
-    c.q_in_regs = 0;
-    c.min_blocks = 1;
-    /* pages smaller than the tile: spanning tiles for power-of-two pages
-     * (load_tile_paged steps their rows' pages); other sizes keep the
-     * heuristic's one-page tiles */
-    if (d->block_table && d->page_size % c.block_n && !pages_spannable(d)) return 0;
-    return fits_clean(ctx, s, &c, out);
+    if (!small && hd > 64) return 0;
+    /* block_n, stages: the small tiles' second choice halves the key tile
+     * (a third stage instead) where the first spills */
+    const int tries[2][2] = {{hd > 64 ? 64 : 128, 2}, {hd > 64 ? 32 : 64, 3}};
+    for (int i = 0; i < (small ? 2 : 1); ++i) {
+        fg_config c;
+        fg_config_unset(&c);
+        c.wgmma = 0;
+        c.block_m = small ? rows : FG_DECODE_ROWS;
+        c.warps = small ? c.block_m / 16 : 4;
+        c.block_n = tries[i][0];
+        c.stages = tries[i][1];
+        c.q_in_regs = 0;
+        c.min_blocks = 1;
+        /* pages smaller than the tile: spanning tiles for power-of-two pages
+         * (load_tile_paged steps their rows' pages); other sizes keep the
+         * heuristic's one-page tiles */
+        if (d->block_table && d->page_size % c.block_n && !pages_spannable(d)) return 0;
+        if (fits_clean(ctx, s, &c, out)) return 1;
+    }
+    return 0;
 }
 
 /* Short causal calls on the TMA family (FG_PATH_AUTO or FG_PATH_TMA, dense):
@@ -165,7 +190,8 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         if (d->seqlen_q < FG_DECODE_ROWS) bq = FG_DECODE_ROWS;
         if (d->block_table && !pages_spannable(d)) bk = d->page_size;
     }
-    const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k), 0};
+    const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k), 0,
+                               v->spec.infer && d->seqlen_q < FG_DECODE_ROWS ? decode_rows(d) : 0};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
         fg_config cfg;
         if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && fg_ctx_tuned(ctx, d, &v->spec, bq, bk, hopper_level(ctx, tma_ok), &cfg)) {

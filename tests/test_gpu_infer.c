@@ -243,7 +243,9 @@ static void host_cost(fg_context *ctx) {
  * ncu). */
 static void decode_bench(fg_context *ctx, int configs, int page) {
     static const int batches[] = {1, 16, 64}, lens[] = {4096, 32768};
-    static const int cfgs[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {128, 8, 64, 2}, {128, 8, 32, 3}, {128, 8, 128, 2}, {64, 4, 128, 2}};
+    /* {block_m, warps, block_n, stages}: the choice (decode_config), the 64-row tiles of four warps it replaced
+     * for groups up to 32 (session 11), the one- and two-warp tiles, a wide one */
+    static const int cfgs[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {16, 1, 64, 2}, {16, 1, 32, 3}, {32, 2, 64, 2}, {128, 8, 64, 2}};
     static const int cfgs16[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {64, 4, 128, 2}, {64, 4, 32, 3}};
     const int Hq = 32, Hk = 8, D = 128, p16 = page == 16;
     const int ncfg = p16 ? 4 : configs ? 6 : 1, profile = getenv("FG_BENCH_PROFILE") != NULL;
