@@ -131,9 +131,11 @@ static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_s
      * (head dim 256: one stage, two CTAs per SM, 4180 GB/s against 3433
      * with two stages; docs/PERF.md v8) */
     if (!small && hd > 64) return 0;
-    /* block_n, stages: the small tiles' second choice halves the key tile
-     * (a third stage instead) where the first spills */
-    const int tries[2][2] = {{hd > 64 ? 64 : 128, 2}, {hd > 64 ? 32 : 64, 3}};
+    /* block_n, stages of the small tiles: half-width key tiles in three
+     * stages first (56 KB at hd128: four one-warp CTAs an SM, one warp on
+     * each scheduler; 64 keys in two stages need 72 KB, three CTAs, one
+     * scheduler idle), then the wider ones (review, session 11) */
+    const int tries[2][2] = {{hd > 64 ? 32 : 64, 3}, {hd > 64 ? 64 : 128, 2}};
     for (int i = 0; i < (small ? 2 : 1); ++i) {
         fg_config c;
         fg_config_unset(&c);
@@ -147,7 +149,7 @@ static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_s
         /* pages smaller than the tile: spanning tiles for power-of-two pages
          * (load_tile_paged steps their rows' pages); other sizes keep the
          * heuristic's one-page tiles */
-        if (d->block_table && d->page_size % c.block_n && !pages_spannable(d)) return 0;
+        if (d->block_table && d->page_size % c.block_n && !pages_spannable(d)) continue;
         if (fits_clean(ctx, s, &c, out)) return 1;
     }
     return 0;

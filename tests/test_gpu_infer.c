@@ -339,6 +339,10 @@ int main(int argc, char **argv) {
         {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9, 0, {0.f, 0, 0, 0, 0, 0}},
         {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10, 0, {0.f, 0, 0, 0, 0, 0}},
         {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11, 0, {0.f, 0, 0, 0, 0, 0}},
+        /* 17-32 packed rows: the two-warp decode tiles (runtime/choose.c decode_config), rows split over both warps */
+        {"decode 2 warps gqa6 sq3 causal", FG_BF16, 128, 0, 2, 12, 2, 3, 600, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {600, 5}, 37, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode 2 warps mqa32 split 7", FG_FP16, 128, 0, 2, 32, 1, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 65}, 38, 0, {0.f, 0, 0, 0, 0, 0}},
+        {"decode 2 warps gqa8 sq4 paged 16 sinks", FG_BF16, 128, 0, 2, 16, 2, 4, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {512, 33}, 39, 0, {0.f, 0, 0, 0, 0, 1}},
         {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12, 0, {0.f, 0, 0, 0, 0, 0}},
         {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13, 0, {0.f, 0, 0, 0, 0, 0}},
         {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14, 0, {0.f, 0, 0, 0, 0, 0}},

@@ -202,8 +202,8 @@ static void compile_infer(const fg_sources *src, int d, int dv, int causal, int 
 }
 
 /* The decode tiles of one and two warps (runtime/choose.c decode_config:
- * 16 or 32 packed rows up to head dim 128; 64 keys in two stages, else 32
- * in three where that spills) render, pass the configuration check only
+ * 16 or 32 packed rows up to head dim 128; half-width key tiles in three
+ * stages, else the wider ones in two where that spills) render, pass the configuration check only
  * for inference variants, and one of the two compiles without spills on
  * sm_80 and sm_90a for the plain variants (with score modifications
  * neither has to: the runtime then falls back to 64-row tiles). */
@@ -223,7 +223,7 @@ static void test_decode_tiles(const fg_sources *src) {
                     v.spec.infer = 1;
                     v.spec.mods = dims[i][2];
                     const int hd = dims[i][0] > dims[i][1] ? dims[i][0] : dims[i][1];
-                    const int tries[2][2] = {{hd > 64 ? 64 : 128, 2}, {hd > 64 ? 32 : 64, 3}};
+                    const int tries[2][2] = {{hd > 64 ? 32 : 64, 3}, {hd > 64 ? 64 : 128, 2}};
                     int clean = 0;
                     for (int t = 0; t < 2 && !clean; ++t) {
                         v.cfg = (fg_config){rows, tries[t][0], rows / 16, tries[t][1], 0, 1, 0, 0};
