@@ -24,7 +24,7 @@ typedef struct fg_choice {
 static int key_equal(const fg_choice_key *a, const fg_choice_key *b) {
     return fg_spec_equal(&a->spec, &b->spec) && a->block_q == b->block_q && a->block_k == b->block_k &&
            a->path == b->path && a->tma_ok == b->tma_ok && a->bucket_q == b->bucket_q && a->bucket_k == b->bucket_k &&
-           a->deterministic == b->deterministic;
+           a->deterministic == b->deterministic && a->decode_rows == b->decode_rows;
 }
 
 int fg_ctx_memo_get(fg_context *ctx, const fg_choice_key *k, fg_config *cfg) {
@@ -101,31 +101,70 @@ static int pages_spannable(const fg_attention_desc *d) {
     return !(d->page_size & (d->page_size - 1));
 }
 
-/* Decode (a head's queries fill less than a 64-row tile) up to head dim
- * 64: 64 x 128 tiles in two stages (16 KB of keys per tile, against 8 KB
- * in the heuristic's 64 x 64: 3881 against 3012 GB/s at b=64, kv 16k,
- * H200, docs/PERF.md v8), when that compiles without spills here and the
- * pages hold whole tiles or are a power of two; else 0 (the heuristic
- * decides). */
+/* Decode (a head's queries fill less than a 64-row tile).
+ *
+ * When the packed rows of a (sequence, KV head) fit in 16 or 32 (decode
+ * with a GQA group up to 16 or 32), above head dim 64 up to 128, and the
+ * call reads a paged cache and needs no split-KV (decode_rows): tiles of
+ * that many rows on one warp per 16 rows.  A 64-row tile of four warps held 4 valid rows at group 4,
+ * and its three other warps only helped load: the one warp with rows ran
+ * every GEMM while they waited at the tile's barriers.  A one-warp CTA of
+ * 16 x 32 tiles in three stages needs 56 KB at head dim 128 (four per SM),
+ * each warp computing its own sequence and head, its loads overlapping the
+ * other CTAs' math: 4057 against 3678 GB/s paged 64 at b=64 kv 32k (H200,
+ * docs/PERF.md v19).
+ *
+ * Otherwise up to head dim 64: 64 x 128 tiles in two stages (16 KB of keys
+ * per tile, against 8 KB in the heuristic's 64 x 64: 3881 against 3012 GB/s
+ * at b=64, kv 16k, H200, docs/PERF.md v8).
+ *
+ * Either when it compiles without spills here and the pages hold whole
+ * tiles or are a power of two; else 0 (the heuristic decides). */
+static int decode_rows(const fg_context *ctx, const fg_attention_desc *d, const fg_spec *s) {
+    const int hd = s->head_dim > fg_spec_head_dim_v(s) ? s->head_dim : fg_spec_head_dim_v(s);
+    const long long rows = (long long)d->seqlen_q * (d->heads_q / d->heads_kv);
+    /* paged caches only, and the (sequence, KV head) tiles alone must fill
+     * two 64-row CTAs an SM, as fg_infer_splits counts, so that no split-KV
+     * is wanted.  Split, the one-warp tiles measured 0.34-0.90x the 64-row
+     * ones (b=1-16: more partials, each CTA a short stretch of keys);
+     * unsplit at head dim 128, 1.08-1.22x paged (page 16 and 64) but
+     * 0.96-1.00x contiguous.  At head dim 64: 0.69x (b=64 kv 16k), none
+     * there (H200, decode.py, docs/PERF.md v19) */
+    const long long tiles = (long long)d->batch * d->heads_kv;
+    const int unsplit = d->num_splits == 1 || (d->num_splits == 0 && tiles * 5 >= (long long)ctx->dev_info.sm_count * 2 * 4);
+    if (hd <= 64 || hd > 128 || !unsplit || !d->block_table) return FG_DECODE_ROWS;
+    return rows <= 16 ? 16 : rows <= 32 ? 32 : FG_DECODE_ROWS;
+}
+
 static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, fg_config *out) {
+    const int hd = s->head_dim > fg_spec_head_dim_v(s) ? s->head_dim : fg_spec_head_dim_v(s), rows = decode_rows(ctx, d, s);
+    const int small = rows <= 32;
     /* above head dim 64 the heuristic's tiles measured as fast or faster
      * (head dim 256: one stage, two CTAs per SM, 4180 GB/s against 3433
      * with two stages; docs/PERF.md v8) */
-    if (s->head_dim > 64 || fg_spec_head_dim_v(s) > 64) return 0;
-    fg_config c;
-    fg_config_unset(&c);
-    c.wgmma = 0;
-    c.block_m = FG_DECODE_ROWS;
-    c.warps = 4;
-    c.block_n = 128;
-    c.stages = 2;
-    c.q_in_regs = 0;
-    c.min_blocks = 1;
-    /* pages smaller than the tile: spanning tiles for power-of-two pages
-     * (load_tile_paged steps their rows' pages); other sizes keep the
-     * heuristic's one-page tiles */
-    if (d->block_table && d->page_size % c.block_n && !pages_spannable(d)) return 0;
-    return fits_clean(ctx, s, &c, out);
+    if (!small && hd > 64) return 0;
+    /* block_n, stages of the small tiles: half-width key tiles in three
+     * stages first (56 KB at hd128: four one-warp CTAs an SM, one warp on
+     * each scheduler; 64 keys in two stages need 72 KB, three CTAs, one
+     * scheduler idle), then the wider ones (review, session 11) */
+    const int tries[2][2] = {{small ? 32 : 128, small ? 3 : 2}, {64, 2}};
+    for (int i = 0; i < (small ? 2 : 1); ++i) {
+        fg_config c;
+        fg_config_unset(&c);
+        c.wgmma = 0;
+        c.block_m = small ? rows : FG_DECODE_ROWS;
+        c.warps = small ? c.block_m / 16 : 4;
+        c.block_n = tries[i][0];
+        c.stages = tries[i][1];
+        c.q_in_regs = 0;
+        c.min_blocks = 1;
+        /* pages smaller than the tile: spanning tiles for power-of-two pages
+         * (load_tile_paged steps their rows' pages); other sizes keep the
+         * heuristic's one-page tiles */
+        if (d->block_table && d->page_size % c.block_n && !pages_spannable(d)) continue;
+        if (fits_clean(ctx, s, &c, out)) return 1;
+    }
+    return 0;
 }
 
 /* Short causal calls on the TMA family (FG_PATH_AUTO or FG_PATH_TMA, dense):
@@ -165,7 +204,8 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         if (d->seqlen_q < FG_DECODE_ROWS) bq = FG_DECODE_ROWS;
         if (d->block_table && !pages_spannable(d)) bk = d->page_size;
     }
-    const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k), 0};
+    const fg_choice_key key = {v->spec, bq, bk, path, tma_ok, fg_bucket_len(d->seqlen_q), fg_bucket_len(d->seqlen_k), 0,
+                               v->spec.infer && d->seqlen_q < FG_DECODE_ROWS ? decode_rows(ctx, d, &v->spec) : 0};
     if (!fg_ctx_memo_get(ctx, &key, &v->cfg)) {
         fg_config cfg;
         if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && fg_ctx_tuned(ctx, d, &v->spec, bq, bk, hopper_level(ctx, tma_ok), &cfg)) {

@@ -157,6 +157,7 @@ typedef struct fg_choice_key {
     int block_q, block_k, path, tma_ok;
     int bucket_q, bucket_k;
     int deterministic; /* the backward's mode (the forward leaves it 0) */
+    int decode_rows;   /* inference: the packed rows class of a decode tile (16, 32, 64), else 0 */
 } fg_choice_key;
 int fg_ctx_memo_get(fg_context *ctx, const fg_choice_key *k, fg_config *cfg);
 void fg_ctx_memo_put(fg_context *ctx, const fg_choice_key *k, const fg_config *cfg);

@@ -8,6 +8,7 @@
 #include "runtime/internal.h"
 #include "runtime/structs.h"
 #include "select/heuristic.h"
+#include "select/infer.h"
 
 int fg_desc_head_dim_v(const fg_attention_desc *d) { return d->head_dim_v ? d->head_dim_v : d->head_dim; }
 
@@ -160,7 +161,13 @@ fg_status fg_desc_plan(const fg_attention_desc *desc, int smem_limit, fg_variant
             return st;
     const fg_block_layout *L = d->layout;
     if (L && (st = check_layout(L, d, err))) return st;
-    const int infer = fg_desc_has_infer(d);
+    /* the inference kernel: the call has an inference field, or it asks for
+     * the decode tiles of one or two warps (FG_PATH_MMA) on a GQA decode
+     * shape, which fg_infer_auto would give the inference kernel anyway */
+    const int decode_warps = d->path == FG_PATH_MMA && (d->warps == 1 || d->warps == 2) && d->heads_kv > 0 &&
+                             d->heads_q % d->heads_kv == 0 &&
+                             fg_infer_pack(d->heads_q / d->heads_kv, d->seqlen_q, FG_DECODE_ROWS) > 1;
+    const int infer = fg_desc_has_infer(d) || decode_warps;
     if (infer && d->path != FG_PATH_AUTO && d->path != FG_PATH_MMA)
         return fg_fail(err, FG_ERR_UNSUPPORTED,
                        "the inference fields (cu_seqlens, seqlens_k, block_table, num_splits) run on FG_PATH_MMA "

@@ -135,8 +135,10 @@ fg_status fg_config_check(const fg_spec *s, const fg_config *c, int smem_limit, 
         if (c->min_blocks < 1 || c->min_blocks > 2)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "wgmma min_blocks=%d: must be 1 or 2", c->min_blocks);
     } else {
-        if (c->warps != 4 && c->warps != 8)
-            return fg_fail(err, FG_ERR_UNSUPPORTED, "warps=%d: must be 4 or 8", c->warps);
+        /* one and two warps: the inference kernel's decode tiles of 16 and
+         * 32 packed rows (runtime/choose.c, decode_config) */
+        if (c->warps != 4 && c->warps != 8 && !(s->infer && (c->warps == 1 || c->warps == 2)))
+            return fg_fail(err, FG_ERR_UNSUPPORTED, "warps=%d: must be 4 or 8 (1 or 2 for inference variants)", c->warps);
         const int mt = c->block_m / (16 * c->warps);
         if ((mt != 1 && mt != 2) || mt * 16 * c->warps != c->block_m)
             return fg_fail(err, FG_ERR_UNSUPPORTED, "block_m=%d: must be 16 or 32 rows per warp times warps=%d",

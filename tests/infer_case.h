@@ -34,6 +34,8 @@ typedef struct icase {
     int block_n;      /* non-zero: explicit key tiles of block_n (FG_PATH_MMA, 64 x block_n, 4 warps, 2 stages);
                          larger than the page: tiles spanning pages */
     imods m;
+    int warps;        /* non-zero: explicit decode tiles of 16 x warps rows on that many warps (FG_PATH_MMA,
+                         block_n or 64 keys, 2 stages), which the choice takes only when no split is wanted */
 } icase;
 
 /* Host tensors of one case: per sequence contiguous [len, heads, dim]. */
@@ -82,11 +84,11 @@ static int run_case(fg_context *ctx, const icase *c) {
         d.window_left = m->wl;
         d.window_right = m->wr;
     }
-    if (c->block_n) {
+    if (c->block_n || c->warps) {
         d.path = FG_PATH_MMA;
-        d.block_m = 64;
-        d.warps = 4;
-        d.block_n = c->block_n;
+        d.block_m = c->warps ? 16 * c->warps : 64;
+        d.warps = c->warps ? c->warps : 4;
+        d.block_n = c->block_n ? c->block_n : 64;
         d.stages = 2;
     }
 

@@ -243,7 +243,9 @@ static void host_cost(fg_context *ctx) {
  * ncu). */
 static void decode_bench(fg_context *ctx, int configs, int page) {
     static const int batches[] = {1, 16, 64}, lens[] = {4096, 32768};
-    static const int cfgs[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {128, 8, 64, 2}, {128, 8, 32, 3}, {128, 8, 128, 2}, {64, 4, 128, 2}};
+    /* {block_m, warps, block_n, stages}: the choice (decode_config), the 64-row tiles of four warps it replaced
+     * for groups up to 32 (session 11), the one- and two-warp tiles, a wide one */
+    static const int cfgs[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {16, 1, 64, 2}, {16, 1, 32, 3}, {32, 2, 64, 2}, {128, 8, 64, 2}};
     static const int cfgs16[][4] = {{0, 0, 0, 0}, {64, 4, 64, 2}, {64, 4, 128, 2}, {64, 4, 32, 3}};
     const int Hq = 32, Hk = 8, D = 128, p16 = page == 16;
     const int ncfg = p16 ? 4 : configs ? 6 : 1, profile = getenv("FG_BENCH_PROFILE") != NULL;
@@ -325,53 +327,62 @@ int main(int argc, char **argv) {
     const int san = only && !strcmp(only, "san");
     if (san) only = NULL;
     static const icase cases[] = {
-        /* name                          dt     d   dv  b  hq hkv sq cap page vk sl causal split lens_q lens_k seed block_n */
-        {"decode gqa contiguous",       FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {700, 1, 333}, 1, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode gqa split 7",          FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 333}, 2, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode gqa no split",         FG_FP16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 65, 333}, 3, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode mha fp16 hd64",        FG_FP16, 64, 0, 2, 4, 4, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {1999, 17}, 4, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode mqa hd256",            FG_BF16, 256, 0, 2, 8, 1, 1, 530, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {530, 129}, 5, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode paged 16",             FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 6, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode paged 64 shared page", FG_BF16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {640, 200}, 7, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode paged 64 split 7",     FG_FP16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {600, 65}, 8, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17, 0, {0.f, 0, 0, 0, 0, 0}},
+        /* name                          dt     d   dv  b  hq hkv sq cap page vk sl causal split lens_q lens_k seed block_n mods warps */
+        {"decode gqa contiguous",       FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {700, 1, 333}, 1, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode gqa split 7",          FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 333}, 2, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode gqa no split",         FG_FP16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 65, 333}, 3, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode mha fp16 hd64",        FG_FP16, 64, 0, 2, 4, 4, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {1999, 17}, 4, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode mqa hd256",            FG_BF16, 256, 0, 2, 8, 1, 1, 530, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {530, 129}, 5, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode paged 16",             FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 6, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode paged 64 shared page", FG_BF16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {640, 200}, 7, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode paged 64 split 7",     FG_FP16, 128, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {600, 65}, 8, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"spec decode sq4 causal",      FG_BF16, 128, 0, 3, 8, 2, 4, 300, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {300, 4, 77}, 9, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"spec decode sq4 paged",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 10, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"decode dv 192/128",           FG_BF16, 192, 128, 2, 16, 2, 1, 400, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {400, 3}, 11, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        /* 17-32 packed rows: the two-warp decode tiles (runtime/choose.c decode_config), rows split over both
+         * warps, explicit (the choice takes them only when the call needs no split) */
+        {"decode 2 warps gqa6 sq3 causal", FG_BF16, 128, 0, 2, 12, 2, 3, 600, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {600, 5}, 37, 0, {0.f, 0, 0, 0, 0, 0}, 2},
+        {"decode 2 warps mqa32 split 7", FG_FP16, 128, 0, 2, 32, 1, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 65}, 38, 0, {0.f, 0, 0, 0, 0, 0}, 2},
+        {"decode 2 warps gqa8 sq4 paged 16 sinks", FG_BF16, 128, 0, 2, 16, 2, 4, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {512, 33}, 39, 0, {0.f, 0, 0, 0, 0, 1}, 2},
+        {"decode 1 warp gqa4 paged 32", FG_BF16, 128, 0, 3, 8, 2, 1, 300, 32, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 1, 97}, 60, 0, {0.f, 0, 0, 0, 0, 0}, 1},
+        /* 8 x 27 (sequence, KV head) tiles fill two 64-row CTAs on each of up to 135 SMs (H100/H200: 132): the
+         * choice takes one-warp 16-row tiles on a paged cache, unsplit */
+        {"decode auto 1 warp b8 kv27 paged 64", FG_FP16, 128, 0, 8, 108, 27, 1, 200, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 1, 0, 64, 65, 130, 199, 7}, 61, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"varlen dv 128/64 split",      FG_BF16, 128, 64, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 15, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"varlen q, cache k",           FG_BF16, 128, 0, 3, 8, 2, 0, 400, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {3, 1, 20}, {400, 1, 100}, 16, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"plain dense auto split",      FG_BF16, 128, 0, 1, 2, 2, 3, 3000, 0, 0, 0, FG_CAUSAL_NONE, 0, {0}, {3000}, 17, 0, {0.f, 0, 0, 0, 0, 0}, 0},
         /* key tiles spanning several pages (load_tile_spanning: load_tile_pages for these page sizes and warps) */
-        {"span paged 16 x64",           FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 18, 64, {0.f, 0, 0, 0, 0, 0}},
-        {"span paged 16 x128 split 5",  FG_FP16, 128, 0, 3, 8, 2, 1, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 1, 130}, 19, 128, {0.f, 0, 0, 0, 0, 0}},
-        {"span paged 32 x64 sq4",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 20, 64, {0.f, 0, 0, 0, 0, 0}},
-        {"span paged 16 x128 hd64",     FG_BF16, 64, 0, 2, 4, 4, 1, 300, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 45}, 21, 128, {0.f, 0, 0, 0, 0, 0}},
-        {"span paged 16 hd64 auto",     FG_FP16, 64, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {700, 129, 1}, 23, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"span paged 64 hd64 split 4",  FG_BF16, 64, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 4, {0}, {640, 63}, 24, 0, {0.f, 0, 0, 0, 0, 0}},
-        {"span paged 16 x64 hd256",     FG_BF16, 256, 0, 2, 8, 1, 1, 200, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 17}, 22, 64, {0.f, 0, 0, 0, 0, 0}},
+        {"span paged 16 x64",           FG_BF16, 128, 0, 3, 8, 2, 1, 500, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {500, 37, 16}, 18, 64, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"span paged 16 x128 split 5",  FG_FP16, 128, 0, 3, 8, 2, 1, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 1, 130}, 19, 128, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"span paged 32 x64 sq4",       FG_BF16, 128, 0, 2, 8, 2, 4, 256, 32, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {256, 9}, 20, 64, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"span paged 16 x128 hd64",     FG_BF16, 64, 0, 2, 4, 4, 1, 300, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 45}, 21, 128, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"span paged 16 hd64 auto",     FG_FP16, 64, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {700, 129, 1}, 23, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"span paged 64 hd64 split 4",  FG_BF16, 64, 0, 2, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_NONE, 4, {0}, {640, 63}, 24, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        {"span paged 16 x64 hd256",     FG_BF16, 256, 0, 2, 8, 1, 1, 200, 16, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 17}, 22, 64, {0.f, 0, 0, 0, 0, 0}, 0},
         /* score modifications (issue 13): each against dense references of its sequences alone; m = {softcap,
            alibi (1 [h], 2 [b, h]), window on, left, right, sinks} */
-        {"mods softcap decode gqa4",    FG_BF16, 128, 0, 4, 16, 4, 1, 900, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {900, 1, 0, 333}, 30, 0, {30.f, 0, 0, 0, 0, 0}},
-        {"mods softcap paged 16 split 7", FG_FP16, 128, 0, 3, 16, 4, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {700, 17, 0}, 31, 0, {5.f, 0, 0, 0, 0, 0}},
-        {"mods alibi [h] decode gqa",   FG_BF16, 128, 0, 3, 8, 2, 1, 600, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {600, 5, 333}, 32, 0, {0.f, 1, 0, 0, 0, 0}},
-        {"mods alibi [b,h] paged 64",   FG_BF16, 64, 0, 3, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {640, 65, 1}, 33, 0, {0.f, 2, 0, 0, 0, 0}},
-        {"mods window 64/0 split 7",    FG_BF16, 128, 0, 3, 8, 2, 1, 3000, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {3000, 1500, 70}, 34, 0, {0.f, 0, 1, 64, 0, 0}},
-        {"mods window 64/0 auto",       FG_BF16, 128, 0, 3, 8, 2, 1, 3000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {3000, 1500, 70}, 35, 0, {0.f, 0, 1, 64, 0, 0}},
-        {"mods window 64/0 paged 16 split 7", FG_FP16, 128, 0, 2, 8, 2, 1, 2048, 16, 0, 1, FG_CAUSAL_NONE, 7, {0}, {2048, 63}, 36, 0, {0.f, 0, 1, 64, 0, 0}},
-        {"mods window both sq4 paged 64 split 7", FG_BF16, 128, 0, 2, 8, 2, 4, 2000, 64, 0, 1, FG_CAUSAL_NONE, 7, {0}, {2000, 90}, 37, 0, {0.f, 0, 1, 100, 2, 0}},
-        {"mods window both top-left sq4 auto", FG_BF16, 128, 0, 2, 8, 2, 4, 2000, 0, 0, 1, FG_CAUSAL_TOP_LEFT, 0, {0}, {2000, 3}, 38, 0, {0.f, 0, 1, 50, 20, 0}},
-        {"mods sinks decode no split",  FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 0, 333}, 39, 0, {0.f, 0, 0, 0, 0, 1}},
-        {"mods sinks paged 16 split 7", FG_BF16, 128, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 40}, 40, 0, {0.f, 0, 0, 0, 0, 1}},
-        {"mods sinks+window paged 64 auto", FG_BF16, 64, 0, 3, 16, 2, 1, 2000, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {2000, 130, 0}, 41, 0, {0.f, 0, 1, 128, 0, 1}},
-        {"mods sinks+window split 7",   FG_BF16, 64, 0, 3, 16, 2, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {2000, 130, 0}, 42, 0, {0.f, 0, 1, 128, 0, 1}},
-        {"mods sinks+window no split",  FG_FP16, 64, 0, 3, 16, 2, 1, 2000, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 1, {0}, {2000, 130, 0}, 43, 0, {0.f, 0, 1, 128, 0, 1}},
-        {"mods varlen causal window alibi", FG_BF16, 128, 0, 5, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 0, 1}, {50, 200, 1, 0, 0}, 44, 0, {0.f, 1, 1, 32, 0, 0}},
-        {"mods varlen top-left packed all", FG_FP16, 64, 0, 4, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {5, 1, 0, 20}, {40, 0, 3, 100}, 45, 0, {20.f, 2, 1, 8, 3, 1}},
-        {"mods varlen split 3 all",     FG_BF16, 128, 0, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 46, 0, {30.f, 1, 1, 40, 40, 1}},
-        {"mods all span 16 x64 sq4 split 5", FG_BF16, 128, 0, 2, 8, 2, 4, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 9}, 47, 64, {30.f, 2, 1, 100, 0, 1}},
-        {"mods all hd256 mqa split 7",  FG_BF16, 256, 0, 2, 8, 1, 1, 1000, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {1000, 129}, 48, 0, {50.f, 1, 1, 300, 0, 1}},
+        {"mods softcap decode gqa4",    FG_BF16, 128, 0, 4, 16, 4, 1, 900, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {900, 1, 0, 333}, 30, 0, {30.f, 0, 0, 0, 0, 0}, 0},
+        {"mods softcap paged 16 split 7", FG_FP16, 128, 0, 3, 16, 4, 1, 700, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {700, 17, 0}, 31, 0, {5.f, 0, 0, 0, 0, 0}, 0},
+        {"mods alibi [h] decode gqa",   FG_BF16, 128, 0, 3, 8, 2, 1, 600, 0, 0, 1, FG_CAUSAL_NONE, 0, {0}, {600, 5, 333}, 32, 0, {0.f, 1, 0, 0, 0, 0}, 0},
+        {"mods alibi [b,h] paged 64",   FG_BF16, 64, 0, 3, 8, 2, 1, 640, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {640, 65, 1}, 33, 0, {0.f, 2, 0, 0, 0, 0}, 0},
+        {"mods window 64/0 split 7",    FG_BF16, 128, 0, 3, 8, 2, 1, 3000, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {3000, 1500, 70}, 34, 0, {0.f, 0, 1, 64, 0, 0}, 0},
+        {"mods window 64/0 auto",       FG_BF16, 128, 0, 3, 8, 2, 1, 3000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {3000, 1500, 70}, 35, 0, {0.f, 0, 1, 64, 0, 0}, 0},
+        {"mods window 64/0 paged 16 split 7", FG_FP16, 128, 0, 2, 8, 2, 1, 2048, 16, 0, 1, FG_CAUSAL_NONE, 7, {0}, {2048, 63}, 36, 0, {0.f, 0, 1, 64, 0, 0}, 0},
+        {"mods window both sq4 paged 64 split 7", FG_BF16, 128, 0, 2, 8, 2, 4, 2000, 64, 0, 1, FG_CAUSAL_NONE, 7, {0}, {2000, 90}, 37, 0, {0.f, 0, 1, 100, 2, 0}, 0},
+        {"mods window both top-left sq4 auto", FG_BF16, 128, 0, 2, 8, 2, 4, 2000, 0, 0, 1, FG_CAUSAL_TOP_LEFT, 0, {0}, {2000, 3}, 38, 0, {0.f, 0, 1, 50, 20, 0}, 0},
+        {"mods sinks decode no split",  FG_BF16, 128, 0, 3, 8, 2, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 1, {0}, {700, 0, 333}, 39, 0, {0.f, 0, 0, 0, 0, 1}, 0},
+        {"mods sinks paged 16 split 7", FG_BF16, 128, 0, 3, 8, 2, 1, 700, 16, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 0, 40}, 40, 0, {0.f, 0, 0, 0, 0, 1}, 0},
+        {"mods sinks+window paged 64 auto", FG_BF16, 64, 0, 3, 16, 2, 1, 2000, 64, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {2000, 130, 0}, 41, 0, {0.f, 0, 1, 128, 0, 1}, 0},
+        {"mods sinks+window split 7",   FG_BF16, 64, 0, 3, 16, 2, 1, 2000, 0, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 7, {0}, {2000, 130, 0}, 42, 0, {0.f, 0, 1, 128, 0, 1}, 0},
+        {"mods sinks+window no split",  FG_FP16, 64, 0, 3, 16, 2, 1, 2000, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 1, {0}, {2000, 130, 0}, 43, 0, {0.f, 0, 1, 128, 0, 1}, 0},
+        {"mods varlen causal window alibi", FG_BF16, 128, 0, 5, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 0, 1}, {50, 200, 1, 0, 0}, 44, 0, {0.f, 1, 1, 32, 0, 0}, 0},
+        {"mods varlen top-left packed all", FG_FP16, 64, 0, 4, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {5, 1, 0, 20}, {40, 0, 3, 100}, 45, 0, {20.f, 2, 1, 8, 3, 1}, 0},
+        {"mods varlen split 3 all",     FG_BF16, 128, 0, 3, 4, 2, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 3, {10, 1, 65}, {300, 700, 65}, 46, 0, {30.f, 1, 1, 40, 40, 1}, 0},
+        {"mods all span 16 x64 sq4 split 5", FG_BF16, 128, 0, 2, 8, 2, 4, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 5, {0}, {499, 9}, 47, 64, {30.f, 2, 1, 100, 0, 1}, 0},
+        {"mods all hd256 mqa split 7",  FG_BF16, 256, 0, 2, 8, 1, 1, 1000, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {1000, 129}, 48, 0, {50.f, 1, 1, 300, 0, 1}, 0},
     };
     int n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {

@@ -201,6 +201,73 @@ static void compile_infer(const fg_sources *src, int d, int dv, int causal, int 
     }
 }
 
+/* The decode tiles of one and two warps (runtime/choose.c decode_config:
+ * 16 or 32 packed rows up to head dim 128; half-width key tiles in three
+ * stages, else the wider ones in two where that spills) render, pass the configuration check only
+ * for inference variants, and one of the two compiles without spills on
+ * sm_80 and sm_90a for the plain variants (with score modifications
+ * neither has to: the runtime then falls back to 64-row tiles). */
+static void test_decode_tiles(const fg_sources *src) {
+    static const char *archs[] = {"sm_80", "sm_90a"};
+    static const int dims[][3] = {{64, 64, 0}, {128, 128, 0}, {128, 128, FG_MOD_ALL}, {128, 64, 0}, {40, 72, 0}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; ++i)
+        for (int rows = 16; rows <= 32; rows += 16)
+            for (int causal = 0; causal < 2; ++causal)
+                for (int a = 0; a < 2; ++a) {
+                    fg_variant v;
+                    memset(&v, 0, sizeof v);
+                    v.spec.head_dim = dims[i][0];
+                    v.spec.head_dim_v = dims[i][1];
+                    v.spec.dtype = causal ? FG_FP16 : FG_BF16;
+                    v.spec.causal = causal;
+                    v.spec.infer = 1;
+                    v.spec.mods = dims[i][2];
+                    const int hd = dims[i][0] > dims[i][1] ? dims[i][0] : dims[i][1];
+                    const int tries[2][2] = {{hd > 64 ? 32 : 64, 3}, {hd > 64 ? 64 : 128, 2}};
+                    int clean = 0;
+                    for (int t = 0; t < 2 && !clean; ++t) {
+                        v.cfg = (fg_config){rows, tries[t][0], rows / 16, tries[t][1], 0, 1, 0, 0};
+                        fg_error e = {0};
+                        CHECK(fg_config_check(&v.spec, &v.cfg, H100_SMEM, &e) == FG_OK, "decode tile %d rows %d/%d: %s", rows,
+                              dims[i][0], dims[i][1], e.msg ? e.msg : "");
+                        fg_error_clear(&e);
+                        fg_rendered r;
+                        if (fg_render_forward(src, &v, "test", &r, &e) != FG_OK) {
+                            CHECK(0, "render decode tile %d rows %d/%d: %s", rows, dims[i][0], dims[i][1], e.msg);
+                            fg_error_clear(&e);
+                            break;
+                        }
+                        fg_cubin cb;
+                        const fg_status st = fg_compile_cubin(src, r.source, archs[a], "test", &cb, &e);
+                        fg_rendered_free(&r);
+                        CHECK(st == FG_OK, "compile decode tile %d rows %d/%d %s: %s", rows, dims[i][0], dims[i][1], archs[a],
+                              e.msg ? e.msg : "");
+                        if (st != FG_OK) { fg_error_clear(&e); break; }
+                        clean = !cb.stats.spill_stores && !cb.stats.spill_loads && !cb.stats.stack_frame;
+                        printf("  decode tile %2dx%-3d %d warp(s) %d stages %3d/%-3d causal=%d mods=%2d %-6s: %d registers%s\n", rows,
+                               v.cfg.block_n, rows / 16, v.cfg.stages, dims[i][0], dims[i][1], causal, dims[i][2], archs[a],
+                               cb.stats.registers, clean ? "" : " (spills)");
+                        fg_cubin_free(&cb);
+                    }
+                    CHECK(clean || dims[i][2], "decode tiles of %d rows %d/%d causal=%d %s: both spill", rows, dims[i][0],
+                          dims[i][1], causal, archs[a]);
+                }
+    /* one and two warps are inference tiles only */
+    fg_variant v;
+    memset(&v, 0, sizeof v);
+    v.spec.head_dim = 128;
+    v.spec.dtype = FG_BF16;
+    v.cfg = (fg_config){16, 64, 1, 2, 0, 1, 0, 0};
+    fg_error e = {0};
+    CHECK(fg_config_check(&v.spec, &v.cfg, H100_SMEM, &e) == FG_ERR_UNSUPPORTED && strstr(e.msg, "inference"),
+          "one warp outside inference: '%s'", e.msg ? e.msg : "accepted");
+    fg_error_clear(&e);
+    fg_rendered r;
+    CHECK(fg_render_forward(src, &v, "test", &r, &e) == FG_ERR_TEMPLATE && strstr(e.msg, "warps"),
+          "one warp outside inference rendered: '%s'", e.msg ? e.msg : "");
+    fg_error_clear(&e);
+}
+
 /* Every inference variant family compiles without spills; with the score
  * modifications (each alone, all four) too. */
 static void test_compile(void) {
@@ -225,6 +292,7 @@ static void test_compile(void) {
     fg_error e = {0};
     CHECK(fg_render_forward(&src, &v, "test", &r, &e) == FG_ERR_TEMPLATE && strstr(e.msg, "dense"), "sparse infer refused");
     fg_error_clear(&e);
+    test_decode_tiles(&src);
     fg_sources_free(&src);
 }
 
