@@ -73,9 +73,8 @@ template <class K> struct WsShape {
     // V as the consumers read it: the TMA'd tile, or (FP8) its transpose
     static constexpr int V_BYTES = K::FP8 ? K::DV * K::BC : VIN_BYTES;
     static constexpr int VT_RING = K::FP8 ? 1 : 0;
-    // Stage counts: K ring STAGES; the TMA'd V ring VIN_STAGES and the ring
-    // the consumers read V from V_STAGES.  16-bit: both are the K ring's
-    // count (one ring).  FP8: the V^T ring has one stage more than the K
+    // Stage counts: the K ring and the TMA'd V ring STAGES (VIN_STAGES); the
+    // ring the consumers read V from V_STAGES.  16-bit: the same ring.  FP8: the V^T ring has one stage more than the K
     // ring, so that the transposers can run up to two tiles ahead: with as
     // many stages, tile j + 1 could be transposed only once both consumer
     // warpgroups had freed tile j - 1, half an iteration before the first
@@ -84,7 +83,7 @@ template <class K> struct WsShape {
     // that extra stage fits beside a TMA'd V ring of the K ring's count
     // (fwd_ws.lua ring_sizes; at head dim 256 it does not, and cutting the V
     // ring to one stage lost 6% causal, v18): else V^T has the K ring's count.
-    static constexpr int VIN_STAGES = K::FP8 ? K::VIN_STAGES : K::STAGES, V_STAGES = K::FP8 ? K::VT_STAGES : K::STAGES;
+    static constexpr int VIN_STAGES = K::STAGES, V_STAGES = K::FP8 ? K::VT_STAGES : K::STAGES;
     // FP8: the threads that transpose V (warps 1-3 of the producer warpgroup)
     static constexpr int TRANSPOSERS = 96;
     // smem: [align 1024] Q ring | K ring | V ring | (FP8: V^T ring) | barriers
@@ -92,9 +91,9 @@ template <class K> struct WsShape {
     static constexpr int SMEM = 1024 + K::Q_STAGES * Q_BUF + K::STAGES * K_BYTES + VIN_STAGES * VIN_BYTES +
                                 VT_RING * V_STAGES * V_BYTES + Ring<K::Q_STAGES>::BYTES + Ring<K::STAGES>::BYTES +
                                 Ring<V_STAGES>::BYTES + VT_RING * (Ring<VIN_STAGES>::BYTES + 16);
-    static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::VIN_STAGES >= 1 && K::VIN_STAGES <= 4 &&
-                              K::VT_STAGES >= 2 && K::D % 32 == 0 && K::DV % 16 == 0),
-                  "FP8: 128-key tiles, two or more stages, one to four of V (one end-mark word each), head dims multiples of 32 / 16");
+    static_assert(!K::FP8 || (K::BC == 128 && K::STAGES >= 2 && K::STAGES <= 4 && K::VT_STAGES >= K::STAGES &&
+                              K::D % 32 == 0 && K::DV % 16 == 0),
+                  "FP8: 128-key tiles, two to four stages (one end-mark word each), head dims multiples of 32 / 16");
     static_assert(K::BR == 64 * NC, "64 query rows per consumer warpgroup");
     static_assert(K::D % 16 == 0 && K::DV % 8 == 0 && K::DV <= 256, "head dims");
     static_assert(K::BC % 16 == 0 && K::BC <= 256, "key tile");
@@ -170,8 +169,7 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
     tma_prefetch_map(&tm.q);
     tma_prefetch_map(&tm.k);
     tma_prefetch_map(&tm.v);
-    int nv = 0; // V tiles loaded (FP8: the V ring's own count of stages)
-    ws_walk<K>(
+    const PipeState<K::STAGES> end = ws_walk<K>(
         p,
         [&](const PipeState<K::Q_STAGES> &qs, int m0, int h, int b) {
             sm.qr().acquire(qs, S::Q_TX);
@@ -185,18 +183,13 @@ __device__ __forceinline__ void ws_loads(const fg_fwd_params &p, const fg_tma_pa
 #pragma unroll
             for (int cb = 0; cb < S::DP / S::COLS; ++cb)
                 tma_load_4d(kd + cb * K::BC * 128, &tm.k, sm.kr().full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
-            PipeState<S::VIN_STAGES> vs;
-            if constexpr (K::FP8) vs = PipeState<S::VIN_STAGES>::at(nv++);
-            else vs = ps;
-            sm.vir().acquire(vs, S::VIN_BYTES);
-            const u32 vd = sm.vin() + vs.stage * S::VIN_BYTES;
+            sm.vir().acquire(ps, S::VIN_BYTES);
+            const u32 vd = sm.vin() + ps.stage * S::VIN_BYTES;
 #pragma unroll
             for (int cb = 0; cb < S::DVP / S::COLS; ++cb)
-                tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir().full(vs.stage), cb * S::COLS, t * K::BC, hk, b);
+                tma_load_4d(vd + cb * K::BC * 128, &tm.v, sm.vir().full(ps.stage), cb * S::COLS, t * K::BC, hk, b);
         });
-    (void)nv; // unused by 16-bit variants
     if constexpr (K::FP8) {
-        const PipeState<S::VIN_STAGES> end = PipeState<S::VIN_STAGES>::at(nv);
         // the mark is written before the arrival (release), read after the
         // wait (acquire).  A word of this stage only: the transposers may
         // still be waking for the last tile, in another stage, whose word

@@ -81,15 +81,15 @@ local REGS_SPARSE_ONE = { 32, 240 }
 -- this one) where they fit in Hopper's 227 KiB, else one.
 local HOPPER_SMEM = 232448
 -- FP8: rows of 128 one-byte elements, the Q buffer as wide as Q alone (the
--- 16-bit O tile goes through it in column slices), the TMA'd V ring
--- (vin_stages), the ring of transposed V tiles (vt_stages: fg_fwd_ws.cuh,
--- WsShape), their barriers and the loads' end mark (16 bytes).
-local function smem_bytes(p, q_stages, vin_stages, vt_stages)
+-- 16-bit O tile goes through it in column slices), the TMA'd V ring (as
+-- many stages as K's), the ring of transposed V tiles (vt_stages:
+-- fg_fwd_ws.cuh, WsShape), their barriers and the loads' end mark (16 bytes).
+local function smem_bytes(p, q_stages, vt_stages)
   if p.dtype == "e4m3" then
     local dp, dvp = util.round_up(p.head_dim, 128), util.round_up(p.head_dim_v, 128)
     local qbuf = p.block_m * dp
-    return 1024 + q_stages * qbuf + p.stages * p.block_n * dp + vin_stages * p.block_n * dvp +
-           vt_stages * p.head_dim_v * p.block_n + 16 * q_stages + 16 * p.stages + 16 * vt_stages + 16 * vin_stages + 16
+    return 1024 + q_stages * qbuf + p.stages * p.block_n * (dp + dvp) + vt_stages * p.head_dim_v * p.block_n +
+           16 * q_stages + 2 * 16 * p.stages + 16 * vt_stages + 16
   end
   local dp, dvp = util.round_up(p.head_dim, 64), util.round_up(p.head_dim_v, 64)
   local qbuf = p.block_m * math.max(dp, dvp) * 2
@@ -104,22 +104,21 @@ end
 -- hd256 causal, docs/PERF.md v18).  select/heuristic.c's smem_bytes_fp8
 -- makes the same choice.
 local function ring_sizes(p)
-  local fit = function(q, vt) return smem_bytes(p, q, p.stages, vt) <= HOPPER_SMEM end
+  local fit = function(q, vt) return smem_bytes(p, q, vt) <= HOPPER_SMEM end
   if p.dtype == "e4m3" then
     local vt = p.stages + 1
-    if fit(2, vt) then return 2, p.stages, vt end
-    if fit(1, vt) then return 1, p.stages, vt end
-    return fit(2, p.stages) and 2 or 1, p.stages, p.stages
+    if fit(2, vt) then return 2, vt end
+    if fit(1, vt) then return 1, vt end
   end
-  return fit(2, p.stages) and 2 or 1, p.stages, p.stages
+  return fit(2, p.stages) and 2 or 1, p.stages
 end
 
 return function(p)
   check(p)
   local nc = p.block_m // 64
   local threads = (nc + 1) * 128
-  local q_stages, vin_stages, vt_stages = ring_sizes(p)
-  local smem = smem_bytes(p, q_stages, vin_stages, vt_stages)
+  local q_stages, vt_stages = ring_sizes(p)
+  local smem = smem_bytes(p, q_stages, vt_stages)
   local fp8 = p.dtype == "e4m3"
   local ty = fp8 and "e4m3" or p.dtype == "bf16" and "bf16" or "f16"
   local regs = (fp8 and nc == 1) and REGS_FP8_ONE or (p.sparse and nc == 2) and REGS_SPARSE_TWO
@@ -136,7 +135,7 @@ return function(p)
   out:line("// block_m=%d (%d consumer warpgroups + 1 producer) block_n=%d stages=%d q_buffers=%d pingpong=%s overlap=%s",
            p.block_m, nc, p.block_n, p.stages, q_stages, tostring(p.pingpong), tostring(p.overlap))
   if fp8 then
-    out:line("// FP8: V ring %d stage(s) (TMA), V^T ring %d stages (transposed by producer warps 1-3)", vin_stages,
+    out:line("// FP8: V ring %d stage(s) (TMA), V^T ring %d stages (transposed by producer warps 1-3)", p.stages,
              vt_stages)
   end
   out:line("// threads=%d dynamic_smem=%d bytes registers: producer %d, consumers %d", threads, smem,
@@ -156,7 +155,7 @@ return function(p)
   out:line("    static constexpr int BR = %d, BC = %d, NC = %d, STAGES = %d, Q_STAGES = %d;", p.block_m, p.block_n, nc,
            p.stages, q_stages)
   -- FP8: the TMA'd V ring and the V^T ring the consumers read (WsShape)
-  out:line("    static constexpr int VIN_STAGES = %d, VT_STAGES = %d;", vin_stages, vt_stages)
+  out:line("    static constexpr int VT_STAGES = %d;", vt_stages)
   out:line("    static constexpr int PRODUCER_REGS = %d, CONSUMER_REGS = %d;", regs[1], regs[2])
   out:line("    static constexpr bool FP8 = %s, BF16 = %s, CAUSAL = %s, SPARSE = %s;", tostring(fp8), tostring(bf16),
            tostring(p.causal), tostring(p.sparse))
