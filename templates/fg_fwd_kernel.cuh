@@ -348,7 +348,7 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         issue_k(i + K::STAGES, pg[INF ? K::STAGES : 0]);
 
         if (vis) {
-            sm.step(acc_s, acc_o, LOGITS ? 1.44269504088896340736f : p.scale_log2);
+            sm.step(acc_s, acc_o, LOGITS ? softmax_scale_of<K>(p, 1.f) * 1.44269504088896340736f : p.scale_log2);
             const u32 vst = v_base + stage * BC * LDS_V * 2;
 #pragma unroll
             for (int kk = 0; kk < S::KS_PV; ++kk) {
@@ -397,11 +397,11 @@ __device__ __forceinline__ void attention_forward(const fg_fwd_params &p, char *
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) sinks[mt][r] = splits > 1 ? neg_inf() : __ldg(p.sinks + pr.h[mt][r]);
-        sm.template finish<true>(LOGITS ? 1.f : p.scale, inv, lse, sinks);
+        sm.template finish<true>(softmax_scale_of<K>(p, p.scale), inv, lse, sinks);
     } else if constexpr (HasSink<K>::value) {
-        sm.template finish<true>(LOGITS ? 1.f : p.scale, inv, lse, __ldg(p.sinks + h));
+        sm.template finish<true>(softmax_scale_of<K>(p, p.scale), inv, lse, __ldg(p.sinks + h));
     } else {
-        sm.finish(LOGITS ? 1.f : p.scale, inv, lse);
+        sm.finish(softmax_scale_of<K>(p, p.scale), inv, lse);
     }
     const int g = lane >> 2, c = lane & 3;
     if constexpr (INF) {

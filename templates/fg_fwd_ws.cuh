@@ -405,8 +405,9 @@ template <class K> struct WsConsumer {
         // The first visible tile is peeled off, so that inside the loop a
         // P V product is always in flight: a wgmma issued on a condition
         // makes ptxas serialise the pipeline (C7514).
-        // the log2-domain softmax scale (score modifications scale S themselves)
-        const float sl2 = LogitMods<K>::value ? 1.44269504088896340736f : scale_log2;
+        // the log2-domain softmax scale (score modifications scale S
+        // themselves; softcap alone leaves cap to it: softmax_scale_of)
+        const float sl2 = LogitMods<K>::value ? softmax_scale_of<K>(p, 1.f) * 1.44269504088896340736f : scale_log2;
         bool part;
         int t;
         int i = next_visible(sch, first, t, part);
@@ -473,8 +474,8 @@ template <class K> struct WsConsumer {
     __device__ __forceinline__ void epilogue(float (&acc_o)[1][NT_O][4], OnlineSoftmax<1, NT_S, NT_O> &smx, int m0, int h,
                                              int b, u32 qst, float scale, float o_scale) const {
         float inv[1][2], lse[1][2];
-        if constexpr (HasSink<K>::value) smx.template finish<true>(LogitMods<K>::value ? 1.f : scale, inv, lse, __ldg(p.sinks + h));
-        else smx.finish(LogitMods<K>::value ? 1.f : scale, inv, lse);
+        if constexpr (HasSink<K>::value) smx.template finish<true>(softmax_scale_of<K>(p, scale), inv, lse, __ldg(p.sinks + h));
+        else smx.finish(softmax_scale_of<K>(p, scale), inv, lse);
         inv[0][0] *= o_scale;
         inv[0][1] *= o_scale;
         const int g = lane >> 2, cq = lane & 3;

@@ -38,6 +38,26 @@ template <class K> struct LogitMods {
     static constexpr bool value = HasSoftcap<K>::value || HasAlibi<K>::value || HasScoreMod<K>::value;
 };
 
+// Softcap alone (no ALiBi, no score expression): the forward kernels keep
+// t = tanh(S * scale / cap) as the score and let the softmax scale it by
+// cap, folded into its exp2 FFMA as the plain kernel folds its scale,
+// instead of forming cap * t (ncu, hd128 16k TMA: three FMULs a score
+// against the plain kernel's one, docs/PERF.md v20).  The row maximum of t
+// times cap is that of the logits (cap > 0), so lse and the sinks (logits)
+// are unchanged.  The backward forms the logits itself (logit_mod_at).
+template <class K> struct SoftcapOnly {
+    static constexpr bool value = HasSoftcap<K>::value && !HasAlibi<K>::value && !HasScoreMod<K>::value;
+};
+
+// The scale the softmax applies to the scores it is given (OnlineSoftmax
+// step's scale_log2 is this times log2 e; finish takes it as it is): raw,
+// the call's softmax scale of S; cap for softcap alone; 1 for other logits.
+template <class K, class P> __device__ __forceinline__ float softmax_scale_of(const P &p, float raw) {
+    if constexpr (SoftcapOnly<K>::value) return p.softcap;
+    else if constexpr (LogitMods<K>::value) return 1.f;
+    else return raw;
+}
+
 // f on every element x of a warp's S fragment (the mma C layout of
 // fg_mask.cuh's apply_mask), x in row g + r * 8 of m-tile i (g = lane / 4)
 // and key column col (col0: the tile's first): f(x, row, col) with row the
@@ -112,7 +132,8 @@ __device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const 
                                                  int h, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
         float dx_unused;
-        x = logit_mod<K>(x, p, slope, b, h, row, col, dx_unused);
+        if constexpr (SoftcapOnly<K>::value) x = fast_tanh(x * p.softcap_scale);
+        else x = logit_mod<K>(x, p, slope, b, h, row, col, dx_unused);
     });
 }
 
@@ -213,7 +234,8 @@ __device__ __forceinline__ void apply_logit_mods_packed(float (&s)[MT][NT_S][4],
                                                         const PackedRows<K, MT> &pr, int off, int b, int col0) {
     for_each_score_at(s, col0, [&](float &x, int i, int r, int col) {
         float dx_unused;
-        x = logit_mod_at<K>(x, p, pr.slope[i][r], off, b, pr.h[i][r], pr.q[i][r], col, dx_unused);
+        if constexpr (SoftcapOnly<K>::value) x = fast_tanh(x * p.softcap_scale);
+        else x = logit_mod_at<K>(x, p, pr.slope[i][r], off, b, pr.h[i][r], pr.q[i][r], col, dx_unused);
     });
 }
 

@@ -131,9 +131,12 @@ static void bad_tables(fg_context *ctx) {
 }
 
 /* Host time of one fg_attention_run with a ready plan (issue 12 asks for
- * < 5 us): a paged GQA decode step, split (two launches) and unsplit,
- * timed over 200 back-to-back calls (fewer than the launch queue holds, so
- * the GPU never throttles the host), best of 5. */
+ * < 5 us): a paged GQA decode step, split (two launches) and unsplit.
+ * Rounds of 16 calls after a synchronisation (an empty queue: the host
+ * never waits for the GPU) and of 200 (what sessions 3-12 reported, where
+ * a full launch queue could make the GPU's time per kernel the host's),
+ * best of 5 rounds each, with the GPU's time per call over the 200 (CUDA
+ * events) beside them to tell the two apart. */
 #include <time.h>
 static double now_us(void) {
     struct timespec t;
@@ -141,21 +144,44 @@ static double now_us(void) {
     return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
+typedef int (*call_fn)(void *arg); /* one call; 0 on success */
+
+/* Best host microseconds per call over 5 rounds (after a warm-up round) of
+ * n calls each, each round started on an idle GPU; *gpu_us: the GPU's time
+ * per call over the last round (events around it). */
+static double time_calls(call_fn f, void *arg, int n, double *gpu_us) {
+    double best = 1e30;
+    CUevent e0 = NULL, e1 = NULL;
+    cu->EventCreate(&e0, CU_EVENT_DEFAULT);
+    cu->EventCreate(&e1, CU_EVENT_DEFAULT);
+    for (int rep = 0; rep < 6; ++rep) {
+        cu->CtxSynchronize();
+        if (rep == 5) cu->EventRecord(e0, NULL);
+        const double t0 = now_us();
+        int failed = 0;
+        for (int i = 0; i < n && !failed; ++i) failed = f(arg);
+        if (failed) { best = -1; break; }
+        const double per = (now_us() - t0) / n;
+        if (rep == 5) cu->EventRecord(e1, NULL);
+        if (rep && per < best) best = per; /* the first round warms the caches */
+    }
+    cu->CtxSynchronize();
+    float ms = 0;
+    if (best >= 0) cu->EventElapsedTime(&ms, e0, e1);
+    *gpu_us = 1e3 * ms / n;
+    cu->EventDestroy(e0);
+    cu->EventDestroy(e1);
+    return best;
+}
+
 /* The floor under fg_attention_run: cuLaunchKernel of an empty kernel
  * whose parameters are 16 bytes, and of one whose parameter block is as
  * large as fg_fwd_params (what every flashgen forward launch copies), timed
  * like the calls above. */
-static double launch_us(CUfunction f, void **args) {
-    double best = 1e30;
-    for (int rep = 0; rep < 6; ++rep) {
-        cu->CtxSynchronize();
-        const double t0 = now_us();
-        for (int i = 0; i < 200; ++i) cu->LaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, NULL, args, NULL);
-        const double per = (now_us() - t0) / 200;
-        if (rep && per < best) best = per;
-    }
-    cu->CtxSynchronize();
-    return best;
+typedef struct launch_arg { CUfunction f; void **args; } launch_arg;
+static int launch_one(void *a) {
+    const launch_arg *l = a;
+    return cu->LaunchKernel(l->f, 1, 1, 1, 32, 1, 1, 0, NULL, l->args, NULL) != CUDA_SUCCESS;
 }
 
 static void launch_floor(void) {
@@ -175,10 +201,21 @@ static void launch_floor(void) {
     unsigned long long a = 0, b = 0;
     static fg_fwd_params p; /* zeros: the kernel reads nothing */
     void *sa[] = {&a, &b}, *ba[] = {&p};
-    const double ts = launch_us(small, sa), tb = launch_us(big, ba);
-    printf("host   cuLaunchKernel of an empty kernel: %.2f us with 16 bytes of parameters, %.2f us with %d "
-           "(sizeof fg_fwd_params)\n", ts, tb, (int)sizeof(fg_fwd_params));
+    launch_arg ls = {small, sa}, lb = {big, ba};
+    for (int n = 16; n <= 200; n += 184) {
+        double gs, gb;
+        const double ts = time_calls(launch_one, &ls, n, &gs), tb = time_calls(launch_one, &lb, n, &gb);
+        printf("host   cuLaunchKernel of an empty kernel, rounds of %3d: %.2f us with 16 bytes of parameters, %.2f us with %d "
+               "(sizeof fg_fwd_params); GPU %.2f / %.2f us a launch\n", n, ts, tb, (int)sizeof(fg_fwd_params), gs, gb);
+    }
     cu->ModuleUnload(m);
+}
+
+typedef struct run_arg { fg_attention_plan *plan; CUdeviceptr q, kv, o, ws; size_t wsb; } run_arg;
+static int run_one(void *a) {
+    const run_arg *r = a;
+    return fg_attention_run(r->plan, (void *)(uintptr_t)r->q, (void *)(uintptr_t)r->kv, (void *)(uintptr_t)r->kv,
+                            (void *)(uintptr_t)r->o, NULL, (void *)(uintptr_t)r->ws, r->wsb, NULL) != FG_OK;
 }
 
 static void host_cost(fg_context *ctx) {
@@ -200,22 +237,15 @@ static void host_cost(fg_context *ctx) {
         d.num_splits = split ? 4 : 1;
         fg_attention_plan *plan = NULL;
         if (fg_attention_plan_create(ctx, &d, &plan) != FG_OK) { CHECK(0, "host cost plan: %s", fg_errmsg(ctx)); continue; }
-        const size_t wsb = fg_attention_plan_workspace(plan);
-        double best = 1e30;
-        fg_status st = FG_OK;
-        for (int rep = 0; rep < 6; ++rep) {
-            cu->CtxSynchronize();
-            const double t0 = now_us();
-            for (int i = 0; i < 200 && st == FG_OK; ++i)
-                st = fg_attention_run(plan, (void *)(uintptr_t)q, (void *)(uintptr_t)kv, (void *)(uintptr_t)kv,
-                                      (void *)(uintptr_t)o, NULL, (void *)(uintptr_t)ws, wsb, NULL);
-            const double per = (now_us() - t0) / 200;
-            if (rep && per < best) best = per; /* the first round warms the caches */
+        run_arg ra = {plan, q, kv, o, ws, fg_attention_plan_workspace(plan)};
+        for (int n = 16; n <= 200; n += 184) {
+            double gpu = 0;
+            const double best = time_calls(run_one, &ra, n, &gpu);
+            CHECK(best >= 0, "host cost run: %s", fg_errmsg(ctx));
+            printf("host   fg_attention_run, paged GQA decode, %d split(s), %s, rounds of %3d: %.2f us per call (best of 5); "
+                   "GPU %.2f us a call\n",
+                   fg_attention_plan_splits(plan), split ? "one kernel, the last split merges" : "one kernel", n, best, gpu);
         }
-        cu->CtxSynchronize();
-        CHECK(st == FG_OK, "host cost run: %s", fg_errmsg(ctx));
-        printf("host   fg_attention_run, paged GQA decode, %d split(s), %s: %.2f us per call (best of 5 x 200)\n",
-               fg_attention_plan_splits(plan), split ? "one kernel, the last split merges" : "one kernel", best);
         /* where it goes: the tensor checks (one cuMemGetAddressRange each) */
         fg_error e = {0};
         double tc = now_us();
