@@ -1,6 +1,7 @@
 /* score_plan.c: the descriptor's score modifications (softcap, ALiBi,
  * window, sinks; include/flashgen.h) checked and turned into the variant's
  * FG_MOD_* bits and the kernel parameters (templates/fg_score.cuh). */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -90,7 +91,10 @@ void fg_score_params(const fg_attention_desc *d, fg_spec *s, fg_fwd_params *p) {
     if (d->score) score_expr_params(d->score, s, p);
     p->mod_offset = d->causal == FG_CAUSAL_TOP_LEFT ? 0 : d->seqlen_k - d->seqlen_q;
     p->softcap = d->softcap;
-    p->softcap_scale = d->softcap > 0.f ? p->scale / d->softcap : 0.f;
+    /* tanh's argument is S * softcap_scale: kept finite (FLT_MAX) where a
+     * tiny cap overflows scale / cap, so that a score of exactly 0 gives
+     * tanh(0) and not 0 * inf */
+    p->softcap_scale = d->softcap > 0.f ? fminf(p->scale / d->softcap, FLT_MAX) : 0.f;
     p->alibi_slopes = d->alibi_slopes;
     p->alibi_batch_stride = d->alibi_batch_stride;
     p->sinks = d->sinks;

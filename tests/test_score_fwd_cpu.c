@@ -174,6 +174,13 @@ static void test_params_and_keys(void) {
     CHECK(p.window_left == 100 && p.window_right == 500, "window clamped: %d %d", p.window_left, p.window_right);
     CHECK(fabsf(p.softcap_scale - p.scale / 50.f) < 1e-9f && p.softcap == 50.f, "softcap params");
     CHECK(p.alibi_slopes == d.alibi_slopes && p.alibi_batch_stride == 8 && p.sinks == d.sinks, "pointers passed");
+    /* a positive cap so small that scale / cap overflows: tanh's argument
+     * factor stays finite (inf would make a score of exactly 0 NaN), and
+     * every logit then tends to 0 as the cap does */
+    d.softcap = 1e-45f;
+    CHECK(plan(&d, &v, &p, &e) == FG_OK && isfinite(p.softcap_scale) && p.softcap_scale > 1e30f,
+          "tiny softcap: scale factor %g finite", (double)p.softcap_scale);
+    d.softcap = 50.f;
     d.causal = FG_CAUSAL_TOP_LEFT;
     CHECK(plan(&d, &v, &p, &e) == FG_OK && p.mod_offset == 0, "top-left alignment: offset %d", p.mod_offset);
     d.causal = FG_CAUSAL_NONE;
