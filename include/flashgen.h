@@ -403,7 +403,7 @@ typedef struct fg_attention_desc {
      * (off = seqlen_k - seqlen_q, FlashAttention-2's convention), or is 0
      * with FG_CAUSAL_TOP_LEFT.
      *
-     * softcap: 0 = off; else > 0 (Gemma 2's 50.0, Grok's 30.0). */
+     * softcap: 0 = off; else > 0, at most 2e38 (Gemma 2's 50.0, Grok's 30.0). */
     float softcap;
     /* ALiBi: NULL = off; else device fp32 slopes, slope of (b, h) at
      * alibi_slopes[b * alibi_batch_stride + h]: stride 0 for one [heads_q]

@@ -124,15 +124,17 @@ static int decode_rows(const fg_context *ctx, const fg_attention_desc *d, const 
     const int hd = s->head_dim > fg_spec_head_dim_v(s) ? s->head_dim : fg_spec_head_dim_v(s);
     const long long rows = (long long)d->seqlen_q * (d->heads_q / d->heads_kv);
     /* paged caches only, and the (sequence, KV head) tiles alone must fill
-     * two 64-row CTAs an SM, as fg_infer_splits counts, so that no split-KV
-     * is wanted.  Split, the one-warp tiles measured 0.34-0.90x the 64-row
+     * the GPU's slots for one-warp CTAs (about 56 KB each: four an SM on
+     * Hopper), as fg_infer_splits counts them in fg_infer_apply with the
+     * compiled kernel, so that no split-KV follows.  Split, the one-warp tiles measured 0.34-0.90x the 64-row
      * ones (b=1-16: more partials, each CTA a short stretch of keys);
      * unsplit at head dim 128, 1.07-1.25x paged (page 16 and 64) but
      * 0.96-1.10x contiguous; gated as here, paged 1.05-1.23x.  At head
      * dim 64: 0.68-0.70x (b=64 kv 16k), none there (H200, decode.py,
      * docs/PERF.md v19) */
     const long long tiles = (long long)d->batch * d->heads_kv;
-    const int unsplit = d->num_splits == 1 || (d->num_splits == 0 && tiles * 5 >= (long long)ctx->dev_info.sm_count * 2 * 4);
+    const int per_sm = ctx->dev_info.smem_per_sm / (57 * 1024), slots = ctx->dev_info.sm_count * (per_sm > 1 ? per_sm : 1);
+    const int unsplit = d->num_splits == 1 || (d->num_splits == 0 && tiles * 5 >= (long long)slots * 4);
     if (hd <= 64 || hd > 128 || !unsplit || !d->block_table) return FG_DECODE_ROWS;
     return rows <= 16 ? 16 : rows <= 32 ? 32 : FG_DECODE_ROWS;
 }

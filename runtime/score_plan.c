@@ -27,8 +27,10 @@ int fg_desc_score_mods(const fg_attention_desc *d) {
 }
 
 fg_status fg_score_check(const fg_attention_desc *d, fg_error *err) {
-    if (isnan(d->softcap) || d->softcap < 0.f || isinf(d->softcap))
-        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "softcap must be 0 (off) or positive and finite (got %g)",
+    /* at most 2e38: the kernels scale tanh by cap in the softmax's log2
+     * domain (cap * log2 e must stay finite, fg_score.cuh softmax_scale_of) */
+    if (isnan(d->softcap) || d->softcap < 0.f || d->softcap > 2e38f)
+        return fg_fail(err, FG_ERR_INVALID_ARGUMENT, "softcap must be 0 (off) or positive, at most 2e38 (got %g)",
                        (double)d->softcap);
     if (d->alibi_batch_stride < 0 || (!d->alibi_slopes && d->alibi_batch_stride))
         return fg_fail(err, FG_ERR_INVALID_ARGUMENT,

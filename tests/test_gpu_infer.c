@@ -375,9 +375,9 @@ int main(int argc, char **argv) {
         {"decode 2 warps mqa32 split 7", FG_FP16, 128, 0, 2, 32, 1, 1, 700, 0, 0, 1, FG_CAUSAL_NONE, 7, {0}, {700, 65}, 38, 0, {0.f, 0, 0, 0, 0, 0}, 2},
         {"decode 2 warps gqa8 sq4 paged 16 sinks", FG_BF16, 128, 0, 2, 16, 2, 4, 512, 16, 0, 1, FG_CAUSAL_BOTTOM_RIGHT, 0, {0}, {512, 33}, 39, 0, {0.f, 0, 0, 0, 0, 1}, 2},
         {"decode 1 warp gqa4 paged 32", FG_BF16, 128, 0, 3, 8, 2, 1, 300, 32, 0, 1, FG_CAUSAL_NONE, 0, {0}, {300, 1, 97}, 60, 0, {0.f, 0, 0, 0, 0, 0}, 1},
-        /* 8 x 27 (sequence, KV head) tiles fill two 64-row CTAs on each of up to 135 SMs (H100/H200: 132): the
-         * choice takes one-warp 16-row tiles on a paged cache, unsplit */
-        {"decode auto 1 warp b8 kv27 paged 64", FG_FP16, 128, 0, 8, 108, 27, 1, 200, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 1, 0, 64, 65, 130, 199, 7}, 61, 0, {0.f, 0, 0, 0, 0, 0}, 0},
+        /* 8 x 56 (sequence, KV head) tiles fill four one-warp CTAs on each of up to 140 SMs (H100/H200: 132):
+         * the choice takes one-warp 16-row tiles on a paged cache, unsplit */
+        {"decode auto 1 warp b8 kv56 paged 64", FG_FP16, 128, 0, 8, 224, 56, 1, 200, 64, 0, 1, FG_CAUSAL_NONE, 0, {0}, {200, 1, 0, 64, 65, 130, 199, 7}, 61, 0, {0.f, 0, 0, 0, 0, 0}, 0},
         {"varlen prefill",              FG_BF16, 128, 0, 4, 4, 4, 0, 0, 0, 1, 0, FG_CAUSAL_NONE, 0, {37, 0, 1, 200}, {50, 3, 1, 200}, 12, 0, {0.f, 0, 0, 0, 0, 0}, 0},
         {"varlen causal bottom-right",  FG_BF16, 64, 0, 4, 8, 2, 0, 0, 0, 1, 0, FG_CAUSAL_BOTTOM_RIGHT, 0, {37, 129, 1, 64}, {50, 100, 1, 64}, 13, 0, {0.f, 0, 0, 0, 0, 0}, 0},
         {"varlen causal top-left",      FG_FP16, 96, 0, 3, 6, 3, 0, 0, 0, 1, 0, FG_CAUSAL_TOP_LEFT, 0, {70, 5, 130}, {33, 5, 260}, 14, 0, {0.f, 0, 0, 0, 0, 0}, 0},

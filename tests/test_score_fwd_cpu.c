@@ -73,6 +73,8 @@ static void test_checks(void) {
     expect(d, FG_ERR_INVALID_ARGUMENT, "softcap", "NaN softcap");
     d.softcap = INFINITY;
     expect(d, FG_ERR_INVALID_ARGUMENT, "softcap", "infinite softcap");
+    d.softcap = 3e38f; /* cap * log2 e, the softmax's scale of tanh, would overflow */
+    expect(d, FG_ERR_INVALID_ARGUMENT, "at most 2e38", "softcap past 2e38");
     d = base();
     d.window_left = -2;
     expect(d, FG_ERR_INVALID_ARGUMENT, "window_left = -2", "window below -1");

@@ -85,8 +85,8 @@ def _softcap(x):
     if x is None:
         return 0.0
     v = float(x)
-    if not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"softcap must be 0 (off) or positive and finite, not {x}")
+    if not (v >= 0 and v <= 2e38):  # the C library's bound (cap * log2 e is the softmax's float scale)
+        raise ValueError(f"softcap must be 0 (off) or positive, at most 2e38, not {x}")
     return v
 
 
