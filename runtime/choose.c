@@ -120,28 +120,36 @@ static int pages_spannable(const fg_attention_desc *d) {
  *
  * Either when it compiles without spills here and the pages hold whole
  * tiles or are a power of two; else 0 (the heuristic decides). */
+/* the one-warp tile (16 x 32 keys, three stages) at head dim 128, for the
+ * slot count of decode_rows */
+#define DECODE_WARP1_SMEM (56 * 1024)
+
+static int spec_head_dim_max(const fg_spec *s) {
+    return s->head_dim > fg_spec_head_dim_v(s) ? s->head_dim : fg_spec_head_dim_v(s);
+}
+
 static int decode_rows(const fg_context *ctx, const fg_attention_desc *d, const fg_spec *s) {
-    const int hd = s->head_dim > fg_spec_head_dim_v(s) ? s->head_dim : fg_spec_head_dim_v(s);
+    const int hd = spec_head_dim_max(s);
     const long long rows = (long long)d->seqlen_q * (d->heads_q / d->heads_kv);
     /* paged caches only, and the (sequence, KV head) tiles alone must fill
      * the GPU's slots for one-warp CTAs (about 56 KB each: four an SM on
      * Hopper), as fg_infer_splits counts them in fg_infer_apply with the
-     * compiled kernel, so that no split-KV follows.  Split, the one-warp tiles measured 0.34-0.90x the 64-row
-     * ones (b=1-16: more partials, each CTA a short stretch of keys);
+     * compiled kernel, so that no split-KV follows.  Split, the one-warp
+     * tiles measured 0.34-0.90x the 64-row ones (b=1-16: more partials, each CTA a short stretch of keys);
      * unsplit at head dim 128, 1.07-1.25x paged (page 16 and 64) but
      * 0.96-1.10x contiguous; gated as here, paged 1.05-1.23x.  At head
      * dim 64: 0.68-0.70x (b=64 kv 16k), none there (H200, decode.py,
      * docs/PERF.md v19) */
     const long long tiles = (long long)d->batch * d->heads_kv;
-    const int per_sm = ctx->dev_info.smem_per_sm / (57 * 1024), slots = ctx->dev_info.sm_count * (per_sm > 1 ? per_sm : 1);
-    const int unsplit = d->num_splits == 1 || (d->num_splits == 0 && tiles * 5 >= (long long)slots * 4);
+    const int slots = ctx->dev_info.sm_count * fg_infer_ctas_per_sm(&ctx->dev_info, DECODE_WARP1_SMEM, 32);
+    const int unsplit = d->num_splits == 1 || (d->num_splits == 0 && fg_infer_fills(tiles, slots));
     if (hd <= 64 || hd > 128 || !unsplit || !d->block_table) return FG_DECODE_ROWS;
     return rows <= 16 ? 16 : rows <= 32 ? 32 : FG_DECODE_ROWS;
 }
 
-static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, fg_config *out) {
-    const int hd = s->head_dim > fg_spec_head_dim_v(s) ? s->head_dim : fg_spec_head_dim_v(s), rows = decode_rows(ctx, d, s);
-    const int small = rows <= 32;
+/* rows: decode_rows (the choice key's class) */
+static int decode_config(fg_context *ctx, const fg_attention_desc *d, const fg_spec *s, int rows, fg_config *out) {
+    const int hd = spec_head_dim_max(s), small = rows <= 32;
     /* above head dim 64 the heuristic's tiles measured as fast or faster
      * (head dim 256: one stage, two CTAs per SM, 4180 GB/s against 3433
      * with two stages; docs/PERF.md v8) */
@@ -213,7 +221,7 @@ fg_status fg_ctx_choose(fg_context *ctx, const fg_attention_desc *d, fg_variant 
         fg_config cfg;
         if (!v->spec.infer && !fg_spec_has_mods(&v->spec) && fg_ctx_tuned(ctx, d, &v->spec, bq, bk, hopper_level(ctx, tma_ok), &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_tuned);
-        } else if (v->spec.infer && d->seqlen_q < FG_DECODE_ROWS && decode_config(ctx, d, &v->spec, &cfg)) {
+        } else if (v->spec.infer && d->seqlen_q < FG_DECODE_ROWS && decode_config(ctx, d, &v->spec, key.decode_rows, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_heuristic);
         } else if (!v->spec.infer && !bq && !bk && short_causal_config(ctx, d, &v->spec, path, tma_ok, &cfg)) {
             fg_ctx_count(ctx, &ctx->stats.configs_heuristic);

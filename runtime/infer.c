@@ -111,8 +111,8 @@ void fg_infer_params(const fg_attention_desc *d, fg_fwd_params *p) {
     p->bottom_right = d->causal == FG_CAUSAL_BOTTOM_RIGHT;
 }
 
-/* CTAs of this kernel that fit on one SM at once. */
-static int ctas_per_sm(const fg_device_info *di, int smem_bytes, int threads) {
+/* CTAs of a kernel (smem_bytes, threads) that fit on one SM at once. */
+int fg_infer_ctas_per_sm(const fg_device_info *di, int smem_bytes, int threads) {
     int n = smem_bytes > 0 ? di->smem_per_sm / (smem_bytes + 1024) : 8;
     if (threads > 0 && n > 2048 / threads) n = 2048 / threads;
     return n < 1 ? 1 : n;
@@ -165,7 +165,7 @@ void fg_infer_apply(const fg_context *ctx, const fg_attention_desc *d, const fg_
     if (d->num_splits > 1) s = d->num_splits < key_tiles ? d->num_splits : key_tiles;
     else if (d->num_splits == 0)
         s = fg_infer_splits(tiles_of(d, bm, p->pack), key_tiles_seen(d, bn),
-                            ctx->dev_info.sm_count * ctas_per_sm(&ctx->dev_info, k->smem_bytes, k->threads), FG_MAX_SPLITS);
+                            ctx->dev_info.sm_count * fg_infer_ctas_per_sm(&ctx->dev_info, k->smem_bytes, k->threads), FG_MAX_SPLITS);
     p->num_splits = s < 1 ? 1 : s;
 }
 

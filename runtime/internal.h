@@ -216,6 +216,8 @@ fg_status fg_check_call_tensors(const fg_cuda *cu, const fg_attention_desc *d, c
  * split-KV when d->num_splits != 1); the packing and splits of a resolved
  * inference call; its launch grid. */
 int fg_infer_auto(const fg_context *ctx, const fg_attention_desc *d);
+/* CTAs of a kernel (smem_bytes, threads) that fit on one SM at once (the split choice's slots). */
+int fg_infer_ctas_per_sm(const fg_device_info *di, int smem_bytes, int threads);
 void fg_infer_apply(const fg_context *ctx, const fg_attention_desc *d, const fg_kernel *k, const fg_variant *v,
                     struct fg_fwd_params *p);
 void fg_infer_grid(const fg_variant *v, const struct fg_fwd_params *p, unsigned grid[3]);

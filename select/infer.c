@@ -5,8 +5,10 @@ int fg_infer_pack(int group, int seqlen_q, int block_m) {
     return group > 1 && seqlen_q < block_m ? group : 1;
 }
 
+int fg_infer_fills(long long tiles, int slots) { return tiles * 5 >= (long long)slots * 4; }
+
 int fg_infer_splits(long long tiles, int key_tiles, int slots, int max_splits) {
-    if (tiles <= 0 || key_tiles <= 1 || slots <= 0 || tiles * 5 >= (long long)slots * 4) return 1;
+    if (tiles <= 0 || key_tiles <= 1 || slots <= 0 || fg_infer_fills(tiles, slots)) return 1;
     int most = max_splits < key_tiles ? max_splits : key_tiles;
     if (most > FG_MAX_SPLITS) most = FG_MAX_SPLITS;
     if (most <= 1) return 1;

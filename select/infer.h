@@ -16,6 +16,10 @@
  * one head alone do not fill a block_m tile (decode, short prefill), else 1. */
 int fg_infer_pack(int group, int seqlen_q, int block_m);
 
+/* Whether `tiles` CTAs already fill the GPU's `slots` (4/5 of them or
+ * more): then no split-KV is wanted (fg_infer_splits). */
+int fg_infer_fills(long long tiles, int slots);
+
 /* Splits of the key range: 1 when the tiles already fill the GPU; else the
  * fewest splits that bring the last wave of CTAs close to full (within 85%
  * of the best over 1..max), with at least one key tile per split.

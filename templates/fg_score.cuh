@@ -126,14 +126,24 @@ __device__ __forceinline__ float logit_mod(float x, const P &p, float slope, int
     return logit_mod_at<K>(x, p, slope, p.mod_offset, b, h, row, col, dx);
 }
 
+// The forward's score for the softmax: the logit, or with softcap alone
+// tanh(S * scale / cap), whose cap the softmax applies (SoftcapOnly).
+template <class K, class P>
+__device__ __forceinline__ float forward_logit(float x, const P &p, float slope, int off, int b, int h, int row, int col) {
+    if constexpr (SoftcapOnly<K>::value) {
+        return fast_tanh(x * p.softcap_scale);
+    } else {
+        float dx_unused;
+        return logit_mod_at<K>(x, p, slope, off, b, h, row, col, dx_unused);
+    }
+}
+
 // S (raw Q K^T) to logits, on a warp's S fragment.
 template <class K, int MT, int NT_S>
 __device__ __forceinline__ void apply_logit_mods(float (&s)[MT][NT_S][4], const fg_fwd_params &p, float slope, int b,
                                                  int h, int row0, int col0) {
     for_each_score(s, row0, col0, [&](float &x, int row, int col) {
-        float dx_unused;
-        if constexpr (SoftcapOnly<K>::value) x = fast_tanh(x * p.softcap_scale);
-        else x = logit_mod<K>(x, p, slope, b, h, row, col, dx_unused);
+        x = forward_logit<K>(x, p, slope, p.mod_offset, b, h, row, col);
     });
 }
 
@@ -233,9 +243,7 @@ template <class K, int MT, int NT_S>
 __device__ __forceinline__ void apply_logit_mods_packed(float (&s)[MT][NT_S][4], const fg_fwd_params &p,
                                                         const PackedRows<K, MT> &pr, int off, int b, int col0) {
     for_each_score_at(s, col0, [&](float &x, int i, int r, int col) {
-        float dx_unused;
-        if constexpr (SoftcapOnly<K>::value) x = fast_tanh(x * p.softcap_scale);
-        else x = logit_mod_at<K>(x, p, pr.slope[i][r], off, b, pr.h[i][r], pr.q[i][r], col, dx_unused);
+        x = forward_logit<K>(x, p, pr.slope[i][r], off, b, pr.h[i][r], pr.q[i][r], col);
     });
 }
 
