@@ -44,10 +44,12 @@ int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
         return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 32;
     if (c->wgmma >= 1) { /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh, bwd_wgmma.lua): head dim 128 splits dQ by
                             columns (DQ_COLS); 2 stages of Q and dO (NS) */
-        const int cols = s->head_dim == 128, ns = 2, shared = cols || c->block_m == 128;
+        /* dQ one block late (DQ_LAG, head dim 128): three dS^T stages and their three ready barriers */
+        const int cols = s->head_dim == 128, ns = 2, shared = cols || c->block_m == 128, lag = cols;
         return 1024 + c->block_n * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
-               ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + (shared ? 2 : 1) * c->block_n * c->block_m * 2 +
-               2 * 64 * (cols ? s->head_dim / 2 : s->head_dim) * 4 + 2 * ns * c->block_m * 4 + (2 * ns + 1) * 8;
+               ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
+               (lag ? 3 : shared ? 2 : 1) * c->block_n * c->block_m * 2 + 2 * 64 * (cols ? s->head_dim / 2 : s->head_dim) * 4 +
+               2 * ns * c->block_m * 4 + (2 * ns + 1 + (lag ? 3 : 0)) * 8;
     }
     const int lds = pad16(s->head_dim) + 8, lds_v = pad16(fg_spec_head_dim_v(s)) + 8, ldp = c->block_m + 8;
     return ((c->block_n + c->block_m) * (lds + lds_v) + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;

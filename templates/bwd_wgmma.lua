@@ -54,6 +54,14 @@ local function dq_cols(p)
   return p.head_dim == 128
 end
 
+-- Block it's dQ GEMM issued in block it + 1 (Traits::DQ_LAG,
+-- fg_bwd_wgmma.cuh): no barrier of both warpgroups once a block; three dS^T
+-- stages.  Head dim 128 (dQ by columns); at 64/64 with 128-row query blocks
+-- the third 32 KB stage does not fit in 227 KiB.
+local function dq_lag(p)
+  return dq_cols(p)
+end
+
 -- the smem formulas of BwgShape (fg_bwd_wgmma.cuh) and BwcShape
 -- (fg_bwd_wgmma_cols.cuh), which the source asserts
 local function smem_bytes(p)
@@ -61,10 +69,10 @@ local function smem_bytes(p)
   if cols_variant(p) then
     return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 32
   end
-  local cols, ns = dq_cols(p), 2 -- stages of Q and dO (BwgShape::NS)
-  local shared = cols or bm == 128  -- dS^T double buffered (DQ_SHARED)
-  return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (shared and 2 or 1) * bn * bm * 2 +
-         2 * 64 * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1) * 8
+  local cols, ns, lag = dq_cols(p), 2, dq_lag(p) -- stages of Q and dO (BwgShape::NS)
+  local shared = cols or bm == 128  -- dS^T double buffered (DQ_SHARED), three stages with DQ_LAG
+  return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (lag and 3 or shared and 2 or 1) * bn * bm * 2 +
+         2 * 64 * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1 + (lag and 3 or 0)) * 8
 end
 
 -- The Traits fields both kernels read; then `extra` lines, the static
@@ -150,6 +158,7 @@ local KERNELS = {
     extra = function(p)
       return { string.format("static constexpr int TURNS = %d;", turns(p)),
                string.format("static constexpr bool DQ_COLS = %s;", tostring(dq_cols(p))),
+               string.format("static constexpr bool DQ_LAG = %s;", tostring(dq_lag(p))),
                string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
                string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,
