@@ -44,8 +44,10 @@ int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
         return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 32;
     if (c->wgmma >= 1) { /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh, bwd_wgmma.lua): head dim 128 splits dQ by
                             columns (DQ_COLS); 2 stages of Q and dO (NS) */
-        /* dQ one block late (DQ_LAG, head dim 128): three dS^T stages and their three ready barriers */
-        const int cols = s->head_dim == 128, ns = 2, shared = cols || c->block_m == 128, lag = cols;
+        /* dQ one block late (DQ_LAG, head dims 128/128 with TMA loads): three dS^T stages and their three ready
+           barriers */
+        const int cols = s->head_dim == 128, ns = 2, shared = cols || c->block_m == 128,
+                  lag = cols && fg_spec_head_dim_v(s) == 128 && c->wgmma == 2;
         return 1024 + c->block_n * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
                ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
                (lag ? 3 : shared ? 2 : 1) * c->block_n * c->block_m * 2 + 2 * 64 * (cols ? s->head_dim / 2 : s->head_dim) * 4 +

@@ -56,10 +56,16 @@ end
 
 -- Block it's dQ GEMM issued in block it + 1 (Traits::DQ_LAG,
 -- fg_bwd_wgmma.cuh): no barrier of both warpgroups once a block; three dS^T
--- stages.  Head dim 128 (dQ by columns); at 64/64 with 128-row query blocks
--- the third 32 KB stage does not fit in 227 KiB.
+-- stages.  Head dims 128/128 with TMA loads, where it was measured
+-- (test_gpu_backward bench, H200, seqlen 4096, two runs each, docs/PERF.md
+-- v21): 490.4 / 491.4 TFLOP/s non-causal and 416.3 / 417.0 causal with the
+-- second GEMM phase taking turns, against 480.3 / 480.9 and 411.8 / 412.2.
+-- The cp.async loads gained more (444.5 against 391.6, 375.7 against 357.5)
+-- but racecheck reported their LDGSTS refill against the dV/dK GEMMs' reads
+-- once; they keep the barrier.  At 64/64 with 128-row query blocks a third
+-- 32 KB dS^T stage does not fit in 227 KiB.
 local function dq_lag(p)
-  return dq_cols(p)
+  return dq_cols(p) and p.head_dim_v == 128 and p.tma == true
 end
 
 -- the smem formulas of BwgShape (fg_bwd_wgmma.cuh) and BwcShape
@@ -104,11 +110,14 @@ end
 -- before dQ), TMA loads, two runs each, non-causal / causal:
 -- both phases 473 / 408, none 478 / 414, first phase only 481 / 413,
 -- second only 478 / 412; kept: the first phase non-causal, none causal.
+-- With dQ one block late (DQ_LAG): none 407 / 410, first phase 406 / 352,
+-- second phase 490 / 416, both 463 / 392 (v21): the second phase.
 -- pingpong = false: none.
 local function turns(p)
   if p.pingpong == false then return 0 end
   if not p.tma then return 3 end
   if p.head_dim == 64 and p.head_dim_v == 64 then return 0 end
+  if dq_lag(p) then return 2 end
   if dq_cols(p) and p.head_dim_v == 128 then return p.causal and 0 or 1 end
   return 3
 end

@@ -29,6 +29,10 @@
 //                       double buffer, DQ_SHARED).  Else warpgroup w takes
 //                       its own 64 keys, all D columns (m64n{D}, no wait
 //                       for the other warpgroup's dS^T rows)
+//                       Head dims 128/128 with TMA loads (Traits::DQ_LAG):
+//                       block it's dQ is issued in block it + 1 beside its
+//                       dV and dK, behind an mbarrier per dS^T stage (three
+//                       stages), not a barrier of both warpgroups
 //   dq_accum += dQ      staged in shared memory in the accumulator
 //                       registers' order, added by one bulk reduction
 //                       (cp.reduce.async.bulk .add.f32) per warpgroup: the
