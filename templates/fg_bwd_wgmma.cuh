@@ -181,9 +181,8 @@ __device__ __forceinline__ void bwd_load_kv_swz(const fg_bwd_params &p, u32 k_s,
 // place, then dS^T = P^T (dP^T - D) into `dp` (two steps, so that P^T can be
 // computed while dP^T is still in flight).  P = exp2(S * scale*log2e - l2),
 // 0 where masked.
-template <class K, int NJ>
-__device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
-                                           int m0, int qc0) {
+template <class K, bool MASK, int NJ>
+__device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, int key0, int m0, int qc0) {
     const int c = threadIdx.x & 3, g = (threadIdx.x >> 2) & 7;
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
@@ -194,7 +193,7 @@ __device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, 
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float x = fast_exp2(fmaf(acc[j][2 * r + e], p.scale_log2, -l2));
-                if (need_mask) {
+                if (MASK) {
                     const int key = key0 + g + 8 * r;
                     bool vis = key < p.seqlen_k;
                     if (K::CAUSAL) vis = vis && key <= m0 + qc + p.causal_offset;
@@ -203,6 +202,16 @@ __device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, 
                 acc[j][2 * r + e] = x;
             }
         }
+}
+// The mask's compares and selects only in the blocks that need them (the
+// last key block, the causal diagonal): a uniform branch between two copies,
+// not a select per element in every block (compiled as predicates, they
+// cost two instructions an element everywhere)
+template <class K, int NJ>
+__device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
+                                           int m0, int qc0) {
+    if (need_mask) bwd_p_rows_<K, true>(acc, L, p, key0, m0, qc0);
+    else bwd_p_rows_<K, false>(acc, L, p, key0, m0, qc0);
 }
 template <int NJ>
 __device__ __forceinline__ void bwd_ds_rows(float (&dp)[NJ][4], const float (&pt)[NJ][4], const float *Dd, int qc0) {
