@@ -15,9 +15,10 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
         (s->dtype != FG_FP16 && s->dtype != FG_BF16))
         return 0;
     fg_config_unset(c);
-    /* 128-row query blocks at 64/64 non-causal (DQ_ROWS, fg_bwd_wgmma.cuh): H200, 4k, 380 -> 469 TFLOP/s; causal
-     * keeps 64 (128 measured 349 -> 292: twice the masked diagonal work per key block) */
-    c->block_m = d == 64 && dv == 64 && !s->causal ? 128 : 64;
+    /* 128-row query blocks at 64/64 (DQ_ROWS, fg_bwd_wgmma.cuh): H200, 4k non-causal 380 -> 469 TFLOP/s; causal,
+     * once the mask is computed only in the blocks that need it (MASK_BRANCH), 343 -> 391 at 4k and 395 -> 465 at 16k
+     * (with the per-element mask in every block they measured 292 and 337, docs/PERF.md v21) */
+    c->block_m = d == 64 && dv == 64 ? 128 : 64;
     c->block_n = wgmma_cols(s) ? 64 : 128;
     c->warps = 8;
     c->stages = 1;

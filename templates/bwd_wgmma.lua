@@ -122,6 +122,15 @@ local function turns(p)
   return 3
 end
 
+-- The mask only in the blocks that need it, by a uniform branch
+-- (Traits::MASK_BRANCH, fg_bwd_wgmma.cuh): at head dims 64/64 causal, where
+-- it was measured (with 128-row query blocks: 292 -> 391 TFLOP/s at 4k, 337
+-- -> 465 at 16k); non-causal it lost 7% (468 -> 436 at 4k), other head dims
+-- are not measured.
+local function mask_branch(p)
+  return p.causal == true and p.head_dim == 64 and p.head_dim_v == 64
+end
+
 -- P^T computed while dP^T is in flight (Traits::P_FIRST, fg_bwd_wgmma.cuh),
 -- from test_gpu_backward bench (H200, seqlen 4096, TMA loads, two runs
 -- each, docs/PERF.md v12): head dim 64 380 / 350 TFLOP/s non-causal /
@@ -168,6 +177,7 @@ local KERNELS = {
       return { string.format("static constexpr int TURNS = %d;", turns(p)),
                string.format("static constexpr bool DQ_COLS = %s;", tostring(dq_cols(p))),
                string.format("static constexpr bool DQ_LAG = %s;", tostring(dq_lag(p))),
+               string.format("static constexpr bool MASK_BRANCH = %s;", tostring(mask_branch(p))),
                string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
                string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,

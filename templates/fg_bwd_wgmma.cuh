@@ -181,8 +181,15 @@ __device__ __forceinline__ void bwd_load_kv_swz(const fg_bwd_params &p, u32 k_s,
 // place, then dS^T = P^T (dP^T - D) into `dp` (two steps, so that P^T can be
 // computed while dP^T is still in flight).  P = exp2(S * scale*log2e - l2),
 // 0 where masked.
+// Traits::MASK_BRANCH, default false (the column kernel's Traits lack it)
+template <class K, class = void> struct MaskBranch { static constexpr bool value = false; };
+template <class K> struct MaskBranch<K, decltype(void(K::MASK_BRANCH))> { static constexpr bool value = K::MASK_BRANCH; };
+
+// P^T of the accumulator; MASK: masked where need_mask (a runtime flag when
+// the caller does not branch on it)
 template <class K, bool MASK, int NJ>
-__device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, int key0, int m0, int qc0) {
+__device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, int key0, int m0, int qc0,
+                                            bool need_mask = true) {
     const int c = threadIdx.x & 3, g = (threadIdx.x >> 2) & 7;
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
@@ -193,7 +200,7 @@ __device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L,
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float x = fast_exp2(fmaf(acc[j][2 * r + e], p.scale_log2, -l2));
-                if (MASK) {
+                if (MASK && need_mask) {
                     const int key = key0 + g + 8 * r;
                     bool vis = key < p.seqlen_k;
                     if (K::CAUSAL) vis = vis && key <= m0 + qc + p.causal_offset;
@@ -203,15 +210,22 @@ __device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L,
             }
         }
 }
-// The mask's compares and selects only in the blocks that need them (the
-// last key block, the causal diagonal): a uniform branch between two copies,
-// not a select per element in every block (compiled as predicates, they
-// cost two instructions an element everywhere)
+// Traits::MASK_BRANCH (head dims 64/64 causal): the mask's compares and
+// selects only in the blocks that need them (the causal diagonal, the last
+// key block), a uniform branch between two copies of the loop; else
+// predicates, two instructions an element in every block.  Measured
+// (test_gpu_backward bench, H200, 128-row query blocks, docs/PERF.md v21):
+// causal 292 -> 391 TFLOP/s at 4k and 337 -> 465 at 16k, but non-causal
+// 468 -> 436 and 504 -> 466, where only the last key block masks
 template <class K, int NJ>
 __device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
                                            int m0, int qc0) {
-    if (need_mask) bwd_p_rows_<K, true>(acc, L, p, key0, m0, qc0);
-    else bwd_p_rows_<K, false>(acc, L, p, key0, m0, qc0);
+    if constexpr (MaskBranch<K>::value) {
+        if (need_mask) bwd_p_rows_<K, true>(acc, L, p, key0, m0, qc0);
+        else bwd_p_rows_<K, false>(acc, L, p, key0, m0, qc0);
+    } else {
+        bwd_p_rows_<K, true>(acc, L, p, key0, m0, qc0, need_mask);
+    }
 }
 template <int NJ>
 __device__ __forceinline__ void bwd_ds_rows(float (&dp)[NJ][4], const float (&pt)[NJ][4], const float *Dd, int qc0) {
