@@ -15,9 +15,10 @@ int fg_bwd_wgmma_config(const fg_spec *s, fg_config *c) {
         (s->dtype != FG_FP16 && s->dtype != FG_BF16))
         return 0;
     fg_config_unset(c);
-    /* 128-row query blocks at 64/64 non-causal (DQ_ROWS, fg_bwd_wgmma.cuh): H200, 4k, 380 -> 469 TFLOP/s; causal
-     * keeps 64 (128 measured 349 -> 292: twice the masked diagonal work per key block) */
-    c->block_m = d == 64 && dv == 64 && !s->causal ? 128 : 64;
+    /* 128-row query blocks at 64/64 (DQ_ROWS, fg_bwd_wgmma.cuh): H200, 4k non-causal 380 -> 469 TFLOP/s; causal,
+     * once the mask is computed only in the blocks that need it (MASK_BRANCH), 343 -> 391 at 4k and 395 -> 465 at 16k
+     * (with the per-element mask in every block they measured 292 and 337, docs/PERF.md v21) */
+    c->block_m = d == 64 && dv == 64 ? 128 : 64;
     c->block_n = wgmma_cols(s) ? 64 : 128;
     c->warps = 8;
     c->stages = 1;
@@ -44,10 +45,14 @@ int fg_bwd_smem_bytes(const fg_spec *s, const fg_config *c) {
         return 1024 + c->block_n * 2 * 256 * 2 + 3 * c->block_m * 256 * 2 + c->block_m * 256 * 4 + 3 * c->block_m * 4 + 32;
     if (c->wgmma >= 1) { /* BwgShape::SMEM (templates/fg_bwd_wgmma.cuh, bwd_wgmma.lua): head dim 128 splits dQ by
                             columns (DQ_COLS); 2 stages of Q and dO (NS) */
-        const int cols = s->head_dim == 128, ns = 2, shared = cols || c->block_m == 128;
+        /* dQ one block late (DQ_LAG, head dims 128/128 with TMA loads): three dS^T stages and their three ready
+           barriers */
+        const int cols = s->head_dim == 128, ns = 2, shared = cols || c->block_m == 128,
+                  lag = cols && fg_spec_head_dim_v(s) == 128 && c->wgmma == 2;
         return 1024 + c->block_n * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
-               ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 + (shared ? 2 : 1) * c->block_n * c->block_m * 2 +
-               2 * 64 * (cols ? s->head_dim / 2 : s->head_dim) * 4 + 2 * ns * c->block_m * 4 + (2 * ns + 1) * 8;
+               ns * c->block_m * (s->head_dim + fg_spec_head_dim_v(s)) * 2 +
+               (lag ? 3 : shared ? 2 : 1) * c->block_n * c->block_m * 2 + 2 * 64 * (cols ? s->head_dim / 2 : s->head_dim) * 4 +
+               2 * ns * c->block_m * 4 + (2 * ns + 1 + (lag ? 3 : 0)) * 8;
     }
     const int lds = pad16(s->head_dim) + 8, lds_v = pad16(fg_spec_head_dim_v(s)) + 8, ldp = c->block_m + 8;
     return ((c->block_n + c->block_m) * (lds + lds_v) + 2 * c->block_n * ldp) * 2 + 2 * c->block_m * 4;

@@ -54,6 +54,20 @@ local function dq_cols(p)
   return p.head_dim == 128
 end
 
+-- Block it's dQ GEMM issued in block it + 1 (Traits::DQ_LAG,
+-- fg_bwd_wgmma.cuh): no barrier of both warpgroups once a block; three dS^T
+-- stages.  Head dims 128/128 with TMA loads, where it was measured
+-- (test_gpu_backward bench, H200, seqlen 4096, two runs each, docs/PERF.md
+-- v21): 490.4 / 491.4 TFLOP/s non-causal and 416.3 / 417.0 causal with the
+-- second GEMM phase taking turns, against 480.3 / 480.9 and 411.8 / 412.2.
+-- The cp.async loads gained more (444.5 against 391.6, 375.7 against 357.5)
+-- but racecheck reported their LDGSTS refill against the dV/dK GEMMs' reads
+-- once; they keep the barrier.  At 64/64 with 128-row query blocks a third
+-- 32 KB dS^T stage does not fit in 227 KiB.
+local function dq_lag(p)
+  return dq_cols(p) and p.head_dim_v == 128 and p.tma == true
+end
+
 -- the smem formulas of BwgShape (fg_bwd_wgmma.cuh) and BwcShape
 -- (fg_bwd_wgmma_cols.cuh), which the source asserts
 local function smem_bytes(p)
@@ -61,10 +75,10 @@ local function smem_bytes(p)
   if cols_variant(p) then
     return 1024 + bn * (d + dv) * 2 + 2 * bm * d * 2 + bm * dv * 2 + bm * d * 4 + 3 * bm * 4 + 32
   end
-  local cols, ns = dq_cols(p), 2 -- stages of Q and dO (BwgShape::NS)
-  local shared = cols or bm == 128  -- dS^T double buffered (DQ_SHARED)
-  return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (shared and 2 or 1) * bn * bm * 2 +
-         2 * 64 * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1) * 8
+  local cols, ns, lag = dq_cols(p), 2, dq_lag(p) -- stages of Q and dO (BwgShape::NS)
+  local shared = cols or bm == 128  -- dS^T double buffered (DQ_SHARED), three stages with DQ_LAG
+  return 1024 + bn * (d + dv) * 2 + ns * bm * (d + dv) * 2 + (lag and 3 or shared and 2 or 1) * bn * bm * 2 +
+         2 * 64 * (cols and d // 2 or d) * 4 + 2 * ns * bm * 4 + (2 * ns + 1 + (lag and 3 or 0)) * 8
 end
 
 -- The Traits fields both kernels read; then `extra` lines, the static
@@ -96,13 +110,25 @@ end
 -- before dQ), TMA loads, two runs each, non-causal / causal:
 -- both phases 473 / 408, none 478 / 414, first phase only 481 / 413,
 -- second only 478 / 412; kept: the first phase non-causal, none causal.
+-- With dQ one block late (DQ_LAG): none 407 / 410, first phase 406 / 352,
+-- second phase 490 / 416, both 463 / 392 (v21): the second phase.
 -- pingpong = false: none.
 local function turns(p)
   if p.pingpong == false then return 0 end
   if not p.tma then return 3 end
   if p.head_dim == 64 and p.head_dim_v == 64 then return 0 end
+  if dq_lag(p) then return 2 end
   if dq_cols(p) and p.head_dim_v == 128 then return p.causal and 0 or 1 end
   return 3
+end
+
+-- The mask only in the blocks that need it, by a uniform branch
+-- (Traits::MASK_BRANCH, fg_bwd_wgmma.cuh): at head dims 64/64 causal, where
+-- it was measured (with 128-row query blocks: 292 -> 391 TFLOP/s at 4k, 337
+-- -> 465 at 16k); non-causal it lost 7% (468 -> 436 at 4k), other head dims
+-- are not measured.
+local function mask_branch(p)
+  return p.causal == true and p.head_dim == 64 and p.head_dim_v == 64
 end
 
 -- P^T computed while dP^T is in flight (Traits::P_FIRST, fg_bwd_wgmma.cuh),
@@ -150,6 +176,8 @@ local KERNELS = {
     extra = function(p)
       return { string.format("static constexpr int TURNS = %d;", turns(p)),
                string.format("static constexpr bool DQ_COLS = %s;", tostring(dq_cols(p))),
+               string.format("static constexpr bool DQ_LAG = %s;", tostring(dq_lag(p))),
+               string.format("static constexpr bool MASK_BRANCH = %s;", tostring(mask_branch(p))),
                string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
                string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
     end,

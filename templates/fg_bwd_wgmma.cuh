@@ -29,6 +29,10 @@
 //                       double buffer, DQ_SHARED).  Else warpgroup w takes
 //                       its own 64 keys, all D columns (m64n{D}, no wait
 //                       for the other warpgroup's dS^T rows)
+//                       Head dims 128/128 with TMA loads (Traits::DQ_LAG):
+//                       block it's dQ is issued in block it + 1 beside its
+//                       dV and dK, behind an mbarrier per dS^T stage (three
+//                       stages), not a barrier of both warpgroups
 //   dq_accum += dQ      staged in shared memory in the accumulator
 //                       registers' order, added by one bulk reduction
 //                       (cp.reduce.async.bulk .add.f32) per warpgroup: the
@@ -65,6 +69,7 @@
 #include "fg_bwd_kernel.cuh"
 #include "fg_wgmma.cuh"
 #include "fg_tma.cuh" // named barriers
+#include "fg_pipeline.cuh" // PipeState (the dS^T ring of DQ_LAG)
 
 namespace fg {
 
@@ -81,16 +86,28 @@ template <class K> struct BwgShape {
     // other warpgroup's dS^T rows (DQ_SHARED): dS^T double buffered, a
     // barrier of both warpgroups before dQ
     static constexpr bool DQ_COLS = K::DQ_COLS, DQ_ROWS = BM == 128, DQ_SHARED = DQ_COLS || DQ_ROWS;
-    static constexpr int DQ_N = DQ_COLS ? D / 2 : D, DS_STAGES = DQ_SHARED ? 2 : 1;
+    // Traits::DQ_LAG (DQ_SHARED only): block it's dQ GEMM is issued in block
+    // it + 1, beside its dV and dK, once the other warpgroup's dS^T rows of
+    // block it are in (ds_ready, an mbarrier per dS^T stage), instead of
+    // behind a barrier of both warpgroups in block it.  The barrier held the
+    // warpgroups in lockstep once a block: the one ahead waited for the other's
+    // elementwise step.  Three dS^T stages: stage it % 3 is read by block it + 1's
+    // dQ GEMMs, which both warpgroups have waited for before either can
+    // start block it + 3 (its Q and dO load only after both release block
+    // it + 1's stage)
+    static constexpr bool DQ_LAG = K::DQ_LAG;
+    static_assert(!DQ_LAG || DQ_SHARED, "DQ_LAG: dQ over both warpgroups' dS^T rows");
+    static constexpr int DQ_N = DQ_COLS ? D / 2 : D, DS_STAGES = DQ_LAG ? 3 : DQ_SHARED ? 2 : 1;
     static constexpr int ST_BYTES = 64 * DQ_N * 4; // a warpgroup's dQ share (64 rows), fp32, chunk order
     // two stages of Q, dO, lse2 and D: the next block loads while one computes
     // (3 and 4 measured no faster at head dim 64, docs/PERF.md v12)
     static constexpr int NS = 2;
     // [align 1024] K | V | Q x NS | dO x NS | dS^T x DS_STAGES | dQ staging x2 | lse2 x NS | D x NS | full x NS, empty x NS, kv
+    // (| ds_ready x 3, DQ_LAG)
     static constexpr int V_OFF = K_BYTES, Q_OFF = V_OFF + V_BYTES, DO_OFF = Q_OFF + NS * Q_BYTES,
                          DS_OFF = DO_OFF + NS * DO_BYTES, ST_OFF = DS_OFF + DS_STAGES * DS_BYTES, L_OFF = ST_OFF + 2 * ST_BYTES,
                          BAR_OFF = L_OFF + 2 * NS * BM * 4;
-    static constexpr int SMEM = 1024 + BAR_OFF + (2 * NS + 1) * 8;
+    static constexpr int SMEM = 1024 + BAR_OFF + (2 * NS + 1 + (DQ_LAG ? 3 : 0)) * 8;
     static_assert(!DQ_COLS || (D == 128 && BM == 64), "dQ by columns: one 64-column box per warpgroup");
     // P^T computed while dP^T is still in flight (S^T committed as its own
     // group), else after both land: measured per head dim (bwd_wgmma.lua)
@@ -164,9 +181,15 @@ __device__ __forceinline__ void bwd_load_kv_swz(const fg_bwd_params &p, u32 k_s,
 // place, then dS^T = P^T (dP^T - D) into `dp` (two steps, so that P^T can be
 // computed while dP^T is still in flight).  P = exp2(S * scale*log2e - l2),
 // 0 where masked.
-template <class K, int NJ>
-__device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
-                                           int m0, int qc0) {
+// Traits::MASK_BRANCH, default false (the column kernel's Traits lack it)
+template <class K, class = void> struct MaskBranch { static constexpr bool value = false; };
+template <class K> struct MaskBranch<K, decltype(void(K::MASK_BRANCH))> { static constexpr bool value = K::MASK_BRANCH; };
+
+// P^T of the accumulator; MASK: masked where need_mask (a runtime flag when
+// the caller does not branch on it)
+template <class K, bool MASK, int NJ>
+__device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, int key0, int m0, int qc0,
+                                            bool need_mask = true) {
     const int c = threadIdx.x & 3, g = (threadIdx.x >> 2) & 7;
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
@@ -177,7 +200,7 @@ __device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, 
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float x = fast_exp2(fmaf(acc[j][2 * r + e], p.scale_log2, -l2));
-                if (need_mask) {
+                if (MASK && need_mask) {
                     const int key = key0 + g + 8 * r;
                     bool vis = key < p.seqlen_k;
                     if (K::CAUSAL) vis = vis && key <= m0 + qc + p.causal_offset;
@@ -186,6 +209,23 @@ __device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, 
                 acc[j][2 * r + e] = x;
             }
         }
+}
+// Traits::MASK_BRANCH (head dims 64/64 causal): the mask's compares and
+// selects only in the blocks that need them (the causal diagonal, the last
+// key block), a uniform branch between two copies of the loop; else
+// predicates, two instructions an element in every block.  Measured
+// (test_gpu_backward bench, H200, 128-row query blocks, docs/PERF.md v21):
+// causal 292 -> 391 TFLOP/s at 4k and 337 -> 465 at 16k, but non-causal
+// 468 -> 436 and 504 -> 466, where only the last key block masks
+template <class K, int NJ>
+__device__ __forceinline__ void bwd_p_rows(float (&acc)[NJ][4], const float *L, const fg_bwd_params &p, bool need_mask, int key0,
+                                           int m0, int qc0) {
+    if constexpr (MaskBranch<K>::value) {
+        if (need_mask) bwd_p_rows_<K, true>(acc, L, p, key0, m0, qc0);
+        else bwd_p_rows_<K, false>(acc, L, p, key0, m0, qc0);
+    } else {
+        bwd_p_rows_<K, true>(acc, L, p, key0, m0, qc0, need_mask);
+    }
 }
 template <int NJ>
 __device__ __forceinline__ void bwd_ds_rows(float (&dp)[NJ][4], const float (&pt)[NJ][4], const float *Dd, int qc0) {
@@ -243,6 +283,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     const float *sL = (const float *)(smem_raw + (base - raw) + S::L_OFF), *sD = sL + NS * BM;
     const u32 l_s = base + S::L_OFF, d_s = l_s + NS * BM * 4;
     const u32 full0 = base + S::BAR_OFF, empty0 = full0 + 8 * NS, kv_bar = empty0 + 8 * NS; // stage s: full0 + 8s, empty0 + 8s
+    const u32 ds_ready0 = kv_bar + 8; // DQ_LAG: dS^T stage i written by both warpgroups, ds_ready0 + 8i
     const int tid = threadIdx.x;
     const int w = __shfl_sync(0xffffffffu, tid >> 7, 0); // warp-uniform for ptxas (C7520)
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
@@ -258,6 +299,8 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             mbar_init(empty0 + 8 * s, 2); // both warpgroups are done reading it
         }
         mbar_init(kv_bar, 1);
+        if (S::DQ_LAG)
+            for (int i = 0; i < 3; ++i) mbar_init(ds_ready0 + 8 * i, 8); // one arrival per warp
         mbar_init_fence();
     }
     __syncthreads();
@@ -331,7 +374,58 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             cp_async_wait<0>();
         }
     }
+    // dQ = dS K of the block whose dS^T is in stage ds_s: DQ_COLS, columns
+    // 64w.. over all BN keys (K box w); DQ_ROWS, query rows 64w.. (query box
+    // w of dS^T), all of K; else this warpgroup's 64 keys, all columns.  In
+    // the open wgmma group (the caller commits)
+    auto issue_dq = [&](float (&acc_dq)[S::DQ_N / 8][4], u32 ds_s) {
+        if constexpr (S::DQ_SHARED) {
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk)
+                wgmma_dq(acc_dq, make_desc(ds_s + (S::DQ_ROWS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024),
+                         make_desc(k_s + (S::DQ_COLS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024), kk > 0);
+        } else {
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk)
+                wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
+                         make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
+        }
+    };
+    // dQ share, staged in the accumulator's chunk order (dq_index: 64-column
+    // slices of 4096 floats; DQ_COLS: this warpgroup's slice w; DQ_ROWS:
+    // all D columns of its 64 query rows over all keys; else all D
+    // columns of its keys); the staging is free (the caller's barrier after
+    // the elected thread's bulk_wait_read)
+    auto stage_dq = [&](const float (&acc_dq)[S::DQ_N / 8][4]) {
+#pragma unroll
+        for (int j = 0; j < S::DQ_N / 8; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
+                                 st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
+                             "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
+                             : "memory");
+        fence_proxy_async();
+    };
+    // The staged dQ of the block at (head hq, row m0q) by one bulk reduction
+    // into its 64-row chunk of the accumulator (rows past seqlen_q add
+    // zeros); the elected thread, after the warpgroup's barrier over the
+    // staging.  DQ_ROWS: rows 64w.. of the block (none when they are all past
+    // seqlen_q: the chunk would be the next head's); DQ_COLS: its 64-column
+    // slice w
+    auto reduce_dq = [&](int hq, int m0q) {
+        const int dq_row = m0q + (S::DQ_ROWS ? 64 * w : 0);
+        if (elected && dq_row < p.seqlen_q) {
+            const long long chunk = ((long long)b * p.heads_q + hq) * ((p.seqlen_q + 63) / 64) + dq_row / 64;
+            bulk_reduce_add_f32(p.dq_accum + chunk * 64 * D + (S::DQ_COLS ? w * 4096 : 0), st, S::ST_BYTES);
+        }
+    };
+
     if (K::TURNS && w == 1) named_bar_arrive(5, 256); // warpgroup 0 takes the first turn
+    PipeState<3> ds_cur, ds_prev; // DQ_LAG: the dS^T stages of blocks it and it - 1
+    ds_cur.reset();
+    ds_prev.stage = 2; // block 0's dropped dQ reads stage 2 (see below)
+    ds_prev.phase = 0;
 
     for (int it = 0; it < total; ++it) {
         const int s = it & 1, ph = (it >> 1) & 1; // not it % NS: 4% slower at head dim 64 (v12)
@@ -366,7 +460,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
 
         // ---- P^T (P_FIRST: while dP^T is in flight), then dS^T; dS^T also
         // to shared memory, [key][query] swizzled
-        const u32 ds_s = base + S::DS_OFF + (S::DS_STAGES > 1 ? s : 0) * S::DS_BYTES;
+        const u32 ds_s = base + S::DS_OFF + (S::DQ_LAG ? ds_cur.stage : S::DS_STAGES > 1 ? s : 0) * S::DS_BYTES;
         const bool need_mask = n0 + BN > p.seqlen_k || (K::CAUSAL && n0 + BN - 1 > m0 + p.causal_offset);
         if (S::P_FIRST) wgmma_wait<1>(); // S^T has landed; dP^T may still run
         else wgmma_wait<0>();
@@ -390,23 +484,40 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         pack_a<K::BF16>(pa, acc_s);
         pack_a<K::BF16>(dsa, acc_dp);
         fence_proxy_async();
+        if (S::DQ_LAG) { // this warp's dS^T rows are in, for the other warpgroup's dQ GEMM of the next block
+            __syncwarp();
+            mbar_arrive_if(ds_ready0 + 8 * ds_cur.stage, lane == 0);
+        }
         if (elected) bulk_wait_read(); // the staging buffer: the last block's reduction has read it
         // this warpgroup's dS^T rows are in place, the staging is free
-        // (DQ_SHARED: the barrier of both warpgroups below does both)
-        if (!S::DQ_SHARED) named_bar_sync(1 + w, 128);
+        // (DQ_SHARED without DQ_LAG: the barrier of both warpgroups below does both)
+        if (!S::DQ_SHARED || S::DQ_LAG) named_bar_sync(1 + w, 128);
 
         // ---- dV += P^T dO, dK += dS^T Q, then this warpgroup's dQ share
+        // (DQ_LAG: the previous block's)
         float acc_dq[S::DQ_N / 8][4];
+        // DQ_LAG: block it - 1's dS^T rows of both warpgroups are in (the
+        // other wrote them a block ago: this wait rarely blocks); before the
+        // group's first GEMM, not between its GEMMs
+        if (S::DQ_LAG && it > 0) mbar_wait(ds_ready0 + 8 * ds_prev.stage, ds_prev.phase);
         bwd_turn_begin<K, 2>(w);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BM / 16; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
 #pragma unroll
         for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
-        if constexpr (S::DQ_SHARED) {
-            // dQ columns 64w.. (DQ_COLS) or query rows 64w.. (DQ_ROWS) over
-            // all BN keys: the other warpgroup's dS^T rows too.  dV and dK are in flight while this waits (the turn
-            // ends before it: the other warpgroup's turn comes before its
+        if constexpr (S::DQ_LAG) {
+            // block it - 1's dS^T (ds_ready waited above).  Block 0 has no
+            // previous block: it computes a dQ of stage 2, which nobody writes
+            // before both warpgroups released block 0, and drops it (a
+            // branch around the wgmma makes ptxas serialise every wgmma of
+            // the kernel, C7520, at 255 registers)
+            issue_dq(acc_dq, base + S::DS_OFF + ds_prev.stage * S::DS_BYTES);
+            wgmma_commit();
+            bwd_turn_end<K, 2>(w);
+        } else if constexpr (S::DQ_SHARED) {
+            // dV and dK are in flight while this waits (the turn ends
+            // before it: the other warpgroup's turn comes before its
             // arrival here); the other warpgroup rewrites this dS^T stage
             // two blocks later, after this barrier of the next block, which
             // this warpgroup reaches only after waiting for this GEMM
@@ -414,53 +525,51 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             bwd_turn_end<K, 2>(w);
             named_bar_sync(1, 256);
             wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; ++kk) // DQ_COLS: all queries, K box w; DQ_ROWS: query box w, all of K
-                wgmma_dq(acc_dq, make_desc(ds_s + (S::DQ_ROWS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024),
-                         make_desc(k_s + (S::DQ_COLS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024), kk > 0);
+            issue_dq(acc_dq, ds_s);
+            wgmma_commit();
         } else {
-#pragma unroll
-            for (int kk = 0; kk < 4; ++kk)
-                wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
-                         make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
+            issue_dq(acc_dq, ds_s);
+            wgmma_commit();
+            bwd_turn_end<K, 2>(w);
         }
-        wgmma_commit();
-        if (!S::DQ_SHARED) bwd_turn_end<K, 2>(w);
         wgmma_wait<0>();
         reg_fence(acc_dv);
         reg_fence(acc_dk);
         reg_fence(acc_dq);
 
-        // dQ share, staged in the accumulator's chunk order (dq_index: 64-column
-        // slices of 4096 floats; DQ_COLS: this warpgroup's slice w; DQ_ROWS:
-        // all D columns of its 64 query rows over all keys; else all D
-        // columns of its keys), then one bulk reduction into the 64-row
-        // chunk (rows past seqlen_q add zeros)
-#pragma unroll
-        for (int j = 0; j < S::DQ_N / 8; ++j)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
-                                 st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
-                             "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
-                             : "memory");
-        fence_proxy_async();
+        const bool has_dq = !S::DQ_LAG || it > 0;
+        if (has_dq) stage_dq(acc_dq);
         named_bar_sync(3 + w, 128);
         // every thread of this warpgroup is past its reads of stage s (lse
         // and D by ld.shared, Q and dO by its waited GEMMs): it may refill
         if (elected) mbar_arrive(empty0 + 8 * s);
-        // the accumulator's 64-row chunk: DQ_ROWS, rows 64w.. of the block
-        // (none when they are all past seqlen_q: the chunk would be the next
-        // head's); DQ_COLS, its 64-column slice w
-        const int dq_row = m0 + (S::DQ_ROWS ? 64 * w : 0);
-        if (elected && dq_row < p.seqlen_q) {
-            const long long chunk = ((long long)b * p.heads_q + h) * ((p.seqlen_q + 63) / 64) + dq_row / 64;
-            bulk_reduce_add_f32(p.dq_accum + chunk * 64 * D + (S::DQ_COLS ? w * 4096 : 0), st, S::ST_BYTES);
+        if constexpr (S::DQ_LAG) {
+            if (it > 0) reduce_dq(hk * p.group + (it - 1) / per_head, (m_first + (it - 1) % per_head) * BM);
+        } else {
+            reduce_dq(h, m0);
         }
         // TMA: stage s takes block it + 2 once both warpgroups released it
         if (K::TMA && w == 1 && elected && it + 2 < total) {
             mbar_wait(empty0 + 8 * s, ph);
             load_tma(it + 2, s);
+        }
+        ds_prev = ds_cur;
+        ds_cur.advance();
+    }
+    if constexpr (S::DQ_LAG) { // the last block's dQ
+        if (total > 0) {
+            float acc_dq[S::DQ_N / 8][4];
+            mbar_wait(ds_ready0 + 8 * ds_prev.stage, ds_prev.phase);
+            wgmma_fence();
+            issue_dq(acc_dq, base + S::DS_OFF + ds_prev.stage * S::DS_BYTES);
+            wgmma_commit();
+            wgmma_wait<0>();
+            reg_fence(acc_dq);
+            if (elected) bulk_wait_read();
+            named_bar_sync(1 + w, 128);
+            stage_dq(acc_dq);
+            named_bar_sync(3 + w, 128);
+            reduce_dq(hk * p.group + (total - 1) / per_head, (m_first + (total - 1) % per_head) * BM);
         }
     }
     if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes

@@ -360,10 +360,21 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
 /* "bench": backward TFLOP/s (2.5x the forward's FLOPs, BENCHMARK.md) at
  * 16k tokens, heads * head_dim = 2048, atomics and deterministic; random
  * inputs, not checked (the other cases check).  Later arguments pick head
- * dims ("128") and modes ("auto", "wgmma", "mma", "det"); none: all. */
+ * dims ("128") and modes ("auto", "wgmma", "mma", "det"); none: all.
+ * "seq=N" sets the sequence length (4096; batch 16384 / N), "bm=N" the
+ * query block of the Hopper kernel in modes auto (then FG_PATH_TMA) and
+ * wgmma (desc.block_m; 0, the library's choice; 64 or 128 at head dims
+ * 64/64). */
+static int bench_opt(int argc, char **argv, const char *key, int dflt) {
+    const size_t n = strlen(key);
+    for (int i = 2; i < argc; ++i)
+        if (!strncmp(argv[i], key, n)) return atoi(argv[i] + n);
+    return dflt;
+}
 static int bench_wants(int argc, char **argv, const char *what, int numeric) {
     int any = 0;
     for (int i = 2; i < argc; ++i) {
+        if (strchr(argv[i], '=')) continue; /* seq=, bm= */
         const int is_num = argv[i][0] >= '0' && argv[i][0] <= '9';
         if (is_num != numeric) continue;
         any = 1;
@@ -377,10 +388,12 @@ static void bench(fg_context *ctx, int argc, char **argv) {
             char dn[8];
             snprintf(dn, sizeof dn, "%d", d);
             if (!bench_wants(argc, argv, dn, 1)) continue;
-            const int b = 4, h = 2048 / d, s = 4096;
+            const int s = bench_opt(argc, argv, "seq=", 4096), b = s > 0 && s <= 16384 ? 16384 / s : 0, h = 2048 / d;
+            if (!b) { printf("bench: seq=%d: must be 1..16384\n", s); return; }
             fg_attention_desc desc;
             fg_attention_desc_init(&desc, FG_BF16, d, b, h, h, s, s);
             desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
+            const int bm = bench_opt(argc, argv, "bm=", 0);
             if (fg_attention_prepare(ctx, &desc) != FG_OK) { printf("bench: %s\n", fg_errmsg(ctx)); return; }
             const size_t n = (size_t)b * h * s * d;
             size_t wsb = 0;
@@ -400,7 +413,9 @@ static void bench(fg_context *ctx, int argc, char **argv) {
             for (int mode = 0; mode < 4 && st == FG_OK; ++mode) {
                 if (!bench_wants(argc, argv, mode_name[mode], 0)) continue;
                 desc.deterministic = mode == 3;
-                desc.path = mode_path[mode];
+                /* an explicit block_m with AUTO would name an mma.sync configuration: the TMA kernel's */
+                desc.path = bm && mode == 0 ? FG_PATH_TMA : mode_path[mode];
+                desc.block_m = mode == 0 || mode == 1 ? bm : 0;
                 CUevent e0, e1;
                 cu->EventCreate(&e0, 0);
                 cu->EventCreate(&e1, 0);
@@ -415,7 +430,7 @@ static void bench(fg_context *ctx, int argc, char **argv) {
                     cu->EventElapsedTime(&ms, e0, e1);
                 }
                 const double flops = 2.5 * fg_attention_flops(b, h, s, s, d, d, causal);
-                printf("bench bwd hd=%d causal=%d seqlen=%d %-5s: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, mode_name[mode], ms / 5,
+                printf("bench bwd hd=%d causal=%d seqlen=%d bm=%d %-5s: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, bm, mode_name[mode], ms / 5,
                        flops / (ms / 5 * 1e-3) / 1e12, st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
                 cu->EventDestroy(e0);
                 cu->EventDestroy(e1);
