@@ -35,7 +35,11 @@ void fg_bwd_set_loads(const fg_spec *s, fg_config *c, int tma_ok) {
 
 int fg_bwd_auto_config(const fg_spec *s, int hopper, int deterministic, int smem_limit, fg_config *c) {
     fg_config w;
-    if (!hopper || deterministic || !fg_bwd_wgmma_config(s, &w) || fg_bwd_smem_bytes(s, &w) > smem_limit) return 0;
+    if (!hopper || deterministic || !fg_bwd_wgmma_config(s, &w)) return 0;
+    /* either loads (fg_bwd_set_loads picks them later): the TMA kernel's may be the larger (DQ_LAG) */
+    fg_config t = w;
+    t.wgmma = 2;
+    if (fg_bwd_smem_bytes(s, &w) > smem_limit || fg_bwd_smem_bytes(s, &t) > smem_limit) return 0;
     *c = w;
     return 1;
 }

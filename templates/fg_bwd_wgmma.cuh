@@ -7,7 +7,7 @@
 // warpgroup w owns keys 64w .. 64w + 63 of the block.  K and V stay in
 // shared memory, dK and dV of the warpgroup's 64 keys in its registers (the
 // m64 accumulator layout).  For each query head of the GQA group and each
-// query block of BM rows (64; 128 at head dims 64/64 non-causal by default,
+// query block of BM rows (64; 128 at head dims 64/64 by default,
 // DQ_ROWS) that sees the key block:
 //
 //   S^T  = K_w Q^T      wgmma m64n{BM}k16, SS, both K-major

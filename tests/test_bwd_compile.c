@@ -146,18 +146,20 @@ int main(int argc, char **argv) {
             }
     CHECK(hopper == 5, "%d Hopper backward variants, want 5 (the pairs of 64 and 128, and 256/256)", hopper);
     /* 1b. the query block height: the heuristic takes 128 rows at 64/64
-     * non-causal only; 64 and 128 are both accepted there (a caller's
-     * block_m, an older tuned result) and render with the formula's smem;
-     * 128 is refused elsewhere; the tuner offers both at 64/64 */
+     * (causal too since MASK_BRANCH); 64 and 128 are both accepted there (a
+     * caller's block_m, an older tuned result) and render with the formula's
+     * smem, with cp.async and with TMA loads (128/128 TMA: DQ_LAG's three
+     * dS^T stages); 128 is refused elsewhere; the tuner offers both at 64/64 */
     for (int d = 64; d <= 128; d += 64)
         for (int causal = 0; causal < 2; ++causal) {
             fg_variant v;
             spec_of(&v, d, 0, FG_BF16, causal);
             CHECK(fg_bwd_wgmma_config(&v.spec, &v.cfg), "hdim %d: no Hopper backward", d);
-            CHECK(v.cfg.block_m == (d == 64 && !causal ? 128 : 64), "hdim %d causal %d: heuristic block_m %d", d, causal,
-                  v.cfg.block_m);
-            for (int bm = 64; bm <= 128; bm += 64) {
+            CHECK(v.cfg.block_m == (d == 64 ? 128 : 64), "hdim %d causal %d: heuristic block_m %d", d, causal, v.cfg.block_m);
+            for (int bm = 64; bm <= 128; bm += 64)
+            for (int wg = 1; wg <= 2; ++wg) {
                 v.cfg.block_m = bm;
+                v.cfg.wgmma = wg;
                 const fg_status st = fg_bwd_config_check(&v.spec, &v.cfg, 232448, &e);
                 CHECK((st == FG_OK) == (d == 64 || bm == 64), "hdim %d causal %d block_m %d: check %d (%s)", d, causal, bm,
                       (int)st, e.msg ? e.msg : "");
@@ -168,10 +170,15 @@ int main(int argc, char **argv) {
                 CHECK(rs == FG_OK, "hdim %d causal %d block_m %d: %s", d, causal, bm, e.msg ? e.msg : "");
                 fg_error_clear(&e);
                 if (rs != FG_OK) continue;
-                CHECK(r.smem_bytes == fg_bwd_smem_bytes(&v.spec, &v.cfg), "hdim %d block_m %d smem %d vs %d", d, bm,
+                CHECK(r.smem_bytes == fg_bwd_smem_bytes(&v.spec, &v.cfg), "hdim %d block_m %d wgmma %d smem %d vs %d", d, bm, wg,
                       r.smem_bytes, fg_bwd_smem_bytes(&v.spec, &v.cfg));
+                /* DQ_LAG at 128/128 with TMA loads only (bwd_wgmma.lua dq_lag) */
+                CHECK_CONTAINS(r.source, d == 128 && wg == 2 ? "DQ_LAG = true" : "DQ_LAG = false");
+                /* MASK_BRANCH at 64/64 causal only */
+                CHECK_CONTAINS(r.source, d == 64 && causal ? "MASK_BRANCH = true" : "MASK_BRANCH = false");
                 fg_rendered_free(&r);
             }
+            v.cfg.wgmma = 1;
             fg_config cand[32];
             const int n = fg_tune_bwd_candidates(&v.spec, 232448, 1, FG_PATH_AUTO, cand, 32);
             int has64 = 0, has128 = 0;

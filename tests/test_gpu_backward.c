@@ -15,7 +15,7 @@
  * "mods"): softcap, ALiBi ([heads] and [batch, heads] slopes), windows
  * (rows left empty included) and sinks with their gradient dsinks, each
  * alone and all together, on the mma.sync backward.  Arguments select
- * groups (head dims, "det", "sparse", "dv", "wgmma", "tma", "mma", "mods"; "bench"
+ * groups (head dims, "det", "sparse", "dv", "wgmma", "tma", "mma", "bm64", "mods"; "bench"
  * times).  Exit 77 (skipped) without a GPU. */
 #include <math.h>
 #include <stdint.h>
@@ -45,6 +45,7 @@ typedef struct bcase {
     const char *pattern, *params;
     int dv; /* value head dim; 0: d */
     fg_kernel_path path; /* of the backward call (the forward runs AUTO) */
+    int bm;              /* the backward's block_m (0: the library's choice) */
 } bcase;
 
 /* Score modifications: softcap (0 off); alibi 0 off, 1 [heads_q], 2
@@ -284,6 +285,7 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
         fg_status st = fg_attention_forward(ctx, &d, (void *)m.q, (void *)m.k, (void *)m.v, (void *)m.o, (float *)m.lse, NULL);
         CHECK(st == FG_OK, "forward: %s", fg_errmsg(ctx));
         d.path = c->path;
+        d.block_m = c->bm;
         d.dsinks = (float *)m.dsinks;
         ok = st == FG_OK && backward(ctx, &d, &m, wsb, nq, nk, nv, gdq, gdk, gdv, tmp);
     }
@@ -336,11 +338,12 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
         printf("     mods: softcap %g, alibi %s, window %s (%d, %d), sinks %s%s%s; dsinks error %.2e (tol %.0e)\n",
                (double)md->softcap, md->alibi == 2 ? "[b, h]" : md->alibi ? "[h]" : "off", md->win ? "on" : "off", md->wl, md->wr,
                md->sink ? "on" : "off", md->score ? ", score " : "", md->score ? md->score : "", eds, tol);
-    printf("%-4s %s d=%3d dv=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
+    printf("%-4s %s d=%3d dv=%3d b=%d hq=%d hkv=%d sq=%4d sk=%4d causal=%d %s%s%s%s%s rel L2 dq %.2e dk %.2e dv %.2e (tol %.0e) NaN %zu "
            "nonzero-where-0 %zu%s\n%s",
            good ? "ok" : "FAIL", c->dt == FG_BF16 ? "bf16" : "fp16", c->d, dv, c->b, c->hq, c->hkv, c->sq, c->sk, (int)c->causal,
            c->bhsd ? "bhsd" : "bshd", c->deterministic ? " det" : "", c->pattern ? " pattern" : sparse ? " sparse" : "",
-           c->path == FG_PATH_WGMMA ? " wgmma" : c->path == FG_PATH_TMA ? " tma" : c->path == FG_PATH_MMA ? " mma" : "", eq, ek, ev, tol, nan, zero_bad,
+           c->path == FG_PATH_WGMMA ? " wgmma" : c->path == FG_PATH_TMA ? " tma" : c->path == FG_PATH_MMA ? " mma" : "",
+           c->bm == 64 ? " bm=64" : c->bm == 128 ? " bm=128" : "", eq, ek, ev, tol, nan, zero_bad,
            c->deterministic ? (repeat_ok ? " bitwise-repeat ok" : " bitwise-repeat DIFFERS") : "", good ? "" : worst);
     fflush(stdout);
     CHECK(good, "case failed (see the line above)");
@@ -361,10 +364,10 @@ static int run_case(fg_context *ctx, const bcase *c, const bmods *md, int *passe
  * 16k tokens, heads * head_dim = 2048, atomics and deterministic; random
  * inputs, not checked (the other cases check).  Later arguments pick head
  * dims ("128") and modes ("auto", "wgmma", "mma", "det"); none: all.
- * "seq=N" sets the sequence length (4096; batch 16384 / N), "bm=N" the
- * query block of the Hopper kernel in modes auto (then FG_PATH_TMA) and
- * wgmma (desc.block_m; 0, the library's choice; 64 or 128 at head dims
- * 64/64). */
+ * "seq=N" sets the sequence length (4096; a divisor of 16384, batch
+ * 16384 / N), "bm=N" the query block of the Hopper kernel at head dim 64
+ * in modes auto (then FG_PATH_TMA) and wgmma (desc.block_m: 64 or 128; 0,
+ * the library's choice; other head dims ignore it). */
 static int bench_opt(int argc, char **argv, const char *key, int dflt) {
     const size_t n = strlen(key);
     for (int i = 2; i < argc; ++i)
@@ -388,12 +391,12 @@ static void bench(fg_context *ctx, int argc, char **argv) {
             char dn[8];
             snprintf(dn, sizeof dn, "%d", d);
             if (!bench_wants(argc, argv, dn, 1)) continue;
-            const int s = bench_opt(argc, argv, "seq=", 4096), b = s > 0 && s <= 16384 ? 16384 / s : 0, h = 2048 / d;
-            if (!b) { printf("bench: seq=%d: must be 1..16384\n", s); return; }
+            const int s = bench_opt(argc, argv, "seq=", 4096), b = s > 0 && 16384 % s == 0 ? 16384 / s : 0, h = 2048 / d;
+            if (!b) { printf("bench: seq=%d: must divide 16384 (16k tokens)\n", s); return; }
             fg_attention_desc desc;
             fg_attention_desc_init(&desc, FG_BF16, d, b, h, h, s, s);
             desc.causal = causal ? FG_CAUSAL_BOTTOM_RIGHT : FG_CAUSAL_NONE;
-            const int bm = bench_opt(argc, argv, "bm=", 0);
+            const int bm = d == 64 ? bench_opt(argc, argv, "bm=", 0) : 0; /* the choice exists at 64/64 only */
             if (fg_attention_prepare(ctx, &desc) != FG_OK) { printf("bench: %s\n", fg_errmsg(ctx)); return; }
             const size_t n = (size_t)b * h * s * d;
             size_t wsb = 0;
@@ -430,8 +433,11 @@ static void bench(fg_context *ctx, int argc, char **argv) {
                     cu->EventElapsedTime(&ms, e0, e1);
                 }
                 const double flops = 2.5 * fg_attention_flops(b, h, s, s, d, d, causal);
-                printf("bench bwd hd=%d causal=%d seqlen=%d bm=%d %-5s: %.3f ms, %.1f TFLOP/s%s%s\n", d, causal, s, bm, mode_name[mode], ms / 5,
-                       flops / (ms / 5 * 1e-3) / 1e12, st == FG_OK ? "" : " ", st == FG_OK ? "" : fg_errmsg(ctx));
+                if (st == FG_OK)
+                    printf("bench bwd hd=%d causal=%d seqlen=%d bm=%d %-5s: %.3f ms, %.1f TFLOP/s\n", d, causal, s, bm, mode_name[mode],
+                           ms / 5, flops / (ms / 5 * 1e-3) / 1e12);
+                else
+                    printf("bench bwd hd=%d causal=%d seqlen=%d bm=%d %-5s: failed: %s\n", d, causal, s, bm, mode_name[mode], fg_errmsg(ctx));
                 cu->EventDestroy(e0);
                 cu->EventDestroy(e1);
             }
@@ -505,36 +511,36 @@ int main(int argc, char **argv) {
     /* block-sparse: random layouts (one with every row empty) and patterns
      * whose element mask applies to partial blocks */
     static const bcase sp[] = {
-        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL, 0, 0},
-        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 0, 0},
-        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL, 0, 0},
-        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL, 0, 0},
-        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100", 0, 0},
+        {FG_BF16, 64, 2, 4, 2, 300, 517, FG_CAUSAL_NONE, 0, 0, 0, 0.4, 128, NULL, NULL, 0, 0, 0},
+        {FG_FP16, 128, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 96, 2, 2, 1, 300, 260, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1e-9, 128, NULL, NULL, 0, 0, 0},
+        {FG_FP16, 256, 1, 3, 1, 200, 333, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 1.0, 128, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 64, 1, 2, 2, 400, 400, FG_CAUSAL_NONE, 0, 0, 0, 0, 128, "sliding_window", "window=100", 0, 0, 0},
         {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
-         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 0, 0},
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 0, 0, 0},
     };
     run_group(ctx, sp, sizeof sp / sizeof sp[0], seed + 200, wanted(argc, argv, "sparse"), &passed, &failed);
     /* a value head dim of its own, both directions (issue 17): odd lengths,
      * both causal alignments, GQA/MQA, BHSD, seqlen 1, deterministic and
      * block-sparse (a random layout and a pattern with an element mask) */
     static const bcase dvc[] = {
-        {FG_BF16, 192, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_FP16, 192, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_FP16, 256, 1, 4, 2, 130, 190, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_BF16, 128, 1, 4, 1, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64, 0},
-        {FG_FP16, 128, 2, 2, 2, 1, 200, FG_CAUSAL_NONE, 1, 0, 0, 0, 0, NULL, NULL, 64, 0},
-        {FG_BF16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_FP16, 64, 1, 2, 2, 130, 190, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_BF16, 40, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 72, 0},
-        {FG_FP16, 8, 1, 2, 1, 129, 257, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 256, 0},
-        {FG_BF16, 256, 1, 2, 1, 257, 129, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 8, 0},
-        {FG_BF16, 192, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_NONE, 0, 1, 0, 0, 0, NULL, NULL, 64, 0},
-        {FG_BF16, 192, 2, 4, 2, 300, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0.4, 128, NULL, NULL, 128, 0},
-        {FG_FP16, 64, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 128, 0},
+        {FG_BF16, 192, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_FP16, 192, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_FP16, 256, 1, 4, 2, 130, 190, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_BF16, 128, 1, 4, 1, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64, 0, 0},
+        {FG_FP16, 128, 2, 2, 2, 1, 200, FG_CAUSAL_NONE, 1, 0, 0, 0, 0, NULL, NULL, 64, 0, 0},
+        {FG_BF16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_FP16, 64, 1, 2, 2, 130, 190, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_BF16, 40, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 72, 0, 0},
+        {FG_FP16, 8, 1, 2, 1, 129, 257, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 256, 0, 0},
+        {FG_BF16, 256, 1, 2, 1, 257, 129, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 8, 0, 0},
+        {FG_BF16, 192, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_NONE, 0, 1, 0, 0, 0, NULL, NULL, 64, 0, 0},
+        {FG_BF16, 192, 2, 4, 2, 300, 517, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0.4, 128, NULL, NULL, 128, 0, 0},
+        {FG_FP16, 64, 1, 2, 2, 257, 260, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0.5, 64, NULL, NULL, 128, 0, 0},
         {FG_FP16, 128, 2, 2, 1, 333, 300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 128,
-         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 64, 0},
+         "{ mask = '(q_idx * 3000000007 + kv_idx) % 5 != 1' }", NULL, 64, 0, 0},
     };
     run_group(ctx, dvc, sizeof dvc / sizeof dvc[0], seed + 300, wanted(argc, argv, "dv"), &passed, &failed);
     /* Both kernels at head dims 64 and 128, where AUTO takes the Hopper one
@@ -542,23 +548,23 @@ int main(int argc, char **argv) {
      * odd lengths, many key and query blocks, both causal alignments,
      * GQA/MQA, BHSD, seqlen 1 both ways, rows that see no key, dv != d. */
     static const bcase pc[] = {
-        {FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_BF16, 64, 2, 8, 1, 1000, 700, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_FP16, 64, 1, 2, 2, 1, 300, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_BF16, 128, 3, 2, 2, 257, 129, FG_CAUSAL_BOTTOM_RIGHT, 1, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_BF16, 128, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_FP16, 64, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_BF16, 128, 1, 4, 2, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64, 0},
-        {FG_FP16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0},
-        {FG_BF16, 128, 1, 2, 2, 2048, 2048, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_FP16, 128, 1, 4, 2, 700, 1000, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 64, 2, 8, 1, 1000, 700, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_FP16, 64, 1, 2, 2, 1, 300, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 128, 3, 2, 2, 257, 129, FG_CAUSAL_BOTTOM_RIGHT, 1, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 128, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_FP16, 64, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 128, 1, 4, 2, 200, 333, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 64, 0, 0},
+        {FG_FP16, 64, 2, 4, 2, 333, 517, FG_CAUSAL_BOTTOM_RIGHT, 1, 0, 0, 0, 0, NULL, NULL, 128, 0, 0},
+        {FG_BF16, 128, 1, 2, 2, 2048, 2048, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
         /* head dim 256: the column-split Hopper kernel (fg_bwd_wgmma_cols.cuh) */
-        {FG_BF16, 256, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_FP16, 256, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_FP16, 256, 1, 2, 2, 1, 300, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_BF16, 256, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
-        {FG_BF16, 256, 1, 2, 1, 1100, 1300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0},
+        {FG_BF16, 256, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_FP16, 256, 1, 3, 1, 300, 100, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 256, 3, 2, 2, 257, 129, FG_CAUSAL_TOP_LEFT, 1, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_FP16, 256, 1, 2, 2, 1, 300, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 256, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 256, 1, 2, 1, 1100, 1300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
     };
     /* FG_PATH_WGMMA: the Hopper kernels with cp.async loads; FG_PATH_TMA:
      * with TMA loads (AUTO's choice for these strides) */
@@ -576,6 +582,20 @@ int main(int argc, char **argv) {
     run_group(ctx, pw, sizeof pw / sizeof pw[0], seed + 400, hopper && wanted(argc, argv, "wgmma"), &passed, &failed);
     run_group(ctx, pt, sizeof pt / sizeof pt[0], seed + 450, hopper && wanted(argc, argv, "tma"), &passed, &failed);
     run_group(ctx, pm, sizeof pm / sizeof pm[0], seed + 500, wanted(argc, argv, "mma"), &passed, &failed);
+    /* group "bm64": the Hopper kernel's 64-row query blocks at head dims
+     * 64/64 (the heuristic takes 128 rows there; 64 stays reachable by a
+     * caller's block_m, an older tuned result and the tuner), TMA and cp.async
+     * loads, both causal alignments (the masked copy of MASK_BRANCH) */
+    bcase b64[2 * (sizeof pc / sizeof pc[0])];
+    unsigned nb64 = 0;
+    for (unsigned i = 0; i < sizeof pc / sizeof pc[0]; ++i)
+        if (pc[i].d == 64 && (pc[i].dv == 0 || pc[i].dv == 64))
+            for (int t = 0; t < 2; ++t) {
+                b64[nb64] = pc[i];
+                b64[nb64].path = t ? FG_PATH_WGMMA : FG_PATH_TMA;
+                b64[nb64++].bm = 64;
+            }
+    run_group(ctx, b64, nb64, seed + 550, hopper && wanted(argc, argv, "bm64"), &passed, &failed);
     /* score modifications on the mma.sync backward (AUTO: the Hopper kernel
      * is never taken for them): each alone, all together, both causal
      * alignments, GQA/MQA, odd lengths, windows that leave rows empty
@@ -586,7 +606,7 @@ int main(int argc, char **argv) {
 #define MODS(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_)                              \
     MODS_S(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, cap_, alibi_, win_, wl_, wr_, sink_, NULL)
 #define MODS_SP(dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, density_, block_, cap_, alibi_, win_, wl_, wr_, sink_, score_)   \
-    {{dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, 0, 0, 0, density_, block_, NULL, NULL, 0, 0},                            \
+    {{dt_, d_, b_, hq_, hkv_, sq_, sk_, causal_, 0, 0, 0, density_, block_, NULL, NULL, 0, 0, 0},                            \
      {cap_, alibi_, win_, wl_, wr_, sink_, score_}}
     static const mcase mc[] = {
         MODS(FG_BF16, 128, 2, 4, 2, 333, 517, FG_CAUSAL_NONE, 2.f, 0, 0, 0, 0, 0),               /* softcap */
