@@ -240,6 +240,21 @@ __device__ __forceinline__ void bwd_ds_rows(float (&dp)[NJ][4], const float (&pt
         }
 }
 
+// A warpgroup's dQ fragments (NJ groups of 8 columns, m64 accumulator
+// layout) staged at st in the fp32 accumulator's chunk order (dq_index:
+// 64-column slices of 4096 floats), for one bulk reduction
+template <int NJ>
+__device__ __forceinline__ void stage_dq_chunks(u32 st, const float (&acc_dq)[NJ][4]) {
+    const int lane = threadIdx.x & 31, wq = (threadIdx.x >> 5) & 3;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
+                         "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
+                         : "memory");
+}
+
 // dK (scaled) and dV of this thread's two key rows (m64 accumulator
 // layout, warp wq of the warpgroup, rows n0 + row0 + wq*16 + g + 8r),
 // columns col0 + 8j + 2c: NK column groups of dK, NV of dV.
@@ -397,14 +412,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     // columns of its keys); the staging is free (the caller's barrier after
     // the elected thread's bulk_wait_read)
     auto stage_dq = [&](const float (&acc_dq)[S::DQ_N / 8][4]) {
-#pragma unroll
-        for (int j = 0; j < S::DQ_N / 8; ++j)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
-                                 st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
-                             "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
-                             : "memory");
+        stage_dq_chunks(st, acc_dq);
         fence_proxy_async();
     };
     // The staged dQ of the block at (head hq, row m0q) by one bulk reduction

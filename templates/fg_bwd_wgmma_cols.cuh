@@ -247,14 +247,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         // dQ columns 128w.., staged in chunk order (dq_index: 64-column slices
         // of 4096 floats; this warpgroup's are slices 2w and 2w + 1 of the
         // block), then one bulk reduction (rows past seqlen_q add zeros)
-#pragma unroll
-        for (int j = 0; j < HALF / 8; ++j)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
-                                 st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
-                             "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
-                             : "memory");
+        stage_dq_chunks(st, acc_dq);
         // the next dO after the staging: its address arithmetic needs the
         // registers that acc_dq held
         if (it + 1 < total) load_do(it + 1);
