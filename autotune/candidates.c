@@ -91,15 +91,17 @@ int fg_tune_candidates(const fg_spec *s, int smem_limit, int block_q, int block_
 int fg_tune_bwd_candidates(const fg_spec *s, int smem_limit, int hopper, int path, fg_config *out, int max) {
     int n = 0;
     fg_config c;
-    /* timed with the loads the runtime gives contiguous tensors (TMA where
-     * the kernel has it) unless the path names cp.async; checked with them
-     * (their shared memory can differ: DQ_LAG) */
-    if (hopper && path != FG_PATH_MMA && n < max && fg_bwd_wgmma_config(s, &c) &&
-        (path == FG_PATH_WGMMA || (fg_bwd_set_loads(s, &c, 1), 1)) && fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK) {
-        out[n++] = c;
-        /* head dims 64/64: the other query block height too (64 or 128 rows) */
-        c.block_m = c.block_m == 128 ? 64 : 128;
-        if (n < max && fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK) out[n++] = c;
+    if (hopper && path != FG_PATH_MMA && n < max && fg_bwd_wgmma_config(s, &c)) {
+        /* timed with the loads the runtime gives contiguous tensors (TMA
+         * where the kernel has it) unless the path names cp.async, and
+         * checked with them: their shared memory can differ (DQ_LAG) */
+        if (path != FG_PATH_WGMMA) fg_bwd_set_loads(s, &c, 1);
+        if (fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK) {
+            out[n++] = c;
+            /* head dims 64/64: the other query block height too (64 or 128 rows) */
+            c.block_m = c.block_m == 128 ? 64 : 128;
+            if (n < max && fg_bwd_config_check(s, &c, smem_limit, NULL) == FG_OK) out[n++] = c;
+        }
     }
     if (path == FG_PATH_WGMMA || path == FG_PATH_TMA) return n;
     static const int bm[] = {32, 64}, bn[] = {32, 64, 128};

@@ -325,11 +325,13 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     int m_first;
     const int m_end = bwd_query_blocks<K::CAUSAL, BM>(p, n0, m_first);
     const int per_head = m_end - m_first, total = per_head * p.group;
+    auto head_of = [&](int it) { return hk * p.group + it / per_head; }; // query head of block it
+    auto row_of = [&](int it) { return (m_first + it % per_head) * BM; }; // its first query row
 
     // Stage s of block it, TMA: Q and dO boxes (rows past the end zeros),
     // lse2 and D rows (padded), all on full[s]; one thread.
     auto load_tma = [&](int it, int s) {
-        const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
+        const int h = head_of(it), m0 = row_of(it);
         const u32 bar = full0 + 8 * s;
         mbar_arrive_expect_tx(bar, S::Q_BYTES + S::DO_BYTES + 2 * BM * 4);
 #pragma unroll
@@ -344,7 +346,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     };
     // The same by cp.async: every thread its chunks, then its arrival on full[s].
     auto load = [&](int it, int s) {
-        const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
+        const int h = head_of(it), m0 = row_of(it);
         cp_async_tile_swz<BM, D, S::THREADS>(base + S::Q_OFF + s * S::Q_BYTES,
                                              (const char *)p.q + 2 * (b * p.q_s[0] + h * p.q_s[1] + (long long)m0 * p.q_s[2]),
                                              2 * p.q_s[2], p.seqlen_q - m0);
@@ -443,7 +445,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         }
         mbar_wait(full0 + 8 * s, ph);
         if (!K::TMA) fence_proxy_async(); // the landed copies, to the tensor cores' (async) proxy
-        const int h = hk * p.group + it / per_head, m0 = (m_first + it % per_head) * BM;
+        const int h = head_of(it), m0 = row_of(it);
         const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES, do_s = base + S::DO_OFF + s * S::DO_BYTES;
         const float *L = sL + s * BM, *Dd = sD + s * BM;
 
@@ -552,7 +554,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         // and D by ld.shared, Q and dO by its waited GEMMs): it may refill
         if (elected) mbar_arrive(empty0 + 8 * s);
         if constexpr (S::DQ_LAG) {
-            if (it > 0) reduce_dq(hk * p.group + (it - 1) / per_head, (m_first + (it - 1) % per_head) * BM);
+            if (it > 0) reduce_dq(head_of(it - 1), row_of(it - 1));
         } else {
             reduce_dq(h, m0);
         }
@@ -577,7 +579,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             named_bar_sync(1 + w, 128);
             stage_dq(acc_dq);
             named_bar_sync(3 + w, 128);
-            reduce_dq(hk * p.group + (total - 1) / per_head, (m_first + (total - 1) % per_head) * BM);
+            reduce_dq(head_of(total - 1), row_of(total - 1));
         }
     }
     if (elected) bulk_wait_all(); // the staging is read before the CTA's shared memory goes
