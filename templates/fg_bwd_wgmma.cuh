@@ -504,7 +504,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         if (!S::DQ_SHARED || S::DQ_LAG) named_bar_sync(1 + w, 128);
 
         // ---- dV += P^T dO, dK += dS^T Q, then this warpgroup's dQ share
-        // (DQ_LAG: the previous block's)
+        // (DQ_LAG: the previous block's, between dV and dK)
         float acc_dq[S::DQ_N / 8][4];
         // DQ_LAG: block it - 1's dS^T rows of both warpgroups are in (the
         // other wrote them a block ago: this wait rarely blocks); before the
@@ -514,41 +514,55 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BM / 16; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
-#pragma unroll
-        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
         if constexpr (S::DQ_LAG) {
-            // block it - 1's dS^T (ds_ready waited above).  Block 0 has no
-            // previous block: it computes a dQ of stage 2, which nobody writes
-            // before both warpgroups released block 0, and drops it (a
-            // branch around the wgmma makes ptxas serialise every wgmma of
-            // the kernel, C7520, at 255 registers)
+            // block it - 1's dS^T (ds_ready waited above), before dK and in
+            // a group of its own with dV, so that its staging below runs
+            // under dK.  Block 0 has no previous block: it computes a dQ of
+            // stage 2, which nobody writes before both warpgroups released
+            // block 0, and drops it (a branch around the wgmma makes ptxas
+            // serialise every wgmma of the kernel, C7520, at 255 registers)
             issue_dq(acc_dq, base + S::DS_OFF + ds_prev.stage * S::DS_BYTES);
             wgmma_commit();
-            bwd_turn_end<K, 2>(w);
-        } else if constexpr (S::DQ_SHARED) {
-            // dV and dK are in flight while this waits (the turn ends
-            // before it: the other warpgroup's turn comes before its
-            // arrival here); the other warpgroup rewrites this dS^T stage
-            // two blocks later, after this barrier of the next block, which
-            // this warpgroup reaches only after waiting for this GEMM
+#pragma unroll
+            for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
             wgmma_commit();
             bwd_turn_end<K, 2>(w);
-            named_bar_sync(1, 256);
-            wgmma_fence();
-            issue_dq(acc_dq, ds_s);
-            wgmma_commit();
         } else {
-            issue_dq(acc_dq, ds_s);
-            wgmma_commit();
-            bwd_turn_end<K, 2>(w);
+#pragma unroll
+            for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
+            if constexpr (S::DQ_SHARED) {
+                // dV and dK are in flight while this waits (the turn ends
+                // before it: the other warpgroup's turn comes before its
+                // arrival here); the other warpgroup rewrites this dS^T
+                // stage two blocks later, after this barrier of the next
+                // block, which this warpgroup reaches only after waiting for
+                // this GEMM
+                wgmma_commit();
+                bwd_turn_end<K, 2>(w);
+                named_bar_sync(1, 256);
+                wgmma_fence();
+                issue_dq(acc_dq, ds_s);
+                wgmma_commit();
+            } else {
+                issue_dq(acc_dq, ds_s);
+                wgmma_commit();
+                bwd_turn_end<K, 2>(w);
+            }
         }
-        wgmma_wait<0>();
-        reg_fence(acc_dv);
-        reg_fence(acc_dk);
-        reg_fence(acc_dq);
-
-        const bool has_dq = !S::DQ_LAG || it > 0;
-        if (has_dq) stage_dq(acc_dq);
+        if constexpr (S::DQ_LAG) {
+            wgmma_wait<1>(); // dV and dQ; dK may still run while dQ is staged
+            reg_fence(acc_dv);
+            reg_fence(acc_dq);
+            stage_dq(acc_dq); // block 0's dropped dQ too (a branch here, with dK in flight: C7520)
+            wgmma_wait<0>();
+            reg_fence(acc_dk);
+        } else {
+            wgmma_wait<0>();
+            reg_fence(acc_dv);
+            reg_fence(acc_dk);
+            reg_fence(acc_dq);
+            stage_dq(acc_dq);
+        }
         named_bar_sync(3 + w, 128);
         // every thread of this warpgroup is past its reads of stage s (lse
         // and D by ld.shared, Q and dO by its waited GEMMs): it may refill
