@@ -123,12 +123,14 @@ local function turns(p)
 end
 
 -- The mask only in the blocks that need it, by a uniform branch
--- (Traits::MASK_BRANCH, fg_bwd_wgmma.cuh): at head dims 64/64 causal, where
--- it was measured (with 128-row query blocks: 292 -> 391 TFLOP/s at 4k, 337
--- -> 465 at 16k); non-causal it lost 7% (468 -> 436 at 4k), other head dims
--- are not measured.
+-- (Traits::MASK_BRANCH, fg_bwd_wgmma.cuh), for every causal variant of this
+-- kernel: at 64/64 (128-row query blocks) it took 292 -> 391 TFLOP/s at 4k,
+-- 337 -> 465 at 16k (v21); at 128/128, with the descriptors in uniform
+-- registers, the predicated mask lost 10% (429 -> 387 at 4k) and the branch
+-- gained 1.5-2% (429 -> 436 at 4k, 528 -> 538 at 16k; v22).  Non-causal
+-- (only the last key block is masked) it lost 7% at 64/64 (468 -> 436).
 local function mask_branch(p)
-  return p.causal == true and p.head_dim == 64 and p.head_dim_v == 64
+  return p.causal == true
 end
 
 -- P^T computed while dP^T is in flight (Traits::P_FIRST, fg_bwd_wgmma.cuh),

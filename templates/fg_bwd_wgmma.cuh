@@ -399,13 +399,13 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         if constexpr (S::DQ_SHARED) {
 #pragma unroll
             for (int kk = 0; kk < BN / 16; ++kk)
-                wgmma_dq(acc_dq, make_desc(ds_s + (S::DQ_ROWS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024),
-                         make_desc(k_s + (S::DQ_COLS ? w * BN * 128 : 0) + kk * 16 * 128, BN * 128, 1024), kk > 0);
+                wgmma_dq(acc_dq, desc_add(make_desc(ds_s + (S::DQ_ROWS ? w * BN * 128 : 0), BN * 128, 1024), kk * 16 * 128),
+                         desc_add(make_desc(k_s + (S::DQ_COLS ? w * BN * 128 : 0), BN * 128, 1024), kk * 16 * 128), kk > 0);
         } else {
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk)
-                wgmma_dq(acc_dq, make_desc(ds_s + (w * 64 + kk * 16) * 128, BM * 128, 1024),
-                         make_desc(k_s + (w * 64 + kk * 16) * 128, BN * 128, 1024), kk > 0);
+                wgmma_dq(acc_dq, desc_add(make_desc(ds_s + w * 64 * 128, BM * 128, 1024), kk * 16 * 128),
+                         desc_add(make_desc(k_s + w * 64 * 128, BN * 128, 1024), kk * 16 * 128), kk > 0);
         }
     };
     // dQ share, staged in the accumulator's chunk order (dq_index: 64-column
@@ -438,7 +438,16 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     ds_prev.phase = 0;
 
     for (int it = 0; it < total; ++it) {
-        const int s = it & 1, ph = (it >> 1) & 1; // not it % NS: 4% slower at head dim 64 (v12)
+        // not it % NS: 4% slower at head dim 64 (v12).  The stage through a
+        // shuffle: ptxas then knows it is warp-uniform and builds the wgmma
+        // descriptors of Q, dO and dS^T in uniform registers (without it, in
+        // vector registers and an R2UR pair per descriptor: ncu counted twice
+        // FlashAttention-4's instructions, docs/PERF.md v22)
+        const int s = __shfl_sync(0xffffffffu, it & 1, 0), ph = (it >> 1) & 1;
+        if constexpr (S::DQ_LAG) { // the dS^T stages' descriptors too
+            ds_cur.stage = __shfl_sync(0xffffffffu, ds_cur.stage, 0);
+            ds_prev.stage = __shfl_sync(0xffffffffu, ds_prev.stage, 0);
+        }
         if (!K::TMA && it + 1 < total) { // stage s ^ 1 was read by block it - 1: both warpgroups are done with it
             if (it >= 1) mbar_wait(empty0 + 8 * (s ^ 1), ((it - 1) >> 1) & 1);
             load(it + 1, s ^ 1);
@@ -450,21 +459,22 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         const float *L = sL + s * BM, *Dd = sD + s * BM;
 
         // ---- S^T = K_w Q^T and dP^T = V_w dO^T (64 keys x BM queries each)
-        // (descriptors by make_desc per k-step, not desc_add as in the
-        // forward: with desc_add the head dim 128 causal variant ran 337
+        // (descriptors: one make_desc per operand and block, then desc_add
+        // per k-step, in uniform registers; v16's desc_add in vector
+        // registers had the head dim 128 causal variant at 337
         // TFLOP/s against 413, docs/PERF.md v16)
         float acc_s[BM / 8][4], acc_dp[BM / 8][4];
         bwd_turn_begin<K, 1>(w);
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
-            wgmma_st(acc_s, make_desc(k_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
-                     make_desc(q_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+            wgmma_st(acc_s, desc_add(make_desc(k_s + w * 64 * 128, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
+                     desc_add(make_desc(q_s, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
         wgmma_commit(); // S^T its own group: P^T is computed while dP^T is in flight
 #pragma unroll
         for (int ks = 0; ks < DV / 16; ++ks)
-            wgmma_st(acc_dp, make_desc(v_s + w * 64 * 128 + (ks >> 2) * BN * 128 + (ks & 3) * 32, 16, 1024),
-                     make_desc(do_s + (ks >> 2) * BM * 128 + (ks & 3) * 32, 16, 1024), ks > 0);
+            wgmma_st(acc_dp, desc_add(make_desc(v_s + w * 64 * 128, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
+                     desc_add(make_desc(do_s, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
         wgmma_commit();
         bwd_turn_end<K, 1>(w);
 
@@ -513,7 +523,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         bwd_turn_begin<K, 2>(w);
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dv(acc_dv, pa[kk], make_desc(do_s + kk * 2048, BM * 128, 1024));
+        for (int kk = 0; kk < BM / 16; ++kk) wgmma_dv(acc_dv, pa[kk], desc_add(make_desc(do_s, BM * 128, 1024), kk * 2048));
         if constexpr (S::DQ_LAG) {
             // block it - 1's dS^T (ds_ready waited above), before dK and in
             // a group of its own with dV, so that its staging below runs
@@ -524,12 +534,12 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
             issue_dq(acc_dq, base + S::DS_OFF + ds_prev.stage * S::DS_BYTES);
             wgmma_commit();
 #pragma unroll
-            for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
+            for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], desc_add(make_desc(q_s, BM * 128, 1024), kk * 2048));
             wgmma_commit();
             bwd_turn_end<K, 2>(w);
         } else {
 #pragma unroll
-            for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], make_desc(q_s + kk * 2048, BM * 128, 1024));
+            for (int kk = 0; kk < BM / 16; ++kk) wgmma_dk(acc_dk, dsa[kk], desc_add(make_desc(q_s, BM * 128, 1024), kk * 2048));
             if constexpr (S::DQ_SHARED) {
                 // dV and dK are in flight while this waits (the turn ends
                 // before it: the other warpgroup's turn comes before its
