@@ -19,7 +19,7 @@ fg=${FLASHGEN_BIN:-./build/flashgen}
 export FLASHGEN_LIBRARY=${FLASHGEN_LIBRARY:-$PWD/build/libflashgen.so}
 export FLASHGEN_CACHE=${FLASHGEN_CACHE:-/tmp/flashgen-profile.db}
 [ -f /tmp/fa4/env.sh ] && . /tmp/fa4/env.sh
-ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+. bench/ncu_pages.sh # ncu, ncu_pages, ncu_tar
 [ -n "$ncu" ] || { echo "profile_fwd: ncu not found" >&2; exit 1; }
 t=$(mktemp -d)
 mkdir -p "$OUT"
@@ -43,11 +43,6 @@ PY
     timeout 300 "$ncu" -k regex:Sm90 --launch-skip 2 -c 1 --set full -f -o "$t/fa4_$d" python3 "$t/fa4.py" > "$t/fa4_$d.log" 2>&1
     reps="$reps fa4_$d"
   fi
-  for n in $reps; do
-    "$ncu" --import "$t/$n.ncu-rep" --page details > "$t/$n.details.txt" 2>&1
-    "$ncu" --import "$t/$n.ncu-rep" --page source --csv --print-source sass > "$t/$n.sass.csv" 2>&1
-    grep -E "Elapsed Cycles|Duration|Executed Instructions  |highest-utilized" "$t/$n.details.txt" | sed "s/^/$n: /"
-  done
+  ncu_pages "$t" $reps
 done
-tar czf "$OUT/profile.tgz" -C "$t" $(cd "$t" && ls *.txt *.csv *.log)
-echo "profile_fwd: $OUT/profile.tgz"
+ncu_tar "$t" "$OUT/profile.tgz" profile_fwd
