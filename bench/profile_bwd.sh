@@ -25,7 +25,6 @@ mkdir -p "$OUT"
 causal=${CAUSAL:-0}
 seq=${SEQ:-4096}
 for d in ${HDIMS:-128}; do
-  c=$([ "$causal" = 1 ] && echo causal || echo noncausal)
   # the bench times causal and non-causal; -c 1 takes the first launch of the main kernel of the wanted one
   skip=0
   [ "$causal" = 1 ] && skip=6 # the bench's non-causal warm-up and 5 timed launches come first
