@@ -70,6 +70,16 @@ fg_status fg_sources_load(fg_sources *s, fg_error *err) {
         h = fg_hash64(h, f->name, strlen(f->name) + 1);
         h = fg_hash64(h, f->data, f->len);
     }
+    if (s->override_dir) { /* a mistyped directory would otherwise run the embedded copies unnoticed */
+        int any = 0;
+        for (int i = 0; i < s->count; ++i) any |= s->files[i].overridden;
+        if (!any) {
+            fg_fail(err, FG_ERR_TEMPLATE, "FLASHGEN_TEMPLATE_DIR=%s: no template file there (fwd_mma.lua, fg_params.h, ...)",
+                    s->override_dir);
+            fg_sources_free(s);
+            return FG_ERR_TEMPLATE;
+        }
+    }
     h = fg_hash64(h, FG_NVRTC_OPTIONS_ID, sizeof FG_NVRTC_OPTIONS_ID);
     s->hash = h;
     snprintf(s->hash_hex, sizeof s->hash_hex, "%016llx", (unsigned long long)h);

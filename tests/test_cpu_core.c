@@ -213,6 +213,17 @@ static void test_template_errors_and_sandbox(void) {
     char path[512];
     snprintf(path, sizeof path, "%s/fwd_mma.lua", g_dir);
     unlink(path);
+    /* a directory with no template in it (a mistyped path) is an error, not
+     * the embedded copies in silence */
+    fg_sources none;
+    setenv("FLASHGEN_TEMPLATE_DIR", g_dir, 1);
+    CHECK(fg_sources_load(&none, &e) == FG_ERR_TEMPLATE, "empty template dir accepted");
+    CHECK_CONTAINS(e.msg, "no template file there");
+    fg_error_clear(&e);
+    setenv("FLASHGEN_TEMPLATE_DIR", "/nonexistent/flashgen-templates", 1);
+    CHECK(fg_sources_load(&none, &e) == FG_ERR_TEMPLATE, "missing template dir accepted");
+    fg_error_clear(&e);
+    unsetenv("FLASHGEN_TEMPLATE_DIR");
     rmdir(g_dir);
 }
 
