@@ -492,7 +492,13 @@ template <class K> struct WsConsumer {
         constexpr int JP = S::Q_ROW / 16; // 16-byte chunks (8 values) of a row a pass
 #pragma unroll
         for (int pass = 0; pass < S::O_PASSES; ++pass) {
-            if (pass > 0) named_bar_sync(1 + S::NC + c, 128); // the last slice is copied out
+            // the last slice is copied out.  With one Q stage, also before
+            // the first pass: this warpgroup's copy-out of the tile before
+            // is ordered before these stores only through the Q ring (empty
+            // -> producer -> TMA -> full), which compute-sanitizer's
+            // racecheck does not follow (it reported the stores against the
+            // loads, head dim 256 causal); one bar.sync a tile shows it
+            if (pass > 0 || K::Q_STAGES == 1) named_bar_sync(1 + S::NC + c, 128);
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 const int rr = wq * 16 + g + r * 8;
