@@ -208,18 +208,9 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         // the staging region: the last block's reductions have read it
         if (elected) bulk_wait_read();
         named_bar_sync(1, 256);
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int kr = wq * 16 + g + 8 * r;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const u32 off = kr * 128 + (((4 * w + j) ^ g) << 4) + 4 * c; // 128-byte swizzle, kr & 7 == g
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pt_s + off), "r"(pack2<K::BF16>(acc_s[j][2 * r], acc_s[j][2 * r + 1]))
-                             : "memory");
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_s + off), "r"(pack2<K::BF16>(acc_dp[j][2 * r], acc_dp[j][2 * r + 1]))
-                             : "memory");
-            }
-        }
+        // this warpgroup's 32 query columns (tiles 4w..4w+3) of every key row
+        stsm_rows<K>(pt_s, wq * 16, 4 * w, 0, acc_s);
+        stsm_rows<K>(ds_s, wq * 16, 4 * w, 0, acc_dp);
         fence_proxy_async();
         named_bar_sync(1, 256); // all 64 query columns of P^T and dS^T are in place
 
