@@ -610,6 +610,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     if constexpr (S::DQ_LAG) { // the last block's dQ
         if (total > 0) {
             float acc_dq[S::DQ_N / 8][4];
+            ds_prev.stage = __shfl_sync(0xffffffffu, ds_prev.stage, 0); // as in the loop
             mbar_wait(ds_ready0 + 8 * ds_prev.stage, ds_prev.phase);
             wgmma_fence();
             issue_dq(acc_dq, base + S::DS_OFF + ds_prev.stage * S::DS_BYTES);
