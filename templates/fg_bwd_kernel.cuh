@@ -198,28 +198,34 @@ __device__ __forceinline__ void bwd_dsink(const fg_bwd_params &p, int b, int h) 
 // dQ = accumulator * scale, 16 rows per CTA, 16-byte stores.  In chunk
 // order a thread takes rows i and i + 8 of the CTA's 16 (the two rows of
 // one accumulator register group) and 8 columns: four 16-byte loads of 64
-// contiguous bytes.
+// contiguous bytes (head dim 64: 4 columns, two loads, so that all 128
+// threads have rows).
 template <class K>
 __device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &p) {
     const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads_q + h;
     constexpr int CH = K::D / 8;
     if constexpr (DqFrag<K>::value) {
+        // head dim 64: two threads per 8 columns (4 each), else 64 of the
+        // 128 threads would idle
+        constexpr int SPLIT = 8 * CH >= 128 ? 1 : 2, NI = 4 / SPLIT;
         const float *a = p.dq_accum + (long long)bh * ((p.seqlen_q + 63) / 64) * 64 * K::D;
-        for (int c = threadIdx.x; c < 8 * CH; c += blockDim.x) {
-            const int row = blockIdx.x * 16 + c / CH, col = (c % CH) * 8; // rows row and row + 8 (row & 15 < 8)
+        for (int c = threadIdx.x; c < 8 * CH * SPLIT; c += blockDim.x) {
+            const int item = c / SPLIT, part = c % SPLIT;
+            const int row = blockIdx.x * 16 + item / CH, col = (item % CH) * 8 + part * 2 * NI; // rows row, row + 8 (row & 15 < 8)
             if (row >= p.seqlen_q) break;
-            float4 v[4]; // columns col + 2i, col + 2i + 1 of row (x, y) and of row + 8 (z, w)
+            float4 v[NI]; // columns col + 2i, col + 2i + 1 of row (x, y) and of row + 8 (z, w)
 #pragma unroll
-            for (int i = 0; i < 4; ++i) v[i] = *(const float4 *)(a + dq_index<K>(row, col + 2 * i));
+            for (int i = 0; i < NI; ++i) v[i] = *(const float4 *)(a + dq_index<K>(row, col + 2 * i));
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 if (row + 8 * r >= p.seqlen_q) break;
-                uint4 out;
-                out.x = pack2<K::BF16>((r ? v[0].z : v[0].x) * p.scale, (r ? v[0].w : v[0].y) * p.scale);
-                out.y = pack2<K::BF16>((r ? v[1].z : v[1].x) * p.scale, (r ? v[1].w : v[1].y) * p.scale);
-                out.z = pack2<K::BF16>((r ? v[2].z : v[2].x) * p.scale, (r ? v[2].w : v[2].y) * p.scale);
-                out.w = pack2<K::BF16>((r ? v[3].z : v[3].x) * p.scale, (r ? v[3].w : v[3].y) * p.scale);
-                *(uint4 *)((u16 *)p.dq + b * p.dq_s[0] + h * p.dq_s[1] + (row + 8 * r) * p.dq_s[2] + col) = out;
+                u32 out[NI];
+#pragma unroll
+                for (int i = 0; i < NI; ++i)
+                    out[i] = pack2<K::BF16>((r ? v[i].z : v[i].x) * p.scale, (r ? v[i].w : v[i].y) * p.scale);
+                u16 *dst = (u16 *)p.dq + b * p.dq_s[0] + h * p.dq_s[1] + (row + 8 * r) * p.dq_s[2] + col;
+                if constexpr (NI == 4) *(uint4 *)dst = make_uint4(out[0], out[1], out[2], out[3]);
+                else *(uint2 *)dst = make_uint2(out[0], out[1]);
             }
         }
         if constexpr (HasSink<K>::value) bwd_dsink<K>(p, b, h);
