@@ -96,7 +96,8 @@ __device__ __forceinline__ void bwd_load(u16 *s, const char *g, long long row_by
 // wgmma accumulator registers, so that a warpgroup stages its share in
 // shared memory without bank conflicts and adds it with one bulk reduction
 // (fg_bwd_wgmma.cuh): row 16wq + g + 8r, column 8j + 2c + e of a chunk is
-// float ((wq * 8 + j) * 2 + r) * 64 + (4g + c) * 2 + e.  The chunks of the
+// float (wq * 8 + j) * 128 + (4g + c) * 4 + 2r + e, a thread's four
+// registers of a column group one 16-byte store.  The chunks of the
 // last query block are whole: the accumulator holds ceil(seqlen_q / 64) * 64
 // rows (fg_bwd_workspace_layout).
 template <class K, class = int> struct DqFrag { static constexpr bool value = false; };
@@ -105,7 +106,7 @@ template <class K> __device__ __forceinline__ long long dq_index(int row, int co
     if constexpr (DqFrag<K>::value) {
         const int lr = row & 63, lc = col & 63;
         const int wq = lr >> 4, g = lr & 7, r = (lr >> 3) & 1, j = lc >> 3, c = (lc >> 1) & 3, e = lc & 1;
-        return ((long long)(row >> 6) * (K::D / 64) + (col >> 6)) * 4096 + ((wq * 8 + j) * 2 + r) * 64 + (4 * g + c) * 2 + e;
+        return ((long long)(row >> 6) * (K::D / 64) + (col >> 6)) * 4096 + (wq * 8 + j) * 128 + (4 * g + c) * 4 + 2 * r + e;
     } else {
         return (long long)row * K::D + col;
     }
@@ -194,26 +195,47 @@ __device__ __forceinline__ void bwd_dsink(const fg_bwd_params &p, int b, int h) 
     if (threadIdx.x == 0) atomicAdd(p.dsinks + h, g);
 }
 
-// dQ = accumulator * scale, 16 rows per CTA, 16-byte stores.
+// dQ = accumulator * scale, 16 rows per CTA, 16-byte stores.  In chunk
+// order a thread takes rows i and i + 8 of the CTA's 16 (the two rows of
+// one accumulator register group) and 8 columns: four 16-byte loads of 64
+// contiguous bytes (head dim 64: 4 columns, two loads, so that all 128
+// threads have rows).
 template <class K>
 __device__ __forceinline__ void attention_backward_convert(const fg_bwd_params &p) {
     const int h = blockIdx.y, b = blockIdx.z, bh = b * p.heads_q + h;
     constexpr int CH = K::D / 8;
+    if constexpr (DqFrag<K>::value) {
+        // head dim 64: two threads per 8 columns (4 each), else 64 of the
+        // 128 threads would idle
+        constexpr int SPLIT = 8 * CH >= 128 ? 1 : 2, NI = 4 / SPLIT;
+        const float *a = p.dq_accum + (long long)bh * ((p.seqlen_q + 63) / 64) * 64 * K::D;
+        for (int c = threadIdx.x; c < 8 * CH * SPLIT; c += blockDim.x) {
+            const int item = c / SPLIT, part = c % SPLIT;
+            const int row = blockIdx.x * 16 + item / CH, col = (item % CH) * 8 + part * 2 * NI; // rows row, row + 8 (row & 15 < 8)
+            if (row >= p.seqlen_q) break;
+            float4 v[NI]; // columns col + 2i, col + 2i + 1 of row (x, y) and of row + 8 (z, w)
+#pragma unroll
+            for (int i = 0; i < NI; ++i) v[i] = *(const float4 *)(a + dq_index<K>(row, col + 2 * i));
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                if (row + 8 * r >= p.seqlen_q) break;
+                u32 out[NI];
+#pragma unroll
+                for (int i = 0; i < NI; ++i)
+                    out[i] = pack2<K::BF16>((r ? v[i].z : v[i].x) * p.scale, (r ? v[i].w : v[i].y) * p.scale);
+                u16 *dst = (u16 *)p.dq + b * p.dq_s[0] + h * p.dq_s[1] + (row + 8 * r) * p.dq_s[2] + col;
+                if constexpr (NI == 4) *(uint4 *)dst = make_uint4(out[0], out[1], out[2], out[3]);
+                else *(uint2 *)dst = make_uint2(out[0], out[1]);
+            }
+        }
+        if constexpr (HasSink<K>::value) bwd_dsink<K>(p, b, h);
+        return;
+    }
     for (int c = threadIdx.x; c < 16 * CH; c += blockDim.x) {
         const int row = blockIdx.x * 16 + c / CH, col = (c % CH) * 8;
         if (row >= p.seqlen_q) break;
-        float4 x, y;
-        if constexpr (DqFrag<K>::value) { // pairs of columns are adjacent in the chunk order
-            const float *a = p.dq_accum + (long long)bh * ((p.seqlen_q + 63) / 64) * 64 * K::D;
-            const float2 v0 = *(const float2 *)(a + dq_index<K>(row, col)), v1 = *(const float2 *)(a + dq_index<K>(row, col + 2));
-            const float2 v2 = *(const float2 *)(a + dq_index<K>(row, col + 4)), v3 = *(const float2 *)(a + dq_index<K>(row, col + 6));
-            x = make_float4(v0.x, v0.y, v1.x, v1.y);
-            y = make_float4(v2.x, v2.y, v3.x, v3.y);
-        } else {
-            const float *a = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D + col;
-            x = *(const float4 *)a;
-            y = *(const float4 *)(a + 4);
-        }
+        const float *a = p.dq_accum + ((long long)bh * p.seqlen_q + row) * K::D + col;
+        const float4 x = *(const float4 *)a, y = *(const float4 *)(a + 4);
         uint4 out;
         out.x = pack2<K::BF16>(x.x * p.scale, x.y * p.scale);
         out.y = pack2<K::BF16>(x.z * p.scale, x.w * p.scale);

@@ -192,11 +192,13 @@ __device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L,
                                             bool need_mask = true) {
     const int c = threadIdx.x & 3, g = (threadIdx.x >> 2) & 7;
 #pragma unroll
-    for (int j = 0; j < NJ; ++j)
+    for (int j = 0; j < NJ; ++j) {
+        // the two columns' lse2 by one 8-byte load (qc0 and L are even / 8-byte aligned)
+        const float2 l2p = *(const float2 *)(L + qc0 + 8 * j + 2 * c);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             const int qc = qc0 + 8 * j + 2 * c + e;
-            const float l2 = L[qc];
+            const float l2 = e ? l2p.y : l2p.x;
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float x = fast_exp2(fmaf(acc[j][2 * r + e], p.scale_log2, -l2));
@@ -209,6 +211,7 @@ __device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L,
                 acc[j][2 * r + e] = x;
             }
         }
+    }
 }
 // Traits::MASK_BRANCH (head dims 64/64 causal): the mask's compares and
 // selects only in the blocks that need them (the causal diagonal, the last
@@ -231,13 +234,39 @@ template <int NJ>
 __device__ __forceinline__ void bwd_ds_rows(float (&dp)[NJ][4], const float (&pt)[NJ][4], const float *Dd, int qc0) {
     const int c = threadIdx.x & 3;
 #pragma unroll
-    for (int j = 0; j < NJ; ++j)
+    for (int j = 0; j < NJ; ++j) {
+        const float2 ddp = *(const float2 *)(Dd + qc0 + 8 * j + 2 * c); // one 8-byte load, as lse2
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-            const float dd = Dd[qc0 + 8 * j + 2 * c + e];
+            const float dd = e ? ddp.y : ddp.x;
 #pragma unroll
             for (int r = 0; r < 2; ++r) dp[j][2 * r + e] = pt[j][2 * r + e] * (dp[j][2 * r + e] - dd);
         }
+    }
+}
+
+// Rows of an m64 accumulator fragment (this warp's 16 rows kr0 + g + 8r,
+// columns 8 (j0 + j) + 2c + e) in 16 bits to shared memory laid out
+// [64-column box][row][64 columns], 128-byte rows swizzled by row & 7 (the
+// wgmma operand layout), by stmatrix.x4: tiles (r 0, j), (r 1, j), (r 0,
+// j + 1), (r 1, j + 1) an instruction, lane l addressing row l & 7 of tile
+// l >> 3.  The bytes of one st.shared.u32 per register pair in a quarter of
+// the instructions (ncu, hd128: 34M STS against FlashAttention-4's 8.5M
+// STS + 4.5M STSM, docs/PERF.md v22).  j0 a multiple of 4.
+template <class K, int NJ>
+__device__ __forceinline__ void stsm_rows(u32 dst, int kr0, int j0, int box_bytes, const float (&acc)[NJ][4]) {
+    static_assert(NJ % 2 == 0, "pairs of 8-column tiles");
+    const int lane = threadIdx.x & 31, i = lane & 7;
+    const u32 row = dst + (kr0 + i + 8 * ((lane >> 3) & 1)) * 128;
+#pragma unroll
+    for (int j = 0; j < NJ; j += 2) {
+        const int jj = j0 + j + (lane >> 4);
+        asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(row + ((j0 + j) >> 3) * box_bytes +
+                                                                                               (((jj & 7) ^ i) << 4)),
+                     "r"(pack2<K::BF16>(acc[j][0], acc[j][1])), "r"(pack2<K::BF16>(acc[j][2], acc[j][3])),
+                     "r"(pack2<K::BF16>(acc[j + 1][0], acc[j + 1][1])), "r"(pack2<K::BF16>(acc[j + 1][2], acc[j + 1][3]))
+                     : "memory");
+    }
 }
 
 // A warpgroup's dQ fragments (NJ groups of 8 columns, m64 accumulator
@@ -247,12 +276,10 @@ template <int NJ>
 __device__ __forceinline__ void stage_dq_chunks(u32 st, const float (&acc_dq)[NJ][4]) {
     const int lane = threadIdx.x & 31, wq = (threadIdx.x >> 5) & 3;
 #pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(st + ((j >> 3) * 4096 + ((wq * 8 + (j & 7)) * 2 + r) * 64 + lane * 2) * 4),
-                         "f"(acc_dq[j][2 * r]), "f"(acc_dq[j][2 * r + 1])
-                         : "memory");
+    for (int j = 0; j < NJ; ++j) // one 16-byte store a column group (512 contiguous bytes a warp: conflict-free)
+        asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(st + ((j >> 3) * 4096 + (wq * 8 + (j & 7)) * 128 + lane * 4) * 4),
+                     "f"(acc_dq[j][0]), "f"(acc_dq[j][1]), "f"(acc_dq[j][2]), "f"(acc_dq[j][3])
+                     : "memory");
 }
 
 // dK (scaled) and dV of this thread's two key rows (m64 accumulator
@@ -489,17 +516,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
         if (S::P_FIRST) wgmma_wait<0>();
         reg_fence(acc_dp);
         bwd_ds_rows(acc_dp, acc_s, Dd, 0);
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int kr = w * 64 + wq * 16 + g + 8 * r;
-#pragma unroll
-            for (int j = 0; j < BM / 8; ++j) { // [64-query box][key][query]
-                const u32 v = pack2<K::BF16>(acc_dp[j][2 * r], acc_dp[j][2 * r + 1]);
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_s + (j >> 3) * BN * 128 + kr * 128 + (((j & 7) ^ g) << 4) + 4 * c),
-                             "r"(v)
-                             : "memory");
-            }
-        }
+        stsm_rows<K>(ds_s, w * 64 + wq * 16, 0, BN * 128, acc_dp); // [64-query box][key][query]
         u32 pa[BM / 16][4], dsa[BM / 16][4];
         pack_a<K::BF16>(pa, acc_s);
         pack_a<K::BF16>(dsa, acc_dp);
@@ -593,6 +610,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     if constexpr (S::DQ_LAG) { // the last block's dQ
         if (total > 0) {
             float acc_dq[S::DQ_N / 8][4];
+            ds_prev.stage = __shfl_sync(0xffffffffu, ds_prev.stage, 0); // as in the loop
             mbar_wait(ds_ready0 + 8 * ds_prev.stage, ds_prev.phase);
             wgmma_fence();
             issue_dq(acc_dq, base + S::DS_OFF + ds_prev.stage * S::DS_BYTES);

@@ -125,6 +125,17 @@ check_bwd() {
   awk '/Function :/ { on = ($3 == "flashgen_bwd") } on' "$tmp/sass" >"$tmp/bsass"
   grep -qE 'Performance Loss' "$tmp/log" && bad=" serialised-wgmma"
   case "$spec" in *wgmma=2*) grep -q LDGSTS "$tmp/bsass" && bad="$bad LDGSTS-with-TMA";; esac
+  # the wgmma descriptors in uniform registers: an R2UR between two HGMMAs of
+  # one chain (no arrive, wait, barrier or branch between them) means ptxas
+  # built a descriptor in vector registers and moved it, two instructions a
+  # wgmma (docs/PERF.md v22: 20-35 a kernel before the stage indices went
+  # through a shuffle; 0-3 since, in once-per-block paths)
+  local moved
+  moved=$(awk '/HGMMA/ { if (chain && moved) bad++; chain = 1; moved = 0; next }
+               /WARPGROUP|BAR\.|SYNCS|BRA/ { chain = 0; moved = 0; next }
+               /R2UR/ { if (chain) moved = 1 }
+               END { print bad + 0 }' "$tmp/bsass")
+  [ "$moved" -le 3 ] || bad="$bad vector-descriptors($moved)"
   verdict "$spec" "$need" "$tmp/bsass" "$bad"
   # not a check yet (docs/PERF.md v15): how many of P^T's exponentials stay
   # under the dP^T GEMM (P_FIRST) before ptxas's wait for it
