@@ -112,11 +112,17 @@ end
 -- second only 478 / 412; kept: the first phase non-causal, none causal.
 -- With dQ one block late (DQ_LAG): none 407 / 410, first phase 406 / 352,
 -- second phase 490 / 416, both 463 / 392 (v21): the second phase.
+-- Re-measured after the instruction cuts of v23 (uniform descriptors,
+-- stmatrix, P_FIRST at 128 too), two rounds: head dims 64 none 461 / 420,
+-- first phase 477 / 423, second 470 / 418, both 482 / 420 (v23): both
+-- phases non-causal, the first phase causal (combined with the rest of v23
+-- 490-493 / 425-429); 128: none 427 / 435, both 474 / 428 against the
+-- second's 519 / 445 (kept).
 -- pingpong = false: none.
 local function turns(p)
   if p.pingpong == false then return 0 end
   if not p.tma then return 3 end
-  if p.head_dim == 64 and p.head_dim_v == 64 then return 0 end
+  if p.head_dim == 64 and p.head_dim_v == 64 then return p.causal and 1 or 3 end
   if dq_lag(p) then return 2 end
   if dq_cols(p) and p.head_dim_v == 128 then return p.causal and 0 or 1 end
   return 3
@@ -128,7 +134,8 @@ end
 -- 337 -> 465 at 16k (v21); at 128/128, with the descriptors in uniform
 -- registers, the predicated mask lost 10% (429 -> 387 at 4k) and the branch
 -- gained 1.5-2% (429 -> 436 at 4k, 528 -> 538 at 16k; v22).  Non-causal
--- (only the last key block is masked) it lost 7% at 64/64 (468 -> 436).
+-- (only the last key block is masked) it lost 7% at 64/64 (468 -> 436);
+-- re-measured in v23: 461 -> 442 at 64/64, 519 -> 508 at 128/128.
 local function mask_branch(p)
   return p.causal == true
 end
@@ -137,9 +144,11 @@ end
 -- from test_gpu_backward bench (H200, seqlen 4096, TMA loads, two runs
 -- each, docs/PERF.md v12): head dim 64 380 / 350 TFLOP/s non-causal /
 -- causal (378 / 279 after both land); 128 481 / 334 (480 / 414); 256 (the
--- column kernel) 330 / 306 (329 / 303).
+-- column kernel) 330 / 306 (329 / 303).  With TMA loads at 128 too since
+-- v23 (uniform descriptors, stmatrix): 525.5 / 447.5 against 519.5 / 445.5;
+-- the cp.async kernels at 128 are not re-measured and keep it off.
 local function p_first(p)
-  return p.head_dim == 64 or p.head_dim == 256
+  return p.head_dim == 64 or p.head_dim == 256 or p.tma == true
 end
 
 -- The two kernels: the wgmma instructions each needs (Lua writes their

@@ -192,13 +192,11 @@ __device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L,
                                             bool need_mask = true) {
     const int c = threadIdx.x & 3, g = (threadIdx.x >> 2) & 7;
 #pragma unroll
-    for (int j = 0; j < NJ; ++j) {
-        // the two columns' lse2 by one 8-byte load (qc0 and L are even / 8-byte aligned)
-        const float2 l2p = *(const float2 *)(L + qc0 + 8 * j + 2 * c);
+    for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             const int qc = qc0 + 8 * j + 2 * c + e;
-            const float l2 = e ? l2p.y : l2p.x;
+            const float l2 = L[qc];
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float x = fast_exp2(fmaf(acc[j][2 * r + e], p.scale_log2, -l2));
@@ -211,7 +209,6 @@ __device__ __forceinline__ void bwd_p_rows_(float (&acc)[NJ][4], const float *L,
                 acc[j][2 * r + e] = x;
             }
         }
-    }
 }
 // Traits::MASK_BRANCH (head dims 64/64 causal): the mask's compares and
 // selects only in the blocks that need them (the causal diagonal, the last
@@ -234,15 +231,13 @@ template <int NJ>
 __device__ __forceinline__ void bwd_ds_rows(float (&dp)[NJ][4], const float (&pt)[NJ][4], const float *Dd, int qc0) {
     const int c = threadIdx.x & 3;
 #pragma unroll
-    for (int j = 0; j < NJ; ++j) {
-        const float2 ddp = *(const float2 *)(Dd + qc0 + 8 * j + 2 * c); // one 8-byte load, as lse2
+    for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-            const float dd = e ? ddp.y : ddp.x;
+            const float dd = Dd[qc0 + 8 * j + 2 * c + e];
 #pragma unroll
             for (int r = 0; r < 2; ++r) dp[j][2 * r + e] = pt[j][2 * r + e] * (dp[j][2 * r + e] - dd);
         }
-    }
 }
 
 // Rows of an m64 accumulator fragment (this warp's 16 rows kr0 + g + 8r,
