@@ -171,7 +171,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
     }
 
     for (int it = 0; it < total; ++it) {
-        const int s = __shfl_sync(0xffffffffu, it & 1, 0); // warp-uniform for ptxas: descriptors in uniform registers
+        const int s = it & 1;
         // stage s ^ 1 was last read by block it - 1, which every thread has
         // finished (the barrier after its phase 2)
         if (it + 1 < total) load_q(it + 1, s ^ 1);
@@ -181,24 +181,19 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         const int h = head_of(it), m0 = row_of(it);
         const u32 q_s = base + S::Q_OFF + s * S::Q_BYTES;
         const float *L = sL + s * BM;
-        // K, V and dO bases through a shuffle each block too: else ptxas
-        // hoists their per-k-step descriptors out of the loop, more than the
-        // uniform registers hold, and moves them back (R2UR) per wgmma
-        const u32 kb = __shfl_sync(0xffffffffu, k_s, 0), vb = __shfl_sync(0xffffffffu, v_s, 0), dob = __shfl_sync(0xffffffffu, do_s, 0);
-        const u32 ptb = __shfl_sync(0xffffffffu, pt_s, 0), dsb = ptb + S::PS_BYTES;
 
         // ---- phase 1: S^T and dP^T, 64 keys x this warpgroup's 32 queries
         float acc_s[4][4], acc_dp[4][4];
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
-            wgmma_st(acc_s, desc_add(make_desc(kb, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
+            wgmma_st(acc_s, desc_add(make_desc(k_s, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
                      desc_add(make_desc(q_s + w * 32 * 128, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
         wgmma_commit(); // S^T its own group (P_FIRST)
 #pragma unroll
         for (int ks = 0; ks < DV / 16; ++ks)
-            wgmma_st(acc_dp, desc_add(make_desc(vb, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
-                     desc_add(make_desc(dob + w * 32 * 128, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
+            wgmma_st(acc_dp, desc_add(make_desc(v_s, 16, 1024), (ks >> 2) * BN * 128 + (ks & 3) * 32),
+                     desc_add(make_desc(do_s + w * 32 * 128, 16, 1024), (ks >> 2) * BM * 128 + (ks & 3) * 32), ks > 0);
         wgmma_commit();
 
         // P^T (P_FIRST: while dP^T is in flight), then dS^T
@@ -213,9 +208,18 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         // the staging region: the last block's reductions have read it
         if (elected) bulk_wait_read();
         named_bar_sync(1, 256);
-        // this warpgroup's 32 query columns (tiles 4w..4w+3) of every key row
-        stsm_rows<K>(pt_s, wq * 16, 4 * w, 0, acc_s);
-        stsm_rows<K>(ds_s, wq * 16, 4 * w, 0, acc_dp);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int kr = wq * 16 + g + 8 * r;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const u32 off = kr * 128 + (((4 * w + j) ^ g) << 4) + 4 * c; // 128-byte swizzle, kr & 7 == g
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pt_s + off), "r"(pack2<K::BF16>(acc_s[j][2 * r], acc_s[j][2 * r + 1]))
+                             : "memory");
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_s + off), "r"(pack2<K::BF16>(acc_dp[j][2 * r], acc_dp[j][2 * r + 1]))
+                             : "memory");
+            }
+        }
         fence_proxy_async();
         named_bar_sync(1, 256); // all 64 query columns of P^T and dS^T are in place
 
@@ -224,14 +228,14 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
-            wgmma_kv(acc_dv, desc_add(make_desc(ptb, 16, 1024), kk * 32), desc_add(make_desc(dob + 2 * w * BM * 128, BM * 128, 1024), kk * 2048), 1);
+            wgmma_kv(acc_dv, desc_add(make_desc(pt_s, 16, 1024), kk * 32), desc_add(make_desc(do_s + 2 * w * BM * 128, BM * 128, 1024), kk * 2048), 1);
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
-            wgmma_kv(acc_dk, desc_add(make_desc(dsb, 16, 1024), kk * 32), desc_add(make_desc(q_s + 2 * w * BM * 128, BM * 128, 1024), kk * 2048), 1);
+            wgmma_kv(acc_dk, desc_add(make_desc(ds_s, 16, 1024), kk * 32), desc_add(make_desc(q_s + 2 * w * BM * 128, BM * 128, 1024), kk * 2048), 1);
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
-            wgmma_dq(acc_dq, desc_add(make_desc(dsb, BM * 128, 1024), kk * 2048),
-                     desc_add(make_desc(kb + 2 * w * BN * 128, BN * 128, 1024), kk * 2048), kk > 0);
+            wgmma_dq(acc_dq, desc_add(make_desc(ds_s, BM * 128, 1024), kk * 2048),
+                     desc_add(make_desc(k_s + 2 * w * BN * 128, BN * 128, 1024), kk * 2048), kk > 0);
         wgmma_commit();
         wgmma_wait<0>();
         reg_fence(acc_dv);

@@ -129,13 +129,20 @@ check_bwd() {
   # one chain (no arrive, wait, barrier or branch between them) means ptxas
   # built a descriptor in vector registers and moved it, two instructions a
   # wgmma (docs/PERF.md v22: 20-35 a kernel before the stage indices went
-  # through a shuffle; 0-3 since, in once-per-block paths)
+  # through a shuffle; 0-3 since, in once-per-block paths).  Not for head
+  # dims 256/256 (the column kernel): ptxas hoists its K, V and dO
+  # descriptors out of the loop and moves them back (20-27 R2URs), and the
+  # version without them measured 2-5% slower causal (docs/PERF.md v23)
   local moved
-  moved=$(awk '/HGMMA/ { if (chain && moved) bad++; chain = 1; moved = 0; next }
-               /WARPGROUP|BAR\.|SYNCS|BRA/ { chain = 0; moved = 0; next }
-               /R2UR/ { if (chain) moved = 1 }
-               END { print bad + 0 }' "$tmp/bsass")
-  [ "$moved" -le 3 ] || bad="$bad vector-descriptors($moved)"
+  case "$spec" in
+  *hdim=256,hdim_v=256*|hdim=256,kind*) ;;
+  *)
+    moved=$(awk '/HGMMA/ { if (chain && moved) bad++; chain = 1; moved = 0; next }
+                 /WARPGROUP|BAR\.|SYNCS|BRA/ { chain = 0; moved = 0; next }
+                 /R2UR/ { if (chain) moved = 1 }
+                 END { print bad + 0 }' "$tmp/bsass")
+    [ "$moved" -le 3 ] || bad="$bad vector-descriptors($moved)" ;;
+  esac
   verdict "$spec" "$need" "$tmp/bsass" "$bad"
   # not a check yet (docs/PERF.md v15): how many of P^T's exponentials stay
   # under the dP^T GEMM (P_FIRST) before ptxas's wait for it
