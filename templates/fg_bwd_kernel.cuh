@@ -292,6 +292,41 @@ __device__ __forceinline__ int bwd_query_blocks(const fg_bwd_params &p, int n0, 
     return m_end;
 }
 
+// The CTA's key block, kv head and batch (grid: key blocks x kv heads x
+// batch).  Causal: key block 0 sees every query block and the last the
+// fewest, and in launch order (x fastest) every head's longest CTA came
+// just after the previous head's shortest, so the last wave held long
+// CTAs started late.  Here the CTAs are taken in sections of `sw` (kv head,
+// batch) pairs, key-block-major inside a section: longest first within
+// it, as FlashAttention-3's backward LPT scheduler orders them.  A section
+// is as many pairs as keep their K, V, Q and dO (the group's query heads)
+// within about 32 MiB of L2, at least one: then the CTAs that run together
+// still share their Q and dO.  The Hopper kernels only: the mma.sync
+// kernel's deterministic mode orders dQ by key block.  LPT: the callers
+// pass causal, except at head dims 64/64, where it measured no gain (H200,
+// bench 1k / 2k / 4k: 269 -> 260, 355 -> 355, 422 -> 426 TFLOP/s; hd128
+// 288 -> 290, 375 -> 387, 441 -> 461; hd256 229 -> 233, 280 -> 289,
+// 316 -> 328; docs/PERF.md v23).
+template <bool LPT, int D, int DV>
+__device__ __forceinline__ void bwd_block_coords(const fg_bwd_params &p, int &kb, int &hk, int &b) {
+    if constexpr (LPT) {
+        const long long per_pair = ((long long)p.seqlen_k + (long long)p.group * p.seqlen_q) * (D + DV) * 2;
+        const long long pairs = (long long)gridDim.y * gridDim.z, nkb = gridDim.x;
+        const long long sw = max(1LL, min(pairs, (32LL << 20) / per_pair));
+        const long long lin = blockIdx.x + nkb * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
+        const long long sec = lin / (nkb * sw), in = lin - sec * nkb * sw;
+        const long long pair0 = sec * sw, cnt = min(sw, pairs - pair0);
+        kb = (int)(in / cnt);
+        const int pair = (int)(pair0 + (in - kb * cnt));
+        hk = pair % gridDim.y;
+        b = pair / gridDim.y;
+    } else {
+        kb = blockIdx.x;
+        hk = blockIdx.y;
+        b = blockIdx.z;
+    }
+}
+
 template <class K>
 __device__ __forceinline__ void attention_backward(const fg_bwd_params &p, char *smem) {
     typedef BwdShape<K> S;

@@ -325,7 +325,9 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     const int w = __shfl_sync(0xffffffffu, tid >> 7, 0); // warp-uniform for ptxas (C7520)
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const bool elected = (tid & 127) == 0;
-    const int hk = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * BN;
+    int kb, hk, b;
+    bwd_block_coords<K::CAUSAL && !(D == 64 && DV == 64), D, DV>(p, kb, hk, b); // causal: longest first
+    const int n0 = kb * BN;
     const u32 k_s = base, v_s = base + S::V_OFF, st = base + S::ST_OFF + w * S::ST_BYTES;
 
     if (tid == 0) {
