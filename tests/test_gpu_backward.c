@@ -565,6 +565,11 @@ int main(int argc, char **argv) {
         {FG_FP16, 256, 1, 2, 2, 1, 300, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
         {FG_BF16, 256, 2, 4, 4, 200, 1, FG_CAUSAL_NONE, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
         {FG_BF16, 256, 1, 2, 1, 1100, 1300, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        /* causal grids of several longest-first sections (bwd_block_coords:
+         * pairs within 32 MiB), the last one partial: hd128 107 + 21 of 128
+         * (kv head, batch) pairs, hd256 63 + 33 of 96 */
+        {FG_FP16, 128, 16, 16, 8, 190, 230, FG_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
+        {FG_BF16, 256, 8, 12, 12, 260, 260, FG_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0},
     };
     /* FG_PATH_WGMMA: the Hopper kernels with cp.async loads; FG_PATH_TMA:
      * with TMA loads (AUTO's choice for these strides) */
