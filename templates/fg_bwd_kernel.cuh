@@ -317,9 +317,9 @@ __device__ __forceinline__ void bwd_block_coords(const fg_bwd_params &p, int &kb
         const long long sec = lin / (nkb * sw), in = lin - sec * nkb * sw;
         const long long pair0 = sec * sw, cnt = min(sw, pairs - pair0);
         kb = (int)(in / cnt);
-        const int pair = (int)(pair0 + (in - kb * cnt));
-        hk = pair % gridDim.y;
-        b = pair / gridDim.y;
+        const long long pair = pair0 + (in - kb * cnt); // heads_kv * batch may pass 2^31
+        hk = (int)(pair % gridDim.y);
+        b = (int)(pair / gridDim.y);
     } else {
         kb = blockIdx.x;
         hk = blockIdx.y;
