@@ -140,6 +140,16 @@ local function mask_branch(p)
   return p.causal == true
 end
 
+-- Causal key blocks longest first (Traits::LPT, bwd_block_coords in
+-- fg_bwd_kernel.cuh), measured (test_gpu_backward bench, H200, causal,
+-- 1k / 2k / 4k, two rounds, docs/PERF.md v23): head dims 128 288 -> 290,
+-- 375 -> 387, 441 -> 461 TFLOP/s; 256 229 -> 233, 280 -> 289, 316 -> 328;
+-- 64/64 269 -> 260, 355 -> 355, 422 -> 426, so not there.  Non-causal
+-- every key block has the same work: launch order.
+local function lpt(p)
+  return p.causal == true and not (p.head_dim == 64 and p.head_dim_v == 64)
+end
+
 -- P^T computed while dP^T is in flight (Traits::P_FIRST, fg_bwd_wgmma.cuh),
 -- from test_gpu_backward bench (H200, seqlen 4096, TMA loads, two runs
 -- each, docs/PERF.md v12): head dim 64 380 / 350 TFLOP/s non-causal /
@@ -165,7 +175,8 @@ local KERNELS = {
     end,
     extra = function(p)
       return { string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)),
-               string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))) }
+               string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
+               string.format("static constexpr bool LPT = %s;", tostring(lpt(p))) }
     end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,
   },
@@ -190,7 +201,8 @@ local KERNELS = {
                string.format("static constexpr bool DQ_LAG = %s;", tostring(dq_lag(p))),
                string.format("static constexpr bool MASK_BRANCH = %s;", tostring(mask_branch(p))),
                string.format("static constexpr bool P_FIRST = %s;", tostring(p_first(p))),
-               string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)) }
+               string.format("static constexpr bool TMA = %s;", tostring(p.tma == true)),
+               string.format("static constexpr bool LPT = %s;", tostring(lpt(p))) }
     end,
     args = function(p) return p.tma and "p, &tm, smem" or "p, nullptr, smem" end,
   },

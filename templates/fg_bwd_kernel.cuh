@@ -302,11 +302,9 @@ __device__ __forceinline__ int bwd_query_blocks(const fg_bwd_params &p, int n0, 
 // is as many pairs as keep their K, V, Q and dO (the group's query heads)
 // within about 32 MiB of L2, at least one: then the CTAs that run together
 // still share their Q and dO.  The Hopper kernels only: the mma.sync
-// kernel's deterministic mode orders dQ by key block.  LPT: the callers
-// pass causal, except at head dims 64/64, where it measured no gain (H200,
-// bench 1k / 2k / 4k: 269 -> 260, 355 -> 355, 422 -> 426 TFLOP/s; hd128
-// 288 -> 290, 375 -> 387, 441 -> 461; hd256 229 -> 233, 280 -> 289,
-// 316 -> 328; docs/PERF.md v23).
+// kernel's deterministic mode orders dQ by key block.  LPT is their
+// Traits::LPT (bwd_wgmma.lua's lpt, with the measurements); false: launch
+// order.
 template <bool LPT, int D, int DV>
 __device__ __forceinline__ void bwd_block_coords(const fg_bwd_params &p, int &kb, int &hk, int &b) {
     if constexpr (LPT) {

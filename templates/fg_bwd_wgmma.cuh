@@ -326,7 +326,7 @@ __device__ __forceinline__ void attention_backward_wgmma(const fg_bwd_params &p,
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const bool elected = (tid & 127) == 0;
     int kb, hk, b;
-    bwd_block_coords<K::CAUSAL && !(D == 64 && DV == 64), D, DV>(p, kb, hk, b); // causal: longest first
+    bwd_block_coords<K::LPT, D, DV>(p, kb, hk, b); // causal: longest first (bwd_wgmma.lua lpt)
     const int n0 = kb * BN;
     const u32 k_s = base, v_s = base + S::V_OFF, st = base + S::ST_OFF + w * S::ST_BYTES;
 

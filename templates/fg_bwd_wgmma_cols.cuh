@@ -89,7 +89,7 @@ __device__ __forceinline__ void attention_backward_wgmma_cols(const fg_bwd_param
     const int wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const bool elected = (tid & 127) == 0;
     int kb, hk, b;
-    bwd_block_coords<K::CAUSAL && !(D == 64 && DV == 64), D, DV>(p, kb, hk, b); // causal: longest first
+    bwd_block_coords<K::LPT, D, DV>(p, kb, hk, b); // causal: longest first (bwd_wgmma.lua lpt)
     const int n0 = kb * BN;
     const u32 k_s = base, v_s = base + S::V_OFF, do_s = base + S::DO_OFF;
     const u32 pt_s = base + S::A_OFF, ds_s = pt_s + S::PS_BYTES, st = base + S::A_OFF + w * S::ST_BYTES;

@@ -176,6 +176,8 @@ int main(int argc, char **argv) {
                 CHECK_CONTAINS(r.source, d == 128 && wg == 2 ? "DQ_LAG = true" : "DQ_LAG = false");
                 /* MASK_BRANCH for every causal variant of this kernel */
                 CHECK_CONTAINS(r.source, causal ? "MASK_BRANCH = true" : "MASK_BRANCH = false");
+                /* causal key blocks longest first, except at 64/64 (bwd_wgmma.lua lpt) */
+                CHECK_CONTAINS(r.source, causal && d == 128 ? "LPT = true" : "LPT = false");
                 fg_rendered_free(&r);
             }
             v.cfg.wgmma = 1;
