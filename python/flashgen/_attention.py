@@ -4,6 +4,7 @@ import ctypes as C
 import math
 
 import torch
+import torch.nn.functional as F
 
 from . import _autograd, _blockmask, _device, _fp8, _lib, _pattern, _scores
 
@@ -182,7 +183,10 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     aligned data (a plain tensor or a view like x.transpose(1, 2) is).
     float16 or bfloat16 CUDA tensors on one device; fp32 accumulation.
     heads_q must be a multiple of heads_kv (GQA/MQA); head_dim and
-    head_dim_v multiples of 8 in 8..256.  Runs on the tensors' device, on its current stream.
+    head_dim_v in 1..256: the kernels take multiples of 8, and other head
+    dims are zero-padded to the next multiple (a copy of q, k, v and o
+    around the call, FlashAttention's wrapper does the same; the default
+    scale stays 1/sqrt(head_dim)).  Runs on the tensors' device, on its current stream.
 
     causal: False; 'bottom_right' (key j visible from query i iff
       j <= i + seqlen_k - seqlen_q, FlashAttention's convention);
@@ -275,6 +279,11 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
     scale = _scale_alias(scale, softmax_scale)
     if dropout_p:
         raise NotImplementedError(f"flashgen.attention has no dropout (dropout_p = {dropout_p}): pass 0.0")
+    if _unaligned_head_dims(q, k, v):
+        return _padded(q, k, v, causal=causal, scale=scale, block_mask=block_mask, return_lse=return_lse, layout=layout,
+                       out=out, deterministic=deterministic, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                       max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, seqused_k=seqused_k, softcap=softcap,
+                       alibi_slopes=alibi_slopes, window_size=window_size, sinks=sinks, score_mod=score_mod)
     mods = _scores.scores(softcap, alibi_slopes, window_size, sinks, score_mod)
     if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
         _blockmask.warn_mask_mod(block_mask)
@@ -364,6 +373,43 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
 
 
 _desc_cache = {}
+
+
+def _unaligned_head_dims(q, k, v):
+    """Whether a 16-bit call's head dims (1..256) are not multiples of 8,
+    which the kernels need (16-byte rows): _padded takes those."""
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+        return False
+    if q.dtype not in _DTYPES or q.dim() < 3 or k.dim() < 3 or v.dim() < 3:
+        return False
+    d, dk, dv = q.shape[-1], k.shape[-1], v.shape[-1]
+    return d == dk and 0 < d <= 256 and 0 < dv <= 256 and (d % 8 != 0 or dv % 8 != 0)
+
+
+def _padded(q, k, v, *, scale, out, return_lse, **kw):
+    """attention() for head dims that are not multiples of 8 (FlashAttention's
+    tests use 59 and 111): q and k zero-padded to the next multiple of 8
+    (q k^T is unchanged), v too (o's extra columns are dropped), the scale
+    kept at 1/sqrt(the caller's head dim).  Costs a copy of q, k, v and o;
+    differentiable (the pads and the slice are torch ops)."""
+    d, dv = q.shape[-1], v.shape[-1]
+    pd, pdv = -d % 8, -dv % 8
+    if out is not None:
+        if out.requires_grad or (torch.is_grad_enabled() and _needs_grad(q, k, v)):
+            raise ValueError("out= with inputs that require grad is not supported (autograd needs a new o)")
+        _check_out(out, q, _out_shape(q, v))
+    qp = F.pad(q, (0, pd)) if pd else q
+    kp = F.pad(k, (0, pd)) if pd else k
+    vp = F.pad(v, (0, pdv)) if pdv else v
+    r = attention(qp, kp, vp, scale=d ** -0.5 if scale is None else scale, return_lse=return_lse, **kw)
+    o, lse = r if return_lse else (r, None)
+    o = o[..., :dv]
+    if out is not None:
+        out.copy_(o)
+        o = out
+    else:
+        o = o.contiguous()
+    return (o, lse) if return_lse else o
 
 
 def _scale_alias(scale, softmax_scale):

@@ -3,7 +3,8 @@
 math formula) in float64.
 
 Fresh random q, k, v and upstream gradient per case; fp16 and bf16; head
-dims 32..256 (and 40); no / bottom-right / top-left causal; GQA and MQA;
+dims 32..256 (and 40; 4, 59 and 111, which flashgen.attention pads to a
+multiple of 8); no / bottom-right / top-left causal; GQA and MQA;
 lengths off the tiles, seqlen_q != seqlen_k, seqlen 1; bshd and bhsd; a
 value head dim of its own (v and o 128 wide against q and k 192, 64 against
 128, 128 against 64), through autograd as well.
@@ -122,6 +123,13 @@ def main():
                                         (128, 64, torch.float16, "top_left", (1, 3, 1, 300, 100)),
                                         (64, 128, torch.bfloat16, False, (2, 2, 2, 257, 129)),
                                         (256, 128, torch.float16, "bottom_right", (1, 4, 1, 130, 190))):
+        case(dtype, d, *shape, causal, rng.choice(("bshd", "bhsd")), dv=dv)
+
+    # head dims that are not multiples of 8: zero-padded around the kernels, the pads and slice differentiated by torch
+    for d, dv, dtype, causal, shape in ((59, 59, torch.bfloat16, "bottom_right", (2, 4, 2, 113, 203)),
+                                        (111, 111, torch.float16, False, (1, 2, 2, 239, 300)),
+                                        (4, 12, torch.bfloat16, "top_left", (1, 2, 1, 128, 217)),
+                                        (64, 37, torch.float16, "bottom_right", (1, 3, 3, 130, 190))):
         case(dtype, d, *shape, causal, rng.choice(("bshd", "bhsd")), dv=dv)
 
     # deterministic: bitwise equal gradients from two runs

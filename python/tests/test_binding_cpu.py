@@ -85,12 +85,15 @@ class Validation(unittest.TestCase):
         self.raises(ValueError, "multiple of the heads", t(1, 6, 8, 64), t(1, 4, 8, 64), t(1, 4, 8, 64), layout="bhsd")
 
     def test_head_dim(self):
-        self.raises(ValueError, "head dim 12", t(1, 8, 2, 12), t(1, 8, 2, 12), t(1, 8, 2, 12))
+        # not a multiple of 8: padded (HeadDimPadding below), so the call reaches the device check
+        self.raises(ValueError, "CUDA tensors", t(1, 8, 2, 12), t(1, 8, 2, 12), t(1, 8, 2, 12))
         self.raises(ValueError, "head dim 264", t(1, 8, 2, 264), t(1, 8, 2, 264), t(1, 8, 2, 264))
+        self.raises(ValueError, "head dim 261", t(1, 8, 2, 261), t(1, 8, 2, 261), t(1, 8, 2, 261))
 
     def test_head_dim_v(self):
         # v's last dim is the value head dim: checked on its own
-        self.raises(ValueError, "value head dim (v's last dim) 12", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 12))
+        self.raises(ValueError, "CUDA tensors", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 12))  # padded
+        self.raises(ValueError, "value head dim (v's last dim) 264", t(1, 8, 2, 64), t(1, 8, 2, 64), t(1, 8, 2, 264))
         self.raises(ValueError, "MLA decode", t(1, 8, 1, 192), t(1, 8, 1, 192), t(1, 8, 1, 512))
         # a narrower and a wider v pass validation (and reach the device check)
         for dv in (32, 128):
@@ -148,6 +151,66 @@ def dense_blocks(num, idx, nk):
         for i in range(int(num[b, h, q])):
             out[b, h, q, int(idx[b, h, q, i])] = True
     return out
+
+
+class HeadDimPadding(unittest.TestCase):
+    """Head dims that are not multiples of 8 go through _padded: q and k
+    zero-padded (q k^T unchanged), v padded and o's extra columns dropped,
+    the default scale 1/sqrt(the caller's head dim).  The inner call is
+    replaced here by PyTorch's math attention on the CPU, so this checks the
+    padding itself; test_head_dim_pad_gpu.py runs the kernels."""
+
+    @staticmethod
+    def math_attention(q, k, v, *, causal=False, scale=None, return_lse=False, layout="bshd", out=None, **kw):
+        assert q.shape[-1] % 8 == 0 and v.shape[-1] % 8 == 0 and out is None, "the inner call gets padded tensors"
+        x = [a.float() if layout == "bhsd" else a.float().transpose(1, 2) for a in (q, k, v)]
+        s = (x[0] @ x[1].transpose(-1, -2)) * scale
+        if causal:
+            s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
+        o = (s.softmax(-1) @ x[2]).to(q.dtype)
+        o = o if layout == "bhsd" else o.transpose(1, 2)
+        return (o, torch.logsumexp(s, -1)) if return_lse else o
+
+    def setUp(self):
+        self.inner = _attention.attention
+        calls = []
+
+        def fake(q, k, v, **kw):
+            if q.shape[-1] % 8 == 0 and v.shape[-1] % 8 == 0:
+                calls.append((q.shape[-1], v.shape[-1], kw.get("scale")))
+                return self.math_attention(q, k, v, **kw)
+            return self.inner(q, k, v, **kw)
+        self.calls = calls
+        _attention.attention = fake
+
+    def tearDown(self):
+        _attention.attention = self.inner
+
+    def test_padded_equals_unpadded(self):
+        torch.manual_seed(0)
+        for d, dv, layout, causal in ((59, 59, "bshd", False), (12, 40, "bhsd", True), (64, 37, "bshd", True),
+                                      (3, 5, "bhsd", False)):
+            shp = (lambda s, x: (2, s, 3, x)) if layout == "bshd" else (lambda s, x: (2, 3, s, x))
+            q, k, v = t(*shp(7, d)).normal_(), t(*shp(7, d)).normal_(), t(*shp(7, dv)).normal_()
+            o, lse = _attention.attention(q, k, v, causal=causal, return_lse=True, layout=layout)
+            ref, ref_lse = self.math_attention(q, k, v, causal=causal, scale=d ** -0.5, return_lse=True, layout=layout)
+            self.assertEqual(tuple(o.shape), tuple(ref.shape))
+            self.assertTrue(o.is_contiguous())
+            self.assertLess(float((o.float() - ref.float()).abs().max()), 2e-2, (d, dv, layout))
+            self.assertLess(float((lse - ref_lse).abs().max()), 1e-4, (d, dv, layout))
+            self.assertEqual(self.calls[-1], (d + (-d % 8), dv + (-dv % 8), d ** -0.5))
+            # an explicit scale (softmax_scale=, FlashAttention's name) is passed through; out= gets o
+            out = torch.full_like(ref, float("nan"))
+            r = _attention.attention(q, k, v, causal=causal, softmax_scale=0.3, layout=layout, out=out)
+            self.assertIs(r, out)
+            self.assertEqual(self.calls[-1][2], 0.3)
+            ref3 = self.math_attention(q, k, v, causal=causal, scale=0.3, layout=layout)
+            self.assertLess(float((out.float() - ref3.float()).abs().max()), 2e-2)
+
+    def test_padded_out_checked(self):
+        q = t(1, 8, 2, 12)
+        with self.assertRaises(ValueError):
+            _attention.attention(q, q, q, out=t(1, 8, 2, 16))  # o has the caller's head dim, 12
 
 
 class BlockMasks(unittest.TestCase):
