@@ -395,9 +395,9 @@ def _padded(q, k, v, *, scale, out, return_lse, **kw):
     d, dv = q.shape[-1], v.shape[-1]
     pd, pdv = -d % 8, -dv % 8
     if out is not None:
-        if out.requires_grad or (torch.is_grad_enabled() and _needs_grad(q, k, v)):
-            raise ValueError("out= with inputs that require grad is not supported (autograd needs a new o)")
-        _check_out(out, q, _out_shape(q, v))
+        if _needs_grad(q, k, v, kw.get("sinks")):  # as the unpadded call says (_autograd._grad_options)
+            raise RuntimeError("out= cannot be used when q, k, v or sinks require grad (autograd needs its own output)")
+        _check_out(out, q, tuple(q.shape[:-1]) + (dv,))  # q's shape with v's last dim (4-D, or packed 3-D)
     qp = F.pad(q, (0, pd)) if pd else q
     kp = F.pad(k, (0, pd)) if pd else k
     vp = F.pad(v, (0, pdv)) if pdv else v

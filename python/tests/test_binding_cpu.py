@@ -162,7 +162,6 @@ class HeadDimPadding(unittest.TestCase):
 
     @staticmethod
     def math_attention(q, k, v, *, causal=False, scale=None, return_lse=False, layout="bshd", out=None, **kw):
-        assert q.shape[-1] % 8 == 0 and v.shape[-1] % 8 == 0 and out is None, "the inner call gets padded tensors"
         x = [a.float() if layout == "bhsd" else a.float().transpose(1, 2) for a in (q, k, v)]
         s = (x[0] @ x[1].transpose(-1, -2)) * scale
         if causal:
@@ -176,7 +175,8 @@ class HeadDimPadding(unittest.TestCase):
         calls = []
 
         def fake(q, k, v, **kw):
-            if q.shape[-1] % 8 == 0 and v.shape[-1] % 8 == 0:
+            if q.shape[-1] % 8 == 0 and v.shape[-1] % 8 == 0:  # the inner call: padded tensors, no out=
+                assert kw.get("out") is None, "the inner call writes a new o"
                 calls.append((q.shape[-1], v.shape[-1], kw.get("scale")))
                 return self.math_attention(q, k, v, **kw)
             return self.inner(q, k, v, **kw)
@@ -211,6 +211,10 @@ class HeadDimPadding(unittest.TestCase):
         q = t(1, 8, 2, 12)
         with self.assertRaises(ValueError):
             _attention.attention(q, q, q, out=t(1, 8, 2, 16))  # o has the caller's head dim, 12
+        q3 = t(8, 2, 12)  # packed (variable lengths): o is [total, heads, 12] too
+        with self.assertRaisesRegex(ValueError, r"out must have shape \(8, 2, 12\)"):
+            _attention.attention(q3, q3, q3, cu_seqlens_q=torch.tensor([0, 8], dtype=torch.int32), max_seqlen_q=8,
+                                 out=t(8, 2, 16))
 
 
 class BlockMasks(unittest.TestCase):

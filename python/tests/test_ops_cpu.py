@@ -153,7 +153,12 @@ class Errors(unittest.TestCase):
                                     ((x, y, y), {"causal": True}, ValueError, "ambiguous"),
                                     ((x, x, x), {"causal": "lower"}, ValueError, "causal must be"),
                                     ((x, x, x), {"scale": -1.0}, ValueError, "scale must be positive"),
-                                    ((x, x, x[..., :12]), {}, ValueError, "value head dim (v's last dim) 12"),
+                                    ((x, x, torch.zeros(1, 8, 2, 264, dtype=torch.bfloat16, requires_grad=True)), {},
+                                     ValueError, "value head dim (v's last dim) 264"),
+                                    # a head dim not a multiple of 8 is padded: the same checks, the same messages
+                                    ((x[..., :12], x[..., :12], x[..., :12]), {}, ValueError, "flashgen runs on CUDA tensors"),
+                                    ((x[..., :12], x[..., :12], x[..., :12]), {"out": x[..., :12].detach()}, RuntimeError,
+                                     "out= cannot be used"),
                                     ((x, x, x), {"out": x.detach()}, RuntimeError, "out= cannot be used"),
                                     ((x, x, x), {"deterministic": True, "block_mask": flashgen.Pattern("causal")},
                                      ValueError, "deterministic=True is dense only")):
