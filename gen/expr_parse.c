@@ -91,7 +91,7 @@ static int parse_float(parser *p, size_t start) {
     for (char *c = buf; *c; ++c)
         if (*c == '.') *c = radix;
     const float f = strtof(buf, NULL);
-    if (!isfinite(f)) return fail_at(p, start, "float literal out of range (the largest float is about 3.4e38)");
+    if (!isfinite(f)) return fail_at(p, start, "float literal out of range (the largest float is about 3.4e38; infinity is spelled inf)");
     p->pos = end;
     if (isalpha((unsigned char)p->s[p->pos]) || p->s[p->pos] == '_' || p->s[p->pos] == '.')
         return fail_at(p, p->pos, "malformed number");
@@ -181,6 +181,11 @@ static int parse_name(parser *p, size_t start) {
     }
     int i = find(id, L->vars, L->nvars);
     if (i >= 0) return add_node(p, XN_VAR, -1, -1, -1, i, start);
+    if (L->floats && !strcmp(id, "inf")) { /* the float infinity (-inf: a logit masked out) */
+        const int r = add_node(p, XN_FLT, -1, -1, -1, 0, start);
+        if (r >= 0) p->t->n[r].f = INFINITY;
+        return r;
+    }
     if ((i = find(id, L->consts, L->nconst)) >= 0) return add_node(p, XN_CONST, -1, -1, -1, i, start);
     int k = snprintf(m, sizeof m, "unknown name '%s' (variables:", id);
     for (int j = 0; j < L->nvars && k > 0 && (size_t)k < sizeof m; ++j) k += snprintf(m + k, sizeof m - (size_t)k, " %s", L->vars[j]);
@@ -274,7 +279,7 @@ static int parse_expr(parser *p) {
 int fg_xname_ok(const fg_xlang *L, const char *s) {
     int ok = s && (isalpha((unsigned char)s[0]) || s[0] == '_') && strlen(s) < FG_X_MAX_NAME;
     for (const char *t = s; ok && *t; ++t) ok = isalnum((unsigned char)*t) || *t == '_';
-    ok = ok && find(s, L->vars, L->nvars) < 0;
+    ok = ok && find(s, L->vars, L->nvars) < 0 && !(L->floats && !strcmp(s, "inf"));
     for (int j = 0; ok && j < L->nfuncs; ++j) ok = strcmp(s, L->funcs[j].name) != 0;
     return ok;
 }

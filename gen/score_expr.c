@@ -87,7 +87,7 @@ static fg_status check_names(const fg_xlang *L, const fg_score_name *names, int 
         for (int j = 0; ok && j < i; ++j) ok = strcmp(s, names[j].name) != 0;
         for (int j = 0; ok && j < nother; ++j) ok = strcmp(s, other[j].name) != 0;
         if (!ok)
-            return fg_fail(err, FG_ERR_PATTERN, "score %s name '%s' is not a fresh identifier of type int or float (letters, digits, _; not a variable or function name; unique)",
+            return fg_fail(err, FG_ERR_PATTERN, "score %s name '%s' is not a fresh identifier of type int or float (letters, digits, _; not a variable, function name or inf; unique)",
                            kind, s ? s : "(null)");
     }
     return FG_OK;

@@ -10,6 +10,7 @@
 #include "gen/score_expr_tree.h"
 
 #include <locale.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,10 @@ typedef struct rctx {
 /* %.9g (which reads back as the same float), with a '.' whatever the
  * locale, and a ".0" where it would read as an integer. */
 static void put_float(fg_xbuf *b, float f, const char *suffix) {
+    if (isinf(f)) { /* the language's `inf` (a literal cannot spell it); CUDA: the bits of +inf */
+        fg_xbuf_put(b, "%s", *suffix ? "__int_as_float(0x7f800000)" : "inf");
+        return;
+    }
     char s[48];
     snprintf(s, sizeof s, "%.9g", (double)f);
     const char radix = localeconv()->decimal_point[0];

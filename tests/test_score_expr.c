@@ -441,6 +441,46 @@ static void test_fuzz(void) {
 /* min and max order -0 below +0 and let a number beat NaN, on the host as
  * on the device (fg::sx_min / sx_max): fminf/fmaxf leave the sign of an
  * equal-zeros result open, and glibc's differs from the GPU's. */
+/* inf: FlexAttention's score_mods mask by where(cond, score, -inf).  It
+ * parses, prints back, evaluates to -inf where masked, renders to CUDA as
+ * the bits of +inf, differentiates to 0 there; it is not a constant name;
+ * a literal past the float range still fails, and says how to spell it. */
+static void test_inf(void) {
+    fg_score_expr *e = parse_ok("where(q_idx >= kv_idx, score + (q_idx - kv_idx), -inf)");
+    if (!e) return;
+    char *t = fg_score_expr_render(e, FG_SCORE_RENDER_TEXT, NULL);
+    CHECK(t && !strcmp(t, "((q_idx >= kv_idx) ? (score + (q_idx - kv_idx)) : (-inf))"), "prints as %s", t ? t : "(null)");
+    fg_score_expr *f = t ? parse_ok(t) : NULL;
+    char *u = f ? fg_score_expr_render(f, FG_SCORE_RENDER_TEXT, NULL) : NULL;
+    CHECK(u && t && !strcmp(t, u), "'%s' does not print back to itself: '%s'", t, u);
+    fg_score_env env = {.score = 1.5f, .q_idx = 3, .kv_idx = 1};
+    CHECK(fg_score_expr_eval(e, &env) == 3.5f, "visible: %g", (double)fg_score_expr_eval(e, &env));
+    env.kv_idx = 4;
+    const float masked = fg_score_expr_eval(e, &env);
+    CHECK(isinf(masked) && masked < 0, "masked: %g, want -inf", (double)masked);
+    char *c = fg_score_expr_render(e, FG_SCORE_RENDER_CUDA, NULL);
+    CHECK(c && strstr(c, "__int_as_float(0x7f800000)") && !strstr(c, "inf"), "CUDA form %s", c ? c : "(null)");
+    fg_score_expr *d = NULL;
+    fg_error err = {0};
+    CHECK(fg_score_expr_derivative(e, &d, &err) == FG_OK, "%s", err.msg);
+    if (d) {
+        CHECK(fg_score_expr_eval(d, &env) == 0.0f, "d/dscore where masked: %g", (double)fg_score_expr_eval(d, &env));
+        env.kv_idx = 1;
+        CHECK(fg_score_expr_eval(d, &env) == 1.0f, "d/dscore where visible: %g", (double)fg_score_expr_eval(d, &env));
+    }
+    free(t); free(u); free(c);
+    fg_score_expr_free(d); fg_score_expr_free(f); fg_score_expr_free(e);
+    e = parse_ok("min(score, inf) * 2.0");
+    env.score = -7.0f;
+    CHECK(e && fg_score_expr_eval(e, &env) == -14.0f, "min(score, inf)");
+    fg_score_expr_free(e);
+    expect_error("score + 1e39", "infinity is spelled inf");
+    const fg_score_name named_inf[] = {{"inf", FG_SCORE_FLOAT}};
+    CHECK(fg_score_expr_parse("score", named_inf, 1, NULL, 0, &e, &err) == FG_ERR_PATTERN, "a constant named inf");
+    CHECK_CONTAINS(err.msg, "score constant name 'inf' is not a fresh identifier");
+    fg_error_clear(&err);
+}
+
 static void test_min_max_zeros(void) {
     fg_score_expr *mn = parse_ok("min(score, c)"), *mx = parse_ok("max(score, c)");
     static const struct { float s, c, min, max; } t[] = {
@@ -469,6 +509,7 @@ int main(void) {
     test_canonical_reparse();
     test_builtins();
     test_min_max_zeros();
+    test_inf();
     test_doc_examples();
     test_derivative();
     test_property();

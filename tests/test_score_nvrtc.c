@@ -57,6 +57,23 @@ int main(void) {
             free(c);
             fg_score_expr_free(x);
         }
+    /* inf (FlexAttention's masking score_mod) and its derivative */
+    {
+        fg_score_expr *x = NULL, *d = NULL;
+        if (fg_score_expr_parse("where(q_idx >= kv_idx, score, -inf) + min(score, inf) * 0.0", NULL, 0, NULL, 0, &x, &e) != FG_OK ||
+            fg_score_expr_derivative(x, &d, &e) != FG_OK) {
+            CHECK(0, "inf: %s", e.msg);
+            fg_error_clear(&e);
+        } else {
+            for (int k = 0; k < 2; ++k) {
+                char *c = fg_score_expr_render(k ? d : x, FG_SCORE_RENDER_CUDA, NULL);
+                sp_add_fn(&body, nfn++, c);
+                free(c);
+            }
+        }
+        fg_score_expr_free(d);
+        fg_score_expr_free(x);
+    }
     /* random ones */
     const fg_score_name consts[] = {{"c", FG_SCORE_FLOAT}, {"n", FG_SCORE_INT}}, tables[] = {{"tf", FG_SCORE_FLOAT}, {"ti", FG_SCORE_INT}};
     sg_seed(getenv("FG_TEST_SEED") ? strtoull(getenv("FG_TEST_SEED"), NULL, 10) : 13);

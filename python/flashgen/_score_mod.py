@@ -48,8 +48,10 @@ def _lit(x):
             raise TranslationError(f"the integer {x} is past the language's 2^62")
         return _E(str(x) if x >= 0 else f"(-{-x})", "i")
     if isinstance(x, float):
-        if not math.isfinite(x):
-            raise TranslationError(f"the float literal {x} (the language has finite floats only)")
+        if math.isnan(x):
+            raise TranslationError("the float literal nan (the language has no NaN)")
+        if math.isinf(x):  # the language's inf: where(cond, score, -inf) masks, as FlexAttention's score_mods do
+            return _E("inf" if x > 0 else "(-inf)", "f")
         t = repr(x).replace("e+", "e")  # the language's exponent has no '+'
         if "e" not in t and "." not in t:
             t += ".0"
@@ -327,8 +329,10 @@ def _trace(fn):
             tables[name] = _Table(name, value)
             return tables[name]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise TranslationError(f"{name} = {value}: constants are finite")
+            if isinstance(value, float) and math.isnan(value):
+                raise TranslationError(f"{name} = nan: the language has no NaN")
+            if isinstance(value, float) and math.isinf(value):
+                return _lit(value)  # the language's inf, written into the text
             consts[name] = value
             return _E(name, "f" if isinstance(value, float) else "i")
         return value

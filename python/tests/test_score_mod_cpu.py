@@ -47,6 +47,7 @@ def evaluate(tr, env):
     for n, table in tr.tables.items():
         ns[n] = _Read(table)
     ns.update(tr.consts)
+    ns["inf"] = math.inf
     return eval(py, {"__builtins__": {}}, ns)  # noqa: S307 (our own translation)
 
 
@@ -100,6 +101,14 @@ class Translate(unittest.TestCase):
         self.check(lambda s, b, h, q, k: torch.where((q >= k) & ((k > 3) | (h == 1)), s * 2, -s))
         self.check(lambda s, b, h, q, k: torch.where(~(q < k), s, s - 1e30))
 
+    def test_masking_with_inf(self):
+        # FlexAttention's test suite masks inside score_mods: where(cond, score, -inf)
+        neg = -math.inf
+        tr = self.check(lambda s, b, h, q, k: torch.where(q >= k, s, -float("inf")))
+        self.assertEqual(tr.text, "where((q_idx >= kv_idx), score, (-inf))")
+        self.check(lambda s, b, h, q, k: torch.where(q >= k, s + (q - k), neg), want_consts={})
+        self.check(lambda s, b, h, q, k: s.clamp(max=math.inf) * 0.5)
+
     def test_min_max_exp_log_sigmoid(self):
         self.check(lambda s, b, h, q, k: torch.maximum(torch.minimum(s, s * 0.5), -s) + torch.sigmoid(s * 0.01))
         self.check(lambda s, b, h, q, k: torch.exp(s * 0.01) + torch.log(torch.abs(s) + 1.0) + torch.exp2(s * 0.01))
@@ -130,7 +139,7 @@ class Translate(unittest.TestCase):
             (lambda s, b, h, q, k: s + bias[h, :], "slices"),
             (lambda s, b, h, q, k: s + bias[h, s], "float index"),
             (lambda s, b, h, q, k: s + big[0], "past int32"),
-            (lambda s, b, h, q, k: s * math.inf, "finite"),
+            (lambda s, b, h, q, k: s + math.nan, "no NaN"),
             (lambda s, b, h: s, "takes"),
             (lambda s, b, h, q, k: s + bias.sum(), "element by element"),
         ]
