@@ -31,6 +31,7 @@ enum {
     XN_FLT,  /* float literal (f) */
     XN_TBL,  /* table v at index a */
     XN_TANH, XN_EXP2, XN_LOG2,
+    XN_SIN, XN_COS, XN_TAN,
     XN_COUNT
 };
 

@@ -112,6 +112,19 @@ static int deriv(dctx *c, int i, char **out) {
         a = sub(c, x->a);
         k = make(c, out, "(%s / (%s * " LN2 "))", ta, a, 0, 0);
         break;
+    case XN_SIN:
+    case XN_COS:
+        if (ka == D_ZERO) break;
+        a = sub(c, x->a);
+        if (x->op == XN_SIN) k = ka == D_ONE ? make(c, out, "cos(%s)", a, 0, 0, 0) : make(c, out, "(cos(%s) * %s)", a, ta, 0, 0);
+        else k = ka == D_ONE ? make(c, out, "(-sin(%s))", a, 0, 0, 0) : make(c, out, "((-sin(%s)) * %s)", a, ta, 0, 0);
+        break;
+    case XN_TAN: /* 1 + tan^2 */
+        if (ka == D_ZERO) break;
+        a = sub(c, x->a);
+        k = ka == D_ONE ? make(c, out, "(1.0 + (tan(%s) * tan(%s)))", a, a, 0, 0)
+                        : make(c, out, "((1.0 + (tan(%s) * tan(%s))) * %s)", a, a, ta, 0);
+        break;
     case XN_SEL:
         if (kb == D_ZERO && kc == D_ZERO) break;
         if (kb == D_ONE && kc == D_ONE) { k = D_ONE; break; }
@@ -121,7 +134,8 @@ static int deriv(dctx *c, int i, char **out) {
     default: break;
     }
     if ((x->op == XN_MUL || x->op == XN_DIV || x->op == XN_MIN || x->op == XN_MAX || x->op == XN_ABS || x->op == XN_TANH ||
-         x->op == XN_EXP2 || x->op == XN_LOG2 || x->op == XN_SEL) && k == D_TEXT && !*out)
+         x->op == XN_EXP2 || x->op == XN_LOG2 || x->op == XN_SIN || x->op == XN_COS || x->op == XN_TAN || x->op == XN_SEL) &&
+        k == D_TEXT && !*out)
         k = D_ZERO;
 done:
     free(da); free(db); free(dc); free(a); free(b);

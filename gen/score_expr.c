@@ -12,7 +12,8 @@
 
 static const char *const var_names[] = {"score", "b", "h", "q_idx", "kv_idx"};
 static const fg_xfunc funcs[] = {{"min", XN_MIN, 2}, {"max", XN_MAX, 2}, {"abs", XN_ABS, 1}, {"tanh", XN_TANH, 1},
-                                 {"exp2", XN_EXP2, 1}, {"log2", XN_LOG2, 1}, {"where", XN_SEL, 3}};
+                                 {"exp2", XN_EXP2, 1}, {"log2", XN_LOG2, 1}, {"sin", XN_SIN, 1}, {"cos", XN_COS, 1},
+                                 {"tan", XN_TAN, 1}, {"where", XN_SEL, 3}};
 
 void fg_score_expr_free(fg_score_expr *e) {
     if (!e) return;
@@ -59,7 +60,7 @@ static int check(fg_score_expr *e, int i, const char *text, fg_error *err) {
     case XN_MOD:
         if (ta || tb) return type_error(err, text, x->col, "'%' needs integer operands");
         break;
-    case XN_TANH: case XN_EXP2: case XN_LOG2: ty = FG_SCORE_FLOAT; break;
+    case XN_TANH: case XN_EXP2: case XN_LOG2: case XN_SIN: case XN_COS: case XN_TAN: ty = FG_SCORE_FLOAT; break;
     case XN_NEG: case XN_ABS: ty = ta; break;
     case XN_LT: case XN_LE: case XN_GT: case XN_GE: case XN_EQ: case XN_NE: break;
     default: ty = ta | tb; break; /* + - * / min max */
@@ -218,6 +219,9 @@ static float feval(const fg_score_expr *e, int i, const fg_score_env *env) {
     case XN_TANH: return tanhf(fval(e, x->a, env));
     case XN_EXP2: return exp2f(fval(e, x->a, env));
     case XN_LOG2: return log2f(fval(e, x->a, env));
+    case XN_SIN: return sinf(fval(e, x->a, env));
+    case XN_COS: return cosf(fval(e, x->a, env));
+    case XN_TAN: return tanf(fval(e, x->a, env));
     case XN_SEL: return ieval(e, x->a, env) ? fval(e, x->b, env) : fval(e, x->c, env);
     default: break;
     }

@@ -87,10 +87,12 @@ static void table(rctx *c, const fg_xnode *x, int is_float, int w) {
 static const char *const op_text[XN_COUNT] = {
     [XN_ADD] = "+", [XN_SUB] = "-", [XN_MUL] = "*", [XN_DIV] = "/", [XN_MOD] = "%", [XN_LT] = "<", [XN_LE] = "<=",
     [XN_GT] = ">", [XN_GE] = ">=", [XN_EQ] = "==", [XN_NE] = "!=", [XN_AND] = "&&", [XN_OR] = "||",
-    [XN_MIN] = "min", [XN_MAX] = "max", [XN_ABS] = "abs", [XN_TANH] = "tanh", [XN_EXP2] = "exp2", [XN_LOG2] = "log2"};
+    [XN_MIN] = "min", [XN_MAX] = "max", [XN_ABS] = "abs", [XN_TANH] = "tanh", [XN_EXP2] = "exp2", [XN_LOG2] = "log2",
+    [XN_SIN] = "sin", [XN_COS] = "cos", [XN_TAN] = "tan"};
 static const char *const cu_float[XN_COUNT] = {
     [XN_ADD] = "__fadd_rn", [XN_SUB] = "__fsub_rn", [XN_MUL] = "__fmul_rn", [XN_DIV] = "__fdiv_rn", [XN_MIN] = "fg::sx_min",
-    [XN_MAX] = "fg::sx_max", [XN_ABS] = "fabsf", [XN_TANH] = "tanhf", [XN_EXP2] = "exp2f", [XN_LOG2] = "log2f"};
+    [XN_MAX] = "fg::sx_max", [XN_ABS] = "fabsf", [XN_TANH] = "tanhf", [XN_EXP2] = "exp2f", [XN_LOG2] = "log2f",
+    [XN_SIN] = "sinf", [XN_COS] = "cosf", [XN_TAN] = "tanf"};
 /* the mask language's helpers (fg_mask.cuh); 32-bit + - * are plain (no overflow, proven) */
 static const char *const cu_int64[XN_COUNT] = {
     [XN_ADD] = "fg::mx_add64", [XN_SUB] = "fg::mx_sub64", [XN_MUL] = "fg::mx_mul64", [XN_DIV] = "fg::mx_div64",
@@ -132,7 +134,7 @@ static void node(rctx *c, int i) {
         if (!cuda || fl) { fg_xbuf_put(b, "(-"); node(c, x->a); fg_xbuf_put(b, ")"); }
         else call(c, w ? cu_int32[XN_NEG] : cu_int64[XN_NEG], x->a, -1, 0);
         return;
-    case XN_ABS: case XN_TANH: case XN_EXP2: case XN_LOG2:
+    case XN_ABS: case XN_TANH: case XN_EXP2: case XN_LOG2: case XN_SIN: case XN_COS: case XN_TAN:
         call(c, !cuda ? op_text[x->op] : fl ? cu_float[x->op] : w ? cu_int32[x->op] : cu_int64[x->op], x->a, -1, fl);
         return;
     case XN_MIN: case XN_MAX:

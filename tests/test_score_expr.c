@@ -72,7 +72,7 @@ static void test_text_and_errors(void) {
     expect_error("tf[score]", "column 4: a table index must be an integer");
     expect_error("score + tf", "column 9: table 'tf' needs an index");
     expect_error("score + c[0]", "column 9: 'c' is not a table");
-    expect_error("score + sin(score)", "unknown function 'sin' (the functions are min, max, abs, tanh, exp2, log2, where)");
+    expect_error("score + sinh(score)", "unknown function 'sinh' (the functions are min, max, abs, tanh, exp2, log2, sin, cos, tan, where)");
     expect_error("where(q_idx > 0, score)", "expected ',' (where takes 3 arguments)");
     expect_error("tanh(score, 1.0)", "expected ')' (tanh takes 1 argument)");
     expect_error("score + 1e39", "column 9: float literal out of range");
@@ -481,6 +481,38 @@ static void test_inf(void) {
     fg_error_clear(&err);
 }
 
+/* sin, cos, tan (FlexAttention's tests use them): values, text, derivatives */
+static void test_trig(void) {
+    fg_score_expr *e = parse_ok("sin(cos(score)) + tan(b) * c");
+    if (!e) return;
+    char *t = fg_score_expr_render(e, FG_SCORE_RENDER_TEXT, NULL);
+    CHECK(t && !strcmp(t, "(sin(cos(score)) + (tan(b) * c))"), "prints as %s", t ? t : "(null)");
+    char *cu = fg_score_expr_render(e, FG_SCORE_RENDER_CUDA, NULL);
+    CHECK(cu && strstr(cu, "sinf(cosf(s))") && strstr(cu, "tanf(((float)"), "CUDA form %s", cu ? cu : "(null)");
+    const float cf[1] = {0.5f};
+    fg_score_env env = {.score = 0.75f, .b = 2, .cf = cf};
+    const float want = sinf(cosf(0.75f)) + tanf(2.0f) * 0.5f;
+    CHECK(fg_score_expr_eval(e, &env) == want, "value %g, want %g", (double)fg_score_expr_eval(e, &env), (double)want);
+    fg_score_expr *d = NULL;
+    fg_error err = {0};
+    CHECK(fg_score_expr_derivative(e, &d, &err) == FG_OK, "%s", err.msg);
+    for (float s = -3.0f; d && s <= 3.0f; s += 0.5f) {
+        env.score = s;
+        const float got = fg_score_expr_eval(d, &env), hand = cosf(cosf(s)) * -sinf(s);
+        CHECK(fabsf(got - hand) <= 1e-6f, "d/dscore at %g: %g, want %g", (double)s, (double)got, (double)hand);
+    }
+    fg_score_expr *g = parse_ok("tan(score * 0.5)"), *dg = NULL;
+    CHECK(g && fg_score_expr_derivative(g, &dg, &err) == FG_OK, "%s", err.msg);
+    env.score = 1.0f;
+    if (dg) {
+        const float tt = tanf(0.5f), hand = (1.0f + tt * tt) * 0.5f;
+        CHECK(fabsf(fg_score_expr_eval(dg, &env) - hand) <= 1e-6f, "d tan: %g, want %g", (double)fg_score_expr_eval(dg, &env), (double)hand);
+    }
+    free(t); free(cu);
+    fg_score_expr_free(dg); fg_score_expr_free(g); fg_score_expr_free(d); fg_score_expr_free(e);
+    fg_error_clear(&err);
+}
+
 static void test_min_max_zeros(void) {
     fg_score_expr *mn = parse_ok("min(score, c)"), *mx = parse_ok("max(score, c)");
     static const struct { float s, c, min, max; } t[] = {
@@ -510,6 +542,7 @@ int main(void) {
     test_builtins();
     test_min_max_zeros();
     test_inf();
+    test_trig();
     test_doc_examples();
     test_derivative();
     test_property();

@@ -60,7 +60,8 @@ int main(void) {
     /* inf (FlexAttention's masking score_mod) and its derivative */
     {
         fg_score_expr *x = NULL, *d = NULL;
-        if (fg_score_expr_parse("where(q_idx >= kv_idx, score, -inf) + min(score, inf) * 0.0", NULL, 0, NULL, 0, &x, &e) != FG_OK ||
+        if (fg_score_expr_parse("where(q_idx >= kv_idx, score, -inf) + min(score, inf) * 0.0 + sin(cos(score)) + tan(b)", NULL, 0,
+                                NULL, 0, &x, &e) != FG_OK ||
             fg_score_expr_derivative(x, &d, &e) != FG_OK) {
             CHECK(0, "inf: %s", e.msg);
             fg_error_clear(&e);

@@ -21,7 +21,8 @@ float32/int32 copy would change.
 
 Element-wise operations understood: + - * / unary -, abs, comparisons,
 & | ~ on conditions, torch.where, torch.minimum / maximum / clamp (and the
-methods), tanh, exp2, exp, log2, log, sigmoid.
+methods), tanh, exp2, exp, log2, log, sigmoid, sin, cos, tan; float
+literals and captured floats may be +-inf (where(cond, score, -inf) masks).
 """
 import collections
 import ctypes as C
@@ -152,6 +153,9 @@ class _E:
     def exp(self): return _fn1("exp2", _float(self) * _LOG2E)
     def log(self): return _fn1("log2", self) * _LN2
     def sigmoid(self): return 1.0 / (1.0 + _fn1("exp2", -(_float(self) * _LOG2E)))
+    def sin(self): return _fn1("sin", self)
+    def cos(self): return _fn1("cos", self)
+    def tan(self): return _fn1("tan", self)
 
     def clamp(self, min=None, max=None):
         r = self
@@ -205,6 +209,7 @@ _TORCH = {
     torch.clamp: _clamp, torch.clip: _clamp, torch.abs: abs, torch.tanh: lambda x: _fn1("tanh", x),
     torch.exp2: lambda x: _fn1("exp2", x), torch.log2: lambda x: _fn1("log2", x),
     torch.exp: lambda x: _lit(x).exp(), torch.log: lambda x: _lit(x).log(), torch.sigmoid: lambda x: _lit(x).sigmoid(),
+    torch.sin: lambda x: _fn1("sin", x), torch.cos: lambda x: _fn1("cos", x), torch.tan: lambda x: _fn1("tan", x),
     torch.add: lambda x, y: _lit(x) + y, torch.sub: lambda x, y: _lit(x) - y, torch.mul: lambda x, y: _lit(x) * y,
     torch.div: lambda x, y: _lit(x) / y, torch.neg: lambda x: -_lit(x),
     torch.Tensor.__add__: lambda x, y: _lit(y).__radd__(x), torch.Tensor.__radd__: lambda x, y: _lit(y).__add__(x),

@@ -43,7 +43,7 @@ def evaluate(tr, env):
     t = torch.as_tensor
     ns = dict(env, where=lambda c, x, y: torch.where(t(c).bool(), t(x), t(y)), min=lambda x, y: torch.minimum(t(x), t(y)),
               max=lambda x, y: torch.maximum(t(x), t(y)), abs=torch.abs, tanh=torch.tanh, exp2=torch.exp2,
-              log2=torch.log2)
+              log2=torch.log2, sin=torch.sin, cos=torch.cos, tan=torch.tan)
     for n, table in tr.tables.items():
         ns[n] = _Read(table)
     ns.update(tr.consts)
@@ -108,6 +108,11 @@ class Translate(unittest.TestCase):
         self.assertEqual(tr.text, "where((q_idx >= kv_idx), score, (-inf))")
         self.check(lambda s, b, h, q, k: torch.where(q >= k, s + (q - k), neg), want_consts={})
         self.check(lambda s, b, h, q, k: s.clamp(max=math.inf) * 0.5)
+
+    def test_trig(self):
+        # FlexAttention's tests' _trig and _trig2 (tan of an integer index: converted to float)
+        self.check(lambda score, b, h, m, n: torch.sin(torch.cos(score)) + torch.tan(b))
+        self.check(lambda score, b, h, m, n: torch.cos(torch.sin(score)) + torch.tan(b) + score.sin() * score.cos())
 
     def test_min_max_exp_log_sigmoid(self):
         self.check(lambda s, b, h, q, k: torch.maximum(torch.minimum(s, s * 0.5), -s) + torch.sigmoid(s * 0.01))
