@@ -169,6 +169,15 @@ def score_mod_cases():
                                           softcap=20.0, fn=rel_bias, mod=rel_bias)
     yield "score_mod where (a soft band)", dict(b=2, sq=200, sk=200, hq=4, hk=1, d=256, dtype=BF, causal=False,
                                                 fn=soft_mask, mod=soft_mask)
+    # FlexAttention's masking score_mods (-inf: the language's inf), rows 0..4 see no key (o = 0, lse = -inf),
+    # and its _trig (sin, cos, tan of an integer index)
+    late = lambda score, b, h, q_idx, kv_idx: torch.where(kv_idx <= q_idx - 5, score + (q_idx - kv_idx) * 0.01,  # noqa: E731
+                                                          -float("inf"))
+    trig = lambda score, b, h, q_idx, kv_idx: torch.sin(torch.cos(score)) + torch.tan(b)  # noqa: E731
+    yield "score_mod -inf mask with empty rows GQA", dict(b=2, sq=300, sk=300, hq=8, hk=2, d=128, dtype=BF,
+                                                         causal=False, fn=late, mod=late)
+    yield "score_mod sin/cos/tan", dict(b=2, sq=129, sk=200, hq=4, hk=4, d=64, dtype=FP, causal="bottom_right",
+                                        fn=trig, mod=trig)
 
 
 def run_score_mod_case(name, b, sq, sk, hq, hk, d, dtype, causal, fn, mod, softcap=None):
@@ -304,6 +313,12 @@ def score_mod_grad_cases():
                                         fn=smooth, mod=smooth)
     yield "score_mod kink after softcap top_left", dict(b=2, sq=200, sk=150, hq=4, hk=1, d=128, dtype=BF,
                                                         causal="top_left", softcap=10.0, fn=kink, mod=kink)
+    rel_causal = lambda score, b, h, q_idx, kv_idx: torch.where(kv_idx <= q_idx, score + (q_idx - kv_idx) * 0.01,  # noqa: E731
+                                                                -float("inf"))
+    trig = lambda score, b, h, q_idx, kv_idx: torch.sin(score * 0.5) * 2.0 + torch.cos(score * 0.25)  # noqa: E731
+    yield "score_mod -inf mask (FlexAttention's _rel_causal)", dict(b=2, sq=200, sk=200, hq=4, hk=2, d=128, dtype=BF,
+                                                                     causal=False, fn=rel_causal, mod=rel_causal)
+    yield "score_mod sin/cos", dict(b=1, sq=150, sk=220, hq=2, hk=2, d=64, dtype=FP, causal=False, fn=trig, mod=trig)
     yield "Score text, hd256", dict(b=1, sq=129, sk=200, hq=2, hk=2, d=256, dtype=BF, causal=False, fn=smooth,
                                     mod=flashgen.Score("score * 0.75 + tanh(score) * 0.5"))
 
