@@ -283,7 +283,8 @@ def attention(q, k, v, *, causal=False, scale=None, block_mask=None, return_lse=
         return _padded(q, k, v, causal=causal, scale=scale, block_mask=block_mask, return_lse=return_lse, layout=layout,
                        out=out, deterministic=deterministic, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
                        max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, seqused_k=seqused_k, softcap=softcap,
-                       alibi_slopes=alibi_slopes, window_size=window_size, sinks=sinks, score_mod=score_mod)
+                       alibi_slopes=alibi_slopes, window_size=window_size, sinks=sinks, score_mod=score_mod,
+                       q_descale=q_descale, k_descale=k_descale, v_descale=v_descale, out_dtype=out_dtype)
     mods = _scores.scores(softcap, alibi_slopes, window_size, sinks, score_mod)
     if block_mask is not None and not isinstance(block_mask, _pattern.Pattern):
         _blockmask.warn_mask_mod(block_mask)

@@ -328,8 +328,13 @@ def _trace(fn):
         raise TranslationError("score_mod must be a Python function or lambda (its captured tensors are read from "
                                "its closure and globals)")
     tables, consts = {}, {}
+    taken = set(code.co_freevars) | set(code.co_names)
 
     def stand_in(name, value):
+        if name in _RESERVED:  # a Python name the language spells otherwise (sin, inf, ...): renamed in the text
+            while name in _RESERVED or name in taken:
+                name += "_"
+            taken.add(name)
         if isinstance(value, torch.Tensor):
             tables[name] = _Table(name, value)
             return tables[name]
@@ -361,6 +366,10 @@ def _trace(fn):
     if len(used) > 8 or len(consts) > 16:
         raise TranslationError(f"{len(used)} tables and {len(consts)} constants (at most 8 and 16)")
     return Translated(out.t, used, {n: v for n, v in consts.items() if _names(out.t, n)})
+
+
+# the language's variables, functions and inf: no table or constant takes these names (gen/score_expr.c)
+_RESERVED = frozenset(ARGS + ("min", "max", "abs", "tanh", "exp2", "log2", "sin", "cos", "tan", "where", "inf"))
 
 
 def _filled(cell):

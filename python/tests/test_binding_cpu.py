@@ -158,7 +158,8 @@ class HeadDimPadding(unittest.TestCase):
     zero-padded (q k^T unchanged), v padded and o's extra columns dropped,
     the default scale 1/sqrt(the caller's head dim).  The inner call is
     replaced here by PyTorch's math attention on the CPU, so this checks the
-    padding itself; test_head_dim_pad_gpu.py runs the kernels."""
+    padding itself; test_attention_gpu.py and test_backward_gpu.py run the
+    kernels on such head dims."""
 
     @staticmethod
     def math_attention(q, k, v, *, causal=False, scale=None, return_lse=False, layout="bshd", out=None, **kw):

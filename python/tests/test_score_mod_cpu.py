@@ -171,10 +171,21 @@ class WithLibrary(unittest.TestCase):
         for fn in (lambda s, b, h, q, k: s + bias[h, (k - q).clamp(-63, 63) + 63],
                    lambda s, b, h, q, k: s - slopes[h] * abs(q - k),
                    lambda s, b, h, q, k: torch.where((q >= k) & ~(h == 2), torch.tanh(s * 0.1) * 10.0, s - 1e30),
-                   lambda s, b, h, q, k: torch.sigmoid(s) + torch.exp(s * 0.001) + torch.log(abs(s) + 1.0) + q / 7):
+                   lambda s, b, h, q, k: torch.sigmoid(s) + torch.exp(s * 0.001) + torch.log(abs(s) + 1.0) + q / 7,
+                   lambda s, b, h, q, k: torch.where(q >= k, s + (q - k), -float("inf")),  # FlexAttention's _rel_causal
+                   lambda s, b, h, q, k: torch.sin(torch.cos(s)) + torch.tan(b)):  # its _trig
             sc = flashgen.Score(fn)
             self.assertTrue(sc.text)
             self.assertEqual(flashgen.Score(sc.text, tables=sc.tables, consts=sc.consts).text, sc.text)
+
+    def test_reserved_capture_names(self):
+        # captured names that the language reserves (functions, inf) are renamed in the text
+        import flashgen
+        sin, inf = torch.randn(16), 0.5
+        sc = flashgen.Score(lambda s, b, h, q, k: s + sin[k] * inf)
+        self.assertEqual(sorted(sc.tables), ["sin_"])
+        self.assertEqual(sc.consts, {"inf_": 0.5})
+        self.assertEqual(flashgen.Score(sc.text, tables=sc.tables, consts=sc.consts).text, sc.text)
 
     def test_errors(self):
         import flashgen
