@@ -7,7 +7,7 @@
 #
 # FLASHGEN_SANITIZE=1 builds in build-asan with -fsanitize=address,undefined
 # (any report fails its test) and leaves out the tests that cannot or need
-# not run there: py_abi, py_binding_cpu, py_ops_cpu, py_infer_cpu, mask_python and py_cuda_paths load
+# not run there: py_abi, py_binding_cpu, py_ops_cpu, py_infer_cpu, py_score_mod_cpu, mask_python and py_cuda_paths load
 # the instrumented libflashgen.so into an uninstrumented python;
 # install_consumers links the installed static library into programs built
 # without the sanitizers; and
@@ -23,7 +23,7 @@ exclude=()
 if [ "${FLASHGEN_SANITIZE:-0}" = 1 ]; then
   build=build-asan
   opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLASHGEN_SANITIZE=ON)
-  exclude=(-E '^(py_abi|py_binding_cpu|py_ops_cpu|py_infer_cpu|mask_python|py_cuda_paths|install_consumers|test_compile_matrix|hopper_sass)$')
+  exclude=(-E '^(py_abi|py_binding_cpu|py_ops_cpu|py_infer_cpu|py_score_mod_cpu|mask_python|py_cuda_paths|install_consumers|test_compile_matrix|hopper_sass)$')
 fi
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" "${opts[@]}" -DCUDA_HOME="$cuda" >/dev/null
