@@ -35,6 +35,7 @@ import operator
 import threading
 
 import torch
+import torch.nn.functional as F
 
 from . import _attention as A
 from . import _device, _lib, _scores
@@ -304,6 +305,11 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
       sequence, q_idx the query's row in q, kv_idx the key's position in
       the cache.
 
+    Head dims that are not multiples of 8 are zero-padded around the call,
+    as flashgen.attention pads them; here that copies the whole cache each
+    way (the appended rows go back into k_cache and v_cache), so serving
+    should keep head dims multiples of 8.
+
     float16/bfloat16 CUDA tensors on one device with unit last strides; the
     int tensors int32, contiguous, on that device.  Nothing synchronises or
     copies between host and device, so a decode step can be captured in a
@@ -315,6 +321,11 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     """
     if return_softmax_lse is not None:
         return_lse = bool(return_softmax_lse)
+    if A._unaligned_head_dims(q, k_cache, v_cache) and all(t is None or isinstance(t, torch.Tensor) for t in (k, v)):
+        return _kvcache_padded(q, k_cache, v_cache, k, v, cache_seqlens=cache_seqlens, block_table=block_table,
+                               causal=causal, softmax_scale=softmax_scale, num_splits=num_splits, return_lse=return_lse,
+                               out=out, softcap=softcap, alibi_slopes=alibi_slopes, window_size=window_size, sinks=sinks,
+                               score_mod=score_mod)
     mods = _scores.scores(softcap, alibi_slopes, window_size, sinks, score_mod)
     _no_grad_only("attention_with_kvcache", q, k_cache, v_cache, k, v, mods.alibi_slopes, mods.sinks)
     key = ("kv", _meta(q, k_cache, v_cache, k, v, cache_seqlens, block_table, out), causal, softmax_scale,
@@ -333,6 +344,38 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
         if lens is not None:
             lens = lens + k.shape[1]  # a new tensor: the caller's cache_seqlens stays as it was
     _forward(spec, q, k_cache, v_cache, o, lse, mods, seqlens_k=lens, block_table=block_table)
+    return (o, lse) if return_lse else o
+
+
+def _kvcache_padded(q, k_cache, v_cache, k, v, *, softmax_scale, out, return_lse, **kw):
+    """attention_with_kvcache for head dims that are not multiples of 8
+    (FlashAttention's tests use 59): q, the caches and the new rows
+    zero-padded to the next multiple, the call made on the padded copies,
+    then the appended rows copied back into the caller's caches (the whole
+    cache is copied each way: fine for a test, slow for serving, which
+    should keep head dims multiples of 8) and o sliced.  The default scale
+    stays 1/sqrt(head_dim)."""
+    d, dv = q.shape[-1], v_cache.shape[-1]
+    pd, pdv = -d % 8, -dv % 8
+    if (k is None) != (v is None):
+        raise ValueError("k and v (the new keys and values to append) must both be given or both be None")
+    if out is not None:
+        A._check_out(out, q, tuple(q.shape[:-1]) + (dv,))
+    pad = lambda t, n: F.pad(t, (0, n)) if n and t is not None else t  # noqa: E731
+    kc, vc = pad(k_cache, pd), pad(v_cache, pdv)
+    r = attention_with_kvcache(pad(q, pd), kc, vc, pad(k, pd), pad(v, pdv),
+                               softmax_scale=d ** -0.5 if softmax_scale is None else softmax_scale,
+                               return_lse=return_lse, **kw)
+    if k is not None:  # the new rows went into the padded copies
+        k_cache.copy_(kc[..., :d])
+        v_cache.copy_(vc[..., :dv])
+    o, lse = r if return_lse else (r, None)
+    o = o[..., :dv]
+    if out is not None:
+        out.copy_(o)
+        o = out
+    else:
+        o = o.contiguous()
     return (o, lse) if return_lse else o
 
 

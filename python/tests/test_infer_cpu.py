@@ -219,6 +219,70 @@ def desc_of(fn, *args, **kw):
         return fn(*args, **kw)
 
 
+class KVCachePadding(unittest.TestCase):
+    """Head dims that are not multiples of 8 (FlashAttention's kvcache test
+    uses 59): _kvcache_padded pads q, the caches and the new rows, calls
+    again and copies the appended rows back.  The inner call is replaced by
+    a CPU reference (append at cache_seqlens, then attention over each
+    sequence's keys, bottom-right causal), so this checks the padding."""
+
+    @staticmethod
+    def reference(q, kc, vc, k=None, v=None, cache_seqlens=0, softmax_scale=None, causal=False, return_lse=False,
+                  **kw):
+        b, sq = q.shape[:2]
+        n = cache_seqlens
+        if k is not None:
+            kc[:, n:n + k.shape[1]] = k
+            vc[:, n:n + k.shape[1]] = v
+            n += k.shape[1]
+        qf, kf, vf = (x.float().transpose(1, 2) for x in (q, kc[:, :n], vc[:, :n]))
+        g = qf.shape[1] // kf.shape[1]
+        kf, vf = kf.repeat_interleave(g, 1), vf.repeat_interleave(g, 1)
+        s = qf @ kf.transpose(-1, -2) * softmax_scale
+        if causal:
+            i, j = torch.arange(sq)[:, None], torch.arange(n)[None, :]
+            s = s.masked_fill(j > i + n - sq, float("-inf"))
+        o = (s.softmax(-1) @ vf).transpose(1, 2).to(q.dtype)
+        return (o, torch.logsumexp(s, -1)) if return_lse else o
+
+    def setUp(self):
+        self.inner, self.calls = _inference.attention_with_kvcache, []
+
+        def fake(q, kc, vc, k=None, v=None, **kw):
+            if q.shape[-1] % 8 or vc.shape[-1] % 8:
+                return self.inner(q, kc, vc, k, v, **kw)
+            self.calls.append((q.shape[-1], vc.shape[-1], kw["softmax_scale"]))
+            return self.reference(q, kc, vc, k, v, **kw)
+        _inference.attention_with_kvcache = fake
+
+    def tearDown(self):
+        _inference.attention_with_kvcache = self.inner
+
+    def test_padded_equals_unpadded(self):
+        torch.manual_seed(1)
+        for d, dv, causal, new in ((59, 59, True, 2), (12, 40, False, 0), (64, 37, True, 1)):
+            q = torch.randn(2, 3, 4, d, dtype=BF)
+            kc, vc = torch.randn(2, 16, 2, d, dtype=BF), torch.randn(2, 16, 2, dv, dtype=BF)
+            k = torch.randn(2, new, 2, d, dtype=BF) if new else None
+            v = torch.randn(2, new, 2, dv, dtype=BF) if new else None
+            kc0, vc0 = kc.clone(), vc.clone()
+            o, lse = _inference.attention_with_kvcache(q, kc, vc, k, v, cache_seqlens=5, causal=causal, return_lse=True)
+            ro, rl = self.reference(q, kc0, vc0, k, v, cache_seqlens=5, softmax_scale=d ** -0.5, causal=causal,
+                                    return_lse=True)
+            self.assertEqual(tuple(o.shape), (2, 3, 4, dv))
+            self.assertTrue(o.is_contiguous())
+            self.assertLess(float((o.float() - ro.float()).abs().max()), 2e-2, (d, dv))
+            self.assertLess(float((lse - rl).abs().max()), 1e-4, (d, dv))
+            # the new rows are in the caller's caches (kc0/vc0: the reference appended into them)
+            self.assertTrue(torch.equal(kc, kc0) and torch.equal(vc, vc0), (d, dv))
+            self.assertEqual(self.calls[-1], (d + (-d % 8), dv + (-dv % 8), d ** -0.5))
+            out = torch.full_like(ro, float("nan"))
+            r = _inference.attention_with_kvcache(q, kc.clone(), vc.clone(), cache_seqlens=5, softmax_scale=0.2, out=out)
+            self.assertIs(r, out)
+            self.assertEqual(self.calls[-1][2], 0.2)
+            self.assertFalse(torch.isnan(out).any())
+
+
 class Descriptors(unittest.TestCase):
     def test_paged(self):
         q, pages = t(3, 2, 8, 64), t(10, 16, 2, 64)

@@ -498,6 +498,10 @@ def main():
                         page=page, gen=gen))
     add(kv_case("kvcache page=16 shared page", [100, 40, 7], 256, 1, 32, 8, 128, BF, BR, page=16, share=True, gen=gen))
     add(kv_case("kvcache MHA fp16 d=64", [50, 200], 256, 1, 16, 16, 64, FP, BR, gen=gen))
+    # head dims not multiples of 8 (FlashAttention's kvcache test uses 59): padded around the call, appends copied back
+    add(kv_case("kvcache d=59 (padded) appends", [50, 200, 0], 256, 1, 8, 2, 59, BF, BR, new=2, gen=gen))
+    add(kv_case("kvcache d=59 (padded) paged 16 appends", [50, 200, 0], 256, 3, 8, 2, 59, FP, TL, page=16, new=3,
+                gen=gen))
     # appends: 1 and 3 new rows, contiguous and paged (the shared page stays below the new rows)
     if appends:
         for page in (None, 16, 64):
