@@ -379,12 +379,16 @@ _desc_cache = {}
 def _unaligned_head_dims(q, k, v):
     """Whether a 16-bit call's head dims (1..256) are not multiples of 8,
     which the kernels need (16-byte rows): _padded takes those."""
-    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+    try:  # the common case first, in two attribute reads: this runs on every call's host path
+        d, dv = q.shape[-1], v.shape[-1]
+        if not (d % 8 or dv % 8):
+            return False
+    except (AttributeError, IndexError, TypeError):  # not tensors, or 0-D: attention's checks say what is wrong
         return False
-    if q.dtype not in _DTYPES or q.dim() < 3 or k.dim() < 3 or v.dim() < 3:
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)) or q.dtype not in _DTYPES or q.dim() < 3 or \
+            k.dim() < 3 or v.dim() < 3:
         return False
-    d, dk, dv = q.shape[-1], k.shape[-1], v.shape[-1]
-    return d == dk and 0 < d <= 256 and 0 < dv <= 256 and (d % 8 != 0 or dv % 8 != 0)
+    return k.shape[-1] == d and 0 < d <= 256 and 0 < dv <= 256
 
 
 def _padded(q, k, v, *, scale, out, return_lse, **kw):
