@@ -403,10 +403,18 @@ def _padded(q, k, v, *, scale, out, return_lse, **kw):
         if _needs_grad(q, k, v, kw.get("sinks")):  # as the unpadded call says (_autograd._grad_options)
             raise RuntimeError("out= cannot be used when q, k, v or sinks require grad (autograd needs its own output)")
         _check_out(out, q, tuple(q.shape[:-1]) + (dv,))  # q's shape with v's last dim (4-D, or packed 3-D)
-    qp = F.pad(q, (0, pd)) if pd else q
-    kp = F.pad(k, (0, pd)) if pd else k
-    vp = F.pad(v, (0, pdv)) if pdv else v
-    r = attention(qp, kp, vp, scale=d ** -0.5 if scale is None else scale, return_lse=return_lse, **kw)
+    r = attention(_pad_head(q, pd), _pad_head(k, pd), _pad_head(v, pdv), scale=d ** -0.5 if scale is None else scale,
+                  return_lse=return_lse, **kw)
+    return _unpadded(r, return_lse, dv, out)
+
+
+def _pad_head(t, n):
+    """t zero-padded by n columns in its last dim (t itself for n = 0 or None)."""
+    return F.pad(t, (0, n)) if n and t is not None else t
+
+
+def _unpadded(r, return_lse, dv, out):
+    """A padded call's result, o cut back to dv columns: into out, else a new contiguous tensor."""
     o, lse = r if return_lse else (r, None)
     o = o[..., :dv]
     if out is not None:

@@ -35,7 +35,6 @@ import operator
 import threading
 
 import torch
-import torch.nn.functional as F
 
 from . import _attention as A
 from . import _device, _lib, _scores
@@ -361,22 +360,14 @@ def _kvcache_padded(q, k_cache, v_cache, k, v, *, softmax_scale, out, return_lse
         raise ValueError("k and v (the new keys and values to append) must both be given or both be None")
     if out is not None:
         A._check_out(out, q, tuple(q.shape[:-1]) + (dv,))
-    pad = lambda t, n: F.pad(t, (0, n)) if n and t is not None else t  # noqa: E731
-    kc, vc = pad(k_cache, pd), pad(v_cache, pdv)
-    r = attention_with_kvcache(pad(q, pd), kc, vc, pad(k, pd), pad(v, pdv),
+    kc, vc = A._pad_head(k_cache, pd), A._pad_head(v_cache, pdv)
+    r = attention_with_kvcache(A._pad_head(q, pd), kc, vc, A._pad_head(k, pd), A._pad_head(v, pdv),
                                softmax_scale=d ** -0.5 if softmax_scale is None else softmax_scale,
                                return_lse=return_lse, **kw)
     if k is not None:  # the new rows went into the padded copies
         k_cache.copy_(kc[..., :d])
         v_cache.copy_(vc[..., :dv])
-    o, lse = r if return_lse else (r, None)
-    o = o[..., :dv]
-    if out is not None:
-        out.copy_(o)
-        o = out
-    else:
-        o = o.contiguous()
-    return (o, lse) if return_lse else o
+    return A._unpadded(r, return_lse, dv, out)
 
 
 def _kvcache_spec(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal, scale, num_splits, out,
