@@ -11,8 +11,7 @@ static const fg_ival BOOL01 = {0, 1};
  * operation that is float in any expression). */
 static int floaty(const fg_xtree *t, int i, const unsigned char *skip) {
     const int op = t->n[i].op;
-    return (skip && skip[i]) || op == XN_FLT || op == XN_TANH || op == XN_EXP2 || op == XN_LOG2 || op == XN_SIN ||
-           op == XN_COS || op == XN_TAN;
+    return (skip && skip[i]) || op == XN_FLT || fg_xop_float_fn(op);
 }
 
 static fg_ival iv_const(int64_t v) { fg_ival r = {v, v}; return r; }
@@ -33,12 +32,12 @@ fg_ival fg_xinterval(const fg_xtree *t, int i, const fg_ival *vars, const int64_
     const fg_xnode *x = &t->n[i];
     fg_ival a, b, r;
     int64_t t1, t2, t3, t4;
-    if (skip && skip[i]) return ANY;
+    if ((skip && skip[i]) || fg_xop_float_fn(x->op)) return ANY;
     switch (x->op) {
     case XN_NUM: return iv_const(x->v);
     case XN_CONST: return iv_const(consts ? consts[x->v] : 0);
     case XN_VAR: return vars[x->v];
-    case XN_FLT: case XN_TBL: case XN_TANH: case XN_EXP2: case XN_LOG2: case XN_SIN: case XN_COS: case XN_TAN: return ANY;
+    case XN_FLT: case XN_TBL: return ANY;
     default: break;
     }
     a = fg_xinterval(t, x->a, vars, consts, skip);

@@ -35,6 +35,10 @@ enum {
     XN_COUNT
 };
 
+/* The float functions of one argument (XN_TANH .. XN_TAN, contiguous
+ * above): float-valued, opaque to the interval analysis. */
+static inline int fg_xop_float_fn(int op) { return op >= XN_TANH && op <= XN_TAN; }
+
 typedef struct fg_xnode {
     int op;
     int a, b, c;  /* child node indices, -1 when absent */

@@ -133,9 +133,8 @@ static int deriv(dctx *c, int i, char **out) {
         break;
     default: break;
     }
-    if ((x->op == XN_MUL || x->op == XN_DIV || x->op == XN_MIN || x->op == XN_MAX || x->op == XN_ABS || x->op == XN_TANH ||
-         x->op == XN_EXP2 || x->op == XN_LOG2 || x->op == XN_SIN || x->op == XN_COS || x->op == XN_TAN || x->op == XN_SEL) &&
-        k == D_TEXT && !*out)
+    if ((x->op == XN_MUL || x->op == XN_DIV || x->op == XN_MIN || x->op == XN_MAX || x->op == XN_ABS ||
+         fg_xop_float_fn(x->op) || x->op == XN_SEL) && k == D_TEXT && !*out)
         k = D_ZERO;
 done:
     free(da); free(db); free(dc); free(a); free(b);

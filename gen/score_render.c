@@ -28,9 +28,9 @@ typedef struct rctx {
 
 /* %.9g (which reads back as the same float), with a '.' whatever the
  * locale, and a ".0" where it would read as an integer. */
-static void put_float(fg_xbuf *b, float f, const char *suffix) {
+static void put_float(fg_xbuf *b, float f, int cuda) {
     if (isinf(f)) { /* the language's `inf` (a literal cannot spell it); CUDA: the bits of +inf */
-        fg_xbuf_put(b, "%s", *suffix ? "__int_as_float(0x7f800000)" : "inf");
+        fg_xbuf_put(b, "%s", cuda ? "__int_as_float(0x7f800000)" : "inf");
         return;
     }
     char s[48];
@@ -38,7 +38,7 @@ static void put_float(fg_xbuf *b, float f, const char *suffix) {
     const char radix = localeconv()->decimal_point[0];
     for (char *c = s; *c; ++c)
         if (*c == radix) *c = '.';
-    fg_xbuf_put(b, "%s%s%s", s, strpbrk(s, ".e") ? "" : ".0", suffix);
+    fg_xbuf_put(b, "%s%s%s", s, strpbrk(s, ".e") ? "" : ".0", cuda ? "f" : "");
 }
 
 static void node(rctx *c, int i);
@@ -108,7 +108,7 @@ static void node(rctx *c, int i) {
     fg_xbuf *b = c->b;
     switch (x->op) {
     case XN_NUM: fg_xbuf_put(b, cuda && !w ? "%lldll" : "%lld", (long long)x->v); return;
-    case XN_FLT: put_float(b, x->f, cuda ? "f" : ""); return;
+    case XN_FLT: put_float(b, x->f, cuda); return;
     case XN_VAR:
         if (!cuda) fg_xbuf_put(b, "%s", var_names[x->v]);
         else if (fl) fg_xbuf_put(b, "s");

@@ -356,15 +356,13 @@ def _kvcache_padded(q, k_cache, v_cache, k, v, *, softmax_scale, out, return_lse
     stays 1/sqrt(head_dim)."""
     d, dv = q.shape[-1], v_cache.shape[-1]
     pd, pdv = -d % 8, -dv % 8
-    if (k is None) != (v is None):
-        raise ValueError("k and v (the new keys and values to append) must both be given or both be None")
     if out is not None:
         A._check_out(out, q, tuple(q.shape[:-1]) + (dv,))
     kc, vc = A._pad_head(k_cache, pd), A._pad_head(v_cache, pdv)
     r = attention_with_kvcache(A._pad_head(q, pd), kc, vc, A._pad_head(k, pd), A._pad_head(v, pdv),
                                softmax_scale=d ** -0.5 if softmax_scale is None else softmax_scale,
                                return_lse=return_lse, **kw)
-    if k is not None:  # the new rows went into the padded copies
+    if k is not None:  # the new rows went into the padded copies (the inner call refused k without v)
         k_cache.copy_(kc[..., :d])
         v_cache.copy_(vc[..., :dv])
     return A._unpadded(r, return_lse, dv, out)
